@@ -1,0 +1,92 @@
+from trenchcoat.v1 import media_pb2 as _media_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class UploadHeader(_message.Message):
+    __slots__ = ("owner_id", "content_type", "size_bytes", "idempotency_key")
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    owner_id: int
+    content_type: str
+    size_bytes: int
+    idempotency_key: str
+    def __init__(self, owner_id: _Optional[int] = ..., content_type: _Optional[str] = ..., size_bytes: _Optional[int] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class UploadRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: UploadHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class UploadResponse(_message.Message):
+    __slots__ = ("media",)
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    media: _media_pb2.MediaInfo
+    def __init__(self, media: _Optional[_Union[_media_pb2.MediaInfo, _Mapping]] = ...) -> None: ...
+
+class ReadRequest(_message.Message):
+    __slots__ = ("ref", "alternate_key", "offset", "length")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    ref: _media_pb2.MediaRef
+    alternate_key: int
+    offset: int
+    length: int
+    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., alternate_key: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class ReadResponse(_message.Message):
+    __slots__ = ("media", "offset", "data")
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    media: _media_pb2.MediaInfo
+    offset: int
+    data: bytes
+    def __init__(self, media: _Optional[_Union[_media_pb2.MediaInfo, _Mapping]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: _media_pb2.MediaRef
+    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class StatRequest(_message.Message):
+    __slots__ = ("ref",)
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ref: _media_pb2.MediaRef
+    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ...) -> None: ...
+
+class StatResponse(_message.Message):
+    __slots__ = ("media",)
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    media: _media_pb2.MediaInfo
+    def __init__(self, media: _Optional[_Union[_media_pb2.MediaInfo, _Mapping]] = ...) -> None: ...
+
+class BatchStatRequest(_message.Message):
+    __slots__ = ("refs",)
+    REFS_FIELD_NUMBER: _ClassVar[int]
+    refs: _containers.RepeatedCompositeFieldContainer[_media_pb2.MediaRef]
+    def __init__(self, refs: _Optional[_Iterable[_Union[_media_pb2.MediaRef, _Mapping]]] = ...) -> None: ...
+
+class BatchStatResponse(_message.Message):
+    __slots__ = ("media",)
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    media: _containers.RepeatedCompositeFieldContainer[_media_pb2.MediaInfo]
+    def __init__(self, media: _Optional[_Iterable[_Union[_media_pb2.MediaInfo, _Mapping]]] = ...) -> None: ...

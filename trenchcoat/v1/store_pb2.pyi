@@ -1,0 +1,207 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateVolumeRequest(_message.Message):
+    __slots__ = ("volume_id",)
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    def __init__(self, volume_id: _Optional[int] = ...) -> None: ...
+
+class CreateVolumeResponse(_message.Message):
+    __slots__ = ("volume",)
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    volume: VolumeInfo
+    def __init__(self, volume: _Optional[_Union[VolumeInfo, _Mapping]] = ...) -> None: ...
+
+class WriteNeedleRequest(_message.Message):
+    __slots__ = ("volume_id", "key", "alternate_key", "cookie", "data")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    COOKIE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    key: int
+    alternate_key: int
+    cookie: int
+    data: bytes
+    def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., cookie: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class WriteNeedleResponse(_message.Message):
+    __slots__ = ("offset", "stored_size")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    STORED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    stored_size: int
+    def __init__(self, offset: _Optional[int] = ..., stored_size: _Optional[int] = ...) -> None: ...
+
+class ReadNeedleRequest(_message.Message):
+    __slots__ = ("volume_id", "key", "alternate_key", "cookie")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    COOKIE_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    key: int
+    alternate_key: int
+    cookie: int
+    def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., cookie: _Optional[int] = ...) -> None: ...
+
+class ReadNeedleResponse(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class BatchReadRequest(_message.Message):
+    __slots__ = ("reads",)
+    READS_FIELD_NUMBER: _ClassVar[int]
+    reads: _containers.RepeatedCompositeFieldContainer[ReadNeedleRequest]
+    def __init__(self, reads: _Optional[_Iterable[_Union[ReadNeedleRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchReadResponse(_message.Message):
+    __slots__ = ("index", "code", "message", "data")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    code: int
+    message: str
+    data: bytes
+    def __init__(self, index: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class DeleteNeedleRequest(_message.Message):
+    __slots__ = ("volume_id", "key", "alternate_key", "cookie")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    COOKIE_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    key: int
+    alternate_key: int
+    cookie: int
+    def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., cookie: _Optional[int] = ...) -> None: ...
+
+class DeleteNeedleResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class CompactVolumeRequest(_message.Message):
+    __slots__ = ("volume_id",)
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    def __init__(self, volume_id: _Optional[int] = ...) -> None: ...
+
+class CompactVolumeResponse(_message.Message):
+    __slots__ = ("reclaimed_bytes", "live_needles")
+    RECLAIMED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LIVE_NEEDLES_FIELD_NUMBER: _ClassVar[int]
+    reclaimed_bytes: int
+    live_needles: int
+    def __init__(self, reclaimed_bytes: _Optional[int] = ..., live_needles: _Optional[int] = ...) -> None: ...
+
+class ScrubVolumeRequest(_message.Message):
+    __slots__ = ("volume_id",)
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    def __init__(self, volume_id: _Optional[int] = ...) -> None: ...
+
+class DamagedNeedle(_message.Message):
+    __slots__ = ("key", "alternate_key", "offset", "reason")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    key: int
+    alternate_key: int
+    offset: int
+    reason: str
+    def __init__(self, key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., offset: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ScrubVolumeResponse(_message.Message):
+    __slots__ = ("needles_checked", "damaged")
+    NEEDLES_CHECKED_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_FIELD_NUMBER: _ClassVar[int]
+    needles_checked: int
+    damaged: _containers.RepeatedCompositeFieldContainer[DamagedNeedle]
+    def __init__(self, needles_checked: _Optional[int] = ..., damaged: _Optional[_Iterable[_Union[DamagedNeedle, _Mapping]]] = ...) -> None: ...
+
+class VolumeStatusRequest(_message.Message):
+    __slots__ = ("volume_id",)
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    def __init__(self, volume_id: _Optional[int] = ...) -> None: ...
+
+class VolumeInfo(_message.Message):
+    __slots__ = ("volume_id", "read_only", "needles", "deleted_needles", "live_bytes", "dead_bytes", "file_bytes", "capacity_bytes", "created_unix_ms")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    NEEDLES_FIELD_NUMBER: _ClassVar[int]
+    DELETED_NEEDLES_FIELD_NUMBER: _ClassVar[int]
+    LIVE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DEAD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    read_only: bool
+    needles: int
+    deleted_needles: int
+    live_bytes: int
+    dead_bytes: int
+    file_bytes: int
+    capacity_bytes: int
+    created_unix_ms: int
+    def __init__(self, volume_id: _Optional[int] = ..., read_only: _Optional[bool] = ..., needles: _Optional[int] = ..., deleted_needles: _Optional[int] = ..., live_bytes: _Optional[int] = ..., dead_bytes: _Optional[int] = ..., file_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+
+class VolumeStatusResponse(_message.Message):
+    __slots__ = ("machine_id", "volumes")
+    MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    machine_id: int
+    volumes: _containers.RepeatedCompositeFieldContainer[VolumeInfo]
+    def __init__(self, machine_id: _Optional[int] = ..., volumes: _Optional[_Iterable[_Union[VolumeInfo, _Mapping]]] = ...) -> None: ...
+
+class SetReadOnlyRequest(_message.Message):
+    __slots__ = ("volume_id", "read_only")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    READ_ONLY_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    read_only: bool
+    def __init__(self, volume_id: _Optional[int] = ..., read_only: _Optional[bool] = ...) -> None: ...
+
+class SetReadOnlyResponse(_message.Message):
+    __slots__ = ("volume",)
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    volume: VolumeInfo
+    def __init__(self, volume: _Optional[_Union[VolumeInfo, _Mapping]] = ...) -> None: ...
+
+class ExportVolumeRequest(_message.Message):
+    __slots__ = ("volume_id", "offset", "chunk_bytes")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    offset: int
+    chunk_bytes: int
+    def __init__(self, volume_id: _Optional[int] = ..., offset: _Optional[int] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
+
+class ExportVolumeResponse(_message.Message):
+    __slots__ = ("offset", "data", "crc32c", "end_offset")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    CRC32C_FIELD_NUMBER: _ClassVar[int]
+    END_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    data: bytes
+    crc32c: int
+    end_offset: int
+    def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., crc32c: _Optional[int] = ..., end_offset: _Optional[int] = ...) -> None: ...
