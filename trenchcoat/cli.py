@@ -1,0 +1,150 @@
+"""The ``trenchcoat`` command: run a local cluster and talk to it.
+
+    trenchcoat up        start the local cluster and watch it until Ctrl-C
+    trenchcoat status    health of every process of the running local cluster
+    trenchcoat demo      start a fresh cluster, show it working, stop it (what `make demo` runs)
+    trenchcoat config    print the effective config, or with --reference every key
+
+Every verb takes ``--config FILE`` (default: $TRENCHCOAT_CONFIG, else ./trenchcoat.toml,
+else built-in defaults); TRENCHCOAT_<SECTION>__<KEY> variables override single keys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from trenchcoat import config as configmod
+from trenchcoat import procs
+from trenchcoat.errors import TrenchcoatError
+from trenchcoat.launcher import Cluster, ProcessStatus, read_state, status_from_state
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = configmod.load(args.config or configmod.default_path(os.environ), os.environ)
+        return int(args.run(args, config))
+    except TrenchcoatError as exc:
+        print(f"trenchcoat: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, configmod.ConfigError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trenchcoat", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="cluster config file (TOML)")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    up = verbs.add_parser("up", help="start the local cluster and watch it until Ctrl-C")
+    up.set_defaults(run=cmd_up)
+
+    status = verbs.add_parser("status", help="health of every process of the running cluster")
+    status.set_defaults(run=cmd_status)
+
+    demo = verbs.add_parser("demo", help="start a cluster, show it working, stop it")
+    demo.set_defaults(run=cmd_demo)
+
+    cfg = verbs.add_parser("config", help="print the effective config")
+    cfg.add_argument("--reference", action="store_true", help="list every key with its default and meaning")
+    cfg.set_defaults(run=cmd_config)
+    return parser
+
+
+def cmd_up(args: argparse.Namespace, config: configmod.Config) -> int:
+    cluster = Cluster(config, config_path=args.config)
+    stop = _StopFlag()
+    print(f"starting cluster {config.cluster.name!r} in {cluster.data_dir}", flush=True)
+    cluster.start()
+    print("cluster up; Ctrl-C stops it. `trenchcoat status` shows health.", flush=True)
+    try:
+        clean = cluster.supervise(stop.is_set)
+    finally:
+        print("stopping cluster", flush=True)
+        cluster.stop()
+    return EXIT_OK if clean else EXIT_FAILED
+
+
+def cmd_status(args: argparse.Namespace, config: configmod.Config) -> int:
+    data_dir = Path(config.cluster.data_dir).resolve()
+    state = read_state(data_dir)
+    if state is None:
+        print(f"no cluster running on {data_dir} (start one with `trenchcoat up`)")
+        return EXIT_NOT_RUNNING
+    rows = status_from_state(state)
+    print(f"cluster on {data_dir} (launcher pid {state['launcher_pid']})")
+    _print_status(rows)
+    return EXIT_OK if all(r.health == "SERVING" for r in rows) else EXIT_FAILED
+
+
+def cmd_demo(args: argparse.Namespace, config: configmod.Config) -> int:
+    cluster = Cluster(config, config_path=args.config)
+    print(f"== starting a local cluster in {cluster.data_dir}", flush=True)
+    try:
+        cluster.start()
+        print("== health of every process", flush=True)
+        rows = cluster.status()
+        _print_status(rows)
+        healthy = all(r.health == "SERVING" for r in rows)
+    finally:
+        print("== stopping", flush=True)
+        groups = {p.pid for p in cluster.processes if p.pid is not None}
+        cluster.stop()
+    left = procs.group_members(groups)
+    if left:
+        print(f"!! processes left running: {left}")
+        return EXIT_FAILED
+    print("== stopped; no process left running", flush=True)
+    if not healthy:
+        print("!! some process was not SERVING")
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace, config: configmod.Config) -> int:
+    if args.reference:
+        for key, default, doc in configmod.describe():
+            section, name = key.split(".", 1)
+            print(f"{key} = {default}\n    {doc}\n    env: {configmod.env_key(section, name)}")
+        return EXIT_OK
+    for section in dataclasses.fields(config):
+        print(f"[{section.name}]")
+        values = getattr(config, section.name)
+        for f in dataclasses.fields(values):
+            print(f"{f.name} = {configmod.to_toml(getattr(values, f.name))}")
+        print()
+    return EXIT_OK
+
+
+def _print_status(rows: Sequence[ProcessStatus]) -> None:
+    print(f"{'NAME':<14}{'KIND':<10}{'PID':>8}  {'HEALTH':<12}ENDPOINT")
+    for r in rows:
+        print(f"{r.name:<14}{r.kind:<10}{r.pid or '-':>8}  {r.health:<12}{r.endpoint}")
+
+
+class _StopFlag:
+    """Set by SIGINT or SIGTERM."""
+
+    def __init__(self) -> None:
+        self._set = False
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,473 @@
+"""The cluster config: one TOML file with a section per service, read once at start.
+
+Each process loads the whole file into typed, frozen dataclasses (``load``), takes its own
+section and passes it down; nothing else reads the file or the environment. An
+environment variable ``TRENCHCOAT_<SECTION>__<KEY>`` overrides one key
+(``TRENCHCOAT_STORE__PORT=7301``); that is also how ``trenchcoat up`` and Kubernetes give
+each process its identity. Unknown sections or keys, wrong types and bad values raise
+``ConfigError`` naming the key and why.
+
+Every key, its default and its meaning is in ``trenchcoat.example.toml`` at the repo root,
+which loads to exactly the defaults here (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trenchcoat.errors import ConfigError
+
+ENV_PREFIX = "TRENCHCOAT_"
+ENV_SEPARATOR = "__"
+#: Environment variable naming the config file when --config is not given.
+CONFIG_PATH_ENV = "TRENCHCOAT_CONFIG"
+
+
+def doc(text: str, **kwargs: Any) -> Any:
+    """A dataclass field carrying its documentation (shown by ``trenchcoat config``)."""
+    return field(metadata={"doc": text}, **kwargs)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    """Settings for the whole cluster."""
+
+    name: str = doc("Cluster name, shown by `trenchcoat up`.", default="local")
+    data_dir: str = doc(
+        "Directory for all local state: volumes, private etcd/PostgreSQL/Redis data, logs.",
+        default=".trenchcoat",
+    )
+    host: str = doc("Address services bind and advertise.", default="127.0.0.1")
+    log_level: str = doc("Python log level: DEBUG, INFO, WARNING or ERROR.", default="INFO")
+
+    def validate(self) -> None:
+        _require(bool(self.name), "cluster.name", "must not be empty")
+        _require(bool(self.data_dir), "cluster.data_dir", "must not be empty")
+        _require(bool(self.host), "cluster.host", "must not be empty")
+        _require(
+            self.log_level in ("DEBUG", "INFO", "WARNING", "ERROR"),
+            "cluster.log_level",
+            f"must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}",
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EtcdConfig:
+    """Where Directory state, liveness leases and leader election live."""
+
+    endpoints: tuple[str, ...] = doc(
+        "etcd client endpoints as host:port. Empty: `trenchcoat up` starts a private etcd.",
+        default=(),
+    )
+
+    def validate(self) -> None:
+        for endpoint in self.endpoints:
+            _require_host_port(endpoint, "etcd.endpoints")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PostgresConfig:
+    """Where media metadata, posts and follows live."""
+
+    dsn: str = doc(
+        "libpq connection URI. Empty: `trenchcoat up` starts a private PostgreSQL.",
+        default="",
+    )
+
+    def validate(self) -> None:
+        _require(
+            not self.dsn or self.dsn.startswith(("postgresql://", "postgres://")),
+            "postgres.dsn",
+            f"must be a postgresql:// URI, got {self.dsn!r}",
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedisConfig:
+    """Where timelines, caches and job streams live."""
+
+    url: str = doc("redis:// URL. Empty: `trenchcoat up` starts a private Redis.", default="")
+
+    def validate(self) -> None:
+        _require(
+            not self.url or self.url.startswith(("redis://", "unix://")),
+            "redis.url",
+            f"must be a redis:// URL, got {self.url!r}",
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceConfig:
+    """Settings every gRPC service process shares."""
+
+    count: int = doc("Processes of this service `trenchcoat up` starts.", default=1)
+    port: int = doc(
+        "gRPC port. `trenchcoat up` gives process i (from 0) port + i.", default=7000
+    )
+    metrics_port: int = doc(
+        "Prometheus /metrics port. `trenchcoat up` gives process i metrics_port + i.",
+        default=9000,
+    )
+    grace_period_s: float = doc(
+        "On SIGTERM, seconds in-flight RPCs get to finish before they are cancelled.",
+        default=10.0,
+    )
+    drain_notice_s: float = doc(
+        "On SIGTERM, seconds health reports NOT_SERVING before the listener closes, so "
+        "load balancers stop sending new work first.",
+        default=0.5,
+    )
+
+    def validate(self, section: str) -> None:
+        _require(self.count >= 0, f"{section}.count", f"must be >= 0, got {self.count}")
+        for key in ("port", "metrics_port"):
+            value = getattr(self, key)
+            _require(1 <= value <= 65535, f"{section}.{key}", f"must be in 1..65535, got {value}")
+            _require(
+                value + max(self.count, 1) - 1 <= 65535,
+                f"{section}.{key}",
+                f"{value} + count {self.count} runs past port 65535",
+            )
+        _require(
+            self.grace_period_s >= 0,
+            f"{section}.grace_period_s",
+            f"must be >= 0, got {self.grace_period_s}",
+        )
+        _require(
+            self.drain_notice_s >= 0,
+            f"{section}.drain_notice_s",
+            f"must be >= 0, got {self.drain_notice_s}",
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DirectoryConfig(ServiceConfig):
+    """The volume directory."""
+
+    port: int = doc("gRPC port.", default=7100)
+    metrics_port: int = doc("Prometheus /metrics port.", default=9100)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreConfig(ServiceConfig):
+    """Haystack store machines."""
+
+    count: int = doc("Store processes `trenchcoat up` starts.", default=6)
+    port: int = doc("gRPC port of the first store; store i listens on port + i.", default=7200)
+    metrics_port: int = doc("/metrics port of the first store; store i uses metrics_port + i.", default=9200)
+    racks: tuple[str, ...] = doc(
+        "Racks (failure domains) `trenchcoat up` spreads stores over: store i is on "
+        "racks[i % len(racks)].",
+        default=("rack-a", "rack-b", "rack-c"),
+    )
+    machine_id: int = doc(
+        "This process's machine id, unique in the cluster (`trenchcoat up` sets 1 + i).",
+        default=1,
+    )
+    rack: str = doc("This process's rack (`trenchcoat up` sets it from racks).", default="rack-a")
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        _require(len(self.racks) > 0, f"{section}.racks", "must name at least one rack")
+        _require(
+            len(set(self.racks)) == len(self.racks),
+            f"{section}.racks",
+            f"names a rack twice: {list(self.racks)}",
+        )
+        _require(all(self.racks), f"{section}.racks", "rack names must not be empty")
+        _require(
+            1 <= self.machine_id <= 0xFFFFFFFF,
+            f"{section}.machine_id",
+            f"must be in 1..4294967295, got {self.machine_id}",
+        )
+        _require(bool(self.rack), f"{section}.rack", "must not be empty")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheConfig(ServiceConfig):
+    """The photo cache."""
+
+    port: int = doc("gRPC port.", default=7300)
+    metrics_port: int = doc("Prometheus /metrics port.", default=9300)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouterConfig(ServiceConfig):
+    """The front door: MediaService over gRPC and the photo HTTP gateway."""
+
+    port: int = doc("gRPC port.", default=7400)
+    metrics_port: int = doc("Prometheus /metrics port.", default=9400)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransformerConfig(ServiceConfig):
+    """Resize on read and rendition jobs."""
+
+    port: int = doc("gRPC port.", default=7500)
+    metrics_port: int = doc("Prometheus /metrics port.", default=9500)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class F4Config(ServiceConfig):
+    """The warm tier."""
+
+    port: int = doc("gRPC port.", default=7600)
+    metrics_port: int = doc("Prometheus /metrics port.", default=9600)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedConfig(ServiceConfig):
+    """Posts, follows, fan-out and home feeds."""
+
+    port: int = doc("gRPC port.", default=7700)
+    metrics_port: int = doc("Prometheus /metrics port.", default=9700)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The whole cluster config: one section per part."""
+
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    etcd: EtcdConfig = field(default_factory=EtcdConfig)
+    postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    f4: F4Config = field(default_factory=F4Config)
+    feed: FeedConfig = field(default_factory=FeedConfig)
+
+    def services(self) -> dict[str, ServiceConfig]:
+        """The gRPC service sections by name."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), ServiceConfig)
+        }
+
+    def validate(self) -> None:
+        """Checks every section, then that no two processes' ports collide."""
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            if isinstance(section, ServiceConfig):
+                section.validate(f.name)
+            else:
+                section.validate()
+        owners: dict[int, str] = {}
+        for name, service in self.services().items():
+            for key in ("port", "metrics_port"):
+                base = getattr(service, key)
+                for i in range(service.count):
+                    owner = f"{name}.{key}" + (f" + {i}" if i else "")
+                    clash = owners.setdefault(base + i, owner)
+                    _require(
+                        clash == owner,
+                        f"{name}.{key}",
+                        f"port {base + i} ({owner}) is also {clash}",
+                    )
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Reads the config file (defaults when ``path`` is None), applies environment
+    overrides from ``env`` and validates the result."""
+    env = {} if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    overrides = _env_overrides(env)
+    config = _build(Config, raw, overrides, origin=str(path) if path else "defaults")
+    config.validate()
+    return config
+
+
+def default_path(env: Mapping[str, str]) -> str | None:
+    """The config file to use when none is named: $TRENCHCOAT_CONFIG, else
+    ./trenchcoat.toml if present, else None (built-in defaults)."""
+    if env.get(CONFIG_PATH_ENV):
+        return env[CONFIG_PATH_ENV]
+    return "trenchcoat.toml" if Path("trenchcoat.toml").is_file() else None
+
+
+def env_key(section: str, key: str) -> str:
+    """The environment variable overriding ``section.key``."""
+    return f"{ENV_PREFIX}{section.upper()}{ENV_SEPARATOR}{key.upper()}"
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(section.key, default as TOML, doc) for every key: the config reference."""
+    rows = []
+    for section in dataclasses.fields(Config):
+        cls = _section_type(section)
+        instance = cls()
+        for f in dataclasses.fields(cls):
+            rows.append(
+                (f"{section.name}.{f.name}", to_toml(getattr(instance, f.name)), f.metadata["doc"])
+            )
+    return rows
+
+
+def to_toml(value: Any) -> str:
+    """Formats a config value as TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(to_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, tuple[str, str]]]:
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or ENV_SEPARATOR not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].partition(ENV_SEPARATOR)
+        out.setdefault(section.lower(), {})[key.lower()] = (value, name)
+    return out
+
+
+def _build(
+    cls: type,
+    raw: dict[str, Any],
+    overrides: dict[str, dict[str, tuple[str, str]]],
+    origin: str,
+) -> Config:
+    sections = {f.name: f for f in dataclasses.fields(cls)}
+    for name in list(raw) + list(overrides):
+        if name not in sections:
+            where = _env_names(overrides.get(name, {})) or origin
+            raise ConfigError(
+                f"unknown section [{name}] (in {where}); known sections: {', '.join(sections)}"
+            )
+    built = {}
+    for name, f in sections.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] must be a table, got {type(table).__name__}")
+        built[name] = _build_section(
+            _section_type(f), name, table, overrides.get(name, {}), origin
+        )
+    return cls(**built)
+
+
+def _build_section(
+    cls: type,
+    section: str,
+    table: dict[str, Any],
+    overrides: dict[str, tuple[str, str]],
+    origin: str,
+) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(_unknown_key(section, key, fields, origin))
+        values[key] = _coerce(hints[key], value, f"{section}.{key}", origin)
+    for key, (text, var) in overrides.items():
+        if key not in fields:
+            raise ConfigError(_unknown_key(section, key, fields, var))
+        values[key] = _parse_env(hints[key], text, f"{section}.{key}", var)
+    return cls(**values)
+
+
+def _unknown_key(section: str, key: str, fields: Mapping[str, Any], where: str) -> str:
+    return f"{section}.{key}: unknown key (in {where}); known keys: {', '.join(fields)}"
+
+
+def _coerce(hint: Any, value: Any, key: str, origin: str) -> Any:
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(f"{key}: expected {expected}, got {value!r} (in {origin})")
+
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise wrong("an integer")
+        return value
+    if hint is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise wrong("a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise wrong("a string")
+        return value
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise wrong("a list of strings")
+        return tuple(value)
+    raise TypeError(f"config field {key} has unsupported type {hint}")
+
+
+def _parse_env(hint: Any, text: str, key: str, var: str) -> Any:
+    def wrong(expected: str) -> ConfigError:
+        return ConfigError(f"{key}: expected {expected}, got {text!r} (from {var})")
+
+    if hint is bool:
+        lowered = text.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise wrong("true or false")
+    if hint is int:
+        try:
+            return int(text.strip())
+        except ValueError:
+            raise wrong("an integer") from None
+    if hint is float:
+        try:
+            return float(text.strip())
+        except ValueError:
+            raise wrong("a number") from None
+    if hint is str:
+        return text
+    if typing.get_origin(hint) is tuple:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    raise TypeError(f"config field {key} has unsupported type {hint}")
+
+
+def _section_type(f: dataclasses.Field[Any]) -> type:
+    factory = f.default_factory
+    assert isinstance(factory, type), f"section {f.name} needs a class as default_factory"
+    return factory
+
+
+def _env_names(overrides: Mapping[str, tuple[str, str]]) -> str:
+    return ", ".join(var for _, var in overrides.values())
+
+
+def _require(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {why}")
+
+
+def _require_host_port(value: str, key: str) -> None:
+    host, sep, port = value.rpartition(":")
+    _require(
+        bool(sep) and bool(host) and port.isdigit() and 1 <= int(port) <= 65535,
+        key,
+        f"{value!r} is not host:port",
+    )
+

@@ -1,0 +1,138 @@
+"""The one server interceptor every service runs behind.
+
+For each RPC it records Prometheus RED metrics (requests by status code, latency,
+in-flight) and turns the typed errors of ``trenchcoat.errors`` into gRPC status codes, so
+servicers never map errors by hand and clients never see UNKNOWN. An unexpected exception
+is logged with its traceback and answered INTERNAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+from trenchcoat.errors import TrenchcoatError
+
+log = logging.getLogger(__name__)
+
+# *_created series double every counter for no use here.
+disable_created_metrics()
+
+REQUESTS = Counter(
+    "trenchcoat_grpc_requests_total",
+    "gRPC requests handled, by method and status code.",
+    ["service", "method", "code"],
+)
+LATENCY = Histogram(
+    "trenchcoat_grpc_request_duration_seconds",
+    "gRPC request latency from arrival to the last response message.",
+    ["service", "method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+IN_FLIGHT = Gauge(
+    "trenchcoat_grpc_in_flight_requests",
+    "gRPC requests being handled now.",
+    ["service", "method"],
+)
+
+
+def status_for(error: TrenchcoatError) -> grpc.StatusCode:
+    """The gRPC status code of a typed error."""
+    return grpc.StatusCode[error.status]
+
+
+class ServerInterceptor(grpc.aio.ServerInterceptor):
+    """Metrics and error mapping around every handler of a server."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
+        labels = (service, method)
+        if handler.unary_unary:
+            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, labels))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, labels))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, labels))
+        if handler.stream_stream:
+            return handler._replace(stream_stream=_wrap_stream(handler.stream_stream, labels))
+        return handler
+
+
+class _Call:
+    """One RPC's bookkeeping, as an async context manager around the handler: the
+    in-flight gauge, the latency, the final code, and the mapping of errors to status."""
+
+    def __init__(self, labels: tuple[str, str], context: grpc.aio.ServicerContext) -> None:
+        self.labels = labels
+        self.context = context
+        self.start = 0.0
+
+    async def __aenter__(self) -> None:
+        self.start = time.perf_counter()
+        IN_FLIGHT.labels(*self.labels).inc()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None or isinstance(exc, grpc.aio.AbortError):
+            self._finish(self.context.code() or grpc.StatusCode.OK)
+        elif isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+            self._finish(grpc.StatusCode.CANCELLED)
+        elif isinstance(exc, TrenchcoatError):
+            code = status_for(exc)
+            self._finish(code)
+            await self.context.abort(code, str(exc) or type(exc).__name__)
+        elif isinstance(exc, Exception) and self.context.code() not in (None, grpc.StatusCode.OK):
+            # The handler chose a status before raising (the generated base servicers set
+            # UNIMPLEMENTED, then raise NotImplementedError): keep its choice.
+            code = self.context.code()
+            self._finish(code)
+            await self.context.abort(code, self.context.details() or str(exc))
+        elif isinstance(exc, Exception):
+            log.error("unexpected error in %s/%s", *self.labels, exc_info=exc)
+            self._finish(grpc.StatusCode.INTERNAL)
+            await self.context.abort(
+                grpc.StatusCode.INTERNAL,
+                f"internal error ({type(exc).__name__}) in {self.labels[1]}; see the server log",
+            )
+        else:
+            self._finish(grpc.StatusCode.CANCELLED)
+        return False
+
+    def _finish(self, code: grpc.StatusCode) -> None:
+        IN_FLIGHT.labels(*self.labels).dec()
+        LATENCY.labels(*self.labels).observe(time.perf_counter() - self.start)
+        REQUESTS.labels(*self.labels, code.name).inc()
+
+
+def _wrap_unary(behavior: Callable[..., Any], labels: tuple[str, str]) -> Callable[..., Any]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async with _Call(labels, context):
+            return await behavior(request, context)
+
+    return wrapper
+
+
+def _wrap_stream(behavior: Callable[..., Any], labels: tuple[str, str]) -> Callable[..., Any]:
+    if not inspect.isasyncgenfunction(behavior):
+        # Handlers that write with context.write() and return None.
+        return _wrap_unary(behavior, labels)
+
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async with _Call(labels, context):
+            async for response in behavior(request, context):
+                yield response
+
+    return wrapper

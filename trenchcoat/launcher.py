@@ -1,0 +1,336 @@
+"""``trenchcoat up``: the whole cluster on one machine, one process per service.
+
+Starts private etcd, PostgreSQL and Redis (unless the config names external ones), then
+every implemented service (a package with a ``__main__``) ``count`` times, each as its own
+process with its identity given through the same environment overrides Kubernetes uses.
+Reports any process that dies, and on stop takes everything down — services first, then
+the dependencies — leaving no process behind.
+
+All state lives under ``cluster.data_dir``: ``etcd/``, ``postgres/``, ``redis/``, per-service
+directories, ``logs/<process>.log`` and ``cluster.json``, which ``trenchcoat status`` reads.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from trenchcoat import procs
+from trenchcoat.config import Config, ServiceConfig, env_key
+from trenchcoat.errors import FailedPrecondition
+
+#: Service packages in start order (dependencies of later ones come first).
+SERVICE_PACKAGES = {
+    "directory": "directory",
+    "store": "store",
+    "cache": "cache",
+    "transformer": "transformer",
+    "f4": "f4",
+    "feed": "feedsvc",
+    "router": "router",
+}
+STATE_FILE = "cluster.json"
+
+
+class LauncherError(FailedPrecondition):
+    """Raised when the cluster cannot start: a port taken, a cluster already running here,
+    a dependency missing."""
+
+
+def implemented_services() -> dict[str, str]:
+    """Config section -> package, for the services that can run (have a ``__main__``)."""
+    return {
+        section: package
+        for section, package in SERVICE_PACKAGES.items()
+        if importlib.util.find_spec(f"{package}.__main__") is not None
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessStatus:
+    """One line of ``trenchcoat status``."""
+
+    name: str
+    kind: str
+    endpoint: str
+    pid: int | None
+    health: str
+
+
+class Cluster:
+    """A local cluster: start, supervise, stop."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | None = None,
+        durable: bool = True,
+        out: IO[str] = sys.stdout,
+    ) -> None:
+        self.config = config
+        self.config_path = os.path.abspath(config_path) if config_path else None
+        self.data_dir = Path(config.cluster.data_dir).resolve()
+        self.durable = durable
+        self.out = out
+        self.processes: list[procs.ManagedProcess] = []
+        self.reported: set[str] = set()
+        self._lock: IO[str] | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self, ready_timeout: float = 60.0) -> None:
+        """Starts every process and waits until each is ready; on failure stops what started."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            self._check_ports()
+            env = self._start_dependencies(ready_timeout)
+            self._start_services(env, ready_timeout)
+            self._write_state()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stops services (in reverse start order), then dependencies; removes the state file."""
+        for process in reversed(self.processes):
+            if process.popen is None:
+                continue
+            grace = self._grace(process)
+            code = process.stop(timeout=grace)
+            clean = code in (0, -process.stop_signal)
+            if process.name not in self.reported:
+                self._say(f"stopped {process.name}" + ("" if clean else f" ({procs.describe_exit(code)})"))
+        (self.data_dir / STATE_FILE).unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def supervise(self, should_stop: Callable[[], bool], poll_s: float = 0.5) -> bool:
+        """Watches the processes until ``should_stop()``; reports each one that exits.
+        Returns True when none died."""
+        while not should_stop():
+            self.check()
+            time.sleep(poll_s)
+        return not self.reported
+
+    def check(self) -> list[procs.ManagedProcess]:
+        """Reports processes that exited since the last check; returns all exited ones."""
+        dead = [p for p in self.processes if p.popen is not None and not p.running()]
+        for process in dead:
+            if process.name in self.reported:
+                continue
+            self.reported.add(process.name)
+            code = process.exit_code()
+            assert code is not None
+            self._say(
+                f"!! {process.name} (pid {process.pid}) exited with {procs.describe_exit(code)}; "
+                f"last lines of {process.log_path}:\n{_indent(process.log_tail(10))}"
+            )
+        return dead
+
+    def status(self) -> list[ProcessStatus]:
+        return [_probe(p.name, p.kind, p.endpoint, p.pid) for p in self.processes]
+
+    # --- the pieces --------------------------------------------------------------------
+
+    def _take_lock(self) -> None:
+        lock = open(self.data_dir / "launcher.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise LauncherError(
+                f"a cluster is already running on {self.data_dir} (its launcher holds "
+                f"{self.data_dir / 'launcher.lock'}); stop it first or use another cluster.data_dir"
+            ) from None
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock = lock
+
+    def _check_ports(self) -> None:
+        for section, _ in implemented_services().items():
+            service: ServiceConfig = getattr(self.config, section)
+            for i in range(service.count):
+                for key in ("port", "metrics_port"):
+                    port = getattr(service, key) + i
+                    if not procs.port_is_free(port, self.config.cluster.host):
+                        raise LauncherError(
+                            f"{section}.{key}{f' + {i}' if i else ''} = {port} is in use on "
+                            f"{self.config.cluster.host}; free it or change {section}.{key} in the config"
+                        )
+
+    def _start_dependencies(self, timeout: float) -> dict[str, str]:
+        """Starts the private dependencies the config leaves empty; returns the environment
+        overrides that point services at every dependency."""
+        logs = self.data_dir / "logs"
+        deps: list[procs.ManagedProcess] = []
+        env: dict[str, str] = {}
+        if not self.config.etcd.endpoints:
+            etcd = procs.etcd_process(
+                self.data_dir / "etcd", logs / "etcd.log", procs.free_port(), procs.free_port()
+            )
+            deps.append(etcd)
+            env[env_key("etcd", "endpoints")] = etcd.endpoint
+        if not self.config.postgres.dsn:
+            postgres = procs.postgres_process(
+                procs.postgres_data_dir(self.data_dir / "postgres"),
+                logs / "postgres.log",
+                procs.free_port(),
+                durable=self.durable,
+            )
+            deps.append(postgres)
+            env[env_key("postgres", "dsn")] = postgres.endpoint
+        if not self.config.redis.url:
+            redis = procs.redis_process(
+                self.data_dir / "redis", logs / "redis.log", procs.free_port(), persistent=self.durable
+            )
+            deps.append(redis)
+            env[env_key("redis", "url")] = redis.endpoint
+        for process in deps:
+            self.processes.append(process)
+            process.start()
+        for process in deps:
+            process.wait_ready(timeout)
+            self._say(f"started {process.name:<12} {process.endpoint}")
+        return env
+
+    def _start_services(self, deps_env: dict[str, str], timeout: float) -> None:
+        base_env = {
+            **os.environ,
+            **deps_env,
+            env_key("cluster", "data_dir"): str(self.data_dir),
+        }
+        if self.config_path:
+            base_env["TRENCHCOAT_CONFIG"] = self.config_path
+        host = self.config.cluster.host
+        started = []
+        for section, package in implemented_services().items():
+            service: ServiceConfig = getattr(self.config, section)
+            for i in range(service.count):
+                name = section if service.count == 1 else f"{section}-{i + 1}"
+                port, metrics_port = service.port + i, service.metrics_port + i
+                env = {
+                    **base_env,
+                    env_key(section, "port"): str(port),
+                    env_key(section, "metrics_port"): str(metrics_port),
+                    **_identity(section, service, i),
+                }
+                process = procs.ManagedProcess(
+                    name=name,
+                    kind="grpc",
+                    argv=[sys.executable, "-m", package],
+                    log_path=self.data_dir / "logs" / f"{name}.log",
+                    ready=procs.grpc_health_probe(f"{host}:{port}"),
+                    endpoint=f"{host}:{port}",
+                    metrics=f"http://{host}:{metrics_port}/metrics",
+                    env=env,
+                )
+                self.processes.append(process)
+                process.start()
+                started.append(process)
+        for process in started:
+            process.wait_ready(timeout)
+            self._say(f"started {process.name:<12} grpc {process.endpoint}  metrics {process.metrics}")
+
+    def _write_state(self) -> None:
+        state = {
+            "launcher_pid": os.getpid(),
+            "data_dir": str(self.data_dir),
+            "processes": [
+                {"name": p.name, "kind": p.kind, "endpoint": p.endpoint, "pid": p.pid, "metrics": p.metrics}
+                for p in self.processes
+            ],
+        }
+        path = self.data_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+
+    def _grace(self, process: procs.ManagedProcess) -> float:
+        section = process.name.rsplit("-", 1)[0] if process.kind == "grpc" else ""
+        service = getattr(self.config, section, None)
+        if isinstance(service, ServiceConfig):
+            return service.drain_notice_s + service.grace_period_s + 5
+        return 30.0
+
+    def _say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+
+def _identity(section: str, service: ServiceConfig, index: int) -> dict[str, str]:
+    """Per-process identity overrides (a store's machine id and rack)."""
+    if section != "store":
+        return {}
+    racks = getattr(service, "racks")
+    return {
+        env_key("store", "machine_id"): str(index + 1),
+        env_key("store", "rack"): racks[index % len(racks)],
+    }
+
+
+def read_state(data_dir: Path) -> dict[str, object] | None:
+    """The running cluster's state file, or None when no launcher is running there."""
+    path = data_dir / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    pid = state.get("launcher_pid")
+    if not isinstance(pid, int) or not _pid_alive(pid):
+        return None
+    return state
+
+
+def status_from_state(state: dict[str, object]) -> list[ProcessStatus]:
+    """Probes every process listed in a state file."""
+    rows = state.get("processes", [])
+    assert isinstance(rows, list)
+    return [_probe(r["name"], r["kind"], r["endpoint"], r["pid"]) for r in rows]
+
+
+def _probe(name: str, kind: str, endpoint: str, pid: int | None) -> ProcessStatus:
+    if pid is not None and not _pid_alive(pid):
+        return ProcessStatus(name, kind, endpoint, pid, "EXITED")
+    if kind == "grpc":
+        health = procs.grpc_health(endpoint)
+    else:
+        probe = {
+            "etcd": lambda: procs.http_probe(f"http://{endpoint}/health", b'"health":"true"')(),
+            "redis": lambda: procs.redis_probe(*_host_port(endpoint))(),
+            "postgres": lambda: procs.postgres_isready(*_host_port(endpoint)),
+        }[kind]
+        try:
+            health = "SERVING" if probe() else "NOT_SERVING"
+        except OSError:
+            health = "UNREACHABLE"
+    return ProcessStatus(name, kind, endpoint, pid, health)
+
+
+def _host_port(endpoint: str) -> tuple[str, int]:
+    rest = endpoint.split("://", 1)[-1].split("@", 1)[-1].split("/", 1)[0]
+    host, _, port = rest.rpartition(":")
+    return host, int(port)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())

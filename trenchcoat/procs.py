@@ -1,0 +1,453 @@
+"""Child processes the launcher and the test harness start, watch and stop.
+
+``ManagedProcess`` runs one program in its own process group with its output in a log
+file, waits until a readiness probe passes, and stops it (its stop signal, then SIGKILL
+to the whole group) so nothing is left behind. Children get a parent-death signal
+(``setpriv --pdeathsig``) so they go down even if their parent is killed with -9.
+
+The private dependencies are built here from the Debian packages: ``etcd_process``
+(etcd-server), ``postgres_process`` (postgresql: initdb in a directory of ours, run as
+user ``postgres`` when we are root, since PostgreSQL refuses to run as root) and
+``redis_process`` (redis-server). Each listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trenchcoat.errors import TrenchcoatError
+
+
+class ProcessError(TrenchcoatError):
+    """Raised when a child process cannot start, exits early, or never becomes ready."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class ManagedProcess:
+    """One child process: how to start it, how to know it is ready, how to stop it."""
+
+    name: str
+    """Short name used in logs and status (e.g. ``etcd``, ``store-3``)."""
+    argv: Sequence[str]
+    """Program and arguments."""
+    log_path: Path
+    """File receiving stdout and stderr (appended)."""
+    ready: Callable[[], bool]
+    """Readiness probe; True once the process serves."""
+    endpoint: str = ""
+    """Where it serves (host:port or URL), for people and for other processes."""
+    kind: str = "process"
+    """What it is: ``etcd``, ``postgres``, ``redis``, ``grpc``."""
+    env: Mapping[str, str] | None = None
+    """Environment (None: inherit ours)."""
+    user: str | None = None
+    """Run as this user (we must be root)."""
+    stop_signal: int = signal.SIGTERM
+    """Signal asking for a clean stop."""
+    metrics: str = ""
+    """Prometheus /metrics URL, if it has one."""
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        if self.running():
+            raise ProcessError(f"{self.name} is already running (pid {self.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = list(self.argv)
+        if shutil.which("setpriv"):
+            argv = ["setpriv", f"--pdeathsig={signal.Signals(self.stop_signal).name}", "--", *argv]
+        with open(self.log_path, "ab") as log:
+            try:
+                self.popen = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=dict(self.env) if self.env is not None else None,
+                    user=self.user,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ProcessError(f"cannot start {self.name} ({argv[0]}): {exc}") from exc
+        _STARTED.append(self)
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def exit_code(self) -> int | None:
+        """The exit code once it has exited (negative: killed by that signal)."""
+        return self.popen.poll() if self.popen else None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Waits until the probe passes; raises ProcessError if it exits or times out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.exit_code()
+            if code is not None:
+                raise ProcessError(
+                    f"{self.name} exited with {describe_exit(code)} while starting; "
+                    f"last lines of {self.log_path}:\n{self.log_tail()}"
+                )
+            try:
+                if self.ready():
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ProcessError(
+                    f"{self.name} not ready after {timeout:.0f}s; last lines of "
+                    f"{self.log_path}:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """Asks it to stop, waits up to ``timeout``, then SIGKILLs its process group.
+        Returns its exit code (None if it was never started)."""
+        if self.popen is None:
+            return None
+        if self.popen.poll() is None:
+            try:
+                os.kill(self.popen.pid, self.stop_signal)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill_group()
+        return self.popen.wait()
+
+    def kill(self) -> None:
+        """kill -9 the process itself (fault tests); its children may linger until stop()."""
+        if self.running():
+            assert self.popen is not None
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def kill_group(self) -> None:
+        """SIGKILL everything left in its process group."""
+        if self.popen is None:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.popen.poll() is None:
+            self.popen.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+_STARTED: list[ManagedProcess] = []
+
+
+def started() -> list[ManagedProcess]:
+    """Every ManagedProcess started in this interpreter, in order."""
+    return list(_STARTED)
+
+
+def group_members(pgids: set[int]) -> list[tuple[int, str]]:
+    """Live (pid, command line) of every process whose process group is in ``pgids``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat_text = (entry / "stat").read_text()
+            fields = stat_text[stat_text.rindex(")") + 2:].split()
+            state, pgrp = fields[0], int(fields[2])
+            if pgrp in pgids and state != "Z":
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append((int(entry.name), cmd.strip()))
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            continue
+    return found
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+# --- readiness probes -----------------------------------------------------------------
+
+
+def http_probe(url: str, expect: bytes = b"") -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200 and expect in response.read()
+        except (OSError, ValueError):
+            return False
+
+    return probe
+
+
+def redis_probe(host: str, port: int) -> Callable[[], bool]:
+    def probe() -> bool:
+        with socket.create_connection((host, port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+
+    return probe
+
+
+def grpc_health_probe(address: str, service: str = "") -> Callable[[], bool]:
+    def probe() -> bool:
+        return grpc_health(address, service) == "SERVING"
+
+    return probe
+
+
+def grpc_health(address: str, service: str = "", timeout: float = 1.0) -> str:
+    """The health status name of a gRPC server (``UNREACHABLE`` if it does not answer)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            return "UNREACHABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE else exc.code().name
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+# --- the private dependencies ---------------------------------------------------------
+
+
+def etcd_process(data_dir: Path, log_path: Path, port: int, peer_port: int) -> ManagedProcess:
+    binary = _require_binary("etcd", "etcd-server")
+    client = f"http://127.0.0.1:{port}"
+    peer = f"http://127.0.0.1:{peer_port}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ManagedProcess(
+        name="etcd",
+        kind="etcd",
+        argv=[
+            binary,
+            "--name", "trenchcoat",
+            "--data-dir", str(data_dir),
+            "--listen-client-urls", client,
+            "--advertise-client-urls", client,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"trenchcoat={peer}",
+            "--logger", "zap",
+            "--log-level", "warn",
+        ],
+        log_path=log_path,
+        ready=http_probe(f"{client}/health", b'"health":"true"'),
+        endpoint=f"127.0.0.1:{port}",
+    )
+
+
+def redis_process(data_dir: Path, log_path: Path, port: int, *, persistent: bool) -> ManagedProcess:
+    binary = _require_binary("redis-server", "redis-server")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ManagedProcess(
+        name="redis",
+        kind="redis",
+        argv=[
+            binary,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(data_dir),
+            "--daemonize", "no",
+            "--save", "",
+            "--appendonly", "yes" if persistent else "no",
+            "--protected-mode", "no",
+        ],
+        log_path=log_path,
+        ready=redis_probe("127.0.0.1", port),
+        endpoint=f"redis://127.0.0.1:{port}/0",
+    )
+
+
+POSTGRES_DATABASE = "trenchcoat"
+POSTGRES_USER = "postgres"
+
+
+def postgres_process(
+    data_dir: Path, log_path: Path, port: int, *, durable: bool
+) -> ManagedProcess:
+    """A private PostgreSQL on 127.0.0.1:port with its cluster in ``data_dir`` (created by
+    initdb on first use) and a database named ``trenchcoat``. ``durable=False`` turns off
+    fsync for test speed."""
+    bindir = postgres_bindir()
+    user = _postgres_os_user()
+    if not (data_dir / "PG_VERSION").exists():
+        _initdb(bindir, data_dir, user, log_path)
+    settings = {
+        "listen_addresses": "127.0.0.1",
+        "unix_socket_directories": "",
+        "max_connections": "200",
+    }
+    if not durable:
+        settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    argv = [str(bindir / "postgres"), "-D", str(data_dir), "-p", str(port)]
+    for key, value in settings.items():
+        argv += ["-c", f"{key}={value}"]
+    dsn = f"postgresql://{POSTGRES_USER}@127.0.0.1:{port}/{POSTGRES_DATABASE}"
+    return ManagedProcess(
+        name="postgres",
+        kind="postgres",
+        argv=argv,
+        log_path=log_path,
+        ready=_postgres_ready(bindir, port),
+        endpoint=dsn,
+        user=user,
+        # SIGINT is PostgreSQL's "fast shutdown": roll back open transactions, checkpoint, exit.
+        stop_signal=signal.SIGINT,
+    )
+
+
+def postgres_bindir() -> Path:
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if not versions:
+        raise ProcessError(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql; "
+            "install the Debian package: apt-get install postgresql"
+        )
+    return versions[-1].parent
+
+
+def postgres_data_dir(wanted: Path) -> Path:
+    """Where a private PostgreSQL cluster for ``wanted`` can live. As root, PostgreSQL runs
+    as user ``postgres``, which must be able to reach the directory; when ``wanted`` sits
+    below a directory closed to others (say /root), a directory under /var/lib/trenchcoat
+    named after it is used instead."""
+    if os.geteuid() != 0 or _others_can_reach(wanted.parent):
+        return wanted
+    digest = hashlib.sha256(str(wanted.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/lib/trenchcoat") / f"postgres-{digest}"
+
+
+def _others_can_reach(path: Path) -> bool:
+    path = path.resolve()
+    for part in [path, *path.parents]:
+        if not part.exists():
+            continue
+        if not os.stat(part).st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def _postgres_os_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise ProcessError(
+            "running as root, PostgreSQL needs the 'postgres' user, which the Debian "
+            "package creates: apt-get install postgresql"
+        ) from None
+    return "postgres"
+
+
+def _initdb(bindir: Path, data_dir: Path, user: str | None, log_path: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        result = subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data_dir), "-U", POSTGRES_USER,
+             "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+            stdout=log, stderr=subprocess.STDOUT, user=user, check=False,
+        )
+    if result.returncode != 0:
+        raise ProcessError(f"initdb of {data_dir} failed (exit {result.returncode}); see {log_path}")
+
+
+def _postgres_ready(bindir: Path, port: int) -> Callable[[], bool]:
+    created = False
+
+    def probe() -> bool:
+        nonlocal created
+        base = ["-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_USER]
+        if subprocess.run([str(bindir / "pg_isready"), *base, "-t", "1"],
+                          capture_output=True, check=False).returncode != 0:
+            return False
+        if not created:
+            exists = subprocess.run(
+                [str(bindir / "psql"), *base, "-d", "postgres", "-tAc",
+                 f"SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DATABASE}'"],
+                capture_output=True, check=False,
+            )
+            if exists.returncode != 0:
+                return False
+            if exists.stdout.strip() != b"1":
+                made = subprocess.run(
+                    [str(bindir / "createdb"), *base, POSTGRES_DATABASE],
+                    capture_output=True, check=False,
+                )
+                if made.returncode != 0:
+                    return False
+            created = True
+        return True
+
+    return probe
+
+
+def _require_binary(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ProcessError(f"{name} not found on PATH; install the Debian package: apt-get install {package}")
+    return path
+
+
+def postgres_isready(host: str, port: int) -> bool:
+    """True when a PostgreSQL server accepts connections there."""
+    result = subprocess.run(
+        [str(postgres_bindir() / "pg_isready"), "-h", host, "-p", str(port), "-t", "1"],
+        capture_output=True, check=False,
+    )
+    return result.returncode == 0

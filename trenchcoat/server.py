@@ -1,0 +1,235 @@
+"""The service chassis: boots any servicer on grpc.aio the same way.
+
+Every service process gets, from ``ServiceHost``:
+
+- the standard health service (``grpc.health.v1.Health``): SERVING once started,
+  NOT_SERVING from the moment it starts draining;
+- server reflection, so ``grpcurl list`` / ``grpcurl describe`` work;
+- Prometheus ``/metrics`` over HTTP, fed by ``trenchcoat.interceptor`` (per-method
+  requests by code, latency, in-flight) plus whatever the service registers;
+- error mapping from ``trenchcoat.errors`` to gRPC status codes;
+- graceful SIGTERM/SIGINT: report NOT_SERVING for ``drain_notice_s``, stop accepting,
+  give in-flight RPCs ``grace_period_s`` to finish, stop background workers, exit 0.
+
+A service's ``__main__`` builds its servicers and workers and calls ``run_service``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from trenchcoat.config import ClusterConfig, ServiceConfig
+from trenchcoat.interceptor import ServerInterceptor
+
+log = logging.getLogger(__name__)
+
+#: Largest message a service accepts or sends: big enough for a 64 MiB blob plus framing.
+MAX_MESSAGE_BYTES = 80 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One gRPC service to serve: the servicer, its generated ``add_*_to_server`` and the
+    full service name (e.g. ``trenchcoat.v1.StoreService``) for health and reflection."""
+
+    name: str
+    servicer: object
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+
+
+class Worker(Protocol):
+    """A background loop owned by the service (compaction, heartbeats, ...)."""
+
+    async def run(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+
+class ServiceHost:
+    """One gRPC server with health, reflection, metrics, workers and graceful drain."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        host: str,
+        port: int,
+        metrics_port: int,
+        grace_period_s: float = 10.0,
+        drain_notice_s: float = 0.5,
+        bindings: Sequence[Binding] = (),
+        generic_handlers: Sequence[grpc.GenericRpcHandler] = (),
+        workers: Sequence[Worker] = (),
+    ) -> None:
+        self.name = name
+        self._host = host
+        self._port = port
+        self._metrics_port = metrics_port
+        self._grace = grace_period_s
+        self._drain_notice = drain_notice_s
+        self._bindings = tuple(bindings)
+        self._workers = tuple(workers)
+        self._health = health.aio.HealthServicer()
+        self._server = grpc.aio.server(
+            interceptors=[ServerInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        for binding in self._bindings:
+            binding.add_to_server(binding.servicer, self._server)
+        if generic_handlers:
+            self._server.add_generic_rpc_handlers(tuple(generic_handlers))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            [b.name for b in self._bindings]
+            + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+            self._server,
+        )
+        self._metrics_runner: web.AppRunner | None = None
+        self._worker_tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._failed = False
+        self.port = 0
+        self.metrics_port = 0
+
+    async def start(self) -> None:
+        """Binds both ports, starts workers and reports SERVING."""
+        try:
+            self.port = self._server.add_insecure_port(f"{self._host}:{self._port}")
+        except RuntimeError as exc:  # grpc.aio reports a failed bind this way
+            raise OSError(
+                f"{self.name}: cannot bind gRPC port {self._host}:{self._port} (in use?): {exc}"
+            ) from None
+        await self._start_metrics()
+        await self._server.start()
+        for worker in self._workers:
+            task = asyncio.create_task(worker.run(), name=f"{self.name}:{type(worker).__name__}")
+            task.add_done_callback(self._worker_done)
+            self._worker_tasks.append(task)
+        await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
+        for binding in self._bindings:
+            await self._health.set(binding.name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "%s serving gRPC on %s:%d, metrics on http://%s:%d/metrics",
+            self.name, self._host, self.port, self._host, self.metrics_port,
+        )
+
+    def request_stop(self) -> None:
+        """Asks ``serve`` to drain and return (signal handlers call this)."""
+        self._stopping.set()
+
+    async def serve(self) -> int:
+        """Starts, runs until SIGTERM/SIGINT or ``request_stop``, drains; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        await self._stopping.wait()
+        await self.drain()
+        return 1 if self._failed else 0
+
+    async def drain(self) -> None:
+        """NOT_SERVING, then stop accepting and let in-flight RPCs finish, then stop workers."""
+        log.info("%s draining: NOT_SERVING for %.1fs, then %.1fs grace", self.name, self._drain_notice, self._grace)
+        await self._health.enter_graceful_shutdown()
+        if self._drain_notice > 0:
+            await asyncio.sleep(self._drain_notice)
+        await self._server.stop(self._grace)
+        for worker in self._workers:
+            await worker.shutdown()
+        for task in self._worker_tasks:
+            task.cancel()
+        await asyncio.gather(*self._worker_tasks, return_exceptions=True)
+        if self._metrics_runner is not None:
+            await self._metrics_runner.cleanup()
+        log.info("%s stopped", self.name)
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._stopping.is_set():
+            return
+        exc = task.exception()
+        # A background loop that dies leaves the service half-working: stop and say why,
+        # so the supervisor (launcher, Kubernetes) restarts it whole.
+        log.error("%s: worker %s ended unexpectedly; stopping", self.name, task.get_name(), exc_info=exc)
+        self._failed = True
+        self._stopping.set()
+
+    async def _start_metrics(self) -> None:
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._metrics_port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(f"{self.name}: cannot bind metrics port {self._host}:{self._metrics_port}: {exc}") from exc
+        self._metrics_runner = runner
+        self.metrics_port = runner.addresses[0][1]
+
+
+def setup_logging(level: str) -> None:
+    """One log format for every process: time, level, logger, message, to stderr."""
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def host_for(
+    name: str,
+    cluster: ClusterConfig,
+    service: ServiceConfig,
+    *,
+    bindings: Sequence[Binding] = (),
+    workers: Sequence[Worker] = (),
+) -> ServiceHost:
+    """A ServiceHost configured from a service's config section."""
+    return ServiceHost(
+        name=name,
+        host=cluster.host,
+        port=service.port,
+        metrics_port=service.metrics_port,
+        grace_period_s=service.grace_period_s,
+        drain_notice_s=service.drain_notice_s,
+        bindings=bindings,
+        workers=workers,
+    )
+
+
+def run(host_factory: Callable[[], Awaitable[ServiceHost]]) -> int:
+    """Runs a service to completion on a fresh event loop; returns the exit code.
+
+    The host is built inside the loop (by an async factory, which may open connections
+    first) because grpc.aio servers bind to the running loop.
+    """
+
+    async def main() -> int:
+        try:
+            host = await host_factory()
+            return await host.serve()
+        except OSError as exc:
+            log.error("%s", exc)
+            return 2
+
+    return asyncio.run(main())
