@@ -1,0 +1,68 @@
+"""Session-wide fixtures: private etcd, PostgreSQL and Redis servers started from the
+Debian packages on free loopback ports, a service-process factory, and the check that no
+process started by the tests outlives the session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from tests import harness
+
+# The machine is shared and noisy: no per-example deadlines.
+settings.register_profile(
+    "trenchcoat", deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=200
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "trenchcoat"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """After every other fixture is torn down, nothing the tests started may still run."""
+    yield
+    left = harness.leftover_processes()
+    for process in harness.procs.started():
+        process.kill_group()
+    assert not left, f"processes left running after the test session: {left}"
+
+
+@pytest.fixture(scope="session")
+def etcd() -> Iterator[harness.Dependency]:
+    dep = harness.start_etcd()
+    yield dep
+    dep.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[harness.Dependency]:
+    dep = harness.start_postgres()
+    yield dep
+    dep.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[harness.Dependency]:
+    dep = harness.start_redis()
+    yield dep
+    dep.stop()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Callable[..., harness.ServiceProcess]]:
+    """Starts service processes for one test (``service(name, argv, port=..., ...)``)
+    and stops whichever are still running afterwards."""
+    started: list[harness.ServiceProcess] = []
+
+    def start(name: str, argv: list[str], **kwargs: object) -> harness.ServiceProcess:
+        kwargs.setdefault("log_dir", tmp_path / "logs")
+        proc = harness.start_service(name, argv, **kwargs)  # type: ignore[arg-type]
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in reversed(started):
+        proc.stop()

@@ -1,0 +1,130 @@
+"""Test harness: private etcd, PostgreSQL and Redis, and service processes, for real.
+
+Fixtures in ``tests/conftest.py`` use these; tests may use them directly to restart or
+kill things mid-flight. Every process is a ``trenchcoat.procs.ManagedProcess`` so the
+session can assert that none outlives it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from trenchcoat import procs
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def open_tempdir(prefix: str) -> Path:
+    """A temporary directory others can traverse (PostgreSQL runs as another user)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(path, 0o755)
+    return path
+
+
+@dataclass
+class Dependency:
+    """A running private dependency and how to reach it."""
+
+    process: procs.ManagedProcess
+    endpoint: str
+    """etcd: host:port; PostgreSQL: a postgresql:// DSN; Redis: a redis:// URL."""
+    root: Path
+
+    def restart(self) -> None:
+        self.process.stop()
+        self.process.start()
+        self.process.wait_ready(60)
+
+    def stop(self) -> None:
+        self.process.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_etcd() -> Dependency:
+    root = open_tempdir("tc-etcd-")
+    process = procs.etcd_process(root / "data", root / "etcd.log", procs.free_port(), procs.free_port())
+    return _started(process, root)
+
+
+def start_postgres() -> Dependency:
+    root = open_tempdir("tc-pg-")
+    process = procs.postgres_process(root / "data", root / "postgres.log", procs.free_port(), durable=False)
+    return _started(process, root)
+
+
+def start_redis() -> Dependency:
+    root = open_tempdir("tc-redis-")
+    process = procs.redis_process(root / "data", root / "redis.log", procs.free_port(), persistent=False)
+    return _started(process, root)
+
+
+def _started(process: procs.ManagedProcess, root: Path) -> Dependency:
+    process.start()
+    try:
+        process.wait_ready(60)
+    except BaseException:
+        process.stop()
+        raise
+    return Dependency(process, process.endpoint, root)
+
+
+@dataclass
+class ServiceProcess:
+    """A service running as its own process, SERVING on ``address``."""
+
+    process: procs.ManagedProcess
+    address: str
+    metrics_url: str
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        return self.process.stop(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+def start_service(
+    name: str,
+    argv: Sequence[str],
+    *,
+    port: int,
+    metrics_port: int,
+    log_dir: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> ServiceProcess:
+    """Starts ``argv`` (e.g. ``[sys.executable, "-m", "store"]``) as a real process and
+    waits until its gRPC health is SERVING."""
+    address = f"127.0.0.1:{port}"
+    process = procs.ManagedProcess(
+        name=name,
+        kind="grpc",
+        argv=list(argv),
+        log_path=log_dir / f"{name}.log",
+        ready=procs.grpc_health_probe(address),
+        endpoint=address,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+    )
+    process.start()
+    try:
+        process.wait_ready(timeout)
+    except BaseException:
+        process.stop()
+        raise
+    return ServiceProcess(process, address, f"http://127.0.0.1:{metrics_port}/metrics")
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def leftover_processes() -> list[tuple[int, str]]:
+    """Processes still alive in the process group of anything this session started."""
+    groups = {p.pid for p in procs.started() if p.pid is not None}
+    return procs.group_members(groups)

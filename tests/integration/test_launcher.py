@@ -1,0 +1,187 @@
+"""`trenchcoat up` / `status` / `demo` as a person runs them: real processes, real signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import harness
+from trenchcoat import procs
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    root = harness.open_tempdir("tc-up-")
+    yield root / "data"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def cli(data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trenchcoat", *args],
+        env=_env(data_dir), capture_output=True, text=True, timeout=timeout, cwd=harness.REPO_ROOT,
+    )
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")}
+    return env | {"TRENCHCOAT_CLUSTER__DATA_DIR": str(data_dir)}
+
+
+class Up:
+    """A running `trenchcoat up` whose output is read line by line."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "trenchcoat", "up"],
+            env=_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=harness.REPO_ROOT,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.popen.poll() is not None and self.lines.empty():
+                    break
+                continue
+            self.seen.append(line)
+            if text in line:
+                return line
+        raise AssertionError(f"{text!r} not printed; output so far:\n" + "\n".join(self.seen))
+
+    def state(self) -> dict:
+        return json.loads((self.data_dir / "cluster.json").read_text())
+
+    def pids(self) -> set[int]:
+        return {p["pid"] for p in self.state()["processes"]}
+
+    def close(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+@pytest.fixture
+def up(data_dir: Path) -> Iterator[Up]:
+    running = Up(data_dir)
+    groups: set[int] = set()
+    try:
+        running.wait_for("cluster up")
+        groups = running.pids()
+        yield running
+    finally:
+        running.close()
+        for pid in groups:  # belt and braces: never leak a child into other tests
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def test_up_starts_dependencies_and_status_reports_them_serving(up):
+    state = up.state()
+    assert {p["name"] for p in state["processes"]} >= {"etcd", "postgres", "redis"}
+    result = cli(up.data_dir, "status")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for name in ("etcd", "postgres", "redis"):
+        assert any(line.startswith(name) and "SERVING" in line for line in result.stdout.splitlines()), result.stdout
+    assert (up.data_dir / "logs" / "etcd.log").exists()
+
+
+def test_second_up_on_the_same_data_dir_is_refused(up):
+    result = cli(up.data_dir, "up", timeout=60)
+    assert result.returncode == 1
+    assert "already running" in result.stderr
+
+
+def test_a_crashed_process_is_reported_not_hidden(up):
+    redis = next(p for p in up.state()["processes"] if p["name"] == "redis")
+    os.kill(redis["pid"], signal.SIGKILL)
+    line = up.wait_for("!! redis")
+    assert "SIGKILL" in line
+    result = cli(up.data_dir, "status")
+    assert result.returncode == 1
+    assert any(l.startswith("redis") and "EXITED" in l for l in result.stdout.splitlines())
+    up.popen.send_signal(signal.SIGTERM)
+    assert up.popen.wait(60) == 1  # a run during which something died does not end "clean"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_takes_everything_down(up, sig):
+    pids = up.pids()
+    up.popen.send_signal(sig)
+    assert up.popen.wait(90) == 0
+    assert procs.group_members(pids) == []
+    assert not (up.data_dir / "cluster.json").exists()
+    assert cli(up.data_dir, "status").returncode == 3
+
+
+def test_state_survives_a_restart_of_the_cluster(data_dir):
+    first = Up(data_dir)
+    try:
+        first.wait_for("cluster up")
+        first.popen.send_signal(signal.SIGINT)
+        assert first.popen.wait(90) == 0
+    finally:
+        first.close()
+    pg_version = next(data_dir.glob("postgres/PG_VERSION"), None)
+    assert pg_version is not None, "PostgreSQL cluster lives under the data dir"
+    second = Up(data_dir)
+    try:
+        second.wait_for("cluster up")  # no initdb the second time: same cluster reused
+        second.popen.send_signal(signal.SIGINT)
+        assert second.popen.wait(90) == 0
+    finally:
+        second.close()
+
+
+def test_status_without_a_cluster_says_so(data_dir):
+    result = cli(data_dir, "status")
+    assert result.returncode == 3
+    assert "no cluster running" in result.stdout
+
+
+def test_demo_runs_and_leaves_nothing_behind(data_dir):
+    result = cli(data_dir, "demo", timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no process left running" in result.stdout
+
+
+def test_a_bad_config_exits_2_naming_the_key(data_dir, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[store]\nport = 'x'\n")
+    result = cli(data_dir, "--config", str(bad), "status")
+    assert result.returncode == 2
+    assert "store.port: expected an integer" in result.stderr
+
+
+def test_config_reference_lists_every_key_with_its_variable(data_dir):
+    result = cli(data_dir, "config", "--reference")
+    assert result.returncode == 0
+    assert "store.racks = [\"rack-a\", \"rack-b\", \"rack-c\"]" in result.stdout
+    assert "env: TRENCHCOAT_STORE__RACKS" in result.stdout

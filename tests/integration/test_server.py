@@ -1,0 +1,148 @@
+"""trenchcoat.server from the outside: a real process, real gRPC and HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from tests import harness
+from trenchcoat import procs
+from trenchcoat.v1 import store_pb2, store_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+
+def chassis(service, *, grace: float = 5.0, drain_notice: float = 0.0) -> harness.ServiceProcess:
+    port, metrics_port = procs.free_port(), procs.free_port()
+    return service(
+        "chassis",
+        harness.python_module(
+            "tests.servers.chassis_server", "--port", str(port), "--metrics-port", str(metrics_port),
+            "--grace", str(grace), "--drain-notice", str(drain_notice),
+        ),
+        port=port,
+        metrics_port=metrics_port,
+    )
+
+
+async def health(address: str, name: str = "") -> str:
+    async with grpc.aio.insecure_channel(address) as channel:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=name), timeout=2
+        )
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        return response.read().decode()
+
+
+async def test_health_reports_serving_for_the_server_and_each_service(service):
+    proc = chassis(service)
+    assert await health(proc.address) == "SERVING"
+    assert await health(proc.address, "trenchcoat.v1.StoreService") == "SERVING"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await health(proc.address, "no.such.Service")
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_reflection_lists_and_describes_the_contract(service):
+    proc = chassis(service)
+    async with grpc.aio.insecure_channel(proc.address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+
+        async def ask(**kwargs):
+            responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(**kwargs)]))
+            return [r async for r in responses][0]
+
+        listed = await ask(list_services="")
+        names = {s.name for s in listed.list_services_response.service}
+        assert {"trenchcoat.v1.StoreService", "grpc.health.v1.Health",
+                "grpc.reflection.v1alpha.ServerReflection"} <= names
+        described = await ask(file_containing_symbol="trenchcoat.v1.StoreService")
+        protos = described.file_descriptor_response.file_descriptor_proto
+        assert protos and any(b"trenchcoat/v1/store.proto" in p for p in protos)
+
+
+async def test_metrics_count_calls_by_method_and_code(service):
+    proc = chassis(service)
+    async with grpc.aio.insecure_channel(proc.address) as channel:
+        assert await channel.unary_unary("/test.Chassis/Sleep")(b"1") == b"done"
+        for method, code in (("Missing", grpc.StatusCode.NOT_FOUND), ("Crash", grpc.StatusCode.INTERNAL)):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await channel.unary_unary(f"/test.Chassis/{method}")(b"x")
+            assert info.value.code() == code
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await store_pb2_grpc.StoreServiceStub(channel).VolumeStatus(store_pb2.VolumeStatusRequest())
+        assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    text = scrape(proc.metrics_url)
+    for line in (
+        'trenchcoat_grpc_requests_total{code="OK",method="Sleep",service="test.Chassis"} 1.0',
+        'trenchcoat_grpc_requests_total{code="NOT_FOUND",method="Missing",service="test.Chassis"} 1.0',
+        'trenchcoat_grpc_requests_total{code="INTERNAL",method="Crash",service="test.Chassis"} 1.0',
+        'trenchcoat_grpc_requests_total{code="UNIMPLEMENTED",method="VolumeStatus",service="trenchcoat.v1.StoreService"} 1.0',
+        'trenchcoat_grpc_request_duration_seconds_count{method="Sleep",service="test.Chassis"} 1.0',
+        'trenchcoat_grpc_in_flight_requests{method="Sleep",service="test.Chassis"} 0.0',
+    ):
+        assert line in text, line
+
+
+async def test_typed_errors_reach_the_client_with_their_message(service):
+    proc = chassis(service)
+    async with grpc.aio.insecure_channel(proc.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await channel.unary_unary("/test.Chassis/Missing")(b"photo-7")
+    assert info.value.details() == "no such thing: 'photo-7'"
+
+
+async def test_sigterm_drains_in_flight_work_and_exits_zero(service):
+    proc = chassis(service, grace=5.0, drain_notice=1.0)
+    async with grpc.aio.insecure_channel(proc.address) as channel:
+        slow = asyncio.ensure_future(channel.unary_unary("/test.Chassis/Sleep")(b"2000", timeout=10))
+        await asyncio.sleep(0.3)
+        proc.process.popen.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        assert await health(proc.address) == "NOT_SERVING"
+        assert await slow == b"done"
+    code = await asyncio.to_thread(proc.process.popen.wait, 10)
+    assert code == 0
+    async with grpc.aio.insecure_channel(proc.address) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await channel.unary_unary("/test.Chassis/Sleep")(b"0", timeout=2)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_work_past_the_grace_period_is_cancelled_and_exit_is_prompt(service):
+    proc = chassis(service, grace=0.5)
+    async with grpc.aio.insecure_channel(proc.address) as channel:
+        slow = asyncio.ensure_future(channel.unary_unary("/test.Chassis/Sleep")(b"30000", timeout=40))
+        await asyncio.sleep(0.3)
+        began = time.monotonic()
+        proc.process.popen.send_signal(signal.SIGTERM)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await slow
+    assert await asyncio.to_thread(proc.process.popen.wait, 10) == 0
+    assert time.monotonic() - began < 10
+
+
+def test_a_taken_port_fails_start_with_a_clear_message(service):
+    proc = chassis(service)
+    port = proc.address.rsplit(":", 1)[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.servers.chassis_server", "--port", port,
+         "--metrics-port", str(procs.free_port())],
+        capture_output=True, text=True, timeout=30, cwd=harness.REPO_ROOT,
+    )
+    assert result.returncode == 2
+    assert f"cannot bind gRPC port 127.0.0.1:{port}" in result.stderr
