@@ -1,0 +1,44 @@
+# The two commands: `make demo` and `make test`. Both set up what they need first
+# (Debian packages, a venv with an editable install) and are quiet when it is already there.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# etcd, PostgreSQL and Redis run as private instances started by the launcher and the tests.
+APT_PACKAGES := etcd-server postgresql redis-server
+STAMP := $(VENV)/.installed
+
+.PHONY: setup apt demo test proto up
+
+setup: apt $(STAMP)
+
+apt:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "trenchcoat needs Python >= 3.11; found " + sys.version.split()[0])'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	@$(VENV)/bin/trenchcoat demo
+
+test: setup
+	@$(PY) -m pytest -q
+
+# Regenerate trenchcoat/v1/ from proto/ (committed; tests/unit/test_contract.py checks it is fresh).
+proto: setup
+	@$(PY) -m trenchcoat.protogen
+
+up: setup
+	@$(VENV)/bin/trenchcoat up
