@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cfg = verbs.add_parser("config", help="print the effective config")
     cfg.add_argument("--reference", action="store_true", help="list every key with its default and meaning")
+    cfg.add_argument("--example", action="store_true", help="print the commented example config file")
     cfg.set_defaults(run=cmd_config)
     return parser
 
@@ -111,6 +112,9 @@ def cmd_demo(args: argparse.Namespace, config: configmod.Config) -> int:
 
 
 def cmd_config(args: argparse.Namespace, config: configmod.Config) -> int:
+    if args.example:
+        print(configmod.example_toml(), end="")
+        return EXIT_OK
     if args.reference:
         for key, default, doc in configmod.describe():
             section, name = key.split(".", 1)

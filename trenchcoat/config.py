@@ -172,9 +172,41 @@ class StoreConfig(ServiceConfig):
         default=1,
     )
     rack: str = doc("This process's rack (`trenchcoat up` sets it from racks).", default="rack-a")
+    volume_capacity_bytes: int = doc(
+        "Largest volume file; a volume that cannot take the next needle turns read-only. "
+        "At most 32 GiB (the index stores offsets in 8-byte units in 32 bits).",
+        default=1024 * 1024 * 1024,
+    )
+    max_needle_bytes: int = doc(
+        "Largest needle (photo or video chunk) a store accepts; larger writes get INVALID_ARGUMENT.",
+        default=64 * 1024 * 1024,
+    )
+    checkpoint_interval_s: float = doc(
+        "Seconds between index checkpoints of changed volumes (also written on clean "
+        "shutdown); a restart scans only what was appended since.",
+        default=30.0,
+    )
+    io_threads: int = doc("Threads doing disk reads, writes and fdatasyncs.", default=16)
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
+        _require(
+            4096 <= self.volume_capacity_bytes <= 32 * 1024**3,
+            f"{section}.volume_capacity_bytes",
+            f"must be in 4096..{32 * 1024**3} (32 GiB), got {self.volume_capacity_bytes}",
+        )
+        _require(
+            1 <= self.max_needle_bytes <= 64 * 1024 * 1024,
+            f"{section}.max_needle_bytes",
+            f"must be in 1..67108864 (gRPC messages carry at most 80 MiB), got {self.max_needle_bytes}",
+        )
+        _require(
+            self.max_needle_bytes < self.volume_capacity_bytes,
+            f"{section}.max_needle_bytes",
+            "must be smaller than volume_capacity_bytes",
+        )
+        _require(self.checkpoint_interval_s > 0, f"{section}.checkpoint_interval_s", "must be > 0")
+        _require(1 <= self.io_threads <= 256, f"{section}.io_threads", "must be in 1..256")
         _require(len(self.racks) > 0, f"{section}.racks", "must name at least one rack")
         _require(
             len(set(self.racks)) == len(self.racks),
@@ -321,6 +353,44 @@ def describe() -> list[tuple[str, str, str]]:
                 (f"{section.name}.{f.name}", to_toml(getattr(instance, f.name)), f.metadata["doc"])
             )
     return rows
+
+
+EXAMPLE_PREAMBLE = """\
+# trenchcoat cluster config: one file for the whole cluster, a section per service.
+#
+# Every process reads this file once at start and takes its own section. An environment
+# variable TRENCHCOAT_<SECTION>__<KEY> overrides one key, e.g.
+#   TRENCHCOAT_STORE__PORT=7301  TRENCHCOAT_ETCD__ENDPOINTS=10.0.0.5:2379,10.0.0.6:2379
+# (lists from the environment are comma-separated). `trenchcoat up` gives each process its
+# identity (ports, a store's machine_id and rack) that way, as Kubernetes does.
+#
+# Use it: cp trenchcoat.example.toml trenchcoat.toml (read from the current directory), or
+# pass --config FILE, or set TRENCHCOAT_CONFIG=FILE. Unknown keys and bad values are errors
+# that name the key. Every value below is the built-in default.
+"""
+
+
+def example_toml() -> str:
+    """The commented example config (``trenchcoat config --example``): every key, its
+    default and its meaning. ``trenchcoat.example.toml`` is exactly this."""
+    import textwrap
+
+    lines = [EXAMPLE_PREAMBLE.rstrip("\n")]
+    for section in dataclasses.fields(Config):
+        cls = _section_type(section)
+        instance = cls()
+        lines += ["", f"# {(cls.__doc__ or '').strip()}", f"[{section.name}]"]
+        for f in dataclasses.fields(cls):
+            lines += [f"# {line}" for line in textwrap.wrap(f.metadata["doc"], 88)]
+            lines.append(f"{f.name} = {to_toml(getattr(instance, f.name))}")
+    return "\n".join(lines) + "\n"
+
+
+def reference_markdown() -> str:
+    """The config reference as a Markdown table (kept in README.md)."""
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{key}` | `{default}` | {text.replace('|', '/')} |" for key, default, text in describe()]
+    return "\n".join(rows) + "\n"
 
 
 def to_toml(value: Any) -> str:

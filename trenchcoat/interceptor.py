@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
-from trenchcoat.errors import TrenchcoatError
+from trenchcoat.errors import InvalidArgument, TrenchcoatError
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +61,42 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             return None
         service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
         labels = (service, method)
+        # Requests are decoded inside the wrapper, so an undecodable message is answered
+        # INVALID_ARGUMENT (grpc itself would say UNKNOWN).
+        decode = handler.request_deserializer or (lambda raw: raw)
         if handler.unary_unary:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, labels))
+            behavior = _wrap_unary(handler.unary_unary, labels, decode, stream_in=False)
+            return handler._replace(unary_unary=behavior, request_deserializer=None)
         if handler.stream_unary:
-            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, labels))
+            behavior = _wrap_unary(handler.stream_unary, labels, decode, stream_in=True)
+            return handler._replace(stream_unary=behavior, request_deserializer=None)
         if handler.unary_stream:
-            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, labels))
+            behavior = _wrap_stream(handler.unary_stream, labels, decode, stream_in=False)
+            return handler._replace(unary_stream=behavior, request_deserializer=None)
         if handler.stream_stream:
-            return handler._replace(stream_stream=_wrap_stream(handler.stream_stream, labels))
+            behavior = _wrap_stream(handler.stream_stream, labels, decode, stream_in=True)
+            return handler._replace(stream_stream=behavior, request_deserializer=None)
         return handler
+
+
+class BadRequest(InvalidArgument):
+    """Raised when request bytes do not decode as the method's request message."""
+
+
+def _decoded(decode: Callable[[bytes], Any], raw: Any) -> Any:
+    try:
+        return decode(raw)
+    except Exception as exc:  # protobuf raises DecodeError; any failure here is the client's
+        raise BadRequest(f"request does not decode: {exc}") from None
+
+
+async def _decoded_stream(decode: Callable[[bytes], Any], raw_iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for raw in raw_iterator:
+        yield _decoded(decode, raw)
+
+
+def _request(decode: Callable[[bytes], Any], raw: Any, stream_in: bool) -> Any:
+    return _decoded_stream(decode, raw) if stream_in else _decoded(decode, raw)
 
 
 class _Call:
@@ -117,22 +144,26 @@ class _Call:
         REQUESTS.labels(*self.labels, code.name).inc()
 
 
-def _wrap_unary(behavior: Callable[..., Any], labels: tuple[str, str]) -> Callable[..., Any]:
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+def _wrap_unary(
+    behavior: Callable[..., Any], labels: tuple[str, str], decode: Callable[[bytes], Any], *, stream_in: bool
+) -> Callable[..., Any]:
+    async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> Any:
         async with _Call(labels, context):
-            return await behavior(request, context)
+            return await behavior(_request(decode, raw, stream_in), context)
 
     return wrapper
 
 
-def _wrap_stream(behavior: Callable[..., Any], labels: tuple[str, str]) -> Callable[..., Any]:
+def _wrap_stream(
+    behavior: Callable[..., Any], labels: tuple[str, str], decode: Callable[[bytes], Any], *, stream_in: bool
+) -> Callable[..., Any]:
     if not inspect.isasyncgenfunction(behavior):
         # Handlers that write with context.write() and return None.
-        return _wrap_unary(behavior, labels)
+        return _wrap_unary(behavior, labels, decode, stream_in=stream_in)
 
-    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+    async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         async with _Call(labels, context):
-            async for response in behavior(request, context):
+            async for response in behavior(_request(decode, raw, stream_in), context):
                 yield response
 
     return wrapper

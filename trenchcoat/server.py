@@ -9,7 +9,8 @@ Every service process gets, from ``ServiceHost``:
   requests by code, latency, in-flight) plus whatever the service registers;
 - error mapping from ``trenchcoat.errors`` to gRPC status codes;
 - graceful SIGTERM/SIGINT: report NOT_SERVING for ``drain_notice_s``, stop accepting,
-  give in-flight RPCs ``grace_period_s`` to finish, stop background workers, exit 0.
+  give in-flight RPCs ``grace_period_s`` to finish, stop background workers, run the
+  closers (final checkpoints, closing files), exit 0.
 
 A service's ``__main__`` builds its servicers and workers and calls ``run_service``.
 """
@@ -72,8 +73,10 @@ class ServiceHost:
         bindings: Sequence[Binding] = (),
         generic_handlers: Sequence[grpc.GenericRpcHandler] = (),
         workers: Sequence[Worker] = (),
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.name = name
+        self._closers = tuple(closers)
         self._host = host
         self._port = port
         self._metrics_port = metrics_port
@@ -155,6 +158,8 @@ class ServiceHost:
         for task in self._worker_tasks:
             task.cancel()
         await asyncio.gather(*self._worker_tasks, return_exceptions=True)
+        for close in self._closers:
+            await close()
         if self._metrics_runner is not None:
             await self._metrics_runner.cleanup()
         log.info("%s stopped", self.name)
@@ -203,6 +208,7 @@ def host_for(
     *,
     bindings: Sequence[Binding] = (),
     workers: Sequence[Worker] = (),
+    closers: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> ServiceHost:
     """A ServiceHost configured from a service's config section."""
     return ServiceHost(
@@ -214,6 +220,7 @@ def host_for(
         drain_notice_s=service.drain_notice_s,
         bindings=bindings,
         workers=workers,
+        closers=closers,
     )
 
 
