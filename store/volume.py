@@ -1,0 +1,690 @@
+"""One physical volume: a file of needles (format in ``store/needle.py``), its in-RAM
+index, and the operations on it.
+
+Write path: the needle is packed, appended with one pwrite under the volume's append
+lock, then made durable by the group commit (``GroupCommit``): concurrent writers share
+one fdatasync. Only after that is the needle put in the index and the write
+acknowledged. A failed write truncates back to the old end and turns the volume
+read-only; so does a failed fdatasync (after one, the page cache cannot be trusted).
+
+Read path: one index lookup, then exactly one pread of the whole needle on the
+descriptor opened with the volume, in a reader thread. Header, cookie, then CRC are
+verified: wrong cookie -> NeedleNotFound, bad bytes -> ChecksumMismatch (DATA_LOSS).
+
+Startup (``open_volume``): the checkpoint gives the index up to ``covered_end``; only the
+tail past it is scanned. A torn tail (crash mid-append) is truncated. Damage in the
+middle is not mistaken for a torn tail: the scan looks for intact needles after it and,
+finding some, keeps them and leaves the damaged needle to answer DATA_LOSS.
+
+Deletes set the flag byte in the needle in place (durably) and in the index. A delete of
+a needle older than the last checkpoint is found again after a restart by the read
+itself, which sees the flag in the bytes it reads anyway.
+
+Compaction copies live needles to ``vol-<id>.dat.compact`` while reads and writes go on,
+catches up the tail under the append lock, then renames it over the volume file. A crash
+before the rename leaves the old file whole (the leftover is removed at startup); a crash
+between the data and checkpoint renames leaves a checkpoint of the old generation, which
+is then ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from store import checkpoint, metrics, needle
+from store.errors import (
+    BadNeedleRequest,
+    ChecksumMismatch,
+    CorruptVolume,
+    DiskFailure,
+    NeedleNotFound,
+    NeedleTooLarge,
+    VolumeReadOnly,
+)
+from store.index import MAX_OFFSET, NeedleIndex
+
+log = logging.getLogger(__name__)
+
+SCAN_CHUNK = 8 * 1024 * 1024
+EXPORT_CHUNK = 1024 * 1024
+MAX_U32 = (1 << 32) - 1
+MAX_U64 = (1 << 64) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeLimits:
+    """Limits from the store config."""
+
+    capacity_bytes: int
+    """Largest volume file; a write that does not fit turns the volume read-only."""
+    max_needle_bytes: int
+    """Largest needle data."""
+
+
+@dataclass(slots=True)
+class VolumeStats:
+    """Counters of one volume, kept current by every operation."""
+
+    needles: int = 0
+    """Live needles."""
+    deleted: int = 0
+    """Needles flagged deleted and still in the index."""
+    live_bytes: int = 0
+    """Stored bytes of live needles; everything else past the superblock is dead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """A needle that failed verification."""
+
+    key: int
+    alternate_key: int
+    offset: int
+    reason: str
+
+
+@dataclass(slots=True)
+class IoCounters:
+    """Syscall counters (the bench reads them to show one pread per read)."""
+
+    preads: int = 0
+    fsyncs: int = 0
+    synced_writes: int = 0
+    """Writes and deletes made durable; synced_writes / fsyncs is the mean batch."""
+
+
+class _Handle:
+    """A descriptor shared by in-flight reads; closed when retired and no read holds it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.users = 0
+        self.retired = False
+
+    def acquire(self) -> int:
+        self.users += 1
+        return self.fd
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.retired and self.users == 0:
+            os.close(self.fd)
+
+    def retire(self) -> None:
+        self.retired = True
+        if self.users == 0:
+            os.close(self.fd)
+
+
+class GroupCommit:
+    """Makes writes durable with as few fdatasyncs as possible: a writer that finds a
+    sync running waits for the next one, which covers everything written meanwhile."""
+
+    def __init__(self, volume: Volume) -> None:
+        self._volume = volume
+        self._written = 0
+        self._synced = 0
+        self._running: asyncio.Future[None] | None = None
+
+    async def wait_durable(self) -> None:
+        self._written += 1
+        mine = self._written
+        while self._synced < mine:
+            if self._running is None:
+                self._running = asyncio.ensure_future(self._sync(self._written))
+            await asyncio.shield(self._running)
+
+    async def _sync(self, target: int) -> None:
+        batch = target - self._synced
+        try:
+            await self._volume._in_thread(os.fdatasync, self._volume._handle.fd)
+        except OSError as exc:
+            self._volume._fail(f"fdatasync failed: {exc}")
+            raise DiskFailure(f"volume {self._volume.volume_id}: fdatasync failed: {exc}") from exc
+        finally:
+            self._running = None
+        self._synced = target
+        self._volume.io.fsyncs += 1
+        self._volume.io.synced_writes += batch
+        metrics.FSYNC_BATCH.observe(batch)
+
+
+class Volume:
+    """One open volume file with its index. All methods run on the owning event loop."""
+
+    def __init__(
+        self,
+        path: Path,
+        fd: int,
+        superblock: needle.Superblock,
+        index: NeedleIndex,
+        end: int,
+        limits: VolumeLimits,
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self.path = path
+        self.superblock = superblock
+        self.limits = limits
+        self.io = IoCounters()
+        self.stats = VolumeStats()
+        self._handle = _Handle(fd)
+        self._index = index
+        self._end = end
+        self._executor = executor
+        self._append_lock = asyncio.Lock()
+        self._compact_lock = asyncio.Lock()
+        self._commit = GroupCommit(self)
+        self._pending: set[int] = set()
+        self._compaction_deletes: set[tuple[int, int]] | None = None
+        self._changed = False
+        self._recount()
+
+    # --- properties --------------------------------------------------------------------
+
+    @property
+    def volume_id(self) -> int:
+        return self.superblock.volume_id
+
+    @property
+    def read_only(self) -> bool:
+        return self.superblock.read_only
+
+    @property
+    def file_bytes(self) -> int:
+        return self._end
+
+    @property
+    def dead_bytes(self) -> int:
+        """Bytes compaction would reclaim: deleted and overwritten needles."""
+        return self._end - needle.SUPERBLOCK.size - self.stats.live_bytes
+
+    @property
+    def index(self) -> NeedleIndex:
+        return self._index
+
+    @property
+    def index_path(self) -> Path:
+        return self.path.with_suffix(".idx")
+
+    # --- write -------------------------------------------------------------------------
+
+    async def write(self, key: int, alt: int, cookie: int, data: bytes) -> tuple[int, int]:
+        """Appends a needle durably; returns (offset, stored size)."""
+        _check_ids(key, alt, cookie)
+        if len(data) > self.limits.max_needle_bytes:
+            raise NeedleTooLarge(
+                f"needle of {len(data)} bytes exceeds the maximum of {self.limits.max_needle_bytes}"
+            )
+        raw = needle.pack(needle.Needle(key, alt, cookie), data)
+        async with self._append_lock:
+            self._check_writable()
+            offset = self._end
+            if offset + len(raw) > min(self.limits.capacity_bytes, MAX_OFFSET):
+                await self._set_read_only_locked(True)
+                raise VolumeReadOnly(
+                    f"volume {self.volume_id} is full ({offset} of {self.limits.capacity_bytes} "
+                    f"bytes used; a {len(raw)}-byte needle does not fit): it is now read-only"
+                )
+            try:
+                await self._in_thread(_pwrite_all, self._handle.fd, raw, offset)
+            except OSError as exc:
+                await self._truncate_after_failure(offset)
+                raise DiskFailure(f"volume {self.volume_id}: write failed: {exc}") from exc
+            self._end = offset + len(raw)
+            self._pending.add(offset)
+        try:
+            await self._commit.wait_durable()
+        finally:
+            self._pending.discard(offset)
+        self._index_put(key, alt, offset, len(raw), deleted=False)
+        self._changed = True
+        return offset, len(raw)
+
+    def _index_put(self, key: int, alt: int, offset: int, size: int, *, deleted: bool) -> None:
+        previous = self._index.put(key, alt, offset, size, deleted=deleted)
+        if previous is not None and not previous.deleted:  # overwritten: its bytes are dead now
+            self.stats.needles -= 1
+            self.stats.live_bytes -= previous.size
+        if deleted:
+            self.stats.deleted += 1
+        else:
+            self.stats.needles += 1
+            self.stats.live_bytes += size
+
+    # --- read --------------------------------------------------------------------------
+
+    async def read(self, key: int, alt: int, cookie: int) -> bytes:
+        """The needle's data after verification, with exactly one pread."""
+        _check_ids(key, alt, cookie)
+        entry = self._index.get(key, alt)
+        if entry is None or entry.deleted:
+            raise NeedleNotFound(_not_found(self.volume_id, key, alt))
+        handle = self._handle
+        fd = handle.acquire()
+        try:
+            buf = await self._in_thread(os.pread, fd, entry.size, entry.offset)
+        finally:
+            handle.release()
+        self.io.preads += 1
+        return self._verify(buf, key, alt, cookie, entry.offset)
+
+    def _verify(self, buf: bytes, key: int, alt: int, cookie: int, offset: int) -> bytes:
+        try:
+            found, size = needle.unpack_header(buf)
+        except needle.NeedleFormatError as exc:
+            raise ChecksumMismatch(
+                f"volume {self.volume_id}: needle {key:#x}/{alt} at {offset} is damaged ({exc})"
+            ) from None
+        if found.key != key or found.alternate_key != alt:
+            raise ChecksumMismatch(
+                f"volume {self.volume_id}: needle at {offset} holds {found.key:#x}/{found.alternate_key}, "
+                f"index says {key:#x}/{alt}"
+            )
+        if found.flags & needle.FLAG_DELETED:
+            # Deleted after the last checkpoint: the index learns it now.
+            if self._index.mark_deleted(key, alt) is not None:
+                self._index_fix_deleted(needle.stored_size(size))
+            raise NeedleNotFound(_not_found(self.volume_id, key, alt))
+        if found.cookie != cookie:
+            raise NeedleNotFound(_not_found(self.volume_id, key, alt))
+        try:
+            _, data = needle.unpack(buf)
+        except needle.NeedleFormatError as exc:
+            raise ChecksumMismatch(
+                f"volume {self.volume_id}: needle {key:#x}/{alt} at {offset} failed verification ({exc})"
+            ) from None
+        return bytes(data)
+
+    def _index_fix_deleted(self, size: int) -> None:
+        self.stats.needles -= 1
+        self.stats.live_bytes -= size
+        self.stats.deleted += 1
+
+    # --- delete ------------------------------------------------------------------------
+
+    async def delete(self, key: int, alt: int, cookie: int) -> bool:
+        """Flags the needle deleted on disk and in the index; False if it already was."""
+        _check_ids(key, alt, cookie)
+        entry = self._index.get(key, alt)
+        if entry is None:
+            raise NeedleNotFound(_not_found(self.volume_id, key, alt))
+        if entry.deleted:
+            return False
+        async with self._append_lock:
+            header = await self._in_thread(os.pread, self._handle.fd, needle.HEADER.size, entry.offset)
+            self.io.preads += 1
+            try:
+                found, _ = needle.unpack_header(header)
+            except needle.NeedleFormatError as exc:
+                raise ChecksumMismatch(f"volume {self.volume_id}: needle at {entry.offset} is damaged ({exc})") from None
+            if found.key != key or found.cookie != cookie:
+                raise NeedleNotFound(_not_found(self.volume_id, key, alt))
+            if found.flags & needle.FLAG_DELETED:
+                self._index.mark_deleted(key, alt)
+                self._index_fix_deleted(entry.size)
+                return False
+            flag = bytes([found.flags | needle.FLAG_DELETED])
+            try:
+                await self._in_thread(_pwrite_all, self._handle.fd, flag, entry.offset + needle.FLAGS_OFFSET)
+            except OSError as exc:
+                self._fail(f"delete write failed: {exc}")
+                raise DiskFailure(f"volume {self.volume_id}: delete failed: {exc}") from exc
+            if self._compaction_deletes is not None:
+                self._compaction_deletes.add((key, alt))
+        await self._commit.wait_durable()
+        self._index.mark_deleted(key, alt)
+        self._index_fix_deleted(entry.size)
+        self._changed = True
+        return True
+
+    # --- read-only ---------------------------------------------------------------------
+
+    async def set_read_only(self, read_only: bool) -> None:
+        async with self._append_lock:
+            await self._set_read_only_locked(read_only)
+
+    async def _set_read_only_locked(self, read_only: bool) -> None:
+        if self.superblock.read_only == read_only:
+            return
+        updated = needle.Superblock(
+            self.superblock.volume_id, self.superblock.created_ms, self.superblock.generation, read_only
+        )
+        await self._in_thread(_pwrite_all, self._handle.fd, updated.pack(), 0)
+        await self._in_thread(os.fdatasync, self._handle.fd)
+        self.superblock = updated
+        log.info("volume %d is now %s", self.volume_id, "read-only" if read_only else "writable")
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise VolumeReadOnly(f"volume {self.volume_id} is read-only; the Directory should pick another")
+
+    def _fail(self, why: str) -> None:
+        """After an I/O failure: refuse further writes (in memory at once; on disk if we can)."""
+        log.error("volume %d: %s; turning read-only", self.volume_id, why)
+        self.superblock = needle.Superblock(
+            self.superblock.volume_id, self.superblock.created_ms, self.superblock.generation, True
+        )
+
+    async def _truncate_after_failure(self, offset: int) -> None:
+        self._fail(f"append at {offset} failed")
+        try:
+            await self._in_thread(os.ftruncate, self._handle.fd, offset)
+        except OSError as exc:
+            log.error("volume %d: cannot truncate back to %d: %s", self.volume_id, offset, exc)
+
+    # --- compaction --------------------------------------------------------------------
+
+    async def compact(self) -> tuple[int, int]:
+        """Rewrites live needles into a new file and swaps it in; returns
+        (bytes reclaimed, live needles)."""
+        async with self._compact_lock:
+            tmp = self.path.with_suffix(".dat.compact")
+            old_end = self._end
+            keys, alts, units, sizes = (a.copy() for a in self._index.arrays())
+            snapshot_end = self._end
+            self._compaction_deletes = set()
+            generation = self.superblock.generation + 1
+            try:
+                new_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+                try:
+                    new_sb = needle.Superblock(self.volume_id, self.superblock.created_ms, generation, self.read_only)
+                    placed = await self._in_thread(
+                        _copy_live, self._handle.fd, new_fd, new_sb, keys, alts, units, sizes
+                    )
+                    async with self._append_lock:
+                        new_sb = needle.Superblock(self.volume_id, self.superblock.created_ms, generation, self.read_only)
+                        new_index, new_end = await self._in_thread(
+                            _finish_compaction, self._handle.fd, new_fd, new_sb, placed,
+                            snapshot_end, self._end, self._compaction_deletes,
+                        )
+                        await self._in_thread(
+                            checkpoint.write, self.index_path.with_suffix(".idx.compact"),
+                            self.volume_id, generation, new_end, new_index.arrays(),
+                        )
+                        os.replace(tmp, self.path)
+                        os.replace(self.index_path.with_suffix(".idx.compact"), self.index_path)
+                        checkpoint.fsync_dir(self.path.parent)
+                        old = self._handle
+                        self._handle = _Handle(new_fd)
+                        old.retire()
+                        self._index = new_index
+                        self._end = new_end
+                        self.superblock = new_sb
+                        self._recount()
+                except BaseException:
+                    if self._handle.fd != new_fd:
+                        os.close(new_fd)
+                    raise
+            finally:
+                self._compaction_deletes = None
+                tmp.unlink(missing_ok=True)
+                self.index_path.with_suffix(".idx.compact").unlink(missing_ok=True)
+        log.info("volume %d compacted: %d -> %d bytes", self.volume_id, old_end, self._end)
+        return old_end - self._end, self.stats.needles
+
+    # --- scrub, export, checkpoint, close ---------------------------------------------
+
+    async def scrub(self) -> tuple[int, list[Damage]]:
+        """Verifies every needle in the index; returns (checked, damaged)."""
+        keys, alts, units, sizes = (a.copy() for a in self._index.arrays())
+        handle = self._handle
+        fd = handle.acquire()
+        try:
+            return await self._in_thread(_scrub, fd, keys, alts, units, sizes)
+        finally:
+            handle.release()
+
+    async def export(self, offset: int, chunk: int) -> AsyncIterator[tuple[int, bytes, int]]:
+        """Yields (offset, bytes, end) of the volume file from ``offset`` to its end now."""
+        end = self._end
+        if offset > end:
+            raise BadNeedleRequest(f"export offset {offset} is past the end of volume {self.volume_id} ({end})")
+        chunk = chunk or EXPORT_CHUNK
+        handle = self._handle
+        fd = handle.acquire()
+        try:
+            while offset < end:
+                data = await self._in_thread(os.pread, fd, min(chunk, end - offset), offset)
+                if not data:
+                    break
+                yield offset, data, end
+                offset += len(data)
+        finally:
+            handle.release()
+
+    async def checkpoint(self) -> bool:
+        """Writes the index checkpoint if anything changed; True if written."""
+        if not self._changed:
+            return False
+        self._changed = False
+        covered = min(self._pending) if self._pending else self._end
+        arrays = tuple(a.copy() for a in self._index.arrays())
+        await self._in_thread(
+            checkpoint.write, self.index_path, self.volume_id, self.superblock.generation, covered, arrays
+        )
+        return True
+
+    async def close(self) -> None:
+        async with self._append_lock:
+            await self.checkpoint()
+            self._handle.retire()
+
+    # --- helpers -----------------------------------------------------------------------
+
+    async def _in_thread(self, fn, *args):  # type: ignore[no-untyped-def]
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _recount(self) -> None:
+        _, _, _, sizes = self._index.arrays()
+        deleted = (sizes & 0x80000000) != 0
+        real = (sizes & 0x7FFFFFFF).astype("int64")
+        self.stats = VolumeStats(
+            needles=int((~deleted).sum()),
+            deleted=int(deleted.sum()),
+            live_bytes=int(real[~deleted].sum()),
+        )
+
+
+# --- creating and opening --------------------------------------------------------------
+
+
+def volume_path(directory: Path, volume_id: int) -> Path:
+    return directory / f"vol-{volume_id}.dat"
+
+
+def create_volume(directory: Path, volume_id: int, limits: VolumeLimits,
+                  executor: ThreadPoolExecutor) -> Volume:
+    """Creates an empty volume file (superblock only), durably."""
+    path = volume_path(directory, volume_id)
+    superblock = needle.Superblock(volume_id, int(time.time() * 1000))
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        _pwrite_all(fd, superblock.pack(), 0)
+        os.fsync(fd)
+        checkpoint.fsync_dir(directory)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    return Volume(path, fd, superblock, NeedleIndex(), needle.SUPERBLOCK.size, limits, executor)
+
+
+def open_volume(path: Path, limits: VolumeLimits, executor: ThreadPoolExecutor) -> tuple[Volume, list[Damage]]:
+    """Opens a volume: checkpoint, then scan of the tail (blocking; call in a thread)."""
+    path.with_suffix(".dat.compact").unlink(missing_ok=True)  # an interrupted compaction
+    fd = os.open(path, os.O_RDWR)
+    try:
+        try:
+            superblock = needle.Superblock.unpack(os.pread(fd, needle.SUPERBLOCK.size, 0))
+        except ValueError as exc:
+            raise CorruptVolume(f"{path}: {exc}") from None
+        size = os.fstat(fd).st_size
+        loaded = checkpoint.load(path.with_suffix(".idx"), superblock.volume_id, superblock.generation)
+        if loaded is not None and loaded.covered_end <= size:
+            index, start = loaded.index, loaded.covered_end
+        else:
+            index, start = NeedleIndex(), needle.SUPERBLOCK.size
+        end, damage = scan(fd, index, start, size)
+        if end < size:
+            log.warning("%s: torn tail of %d bytes at %d truncated", path, size - end, end)
+            os.ftruncate(fd, end)
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return Volume(path, fd, superblock, index, end, limits, executor), damage
+
+
+def scan(fd: int, index: NeedleIndex, start: int, size: int) -> tuple[int, list[Damage]]:
+    """Indexes needles from ``start`` to ``size``; returns (end of the last intact needle,
+    damaged needles kept in the index)."""
+    pos = start
+    damage: list[Damage] = []
+    buf, buf_at = b"", start
+    while pos < size:
+        rel = pos - buf_at
+        if len(buf) - rel < needle.HEADER.size:
+            buf, buf_at, rel = os.pread(fd, SCAN_CHUNK, pos), pos, 0
+        try:
+            found, data_size = needle.unpack_header(buf, rel)
+            total = needle.stored_size(data_size)
+            if pos + total > size:
+                raise needle.NeedleFormatError("needle runs past the end of the file")
+            if len(buf) - rel < total:
+                buf, buf_at, rel = os.pread(fd, max(SCAN_CHUNK, total), pos), pos, 0
+            needle.unpack(buf, rel)
+        except needle.NeedleFormatError as exc:
+            if exc.checksum:
+                # Intact structure, rotten bytes: keep it so reads answer DATA_LOSS.
+                damage.append(Damage(found.key, found.alternate_key, pos, str(exc)))
+            else:
+                resume = _next_intact(fd, pos + needle.ALIGNMENT, size)
+                if resume is None:
+                    return pos, damage  # torn tail
+                log.error("damaged bytes at %d..%d skipped (%s)", pos, resume, exc)
+                damage.append(Damage(0, 0, pos, f"unreadable region of {resume - pos} bytes ({exc})"))
+                pos = resume
+                continue
+        index.put(found.key, found.alternate_key, pos, total,
+                  deleted=bool(found.flags & needle.FLAG_DELETED))
+        pos += total
+    return pos, damage
+
+
+def _next_intact(fd: int, pos: int, size: int) -> int | None:
+    """Offset of the next intact needle after damage, or None if none follows."""
+    magic = needle.HEADER_MAGIC.to_bytes(4, "little")
+    while pos < size:
+        chunk = os.pread(fd, SCAN_CHUNK, pos)
+        at = chunk.find(magic)
+        while at >= 0:
+            candidate = pos + at
+            if candidate % needle.ALIGNMENT == 0:
+                head = os.pread(fd, needle.HEADER.size, candidate)
+                try:
+                    _, data_size = needle.unpack_header(head)
+                    total = needle.stored_size(data_size)
+                    if candidate + total <= size:
+                        needle.unpack(os.pread(fd, total, candidate))
+                        return candidate
+                except needle.NeedleFormatError:
+                    pass
+            at = chunk.find(magic, at + 1)
+        pos += max(len(chunk) - 3, 1)
+    return None
+
+
+def _copy_live(src: int, dst: int, sb: needle.Superblock, keys, alts, units, sizes):  # type: ignore[no-untyped-def]
+    """Compaction phase 1 (thread): copies live needles in offset order; returns
+    (key, alt, new offset, size) for each."""
+    _pwrite_all(dst, sb.pack(), 0)
+    live = (sizes & 0x80000000) == 0
+    order = units[live].argsort()
+    k, a, u, s = keys[live][order], alts[live][order], units[live][order], sizes[live][order]
+    out = needle.SUPERBLOCK.size
+    placed = []
+    for key, alt, unit, size in zip(k.tolist(), a.tolist(), u.tolist(), s.tolist()):
+        raw = os.pread(src, size, unit * 8)
+        if len(raw) == size and raw[needle.FLAGS_OFFSET] & needle.FLAG_DELETED:
+            continue  # deleted after the last checkpoint
+        _pwrite_all(dst, raw, out)
+        placed.append((key, alt, out, size))
+        out += size
+    return placed
+
+
+def _finish_compaction(src, dst, sb, placed, snapshot_end, end, deletes):  # type: ignore[no-untyped-def]
+    """Compaction phase 2 (thread, append lock held): copy needles written since the
+    snapshot, apply deletes made meanwhile, sync; returns (new index, new end)."""
+    index = NeedleIndex()
+    out = needle.SUPERBLOCK.size
+    for key, alt, offset, size in placed:
+        index.put(key, alt, offset, size)
+        out = offset + size
+    pos = snapshot_end
+    while pos < end:
+        found, data_size = needle.unpack_header(os.pread(src, needle.HEADER.size, pos))
+        total = needle.stored_size(data_size)
+        raw = os.pread(src, total, pos)
+        if not raw[needle.FLAGS_OFFSET] & needle.FLAG_DELETED:
+            _pwrite_all(dst, raw, out)
+            index.put(found.key, found.alternate_key, out, total)
+            out += total
+        pos += total
+    for key, alt in deletes:
+        entry = index.get(key, alt)
+        if entry is not None and not entry.deleted:
+            raw = os.pread(dst, needle.HEADER.size, entry.offset)
+            _pwrite_all(dst, bytes([raw[needle.FLAGS_OFFSET] | needle.FLAG_DELETED]),
+                        entry.offset + needle.FLAGS_OFFSET)
+            index.mark_deleted(key, alt)
+    _pwrite_all(dst, sb.pack(), 0)
+    os.fsync(dst)
+    return index, out
+
+
+def _scrub(fd, keys, alts, units, sizes) -> tuple[int, list[Damage]]:  # type: ignore[no-untyped-def]
+    damaged = []
+    checked = 0
+    for key, alt, unit, size in zip(keys.tolist(), alts.tolist(), units.tolist(), sizes.tolist()):
+        if size & 0x80000000:
+            continue
+        checked += 1
+        offset = unit * 8
+        try:
+            found, _ = needle.unpack(os.pread(fd, size, offset))
+            if found.key != key or found.alternate_key != alt:
+                raise needle.NeedleFormatError(f"holds {found.key:#x}/{found.alternate_key}")
+        except needle.NeedleFormatError as exc:
+            damaged.append(Damage(key, alt, offset, str(exc)))
+    return checked, damaged
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(f"short write at {offset}")
+        view, offset = view[written:], offset + written
+
+
+def _check_ids(key: int, alt: int, cookie: int) -> None:
+    if not 0 <= key <= MAX_U64:
+        raise BadNeedleRequest(f"key {key} is not a 64-bit unsigned integer")
+    if not 0 <= alt <= MAX_U32:
+        raise BadNeedleRequest(f"alternate key {alt} is not a 32-bit unsigned integer")
+    if not 0 <= cookie <= MAX_U32:
+        raise BadNeedleRequest(f"cookie {cookie} is not a 32-bit unsigned integer")
+
+
+def _not_found(volume_id: int, key: int, alt: int) -> str:
+    # Deliberately the same for unknown, deleted and wrong-cookie needles.
+    return f"needle {key:#x}/{alt} not found in volume {volume_id}"

@@ -1,0 +1,105 @@
+"""The set of volumes on one store machine, and the background checkpointer.
+
+Volumes live in ``<cluster.data_dir>/store-<machine_id>/vol-<id>.dat`` (+ ``.idx``).
+All are opened at start (checkpoint + tail scan each, in threads) and closed with a
+final checkpoint on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from store.errors import BadNeedleRequest, VolumeExists, VolumeNotFound
+from store.volume import Damage, Volume, VolumeLimits, create_volume, open_volume, volume_path
+
+log = logging.getLogger(__name__)
+
+_VOLUME_FILE = re.compile(r"vol-([1-9][0-9]*)\.dat")
+MAX_VOLUME_ID = (1 << 32) - 1
+
+
+class VolumeSet:
+    """Every volume of this machine, by id."""
+
+    def __init__(self, directory: Path, limits: VolumeLimits, io_threads: int) -> None:
+        self.directory = directory
+        self.limits = limits
+        self.executor = ThreadPoolExecutor(io_threads, thread_name_prefix="store-io")
+        self._volumes: dict[int, Volume] = {}
+        self._creating = asyncio.Lock()
+        self.startup_damage: dict[int, list[Damage]] = {}
+
+    async def load(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        for path in sorted(self.directory.iterdir()):
+            match = _VOLUME_FILE.fullmatch(path.name)
+            if not match:
+                continue
+            volume, damage = await loop.run_in_executor(self.executor, open_volume, path, self.limits, self.executor)
+            self._volumes[volume.volume_id] = volume
+            if damage:
+                self.startup_damage[volume.volume_id] = damage
+                log.error("volume %d: %d damaged needles found at startup", volume.volume_id, len(damage))
+        log.info("loaded %d volumes from %s", len(self._volumes), self.directory)
+
+    def get(self, volume_id: int) -> Volume:
+        volume = self._volumes.get(volume_id)
+        if volume is None:
+            raise VolumeNotFound(f"volume {volume_id} is not on this store")
+        return volume
+
+    def all(self) -> list[Volume]:
+        return [self._volumes[k] for k in sorted(self._volumes)]
+
+    async def create(self, volume_id: int) -> Volume:
+        if not 1 <= volume_id <= MAX_VOLUME_ID:
+            raise BadNeedleRequest(f"volume id must be in 1..{MAX_VOLUME_ID}, got {volume_id}")
+        async with self._creating:
+            if volume_id in self._volumes or volume_path(self.directory, volume_id).exists():
+                raise VolumeExists(f"volume {volume_id} already exists on this store")
+            volume = await asyncio.get_running_loop().run_in_executor(
+                self.executor, create_volume, self.directory, volume_id, self.limits, self.executor
+            )
+            self._volumes[volume_id] = volume
+            return volume
+
+    async def checkpoint_all(self) -> int:
+        written = 0
+        for volume in self.all():
+            written += await volume.checkpoint()
+        return written
+
+    async def close(self) -> None:
+        for volume in self.all():
+            await volume.close()
+        self.executor.shutdown(wait=True)
+
+
+class Checkpointer:
+    """Writes index checkpoints of changed volumes every ``interval_s``."""
+
+    def __init__(self, volumes: VolumeSet, interval_s: float) -> None:
+        self._volumes = volumes
+        self._interval = interval_s
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), self._interval)
+            except TimeoutError:
+                pass
+            if self._stop.is_set():
+                return
+            try:
+                await self._volumes.checkpoint_all()
+            except OSError as exc:  # a full disk must not kill the store: reads go on
+                log.error("checkpoint failed: %s", exc)
+
+    async def shutdown(self) -> None:
+        self._stop.set()

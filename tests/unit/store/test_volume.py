@@ -1,0 +1,215 @@
+"""store/volume.py: the write, read, delete, restart and compaction paths on real files."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from store import needle
+from store.errors import ChecksumMismatch, NeedleNotFound, NeedleTooLarge, VolumeReadOnly
+from store.volume import VolumeLimits, create_volume, open_volume, volume_path
+
+LIMITS = VolumeLimits(capacity_bytes=64 * 1024 * 1024, max_needle_bytes=1024 * 1024)
+
+
+@pytest.fixture
+def executor():
+    with ThreadPoolExecutor(4, thread_name_prefix="test-io") as pool:
+        yield pool
+
+
+def reopen(directory: Path, executor, limits=LIMITS):
+    volume, damage = open_volume(volume_path(directory, 1), limits, executor)
+    return volume, damage
+
+
+async def test_write_then_read_back_exactly(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    offset, size = await v.write(0xABC, 0, 0xDEADBEEF, b"hello photo")
+    assert offset == needle.SUPERBLOCK.size and size == needle.stored_size(11)
+    assert await v.read(0xABC, 0, 0xDEADBEEF) == b"hello photo"
+    assert v.io.preads == 1
+
+
+async def test_wrong_cookie_unknown_key_and_other_rendition_are_not_found(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    await v.write(1, 0, 7, b"x")
+    for key, alt, cookie in ((1, 0, 8), (2, 0, 7), (1, 1, 7)):
+        with pytest.raises(NeedleNotFound) as info:
+            await v.read(key, alt, cookie)
+        assert "not found" in str(info.value)
+
+
+async def test_a_flipped_data_byte_is_data_loss_never_wrong_bytes(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    offset, _ = await v.write(5, 0, 9, b"A" * 100)
+    with open(v.path, "r+b") as f:
+        f.seek(offset + needle.HEADER.size + 50)
+        f.write(b"B")
+    with pytest.raises(ChecksumMismatch):
+        await v.read(5, 0, 9)
+    checked, damaged = await v.scrub()
+    assert checked == 1 and [d.key for d in damaged] == [5]
+
+
+async def test_concurrent_writers_share_fsyncs(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    await asyncio.gather(*(v.write(i, 0, i, os.urandom(64)) for i in range(200)))
+    assert v.io.synced_writes == 200
+    assert v.io.fsyncs < 200  # group commit: some syncs covered several writes
+    assert v.stats.needles == 200
+
+
+async def test_full_volume_turns_read_only_and_refuses_writes(tmp_path, executor):
+    limits = VolumeLimits(capacity_bytes=needle.SUPERBLOCK.size + 3 * needle.stored_size(1000), max_needle_bytes=5000)
+    v = create_volume(tmp_path, 1, limits, executor)
+    for i in range(3):
+        await v.write(i, 0, 1, b"x" * 1000)
+    with pytest.raises(VolumeReadOnly, match="full"):
+        await v.write(99, 0, 1, b"x" * 1000)
+    assert v.read_only
+    with pytest.raises(VolumeReadOnly):
+        await v.write(100, 0, 1, b"y")
+    assert await v.read(2, 0, 1) == b"x" * 1000  # still readable
+    await v.close()
+    again, _ = reopen(tmp_path, executor, limits)
+    assert again.read_only  # persisted in the superblock
+
+
+async def test_oversize_needle_is_invalid_argument(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    with pytest.raises(NeedleTooLarge):
+        await v.write(1, 0, 1, b"x" * (LIMITS.max_needle_bytes + 1))
+
+
+async def test_delete_reads_as_not_found_and_survives_restart_without_checkpoint(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    await v.write(1, 0, 1, b"keep")
+    await v.write(2, 0, 2, b"gone")
+    await v.close()  # checkpoint now covers both
+    v, _ = reopen(tmp_path, executor)
+    assert await v.delete(2, 0, 2) is True
+    assert await v.delete(2, 0, 2) is False
+    with pytest.raises(NeedleNotFound):
+        await v.read(2, 0, 2)
+    # Crash: no checkpoint after the delete. The flag in the needle still rules.
+    v2, _ = reopen(tmp_path, executor)
+    with pytest.raises(NeedleNotFound):
+        await v2.read(2, 0, 2)
+    assert await v2.read(1, 0, 1) == b"keep"
+
+
+async def test_delete_with_a_wrong_cookie_is_refused(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    await v.write(1, 0, 1, b"mine")
+    with pytest.raises(NeedleNotFound):
+        await v.delete(1, 0, 2)
+    assert await v.read(1, 0, 1) == b"mine"
+
+
+async def test_torn_tail_is_truncated_on_restart(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    for i in range(10):
+        await v.write(i, 0, i, bytes([i]) * 500)
+    good_end = v.file_bytes
+    torn = needle.pack(needle.Needle(77, 0, 77), b"z" * 500)[:300]  # crash mid-append
+    with open(v.path, "ab") as f:
+        f.write(torn)
+    v2, damage = reopen(tmp_path, executor)
+    assert v2.file_bytes == good_end == os.path.getsize(v2.path)
+    assert damage == []
+    with pytest.raises(NeedleNotFound):
+        await v2.read(77, 0, 77)
+    for i in range(10):
+        assert await v2.read(i, 0, i) == bytes([i]) * 500
+
+
+async def test_damage_in_the_middle_is_not_mistaken_for_a_torn_tail(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    offsets = [(await v.write(i, 0, i, bytes([i]) * 200))[0] for i in range(5)]
+    with open(v.path, "r+b") as f:  # smash needle 2's header magic
+        f.seek(offsets[2])
+        f.write(b"\0\0\0\0")
+    v2, damage = reopen(tmp_path, executor)  # no checkpoint: a full scan
+    assert len(damage) == 1 and damage[0].offset == offsets[2]
+    for i in (0, 1, 3, 4):
+        assert await v2.read(i, 0, i) == bytes([i]) * 200
+
+
+async def test_restart_loads_checkpoint_and_scans_only_the_tail(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    for i in range(50):
+        await v.write(i, 0, i, b"a" * 10)
+    assert await v.checkpoint()
+    for i in range(50, 60):
+        await v.write(i, 0, i, b"b" * 10)
+    v2, _ = reopen(tmp_path, executor)  # crash: checkpoint covers 50, tail has 10
+    assert v2.stats.needles == 60
+    assert await v2.read(55, 0, 55) == b"b" * 10
+    assert await v2.read(5, 0, 5) == b"a" * 10
+
+
+async def test_a_corrupt_checkpoint_is_ignored(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    for i in range(20):
+        await v.write(i, 0, i, b"c")
+    await v.close()
+    idx = v.index_path
+    raw = bytearray(idx.read_bytes())
+    raw[-1] ^= 0xFF
+    idx.write_bytes(raw)
+    v2, _ = reopen(tmp_path, executor)
+    assert v2.stats.needles == 20 and await v2.read(19, 0, 19) == b"c"
+
+
+async def test_compaction_reclaims_deleted_bytes_while_reads_and_writes_go_on(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    data = {i: os.urandom(random.randint(1, 4000)) for i in range(300)}
+    for i, blob in data.items():
+        await v.write(i, 0, i, blob)
+    for i in range(0, 300, 2):
+        await v.delete(i, 0, i)
+    before = v.file_bytes
+
+    async def traffic():
+        for j in range(300, 340):
+            data[j] = os.urandom(100)
+            await v.write(j, 0, j, data[j])
+            assert await v.read(1, 0, 1) == data[1]
+
+    (reclaimed, live), _ = await asyncio.gather(v.compact(), traffic())
+    assert reclaimed > 0 and v.file_bytes < before + 40 * 200
+    live_keys = [k for k in data if k % 2 == 1 or k >= 300]
+    for k in live_keys:
+        assert await v.read(k, 0, k) == data[k]
+    with pytest.raises(NeedleNotFound):
+        await v.read(0, 0, 0)
+    v2, _ = reopen(tmp_path, executor)
+    assert v2.stats.needles == len(live_keys)
+    assert await v2.read(339, 0, 339) == data[339]
+
+
+async def test_an_interrupted_compaction_leaves_the_old_volume_whole(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    for i in range(10):
+        await v.write(i, 0, i, b"d" * 50)
+    await v.close()
+    # A crash mid-compaction leaves a partial new file beside the volume.
+    v.path.with_suffix(".dat.compact").write_bytes(b"partial garbage")
+    v2, _ = reopen(tmp_path, executor)
+    assert not v.path.with_suffix(".dat.compact").exists()
+    assert all([await v2.read(i, 0, i) == b"d" * 50 for i in range(10)])
+
+
+async def test_export_streams_the_file_from_an_offset(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    for i in range(20):
+        await v.write(i, 0, i, os.urandom(1000))
+    chunks = [c async for c in v.export(64, 4096)]
+    assert b"".join(d for _, d, _ in chunks) == v.path.read_bytes()[64:]
+    assert chunks[0][0] == 64 and chunks[-1][2] == v.file_bytes
