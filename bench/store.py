@@ -1,0 +1,275 @@
+"""Benchmarks of the Haystack store: ``python -m bench.store [--quick] [--json]``.
+
+Every figure is a ratio against a baseline measured in the same run, or a count:
+
+- index_bytes_per_needle   traced allocation of a NeedleIndex of N needles / N
+                           (N = 10M; 1M with --quick), against a dict of tuples
+- index_load_needles_per_s checkpoint load rate (the restart path), and the tail scan rate
+- group_commit_vs_naive    durable writes/s at concurrency 16 with group commit, over one
+                           fdatasync per write
+- read_vs_echo_1k / _64k   Store ReadNeedle RPCs/s at concurrency 16 over a bare grpc.aio
+                           echo server returning the same payload (both real processes)
+- batch_vs_single          needles/s by BatchRead (100 a call) over single ReadNeedle
+- preads_per_read          pread calls counted by the store / reads served
+- syscalls_per_read_vs_files  syscalls of one needle read (strace) over one read of a
+                           photo kept as its own file in a directory tree
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from store import checkpoint, needle
+from store.index import NeedleIndex
+from store.volume import VolumeLimits, create_volume, open_volume
+from trenchcoat import procs
+from trenchcoat.v1 import store_pb2 as pb
+from trenchcoat.v1 import store_pb2_grpc
+
+CONCURRENCY = 16
+
+
+def index_bytes(n: int) -> tuple[float, float]:
+    rng = np.random.default_rng(1)
+    keys = rng.integers(0, 2**63, n, dtype=np.uint64).tolist()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    index = NeedleIndex()
+    for i, k in enumerate(keys):
+        index.put(k, 0, 64 + i * 8, 1024)
+    index.arrays()
+    ours = (tracemalloc.get_traced_memory()[0] - base) / n
+    tracemalloc.stop()
+    del index
+    sample = min(n, 200_000)  # the dict baseline is sampled: 10M tuples would take GBs
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    d = {(k, 0): (64 + i * 8, 1024, 0) for i, k in enumerate(keys[:sample])}
+    dict_bytes = (tracemalloc.get_traced_memory()[0] - base) / sample
+    tracemalloc.stop()
+    del d
+    return ours, dict_bytes
+
+
+def load_rates(n: int, tmp: Path) -> tuple[float, float]:
+    keys = np.sort(np.random.default_rng(2).integers(0, 2**63, n, dtype=np.uint64))
+    arrays = (keys, np.zeros(n, np.uint32), np.arange(n, dtype=np.uint32) + 8, np.full(n, 1024, np.uint32))
+    path = tmp / "vol-1.idx"
+    checkpoint.write(path, 1, 0, 64, arrays)
+    began = time.perf_counter()
+    loaded = checkpoint.load(path, 1, 0)
+    load_rate = n / (time.perf_counter() - began)
+    assert loaded is not None and len(loaded.index) == n
+    # Tail scan: a volume with no checkpoint, small needles.
+    m = min(n, 200_000)
+    with ThreadPoolExecutor(4) as pool:
+        vol = create_volume(tmp, 2, VolumeLimits(8 * 1024**3, 1 << 20), pool)
+        with open(vol.path, "ab") as f:
+            for i in range(m):
+                f.write(needle.pack(needle.Needle(i, 0, i), b"x" * 100))
+        began = time.perf_counter()
+        volume, _ = open_volume(vol.path, vol.limits, pool)
+        scan_rate = m / (time.perf_counter() - began)
+        assert volume.stats.needles == m
+    return load_rate, scan_rate
+
+
+async def group_commit(tmp: Path, writes: int) -> tuple[float, float]:
+    with ThreadPoolExecutor(16) as pool:
+        vol = create_volume(tmp, 3, VolumeLimits(8 * 1024**3, 1 << 20), pool)
+        data = os.urandom(4096)
+        counter = iter(range(10**9))
+
+        async def worker() -> None:
+            for _ in range(writes // CONCURRENCY):
+                i = next(counter)
+                await vol.write(i, 0, 1, data)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        grouped = writes / (time.perf_counter() - began)
+        # Baseline: every write waits for its own fdatasync (serialized, as it must be).
+        fd = os.open(tmp / "naive.dat", os.O_RDWR | os.O_CREAT, 0o644)
+        lock = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        end = [0]
+
+        def write_and_sync(offset: int) -> None:
+            os.pwrite(fd, data, offset)
+            os.fdatasync(fd)
+
+        async def naive_worker() -> None:
+            for _ in range(writes // CONCURRENCY):
+                async with lock:
+                    offset, end[0] = end[0], end[0] + len(data)
+                    await loop.run_in_executor(pool, write_and_sync, offset)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(naive_worker() for _ in range(CONCURRENCY)))
+        naive = writes / (time.perf_counter() - began)
+        os.close(fd)
+    return grouped, naive
+
+
+async def rate(call, seconds: float) -> float:
+    """Calls per second of ``call()`` from CONCURRENCY concurrent tasks."""
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await call()
+            done += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return done / (time.perf_counter() - began)
+
+
+def start(argv: list[str], log: Path, port: int, env: dict[str, str] | None = None) -> procs.ManagedProcess:
+    p = procs.ManagedProcess(name=log.stem, argv=argv, log_path=log, env=env,
+                             ready=lambda: _port_open(port))
+    p.start()
+    p.wait_ready(30)
+    return p
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def rpc_figures(tmp: Path, seconds: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    port, mport = procs.free_port(), procs.free_port()
+    env = {**os.environ, "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp / "cluster"),
+           "TRENCHCOAT_STORE__PORT": str(port), "TRENCHCOAT_STORE__METRICS_PORT": str(mport),
+           "TRENCHCOAT_CLUSTER__LOG_LEVEL": "WARNING"}
+    store = start([sys.executable, "-m", "store"], tmp / "store.log", port, env)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = store_pb2_grpc.StoreServiceStub(channel)
+            await stub.CreateVolume(pb.CreateVolumeRequest(volume_id=1))
+            for size, label in ((1024, "1k"), (65536, "64k")):
+                base = size * 1000
+                keys = list(range(base, base + 200))
+                for k in keys:
+                    await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1, key=k, cookie=7, data=os.urandom(size)))
+                reqs = [pb.ReadNeedleRequest(volume_id=1, key=k, cookie=7) for k in keys]
+                store_rate = await rate(lambda: stub.ReadNeedle(random.choice(reqs)), seconds)
+                eport = procs.free_port()
+                echo = start([sys.executable, "-m", "bench.echo_server", str(eport), str(size)],
+                             tmp / f"echo-{label}.log", eport)
+                try:
+                    async with grpc.aio.insecure_channel(f"127.0.0.1:{eport}") as ech:
+                        call = ech.unary_unary("/bench.Echo/Echo")
+                        echo_rate = await rate(lambda: call(b"k" * 20), seconds)
+                finally:
+                    echo.stop()
+                out[f"store_reads_per_s_{label}"] = store_rate
+                out[f"echo_per_s_{label}"] = echo_rate
+                out[f"read_vs_echo_{label}"] = store_rate / echo_rate
+            reqs = [pb.ReadNeedleRequest(volume_id=1, key=k, cookie=7) for k in range(1024000, 1024200)]
+
+            async def batch() -> None:
+                async for _ in stub.BatchRead(pb.BatchReadRequest(reads=random.sample(reqs, 100))):
+                    pass
+
+            single = await rate(lambda: stub.ReadNeedle(random.choice(reqs)), seconds)
+            batched = await rate(batch, seconds) * 100
+            out["batch_vs_single"] = batched / single
+        text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read().decode()
+        preads = sum(float(v) for v in re.findall(r'^trenchcoat_store_preads_total\{[^}]*\} (\S+)', text, re.M))
+        reads = float(re.search(r'^trenchcoat_store_operations_total\{op="read",outcome="ok"\} (\S+)', text, re.M)[1])
+        out["preads_per_read"] = preads / reads
+    finally:
+        store.stop()
+    return out
+
+
+def syscalls_per_read(tmp: Path) -> tuple[float, float] | None:
+    """strace-counted syscalls of one needle read vs one file-per-photo read."""
+    if shutil.which("strace") is None:
+        return None
+    script = tmp / "one_read.py"
+    script.write_text(
+        "import os, sys\n"
+        "mode, path, off, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])\n"
+        "fd = os.open(path, os.O_RDONLY) if mode == 'haystack' else None\n"
+        "os.write(2, b'MARK')\n"
+        "for _ in range(100):\n"
+        "    if mode == 'haystack':\n"
+        "        os.pread(fd, size, off)\n"
+        "    else:\n"
+        "        with open(path, 'rb') as f: f.read()\n"
+        "os.write(2, b'MARK')\n"
+    )
+    photo_dir = tmp / "photos" / "ab" / "cd"
+    photo_dir.mkdir(parents=True)
+    (photo_dir / "0123456789abcdef.jpg").write_bytes(os.urandom(4096))
+    vol = tmp / "vol.dat"
+    vol.write_bytes(os.urandom(8192))
+
+    def count(mode: str, path: Path) -> float:
+        trace = tmp / f"trace-{mode}"
+        subprocess.run(["strace", "-f", "-o", str(trace), sys.executable, str(script), mode, str(path), "64", "4096"],
+                       check=True, capture_output=True)
+        lines = trace.read_text().splitlines()
+        marks = [i for i, line in enumerate(lines) if "write(2, \"MARK\"" in line]
+        return (marks[1] - marks[0] - 1) / 100
+
+    return count("haystack", vol), count("files", photo_dir / "0123456789abcdef.jpg")
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args()
+    n = 1_000_000 if args.quick else 10_000_000
+    seconds = 2.0 if args.quick else 8.0
+    figures: dict[str, float] = {"needles_indexed": n}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-store-"))
+    try:
+        figures["index_bytes_per_needle"], figures["dict_bytes_per_needle"] = index_bytes(n)
+        figures["index_load_needles_per_s"], figures["tail_scan_needles_per_s"] = load_rates(n, tmp)
+        grouped, naive = await group_commit(tmp, 1600 if args.quick else 8000)
+        figures["durable_writes_per_s_group"], figures["durable_writes_per_s_naive"] = grouped, naive
+        figures["group_commit_vs_naive"] = grouped / naive
+        figures.update(await rpc_figures(tmp, seconds))
+        counted = syscalls_per_read(tmp)
+        if counted:
+            figures["syscalls_per_read"], figures["syscalls_per_file_read"] = counted
+            figures["syscalls_per_read_vs_files"] = counted[0] / counted[1]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    width = max(map(len, figures))
+    for name, value in figures.items():
+        print(f"{name:<{width}}  {value:>14,.3f}")
+    if args.json:
+        print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
