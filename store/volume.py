@@ -48,7 +48,7 @@ from store.errors import (
     NeedleTooLarge,
     VolumeReadOnly,
 )
-from store.index import MAX_OFFSET, NeedleIndex
+from store.index import DELETED_BIT, MAX_OFFSET, OFFSET_UNIT, SIZE_MASK, NeedleIndex
 
 log = logging.getLogger(__name__)
 
@@ -483,8 +483,8 @@ class Volume:
 
     def _recount(self) -> None:
         _, _, _, sizes = self._index.arrays()
-        deleted = (sizes & 0x80000000) != 0
-        real = (sizes & 0x7FFFFFFF).astype("int64")
+        deleted = (sizes & DELETED_BIT) != 0
+        real = (sizes & SIZE_MASK).astype("int64")
         self.stats = VolumeStats(
             needles=int((~deleted).sum()),
             deleted=int(deleted.sum()),
@@ -605,13 +605,13 @@ def _copy_live(src: int, dst: int, sb: needle.Superblock, keys, alts, units, siz
     """Compaction phase 1 (thread): copies live needles in offset order; returns
     (key, alt, new offset, size) for each."""
     _pwrite_all(dst, sb.pack(), 0)
-    live = (sizes & 0x80000000) == 0
+    live = (sizes & DELETED_BIT) == 0
     order = units[live].argsort()
     k, a, u, s = keys[live][order], alts[live][order], units[live][order], sizes[live][order]
     out = needle.SUPERBLOCK.size
     placed = []
     for key, alt, unit, size in zip(k.tolist(), a.tolist(), u.tolist(), s.tolist()):
-        raw = os.pread(src, size, unit * 8)
+        raw = os.pread(src, size, unit * OFFSET_UNIT)
         if len(raw) == size and raw[needle.FLAGS_OFFSET] & needle.FLAG_DELETED:
             continue  # deleted after the last checkpoint
         _pwrite_all(dst, raw, out)
@@ -654,10 +654,10 @@ def _scrub(fd, keys, alts, units, sizes) -> tuple[int, list[Damage]]:  # type: i
     damaged = []
     checked = 0
     for key, alt, unit, size in zip(keys.tolist(), alts.tolist(), units.tolist(), sizes.tolist()):
-        if size & 0x80000000:
+        if size & DELETED_BIT:
             continue
         checked += 1
-        offset = unit * 8
+        offset = unit * OFFSET_UNIT
         try:
             found, _ = needle.unpack(os.pread(fd, size, offset))
             if found.key != key or found.alternate_key != alt:

@@ -413,8 +413,7 @@ def _postgres_ready(bindir: Path, port: int) -> Callable[[], bool]:
     def probe() -> bool:
         nonlocal created
         base = ["-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_USER]
-        if subprocess.run([str(bindir / "pg_isready"), *base, "-t", "1"],
-                          capture_output=True, check=False).returncode != 0:
+        if not postgres_isready("127.0.0.1", port):
             return False
         if not created:
             exists = subprocess.run(
