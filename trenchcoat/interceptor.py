@@ -49,34 +49,62 @@ def status_for(error: TrenchcoatError) -> grpc.StatusCode:
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):
-    """Metrics and error mapping around every handler of a server."""
+    """Metrics and error mapping around every handler of a server. A method's wrapped
+    handler is built on its first call and reused: the per-call cost is the RPC's own."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        service, _, method = handler_call_details.method.lstrip("/").rpartition("/")
-        labels = (service, method)
-        # Requests are decoded inside the wrapper, so an undecodable message is answered
-        # INVALID_ARGUMENT (grpc itself would say UNKNOWN).
-        decode = handler.request_deserializer or (lambda raw: raw)
-        if handler.unary_unary:
-            behavior = _wrap_unary(handler.unary_unary, labels, decode, stream_in=False)
-            return handler._replace(unary_unary=behavior, request_deserializer=None)
-        if handler.stream_unary:
-            behavior = _wrap_unary(handler.stream_unary, labels, decode, stream_in=True)
-            return handler._replace(stream_unary=behavior, request_deserializer=None)
-        if handler.unary_stream:
-            behavior = _wrap_stream(handler.unary_stream, labels, decode, stream_in=False)
-            return handler._replace(unary_stream=behavior, request_deserializer=None)
-        if handler.stream_stream:
-            behavior = _wrap_stream(handler.stream_stream, labels, decode, stream_in=True)
-            return handler._replace(stream_stream=behavior, request_deserializer=None)
-        return handler
+        name = handler_call_details.method
+        wrapped = self._wrapped.get(name)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return None
+            wrapped = self._wrapped[name] = _wrap(handler, _Metrics(name))
+        return wrapped
+
+
+def _wrap(handler: grpc.RpcMethodHandler, metrics: _Metrics) -> grpc.RpcMethodHandler:
+    # Requests are decoded inside the wrapper, so an undecodable message is answered
+    # INVALID_ARGUMENT (grpc itself would say UNKNOWN).
+    decode = handler.request_deserializer or (lambda raw: raw)
+    if handler.unary_unary:
+        behavior = _wrap_unary(handler.unary_unary, metrics, decode, stream_in=False)
+        return handler._replace(unary_unary=behavior, request_deserializer=None)
+    if handler.stream_unary:
+        behavior = _wrap_unary(handler.stream_unary, metrics, decode, stream_in=True)
+        return handler._replace(stream_unary=behavior, request_deserializer=None)
+    if handler.unary_stream:
+        behavior = _wrap_stream(handler.unary_stream, metrics, decode, stream_in=False)
+        return handler._replace(unary_stream=behavior, request_deserializer=None)
+    if handler.stream_stream:
+        behavior = _wrap_stream(handler.stream_stream, metrics, decode, stream_in=True)
+        return handler._replace(stream_stream=behavior, request_deserializer=None)
+    return handler
+
+
+class _Metrics:
+    """One method's metric children, resolved once (a labels() lookup per call is
+    measurable at thousands of calls a second)."""
+
+    def __init__(self, full_method: str) -> None:
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        self.names = (service, method)
+        self.in_flight = IN_FLIGHT.labels(service, method)
+        self.latency = LATENCY.labels(service, method)
+        self._requests: dict[grpc.StatusCode, Any] = {}
+
+    def requests(self, code: grpc.StatusCode) -> Any:
+        child = self._requests.get(code)
+        if child is None:
+            child = self._requests[code] = REQUESTS.labels(*self.names, code.name)
+        return child
 
 
 class BadRequest(InvalidArgument):
@@ -103,14 +131,14 @@ class _Call:
     """One RPC's bookkeeping, as an async context manager around the handler: the
     in-flight gauge, the latency, the final code, and the mapping of errors to status."""
 
-    def __init__(self, labels: tuple[str, str], context: grpc.aio.ServicerContext) -> None:
-        self.labels = labels
+    def __init__(self, metrics: _Metrics, context: grpc.aio.ServicerContext) -> None:
+        self.metrics = metrics
         self.context = context
         self.start = 0.0
 
     async def __aenter__(self) -> None:
         self.start = time.perf_counter()
-        IN_FLIGHT.labels(*self.labels).inc()
+        self.metrics.in_flight.inc()
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         if exc is None or isinstance(exc, grpc.aio.AbortError):
@@ -128,41 +156,41 @@ class _Call:
             self._finish(code)
             await self.context.abort(code, self.context.details() or str(exc))
         elif isinstance(exc, Exception):
-            log.error("unexpected error in %s/%s", *self.labels, exc_info=exc)
+            log.error("unexpected error in %s/%s", *self.metrics.names, exc_info=exc)
             self._finish(grpc.StatusCode.INTERNAL)
             await self.context.abort(
                 grpc.StatusCode.INTERNAL,
-                f"internal error ({type(exc).__name__}) in {self.labels[1]}; see the server log",
+                f"internal error ({type(exc).__name__}) in {self.metrics.names[1]}; see the server log",
             )
         else:
             self._finish(grpc.StatusCode.CANCELLED)
         return False
 
     def _finish(self, code: grpc.StatusCode) -> None:
-        IN_FLIGHT.labels(*self.labels).dec()
-        LATENCY.labels(*self.labels).observe(time.perf_counter() - self.start)
-        REQUESTS.labels(*self.labels, code.name).inc()
+        self.metrics.in_flight.dec()
+        self.metrics.latency.observe(time.perf_counter() - self.start)
+        self.metrics.requests(code).inc()
 
 
 def _wrap_unary(
-    behavior: Callable[..., Any], labels: tuple[str, str], decode: Callable[[bytes], Any], *, stream_in: bool
+    behavior: Callable[..., Any], metrics: _Metrics, decode: Callable[[bytes], Any], *, stream_in: bool
 ) -> Callable[..., Any]:
     async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> Any:
-        async with _Call(labels, context):
+        async with _Call(metrics, context):
             return await behavior(_request(decode, raw, stream_in), context)
 
     return wrapper
 
 
 def _wrap_stream(
-    behavior: Callable[..., Any], labels: tuple[str, str], decode: Callable[[bytes], Any], *, stream_in: bool
+    behavior: Callable[..., Any], metrics: _Metrics, decode: Callable[[bytes], Any], *, stream_in: bool
 ) -> Callable[..., Any]:
     if not inspect.isasyncgenfunction(behavior):
         # Handlers that write with context.write() and return None.
-        return _wrap_unary(behavior, labels, decode, stream_in=stream_in)
+        return _wrap_unary(behavior, metrics, decode, stream_in=stream_in)
 
     async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async with _Call(labels, context):
+        async with _Call(metrics, context):
             async for response in behavior(_request(decode, raw, stream_in), context):
                 yield response
 
