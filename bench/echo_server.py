@@ -1,5 +1,6 @@
-"""The baseline of bench.store: a bare grpc.aio server that answers every call with a
-payload of a fixed size. No chassis, no interceptor, no disk."""
+"""The baseline of bench.store: a bare grpc.aio server that answers every call with the
+same bytes a ReadNeedle of a needle of that size puts on the wire (an encoded
+ReadNeedleResponse, built once). No chassis, no interceptor, no decoding, no disk."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import sys
 
 import grpc
 
+from trenchcoat.v1.store_pb2 import ReadNeedleResponse
+
 
 async def main(port: int, size: int) -> None:
-    payload = b"e" * size
+    payload = ReadNeedleResponse(data=b"e" * size).SerializeToString()
 
     async def echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         return payload

@@ -13,6 +13,17 @@ OPERATIONS = Counter(
     "Needle operations by kind (read, write, delete) and outcome (ok or the status code).",
     ["op", "outcome"],
 )
+_operation_children: dict[tuple[str, str], Counter] = {}
+
+
+def count_operation(op: str, outcome: str) -> None:
+    """Counts one needle operation (the labelled child is looked up once)."""
+    child = _operation_children.get((op, outcome))
+    if child is None:
+        child = _operation_children[op, outcome] = OPERATIONS.labels(op, outcome)
+    child.inc()
+
+
 CRC_FAILURES = Counter(
     "trenchcoat_store_checksum_failures_total",
     "Needles that failed verification on read or scrub (answered DATA_LOSS).",
@@ -37,7 +48,12 @@ class VolumeCollector(Collector):
         dead = GaugeMetricFamily("trenchcoat_store_dead_bytes", "Bytes compaction would reclaim.", labels=["volume"])
         fill = GaugeMetricFamily("trenchcoat_store_volume_fill_ratio", "Volume file size over capacity.", labels=["volume"])
         read_only = GaugeMetricFamily("trenchcoat_store_volume_read_only", "1 when the volume refuses writes.", labels=["volume"])
-        preads = CounterMetricFamily("trenchcoat_store_preads", "pread calls on volume files.", labels=["volume"])
+        preads = CounterMetricFamily("trenchcoat_store_preads", "Preads of needle bytes (one per needle read).", labels=["volume"])
+        nowait = CounterMetricFamily(
+            "trenchcoat_store_nowait_misses",
+            "Reads the page cache could not answer without waiting; read in a reader thread instead.",
+            labels=["volume"],
+        )
         for v in self._volumes():
             label = [str(v.volume_id)]  # type: ignore[attr-defined]
             needles.add_metric(label, v.stats.needles)  # type: ignore[attr-defined]
@@ -47,7 +63,8 @@ class VolumeCollector(Collector):
             fill.add_metric(label, v.file_bytes / v.limits.capacity_bytes)  # type: ignore[attr-defined]
             read_only.add_metric(label, 1 if v.read_only else 0)  # type: ignore[attr-defined]
             preads.add_metric(label, v.io.preads)  # type: ignore[attr-defined]
-        yield from (needles, deleted, live, dead, fill, read_only, preads)
+            nowait.add_metric(label, v.io.nowait_misses)  # type: ignore[attr-defined]
+        yield from (needles, deleted, live, dead, fill, read_only, preads, nowait)
 
 
 def register(volumes: Callable[[], Iterable[object]]) -> None:

@@ -3,13 +3,10 @@ Typed errors from the domain become status codes in the chassis interceptor."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import grpc
 
 from store import metrics, needle
-from store.errors import ChecksumMismatch
+from store.errors import BadNeedleRequest, ChecksumMismatch
 from store.volume import Volume
 from store.volumes import VolumeSet
 from trenchcoat.errors import TrenchcoatError
@@ -18,17 +15,35 @@ from trenchcoat.v1 import store_pb2, store_pb2_grpc
 SERVICE_NAME = "trenchcoat.v1.StoreService"
 
 
-@asynccontextmanager
-async def counted(op: str) -> AsyncIterator[None]:
+MAX_BATCH_READS = 1000
+BATCH_MESSAGE_BYTES = 1 << 20
+"""BatchRead packs results into a message until their data reaches this size."""
+BATCH_SLICE = 128
+"""BatchRead reads this many needles at a time, so a batch's memory stays bounded."""
+
+
+class counted:  # noqa: N801 - used as a statement: ``with counted("read"):``
     """Counts one needle operation by outcome."""
-    try:
-        yield
-    except TrenchcoatError as exc:
-        metrics.OPERATIONS.labels(op, exc.status).inc()
-        if isinstance(exc, ChecksumMismatch):
+
+    __slots__ = ("op",)
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        count_result(self.op, exc)
+
+
+def count_result(op: str, result: object) -> None:
+    if isinstance(result, TrenchcoatError):
+        metrics.count_operation(op, result.status)
+        if isinstance(result, ChecksumMismatch):
             metrics.CRC_FAILURES.inc()
-        raise
-    metrics.OPERATIONS.labels(op, "ok").inc()
+    elif not isinstance(result, BaseException):
+        metrics.count_operation(op, "ok")
 
 
 def volume_info(v: Volume) -> store_pb2.VolumeInfo:
@@ -55,32 +70,41 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         return store_pb2.CreateVolumeResponse(volume=volume_info(volume))
 
     async def WriteNeedle(self, request, context):  # noqa: N802
-        async with counted("write"):
+        with counted("write"):
             volume = self._volumes.get(request.volume_id)
             offset, size = await volume.write(request.key, request.alternate_key, request.cookie, request.data)
         return store_pb2.WriteNeedleResponse(offset=offset, stored_size=size)
 
     async def ReadNeedle(self, request, context):  # noqa: N802
-        async with counted("read"):
+        with counted("read"):
             data = await self._volumes.get(request.volume_id).read(
                 request.key, request.alternate_key, request.cookie
             )
         return store_pb2.ReadNeedleResponse(data=data)
 
     async def BatchRead(self, request, context):  # noqa: N802
-        for i, read in enumerate(request.reads):
-            try:
-                async with counted("read"):
-                    data = await self._volumes.get(read.volume_id).read(read.key, read.alternate_key, read.cookie)
-            except TrenchcoatError as exc:
-                yield store_pb2.BatchReadResponse(
-                    index=i, code=grpc.StatusCode[exc.status].value[0], message=str(exc)
-                )
-            else:
-                yield store_pb2.BatchReadResponse(index=i, data=data)
+        reads = [(r.volume_id, r.key, r.alternate_key, r.cookie) for r in request.reads]
+        if not 1 <= len(reads) <= MAX_BATCH_READS:
+            raise BadNeedleRequest(f"a batch reads 1 to {MAX_BATCH_READS} needles, got {len(reads)}")
+        message, size = store_pb2.BatchReadResponse(), 0
+        for start in range(0, len(reads), BATCH_SLICE):
+            results = await self._volumes.read_many(reads[start:start + BATCH_SLICE])
+            for i, result in enumerate(results, start):
+                count_result("read", result)
+                cost = 0 if isinstance(result, TrenchcoatError) else len(result)
+                if message.results and size + cost > BATCH_MESSAGE_BYTES:
+                    yield message
+                    message, size = store_pb2.BatchReadResponse(), 0
+                if isinstance(result, TrenchcoatError):
+                    code = grpc.StatusCode[result.status].value[0]
+                    message.results.add(index=i, code=code, message=str(result))
+                else:
+                    message.results.add(index=i, data=result)
+                size += cost
+        yield message
 
     async def DeleteNeedle(self, request, context):  # noqa: N802
-        async with counted("delete"):
+        with counted("delete"):
             deleted = await self._volumes.get(request.volume_id).delete(
                 request.key, request.alternate_key, request.cookie
             )

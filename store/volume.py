@@ -8,8 +8,13 @@ acknowledged. A failed write truncates back to the old end and turns the volume
 read-only; so does a failed fdatasync (after one, the page cache cannot be trusted).
 
 Read path: one index lookup, then exactly one pread of the whole needle on the
-descriptor opened with the volume, in a reader thread. Header, cookie, then CRC are
-verified: wrong cookie -> NeedleNotFound, bad bytes -> ChecksumMismatch (DATA_LOSS).
+descriptor opened with the volume. When the page cache holds the needle the pread runs
+on the event loop with RWF_NOWAIT (a few microseconds, no thread hop); when it would
+have to wait for the disk the kernel says so without reading (EAGAIN) and the pread
+runs in a reader thread instead. Either way the disk is read once. Header, cookie, then
+CRC are verified: wrong cookie -> NeedleNotFound, bad bytes -> ChecksumMismatch
+(DATA_LOSS). ``read_many`` serves a batch the same way with one thread trip for all of
+its uncached needles.
 
 Startup (``open_volume``): the checkpoint gives the index up to ``covered_end``; only the
 tail past it is scanned. A torn tail (crash mid-append) is truncated. Damage in the
@@ -33,9 +38,10 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+import errno
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from store import checkpoint, metrics, needle
@@ -48,7 +54,8 @@ from store.errors import (
     NeedleTooLarge,
     VolumeReadOnly,
 )
-from store.index import DELETED_BIT, MAX_OFFSET, OFFSET_UNIT, SIZE_MASK, NeedleIndex
+from store.index import DELETED_BIT, MAX_OFFSET, OFFSET_UNIT, SIZE_MASK, Entry, NeedleIndex
+from trenchcoat.errors import TrenchcoatError
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +102,10 @@ class IoCounters:
     """Syscall counters (the bench reads them to show one pread per read)."""
 
     preads: int = 0
+    """Preads that read needle bytes (one per needle read)."""
+    nowait_misses: int = 0
+    """RWF_NOWAIT attempts the page cache could not answer; each was followed by the
+    needle's one pread in a reader thread. They do no disk I/O."""
     fsyncs: int = 0
     synced_writes: int = 0
     """Writes and deletes made durable; synced_writes / fsyncs is the mean batch."""
@@ -262,18 +273,78 @@ class Volume:
 
     async def read(self, key: int, alt: int, cookie: int) -> bytes:
         """The needle's data after verification, with exactly one pread."""
-        _check_ids(key, alt, cookie)
-        entry = self._index.get(key, alt)
-        if entry is None or entry.deleted:
-            raise NeedleNotFound(_not_found(self.volume_id, key, alt))
+        entry = self._entry(key, alt, cookie)
         handle = self._handle
         fd = handle.acquire()
         try:
-            buf = await self._in_thread(os.pread, fd, entry.size, entry.offset)
+            buf = self._pread_cached(fd, entry.size, entry.offset)
+            if buf is None:
+                buf = await self._in_thread(os.pread, fd, entry.size, entry.offset)
         finally:
             handle.release()
         self.io.preads += 1
         return self._verify(buf, key, alt, cookie, entry.offset)
+
+    async def read_many(self, reads: Sequence[tuple[int, int, int]]) -> list[bytes | TrenchcoatError]:
+        """Several (key, alternate key, cookie) reads: for each, the data or its error.
+        Cached needles are read on the loop; the rest in a single trip to a reader thread."""
+        results: list[bytes | TrenchcoatError | None] = [None] * len(reads)
+        bufs: list[bytes | None] = [None] * len(reads)
+        entries: list[Entry | None] = [None] * len(reads)
+        handle = self._handle
+        fd = handle.acquire()
+        try:
+            for i, (key, alt, cookie) in enumerate(reads):
+                try:
+                    entries[i] = entry = self._entry(key, alt, cookie)
+                except TrenchcoatError as exc:
+                    results[i] = exc
+                    continue
+                bufs[i] = self._pread_cached(fd, entry.size, entry.offset)
+            missing = [i for i, e in enumerate(entries) if e is not None and bufs[i] is None]
+            if missing:
+                spans = [(entries[i].size, entries[i].offset) for i in missing]  # type: ignore[union-attr]
+                for i, buf in zip(missing, await self._in_thread(_pread_all, fd, spans), strict=True):
+                    bufs[i] = buf
+        finally:
+            handle.release()
+        for i, (key, alt, cookie) in enumerate(reads):
+            entry, buf = entries[i], bufs[i]
+            if entry is None or buf is None:
+                continue
+            self.io.preads += 1
+            try:
+                results[i] = self._verify(buf, key, alt, cookie, entry.offset)
+            except TrenchcoatError as exc:
+                results[i] = exc
+        return results  # type: ignore[return-value]
+
+    def _entry(self, key: int, alt: int, cookie: int) -> Entry:
+        _check_ids(key, alt, cookie)
+        entry = self._index.get(key, alt)
+        if entry is None or entry.deleted:
+            raise NeedleNotFound(_not_found(self.volume_id, key, alt))
+        return entry
+
+    def _pread_cached(self, fd: int, size: int, offset: int) -> bytes | bytearray | None:
+        """The needle's bytes if the page cache holds all of them, read without blocking
+        the loop; None when reading them would wait for the disk."""
+        if not _nowait.supported:
+            return None
+        buf = bytearray(size)
+        try:
+            got = os.preadv(fd, [buf], offset, os.RWF_NOWAIT)
+        except BlockingIOError:
+            got = -1
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            _nowait.supported = False  # a kernel or filesystem without RWF_NOWAIT
+            return None
+        if got != size:  # not cached (or only partly): the reader thread does the read
+            self.io.nowait_misses += 1
+            return None
+        return buf
 
     def _verify(self, buf: bytes, key: int, alt: int, cookie: int, offset: int) -> bytes:
         try:
@@ -353,9 +424,7 @@ class Volume:
     async def _set_read_only_locked(self, read_only: bool) -> None:
         if self.superblock.read_only == read_only:
             return
-        updated = needle.Superblock(
-            self.superblock.volume_id, self.superblock.created_ms, self.superblock.generation, read_only
-        )
+        updated = replace(self.superblock, read_only=read_only)
         await self._in_thread(_pwrite_all, self._handle.fd, updated.pack(), 0)
         await self._in_thread(os.fdatasync, self._handle.fd)
         self.superblock = updated
@@ -368,9 +437,7 @@ class Volume:
     def _fail(self, why: str) -> None:
         """After an I/O failure: refuse further writes (in memory at once; on disk if we can)."""
         log.error("volume %d: %s; turning read-only", self.volume_id, why)
-        self.superblock = needle.Superblock(
-            self.superblock.volume_id, self.superblock.created_ms, self.superblock.generation, True
-        )
+        self.superblock = replace(self.superblock, read_only=True)
 
     async def _truncate_after_failure(self, offset: int) -> None:
         self._fail(f"append at {offset} failed")
@@ -394,12 +461,12 @@ class Volume:
             try:
                 new_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
-                    new_sb = needle.Superblock(self.volume_id, self.superblock.created_ms, generation, self.read_only)
+                    new_sb = replace(self.superblock, generation=generation)
                     placed = await self._in_thread(
                         _copy_live, self._handle.fd, new_fd, new_sb, keys, alts, units, sizes
                     )
                     async with self._append_lock:
-                        new_sb = needle.Superblock(self.volume_id, self.superblock.created_ms, generation, self.read_only)
+                        new_sb = replace(self.superblock, generation=generation)
                         new_index, new_end = await self._in_thread(
                             _finish_compaction, self._handle.fd, new_fd, new_sb, placed,
                             snapshot_end, self._end, self._compaction_deletes,
@@ -665,6 +732,17 @@ def _scrub(fd, keys, alts, units, sizes) -> tuple[int, list[Damage]]:  # type: i
         except needle.NeedleFormatError as exc:
             damaged.append(Damage(key, alt, offset, str(exc)))
     return checked, damaged
+
+
+class _NoWait:
+    supported = hasattr(os, "RWF_NOWAIT")
+
+
+_nowait = _NoWait()
+
+
+def _pread_all(fd: int, spans: list[tuple[int, int]]) -> list[bytes]:
+    return [os.pread(fd, size, offset) for size, offset in spans]
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from store.errors import BadNeedleRequest, VolumeExists, VolumeNotFound
 from store.volume import Damage, Volume, VolumeLimits, create_volume, open_volume, volume_path
+from trenchcoat.errors import TrenchcoatError
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,25 @@ class VolumeSet:
         if volume is None:
             raise VolumeNotFound(f"volume {volume_id} is not on this store")
         return volume
+
+    async def read_many(self, reads: Sequence[tuple[int, int, int, int]]) -> list[bytes | TrenchcoatError]:
+        """(volume id, key, alternate key, cookie) reads, possibly across volumes: for each,
+        the data or its error, in request order."""
+        results: list[bytes | TrenchcoatError | None] = [None] * len(reads)
+        by_volume: dict[int, list[int]] = {}
+        for i, read in enumerate(reads):
+            by_volume.setdefault(read[0], []).append(i)
+        for volume_id, positions in by_volume.items():
+            try:
+                volume = self.get(volume_id)
+            except TrenchcoatError as exc:
+                for i in positions:
+                    results[i] = exc
+                continue
+            got = await volume.read_many([reads[i][1:] for i in positions])
+            for i, result in zip(positions, got, strict=True):
+                results[i] = result
+        return results  # type: ignore[return-value]
 
     def all(self) -> list[Volume]:
         return [self._volumes[k] for k in sorted(self._volumes)]

@@ -77,16 +77,47 @@ async def test_garbage_bytes_on_the_wire_are_rejected_not_crashed(store):
     assert (await stub.VolumeStatus(pb.VolumeStatusRequest())).machine_id == 1  # still serving
 
 
-async def test_batch_read_streams_each_result_in_order(store):
+async def test_batch_read_answers_in_order_across_volumes_and_failures(store):
     _, stub = store
-    for k in range(5):
-        await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1, key=k, cookie=k, data=bytes([k]) * 10))
-    reads = [pb.ReadNeedleRequest(volume_id=1, key=k, cookie=k) for k in range(5)]
-    reads.insert(2, pb.ReadNeedleRequest(volume_id=1, key=99, cookie=1))
-    got = [r async for r in stub.BatchRead(pb.BatchReadRequest(reads=reads))]
-    assert [r.index for r in got] == list(range(6))
-    assert got[2].code == grpc.StatusCode.NOT_FOUND.value[0]
-    assert [r.data for r in got if r.code == 0] == [bytes([k]) * 10 for k in range(5)]
+    await stub.CreateVolume(pb.CreateVolumeRequest(volume_id=2))
+    for k in range(6):
+        await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1 + k % 2, key=k, cookie=k, data=bytes([k]) * 10))
+    reads = [pb.ReadNeedleRequest(volume_id=1 + k % 2, key=k, cookie=k) for k in range(6)]
+    reads.insert(2, pb.ReadNeedleRequest(volume_id=1, key=99, cookie=1))  # unknown key
+    reads.insert(4, pb.ReadNeedleRequest(volume_id=7, key=1, cookie=1))  # unknown volume
+    reads.append(pb.ReadNeedleRequest(volume_id=2, key=1, cookie=2))  # wrong cookie
+    messages = [m async for m in stub.BatchRead(pb.BatchReadRequest(reads=reads))]
+    assert len(messages) == 1  # small needles travel together
+    got = list(messages[0].results)
+    assert [r.index for r in got] == list(range(9))
+    not_found = grpc.StatusCode.NOT_FOUND.value[0]
+    assert [r.code for r in got] == [0, 0, not_found, 0, not_found, 0, 0, 0, not_found]
+    assert "volume 7" in got[4].message
+    assert [r.data for r in got if r.code == 0] == [bytes([k]) * 10 for k in range(6)]
+
+
+async def test_batch_read_packs_messages_to_about_a_mebibyte(store):
+    _, stub = store
+    blob = b"z" * 300_000
+    for k in range(10):
+        await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1, key=k, cookie=1, data=blob))
+    reads = [pb.ReadNeedleRequest(volume_id=1, key=k, cookie=1) for k in range(10)]
+    messages = [m async for m in stub.BatchRead(pb.BatchReadRequest(reads=reads))]
+    assert [len(m.results) for m in messages] == [3, 3, 3, 1]
+    assert [r.index for m in messages for r in m.results] == list(range(10))
+    assert all(r.data == blob for m in messages for r in m.results)
+
+
+@pytest.mark.parametrize("n", [0, 1001])
+async def test_batch_read_refuses_empty_and_oversize_batches(store, n):
+    _, stub = store
+    reads = [pb.ReadNeedleRequest(volume_id=1, key=1, cookie=1)] * n
+    details = await expect(grpc.StatusCode.INVALID_ARGUMENT, _drain(stub.BatchRead(pb.BatchReadRequest(reads=reads))))
+    assert "1 to 1000" in details
+
+
+async def _drain(stream):
+    return [m async for m in stream]
 
 
 async def test_flipped_byte_is_data_loss_and_scrub_reports_it(store, tmp_path):

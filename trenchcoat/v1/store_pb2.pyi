@@ -64,7 +64,7 @@ class BatchReadRequest(_message.Message):
     reads: _containers.RepeatedCompositeFieldContainer[ReadNeedleRequest]
     def __init__(self, reads: _Optional[_Iterable[_Union[ReadNeedleRequest, _Mapping]]] = ...) -> None: ...
 
-class BatchReadResponse(_message.Message):
+class BatchReadResult(_message.Message):
     __slots__ = ("index", "code", "message", "data")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
@@ -75,6 +75,12 @@ class BatchReadResponse(_message.Message):
     message: str
     data: bytes
     def __init__(self, index: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class BatchReadResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[BatchReadResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchReadResult, _Mapping]]] = ...) -> None: ...
 
 class DeleteNeedleRequest(_message.Message):
     __slots__ = ("volume_id", "key", "alternate_key", "cookie")

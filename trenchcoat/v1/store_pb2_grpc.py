@@ -115,8 +115,9 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BatchRead(self, request, context):
-        """Reads many needles in one call, streamed back in request order; a failed needle is
-        reported in its own result and does not end the stream.
+        """Reads many needles (at most 1,000) in one call. Results come back in request order,
+        packed several to a message; a failed needle is reported in its own result and does
+        not end the stream. INVALID_ARGUMENT for an empty or oversize batch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

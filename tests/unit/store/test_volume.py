@@ -36,6 +36,50 @@ async def test_write_then_read_back_exactly(tmp_path, executor):
     assert v.io.preads == 1
 
 
+def drop_page_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("nowait", [True, False], ids=["rwf-nowait", "thread-only"])
+async def test_uncached_needles_are_read_once_in_a_thread(tmp_path, executor, monkeypatch, nowait):
+    from store import volume as volume_module
+
+    monkeypatch.setattr(volume_module._nowait, "supported", nowait and hasattr(os, "RWF_NOWAIT"))
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    blobs = {k: os.urandom(200_000 + k) for k in range(1, 9)}
+    for k, blob in blobs.items():
+        await v.write(k, 0, k, blob)
+    drop_page_cache(v.path)
+    assert await v.read(1, 0, 1) == blobs[1]
+    got = await v.read_many([(k, 0, k) for k in range(2, 9)])
+    assert got == [blobs[k] for k in range(2, 9)]
+    assert v.io.preads == 8
+    # Cached now: every read answered without a miss.
+    misses = v.io.nowait_misses
+    assert await v.read_many([(k, 0, k) for k in blobs]) == list(blobs.values())
+    assert v.io.nowait_misses == misses and v.io.preads == 16
+
+
+async def test_read_many_reports_each_failure_in_its_own_place(tmp_path, executor):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    offsets = {}
+    for k in range(1, 6):
+        offsets[k], _ = await v.write(k, 0, k, bytes([k]) * 100)
+    await v.delete(4, 0, 4)
+    with open(v.path, "r+b") as f:
+        f.seek(offsets[5] + needle.HEADER.size + 3)
+        f.write(b"\xff")
+    got = await v.read_many([(1, 0, 1), (2, 0, 99), (3, 0, 3), (4, 0, 4), (5, 0, 5), (6, 0, 6), (1 << 64, 0, 1)])
+    assert got[0] == bytes([1]) * 100 and got[2] == bytes([3]) * 100
+    assert [type(r).__name__ for r in got[1:2] + got[3:]] == [
+        "NeedleNotFound", "NeedleNotFound", "ChecksumMismatch", "NeedleNotFound", "BadNeedleRequest"]
+
+
 async def test_wrong_cookie_unknown_key_and_other_rendition_are_not_found(tmp_path, executor):
     v = create_volume(tmp_path, 1, LIMITS, executor)
     await v.write(1, 0, 7, b"x")
