@@ -2,5 +2,5 @@
 across racks, spreads reads, flips volumes read-only when full or failed, tracks store
 liveness (pitchfork) and schedules repair and hot->warm migration. State lives in etcd;
 background work runs on the leader elected through etcd. Contract:
-``proto/trenchcoat/v1/directory.proto``. Not built yet.
+``proto/trenchcoat/v1/directory.proto``.
 """

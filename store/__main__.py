@@ -6,31 +6,24 @@ Reads the cluster config (``--config``, $TRENCHCOAT_CONFIG or ./trenchcoat.toml)
 
 from __future__ import annotations
 
-import argparse
-import os
+import logging
 import sys
 from pathlib import Path
 
 from store import metrics
+from store.registration import Registration
 from store.service import SERVICE_NAME, StoreServicer
 from store.volume import VolumeLimits
 from store.volumes import Checkpointer, VolumeSet
-from trenchcoat import config as configmod
 from trenchcoat import server
-from trenchcoat.errors import ConfigError
+from trenchcoat.etcd import Etcd
 from trenchcoat.v1 import store_pb2_grpc
+
+log = logging.getLogger("store")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m store", description="A Haystack store machine.")
-    parser.add_argument("--config", help="cluster config file (TOML)")
-    args = parser.parse_args()
-    try:
-        config = configmod.load(args.config or configmod.default_path(os.environ), os.environ)
-    except ConfigError as exc:
-        print(f"store: {exc}", file=sys.stderr)
-        return 2
-    server.setup_logging(config.cluster.log_level)
+    config = server.load_config("store", "A Haystack store machine.")
     section = config.store
     directory = Path(config.cluster.data_dir) / f"store-{section.machine_id}"
 
@@ -42,15 +35,28 @@ def main() -> int:
         )
         await volumes.load()
         metrics.register(volumes.all)
+        workers: list[server.Worker] = [Checkpointer(volumes, section.checkpoint_interval_s)]
+        closers = [volumes.close]
+        if config.etcd.endpoints:
+            etcd = Etcd(config.etcd.endpoints, config.cluster.name)
+            registration = Registration(
+                etcd, machine_id=section.machine_id, address=config.store_address(), rack=section.rack,
+                directory=directory, ttl_s=config.directory.liveness_ttl_s,
+            )
+            await registration.start()  # a taken machine id stops the store here
+            workers.append(registration)
+            closers.append(etcd.close)
+        else:
+            log.warning("etcd.endpoints is empty: this store runs alone, unknown to any Directory")
         return server.host_for(
             f"store-{section.machine_id}",
             config.cluster,
             section,
             bindings=[server.Binding(SERVICE_NAME, StoreServicer(volumes, section.machine_id),
                                      store_pb2_grpc.add_StoreServiceServicer_to_server)],
-            workers=[Checkpointer(volumes, section.checkpoint_interval_s)],
+            workers=workers,
             # After the last RPC has drained: final checkpoints, descriptors closed.
-            closers=[volumes.close],
+            closers=closers,
         )
 
     return server.run(build)

@@ -47,3 +47,7 @@ class DiskFailure(Unavailable):
 
 class CorruptVolume(DataLoss):
     """Raised when a volume file's superblock is unreadable or of an unknown format."""
+
+
+class RepairInProgress(FailedPrecondition):
+    """Raised when a repair of a volume is asked for while one is running."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import grpc
 
-from store import metrics, needle
+from store import metrics, needle, peer
 from store.errors import BadNeedleRequest, ChecksumMismatch
 from store.volume import Volume
 from store.volumes import VolumeSet
@@ -142,3 +142,10 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             yield store_pb2.ExportVolumeResponse(
                 offset=offset, data=data, crc32c=needle.crc32c(data), end_offset=end
             )
+
+    async def RepairVolume(self, request, context):  # noqa: N802
+        if not request.source_address:
+            raise BadNeedleRequest("source_address is required (host:port of a store with a good copy)")
+        chunks = peer.export_chunks(request.source_address, request.volume_id, request.chunk_bytes)
+        volume, copied = await self._volumes.restore(request.volume_id, chunks)
+        return store_pb2.RepairVolumeResponse(volume=volume_info(volume), copied_bytes=copied)

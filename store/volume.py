@@ -543,6 +543,17 @@ class Volume:
             await self.checkpoint()
             self._handle.retire()
 
+    async def retire(self) -> None:
+        """Before this copy is replaced: refuse writes, wait out the append in progress,
+        and close the descriptor once in-flight reads are done. No checkpoint."""
+        self.superblock = replace(self.superblock, read_only=True)
+        async with self._append_lock:
+            self._handle.retire()
+
+    def detach(self) -> None:
+        """Closes a volume opened only to be checked (no checkpoint, nothing in flight)."""
+        self._handle.retire()
+
     # --- helpers -----------------------------------------------------------------------
 
     async def _in_thread(self, fn, *args):  # type: ignore[no-untyped-def]

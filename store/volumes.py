@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from store.errors import BadNeedleRequest, VolumeExists, VolumeNotFound
+from store import checkpoint, needle
+from store.errors import (
+    BadNeedleRequest,
+    ChecksumMismatch,
+    CorruptVolume,
+    RepairInProgress,
+    VolumeExists,
+    VolumeNotFound,
+)
 from store.volume import Damage, Volume, VolumeLimits, create_volume, open_volume, volume_path
 from trenchcoat.errors import TrenchcoatError
 
@@ -33,6 +42,7 @@ class VolumeSet:
         self.executor = ThreadPoolExecutor(io_threads, thread_name_prefix="store-io")
         self._volumes: dict[int, Volume] = {}
         self._creating = asyncio.Lock()
+        self._restoring: set[int] = set()
         self.startup_damage: dict[int, list[Damage]] = {}
 
     async def load(self) -> None:
@@ -88,6 +98,63 @@ class VolumeSet:
             )
             self._volumes[volume_id] = volume
             return volume
+
+    async def restore(self, volume_id: int, chunks: AsyncIterator[tuple[int, bytes, int, int]]) -> tuple[Volume, int]:
+        """Replaces (or creates) a volume with a copy streamed from another replica:
+        ``chunks`` yields (offset, data, crc32c, end). Every chunk's CRC is checked, the
+        copy is made durable and verified needle by needle before it is swapped in; until
+        then the old copy serves. Returns the new volume and the bytes copied."""
+        if not 1 <= volume_id <= MAX_VOLUME_ID:
+            raise BadNeedleRequest(f"volume id must be in 1..{MAX_VOLUME_ID}, got {volume_id}")
+        async with self._creating:
+            if volume_id in self._restoring:
+                raise RepairInProgress(f"volume {volume_id} is already being repaired")
+            self._restoring.add(volume_id)
+        loop = asyncio.get_running_loop()
+        path = volume_path(self.directory, volume_id)
+        tmp = path.with_name(path.name + ".repair")
+        try:
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                copied = await self._receive(fd, volume_id, chunks)
+                await loop.run_in_executor(self.executor, os.fsync, fd)
+            finally:
+                os.close(fd)
+            check, damage = await loop.run_in_executor(self.executor, open_volume, tmp, self.limits, self.executor)
+            check.detach()
+            if check.volume_id != volume_id:
+                raise CorruptVolume(f"the copy of volume {volume_id} is volume {check.volume_id}")
+            if damage:
+                raise CorruptVolume(f"the copy of volume {volume_id} has {len(damage)} damaged needles "
+                                    f"(first at offset {damage[0].offset}: {damage[0].reason})")
+            old = self._volumes.get(volume_id)
+            if old is not None:
+                await old.retire()  # refuses writes, waits out appends, keeps in-flight reads
+            path.with_suffix(".idx").unlink(missing_ok=True)  # the old copy's checkpoint
+            os.replace(tmp, path)
+            checkpoint.fsync_dir(self.directory)
+            volume, _ = await loop.run_in_executor(self.executor, open_volume, path, self.limits, self.executor)
+            self._volumes[volume_id] = volume
+            log.info("volume %d restored from a replica: %d bytes, %d needles", volume_id, copied, volume.stats.needles)
+            return volume, copied
+        finally:
+            tmp.unlink(missing_ok=True)
+            self._restoring.discard(volume_id)
+
+    async def _receive(self, fd: int, volume_id: int, chunks: AsyncIterator[tuple[int, bytes, int, int]]) -> int:
+        loop = asyncio.get_running_loop()
+        expected, end = 0, None
+        async for offset, data, crc, chunk_end in chunks:
+            if offset != expected:
+                raise CorruptVolume(f"repair of volume {volume_id}: chunk at {offset}, expected {expected}")
+            if needle.crc32c(data) != crc:
+                raise ChecksumMismatch(f"repair of volume {volume_id}: chunk at {offset} failed its checksum in transit")
+            await loop.run_in_executor(self.executor, os.pwrite, fd, data, offset)
+            expected += len(data)
+            end = chunk_end
+        if end is None or expected != end:
+            raise CorruptVolume(f"repair of volume {volume_id}: stream ended at {expected} of {end} bytes")
+        return expected
 
     async def checkpoint_all(self) -> int:
         written = 0

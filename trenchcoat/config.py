@@ -149,10 +149,52 @@ class ServiceConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DirectoryConfig(ServiceConfig):
-    """The volume directory."""
+    """The volume directory. State lives in etcd; every process serves the API, the one
+    elected leader also probes stores, grows, flips and repairs volumes."""
 
-    port: int = doc("gRPC port.", default=7100)
-    metrics_port: int = doc("Prometheus /metrics port.", default=9100)
+    count: int = doc("Directory processes `trenchcoat up` starts (one leads).", default=2)
+    port: int = doc("gRPC port of the first directory; directory i listens on port + i.", default=7100)
+    metrics_port: int = doc("/metrics port of the first directory; directory i uses metrics_port + i.", default=9100)
+    replicas: int = doc("Copies of every logical volume, each on a different rack.", default=3)
+    min_writable_volumes: int = doc(
+        "The leader keeps at least this many logical volumes writable, creating new ones.",
+        default=4,
+    )
+    liveness_ttl_s: int = doc(
+        "TTL of a store's etcd registration lease (it refreshes every third of it); a store "
+        "silent this long is dead.",
+        default=6,
+    )
+    leader_ttl_s: int = doc(
+        "TTL of the leader's etcd lease; another directory takes over within about this.",
+        default=6,
+    )
+    probe_interval_s: float = doc("Seconds between the leader's probes of every store.", default=2.0)
+    probe_failures: int = doc(
+        "Consecutive failed probes after which a store's volumes turn read-only.", default=3
+    )
+    refresh_interval_s: float = doc(
+        "Seconds between reads of the volume map from etcd (changes reach WatchVolumes "
+        "subscribers within this).",
+        default=0.5,
+    )
+    full_ratio: float = doc(
+        "A logical volume whose largest replica is filled past this fraction turns read-only.",
+        default=0.95,
+    )
+    repair_chunk_bytes: int = doc("Chunk size of the export stream a repair copies with.", default=1024 * 1024)
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        _require(1 <= self.replicas <= 16, f"{section}.replicas", f"must be in 1..16, got {self.replicas}")
+        _require(self.min_writable_volumes >= 1, f"{section}.min_writable_volumes", "must be >= 1")
+        _require(self.liveness_ttl_s >= 2, f"{section}.liveness_ttl_s", "must be >= 2 (seconds)")
+        _require(self.leader_ttl_s >= 2, f"{section}.leader_ttl_s", "must be >= 2 (seconds)")
+        _require(self.probe_interval_s > 0, f"{section}.probe_interval_s", "must be > 0")
+        _require(self.probe_failures >= 1, f"{section}.probe_failures", "must be >= 1")
+        _require(self.refresh_interval_s > 0, f"{section}.refresh_interval_s", "must be > 0")
+        _require(0 < self.full_ratio <= 1, f"{section}.full_ratio", "must be in (0, 1]")
+        _require(self.repair_chunk_bytes >= 4096, f"{section}.repair_chunk_bytes", "must be >= 4096")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +214,10 @@ class StoreConfig(ServiceConfig):
         default=1,
     )
     rack: str = doc("This process's rack (`trenchcoat up` sets it from racks).", default="rack-a")
+    advertise: str = doc(
+        "host:port the Directory gives out for this store. Empty: cluster.host and port.",
+        default="",
+    )
     volume_capacity_bytes: int = doc(
         "Largest volume file; a volume that cannot take the next needle turns read-only. "
         "At most 32 GiB (the index stores offsets in 8-byte units in 32 bits).",
@@ -236,6 +282,32 @@ class RouterConfig(ServiceConfig):
 
     port: int = doc("gRPC port.", default=7400)
     metrics_port: int = doc("Prometheus /metrics port.", default=9400)
+    directory_endpoints: tuple[str, ...] = doc(
+        "Directory addresses as host:port. Empty: cluster.host with directory.port + i "
+        "for each of directory.count processes.",
+        default=(),
+    )
+    max_upload_bytes: int = doc(
+        "Largest object an upload may carry (at most store.max_needle_bytes).",
+        default=32 * 1024 * 1024,
+    )
+    replica_timeout_s: float = doc(
+        "Seconds one replica write may take before the volume is given up for this upload.",
+        default=5.0,
+    )
+    cdn_base_url: str = doc("Base of photo URLs handed to clients (the CDN).", default="http://127.0.0.1:8080")
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        for endpoint in self.directory_endpoints:
+            _require_host_port(endpoint, f"{section}.directory_endpoints")
+        _require(self.max_upload_bytes >= 1, f"{section}.max_upload_bytes", "must be >= 1")
+        _require(self.replica_timeout_s > 0, f"{section}.replica_timeout_s", "must be > 0")
+        _require(
+            self.cdn_base_url.startswith(("http://", "https://")),
+            f"{section}.cdn_base_url",
+            f"must be an http(s):// URL, got {self.cdn_base_url!r}",
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -306,6 +378,17 @@ class Config:
                         f"{name}.{key}",
                         f"port {base + i} ({owner}) is also {clash}",
                     )
+
+    def directory_endpoints(self) -> tuple[str, ...]:
+        """Where the Directory processes listen (router.directory_endpoints, or derived)."""
+        if self.router.directory_endpoints:
+            return self.router.directory_endpoints
+        d = self.directory
+        return tuple(f"{self.cluster.host}:{d.port + i}" for i in range(max(d.count, 1)))
+
+    def store_address(self) -> str:
+        """The address this store process advertises."""
+        return self.store.advertise or f"{self.cluster.host}:{self.store.port}"
 
 
 def load(
@@ -379,7 +462,8 @@ def example_toml() -> str:
     for section in dataclasses.fields(Config):
         cls = _section_type(section)
         instance = cls()
-        lines += ["", f"# {(cls.__doc__ or '').strip()}", f"[{section.name}]"]
+        about = " ".join((cls.__doc__ or "").split())
+        lines += ["", *textwrap.wrap(about, 88, initial_indent="# ", subsequent_indent="# "), f"[{section.name}]"]
         for f in dataclasses.fields(cls):
             lines += [f"# {line}" for line in textwrap.wrap(f.metadata["doc"], 88)]
             lines.append(f"{f.name} = {to_toml(getattr(instance, f.name))}")

@@ -17,8 +17,10 @@ A service's ``__main__`` builds its servicers and workers and calls ``run_servic
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,7 +33,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from trenchcoat.config import ClusterConfig, ServiceConfig
+from trenchcoat import config as configmod
+from trenchcoat.config import ClusterConfig, Config, ServiceConfig
+from trenchcoat.errors import ConfigError, TrenchcoatError
 from trenchcoat.interceptor import ServerInterceptor
 
 log = logging.getLogger(__name__)
@@ -224,6 +228,21 @@ def host_for(
     )
 
 
+def load_config(prog: str, description: str, argv: Sequence[str] | None = None) -> Config:
+    """A service's ``main`` preamble: ``--config``, then the file and the environment;
+    a bad config exits 2 with the message (naming the key), before anything starts."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=description)
+    parser.add_argument("--config", help="cluster config file (TOML)")
+    args = parser.parse_args(argv)
+    try:
+        config = configmod.load(args.config or configmod.default_path(os.environ), os.environ)
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    setup_logging(config.cluster.log_level)
+    return config
+
+
 def run(host_factory: Callable[[], Awaitable[ServiceHost]]) -> int:
     """Runs a service to completion on a fresh event loop; returns the exit code.
 
@@ -235,7 +254,7 @@ def run(host_factory: Callable[[], Awaitable[ServiceHost]]) -> int:
         try:
             host = await host_factory()
             return await host.serve()
-        except OSError as exc:
+        except (OSError, TrenchcoatError) as exc:  # cannot start: say why, exit 2
             log.error("%s", exc)
             return 2
 

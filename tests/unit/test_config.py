@@ -40,7 +40,7 @@ def test_example_config_documents_every_key():
 
 def test_default_cluster_describes_the_documented_shape():
     c = config.Config()
-    assert (c.directory.count, c.store.count, c.cache.count, c.router.count) == (1, 6, 1, 1)
+    assert (c.directory.count, c.store.count, c.cache.count, c.router.count) == (2, 6, 1, 1)
     assert len(c.store.racks) == 3
 
 

@@ -211,3 +211,21 @@ class ExportVolumeResponse(_message.Message):
     crc32c: int
     end_offset: int
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., crc32c: _Optional[int] = ..., end_offset: _Optional[int] = ...) -> None: ...
+
+class RepairVolumeRequest(_message.Message):
+    __slots__ = ("volume_id", "source_address", "chunk_bytes")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    source_address: str
+    chunk_bytes: int
+    def __init__(self, volume_id: _Optional[int] = ..., source_address: _Optional[str] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
+
+class RepairVolumeResponse(_message.Message):
+    __slots__ = ("volume", "copied_bytes")
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    COPIED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    volume: VolumeInfo
+    copied_bytes: int
+    def __init__(self, volume: _Optional[_Union[VolumeInfo, _Mapping]] = ..., copied_bytes: _Optional[int] = ...) -> None: ...

@@ -85,6 +85,11 @@ class StoreServiceStub:
                 request_serializer=trenchcoat_dot_v1_dot_store__pb2.ExportVolumeRequest.SerializeToString,
                 response_deserializer=trenchcoat_dot_v1_dot_store__pb2.ExportVolumeResponse.FromString,
                 _registered_method=True)
+        self.RepairVolume = channel.unary_unary(
+                '/trenchcoat.v1.StoreService/RepairVolume',
+                request_serializer=trenchcoat_dot_v1_dot_store__pb2.RepairVolumeRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_store__pb2.RepairVolumeResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -165,6 +170,16 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RepairVolume(self, request, context):
+        """Replaces this machine's copy of a volume with one pulled from another replica's
+        ExportVolume stream, each chunk CRC-checked, verified needle by needle and swapped in
+        atomically; creates the volume if this machine lacks it (a replaced disk). The old
+        copy serves reads until the swap. DATA_LOSS if the copy arrives damaged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -217,6 +232,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.ExportVolume,
                     request_deserializer=trenchcoat_dot_v1_dot_store__pb2.ExportVolumeRequest.FromString,
                     response_serializer=trenchcoat_dot_v1_dot_store__pb2.ExportVolumeResponse.SerializeToString,
+            ),
+            'RepairVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepairVolume,
+                    request_deserializer=trenchcoat_dot_v1_dot_store__pb2.RepairVolumeRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_store__pb2.RepairVolumeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -490,6 +510,33 @@ class StoreService:
             '/trenchcoat.v1.StoreService/ExportVolume',
             trenchcoat_dot_v1_dot_store__pb2.ExportVolumeRequest.SerializeToString,
             trenchcoat_dot_v1_dot_store__pb2.ExportVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepairVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.StoreService/RepairVolume',
+            trenchcoat_dot_v1_dot_store__pb2.RepairVolumeRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_store__pb2.RepairVolumeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,45 @@
+"""``python -m directory``: one Directory process (all serve; the elected one leads)."""
+
+from __future__ import annotations
+
+import sys
+
+from directory.leader import Leader
+from directory.service import SERVICE_NAME, DirectoryServicer
+from directory.state import DirectoryState
+from directory.stores import StoreClients
+from directory.view import MapView
+from trenchcoat import server
+from trenchcoat.etcd import Etcd
+from trenchcoat.v1 import directory_pb2_grpc
+
+
+def main() -> int:
+    config = server.load_config("directory", "A volume directory process.")
+    if not config.etcd.endpoints:
+        print("directory: etcd.endpoints is empty: the directory keeps its state in etcd", file=sys.stderr)
+        return 2
+    section = config.directory
+    address = f"{config.cluster.host}:{section.port}"
+    name = f"directory@{address}"
+
+    async def build() -> server.ServiceHost:
+        etcd = Etcd(config.etcd.endpoints, config.cluster.name)
+        state = DirectoryState(etcd)
+        view = MapView(state, section.refresh_interval_s)
+        await view.load()
+        clients = StoreClients(timeout_s=max(1.0, section.probe_interval_s))
+        leader = Leader(state, clients, section, name=name, address=address, refresh=view.wake)
+        return server.host_for(
+            name, config.cluster, section,
+            bindings=[server.Binding(SERVICE_NAME, DirectoryServicer(state, view, leader),
+                                     directory_pb2_grpc.add_DirectoryServiceServicer_to_server)],
+            workers=[view, leader],
+            closers=[clients.close, etcd.close],
+        )
+
+    return server.run(build)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

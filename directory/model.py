@@ -1,0 +1,182 @@
+"""The Directory's picture of the cluster, as plain values: store machines, logical
+volumes and their replicas, read from etcd (``directory/state.py``) and turned into
+answers here. Nothing in this module does I/O.
+
+etcd holds, under ``/trenchcoat/<cluster>/``:
+
+| key | written by | value |
+|---|---|---|
+| ``stores/<machine_id>`` | the store, under its liveness lease | address, rack, disk id, capacity, free bytes |
+| ``machines/<machine_id>`` | the leader | last known address and rack, disk id, down flag and why |
+| ``volumes/<logical_id>`` | the leader (routers via MarkReadOnly) | replicas, state, capacity, used bytes, why, repair flag |
+| ``counters/volume`` | the leader | the next logical volume id |
+| ``leader`` | the elected directory, under its lease | its name and address |
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class State(enum.Enum):
+    """A logical volume's state (the contract's VolumeState)."""
+
+    WRITABLE = "writable"
+    READ_ONLY = "read_only"
+    SEALED = "sealed"
+    WARM = "warm"
+
+
+@dataclass(frozen=True, slots=True)
+class Store:
+    """A store machine as the Directory sees it."""
+
+    machine_id: int
+    address: str
+    rack: str
+    capacity_bytes: int = 0
+    free_bytes: int = 0
+    registered: bool = False
+    """Its liveness lease is held now."""
+    down: bool = False
+    """The leader's probes have failed it (or its lease lapsed); its volumes are read-only."""
+    disk_id: str = ""
+    reason: str = ""
+
+    @property
+    def alive(self) -> bool:
+        return self.registered and not self.down
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """One physical copy: the physical volume id is the logical id on every machine."""
+
+    machine_id: int
+    volume_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    """A logical volume."""
+
+    id: int
+    replicas: tuple[Replica, ...]
+    state: State
+    capacity_bytes: int
+    created_ms: int
+    used_bytes: int = 0
+    reason: str = ""
+    """Why it is not writable (shown by ``trenchcoat volumes``)."""
+    repair: bool = False
+    """Its replicas may differ; writable again only after they match."""
+    revision: int = field(default=0, compare=False)
+    """etcd mod revision of its record (for compare-and-swap)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "replicas": [[r.machine_id, r.volume_id] for r in self.replicas],
+            "state": self.state.value,
+            "capacity_bytes": self.capacity_bytes,
+            "created_ms": self.created_ms,
+            "used_bytes": self.used_bytes,
+            "reason": self.reason,
+            "repair": self.repair,
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any], revision: int = 0) -> Volume:
+        return cls(
+            id=int(value["id"]),
+            replicas=tuple(Replica(int(m), int(v)) for m, v in value["replicas"]),
+            state=State(value["state"]),
+            capacity_bytes=int(value["capacity_bytes"]),
+            created_ms=int(value["created_ms"]),
+            used_bytes=int(value.get("used_bytes", 0)),
+            reason=str(value.get("reason", "")),
+            repair=bool(value.get("repair", False)),
+            revision=revision,
+        )
+
+    def room(self) -> int:
+        return max(0, self.capacity_bytes - self.used_bytes)
+
+
+class PlacementError(Exception):
+    """Raised when a volume's replicas cannot be put on distinct racks."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterMap:
+    """One consistent read of the Directory's state."""
+
+    stores: dict[int, Store]
+    volumes: dict[int, Volume]
+    revision: int = 0
+    leader: dict[str, Any] | None = None
+
+    def alive(self, machine_id: int) -> bool:
+        store = self.stores.get(machine_id)
+        return store is not None and store.alive
+
+    def address(self, machine_id: int) -> str:
+        store = self.stores.get(machine_id)
+        return store.address if store else ""
+
+    def rack(self, machine_id: int) -> str:
+        store = self.stores.get(machine_id)
+        return store.rack if store else ""
+
+    def usable_for_writes(self, volume: Volume, size: int) -> bool:
+        return (
+            volume.state is State.WRITABLE
+            and not volume.repair
+            and volume.room() >= size
+            and all(self.alive(r.machine_id) for r in volume.replicas)
+        )
+
+    def writable(self, size: int = 0, exclude: Iterable[int] = ()) -> list[Volume]:
+        skip = set(exclude)
+        return [v for v in self.volumes.values() if v.id not in skip and self.usable_for_writes(v, size)]
+
+    def read_order(self, volume: Volume, turn: int) -> list[Replica]:
+        """Replicas for one read: live ones first, rotated by ``turn`` to spread load."""
+        live = [r for r in volume.replicas if self.alive(r.machine_id)]
+        dead = [r for r in volume.replicas if not self.alive(r.machine_id)]
+        if live:
+            k = turn % len(live)
+            live = live[k:] + live[:k]
+        return live + dead
+
+
+def choose_for_write(candidates: Sequence[Volume], rng: random.Random) -> Volume:
+    """Spreads writes: of two random candidates, the emptier (power of two choices)."""
+    if len(candidates) == 1:
+        return candidates[0]
+    a, b = rng.sample(list(candidates), 2)
+    return a if a.used_bytes <= b.used_bytes else b
+
+
+def place(stores: Iterable[Store], copies: int, rng: random.Random) -> list[Store]:
+    """``copies`` live stores on distinct racks, favouring free space (the freest store of
+    each rack, racks taken in order of that store's free bytes, ties broken at random).
+    Raises PlacementError when the live stores span fewer racks than ``copies``."""
+    best: dict[str, Store] = {}
+    shuffled = [s for s in stores if s.alive]
+    rng.shuffle(shuffled)
+    for store in shuffled:
+        held = best.get(store.rack)
+        if held is None or store.free_bytes > held.free_bytes:
+            best[store.rack] = store
+    if len(best) < copies:
+        racks = ", ".join(sorted(best)) or "none"
+        raise PlacementError(
+            f"cannot place {copies} replicas on distinct racks: live stores span only "
+            f"{len(best)} rack(s) ({racks}); add stores on other racks or lower directory.replicas"
+        )
+    return sorted(best.values(), key=lambda s: s.free_bytes, reverse=True)[:copies]

@@ -1,0 +1,101 @@
+"""The DirectoryService servicer: protobuf in, a question to the map or a change to the
+state, protobuf out."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+from directory.leader import Leader
+from directory.model import ClusterMap, State, Volume, choose_for_write
+from directory.state import DirectoryState, VolumeMissing
+from directory.view import MapView
+from trenchcoat.errors import InvalidArgument, Unavailable
+from trenchcoat.v1 import directory_pb2 as pb
+from trenchcoat.v1 import directory_pb2_grpc
+
+SERVICE_NAME = "trenchcoat.v1.DirectoryService"
+
+_STATES = {
+    State.WRITABLE: pb.VOLUME_STATE_WRITABLE,
+    State.READ_ONLY: pb.VOLUME_STATE_READ_ONLY,
+    State.SEALED: pb.VOLUME_STATE_SEALED,
+    State.WARM: pb.VOLUME_STATE_WARM,
+}
+
+
+class NoWritableVolume(Unavailable):
+    """Raised when no writable volume has room; retry shortly (the leader grows more)."""
+
+
+def logical_volume(cmap: ClusterMap, volume: Volume, replicas=None) -> pb.LogicalVolume:  # type: ignore[no-untyped-def]
+    return pb.LogicalVolume(
+        id=volume.id,
+        replicas=[
+            pb.Replica(machine_id=r.machine_id, volume_id=r.volume_id, address=cmap.address(r.machine_id),
+                       rack=cmap.rack(r.machine_id), alive=cmap.alive(r.machine_id))
+            for r in (replicas if replicas is not None else volume.replicas)
+        ],
+        state=_STATES[volume.state],
+        used_bytes=volume.used_bytes,
+        capacity_bytes=volume.capacity_bytes,
+        created_unix_ms=volume.created_ms,
+    )
+
+
+class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
+    def __init__(self, state: DirectoryState, view: MapView, leader: Leader) -> None:
+        self._state = state
+        self._view = view
+        self._leader = leader
+        self._turn = itertools.count()
+        self._rng = random.Random()
+
+    async def Allocate(self, request, context):  # noqa: N802
+        cmap = self._view.now()
+        candidates = cmap.writable(size=request.size_bytes, exclude=request.exclude)
+        if not candidates:
+            why = self._leader.placement_error or (cmap.leader and "the leader is creating more") or \
+                "no directory leads yet"
+            raise NoWritableVolume(f"no writable volume has room for {request.size_bytes} bytes "
+                                   f"({len(cmap.volumes)} volumes known); {why}")
+        return pb.AllocateResponse(volume=logical_volume(cmap, choose_for_write(candidates, self._rng)))
+
+    async def Locate(self, request, context):  # noqa: N802
+        cmap = self._view.now()
+        volume = cmap.volumes.get(request.logical_volume)
+        if volume is None:
+            raise VolumeMissing(f"logical volume {request.logical_volume} does not exist")
+        order = cmap.read_order(volume, next(self._turn))
+        return pb.LocateResponse(volume=logical_volume(cmap, volume, order))
+
+    async def MarkReadOnly(self, request, context):  # noqa: N802
+        if not request.logical_volume:
+            raise InvalidArgument("logical_volume is required")
+        reason = request.reason or "marked read-only by a client"
+        volume = await self._state.mark_read_only(request.logical_volume, reason, repair=True)
+        cmap = await self._view.refresh()
+        return pb.MarkReadOnlyResponse(volume=logical_volume(cmap, cmap.volumes.get(volume.id, volume)))
+
+    async def ListVolumes(self, request, context):  # noqa: N802
+        cmap = self._view.now()
+        return pb.ListVolumesResponse(volumes=[logical_volume(cmap, cmap.volumes[v]) for v in sorted(cmap.volumes)])
+
+    async def ListStores(self, request, context):  # noqa: N802
+        cmap = self._view.now()
+        return pb.ListStoresResponse(stores=[
+            pb.StoreMachine(machine_id=s.machine_id, address=s.address, rack=s.rack,
+                            capacity_bytes=s.capacity_bytes, free_bytes=s.free_bytes, alive=s.alive)
+            for s in sorted(cmap.stores.values(), key=lambda s: s.machine_id)
+        ])
+
+    async def WatchVolumes(self, request, context):  # noqa: N802
+        async for snapshot, volumes, cmap in self._view.watch():
+            yield pb.WatchVolumesResponse(snapshot=snapshot, revision=cmap.revision,
+                                          volumes=[logical_volume(cmap, v) for v in volumes])
+
+    async def GetLeader(self, request, context):  # noqa: N802
+        leader = self._view.now().leader
+        if not leader:
+            raise Unavailable("no directory leads right now (an election is under way)")
+        return pb.GetLeaderResponse(leader=leader.get("name", ""), address=leader.get("address", ""))

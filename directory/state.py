@@ -1,0 +1,111 @@
+"""Reading and changing the Directory's state in etcd (layout in ``directory/model.py``).
+Every change to a volume is a compare-and-swap on its record, so two directories (or a
+leader and a router's MarkReadOnly) never overwrite each other's changes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from directory.model import ClusterMap, State, Store, Volume
+from trenchcoat.errors import FailedPrecondition, NotFound
+from trenchcoat.etcd import Etcd
+
+log = logging.getLogger(__name__)
+
+_CAS_ATTEMPTS = 20
+
+
+class VolumeMissing(NotFound):
+    """Raised for a logical volume id the Directory does not know."""
+
+
+class DirectoryState:
+    """The cluster map in etcd."""
+
+    def __init__(self, etcd: Etcd) -> None:
+        self.etcd = etcd
+
+    async def read(self) -> ClusterMap:
+        records, revision = await self.etcd.get_prefix("")
+        registered: dict[int, dict[str, Any]] = {}
+        machines: dict[int, dict[str, Any]] = {}
+        volumes: dict[int, Volume] = {}
+        leader = None
+        for key, record in records.items():
+            kind, _, ident = key.partition("/")
+            if kind == "stores" and ident.isdigit():
+                registered[int(ident)] = record.value
+            elif kind == "machines" and ident.isdigit():
+                machines[int(ident)] = record.value
+            elif kind == "volumes" and ident.isdigit():
+                volumes[int(ident)] = Volume.from_json(record.value, record.mod_revision)
+            elif key == "leader":
+                leader = record.value
+        stores = {}
+        for machine_id in registered.keys() | machines.keys():
+            live = registered.get(machine_id)
+            known = machines.get(machine_id, {})
+            info = live or known
+            stores[machine_id] = Store(
+                machine_id=machine_id,
+                address=str(info.get("address", "")),
+                rack=str(info.get("rack", "")),
+                capacity_bytes=int(info.get("capacity_bytes", 0)),
+                free_bytes=int(info.get("free_bytes", 0)),
+                registered=live is not None,
+                down=bool(known.get("down", False)),
+                disk_id=str(info.get("disk_id", "")),
+                reason=str(known.get("reason", "")),
+            )
+        return ClusterMap(stores=stores, volumes=volumes, revision=revision, leader=leader)
+
+    async def set_machine(self, store: Store, *, down: bool, reason: str = "") -> None:
+        await self.etcd.put(f"machines/{store.machine_id}", {
+            "machine_id": store.machine_id, "address": store.address, "rack": store.rack,
+            "disk_id": store.disk_id, "down": down, "reason": reason,
+        })
+
+    async def next_volume_id(self) -> int:
+        for _ in range(_CAS_ATTEMPTS):
+            record = await self.etcd.get("counters/volume")
+            if record is None:
+                if await self.etcd.create("counters/volume", {"next": 2}):
+                    return 1
+                continue
+            n = int(record.value["next"])
+            if await self.etcd.swap("counters/volume", {"next": n + 1}, record.mod_revision):
+                return n
+        raise FailedPrecondition("could not take a volume id: the counter kept changing under us")
+
+    async def add_volume(self, volume: Volume) -> None:
+        if not await self.etcd.create(f"volumes/{volume.id}", volume.to_json()):
+            raise FailedPrecondition(f"logical volume {volume.id} already exists")
+
+    async def update_volume(self, volume_id: int, change: Callable[[Volume], Volume | None]) -> Volume:
+        """Applies ``change`` to the current record until the swap holds; ``change``
+        returns None to leave the record as it is."""
+        for _ in range(_CAS_ATTEMPTS):
+            record = await self.etcd.get(f"volumes/{volume_id}")
+            if record is None:
+                raise VolumeMissing(f"logical volume {volume_id} does not exist")
+            current = Volume.from_json(record.value, record.mod_revision)
+            updated = change(current)
+            if updated is None or updated == current:
+                return current
+            if await self.etcd.swap(f"volumes/{volume_id}", updated.to_json(), record.mod_revision):
+                return Volume.from_json(updated.to_json(), record.mod_revision + 1)
+        raise FailedPrecondition(f"logical volume {volume_id} kept changing; try again")
+
+    async def mark_read_only(self, volume_id: int, reason: str, *, repair: bool) -> Volume:
+        def change(v: Volume) -> Volume | None:
+            if v.state is not State.WRITABLE and (v.repair or not repair):
+                return None
+            state = State.READ_ONLY if v.state is State.WRITABLE else v.state
+            return replace(v, state=state, reason=reason or v.reason, repair=v.repair or repair)
+
+        volume = await self.update_volume(volume_id, change)
+        log.info("logical volume %d read-only: %s", volume_id, reason)
+        return volume

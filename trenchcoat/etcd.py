@@ -1,0 +1,236 @@
+"""The etcd access every service shares: JSON records under one cluster prefix,
+compare-and-swap, and leases kept alive across etcd restarts.
+
+Built on aetcd (the maintained asyncio etcd v3 client). Every call is bounded by a
+timeout and fails with ``Unavailable`` when etcd cannot be reached, so callers retry
+on their own schedule; the underlying gRPC channel reconnects by itself when etcd comes
+back, so no process needs a restart after an etcd restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aetcd
+import aetcd.exceptions
+
+from trenchcoat.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A JSON value with the etcd revision it was last written at (for CAS)."""
+
+    key: str
+    value: dict[str, Any]
+    mod_revision: int
+    lease: int
+
+
+class Etcd:
+    """One etcd endpoint list, keys relative to ``/trenchcoat/<cluster>/``."""
+
+    def __init__(self, endpoints: Sequence[str], cluster: str, *, timeout_s: float = 3.0) -> None:
+        if not endpoints:
+            raise ValueError("no etcd endpoints")
+        self.endpoints = tuple(endpoints)
+        self.prefix = f"/trenchcoat/{cluster}/"
+        self._timeout = timeout_s
+        self._current = 0
+        self._client = self._connect(self.endpoints[0])
+
+    def _connect(self, endpoint: str) -> aetcd.Client:
+        host, _, port = endpoint.rpartition(":")
+        return aetcd.Client(host=host, port=int(port), timeout=self._timeout, connect_wait_timeout=int(self._timeout))
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    def _key(self, key: str) -> bytes:
+        return (self.prefix + key).encode()
+
+    async def _call(self, what: str, fn: Callable[[aetcd.Client], Awaitable[Any]]) -> Any:
+        """Runs one etcd call; on a connection failure moves to the next endpoint."""
+        try:
+            return await asyncio.wait_for(fn(self._client), self._timeout)
+        except (aetcd.exceptions.ClientError, TimeoutError, OSError) as exc:
+            if len(self.endpoints) > 1:
+                old = self._client
+                self._current = (self._current + 1) % len(self.endpoints)
+                self._client = self._connect(self.endpoints[self._current])
+                asyncio.get_running_loop().create_task(old.close())
+            raise Unavailable(f"etcd {what} failed ({type(exc).__name__}: {exc}); is etcd up at "
+                              f"{', '.join(self.endpoints)}?") from exc
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def get(self, key: str) -> Record | None:
+        got = await self._call(f"get {key}", lambda c: c.get(self._key(key)))
+        if got is None:
+            return None
+        return Record(key, json.loads(got.value), got.mod_revision, got.lease)
+
+    async def get_prefix(self, prefix: str) -> tuple[dict[str, Record], int]:
+        """Every record under ``prefix`` (keys relative to it) and the store revision."""
+        got = await self._call(f"list {prefix}", lambda c: c.get_prefix(self._key(prefix)))
+        records = {}
+        skip = len(self.prefix) + len(prefix)
+        for kv in got.kvs:
+            key = kv.key.decode()[skip:]
+            records[key] = Record(key, json.loads(kv.value), kv.mod_revision, kv.lease)
+        return records, got.header.revision
+
+    # --- writes --------------------------------------------------------------------------
+
+    async def put(self, key: str, value: dict[str, Any], lease: int = 0) -> None:
+        data = json.dumps(value, sort_keys=True).encode()
+        await self._call(f"put {key}", lambda c: c.put(self._key(key), data, lease=lease or None))
+
+    async def create(self, key: str, value: dict[str, Any], lease: int = 0) -> bool:
+        """Writes ``key`` only if it does not exist; True if it was written."""
+        data = json.dumps(value, sort_keys=True).encode()
+        k = self._key(key)
+
+        async def txn(c: aetcd.Client) -> bool:
+            ok, _ = await c.transaction(
+                compare=[c.transactions.create(k) == 0],
+                success=[c.transactions.put(k, data, lease=lease or None)], failure=[],
+            )
+            return bool(ok)
+
+        return await self._call(f"create {key}", txn)
+
+    async def swap(self, key: str, value: dict[str, Any], mod_revision: int, lease: int = 0) -> bool:
+        """Writes ``key`` only if nobody wrote it since ``mod_revision``; True if written."""
+        data = json.dumps(value, sort_keys=True).encode()
+        k = self._key(key)
+
+        async def txn(c: aetcd.Client) -> bool:
+            ok, _ = await c.transaction(
+                compare=[c.transactions.mod(k) == mod_revision],
+                success=[c.transactions.put(k, data, lease=lease or None)], failure=[],
+            )
+            return bool(ok)
+
+        return await self._call(f"update {key}", txn)
+
+    async def delete(self, key: str) -> None:
+        await self._call(f"delete {key}", lambda c: c.delete(self._key(key)))
+
+    async def delete_if(self, key: str, mod_revision: int) -> bool:
+        k = self._key(key)
+
+        async def txn(c: aetcd.Client) -> bool:
+            ok, _ = await c.transaction(
+                compare=[c.transactions.mod(k) == mod_revision], success=[c.transactions.delete(k)], failure=[]
+            )
+            return bool(ok)
+
+        return await self._call(f"delete {key}", txn)
+
+    # --- leases --------------------------------------------------------------------------
+
+    async def grant(self, ttl_s: int) -> int:
+        lease = await self._call("lease grant", lambda c: c.lease(ttl_s))
+        return int(lease.id)
+
+    async def refresh(self, lease: int) -> bool:
+        """Keeps a lease alive; False when it has already expired (its keys are gone)."""
+        reply = await self._call("lease refresh", lambda c: c.refresh_lease(lease))
+        return reply is not None and reply.TTL > 0
+
+    async def revoke(self, lease: int) -> None:
+        await self._call("lease revoke", lambda c: c.revoke_lease(lease))
+
+
+class LeasedKey:
+    """A key that exists exactly while its owner is alive and can reach etcd: written
+    under a lease refreshed every ttl/3, rewritten when ``value()`` changes, and claimed
+    again when the lease is lost (etcd unreachable for longer than the ttl, or restarted
+    without its data).
+
+    When the key is held by someone else, ``take_over(record)`` decides: True to take it
+    (the holder is this owner's own earlier incarnation), False to wait for it to lapse;
+    it may raise to refuse for good.
+    """
+
+    def __init__(self, etcd: Etcd, key: str, ttl_s: int, value: Callable[[], dict[str, Any]],
+                 take_over: Callable[[Record], bool] = lambda record: False) -> None:
+        self._etcd = etcd
+        self.key = key
+        self._ttl = ttl_s
+        self._value = value
+        self._take_over = take_over
+        self._stop = asyncio.Event()
+        self._written: dict[str, Any] | None = None
+        self.lease = 0
+        self.held = asyncio.Event()
+        self.lost = asyncio.Event()
+
+    async def claim(self) -> bool:
+        """One attempt to hold the key; True when held."""
+        lease = await self._etcd.grant(self._ttl)
+        value = self._value()
+        try:
+            won = await self._etcd.create(self.key, value, lease)
+            if not won:
+                holder = await self._etcd.get(self.key)
+                if holder is not None and self._take_over(holder):
+                    won = await self._etcd.swap(self.key, value, holder.mod_revision, lease)
+        except BaseException:
+            await self._revoke(lease)
+            raise
+        if not won:
+            await self._revoke(lease)
+            return False
+        self.lease, self._written = lease, value
+        self.lost.clear()
+        self.held.set()
+        log.info("%s: held (lease %x)", self.key, lease)
+        return True
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if not self.lease:
+                    await self.claim()
+                elif not await self._etcd.refresh(self.lease):
+                    log.warning("%s: lease %x expired; claiming again", self.key, self.lease)
+                    self._drop()
+                    continue
+                else:
+                    value = self._value()
+                    if value != self._written:
+                        await self._etcd.put(self.key, value, self.lease)
+                        self._written = value
+            except Unavailable as exc:
+                log.warning("%s: %s", self.key, exc)
+            try:
+                await asyncio.wait_for(self._stop.wait(), self._ttl / 3)
+            except TimeoutError:
+                pass
+
+    def _drop(self) -> None:
+        self.lease = 0
+        self.held.clear()
+        self.lost.set()
+
+    async def _revoke(self, lease: int) -> None:
+        try:
+            await self._etcd.revoke(lease)
+        except Unavailable:
+            pass  # it lapses by itself
+
+    async def shutdown(self) -> None:
+        """Stops refreshing and revokes the lease, so the key goes at once."""
+        self._stop.set()
+        if self.lease:
+            await self._revoke(self.lease)
+            self._drop()
