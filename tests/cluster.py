@@ -148,3 +148,16 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0,
             return last
         await asyncio.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last saw {last!r}")
+
+
+async def fresh_database(dsn: str) -> str:
+    """A new empty database on the PostgreSQL at ``dsn``; returns its DSN."""
+    import asyncpg
+
+    name = f"t{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return dsn.rsplit("/", 1)[0] + "/" + name

@@ -1,0 +1,120 @@
+"""The MediaService servicer: protobuf in, a call on the Uploader or the metadata, protobuf
+out. Read and Delete arrive with the read path (cache, gateway)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from router.directory_client import DirectoryClient
+from router.metadata import MediaRow, MediaState, MediaStore
+from router.upload import Uploader, UploadRejected, check_header
+from trenchcoat import ids
+from trenchcoat.errors import NotFound
+from trenchcoat.urls import Photo, PhotoPath
+from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
+
+SERVICE_NAME = "trenchcoat.v1.MediaService"
+MAX_BATCH_STAT = 1000
+DRAIN_SECONDS = 2.0
+
+_STATES = {MediaState.ACTIVE: media_pb2.MEDIA_STATE_ACTIVE, MediaState.DELETED: media_pb2.MEDIA_STATE_DELETED}
+
+
+class MediaNotFound(NotFound):
+    """No such media_id (or its upload never completed)."""
+
+
+class MediaServicer(router_pb2_grpc.MediaServiceServicer):
+    def __init__(self, uploader: Uploader, media: MediaStore, directory: DirectoryClient,
+                 *, cdn_base_url: str, caches: int) -> None:
+        self._uploader = uploader
+        self._media = media
+        self._directory = directory
+        self._cdn = cdn_base_url
+        self._caches = max(caches, 1)
+
+    def url(self, row: MediaRow) -> str:
+        """The photo URL: cache chosen by key, machine = the first live replica known."""
+        volume = self._directory.volumes.get(row.logical_volume)
+        replicas = volume.replicas if volume else ()
+        machine = next((r.machine_id for r in replicas if r.alive), replicas[0].machine_id if replicas else 0)
+        photo = Photo(row.logical_volume, row.media_id, row.cookie)
+        return PhotoPath(1 + row.media_id % self._caches, machine, photo).url(self._cdn)
+
+    def info(self, row: MediaRow) -> media_pb2.MediaInfo:
+        return media_pb2.MediaInfo(
+            ref=media_pb2.MediaRef(media_id=row.media_id), owner_id=row.owner_id,
+            content_type=row.content_type, size_bytes=row.size_bytes,
+            created_unix_ms=ids.unix_ms(row.media_id), state=_STATES[row.state],
+            tier=media_pb2.TIER_HOT, url=self.url(row) if row.state is MediaState.ACTIVE else "",
+        )
+
+    async def Upload(self, request_iterator, context):  # noqa: N802
+        try:
+            return await self._upload(request_iterator)
+        except UploadRejected:
+            # A client still streaming when the call ends sees a transport error instead of
+            # our status: read (and drop) a bounded remainder first, so it gets the reason.
+            await _drain(request_iterator, self._uploader.limits.max_bytes, DRAIN_SECONDS)
+            raise
+
+    async def _upload(self, request_iterator):  # type: ignore[no-untyped-def]
+        header = None
+        parts: list[bytes] = []
+        size = 0
+        limits = self._uploader.limits
+        async for message in request_iterator:
+            kind = message.WhichOneof("part")
+            if header is None:
+                if kind != "header":
+                    raise UploadRejected("the first message of an upload must be its header")
+                header = message.header
+                check_header(header.owner_id, header.content_type, header.size_bytes, header.idempotency_key,
+                             limits)
+                continue
+            if kind != "chunk":
+                raise UploadRejected("an upload has one header, then chunks")
+            size += len(message.chunk)
+            if size > limits.max_bytes:
+                raise UploadRejected(f"the upload is larger than the {limits.max_bytes} bytes an upload may carry")
+            parts.append(message.chunk)
+        if header is None:
+            raise UploadRejected("empty upload stream: send a header, then the bytes")
+        if header.size_bytes and header.size_bytes != size:
+            raise UploadRejected(f"the header declared {header.size_bytes} bytes but {size} arrived")
+        row = await self._uploader.upload(header.owner_id, header.content_type, b"".join(parts),
+                                          header.idempotency_key)
+        return router_pb2.UploadResponse(media=self.info(row))
+
+    async def Stat(self, request, context):  # noqa: N802
+        row = await self._media.get(request.ref.media_id)
+        if row is None or row.state is MediaState.PENDING:
+            raise MediaNotFound(f"media {request.ref.media_id} does not exist")
+        return router_pb2.StatResponse(media=self.info(row))
+
+    async def BatchStat(self, request, context):  # noqa: N802
+        if len(request.refs) > MAX_BATCH_STAT:
+            raise UploadRejected(f"BatchStat takes at most {MAX_BATCH_STAT} refs, got {len(request.refs)}")
+        rows = await self._media.get_many([r.media_id for r in request.refs])
+        out = []
+        for ref in request.refs:
+            row = rows.get(ref.media_id)
+            if row is None or row.state is MediaState.PENDING:
+                out.append(media_pb2.MediaInfo(ref=ref))
+            else:
+                out.append(self.info(row))
+        return router_pb2.BatchStatResponse(media=out)
+
+
+async def _drain(request_iterator, max_bytes: int, seconds: float) -> None:  # type: ignore[no-untyped-def]
+    async def consume() -> None:
+        seen = 0
+        async for message in request_iterator:
+            seen += message.ByteSize()
+            if seen > max_bytes:
+                return
+
+    try:
+        await asyncio.wait_for(consume(), seconds)
+    except Exception:  # timed out or broken: the reason to answer is already known
+        pass

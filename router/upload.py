@@ -1,0 +1,184 @@
+"""The upload path: pick a writable logical volume, mint the media_id and a cookie, write
+every replica in parallel, and say yes only after all of them hold the bytes durably and
+the metadata row is active.
+
+1. Validate: a non-negative owner, a MIME type, 1..max_upload_bytes of data.
+2. An idempotency key already used by this owner returns the first upload's row.
+3. Choose a volume from the router's copy of the map (writable, room, every replica
+   alive; of two random ones the emptier), or ask the Directory when the copy has none.
+4. Mint the media_id (shard = owner_id % 8192) and a random 32-bit cookie; write the row
+   ``pending`` (its primary key settles an id two routers minted alike).
+5. Write the needle to every replica at once, each bounded by ``replica_timeout_s``.
+6. All acknowledged: the row turns active, the upload succeeds. Any replica failed: the
+   volume is marked read-only (it needs repair before taking writes) and the upload is
+   tried once more on another volume; failing again, the row is dropped and the client
+   gets UNAVAILABLE (retry with the same idempotency key is safe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import secrets
+from collections.abc import Awaitable
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Histogram
+
+from router.directory_client import DirectoryClient, VolumeView
+from router.metadata import DuplicateId, MediaRow, MediaState, MediaStore
+from router.replicas import StoreWriters
+from trenchcoat.errors import InvalidArgument, TrenchcoatError, Unavailable
+from trenchcoat.ids import IdGenerator, shard_for_user
+
+log = logging.getLogger(__name__)
+
+UPLOADS = Counter("trenchcoat_router_uploads_total", "Uploads by outcome.", ["outcome"])
+UPLOAD_BYTES = Counter("trenchcoat_router_upload_bytes_total", "Bytes of successful uploads.")
+REPLICA_FAILURES = Counter("trenchcoat_router_replica_write_failures_total",
+                           "Replica writes that failed, turning their volume read-only.")
+UPLOAD_SECONDS = Histogram("trenchcoat_router_upload_seconds", "Upload latency, first byte held to answer.",
+                           buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+ATTEMPTS = 2
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}", re.I)
+MAX_IDEMPOTENCY_KEY = 200
+_MINT_ATTEMPTS = 8
+
+
+class UploadRejected(InvalidArgument):
+    """Bad upload input (empty, oversize, negative user id, bad content type)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    max_bytes: int
+    replica_timeout_s: float
+
+
+def check_header(owner_id: int, content_type: str, size_bytes: int, idempotency_key: str,
+                 limits: UploadLimits) -> None:
+    if owner_id < 0:
+        raise UploadRejected(f"owner_id must be >= 0, got {owner_id}")
+    if not _CONTENT_TYPE.fullmatch(content_type):
+        raise UploadRejected(f"content_type must be a MIME type such as image/jpeg, got {content_type[:80]!r}")
+    if size_bytes > limits.max_bytes:
+        raise UploadRejected(f"the upload declares {size_bytes} bytes; the most an upload may carry is "
+                             f"{limits.max_bytes}")
+    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
+        raise UploadRejected(f"idempotency_key is {len(idempotency_key)} characters; at most {MAX_IDEMPOTENCY_KEY}")
+
+
+class Uploader:
+    def __init__(self, directory: DirectoryClient, writers: StoreWriters, media: MediaStore,
+                 limits: UploadLimits) -> None:
+        self._directory = directory
+        self._writers = writers
+        self._media = media
+        self.limits = limits
+        self._generators: dict[int, IdGenerator] = {}
+        self._rng = random.Random()
+
+    async def upload(self, owner_id: int, content_type: str, data: bytes, idempotency_key: str = "") -> MediaRow:
+        check_header(owner_id, content_type, len(data), idempotency_key, self.limits)
+        if not data:
+            raise UploadRejected("the upload carries no bytes")
+        with UPLOAD_SECONDS.time():
+            try:
+                row = await self._upload(owner_id, content_type, data, idempotency_key or None)
+            except TrenchcoatError as exc:
+                UPLOADS.labels(exc.status).inc()
+                raise
+        UPLOADS.labels("ok").inc()
+        UPLOAD_BYTES.inc(len(data))
+        return row
+
+    async def _upload(self, owner_id: int, content_type: str, data: bytes, key: str | None) -> MediaRow:
+        if key is not None:
+            earlier = await self._media.by_idempotency_key(owner_id, key)
+            if earlier is not None and earlier.state is MediaState.ACTIVE:
+                return earlier
+        excluded: list[int] = []
+        volume = await self._choose(len(data), excluded)
+        media_id, cookie = await self._reserve(owner_id, content_type, data, key, volume.id)
+        if isinstance(media_id, MediaRow):
+            return media_id  # the same idempotency key won a race with this upload
+        failures = []
+        try:
+            for attempt in range(ATTEMPTS):
+                if attempt:
+                    volume = await self._choose(len(data), excluded)
+                failure = await self._write_all(volume, media_id, cookie, data)
+                if failure is None:
+                    return await self._media.activate(media_id, volume.id)
+                failures.append(f"volume {volume.id}: {failure}")
+                excluded.append(volume.id)
+                await self._retire(volume, failure)
+        except BaseException:
+            await asyncio.shield(self._media.discard(media_id))
+            raise
+        await self._media.discard(media_id)
+        raise Unavailable(f"upload not stored: {'; '.join(failures)}; retry (with the same idempotency key)")
+
+    async def _reserve(self, owner_id: int, content_type: str, data: bytes, key: str | None,
+                       volume_id: int) -> tuple[int | MediaRow, int]:
+        generator = self._generators.get(shard_for_user(owner_id))
+        if generator is None:
+            generator = self._generators[shard_for_user(owner_id)] = IdGenerator(shard_for_user(owner_id))
+        cookie = secrets.randbits(32)
+        for _ in range(_MINT_ATTEMPTS):
+            media_id = generator.next_id()
+            try:
+                existing = await self._media.reserve(
+                    media_id=media_id, owner_id=owner_id, logical_volume=volume_id, cookie=cookie,
+                    size_bytes=len(data), content_type=content_type, idempotency_key=key)
+            except DuplicateId:
+                continue
+            if existing is not None:
+                if existing.state is MediaState.ACTIVE:
+                    return existing, 0
+                raise Unavailable(f"an upload with idempotency key {key!r} is still in progress; retry shortly")
+            return media_id, cookie
+        raise Unavailable("could not mint a unique media_id; retry")
+
+    async def _choose(self, size: int, excluded: list[int]) -> VolumeView:
+        if not self._directory.ready.is_set():
+            try:
+                await asyncio.wait_for(self._directory.ready.wait(), 5)
+            except TimeoutError:
+                pass
+        candidates = [v for v in self._directory.volumes.values() if v.id not in excluded and v.writable_for(size)]
+        if len(candidates) >= 2:
+            a, b = self._rng.sample(candidates, 2)
+            return a if a.room >= b.room else b
+        if candidates:
+            return candidates[0]
+        return await self._directory.allocate(size, excluded)
+
+    async def _write_all(self, volume: VolumeView, media_id: int, cookie: int, data: bytes) -> str | None:
+        """None when every replica acknowledged; else why not."""
+        timeout = self.limits.replica_timeout_s
+        writes: list[Awaitable[None]] = [
+            self._writers.write(r.address, r.volume_id, media_id, 0, cookie, data, timeout)
+            for r in volume.replicas
+        ]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        errors = []
+        for replica, result in zip(volume.replicas, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, TrenchcoatError):
+                    raise result
+                errors.append(f"store {replica.machine_id}: {result}")
+        if errors:
+            REPLICA_FAILURES.inc(len(errors))
+        return "; ".join(errors) or None
+
+    async def _retire(self, volume: VolumeView, why: str) -> None:
+        log.warning("volume %d failed a write, marking it read-only: %s", volume.id, why)
+        try:
+            await self._directory.mark_read_only(volume.id, f"a replica failed a write: {why[:200]}")
+        except TrenchcoatError as exc:
+            log.error("could not mark volume %d read-only: %s", volume.id, exc)
+
