@@ -164,7 +164,7 @@ class Leader:
                     await self._state.update_volume(volume.id, lambda v, u=used, w=why: replace(
                         v, state=State.READ_ONLY, used_bytes=u, reason=w, repair=v.repair or w != "full"))
                     log.info("logical volume %d read-only: %s", volume.id, why)
-            elif abs(used - volume.used_bytes) >= max(1, volume.capacity_bytes // 100):
+            elif abs(used - volume.used_bytes) >= max(1, volume.capacity_bytes // 1000):
                 await self._state.update_volume(volume.id, lambda v, u=used: replace(v, used_bytes=u))
 
     # --- repair ------------------------------------------------------------------------
@@ -229,7 +229,8 @@ class Leader:
         writable = len(cmap.writable())  # any room counts; fill() retires full ones
         for _ in range(self._config.min_writable_volumes - writable):
             try:
-                chosen = place(cmap.stores.values(), self._config.replicas, self._rng)
+                healthy = [s for s in cmap.stores.values() if not self._failures.get(s.machine_id)]
+                chosen = place(healthy, self._config.replicas, self._rng)
             except PlacementError as exc:
                 if str(exc) != self.placement_error:
                     log.error("cannot create volumes: %s", exc)

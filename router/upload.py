@@ -29,7 +29,7 @@ from prometheus_client import Counter, Histogram
 
 from router.directory_client import DirectoryClient, VolumeView
 from router.metadata import DuplicateId, MediaRow, MediaState, MediaStore
-from router.replicas import StoreWriters
+from router.replicas import ReplicaWriteFailed, StoreWriters
 from trenchcoat.errors import InvalidArgument, TrenchcoatError, Unavailable
 from trenchcoat.ids import IdGenerator, shard_for_user
 
@@ -101,7 +101,8 @@ class Uploader:
             if earlier is not None and earlier.state is MediaState.ACTIVE:
                 return earlier
         excluded: list[int] = []
-        volume = await self._choose(len(data), excluded)
+        failed_stores: set[int] = set()
+        volume = await self._choose(len(data), excluded, failed_stores)
         media_id, cookie = await self._reserve(owner_id, content_type, data, key, volume.id)
         if isinstance(media_id, MediaRow):
             return media_id  # the same idempotency key won a race with this upload
@@ -109,10 +110,11 @@ class Uploader:
         try:
             for attempt in range(ATTEMPTS):
                 if attempt:
-                    volume = await self._choose(len(data), excluded)
-                failure = await self._write_all(volume, media_id, cookie, data)
-                if failure is None:
+                    volume = await self._choose(len(data), excluded, failed_stores)
+                failed, failure = await self._write_all(volume, media_id, cookie, data)
+                if not failure:
                     return await self._media.activate(media_id, volume.id)
+                failed_stores |= failed
                 failures.append(f"volume {volume.id}: {failure}")
                 excluded.append(volume.id)
                 await self._retire(volume, failure)
@@ -143,22 +145,39 @@ class Uploader:
             return media_id, cookie
         raise Unavailable("could not mint a unique media_id; retry")
 
-    async def _choose(self, size: int, excluded: list[int]) -> VolumeView:
-        if not self._directory.ready.is_set():
+    async def _choose(self, size: int, excluded: list[int], failed_stores: set[int]) -> VolumeView:
+        """A writable volume with room, on none of the stores that just failed us. When
+        there is none (all were just retired), waits up to replica_timeout_s for the
+        Directory to grow more."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.replica_timeout_s
+        while True:
+            if not self._directory.ready.is_set():
+                try:
+                    await asyncio.wait_for(self._directory.ready.wait(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    pass
+            candidates = [
+                v for v in self._directory.volumes.values()
+                if v.id not in excluded and v.writable_for(size)
+                and not any(r.machine_id in failed_stores for r in v.replicas)
+            ]
+            if len(candidates) >= 2:
+                a, b = self._rng.sample(candidates, 2)
+                return a if a.room >= b.room else b
+            if candidates:
+                return candidates[0]
             try:
-                await asyncio.wait_for(self._directory.ready.wait(), 5)
-            except TimeoutError:
-                pass
-        candidates = [v for v in self._directory.volumes.values() if v.id not in excluded and v.writable_for(size)]
-        if len(candidates) >= 2:
-            a, b = self._rng.sample(candidates, 2)
-            return a if a.room >= b.room else b
-        if candidates:
-            return candidates[0]
-        return await self._directory.allocate(size, excluded)
+                return await self._directory.allocate(size, excluded)
+            except Unavailable:
+                if loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(0.1)
 
-    async def _write_all(self, volume: VolumeView, media_id: int, cookie: int, data: bytes) -> str | None:
-        """None when every replica acknowledged; else why not."""
+    async def _write_all(self, volume: VolumeView, media_id: int, cookie: int,
+                         data: bytes) -> tuple[set[int], str]:
+        """The stores that could not be reached, and why any replica did not acknowledge
+        ("" when every one did)."""
         timeout = self.limits.replica_timeout_s
         writes: list[Awaitable[None]] = [
             self._writers.write(r.address, r.volume_id, media_id, 0, cookie, data, timeout)
@@ -166,14 +185,17 @@ class Uploader:
         ]
         results = await asyncio.gather(*writes, return_exceptions=True)
         errors = []
+        failed = set()
         for replica, result in zip(volume.replicas, results, strict=True):
             if isinstance(result, BaseException):
                 if not isinstance(result, TrenchcoatError):
                     raise result
                 errors.append(f"store {replica.machine_id}: {result}")
+                if isinstance(result, ReplicaWriteFailed):  # unreachable, not merely read-only
+                    failed.add(replica.machine_id)
         if errors:
             REPLICA_FAILURES.inc(len(errors))
-        return "; ".join(errors) or None
+        return failed, "; ".join(errors)
 
     async def _retire(self, volume: VolumeView, why: str) -> None:
         log.warning("volume %d failed a write, marking it read-only: %s", volume.id, why)

@@ -1,7 +1,9 @@
 """The ``trenchcoat`` command: run a local cluster and talk to it.
 
     trenchcoat up        start the local cluster and watch it until Ctrl-C
-    trenchcoat status    health of every process of the running local cluster
+    trenchcoat status    health of every process of the running local cluster, its stores and leader
+    trenchcoat put FILE --user N   upload a file; prints its media_id and URL
+    trenchcoat volumes   the logical volumes: state, fill, replicas and their racks
     trenchcoat demo      start a fresh cluster, show it working, stop it (what `make demo` runs)
     trenchcoat config    print the effective config, or with --reference every key
 
@@ -12,6 +14,7 @@ else built-in defaults); TRENCHCOAT_<SECTION>__<KEY> variables override single k
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import os
 import signal
@@ -19,8 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from trenchcoat import admin, procs
 from trenchcoat import config as configmod
-from trenchcoat import procs
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.launcher import Cluster, ProcessStatus, read_state, status_from_state
 
@@ -50,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
 
     status = verbs.add_parser("status", help="health of every process of the running cluster")
     status.set_defaults(run=cmd_status)
+
+    put = verbs.add_parser("put", help="upload a file; prints its media_id and URL")
+    put.add_argument("file", type=Path, help="file to upload")
+    put.add_argument("--user", type=int, required=True, help="owner's user id (picks the id's shard)")
+    put.add_argument("--content-type", default="", help="MIME type (default: guessed from the name)")
+    put.add_argument("--idempotency-key", default="", help="a retry with the same key returns the first upload")
+    put.set_defaults(run=cmd_put)
+
+    volumes = verbs.add_parser("volumes", help="the logical volumes: state, fill, replicas, racks")
+    volumes.set_defaults(run=cmd_volumes)
 
     demo = verbs.add_parser("demo", help="start a cluster, show it working, stop it")
     demo.set_defaults(run=cmd_demo)
@@ -84,7 +97,27 @@ def cmd_status(args: argparse.Namespace, config: configmod.Config) -> int:
     rows = status_from_state(state)
     print(f"cluster on {data_dir} (launcher pid {state['launcher_pid']})")
     _print_status(rows)
-    return EXIT_OK if all(r.health == "SERVING" for r in rows) else EXIT_FAILED
+    healthy = all(r.health == "SERVING" for r in rows)
+    if any(r.name.startswith("directory") for r in rows):
+        print()
+        try:
+            print("\n".join(admin.stores_table(config)))
+        except TrenchcoatError as exc:
+            print(f"stores: cannot ask the directory: {exc}")
+            healthy = False
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
+def cmd_put(args: argparse.Namespace, config: configmod.Config) -> int:
+    reply = asyncio.run(admin.put(config, args.file, args.user, args.content_type, args.idempotency_key))
+    print(f"media_id {reply.media.ref.media_id}")
+    print(f"url      {reply.media.url}")
+    return EXIT_OK
+
+
+def cmd_volumes(args: argparse.Namespace, config: configmod.Config) -> int:
+    print("\n".join(admin.volumes_table(config)))
+    return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace, config: configmod.Config) -> int:

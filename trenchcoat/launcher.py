@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from trenchcoat import procs
+from trenchcoat import admin, procs
 from trenchcoat.config import Config, ServiceConfig, env_key
-from trenchcoat.errors import FailedPrecondition
+from trenchcoat.errors import FailedPrecondition, TrenchcoatError
 
 #: Service packages in start order (dependencies of later ones come first).
 SERVICE_PACKAGES = {
@@ -96,6 +96,7 @@ class Cluster:
             env = self._start_dependencies(ready_timeout)
             self._start_services(env, ready_timeout)
             self._write_state()
+            self._wait_for_volumes(ready_timeout)
         except BaseException:
             self.stop()
             raise
@@ -241,6 +242,25 @@ class Cluster:
         for process in started:
             process.wait_ready(timeout)
             self._say(f"started {process.name:<12} grpc {process.endpoint}  metrics {process.metrics}")
+
+    def _wait_for_volumes(self, timeout: float) -> None:
+        """With a Directory and stores running, waits until writable volumes exist, so an
+        upload right after ``up`` has somewhere to go."""
+        if "directory" not in implemented_services() or not self.config.store.count or not self.config.directory.count:
+            return
+        deadline = time.monotonic() + timeout
+        why = ""
+        while time.monotonic() < deadline:
+            try:
+                count = admin.writable_volumes(self.config)
+            except TrenchcoatError as exc:
+                count, why = 0, str(exc)
+            if count:
+                self._say(f"volumes ready: {count} writable")
+                return
+            time.sleep(0.25)
+        self._say(f"!! no writable volume after {timeout:.0f}s{f': {why}' if why else ''}; "
+                  "see `trenchcoat volumes` and the directory logs")
 
     def _write_state(self) -> None:
         state = {

@@ -185,3 +185,22 @@ def test_config_reference_lists_every_key_with_its_variable(data_dir):
     assert result.returncode == 0
     assert "store.racks = [\"rack-a\", \"rack-b\", \"rack-c\"]" in result.stdout
     assert "env: TRENCHCOAT_STORE__RACKS" in result.stdout
+
+
+def test_put_volumes_and_status_against_a_running_cluster(up, tmp_path):
+    photo = tmp_path / "cat.jpg"
+    photo.write_bytes(b"\xff\xd8\xff" + os.urandom(3000))
+    result = cli(up.data_dir, "put", str(photo), "--user", "42")
+    assert result.returncode == 0, result.stdout + result.stderr
+    media_id = int(result.stdout.split()[1])
+    assert (media_id >> 10) & 0x1FFF == 42
+    assert "url      http://" in result.stdout
+    volumes = cli(up.data_dir, "volumes")
+    assert volumes.returncode == 0, volumes.stderr
+    rows = [line for line in volumes.stdout.splitlines()[1:] if "writable" in line]
+    assert rows and all(len({p.split("@")[1] for p in r.split() if "@" in p}) == 3 for r in rows), volumes.stdout
+    status = cli(up.data_dir, "status")
+    assert "leader: directory@" in status.stdout, status.stdout
+    assert status.stdout.count(" up ") >= 6
+    missing = cli(up.data_dir, "put", str(tmp_path / "nope.jpg"), "--user", "1")
+    assert missing.returncode == 1 and "is not a readable file" in missing.stderr

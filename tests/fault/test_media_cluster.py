@@ -1,0 +1,120 @@
+"""Faults in a whole media cluster of real processes: a store killed mid-upload-run, the
+leader directory killed, etcd restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import grpc
+import pytest
+
+from tests.cluster import MediaCluster, eventually, fresh_database
+from tests.integration.test_upload import read_from_every_replica, upload_messages
+from trenchcoat.v1 import directory_pb2 as dpb
+from trenchcoat.v1 import directory_pb2_grpc, router_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def cluster(service, etcd, postgres, tmp_path):
+    dsn = await fresh_database(postgres.endpoint)
+    c = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=dsn)
+    c.start_all(router=True)
+    await eventually(lambda: _writable(c, 2), what="2 writable volumes")
+    return c
+
+
+async def _writable(c, n):
+    volumes = [v for v in await c.volumes() if v.state == dpb.VOLUME_STATE_WRITABLE]
+    return volumes if len(volumes) >= n else None
+
+
+def blob(i: int) -> bytes:
+    return hashlib.sha256(str(i).encode()).digest() * 32  # 1 KiB, distinct per upload
+
+
+async def upload_run(stub, count: int, concurrency: int, during=None):
+    """Uploads ``count`` blobs; returns ({i: MediaInfo} acknowledged, [errors])."""
+    acked, errors = {}, []
+    counter = iter(range(count))
+
+    async def worker():
+        for i in counter:
+            if during is not None and i == count // 4:
+                during()
+            try:
+                acked[i] = (await stub.Upload(upload_messages(i % 100, blob(i)))).media
+            except grpc.aio.AioRpcError as exc:
+                errors.append((i, exc.code(), exc.details()))
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return acked, errors
+
+
+async def all_replicas_match(c):
+    volumes = await c.volumes()
+    return all(v.state == dpb.VOLUME_STATE_WRITABLE or v.used_bytes >= 0.95 * v.capacity_bytes for v in volumes) \
+        and all(r.alive for v in volumes for r in v.replicas)
+
+
+async def test_kill_9_a_store_mid_run_then_every_acked_upload_is_on_every_replica(cluster):
+    victim = 2
+    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
+        stub = router_pb2_grpc.MediaServiceStub(channel)
+        acked, errors = await upload_run(stub, 2000, 16, during=lambda: cluster.stores[victim].kill())
+    # Uploads kept succeeding: a failed replica write retried on a volume without the store.
+    assert len(acked) >= 1990, (len(acked), len(errors), errors[:5])
+    assert all(code == grpc.StatusCode.UNAVAILABLE for _, code, _ in errors), errors[:5]
+    cluster.start_store(victim, "b")  # same disk, back after the crash
+    await eventually(lambda: all_replicas_match(cluster), timeout=60, what="repair of every volume")
+    for i, media in acked.items():
+        copies, volume = await read_from_every_replica(cluster, media)
+        assert copies == [blob(i)] * len(volume.replicas), f"upload {i} differs on a replica"
+
+
+async def test_kill_9_the_leader_and_the_other_takes_over_and_grows(cluster):
+    first = await eventually(cluster.leader, what="a leader")
+    index = next(i for i, p in enumerate(cluster.directories) if first.address == p.address)
+    cluster.directories[index].kill()
+    second = await eventually(lambda: _other_leader(cluster, first.address), timeout=30, what="a new leader")
+    assert second.address != first.address
+    # Growth continues under the new leader: retire the writable volumes, see new ones.
+    before = {v.id for v in await cluster.volumes()}
+    async with grpc.aio.insecure_channel(cluster.directory_address()) as channel:
+        stub = directory_pb2_grpc.DirectoryServiceStub(channel)
+        for v in await cluster.volumes():
+            await stub.MarkReadOnly(dpb.MarkReadOnlyRequest(logical_volume=v.id, reason="test: retire"))
+    grown = await eventually(lambda: _new_writable(cluster, before), timeout=30, what="volumes grown")
+    assert all(len({r.rack for r in v.replicas}) == 3 for v in grown)
+
+
+async def test_etcd_restart_everything_reconnects(cluster, etcd):
+    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
+        stub = router_pb2_grpc.MediaServiceStub(channel)
+        acked, errors = await upload_run(stub, 50, 4)
+        assert not errors
+        etcd.restart()
+        await eventually(cluster.leader, timeout=30, what="a leader after the etcd restart")
+        await eventually(lambda: _stores_alive(cluster, 6), timeout=30, what="stores registered again")
+        acked2, errors2 = await upload_run(stub, 50, 4)
+        assert len(acked2) == 50, errors2[:3]
+        for i, media in list(acked.items())[:10] + list(acked2.items())[:10]:
+            copies, _ = await read_from_every_replica(cluster, media)
+            assert copies == [blob(i)] * 3
+
+
+async def _other_leader(cluster, old):
+    leader = await cluster.leader()
+    return leader if leader is not None and leader.address and leader.address != old else None
+
+
+async def _new_writable(cluster, before):
+    volumes = [v for v in await cluster.volumes() if v.id not in before and v.state == dpb.VOLUME_STATE_WRITABLE]
+    return volumes if len(volumes) >= 2 else None
+
+
+async def _stores_alive(cluster, n):
+    stores = await cluster.stores_seen()
+    return len(stores) == n and all(s.alive for s in stores)
