@@ -161,3 +161,19 @@ async def fresh_database(dsn: str) -> str:
     finally:
         await conn.close()
     return dsn.rsplit("/", 1)[0] + "/" + name
+
+
+async def writable_volumes(cluster: MediaCluster, n: int) -> list[Any] | None:
+    from trenchcoat.v1 import directory_pb2 as dpb
+
+    volumes = [v for v in await cluster.volumes() if v.state == dpb.VOLUME_STATE_WRITABLE]
+    return volumes if len(volumes) >= n else None
+
+
+async def full_media_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
+                             postgres: harness.Dependency, tmp_path: Path) -> MediaCluster:
+    """2 directories, 6 stores on 3 racks and a router, with writable volumes."""
+    cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint))
+    cluster.start_all(router=True)
+    await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
+    return cluster

@@ -9,7 +9,7 @@ import os
 import grpc
 import pytest
 
-from tests.cluster import MediaCluster, eventually, fresh_database
+from tests.cluster import eventually, full_media_cluster
 from trenchcoat import urls
 from trenchcoat.v1 import directory_pb2 as dpb
 from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
@@ -21,16 +21,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def cluster(service, etcd, postgres, tmp_path):
-    dsn = await fresh_database(postgres.endpoint)
-    c = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=dsn)
-    c.start_all(router=True)
-    await eventually(lambda: _writable(c, 2), what="2 writable volumes")
-    return c
-
-
-async def _writable(c, n):
-    volumes = [v for v in await c.volumes() if v.state == dpb.VOLUME_STATE_WRITABLE]
-    return volumes if len(volumes) >= n else None
+    return await full_media_cluster(service, etcd, postgres, tmp_path)
 
 
 def upload_messages(owner, data, content_type="image/jpeg", key="", chunk=64 * 1024, size=None):

@@ -1,0 +1,152 @@
+"""Benchmark of the upload path: ``python -m bench.upload [--quick] [--json]``.
+
+A real cluster on this machine (private etcd and PostgreSQL, one directory, three stores
+on three racks, one router, each its own process) takes uploads over gRPC from
+CONCURRENCY concurrent clients:
+
+- uploads_per_s_1k / _100k, p50_ms_*, p99_ms_*   with 3 replicas (every upload is
+  written to three stores and fdatasync'd on each before the answer)
+- replicated_vs_single_1k / _100k   throughput with 3 replicas over the same cluster
+  run with 1 replica (directory.replicas = 1), measured in the same run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from bench.store import start
+from trenchcoat import procs
+from trenchcoat.v1 import router_pb2, router_pb2_grpc
+
+CONCURRENCY = 16
+
+
+def cluster_env(tmp: Path, name: str, etcd: str, dsn: str, replicas: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TRENCHCOAT_CLUSTER__NAME": name,
+        "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp / name),
+        "TRENCHCOAT_CLUSTER__LOG_LEVEL": "WARNING",
+        "TRENCHCOAT_ETCD__ENDPOINTS": etcd,
+        "TRENCHCOAT_POSTGRES__DSN": dsn,
+        "TRENCHCOAT_DIRECTORY__REPLICAS": str(replicas),
+        "TRENCHCOAT_DIRECTORY__MIN_WRITABLE_VOLUMES": "4",
+        "TRENCHCOAT_DIRECTORY__PROBE_INTERVAL_S": "0.5",
+    }
+
+
+def start_cluster(tmp: Path, env: dict[str, str]) -> tuple[list[procs.ManagedProcess], str]:
+    started = []
+    dport, dmport = procs.free_port(), procs.free_port()
+    started.append(start([sys.executable, "-m", "directory"], tmp / f"{env['TRENCHCOAT_CLUSTER__NAME']}-dir.log",
+                         dport, {**env, "TRENCHCOAT_DIRECTORY__PORT": str(dport),
+                                 "TRENCHCOAT_DIRECTORY__METRICS_PORT": str(dmport)}))
+    for m, rack in ((1, "a"), (2, "b"), (3, "c")):
+        port, mport = procs.free_port(), procs.free_port()
+        started.append(start([sys.executable, "-m", "store"], tmp / f"{env['TRENCHCOAT_CLUSTER__NAME']}-store{m}.log",
+                             port, {**env, "TRENCHCOAT_STORE__PORT": str(port), "TRENCHCOAT_STORE__METRICS_PORT": str(mport),
+                                    "TRENCHCOAT_STORE__MACHINE_ID": str(m), "TRENCHCOAT_STORE__RACK": rack}))
+    rport, rmport = procs.free_port(), procs.free_port()
+    started.append(start([sys.executable, "-m", "router"], tmp / f"{env['TRENCHCOAT_CLUSTER__NAME']}-router.log",
+                         rport, {**env, "TRENCHCOAT_ROUTER__PORT": str(rport), "TRENCHCOAT_ROUTER__METRICS_PORT": str(rmport),
+                                 "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": f"127.0.0.1:{dport}"}))
+    return started, f"127.0.0.1:{rport}"
+
+
+async def measure(address: str, size: int, seconds: float) -> tuple[float, list[float]]:
+    """Uploads/s and per-upload latencies (s) from CONCURRENCY concurrent uploaders."""
+    data = os.urandom(size)
+    latencies: list[float] = []
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = router_pb2_grpc.MediaServiceStub(channel)
+
+        async def one(owner: int) -> None:
+            began = time.perf_counter()
+            await stub.Upload(iter([
+                router_pb2.UploadRequest(header=router_pb2.UploadHeader(
+                    owner_id=owner, content_type="image/jpeg", size_bytes=size)),
+                router_pb2.UploadRequest(chunk=data)]), timeout=60)
+            latencies.append(time.perf_counter() - began)
+
+        for attempt in range(100):  # the first volumes may still be growing
+            try:
+                await one(0)
+                break
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.2)
+        latencies.clear()
+        stop = time.perf_counter() + seconds
+
+        async def worker(owner: int) -> None:
+            while time.perf_counter() < stop:
+                await one(owner)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(CONCURRENCY)))
+        return len(latencies) / (time.perf_counter() - began), latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) >= 2 else float("nan")
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs, under a minute")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args()
+    seconds = 4.0 if args.quick else 15.0
+    tmp = Path(tempfile.mkdtemp(prefix="bench-upload-"))
+    os.chmod(tmp, 0o755)
+    figures: dict[str, float] = {}
+    deps = [procs.etcd_process(tmp / "etcd", tmp / "etcd.log", procs.free_port(), procs.free_port()),
+            procs.postgres_process(tmp / "pg", tmp / "pg.log", procs.free_port(), durable=False)]
+    try:
+        for dep in deps:
+            dep.start()
+        for dep in deps:
+            dep.wait_ready(60)
+        rates: dict[tuple[int, str], float] = {}
+        for replicas in (3, 1):
+            env = cluster_env(tmp, f"r{replicas}", deps[0].endpoint, deps[1].endpoint, replicas)
+            started, address = start_cluster(tmp, env)
+            try:
+                for size, label in ((1024, "1k"), (100 * 1024, "100k")):
+                    rate, latencies = await measure(address, size, seconds)
+                    rates[replicas, label] = rate
+                    if replicas == 3:
+                        figures[f"uploads_per_s_{label}"] = rate
+                        figures[f"p50_ms_{label}"] = pct(latencies, 50)
+                        figures[f"p99_ms_{label}"] = pct(latencies, 99)
+                    else:
+                        figures[f"single_replica_uploads_per_s_{label}"] = rate
+            finally:
+                for p in reversed(started):
+                    p.stop()
+        for label in ("1k", "100k"):
+            figures[f"replicated_vs_single_{label}"] = rates[3, label] / rates[1, label]
+    finally:
+        for dep in reversed(deps):
+            dep.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    width = max(map(len, figures))
+    for name, value in figures.items():
+        print(f"{name:<{width}}  {value:>12,.3f}")
+    if args.json:
+        print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
