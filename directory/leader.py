@@ -64,6 +64,8 @@ class Leader:
         self._failures: dict[int, int] = {}
         self._reports: dict[int, dict[int, PhysicalVolume]] = {}
         self._repairing: dict[int, asyncio.Task[None]] = {}
+        self._settled: dict[int, float] = {}  # volume id -> when its repair made it writable
+        self._probed_at = 0.0
         self._rng = random.Random()
         self.placement_error = ""
         """Why the last volume creation was refused ("" when it was not)."""
@@ -103,6 +105,7 @@ class Leader:
     # --- pitchfork ---------------------------------------------------------------------
 
     async def pitchfork(self, cmap: ClusterMap) -> None:
+        self._probed_at = time.monotonic()
         stores = list(cmap.stores.values())
         results = await asyncio.gather(
             *(self._clients.probe(s.address) if s.registered else _lapsed() for s in stores),
@@ -157,7 +160,9 @@ class Leader:
                 continue
             used = max(p.file_bytes for p in known)
             full = used >= self._config.full_ratio * volume.capacity_bytes
-            refused = volume.state is State.WRITABLE and not volume.repair and any(p.read_only for p in known)
+            # Reports taken before a repair made the volume writable still say read-only.
+            fresh = self._settled.get(volume.id, 0.0) < self._probed_at
+            refused = volume.state is State.WRITABLE and not volume.repair and fresh and any(p.read_only for p in known)
             if full or refused:
                 if volume.state is State.WRITABLE:
                     why = "full" if full else "a replica refuses writes"
@@ -216,6 +221,7 @@ class Leader:
                 return replace(v, repair=False, state=State.WRITABLE, reason="", used_bytes=source.file_bytes)
 
             await self._state.update_volume(volume.id, settle)
+            self._settled[volume.id] = time.monotonic()
             log.info("logical volume %d: all %d replicas match; %s", volume.id, len(addresses),
                      "read-only (full)" if full else "writable again")
             self._refresh.set()

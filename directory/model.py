@@ -140,9 +140,12 @@ class ClusterMap:
             and all(self.alive(r.machine_id) for r in volume.replicas)
         )
 
-    def writable(self, size: int = 0, exclude: Iterable[int] = ()) -> list[Volume]:
-        skip = set(exclude)
-        return [v for v in self.volumes.values() if v.id not in skip and self.usable_for_writes(v, size)]
+    def writable(self, size: int = 0, exclude: Iterable[int] = (), avoid_machines: Iterable[int] = ()) -> list[Volume]:
+        skip, avoid = set(exclude), set(avoid_machines)
+        return [
+            v for v in self.volumes.values()
+            if v.id not in skip and self.usable_for_writes(v, size) and not any(r.machine_id in avoid for r in v.replicas)
+        ]
 
     def read_order(self, volume: Volume, turn: int) -> list[Replica]:
         """Replicas for one read: live ones first, rotated by ``turn`` to spread load."""

@@ -53,7 +53,8 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
 
     async def Allocate(self, request, context):  # noqa: N802
         cmap = self._view.now()
-        candidates = cmap.writable(size=request.size_bytes, exclude=request.exclude)
+        candidates = cmap.writable(size=request.size_bytes, exclude=request.exclude,
+                                   avoid_machines=request.avoid_machines)
         if not candidates:
             why = self._leader.placement_error or (cmap.leader and "the leader is creating more") or \
                 "no directory leads yet"

@@ -80,8 +80,9 @@ class DirectoryClient:
         raise Unavailable(f"no directory answered {method} ({', '.join(self._endpoints)}): "
                           f"{last.details() if last else ''}")
 
-    async def allocate(self, size: int, exclude: Sequence[int]) -> VolumeView:
-        reply = await self._call("Allocate", pb.AllocateRequest(size_bytes=size, exclude=list(exclude)))
+    async def allocate(self, size: int, exclude: Sequence[int], avoid_machines: Sequence[int] = ()) -> VolumeView:
+        reply = await self._call("Allocate", pb.AllocateRequest(size_bytes=size, exclude=list(exclude),
+                                                                avoid_machines=list(avoid_machines)))
         view = _view(reply.volume)  # type: ignore[attr-defined]
         self.volumes[view.id] = view
         return view

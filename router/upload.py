@@ -168,7 +168,7 @@ class Uploader:
             if candidates:
                 return candidates[0]
             try:
-                return await self._directory.allocate(size, excluded)
+                return await self._directory.allocate(size, excluded, sorted(failed_stores))
             except Unavailable:
                 if loop.time() >= deadline:
                     raise

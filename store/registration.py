@@ -10,6 +10,8 @@ registration over at once.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shutil
 import uuid
@@ -18,6 +20,8 @@ from typing import Any
 
 from trenchcoat.errors import AlreadyExists
 from trenchcoat.etcd import Etcd, LeasedKey, Record
+
+log = logging.getLogger(__name__)
 
 
 class MachineIdTaken(AlreadyExists):
@@ -50,6 +54,7 @@ class Registration:
         self._directory = directory
         self._info = {"machine_id": machine_id, "address": address, "rack": rack,
                       "disk_id": disk_id(directory)}
+        self._ttl = ttl_s
         self.key = LeasedKey(etcd, store_key(machine_id), ttl_s, self._value, self._take_over)
 
     def _value(self) -> dict[str, Any]:
@@ -70,9 +75,21 @@ class Registration:
 
     async def start(self) -> None:
         """Registers or raises: MachineIdTaken, or Unavailable if etcd cannot be reached.
-        A registration of this disk's earlier incarnation is taken over."""
-        if not await self.key.claim():
-            raise MachineIdTaken(f"machine id {self._info['machine_id']} is registered and could not be taken")
+        A registration of this disk's earlier incarnation is taken over at once; one of
+        another disk is given one lease TTL to lapse (its store may have died with the
+        disk this one replaces) before the id is refused as taken."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._ttl + 1
+        while True:
+            try:
+                if await self.key.claim():
+                    return
+            except MachineIdTaken:
+                if loop.time() >= deadline:
+                    raise
+                log.warning("machine id %d is held by another disk; waiting for its lease to lapse",
+                            self._info["machine_id"])
+            await asyncio.sleep(0.5)
 
     async def run(self) -> None:
         await self.key.run()

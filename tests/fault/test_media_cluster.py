@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 
 import grpc
 import pytest
@@ -60,9 +61,32 @@ async def test_kill_9_a_store_mid_run_then_every_acked_upload_is_on_every_replic
     assert all(code == grpc.StatusCode.UNAVAILABLE for _, code, _ in errors), errors[:5]
     cluster.start_store(victim, "b")  # same disk, back after the crash
     await eventually(lambda: all_replicas_match(cluster), timeout=60, what="repair of every volume")
-    for i, media in acked.items():
-        copies, volume = await read_from_every_replica(cluster, media)
-        assert copies == [blob(i)] * len(volume.replicas), f"upload {i} differs on a replica"
+    await eventually(lambda: on_every_replica(cluster, acked), timeout=30, what="every acked upload everywhere")
+    for v in await cluster.volumes():  # the placement invariant, over every volume
+        assert len({r.rack for r in v.replicas}) == len(v.replicas) == 3, v
+
+
+async def test_a_store_back_with_an_empty_disk_is_refilled_from_its_peers(cluster):
+    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
+        stub = router_pb2_grpc.MediaServiceStub(channel)
+        acked, errors = await upload_run(stub, 200, 8)
+    assert not errors
+    cluster.stores[3].kill()
+    shutil.rmtree(cluster.data_dir / "store-3")  # the disk is replaced
+    cluster.start_store(3, "c")  # same machine id, empty disk: waits out the old lease
+    await eventually(lambda: on_every_replica(cluster, acked), timeout=60, what="the refill of store 3")
+    await eventually(lambda: all_replicas_match(cluster), timeout=60, what="every volume writable again")
+
+
+async def on_every_replica(cluster, acked):
+    try:
+        for i, media in acked.items():
+            copies, _ = await read_from_every_replica(cluster, media)
+            if copies != [blob(i)] * 3:
+                return False
+    except grpc.aio.AioRpcError:
+        return False
+    return True
 
 
 async def test_kill_9_the_leader_and_the_other_takes_over_and_grows(cluster):

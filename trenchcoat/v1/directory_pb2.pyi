@@ -67,12 +67,14 @@ class StoreMachine(_message.Message):
     def __init__(self, machine_id: _Optional[int] = ..., address: _Optional[str] = ..., rack: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., alive: _Optional[bool] = ...) -> None: ...
 
 class AllocateRequest(_message.Message):
-    __slots__ = ("size_bytes", "exclude")
+    __slots__ = ("size_bytes", "exclude", "avoid_machines")
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_FIELD_NUMBER: _ClassVar[int]
+    AVOID_MACHINES_FIELD_NUMBER: _ClassVar[int]
     size_bytes: int
     exclude: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, size_bytes: _Optional[int] = ..., exclude: _Optional[_Iterable[int]] = ...) -> None: ...
+    avoid_machines: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, size_bytes: _Optional[int] = ..., exclude: _Optional[_Iterable[int]] = ..., avoid_machines: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class AllocateResponse(_message.Message):
     __slots__ = ("volume",)
