@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -80,3 +82,26 @@ async def _all_alive(cluster, n):
 async def _writable(cluster, n):
     volumes = [v for v in await cluster.volumes() if v.state == dpb.VOLUME_STATE_WRITABLE]
     return volumes if len(volumes) >= n else None
+
+
+async def test_watch_volumes_sends_the_map_then_each_change(cluster):
+    cluster.start_all(directories=1)
+    await eventually(lambda: _writable(cluster, 2), what="2 writable volumes")
+    async with grpc.aio.insecure_channel(cluster.directory_address()) as channel:
+        stub = directory_pb2_grpc.DirectoryServiceStub(channel)
+        stream = stub.WatchVolumes(dpb.WatchVolumesRequest())
+        first = await stream.read()
+        assert first.snapshot and len(first.volumes) >= 2 and first.revision > 0
+        target = first.volumes[0].id
+        await stub.MarkReadOnly(dpb.MarkReadOnlyRequest(logical_volume=target, reason="test"))
+        while True:  # growth may interleave its own changes
+            change = await asyncio.wait_for(stream.read(), 10)
+            assert not change.snapshot
+            flipped = [v for v in change.volumes if v.id == target]
+            if flipped:
+                assert flipped[0].state == dpb.VOLUME_STATE_READ_ONLY
+                break
+        stream.cancel()
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.MarkReadOnly(dpb.MarkReadOnlyRequest(logical_volume=0))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
