@@ -74,7 +74,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         if not request.logical_volume:
             raise InvalidArgument("logical_volume is required")
         reason = request.reason or "marked read-only by a client"
-        volume = await self._state.mark_read_only(request.logical_volume, reason, repair=True)
+        volume = await self._state.mark_read_only(request.logical_volume, reason, repair=request.repair)
         cmap = await self._view.refresh()
         return pb.MarkReadOnlyResponse(volume=logical_volume(cmap, cmap.volumes.get(volume.id, volume)))
 

@@ -134,6 +134,12 @@ class MediaStore:
         await self._pool.execute("DELETE FROM media WHERE media_id = $1 AND state = $2",
                                  to_signed(media_id), MediaState.PENDING)
 
+    async def mark_deleted(self, media_id: int) -> bool:
+        """Turns an active row deleted; False if it was not active."""
+        status = await self._pool.execute("UPDATE media SET state = $2 WHERE media_id = $1 AND state = $3",
+                                          to_signed(media_id), MediaState.DELETED, MediaState.ACTIVE)
+        return status.endswith(" 1")
+
     async def get(self, media_id: int) -> MediaRow | None:
         row = await self._pool.fetchrow("SELECT * FROM media WHERE media_id = $1", to_signed(media_id))
         return _row(row) if row else None

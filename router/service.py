@@ -1,52 +1,37 @@
-"""The MediaService servicer: protobuf in, a call on the Uploader or the metadata, protobuf
-out. Read and Delete arrive with the read path (cache, gateway)."""
+"""The MediaService servicer: protobuf in, a call on the Uploader, Photos or the metadata,
+protobuf out."""
 
 from __future__ import annotations
 
 import asyncio
 
-from router.directory_client import DirectoryClient
 from router.metadata import MediaRow, MediaState, MediaStore
+from router.photos import MediaNotFound, Photos
 from router.upload import Uploader, UploadRejected, check_header
 from trenchcoat import ids
-from trenchcoat.errors import NotFound
-from trenchcoat.urls import Photo, PhotoPath
+from trenchcoat.errors import InvalidArgument
 from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
 
 SERVICE_NAME = "trenchcoat.v1.MediaService"
 MAX_BATCH_STAT = 1000
+READ_CHUNK = 1024 * 1024
 DRAIN_SECONDS = 2.0
 
 _STATES = {MediaState.ACTIVE: media_pb2.MEDIA_STATE_ACTIVE, MediaState.DELETED: media_pb2.MEDIA_STATE_DELETED}
 
 
-class MediaNotFound(NotFound):
-    """No such media_id (or its upload never completed)."""
-
-
 class MediaServicer(router_pb2_grpc.MediaServiceServicer):
-    def __init__(self, uploader: Uploader, media: MediaStore, directory: DirectoryClient,
-                 *, cdn_base_url: str, caches: int) -> None:
+    def __init__(self, uploader: Uploader, media: MediaStore, photos: Photos) -> None:
         self._uploader = uploader
         self._media = media
-        self._directory = directory
-        self._cdn = cdn_base_url
-        self._caches = max(caches, 1)
-
-    def url(self, row: MediaRow) -> str:
-        """The photo URL: cache chosen by key, machine = the first live replica known."""
-        volume = self._directory.volumes.get(row.logical_volume)
-        replicas = volume.replicas if volume else ()
-        machine = next((r.machine_id for r in replicas if r.alive), replicas[0].machine_id if replicas else 0)
-        photo = Photo(row.logical_volume, row.media_id, row.cookie)
-        return PhotoPath(1 + row.media_id % self._caches, machine, photo).url(self._cdn)
+        self._photos = photos
 
     def info(self, row: MediaRow) -> media_pb2.MediaInfo:
         return media_pb2.MediaInfo(
             ref=media_pb2.MediaRef(media_id=row.media_id), owner_id=row.owner_id,
             content_type=row.content_type, size_bytes=row.size_bytes,
             created_unix_ms=ids.unix_ms(row.media_id), state=_STATES[row.state],
-            tier=media_pb2.TIER_HOT, url=self.url(row) if row.state is MediaState.ACTIVE else "",
+            tier=media_pb2.TIER_HOT, url=self._photos.url(row) if row.state is MediaState.ACTIVE else "",
         )
 
     async def Upload(self, request_iterator, context):  # noqa: N802
@@ -85,6 +70,21 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         row = await self._uploader.upload(header.owner_id, header.content_type, b"".join(parts),
                                           header.idempotency_key)
         return router_pb2.UploadResponse(media=self.info(row))
+
+    async def Read(self, request, context):  # noqa: N802
+        row, data = await self._photos.read(request.ref.media_id, request.alternate_key)
+        if request.offset > len(data):
+            raise InvalidArgument(f"offset {request.offset} is past the end ({len(data)} bytes)")
+        end = len(data) if not request.length else min(len(data), request.offset + request.length)
+        view = memoryview(data)
+        first = True
+        for start in range(request.offset, max(end, request.offset + 1), READ_CHUNK):
+            chunk = bytes(view[start:min(end, start + READ_CHUNK)])
+            yield router_pb2.ReadResponse(media=self.info(row) if first else None, offset=start, data=chunk)
+            first = False
+
+    async def Delete(self, request, context):  # noqa: N802
+        return router_pb2.DeleteResponse(deleted=await self._photos.delete(request.ref.media_id))
 
     async def Stat(self, request, context):  # noqa: N802
         row = await self._media.get(request.ref.media_id)

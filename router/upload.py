@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
-from router.directory_client import DirectoryClient, VolumeView
+from trenchcoat.directory_client import DirectoryClient, VolumeView
 from router.metadata import DuplicateId, MediaRow, MediaState, MediaStore
 from router.replicas import ReplicaWriteFailed, StoreWriters
 from trenchcoat.errors import InvalidArgument, TrenchcoatError, Unavailable
@@ -200,7 +200,7 @@ class Uploader:
     async def _retire(self, volume: VolumeView, why: str) -> None:
         log.warning("volume %d failed a write, marking it read-only: %s", volume.id, why)
         try:
-            await self._directory.mark_read_only(volume.id, f"a replica failed a write: {why[:200]}")
+            await self._directory.mark_read_only(volume.id, f"a replica failed a write: {why[:200]}", repair=True)
         except TrenchcoatError as exc:
             log.error("could not mark volume %d read-only: %s", volume.id, exc)
 

@@ -51,6 +51,10 @@ class MediaCluster:
     store_ports: dict[int, tuple[int, int]] = field(default_factory=dict)
     directory_ports: list[tuple[int, int]] = field(default_factory=list)
     router: harness.ServiceProcess | None = None
+    caches: list[harness.ServiceProcess | None] = field(default_factory=list)
+    cache_ports: list[tuple[int, int]] = field(default_factory=list)
+    gateway: str = ""
+    """http://host:port of the router's photo gateway."""
 
     def __post_init__(self) -> None:
         self.env = {
@@ -90,13 +94,28 @@ class MediaCluster:
         self.stores[machine_id] = proc
         return proc
 
+    def start_cache(self, i: int | None = None) -> harness.ServiceProcess:
+        if i is None:
+            self.cache_ports.append((procs.free_port(), procs.free_port()))
+            self.caches.append(None)
+            i = len(self.caches) - 1
+        port, mport = self.cache_ports[i]
+        proc = self.start(f"cache-{i + 1}", harness.python_module("cache"), port=port, metrics_port=mport,
+                          env={**self.env, "TRENCHCOAT_CACHE__PORT": str(port), "TRENCHCOAT_CACHE__METRICS_PORT": str(mport),
+                               "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(self.directory_endpoints())})
+        self.caches[i] = proc
+        return proc
+
     def start_router(self) -> harness.ServiceProcess:
-        port, mport = procs.free_port(), procs.free_port()
-        endpoints = ",".join(self.directory_endpoints())
+        port, mport, http = procs.free_port(), procs.free_port(), procs.free_port()
         self.router = self.start("router", harness.python_module("router"), port=port, metrics_port=mport,
                                  env={**self.env, "TRENCHCOAT_ROUTER__PORT": str(port),
                                       "TRENCHCOAT_ROUTER__METRICS_PORT": str(mport),
-                                      "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": endpoints})
+                                      "TRENCHCOAT_ROUTER__HTTP_PORT": str(http),
+                                      "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(self.directory_endpoints()),
+                                      "TRENCHCOAT_ROUTER__CACHE_ENDPOINTS": ",".join(
+                                          f"127.0.0.1:{p}" for p, _ in self.cache_ports)})
+        self.gateway = f"http://127.0.0.1:{http}"
         return self.router
 
     def start_all(self, *, directories: int = 2, stores: int = 6, racks: tuple[str, ...] = ("a", "b", "c"),
@@ -106,6 +125,7 @@ class MediaCluster:
         for m in range(1, stores + 1):
             self.start_store(m, racks[(m - 1) % len(racks)])
         if router:
+            self.start_cache()
             self.start_router()
         return self
 

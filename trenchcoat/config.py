@@ -125,6 +125,10 @@ class ServiceConfig:
         default=0.5,
     )
 
+    def port_keys(self) -> tuple[str, ...]:
+        """The keys naming ports this service listens on (process i adds i to each)."""
+        return tuple(f.name for f in dataclasses.fields(self) if f.name == "port" or f.name.endswith("_port"))
+
     def validate(self, section: str) -> None:
         _require(self.count >= 0, f"{section}.count", f"must be >= 0, got {self.count}")
         for key in ("port", "metrics_port"):
@@ -272,8 +276,28 @@ class StoreConfig(ServiceConfig):
 class CacheConfig(ServiceConfig):
     """The photo cache."""
 
-    port: int = doc("gRPC port.", default=7300)
-    metrics_port: int = doc("Prometheus /metrics port.", default=9300)
+    port: int = doc("gRPC port of the first cache; cache i (cache id i + 1) listens on port + i.", default=7300)
+    metrics_port: int = doc("/metrics port of the first cache; cache i uses metrics_port + i.", default=9300)
+    capacity_bytes: int = doc("Photo bytes one cache process keeps (LRU beyond).", default=256 * 1024 * 1024)
+    lease_period_s: float = doc(
+        "A miss's lease lasts this long: one Store read per key per period; other readers "
+        "of the key wait for it or get its kept answer (kept answers of photos not admitted "
+        "take at most a quarter of capacity_bytes).",
+        default=10.0,
+    )
+    lease_wait_s: float = doc(
+        "Longest a reader waits for another's lease before it is told to retry (UNAVAILABLE).",
+        default=5.0,
+    )
+    store_timeout_s: float = doc("Seconds one Store read may take before the next replica is tried.", default=3.0)
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        _require(self.capacity_bytes >= 0, f"{section}.capacity_bytes", "must be >= 0")
+        _require(self.lease_period_s > 0, f"{section}.lease_period_s", "must be > 0")
+        _require(0 < self.lease_wait_s <= self.lease_period_s, f"{section}.lease_wait_s",
+                 "must be > 0 and at most lease_period_s")
+        _require(self.store_timeout_s > 0, f"{section}.store_timeout_s", "must be > 0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -296,11 +320,23 @@ class RouterConfig(ServiceConfig):
         default=5.0,
     )
     cdn_base_url: str = doc("Base of photo URLs handed to clients (the CDN).", default="http://127.0.0.1:8080")
+    http_port: int = doc(
+        "Port of the photo HTTP gateway (GET/HEAD of photo URLs); router i uses http_port + i.",
+        default=7480,
+    )
+    cache_endpoints: tuple[str, ...] = doc(
+        "Cache addresses as host:port, cache id i + 1 at position i. Empty: cluster.host "
+        "with cache.port + i for each of cache.count processes.",
+        default=(),
+    )
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
         for endpoint in self.directory_endpoints:
             _require_host_port(endpoint, f"{section}.directory_endpoints")
+        for endpoint in self.cache_endpoints:
+            _require_host_port(endpoint, f"{section}.cache_endpoints")
+        _require(1 <= self.http_port <= 65535, f"{section}.http_port", f"must be in 1..65535, got {self.http_port}")
         _require(self.max_upload_bytes >= 1, f"{section}.max_upload_bytes", "must be >= 1")
         _require(self.replica_timeout_s > 0, f"{section}.replica_timeout_s", "must be > 0")
         _require(
@@ -368,7 +404,7 @@ class Config:
                 section.validate()
         owners: dict[int, str] = {}
         for name, service in self.services().items():
-            for key in ("port", "metrics_port"):
+            for key in service.port_keys():
                 base = getattr(service, key)
                 for i in range(service.count):
                     owner = f"{name}.{key}" + (f" + {i}" if i else "")
@@ -385,6 +421,13 @@ class Config:
             return self.router.directory_endpoints
         d = self.directory
         return tuple(f"{self.cluster.host}:{d.port + i}" for i in range(max(d.count, 1)))
+
+    def cache_endpoints(self) -> tuple[str, ...]:
+        """Where the caches listen, cache id i + 1 at position i."""
+        if self.router.cache_endpoints:
+            return self.router.cache_endpoints
+        c = self.cache
+        return tuple(f"{self.cluster.host}:{c.port + i}" for i in range(max(c.count, 1)))
 
     def store_address(self) -> str:
         """The address this store process advertises."""

@@ -162,7 +162,7 @@ class Cluster:
         for section, _ in implemented_services().items():
             service: ServiceConfig = getattr(self.config, section)
             for i in range(service.count):
-                for key in ("port", "metrics_port"):
+                for key in service.port_keys():
                     port = getattr(service, key) + i
                     if not procs.port_is_free(port, self.config.cluster.host):
                         raise LauncherError(
@@ -222,8 +222,7 @@ class Cluster:
                 port, metrics_port = service.port + i, service.metrics_port + i
                 env = {
                     **base_env,
-                    env_key(section, "port"): str(port),
-                    env_key(section, "metrics_port"): str(metrics_port),
+                    **{env_key(section, key): str(getattr(service, key) + i) for key in service.port_keys()},
                     **_identity(section, service, i),
                 }
                 process = procs.ManagedProcess(

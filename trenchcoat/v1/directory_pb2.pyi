@@ -95,12 +95,14 @@ class LocateResponse(_message.Message):
     def __init__(self, volume: _Optional[_Union[LogicalVolume, _Mapping]] = ...) -> None: ...
 
 class MarkReadOnlyRequest(_message.Message):
-    __slots__ = ("logical_volume", "reason")
+    __slots__ = ("logical_volume", "reason", "repair")
     LOGICAL_VOLUME_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
     logical_volume: int
     reason: str
-    def __init__(self, logical_volume: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    repair: bool
+    def __init__(self, logical_volume: _Optional[int] = ..., reason: _Optional[str] = ..., repair: _Optional[bool] = ...) -> None: ...
 
 class MarkReadOnlyResponse(_message.Message):
     __slots__ = ("volume",)

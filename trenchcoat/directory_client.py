@@ -1,4 +1,4 @@
-"""The router's view of the Directory: a copy of the volume map kept current by the
+"""A client's view of the Directory (routers, caches): a copy of the volume map kept current by the
 WatchVolumes stream (reconnecting to any directory process when one goes away), plus the
 few calls that change things. Protobuf stays in this module."""
 
@@ -38,6 +38,9 @@ class VolumeView:
 
     def writable_for(self, size: int) -> bool:
         return self.writable and self.room >= size and all(r.alive for r in self.replicas)
+
+    def replica_on(self, machine_id: int) -> ReplicaView | None:
+        return next((r for r in self.replicas if r.machine_id == machine_id), None)
 
 
 def _view(v: pb.LogicalVolume) -> VolumeView:
@@ -91,8 +94,9 @@ class DirectoryClient:
         reply = await self._call("Locate", pb.LocateRequest(logical_volume=volume_id))
         return _view(reply.volume)  # type: ignore[attr-defined]
 
-    async def mark_read_only(self, volume_id: int, reason: str) -> None:
-        reply = await self._call("MarkReadOnly", pb.MarkReadOnlyRequest(logical_volume=volume_id, reason=reason))
+    async def mark_read_only(self, volume_id: int, reason: str, *, repair: bool) -> None:
+        reply = await self._call("MarkReadOnly", pb.MarkReadOnlyRequest(logical_volume=volume_id, reason=reason,
+                                                                        repair=repair))
         self.volumes[volume_id] = _view(reply.volume)  # type: ignore[attr-defined]
 
     async def run(self) -> None:

@@ -1,0 +1,37 @@
+"""``python -m cache``: one photo cache process."""
+
+from __future__ import annotations
+
+import sys
+
+from cache.leases import LeaseTable
+from cache.photos import PhotoCache
+from cache.service import SERVICE_NAME, CacheServicer
+from cache.stores import StoreReaders
+from trenchcoat import server
+from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.v1 import cache_pb2_grpc
+
+
+def main() -> int:
+    config = server.load_config("cache", "A photo cache process.")
+    section = config.cache
+
+    async def build() -> server.ServiceHost:
+        directory = DirectoryClient(config.directory_endpoints())
+        readers = StoreReaders(section.store_timeout_s)
+        leases = LeaseTable(section.lease_period_s, section.lease_wait_s, linger_bytes=section.capacity_bytes // 4)
+        cache = PhotoCache(section.capacity_bytes, leases,
+                           readers, lambda: directory.volumes)
+        return server.host_for(
+            f"cache@{section.port}", config.cluster, section,
+            bindings=[server.Binding(SERVICE_NAME, CacheServicer(cache), cache_pb2_grpc.add_CacheServiceServicer_to_server)],
+            workers=[directory],
+            closers=[readers.close, directory.close],
+        )
+
+    return server.run(build)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""The CacheService servicer: protobuf in, a call on the PhotoCache, protobuf out."""
+
+from __future__ import annotations
+
+from cache.photos import Needle, PhotoCache
+from trenchcoat.errors import InvalidArgument
+from trenchcoat.v1 import cache_pb2, cache_pb2_grpc
+
+SERVICE_NAME = "trenchcoat.v1.CacheService"
+
+
+class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
+    def __init__(self, cache: PhotoCache) -> None:
+        self._cache = cache
+
+    async def Read(self, request, context):  # noqa: N802
+        n = request.needle
+        if not request.machine_id or not n.logical_volume:
+            raise InvalidArgument("machine_id and needle.logical_volume are required")
+        served = await self._cache.read(request.machine_id, Needle(n.logical_volume, n.key, n.alternate_key, n.cookie),
+                                        via_cdn=request.via_cdn)
+        return cache_pb2.CacheReadResponse(data=served.data, hit=served.hit, admitted=served.admitted)
+
+    async def Invalidate(self, request, context):  # noqa: N802
+        alt = request.alternate_key if request.HasField("alternate_key") else None
+        return cache_pb2.InvalidateResponse(dropped=self._cache.invalidate(request.ref.media_id, alt))
+
+    async def Stats(self, request, context):  # noqa: N802
+        c = self._cache
+        return cache_pb2.CacheStatsResponse(
+            bytes=c.lru.bytes, capacity_bytes=c.lru.capacity_bytes, entries=len(c.lru), hits=c.hits,
+            misses=c.misses, lease_grants=c.leases.grants, lease_waits=c.leases.waits,
+        )

@@ -1,0 +1,134 @@
+"""The photo HTTP gateway: ``GET``/``HEAD /<cache_id>/<machine_id>/<lv>,<photo>``.
+
+What the CDN pulls from (or a client on the cluster network reads directly). The path is
+parsed (malformed -> 400), the metadata row decides existence (missing, deleted, wrong
+cookie or volume -> 404), and the bytes come from the cache the path names. Responses
+carry Content-Type, Content-Length, a strong ETag (the photo component: the bytes behind
+a URL never change), ``Cache-Control: public, max-age=31536000, immutable``, and support
+``If-None-Match`` (304) and single byte ranges (206, or 416 when unsatisfiable).
+
+The CDN marks its requests with ``X-Trenchcoat-Via-CDN: 1``; the cache does not admit
+those (the CDN keeps them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+from aiohttp import web
+from prometheus_client import Counter
+
+from router.photos import Photos
+from trenchcoat.errors import DataLoss, InvalidArgument, NotFound, TrenchcoatError, Unavailable
+from trenchcoat.urls import MalformedURL, parse_path
+
+log = logging.getLogger(__name__)
+
+VIA_CDN_HEADER = "X-Trenchcoat-Via-CDN"
+IMMUTABLE = "public, max-age=31536000, immutable"
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+RESPONSES = Counter("trenchcoat_gateway_responses_total", "Gateway responses by status and cache outcome.",
+                    ["status", "cache"])
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) of a single satisfiable range; None to serve it all.
+    Raises ValueError when the range cannot be satisfied."""
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        return None  # multiple or unknown ranges: the whole body is a valid answer
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        n = int(last)
+        if n == 0:
+            raise ValueError
+        return max(0, size - n), size
+    start = int(first)
+    end = min(size, int(last) + 1) if last else size
+    if start >= size or (last and int(last) < start):
+        raise ValueError
+    return start, end
+
+
+class Gateway:
+    def __init__(self, photos: Photos) -> None:
+        self._photos = photos
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self.photo)  # HEAD too (aiohttp drops the body)
+        return app
+
+    async def photo(self, request: web.Request) -> web.StreamResponse:
+        cache = "-"
+        try:
+            path = parse_path(request.path)
+            via_cdn = request.headers.get(VIA_CDN_HEADER) == "1"
+            row, data, hit = await self._photos.read_url(path, via_cdn=via_cdn)
+            cache = "hit" if hit else "miss"
+            etag = f'"{path.photo.component()}"'
+            headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes",
+                       "Content-Type": row.content_type}
+            if request.headers.get("If-None-Match") in (etag, "*"):
+                return self._done(web.Response(status=304, headers=headers), cache)
+            span = None
+            if "Range" in request.headers and request.headers.get("If-Range", etag) == etag:
+                try:
+                    span = _parse_range(request.headers["Range"], len(data))
+                except ValueError:
+                    headers["Content-Range"] = f"bytes */{len(data)}"
+                    return self._done(web.Response(status=416, headers=headers), cache)
+            if span is None:
+                return self._done(web.Response(body=data, headers=headers), cache)
+            start, end = span
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
+            return self._done(web.Response(status=206, body=data[start:end], headers=headers), cache)
+        except (MalformedURL, InvalidArgument) as exc:
+            return self._done(web.Response(status=400, text=f"{exc}\n"), cache)
+        except NotFound:
+            return self._done(web.Response(status=404, text="not found\n"), cache)
+        except DataLoss as exc:
+            log.error("%s: %s", request.path, exc)
+            return self._done(web.Response(status=502, text="every copy of this photo failed verification\n"), cache)
+        except (Unavailable, TrenchcoatError) as exc:
+            return self._done(web.Response(status=503, text=f"{exc}\n", headers={"Retry-After": "1"}), cache)
+
+    @staticmethod
+    def _done(response: web.Response, cache: str) -> web.Response:
+        RESPONSES.labels(str(response.status), cache).inc()
+        return response
+
+
+class HttpSite:
+    """The gateway's listener as a service worker: bound in ``start`` (a taken port stops
+    the process at once), closed on shutdown after in-flight requests finish."""
+
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self._runner = web.AppRunner(app, access_log=None)
+        self._host, self._port = host, port
+        self._stopped: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            raise OSError(f"router: cannot bind the HTTP gateway on {self._host}:{self._port} (in use?): {exc}") from None
+        self._stopped = asyncio.Event()
+        log.info("photo gateway on http://%s:%d/", self._host, self._port)
+
+    async def run(self) -> None:
+        assert self._stopped is not None, "start() first"
+        await self._stopped.wait()
+
+    async def shutdown(self) -> None:
+        if self._stopped is not None:
+            self._stopped.set()
+        await self._runner.cleanup()

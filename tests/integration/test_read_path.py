@@ -1,0 +1,179 @@
+"""The read path over real processes: photo URLs through the router's HTTP gateway, the
+Cache (admission, leases, failover) and the Store; gRPC reads; deletes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+
+import aiohttp
+import grpc
+import pytest
+from multidict import CIMultiDict
+
+from tests.cluster import eventually, full_media_cluster
+from tests.integration.test_upload import upload_messages
+from trenchcoat import urls
+from trenchcoat.v1 import cache_pb2, cache_pb2_grpc, media_pb2, router_pb2, router_pb2_grpc
+from trenchcoat.v1 import directory_pb2 as dpb
+from trenchcoat.v1 import directory_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def cluster(service, etcd, postgres, tmp_path):
+    return await full_media_cluster(service, etcd, postgres, tmp_path)
+
+
+async def upload(cluster, data: bytes, content_type="image/png", owner=5) -> media_pb2.MediaInfo:
+    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
+        stub = router_pb2_grpc.MediaServiceStub(channel)
+        return (await stub.Upload(upload_messages(owner, data, content_type=content_type))).media
+
+
+def path_of(media) -> str:
+    return "/" + media.url.split("/", 3)[3]
+
+
+async def get(cluster, path, method="GET", **headers):
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, cluster.gateway + path, headers=headers) as r:
+            return r.status, CIMultiDict(r.headers), await r.read()
+
+
+async def store_reads(cluster) -> float:
+    total = 0.0
+    async with aiohttp.ClientSession() as session:
+        for proc in cluster.stores.values():
+            if proc is None or not proc.process.running():
+                continue
+            async with session.get(proc.metrics_url) as r:
+                text = await r.text()
+            total += sum(float(v) for v in re.findall(
+                r'^trenchcoat_store_operations_total\{op="read",outcome="ok"\} (\S+)', text, re.M))
+    return total
+
+
+async def test_gateway_serves_photo_urls_with_http_semantics(cluster):
+    data = os.urandom(5000)
+    media = await upload(cluster, data)
+    status, headers, body = await get(cluster, path_of(media))
+    assert status == 200 and body == data
+    assert headers["Content-Type"] == "image/png" and headers["Content-Length"] == "5000"
+    assert headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    etag = headers["ETag"]
+    status, headers, body = await get(cluster, path_of(media), method="HEAD")
+    assert status == 200 and body == b"" and headers["Content-Length"] == "5000"
+    assert (await get(cluster, path_of(media), **{"If-None-Match": etag}))[0] == 304
+    status, headers, body = await get(cluster, path_of(media), Range="bytes=100-199")
+    assert status == 206 and body == data[100:200] and headers["Content-Range"] == "bytes 100-199/5000"
+    status, _, body = await get(cluster, path_of(media), Range="bytes=-10")
+    assert status == 206 and body == data[-10:]
+    status, headers, _ = await get(cluster, path_of(media), Range="bytes=6000-")
+    assert status == 416 and headers["Content-Range"] == "bytes */5000"
+
+
+@pytest.mark.parametrize("path", [
+    "/", "/x/1/1,0123456789abcdef01234567", "/1/1/1", "/1/1/1,xyz", "/1/1/1,0123456789abcdef0123456",
+    "/1/1/1,0123456789abcdef01234567_x", "/1/1/1,0123456789abcdef01234567/extra",
+])
+async def test_malformed_urls_are_400_never_500(cluster, path):
+    status, _, body = await get(cluster, path)
+    assert status == 400, body
+
+
+async def test_unknown_wrong_cookie_and_deleted_photos_are_404(cluster):
+    media = await upload(cluster, b"photo bytes")
+    p = urls.parse_path(path_of(media))
+    wrong_cookie = urls.PhotoPath(p.cache_id, p.machine_id, urls.Photo(p.photo.logical_volume, p.photo.key,
+                                                                         p.photo.cookie ^ 1))
+    assert (await get(cluster, wrong_cookie.path()))[0] == 404
+    unknown = urls.PhotoPath(p.cache_id, p.machine_id, urls.Photo(p.photo.logical_volume, p.photo.key + 1, 1))
+    assert (await get(cluster, unknown.path()))[0] == 404
+    assert (await get(cluster, path_of(media)))[0] == 200
+    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
+        stub = router_pb2_grpc.MediaServiceStub(channel)
+        assert (await stub.Delete(router_pb2.DeleteRequest(ref=media.ref))).deleted
+        assert not (await stub.Delete(router_pb2.DeleteRequest(ref=media.ref))).deleted
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Read(router_pb2.ReadRequest(ref=media.ref)).read()
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await get(cluster, path_of(media)))[0] == 404
+
+
+async def test_grpc_read_streams_the_object_with_its_facts(cluster):
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    media = await upload(cluster, data, content_type="video/mp4")
+    async with grpc.aio.insecure_channel(cluster.router.address,
+                                         options=[("grpc.max_receive_message_length", 8 << 20)]) as channel:
+        stub = router_pb2_grpc.MediaServiceStub(channel)
+        parts = [m async for m in stub.Read(router_pb2.ReadRequest(ref=media.ref))]
+        assert parts[0].media.content_type == "video/mp4" and b"".join(p.data for p in parts) == data
+        assert len(parts) == 4 and not parts[1].HasField("media")
+        window = [m async for m in stub.Read(router_pb2.ReadRequest(ref=media.ref, offset=10, length=20))]
+        assert b"".join(p.data for p in window) == data[10:30] and window[0].offset == 10
+
+
+async def test_a_stampede_of_1000_reads_of_one_uncached_photo_is_one_store_read(cluster):
+    media = await upload(cluster, os.urandom(20_000))
+    p = urls.parse_path(path_of(media))
+    before = await store_reads(cluster)
+    request = cache_pb2.CacheReadRequest(machine_id=p.machine_id, via_cdn=True, needle=media_pb2.NeedleLocator(
+        logical_volume=p.photo.logical_volume, key=p.photo.key, cookie=p.photo.cookie))
+    async with grpc.aio.insecure_channel(cluster.caches[0].address) as channel:
+        stub = cache_pb2_grpc.CacheServiceStub(channel)
+        replies = await asyncio.gather(*(stub.Read(request) for _ in range(1000)))
+        stats = await stub.Stats(cache_pb2.CacheStatsRequest())
+    assert len({r.data for r in replies}) == 1
+    assert await store_reads(cluster) - before == 1
+    assert stats.lease_grants == 1 and stats.lease_waits >= 1
+
+
+async def cache_read(cluster, media, via_cdn):
+    p = urls.parse_path(path_of(media))
+    async with grpc.aio.insecure_channel(cluster.caches[0].address) as channel:
+        return await cache_pb2_grpc.CacheServiceStub(channel).Read(cache_pb2.CacheReadRequest(
+            machine_id=p.machine_id, via_cdn=via_cdn, needle=media_pb2.NeedleLocator(
+                logical_volume=p.photo.logical_volume, key=p.photo.key, cookie=p.photo.cookie)))
+
+
+async def cache_metric(cluster, name):
+    async with aiohttp.ClientSession() as session:
+        async with session.get(cluster.caches[0].metrics_url) as r:
+            text = await r.text()
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.M))
+
+
+async def test_admission_only_for_user_direct_reads_of_writable_volumes(cluster):
+    via_cdn = await upload(cluster, b"a" * 1000)
+    first = await cache_read(cluster, via_cdn, via_cdn=True)
+    assert not first.hit and not first.admitted
+    assert not (await cache_read(cluster, via_cdn, via_cdn=True)).hit  # never held
+    direct = await upload(cluster, b"b" * 1000)
+    assert (await cache_read(cluster, direct, via_cdn=False)).admitted
+    again = await cache_read(cluster, direct, via_cdn=True)
+    assert again.hit and again.data == b"b" * 1000
+    # The gateway sets via_cdn from the CDN's header.
+    before = await cache_metric(cluster, 'trenchcoat_cache_not_admitted_total{reason="via_cdn"}')
+    third = await upload(cluster, b"e" * 1000)
+    assert (await get(cluster, path_of(third), **{"X-Trenchcoat-Via-CDN": "1"}))[0] == 200
+    assert await cache_metric(cluster, 'trenchcoat_cache_not_admitted_total{reason="via_cdn"}') == before + 1
+    # A photo on a read-only volume is served, never admitted.
+    old = await upload(cluster, b"c" * 1000)
+    lv = urls.parse_path(path_of(old)).photo.logical_volume
+    async with grpc.aio.insecure_channel(cluster.directory_address()) as channel:
+        await directory_pb2_grpc.DirectoryServiceStub(channel).MarkReadOnly(
+            dpb.MarkReadOnlyRequest(logical_volume=lv, reason="test: read-only"))
+    await asyncio.sleep(1.0)  # the cache's copy of the map follows within a refresh or two
+    served = await cache_read(cluster, old, via_cdn=False)
+    assert served.data == b"c" * 1000 and not served.admitted
+
+
+async def test_a_dead_store_fails_over_to_the_next_replica(cluster):
+    media = await upload(cluster, b"d" * 4000)
+    p = urls.parse_path(path_of(media))
+    cluster.stores[p.machine_id].kill()
+    status, _, body = await get(cluster, path_of(media), **{"X-Trenchcoat-Via-CDN": "1"})
+    assert status == 200 and body == b"d" * 4000
