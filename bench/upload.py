@@ -1,7 +1,7 @@
 """Benchmark of the upload path: ``python -m bench.upload [--quick] [--json]``.
 
 A real cluster on this machine (private etcd and PostgreSQL, one directory, three stores
-on three racks, one router, each its own process) takes uploads over gRPC from
+on three racks, a cache, one router, each its own process) takes uploads over gRPC from
 CONCURRENCY concurrent clients:
 
 - uploads_per_s_1k / _100k, p50_ms_*, p99_ms_*   with 3 replicas (every upload is
@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -46,22 +47,46 @@ def cluster_env(tmp: Path, name: str, etcd: str, dsn: str, replicas: int) -> dic
     }
 
 
-def start_cluster(tmp: Path, env: dict[str, str]) -> tuple[list[procs.ManagedProcess], str]:
-    started = []
-    dport, dmport = procs.free_port(), procs.free_port()
-    started.append(start([sys.executable, "-m", "directory"], tmp / f"{env['TRENCHCOAT_CLUSTER__NAME']}-dir.log",
-                         dport, {**env, "TRENCHCOAT_DIRECTORY__PORT": str(dport),
-                                 "TRENCHCOAT_DIRECTORY__METRICS_PORT": str(dmport)}))
-    for m, rack in ((1, "a"), (2, "b"), (3, "c")):
+@dataclass
+class BenchCluster:
+    processes: list[procs.ManagedProcess]
+    router: str
+    gateway: str
+    stores: list[str]
+
+    def stop(self) -> None:
+        for p in reversed(self.processes):
+            p.stop()
+
+
+def start_cluster(tmp: Path, env: dict[str, str]) -> BenchCluster:
+    """One directory, three stores on three racks, one cache, one router (with gateway)."""
+    name = env["TRENCHCOAT_CLUSTER__NAME"]
+    started: list[procs.ManagedProcess] = []
+
+    def launch(module: str, section: str, log: str, extra: dict[str, str] | None = None) -> int:
         port, mport = procs.free_port(), procs.free_port()
-        started.append(start([sys.executable, "-m", "store"], tmp / f"{env['TRENCHCOAT_CLUSTER__NAME']}-store{m}.log",
-                             port, {**env, "TRENCHCOAT_STORE__PORT": str(port), "TRENCHCOAT_STORE__METRICS_PORT": str(mport),
-                                    "TRENCHCOAT_STORE__MACHINE_ID": str(m), "TRENCHCOAT_STORE__RACK": rack}))
-    rport, rmport = procs.free_port(), procs.free_port()
-    started.append(start([sys.executable, "-m", "router"], tmp / f"{env['TRENCHCOAT_CLUSTER__NAME']}-router.log",
-                         rport, {**env, "TRENCHCOAT_ROUTER__PORT": str(rport), "TRENCHCOAT_ROUTER__METRICS_PORT": str(rmport),
-                                 "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": f"127.0.0.1:{dport}"}))
-    return started, f"127.0.0.1:{rport}"
+        started.append(start([sys.executable, "-m", module], tmp / f"{name}-{log}.log", port, {
+            **env, f"TRENCHCOAT_{section}__PORT": str(port), f"TRENCHCOAT_{section}__METRICS_PORT": str(mport),
+            **(extra or {})}))
+        return port
+
+    try:
+        dport = launch("directory", "DIRECTORY", "dir")
+        env = {**env, "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": f"127.0.0.1:{dport}"}
+        stores = [launch("store", "STORE", f"store{m}", {"TRENCHCOAT_STORE__MACHINE_ID": str(m),
+                                                          "TRENCHCOAT_STORE__RACK": rack})
+                  for m, rack in ((1, "a"), (2, "b"), (3, "c"))]
+        cport = launch("cache", "CACHE", "cache")
+        http = procs.free_port()
+        rport = launch("router", "ROUTER", "router", {"TRENCHCOAT_ROUTER__HTTP_PORT": str(http),
+                                                       "TRENCHCOAT_ROUTER__CACHE_ENDPOINTS": f"127.0.0.1:{cport}"})
+    except BaseException:
+        for p in reversed(started):
+            p.stop()
+        raise
+    return BenchCluster(started, f"127.0.0.1:{rport}", f"http://127.0.0.1:{http}",
+                        [f"127.0.0.1:{p}" for p in stores])
 
 
 async def measure(address: str, size: int, seconds: float) -> tuple[float, list[float]]:
@@ -120,10 +145,10 @@ async def main() -> int:
         rates: dict[tuple[int, str], float] = {}
         for replicas in (3, 1):
             env = cluster_env(tmp, f"r{replicas}", deps[0].endpoint, deps[1].endpoint, replicas)
-            started, address = start_cluster(tmp, env)
+            cluster = start_cluster(tmp, env)
             try:
                 for size, label in ((1024, "1k"), (100 * 1024, "100k")):
-                    rate, latencies = await measure(address, size, seconds)
+                    rate, latencies = await measure(cluster.router, size, seconds)
                     rates[replicas, label] = rate
                     if replicas == 3:
                         figures[f"uploads_per_s_{label}"] = rate
@@ -132,8 +157,7 @@ async def main() -> int:
                     else:
                         figures[f"single_replica_uploads_per_s_{label}"] = rate
             finally:
-                for p in reversed(started):
-                    p.stop()
+                cluster.stop()
         for label in ("1k", "100k"):
             figures[f"replicated_vs_single_{label}"] = rates[3, label] / rates[1, label]
     finally:

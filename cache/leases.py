@@ -62,26 +62,31 @@ class LeaseTable:
         self.grants += 1
         return lease
 
-    async def wait(self, key: Hashable) -> bytes:
-        """The lease's answer (bytes, or the Store's NOT_FOUND), waiting at most ``wait_s``."""
+    async def wait(self, key: Hashable) -> tuple[bytes, bool]:
+        """The lease's answer (bytes, or the Store's NOT_FOUND), waiting at most ``wait_s``,
+        and whether the lease is still valid (not voided by a delete: may be admitted)."""
         held = self._leases.get(key)
         if held is None:
             raise LeaseWaitExpired("the lease ended before the wait began; retry")
         self.waits += 1
         if held.result.done():
-            return held.result.result()
+            return held.result.result(), self.valid(held)
         remaining = min(self.wait_s, held.expires - asyncio.get_running_loop().time())
         try:
-            return await asyncio.wait_for(asyncio.shield(held.result), max(remaining, 0.0))
+            data = await asyncio.wait_for(asyncio.shield(held.result), max(remaining, 0.0))
+            return data, self.valid(held)
         except TimeoutError:
             raise LeaseWaitExpired(
                 f"another reader has been fetching this photo for over {self.wait_s:g}s; retry"
             ) from None
 
+    def valid(self, lease: Lease) -> bool:
+        return self._leases.get(lease.key) is lease and not lease.voided
+
     def fill(self, lease: Lease, data: bytes) -> bool:
         """Hands ``data`` to the waiters and keeps it for later readers of the period;
         True if the lease is still valid (its result may be admitted)."""
-        valid = self._leases.get(lease.key) is lease and not lease.voided
+        valid = self.valid(lease)
         if not lease.result.done():
             lease.result.set_result(data)
         if valid:

@@ -84,7 +84,10 @@ class PhotoCache:
         lease = self.leases.acquire(lease_key)
         if lease is None:
             LEASE_WAITS.inc()
-            return Served(await self.leases.wait(lease_key), hit=False, admitted=False)
+            data, valid = await self.leases.wait(lease_key)
+            # Another reader's answer; a user-direct read still admits it when eligible.
+            admitted = valid and (needle.key, needle.alternate_key) not in self.lru and self._admit(needle, data, via_cdn)
+            return Served(data, hit=False, admitted=admitted)
         LEASE_GRANTS.inc()
         try:
             data = await self._fetch(machine_id, needle)

@@ -121,27 +121,10 @@ def cmd_volumes(args: argparse.Namespace, config: configmod.Config) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, config: configmod.Config) -> int:
-    cluster = Cluster(config, config_path=args.config)
-    print(f"== starting a local cluster in {cluster.data_dir}", flush=True)
-    try:
-        cluster.start()
-        print("== health of every process", flush=True)
-        rows = cluster.status()
-        _print_status(rows)
-        healthy = all(r.health == "SERVING" for r in rows)
-    finally:
-        print("== stopping", flush=True)
-        groups = {p.pid for p in cluster.processes if p.pid is not None}
-        cluster.stop()
-    left = procs.group_members(groups)
-    if left:
-        print(f"!! processes left running: {left}")
-        return EXIT_FAILED
-    print("== stopped; no process left running", flush=True)
-    if not healthy:
-        print("!! some process was not SERVING")
-        return EXIT_FAILED
-    return EXIT_OK
+    from trenchcoat import demo
+
+    ok = demo.run(config, args.config, lambda line: print(line, flush=True))
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_config(args: argparse.Namespace, config: configmod.Config) -> int:

@@ -152,6 +152,28 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CdnConfig:
+    """The pull CDN of the local cluster: nginx caching the router's photo gateway. In
+    production a commercial CDN (or your edge caches) sits here instead."""
+
+    enabled: bool = doc("Whether `trenchcoat up` starts nginx as the CDN.", default=True)
+    port: int = doc("HTTP port of the CDN (router.cdn_base_url should point at it).", default=8080)
+    ttl_s: int = doc(
+        "Seconds the CDN keeps a photo; a deleted photo is still served from the CDN for at "
+        "most this long (nginx has no purge; a production CDN's purge API would be called).",
+        default=60,
+    )
+    not_found_ttl_s: int = doc("Seconds the CDN remembers a 404.", default=5)
+    max_bytes: int = doc("Disk the CDN's cache may use.", default=1024 * 1024 * 1024)
+
+    def validate(self) -> None:
+        _require(1 <= self.port <= 65535, "cdn.port", f"must be in 1..65535, got {self.port}")
+        _require(self.ttl_s >= 1, "cdn.ttl_s", "must be >= 1")
+        _require(self.not_found_ttl_s >= 0, "cdn.not_found_ttl_s", "must be >= 0")
+        _require(self.max_bytes >= 1024 * 1024, "cdn.max_bytes", "must be >= 1 MiB")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DirectoryConfig(ServiceConfig):
     """The volume directory. State lives in etcd; every process serves the API, the one
     elected leader also probes stores, grows, flips and repairs volumes."""
@@ -378,6 +400,7 @@ class Config:
     etcd: EtcdConfig = field(default_factory=EtcdConfig)
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
+    cdn: CdnConfig = field(default_factory=CdnConfig)
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)

@@ -95,6 +95,7 @@ class Cluster:
             self._check_ports()
             env = self._start_dependencies(ready_timeout)
             self._start_services(env, ready_timeout)
+            self._start_cdn(ready_timeout)
             self._write_state()
             self._wait_for_volumes(ready_timeout)
         except BaseException:
@@ -159,6 +160,9 @@ class Cluster:
         self._lock = lock
 
     def _check_ports(self) -> None:
+        if self.config.cdn.enabled and not procs.port_is_free(self.config.cdn.port, self.config.cluster.host):
+            raise LauncherError(f"cdn.port = {self.config.cdn.port} is in use on {self.config.cluster.host}; "
+                                "free it or change cdn.port in the config")
         for section, _ in implemented_services().items():
             service: ServiceConfig = getattr(self.config, section)
             for i in range(service.count):
@@ -241,6 +245,22 @@ class Cluster:
         for process in started:
             process.wait_ready(timeout)
             self._say(f"started {process.name:<12} grpc {process.endpoint}  metrics {process.metrics}")
+
+    def _start_cdn(self, timeout: float) -> None:
+        """nginx in front of the routers' photo gateways, when routers run."""
+        cdn, router = self.config.cdn, self.config.router
+        if not cdn.enabled or "router" not in implemented_services() or not router.count:
+            return
+        host = self.config.cluster.host
+        process = procs.nginx_process(
+            self.data_dir / "cdn", self.data_dir / "logs" / "cdn.log", host, cdn.port,
+            [f"{host}:{router.http_port + i}" for i in range(router.count)],
+            ttl_s=cdn.ttl_s, not_found_ttl_s=cdn.not_found_ttl_s, max_bytes=cdn.max_bytes,
+        )
+        self.processes.append(process)
+        process.start()
+        process.wait_ready(timeout)
+        self._say(f"started {process.name:<12} {process.endpoint}  (pull CDN: nginx caching the photo gateway)")
 
     def _wait_for_volumes(self, timeout: float) -> None:
         """With a Directory and stores running, waits until writable volumes exist, so an
@@ -327,6 +347,7 @@ def _probe(name: str, kind: str, endpoint: str, pid: int | None) -> ProcessStatu
             "etcd": lambda: procs.http_probe(f"http://{endpoint}/health", b'"health":"true"')(),
             "redis": lambda: procs.redis_probe(*_host_port(endpoint))(),
             "postgres": lambda: procs.postgres_isready(*_host_port(endpoint)),
+            "http": lambda: procs.http_probe(f"{endpoint}/cdn-health", b"ok")(),
         }[kind]
         try:
             health = "SERVING" if probe() else "NOT_SERVING"

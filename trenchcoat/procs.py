@@ -308,6 +308,70 @@ def redis_process(data_dir: Path, log_path: Path, port: int, *, persistent: bool
     )
 
 
+NGINX_CONF = """\
+# Written by trenchcoat: the local cluster's pull CDN (a caching reverse proxy).
+daemon off;
+master_process off;
+error_log {root}/error.log warn;
+pid {root}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/tmp/body;
+    proxy_temp_path {root}/tmp/proxy;
+    fastcgi_temp_path {root}/tmp/fastcgi;
+    uwsgi_temp_path {root}/tmp/uwsgi;
+    scgi_temp_path {root}/tmp/scgi;
+    proxy_cache_path {root}/cache levels=1:2 keys_zone=photos:16m max_size={max_bytes} inactive={ttl}s use_temp_path=off;
+    upstream gateways {{
+{servers}
+        keepalive 32;
+    }}
+    server {{
+        listen {host}:{port};
+        location = /cdn-health {{ return 200 "ok\\n"; }}
+        location / {{
+            proxy_pass http://gateways;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Trenchcoat-Via-CDN 1;
+            proxy_next_upstream error timeout http_503;
+            proxy_cache photos;
+            # The gateway says "immutable" for clients; the CDN keeps a copy only ttl
+            # seconds, so a deleted photo stops being served after at most that.
+            proxy_ignore_headers Cache-Control Expires;
+            proxy_cache_valid 200 206 {ttl}s;
+            proxy_cache_valid 404 {not_found_ttl}s;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 10s;
+            add_header X-Cache-Status $upstream_cache_status always;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_process(root: Path, log_path: Path, host: str, port: int, upstreams: Sequence[str], *,
+                  ttl_s: int, not_found_ttl_s: int, max_bytes: int) -> ManagedProcess:
+    """nginx as a caching reverse proxy in front of the photo gateways (a pull CDN): one
+    process (master_process off), its config, cache and temp files under ``root``."""
+    binary = _require_binary("nginx", "nginx-light", search=("/usr/sbin",))
+    for sub in ("cache", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(
+        root=root, host=host, port=port, ttl=ttl_s, not_found_ttl=not_found_ttl_s, max_bytes=max_bytes,
+        servers="\n".join(f"        server {u} max_fails=1 fail_timeout=2s;" for u in upstreams)))
+    return ManagedProcess(
+        name="cdn",
+        kind="http",
+        argv=[binary, "-c", str(conf), "-p", str(root), "-e", str(root / "error.log")],
+        log_path=log_path,
+        ready=http_probe(f"http://{host}:{port}/cdn-health", b"ok"),
+        endpoint=f"http://{host}:{port}",
+    )
+
+
 POSTGRES_DATABASE = "trenchcoat"
 POSTGRES_USER = "postgres"
 
@@ -439,8 +503,8 @@ def _postgres_ready(bindir: Path, port: int) -> Callable[[], bool]:
     return probe
 
 
-def _require_binary(name: str, package: str) -> str:
-    path = shutil.which(name)
+def _require_binary(name: str, package: str, search: Sequence[str] = ()) -> str:
+    path = shutil.which(name) or next((f"{d}/{name}" for d in search if os.access(f"{d}/{name}", os.X_OK)), None)
     if path is None:
         raise ProcessError(f"{name} not found on PATH; install the Debian package: apt-get install {package}")
     return path

@@ -13,6 +13,7 @@ import pytest
 from multidict import CIMultiDict
 
 from tests.cluster import eventually, full_media_cluster
+from trenchcoat import procs
 from tests.integration.test_upload import upload_messages
 from trenchcoat import urls
 from trenchcoat.v1 import cache_pb2, cache_pb2_grpc, media_pb2, router_pb2, router_pb2_grpc
@@ -177,3 +178,35 @@ async def test_a_dead_store_fails_over_to_the_next_replica(cluster):
     cluster.stores[p.machine_id].kill()
     status, _, body = await get(cluster, path_of(media), **{"X-Trenchcoat-Via-CDN": "1"})
     assert status == 200 and body == b"d" * 4000
+
+
+async def test_cdn_then_cache_then_store_over_real_http(cluster, tmp_path):
+    """nginx as the pull CDN in front of the gateway, as `trenchcoat up` runs it."""
+    port = procs.free_port()
+    gateway = cluster.gateway.removeprefix("http://")
+    cdn = procs.nginx_process(tmp_path / "cdn", tmp_path / "logs" / "cdn.log", "127.0.0.1", port, [gateway],
+                              ttl_s=60, not_found_ttl_s=1, max_bytes=64 << 20)
+    cdn.start()
+    try:
+        cdn.wait_ready(30)
+        data = os.urandom(30_000)
+        media = await upload(cluster, data, content_type="image/jpeg")
+        url = f"http://127.0.0.1:{port}{path_of(media)}"
+        before = await store_reads(cluster)
+        async with aiohttp.ClientSession() as session:
+            seen = []
+            for _ in range(3):
+                async with session.get(url) as r:
+                    assert r.status == 200 and await r.read() == data
+                    assert r.headers["Content-Type"] == "image/jpeg"
+                    seen.append(r.headers["X-Cache-Status"])
+            assert seen == ["MISS", "HIT", "HIT"]
+            async with session.get(url, headers={"Range": "bytes=0-9"}) as r:
+                assert r.status == 206 and await r.read() == data[:10]
+            async with session.get(f"http://127.0.0.1:{port}/1/1/zzz") as r:
+                assert r.status == 400
+        assert await store_reads(cluster) - before == 1  # the CDN took every read after the first
+        served = await cache_read(cluster, media, via_cdn=True)
+        assert not served.hit  # the CDN's read was not admitted into the cache
+    finally:
+        cdn.stop()

@@ -1,0 +1,176 @@
+"""Benchmark of the read path: ``python -m bench.read [--quick] [--json]``.
+
+A real cluster (private etcd and PostgreSQL, one directory, three stores on three racks,
+a cache, a router with its photo gateway, each its own process); CONCURRENCY concurrent
+readers, for 1 KiB and 64 KiB photos:
+
+- gateway_hit_per_s_*     GETs through the gateway of photos the cache holds
+- gateway_miss_per_s_*    GETs of photos read for the first time, marked as from the CDN
+                          (so not admitted): gateway -> cache -> store every time
+- grpc_read_per_s_*       MediaService.Read by media_id (cache hits after the first)
+- store_read_per_s_*      StoreService.ReadNeedle of the same bytes, straight to a store
+- gateway_hit_vs_store_*  gateway cache-hit GETs/s over direct Store reads/s
+with p50/p99 latency (ms) of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import grpc
+
+from bench.upload import cluster_env, pct, start_cluster
+from trenchcoat import procs, urls
+from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
+from trenchcoat.v1 import store_pb2 as spb
+from trenchcoat.v1 import store_pb2_grpc
+
+CONCURRENCY = 16
+
+
+async def timed(call: Callable[[int], Awaitable[None]], count: int | None, seconds: float) -> tuple[float, list[float]]:
+    """Runs ``call(i)`` from CONCURRENCY workers, for ``count`` calls or ``seconds``."""
+    latencies: list[float] = []
+    counter = iter(range(count if count is not None else 10**12))
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        for i in counter:
+            if count is None and time.perf_counter() > stop:
+                return
+            began = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - began)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return len(latencies) / (time.perf_counter() - began), latencies
+
+
+async def upload_many(router: str, size: int, n: int) -> list[media_pb2.MediaInfo]:
+    data = os.urandom(size)
+    out: list[media_pb2.MediaInfo] = []
+    async with grpc.aio.insecure_channel(router) as channel:
+        stub = router_pb2_grpc.MediaServiceStub(channel)
+
+        async def one(i: int) -> None:
+            for attempt in range(50):  # the first volumes may still be growing
+                try:
+                    reply = await stub.Upload(iter([
+                        router_pb2.UploadRequest(header=router_pb2.UploadHeader(
+                            owner_id=i, content_type="image/jpeg", size_bytes=size)),
+                        router_pb2.UploadRequest(chunk=data)]), timeout=60)
+                    out.append(reply.media)
+                    return
+                except grpc.aio.AioRpcError:
+                    if attempt == 49:
+                        raise
+                    await asyncio.sleep(0.2)
+
+        await timed(one, n, 0)
+    return out
+
+
+async def figures_for(cluster, size: int, label: str, misses: int, seconds: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    out: dict[str, float] = {}
+    hot = await upload_many(cluster.router, size, 20)
+    cold = await upload_many(cluster.router, size, misses)
+    paths = ["/" + m.url.split("/", 3)[3] for m in hot]
+    cold_paths = ["/" + m.url.split("/", 3)[3] for m in cold]
+
+    def record(name: str, result: tuple[float, list[float]]) -> None:
+        out[f"{name}_per_s_{label}"] = result[0]
+        out[f"{name}_p50_ms_{label}"] = pct(result[1], 50)
+        out[f"{name}_p99_ms_{label}"] = pct(result[1], 99)
+
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    async with aiohttp.ClientSession(cluster.gateway, connector=connector) as session:
+        for path in paths:  # user-direct reads admit the hot set
+            async with session.get(path) as r:
+                await r.read()
+
+        async def hit(i: int) -> None:
+            async with session.get(random.choice(paths)) as r:
+                assert r.status == 200
+                await r.read()
+
+        async def miss(i: int) -> None:
+            async with session.get(cold_paths[i], headers={"X-Trenchcoat-Via-CDN": "1"}) as r:
+                assert r.status == 200
+                await r.read()
+
+        record("gateway_hit", await timed(hit, None, seconds))
+        record("gateway_miss", await timed(miss, len(cold_paths), 0))
+    async with grpc.aio.insecure_channel(cluster.router) as channel:
+        stub = router_pb2_grpc.MediaServiceStub(channel)
+
+        async def grpc_read(i: int) -> None:
+            async for _ in stub.Read(router_pb2.ReadRequest(ref=random.choice(hot).ref)):
+                pass
+
+        record("grpc_read", await timed(grpc_read, None, seconds))
+    # The same bytes straight from a store holding them.
+    photo = urls.parse_path(paths[0])
+    volume_replicas = [s for s in cluster.stores]
+    async with grpc.aio.insecure_channel(volume_replicas[0]) as channel:
+        stub = store_pb2_grpc.StoreServiceStub(channel)
+        request = spb.ReadNeedleRequest(volume_id=photo.photo.logical_volume, key=photo.photo.key,
+                                        cookie=photo.photo.cookie)
+        await stub.ReadNeedle(request)  # every store holds every volume here (3 stores, 3 replicas)
+
+        async def store_read(i: int) -> None:
+            await stub.ReadNeedle(request)
+
+        record("store_read", await timed(store_read, None, seconds))
+    out[f"gateway_hit_vs_store_{label}"] = out[f"gateway_hit_per_s_{label}"] / out[f"store_read_per_s_{label}"]
+    return out
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs, under a minute")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args()
+    seconds, misses = (3.0, 300) if args.quick else (10.0, 1500)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-read-"))
+    os.chmod(tmp, 0o755)
+    figures: dict[str, float] = {}
+    deps = [procs.etcd_process(tmp / "etcd", tmp / "etcd.log", procs.free_port(), procs.free_port()),
+            procs.postgres_process(tmp / "pg", tmp / "pg.log", procs.free_port(), durable=False)]
+    try:
+        for dep in deps:
+            dep.start()
+        for dep in deps:
+            dep.wait_ready(60)
+        env = cluster_env(tmp, "read", deps[0].endpoint, deps[1].endpoint, 3)
+        cluster = start_cluster(tmp, env)
+        try:
+            for size, label in ((1024, "1k"), (64 * 1024, "64k")):
+                figures.update(await figures_for(cluster, size, label, misses, seconds))
+        finally:
+            cluster.stop()
+    finally:
+        for dep in reversed(deps):
+            dep.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    width = max(map(len, figures))
+    for name, value in figures.items():
+        print(f"{name:<{width}}  {value:>12,.3f}")
+    if args.json:
+        print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
