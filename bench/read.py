@@ -15,23 +15,19 @@ with p50/p99 latency (ms) of each.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import grpc
 
+from bench import common
 from bench.upload import cluster_env, pct, start_cluster
-from trenchcoat import procs, urls
+from trenchcoat import urls
 from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
 from trenchcoat.v1 import store_pb2 as spb
 from trenchcoat.v1 import store_pb2_grpc
@@ -138,37 +134,17 @@ async def figures_for(cluster, size: int, label: str, misses: int, seconds: floa
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter runs, under a minute")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    args = parser.parse_args()
+    args = common.arguments(__doc__)
     seconds, misses = (3.0, 300) if args.quick else (10.0, 1500)
-    tmp = Path(tempfile.mkdtemp(prefix="bench-read-"))
-    os.chmod(tmp, 0o755)
     figures: dict[str, float] = {}
-    deps = [procs.etcd_process(tmp / "etcd", tmp / "etcd.log", procs.free_port(), procs.free_port()),
-            procs.postgres_process(tmp / "pg", tmp / "pg.log", procs.free_port(), durable=False)]
-    try:
-        for dep in deps:
-            dep.start()
-        for dep in deps:
-            dep.wait_ready(60)
-        env = cluster_env(tmp, "read", deps[0].endpoint, deps[1].endpoint, 3)
-        cluster = start_cluster(tmp, env)
+    with common.private_dependencies("bench-read-") as (tmp, etcd, dsn):
+        cluster = start_cluster(tmp, cluster_env(tmp, "read", etcd, dsn, 3))
         try:
             for size, label in ((1024, "1k"), (64 * 1024, "64k")):
                 figures.update(await figures_for(cluster, size, label, misses, seconds))
         finally:
             cluster.stop()
-    finally:
-        for dep in reversed(deps):
-            dep.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    width = max(map(len, figures))
-    for name, value in figures.items():
-        print(f"{name:<{width}}  {value:>12,.3f}")
-    if args.json:
-        print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
+    common.report(figures, args.json)
     return 0
 
 

@@ -19,9 +19,7 @@ Every figure is a ratio against a baseline measured in the same run, or a count:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import random
 import re
@@ -38,6 +36,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from bench import common
 from store import checkpoint, needle
 from store.index import NeedleIndex
 from store.volume import VolumeLimits, create_volume, open_volume
@@ -276,10 +275,7 @@ def syscalls_per_read(tmp: Path) -> tuple[float, float] | None:
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    args = parser.parse_args()
+    args = common.arguments(__doc__)
     n = 1_000_000 if args.quick else 10_000_000
     seconds = 2.0 if args.quick else 8.0
     figures: dict[str, float] = {"needles_indexed": n}
@@ -297,11 +293,7 @@ async def main() -> int:
             figures["syscalls_per_read_vs_files"] = counted[0] / counted[1]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    width = max(map(len, figures))
-    for name, value in figures.items():
-        print(f"{name:<{width}}  {value:>14,.3f}")
-    if args.json:
-        print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
+    common.report(figures, args.json)
     return 0
 
 

@@ -12,20 +12,17 @@ CONCURRENCY concurrent clients:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
+from bench import common
 from bench.store import start
 from trenchcoat import procs
 from trenchcoat.v1 import router_pb2, router_pb2_grpc
@@ -127,25 +124,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter runs, under a minute")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    args = parser.parse_args()
+    args = common.arguments(__doc__)
     seconds = 4.0 if args.quick else 15.0
-    tmp = Path(tempfile.mkdtemp(prefix="bench-upload-"))
-    os.chmod(tmp, 0o755)
     figures: dict[str, float] = {}
-    deps = [procs.etcd_process(tmp / "etcd", tmp / "etcd.log", procs.free_port(), procs.free_port()),
-            procs.postgres_process(tmp / "pg", tmp / "pg.log", procs.free_port(), durable=False)]
-    try:
-        for dep in deps:
-            dep.start()
-        for dep in deps:
-            dep.wait_ready(60)
+    with common.private_dependencies("bench-upload-") as (tmp, etcd, dsn):
         rates: dict[tuple[int, str], float] = {}
         for replicas in (3, 1):
-            env = cluster_env(tmp, f"r{replicas}", deps[0].endpoint, deps[1].endpoint, replicas)
-            cluster = start_cluster(tmp, env)
+            cluster = start_cluster(tmp, cluster_env(tmp, f"r{replicas}", etcd, dsn, replicas))
             try:
                 for size, label in ((1024, "1k"), (100 * 1024, "100k")):
                     rate, latencies = await measure(cluster.router, size, seconds)
@@ -160,15 +145,7 @@ async def main() -> int:
                 cluster.stop()
         for label in ("1k", "100k"):
             figures[f"replicated_vs_single_{label}"] = rates[3, label] / rates[1, label]
-    finally:
-        for dep in reversed(deps):
-            dep.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    width = max(map(len, figures))
-    for name, value in figures.items():
-        print(f"{name:<{width}}  {value:>12,.3f}")
-    if args.json:
-        print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
+    common.report(figures, args.json)
     return 0
 
 

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from trenchcoat import admin, procs
+from trenchcoat import admin
 from trenchcoat import config as configmod
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.launcher import Cluster, ProcessStatus, read_state, status_from_state

@@ -7,8 +7,8 @@ import asyncio
 import grpc
 import pytest
 
-from trenchcoat import procs
 from tests.cluster import MediaCluster, eventually
+from trenchcoat import procs
 from trenchcoat.v1 import directory_pb2 as dpb
 from trenchcoat.v1 import directory_pb2_grpc
 

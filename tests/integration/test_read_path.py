@@ -12,10 +12,9 @@ import grpc
 import pytest
 from multidict import CIMultiDict
 
-from tests.cluster import eventually, full_media_cluster
-from trenchcoat import procs
+from tests.cluster import full_media_cluster
 from tests.integration.test_upload import upload_messages
-from trenchcoat import urls
+from trenchcoat import procs, urls
 from trenchcoat.v1 import cache_pb2, cache_pb2_grpc, media_pb2, router_pb2, router_pb2_grpc
 from trenchcoat.v1 import directory_pb2 as dpb
 from trenchcoat.v1 import directory_pb2_grpc
@@ -210,3 +209,24 @@ async def test_cdn_then_cache_then_store_over_real_http(cluster, tmp_path):
         assert not served.hit  # the CDN's read was not admitted into the cache
     finally:
         cdn.stop()
+
+
+async def test_bad_grpc_reads_are_invalid_argument_or_not_found(cluster):
+    async with grpc.aio.insecure_channel(cluster.caches[0].address) as channel:
+        stub = cache_pb2_grpc.CacheServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Read(cache_pb2.CacheReadRequest(machine_id=0))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        raw = channel.unary_unary("/trenchcoat.v1.CacheService/Read")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await raw(b"\xff\xff garbage")
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
+        stub = router_pb2_grpc.MediaServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Read(router_pb2.ReadRequest(ref=media_pb2.MediaRef(media_id=12345))).read()
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        media = await upload(cluster, b"x" * 10)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.Read(router_pb2.ReadRequest(ref=media.ref, offset=11)).read()
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -3,15 +3,13 @@ racks, a router."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import grpc
 import pytest
 
-from tests.cluster import eventually, full_media_cluster
+from tests.cluster import full_media_cluster
 from trenchcoat import urls
-from trenchcoat.v1 import directory_pb2 as dpb
 from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
 from trenchcoat.v1 import store_pb2 as spb
 from trenchcoat.v1 import store_pb2_grpc

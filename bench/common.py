@@ -1,0 +1,50 @@
+"""What every benchmark shares: its command line, the private dependencies a cluster
+benchmark runs against, and the report (a readable table, then one JSON line)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from trenchcoat import procs
+
+
+def arguments(doc: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    return parser.parse_args()
+
+
+@contextmanager
+def private_dependencies(prefix: str) -> Iterator[tuple[Path, str, str]]:
+    """A temporary directory with a private etcd and PostgreSQL (fsync off) running:
+    (directory, etcd endpoint, PostgreSQL DSN). Everything is removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(tmp, 0o755)  # PostgreSQL runs as another user when we are root
+    deps = [procs.etcd_process(tmp / "etcd", tmp / "etcd.log", procs.free_port(), procs.free_port()),
+            procs.postgres_process(tmp / "pg", tmp / "pg.log", procs.free_port(), durable=False)]
+    try:
+        for dep in deps:
+            dep.start()
+        for dep in deps:
+            dep.wait_ready(60)
+        yield tmp, deps[0].endpoint, deps[1].endpoint
+    finally:
+        for dep in reversed(deps):
+            dep.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(figures: dict[str, float], as_json: bool) -> None:
+    width = max(map(len, figures))
+    for name, value in figures.items():
+        print(f"{name:<{width}}  {value:>14,.3f}")
+    if as_json:
+        print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
