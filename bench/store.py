@@ -188,6 +188,7 @@ async def rpc_figures(tmp: Path, seconds: float) -> dict[str, float]:
     port, mport = procs.free_port(), procs.free_port()
     env = {**os.environ, "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp / "cluster"),
            "TRENCHCOAT_STORE__PORT": str(port), "TRENCHCOAT_STORE__METRICS_PORT": str(mport),
+           "TRENCHCOAT_STORE__COUNT": "1",
            "TRENCHCOAT_CLUSTER__LOG_LEVEL": "WARNING"}
     store = start([sys.executable, "-m", "store"], tmp / "store.log", port, env)
     try:

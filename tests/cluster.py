@@ -32,9 +32,12 @@ FAST = {
     "TRENCHCOAT_ROUTER__REPLICA_TIMEOUT_S": "3",
     "TRENCHCOAT_CLUSTER__LOG_LEVEL": "INFO",
 }
-for _section in ("DIRECTORY", "STORE", "ROUTER"):
+for _section in ("DIRECTORY", "STORE", "CACHE", "ROUTER"):
     FAST[f"TRENCHCOAT_{_section}__DRAIN_NOTICE_S"] = "0"
     FAST[f"TRENCHCOAT_{_section}__GRACE_PERIOD_S"] = "1"
+    # Each process gets its own free ports; with count > 1 the config would also claim
+    # port + 1.. for siblings and could find them clashing with another free port.
+    FAST[f"TRENCHCOAT_{_section}__COUNT"] = "1"
 
 
 @dataclass
