@@ -31,7 +31,7 @@ def main() -> int:
         caches = CacheClients(config.cache_endpoints(), timeout_s=config.cache.lease_wait_s + config.cache.store_timeout_s)
         uploader = Uploader(directory, writers, media, UploadLimits(section.max_upload_bytes, section.replica_timeout_s))
         photos = Photos(media, directory, caches, cdn_base_url=section.cdn_base_url,
-                        store_timeout_s=section.replica_timeout_s)
+                        store_timeout_s=section.replica_timeout_s, row_ttl_s=section.row_ttl_s)
         site = HttpSite(Gateway(photos).app(), config.cluster.host, section.http_port)
         await site.start()
         return server.host_for(

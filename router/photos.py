@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import OrderedDict
 
 from prometheus_client import Counter
 
@@ -27,9 +29,38 @@ class MediaNotFound(NotFound):
     """No such media_id, or it was deleted (or its upload never completed)."""
 
 
+class RowCache:
+    """Metadata rows the gateway read lately, each trusted for ``ttl_s``: a photo read
+    again within that time costs no PostgreSQL round trip. A delete through this router
+    drops the row at once; one through another router shows here within ``ttl_s``."""
+
+    def __init__(self, ttl_s: float, max_rows: int = 100_000) -> None:
+        self.ttl_s = ttl_s
+        self._max = max_rows
+        self._rows: OrderedDict[int, tuple[float, MediaRow | None]] = OrderedDict()
+
+    def get(self, media_id: int) -> tuple[bool, MediaRow | None]:
+        item = self._rows.get(media_id)
+        if item is None or item[0] < time.monotonic():
+            return False, None
+        return True, item[1]
+
+    def put(self, media_id: int, row: MediaRow | None) -> None:
+        if self.ttl_s <= 0:
+            return
+        self._rows[media_id] = (time.monotonic() + self.ttl_s, row)
+        self._rows.move_to_end(media_id)
+        while len(self._rows) > self._max:
+            self._rows.popitem(last=False)
+
+    def drop(self, media_id: int) -> None:
+        self._rows.pop(media_id, None)
+
+
 class Photos:
     def __init__(self, media: MediaStore, directory: DirectoryClient, caches: CacheClients, *,
-                 cdn_base_url: str, store_timeout_s: float) -> None:
+                 cdn_base_url: str, store_timeout_s: float, row_ttl_s: float = 0.0) -> None:
+        self._rows = RowCache(row_ttl_s)
         self._media = media
         self._directory = directory
         self._caches = caches
@@ -62,7 +93,10 @@ class Photos:
 
     async def read_url(self, path: PhotoPath, *, via_cdn: bool) -> tuple[MediaRow, bytes, bool]:
         """The photo a URL names, after checking its row: (row, bytes, cache hit)."""
-        row = await self._media.get(path.photo.key)
+        known, row = self._rows.get(path.photo.key)
+        if not known:
+            row = await self._media.get(path.photo.key)
+            self._rows.put(path.photo.key, row)
         if (row is None or row.state is not MediaState.ACTIVE or row.cookie != path.photo.cookie
                 or row.logical_volume != path.photo.logical_volume):
             raise MediaNotFound(f"no photo at {path.path()}")
@@ -85,6 +119,7 @@ class Photos:
         # The row first: from here on every read answers NOT_FOUND, whatever a replica
         # or a cache still holds.
         await self._media.mark_deleted(media_id)
+        self._rows.drop(media_id)
         volume = self._directory.volumes.get(row.logical_volume)
         if volume is not None:
             results = await asyncio.gather(

@@ -71,6 +71,14 @@ def check_header(owner_id: int, content_type: str, size_bytes: int, idempotency_
         raise UploadRejected(f"idempotency_key is {len(idempotency_key)} characters; at most {MAX_IDEMPOTENCY_KEY}")
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    media_id: int
+    cookie: int
+    earlier: MediaRow | None = None
+    """Set when this owner's idempotency key was already used by a finished upload."""
+
+
 class Uploader:
     def __init__(self, directory: DirectoryClient, writers: StoreWriters, media: MediaStore,
                  limits: UploadLimits) -> None:
@@ -103,9 +111,10 @@ class Uploader:
         excluded: list[int] = []
         failed_stores: set[int] = set()
         volume = await self._choose(len(data), excluded, failed_stores)
-        media_id, cookie = await self._reserve(owner_id, content_type, data, key, volume.id)
-        if isinstance(media_id, MediaRow):
-            return media_id  # the same idempotency key won a race with this upload
+        reserved = await self._reserve(owner_id, content_type, data, key, volume.id)
+        if reserved.earlier is not None:
+            return reserved.earlier  # the same idempotency key won a race with this upload
+        media_id, cookie = reserved.media_id, reserved.cookie
         failures = []
         try:
             for attempt in range(ATTEMPTS):
@@ -125,7 +134,9 @@ class Uploader:
         raise Unavailable(f"upload not stored: {'; '.join(failures)}; retry (with the same idempotency key)")
 
     async def _reserve(self, owner_id: int, content_type: str, data: bytes, key: str | None,
-                       volume_id: int) -> tuple[int | MediaRow, int]:
+                       volume_id: int) -> Reservation:
+        """Mints a media_id and cookie and writes the pending row; or finds the upload
+        that already used this idempotency key."""
         generator = self._generators.get(shard_for_user(owner_id))
         if generator is None:
             generator = self._generators[shard_for_user(owner_id)] = IdGenerator(shard_for_user(owner_id))
@@ -140,9 +151,9 @@ class Uploader:
                 continue
             if existing is not None:
                 if existing.state is MediaState.ACTIVE:
-                    return existing, 0
+                    return Reservation(existing.media_id, existing.cookie, existing)
                 raise Unavailable(f"an upload with idempotency key {key!r} is still in progress; retry shortly")
-            return media_id, cookie
+            return Reservation(media_id, cookie)
         raise Unavailable("could not mint a unique media_id; retry")
 
     async def _choose(self, size: int, excluded: list[int], failed_stores: set[int]) -> VolumeView:

@@ -346,6 +346,11 @@ class RouterConfig(ServiceConfig):
         "Port of the photo HTTP gateway (GET/HEAD of photo URLs); router i uses http_port + i.",
         default=7480,
     )
+    row_ttl_s: float = doc(
+        "Seconds the gateway trusts a metadata row it read (0: read PostgreSQL on every GET). "
+        "A photo deleted through another router is still served by this one for at most this long.",
+        default=1.0,
+    )
     cache_endpoints: tuple[str, ...] = doc(
         "Cache addresses as host:port, cache id i + 1 at position i. Empty: cluster.host "
         "with cache.port + i for each of cache.count processes.",
@@ -361,6 +366,7 @@ class RouterConfig(ServiceConfig):
         _require(1 <= self.http_port <= 65535, f"{section}.http_port", f"must be in 1..65535, got {self.http_port}")
         _require(self.max_upload_bytes >= 1, f"{section}.max_upload_bytes", "must be >= 1")
         _require(self.replica_timeout_s > 0, f"{section}.replica_timeout_s", "must be > 0")
+        _require(0 <= self.row_ttl_s <= 60, f"{section}.row_ttl_s", "must be in 0..60 seconds")
         _require(
             self.cdn_base_url.startswith(("http://", "https://")),
             f"{section}.cdn_base_url",
