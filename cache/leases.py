@@ -133,6 +133,3 @@ class LeaseTable:
             if lease.result.done() and lease.size:
                 del self._leases[key]
                 self.lingering -= lease.size
-
-    def __len__(self) -> int:
-        return len(self._leases)

@@ -90,10 +90,6 @@ class DirectoryClient:
         self.volumes[view.id] = view
         return view
 
-    async def locate(self, volume_id: int) -> VolumeView:
-        reply = await self._call("Locate", pb.LocateRequest(logical_volume=volume_id))
-        return _view(reply.volume)  # type: ignore[attr-defined]
-
     async def mark_read_only(self, volume_id: int, reason: str, *, repair: bool) -> None:
         reply = await self._call("MarkReadOnly", pb.MarkReadOnlyRequest(logical_volume=volume_id, reason=reason,
                                                                         repair=repair))

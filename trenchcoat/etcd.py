@@ -121,20 +121,6 @@ class Etcd:
 
         return await self._call(f"update {key}", txn)
 
-    async def delete(self, key: str) -> None:
-        await self._call(f"delete {key}", lambda c: c.delete(self._key(key)))
-
-    async def delete_if(self, key: str, mod_revision: int) -> bool:
-        k = self._key(key)
-
-        async def txn(c: aetcd.Client) -> bool:
-            ok, _ = await c.transaction(
-                compare=[c.transactions.mod(k) == mod_revision], success=[c.transactions.delete(k)], failure=[]
-            )
-            return bool(ok)
-
-        return await self._call(f"delete {key}", txn)
-
     # --- leases --------------------------------------------------------------------------
 
     async def grant(self, ttl_s: int) -> int:
@@ -172,7 +158,6 @@ class LeasedKey:
         self._written: dict[str, Any] | None = None
         self.lease = 0
         self.held = asyncio.Event()
-        self.lost = asyncio.Event()
 
     async def claim(self) -> bool:
         """One attempt to hold the key; True when held."""
@@ -191,7 +176,6 @@ class LeasedKey:
             await self._revoke(lease)
             return False
         self.lease, self._written = lease, value
-        self.lost.clear()
         self.held.set()
         log.info("%s: held (lease %x)", self.key, lease)
         return True
@@ -220,7 +204,6 @@ class LeasedKey:
     def _drop(self) -> None:
         self.lease = 0
         self.held.clear()
-        self.lost.set()
 
     async def _revoke(self, lease: int) -> None:
         try:
