@@ -111,7 +111,6 @@ class Leader:
             *(self._clients.probe(s.address) if s.registered else _lapsed() for s in stores),
             return_exceptions=True,
         )
-        known = await self._known_machines()
         for store, result in zip(stores, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, TrenchcoatError):
                 raise result
@@ -131,7 +130,7 @@ class Leader:
             PROBES.labels("ok").inc()
             self._failures[store.machine_id] = 0
             self._reports[store.machine_id] = result
-            if store.down or store.machine_id not in known:
+            if store.down or not store.recorded:
                 if store.down:
                     log.info("store %d (%s) is back; re-admitted", store.machine_id, store.address)
                 await self._state.set_machine(store, down=False)
@@ -140,10 +139,6 @@ class Leader:
                 if held and volume.id not in result and not volume.repair:
                     await self._state.mark_read_only(
                         volume.id, f"store {store.machine_id} lost its copy", repair=True)
-
-    async def _known_machines(self) -> set[int]:
-        records, _ = await self._state.etcd.get_prefix("machines/")
-        return {int(k) for k in records if k.isdigit()}
 
     async def _flip_volumes_of(self, cmap: ClusterMap, machine_id: int, reason: str) -> None:
         for volume in cmap.volumes.values():

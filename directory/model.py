@@ -46,6 +46,8 @@ class Store:
     """The leader's probes have failed it (or its lease lapsed); its volumes are read-only."""
     disk_id: str = ""
     reason: str = ""
+    recorded: bool = False
+    """The leader has written its ``machines/<id>`` record."""
 
     @property
     def alive(self) -> bool:

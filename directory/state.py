@@ -59,6 +59,7 @@ class DirectoryState:
                 down=bool(known.get("down", False)),
                 disk_id=str(info.get("disk_id", "")),
                 reason=str(known.get("reason", "")),
+                recorded=machine_id in machines,
             )
         return ClusterMap(stores=stores, volumes=volumes, revision=revision, leader=leader)
 
