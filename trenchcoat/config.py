@@ -131,7 +131,7 @@ class ServiceConfig:
 
     def validate(self, section: str) -> None:
         _require(self.count >= 0, f"{section}.count", f"must be >= 0, got {self.count}")
-        for key in ("port", "metrics_port"):
+        for key in self.port_keys():
             value = getattr(self, key)
             _require(1 <= value <= 65535, f"{section}.{key}", f"must be in 1..65535, got {value}")
             _require(
@@ -363,7 +363,6 @@ class RouterConfig(ServiceConfig):
             _require_host_port(endpoint, f"{section}.directory_endpoints")
         for endpoint in self.cache_endpoints:
             _require_host_port(endpoint, f"{section}.cache_endpoints")
-        _require(1 <= self.http_port <= 65535, f"{section}.http_port", f"must be in 1..65535, got {self.http_port}")
         _require(self.max_upload_bytes >= 1, f"{section}.max_upload_bytes", "must be >= 1")
         _require(self.replica_timeout_s > 0, f"{section}.replica_timeout_s", "must be > 0")
         _require(0 <= self.row_ttl_s <= 60, f"{section}.row_ttl_s", "must be in 0..60 seconds")
