@@ -7,8 +7,10 @@ readers, for 1 KiB and 64 KiB photos:
 - gateway_hit_per_s_*     GETs through the gateway of photos the cache holds
 - gateway_miss_per_s_*    GETs of photos read for the first time, marked as from the CDN
                           (so not admitted): gateway -> cache -> store every time
-- grpc_read_per_s_*       MediaService.Read by media_id (cache hits after the first)
-- store_read_per_s_*      StoreService.ReadNeedle of the same bytes, straight to a store
+- grpc_read_per_s_*       MediaService.Read by media_id (cache hits after the first),
+                          through MediaClient
+- store_read_per_s_*      StoreService.ReadNeedle of the same bytes, straight to a store,
+                          through StoreClient
 - gateway_hit_vs_store_*  gateway cache-hit GETs/s over direct Store reads/s
 with p50/p99 latency (ms) of each.
 """
@@ -23,14 +25,13 @@ import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
-import grpc
 
 from bench import common
 from bench.upload import cluster_env, pct, start_cluster
-from trenchcoat import urls
-from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
-from trenchcoat.v1 import store_pb2 as spb
-from trenchcoat.v1 import store_pb2_grpc
+from trenchcoat import rpc, urls
+from trenchcoat.errors import TrenchcoatError
+from trenchcoat.media_client import Media, MediaClient
+from trenchcoat.store_client import StoreClient
 
 CONCURRENCY = 16
 
@@ -54,22 +55,18 @@ async def timed(call: Callable[[int], Awaitable[None]], count: int | None, secon
     return len(latencies) / (time.perf_counter() - began), latencies
 
 
-async def upload_many(router: str, size: int, n: int) -> list[media_pb2.MediaInfo]:
+async def upload_many(router: str, size: int, n: int) -> list[Media]:
     data = os.urandom(size)
-    out: list[media_pb2.MediaInfo] = []
-    async with grpc.aio.insecure_channel(router) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
+    out: list[Media] = []
+    async with rpc.ChannelPool() as pool:
+        media = MediaClient(pool, router, timeout_s=60.0)
 
         async def one(i: int) -> None:
             for attempt in range(50):  # the first volumes may still be growing
                 try:
-                    reply = await stub.Upload(iter([
-                        router_pb2.UploadRequest(header=router_pb2.UploadHeader(
-                            owner_id=i, content_type="image/jpeg", size_bytes=size)),
-                        router_pb2.UploadRequest(chunk=data)]), timeout=60)
-                    out.append(reply.media)
+                    out.append(await media.upload(data, owner_id=i, content_type="image/jpeg"))
                     return
-                except grpc.aio.AioRpcError:
+                except TrenchcoatError:
                     if attempt == 49:
                         raise
                     await asyncio.sleep(0.2)
@@ -78,7 +75,7 @@ async def upload_many(router: str, size: int, n: int) -> list[media_pb2.MediaInf
     return out
 
 
-async def figures_for(cluster, size: int, label: str, misses: int, seconds: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+async def figures_for(cluster, size: int, label: str, misses: int, seconds: float) -> dict[str, float]:
     out: dict[str, float] = {}
     hot = await upload_many(cluster.router, size, 20)
     cold = await upload_many(cluster.router, size, misses)
@@ -108,25 +105,22 @@ async def figures_for(cluster, size: int, label: str, misses: int, seconds: floa
 
         record("gateway_hit", await timed(hit, None, seconds))
         record("gateway_miss", await timed(miss, len(cold_paths), 0))
-    async with grpc.aio.insecure_channel(cluster.router) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
+    async with rpc.ChannelPool() as pool:
+        media = MediaClient(pool, cluster.router, timeout_s=60.0)
 
         async def grpc_read(i: int) -> None:
-            async for _ in stub.Read(router_pb2.ReadRequest(ref=random.choice(hot).ref)):
-                pass
+            await media.read(random.choice(hot).media_id)
 
         record("grpc_read", await timed(grpc_read, None, seconds))
     # The same bytes straight from a store holding them.
-    photo = urls.parse_path(paths[0])
+    needle = urls.parse_path(paths[0]).needle
     volume_replicas = [s for s in cluster.stores]
-    async with grpc.aio.insecure_channel(volume_replicas[0]) as channel:
-        stub = store_pb2_grpc.StoreServiceStub(channel)
-        request = spb.ReadNeedleRequest(volume_id=photo.photo.logical_volume, key=photo.photo.key,
-                                        cookie=photo.photo.cookie)
-        await stub.ReadNeedle(request)  # every store holds every volume here (3 stores, 3 replicas)
+    async with rpc.ChannelPool() as pool:
+        store = StoreClient(pool, timeout_s=60.0)
+        await store.read(volume_replicas[0], needle)  # every store holds every volume here (3 stores, 3 replicas)
 
         async def store_read(i: int) -> None:
-            await stub.ReadNeedle(request)
+            await store.read(volume_replicas[0], needle)
 
         record("store_read", await timed(store_read, None, seconds))
     out[f"gateway_hit_vs_store_{label}"] = out[f"gateway_hit_per_s_{label}"] / out[f"store_read_per_s_{label}"]

@@ -9,9 +9,11 @@ Every figure is a ratio against a baseline measured in the same run, or a count:
                            fdatasync per write
 - read_vs_echo_1k / _64k   Store ReadNeedle RPCs/s at concurrency 16 over a bare grpc.aio
                            echo server returning the same payload: the same encoded
-                           ReadNeedleResponse bytes, decoded by the client the same way
-                           (both real processes)
+                           ReadNeedleResponse bytes, read by the same client call
+                           (StoreClient.read, so both pay the same client-side cost;
+                           both real processes)
 - batch_vs_single          needles/s by BatchRead (100 a call) over single ReadNeedle
+                           (StoreClient.batch_read over StoreClient.read)
 - preads_per_read          pread calls counted by the store / reads served
 - syscalls_per_read_vs_files  syscalls of one needle read (strace) over one read of a
                            photo kept as its own file in a directory tree
@@ -30,19 +32,19 @@ import tempfile
 import time
 import tracemalloc
 import urllib.request
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import grpc
 import numpy as np
 
 from bench import common
 from store import checkpoint, needle
 from store.index import NeedleIndex
 from store.volume import VolumeLimits, create_volume, open_volume
-from trenchcoat import procs
-from trenchcoat.v1 import store_pb2 as pb
-from trenchcoat.v1 import store_pb2_grpc
+from trenchcoat import procs, rpc
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.store_client import StoreClient
 
 CONCURRENCY = 16
 
@@ -83,8 +85,7 @@ def load_rates(n: int, tmp: Path) -> tuple[float, float]:
     with ThreadPoolExecutor(4) as pool:
         vol = create_volume(tmp, 2, VolumeLimits(8 * 1024**3, 1 << 20), pool)
         with open(vol.path, "ab") as f:
-            for i in range(m):
-                f.write(needle.pack(needle.Needle(i, 0, i), b"x" * 100))
+            f.writelines(needle.pack(needle.Needle(i, 0, i), b"x" * 100) for i in range(m))
         began = time.perf_counter()
         volume, _ = open_volume(vol.path, vol.limits, pool)
         scan_rate = m / (time.perf_counter() - began)
@@ -96,12 +97,12 @@ async def group_commit(tmp: Path, writes: int) -> tuple[float, float]:
     with ThreadPoolExecutor(16) as pool:
         vol = create_volume(tmp, 3, VolumeLimits(8 * 1024**3, 1 << 20), pool)
         data = os.urandom(4096)
-        counter = iter(range(10**9))
+        # Built before timing: the naive baseline builds nothing either.
+        refs = iter([NeedleRef(logical_volume=3, key=i, cookie=1) for i in range(writes)])
 
         async def worker() -> None:
             for _ in range(writes // CONCURRENCY):
-                i = next(counter)
-                await vol.write(i, 0, 1, data)
+                await vol.write(next(refs), data)
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
@@ -151,7 +152,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def interleaved(call, baseline, seconds: float, pids: tuple[int, int], rounds: int = 4):  # type: ignore[no-untyped-def]
+async def interleaved(call, baseline, seconds: float, pids: tuple[int, int], rounds: int = 4):
     """Rates of ``call`` and ``baseline`` measured in alternating rounds, so a burst of
     load from a neighbour on this shared machine lands on both sides; and the server CPU
     seconds each spent per call (steadier than rates when the client shares the cores)."""
@@ -183,6 +184,11 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def reader(client: StoreClient, address: str, refs: list[NeedleRef]) -> Callable[[], Awaitable[bytes]]:
+    """One ReadNeedle of a random needle of ``refs`` from the server at ``address``."""
+    return lambda: client.read(address, random.choice(refs))
+
+
 async def rpc_figures(tmp: Path, seconds: float) -> dict[str, float]:
     out: dict[str, float] = {}
     port, mport = procs.free_port(), procs.free_port()
@@ -191,27 +197,28 @@ async def rpc_figures(tmp: Path, seconds: float) -> dict[str, float]:
            "TRENCHCOAT_STORE__COUNT": "1",
            "TRENCHCOAT_CLUSTER__LOG_LEVEL": "WARNING"}
     store = start([sys.executable, "-m", "store"], tmp / "store.log", port, env)
+    address = f"127.0.0.1:{port}"
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = store_pb2_grpc.StoreServiceStub(channel)
-            await stub.CreateVolume(pb.CreateVolumeRequest(volume_id=1))
+        async with rpc.ChannelPool() as pool:
+            client = StoreClient(pool, timeout_s=30.0)
+            await client.create(address, 1)
             for size, label in ((1024, "1k"), (65536, "64k")):
                 base = size * 1000
-                keys = list(range(base, base + 200))
-                for k in keys:
-                    await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1, key=k, cookie=7, data=os.urandom(size)))
-                reqs = [pb.ReadNeedleRequest(volume_id=1, key=k, cookie=7) for k in keys]
+                refs = [NeedleRef(logical_volume=1, key=k, cookie=7) for k in range(base, base + 200)]
+                for ref in refs:
+                    await client.write(address, ref, os.urandom(size))
                 eport = procs.free_port()
                 echo = start([sys.executable, "-m", "bench.echo_server", str(eport), str(size)],
                              tmp / f"echo-{label}.log", eport)
+                echo_address = f"127.0.0.1:{eport}"
                 try:
-                    async with grpc.aio.insecure_channel(f"127.0.0.1:{eport}") as ech:
-                        # The client decodes the reply as it decodes a ReadNeedle reply.
-                        call = ech.unary_unary("/bench.Echo/Echo", response_deserializer=pb.ReadNeedleResponse.FromString)
-                        raw_request = reqs[0].SerializeToString()
-                        store_rate, echo_rate, store_cpu, echo_cpu = await interleaved(
-                            lambda: stub.ReadNeedle(random.choice(reqs)), lambda: call(raw_request), seconds,
-                            (store.pid, echo.pid))
+                    # The echo answers at the store's ReadNeedle path, so both sides are read
+                    # by the same client call: same stub, request encoding, typed-error edge
+                    # and reply decoding. Only the servers differ.
+                    assert store.pid is not None and echo.pid is not None
+                    store_rate, echo_rate, store_cpu, echo_cpu = await interleaved(
+                        reader(client, address, refs), reader(client, echo_address, refs), seconds,
+                        (store.pid, echo.pid))
                 finally:
                     echo.stop()
                 out[f"store_reads_per_s_{label}"] = store_rate
@@ -219,21 +226,22 @@ async def rpc_figures(tmp: Path, seconds: float) -> dict[str, float]:
                 out[f"read_vs_echo_{label}"] = store_rate / echo_rate
                 out[f"server_cpu_us_per_read_{label}"] = store_cpu * 1e6
                 out[f"server_cpu_us_per_echo_{label}"] = echo_cpu * 1e6
-            reqs = [pb.ReadNeedleRequest(volume_id=1, key=k, cookie=7) for k in range(1024000, 1024200)]
+            refs = [NeedleRef(logical_volume=1, key=k, cookie=7) for k in range(1024000, 1024200)]
 
             async def batch() -> None:
-                got = 0
-                async for message in stub.BatchRead(pb.BatchReadRequest(reads=random.sample(reqs, 100))):
-                    got += len(message.results)
-                assert got == 100
+                got = await client.batch_read(address, random.sample(refs, 100))
+                failed = [r for r in got if not isinstance(r, bytes)]
+                assert len(got) == 100 and not failed, failed[:3]
 
-            single = await rate(lambda: stub.ReadNeedle(random.choice(reqs)), seconds)
+            single = await rate(reader(client, address, refs), seconds)
             batched = await rate(batch, seconds) * 100
             out["batch_vs_single"] = batched / single
-        text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read().decode()
-        preads = sum(float(v) for v in re.findall(r'^trenchcoat_store_preads_total\{[^}]*\} (\S+)', text, re.M))
-        misses = sum(float(v) for v in re.findall(r'^trenchcoat_store_nowait_misses_total\{[^}]*\} (\S+)', text, re.M))
-        reads = float(re.search(r'^trenchcoat_store_operations_total\{op="read",outcome="ok"\} (\S+)', text, re.M)[1])
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read().decode())
+        preads = sum(float(v) for v in re.findall(r'^trenchcoat_store_preads_total\{[^}]*\} (\S+)', text, re.MULTILINE))
+        misses = sum(float(v) for v in re.findall(r'^trenchcoat_store_nowait_misses_total\{[^}]*\} (\S+)', text, re.MULTILINE))
+        found = re.search(r'^trenchcoat_store_operations_total\{op="read",outcome="ok"\} (\S+)', text, re.MULTILINE)
+        assert found is not None, "the store exports its read count"
+        reads = float(found[1])
         out["preads_per_read"] = preads / reads
         out["page_cache_misses_per_read"] = misses / reads
     finally:

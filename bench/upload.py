@@ -20,12 +20,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-
 from bench import common
 from bench.store import start
-from trenchcoat import procs
-from trenchcoat.v1 import router_pb2, router_pb2_grpc
+from trenchcoat import procs, rpc
+from trenchcoat.errors import TrenchcoatError
+from trenchcoat.media_client import MediaClient
 
 CONCURRENCY = 16
 
@@ -92,22 +91,19 @@ async def measure(address: str, size: int, seconds: float) -> tuple[float, list[
     """Uploads/s and per-upload latencies (s) from CONCURRENCY concurrent uploaders."""
     data = os.urandom(size)
     latencies: list[float] = []
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
+    async with rpc.ChannelPool() as pool:
+        media = MediaClient(pool, address, timeout_s=60.0)
 
         async def one(owner: int) -> None:
             began = time.perf_counter()
-            await stub.Upload(iter([
-                router_pb2.UploadRequest(header=router_pb2.UploadHeader(
-                    owner_id=owner, content_type="image/jpeg", size_bytes=size)),
-                router_pb2.UploadRequest(chunk=data)]), timeout=60)
+            await media.upload(data, owner_id=owner, content_type="image/jpeg")  # one header, one chunk
             latencies.append(time.perf_counter() - began)
 
         for attempt in range(100):  # the first volumes may still be growing
             try:
                 await one(0)
                 break
-            except grpc.aio.AioRpcError:
+            except TrenchcoatError:
                 await asyncio.sleep(0.2)
         latencies.clear()
         stop = time.perf_counter() + seconds
@@ -121,7 +117,7 @@ async def measure(address: str, size: int, seconds: float) -> tuple[float, list[
         return len(latencies) / (time.perf_counter() - began), latencies
 
 
-def pct(values: list[float], q: float) -> float:
+def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) >= 2 else float("nan")
 
 

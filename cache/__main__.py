@@ -7,9 +7,10 @@ import sys
 from cache.leases import LeaseTable
 from cache.photos import PhotoCache
 from cache.service import SERVICE_NAME, CacheServicer
-from cache.stores import StoreReaders
 from trenchcoat import server
 from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.rpc import ChannelPool
+from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import cache_pb2_grpc
 
 
@@ -18,16 +19,17 @@ def main() -> int:
     section = config.cache
 
     async def build() -> server.ServiceHost:
-        directory = DirectoryClient(config.directory_endpoints())
-        readers = StoreReaders(section.store_timeout_s)
+        pool = ChannelPool()
+        directory = DirectoryClient(pool, config.directory_endpoints())
+        stores = StoreClient(pool, timeout_s=section.store_timeout_s)
         leases = LeaseTable(section.lease_period_s, section.lease_wait_s, linger_bytes=section.capacity_bytes // 4)
-        cache = PhotoCache(section.capacity_bytes, leases,
-                           readers, lambda: directory.volumes)
+        cache = PhotoCache(section.capacity_bytes, leases, stores, directory)
         return server.host_for(
             f"cache@{section.port}", config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, CacheServicer(cache), cache_pb2_grpc.add_CacheServiceServicer_to_server)],
             workers=[directory],
-            closers=[readers.close, directory.close],
+            closers=[pool.close],
+            ready=[directory.ready.wait],
         )
 
     return server.run(build)

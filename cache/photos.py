@@ -6,12 +6,18 @@ Haystack's admission rule: a photo is kept only when the read came straight from
 volume is write-enabled (reads of photos on write-enabled volumes compete with writes
 for the disks; sheltering them there pays most). Entries are keyed by (key, alternate
 key) and remember their cookie: a hit with a wrong cookie is NOT_FOUND, like the Store.
+
+Only a store can say a photo does not exist (NeedleNotFound: it holds the volume, not the
+needle). The replicas come from the Directory (``Volumes.volume``), which is asked
+whenever this process's copy of the volume map lacks the volume: the copy can be behind
+the router's, and a photo uploaded onto a volume this cache has not heard of yet must
+still be found. A replica that is down, damaged or without the volume sends the read to
+the next one; when none can answer the read is UNAVAILABLE (retry), never NOT_FOUND.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,7 +26,14 @@ from prometheus_client import Counter, Gauge
 from cache.leases import LeaseTable
 from cache.lru import ByteLRU
 from trenchcoat.directory_client import VolumeView
-from trenchcoat.errors import DataLoss, NotFound, TrenchcoatError, Unavailable
+from trenchcoat.errors import (
+    DataLoss,
+    InvalidArgument,
+    NeedleNotFound,
+    TrenchcoatError,
+    Unavailable,
+)
+from trenchcoat.needle_ref import NeedleRef
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +49,17 @@ ENTRIES = Gauge("trenchcoat_cache_entries", "Photos held.")
 
 
 class Reader(Protocol):
-    async def read(self, address: str, volume_id: int, key: int, alt: int, cookie: int) -> bytes: ...
+    """Reads a needle from one store (``trenchcoat.store_client.StoreClient``)."""
+
+    async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> bytes: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Needle:
-    logical_volume: int
-    key: int
-    alternate_key: int
-    cookie: int
+class Volumes(Protocol):
+    """Where a volume's replicas are (``trenchcoat.directory_client.DirectoryClient``):
+    raises NotFound only when the Directory has no such volume, never merely because a
+    local copy of the map has not heard of it yet."""
+
+    async def volume(self, volume_id: int) -> VolumeView: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +69,8 @@ class Served:
     admitted: bool
 
 
-def _not_found(needle: Needle) -> NotFound:
-    return NotFound(f"photo {needle.key:#x}/{needle.alternate_key} not found in volume {needle.logical_volume}")
-
-
 class PhotoCache:
-    def __init__(self, capacity_bytes: int, leases: LeaseTable, reader: Reader,
-                 volumes: Callable[[], Mapping[int, VolumeView]]) -> None:
+    def __init__(self, capacity_bytes: int, leases: LeaseTable, reader: Reader, volumes: Volumes) -> None:
         self.lru: ByteLRU[tuple[int, bytes]] = ByteLRU(capacity_bytes)
         self.leases = leases
         self._reader = reader
@@ -69,12 +79,12 @@ class PhotoCache:
         self.hits = 0
         self.misses = 0
 
-    async def read(self, machine_id: int, needle: Needle, *, via_cdn: bool) -> Served:
+    async def read(self, machine_id: int, needle: NeedleRef, *, via_cdn: bool) -> Served:
         entry = self.lru.get((needle.key, needle.alternate_key))
         if entry is not None:
             cookie, data = entry
             if cookie != needle.cookie:
-                raise _not_found(needle)
+                raise NeedleNotFound(f"{needle} not found")
             self.hits += 1
             HITS.inc()
             return Served(data, hit=True, admitted=False)
@@ -86,22 +96,28 @@ class PhotoCache:
             LEASE_WAITS.inc()
             data, valid = await self.leases.wait(lease_key)
             # Another reader's answer; a user-direct read still admits it when eligible.
-            admitted = valid and (needle.key, needle.alternate_key) not in self.lru and self._admit(needle, data, via_cdn)
+            admitted = False
+            if valid and (needle.key, needle.alternate_key) not in self.lru and not via_cdn:
+                try:
+                    volume = await self._volumes.volume(needle.logical_volume)
+                except TrenchcoatError:
+                    volume = None  # the read succeeded; only its admission is in doubt
+                admitted = self._admit(needle, volume, data, via_cdn)
             return Served(data, hit=False, admitted=admitted)
         LEASE_GRANTS.inc()
         try:
-            data = await self._fetch(machine_id, needle)
+            volume = await self._volumes.volume(needle.logical_volume)
+            data = await self._fetch(machine_id, needle, volume)
         except TrenchcoatError as exc:
             self.leases.fail(lease, exc)
             raise
         valid = self.leases.fill(lease, data)
-        return Served(data, hit=False, admitted=valid and self._admit(needle, data, via_cdn))
+        return Served(data, hit=False, admitted=valid and self._admit(needle, volume, data, via_cdn))
 
-    def _admit(self, needle: Needle, data: bytes, via_cdn: bool) -> bool:
+    def _admit(self, needle: NeedleRef, volume: VolumeView | None, data: bytes, via_cdn: bool) -> bool:
         if via_cdn:
             NOT_ADMITTED.labels("via_cdn").inc()
             return False
-        volume = self._volumes().get(needle.logical_volume)
         if volume is None or not volume.writable:
             NOT_ADMITTED.labels("read_only_volume").inc()
             return False
@@ -113,39 +129,40 @@ class PhotoCache:
         self._gauges()
         return True
 
-    async def _fetch(self, machine_id: int, needle: Needle) -> bytes:
-        """From the named machine, then the volume's other live replicas. NOT_FOUND is the
-        Store's final word; a failed or damaged replica moves on to the next."""
-        volume = self._volumes().get(needle.logical_volume)
-        if volume is None:
-            raise _not_found(needle)
+    async def _fetch(self, machine_id: int, needle: NeedleRef, volume: VolumeView) -> bytes:
+        """From the named machine, then the volume's other replicas (live ones first). A
+        store's NeedleNotFound is final, and so is a request it finds malformed (every
+        replica would say the same); any other failure (unreachable, damaged, without the
+        volume, a bug on that machine) moves on to the next replica."""
         named = volume.replica_on(machine_id)
-        order = ([named] if named else []) + [r for r in volume.replicas if r is not named and r.alive]
+        others = [r for r in volume.replicas if r is not named]
+        order = ([named] if named else []) + [r for r in others if r.alive] + [r for r in others if not r.alive]
+        order = [r for r in order if r.address]  # a store the Directory has no address for yet
         if not order:
-            raise _not_found(needle)
+            raise Unavailable(f"volume {needle.logical_volume} has no reachable replica in the map")
         failures = []
         damaged = 0
         for i, replica in enumerate(order):
             if i:
                 FAILOVERS.inc()
             try:
-                return await self._reader.read(replica.address, replica.volume_id, needle.key,
-                                               needle.alternate_key, needle.cookie)
-            except NotFound:
-                raise _not_found(needle) from None
-            except (Unavailable, DataLoss) as exc:
+                return await self._reader.read(replica.address, needle)
+            except (NeedleNotFound, InvalidArgument):
+                raise
+            except TrenchcoatError as exc:  # this replica cannot answer for the needle: the next may
                 damaged += isinstance(exc, DataLoss)
                 failures.append(f"store {replica.machine_id}: {exc}")
-                log.warning("read of %#x from store %d failed: %s", needle.key, replica.machine_id, exc)
+                log.warning("read of %s from store %d failed: %s", needle, replica.machine_id, exc)
         if damaged == len(order):
-            raise DataLoss(f"every replica of photo {needle.key:#x} is damaged: {'; '.join(failures)}")
-        raise Unavailable(f"no replica of volume {needle.logical_volume} answered: {'; '.join(failures)}")
+            raise DataLoss(f"every replica of {needle} is damaged: {'; '.join(failures)}")
+        raise Unavailable(f"no replica of volume {needle.logical_volume} could serve {needle}: {'; '.join(failures)}")
 
     def invalidate(self, key: int, alternate_key: int | None) -> int:
         """Drops the photo (one rendition, or all) and voids outstanding leases on it."""
         alts = {alternate_key} if alternate_key is not None else self._alts.pop(key, set())
         dropped = sum(self.lru.pop((key, alt)) is not None for alt in alts)
-        self.leases.void_where(lambda k: k[0] == key and (alternate_key is None or k[1] == alternate_key))
+        self.leases.void_where(lambda k: isinstance(k, tuple) and k[0] == key
+                               and (alternate_key is None or k[1] == alternate_key))
         self._gauges()
         return dropped
 

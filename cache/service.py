@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from cache.photos import Needle, PhotoCache
+from cache.photos import PhotoCache
 from trenchcoat.errors import InvalidArgument
+from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.v1 import cache_pb2, cache_pb2_grpc
 
 SERVICE_NAME = "trenchcoat.v1.CacheService"
@@ -13,19 +14,19 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     def __init__(self, cache: PhotoCache) -> None:
         self._cache = cache
 
-    async def Read(self, request, context):  # noqa: N802
+    async def Read(self, request, context):
         n = request.needle
         if not request.machine_id or not n.logical_volume:
             raise InvalidArgument("machine_id and needle.logical_volume are required")
-        served = await self._cache.read(request.machine_id, Needle(n.logical_volume, n.key, n.alternate_key, n.cookie),
-                                        via_cdn=request.via_cdn)
+        needle = NeedleRef(logical_volume=n.logical_volume, key=n.key, alternate_key=n.alternate_key, cookie=n.cookie)
+        served = await self._cache.read(request.machine_id, needle, via_cdn=request.via_cdn)
         return cache_pb2.CacheReadResponse(data=served.data, hit=served.hit, admitted=served.admitted)
 
-    async def Invalidate(self, request, context):  # noqa: N802
+    async def Invalidate(self, request, context):
         alt = request.alternate_key if request.HasField("alternate_key") else None
         return cache_pb2.InvalidateResponse(dropped=self._cache.invalidate(request.ref.media_id, alt))
 
-    async def Stats(self, request, context):  # noqa: N802
+    async def Stats(self, request, context):
         c = self._cache
         return cache_pb2.CacheStatsResponse(
             bytes=c.lru.bytes, capacity_bytes=c.lru.capacity_bytes, entries=len(c.lru), hits=c.hits,

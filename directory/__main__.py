@@ -7,10 +7,11 @@ import sys
 from directory.leader import Leader
 from directory.service import SERVICE_NAME, DirectoryServicer
 from directory.state import DirectoryState
-from directory.stores import StoreClients
 from directory.view import MapView
 from trenchcoat import server
 from trenchcoat.etcd import Etcd
+from trenchcoat.rpc import ChannelPool
+from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import directory_pb2_grpc
 
 
@@ -28,14 +29,15 @@ def main() -> int:
         state = DirectoryState(etcd)
         view = MapView(state, section.refresh_interval_s)
         await view.load()
-        clients = StoreClients(timeout_s=max(1.0, section.probe_interval_s))
-        leader = Leader(state, clients, section, name=name, address=address, refresh=view.wake)
+        pool = ChannelPool()
+        stores = StoreClient(pool, timeout_s=max(1.0, section.probe_interval_s))
+        leader = Leader(state, stores, section, name=name, address=address, refresh=view.wake)
         return server.host_for(
             name, config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, DirectoryServicer(state, view, leader),
                                      directory_pb2_grpc.add_DirectoryServiceServicer_to_server)],
             workers=[view, leader],
-            closers=[clients.close, etcd.close],
+            closers=[pool.close, etcd.close],
         )
 
     return server.run(build)

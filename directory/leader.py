@@ -17,24 +17,31 @@ Each tick (every ``probe_interval_s``):
    match, the replicas accept writes again and the volume is writable.
 4. **Growth**: while fewer than ``min_writable_volumes`` are writable, create one with
    each replica on a different rack.
+
+What to do is decided by the pure functions of ``directory/policy.py``; this module
+gathers their inputs (probes, etcd) and carries their decisions out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from prometheus_client import Counter, Gauge
 
-from directory.model import ClusterMap, PlacementError, Replica, State, Volume, place
+from directory import policy
+from directory.model import ClusterMap, PlacementError, Replica, State, Volume
 from directory.state import DirectoryState
-from directory.stores import PhysicalVolume, StoreClients
 from trenchcoat.config import DirectoryConfig
-from trenchcoat.errors import TrenchcoatError, Unavailable
+from trenchcoat.errors import Internal, NotFound, TrenchcoatError
 from trenchcoat.etcd import LeasedKey
+from trenchcoat.store_client import StoreClient
+from trenchcoat.store_types import PhysicalVolume
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +59,10 @@ REPAIRED_BYTES = Counter("trenchcoat_directory_repaired_bytes_total", "Bytes cop
 class Leader:
     """Election plus the leader's tick."""
 
-    def __init__(self, state: DirectoryState, clients: StoreClients, config: DirectoryConfig,
+    def __init__(self, state: DirectoryState, stores: StoreClient, config: DirectoryConfig,
                  *, name: str, address: str, refresh: asyncio.Event) -> None:
         self._state = state
-        self._clients = clients
+        self._stores = stores
         self._config = config
         self._refresh = refresh
         self.election = LeasedKey(state.etcd, "leader", config.leader_ttl_s,
@@ -107,118 +114,100 @@ class Leader:
     async def pitchfork(self, cmap: ClusterMap) -> None:
         self._probed_at = time.monotonic()
         stores = list(cmap.stores.values())
-        results = await asyncio.gather(
-            *(self._clients.probe(s.address) if s.registered else _lapsed() for s in stores),
-            return_exceptions=True,
-        )
-        for store, result in zip(stores, results, strict=True):
-            if isinstance(result, BaseException) and not isinstance(result, TrenchcoatError):
-                raise result
-            if isinstance(result, TrenchcoatError):
-                PROBES.labels("failed").inc()
-                self._reports.pop(store.machine_id, None)
-                failures = self._failures[store.machine_id] = (
-                    self._failures.get(store.machine_id, 0) + 1 if store.registered else self._config.probe_failures
-                )
-                if failures >= self._config.probe_failures and not store.down:
-                    why = "its liveness lease lapsed" if not store.registered else str(result)
-                    log.error("store %d (%s) is down: %s", store.machine_id, store.address, why)
-                    STORES_DOWN.inc()
-                    await self._state.set_machine(store, down=True, reason=why)
-                    await self._flip_volumes_of(cmap, store.machine_id, f"store {store.machine_id} is down")
-                continue
-            PROBES.labels("ok").inc()
-            self._failures[store.machine_id] = 0
-            self._reports[store.machine_id] = result
-            if store.down or not store.recorded:
-                if store.down:
-                    log.info("store %d (%s) is back; re-admitted", store.machine_id, store.address)
-                await self._state.set_machine(store, down=False)
-            for volume in cmap.volumes.values():
-                held = any(r.machine_id == store.machine_id for r in volume.replicas)
-                if held and volume.id not in result and not volume.repair:
-                    await self._state.mark_read_only(
-                        volume.id, f"store {store.machine_id} lost its copy", repair=True)
+        results = await asyncio.gather(*(self._probe(s.machine_id, s.address, s.registered) for s in stores))
+        probes = {p.machine_id: p for p in results}
+        verdict = policy.judge_probes(cmap, probes, self._failures, self._config.probe_failures)
+        self._failures = verdict.failures
+        for probe in results:
+            PROBES.labels("ok" if probe.volumes is not None else "failed").inc()
+            if probe.volumes is None:
+                self._reports.pop(probe.machine_id, None)
+            else:
+                self._reports[probe.machine_id] = dict(probe.volumes)
+        for store, why in verdict.down:
+            log.error("store %d (%s) is down: %s", store.machine_id, store.address, why)
+            STORES_DOWN.inc()
+            await self._state.set_machine(store, down=True, reason=why)
+        for store in verdict.up:
+            if store.down:
+                log.info("store %d (%s) is back; re-admitted", store.machine_id, store.address)
+            await self._state.set_machine(store, down=False)
+        for volume_id, why in verdict.read_only:
+            await self._state.mark_read_only(volume_id, why, repair=True)
 
-    async def _flip_volumes_of(self, cmap: ClusterMap, machine_id: int, reason: str) -> None:
-        for volume in cmap.volumes.values():
-            if any(r.machine_id == machine_id for r in volume.replicas) and volume.state is State.WRITABLE:
-                await self._state.mark_read_only(volume.id, reason, repair=True)
+    async def _probe(self, machine_id: int, address: str, registered: bool) -> policy.Probe:
+        if not registered:
+            return policy.Probe(machine_id, None, policy.LEASE_LAPSED)
+        try:
+            return policy.Probe(machine_id, await self._stores.probe(address))
+        except TrenchcoatError as exc:
+            return policy.Probe(machine_id, None, str(exc))
 
     # --- fill --------------------------------------------------------------------------
 
     async def fill(self, cmap: ClusterMap) -> None:
-        for volume in cmap.volumes.values():
-            reports = [self._reports.get(r.machine_id, {}).get(volume.id) for r in volume.replicas]
-            known = [p for p in reports if p is not None]
-            if not known:
-                continue
-            used = max(p.file_bytes for p in known)
-            full = used >= self._config.full_ratio * volume.capacity_bytes
-            # Reports taken before a repair made the volume writable still say read-only.
-            fresh = self._settled.get(volume.id, 0.0) < self._probed_at
-            refused = volume.state is State.WRITABLE and not volume.repair and fresh and any(p.read_only for p in known)
-            if full or refused:
-                if volume.state is State.WRITABLE:
-                    why = "full" if full else "a replica refuses writes"
-                    await self._state.update_volume(volume.id, lambda v, u=used, w=why: replace(
-                        v, state=State.READ_ONLY, used_bytes=u, reason=w, repair=v.repair or w != "full"))
-                    log.info("logical volume %d read-only: %s", volume.id, why)
-            elif abs(used - volume.used_bytes) >= max(1, volume.capacity_bytes // 1000):
-                await self._state.update_volume(volume.id, lambda v, u=used: replace(v, used_bytes=u))
+        # Reports taken before a repair made a volume writable still say read-only.
+        def fresh(volume_id: int) -> bool:
+            return self._settled.get(volume_id, 0.0) < self._probed_at
+
+        for fill in policy.judge_fill(cmap, self._reports, self._config.full_ratio, fresh):
+            await self._state.update_volume(fill.volume_id, _applied(fill))
+            if fill.read_only:
+                log.info("logical volume %d read-only: %s", fill.volume_id, fill.read_only)
 
     # --- repair ------------------------------------------------------------------------
 
     def repair(self, cmap: ClusterMap) -> None:
-        for volume in cmap.volumes.values():
-            if not volume.repair or volume.id in self._repairing:
-                continue
-            if not all(cmap.alive(r.machine_id) for r in volume.replicas):
-                continue
+        for volume in policy.repairable(cmap, self._repairing):
             task = asyncio.create_task(self._repair(cmap, volume), name=f"repair:{volume.id}")
             self._repairing[volume.id] = task
-            task.add_done_callback(lambda _t, vid=volume.id: self._repairing.pop(vid, None))
+            task.add_done_callback(functools.partial(self._repair_done, volume.id))
+
+    def _repair_done(self, volume_id: int, _task: asyncio.Task[None]) -> None:
+        self._repairing.pop(volume_id, None)
 
     async def _repair(self, cmap: ClusterMap, volume: Volume) -> None:
         addresses = {r.machine_id: cmap.address(r.machine_id) for r in volume.replicas}
         try:
-            # No write may land while replicas are compared and copied.
-            for replica in volume.replicas:
+            # No write may land while replicas are compared and copied. A replica that does
+            # not hold the volume gets it from the copy; one that cannot be reached fails
+            # this round (retried next tick): it must not be mistaken for an empty one.
+            for address in addresses.values():
                 try:
-                    await self._clients.set_read_only(addresses[replica.machine_id], volume.id, True)
-                except Unavailable:
-                    pass  # a replica without the volume: it is created by the copy
-            reports = await asyncio.gather(*(self._clients.status(a) for a in addresses.values()))
+                    await self._stores.set_read_only(address, volume.id, True)
+                except NotFound:  # VolumeNotFound: SetReadOnly names no needle
+                    pass
+            reports = await asyncio.gather(*(self._stores.status(a) for a in addresses.values()))
             copies = {m: report.get(volume.id) for m, report in zip(addresses, reports, strict=True)}
-            present = {m: p for m, p in copies.items() if p is not None}
-            if not present:
+            plan = policy.plan_repair(copies)
+            if plan is None:
                 log.error("logical volume %d: no replica holds it; it cannot be repaired", volume.id)
+                REPAIRS.labels("failed").inc()
                 return
-            source_id, source = max(present.items(), key=lambda kv: (kv[1].file_bytes, kv[1].needles))
-            targets = [m for m, p in copies.items() if p is None or not p.same_contents(source)]
-            for machine_id in targets:
+            for machine_id in plan.targets:
                 log.info("logical volume %d: refilling the copy on store %d from store %d",
-                         volume.id, machine_id, source_id)
-                copied = await self._clients.repair(addresses[machine_id], volume.id, addresses[source_id],
-                                                    self._config.repair_chunk_bytes)
+                         volume.id, machine_id, plan.source)
+                copied = await self._stores.repair(addresses[machine_id], volume.id, addresses[plan.source],
+                                                   self._config.repair_chunk_bytes)
                 REPAIRS.labels("ok").inc()
                 REPAIRED_BYTES.inc(copied)
-            if targets:
+            if plan.targets:
                 return  # compared again on the next tick, from fresh reports
-            full = source.file_bytes >= self._config.full_ratio * volume.capacity_bytes
-            if not full:
+            source = copies[plan.source]
+            if source is None:
+                raise Internal(f"logical volume {volume.id}: the repair's source {plan.source} holds no copy")
+            state = policy.settled_state(source, volume.capacity_bytes, self._config.full_ratio)
+            if state is State.WRITABLE:
                 for address in addresses.values():
-                    await self._clients.set_read_only(address, volume.id, False)
-
+                    await self._stores.set_read_only(address, volume.id, False)
             def settle(v: Volume) -> Volume:
-                if full:
-                    return replace(v, repair=False, state=State.READ_ONLY, reason="full", used_bytes=source.file_bytes)
-                return replace(v, repair=False, state=State.WRITABLE, reason="", used_bytes=source.file_bytes)
+                return replace(v, repair=False, state=state, reason="full" if state is State.READ_ONLY else "",
+                               used_bytes=source.file_bytes)
 
             await self._state.update_volume(volume.id, settle)
             self._settled[volume.id] = time.monotonic()
             log.info("logical volume %d: all %d replicas match; %s", volume.id, len(addresses),
-                     "read-only (full)" if full else "writable again")
+                     "writable again" if state is State.WRITABLE else "read-only (full)")
             self._refresh.set()
         except TrenchcoatError as exc:
             REPAIRS.labels("failed").inc()
@@ -227,22 +216,21 @@ class Leader:
     # --- growth ------------------------------------------------------------------------
 
     async def grow(self, cmap: ClusterMap) -> None:
-        writable = len(cmap.writable())  # any room counts; fill() retires full ones
-        for _ in range(self._config.min_writable_volumes - writable):
-            try:
-                healthy = [s for s in cmap.stores.values() if not self._failures.get(s.machine_id)]
-                chosen = place(healthy, self._config.replicas, self._rng)
-            except PlacementError as exc:
-                if str(exc) != self.placement_error:
-                    log.error("cannot create volumes: %s", exc)
-                PLACEMENT_FAILURES.inc()
-                self.placement_error = str(exc)
-                return
-            self.placement_error = ""
+        try:
+            plans = policy.plan_growth(cmap, self._config.min_writable_volumes, self._config.replicas,
+                                       self._failures, self._rng)
+        except PlacementError as exc:
+            if str(exc) != self.placement_error:
+                log.error("cannot create volumes: %s", exc)
+            PLACEMENT_FAILURES.inc()
+            self.placement_error = str(exc)
+            return
+        self.placement_error = ""
+        for chosen in plans:
             volume_id = await self._state.next_volume_id()
-            capacities = await asyncio.gather(*(self._clients.create(s.address, volume_id) for s in chosen),
-                                              return_exceptions=True)
-            failed = [c for c in capacities if isinstance(c, BaseException)]
+            created = await asyncio.gather(*(self._stores.create(s.address, volume_id) for s in chosen),
+                                           return_exceptions=True)
+            failed = [c for c in created if isinstance(c, BaseException)]
             if failed:
                 log.warning("logical volume %d not created (ids are not reused): %s", volume_id, failed[0])
                 return
@@ -250,7 +238,7 @@ class Leader:
                 id=volume_id,
                 replicas=tuple(Replica(s.machine_id, volume_id) for s in chosen),
                 state=State.WRITABLE,
-                capacity_bytes=min(int(c) for c in capacities),  # type: ignore[call-overload]
+                capacity_bytes=min(c.capacity_bytes for c in created if isinstance(c, PhysicalVolume)),
                 created_ms=int(time.time() * 1000),
             )
             await self._state.add_volume(volume)
@@ -259,5 +247,14 @@ class Leader:
                      [s.machine_id for s in chosen], [s.rack for s in chosen])
 
 
-async def _lapsed() -> dict[int, PhysicalVolume]:
-    raise Unavailable("liveness lease lapsed")
+def _applied(fill: policy.Fill) -> Callable[[Volume], Volume | None]:
+    """The change ``fill`` makes to a volume record (None: leave it, e.g. no longer writable)."""
+    def change(v: Volume) -> Volume | None:
+        if not fill.read_only:
+            return replace(v, used_bytes=fill.used_bytes)
+        if v.state is not State.WRITABLE:
+            return None
+        return replace(v, state=State.READ_ONLY, used_bytes=fill.used_bytes, reason=fill.read_only,
+                       repair=v.repair or fill.repair)
+
+    return change

@@ -8,7 +8,7 @@ import random
 
 from directory.leader import Leader
 from directory.model import ClusterMap, State, Volume, choose_for_write
-from directory.state import DirectoryState, VolumeMissing
+from directory.state import DirectoryState
 from directory.view import MapView
 from trenchcoat.errors import InvalidArgument, Unavailable
 from trenchcoat.v1 import directory_pb2 as pb
@@ -28,7 +28,7 @@ class NoWritableVolume(Unavailable):
     """Raised when no writable volume has room; retry shortly (the leader grows more)."""
 
 
-def logical_volume(cmap: ClusterMap, volume: Volume, replicas=None) -> pb.LogicalVolume:  # type: ignore[no-untyped-def]
+def logical_volume(cmap: ClusterMap, volume: Volume, replicas=None) -> pb.LogicalVolume:
     return pb.LogicalVolume(
         id=volume.id,
         replicas=[
@@ -51,7 +51,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         self._turn = itertools.count()
         self._rng = random.Random()
 
-    async def Allocate(self, request, context):  # noqa: N802
+    async def Allocate(self, request, context):
         cmap = self._view.now()
         candidates = cmap.writable(size=request.size_bytes, exclude=request.exclude,
                                    avoid_machines=request.avoid_machines)
@@ -62,15 +62,18 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
                                    f"({len(cmap.volumes)} volumes known); {why}")
         return pb.AllocateResponse(volume=logical_volume(cmap, choose_for_write(candidates, self._rng)))
 
-    async def Locate(self, request, context):  # noqa: N802
+    async def Locate(self, request, context):
         cmap = self._view.now()
         volume = cmap.volumes.get(request.logical_volume)
         if volume is None:
-            raise VolumeMissing(f"logical volume {request.logical_volume} does not exist")
+            # This process's copy may be behind etcd (a volume created a moment ago): the
+            # answer "no such volume" must come from etcd, never from a stale copy.
+            volume = await self._state.volume(request.logical_volume)
+            self._view.wake.set()
         order = cmap.read_order(volume, next(self._turn))
         return pb.LocateResponse(volume=logical_volume(cmap, volume, order))
 
-    async def MarkReadOnly(self, request, context):  # noqa: N802
+    async def MarkReadOnly(self, request, context):
         if not request.logical_volume:
             raise InvalidArgument("logical_volume is required")
         reason = request.reason or "marked read-only by a client"
@@ -78,11 +81,11 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         cmap = await self._view.refresh()
         return pb.MarkReadOnlyResponse(volume=logical_volume(cmap, cmap.volumes.get(volume.id, volume)))
 
-    async def ListVolumes(self, request, context):  # noqa: N802
+    async def ListVolumes(self, request, context):
         cmap = self._view.now()
         return pb.ListVolumesResponse(volumes=[logical_volume(cmap, cmap.volumes[v]) for v in sorted(cmap.volumes)])
 
-    async def ListStores(self, request, context):  # noqa: N802
+    async def ListStores(self, request, context):
         cmap = self._view.now()
         return pb.ListStoresResponse(stores=[
             pb.StoreMachine(machine_id=s.machine_id, address=s.address, rack=s.rack,
@@ -90,12 +93,12 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
             for s in sorted(cmap.stores.values(), key=lambda s: s.machine_id)
         ])
 
-    async def WatchVolumes(self, request, context):  # noqa: N802
+    async def WatchVolumes(self, request, context):
         async for snapshot, volumes, cmap in self._view.watch():
             yield pb.WatchVolumesResponse(snapshot=snapshot, revision=cmap.revision,
                                           volumes=[logical_volume(cmap, v) for v in volumes])
 
-    async def GetLeader(self, request, context):  # noqa: N802
+    async def GetLeader(self, request, context):
         leader = self._view.now().leader
         if not leader:
             raise Unavailable("no directory leads right now (an election is under way)")

@@ -63,6 +63,13 @@ class DirectoryState:
             )
         return ClusterMap(stores=stores, volumes=volumes, revision=revision, leader=leader)
 
+    async def volume(self, volume_id: int) -> Volume:
+        """One volume's record straight from etcd; VolumeMissing if there is none."""
+        record = await self.etcd.get(f"volumes/{volume_id}")
+        if record is None:
+            raise VolumeMissing(f"logical volume {volume_id} does not exist")
+        return Volume.from_json(record.value, record.mod_revision)
+
     async def set_machine(self, store: Store, *, down: bool, reason: str = "") -> None:
         await self.etcd.put(f"machines/{store.machine_id}", {
             "machine_id": store.machine_id, "address": store.address, "rack": store.rack,

@@ -10,6 +10,7 @@ change within one refresh interval.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -80,6 +81,9 @@ class MapView:
         async with self._changed:
             self._changed.notify_all()
 
+    def _moved_past(self, version: int) -> bool:
+        return self._version > version or self._stop.is_set()
+
     async def watch(self) -> AsyncIterator[tuple[bool, list[Volume], ClusterMap]]:
         """The whole map, then each change: (is_snapshot, volumes, map they belong to)."""
         cmap = self.now()
@@ -87,7 +91,7 @@ class MapView:
         yield True, [cmap.volumes[v] for v in sorted(cmap.volumes)], cmap
         while not self._stop.is_set():
             async with self._changed:
-                await self._changed.wait_for(lambda: self._version > seen or self._stop.is_set())
+                await self._changed.wait_for(functools.partial(self._moved_past, seen))
                 pending = [c for c in self._changes if c[0] > seen]
                 complete = bool(pending) and pending[0][0] == seen + 1  # else older changes were dropped
                 seen = self._version

@@ -1,23 +1,24 @@
-"""``python -m router``: the front door (MediaService over gRPC)."""
+"""``python -m router``: the front door (MediaService over gRPC, the photo HTTP gateway)."""
 
 from __future__ import annotations
 
 import sys
 
-from router.caches import CacheClients
 from router.gateway import Gateway, HttpSite
 from router.metadata import MediaStore
 from router.photos import Photos
-from router.replicas import StoreWriters
 from router.service import SERVICE_NAME, MediaServicer
 from router.upload import Uploader, UploadLimits
 from trenchcoat import server
+from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.rpc import ChannelPool
+from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import router_pb2_grpc
 
 
 def main() -> int:
-    config = server.load_config("router", "The media router (uploads, stats).")
+    config = server.load_config("router", "The media router (uploads, reads, deletes, stats).")
     section = config.router
     if not config.postgres.dsn:
         print("router: postgres.dsn is empty: media metadata lives in PostgreSQL", file=sys.stderr)
@@ -26,12 +27,14 @@ def main() -> int:
     async def build() -> server.ServiceHost:
         media = await MediaStore.connect(config.postgres.dsn)
         await media.migrate()
-        directory = DirectoryClient(config.directory_endpoints())
-        writers = StoreWriters()
-        caches = CacheClients(config.cache_endpoints(), timeout_s=config.cache.lease_wait_s + config.cache.store_timeout_s)
-        uploader = Uploader(directory, writers, media, UploadLimits(section.max_upload_bytes, section.replica_timeout_s))
-        photos = Photos(media, directory, caches, cdn_base_url=section.cdn_base_url,
-                        store_timeout_s=section.replica_timeout_s, row_ttl_s=section.row_ttl_s)
+        pool = ChannelPool()
+        directory = DirectoryClient(pool, config.directory_endpoints())
+        stores = StoreClient(pool, timeout_s=section.replica_timeout_s)
+        caches = CacheClient(pool, config.cache_endpoints(),
+                             timeout_s=config.cache.lease_wait_s + config.cache.store_timeout_s)
+        uploader = Uploader(directory, stores, media, UploadLimits(section.max_upload_bytes, section.replica_timeout_s))
+        photos = Photos(media, directory, caches, stores, cdn_base_url=section.cdn_base_url,
+                        row_ttl_s=section.row_ttl_s)
         site = HttpSite(Gateway(photos).app(), config.cluster.host, section.http_port)
         await site.start()
         return server.host_for(
@@ -39,7 +42,8 @@ def main() -> int:
             bindings=[server.Binding(SERVICE_NAME, MediaServicer(uploader, media, photos),
                                      router_pb2_grpc.add_MediaServiceServicer_to_server)],
             workers=[directory, site],
-            closers=[writers.close, caches.close, directory.close, media.close],
+            closers=[pool.close, media.close],
+            ready=[directory.ready.wait],
         )
 
     return server.run(build)

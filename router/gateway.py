@@ -8,7 +8,9 @@ a URL never change), ``Cache-Control: public, max-age=31536000, immutable``, and
 ``If-None-Match`` (304) and single byte ranges (206, or 416 when unsatisfiable).
 
 The CDN marks its requests with ``X-Trenchcoat-Via-CDN: 1``; the cache does not admit
-those (the CDN keeps them).
+those (the CDN keeps them). Every photo response says what the cache did in
+``X-Trenchcoat-Cache``: ``hit`` (served from its memory), ``admitted`` (a miss it now
+keeps) or ``miss`` (a miss it does not keep: via the CDN, or a read-only volume).
 """
 
 from __future__ import annotations
@@ -21,12 +23,19 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from router.photos import Photos
-from trenchcoat.errors import DataLoss, InvalidArgument, NotFound, TrenchcoatError, Unavailable
-from trenchcoat.urls import MalformedURL, parse_path
+from trenchcoat.errors import (
+    DataLoss,
+    InvalidArgument,
+    NotFound,
+    TrenchcoatError,
+    Unavailable,
+)
+from trenchcoat.urls import MalformedURL, component, parse_path
 
 log = logging.getLogger(__name__)
 
 VIA_CDN_HEADER = "X-Trenchcoat-Via-CDN"
+CACHE_HEADER = "X-Trenchcoat-Cache"
 IMMUTABLE = "public, max-age=31536000, immutable"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -69,11 +78,12 @@ class Gateway:
         try:
             path = parse_path(request.path)
             via_cdn = request.headers.get(VIA_CDN_HEADER) == "1"
-            row, data, hit = await self._photos.read_url(path, via_cdn=via_cdn)
-            cache = "hit" if hit else "miss"
-            etag = f'"{path.photo.component()}"'
+            row, read = await self._photos.read_url(path, via_cdn=via_cdn)
+            data = read.data
+            cache = "hit" if read.hit else "admitted" if read.admitted else "miss"
+            etag = f'"{component(path.needle)}"'
             headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes",
-                       "Content-Type": row.content_type}
+                       "Content-Type": row.content_type, CACHE_HEADER: cache}
             if request.headers.get("If-None-Match") in (etag, "*"):
                 return self._done(web.Response(status=304, headers=headers), cache)
             span = None

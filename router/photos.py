@@ -12,11 +12,13 @@ from collections import OrderedDict
 
 from prometheus_client import Counter
 
-from router.caches import CacheClients, delete_needle
 from router.metadata import MediaRow, MediaState, MediaStore
+from trenchcoat.cache_client import CacheClient, CacheRead
 from trenchcoat.directory_client import DirectoryClient
-from trenchcoat.errors import NotFound, TrenchcoatError
-from trenchcoat.urls import Photo, PhotoPath
+from trenchcoat.errors import NeedleNotFound, NotFound, TrenchcoatError, Unavailable
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.store_client import StoreClient
+from trenchcoat.urls import PhotoPath
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +60,14 @@ class RowCache:
 
 
 class Photos:
-    def __init__(self, media: MediaStore, directory: DirectoryClient, caches: CacheClients, *,
-                 cdn_base_url: str, store_timeout_s: float, row_ttl_s: float = 0.0) -> None:
+    def __init__(self, media: MediaStore, directory: DirectoryClient, caches: CacheClient, stores: StoreClient, *,
+                 cdn_base_url: str, row_ttl_s: float = 0.0) -> None:
         self._rows = RowCache(row_ttl_s)
         self._media = media
         self._directory = directory
         self._caches = caches
+        self._stores = stores
         self._cdn = cdn_base_url
-        self._timeout = store_timeout_s
 
     async def active(self, media_id: int) -> MediaRow:
         row = await self._media.get(media_id)
@@ -73,40 +75,43 @@ class Photos:
             raise MediaNotFound(f"media {media_id} does not exist")
         return row
 
-    def path(self, row: MediaRow, alternate_key: int = 0) -> PhotoPath:
-        """Cache and machine chosen by key among the live replicas: reads spread over the
-        replicas across photos, while one photo keeps one URL (so the CDN caches it once)."""
-        volume = self._directory.volumes.get(row.logical_volume)
-        replicas = volume.replicas if volume else ()
-        live = [r.machine_id for r in replicas if r.alive] or [r.machine_id for r in replicas] or [0]
+    async def path(self, row: MediaRow, alternate_key: int = 0) -> PhotoPath:
+        """Cache and machine chosen by key among the live replicas (in machine-id order,
+        whatever order a directory listed them in): reads spread over the replicas across
+        photos, while one photo keeps one URL (so the CDN caches it once)."""
+        volume = await self._directory.volume(row.logical_volume)
+        live = sorted(r.machine_id for r in volume.replicas if r.alive) or sorted(r.machine_id for r in volume.replicas)
+        if not live:
+            raise Unavailable(f"volume {row.logical_volume} has no replicas in the Directory's map")
         machine = live[row.media_id % len(live)]
-        photo = Photo(row.logical_volume, row.media_id, row.cookie, alternate_key)
-        return PhotoPath(1 + row.media_id % max(self._caches.count, 1), machine, photo)
+        return PhotoPath(cache_id=1 + row.media_id % max(self._caches.count, 1), machine_id=machine,
+                         needle=self.needle(row, alternate_key))
 
-    def url(self, row: MediaRow) -> str:
-        return self.path(row).url(self._cdn)
+    @staticmethod
+    def needle(row: MediaRow, alternate_key: int = 0) -> NeedleRef:
+        return NeedleRef(logical_volume=row.logical_volume, key=row.media_id, alternate_key=alternate_key,
+                         cookie=row.cookie)
+
+    async def url(self, row: MediaRow) -> str:
+        return (await self.path(row)).url(self._cdn)
 
     async def read(self, media_id: int, alternate_key: int = 0) -> tuple[MediaRow, bytes]:
         row = await self.active(media_id)
-        data, _ = await self.read_path(self.path(row, alternate_key), row, via_cdn=False)
-        return row, data
+        path = await self.path(row, alternate_key)
+        read = await self._caches.read(path.cache_id, path.machine_id, path.needle, via_cdn=False)
+        return row, read.data
 
-    async def read_url(self, path: PhotoPath, *, via_cdn: bool) -> tuple[MediaRow, bytes, bool]:
-        """The photo a URL names, after checking its row: (row, bytes, cache hit)."""
-        known, row = self._rows.get(path.photo.key)
+    async def read_url(self, path: PhotoPath, *, via_cdn: bool) -> tuple[MediaRow, CacheRead]:
+        """The photo a URL names, after checking its row."""
+        needle = path.needle
+        known, row = self._rows.get(needle.key)
         if not known:
-            row = await self._media.get(path.photo.key)
-            self._rows.put(path.photo.key, row)
-        if (row is None or row.state is not MediaState.ACTIVE or row.cookie != path.photo.cookie
-                or row.logical_volume != path.photo.logical_volume):
+            row = await self._media.get(needle.key)
+            self._rows.put(needle.key, row)
+        if (row is None or row.state is not MediaState.ACTIVE or row.cookie != needle.cookie
+                or row.logical_volume != needle.logical_volume):
             raise MediaNotFound(f"no photo at {path.path()}")
-        data, hit = await self.read_path(path, row, via_cdn=via_cdn)
-        return row, data, hit
-
-    async def read_path(self, path: PhotoPath, row: MediaRow, *, via_cdn: bool) -> tuple[bytes, bool]:
-        p = path.photo
-        return await self._caches.read(path.cache_id, path.machine_id, p.logical_volume, p.key, p.alternate_key,
-                                       p.cookie, via_cdn=via_cdn)
+        return row, await self._caches.read(path.cache_id, path.machine_id, needle, via_cdn=via_cdn)
 
     async def delete(self, media_id: int) -> bool:
         """Hides the photo everywhere; False if it was already deleted."""
@@ -120,12 +125,19 @@ class Photos:
         # or a cache still holds.
         await self._media.mark_deleted(media_id)
         self._rows.drop(media_id)
-        volume = self._directory.volumes.get(row.logical_volume)
+        try:
+            volume = await self._directory.volume(row.logical_volume)
+        except TrenchcoatError as exc:
+            volume = None
+            DELETE_MISSED_REPLICAS.inc()
+            log.warning("delete of %d: cannot find volume %d's replicas: %s", media_id, row.logical_volume, exc)
         if volume is not None:
-            results = await asyncio.gather(
-                *(delete_needle(r.address, r.volume_id, media_id, row.cookie, self._timeout) for r in volume.replicas),
-                return_exceptions=True)
+            needle = self.needle(row)  # every rendition shares the key; the original is flagged here
+            results = await asyncio.gather(*(self._stores.delete(r.address, needle) for r in volume.replicas),
+                                           return_exceptions=True)
             for replica, result in zip(volume.replicas, results, strict=True):
+                if isinstance(result, NeedleNotFound):
+                    continue  # nothing to flag there (the upload never reached that replica)
                 if isinstance(result, TrenchcoatError):
                     DELETE_MISSED_REPLICAS.inc()
                     log.warning("delete of %d: store %d not flagged: %s", media_id, replica.machine_id, result)

@@ -4,13 +4,18 @@ protobuf out."""
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import grpc
 
 from router.metadata import MediaRow, MediaState, MediaStore
 from router.photos import MediaNotFound, Photos
 from router.upload import Uploader, UploadRejected, check_header
 from trenchcoat import ids
-from trenchcoat.errors import InvalidArgument
+from trenchcoat.errors import OutOfRange, TrenchcoatError
 from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = "trenchcoat.v1.MediaService"
 MAX_BATCH_STAT = 1000
@@ -26,15 +31,15 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         self._media = media
         self._photos = photos
 
-    def info(self, row: MediaRow) -> media_pb2.MediaInfo:
+    async def info(self, row: MediaRow) -> media_pb2.MediaInfo:
         return media_pb2.MediaInfo(
             ref=media_pb2.MediaRef(media_id=row.media_id), owner_id=row.owner_id,
             content_type=row.content_type, size_bytes=row.size_bytes,
             created_unix_ms=ids.unix_ms(row.media_id), state=_STATES[row.state],
-            tier=media_pb2.TIER_HOT, url=self._photos.url(row) if row.state is MediaState.ACTIVE else "",
+            tier=media_pb2.TIER_HOT, url=await self._photos.url(row) if row.state is MediaState.ACTIVE else "",
         )
 
-    async def Upload(self, request_iterator, context):  # noqa: N802
+    async def Upload(self, request_iterator, context):
         try:
             return await self._upload(request_iterator)
         except UploadRejected:
@@ -43,7 +48,7 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
             await _drain(request_iterator, self._uploader.limits.max_bytes, DRAIN_SECONDS)
             raise
 
-    async def _upload(self, request_iterator):  # type: ignore[no-untyped-def]
+    async def _upload(self, request_iterator):
         header = None
         parts: list[bytes] = []
         size = 0
@@ -69,30 +74,30 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
             raise UploadRejected(f"the header declared {header.size_bytes} bytes but {size} arrived")
         row = await self._uploader.upload(header.owner_id, header.content_type, b"".join(parts),
                                           header.idempotency_key)
-        return router_pb2.UploadResponse(media=self.info(row))
+        return router_pb2.UploadResponse(media=await self.info(row))
 
-    async def Read(self, request, context):  # noqa: N802
+    async def Read(self, request, context):
         row, data = await self._photos.read(request.ref.media_id, request.alternate_key)
         if request.offset > len(data):
-            raise InvalidArgument(f"offset {request.offset} is past the end ({len(data)} bytes)")
+            raise OutOfRange(f"offset {request.offset} is past the end ({len(data)} bytes)")
         end = len(data) if not request.length else min(len(data), request.offset + request.length)
         view = memoryview(data)
         first = True
         for start in range(request.offset, max(end, request.offset + 1), READ_CHUNK):
             chunk = bytes(view[start:min(end, start + READ_CHUNK)])
-            yield router_pb2.ReadResponse(media=self.info(row) if first else None, offset=start, data=chunk)
+            yield router_pb2.ReadResponse(media=await self.info(row) if first else None, offset=start, data=chunk)
             first = False
 
-    async def Delete(self, request, context):  # noqa: N802
+    async def Delete(self, request, context):
         return router_pb2.DeleteResponse(deleted=await self._photos.delete(request.ref.media_id))
 
-    async def Stat(self, request, context):  # noqa: N802
+    async def Stat(self, request, context):
         row = await self._media.get(request.ref.media_id)
         if row is None or row.state is MediaState.PENDING:
             raise MediaNotFound(f"media {request.ref.media_id} does not exist")
-        return router_pb2.StatResponse(media=self.info(row))
+        return router_pb2.StatResponse(media=await self.info(row))
 
-    async def BatchStat(self, request, context):  # noqa: N802
+    async def BatchStat(self, request, context):
         if len(request.refs) > MAX_BATCH_STAT:
             raise UploadRejected(f"BatchStat takes at most {MAX_BATCH_STAT} refs, got {len(request.refs)}")
         rows = await self._media.get_many([r.media_id for r in request.refs])
@@ -102,11 +107,11 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
             if row is None or row.state is MediaState.PENDING:
                 out.append(media_pb2.MediaInfo(ref=ref))
             else:
-                out.append(self.info(row))
+                out.append(await self.info(row))
         return router_pb2.BatchStatResponse(media=out)
 
 
-async def _drain(request_iterator, max_bytes: int, seconds: float) -> None:  # type: ignore[no-untyped-def]
+async def _drain(request_iterator, max_bytes: int, seconds: float) -> None:
     async def consume() -> None:
         seen = 0
         async for message in request_iterator:
@@ -116,5 +121,6 @@ async def _drain(request_iterator, max_bytes: int, seconds: float) -> None:  # t
 
     try:
         await asyncio.wait_for(consume(), seconds)
-    except Exception:  # timed out or broken: the reason to answer is already known
-        pass
+    except (TimeoutError, grpc.RpcError, TrenchcoatError) as exc:
+        # Timed out or broken: the reason to answer is already known.
+        log.debug("draining a rejected upload's stream stopped: %s", exc)

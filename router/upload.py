@@ -27,11 +27,17 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
-from trenchcoat.directory_client import DirectoryClient, VolumeView
 from router.metadata import DuplicateId, MediaRow, MediaState, MediaStore
-from router.replicas import ReplicaWriteFailed, StoreWriters
-from trenchcoat.errors import InvalidArgument, TrenchcoatError, Unavailable
+from trenchcoat.directory_client import DirectoryClient, VolumeView
+from trenchcoat.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    TrenchcoatError,
+    Unavailable,
+)
 from trenchcoat.ids import IdGenerator, shard_for_user
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.store_client import StoreClient
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ UPLOAD_SECONDS = Histogram("trenchcoat_router_upload_seconds", "Upload latency, 
                            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 ATTEMPTS = 2
-_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}", re.I)
+_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}", re.IGNORECASE)
 MAX_IDEMPOTENCY_KEY = 200
 _MINT_ATTEMPTS = 8
 
@@ -80,10 +86,10 @@ class Reservation:
 
 
 class Uploader:
-    def __init__(self, directory: DirectoryClient, writers: StoreWriters, media: MediaStore,
+    def __init__(self, directory: DirectoryClient, stores: StoreClient, media: MediaStore,
                  limits: UploadLimits) -> None:
         self._directory = directory
-        self._writers = writers
+        self._stores = stores
         self._media = media
         self.limits = limits
         self._generators: dict[int, IdGenerator] = {}
@@ -180,9 +186,9 @@ class Uploader:
                 return candidates[0]
             try:
                 return await self._directory.allocate(size, excluded, sorted(failed_stores))
-            except Unavailable:
+            except TrenchcoatError as exc:  # whatever the directories said, the upload is to be retried
                 if loop.time() >= deadline:
-                    raise
+                    raise Unavailable(f"no writable volume for this upload: {exc}") from None
             await asyncio.sleep(0.1)
 
     async def _write_all(self, volume: VolumeView, media_id: int, cookie: int,
@@ -190,9 +196,9 @@ class Uploader:
         """The stores that could not be reached, and why any replica did not acknowledge
         ("" when every one did)."""
         timeout = self.limits.replica_timeout_s
+        needle = NeedleRef(logical_volume=volume.id, key=media_id, cookie=cookie)
         writes: list[Awaitable[None]] = [
-            self._writers.write(r.address, r.volume_id, media_id, 0, cookie, data, timeout)
-            for r in volume.replicas
+            self._stores.write(r.address, needle, data, timeout_s=timeout) for r in volume.replicas
         ]
         results = await asyncio.gather(*writes, return_exceptions=True)
         errors = []
@@ -202,7 +208,9 @@ class Uploader:
                 if not isinstance(result, TrenchcoatError):
                     raise result
                 errors.append(f"store {replica.machine_id}: {result}")
-                if isinstance(result, ReplicaWriteFailed):  # unreachable, not merely read-only
+                # A replica that refused (its volume read-only) is fine; any other failure
+                # means it did not acknowledge: the next attempt avoids that store.
+                if not isinstance(result, FailedPrecondition):
                     failed.add(replica.machine_id)
         if errors:
             REPLICA_FAILURES.inc(len(errors))

@@ -11,15 +11,22 @@ import sys
 from pathlib import Path
 
 from store import metrics
+from store.peer import Peers
 from store.registration import Registration
 from store.service import SERVICE_NAME, StoreServicer
 from store.volume import VolumeLimits
 from store.volumes import Checkpointer, VolumeSet
 from trenchcoat import server
 from trenchcoat.etcd import Etcd
+from trenchcoat.rpc import ChannelPool
+from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import store_pb2_grpc
 
 log = logging.getLogger("store")
+
+PEER_CALL_TIMEOUT_S = 10.0
+"""Default deadline of a call to another store. A repair makes only one, the export
+stream, which runs unbounded: it takes as long as the volume needs."""
 
 
 def main() -> int:
@@ -36,7 +43,9 @@ def main() -> int:
         await volumes.load()
         metrics.register(volumes.all)
         workers: list[server.Worker] = [Checkpointer(volumes, section.checkpoint_interval_s)]
-        closers = [volumes.close]
+        pool = ChannelPool()
+        peers = Peers(StoreClient(pool, timeout_s=PEER_CALL_TIMEOUT_S))
+        closers = [volumes.close, pool.close]
         if config.etcd.endpoints:
             etcd = Etcd(config.etcd.endpoints, config.cluster.name)
             registration = Registration(
@@ -52,7 +61,7 @@ def main() -> int:
             f"store-{section.machine_id}",
             config.cluster,
             section,
-            bindings=[server.Binding(SERVICE_NAME, StoreServicer(volumes, section.machine_id),
+            bindings=[server.Binding(SERVICE_NAME, StoreServicer(volumes, section.machine_id, peers),
                                      store_pb2_grpc.add_StoreServiceServicer_to_server)],
             workers=workers,
             # After the last RPC has drained: final checkpoints, descriptors closed.

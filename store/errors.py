@@ -1,32 +1,42 @@
-"""Errors of the Haystack store; the chassis maps each to its gRPC status."""
+"""Errors of the Haystack store; the chassis maps each to its gRPC status.
+
+The four a store's callers tell apart (a missing needle from a missing volume, a refused
+write, damaged bytes) are the chassis's own classes, re-exported here, so they arrive at
+the cache, router and directory as the same classes (``trenchcoat.errors``).
+"""
 
 from __future__ import annotations
 
 from trenchcoat.errors import (
     AlreadyExists,
+    ChecksumMismatch,
     DataLoss,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
+    NeedleNotFound,
     Unavailable,
+    VolumeNotFound,
+    VolumeReadOnly,
 )
 
-
-class NeedleNotFound(NotFound):
-    """Raised when a needle is not in the volume, was deleted, or the cookie does not match
-    (the message never says which, so a guessed URL learns nothing)."""
-
-
-class VolumeNotFound(NotFound):
-    """Raised when a request names a volume this store does not hold."""
+__all__ = [
+    "BadNeedleRequest",
+    "ChecksumMismatch",
+    "CorruptVolume",
+    "DiskFailure",
+    "NeedleNotFound",
+    "NeedleTooLarge",
+    "RepairInProgress",
+    "SourceCannotExport",
+    "VolumeExists",
+    "VolumeNotFound",
+    "VolumeReadOnly",
+    "VolumeRetired",
+]
 
 
 class VolumeExists(AlreadyExists):
     """Raised when creating a volume whose id this store already holds."""
-
-
-class VolumeReadOnly(FailedPrecondition):
-    """Raised when writing to a volume that is read-only (full, failed, or flipped)."""
 
 
 class NeedleTooLarge(InvalidArgument):
@@ -37,16 +47,22 @@ class BadNeedleRequest(InvalidArgument):
     """Raised when a request field is out of range (volume id 0, key out of range, ...)."""
 
 
-class ChecksumMismatch(DataLoss):
-    """Raised when a needle's stored bytes fail verification: never serve them."""
-
-
 class DiskFailure(Unavailable):
     """Raised when a write or sync fails at the OS; the volume turns read-only."""
 
 
 class CorruptVolume(DataLoss):
-    """Raised when a volume file's superblock is unreadable or of an unknown format."""
+    """Raised when a volume file's superblock is unreadable or of an unknown format, or a
+    copy received for a repair is not the volume it should be."""
+
+
+class SourceCannotExport(FailedPrecondition):
+    """Raised when the store a repair should copy from cannot export the volume (it does
+    not hold it, or refuses the request): pick another source."""
+
+
+class VolumeRetired(FailedPrecondition):
+    """Raised when work on a volume copy finds it replaced by a repair meanwhile."""
 
 
 class RepairInProgress(FailedPrecondition):

@@ -137,7 +137,7 @@ class NeedleFormatError(ValueError):
         self.checksum = checksum
 
 
-def unpack_header(buf: bytes | memoryview, at: int = 0) -> tuple[Needle, int]:
+def unpack_header(buf: bytes | bytearray | memoryview, at: int = 0) -> tuple[Needle, int]:
     """Parses the header at ``at``; returns the needle's fields and data size."""
     if len(buf) - at < HEADER.size:
         raise NeedleFormatError("truncated header")
@@ -149,7 +149,7 @@ def unpack_header(buf: bytes | memoryview, at: int = 0) -> tuple[Needle, int]:
     return Needle(key, alt, cookie, flags), size
 
 
-def unpack(buf: bytes | memoryview, at: int = 0) -> tuple[Needle, memoryview]:
+def unpack(buf: bytes | bytearray | memoryview, at: int = 0) -> tuple[Needle, memoryview]:
     """Parses and verifies a whole needle at ``at``; returns its fields and data."""
     needle, size = unpack_header(buf, at)
     end = at + HEADER.size + size

@@ -3,13 +3,17 @@ Typed errors from the domain become status codes in the chassis interceptor."""
 
 from __future__ import annotations
 
+import contextlib
+
 import grpc
 
-from store import metrics, needle, peer
+from store import metrics, needle
 from store.errors import BadNeedleRequest, ChecksumMismatch
+from store.peer import Peers
 from store.volume import Volume
 from store.volumes import VolumeSet
-from trenchcoat.errors import TrenchcoatError
+from trenchcoat.errors import TrenchcoatError, wire_name
+from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.v1 import store_pb2, store_pb2_grpc
 
 SERVICE_NAME = "trenchcoat.v1.StoreService"
@@ -22,7 +26,7 @@ BATCH_SLICE = 128
 """BatchRead reads this many needles at a time, so a batch's memory stays bounded."""
 
 
-class counted:  # noqa: N801 - used as a statement: ``with counted("read"):``
+class counted:
     """Counts one needle operation by outcome."""
 
     __slots__ = ("op",)
@@ -60,32 +64,36 @@ def volume_info(v: Volume) -> store_pb2.VolumeInfo:
     )
 
 
+def needle_ref(r: store_pb2.ReadNeedleRequest | store_pb2.WriteNeedleRequest | store_pb2.DeleteNeedleRequest,
+               ) -> NeedleRef:
+    return NeedleRef(logical_volume=r.volume_id, key=r.key, alternate_key=r.alternate_key, cookie=r.cookie)
+
+
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
-    def __init__(self, volumes: VolumeSet, machine_id: int) -> None:
+    def __init__(self, volumes: VolumeSet, machine_id: int, peers: Peers) -> None:
         self._volumes = volumes
         self._machine_id = machine_id
+        self._peers = peers
 
-    async def CreateVolume(self, request, context):  # noqa: N802
+    async def CreateVolume(self, request, context):
         volume = await self._volumes.create(request.volume_id)
         return store_pb2.CreateVolumeResponse(volume=volume_info(volume))
 
-    async def WriteNeedle(self, request, context):  # noqa: N802
+    async def WriteNeedle(self, request, context):
         with counted("write"):
             volume = self._volumes.get(request.volume_id)
-            offset, size = await volume.write(request.key, request.alternate_key, request.cookie, request.data)
+            offset, size = await volume.write(needle_ref(request), request.data)
         return store_pb2.WriteNeedleResponse(offset=offset, stored_size=size)
 
-    async def ReadNeedle(self, request, context):  # noqa: N802
+    async def ReadNeedle(self, request, context):
         with counted("read"):
-            data = await self._volumes.get(request.volume_id).read(
-                request.key, request.alternate_key, request.cookie
-            )
+            data = await self._volumes.get(request.volume_id).read(needle_ref(request))
         return store_pb2.ReadNeedleResponse(data=data)
 
-    async def BatchRead(self, request, context):  # noqa: N802
-        reads = [(r.volume_id, r.key, r.alternate_key, r.cookie) for r in request.reads]
-        if not 1 <= len(reads) <= MAX_BATCH_READS:
-            raise BadNeedleRequest(f"a batch reads 1 to {MAX_BATCH_READS} needles, got {len(reads)}")
+    async def BatchRead(self, request, context):
+        if not 1 <= len(request.reads) <= MAX_BATCH_READS:
+            raise BadNeedleRequest(f"a batch reads 1 to {MAX_BATCH_READS} needles, got {len(request.reads)}")
+        reads = [needle_ref(r) for r in request.reads]
         message, size = store_pb2.BatchReadResponse(), 0
         for start in range(0, len(reads), BATCH_SLICE):
             results = await self._volumes.read_many(reads[start:start + BATCH_SLICE])
@@ -97,24 +105,22 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
                     message, size = store_pb2.BatchReadResponse(), 0
                 if isinstance(result, TrenchcoatError):
                     code = grpc.StatusCode[result.status].value[0]
-                    message.results.add(index=i, code=code, message=str(result))
+                    message.results.add(index=i, code=code, message=str(result), error=wire_name(result))
                 else:
                     message.results.add(index=i, data=result)
                 size += cost
         yield message
 
-    async def DeleteNeedle(self, request, context):  # noqa: N802
+    async def DeleteNeedle(self, request, context):
         with counted("delete"):
-            deleted = await self._volumes.get(request.volume_id).delete(
-                request.key, request.alternate_key, request.cookie
-            )
+            deleted = await self._volumes.get(request.volume_id).delete(needle_ref(request))
         return store_pb2.DeleteNeedleResponse(deleted=deleted)
 
-    async def CompactVolume(self, request, context):  # noqa: N802
+    async def CompactVolume(self, request, context):
         reclaimed, live = await self._volumes.get(request.volume_id).compact()
         return store_pb2.CompactVolumeResponse(reclaimed_bytes=reclaimed, live_needles=live)
 
-    async def ScrubVolume(self, request, context):  # noqa: N802
+    async def ScrubVolume(self, request, context):
         checked, damaged = await self._volumes.get(request.volume_id).scrub()
         metrics.CRC_FAILURES.inc(len(damaged))
         return store_pb2.ScrubVolumeResponse(
@@ -125,27 +131,29 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             ],
         )
 
-    async def VolumeStatus(self, request, context):  # noqa: N802
+    async def VolumeStatus(self, request, context):
         volumes = [self._volumes.get(request.volume_id)] if request.volume_id else self._volumes.all()
         return store_pb2.VolumeStatusResponse(
             machine_id=self._machine_id, volumes=[volume_info(v) for v in volumes]
         )
 
-    async def SetReadOnly(self, request, context):  # noqa: N802
+    async def SetReadOnly(self, request, context):
         volume = self._volumes.get(request.volume_id)
         await volume.set_read_only(request.read_only)
         return store_pb2.SetReadOnlyResponse(volume=volume_info(volume))
 
-    async def ExportVolume(self, request, context):  # noqa: N802
+    async def ExportVolume(self, request, context):
         volume = self._volumes.get(request.volume_id)
         async for offset, data, end in volume.export(request.offset, request.chunk_bytes):
             yield store_pb2.ExportVolumeResponse(
                 offset=offset, data=data, crc32c=needle.crc32c(data), end_offset=end
             )
 
-    async def RepairVolume(self, request, context):  # noqa: N802
+    async def RepairVolume(self, request, context):
         if not request.source_address:
             raise BadNeedleRequest("source_address is required (host:port of a store with a good copy)")
-        chunks = peer.export_chunks(request.source_address, request.volume_id, request.chunk_bytes)
-        volume, copied = await self._volumes.restore(request.volume_id, chunks)
+        # A refused copy stops reading the source's stream at once (the call is cancelled).
+        async with contextlib.aclosing(self._peers.export(request.source_address, request.volume_id,
+                                                          request.chunk_bytes)) as chunks:
+            volume, copied = await self._volumes.restore(request.volume_id, chunks)
         return store_pb2.RepairVolumeResponse(volume=volume_info(volume), copied_bytes=copied)

@@ -35,14 +35,16 @@ is then ignored.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import time
-import errno
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from store import checkpoint, metrics, needle
 from store.errors import (
@@ -53,16 +55,24 @@ from store.errors import (
     NeedleNotFound,
     NeedleTooLarge,
     VolumeReadOnly,
+    VolumeRetired,
 )
-from store.index import DELETED_BIT, MAX_OFFSET, OFFSET_UNIT, SIZE_MASK, Entry, NeedleIndex
-from trenchcoat.errors import TrenchcoatError
+from store.index import (
+    DELETED_BIT,
+    MAX_OFFSET,
+    OFFSET_UNIT,
+    SIZE_MASK,
+    Entry,
+    NeedleIndex,
+)
+from trenchcoat.errors import Internal, TrenchcoatError
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.store_types import Damage
 
 log = logging.getLogger(__name__)
 
 SCAN_CHUNK = 8 * 1024 * 1024
 EXPORT_CHUNK = 1024 * 1024
-MAX_U32 = (1 << 32) - 1
-MAX_U64 = (1 << 64) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +95,6 @@ class VolumeStats:
     """Needles flagged deleted and still in the index."""
     live_bytes: int = 0
     """Stored bytes of live needles; everything else past the superblock is dead."""
-
-
-@dataclass(frozen=True, slots=True)
-class Damage:
-    """A needle that failed verification."""
-
-    key: int
-    alternate_key: int
-    offset: int
-    reason: str
 
 
 @dataclass(slots=True)
@@ -154,12 +154,15 @@ class GroupCommit:
 
     async def _sync(self, target: int) -> None:
         batch = target - self._synced
+        handle = self._volume._handle  # held: a compaction or repair may retire it meanwhile
+        fd = handle.acquire()
         try:
-            await self._volume._in_thread(os.fdatasync, self._volume._handle.fd)
+            await self._volume._in_thread(os.fdatasync, fd)
         except OSError as exc:
             self._volume._fail(f"fdatasync failed: {exc}")
             raise DiskFailure(f"volume {self._volume.volume_id}: fdatasync failed: {exc}") from exc
         finally:
+            handle.release()
             self._running = None
         self._synced = target
         self._volume.io.fsyncs += 1
@@ -195,6 +198,7 @@ class Volume:
         self._pending: set[int] = set()
         self._compaction_deletes: set[tuple[int, int]] | None = None
         self._changed = False
+        self._retired = False
         self._recount()
 
     # --- properties --------------------------------------------------------------------
@@ -226,9 +230,9 @@ class Volume:
 
     # --- write -------------------------------------------------------------------------
 
-    async def write(self, key: int, alt: int, cookie: int, data: bytes) -> tuple[int, int]:
+    async def write(self, ref: NeedleRef, data: bytes) -> tuple[int, int]:
         """Appends a needle durably; returns (offset, stored size)."""
-        _check_ids(key, alt, cookie)
+        key, alt, cookie = ref.key, ref.alternate_key, ref.cookie
         if len(data) > self.limits.max_needle_bytes:
             raise NeedleTooLarge(
                 f"needle of {len(data)} bytes exceeds the maximum of {self.limits.max_needle_bytes}"
@@ -250,10 +254,19 @@ class Volume:
                 raise DiskFailure(f"volume {self.volume_id}: write failed: {exc}") from exc
             self._end = offset + len(raw)
             self._pending.add(offset)
+            generation = self.superblock.generation
         try:
             await self._commit.wait_durable()
         finally:
-            self._pending.discard(offset)
+            if self.superblock.generation == generation:
+                self._pending.discard(offset)  # (a swap cleared the old file's offsets)
+        if self.superblock.generation != generation:
+            # A compaction swapped files while this write waited for its sync: its tail
+            # catch-up copied the needle and indexed it at its new offset (durably).
+            moved = self._index.get(key, alt)
+            if moved is None:
+                raise Internal(f"volume {self.volume_id}: compaction lost needle {key:#x}/{alt} written during it")
+            return moved.offset, moved.size
         self._index_put(key, alt, offset, len(raw), deleted=False)
         self._changed = True
         return offset, len(raw)
@@ -271,9 +284,9 @@ class Volume:
 
     # --- read --------------------------------------------------------------------------
 
-    async def read(self, key: int, alt: int, cookie: int) -> bytes:
+    async def read(self, ref: NeedleRef) -> bytes:
         """The needle's data after verification, with exactly one pread."""
-        entry = self._entry(key, alt, cookie)
+        entry = self._entry(ref.key, ref.alternate_key)
         handle = self._handle
         fd = handle.acquire()
         try:
@@ -283,20 +296,20 @@ class Volume:
         finally:
             handle.release()
         self.io.preads += 1
-        return self._verify(buf, key, alt, cookie, entry.offset)
+        return self._verify(buf, ref, entry.offset)
 
-    async def read_many(self, reads: Sequence[tuple[int, int, int]]) -> list[bytes | TrenchcoatError]:
-        """Several (key, alternate key, cookie) reads: for each, the data or its error.
+    async def read_many(self, reads: Sequence[NeedleRef]) -> list[bytes | TrenchcoatError]:
+        """Several reads: for each, the data or its error.
         Cached needles are read on the loop; the rest in a single trip to a reader thread."""
         results: list[bytes | TrenchcoatError | None] = [None] * len(reads)
-        bufs: list[bytes | None] = [None] * len(reads)
+        bufs: list[bytes | bytearray | None] = [None] * len(reads)
         entries: list[Entry | None] = [None] * len(reads)
         handle = self._handle
         fd = handle.acquire()
         try:
-            for i, (key, alt, cookie) in enumerate(reads):
+            for i, ref in enumerate(reads):
                 try:
-                    entries[i] = entry = self._entry(key, alt, cookie)
+                    entries[i] = entry = self._entry(ref.key, ref.alternate_key)
                 except TrenchcoatError as exc:
                     results[i] = exc
                     continue
@@ -308,19 +321,18 @@ class Volume:
                     bufs[i] = buf
         finally:
             handle.release()
-        for i, (key, alt, cookie) in enumerate(reads):
-            entry, buf = entries[i], bufs[i]
-            if entry is None or buf is None:
+        for i, ref in enumerate(reads):
+            found, buf = entries[i], bufs[i]
+            if found is None or buf is None:
                 continue
             self.io.preads += 1
             try:
-                results[i] = self._verify(buf, key, alt, cookie, entry.offset)
+                results[i] = self._verify(buf, ref, found.offset)
             except TrenchcoatError as exc:
                 results[i] = exc
         return results  # type: ignore[return-value]
 
-    def _entry(self, key: int, alt: int, cookie: int) -> Entry:
-        _check_ids(key, alt, cookie)
+    def _entry(self, key: int, alt: int) -> Entry:
         entry = self._index.get(key, alt)
         if entry is None or entry.deleted:
             raise NeedleNotFound(_not_found(self.volume_id, key, alt))
@@ -346,7 +358,8 @@ class Volume:
             return None
         return buf
 
-    def _verify(self, buf: bytes, key: int, alt: int, cookie: int, offset: int) -> bytes:
+    def _verify(self, buf: bytes | bytearray, ref: NeedleRef, offset: int) -> bytes:
+        key, alt, cookie = ref.key, ref.alternate_key, ref.cookie
         try:
             found, size = needle.unpack_header(buf)
         except needle.NeedleFormatError as exc:
@@ -380,15 +393,21 @@ class Volume:
 
     # --- delete ------------------------------------------------------------------------
 
-    async def delete(self, key: int, alt: int, cookie: int) -> bool:
+    async def delete(self, ref: NeedleRef) -> bool:
         """Flags the needle deleted on disk and in the index; False if it already was."""
-        _check_ids(key, alt, cookie)
+        key, alt, cookie = ref.key, ref.alternate_key, ref.cookie
         entry = self._index.get(key, alt)
         if entry is None:
             raise NeedleNotFound(_not_found(self.volume_id, key, alt))
         if entry.deleted:
             return False
         async with self._append_lock:
+            # Again, under the lock: a compaction may have moved the needle meanwhile.
+            entry = self._index.get(key, alt)
+            if entry is None:
+                raise NeedleNotFound(_not_found(self.volume_id, key, alt))
+            if entry.deleted:
+                return False
             header = await self._in_thread(os.pread, self._handle.fd, needle.HEADER.size, entry.offset)
             self.io.preads += 1
             try:
@@ -410,8 +429,9 @@ class Volume:
             if self._compaction_deletes is not None:
                 self._compaction_deletes.add((key, alt))
         await self._commit.wait_durable()
-        self._index.mark_deleted(key, alt)
-        self._index_fix_deleted(entry.size)
+        was = self._index.mark_deleted(key, alt)
+        if was is not None and not was.deleted:  # a compaction meanwhile may have applied it already
+            self._index_fix_deleted(was.size)
         self._changed = True
         return True
 
@@ -455,17 +475,24 @@ class Volume:
             tmp = self.path.with_suffix(".dat.compact")
             old_end = self._end
             keys, alts, units, sizes = (a.copy() for a in self._index.arrays())
-            snapshot_end = self._end
+            # Writes appended but not yet durable are not in the index: the tail catch-up
+            # copies everything from the first of them on, so none is left behind.
+            snapshot_end = min(self._pending, default=self._end)
             self._compaction_deletes = set()
             generation = self.superblock.generation + 1
+            source = self._handle
+            source_fd = source.acquire()  # held: a repair may retire this copy meanwhile
             try:
                 new_fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
                     new_sb = replace(self.superblock, generation=generation)
                     placed = await self._in_thread(
-                        _copy_live, self._handle.fd, new_fd, new_sb, keys, alts, units, sizes
+                        _copy_live, source_fd, new_fd, new_sb, keys, alts, units, sizes, snapshot_end
                     )
                     async with self._append_lock:
+                        if self._retired:
+                            raise VolumeRetired(f"volume {self.volume_id} was replaced by a repair; "
+                                                "its compaction is abandoned")
                         new_sb = replace(self.superblock, generation=generation)
                         new_index, new_end = await self._in_thread(
                             _finish_compaction, self._handle.fd, new_fd, new_sb, placed,
@@ -484,12 +511,16 @@ class Volume:
                         self._index = new_index
                         self._end = new_end
                         self.superblock = new_sb
+                        # Writes still waiting for their sync were copied (and synced) with
+                        # the tail; their old-file offsets mean nothing now.
+                        self._pending.clear()
                         self._recount()
                 except BaseException:
                     if self._handle.fd != new_fd:
                         os.close(new_fd)
                     raise
             finally:
+                source.release()
                 self._compaction_deletes = None
                 tmp.unlink(missing_ok=True)
                 self.index_path.with_suffix(".idx.compact").unlink(missing_ok=True)
@@ -528,7 +559,7 @@ class Volume:
 
     async def checkpoint(self) -> bool:
         """Writes the index checkpoint if anything changed; True if written."""
-        if not self._changed:
+        if not self._changed or self._retired:  # a replaced copy must not overwrite its successor's
             return False
         self._changed = False
         covered = min(self._pending) if self._pending else self._end
@@ -544,19 +575,21 @@ class Volume:
             self._handle.retire()
 
     async def retire(self) -> None:
-        """Before this copy is replaced: refuse writes, wait out the append in progress,
-        and close the descriptor once in-flight reads are done. No checkpoint."""
+        """Before this copy's file is replaced: refuse writes and wait out the append in
+        progress; no checkpoint or compaction of it happens from here on (either would
+        overwrite its successor's files). Reads go on until ``detach``."""
         self.superblock = replace(self.superblock, read_only=True)
         async with self._append_lock:
-            self._handle.retire()
+            self._retired = True
 
     def detach(self) -> None:
-        """Closes a volume opened only to be checked (no checkpoint, nothing in flight)."""
+        """Closes the descriptor once the reads under way on it are done (a copy replaced
+        after ``retire``, or one opened only to be checked)."""
         self._handle.retire()
 
     # --- helpers -----------------------------------------------------------------------
 
-    async def _in_thread(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _in_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _recount(self) -> None:
@@ -679,11 +712,13 @@ def _next_intact(fd: int, pos: int, size: int) -> int | None:
     return None
 
 
-def _copy_live(src: int, dst: int, sb: needle.Superblock, keys, alts, units, sizes):  # type: ignore[no-untyped-def]
-    """Compaction phase 1 (thread): copies live needles in offset order; returns
-    (key, alt, new offset, size) for each."""
+def _copy_live(src: int, dst: int, sb: needle.Superblock, keys, alts, units, sizes,
+               before: int):
+    """Compaction phase 1 (thread): copies the live needles that start before ``before``
+    (the rest are the tail's, copied in phase 2) in offset order; returns (key, alt, new
+    offset, size) for each."""
     _pwrite_all(dst, sb.pack(), 0)
-    live = (sizes & DELETED_BIT) == 0
+    live = ((sizes & DELETED_BIT) == 0) & (units.astype(np.uint64) * OFFSET_UNIT < before)
     order = units[live].argsort()
     k, a, u, s = keys[live][order], alts[live][order], units[live][order], sizes[live][order]
     out = needle.SUPERBLOCK.size
@@ -698,7 +733,7 @@ def _copy_live(src: int, dst: int, sb: needle.Superblock, keys, alts, units, siz
     return placed
 
 
-def _finish_compaction(src, dst, sb, placed, snapshot_end, end, deletes):  # type: ignore[no-untyped-def]
+def _finish_compaction(src, dst, sb, placed, snapshot_end, end, deletes):
     """Compaction phase 2 (thread, append lock held): copy needles written since the
     snapshot, apply deletes made meanwhile, sync; returns (new index, new end)."""
     index = NeedleIndex()
@@ -728,7 +763,7 @@ def _finish_compaction(src, dst, sb, placed, snapshot_end, end, deletes):  # typ
     return index, out
 
 
-def _scrub(fd, keys, alts, units, sizes) -> tuple[int, list[Damage]]:  # type: ignore[no-untyped-def]
+def _scrub(fd, keys, alts, units, sizes) -> tuple[int, list[Damage]]:
     damaged = []
     checked = 0
     for key, alt, unit, size in zip(keys.tolist(), alts.tolist(), units.tolist(), sizes.tolist()):
@@ -763,15 +798,6 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         if written <= 0:
             raise OSError(f"short write at {offset}")
         view, offset = view[written:], offset + written
-
-
-def _check_ids(key: int, alt: int, cookie: int) -> None:
-    if not 0 <= key <= MAX_U64:
-        raise BadNeedleRequest(f"key {key} is not a 64-bit unsigned integer")
-    if not 0 <= alt <= MAX_U32:
-        raise BadNeedleRequest(f"alternate key {alt} is not a 32-bit unsigned integer")
-    if not 0 <= cookie <= MAX_U32:
-        raise BadNeedleRequest(f"cookie {cookie} is not a 32-bit unsigned integer")
 
 
 def _not_found(volume_id: int, key: int, alt: int) -> str:

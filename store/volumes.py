@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from store import checkpoint, needle
@@ -24,8 +25,16 @@ from store.errors import (
     VolumeExists,
     VolumeNotFound,
 )
-from store.volume import Damage, Volume, VolumeLimits, create_volume, open_volume, volume_path
+from store.volume import (
+    Volume,
+    VolumeLimits,
+    create_volume,
+    open_volume,
+    volume_path,
+)
 from trenchcoat.errors import TrenchcoatError
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.store_types import Damage, ExportChunk
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +74,12 @@ class VolumeSet:
             raise VolumeNotFound(f"volume {volume_id} is not on this store")
         return volume
 
-    async def read_many(self, reads: Sequence[tuple[int, int, int, int]]) -> list[bytes | TrenchcoatError]:
-        """(volume id, key, alternate key, cookie) reads, possibly across volumes: for each,
-        the data or its error, in request order."""
+    async def read_many(self, reads: Sequence[NeedleRef]) -> list[bytes | TrenchcoatError]:
+        """Reads possibly across volumes: for each, the data or its error, in request order."""
         results: list[bytes | TrenchcoatError | None] = [None] * len(reads)
         by_volume: dict[int, list[int]] = {}
         for i, read in enumerate(reads):
-            by_volume.setdefault(read[0], []).append(i)
+            by_volume.setdefault(read.logical_volume, []).append(i)
         for volume_id, positions in by_volume.items():
             try:
                 volume = self.get(volume_id)
@@ -79,7 +87,7 @@ class VolumeSet:
                 for i in positions:
                     results[i] = exc
                 continue
-            got = await volume.read_many([reads[i][1:] for i in positions])
+            got = await volume.read_many([reads[i] for i in positions])
             for i, result in zip(positions, got, strict=True):
                 results[i] = result
         return results  # type: ignore[return-value]
@@ -99,11 +107,11 @@ class VolumeSet:
             self._volumes[volume_id] = volume
             return volume
 
-    async def restore(self, volume_id: int, chunks: AsyncIterator[tuple[int, bytes, int, int]]) -> tuple[Volume, int]:
-        """Replaces (or creates) a volume with a copy streamed from another replica:
-        ``chunks`` yields (offset, data, crc32c, end). Every chunk's CRC is checked, the
-        copy is made durable and verified needle by needle before it is swapped in; until
-        then the old copy serves. Returns the new volume and the bytes copied."""
+    async def restore(self, volume_id: int, chunks: AsyncIterator[ExportChunk]) -> tuple[Volume, int]:
+        """Replaces (or creates) a volume with a copy streamed from another replica. Every
+        chunk's CRC is checked, the copy is made durable and verified needle by needle
+        before it is swapped in; until then the old copy serves, and reads already under
+        way on it finish there. Returns the new volume and the bytes copied."""
         if not 1 <= volume_id <= MAX_VOLUME_ID:
             raise BadNeedleRequest(f"volume id must be in 1..{MAX_VOLUME_ID}, got {volume_id}")
         async with self._creating:
@@ -117,41 +125,54 @@ class VolumeSet:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 copied = await self._receive(fd, volume_id, chunks)
+                # A new incarnation of the file: a checkpoint the old copy wrote (or is
+                # writing) can never be mistaken for this one's.
+                old = self._volumes.get(volume_id)
+                await loop.run_in_executor(self.executor, _next_generation, fd,
+                                           old.superblock.generation if old is not None else 0)
                 await loop.run_in_executor(self.executor, os.fsync, fd)
             finally:
                 os.close(fd)
-            check, damage = await loop.run_in_executor(self.executor, open_volume, tmp, self.limits, self.executor)
-            check.detach()
-            if check.volume_id != volume_id:
-                raise CorruptVolume(f"the copy of volume {volume_id} is volume {check.volume_id}")
-            if damage:
-                raise CorruptVolume(f"the copy of volume {volume_id} has {len(damage)} damaged needles "
-                                    f"(first at offset {damage[0].offset}: {damage[0].reason})")
-            old = self._volumes.get(volume_id)
-            if old is not None:
-                await old.retire()  # refuses writes, waits out appends, keeps in-flight reads
-            path.with_suffix(".idx").unlink(missing_ok=True)  # the old copy's checkpoint
-            os.replace(tmp, path)
-            checkpoint.fsync_dir(self.directory)
-            volume, _ = await loop.run_in_executor(self.executor, open_volume, path, self.limits, self.executor)
+            volume, damage = await loop.run_in_executor(self.executor, open_volume, tmp, self.limits, self.executor)
+            try:
+                if volume.volume_id != volume_id:
+                    raise CorruptVolume(f"the copy of volume {volume_id} is volume {volume.volume_id}")
+                if damage:
+                    raise CorruptVolume(f"the copy of volume {volume_id} has {len(damage)} damaged needles "
+                                        f"(first at offset {damage[0].offset}: {damage[0].reason})")
+                old = self._volumes.get(volume_id)
+                if old is not None:
+                    await old.retire()  # no write, checkpoint or compaction of it from here on
+                path.with_suffix(".idx").unlink(missing_ok=True)  # the old copy's checkpoint
+                os.replace(tmp, path)  # the open descriptor follows the file
+                checkpoint.fsync_dir(self.directory)
+                volume.path = path
+            except BaseException:
+                volume.detach()
+                raise
+            # The verified copy serves from here on; the old one closes once the reads
+            # under way on it are done.
             self._volumes[volume_id] = volume
+            if old is not None:
+                old.detach()
             log.info("volume %d restored from a replica: %d bytes, %d needles", volume_id, copied, volume.stats.needles)
             return volume, copied
         finally:
             tmp.unlink(missing_ok=True)
             self._restoring.discard(volume_id)
 
-    async def _receive(self, fd: int, volume_id: int, chunks: AsyncIterator[tuple[int, bytes, int, int]]) -> int:
+    async def _receive(self, fd: int, volume_id: int, chunks: AsyncIterator[ExportChunk]) -> int:
         loop = asyncio.get_running_loop()
         expected, end = 0, None
-        async for offset, data, crc, chunk_end in chunks:
-            if offset != expected:
-                raise CorruptVolume(f"repair of volume {volume_id}: chunk at {offset}, expected {expected}")
-            if needle.crc32c(data) != crc:
-                raise ChecksumMismatch(f"repair of volume {volume_id}: chunk at {offset} failed its checksum in transit")
-            await loop.run_in_executor(self.executor, os.pwrite, fd, data, offset)
-            expected += len(data)
-            end = chunk_end
+        async for chunk in chunks:
+            if chunk.offset != expected:
+                raise CorruptVolume(f"repair of volume {volume_id}: chunk at {chunk.offset}, expected {expected}")
+            if needle.crc32c(chunk.data) != chunk.crc32c:
+                raise ChecksumMismatch(
+                    f"repair of volume {volume_id}: chunk at {chunk.offset} failed its checksum in transit")
+            await loop.run_in_executor(self.executor, os.pwrite, fd, chunk.data, chunk.offset)
+            expected += len(chunk.data)
+            end = chunk.end
         if end is None or expected != end:
             raise CorruptVolume(f"repair of volume {volume_id}: stream ended at {expected} of {end} bytes")
         return expected
@@ -166,6 +187,18 @@ class VolumeSet:
         for volume in self.all():
             await volume.close()
         self.executor.shutdown(wait=True)
+
+
+def _next_generation(fd: int, floor: int) -> None:
+    """Rewrites a received copy's superblock with a generation above both its own and
+    ``floor`` (blocking; call in a thread). A copy whose superblock does not parse is left
+    for the verification to refuse."""
+    try:
+        superblock = needle.Superblock.unpack(os.pread(fd, needle.SUPERBLOCK.size, 0))
+    except ValueError:
+        return
+    bumped = replace(superblock, generation=max(superblock.generation, floor) + 1)
+    os.pwrite(fd, bumped.pack(), 0)
 
 
 class Checkpointer:

@@ -7,17 +7,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from tests import harness
-from trenchcoat import procs
-from trenchcoat.v1 import directory_pb2 as dpb
-from trenchcoat.v1 import directory_pb2_grpc
+from trenchcoat import procs, rpc
+from trenchcoat.cache_client import CacheClient
+from trenchcoat.directory_client import DirectoryClient, StoreView, VolumeView
+from trenchcoat.errors import TrenchcoatError
+from trenchcoat.media_client import MediaClient
+from trenchcoat.store_client import StoreClient
 
 FAST = {
     "TRENCHCOAT_DIRECTORY__LIVENESS_TTL_S": "2",
@@ -32,6 +34,11 @@ FAST = {
     "TRENCHCOAT_ROUTER__REPLICA_TIMEOUT_S": "3",
     "TRENCHCOAT_CLUSTER__LOG_LEVEL": "INFO",
 }
+CALL_TIMEOUT_S = 30.0
+"""Bound on one call of a test's store, cache or router client (the machine is busy)."""
+DIRECTORY_TIMEOUT_S = 10.0
+"""Bound on one call to one directory before the directory client tries the next."""
+
 for _section in ("DIRECTORY", "STORE", "CACHE", "ROUTER"):
     FAST[f"TRENCHCOAT_{_section}__DRAIN_NOTICE_S"] = "0"
     FAST[f"TRENCHCOAT_{_section}__GRACE_PERIOD_S"] = "1"
@@ -97,7 +104,7 @@ class MediaCluster:
         self.stores[machine_id] = proc
         return proc
 
-    def start_cache(self, i: int | None = None) -> harness.ServiceProcess:
+    def start_cache(self, i: int | None = None, *, wait: bool = True) -> harness.ServiceProcess:
         if i is None:
             self.cache_ports.append((procs.free_port(), procs.free_port()))
             self.caches.append(None)
@@ -105,7 +112,8 @@ class MediaCluster:
         port, mport = self.cache_ports[i]
         proc = self.start(f"cache-{i + 1}", harness.python_module("cache"), port=port, metrics_port=mport,
                           env={**self.env, "TRENCHCOAT_CACHE__PORT": str(port), "TRENCHCOAT_CACHE__METRICS_PORT": str(mport),
-                               "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(self.directory_endpoints())})
+                               "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(self.directory_endpoints())},
+                          wait=wait)
         self.caches[i] = proc
         return proc
 
@@ -135,37 +143,73 @@ class MediaCluster:
     def directory_address(self) -> str:
         return next(p.address for p in self.directories if p is not None and p.process.running())
 
-    async def directory(self) -> directory_pb2_grpc.DirectoryServiceStub:
-        channel = grpc.aio.insecure_channel(self.directory_address())
-        return directory_pb2_grpc.DirectoryServiceStub(channel)
+    def running_directories(self) -> list[str]:
+        """Addresses of the directories still running, in start order."""
+        return [p.address for p in self.directories if p is not None and p.process.running()]
 
-    async def volumes(self) -> list[dpb.LogicalVolume]:
-        async with grpc.aio.insecure_channel(self.directory_address()) as channel:
-            stub = directory_pb2_grpc.DirectoryServiceStub(channel)
-            return list((await stub.ListVolumes(dpb.ListVolumesRequest())).volumes)
+    def directory(self, pool: rpc.ChannelPool) -> DirectoryClient:
+        """A client of the running directories (the first one asked first) over ``pool``."""
+        return DirectoryClient(pool, self.running_directories(), timeout_s=DIRECTORY_TIMEOUT_S)
 
-    async def stores_seen(self) -> list[dpb.StoreMachine]:
-        async with grpc.aio.insecure_channel(self.directory_address()) as channel:
-            stub = directory_pb2_grpc.DirectoryServiceStub(channel)
-            return list((await stub.ListStores(dpb.ListStoresRequest())).stores)
+    @asynccontextmanager
+    async def clients(self) -> AsyncIterator[Clients]:
+        """Typed clients of this cluster over one channel pool, closed on leaving the block:
+        ``async with cluster.clients() as c: await c.media.upload(...)``."""
+        async with rpc.ChannelPool() as pool:
+            yield Clients(self, pool)
 
-    async def leader(self) -> dpb.GetLeaderResponse | None:
-        async with grpc.aio.insecure_channel(self.directory_address()) as channel:
-            stub = directory_pb2_grpc.DirectoryServiceStub(channel)
+    async def volumes(self) -> list[VolumeView]:
+        async with rpc.ChannelPool() as pool:
+            return await self.directory(pool).list_volumes()
+
+    async def stores_seen(self) -> list[StoreView]:
+        async with rpc.ChannelPool() as pool:
+            return await self.directory(pool).list_stores()
+
+    async def leader(self) -> tuple[str, str] | None:
+        """(name, address) of the leading directory, or None (an election, no directory)."""
+        async with rpc.ChannelPool() as pool:
             try:
-                return await stub.GetLeader(dpb.GetLeaderRequest())
-            except grpc.aio.AioRpcError:
+                return await self.directory(pool).leader()
+            except TrenchcoatError:
                 return None
 
 
+class Clients:
+    """The typed clients of one cluster's processes, sharing one channel pool."""
+
+    def __init__(self, cluster: MediaCluster, pool: rpc.ChannelPool) -> None:
+        self.cluster = cluster
+        self.pool = pool
+        self.store = StoreClient(pool, timeout_s=CALL_TIMEOUT_S)
+
+    @property
+    def directory(self) -> DirectoryClient:
+        """The running directories (asked at each use: one may have been killed)."""
+        return self.cluster.directory(self.pool)
+
+    @property
+    def media(self) -> MediaClient:
+        """The router's MediaService."""
+        assert self.cluster.router is not None, "the cluster has no router"
+        return MediaClient(self.pool, self.cluster.router.address, timeout_s=60.0)
+
+    @property
+    def cache(self) -> CacheClient:
+        """The caches, as the router is given them (cache i is cache_ports[i - 1])."""
+        return CacheClient(self.pool, [f"127.0.0.1:{p}" for p, _ in self.cluster.cache_ports],
+                           timeout_s=CALL_TIMEOUT_S)
+
+
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0, what: str = "") -> Any:
-    """Polls ``check`` until it returns something truthy; fails with ``what`` on timeout."""
+    """Polls ``check`` until it returns something truthy (a typed error it raises counts as
+    falsy); fails with ``what`` on timeout."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         try:
             last = await check()
-        except grpc.aio.AioRpcError as exc:
+        except TrenchcoatError as exc:
             last = exc
         if last and not isinstance(last, Exception):
             return last
@@ -186,10 +230,8 @@ async def fresh_database(dsn: str) -> str:
     return dsn.rsplit("/", 1)[0] + "/" + name
 
 
-async def writable_volumes(cluster: MediaCluster, n: int) -> list[Any] | None:
-    from trenchcoat.v1 import directory_pb2 as dpb
-
-    volumes = [v for v in await cluster.volumes() if v.state == dpb.VOLUME_STATE_WRITABLE]
+async def writable_volumes(cluster: MediaCluster, n: int) -> list[VolumeView] | None:
+    volumes = [v for v in await cluster.volumes() if v.state == "writable"]
     return volumes if len(volumes) >= n else None
 
 

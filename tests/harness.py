@@ -98,9 +98,10 @@ def start_service(
     log_dir: Path,
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    wait: bool = True,
 ) -> ServiceProcess:
     """Starts ``argv`` (e.g. ``[sys.executable, "-m", "store"]``) as a real process and
-    waits until its gRPC health is SERVING."""
+    (unless ``wait`` is false) waits until its gRPC health is SERVING."""
     address = f"127.0.0.1:{port}"
     process = procs.ManagedProcess(
         name=name,
@@ -113,7 +114,8 @@ def start_service(
     )
     process.start()
     try:
-        process.wait_ready(timeout)
+        if wait:
+            process.wait_ready(timeout)
     except BaseException:
         process.stop()
         raise

@@ -14,7 +14,6 @@ else built-in defaults); TRENCHCOAT_<SECTION>__<KEY> variables override single k
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import os
 import signal
@@ -109,9 +108,9 @@ def cmd_status(args: argparse.Namespace, config: configmod.Config) -> int:
 
 
 def cmd_put(args: argparse.Namespace, config: configmod.Config) -> int:
-    reply = asyncio.run(admin.put(config, args.file, args.user, args.content_type, args.idempotency_key))
-    print(f"media_id {reply.media.ref.media_id}")
-    print(f"url      {reply.media.url}")
+    media = admin.put(config, args.file, args.user, args.content_type, args.idempotency_key)
+    print(f"media_id {media.media_id}")
+    print(f"url      {media.url}")
     return EXIT_OK
 
 
@@ -136,9 +135,9 @@ def cmd_config(args: argparse.Namespace, config: configmod.Config) -> int:
             section, name = key.split(".", 1)
             print(f"{key} = {default}\n    {doc}\n    env: {configmod.env_key(section, name)}")
         return EXIT_OK
-    for section in dataclasses.fields(config):
-        print(f"[{section.name}]")
-        values = getattr(config, section.name)
+    for part in dataclasses.fields(config):
+        print(f"[{part.name}]")
+        values = getattr(config, part.name)
         for f in dataclasses.fields(values):
             print(f"{f.name} = {configmod.to_toml(getattr(values, f.name))}")
         print()

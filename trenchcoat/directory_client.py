@@ -1,24 +1,36 @@
-"""A client's view of the Directory (routers, caches): a copy of the volume map kept current by the
-WatchVolumes stream (reconnecting to any directory process when one goes away), plus the
-few calls that change things. Protobuf stays in this module."""
+"""A client's view of the Directory (routers, caches): a copy of the volume map kept
+current by the WatchVolumes stream (reconnecting to any directory process when one goes
+away), the few calls that change things, and the command-line tools' questions.
+
+The copy is a cache of the Directory's state, never the authority: it may be behind
+(the stream follows one directory process, which may be stalled; until the first
+snapshot arrives it is empty). So ``volume(id)`` answers a volume missing from the copy
+by asking a directory, which checks etcd before it says NOT_FOUND: a photo is never
+declared missing because this process has not heard of its volume yet. ``ready`` is set
+once the first snapshot arrived (services report SERVING only then).
+
+Protobuf stays in this module.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import grpc
-
-from trenchcoat.errors import NotFound, Unavailable
+from trenchcoat import rpc
+from trenchcoat.errors import TrenchcoatError, Unavailable
 from trenchcoat.v1 import directory_pb2 as pb
 from trenchcoat.v1 import directory_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+STATE_NAMES = {pb.VOLUME_STATE_WRITABLE: "writable", pb.VOLUME_STATE_READ_ONLY: "read-only",
+               pb.VOLUME_STATE_SEALED: "sealed", pb.VOLUME_STATE_WARM: "warm"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +39,7 @@ class ReplicaView:
     volume_id: int
     address: str
     alive: bool
+    rack: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +48,10 @@ class VolumeView:
     writable: bool
     room: int
     replicas: tuple[ReplicaView, ...]
+    state: str = ""
+    """"writable", "read-only", "sealed" or "warm"."""
+    used_bytes: int = 0
+    capacity_bytes: int = 0
 
     def writable_for(self, size: int) -> bool:
         return self.writable and self.room >= size and all(r.alive for r in self.replicas)
@@ -43,77 +60,136 @@ class VolumeView:
         return next((r for r in self.replicas if r.machine_id == machine_id), None)
 
 
+@dataclass(frozen=True, slots=True)
+class StoreView:
+    machine_id: int
+    address: str
+    rack: str
+    capacity_bytes: int
+    free_bytes: int
+    alive: bool
+
+
 def _view(v: pb.LogicalVolume) -> VolumeView:
     return VolumeView(
         id=v.id,
         writable=v.state == pb.VOLUME_STATE_WRITABLE,
         room=max(0, v.capacity_bytes - v.used_bytes),
-        replicas=tuple(ReplicaView(r.machine_id, r.volume_id, r.address, r.alive) for r in v.replicas),
+        replicas=tuple(ReplicaView(r.machine_id, r.volume_id, r.address, r.alive, r.rack) for r in v.replicas),
+        state=STATE_NAMES.get(v.state, "?"),
+        used_bytes=v.used_bytes,
+        capacity_bytes=v.capacity_bytes,
     )
 
 
 class DirectoryClient:
-    def __init__(self, endpoints: Sequence[str], timeout_s: float = 3.0) -> None:
+    def __init__(self, pool: rpc.ChannelPool, endpoints: Sequence[str], timeout_s: float = 3.0) -> None:
         if not endpoints:
             raise ValueError("no directory endpoints")
+        self._pool = pool
         self._endpoints = list(endpoints)
-        self._channels = [grpc.aio.insecure_channel(e) for e in self._endpoints]
-        self._stubs = [directory_pb2_grpc.DirectoryServiceStub(c) for c in self._channels]
-        self._next = itertools.count()
+        self._preferred = 0
         self._timeout = timeout_s
         self.volumes: dict[int, VolumeView] = {}
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
-        self._stream: grpc.aio.UnaryStreamCall | None = None
+        self._locating: dict[int, asyncio.Future[VolumeView]] = {}
 
-    async def _call(self, method: str, request: object) -> object:
-        """Calls ``method`` on the directories in turn until one answers."""
-        start = next(self._next)
-        last: grpc.aio.AioRpcError | None = None
-        for i in range(len(self._stubs)):
-            stub = self._stubs[(start + i) % len(self._stubs)]
+    def _stub(self, endpoint: str) -> directory_pb2_grpc.DirectoryServiceStub:
+        return self._pool.stub(directory_pb2_grpc.DirectoryServiceStub, endpoint)
+
+    async def _call(self, method: str, request: object) -> Any:
+        """Calls ``method`` on the directories, starting with the one that answered last,
+        until one answers; only Unavailable (unreachable, too slow) moves to the next."""
+        last: TrenchcoatError | None = None
+        start = self._preferred
+        for i in range(len(self._endpoints)):
+            k = (start + i) % len(self._endpoints)
+            endpoint = self._endpoints[k]
             try:
-                return await getattr(stub, method)(request, timeout=self._timeout)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in _RETRYABLE:
-                    if exc.code() == grpc.StatusCode.NOT_FOUND:
-                        raise NotFound(exc.details()) from None
-                    raise Unavailable(f"directory {method}: {exc.code().name}: {exc.details()}") from None
+                reply = await rpc.unary(getattr(self._stub(endpoint), method), request,
+                                        remote=f"directory {endpoint}", timeout=self._timeout)
+            except Unavailable as exc:
                 last = exc
-        raise Unavailable(f"no directory answered {method} ({', '.join(self._endpoints)}): "
-                          f"{last.details() if last else ''}")
+                continue
+            self._preferred = k
+            return reply
+        raise Unavailable(f"{method} failed on every directory ({', '.join(self._endpoints)}); the last said: {last}")
+
+    # --- the volume map ----------------------------------------------------------------
+
+    async def volume(self, volume_id: int) -> VolumeView:
+        """The volume from the local copy, or from a directory when the copy does not have
+        it. Raises NotFound only when the Directory's state has no such volume."""
+        known = self.volumes.get(volume_id)
+        if known is not None:
+            return known
+        pending = self._locating.get(volume_id)
+        if pending is None:  # one question per volume, however many readers wait for it
+            pending = self._locating[volume_id] = asyncio.ensure_future(self.locate(volume_id))
+            pending.add_done_callback(functools.partial(self._located, volume_id))
+        return await asyncio.shield(pending)
+
+    def _located(self, volume_id: int, done: asyncio.Future[VolumeView]) -> None:
+        self._locating.pop(volume_id, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here: every waiter may have given up
+
+    async def locate(self, volume_id: int) -> VolumeView:
+        """The volume as a directory sees it now (replicas in read order), remembered in the
+        local copy if the stream has not brought it yet."""
+        view = _view((await self._call("Locate", pb.LocateRequest(logical_volume=volume_id))).volume)
+        self.volumes.setdefault(volume_id, view)
+        return view
+
+    async def list_volumes(self) -> list[VolumeView]:
+        return [_view(v) for v in (await self._call("ListVolumes", pb.ListVolumesRequest())).volumes]
+
+    async def list_stores(self) -> list[StoreView]:
+        reply = await self._call("ListStores", pb.ListStoresRequest())
+        return [StoreView(s.machine_id, s.address, s.rack, s.capacity_bytes, s.free_bytes, s.alive)
+                for s in reply.stores]
+
+    async def leader(self) -> tuple[str, str]:
+        """(name, address) of the directory that leads; Unavailable during an election."""
+        reply = await self._call("GetLeader", pb.GetLeaderRequest())
+        return reply.leader, reply.address
+
+    # --- changes -----------------------------------------------------------------------
 
     async def allocate(self, size: int, exclude: Sequence[int], avoid_machines: Sequence[int] = ()) -> VolumeView:
         reply = await self._call("Allocate", pb.AllocateRequest(size_bytes=size, exclude=list(exclude),
                                                                 avoid_machines=list(avoid_machines)))
-        view = _view(reply.volume)  # type: ignore[attr-defined]
+        view = _view(reply.volume)
         self.volumes[view.id] = view
         return view
 
-    async def mark_read_only(self, volume_id: int, reason: str, *, repair: bool) -> None:
+    async def mark_read_only(self, volume_id: int, reason: str, *, repair: bool) -> VolumeView:
         reply = await self._call("MarkReadOnly", pb.MarkReadOnlyRequest(logical_volume=volume_id, reason=reason,
                                                                         repair=repair))
-        self.volumes[volume_id] = _view(reply.volume)  # type: ignore[attr-defined]
+        view = self.volumes[volume_id] = _view(reply.volume)
+        return view
+
+    # --- following WatchVolumes (a service worker) -----------------------------------
 
     async def run(self) -> None:
         """Follows WatchVolumes, moving to the next directory when a stream breaks."""
         for turn in itertools.count():
             if self._stop.is_set():
                 return
-            stub = self._stubs[turn % len(self._stubs)]
+            endpoint = self._endpoints[turn % len(self._endpoints)]
             try:
-                self._stream = stub.WatchVolumes(pb.WatchVolumesRequest())
-                async for message in self._stream:
+                async for message in rpc.stream_out(self._stub(endpoint).WatchVolumes, pb.WatchVolumesRequest(),
+                                                    remote=f"directory {endpoint}", timeout=None):
                     if message.snapshot:
                         self.volumes = {v.id: _view(v) for v in message.volumes}
                     else:
                         for v in message.volumes:
                             self.volumes[v.id] = _view(v)
                     self.ready.set()
-            except grpc.aio.AioRpcError as exc:
+            except TrenchcoatError as exc:
                 if not self._stop.is_set():
-                    log.warning("volume map stream from %s ended: %s; switching directory",
-                                self._endpoints[turn % len(self._endpoints)], exc.code().name)
+                    log.warning("volume map stream ended (%s); switching directory", exc)
             except asyncio.CancelledError:
                 if self._stop.is_set():
                     return
@@ -125,9 +201,3 @@ class DirectoryClient:
 
     async def shutdown(self) -> None:
         self._stop.set()
-        if self._stream is not None:
-            self._stream.cancel()
-
-    async def close(self) -> None:
-        for channel in self._channels:
-            await channel.close()

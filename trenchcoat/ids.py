@@ -82,7 +82,7 @@ def from_signed(value: int) -> int:
 
 def _check_range(name: str, value: int, maximum: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise TypeError(f"{name} must be an integer, got {value!r}")
     if not 0 <= value <= maximum:
         raise ValueError(f"{name} must be in [0, {maximum}], got {value}")
 

@@ -1,8 +1,9 @@
 """The one server interceptor every service runs behind.
 
 For each RPC it records Prometheus RED metrics (requests by status code, latency,
-in-flight) and turns the typed errors of ``trenchcoat.errors`` into gRPC status codes, so
-servicers never map errors by hand and clients never see UNKNOWN. An unexpected exception
+in-flight) and turns the typed errors of ``trenchcoat.errors`` into gRPC status codes
+(with the error's class name in the trailing metadata, which ``trenchcoat.rpc`` turns back
+into the same class), so servicers never map errors by hand and clients never see UNKNOWN. An unexpected exception
 is logged with its traceback and answered INTERNAL.
 """
 
@@ -13,12 +14,13 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
-from trenchcoat.errors import InvalidArgument, TrenchcoatError
+from trenchcoat.errors import WIRE_NAME_KEY, InvalidArgument, TrenchcoatError, wire_name
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +55,13 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     handler is built on its first call and reused: the per-call cost is the RPC's own."""
 
     def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         name = handler_call_details.method
         wrapped = self._wrapped.get(name)
         if wrapped is None:
@@ -70,22 +72,23 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
 
-def _wrap(handler: grpc.RpcMethodHandler, metrics: _Metrics) -> grpc.RpcMethodHandler:
+def _wrap(handler: grpc.RpcMethodHandler[Any, Any], metrics: _Metrics) -> grpc.RpcMethodHandler[Any, Any]:
     # Requests are decoded inside the wrapper, so an undecodable message is answered
     # INVALID_ARGUMENT (grpc itself would say UNKNOWN).
     decode = handler.request_deserializer or (lambda raw: raw)
+    encode = handler.response_serializer
     if handler.unary_unary:
-        behavior = _wrap_unary(handler.unary_unary, metrics, decode, stream_in=False)
-        return handler._replace(unary_unary=behavior, request_deserializer=None)
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap_unary(handler.unary_unary, metrics, decode, stream_in=False), response_serializer=encode)
     if handler.stream_unary:
-        behavior = _wrap_unary(handler.stream_unary, metrics, decode, stream_in=True)
-        return handler._replace(stream_unary=behavior, request_deserializer=None)
+        return grpc.stream_unary_rpc_method_handler(
+            _wrap_unary(handler.stream_unary, metrics, decode, stream_in=True), response_serializer=encode)
     if handler.unary_stream:
-        behavior = _wrap_stream(handler.unary_stream, metrics, decode, stream_in=False)
-        return handler._replace(unary_stream=behavior, request_deserializer=None)
+        return grpc.unary_stream_rpc_method_handler(
+            _wrap_stream(handler.unary_stream, metrics, decode, stream_in=False), response_serializer=encode)
     if handler.stream_stream:
-        behavior = _wrap_stream(handler.stream_stream, metrics, decode, stream_in=True)
-        return handler._replace(stream_stream=behavior, request_deserializer=None)
+        return grpc.stream_stream_rpc_method_handler(
+            _wrap_stream(handler.stream_stream, metrics, decode, stream_in=True), response_serializer=encode)
     return handler
 
 
@@ -114,7 +117,7 @@ class BadRequest(InvalidArgument):
 def _decoded(decode: Callable[[bytes], Any], raw: Any) -> Any:
     try:
         return decode(raw)
-    except Exception as exc:  # protobuf raises DecodeError; any failure here is the client's
+    except Exception as exc:  # noqa: BLE001 - whatever fails to decode the client's bytes is the client's fault
         raise BadRequest(f"request does not decode: {exc}") from None
 
 
@@ -140,7 +143,8 @@ class _Call:
         self.start = time.perf_counter()
         self.metrics.in_flight.inc()
 
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool:
         if exc is None or isinstance(exc, grpc.aio.AbortError):
             self._finish(self.context.code() or grpc.StatusCode.OK)
         elif isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
@@ -148,7 +152,9 @@ class _Call:
         elif isinstance(exc, TrenchcoatError):
             code = status_for(exc)
             self._finish(code)
-            await self.context.abort(code, str(exc) or type(exc).__name__)
+            # The class travels too, so the client's edge raises the same one (trenchcoat.rpc).
+            await self.context.abort(code, str(exc) or type(exc).__name__,
+                                     trailing_metadata=((WIRE_NAME_KEY, wire_name(exc)),))
         elif isinstance(exc, Exception) and self.context.code() not in (None, grpc.StatusCode.OK):
             # The handler chose a status before raising (the generated base servicers set
             # UNIMPLEMENTED, then raise NotImplementedError): keep its choice.

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from trenchcoat import admin, procs
-from trenchcoat.config import Config, ServiceConfig, env_key
+from trenchcoat.config import Config, ServiceConfig, StoreConfig, env_key
 from trenchcoat.errors import FailedPrecondition, TrenchcoatError
 
 #: Service packages in start order (dependencies of later ones come first).
@@ -109,9 +109,9 @@ class Cluster:
                 continue
             grace = self._grace(process)
             code = process.stop(timeout=grace)
-            clean = code in (0, -process.stop_signal)
             if process.name not in self.reported:
-                self._say(f"stopped {process.name}" + ("" if clean else f" ({procs.describe_exit(code)})"))
+                how = "" if code is None or code in (0, -process.stop_signal) else f" ({procs.describe_exit(code)})"
+                self._say(f"stopped {process.name}{how}")
         (self.data_dir / STATE_FILE).unlink(missing_ok=True)
         if self._lock is not None:
             self._lock.close()
@@ -146,7 +146,7 @@ class Cluster:
     # --- the pieces --------------------------------------------------------------------
 
     def _take_lock(self) -> None:
-        lock = open(self.data_dir / "launcher.lock", "w")
+        lock = open(self.data_dir / "launcher.lock", "w")  # noqa: SIM115 - held open: the lock lives as long as the launcher
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -163,7 +163,7 @@ class Cluster:
         if self.config.cdn.enabled and not procs.port_is_free(self.config.cdn.port, self.config.cluster.host):
             raise LauncherError(f"cdn.port = {self.config.cdn.port} is in use on {self.config.cluster.host}; "
                                 "free it or change cdn.port in the config")
-        for section, _ in implemented_services().items():
+        for section in implemented_services():
             service: ServiceConfig = getattr(self.config, section)
             for i in range(service.count):
                 for key in service.port_keys():
@@ -308,9 +308,9 @@ class Cluster:
 
 def _identity(section: str, service: ServiceConfig, index: int) -> dict[str, str]:
     """Per-process identity overrides (a store's machine id and rack)."""
-    if section != "store":
+    if not isinstance(service, StoreConfig):
         return {}
-    racks = getattr(service, "racks")
+    racks = service.racks
     return {
         env_key("store", "machine_id"): str(index + 1),
         env_key("store", "rack"): racks[index % len(racks)],

@@ -244,17 +244,9 @@ def grpc_health_probe(address: str, service: str = "") -> Callable[[], bool]:
 
 def grpc_health(address: str, service: str = "", timeout: float = 1.0) -> str:
     """The health status name of a gRPC server (``UNREACHABLE`` if it does not answer)."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from trenchcoat import rpc  # grpc loads only when a probe runs
 
-    with grpc.insecure_channel(address) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout
-            )
-        except grpc.RpcError as exc:
-            return "UNREACHABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE else exc.code().name
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    return rpc.health_blocking(address, service=service, timeout=timeout)
 
 
 # --- the private dependencies ---------------------------------------------------------

@@ -24,8 +24,8 @@ def proto_files() -> list[Path]:
 
 def generate(out_root: Path) -> list[Path]:
     """Writes the stubs under ``out_root/trenchcoat/v1/`` and returns their paths."""
-    from grpc_tools import protoc  # dev dependency: imported only when generating
     import grpc_tools
+    from grpc_tools import protoc  # dev dependency: imported only when generating
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     out_root.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,8 @@ Every service process gets, from ``ServiceHost``:
 - Prometheus ``/metrics`` over HTTP, fed by ``trenchcoat.interceptor`` (per-method
   requests by code, latency, in-flight) plus whatever the service registers;
 - error mapping from ``trenchcoat.errors`` to gRPC status codes;
+- readiness: health says NOT_SERVING until the service's ``ready`` conditions hold
+  (a cache or router is not ready before its first copy of the volume map arrives);
 - graceful SIGTERM/SIGINT: report NOT_SERVING for ``drain_notice_s``, stop accepting,
   give in-flight RPCs ``grace_period_s`` to finish, stop background workers, run the
   closers (final checkpoints, closing files), exit 0.
@@ -37,11 +39,9 @@ from trenchcoat import config as configmod
 from trenchcoat.config import ClusterConfig, Config, ServiceConfig
 from trenchcoat.errors import ConfigError, TrenchcoatError
 from trenchcoat.interceptor import ServerInterceptor
+from trenchcoat.rpc import SERVER_OPTIONS
 
 log = logging.getLogger(__name__)
-
-#: Largest message a service accepts or sends: big enough for a 64 MiB blob plus framing.
-MAX_MESSAGE_BYTES = 80 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +78,10 @@ class ServiceHost:
         generic_handlers: Sequence[grpc.GenericRpcHandler] = (),
         workers: Sequence[Worker] = (),
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
+        ready: Sequence[Callable[[], Awaitable[object]]] = (),
     ) -> None:
         self.name = name
+        self._ready = tuple(ready)
         self._closers = tuple(closers)
         self._host = host
         self._port = port
@@ -89,13 +91,10 @@ class ServiceHost:
         self._bindings = tuple(bindings)
         self._workers = tuple(workers)
         self._health = health.aio.HealthServicer()
+        self._readiness: asyncio.Task[None] | None = None
         self._server = grpc.aio.server(
             interceptors=[ServerInterceptor()],
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
-            ],
+            options=list(SERVER_OPTIONS),
         )
         for binding in self._bindings:
             binding.add_to_server(binding.servicer, self._server)
@@ -115,7 +114,7 @@ class ServiceHost:
         self.metrics_port = 0
 
     async def start(self) -> None:
-        """Binds both ports, starts workers and reports SERVING."""
+        """Binds both ports, starts workers, and reports SERVING once ready."""
         try:
             self.port = self._server.add_insecure_port(f"{self._host}:{self._port}")
         except RuntimeError as exc:  # grpc.aio reports a failed bind this way
@@ -128,13 +127,34 @@ class ServiceHost:
             task = asyncio.create_task(worker.run(), name=f"{self.name}:{type(worker).__name__}")
             task.add_done_callback(self._worker_done)
             self._worker_tasks.append(task)
-        await self._health.set("", health_pb2.HealthCheckResponse.SERVING)
-        for binding in self._bindings:
-            await self._health.set(binding.name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
-            "%s serving gRPC on %s:%d, metrics on http://%s:%d/metrics",
+            "%s listening for gRPC on %s:%d, metrics on http://%s:%d/metrics",
             self.name, self._host, self.port, self._host, self.metrics_port,
         )
+        if self._ready:
+            await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+            self._readiness = asyncio.create_task(self._serve_when_ready(), name=f"{self.name}:readiness")
+        else:
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+
+    async def _serve_when_ready(self) -> None:
+        try:
+            await asyncio.gather(*(condition() for condition in self._ready))
+        except Exception:
+            # A readiness condition that cannot hold leaves the service unready for good:
+            # stop and say why, like a dead worker, so the supervisor restarts it.
+            log.exception("%s: a readiness condition failed; stopping", self.name)
+            self._failed = True
+            self._stopping.set()
+            return
+        if not self._stopping.is_set():
+            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            log.info("%s ready: SERVING", self.name)
+
+    async def _set_health(self, status: int) -> None:
+        await self._health.set("", status)
+        for binding in self._bindings:
+            await self._health.set(binding.name, status)
 
     def request_stop(self) -> None:
         """Asks ``serve`` to drain and return (signal handlers call this)."""
@@ -153,6 +173,9 @@ class ServiceHost:
     async def drain(self) -> None:
         """NOT_SERVING, then stop accepting and let in-flight RPCs finish, then stop workers."""
         log.info("%s draining: NOT_SERVING for %.1fs, then %.1fs grace", self.name, self._drain_notice, self._grace)
+        if self._readiness is not None:
+            self._readiness.cancel()
+            await asyncio.gather(self._readiness, return_exceptions=True)
         await self._health.enter_graceful_shutdown()
         if self._drain_notice > 0:
             await asyncio.sleep(self._drain_notice)
@@ -213,6 +236,7 @@ def host_for(
     bindings: Sequence[Binding] = (),
     workers: Sequence[Worker] = (),
     closers: Sequence[Callable[[], Awaitable[None]]] = (),
+    ready: Sequence[Callable[[], Awaitable[object]]] = (),
 ) -> ServiceHost:
     """A ServiceHost configured from a service's config section."""
     return ServiceHost(
@@ -225,6 +249,7 @@ def host_for(
         bindings=bindings,
         workers=workers,
         closers=closers,
+        ready=ready,
     )
 
 

@@ -25,11 +25,10 @@ import re
 from dataclasses import dataclass
 
 from trenchcoat.errors import InvalidArgument
+from trenchcoat.needle_ref import MAX_U32, NeedleRef, NeedleRefOutOfRange, check_u
 
 KEY_HEX_DIGITS = 16
 COOKIE_HEX_DIGITS = 8
-MAX_U32 = (1 << 32) - 1
-MAX_U64 = (1 << 64) - 1
 ALTERNATE_SEPARATOR = "_"
 VOLUME_SEPARATOR = ","
 
@@ -44,35 +43,16 @@ class MalformedURL(InvalidArgument):
     """Raised when a photo URL or one of its components does not parse."""
 
 
-@dataclass(frozen=True, slots=True)
-class Photo:
-    """One needle named by a URL: ``<logical_volume>,<photo>``."""
-
-    logical_volume: int
-    """Logical volume holding the needle."""
-    key: int
-    """Needle key: the media_id."""
-    cookie: int
-    """Random 32 bits chosen at upload; must match the stored cookie."""
-    alternate_key: int = 0
-    """Rendition; 0 is the original upload."""
-
-    def __post_init__(self) -> None:
-        _check_u("logical_volume", self.logical_volume, MAX_U32)
-        _check_u("key", self.key, MAX_U64)
-        _check_u("cookie", self.cookie, MAX_U32)
-        _check_u("alternate_key", self.alternate_key, MAX_U32)
-
-    def component(self) -> str:
-        """The ``<logical_volume>,<photo>`` path component."""
-        alt = f"{ALTERNATE_SEPARATOR}{self.alternate_key}" if self.alternate_key else ""
-        return (
-            f"{self.logical_volume}{VOLUME_SEPARATOR}"
-            f"{self.key:0{KEY_HEX_DIGITS}x}{self.cookie:0{COOKIE_HEX_DIGITS}x}{alt}"
-        )
+def component(needle: NeedleRef) -> str:
+    """The ``<logical_volume>,<photo>`` path component naming ``needle``."""
+    alt = f"{ALTERNATE_SEPARATOR}{needle.alternate_key}" if needle.alternate_key else ""
+    return (
+        f"{needle.logical_volume}{VOLUME_SEPARATOR}"
+        f"{needle.key:0{KEY_HEX_DIGITS}x}{needle.cookie:0{COOKIE_HEX_DIGITS}x}{alt}"
+    )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PhotoPath:
     """A whole photo path: ``/<cache_id>/<machine_id>/<logical_volume>,<photo>``."""
 
@@ -80,15 +60,18 @@ class PhotoPath:
     """Cache machine that should serve the photo."""
     machine_id: int
     """Store machine the Cache reads from on a miss."""
-    photo: Photo
+    needle: NeedleRef
     """The needle."""
 
     def __post_init__(self) -> None:
-        _check_u("cache_id", self.cache_id, MAX_U32)
-        _check_u("machine_id", self.machine_id, MAX_U32)
+        try:
+            check_u("cache_id", self.cache_id, MAX_U32)
+            check_u("machine_id", self.machine_id, MAX_U32)
+        except NeedleRefOutOfRange as exc:
+            raise MalformedURL(str(exc)) from None
 
     def path(self) -> str:
-        return f"/{self.cache_id}/{self.machine_id}/{self.photo.component()}"
+        return f"/{self.cache_id}/{self.machine_id}/{component(self.needle)}"
 
     def url(self, cdn_base: str) -> str:
         """The full URL below a CDN base such as ``http://cdn.example:8080``."""
@@ -98,8 +81,8 @@ class PhotoPath:
 def parse_path(path: str) -> PhotoPath:
     """Parses ``/<cache_id>/<machine_id>/<logical_volume>,<photo>``."""
     cache_id, rest = strip_cache(path)
-    machine_id, photo = strip_machine(rest)
-    return PhotoPath(cache_id, machine_id, photo)
+    machine_id, needle = strip_machine(rest)
+    return PhotoPath(cache_id=cache_id, machine_id=machine_id, needle=needle)
 
 
 def strip_cache(path: str) -> tuple[int, str]:
@@ -107,19 +90,19 @@ def strip_cache(path: str) -> tuple[int, str]:
     return _strip_head(path, "cache_id")
 
 
-def strip_machine(rest: str) -> tuple[int, Photo]:
+def strip_machine(rest: str) -> tuple[int, NeedleRef]:
     """The step after the Cache: returns (machine_id, the needle to read from it)."""
-    machine_id, component = _strip_head(rest, "machine_id")
-    return machine_id, parse_photo(component.removeprefix("/"))
+    machine_id, tail = _strip_head(rest, "machine_id")
+    return machine_id, parse_photo(tail.removeprefix("/"))
 
 
-def parse_photo(component: str) -> Photo:
+def parse_photo(text: str) -> NeedleRef:
     """Parses ``<logical_volume>,<photo>``."""
-    _check_str(component)
-    volume, sep, photo = component.partition(VOLUME_SEPARATOR)
+    _check_str(text)
+    volume, sep, photo = text.partition(VOLUME_SEPARATOR)
     if not sep:
         raise MalformedURL(
-            f"expected '<logical_volume>,<photo>', got {_show(component)}: no ','"
+            f"expected '<logical_volume>,<photo>', got {_show(text)}: no ','"
         )
     logical_volume = _parse_decimal(volume, "logical_volume")
     match = _PHOTO.fullmatch(photo)
@@ -131,7 +114,8 @@ def parse_photo(component: str) -> Photo:
     alt = int(match["alt"]) if match["alt"] else 0
     if alt > MAX_U32:
         raise MalformedURL(f"alternate key {alt} exceeds {MAX_U32}")
-    return Photo(logical_volume, int(match["key"], 16), int(match["cookie"], 16), alt)
+    return NeedleRef(logical_volume=logical_volume, key=int(match["key"], 16), alternate_key=alt,
+                     cookie=int(match["cookie"], 16))
 
 
 def _strip_head(path: str, name: str) -> tuple[int, str]:
@@ -156,11 +140,6 @@ def _parse_decimal(text: str, name: str) -> int:
 def _check_str(value: object) -> None:
     if not isinstance(value, str):
         raise MalformedURL(f"photo path must be text, got {type(value).__name__}")
-
-
-def _check_u(name: str, value: int, maximum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
-        raise MalformedURL(f"{name} must be an integer in [0, {maximum}], got {value!r}")
 
 
 def _show(text: str, limit: int = 80) -> str:

@@ -7,13 +7,11 @@ import asyncio
 import hashlib
 import shutil
 
-import grpc
 import pytest
 
 from tests.cluster import eventually, full_media_cluster
-from tests.integration.test_upload import read_from_every_replica, upload_messages
-from trenchcoat.v1 import directory_pb2 as dpb
-from trenchcoat.v1 import directory_pb2_grpc, router_pb2_grpc
+from tests.integration.test_upload import read_from_every_replica
+from trenchcoat.errors import TrenchcoatError
 
 pytestmark = pytest.mark.integration
 
@@ -27,8 +25,9 @@ def blob(i: int) -> bytes:
     return hashlib.sha256(str(i).encode()).digest() * 32  # 1 KiB, distinct per upload
 
 
-async def upload_run(stub, count: int, concurrency: int, during=None):
-    """Uploads ``count`` blobs; returns ({i: MediaInfo} acknowledged, [errors])."""
+async def upload_run(media, count: int, concurrency: int, during=None):
+    """Uploads ``count`` blobs through the MediaClient ``media``; returns
+    ({i: Media} acknowledged, [(i, status, message)])."""
     acked, errors = {}, []
     counter = iter(range(count))
 
@@ -37,9 +36,9 @@ async def upload_run(stub, count: int, concurrency: int, during=None):
             if during is not None and i == count // 4:
                 during()
             try:
-                acked[i] = (await stub.Upload(upload_messages(i % 100, blob(i)))).media
-            except grpc.aio.AioRpcError as exc:
-                errors.append((i, exc.code(), exc.details()))
+                acked[i] = await media.upload(blob(i), owner_id=i % 100, content_type="image/jpeg")
+            except TrenchcoatError as exc:
+                errors.append((i, exc.status, str(exc)))
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return acked, errors
@@ -47,18 +46,17 @@ async def upload_run(stub, count: int, concurrency: int, during=None):
 
 async def all_replicas_match(c):
     volumes = await c.volumes()
-    return all(v.state == dpb.VOLUME_STATE_WRITABLE or v.used_bytes >= 0.95 * v.capacity_bytes for v in volumes) \
+    return all(v.state == "writable" or v.used_bytes >= 0.95 * v.capacity_bytes for v in volumes) \
         and all(r.alive for v in volumes for r in v.replicas)
 
 
 async def test_kill_9_a_store_mid_run_then_every_acked_upload_is_on_every_replica(cluster):
     victim = 2
-    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
-        acked, errors = await upload_run(stub, 2000, 16, during=lambda: cluster.stores[victim].kill())
+    async with cluster.clients() as c:
+        acked, errors = await upload_run(c.media, 2000, 16, during=lambda: cluster.stores[victim].kill())
     # Uploads kept succeeding: a failed replica write retried on a volume without the store.
     assert len(acked) >= 1990, (len(acked), len(errors), errors[:5])
-    assert all(code == grpc.StatusCode.UNAVAILABLE for _, code, _ in errors), errors[:5]
+    assert all(status == "UNAVAILABLE" for _, status, _ in errors), errors[:5]
     cluster.start_store(victim, "b")  # same disk, back after the crash
     await eventually(lambda: all_replicas_match(cluster), timeout=60, what="repair of every volume")
     await eventually(lambda: on_every_replica(cluster, acked), timeout=30, what="every acked upload everywhere")
@@ -67,9 +65,8 @@ async def test_kill_9_a_store_mid_run_then_every_acked_upload_is_on_every_replic
 
 
 async def test_a_store_back_with_an_empty_disk_is_refilled_from_its_peers(cluster):
-    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
-        acked, errors = await upload_run(stub, 200, 8)
+    async with cluster.clients() as c:
+        acked, errors = await upload_run(c.media, 200, 8)
     assert not errors
     cluster.stores[3].kill()
     shutil.rmtree(cluster.data_dir / "store-3")  # the disk is replaced
@@ -79,54 +76,53 @@ async def test_a_store_back_with_an_empty_disk_is_refilled_from_its_peers(cluste
 
 
 async def on_every_replica(cluster, acked):
-    try:
-        for i, media in acked.items():
-            copies, _ = await read_from_every_replica(cluster, media)
-            if copies != [blob(i)] * 3:
-                return False
-    except grpc.aio.AioRpcError:
-        return False
+    async with cluster.clients() as c:
+        try:
+            for i, media in acked.items():
+                copies, _ = await read_from_every_replica(c, media)
+                if copies != [blob(i)] * 3:
+                    return False
+        except TrenchcoatError:
+            return False
     return True
 
 
 async def test_kill_9_the_leader_and_the_other_takes_over_and_grows(cluster):
-    first = await eventually(cluster.leader, what="a leader")
-    index = next(i for i, p in enumerate(cluster.directories) if first.address == p.address)
+    _, first = await eventually(cluster.leader, what="a leader")
+    index = next(i for i, p in enumerate(cluster.directories) if first == p.address)
     cluster.directories[index].kill()
-    second = await eventually(lambda: _other_leader(cluster, first.address), timeout=30, what="a new leader")
-    assert second.address != first.address
+    _, second = await eventually(lambda: _other_leader(cluster, first), timeout=30, what="a new leader")
+    assert second != first
     # Growth continues under the new leader: retire the writable volumes, see new ones.
     before = {v.id for v in await cluster.volumes()}
-    async with grpc.aio.insecure_channel(cluster.directory_address()) as channel:
-        stub = directory_pb2_grpc.DirectoryServiceStub(channel)
+    async with cluster.clients() as c:
         for v in await cluster.volumes():
-            await stub.MarkReadOnly(dpb.MarkReadOnlyRequest(logical_volume=v.id, reason="test: retire"))
+            await c.directory.mark_read_only(v.id, "test: retire", repair=False)
     grown = await eventually(lambda: _new_writable(cluster, before), timeout=30, what="volumes grown")
     assert all(len({r.rack for r in v.replicas}) == 3 for v in grown)
 
 
 async def test_etcd_restart_everything_reconnects(cluster, etcd):
-    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
-        acked, errors = await upload_run(stub, 50, 4)
+    async with cluster.clients() as c:
+        acked, errors = await upload_run(c.media, 50, 4)
         assert not errors
         etcd.restart()
         await eventually(cluster.leader, timeout=30, what="a leader after the etcd restart")
         await eventually(lambda: _stores_alive(cluster, 6), timeout=30, what="stores registered again")
-        acked2, errors2 = await upload_run(stub, 50, 4)
+        acked2, errors2 = await upload_run(c.media, 50, 4)
         assert len(acked2) == 50, errors2[:3]
         for i, media in list(acked.items())[:10] + list(acked2.items())[:10]:
-            copies, _ = await read_from_every_replica(cluster, media)
+            copies, _ = await read_from_every_replica(c, media)
             assert copies == [blob(i)] * 3
 
 
 async def _other_leader(cluster, old):
     leader = await cluster.leader()
-    return leader if leader is not None and leader.address and leader.address != old else None
+    return leader if leader is not None and leader[1] and leader[1] != old else None
 
 
 async def _new_writable(cluster, before):
-    volumes = [v for v in await cluster.volumes() if v.id not in before and v.state == dpb.VOLUME_STATE_WRITABLE]
+    volumes = [v for v in await cluster.volumes() if v.id not in before and v.state == "writable"]
     return volumes if len(volumes) >= 2 else None
 
 

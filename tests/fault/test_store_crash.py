@@ -8,13 +8,13 @@ import hashlib
 import os
 import random
 
-import grpc
 import pytest
 
 from tests.store_process import start_store
-from trenchcoat import procs
-from trenchcoat.v1 import store_pb2 as pb
-from trenchcoat.v1 import store_pb2_grpc
+from trenchcoat import procs, rpc
+from trenchcoat.errors import TrenchcoatError
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.store_client import StoreClient
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +25,10 @@ def blob(key: int) -> bytes:
     return hashlib.sha256(str(key).encode()).digest() * (size // 32 + 1)
 
 
+def needle(key: int) -> NeedleRef:
+    return NeedleRef(logical_volume=1, key=key, cookie=key & 0xFFFF)
+
+
 async def test_kill_9_mid_writes_loses_no_acknowledged_write(service, tmp_path):
     data_dir = tmp_path / "data"
     port, metrics_port = procs.free_port(), procs.free_port()
@@ -32,20 +36,17 @@ async def test_kill_9_mid_writes_loses_no_acknowledged_write(service, tmp_path):
                        TRENCHCOAT_STORE__CHECKPOINT_INTERVAL_S="0.2")
     acked: set[int] = set()
     attempted: set[int] = set()
-    async with grpc.aio.insecure_channel(proc.address) as channel:
-        stub = store_pb2_grpc.StoreServiceStub(channel)
-        await stub.CreateVolume(pb.CreateVolumeRequest(volume_id=1))
+    async with rpc.ChannelPool() as pool:
+        store = StoreClient(pool, timeout_s=30)
+        await store.create(proc.address, 1)
 
         async def writer(worker: int) -> None:
             for i in range(100_000):
                 key = worker * 1_000_000 + i
                 attempted.add(key)
                 try:
-                    await stub.WriteNeedle(
-                        pb.WriteNeedleRequest(volume_id=1, key=key, cookie=key & 0xFFFF, data=blob(key)),
-                        timeout=10,
-                    )
-                except grpc.aio.AioRpcError:
+                    await store.write(proc.address, needle(key), blob(key), timeout_s=10)
+                except TrenchcoatError:
                     return
                 acked.add(key)
 
@@ -57,17 +58,17 @@ async def test_kill_9_mid_writes_loses_no_acknowledged_write(service, tmp_path):
     assert len(acked) > 50, "the store should have acknowledged writes before the kill"
 
     proc = start_store(service, data_dir, port, metrics_port)
-    async with grpc.aio.insecure_channel(proc.address) as channel:
-        stub = store_pb2_grpc.StoreServiceStub(channel)
+    async with rpc.ChannelPool() as pool:
+        store = StoreClient(pool, timeout_s=30)
         for key in sorted(attempted):
             try:
-                got = await stub.ReadNeedle(pb.ReadNeedleRequest(volume_id=1, key=key, cookie=key & 0xFFFF))
-            except grpc.aio.AioRpcError as exc:
-                assert exc.code() == grpc.StatusCode.NOT_FOUND, f"key {key}: {exc.code()} {exc.details()}"
+                got = await store.read(proc.address, needle(key))
+            except TrenchcoatError as exc:
+                assert exc.status == "NOT_FOUND", f"key {key}: {exc.status} {exc}"
                 assert key not in acked, f"acknowledged write {key} was lost"
                 continue
-            assert got.data == blob(key), f"key {key} read back different bytes"
-        status = (await stub.VolumeStatus(pb.VolumeStatusRequest(volume_id=1))).volumes[0]
+            assert got == blob(key), f"key {key} read back different bytes"
+        status = (await store.status(proc.address, 1))[1]
         assert status.needles >= len(acked)
-        scrub = await stub.ScrubVolume(pb.ScrubVolumeRequest(volume_id=1))
-        assert list(scrub.damaged) == []
+        _, damaged = await store.scrub(proc.address, 1)
+        assert damaged == []

@@ -32,7 +32,7 @@ def data_dir() -> Iterator[Path]:
 def cli(data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "trenchcoat", *args],
-        env=_env(data_dir), capture_output=True, text=True, timeout=timeout, cwd=harness.REPO_ROOT,
+        env=_env(data_dir), capture_output=True, text=True, timeout=timeout, cwd=harness.REPO_ROOT, check=False,
     )
 
 

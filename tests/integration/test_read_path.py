@@ -4,20 +4,28 @@ Cache (admission, leases, failover) and the Store; gRPC reads; deletes."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 
 import aiohttp
-import grpc
 import pytest
 from multidict import CIMultiDict
 
-from tests.cluster import full_media_cluster
-from tests.integration.test_upload import upload_messages
-from trenchcoat import procs, urls
-from trenchcoat.v1 import cache_pb2, cache_pb2_grpc, media_pb2, router_pb2, router_pb2_grpc
-from trenchcoat.v1 import directory_pb2 as dpb
-from trenchcoat.v1 import directory_pb2_grpc
+from tests.cluster import CALL_TIMEOUT_S, full_media_cluster
+from tests.integration.test_upload import path_of
+from trenchcoat import procs, rpc, urls
+from trenchcoat.cache_client import CacheRead
+from trenchcoat.errors import InvalidArgument, NotFound, OutOfRange
+from trenchcoat.media_client import Media
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.v1 import (
+    cache_pb2,
+    cache_pb2_grpc,
+    media_pb2,
+    router_pb2,
+    router_pb2_grpc,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -27,20 +35,15 @@ async def cluster(service, etcd, postgres, tmp_path):
     return await full_media_cluster(service, etcd, postgres, tmp_path)
 
 
-async def upload(cluster, data: bytes, content_type="image/png", owner=5) -> media_pb2.MediaInfo:
-    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
-        return (await stub.Upload(upload_messages(owner, data, content_type=content_type))).media
-
-
-def path_of(media) -> str:
-    return "/" + media.url.split("/", 3)[3]
+async def upload(cluster, data: bytes, content_type="image/png", owner=5) -> Media:
+    async with cluster.clients() as c:
+        return await c.media.upload(data, owner_id=owner, content_type=content_type)
 
 
 async def get(cluster, path, method="GET", **headers):
-    async with aiohttp.ClientSession() as session:
-        async with session.request(method, cluster.gateway + path, headers=headers) as r:
-            return r.status, CIMultiDict(r.headers), await r.read()
+    async with aiohttp.ClientSession() as session, session.request(method, cluster.gateway + path,
+                                                                   headers=headers) as r:
+        return r.status, CIMultiDict(r.headers), await r.read()
 
 
 async def store_reads(cluster) -> float:
@@ -52,7 +55,7 @@ async def store_reads(cluster) -> float:
             async with session.get(proc.metrics_url) as r:
                 text = await r.text()
             total += sum(float(v) for v in re.findall(
-                r'^trenchcoat_store_operations_total\{op="read",outcome="ok"\} (\S+)', text, re.M))
+                r'^trenchcoat_store_operations_total\{op="read",outcome="ok"\} (\S+)', text, re.MULTILINE))
     return total
 
 
@@ -87,32 +90,41 @@ async def test_malformed_urls_are_400_never_500(cluster, path):
 async def test_unknown_wrong_cookie_and_deleted_photos_are_404(cluster):
     media = await upload(cluster, b"photo bytes")
     p = urls.parse_path(path_of(media))
-    wrong_cookie = urls.PhotoPath(p.cache_id, p.machine_id, urls.Photo(p.photo.logical_volume, p.photo.key,
-                                                                         p.photo.cookie ^ 1))
+    wrong_cookie = urls.PhotoPath(cache_id=p.cache_id, machine_id=p.machine_id,
+                                  needle=dataclasses.replace(p.needle, cookie=p.needle.cookie ^ 1))
     assert (await get(cluster, wrong_cookie.path()))[0] == 404
-    unknown = urls.PhotoPath(p.cache_id, p.machine_id, urls.Photo(p.photo.logical_volume, p.photo.key + 1, 1))
+    unknown = urls.PhotoPath(cache_id=p.cache_id, machine_id=p.machine_id,
+                             needle=NeedleRef(logical_volume=p.needle.logical_volume, key=p.needle.key + 1, cookie=1))
     assert (await get(cluster, unknown.path()))[0] == 404
     assert (await get(cluster, path_of(media)))[0] == 200
-    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
-        assert (await stub.Delete(router_pb2.DeleteRequest(ref=media.ref))).deleted
-        assert not (await stub.Delete(router_pb2.DeleteRequest(ref=media.ref))).deleted
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Read(router_pb2.ReadRequest(ref=media.ref)).read()
-        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    async with cluster.clients() as c:
+        assert await c.media.delete(media.media_id)
+        assert not await c.media.delete(media.media_id)
+        with pytest.raises(NotFound) as info:
+            await c.media.read(media.media_id)
+        assert info.value.status == "NOT_FOUND"
     assert (await get(cluster, path_of(media)))[0] == 404
 
 
 async def test_grpc_read_streams_the_object_with_its_facts(cluster):
     data = os.urandom(3 * 1024 * 1024 + 7)
     media = await upload(cluster, data, content_type="video/mp4")
-    async with grpc.aio.insecure_channel(cluster.router.address,
-                                         options=[("grpc.max_receive_message_length", 8 << 20)]) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
-        parts = [m async for m in stub.Read(router_pb2.ReadRequest(ref=media.ref))]
+    async with cluster.clients() as c:
+        facts, body = await c.media.read(media.media_id)
+        assert facts.content_type == "video/mp4" and facts.media_id == media.media_id and body == data
+        facts, body = await c.media.read(media.media_id, offset=10, length=20)
+        assert facts.media_id == media.media_id and body == data[10:30]
+        # How the stream is cut into messages (the typed client joins them) through the edge:
+        stub, remote = c.pool.stub(router_pb2_grpc.MediaServiceStub, cluster.router.address), "router"
+
+        def read(**fields):
+            request = router_pb2.ReadRequest(ref=media_pb2.MediaRef(media_id=media.media_id), **fields)
+            return rpc.stream_out(stub.Read, request, remote=remote, timeout=CALL_TIMEOUT_S)
+
+        parts = [m async for m in read()]
         assert parts[0].media.content_type == "video/mp4" and b"".join(p.data for p in parts) == data
         assert len(parts) == 4 and not parts[1].HasField("media")
-        window = [m async for m in stub.Read(router_pb2.ReadRequest(ref=media.ref, offset=10, length=20))]
+        window = [m async for m in read(offset=10, length=20)]
         assert b"".join(p.data for p in window) == data[10:30] and window[0].offset == 10
 
 
@@ -120,30 +132,28 @@ async def test_a_stampede_of_1000_reads_of_one_uncached_photo_is_one_store_read(
     media = await upload(cluster, os.urandom(20_000))
     p = urls.parse_path(path_of(media))
     before = await store_reads(cluster)
-    request = cache_pb2.CacheReadRequest(machine_id=p.machine_id, via_cdn=True, needle=media_pb2.NeedleLocator(
-        logical_volume=p.photo.logical_volume, key=p.photo.key, cookie=p.photo.cookie))
-    async with grpc.aio.insecure_channel(cluster.caches[0].address) as channel:
-        stub = cache_pb2_grpc.CacheServiceStub(channel)
-        replies = await asyncio.gather(*(stub.Read(request) for _ in range(1000)))
-        stats = await stub.Stats(cache_pb2.CacheStatsRequest())
+    async with cluster.clients() as c:
+        cache = c.cache
+        replies = await asyncio.gather(*(cache.read(1, p.machine_id, p.needle, via_cdn=True) for _ in range(1000)))
+        address = cluster.caches[0].address
+        stats = await rpc.unary(c.pool.stub(cache_pb2_grpc.CacheServiceStub, address).Stats,
+                                cache_pb2.CacheStatsRequest(), remote=f"cache {address}", timeout=CALL_TIMEOUT_S)
     assert len({r.data for r in replies}) == 1
     assert await store_reads(cluster) - before == 1
     assert stats.lease_grants == 1 and stats.lease_waits >= 1
 
 
-async def cache_read(cluster, media, via_cdn):
+async def cache_read(cluster, media, via_cdn) -> CacheRead:
+    """A read through cache 1 (cluster.caches[0]) of the needle behind ``media``'s URL."""
     p = urls.parse_path(path_of(media))
-    async with grpc.aio.insecure_channel(cluster.caches[0].address) as channel:
-        return await cache_pb2_grpc.CacheServiceStub(channel).Read(cache_pb2.CacheReadRequest(
-            machine_id=p.machine_id, via_cdn=via_cdn, needle=media_pb2.NeedleLocator(
-                logical_volume=p.photo.logical_volume, key=p.photo.key, cookie=p.photo.cookie)))
+    async with cluster.clients() as c:
+        return await c.cache.read(1, p.machine_id, p.needle, via_cdn=via_cdn)
 
 
 async def cache_metric(cluster, name):
-    async with aiohttp.ClientSession() as session:
-        async with session.get(cluster.caches[0].metrics_url) as r:
-            text = await r.text()
-    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.M))
+    async with aiohttp.ClientSession() as session, session.get(cluster.caches[0].metrics_url) as r:
+        text = await r.text()
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.MULTILINE))
 
 
 async def test_admission_only_for_user_direct_reads_of_writable_volumes(cluster):
@@ -162,10 +172,9 @@ async def test_admission_only_for_user_direct_reads_of_writable_volumes(cluster)
     assert await cache_metric(cluster, 'trenchcoat_cache_not_admitted_total{reason="via_cdn"}') == before + 1
     # A photo on a read-only volume is served, never admitted.
     old = await upload(cluster, b"c" * 1000)
-    lv = urls.parse_path(path_of(old)).photo.logical_volume
-    async with grpc.aio.insecure_channel(cluster.directory_address()) as channel:
-        await directory_pb2_grpc.DirectoryServiceStub(channel).MarkReadOnly(
-            dpb.MarkReadOnlyRequest(logical_volume=lv, reason="test: read-only"))
+    lv = urls.parse_path(path_of(old)).needle.logical_volume
+    async with cluster.clients() as c:
+        await c.directory.mark_read_only(lv, "test: read-only", repair=False)
     await asyncio.sleep(1.0)  # the cache's copy of the map follows within a refresh or two
     served = await cache_read(cluster, old, via_cdn=False)
     assert served.data == b"c" * 1000 and not served.admitted
@@ -212,21 +221,22 @@ async def test_cdn_then_cache_then_store_over_real_http(cluster, tmp_path):
 
 
 async def test_bad_grpc_reads_are_invalid_argument_or_not_found(cluster):
-    async with grpc.aio.insecure_channel(cluster.caches[0].address) as channel:
-        stub = cache_pb2_grpc.CacheServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Read(cache_pb2.CacheReadRequest(machine_id=0))
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        raw = channel.unary_unary("/trenchcoat.v1.CacheService/Read")
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await raw(b"\xff\xff garbage")
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Read(router_pb2.ReadRequest(ref=media_pb2.MediaRef(media_id=12345))).read()
-        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    address = cluster.caches[0].address
+    async with cluster.clients() as c:
+        stub = c.pool.stub(cache_pb2_grpc.CacheServiceStub, address)
+        with pytest.raises(InvalidArgument) as info:
+            await rpc.unary(stub.Read, cache_pb2.CacheReadRequest(machine_id=0), remote=f"cache {address}",
+                            timeout=CALL_TIMEOUT_S)
+        assert info.value.status == "INVALID_ARGUMENT"
+        raw = c.pool.channel(address).unary_unary("/trenchcoat.v1.CacheService/Read")
+        with pytest.raises(InvalidArgument) as info:
+            await rpc.unary(raw, b"\xff\xff garbage", remote=f"cache {address}", timeout=CALL_TIMEOUT_S)
+        assert info.value.status == "INVALID_ARGUMENT"
+        with pytest.raises(NotFound) as info:
+            await c.media.read(12345)
+        assert info.value.status == "NOT_FOUND"
         media = await upload(cluster, b"x" * 10)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Read(router_pb2.ReadRequest(ref=media.ref, offset=11)).read()
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(OutOfRange) as info:  # an InvalidArgument whose status says precisely what
+            await c.media.read(media.media_id, offset=11)
+        assert info.value.status == "OUT_OF_RANGE"
+        assert info.value.remote  # the router's answer, not the client's own check

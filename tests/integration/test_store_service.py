@@ -3,90 +3,128 @@
 from __future__ import annotations
 
 import urllib.request
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
 
 from store import needle
+from tests import harness
 from tests.store_process import start_store
+from trenchcoat import rpc
+from trenchcoat.errors import (
+    AlreadyExists,
+    ChecksumMismatch,
+    InvalidArgument,
+    NeedleNotFound,
+    TrenchcoatError,
+    VolumeNotFound,
+    VolumeReadOnly,
+)
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import store_pb2 as pb
 from trenchcoat.v1 import store_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
+TIMEOUT_S = 30.0
+
+
+def ref(volume: int, key: int, cookie: int) -> NeedleRef:
+    return NeedleRef(logical_volume=volume, key=key, cookie=cookie)
+
+
+@dataclass
+class Store:
+    """A store process and a client of it."""
+
+    proc: harness.ServiceProcess
+    pool: rpc.ChannelPool
+    client: StoreClient
+
+    @property
+    def address(self) -> str:
+        return self.proc.address
+
+    async def call(self, method: str, request: Any) -> Any:
+        """A call through the edge, for replies whose fields the typed client does not
+        return (a write's offset, the store's machine id, dead bytes)."""
+        stub = self.pool.stub(store_pb2_grpc.StoreServiceStub, self.address)
+        return await rpc.unary(getattr(stub, method), request, remote=f"store {self.address}", timeout=TIMEOUT_S)
+
+    def stream(self, method: str, request: Any):
+        stub = self.pool.stub(store_pb2_grpc.StoreServiceStub, self.address)
+        return rpc.stream_out(getattr(stub, method), request, remote=f"store {self.address}", timeout=TIMEOUT_S)
+
 
 @pytest.fixture
 async def store(service, tmp_path):
     proc = start_store(service, tmp_path / "data")
-    channel = grpc.aio.insecure_channel(proc.address)
-    stub = store_pb2_grpc.StoreServiceStub(channel)
-    await stub.CreateVolume(pb.CreateVolumeRequest(volume_id=1))
-    yield proc, stub
-    await channel.close()
+    async with rpc.ChannelPool() as pool:
+        s = Store(proc, pool, StoreClient(pool, timeout_s=TIMEOUT_S))
+        await s.client.create(s.address, 1)
+        yield s
 
 
-async def expect(code, call):
-    with pytest.raises(grpc.aio.AioRpcError) as info:
+async def expect(error: type[TrenchcoatError], call) -> str:
+    """Awaits ``call``, which must fail with ``error`` (and exactly its status); returns the message."""
+    with pytest.raises(error) as info:
         await call
-    assert info.value.code() == code, info.value.details()
-    return info.value.details()
+    assert info.value.status == error.status, str(info.value)
+    return str(info.value)
 
 
 async def test_write_read_delete_round_trip(store):
-    _, stub = store
-    w = await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1, key=(1 << 64) - 1, cookie=42, data=b"photo"))
+    c, a = store.client, store.address
+    key = (1 << 64) - 1
+    w = await store.call("WriteNeedle", pb.WriteNeedleRequest(volume_id=1, key=key, cookie=42, data=b"photo"))
     assert w.offset == needle.SUPERBLOCK.size
-    r = await stub.ReadNeedle(pb.ReadNeedleRequest(volume_id=1, key=(1 << 64) - 1, cookie=42))
-    assert r.data == b"photo"
-    d = await stub.DeleteNeedle(pb.DeleteNeedleRequest(volume_id=1, key=(1 << 64) - 1, cookie=42))
-    assert d.deleted
-    await expect(grpc.StatusCode.NOT_FOUND, stub.ReadNeedle(pb.ReadNeedleRequest(volume_id=1, key=(1 << 64) - 1, cookie=42)))
-    d2 = await stub.DeleteNeedle(pb.DeleteNeedleRequest(volume_id=1, key=(1 << 64) - 1, cookie=42))
-    assert not d2.deleted
+    assert await c.read(a, ref(1, key, 42)) == b"photo"
+    assert await c.delete(a, ref(1, key, 42))
+    await expect(NeedleNotFound, c.read(a, ref(1, key, 42)))
+    assert not await c.delete(a, ref(1, key, 42))
 
 
 async def test_bad_input_gets_precise_statuses(store):
-    _, stub = store
-    await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1, key=7, cookie=1, data=b"x"))
-    wrong_cookie = await expect(grpc.StatusCode.NOT_FOUND, stub.ReadNeedle(pb.ReadNeedleRequest(volume_id=1, key=7, cookie=2)))
-    unknown_key = await expect(grpc.StatusCode.NOT_FOUND, stub.ReadNeedle(pb.ReadNeedleRequest(volume_id=1, key=8, cookie=1)))
+    c, a = store.client, store.address
+    await c.write(a, ref(1, 7, 1), b"x")
+    wrong_cookie = await expect(NeedleNotFound, c.read(a, ref(1, 7, 2)))
+    unknown_key = await expect(NeedleNotFound, c.read(a, ref(1, 8, 1)))
     assert wrong_cookie == unknown_key.replace("0x8", "0x7")  # a guess learns nothing
-    assert "volume 9" in await expect(grpc.StatusCode.NOT_FOUND, stub.ReadNeedle(pb.ReadNeedleRequest(volume_id=9, key=7, cookie=1)))
-    assert "exceeds the maximum" in await expect(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1, key=9, cookie=1, data=b"x" * (1024 * 1024 + 1))),
-    )
-    await expect(grpc.StatusCode.INVALID_ARGUMENT, stub.CreateVolume(pb.CreateVolumeRequest(volume_id=0)))
-    await expect(grpc.StatusCode.ALREADY_EXISTS, stub.CreateVolume(pb.CreateVolumeRequest(volume_id=1)))
-    await expect(grpc.StatusCode.NOT_FOUND, stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=2, key=1, cookie=1, data=b"x")))
-    await expect(grpc.StatusCode.INVALID_ARGUMENT, stub.ExportVolume(pb.ExportVolumeRequest(volume_id=1, offset=1 << 40)).read())
-    await stub.SetReadOnly(pb.SetReadOnlyRequest(volume_id=1, read_only=True))
-    assert "read-only" in await expect(
-        grpc.StatusCode.FAILED_PRECONDITION,
-        stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1, key=10, cookie=1, data=b"x")),
-    )
-    assert (await stub.ReadNeedle(pb.ReadNeedleRequest(volume_id=1, key=7, cookie=1))).data == b"x"
+    assert "volume 9" in await expect(VolumeNotFound, c.read(a, ref(9, 7, 1)))
+    assert "exceeds the maximum" in await expect(InvalidArgument, c.write(a, ref(1, 9, 1), b"x" * (1024 * 1024 + 1)))
+    await expect(InvalidArgument, c.create(a, 0))
+    await expect(AlreadyExists, c.create(a, 1))
+    await expect(VolumeNotFound, c.write(a, ref(2, 1, 1), b"x"))
+    await expect(InvalidArgument, _drain(c.export(a, 1, offset=1 << 40, timeout_s=TIMEOUT_S)))
+    await c.set_read_only(a, 1, True)
+    assert "read-only" in await expect(VolumeReadOnly, c.write(a, ref(1, 10, 1), b"x"))
+    assert await c.read(a, ref(1, 7, 1)) == b"x"
 
 
 async def test_garbage_bytes_on_the_wire_are_rejected_not_crashed(store):
-    proc, stub = store
-    async with grpc.aio.insecure_channel(proc.address) as channel:
-        raw = channel.unary_unary("/trenchcoat.v1.StoreService/ReadNeedle")
-        details = await expect(grpc.StatusCode.INVALID_ARGUMENT, raw(b"\xff\xff\xff\xff garbage"))
-        assert "does not decode" in details
-    assert (await stub.VolumeStatus(pb.VolumeStatusRequest())).machine_id == 1  # still serving
+    raw = store.pool.channel(store.address).unary_unary("/trenchcoat.v1.StoreService/ReadNeedle")
+    details = await expect(InvalidArgument, rpc.unary(raw, b"\xff\xff\xff\xff garbage",
+                                                      remote=f"store {store.address}", timeout=TIMEOUT_S))
+    assert "does not decode" in details
+    assert (await store.call("VolumeStatus", pb.VolumeStatusRequest())).machine_id == 1  # still serving
 
 
 async def test_batch_read_answers_in_order_across_volumes_and_failures(store):
-    _, stub = store
-    await stub.CreateVolume(pb.CreateVolumeRequest(volume_id=2))
+    c, a = store.client, store.address
+    await c.create(a, 2)
     for k in range(6):
-        await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1 + k % 2, key=k, cookie=k, data=bytes([k]) * 10))
-    reads = [pb.ReadNeedleRequest(volume_id=1 + k % 2, key=k, cookie=k) for k in range(6)]
-    reads.insert(2, pb.ReadNeedleRequest(volume_id=1, key=99, cookie=1))  # unknown key
-    reads.insert(4, pb.ReadNeedleRequest(volume_id=7, key=1, cookie=1))  # unknown volume
-    reads.append(pb.ReadNeedleRequest(volume_id=2, key=1, cookie=2))  # wrong cookie
-    messages = [m async for m in stub.BatchRead(pb.BatchReadRequest(reads=reads))]
+        await c.write(a, ref(1 + k % 2, k, k), bytes([k]) * 10)
+    reads = [ref(1 + k % 2, k, k) for k in range(6)]
+    reads.insert(2, ref(1, 99, 1))  # unknown key
+    reads.insert(4, ref(7, 1, 1))  # unknown volume
+    reads.append(ref(2, 1, 2))  # wrong cookie
+    # How results are packed into messages: the stream itself, through the edge.
+    request = pb.BatchReadRequest(reads=[pb.ReadNeedleRequest(volume_id=r.logical_volume, key=r.key, cookie=r.cookie)
+                                         for r in reads])
+    messages = [m async for m in store.stream("BatchRead", request)]
     assert len(messages) == 1  # small needles travel together
     got = list(messages[0].results)
     assert [r.index for r in got] == list(range(9))
@@ -94,25 +132,30 @@ async def test_batch_read_answers_in_order_across_volumes_and_failures(store):
     assert [r.code for r in got] == [0, 0, not_found, 0, not_found, 0, 0, 0, not_found]
     assert "volume 7" in got[4].message
     assert [r.data for r in got if r.code == 0] == [bytes([k]) * 10 for k in range(6)]
+    # The typed client gives each failure its class.
+    typed = await c.batch_read(a, reads)
+    assert [type(r) for r in typed] == [bytes, bytes, NeedleNotFound, bytes, VolumeNotFound, bytes, bytes, bytes,
+                                        NeedleNotFound]
+    assert "volume 7" in str(typed[4])
+    assert [r for r in typed if isinstance(r, bytes)] == [bytes([k]) * 10 for k in range(6)]
 
 
 async def test_batch_read_packs_messages_to_about_a_mebibyte(store):
-    _, stub = store
+    c, a = store.client, store.address
     blob = b"z" * 300_000
     for k in range(10):
-        await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1, key=k, cookie=1, data=blob))
-    reads = [pb.ReadNeedleRequest(volume_id=1, key=k, cookie=1) for k in range(10)]
-    messages = [m async for m in stub.BatchRead(pb.BatchReadRequest(reads=reads))]
+        await c.write(a, ref(1, k, 1), blob)
+    request = pb.BatchReadRequest(reads=[pb.ReadNeedleRequest(volume_id=1, key=k, cookie=1) for k in range(10)])
+    messages = [m async for m in store.stream("BatchRead", request)]
     assert [len(m.results) for m in messages] == [3, 3, 3, 1]
     assert [r.index for m in messages for r in m.results] == list(range(10))
     assert all(r.data == blob for m in messages for r in m.results)
+    assert await c.batch_read(a, [ref(1, k, 1) for k in range(10)]) == [blob] * 10
 
 
 @pytest.mark.parametrize("n", [0, 1001])
 async def test_batch_read_refuses_empty_and_oversize_batches(store, n):
-    _, stub = store
-    reads = [pb.ReadNeedleRequest(volume_id=1, key=1, cookie=1)] * n
-    details = await expect(grpc.StatusCode.INVALID_ARGUMENT, _drain(stub.BatchRead(pb.BatchReadRequest(reads=reads))))
+    details = await expect(InvalidArgument, store.client.batch_read(store.address, [ref(1, 1, 1)] * n))
     assert "1 to 1000" in details
 
 
@@ -121,34 +164,36 @@ async def _drain(stream):
 
 
 async def test_flipped_byte_is_data_loss_and_scrub_reports_it(store, tmp_path):
-    _, stub = store
-    w = await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1, key=3, cookie=3, data=b"Q" * 64))
+    c, a = store.client, store.address
+    w = await store.call("WriteNeedle", pb.WriteNeedleRequest(volume_id=1, key=3, cookie=3, data=b"Q" * 64))
     path = tmp_path / "data" / "store-1" / "vol-1.dat"
     with open(path, "r+b") as f:
         f.seek(w.offset + needle.HEADER.size + 10)
         f.write(b"R")
-    await expect(grpc.StatusCode.DATA_LOSS, stub.ReadNeedle(pb.ReadNeedleRequest(volume_id=1, key=3, cookie=3)))
-    scrub = await stub.ScrubVolume(pb.ScrubVolumeRequest(volume_id=1))
-    assert scrub.needles_checked == 1 and scrub.damaged[0].key == 3 and "checksum" in scrub.damaged[0].reason
+    await expect(ChecksumMismatch, c.read(a, ref(1, 3, 3)))
+    checked, damaged = await c.scrub(a, 1, timeout_s=TIMEOUT_S)
+    assert checked == 1 and damaged[0].key == 3 and "checksum" in damaged[0].reason
 
 
 async def test_compact_status_export_and_metrics(store):
-    proc, stub = store
+    c, a = store.client, store.address
     for k in range(20):
-        await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=1, key=k, cookie=1, data=b"z" * 1000))
+        await c.write(a, ref(1, k, 1), b"z" * 1000)
     for k in range(10):
-        await stub.DeleteNeedle(pb.DeleteNeedleRequest(volume_id=1, key=k, cookie=1))
-    before = (await stub.VolumeStatus(pb.VolumeStatusRequest(volume_id=1))).volumes[0]
+        await c.delete(a, ref(1, k, 1))
+    before = (await store.call("VolumeStatus", pb.VolumeStatusRequest(volume_id=1))).volumes[0]
     assert before.needles == 10 and before.dead_bytes > 0
-    c = await stub.CompactVolume(pb.CompactVolumeRequest(volume_id=1))
-    assert c.reclaimed_bytes == before.dead_bytes and c.live_needles == 10
-    after = (await stub.VolumeStatus(pb.VolumeStatusRequest())).volumes[0]
-    assert after.dead_bytes == 0 and after.file_bytes == before.file_bytes - c.reclaimed_bytes
-    chunks = [m async for m in stub.ExportVolume(pb.ExportVolumeRequest(volume_id=1, chunk_bytes=4096))]
+    assert (await c.status(a, 1))[1].needles == 10
+    reclaimed, live = await c.compact(a, 1, timeout_s=TIMEOUT_S)
+    assert reclaimed == before.dead_bytes and live == 10
+    after = (await store.call("VolumeStatus", pb.VolumeStatusRequest())).volumes[0]
+    assert after.dead_bytes == 0 and after.file_bytes == before.file_bytes - reclaimed
+    assert (await c.status(a))[1].file_bytes == after.file_bytes
+    chunks = [m async for m in c.export(a, 1, chunk_bytes=4096, timeout_s=TIMEOUT_S)]
     assert sum(len(m.data) for m in chunks) == after.file_bytes
     assert all(needle.crc32c(m.data) == m.crc32c for m in chunks)
-    assert (await stub.ReadNeedle(pb.ReadNeedleRequest(volume_id=1, key=15, cookie=1))).data == b"z" * 1000
-    text = urllib.request.urlopen(proc.metrics_url, timeout=5).read().decode()
+    assert await c.read(a, ref(1, 15, 1)) == b"z" * 1000
+    text = urllib.request.urlopen(store.proc.metrics_url, timeout=5).read().decode()
     for needle_metric in ('trenchcoat_store_needles{volume="1"} 10.0', "trenchcoat_store_fsync_batch_size_count",
                           'trenchcoat_store_operations_total{op="write",outcome="ok"} 20.0'):
         assert needle_metric in text
@@ -156,13 +201,13 @@ async def test_compact_status_export_and_metrics(store):
 
 async def test_volumes_survive_a_clean_restart(service, tmp_path):
     proc = start_store(service, tmp_path / "data")
-    async with grpc.aio.insecure_channel(proc.address) as channel:
-        stub = store_pb2_grpc.StoreServiceStub(channel)
-        await stub.CreateVolume(pb.CreateVolumeRequest(volume_id=4))
-        await stub.WriteNeedle(pb.WriteNeedleRequest(volume_id=4, key=1, cookie=1, data=b"kept"))
+    async with rpc.ChannelPool() as pool:
+        client = StoreClient(pool, timeout_s=TIMEOUT_S)
+        await client.create(proc.address, 4)
+        await client.write(proc.address, ref(4, 1, 1), b"kept")
     assert proc.stop() == 0
     assert (tmp_path / "data" / "store-1" / "vol-4.idx").exists()  # final checkpoint
     proc = start_store(service, tmp_path / "data")
-    async with grpc.aio.insecure_channel(proc.address) as channel:
-        stub = store_pb2_grpc.StoreServiceStub(channel)
-        assert (await stub.ReadNeedle(pb.ReadNeedleRequest(volume_id=4, key=1, cookie=1))).data == b"kept"
+    async with rpc.ChannelPool() as pool:
+        client = StoreClient(pool, timeout_s=TIMEOUT_S)
+        assert await client.read(proc.address, ref(4, 1, 1)) == b"kept"

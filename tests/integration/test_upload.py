@@ -3,16 +3,17 @@ racks, a router."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
-import grpc
 import pytest
 
-from tests.cluster import full_media_cluster
-from trenchcoat import urls
-from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
-from trenchcoat.v1 import store_pb2 as spb
-from trenchcoat.v1 import store_pb2_grpc
+from tests.cluster import CALL_TIMEOUT_S, Clients, full_media_cluster
+from trenchcoat import media_client, rpc, urls
+from trenchcoat.directory_client import VolumeView
+from trenchcoat.errors import InvalidArgument, NotFound
+from trenchcoat.media_client import Media
+from trenchcoat.v1 import router_pb2, router_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -22,83 +23,88 @@ async def cluster(service, etcd, postgres, tmp_path):
     return await full_media_cluster(service, etcd, postgres, tmp_path)
 
 
-def upload_messages(owner, data, content_type="image/jpeg", key="", chunk=64 * 1024, size=None):
-    yield router_pb2.UploadRequest(header=router_pb2.UploadHeader(
-        owner_id=owner, content_type=content_type, size_bytes=len(data) if size is None else size,
-        idempotency_key=key))
-    for i in range(0, len(data), chunk):
-        yield router_pb2.UploadRequest(chunk=data[i:i + chunk])
+def upload_stream(owner, data, content_type="image/jpeg", key="", chunk=64 * 1024, size=None):
+    """A hand-made upload stream (for the malformed ones MediaClient.upload never sends)."""
+    header = router_pb2.UploadHeader(owner_id=owner, content_type=content_type,
+                                     size_bytes=len(data) if size is None else size, idempotency_key=key)
+    return media_client.upload_messages(header, data, chunk)
 
 
-async def read_from_every_replica(c, media):
-    path = urls.parse_path("/" + media.url.split("/", 3)[3])
-    volume = next(v for v in await c.volumes() if v.id == path.photo.logical_volume)
+async def upload_raw(c: Clients, messages):
+    """Sends ``messages`` to the router's Upload through the RPC edge."""
+    assert c.cluster.router is not None
+    address = c.cluster.router.address
+    stub = c.pool.stub(router_pb2_grpc.MediaServiceStub, address)
+    return await rpc.stream_in(stub.Upload, messages, remote=f"router {address}", timeout=CALL_TIMEOUT_S)
+
+
+def path_of(media: Media) -> str:
+    return "/" + media.url.split("/", 3)[3]
+
+
+async def read_from_every_replica(c: Clients, media: Media) -> tuple[list[bytes], VolumeView]:
+    """The needle behind ``media``'s URL as each replica of its volume holds it."""
+    path = urls.parse_path(path_of(media))
+    volume = next(v for v in await c.directory.list_volumes() if v.id == path.needle.logical_volume)
     got = []
     for replica in volume.replicas:
-        async with grpc.aio.insecure_channel(replica.address) as channel:
-            stub = store_pb2_grpc.StoreServiceStub(channel)
-            reply = await stub.ReadNeedle(spb.ReadNeedleRequest(
-                volume_id=replica.volume_id, key=path.photo.key, cookie=path.photo.cookie))
-            got.append(reply.data)
+        got.append(await c.store.read(replica.address,
+                                      dataclasses.replace(path.needle, logical_volume=replica.volume_id)))
     return got, volume
 
 
 async def test_upload_writes_every_replica_on_distinct_racks_and_commits_the_row(cluster):
-    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
+    async with cluster.clients() as c:
         blobs = [os.urandom(n) for n in (1, 1000, 300_000)]
-        infos = [(await stub.Upload(upload_messages(42, b))).media for b in blobs]
+        infos = [await c.media.upload(b, owner_id=42, content_type="image/jpeg") for b in blobs]
         for blob, info in zip(blobs, infos, strict=True):
             assert info.owner_id == 42 and info.size_bytes == len(blob)
-            assert info.state == media_pb2.MEDIA_STATE_ACTIVE
+            assert info.state == "active"
             assert info.url.startswith("http://127.0.0.1:8080/1/")
-            assert (info.ref.media_id >> 10) & 0x1FFF == 42  # the shard is the owner's
-            copies, volume = await read_from_every_replica(cluster, info)
+            assert (info.media_id >> 10) & 0x1FFF == 42  # the shard is the owner's
+            copies, volume = await read_from_every_replica(c, info)
             assert copies == [blob] * 3
             assert len({r.rack for r in volume.replicas}) == 3
-        stat = await stub.Stat(router_pb2.StatRequest(ref=infos[1].ref))
-        assert stat.media.url == infos[1].url
-        batch = await stub.BatchStat(router_pb2.BatchStatRequest(
-            refs=[infos[2].ref, media_pb2.MediaRef(media_id=12345), infos[0].ref]))
-        assert [m.state for m in batch.media] == [
-            media_pb2.MEDIA_STATE_ACTIVE, media_pb2.MEDIA_STATE_UNSPECIFIED, media_pb2.MEDIA_STATE_ACTIVE]
-        assert [m.ref.media_id for m in batch.media][::2] == [infos[2].ref.media_id, infos[0].ref.media_id]
-        assert infos[0].ref.media_id < infos[1].ref.media_id < infos[2].ref.media_id  # time-sortable
+        stat = await c.media.stat(infos[1].media_id)
+        assert stat.url == infos[1].url
+        batch = await c.media.batch_stat([infos[2].media_id, 12345, infos[0].media_id])
+        assert [m.state if m is not None else None for m in batch] == ["active", None, "active"]
+        assert [m.media_id for m in batch[::2]] == [infos[2].media_id, infos[0].media_id]
+        assert infos[0].media_id < infos[1].media_id < infos[2].media_id  # time-sortable
 
 
 async def test_a_retried_upload_with_the_same_idempotency_key_returns_the_first(cluster):
-    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
-        first = (await stub.Upload(upload_messages(7, b"x" * 100, key="k-1"))).media
-        again = (await stub.Upload(upload_messages(7, b"x" * 100, key="k-1"))).media
-        other_user = (await stub.Upload(upload_messages(8, b"x" * 100, key="k-1"))).media
-        assert again.ref.media_id == first.ref.media_id
-        assert other_user.ref.media_id != first.ref.media_id
+    async with cluster.clients() as c:
+        first = await c.media.upload(b"x" * 100, owner_id=7, content_type="image/jpeg", idempotency_key="k-1")
+        again = await c.media.upload(b"x" * 100, owner_id=7, content_type="image/jpeg", idempotency_key="k-1")
+        other_user = await c.media.upload(b"x" * 100, owner_id=8, content_type="image/jpeg", idempotency_key="k-1")
+        assert again.media_id == first.media_id
+        assert other_user.media_id != first.media_id
 
 
-@pytest.mark.parametrize("messages, needle", [
-    (lambda: upload_messages(1, b""), "no bytes"),
+@pytest.mark.parametrize("send, needle", [
+    (lambda c: c.media.upload(b"", owner_id=1, content_type="image/jpeg"), "no bytes"),
     # One chunk: a client still streaming when the server refuses sees grpc's own error.
-    (lambda: upload_messages(1, b"z" * (4 * 1024 * 1024 + 1), size=0, chunk=8 * 1024 * 1024), "larger than"),
-    (lambda: upload_messages(1, b"z", size=4 * 1024 * 1024 + 1), "declares"),
-    (lambda: upload_messages(-5, b"z"), "owner_id must be >= 0"),
-    (lambda: upload_messages(1, b"z", content_type="jpeg"), "MIME type"),
-    (lambda: upload_messages(1, b"zz", size=5), "declared 5 bytes but 2 arrived"),
-    (lambda: iter([router_pb2.UploadRequest(chunk=b"zz")]), "first message"),
-    (lambda: iter([]), "empty upload stream"),
+    (lambda c: upload_raw(c, upload_stream(1, b"z" * (4 * 1024 * 1024 + 1), size=0, chunk=8 * 1024 * 1024)),
+     "larger than"),
+    (lambda c: upload_raw(c, upload_stream(1, b"z", size=4 * 1024 * 1024 + 1)), "declares"),
+    (lambda c: c.media.upload(b"z", owner_id=-5, content_type="image/jpeg"), "owner_id must be >= 0"),
+    (lambda c: c.media.upload(b"z", owner_id=1, content_type="jpeg"), "MIME type"),
+    (lambda c: upload_raw(c, upload_stream(1, b"zz", size=5)), "declared 5 bytes but 2 arrived"),
+    (lambda c: upload_raw(c, iter([router_pb2.UploadRequest(chunk=b"zz")])), "first message"),
+    (lambda c: upload_raw(c, iter([])), "empty upload stream"),
 ])
-async def test_bad_uploads_are_invalid_argument_with_a_reason(cluster, messages, needle):
-    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Upload(messages())
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert needle in info.value.details()
+async def test_bad_uploads_are_invalid_argument_with_a_reason(cluster, send, needle):
+    async with cluster.clients() as c:
+        with pytest.raises(InvalidArgument) as info:
+            await send(c)
+        assert info.value.status == "INVALID_ARGUMENT"
+        assert info.value.remote  # the router's answer, not the client's own check
+        assert needle in str(info.value)
 
 
 async def test_stat_of_an_unknown_id_is_not_found(cluster):
-    async with grpc.aio.insecure_channel(cluster.router.address) as channel:
-        stub = router_pb2_grpc.MediaServiceStub(channel)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await stub.Stat(router_pb2.StatRequest(ref=media_pb2.MediaRef(media_id=99)))
-        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    async with cluster.clients() as c:
+        with pytest.raises(NotFound) as info:
+            await c.media.stat(99)
+        assert info.value.status == "NOT_FOUND"

@@ -5,7 +5,14 @@ real service uses:
 
 - ``/test.Chassis/Sleep``: sleeps the number of ms in the request (ASCII), answers b"done";
 - ``/test.Chassis/Missing``: raises ``trenchcoat.errors.NotFound``;
-- ``/test.Chassis/Crash``: raises ``ValueError`` (an unexpected error).
+- ``/test.Chassis/Crash``: raises ``ValueError`` (an unexpected error);
+- ``/test.Chassis/NeedleGone``: raises a service's own subclass of the chassis's
+  ``NeedleNotFound`` (as ``store.errors`` does), to show the class crosses the wire;
+- ``/test.Chassis/Custom``: raises a service-only ``Unavailable`` subclass, which arrives
+  as the nearest chassis class.
+
+With ``--ready-file PATH`` the process reports NOT_SERVING until that file exists (a
+readiness condition, like a cache waiting for its first volume map).
 """
 
 from __future__ import annotations
@@ -13,12 +20,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 import grpc
 
 from trenchcoat import server
-from trenchcoat.errors import NotFound
+from trenchcoat.errors import NeedleNotFound, NotFound, Unavailable
 from trenchcoat.v1 import store_pb2_grpc
+
+
+class ServiceNeedleGone(NeedleNotFound):
+    """A service's own subclass of a chassis error."""
+
+
+class ServiceHiccup(Unavailable):
+    """A service-only error class the chassis does not know."""
 
 
 async def sleep(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -34,8 +50,16 @@ async def crash(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     raise ValueError("boom")
 
 
+async def needle_gone(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    raise ServiceNeedleGone("needle 0x1/0 not found in volume 3")
+
+
+async def custom(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    raise ServiceHiccup("the disk is busy; retry")
+
+
 def handler() -> grpc.GenericRpcHandler:
-    methods = {"Sleep": sleep, "Missing": missing, "Crash": crash}
+    methods = {"Sleep": sleep, "Missing": missing, "Crash": crash, "NeedleGone": needle_gone, "Custom": custom}
     return grpc.method_handlers_generic_handler(
         "test.Chassis",
         {name: grpc.unary_unary_rpc_method_handler(fn) for name, fn in methods.items()},
@@ -48,8 +72,13 @@ def main() -> int:
     parser.add_argument("--metrics-port", type=int, required=True)
     parser.add_argument("--grace", type=float, default=5.0)
     parser.add_argument("--drain-notice", type=float, default=0.0)
+    parser.add_argument("--ready-file", type=Path, default=None)
     args = parser.parse_args()
     server.setup_logging("INFO")
+
+    async def ready_file() -> None:
+        while not args.ready_file.exists():
+            await asyncio.sleep(0.05)
 
     async def build() -> server.ServiceHost:
         return server.ServiceHost(
@@ -64,6 +93,7 @@ def main() -> int:
             # reflection describes the real contract. Not a service of the product.
             bindings=[server.Binding("trenchcoat.v1.StoreService", store_pb2_grpc.StoreServiceServicer(),
                                      store_pb2_grpc.add_StoreServiceServicer_to_server)],
+            ready=[ready_file] if args.ready_file else [],
         )
 
     return server.run(build)

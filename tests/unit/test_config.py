@@ -128,7 +128,7 @@ def test_missing_file_is_a_config_error(tmp_path):
 def test_config_is_frozen():
     c = config.Config()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        c.store.port = 1  # type: ignore[misc]
+        c.store.port = 1
 
 
 def test_default_path_prefers_the_environment(tmp_path, monkeypatch):

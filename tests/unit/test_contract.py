@@ -59,8 +59,15 @@ def test_the_seam_is_one_fixed64_message_shared_by_router_and_feed():
 
 
 def test_every_rpc_has_its_own_request_and_response():
-    from trenchcoat.v1 import (cache_pb2, directory_pb2, f4_pb2, feed_pb2, router_pb2,
-                               store_pb2, transformer_pb2)
+    from trenchcoat.v1 import (
+        cache_pb2,
+        directory_pb2,
+        f4_pb2,
+        feed_pb2,
+        router_pb2,
+        store_pb2,
+        transformer_pb2,
+    )
 
     seen: dict[str, str] = {}
     for module in (cache_pb2, directory_pb2, f4_pb2, feed_pb2, router_pb2, store_pb2, transformer_pb2):

@@ -8,21 +8,28 @@ from hypothesis import strategies as st
 
 from trenchcoat import urls
 from trenchcoat.errors import InvalidArgument
+from trenchcoat.needle_ref import MAX_U32, MAX_U64, NeedleRef, NeedleRefOutOfRange
 
-u32 = st.integers(0, urls.MAX_U32)
-u64 = st.integers(0, urls.MAX_U64)
-photos = st.builds(urls.Photo, u32, u64, u32, u32)
-paths = st.builds(urls.PhotoPath, u32, u32, photos)
+u32 = st.integers(0, MAX_U32)
+u64 = st.integers(0, MAX_U64)
+needles = st.builds(NeedleRef, logical_volume=u32, key=u64, alternate_key=u32, cookie=u32)
+paths = st.builds(urls.PhotoPath, cache_id=u32, machine_id=u32, needle=needles)
 
 
 def test_documented_example_parses():
     path = urls.parse_path("/3/17/42,0a1b2c3d4e5f60718badf00d_3")
-    assert path == urls.PhotoPath(3, 17, urls.Photo(42, 0x0A1B2C3D4E5F6071, 0x8BADF00D, 3))
+    assert path == urls.PhotoPath(cache_id=3, machine_id=17, needle=NeedleRef(
+        logical_volume=42, key=0x0A1B2C3D4E5F6071, alternate_key=3, cookie=0x8BADF00D))
 
 
 def test_original_has_no_alternate_suffix():
-    photo = urls.Photo(1, 0xFF, 0xABCDEF01)
-    assert photo.component() == "1,00000000000000ffabcdef01"
+    needle = NeedleRef(logical_volume=1, key=0xFF, cookie=0xABCDEF01)
+    assert urls.component(needle) == "1,00000000000000ffabcdef01"
+
+
+def test_a_needle_reference_is_built_by_keyword_only():
+    with pytest.raises(TypeError):
+        NeedleRef(1, 0xFF, 0, 0xABCDEF01)
 
 
 @given(paths)
@@ -34,14 +41,14 @@ def test_round_trip(path):
 def test_each_layer_strips_its_own_component(path):
     cache_id, rest = urls.strip_cache(path.path())
     assert cache_id == path.cache_id
-    assert rest == f"/{path.machine_id}/{path.photo.component()}"
-    machine_id, photo = urls.strip_machine(rest)
-    assert (machine_id, photo) == (path.machine_id, path.photo)
-    assert urls.parse_photo(photo.component()) == path.photo
+    assert rest == f"/{path.machine_id}/{urls.component(path.needle)}"
+    machine_id, needle = urls.strip_machine(rest)
+    assert (machine_id, needle) == (path.machine_id, path.needle)
+    assert urls.parse_photo(urls.component(needle)) == path.needle
 
 
 def test_url_joins_cdn_base():
-    path = urls.PhotoPath(1, 2, urls.Photo(3, 4, 5))
+    path = urls.PhotoPath(cache_id=1, machine_id=2, needle=NeedleRef(logical_volume=3, key=4, cookie=5))
     assert path.url("http://cdn.local:8080/") == "http://cdn.local:8080/1/2/3,000000000000000400000005"
 
 
@@ -85,12 +92,20 @@ def test_non_text_is_malformed(bad):
 
 
 @pytest.mark.parametrize(
-    "kwargs", [dict(logical_volume=-1), dict(key=1 << 64), dict(cookie=1 << 32), dict(alternate_key=-2)]
+    "kwargs", [{"logical_volume": -1}, {"key": 1 << 64}, {"cookie": 1 << 32}, {"alternate_key": -2}]
 )
 def test_out_of_range_components_are_refused_when_building(kwargs):
-    fields = dict(logical_volume=1, key=1, cookie=1, alternate_key=0) | kwargs
+    fields = {"logical_volume": 1, "key": 1, "cookie": 1, "alternate_key": 0} | kwargs
+    with pytest.raises(NeedleRefOutOfRange) as info:
+        NeedleRef(**fields)
+    assert info.value.status == "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("kwargs", [{"cache_id": -1}, {"machine_id": 1 << 32}])
+def test_out_of_range_path_ids_are_malformed(kwargs):
+    fields = {"cache_id": 1, "machine_id": 1} | kwargs
     with pytest.raises(urls.MalformedURL):
-        urls.Photo(**fields)
+        urls.PhotoPath(needle=NeedleRef(logical_volume=1, key=1, cookie=1), **fields)
 
 
 @given(st.text(max_size=80))

@@ -65,16 +65,18 @@ class BatchReadRequest(_message.Message):
     def __init__(self, reads: _Optional[_Iterable[_Union[ReadNeedleRequest, _Mapping]]] = ...) -> None: ...
 
 class BatchReadResult(_message.Message):
-    __slots__ = ("index", "code", "message", "data")
+    __slots__ = ("index", "code", "message", "data", "error")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     index: int
     code: int
     message: str
     data: bytes
-    def __init__(self, index: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+    error: str
+    def __init__(self, index: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., data: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
 
 class BatchReadResponse(_message.Message):
     __slots__ = ("results",)

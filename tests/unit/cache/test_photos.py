@@ -8,13 +8,23 @@ import pytest
 
 from cache.leases import LeaseTable, LeaseWaitExpired
 from cache.lru import ByteLRU
-from cache.photos import Needle, PhotoCache
+from cache.photos import PhotoCache
 from trenchcoat.directory_client import ReplicaView, VolumeView
-from trenchcoat.errors import DataLoss, NotFound, Unavailable
+from trenchcoat.errors import (
+    ChecksumMismatch,
+    DataLoss,
+    Internal,
+    NeedleNotFound,
+    NotFound,
+    Unavailable,
+    VolumeNotFound,
+)
+from trenchcoat.needle_ref import NeedleRef
 
 
 class Stores:
-    """Answers reads from a dict, counting them; machines in ``down`` are unreachable."""
+    """Answers reads from a dict, counting them; machines in ``down`` are unreachable,
+    in ``damaged`` answer DATA_LOSS, in ``empty`` do not hold the volume."""
 
     def __init__(self, photos: dict[tuple[int, int], tuple[int, bytes]], delay: float = 0.0) -> None:
         self.photos = photos
@@ -22,30 +32,53 @@ class Stores:
         self.reads: list[str] = []
         self.down: set[str] = set()
         self.damaged: set[str] = set()
+        self.empty: set[str] = set()
 
-    async def read(self, address, volume_id, key, alt, cookie):
+    async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> bytes:
         self.reads.append(address)
         await asyncio.sleep(self.delay)
         if address in self.down:
             raise Unavailable(f"{address} is down")
         if address in self.damaged:
-            raise DataLoss(f"{address}: checksum mismatch")
-        found = self.photos.get((key, alt))
-        if found is None or found[0] != cookie:
-            raise NotFound("needle not found")
+            raise ChecksumMismatch(f"{address}: checksum mismatch")
+        if address in self.empty:
+            raise VolumeNotFound(f"{address}: volume {needle.logical_volume} is not on this store")
+        found = self.photos.get((needle.key, needle.alternate_key))
+        if found is None or found[0] != needle.cookie:
+            raise NeedleNotFound("needle not found")
         return found[1]
 
 
-def volumes(writable=True):
-    replicas = tuple(ReplicaView(m, 5, f"s{m}", True) for m in (1, 2, 3))
-    return {5: VolumeView(5, writable, 1 << 30, replicas)}
+def volume(writable=True, alive=(True, True, True)):
+    replicas = tuple(ReplicaView(m, 5, f"s{m}", a) for m, a in zip((1, 2, 3), alive, strict=True))
+    return VolumeView(5, writable, 1 << 30, replicas)
 
 
-def make(stores, writable=True, capacity=1 << 20, wait=5.0):
-    return PhotoCache(capacity, LeaseTable(period_s=10, wait_s=wait), stores, lambda: volumes(writable))
+class Directory:
+    """The Directory as the cache sees it: ``known`` is this process's copy of the map, which
+    may lag; ``volume`` falls back to the Directory's own state (``authority``)."""
+
+    def __init__(self, known: dict[int, VolumeView], authority: dict[int, VolumeView] | None = None) -> None:
+        self.known = known
+        self.authority = authority if authority is not None else dict(known)
+        self.asked: list[int] = []
+
+    async def volume(self, volume_id: int) -> VolumeView:
+        if volume_id in self.known:
+            return self.known[volume_id]
+        self.asked.append(volume_id)
+        if volume_id not in self.authority:
+            raise NotFound(f"logical volume {volume_id} does not exist")
+        self.known[volume_id] = self.authority[volume_id]
+        return self.known[volume_id]
 
 
-PHOTO = Needle(5, 0xABC, 0, 77)
+def make(stores, writable=True, capacity=1 << 20, wait=5.0, directory=None):
+    directory = directory or Directory({5: volume(writable)})
+    return PhotoCache(capacity, LeaseTable(period_s=10, wait_s=wait), stores, directory)
+
+
+PHOTO = NeedleRef(logical_volume=5, key=0xABC, cookie=77)
 
 
 async def test_a_stampede_of_1000_readers_costs_one_store_read():
@@ -82,7 +115,7 @@ async def test_a_hit_with_the_wrong_cookie_is_not_found():
     cache = make(Stores({(0xABC, 0): (77, b"jpeg")}))
     await cache.read(1, PHOTO, via_cdn=False)
     with pytest.raises(NotFound):
-        await cache.read(1, Needle(5, 0xABC, 0, 78), via_cdn=False)
+        await cache.read(1, NeedleRef(logical_volume=5, key=0xABC, cookie=78), via_cdn=False)
 
 
 async def test_a_delete_voids_the_outstanding_lease_so_the_late_fill_is_not_admitted():
@@ -100,7 +133,7 @@ async def test_invalidate_drops_one_rendition_or_all():
     stores = Stores({(0xABC, 0): (77, b"o"), (0xABC, 3): (77, b"m")})
     cache = make(stores)
     await cache.read(1, PHOTO, via_cdn=False)
-    await cache.read(1, Needle(5, 0xABC, 3, 77), via_cdn=False)
+    await cache.read(1, NeedleRef(logical_volume=5, key=0xABC, alternate_key=3, cookie=77), via_cdn=False)
     assert cache.invalidate(0xABC, 3) == 1
     assert cache.invalidate(0xABC, None) == 1
     assert len(cache.lru) == 0
@@ -111,6 +144,60 @@ async def test_a_dead_or_damaged_store_fails_over_to_the_next_replica():
     stores.down.add("s1")
     stores.damaged.add("s2")
     cache = make(stores)
+    assert (await cache.read(1, PHOTO, via_cdn=False)).data == b"jpeg"
+    assert stores.reads == ["s1", "s2", "s3"]
+
+
+async def test_a_volume_missing_from_the_local_map_is_asked_of_the_directory_not_declared_missing():
+    # The regression behind an acknowledged upload answering 404: the router wrote the
+    # photo onto a volume this cache's copy of the map had not heard of yet.
+    stores = Stores({(0xABC, 0): (77, b"jpeg")})
+    directory = Directory(known={}, authority={5: volume()})
+    cache = make(stores, directory=directory)
+    served = await cache.read(1, PHOTO, via_cdn=False)
+    assert served.data == b"jpeg" and served.admitted
+    assert directory.asked == [5]
+
+
+async def test_a_volume_the_directory_does_not_know_is_not_found():
+    cache = make(Stores({}), directory=Directory(known={}, authority={}))
+    with pytest.raises(NotFound):
+        await cache.read(1, PHOTO, via_cdn=False)
+
+
+async def test_a_replica_without_the_volume_sends_the_read_to_the_next():
+    stores = Stores({(0xABC, 0): (77, b"jpeg")})
+    stores.empty.add("s1")
+    cache = make(stores)
+    assert (await cache.read(1, PHOTO, via_cdn=False)).data == b"jpeg"
+    assert stores.reads == ["s1", "s2"]
+
+
+async def test_a_store_saying_the_needle_is_not_there_is_final_and_kept_for_the_lease():
+    stores = Stores({})
+    cache = make(stores)
+    for _ in range(3):
+        with pytest.raises(NeedleNotFound):
+            await cache.read(1, PHOTO, via_cdn=False)
+    assert stores.reads == ["s1"]
+
+
+async def test_when_no_replica_can_answer_the_read_is_unavailable_never_not_found():
+    stores = Stores({(0xABC, 0): (77, b"jpeg")})
+    stores.down.add("s1")
+    stores.empty.update({"s2", "s3"})
+    cache = make(stores)
+    with pytest.raises(Unavailable):
+        await cache.read(1, PHOTO, via_cdn=False)
+    stores.down.clear()
+    stores.empty.clear()
+    assert (await cache.read(1, PHOTO, via_cdn=False)).data == b"jpeg"  # not kept: the next reader retries
+
+
+async def test_replicas_marked_dead_are_still_tried_last():
+    stores = Stores({(0xABC, 0): (77, b"jpeg")})
+    stores.down.update({"s1", "s2"})
+    cache = make(stores, directory=Directory({5: volume(alive=(True, True, False))}))
     assert (await cache.read(1, PHOTO, via_cdn=False)).data == b"jpeg"
     assert stores.reads == ["s1", "s2", "s3"]
 
@@ -140,3 +227,24 @@ def test_lru_evicts_least_recently_used_by_bytes():
     lru.put("c", b"cccc", 4)
     assert lru.keys() == ["a", "c"] and lru.bytes == 8 and lru.evictions == 1
     assert not lru.put("huge", b"x" * 11, 11)
+
+
+async def test_a_replica_failing_in_an_unexpected_way_sends_the_read_to_the_next():
+    class Broken(Stores):
+        async def read(self, address, needle, *, timeout_s=None):
+            if address == "s1":
+                self.reads.append(address)
+                raise Internal("store s1: internal error (OSError) in ReadNeedle; see the server log")
+            return await super().read(address, needle, timeout_s=timeout_s)
+
+    stores = Broken({(0xABC, 0): (77, b"jpeg")})
+    assert (await make(stores).read(1, PHOTO, via_cdn=False)).data == b"jpeg"
+    assert stores.reads == ["s1", "s2"]
+
+
+async def test_a_replica_the_directory_has_no_address_for_is_skipped():
+    stores = Stores({(0xABC, 0): (77, b"jpeg")})
+    replicas = (ReplicaView(1, 5, "", False), ReplicaView(2, 5, "s2", True))
+    cache = make(stores, directory=Directory({5: VolumeView(5, True, 1 << 30, replicas)}))
+    assert (await cache.read(1, PHOTO, via_cdn=False)).data == b"jpeg"
+    assert stores.reads == ["s2"]

@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from directory.model import ClusterMap, PlacementError, Replica, State, Store, Volume, choose_for_write, place
+from directory.model import (
+    ClusterMap,
+    PlacementError,
+    Replica,
+    State,
+    Store,
+    Volume,
+    choose_for_write,
+    place,
+)
 
 
 def store(m: int, rack: str, free: int = 100, *, alive: bool = True) -> Store:

@@ -1,0 +1,197 @@
+"""The leader's decisions, as pure functions of the cluster map and what the stores
+reported: which stores are down, which volumes turn read-only, which replicas a repair
+refills from which source, what growth creates. ``directory/leader.py`` gathers the
+inputs (probes, etcd) and carries the decisions out; nothing here does I/O, so every rule
+is tested without processes (``tests/unit/directory/test_policy.py``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass, field, replace
+
+from directory.model import ClusterMap, State, Store, Volume, place
+from trenchcoat.store_types import PhysicalVolume
+
+LEASE_LAPSED = "its liveness lease lapsed"
+
+
+# --- pitchfork ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What one probe of a store found: its volumes, or why it failed."""
+
+    machine_id: int
+    volumes: Mapping[int, PhysicalVolume] | None
+    """None when the probe failed."""
+    error: str = ""
+
+
+@dataclass(slots=True)
+class Pitchfork:
+    """The outcome of one round of probes."""
+
+    failures: dict[int, int] = field(default_factory=dict)
+    """Consecutive failed probes of each store after this round."""
+    down: list[tuple[Store, str]] = field(default_factory=list)
+    """Stores to mark down now, with why."""
+    up: list[Store] = field(default_factory=list)
+    """Stores to record as up: back after being down, or seen for the first time."""
+    read_only: list[tuple[int, str]] = field(default_factory=list)
+    """Volumes to turn read-only, needing repair, with why."""
+
+
+def judge_probes(cmap: ClusterMap, probes: Mapping[int, Probe], failures: Mapping[int, int],
+                 probe_failures: int) -> Pitchfork:
+    """A store whose lease lapsed is down at once; one that fails ``probe_failures`` probes
+    in a row is down; its writable volumes turn read-only (they may have missed writes).
+    A store passing again is up. A store that no longer holds a volume the map gives it (a
+    replaced disk) has that volume marked for repair."""
+    out = Pitchfork()
+    flipped: set[int] = set()
+    for machine_id, store in cmap.stores.items():
+        probe = probes.get(machine_id)
+        if probe is None:
+            continue
+        if probe.volumes is None:
+            count = failures.get(machine_id, 0) + 1 if store.registered else probe_failures
+            out.failures[machine_id] = count
+            if count >= probe_failures and not store.down:
+                why = LEASE_LAPSED if not store.registered else probe.error
+                out.down.append((store, why))
+                for volume in _held_by(cmap, machine_id):
+                    if volume.state is State.WRITABLE and volume.id not in flipped:
+                        flipped.add(volume.id)
+                        out.read_only.append((volume.id, f"store {machine_id} is down"))
+            continue
+        out.failures[machine_id] = 0
+        if store.down or not store.recorded:
+            out.up.append(store)
+        for volume in _held_by(cmap, machine_id):
+            if volume.id not in probe.volumes and not volume.repair and volume.id not in flipped:
+                flipped.add(volume.id)
+                out.read_only.append((volume.id, f"store {machine_id} lost its copy"))
+    return out
+
+
+def _held_by(cmap: ClusterMap, machine_id: int) -> list[Volume]:
+    return [v for v in cmap.volumes.values() if any(r.machine_id == machine_id for r in v.replicas)]
+
+
+# --- fill ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """A change to one volume's record from its replicas' reports."""
+
+    volume_id: int
+    used_bytes: int
+    read_only: str = ""
+    """Why it turns read-only ("full", or "a replica refuses writes"); "" to only record
+    its fill."""
+
+    @property
+    def repair(self) -> bool:
+        """Whether its replicas may differ (anything but full)."""
+        return bool(self.read_only) and self.read_only != "full"
+
+
+def judge_fill(cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]], full_ratio: float,
+               fresh: Callable[[int], bool]) -> list[Fill]:
+    """A writable volume whose fullest replica passed ``full_ratio`` of capacity turns
+    read-only; so does one a replica refuses writes to (when its reports are ``fresh``:
+    taken after a repair last made it writable). Otherwise its used bytes are recorded
+    when they moved by a thousandth of capacity."""
+    out = []
+    for volume in cmap.volumes.values():
+        known = [p for r in volume.replicas if (p := reports.get(r.machine_id, {}).get(volume.id)) is not None]
+        if not known:
+            continue
+        used = max(p.file_bytes for p in known)
+        full = used >= full_ratio * volume.capacity_bytes
+        refused = (volume.state is State.WRITABLE and not volume.repair and fresh(volume.id)
+                   and any(p.read_only for p in known))
+        if full or refused:
+            if volume.state is State.WRITABLE:
+                out.append(Fill(volume.id, used, "full" if full else "a replica refuses writes"))
+        elif abs(used - volume.used_bytes) >= max(1, volume.capacity_bytes // 1000):
+            out.append(Fill(volume.id, used))
+    return out
+
+
+# --- repair -------------------------------------------------------------------------------
+
+
+def repairable(cmap: ClusterMap, in_progress: Container[int]) -> list[Volume]:
+    """Volumes marked for repair, not being repaired, whose every replica's store is up."""
+    return [v for v in cmap.volumes.values()
+            if v.repair and v.id not in in_progress and all(cmap.alive(r.machine_id) for r in v.replicas)]
+
+
+@dataclass(frozen=True, slots=True)
+class RepairPlan:
+    """Which copy every other replica is refilled from."""
+
+    source: int
+    """Machine holding the copy to spread: the fullest (bytes), then the one with the most
+    deletions flagged, then the most needles."""
+    targets: tuple[int, ...]
+    """Machines whose copy is missing or differs from the source's."""
+
+
+def plan_repair(copies: Mapping[int, PhysicalVolume | None]) -> RepairPlan | None:
+    """``copies``: each replica's report of the volume (None: it does not hold it), taken
+    while every replica refuses writes. None when no replica holds the volume.
+
+    The fullest copy is the source: copies diverge in bytes only by writes that reached
+    some replicas and not others, and none of those was acknowledged, while every
+    acknowledged write is on every replica; the fullest therefore holds every
+    acknowledged needle (and spreading its extra, unacknowledged ones harms nothing).
+    Copies of the same size may differ in delete flags (a replica down during a delete
+    missed its flag): the one with more flags wins, so a repair does not bring a deleted
+    needle back. (A copy that both missed a delete and holds an extra unacknowledged write
+    still wins on size; the metadata row keeps such a needle hidden, and replaying deletes
+    from a journal until every replica is flagged is the read path's job.)"""
+    present = {m: p for m, p in copies.items() if p is not None}
+    if not present:
+        return None
+    source, best = max(present.items(), key=lambda kv: (kv[1].file_bytes, kv[1].deleted, kv[1].needles, -kv[0]))
+    targets = tuple(m for m, p in copies.items() if p is None or not p.same_contents(best))
+    return RepairPlan(source, targets)
+
+
+def settled_state(source: PhysicalVolume, capacity_bytes: int, full_ratio: float) -> State:
+    """The state of a volume whose replicas all match ``source``."""
+    return State.READ_ONLY if source.file_bytes >= full_ratio * capacity_bytes else State.WRITABLE
+
+
+# --- growth -------------------------------------------------------------------------------
+
+
+DEFAULT_VOLUME_BYTES = 1 << 30
+"""Room one new volume is assumed to take on a store before any volume exists to tell."""
+
+
+def plan_growth(cmap: ClusterMap, min_writable: int, copies: int, failures: Mapping[int, int],
+                rng: random.Random) -> list[list[Store]]:
+    """The stores of each volume to create so ``min_writable`` volumes are writable: each
+    volume's replicas on distinct racks, only on stores without a failed probe, the
+    freest store of each rack first, counting the room each planned volume takes (so
+    several new volumes spread over a rack's stores). Raises PlacementError when the
+    healthy stores span fewer racks than ``copies``."""
+    needed = min_writable - len(cmap.writable())
+    if needed <= 0:
+        return []
+    size = max((v.capacity_bytes for v in cmap.volumes.values()), default=DEFAULT_VOLUME_BYTES)
+    healthy = {s.machine_id: s for s in cmap.stores.values() if not failures.get(s.machine_id)}
+    plans = []
+    for _ in range(needed):
+        chosen = place(healthy.values(), copies, rng)
+        plans.append(chosen)
+        for store in chosen:
+            healthy[store.machine_id] = replace(store, free_bytes=store.free_bytes - size)
+    return plans

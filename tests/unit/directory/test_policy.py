@@ -1,0 +1,223 @@
+"""directory/policy.py: the leader's decisions without processes — which stores are down,
+which volumes flip, which replicas a repair refills from which source, what growth
+creates."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from directory import policy
+from directory.model import ClusterMap, PlacementError, Replica, State, Store, Volume
+from trenchcoat.store_types import PhysicalVolume
+
+GiB = 1 << 30
+
+
+def store(m: int, rack: str = "", *, free: int = 100 * GiB, registered: bool = True, down: bool = False,
+          recorded: bool = True) -> Store:
+    return Store(machine_id=m, address=f"h:{m}", rack=rack or "abc"[(m - 1) % 3], free_bytes=free,
+                 registered=registered, down=down, recorded=recorded)
+
+
+def volume(v: int, machines: tuple[int, ...], state: State = State.WRITABLE, *, repair: bool = False,
+           used: int = 0, capacity: int = GiB) -> Volume:
+    return Volume(id=v, replicas=tuple(Replica(m, v) for m in machines), state=state, capacity_bytes=capacity,
+                  created_ms=0, used_bytes=used, repair=repair)
+
+
+def cluster(stores: list[Store], volumes: list[Volume]) -> ClusterMap:
+    return ClusterMap(stores={s.machine_id: s for s in stores}, volumes={v.id: v for v in volumes})
+
+
+def copy(v: int, *, file_bytes: int = 1000, needles: int = 10, deleted: int = 0, read_only: bool = False,
+         live: int | None = None) -> PhysicalVolume:
+    return PhysicalVolume(v, read_only, needles, deleted, file_bytes if live is None else live, file_bytes, GiB)
+
+
+def ok(m: int, *volumes: PhysicalVolume) -> policy.Probe:
+    return policy.Probe(m, {p.volume_id: p for p in volumes})
+
+
+def failed(m: int, why: str = "UNAVAILABLE: connection refused") -> policy.Probe:
+    return policy.Probe(m, None, why)
+
+
+# --- pitchfork ---------------------------------------------------------------------------
+
+MAP = cluster([store(1), store(2), store(3), store(4)],
+              [volume(1, (1, 2, 3)), volume(2, (4, 2, 3)), volume(3, (1, 2, 3), State.READ_ONLY, used=GiB)])
+
+
+def test_a_store_is_down_only_after_probe_failures_failed_probes_in_a_row():
+    probes = {1: failed(1), 2: ok(2, copy(1), copy(2), copy(3)), 3: ok(3, copy(1), copy(2), copy(3)),
+              4: ok(4, copy(2))}
+    first = policy.judge_probes(MAP, probes, {}, probe_failures=3)
+    assert first.failures[1] == 1 and not first.down and not first.read_only
+    second = policy.judge_probes(MAP, probes, first.failures, probe_failures=3)
+    assert second.failures[1] == 2 and not second.down
+    third = policy.judge_probes(MAP, probes, second.failures, probe_failures=3)
+    assert [(s.machine_id, why) for s, why in third.down] == [(1, "UNAVAILABLE: connection refused")]
+    # Its writable volume turns read-only (it may have missed writes); the read-only one is left alone.
+    assert third.read_only == [(1, "store 1 is down")]
+
+
+def test_a_success_between_failures_starts_the_count_again():
+    probes = {1: ok(1, copy(1), copy(3))}
+    verdict = policy.judge_probes(MAP, probes, {1: 2}, probe_failures=3)
+    assert verdict.failures[1] == 0 and not verdict.down
+
+
+def test_a_lapsed_liveness_lease_is_down_at_once():
+    lapsed = cluster([store(1, registered=False), store(2), store(3)], [volume(1, (1, 2, 3))])
+    verdict = policy.judge_probes(lapsed, {1: failed(1, policy.LEASE_LAPSED)}, {}, probe_failures=3)
+    assert [(s.machine_id, why) for s, why in verdict.down] == [(1, policy.LEASE_LAPSED)]
+    assert verdict.read_only == [(1, "store 1 is down")]
+
+
+def test_a_store_already_down_is_not_marked_again():
+    down = cluster([store(1, down=True), store(2), store(3)], [volume(1, (1, 2, 3), State.READ_ONLY, repair=True)])
+    verdict = policy.judge_probes(down, {1: failed(1)}, {1: 5}, probe_failures=3)
+    assert not verdict.down and not verdict.read_only and verdict.failures[1] == 6
+
+
+def test_a_store_passing_again_is_readmitted_and_a_new_one_recorded():
+    cmap = cluster([store(1, down=True), store(2, recorded=False), store(3)], [volume(1, (1, 2, 3))])
+    verdict = policy.judge_probes(cmap, {1: ok(1, copy(1)), 2: ok(2, copy(1)), 3: ok(3, copy(1))}, {1: 4},
+                                  probe_failures=3)
+    assert sorted(s.machine_id for s in verdict.up) == [1, 2]
+    assert verdict.failures == {1: 0, 2: 0, 3: 0}
+
+
+def test_a_store_that_lost_its_copy_has_the_volume_repaired():
+    verdict = policy.judge_probes(MAP, {4: ok(4)}, {}, probe_failures=3)
+    assert verdict.read_only == [(2, "store 4 lost its copy")]
+    already = cluster([store(4)], [volume(2, (4,), State.READ_ONLY, repair=True)])
+    assert not policy.judge_probes(already, {4: ok(4)}, {}, probe_failures=3).read_only
+
+
+def test_a_volume_is_flipped_once_however_many_of_its_stores_fail():
+    probes = {1: failed(1), 2: failed(2)}
+    verdict = policy.judge_probes(MAP, probes, {1: 2, 2: 2}, probe_failures=3)
+    assert sorted(s.machine_id for s, _ in verdict.down) == [1, 2]
+    assert sorted(v for v, _ in verdict.read_only) == [1, 2]
+
+
+# --- fill --------------------------------------------------------------------------------
+
+
+def always(_: int) -> bool:
+    return True
+
+
+def test_a_volume_past_the_full_ratio_turns_read_only_without_repair():
+    cmap = cluster([store(1), store(2), store(3)], [volume(1, (1, 2, 3))])
+    reports = {1: {1: copy(1, file_bytes=GiB - 10)}, 2: {1: copy(1, file_bytes=100)}}
+    [fill] = policy.judge_fill(cmap, reports, 0.95, always)
+    assert (fill.volume_id, fill.used_bytes, fill.read_only, fill.repair) == (1, GiB - 10, "full", False)
+
+
+def test_a_replica_refusing_writes_turns_the_volume_read_only_for_repair_unless_reports_are_stale():
+    cmap = cluster([store(1), store(2), store(3)], [volume(1, (1, 2, 3))])
+    reports = {1: {1: copy(1)}, 2: {1: copy(1, read_only=True)}, 3: {1: copy(1)}}
+    [fill] = policy.judge_fill(cmap, reports, 0.95, always)
+    assert fill.read_only == "a replica refuses writes" and fill.repair
+    # Reports taken before a repair made the volume writable still say read-only: ignored.
+    assert policy.judge_fill(cmap, reports, 0.95, lambda _v: False) == []
+
+
+def test_fill_records_used_bytes_only_when_they_moved_enough():
+    cmap = cluster([store(1)], [volume(1, (1,), used=5000)])
+    assert policy.judge_fill(cmap, {1: {1: copy(1, file_bytes=5000 + GiB // 2000)}}, 0.95, always) == []
+    [fill] = policy.judge_fill(cmap, {1: {1: copy(1, file_bytes=5000 + GiB // 500)}}, 0.95, always)
+    assert fill == policy.Fill(1, 5000 + GiB // 500)
+
+
+def test_a_full_volume_already_read_only_is_left_alone():
+    cmap = cluster([store(1)], [volume(1, (1,), State.READ_ONLY)])
+    assert policy.judge_fill(cmap, {1: {1: copy(1, file_bytes=GiB)}}, 0.95, always) == []
+
+
+# --- repair ------------------------------------------------------------------------------
+
+
+def test_only_volumes_marked_for_repair_with_every_store_up_and_none_in_progress_are_repaired():
+    cmap = cluster([store(1), store(2), store(3), store(4, down=True)],
+                   [volume(1, (1, 2, 3), repair=True), volume(2, (4, 2, 3), repair=True),
+                    volume(3, (1, 2, 3), repair=True), volume(4, (1, 2, 3))])
+    assert [v.id for v in policy.repairable(cmap, in_progress={3})] == [1]
+
+
+def test_the_fullest_copy_is_the_source_and_every_differing_or_missing_copy_a_target():
+    plan = policy.plan_repair({1: copy(1, file_bytes=900, needles=9), 2: copy(1, file_bytes=1000), 3: None})
+    assert plan == policy.RepairPlan(source=2, targets=(1, 3))
+
+
+def test_copies_that_match_need_no_copying():
+    assert policy.plan_repair({1: copy(1), 2: copy(1), 3: copy(1)}) == policy.RepairPlan(source=1, targets=())
+
+
+def test_a_copy_that_missed_a_delete_does_not_bring_the_needle_back():
+    # Same bytes; replica 2 was down when the needle was deleted, so its flag is missing.
+    plan = policy.plan_repair({1: copy(1, deleted=1, needles=9), 2: copy(1), 3: copy(1, deleted=1, needles=9)})
+    assert plan == policy.RepairPlan(source=1, targets=(2,))
+
+
+def test_no_copy_anywhere_cannot_be_repaired():
+    assert policy.plan_repair({1: None, 2: None}) is None
+
+
+@given(st.lists(st.one_of(st.none(), st.tuples(st.integers(64, 10_000), st.integers(0, 100))), min_size=1,
+                max_size=5))
+def test_the_source_holds_at_least_as_much_as_every_other_copy(specs):
+    copies = {m: None if spec is None else copy(1, file_bytes=spec[0], needles=spec[1])
+              for m, spec in enumerate(specs, 1)}
+    plan = policy.plan_repair(copies)
+    present = {m: p for m, p in copies.items() if p is not None}
+    if not present:
+        assert plan is None
+        return
+    assert plan is not None
+    source = copies[plan.source]
+    assert source is not None
+    assert all(source.file_bytes >= p.file_bytes for p in present.values())
+    assert plan.source not in plan.targets
+    # After the copy every replica holds what the source holds, and only changed ones were copied.
+    after = {m: (source if m in plan.targets else p) for m, p in copies.items()}
+    assert all(p is not None and p.same_contents(source) for p in after.values())
+    assert all(copies[m] is None or copies[m] != source for m in plan.targets)
+
+
+def test_a_repaired_volume_settles_writable_unless_full():
+    assert policy.settled_state(copy(1, file_bytes=100), GiB, 0.95) is State.WRITABLE
+    assert policy.settled_state(copy(1, file_bytes=GiB), GiB, 0.95) is State.READ_ONLY
+
+
+# --- growth ------------------------------------------------------------------------------
+
+
+def test_growth_creates_enough_volumes_each_across_distinct_racks_spreading_over_stores():
+    stores = [store(m) for m in range(1, 7)]  # racks a, b, c, a, b, c
+    cmap = cluster(stores, [volume(1, (1, 2, 3))])
+    plans = policy.plan_growth(cmap, min_writable=3, copies=3, failures={}, rng=random.Random(1))
+    assert len(plans) == 2
+    assert all(len({s.rack for s in plan}) == 3 for plan in plans)
+    # Counting the room each planned volume takes, the second lands on the other store of each rack.
+    assert {s.machine_id for s in plans[0]}.isdisjoint({s.machine_id for s in plans[1]})
+
+
+def test_growth_skips_stores_that_failed_a_probe_and_refuses_without_enough_racks():
+    stores = [store(1, "a"), store(2, "b"), store(3, "c"), store(4, "c")]
+    cmap = cluster(stores, [])
+    [plan] = policy.plan_growth(cmap, min_writable=1, copies=3, failures={3: 1}, rng=random.Random(0))
+    assert sorted(s.machine_id for s in plan) == [1, 2, 4]
+    with pytest.raises(PlacementError, match="only 2 rack"):
+        policy.plan_growth(cmap, min_writable=1, copies=3, failures={3: 1, 4: 1}, rng=random.Random(0))
+
+
+def test_no_growth_when_enough_volumes_are_writable():
+    cmap = cluster([store(m) for m in range(1, 4)], [volume(1, (1, 2, 3)), volume(2, (1, 2, 3))])
+    assert policy.plan_growth(cmap, min_writable=2, copies=3, failures={}, rng=random.Random(0)) == []

@@ -1,0 +1,54 @@
+"""directory/service.py: a directory whose copy of the map lacks a volume asks etcd before
+it says the volume does not exist."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from directory.model import ClusterMap, Replica, State, Store, Volume
+from directory.service import DirectoryServicer
+from directory.state import VolumeMissing
+from trenchcoat.v1 import directory_pb2 as pb
+
+NEW = Volume(id=7, replicas=tuple(Replica(m, 7) for m in (1, 2, 3)), state=State.WRITABLE,
+             capacity_bytes=1 << 30, created_ms=0)
+
+
+class View:
+    """A copy of the map taken before volume 7 was created."""
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self.map = ClusterMap(stores={m: Store(machine_id=m, address=f"s{m}", rack="abc"[m - 1], registered=True)
+                                      for m in (1, 2, 3)}, volumes={})
+
+    def now(self) -> ClusterMap:
+        return self.map
+
+
+class Etcd:
+    def __init__(self, volumes: dict[int, Volume]) -> None:
+        self.volumes = volumes
+        self.asked: list[int] = []
+
+    async def volume(self, volume_id: int) -> Volume:
+        self.asked.append(volume_id)
+        if volume_id not in self.volumes:
+            raise VolumeMissing(f"logical volume {volume_id} does not exist")
+        return self.volumes[volume_id]
+
+
+async def test_a_volume_missing_from_this_directorys_copy_is_answered_from_etcd():
+    view, state = View(), Etcd({7: NEW})
+    servicer = DirectoryServicer(state, view, leader=None)
+    reply = await servicer.Locate(pb.LocateRequest(logical_volume=7), context=None)
+    assert reply.volume.id == 7 and sorted(r.address for r in reply.volume.replicas) == ["s1", "s2", "s3"]
+    assert state.asked == [7] and view.wake.is_set()  # and the copy is refreshed soon
+
+
+async def test_only_etcd_can_say_a_volume_does_not_exist():
+    servicer = DirectoryServicer(Etcd({}), View(), leader=None)
+    with pytest.raises(VolumeMissing):
+        await servicer.Locate(pb.LocateRequest(logical_volume=8), context=None)

@@ -1,0 +1,147 @@
+"""The one client of the router's ``MediaService``: upload (bytes or a file, streamed in
+chunks), read, stat, batch stat and delete. Used by the ``trenchcoat`` command, the demo,
+the benchmarks and the tests, and by the services that come after the media pipeline
+(the feed checks a post's media with ``stat`` and hydrates timelines with
+``batch_stat``).
+
+Results are plain values (``Media``); failures are typed errors (``NotFound`` for an
+unknown or deleted media_id, ``InvalidArgument`` for a rejected upload, ``Unavailable``
+when it should be retried). Protobuf stays in this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from trenchcoat import rpc
+from trenchcoat.errors import Internal, InvalidArgument
+from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
+
+CHUNK_BYTES = 1024 * 1024
+"""An upload travels in messages of at most this many bytes."""
+
+_STATES = {media_pb2.MEDIA_STATE_ACTIVE: "active", media_pb2.MEDIA_STATE_DELETED: "deleted"}
+_TIERS = {media_pb2.TIER_HOT: "hot", media_pb2.TIER_WARM: "warm"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """One stored rendition of a media object."""
+
+    alternate_key: int
+    content_type: str
+    size_bytes: int
+    width: int
+    height: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Media:
+    """The small facts about a media object (the contract's MediaInfo)."""
+
+    media_id: int
+    owner_id: int
+    content_type: str
+    size_bytes: int
+    created_unix_ms: int
+    state: str
+    """"active" or "deleted"."""
+    tier: str
+    """"hot" (Haystack) or "warm" (f4)."""
+    url: str
+    """Photo URL of the original through the CDN ("" unless active)."""
+    width: int = 0
+    height: int = 0
+    renditions: tuple[Rendition, ...] = ()
+
+
+def media(info: media_pb2.MediaInfo) -> Media:
+    return Media(
+        media_id=info.ref.media_id, owner_id=info.owner_id, content_type=info.content_type,
+        size_bytes=info.size_bytes, created_unix_ms=info.created_unix_ms, state=_STATES.get(info.state, ""),
+        tier=_TIERS.get(info.tier, ""), url=info.url, width=info.width, height=info.height,
+        renditions=tuple(Rendition(r.alternate_key, r.content_type, r.size_bytes, r.width, r.height, r.url)
+                         for r in info.renditions),
+    )
+
+
+class MediaClient:
+    """Calls to one router (its gRPC address) over a channel pool."""
+
+    def __init__(self, pool: rpc.ChannelPool, address: str, *, timeout_s: float = 60.0) -> None:
+        self._pool = pool
+        self.address = address
+        self.timeout_s = timeout_s
+        self._remote = f"router {address}"
+
+    def _stub(self) -> router_pb2_grpc.MediaServiceStub:
+        return self._pool.stub(router_pb2_grpc.MediaServiceStub, self.address)
+
+    async def upload(self, data: bytes | Path, *, owner_id: int, content_type: str = "",
+                     idempotency_key: str = "", chunk_bytes: int = CHUNK_BYTES) -> Media:
+        """Stores ``data`` (bytes, or a file read in chunks) for ``owner_id``; returns once every
+        replica holds it durably. ``content_type`` defaults to a guess from the file name."""
+        if isinstance(data, Path):
+            if not data.is_file():
+                raise InvalidArgument(f"{data} is not a readable file")
+            content_type = content_type or mimetypes.guess_type(data.name)[0] or "application/octet-stream"
+            size = data.stat().st_size
+        else:
+            content_type = content_type or "application/octet-stream"
+            size = len(data)
+        header = router_pb2.UploadHeader(owner_id=owner_id, content_type=content_type, size_bytes=size,
+                                         idempotency_key=idempotency_key)
+        reply = await rpc.stream_in(self._stub().Upload, upload_messages(header, data, chunk_bytes),
+                                    remote=self._remote, timeout=self.timeout_s)
+        return media(reply.media)
+
+    async def read(self, media_id: int, *, alternate_key: int = 0, offset: int = 0,
+                   length: int = 0) -> tuple[Media, bytes]:
+        """The object's facts and its bytes (``length`` 0: to the end)."""
+        request = router_pb2.ReadRequest(ref=media_pb2.MediaRef(media_id=media_id), alternate_key=alternate_key,
+                                         offset=offset, length=length)
+        info, parts = None, []
+        async for message in rpc.stream_out(self._stub().Read, request, remote=self._remote, timeout=self.timeout_s):
+            if message.HasField("media"):
+                info = message.media
+            parts.append(message.data)
+        if info is None:
+            raise Internal(f"{self._remote}: Read of {media_id} answered without the object's facts")
+        return media(info), b"".join(parts)
+
+    async def stat(self, media_id: int) -> Media:
+        reply = await rpc.unary(self._stub().Stat, router_pb2.StatRequest(ref=media_pb2.MediaRef(media_id=media_id)),
+                                remote=self._remote, timeout=self.timeout_s)
+        return media(reply.media)
+
+    async def batch_stat(self, media_ids: Sequence[int]) -> list[Media | None]:
+        """Facts of up to 1,000 objects, in order; None for an unknown id."""
+        request = router_pb2.BatchStatRequest(refs=[media_pb2.MediaRef(media_id=m) for m in media_ids])
+        reply = await rpc.unary(self._stub().BatchStat, request, remote=self._remote, timeout=self.timeout_s)
+        return [media(m) if m.state else None for m in reply.media]
+
+    async def delete(self, media_id: int) -> bool:
+        """Deletes the object everywhere; False if it already was."""
+        reply = await rpc.unary(self._stub().Delete,
+                                router_pb2.DeleteRequest(ref=media_pb2.MediaRef(media_id=media_id)),
+                                remote=self._remote, timeout=self.timeout_s)
+        return bool(reply.deleted)
+
+
+async def upload_messages(header: router_pb2.UploadHeader, data: bytes | Path,
+                          chunk_bytes: int = CHUNK_BYTES) -> AsyncIterator[router_pb2.UploadRequest]:
+    """An upload stream: the header, then the bytes in chunks."""
+    yield router_pb2.UploadRequest(header=header)
+    if isinstance(data, Path):
+        with data.open("rb") as f:  # read in a thread: a slow disk must not stall the loop
+            while chunk := await asyncio.to_thread(f.read, chunk_bytes):
+                yield router_pb2.UploadRequest(chunk=chunk)
+        return
+    view = memoryview(data)
+    for start in range(0, len(data), chunk_bytes):
+        yield router_pb2.UploadRequest(chunk=bytes(view[start:start + chunk_bytes]))

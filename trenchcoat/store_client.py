@@ -1,0 +1,161 @@
+"""The one client of the Haystack store (``StoreService``), used by the cache (reads), the
+router (writes, deletes), the directory (probes, status, creation, read-only flips,
+repairs) and stores themselves (a repair pulls a peer's export stream).
+
+Every method takes the store's address and plain values (``NeedleRef`` for needles) and
+returns plain values; failures are the typed errors the store raised
+(``NeedleNotFound``, ``VolumeNotFound``, ``VolumeReadOnly``, ``ChecksumMismatch``, ...)
+or, when the store could not be reached in time, ``Unavailable`` / ``DeadlineExceeded``.
+Protobuf stays in this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, Sequence
+
+import grpc
+
+from trenchcoat import rpc
+from trenchcoat.errors import Internal, TrenchcoatError, Unavailable, from_wire
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.store_types import Damage, ExportChunk, PhysicalVolume
+from trenchcoat.v1 import store_pb2, store_pb2_grpc
+
+PROBE_BYTES = 64
+"""A probe reads this many bytes of each volume (its superblock) from disk."""
+
+_STATUS_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+"""Numeric status codes (as BatchRead results carry them) to their names."""
+
+
+class StoreClient:
+    """Calls to any store, over the process's channel pool. ``timeout_s`` bounds every
+    call unless a method is given its own."""
+
+    def __init__(self, pool: rpc.ChannelPool, *, timeout_s: float) -> None:
+        self._pool = pool
+        self.timeout_s = timeout_s
+
+    def _stub(self, address: str) -> store_pb2_grpc.StoreServiceStub:
+        return self._pool.stub(store_pb2_grpc.StoreServiceStub, address)
+
+    @staticmethod
+    def _remote(address: str) -> str:
+        return f"store {address}"
+
+    # --- needles -------------------------------------------------------------------------
+
+    async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> bytes:
+        """The needle's verified bytes."""
+        request = store_pb2.ReadNeedleRequest(volume_id=needle.logical_volume, key=needle.key,
+                                              alternate_key=needle.alternate_key, cookie=needle.cookie)
+        reply = await rpc.unary(self._stub(address).ReadNeedle, request, remote=self._remote(address),
+                                timeout=timeout_s or self.timeout_s)
+        return reply.data
+
+    async def batch_read(self, address: str, needles: Sequence[NeedleRef], *,
+                         timeout_s: float | None = None) -> list[bytes | TrenchcoatError]:
+        """Each needle's bytes or its own error, in order (1 to 1,000 needles)."""
+        request = store_pb2.BatchReadRequest(reads=[
+            store_pb2.ReadNeedleRequest(volume_id=n.logical_volume, key=n.key, alternate_key=n.alternate_key,
+                                        cookie=n.cookie) for n in needles])
+        remote = self._remote(address)
+        results: list[bytes | TrenchcoatError | None] = [None] * len(needles)
+        async for message in rpc.stream_out(self._stub(address).BatchRead, request, remote=remote,
+                                            timeout=timeout_s or self.timeout_s):
+            for r in message.results:
+                if r.code:
+                    results[r.index] = from_wire(_STATUS_NAMES.get(r.code, "UNKNOWN"), r.message, r.error, remote)
+                else:
+                    results[r.index] = r.data
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            raise Internal(f"{remote}: BatchRead answered {len(needles) - len(missing)} of {len(needles)} reads")
+        return results  # type: ignore[return-value]
+
+    async def write(self, address: str, needle: NeedleRef, data: bytes, *, timeout_s: float | None = None) -> None:
+        """Returns once the store holds the needle durably (fdatasync'd)."""
+        request = store_pb2.WriteNeedleRequest(volume_id=needle.logical_volume, key=needle.key,
+                                               alternate_key=needle.alternate_key, cookie=needle.cookie, data=data)
+        await rpc.unary(self._stub(address).WriteNeedle, request, remote=self._remote(address),
+                        timeout=timeout_s or self.timeout_s)
+
+    async def delete(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> bool:
+        """Flags the needle deleted; False if it already was."""
+        request = store_pb2.DeleteNeedleRequest(volume_id=needle.logical_volume, key=needle.key,
+                                                alternate_key=needle.alternate_key, cookie=needle.cookie)
+        reply = await rpc.unary(self._stub(address).DeleteNeedle, request, remote=self._remote(address),
+                                timeout=timeout_s or self.timeout_s)
+        return bool(reply.deleted)
+
+    # --- volumes -------------------------------------------------------------------------
+
+    async def status(self, address: str, volume_id: int = 0) -> dict[int, PhysicalVolume]:
+        """Every volume of the store (or just ``volume_id``), by id."""
+        reply = await rpc.unary(self._stub(address).VolumeStatus, store_pb2.VolumeStatusRequest(volume_id=volume_id),
+                                remote=self._remote(address), timeout=self.timeout_s)
+        return {v.volume_id: physical(v) for v in reply.volumes}
+
+    async def create(self, address: str, volume_id: int) -> PhysicalVolume:
+        reply = await rpc.unary(self._stub(address).CreateVolume, store_pb2.CreateVolumeRequest(volume_id=volume_id),
+                                remote=self._remote(address), timeout=self.timeout_s)
+        return physical(reply.volume)
+
+    async def set_read_only(self, address: str, volume_id: int, read_only: bool) -> PhysicalVolume:
+        reply = await rpc.unary(self._stub(address).SetReadOnly,
+                                store_pb2.SetReadOnlyRequest(volume_id=volume_id, read_only=read_only),
+                                remote=self._remote(address), timeout=self.timeout_s)
+        return physical(reply.volume)
+
+    async def compact(self, address: str, volume_id: int, *, timeout_s: float | None = None) -> tuple[int, int]:
+        """(bytes reclaimed, live needles) after rewriting the volume without its dead needles."""
+        reply = await rpc.unary(self._stub(address).CompactVolume, store_pb2.CompactVolumeRequest(volume_id=volume_id),
+                                remote=self._remote(address), timeout=timeout_s)
+        return reply.reclaimed_bytes, reply.live_needles
+
+    async def scrub(self, address: str, volume_id: int, *,
+                    timeout_s: float | None = None) -> tuple[int, list[Damage]]:
+        """(needles checked, the ones that failed verification)."""
+        reply = await rpc.unary(self._stub(address).ScrubVolume, store_pb2.ScrubVolumeRequest(volume_id=volume_id),
+                                remote=self._remote(address), timeout=timeout_s)
+        return reply.needles_checked, [Damage(d.key, d.alternate_key, d.offset, d.reason) for d in reply.damaged]
+
+    async def export(self, address: str, volume_id: int, *, offset: int = 0, chunk_bytes: int = 0,
+                     timeout_s: float | None = None) -> AsyncGenerator[ExportChunk, None]:
+        """The volume file from ``offset`` to its end when the export began, in chunks."""
+        request = store_pb2.ExportVolumeRequest(volume_id=volume_id, offset=offset, chunk_bytes=chunk_bytes)
+        async for chunk in rpc.stream_out(self._stub(address).ExportVolume, request, remote=self._remote(address),
+                                          timeout=timeout_s):
+            yield ExportChunk(chunk.offset, chunk.data, chunk.crc32c, chunk.end_offset)
+
+    async def repair(self, address: str, volume_id: int, source: str, chunk_bytes: int = 0, *,
+                     timeout_s: float | None = None) -> int:
+        """Has the store at ``address`` replace its copy with the one at ``source``; returns
+        the bytes copied. Unbounded by default: a copy takes as long as the volume needs."""
+        request = store_pb2.RepairVolumeRequest(volume_id=volume_id, source_address=source, chunk_bytes=chunk_bytes)
+        reply = await rpc.unary(self._stub(address).RepairVolume, request, remote=self._remote(address),
+                                timeout=timeout_s)
+        return int(reply.copied_bytes)
+
+    async def probe(self, address: str) -> dict[int, PhysicalVolume]:
+        """Is the store fit to serve? Health, then every volume's status, then a read of the
+        first bytes of each volume from disk. Returns its volumes; raises Unavailable (or
+        the error a step met) when it is not."""
+        remote = self._remote(address)
+        health = await rpc.health(self._pool, address, remote=remote, timeout=self.timeout_s)
+        if health != "SERVING":
+            raise Unavailable(f"{remote} is not serving (health {health})")
+        volumes = await self.status(address)
+        for volume_id in volumes:
+            async with contextlib.aclosing(self.export(address, volume_id, chunk_bytes=PROBE_BYTES,
+                                                       timeout_s=self.timeout_s)) as chunks:
+                async for _ in chunks:
+                    break  # leaving the block cancels the stream
+        return volumes
+
+
+def physical(v: store_pb2.VolumeInfo) -> PhysicalVolume:
+    return PhysicalVolume(v.volume_id, v.read_only, v.needles, v.deleted_needles, v.live_bytes,
+                          v.file_bytes, v.capacity_bytes)
+

@@ -1,0 +1,52 @@
+"""Plain values the Haystack store and its clients exchange: what a store reports of a
+volume, a piece of a volume's export stream, a needle that failed verification. No I/O
+and no gRPC here, so the store's own modules and the directory's pure policy use them
+without pulling in the transport (``trenchcoat.store_client`` builds them from the wire).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class PhysicalVolume:
+    """A replica as its store reports it."""
+
+    volume_id: int
+    read_only: bool
+    """Writes are refused (full, failed, or flipped by the Directory)."""
+    needles: int
+    """Live needles."""
+    deleted: int
+    """Needles flagged deleted and not yet compacted away."""
+    live_bytes: int
+    file_bytes: int
+    """Size of the volume file (appended bytes, including any not yet acknowledged)."""
+    capacity_bytes: int
+
+    def same_contents(self, other: PhysicalVolume) -> bool:
+        return (self.needles, self.deleted, self.live_bytes, self.file_bytes) == (
+            other.needles, other.deleted, other.live_bytes, other.file_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportChunk:
+    """One piece of a volume file from a store's export stream."""
+
+    offset: int
+    data: bytes
+    crc32c: int
+    """CRC32C of ``data`` computed by the sender (checked by the receiver)."""
+    end: int
+    """Size of the volume file when the export started: the stream ends there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """A needle that failed verification (a scrub's or a startup scan's finding)."""
+
+    key: int
+    alternate_key: int
+    offset: int
+    reason: str
