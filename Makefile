@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := etcd-server postgresql redis-server nginx-light
 STAMP := $(VENV)/.installed
 
-.PHONY: setup apt demo test proto up
+.PHONY: setup apt demo test lint soak proto up
 
 setup: apt $(STAMP)
 
@@ -33,8 +33,18 @@ $(STAMP): pyproject.toml
 demo: setup
 	@$(VENV)/bin/trenchcoat demo
 
-test: setup
+test: setup lint
 	@$(PY) -m pytest -q
+
+# Lint and types (both configured in pyproject.toml; generated stubs are excluded).
+lint: setup
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy .
+
+# The long runs under load, kept out of `make test`: the demo's read-after-write checks
+# SOAK_ROUNDS times (default 10) with the CPUs hogged.
+soak: setup
+	@$(PY) -m pytest -q -s -m soak tests/soak
 
 # Regenerate trenchcoat/v1/ from proto/ (committed; tests/unit/test_contract.py checks it is fresh).
 proto: setup
