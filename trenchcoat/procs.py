@@ -34,11 +34,21 @@ class ProcessError(TrenchcoatError):
     """Raised when a child process cannot start, exits early, or never becomes ready."""
 
 
+_handed_out: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port that was free a moment ago (the OS picks it), never one this process
+    handed out before: the OS may pick a just-released port again, and two of a service's
+    ports (gRPC and metrics, asked for one after the other) must differ."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise OSError("no free TCP port that was not handed out already")
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
