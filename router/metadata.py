@@ -1,8 +1,7 @@
 """Media metadata in PostgreSQL (asyncpg): the versioned schema and the rows.
 
-Migrations are the files ``router/migrations/NNNN_name.sql``, applied in order, each in
-its own transaction, under an advisory lock so routers starting together apply each
-once; ``schema_migrations`` records what is applied. A row is written ``pending``
+Migrations are the files ``router/migrations/NNNN_name.sql`` (applied by
+``trenchcoat.pgmigrate``; ``schema_migrations`` records them). A row is written ``pending``
 before any replica is touched (its primary key makes the minted media_id unique across
 routers), becomes ``active`` once every replica holds the bytes, and is never served
 while pending.
@@ -15,17 +14,16 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 
 import asyncpg
 
-from trenchcoat.errors import Unavailable
+from trenchcoat import pgmigrate
+from trenchcoat.errors import Internal, Unavailable
 from trenchcoat.ids import from_signed, to_signed
 
 log = logging.getLogger(__name__)
 
-_MIGRATION = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
-_LOCK_ID = 0x7472656E  # "tren": the advisory lock migrations run under
+MIGRATIONS_TABLE = "schema_migrations"
 
 
 class MediaState(enum.IntEnum):
@@ -51,16 +49,6 @@ class DuplicateId(Exception):
     """The minted media_id is taken (another router minted it in the same millisecond)."""
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) of every migration shipped, in order."""
-    found = []
-    for entry in resources.files("router.migrations").iterdir():
-        match = _MIGRATION.fullmatch(entry.name)
-        if match:
-            found.append((int(match[1]), match[2], entry.read_text()))
-    return sorted(found)
-
-
 class MediaStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -78,55 +66,39 @@ class MediaStore:
 
     async def migrate(self) -> list[int]:
         """Applies the migrations not yet applied; returns their versions."""
-        applied: list[int] = []
-        async with self._pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
-            try:
-                await conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                    " version integer PRIMARY KEY, name text NOT NULL,"
-                    " applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-                for version, name, sql in migrations():
-                    if version in done:
-                        continue
-                    async with conn.transaction():
-                        await conn.execute(sql)
-                        await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                                           version, name)
-                    log.info("applied migration %04d_%s", version, name)
-                    applied.append(version)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
-        return applied
+        return await pgmigrate.migrate(self._pool, "router.migrations", MIGRATIONS_TABLE)
 
-    async def reserve(self, *, media_id: int, owner_id: int, logical_volume: int, cookie: int,
-                      size_bytes: int, content_type: str, idempotency_key: str | None) -> MediaRow | None:
-        """Writes a pending row. Returns None when it was written; the existing row when
-        this owner already used ``idempotency_key``. Raises DuplicateId for a taken id."""
+    async def reserve(self, *, shard: int, owner_id: int, logical_volume: int, cookie: int,
+                      size_bytes: int, content_type: str, idempotency_key: str | None) -> tuple[MediaRow, bool]:
+        """Writes a pending row whose media_id PostgreSQL mints in the same statement
+        (``next_id(shard)``, migration 0002): (the row, True); or, when this owner already
+        used ``idempotency_key``, (that row, False). Raises DuplicateId when the id was taken
+        (a shard minting over 1,024 ids in one millisecond)."""
         try:
-            await self._pool.execute(
+            row = await self._pool.fetchrow(
                 "INSERT INTO media (media_id, owner_id, logical_volume, cookie, size_bytes, content_type,"
-                " state, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                to_signed(media_id), owner_id, logical_volume, cookie, size_bytes, content_type,
+                " state, idempotency_key) VALUES (next_id($1), $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+                shard, owner_id, logical_volume, cookie, size_bytes, content_type,
                 MediaState.PENDING, idempotency_key,
             )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "media_pkey":
-                raise DuplicateId(media_id) from None
+                raise DuplicateId(f"a media_id of shard {shard} was minted twice") from None
             existing = await self.by_idempotency_key(owner_id, idempotency_key or "")
             if existing is None:  # deleted between the two statements: try again
-                raise DuplicateId(media_id) from None
-            return existing
-        return None
+                raise DuplicateId(f"idempotency key {idempotency_key!r} vanished meanwhile") from None
+            return existing, False
+        if row is None:
+            raise Internal("INSERT ... RETURNING answered no row")
+        return _row(row), True
 
     async def activate(self, media_id: int, logical_volume: int) -> MediaRow:
         row = await self._pool.fetchrow(
             "UPDATE media SET state = $2, logical_volume = $3 WHERE media_id = $1 RETURNING *",
             to_signed(media_id), MediaState.ACTIVE, logical_volume,
         )
-        assert row is not None, f"pending row {media_id} vanished"
+        if row is None:
+            raise Internal(f"the pending row of {media_id} vanished before its upload finished")
         return _row(row)
 
     async def discard(self, media_id: int) -> None:

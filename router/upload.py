@@ -6,8 +6,9 @@ the metadata row is active.
 2. An idempotency key already used by this owner returns the first upload's row.
 3. Choose a volume from the router's copy of the map (writable, room, every replica
    alive; of two random ones the emptier), or ask the Directory when the copy has none.
-4. Mint the media_id (shard = owner_id % 8192) and a random 32-bit cookie; write the row
-   ``pending`` (its primary key settles an id two routers minted alike).
+4. Write the row ``pending`` with a random 32-bit cookie; PostgreSQL mints its media_id in
+   the same INSERT (``next_id(shard)``, shard = owner_id % 8192; one sequence per shard, so
+   routers minting at once never collide, and no coordinator is involved).
 5. Write the needle to every replica at once, each bounded by ``replica_timeout_s``.
 6. All acknowledged: the row turns active, the upload succeeds. Any replica failed: the
    volume is marked read-only (it needs repair before taking writes) and the upload is
@@ -35,7 +36,7 @@ from trenchcoat.errors import (
     TrenchcoatError,
     Unavailable,
 )
-from trenchcoat.ids import IdGenerator, shard_for_user
+from trenchcoat.ids import shard_for_user
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_client import StoreClient
 
@@ -92,7 +93,6 @@ class Uploader:
         self._stores = stores
         self._media = media
         self.limits = limits
-        self._generators: dict[int, IdGenerator] = {}
         self._rng = random.Random()
 
     async def upload(self, owner_id: int, content_type: str, data: bytes, idempotency_key: str = "") -> MediaRow:
@@ -141,25 +141,22 @@ class Uploader:
 
     async def _reserve(self, owner_id: int, content_type: str, data: bytes, key: str | None,
                        volume_id: int) -> Reservation:
-        """Mints a media_id and cookie and writes the pending row; or finds the upload
-        that already used this idempotency key."""
-        generator = self._generators.get(shard_for_user(owner_id))
-        if generator is None:
-            generator = self._generators[shard_for_user(owner_id)] = IdGenerator(shard_for_user(owner_id))
+        """Writes the pending row, its media_id minted by PostgreSQL (``next_id``) in the
+        same INSERT, and a random cookie; or finds the upload that already used this
+        idempotency key."""
         cookie = secrets.randbits(32)
         for _ in range(_MINT_ATTEMPTS):
-            media_id = generator.next_id()
             try:
-                existing = await self._media.reserve(
-                    media_id=media_id, owner_id=owner_id, logical_volume=volume_id, cookie=cookie,
+                row, created = await self._media.reserve(
+                    shard=shard_for_user(owner_id), owner_id=owner_id, logical_volume=volume_id, cookie=cookie,
                     size_bytes=len(data), content_type=content_type, idempotency_key=key)
             except DuplicateId:
                 continue
-            if existing is not None:
-                if existing.state is MediaState.ACTIVE:
-                    return Reservation(existing.media_id, existing.cookie, existing)
-                raise Unavailable(f"an upload with idempotency key {key!r} is still in progress; retry shortly")
-            return Reservation(media_id, cookie)
+            if created:
+                return Reservation(row.media_id, cookie)
+            if row.state is MediaState.ACTIVE:
+                return Reservation(row.media_id, row.cookie, row)
+            raise Unavailable(f"an upload with idempotency key {key!r} is still in progress; retry shortly")
         raise Unavailable("could not mint a unique media_id; retry")
 
     async def _choose(self, size: int, excluded: list[int], failed_stores: set[int]) -> VolumeView:

@@ -108,3 +108,29 @@ async def test_stat_of_an_unknown_id_is_not_found(cluster):
         with pytest.raises(NotFound) as info:
             await c.media.stat(99)
         assert info.value.status == "NOT_FOUND"
+
+
+async def test_two_routers_uploading_for_one_shard_at_once_never_collide(cluster):
+    """Both routers mint through PostgreSQL's next_id (one sequence per shard), so ids of
+    one owner's uploads through either router are all distinct, in their shard, and every
+    upload reads back."""
+    import asyncio
+
+    from trenchcoat import ids
+    from trenchcoat.media_client import MediaClient
+
+    first = cluster.router
+    second = cluster.start_router()  # a second router process on the same database
+    assert first is not None and first.address != second.address
+    async with rpc.ChannelPool() as pool:
+        clients = [MediaClient(pool, r.address, timeout_s=CALL_TIMEOUT_S) for r in (first, second)]
+
+        async def uploads(client: MediaClient, n: int) -> list[Media]:
+            return [await client.upload(os.urandom(64), owner_id=8193 + 1, content_type="image/png") for _ in range(n)]
+
+        done = await asyncio.gather(*(uploads(c, 60) for c in clients for _ in range(3)))
+        media = [m for batch in done for m in batch]
+        assert len({m.media_id for m in media}) == len(media) == 360
+        assert {ids.split_id(m.media_id)[1] for m in media} == {ids.shard_for_user(8194)}
+        for m in media[::37]:
+            assert (await clients[1].stat(m.media_id)).media_id == m.media_id

@@ -1,0 +1,54 @@
+"""Versioned PostgreSQL schemas: each service ships ``<package>/migrations/NNNN_name.sql``
+and applies them at start, in order, each in its own transaction, under an advisory lock
+so processes starting together apply each once. A table per service records what is
+applied (services share one database, each owning its own tables).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from importlib import resources
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+_MIGRATION = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+
+
+def migrations(package: str) -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration ``package`` ships, in order."""
+    found = []
+    for entry in resources.files(package).iterdir():
+        match = _MIGRATION.fullmatch(entry.name)
+        if match:
+            found.append((int(match[1]), match[2], entry.read_text()))
+    return sorted(found)
+
+
+async def migrate(pool: asyncpg.Pool, package: str, table: str) -> list[int]:
+    """Applies ``package``'s migrations not yet recorded in ``table``; returns their versions."""
+    lock = zlib.crc32(table.encode())  # one advisory lock per migrations table
+    applied: list[int] = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", lock)
+        try:
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {table}")}
+            for version, name, sql in migrations(package):
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute(f"INSERT INTO {table} (version, name) VALUES ($1, $2)", version, name)
+                log.info("applied migration %s %04d_%s", package, version, name)
+                applied.append(version)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", lock)
+    return applied
