@@ -20,8 +20,8 @@ import logging
 import re
 
 from aiohttp import web
-from prometheus_client import Counter
 
+from router import metrics
 from router.photos import Photos
 from trenchcoat.errors import (
     DataLoss,
@@ -39,8 +39,6 @@ CACHE_HEADER = "X-Trenchcoat-Cache"
 IMMUTABLE = "public, max-age=31536000, immutable"
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
-RESPONSES = Counter("trenchcoat_gateway_responses_total", "Gateway responses by status and cache outcome.",
-                    ["status", "cache"])
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -110,7 +108,7 @@ class Gateway:
 
     @staticmethod
     def _done(response: web.Response, cache: str) -> web.Response:
-        RESPONSES.labels(str(response.status), cache).inc()
+        metrics.RESPONSES.labels(str(response.status), cache).inc()
         return response
 
 

@@ -10,8 +10,7 @@ import logging
 import time
 from collections import OrderedDict
 
-from prometheus_client import Counter
-
+from router import metrics
 from router.metadata import MediaRow, MediaState, MediaStore
 from trenchcoat.cache_client import CacheClient, CacheRead
 from trenchcoat.directory_client import DirectoryClient
@@ -22,9 +21,6 @@ from trenchcoat.urls import PhotoPath
 
 log = logging.getLogger(__name__)
 
-DELETES = Counter("trenchcoat_router_deletes_total", "Deletes by outcome.", ["outcome"])
-DELETE_MISSED_REPLICAS = Counter("trenchcoat_router_delete_missed_replicas_total",
-                                 "Replicas a delete could not flag (the metadata row still hides the photo).")
 
 
 class MediaNotFound(NotFound):
@@ -119,7 +115,7 @@ class Photos:
         if row is None or row.state is MediaState.PENDING:
             raise MediaNotFound(f"media {media_id} does not exist")
         if row.state is MediaState.DELETED:
-            DELETES.labels("already").inc()
+            metrics.DELETES.labels("already").inc()
             return False
         # The row first: from here on every read answers NOT_FOUND, whatever a replica
         # or a cache still holds.
@@ -129,7 +125,7 @@ class Photos:
             volume = await self._directory.volume(row.logical_volume)
         except TrenchcoatError as exc:
             volume = None
-            DELETE_MISSED_REPLICAS.inc()
+            metrics.DELETE_MISSED_REPLICAS.inc()
             log.warning("delete of %d: cannot find volume %d's replicas: %s", media_id, row.logical_volume, exc)
         if volume is not None:
             needle = self.needle(row)  # every rendition shares the key; the original is flagged here
@@ -139,7 +135,7 @@ class Photos:
                 if isinstance(result, NeedleNotFound):
                     continue  # nothing to flag there (the upload never reached that replica)
                 if isinstance(result, TrenchcoatError):
-                    DELETE_MISSED_REPLICAS.inc()
+                    metrics.DELETE_MISSED_REPLICAS.inc()
                     log.warning("delete of %d: store %d not flagged: %s", media_id, replica.machine_id, result)
                 elif isinstance(result, BaseException):
                     raise result
@@ -147,5 +143,5 @@ class Photos:
             await self._caches.invalidate(media_id)
         except TrenchcoatError as exc:
             log.warning("delete of %d: %s", media_id, exc)
-        DELETES.labels("ok").inc()
+        metrics.DELETES.labels("ok").inc()
         return True

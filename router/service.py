@@ -8,6 +8,7 @@ import logging
 
 import grpc
 
+from router import metrics
 from router.metadata import MediaRow, MediaState, MediaStore
 from router.photos import MediaNotFound, Photos
 from router.upload import Uploader, UploadRejected, check_header
@@ -100,6 +101,7 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
     async def BatchStat(self, request, context):
         if len(request.refs) > MAX_BATCH_STAT:
             raise UploadRejected(f"BatchStat takes at most {MAX_BATCH_STAT} refs, got {len(request.refs)}")
+        metrics.BATCH_STAT_IDS.inc(len(request.refs))
         rows = await self._media.get_many([r.media_id for r in request.refs])
         out = []
         for ref in request.refs:

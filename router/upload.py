@@ -26,8 +26,7 @@ import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Histogram
-
+from router import metrics
 from router.metadata import DuplicateId, MediaRow, MediaState, MediaStore
 from trenchcoat.directory_client import DirectoryClient, VolumeView
 from trenchcoat.errors import (
@@ -42,12 +41,6 @@ from trenchcoat.store_client import StoreClient
 
 log = logging.getLogger(__name__)
 
-UPLOADS = Counter("trenchcoat_router_uploads_total", "Uploads by outcome.", ["outcome"])
-UPLOAD_BYTES = Counter("trenchcoat_router_upload_bytes_total", "Bytes of successful uploads.")
-REPLICA_FAILURES = Counter("trenchcoat_router_replica_write_failures_total",
-                           "Replica writes that failed, turning their volume read-only.")
-UPLOAD_SECONDS = Histogram("trenchcoat_router_upload_seconds", "Upload latency, first byte held to answer.",
-                           buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 ATTEMPTS = 2
 _CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}", re.IGNORECASE)
@@ -99,14 +92,14 @@ class Uploader:
         check_header(owner_id, content_type, len(data), idempotency_key, self.limits)
         if not data:
             raise UploadRejected("the upload carries no bytes")
-        with UPLOAD_SECONDS.time():
+        with metrics.UPLOAD_SECONDS.time():
             try:
                 row = await self._upload(owner_id, content_type, data, idempotency_key or None)
             except TrenchcoatError as exc:
-                UPLOADS.labels(exc.status).inc()
+                metrics.UPLOADS.labels(exc.status).inc()
                 raise
-        UPLOADS.labels("ok").inc()
-        UPLOAD_BYTES.inc(len(data))
+        metrics.UPLOADS.labels("ok").inc()
+        metrics.UPLOAD_BYTES.inc(len(data))
         return row
 
     async def _upload(self, owner_id: int, content_type: str, data: bytes, key: str | None) -> MediaRow:
@@ -210,7 +203,7 @@ class Uploader:
                 if not isinstance(result, FailedPrecondition):
                     failed.add(replica.machine_id)
         if errors:
-            REPLICA_FAILURES.inc(len(errors))
+            metrics.REPLICA_FAILURES.inc(len(errors))
         return failed, "; ".join(errors)
 
     async def _retire(self, volume: VolumeView, why: str) -> None:

@@ -18,6 +18,7 @@ from trenchcoat import procs, rpc
 from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient, StoreView, VolumeView
 from trenchcoat.errors import TrenchcoatError
+from trenchcoat.feed_client import FeedClient
 from trenchcoat.media_client import MediaClient
 from trenchcoat.store_client import StoreClient
 
@@ -33,13 +34,17 @@ FAST = {
     "TRENCHCOAT_ROUTER__MAX_UPLOAD_BYTES": str(4 * 1024 * 1024),
     "TRENCHCOAT_ROUTER__REPLICA_TIMEOUT_S": "3",
     "TRENCHCOAT_CLUSTER__LOG_LEVEL": "INFO",
+    # The feed: sweeps and takeovers in seconds, not tens of seconds.
+    "TRENCHCOAT_FEED__SWEEP_INTERVAL_S": "1",
+    "TRENCHCOAT_FEED__SWEEP_AFTER_S": "4",
+    "TRENCHCOAT_FANOUT__CLAIM_IDLE_S": "3",
 }
 CALL_TIMEOUT_S = 30.0
 """Bound on one call of a test's store, cache or router client (the machine is busy)."""
 DIRECTORY_TIMEOUT_S = 10.0
 """Bound on one call to one directory before the directory client tries the next."""
 
-for _section in ("DIRECTORY", "STORE", "CACHE", "ROUTER"):
+for _section in ("DIRECTORY", "STORE", "CACHE", "ROUTER", "FEED", "FANOUT"):
     FAST[f"TRENCHCOAT_{_section}__DRAIN_NOTICE_S"] = "0"
     FAST[f"TRENCHCOAT_{_section}__GRACE_PERIOD_S"] = "1"
     # Each process gets its own free ports; with count > 1 the config would also claim
@@ -65,6 +70,9 @@ class MediaCluster:
     cache_ports: list[tuple[int, int]] = field(default_factory=list)
     gateway: str = ""
     """http://host:port of the router's photo gateway."""
+    redis: str = ""
+    feed: harness.ServiceProcess | None = None
+    fanout: list[harness.ServiceProcess | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.env = {
@@ -73,6 +81,7 @@ class MediaCluster:
             "TRENCHCOAT_CLUSTER__DATA_DIR": str(self.data_dir),
             "TRENCHCOAT_ETCD__ENDPOINTS": self.etcd,
             **({"TRENCHCOAT_POSTGRES__DSN": self.postgres} if self.postgres else {}),
+            **({"TRENCHCOAT_REDIS__URL": self.redis} if self.redis else {}),
             **self.env,
         }
 
@@ -128,6 +137,28 @@ class MediaCluster:
                                           f"127.0.0.1:{p}" for p, _ in self.cache_ports)})
         self.gateway = f"http://127.0.0.1:{http}"
         return self.router
+
+    def start_feed(self, **extra: str) -> harness.ServiceProcess:
+        """The feed process, talking to this cluster's router(s)."""
+        assert self.router is not None, "start the router first: the feed checks posts through it"
+        port, mport = procs.free_port(), procs.free_port()
+        self.feed = self.start("feed", harness.python_module("feedsvc"), port=port, metrics_port=mport,
+                               env={**self.env, "TRENCHCOAT_FEED__PORT": str(port),
+                                    "TRENCHCOAT_FEED__METRICS_PORT": str(mport),
+                                    "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": self.router.address, **extra})
+        return self.feed
+
+    def start_fanout(self, i: int | None = None, **extra: str) -> harness.ServiceProcess:
+        """A fan-out worker process (worker ``i`` again, or a new one)."""
+        if i is None:
+            self.fanout.append(None)
+            i = len(self.fanout) - 1
+        port, mport = procs.free_port(), procs.free_port()
+        proc = self.start(f"fanout-{i + 1}", harness.python_module("feedsvc.worker"), port=port, metrics_port=mport,
+                          env={**self.env, "TRENCHCOAT_FANOUT__PORT": str(port),
+                               "TRENCHCOAT_FANOUT__METRICS_PORT": str(mport), **extra})
+        self.fanout[i] = proc
+        return proc
 
     def start_all(self, *, directories: int = 2, stores: int = 6, racks: tuple[str, ...] = ("a", "b", "c"),
                   router: bool = False) -> MediaCluster:
@@ -195,6 +226,11 @@ class Clients:
         return MediaClient(self.pool, self.cluster.router.address, timeout_s=60.0)
 
     @property
+    def feed(self) -> FeedClient:
+        assert self.cluster.feed is not None, "the cluster has no feed"
+        return FeedClient(self.pool, self.cluster.feed.address, timeout_s=CALL_TIMEOUT_S)
+
+    @property
     def cache(self) -> CacheClient:
         """The caches, as the router is given them (cache i is cache_ports[i - 1])."""
         return CacheClient(self.pool, [f"127.0.0.1:{p}" for p, _ in self.cluster.cache_ports],
@@ -240,5 +276,28 @@ async def full_media_cluster(service: Callable[..., harness.ServiceProcess], etc
     """2 directories, 6 stores on 3 racks and a router, with writable volumes."""
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint))
     cluster.start_all(router=True)
+    await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
+    return cluster
+
+
+async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
+                       postgres: harness.Dependency, redis_url: str, tmp_path: Path, *, fanout_workers: int = 2,
+                       **env: str) -> MediaCluster:
+    """A media cluster (2 directories, 6 stores, a cache, a router) plus the feed and its
+    fan-out workers, on a fresh database and the given Redis (flushed first: every test
+    starts from empty timelines). ``env``: config overrides (TRENCHCOAT_FEED__...)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+    cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
+                           redis=redis_url, env=dict(env))
+    cluster.start_all(router=True)
+    cluster.start_feed()
+    for _ in range(fanout_workers):
+        cluster.start_fanout()
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     return cluster

@@ -395,6 +395,89 @@ class FeedConfig(ServiceConfig):
 
     port: int = doc("gRPC port.", default=7700)
     metrics_port: int = doc("Prometheus /metrics port.", default=9700)
+    router_endpoints: tuple[str, ...] = doc(
+        "MediaService addresses (host:port) the feed checks posts and hydrates through. "
+        "Empty: cluster.host with router.port + i for each of router.count processes.",
+        default=(),
+    )
+    timeline_max: int = doc("Entries a home timeline keeps in Redis (older ones come from PostgreSQL).",
+                            default=800)
+    celebrity_threshold: int = doc(
+        "Authors with at least this many followers are not fanned out on write: their posts "
+        "are merged into followers' feeds at read time. Decided per post when it is made.",
+        default=10_000,
+    )
+    celebrity_recent: int = doc("Posts kept in each celebrity's shared recent list.", default=200)
+    backfill_posts: int = doc("A new follow pushes at most this many of the followee's recent posts.",
+                              default=100)
+    page_size: int = doc("Entries in a feed page when the request does not say.", default=20)
+    max_page_size: int = doc("Most entries a feed page may ask for.", default=200)
+    metadata_ttl_s: float = doc("Seconds hydrated facts (caption, media info) stay in the metadata cache.",
+                                default=300.0)
+    lease_period_s: float = doc(
+        "A metadata-cache miss's lease lasts this long: at most one BatchStat per media_id "
+        "per period, however many readers miss at once.",
+        default=10.0,
+    )
+    lease_wait_s: float = doc(
+        "Longest a reader waits for another's lease on hydrated facts before it is told to retry.",
+        default=2.0,
+    )
+    sweep_interval_s: float = doc("Seconds between sweeps for posts whose fan-out never finished.",
+                                  default=10.0)
+    sweep_after_s: float = doc(
+        "A post whose fan-out has not finished this long after it was made is enqueued again "
+        "(a lost job, a Redis restart).",
+        default=30.0,
+    )
+    call_timeout_s: float = doc("Deadline of each call to PostgreSQL, Redis or the router.", default=5.0)
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        for endpoint in self.router_endpoints:
+            _require_host_port(endpoint, f"{section}.router_endpoints")
+        _require(self.timeline_max >= 10, f"{section}.timeline_max", "must be >= 10")
+        _require(self.celebrity_threshold >= 1, f"{section}.celebrity_threshold", "must be >= 1")
+        _require(self.celebrity_recent >= 10, f"{section}.celebrity_recent", "must be >= 10")
+        _require(self.backfill_posts >= 0, f"{section}.backfill_posts", "must be >= 0")
+        _require(1 <= self.page_size <= self.max_page_size, f"{section}.page_size",
+                 "must be in 1..max_page_size")
+        _require(self.max_page_size <= 1000, f"{section}.max_page_size", "must be at most 1000")
+        _require(self.metadata_ttl_s > 0, f"{section}.metadata_ttl_s", "must be > 0")
+        _require(self.lease_period_s > 0, f"{section}.lease_period_s", "must be > 0")
+        _require(0 < self.lease_wait_s <= self.lease_period_s, f"{section}.lease_wait_s",
+                 "must be > 0 and at most lease_period_s")
+        _require(self.sweep_interval_s > 0, f"{section}.sweep_interval_s", "must be > 0")
+        _require(self.sweep_after_s > 0, f"{section}.sweep_after_s", "must be > 0")
+        _require(self.call_timeout_s > 0, f"{section}.call_timeout_s", "must be > 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FanoutConfig(ServiceConfig):
+    """Fan-out workers: processes that push posts into followers' timelines, fed by a
+    Redis stream (at-least-once, reclaimed when a worker dies, dead-lettered when a job
+    keeps failing)."""
+
+    count: int = doc("Fan-out worker processes `trenchcoat up` starts.", default=2)
+    port: int = doc("gRPC port (health) of the first worker; worker i listens on port + i.", default=7720)
+    metrics_port: int = doc("/metrics port of the first worker; worker i uses metrics_port + i.", default=9720)
+    batch_size: int = doc("Followers read from PostgreSQL and written to Redis per pipelined batch.",
+                          default=1000)
+    concurrency: int = doc("Jobs one worker runs at once.", default=4)
+    max_attempts: int = doc("Attempts of a job before it goes to the dead-letter stream with its reason.",
+                            default=5)
+    claim_idle_s: float = doc(
+        "A job claimed by a worker that has not touched it for this long (the worker died) is "
+        "taken over by another. Running jobs refresh their claim every third of it.",
+        default=30.0,
+    )
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        _require(10 <= self.batch_size <= 100_000, f"{section}.batch_size", "must be in 10..100000")
+        _require(1 <= self.concurrency <= 64, f"{section}.concurrency", "must be in 1..64")
+        _require(1 <= self.max_attempts <= 100, f"{section}.max_attempts", "must be in 1..100")
+        _require(self.claim_idle_s >= 1, f"{section}.claim_idle_s", "must be >= 1")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -413,6 +496,7 @@ class Config:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     f4: F4Config = field(default_factory=F4Config)
     feed: FeedConfig = field(default_factory=FeedConfig)
+    fanout: FanoutConfig = field(default_factory=FanoutConfig)
 
     def services(self) -> dict[str, ServiceConfig]:
         """The gRPC service sections by name."""
@@ -456,6 +540,13 @@ class Config:
             return self.router.cache_endpoints
         c = self.cache
         return tuple(f"{self.cluster.host}:{c.port + i}" for i in range(max(c.count, 1)))
+
+    def router_endpoints(self) -> tuple[str, ...]:
+        """Where the routers' MediaService listens (feed.router_endpoints, or derived)."""
+        if self.feed.router_endpoints:
+            return self.feed.router_endpoints
+        r = self.router
+        return tuple(f"{self.cluster.host}:{r.port + i}" for i in range(max(r.count, 1)))
 
     def store_address(self) -> str:
         """The address this store process advertises."""

@@ -27,7 +27,8 @@ from trenchcoat import admin, procs
 from trenchcoat.config import Config, ServiceConfig, StoreConfig, env_key
 from trenchcoat.errors import FailedPrecondition, TrenchcoatError
 
-#: Service packages in start order (dependencies of later ones come first).
+#: Config section -> the module ``python -m`` runs for it, in start order (dependencies
+#: of later ones come first).
 SERVICE_PACKAGES = {
     "directory": "directory",
     "store": "store",
@@ -35,6 +36,7 @@ SERVICE_PACKAGES = {
     "transformer": "transformer",
     "f4": "f4",
     "feed": "feedsvc",
+    "fanout": "feedsvc.worker",
     "router": "router",
 }
 STATE_FILE = "cluster.json"
@@ -46,12 +48,18 @@ class LauncherError(FailedPrecondition):
 
 
 def implemented_services() -> dict[str, str]:
-    """Config section -> package, for the services that can run (have a ``__main__``)."""
-    return {
-        section: package
-        for section, package in SERVICE_PACKAGES.items()
-        if importlib.util.find_spec(f"{package}.__main__") is not None
-    }
+    """Config section -> module, for the services that can run (a module, or a package
+    with a ``__main__``)."""
+    return {section: module for section, module in SERVICE_PACKAGES.items() if _runnable(module)}
+
+
+def _runnable(module: str) -> bool:
+    spec = importlib.util.find_spec(module)
+    if spec is None:
+        return False
+    if spec.submodule_search_locations is not None:  # a package: runs its __main__
+        return importlib.util.find_spec(f"{module}.__main__") is not None
+    return True
 
 
 @dataclass(frozen=True, slots=True)

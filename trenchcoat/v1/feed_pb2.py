@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from trenchcoat.v1 import media_pb2 as trenchcoat_dot_v1_dot_media__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trenchcoat/v1/feed.proto\x12\rtrenchcoat.v1\x1a\x19trenchcoat/v1/media.proto\"F\n\tFeedEntry\x12&\n\x05media\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\"r\n\rHydratedEntry\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12\x0f\n\x07\x63\x61ption\x18\x02 \x01(\t\x12\'\n\x05media\x18\x03 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"Y\n\x0bPostRequest\x12\x11\n\tauthor_id\x18\x01 \x01(\x03\x12&\n\x05media\x18\x02 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\"7\n\x0cPostResponse\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.FeedEntry\"9\n\rFollowRequest\x12\x13\n\x0b\x66ollower_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\x03\"!\n\x0e\x46ollowResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\";\n\x0fUnfollowRequest\x12\x13\n\x0b\x66ollower_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\x03\"#\n\x10UnfollowResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"U\n\x12GetHomeFeedRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x06\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x0f\n\x07hydrate\x18\x04 \x01(\x08\"\x85\x01\n\x13GetHomeFeedResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12.\n\x08hydrated\x18\x02 \x03(\x0b\x32\x1c.trenchcoat.v1.HydratedEntry\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\x06\"F\n\x12GetUserFeedRequest\x12\x11\n\tauthor_id\x18\x01 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x06\x12\r\n\x05limit\x18\x03 \x01(\r\"U\n\x13GetUserFeedResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\x06\x32\x8e\x03\n\x0b\x46\x65\x65\x64Service\x12?\n\x04Post\x12\x1a.trenchcoat.v1.PostRequest\x1a\x1b.trenchcoat.v1.PostResponse\x12\x45\n\x06\x46ollow\x12\x1c.trenchcoat.v1.FollowRequest\x1a\x1d.trenchcoat.v1.FollowResponse\x12K\n\x08Unfollow\x12\x1e.trenchcoat.v1.UnfollowRequest\x1a\x1f.trenchcoat.v1.UnfollowResponse\x12T\n\x0bGetHomeFeed\x12!.trenchcoat.v1.GetHomeFeedRequest\x1a\".trenchcoat.v1.GetHomeFeedResponse\x12T\n\x0bGetUserFeed\x12!.trenchcoat.v1.GetUserFeedRequest\x1a\".trenchcoat.v1.GetUserFeedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trenchcoat/v1/feed.proto\x12\rtrenchcoat.v1\x1a\x19trenchcoat/v1/media.proto\"F\n\tFeedEntry\x12&\n\x05media\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\"r\n\rHydratedEntry\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12\x0f\n\x07\x63\x61ption\x18\x02 \x01(\t\x12\'\n\x05media\x18\x03 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"Y\n\x0bPostRequest\x12\x11\n\tauthor_id\x18\x01 \x01(\x03\x12&\n\x05media\x18\x02 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\"7\n\x0cPostResponse\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.FeedEntry\"N\n\x11\x44\x65letePostRequest\x12\x11\n\tauthor_id\x18\x01 \x01(\x03\x12&\n\x05media\x18\x02 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"%\n\x12\x44\x65letePostResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"9\n\rFollowRequest\x12\x13\n\x0b\x66ollower_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\x03\"!\n\x0e\x46ollowResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\";\n\x0fUnfollowRequest\x12\x13\n\x0b\x66ollower_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\x03\"#\n\x10UnfollowResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"U\n\x12GetHomeFeedRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x06\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x0f\n\x07hydrate\x18\x04 \x01(\x08\"\x85\x01\n\x13GetHomeFeedResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12.\n\x08hydrated\x18\x02 \x03(\x0b\x32\x1c.trenchcoat.v1.HydratedEntry\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\x06\"F\n\x12GetUserFeedRequest\x12\x11\n\tauthor_id\x18\x01 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x06\x12\r\n\x05limit\x18\x03 \x01(\r\"U\n\x13GetUserFeedResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\x06\x32\xe1\x03\n\x0b\x46\x65\x65\x64Service\x12?\n\x04Post\x12\x1a.trenchcoat.v1.PostRequest\x1a\x1b.trenchcoat.v1.PostResponse\x12Q\n\nDeletePost\x12 .trenchcoat.v1.DeletePostRequest\x1a!.trenchcoat.v1.DeletePostResponse\x12\x45\n\x06\x46ollow\x12\x1c.trenchcoat.v1.FollowRequest\x1a\x1d.trenchcoat.v1.FollowResponse\x12K\n\x08Unfollow\x12\x1e.trenchcoat.v1.UnfollowRequest\x1a\x1f.trenchcoat.v1.UnfollowResponse\x12T\n\x0bGetHomeFeed\x12!.trenchcoat.v1.GetHomeFeedRequest\x1a\".trenchcoat.v1.GetHomeFeedResponse\x12T\n\x0bGetUserFeed\x12!.trenchcoat.v1.GetUserFeedRequest\x1a\".trenchcoat.v1.GetUserFeedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,22 +40,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_POSTREQUEST']._serialized_end=347
   _globals['_POSTRESPONSE']._serialized_start=349
   _globals['_POSTRESPONSE']._serialized_end=404
-  _globals['_FOLLOWREQUEST']._serialized_start=406
-  _globals['_FOLLOWREQUEST']._serialized_end=463
-  _globals['_FOLLOWRESPONSE']._serialized_start=465
-  _globals['_FOLLOWRESPONSE']._serialized_end=498
-  _globals['_UNFOLLOWREQUEST']._serialized_start=500
-  _globals['_UNFOLLOWREQUEST']._serialized_end=559
-  _globals['_UNFOLLOWRESPONSE']._serialized_start=561
-  _globals['_UNFOLLOWRESPONSE']._serialized_end=596
-  _globals['_GETHOMEFEEDREQUEST']._serialized_start=598
-  _globals['_GETHOMEFEEDREQUEST']._serialized_end=683
-  _globals['_GETHOMEFEEDRESPONSE']._serialized_start=686
-  _globals['_GETHOMEFEEDRESPONSE']._serialized_end=819
-  _globals['_GETUSERFEEDREQUEST']._serialized_start=821
-  _globals['_GETUSERFEEDREQUEST']._serialized_end=891
-  _globals['_GETUSERFEEDRESPONSE']._serialized_start=893
-  _globals['_GETUSERFEEDRESPONSE']._serialized_end=978
-  _globals['_FEEDSERVICE']._serialized_start=981
-  _globals['_FEEDSERVICE']._serialized_end=1379
+  _globals['_DELETEPOSTREQUEST']._serialized_start=406
+  _globals['_DELETEPOSTREQUEST']._serialized_end=484
+  _globals['_DELETEPOSTRESPONSE']._serialized_start=486
+  _globals['_DELETEPOSTRESPONSE']._serialized_end=523
+  _globals['_FOLLOWREQUEST']._serialized_start=525
+  _globals['_FOLLOWREQUEST']._serialized_end=582
+  _globals['_FOLLOWRESPONSE']._serialized_start=584
+  _globals['_FOLLOWRESPONSE']._serialized_end=617
+  _globals['_UNFOLLOWREQUEST']._serialized_start=619
+  _globals['_UNFOLLOWREQUEST']._serialized_end=678
+  _globals['_UNFOLLOWRESPONSE']._serialized_start=680
+  _globals['_UNFOLLOWRESPONSE']._serialized_end=715
+  _globals['_GETHOMEFEEDREQUEST']._serialized_start=717
+  _globals['_GETHOMEFEEDREQUEST']._serialized_end=802
+  _globals['_GETHOMEFEEDRESPONSE']._serialized_start=805
+  _globals['_GETHOMEFEEDRESPONSE']._serialized_end=938
+  _globals['_GETUSERFEEDREQUEST']._serialized_start=940
+  _globals['_GETUSERFEEDREQUEST']._serialized_end=1010
+  _globals['_GETUSERFEEDRESPONSE']._serialized_start=1012
+  _globals['_GETUSERFEEDRESPONSE']._serialized_end=1097
+  _globals['_FEEDSERVICE']._serialized_start=1100
+  _globals['_FEEDSERVICE']._serialized_end=1581
 # @@protoc_insertion_point(module_scope)

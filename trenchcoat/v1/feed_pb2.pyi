@@ -41,6 +41,20 @@ class PostResponse(_message.Message):
     entry: FeedEntry
     def __init__(self, entry: _Optional[_Union[FeedEntry, _Mapping]] = ...) -> None: ...
 
+class DeletePostRequest(_message.Message):
+    __slots__ = ("author_id", "media")
+    AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    author_id: int
+    media: _media_pb2.MediaRef
+    def __init__(self, author_id: _Optional[int] = ..., media: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ...) -> None: ...
+
+class DeletePostResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
 class FollowRequest(_message.Message):
     __slots__ = ("follower_id", "followee_id")
     FOLLOWER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class FeedServiceStub:
                 request_serializer=trenchcoat_dot_v1_dot_feed__pb2.PostRequest.SerializeToString,
                 response_deserializer=trenchcoat_dot_v1_dot_feed__pb2.PostResponse.FromString,
                 _registered_method=True)
+        self.DeletePost = channel.unary_unary(
+                '/trenchcoat.v1.FeedService/DeletePost',
+                request_serializer=trenchcoat_dot_v1_dot_feed__pb2.DeletePostRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_feed__pb2.DeletePostResponse.FromString,
+                _registered_method=True)
         self.Follow = channel.unary_unary(
                 '/trenchcoat.v1.FeedService/Follow',
                 request_serializer=trenchcoat_dot_v1_dot_feed__pb2.FollowRequest.SerializeToString,
@@ -68,6 +73,15 @@ class FeedServiceServicer:
 
     def Post(self, request, context):
         """Records a post of an uploaded object and enqueues its fan-out; returns at once.
+        NOT_FOUND: no such media (or deleted); PERMISSION_DENIED: another user's media;
+        INVALID_ARGUMENT: a caption over 2,200 characters or a negative id. Idempotent per media.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePost(self, request, context):
+        """Deletes a post (its author only): it leaves every feed, and its media is deleted.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,6 +122,11 @@ def add_FeedServiceServicer_to_server(servicer, server):
                     servicer.Post,
                     request_deserializer=trenchcoat_dot_v1_dot_feed__pb2.PostRequest.FromString,
                     response_serializer=trenchcoat_dot_v1_dot_feed__pb2.PostResponse.SerializeToString,
+            ),
+            'DeletePost': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePost,
+                    request_deserializer=trenchcoat_dot_v1_dot_feed__pb2.DeletePostRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_feed__pb2.DeletePostResponse.SerializeToString,
             ),
             'Follow': grpc.unary_unary_rpc_method_handler(
                     servicer.Follow,
@@ -158,6 +177,33 @@ class FeedService:
             '/trenchcoat.v1.FeedService/Post',
             trenchcoat_dot_v1_dot_feed__pb2.PostRequest.SerializeToString,
             trenchcoat_dot_v1_dot_feed__pb2.PostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.FeedService/DeletePost',
+            trenchcoat_dot_v1_dot_feed__pb2.DeletePostRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_feed__pb2.DeletePostResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,237 @@
+"""The feed's truth in PostgreSQL (asyncpg): posts, follows, and per-author counts
+(schema in ``feedsvc/migrations/``). Post ids are media_ids, stored through
+``trenchcoat.ids.to_signed`` so the bigint order is the id order.
+
+Every call is bounded by ``call_timeout_s``; a database that cannot be reached or answers
+too slowly is ``Unavailable`` naming PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from feedsvc.model import Entry, Post, PostState
+from trenchcoat import pgmigrate
+from trenchcoat.errors import Unavailable
+from trenchcoat.ids import from_signed, to_signed
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_TABLE = "feed_schema_migrations"
+_MAX_SIGNED = (1 << 63) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class PostChange:
+    """What writing or deleting a post did."""
+
+    post: Post
+    changed: bool
+    """False: nothing changed (the same post again; a post already deleted)."""
+    pull_author_changed: bool = False
+    """The author's first pull post appeared, or its last one went: users' cached sets of
+    followed pull authors are stale."""
+
+
+def _bound(cursor: int) -> int:
+    """The signed bound for ``post_id < cursor`` (cursor 0: from the newest)."""
+    return to_signed(cursor) if cursor else _MAX_SIGNED
+
+
+class Records:
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout = timeout_s
+
+    @classmethod
+    async def connect(cls, dsn: str, *, timeout_s: float, min_size: int = 2, max_size: int = 16) -> Records:
+        try:
+            pool = await asyncio.wait_for(
+                asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=timeout_s),
+                timeout_s * 3)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            raise Unavailable(f"cannot reach PostgreSQL at {_redact(dsn)}: {exc}") from exc
+        return cls(pool, timeout_s)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def migrate(self) -> list[int]:
+        return await pgmigrate.migrate(self._pool, "feedsvc.migrations", MIGRATIONS_TABLE)
+
+    @contextlib.asynccontextmanager
+    async def _db(self, what: str) -> AsyncIterator[Any]:
+        """A connection for one piece of work; failures to reach the database, or an answer
+        slower than the deadline, become Unavailable."""
+        try:
+            async with asyncio.timeout(self._timeout), self._pool.acquire() as conn:
+                yield conn
+        except (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                asyncpg.exceptions.QueryCanceledError) as exc:
+            raise Unavailable(f"PostgreSQL did not answer {what} within {self._timeout:g}s ({exc!r}); retry") from exc
+
+    # --- posts ------------------------------------------------------------------------
+
+    async def create_post(self, media_id: int, author_id: int, caption: str, celebrity_threshold: int) -> PostChange:
+        """Records a post; whether it is fanned out on write is decided now, from the
+        author's follower count. Idempotent per media_id."""
+        async with self._db("a post") as conn, conn.transaction():
+            await conn.execute("INSERT INTO feed_authors (user_id) VALUES ($1) ON CONFLICT DO NOTHING", author_id)
+            followers = await conn.fetchval("SELECT followers FROM feed_authors WHERE user_id = $1 FOR UPDATE",
+                                            author_id)
+            pushed = followers < celebrity_threshold
+            row = await conn.fetchrow(
+                "INSERT INTO feed_posts (post_id, author_id, caption, pushed, state) VALUES ($1, $2, $3, $4, 1)"
+                " ON CONFLICT (post_id) DO NOTHING RETURNING *", to_signed(media_id), author_id, caption, pushed)
+            if row is None:
+                existing = await conn.fetchrow("SELECT * FROM feed_posts WHERE post_id = $1", to_signed(media_id))
+                if existing is None:
+                    raise Unavailable(f"post {media_id} neither inserted nor found; retry")
+                return PostChange(_post(existing), changed=False)
+            became = False
+            if not pushed:
+                became = await conn.fetchval(
+                    "UPDATE feed_authors SET pull_posts = pull_posts + 1 WHERE user_id = $1 RETURNING pull_posts",
+                    author_id) == 1
+            return PostChange(_post(row), changed=True, pull_author_changed=became)
+
+    async def delete_post(self, media_id: int) -> PostChange | None:
+        """Marks the post deleted (its removal from feeds becomes the pending fan-out duty);
+        None when there is no such post."""
+        async with self._db("a delete") as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE feed_posts SET state = 2, fanout_due_at = now(), fanned_out_at = NULL"
+                " WHERE post_id = $1 AND state = 1 RETURNING *", to_signed(media_id))
+            if row is None:
+                existing = await conn.fetchrow("SELECT * FROM feed_posts WHERE post_id = $1", to_signed(media_id))
+                return None if existing is None else PostChange(_post(existing), changed=False)
+            ended = False
+            if not row["pushed"]:
+                ended = await conn.fetchval(
+                    "UPDATE feed_authors SET pull_posts = pull_posts - 1 WHERE user_id = $1 RETURNING pull_posts",
+                    row["author_id"]) == 0
+            return PostChange(_post(row), changed=True, pull_author_changed=ended)
+
+    async def post(self, media_id: int) -> Post | None:
+        async with self._db("a post") as conn:
+            row = await conn.fetchrow("SELECT * FROM feed_posts WHERE post_id = $1", to_signed(media_id))
+        return _post(row) if row else None
+
+    async def posts(self, media_ids: Sequence[int]) -> dict[int, Post]:
+        async with self._db("posts") as conn:
+            rows = await conn.fetch("SELECT * FROM feed_posts WHERE post_id = ANY($1::bigint[])",
+                                    [to_signed(m) for m in media_ids])
+        return {p.media_id: p for p in map(_post, rows)}
+
+    async def finish_fanout(self, media_id: int, state: PostState) -> bool:
+        """Records that the post's fan-out duty for ``state`` is done (False: the post has
+        changed state since, and that duty is still pending)."""
+        async with self._db("a fan-out's end") as conn:
+            status = await conn.execute(
+                "UPDATE feed_posts SET fanned_out_at = now() WHERE post_id = $1 AND state = $2"
+                " AND fanned_out_at IS NULL", to_signed(media_id), int(state))
+        return status.endswith(" 1")
+
+    async def unfinished_fanouts(self, older_than_s: float, limit: int = 1000) -> list[Post]:
+        """Posts whose fan-out duty began over ``older_than_s`` ago and has not finished;
+        their clock restarts (so a sweep does not enqueue them again at once)."""
+        async with self._db("unfinished fan-outs") as conn:
+            rows = await conn.fetch(
+                "UPDATE feed_posts SET fanout_due_at = now() WHERE post_id IN ("
+                " SELECT post_id FROM feed_posts WHERE fanned_out_at IS NULL"
+                " AND fanout_due_at < now() - make_interval(secs => $1) ORDER BY fanout_due_at LIMIT $2"
+                " FOR UPDATE SKIP LOCKED) RETURNING *", older_than_s, limit)
+        return [_post(r) for r in rows]
+
+    # --- follows ----------------------------------------------------------------------
+
+    async def follow(self, follower_id: int, followee_id: int) -> bool:
+        async with self._db("a follow") as conn, conn.transaction():
+            created = await conn.fetchval(
+                "INSERT INTO feed_follows (follower_id, followee_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                " RETURNING true", follower_id, followee_id)
+            if created:
+                await conn.execute(
+                    "INSERT INTO feed_authors (user_id, followers) VALUES ($1, 1)"
+                    " ON CONFLICT (user_id) DO UPDATE SET followers = feed_authors.followers + 1", followee_id)
+        return bool(created)
+
+    async def unfollow(self, follower_id: int, followee_id: int) -> bool:
+        async with self._db("an unfollow") as conn, conn.transaction():
+            removed = await conn.fetchval(
+                "DELETE FROM feed_follows WHERE follower_id = $1 AND followee_id = $2 RETURNING true",
+                follower_id, followee_id)
+            if removed:
+                await conn.execute("UPDATE feed_authors SET followers = followers - 1 WHERE user_id = $1",
+                                   followee_id)
+        return bool(removed)
+
+    async def followers(self, followee_id: int, after: int, limit: int) -> list[int]:
+        """Followers of ``followee_id`` above ``after``, ascending: one keyset page."""
+        async with self._db("followers") as conn:
+            rows = await conn.fetch(
+                "SELECT follower_id FROM feed_follows WHERE followee_id = $1 AND follower_id > $2"
+                " ORDER BY follower_id LIMIT $3", followee_id, after, limit)
+        return [r["follower_id"] for r in rows]
+
+    async def followees(self, user_id: int) -> list[int]:
+        async with self._db("followees") as conn:
+            rows = await conn.fetch("SELECT followee_id FROM feed_follows WHERE follower_id = $1", user_id)
+        return [r["followee_id"] for r in rows]
+
+    async def follower_count(self, user_id: int) -> int:
+        async with self._db("a follower count") as conn:
+            return int(await conn.fetchval("SELECT followers FROM feed_authors WHERE user_id = $1", user_id) or 0)
+
+    async def followed_pull_authors(self, user_id: int) -> list[int]:
+        """Authors ``user_id`` follows whose live posts include ones not fanned out on write."""
+        async with self._db("followed pull authors") as conn:
+            rows = await conn.fetch(
+                "SELECT f.followee_id FROM feed_follows f JOIN feed_authors a ON a.user_id = f.followee_id"
+                " WHERE f.follower_id = $1 AND a.pull_posts > 0", user_id)
+        return [r["followee_id"] for r in rows]
+
+    # --- feeds ------------------------------------------------------------------------
+
+    async def author_posts(self, author_id: int, *, before: int, limit: int,
+                           pushed: bool | None = None) -> list[Entry]:
+        """An author's live posts with id < ``before`` (0: from the newest), newest first;
+        only those fanned out on write (``pushed``) or only the others, if asked."""
+        async with self._db("an author's posts") as conn:
+            rows = await conn.fetch(
+                "SELECT post_id, author_id FROM feed_posts WHERE author_id = $1 AND state = 1 AND post_id < $2"
+                " AND ($4::boolean IS NULL OR pushed = $4) ORDER BY post_id DESC LIMIT $3",
+                author_id, _bound(before), limit, pushed)
+        return [Entry(from_signed(r["post_id"]), r["author_id"]) for r in rows]
+
+    async def home_posts(self, user_id: int, *, before: int, limit: int, pushed_only: bool = False) -> list[Entry]:
+        """The live posts of everyone ``user_id`` follows, and their own, with id < ``before``,
+        newest first: the truth a home feed is an index of. ``pushed_only``: just what
+        fan-out on write puts in a timeline (the user's own posts always are)."""
+        async with self._db("a home feed") as conn:
+            rows = await conn.fetch(
+                "SELECT p.post_id, p.author_id FROM ("
+                "  SELECT followee_id AS author FROM feed_follows WHERE follower_id = $1 UNION ALL SELECT $1"
+                ") f CROSS JOIN LATERAL ("
+                "  SELECT post_id, author_id FROM feed_posts WHERE author_id = f.author AND state = 1"
+                "  AND post_id < $2 AND (NOT $4 OR pushed OR author_id = $1) ORDER BY post_id DESC LIMIT $3"
+                ") p ORDER BY p.post_id DESC LIMIT $3",
+                user_id, _bound(before), limit, pushed_only)
+        return [Entry(from_signed(r["post_id"]), r["author_id"]) for r in rows]
+
+
+def _post(row: asyncpg.Record) -> Post:
+    return Post(media_id=from_signed(row["post_id"]), author_id=row["author_id"], caption=row["caption"],
+                pushed=row["pushed"], state=PostState(row["state"]), created_at=row["created_at"].timestamp())
+
+
+def _redact(dsn: str) -> str:
+    return re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", dsn)

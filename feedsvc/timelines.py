@@ -1,0 +1,358 @@
+"""The feed's keys in Redis, and the operations on them. Redis is a cache of PostgreSQL
+here: every key can be lost and is rebuilt from the truth on the next read.
+
+| key | type | holds |
+|---|---|---|
+| ``tl:{u<id>}`` | sorted set | a user's home timeline: pushed posts of followees and the user's own |
+| ``tl:{u<id>}:m`` | hash | ``built`` (rebuilt since Redis last lost it), ``floor`` (hex id: entries below it may be missing) |
+| ``fol:{u<id>}`` | set | whom the user follows (``*`` marks it built), tagged ``v`` in ``tl:{u<id>}:m`` |
+| ``ps:{u<id>}`` | string | followed authors with pull posts: ``<epoch>:<follow version>:<id>,<id>...`` |
+| ``fv:{u<id>}`` | string | the user's follow version, bumped after every follow or unfollow commits |
+| ``pull:{a<id>}`` | sorted set | a celebrity's recent posts that were not fanned out (``feed.celebrity_recent``) |
+| ``pull:{a<id>}:m`` | hash | ``built`` |
+| ``feed:pull-epoch`` | string | bumped whenever an author's first pull post appears or its last one goes |
+| ``feed:deleted`` | sorted set | deleted posts (member: 16-hex id, score: unix time) whose cleanup may not have reached every timeline |
+| ``meta:{m<id>}``, ``lease:{m<id>}`` | string | hydrated facts and their lease (``feedsvc/hydrate.py``) |
+| ``feed:fanout``, ``feed:fanout-dead`` | stream | fan-out jobs and dead letters (``feedsvc/fanout.py``) |
+
+**Redis Cluster.** The braces are hash tags: every key of one user (``{u<id>}``), one
+celebrity (``{a<id>}``) or one media object (``{m<id>}``) lands in one slot, and every
+multi-key command or transaction here touches one tag's keys only. The global keys are
+read with single-key commands.
+
+**Exact order.** A sorted set's scores are doubles, exact only to 2^53; a media_id is
+~2^62, so ids 512 apart would share a score and ``ZREVRANGEBYSCORE (cursor`` would skip
+or repeat entries at page edges. Here every score is 0 and a member is the entry in fixed
+width, ``<16 hex media_id><16 hex author_id>``: Redis orders equal-score members
+lexicographically, which is id order, and ``ZREVRANGEBYLEX key (<16 hex cursor> -`` is
+exactly ``media_id < cursor`` (a member with the cursor's id is longer than the bound, so
+it sorts above it and is excluded).
+
+**Floors.** A list trimmed to its cap has lost its oldest entries; a backfill may stop
+short of a followee's oldest post. Either raises the list's floor (``floor`` in its hash,
+only ever raised): entries at or above it are all there, below it some may be missing, and
+a read goes to PostgreSQL for those. Adding and trimming run as one script
+(``ADD_AND_TRIM``), so a trim always records its floor, even if entries removed later
+(an unfollow, a delete) bring the list back under its cap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from feedsvc.model import Entry
+from trenchcoat.redisio import failures
+
+ID_HEX = 16
+BUILT = b"built"
+FLOOR = b"floor"
+FOLLOWS_BUILT = b"*"
+ADD_AND_TRIM = """
+-- KEYS[1] a timeline or celebrity list, KEYS[2] its hash (same hash tag);
+-- ARGV[1] the cap, ARGV[2..] members to add (every score 0).
+for i = 2, #ARGV do
+    redis.call('ZADD', KEYS[1], 0, ARGV[i])
+end
+local removed = redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
+if removed > 0 then
+    local lowest = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+    local floor = string.sub(lowest, 1, 16)
+    local current = redis.call('HGET', KEYS[2], 'floor')
+    if (not current) or current < floor then
+        redis.call('HSET', KEYS[2], 'floor', floor)
+    end
+end
+return removed
+"""
+"""Adds entries and trims to the cap in one step, raising the floor if anything was trimmed."""
+PULL_EPOCH = "feed:pull-epoch"
+PULL_SET_TTL_S = 60
+DELETED = "feed:deleted"
+
+
+def timeline_key(user_id: int) -> str:
+    return f"tl:{{u{user_id}}}"
+
+
+def timeline_meta(user_id: int) -> str:
+    return f"tl:{{u{user_id}}}:m"
+
+
+def follows_key(user_id: int) -> str:
+    return f"fol:{{u{user_id}}}"
+
+
+def pull_set_key(user_id: int) -> str:
+    return f"ps:{{u{user_id}}}"
+
+
+def follow_version_key(user_id: int) -> str:
+    return f"fv:{{u{user_id}}}"
+
+
+def pull_key(author_id: int) -> str:
+    return f"pull:{{a{author_id}}}"
+
+
+def pull_meta(author_id: int) -> str:
+    return f"pull:{{a{author_id}}}:m"
+
+
+def member(entry: Entry) -> bytes:
+    return f"{entry.media_id:0{ID_HEX}x}{entry.author_id:0{ID_HEX}x}".encode()
+
+
+def entry_of(raw: bytes) -> Entry:
+    text = raw.decode()
+    return Entry(int(text[:ID_HEX], 16), int(text[ID_HEX:], 16))
+
+
+def id_hex(media_id: int) -> str:
+    return f"{media_id:0{ID_HEX}x}"
+
+
+def below(cursor: int) -> str:
+    """The ZREVRANGEBYLEX upper bound for ``media_id < cursor`` (0: everything)."""
+    return f"({id_hex(cursor)}" if cursor else "+"
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One source's newest entries below a cursor, and how far down it is complete."""
+
+    entries: list[Entry]
+    floor: int
+    """Entries with ids at or above this are all in the source; below it some may be
+    missing (0: the source is complete)."""
+
+
+class Timelines:
+    """Timelines, celebrity lists and the caches beside them."""
+
+    def __init__(self, redis: aioredis.Redis, *, timeline_max: int, celebrity_recent: int) -> None:
+        self.redis = redis
+        self.timeline_max = timeline_max
+        self.celebrity_recent = celebrity_recent
+        self._add_and_trim = redis.register_script(ADD_AND_TRIM)
+
+    # --- writes (fan-out, backfill, cleanup) -----------------------------------------
+
+    async def push(self, user_ids: Iterable[int], entry: Entry) -> int:
+        """Adds the entry to each user's timeline, trimming each to ``timeline_max``: one
+        pipelined round trip for the batch. Returns how many timelines were written."""
+        m = member(entry)
+        pipe = self.redis.pipeline(transaction=False)
+        n = 0
+        for user in user_ids:
+            await self._add_and_trim(keys=[timeline_key(user), timeline_meta(user)], args=[self.timeline_max, m],
+                                     client=pipe)  # queued on the pipeline, sent by execute()
+            n += 1
+        if n:
+            with failures("a batch of timeline writes"):
+                await pipe.execute()
+        return n
+
+    async def remove(self, user_ids: Iterable[int], entry: Entry) -> int:
+        m = member(entry)
+        pipe = self.redis.pipeline(transaction=False)
+        n = 0
+        for user in user_ids:
+            pipe.zrem(timeline_key(user), m)
+            n += 1
+        if n:
+            with failures("a batch of timeline removals"):
+                await pipe.execute()
+        return n
+
+    async def drop(self, user_id: int, entries: Sequence[Entry]) -> None:
+        """Removes entries from one user's timeline (deleted posts found while reading)."""
+        if entries:
+            with failures("a timeline removal"):
+                await self.redis.zrem(timeline_key(user_id), *[member(e) for e in entries])
+
+    async def pull_add(self, entry: Entry) -> None:
+        with failures("a celebrity list write"):
+            await self._add_and_trim(keys=[pull_key(entry.author_id), pull_meta(entry.author_id)],
+                                     args=[self.celebrity_recent, member(entry)])
+
+    async def pull_remove(self, entry: Entry) -> None:
+        with failures("a celebrity list removal"):
+            await self.redis.zrem(pull_key(entry.author_id), member(entry))
+
+    async def backfill(self, user_id: int, entries: Sequence[Entry], complete: bool) -> None:
+        """Adds a new followee's recent posts to a timeline. Unless they were all of that
+        author's posts (``complete``), ids below the oldest may be missing: the floor rises."""
+        if not entries:
+            return
+        with failures("a backfill"):
+            await self._add_and_trim(keys=[timeline_key(user_id), timeline_meta(user_id)],
+                                     args=[self.timeline_max, *[member(e) for e in entries]])
+        if not complete:
+            await self.raise_floor(user_id, min(e.media_id for e in entries))
+
+    async def raise_floor(self, user_id: int, floor: int) -> None:
+        """Sets the timeline's floor to at least ``floor``."""
+        await self._raise(timeline_meta(user_id), floor)
+
+    async def _raise(self, meta: str, floor: int) -> None:
+        """Sets ``floor`` in the hash ``meta`` to at least ``floor`` (a compare-and-set loop)."""
+        with failures("a floor"):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                while True:
+                    try:
+                        await pipe.watch(meta)
+                        current = await pipe.hget(meta, FLOOR)
+                        if current is not None and int(current, 16) >= floor:
+                            return
+                        pipe.multi()
+                        pipe.hset(meta, FLOOR, id_hex(floor))
+                        await pipe.execute()
+                        return
+                    except aioredis.WatchError:
+                        continue
+
+    async def drop_author(self, user_id: int, author_id: int) -> int:
+        """Removes an unfollowed author's entries from a timeline (at most timeline_max
+        members are scanned)."""
+        key = timeline_key(user_id)
+        suffix = f"{author_id:0{ID_HEX}x}".encode()
+        with failures("an unfollow's cleanup"):
+            members: list[bytes] = await self.redis.zrange(key, 0, -1)  # type: ignore[assignment]
+            gone = [m for m in members if m.endswith(suffix)]
+            if gone:
+                await self.redis.zrem(key, *gone)
+        return len(gone)
+
+    # --- rebuilding after a loss ------------------------------------------------------
+
+    async def is_built(self, user_id: int) -> bool:
+        with failures("a timeline's state"):
+            return bool(await self.redis.hexists(timeline_meta(user_id), BUILT))
+
+    async def rebuild(self, user_id: int, entries: Sequence[Entry], complete: bool) -> None:
+        """Writes a timeline rebuilt from PostgreSQL (the newest ``timeline_max`` pushed
+        posts of the user's followees and their own), merged with whatever fan-out wrote
+        meanwhile, and marks it built."""
+        key, meta = timeline_key(user_id), timeline_meta(user_id)
+        with failures("a timeline rebuild"):
+            if entries:
+                await self._add_and_trim(keys=[key, meta], args=[self.timeline_max, *[member(e) for e in entries]])
+            if not complete and entries:
+                await self.raise_floor(user_id, min(e.media_id for e in entries))
+            await self.redis.hset(meta, BUILT, 1)
+
+    async def pull_is_built(self, author_id: int) -> bool:
+        with failures("a celebrity list's state"):
+            return bool(await self.redis.hexists(pull_meta(author_id), BUILT))
+
+    async def rebuild_pull(self, author_id: int, entries: Sequence[Entry]) -> None:
+        with failures("a celebrity list rebuild"):
+            if entries:
+                await self._add_and_trim(keys=[pull_key(author_id), pull_meta(author_id)],
+                                         args=[self.celebrity_recent, *[member(e) for e in entries]])
+            if len(entries) >= self.celebrity_recent:  # the list holds the newest only
+                await self._raise(pull_meta(author_id), min(e.media_id for e in entries))
+            await self.redis.hset(pull_meta(author_id), BUILT, 1)
+
+    # --- reads ------------------------------------------------------------------------
+
+    async def windows(self, keys: Sequence[tuple[str, str | None, int]], cursor: int, n: int) -> list[Window]:
+        """For each (key, meta key or None, capacity): its ``n`` newest entries with
+        id < ``cursor``, and how far down it is complete. One pipelined round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key, meta, _ in keys:
+            pipe.zrevrangebylex(key, below(cursor), "-", start=0, num=n)
+            pipe.zcard(key)
+            pipe.zrange(key, 0, 0)
+            if meta is not None:
+                pipe.hget(meta, FLOOR)
+        with failures("a feed page"):
+            replies = await pipe.execute()
+        out, i = [], 0
+        for _, meta, capacity in keys:
+            members, card, lowest = replies[i], replies[i + 1], replies[i + 2]
+            i += 3
+            floor = 0
+            if meta is not None:
+                stored = replies[i]
+                i += 1
+                floor = int(stored, 16) if stored else 0
+            if card >= capacity and lowest:  # trimmed: what lay below the lowest is gone
+                floor = max(floor, entry_of(lowest[0]).media_id)
+            out.append(Window([entry_of(m) for m in members], floor))
+        return out
+
+    # --- the caches beside the timelines --------------------------------------------
+
+    async def follow_version(self, user_id: int) -> int:
+        with failures("a follow version"):
+            return int(await self.redis.get(follow_version_key(user_id)) or 0)
+
+    async def bump_follow_version(self, user_id: int) -> None:
+        """After a follow or unfollow commits: the user's cached follow sets are stale."""
+        with failures("a follow version"):
+            await self.redis.incr(follow_version_key(user_id))
+
+    async def cached_follows(self, user_id: int, version: int) -> set[int] | None:
+        """Whom the user follows, if cached at ``version``."""
+        with failures("a cached follow set"):
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hget(timeline_meta(user_id), b"v")
+            pipe.smembers(follows_key(user_id))
+            tagged, members = await pipe.execute()
+        if tagged is None or int(tagged) != version or FOLLOWS_BUILT not in members:
+            return None
+        return {int(m) for m in members if m != FOLLOWS_BUILT}
+
+    async def cache_follows(self, user_id: int, version: int, followees: Iterable[int]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            key = follows_key(user_id)
+            pipe.delete(key)
+            pipe.sadd(key, FOLLOWS_BUILT, *[str(f).encode() for f in followees])
+            pipe.hset(timeline_meta(user_id), b"v", version)
+            with failures("a follow set"):
+                await pipe.execute()
+
+    async def pull_epoch(self) -> int:
+        with failures("the pull epoch"):
+            return int(await self.redis.get(PULL_EPOCH) or 0)
+
+    async def bump_pull_epoch(self) -> None:
+        with failures("the pull epoch"):
+            await self.redis.incr(PULL_EPOCH)
+
+    async def cached_pull_set(self, user_id: int, epoch: int, version: int) -> list[int] | None:
+        with failures("a cached pull set"):
+            raw: bytes | None = await self.redis.get(pull_set_key(user_id))  # type: ignore[assignment]
+        if raw is None:
+            return None
+        e, v, ids = raw.decode().split(":", 2)
+        if int(e) != epoch or int(v) != version:
+            return None
+        return [int(a) for a in ids.split(",") if a]
+
+    async def cache_pull_set(self, user_id: int, epoch: int, version: int, authors: Iterable[int]) -> None:
+        # The epoch makes it stale when any author's pull posts appear or go; the expiry
+        # bounds how long a bump that failed (Redis away at that moment) can go unnoticed.
+        with failures("a pull set"):
+            await self.redis.set(pull_set_key(user_id), f"{epoch}:{version}:{','.join(map(str, authors))}",
+                                 ex=PULL_SET_TTL_S)
+
+    async def mark_deleted(self, media_id: int) -> None:
+        with failures("a deletion mark"):
+            await self.redis.zadd(DELETED, {id_hex(media_id): time.time()})
+
+    async def unmark_deleted(self, media_id: int) -> None:
+        with failures("a deletion mark"):
+            await self.redis.zrem(DELETED, id_hex(media_id))
+
+    async def deleted_among(self, entries: Sequence[Entry]) -> set[int]:
+        if not entries:
+            return set()
+        with failures("deletion marks"):
+            scores = await self.redis.zmscore(DELETED, [id_hex(e.media_id) for e in entries])
+        return {e.media_id for e, s in zip(entries, scores, strict=True) if s is not None}

@@ -1,0 +1,19 @@
+"""The router's Prometheus metrics (beside the chassis's per-RPC ones)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+UPLOADS = Counter("trenchcoat_router_uploads_total", "Uploads by outcome.", ["outcome"])
+UPLOAD_BYTES = Counter("trenchcoat_router_upload_bytes_total", "Bytes of successful uploads.")
+REPLICA_FAILURES = Counter("trenchcoat_router_replica_write_failures_total",
+                           "Replica writes that failed, turning their volume read-only.")
+UPLOAD_SECONDS = Histogram("trenchcoat_router_upload_seconds", "Upload latency, first byte held to answer.",
+                           buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+DELETES = Counter("trenchcoat_router_deletes_total", "Deletes by outcome.", ["outcome"])
+DELETE_MISSED_REPLICAS = Counter("trenchcoat_router_delete_missed_replicas_total",
+                                 "Replicas a delete could not flag (the metadata row still hides the photo).")
+RESPONSES = Counter("trenchcoat_gateway_responses_total", "Gateway responses by status and cache outcome.",
+                    ["status", "cache"])
+BATCH_STAT_IDS = Counter("trenchcoat_router_batch_stat_ids_total",
+                         "Media ids asked for by BatchStat (feed hydration's backend calls).")

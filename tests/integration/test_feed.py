@@ -1,0 +1,264 @@
+"""The feed over real processes: PostgreSQL, Redis, a router and its stores, the feed and
+two fan-out workers. Posts, follows, fan-out, the celebrity splice, exact pages, the
+PostgreSQL continuation, hydration and bad input."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.cluster import Clients, eventually, feed_cluster
+from trenchcoat.errors import InvalidArgument, NotFound, PermissionDenied
+from trenchcoat.feed_client import FeedEntry
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def cluster(service, etcd, postgres, redis_server, tmp_path):
+    return await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path,
+                              TRENCHCOAT_FEED__CELEBRITY_THRESHOLD="3", TRENCHCOAT_FEED__TIMELINE_MAX="12",
+                              TRENCHCOAT_FEED__CELEBRITY_RECENT="10", TRENCHCOAT_FEED__BACKFILL_POSTS="5",
+                              # 1,000 readers at once on two busy cores: waiters get time to see the holder's answer
+                              TRENCHCOAT_FEED__LEASE_WAIT_S="10")
+
+
+async def post(c: Clients, author: int, caption: str = "") -> FeedEntry:
+    media = await c.media.upload(os.urandom(200), owner_id=author, content_type="image/jpeg")
+    return await c.feed.post(author, media.media_id, caption or f"by {author}")
+
+
+async def whole_feed(c: Clients, user: int, limit: int = 5) -> list[FeedEntry]:
+    out, cursor = [], 0
+    while True:
+        page = await c.feed.home(user, cursor=cursor, limit=limit)
+        out += page.entries
+        if not page.next_cursor:
+            return out
+        cursor = page.next_cursor
+
+
+async def test_posts_reach_followers_and_the_author_newest_first(cluster):
+    async with cluster.clients() as c:
+        assert await c.feed.follow(2, 1) and not await c.feed.follow(2, 1)
+        posted = [await post(c, 1) for _ in range(4)]
+        want = sorted(posted, reverse=True)
+
+        async def arrived():
+            return await whole_feed(c, 2, limit=3) == want and await whole_feed(c, 1, limit=3) == want
+
+        await eventually(arrived, what="the posts in the follower's and the author's feeds")
+        assert (await c.feed.user(1)).entries == want
+
+
+async def test_bad_input_gets_precise_statuses(cluster):
+    async with cluster.clients() as c:
+        media = await c.media.upload(b"x" * 10, owner_id=5, content_type="image/png")
+        with pytest.raises(InvalidArgument, match="2200 characters"):
+            await c.feed.post(5, media.media_id, "x" * 2201)
+        with pytest.raises(PermissionDenied, match="uploaded by user 5"):
+            await c.feed.post(6, media.media_id)
+        with pytest.raises(NotFound, match="does not exist"):
+            await c.feed.post(5, media.media_id + 1)
+        with pytest.raises(InvalidArgument, match="non-negative"):
+            await c.feed.follow(-1, 5)
+        with pytest.raises(InvalidArgument, match="cannot follow themselves"):
+            await c.feed.follow(5, 5)
+        with pytest.raises(InvalidArgument, match="in the future"):
+            await c.feed.home(5, cursor=(1 << 64) - 1)
+        with pytest.raises(InvalidArgument, match="at most"):
+            await c.feed.home(5, limit=100_000)
+        entry = await c.feed.post(5, media.media_id, "hello")
+        assert await c.feed.post(5, media.media_id, "again") == entry  # idempotent per media
+        with pytest.raises(PermissionDenied):
+            await c.feed.delete_post(6, media.media_id)
+        assert await c.feed.delete_post(5, media.media_id) and not await c.feed.delete_post(5, media.media_id)
+
+
+async def settled(cluster) -> bool:
+    """Every post's fan-out duty (spreading, or removing a deleted one) has finished."""
+    import asyncpg
+
+    conn = await asyncpg.connect(cluster.postgres)
+    try:
+        return await conn.fetchval("SELECT count(*) FROM feed_posts WHERE fanned_out_at IS NULL") == 0
+    finally:
+        await conn.close()
+
+
+class Model:
+    """The plain truth a home feed is an index of: the live posts of whom I follow, and
+    mine, newest first."""
+
+    def __init__(self) -> None:
+        self.follows: set[tuple[int, int]] = set()
+        self.posts: dict[int, int] = {}  # media_id -> author, live posts only
+
+    def feed(self, user: int) -> list[FeedEntry]:
+        authors = {b for a, b in self.follows if a == user} | {user}
+        return sorted((FeedEntry(m, a) for m, a in self.posts.items() if a in authors), reverse=True)
+
+
+@pytest.mark.parametrize("seed", [7, 2026])
+async def test_random_follows_posts_deletes_and_threshold_changes_match_a_plain_model(cluster, seed):
+    """Random follows, unfollows, posts and deletes by eight users, the celebrity threshold
+    changed twice (a feed process restarted with another), pages of random sizes: after
+    fan-out settles, every page of every user's home feed matches the model exactly, no
+    entry skipped, repeated or out of order, through timelines trimmed to 12 entries,
+    celebrity lists of 10, backfills of 5 and the PostgreSQL continuation below them."""
+    import random
+
+    rng = random.Random(seed)
+    users = list(range(1, 9))
+    model = Model()
+
+    async def check(c: Clients, phase: str) -> None:
+        await eventually(lambda: settled(cluster), timeout=120, what=f"fan-out settled ({phase})")
+        for user in users:
+            got, cursor, pages = [], 0, 0
+            while True:
+                page = await c.feed.home(user, cursor=cursor, limit=rng.randint(1, 7))
+                got += page.entries
+                pages += 1
+                if not page.next_cursor:
+                    break
+                cursor = page.next_cursor
+            want = model.feed(user)
+            assert got == want, (f"{phase}: user {user}'s feed ({pages} pages) differs from the model: "
+                                 f"missing {sorted(set(want) - set(got))}, extra {sorted(set(got) - set(want))}, "
+                                 f"duplicated {len(got) != len(set(got))}")
+
+    async def act(c: Clients, steps: int) -> None:
+        for _ in range(steps):
+            op = rng.random()
+            a, b = rng.sample(users, 2)
+            if op < 0.30:
+                await c.feed.follow(a, b)
+                model.follows.add((a, b))
+            elif op < 0.40:
+                await c.feed.unfollow(a, b)
+                model.follows.discard((a, b))
+            elif op < 0.88:
+                entry = await post(c, a)
+                model.posts[entry.media_id] = a
+            else:
+                mine = [m for m, author in model.posts.items() if author == a]
+                if mine:
+                    victim = rng.choice(mine)
+                    assert await c.feed.delete_post(a, victim)
+                    del model.posts[victim]
+
+    async with cluster.clients() as c:
+        await act(c, 60)
+        await check(c, "threshold 3")
+        assert cluster.feed is not None
+        cluster.feed.stop()
+        cluster.start_feed(TRENCHCOAT_FEED__CELEBRITY_THRESHOLD="2")
+    async with cluster.clients() as c:
+        await act(c, 50)
+        await check(c, "threshold 2")
+        assert cluster.feed is not None
+        cluster.feed.stop()
+        cluster.start_feed(TRENCHCOAT_FEED__CELEBRITY_THRESHOLD="5")
+    async with cluster.clients() as c:
+        await act(c, 50)
+        await check(c, "threshold 5")
+
+
+async def timeline(cluster, user: int) -> list[str]:
+    """The user's timeline as Redis holds it (16-hex ids)."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(cluster.redis)
+    try:
+        members: list[bytes] = await r.zrange(f"tl:{{u{user}}}", 0, -1)  # type: ignore[assignment]
+        return [m.decode()[:16] for m in members]
+    finally:
+        await r.aclose()
+
+
+async def test_a_celebritys_posts_are_merged_at_read_time_not_pushed(cluster):
+    async with cluster.clients() as c:
+        for fan in (2, 3, 4):  # three followers: user 1 is a celebrity (threshold 3)
+            await c.feed.follow(fan, 1)
+        await c.feed.follow(2, 6)  # user 6 has one follower: pushed
+        star = await post(c, 1)
+        normal = await post(c, 6)
+        await eventually(lambda: settled(cluster), what="fan-out settled")
+        assert f"{normal.media_id:016x}" in await timeline(cluster, 2)
+        assert f"{star.media_id:016x}" not in await timeline(cluster, 2)  # not pushed: merged when read
+        for fan in (2, 3, 4):
+            assert star in (await c.feed.home(fan)).entries
+        assert star not in (await c.feed.home(5)).entries
+        assert (await c.feed.home(2)).entries[:2] == sorted([star, normal], reverse=True)
+        await c.feed.unfollow(3, 1)
+        assert star not in (await c.feed.home(3)).entries
+
+
+async def test_a_follow_backfills_and_scrolling_continues_below_it_an_unfollow_removes(cluster):
+    async with cluster.clients() as c:
+        posted = [await post(c, 1) for _ in range(8)]  # more than backfill_posts (5)
+        await eventually(lambda: settled(cluster), what="fan-out settled")
+        await c.feed.follow(2, 1)
+        assert len(await timeline(cluster, 2)) == 5  # the newest five, pushed at once
+        assert await whole_feed(c, 2, limit=3) == sorted(posted, reverse=True)  # the rest from PostgreSQL
+        await c.feed.unfollow(2, 1)
+        assert await timeline(cluster, 2) == [] and await whole_feed(c, 2) == []
+
+
+async def test_a_deleted_post_leaves_every_feed_at_once(cluster):
+    async with cluster.clients() as c:
+        await c.feed.follow(2, 1)
+        keep, gone = await post(c, 1, "keep"), await post(c, 1, "gone")
+        await eventually(lambda: settled(cluster), what="fan-out settled")
+        assert await c.feed.delete_post(1, gone.media_id)
+        for user in (1, 2):  # before or after the cleanup job ran: never shown again
+            assert (await c.feed.home(user)).entries == [keep]
+            page = await c.feed.home(user, hydrate=True)
+            assert [i.entry for i in page.items] == [keep]
+        assert (await c.media.stat(gone.media_id)).state == "deleted"  # the media went with it
+        await eventually(lambda: settled(cluster), what="the removal settled")
+        assert f"{gone.media_id:016x}" not in await timeline(cluster, 2)
+
+
+async def test_hydrated_pages_carry_captions_and_urls_that_serve(cluster):
+    import aiohttp
+
+    async with cluster.clients() as c:
+        data = os.urandom(3000)
+        media = await c.media.upload(data, owner_id=1, content_type="image/jpeg")
+        await c.feed.follow(2, 1)
+        entry = await c.feed.post(1, media.media_id, "a caption with ünïcode ✓")
+        await eventually(lambda: settled(cluster), what="fan-out settled")
+        page = await c.feed.home(2, hydrate=True)
+        [item] = page.items
+        assert item.entry == entry and item.caption == "a caption with ünïcode ✓"
+        assert item.media.media_id == media.media_id and item.media.owner_id == 1 and item.media.size_bytes == 3000
+        path = "/" + item.media.url.split("/", 3)[3]
+        async with aiohttp.ClientSession() as session, session.get(cluster.gateway + path) as r:
+            assert r.status == 200 and await r.read() == data
+
+
+async def router_metric(cluster, name: str) -> float:
+    import re
+
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(cluster.router.metrics_url) as r:
+        text = await r.text()
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.MULTILINE))
+
+
+async def test_a_thousand_concurrent_hydrated_reads_of_a_cold_page_cost_one_batchstat_per_id(cluster):
+    import asyncio
+
+    async with cluster.clients() as c:
+        await c.feed.follow(2, 1)
+        posted = [await post(c, 1) for _ in range(20)]
+        await eventually(lambda: settled(cluster), what="fan-out settled")
+        before = await router_metric(cluster, "trenchcoat_router_batch_stat_ids_total")
+        pages = await asyncio.gather(*(c.feed.home(2, limit=20, hydrate=True) for _ in range(1000)))
+        asked = await router_metric(cluster, "trenchcoat_router_batch_stat_ids_total") - before
+        assert all([i.entry for i in p.items] == sorted(posted, reverse=True) for p in pages)
+        assert asked == 20, f"{asked} media ids asked of BatchStat for 20 entries read 1,000 times at once"

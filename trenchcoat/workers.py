@@ -1,0 +1,49 @@
+"""The one shape of a service's background loop: an object with ``run()`` and
+``shutdown()`` (the chassis's ``Worker``), where ``shutdown()`` returns once the loop has
+finished, so a draining service never closes what a tick is still using."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from trenchcoat.errors import TrenchcoatError
+
+log = logging.getLogger(__name__)
+
+
+class PeriodicWorker:
+    """Calls ``tick()`` every ``interval_s`` until ``shutdown()``. A tick that fails with a
+    typed error (a dependency away) is logged and the loop goes on; anything else is a bug
+    and ends the loop, which stops the service (see ``ServiceHost``)."""
+
+    def __init__(self, name: str, interval_s: float) -> None:
+        self.name = name
+        self.interval_s = interval_s
+        self._stop = asyncio.Event()
+        self._finished = asyncio.Event()
+        self._running = False
+
+    async def tick(self) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        self._running = True
+        try:
+            while not self._stop.is_set():
+                try:
+                    await asyncio.wait_for(self._stop.wait(), self.interval_s)
+                    return
+                except TimeoutError:
+                    pass
+                try:
+                    await self.tick()
+                except TrenchcoatError as exc:
+                    log.warning("%s: %s", self.name, exc)
+        finally:
+            self._finished.set()
+
+    async def shutdown(self) -> None:
+        self._stop.set()
+        if self._running:
+            await self._finished.wait()
