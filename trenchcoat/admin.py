@@ -1,6 +1,6 @@
 """Client verbs of the ``trenchcoat`` command that talk to a running cluster:
-``put`` (upload a file), ``volumes`` (the volume map) and the Directory part of
-``status`` (stores and leader). Each runs one event loop with its own channel pool,
+``put`` (upload a file), ``volumes`` (the volume map), the Directory part of ``status``
+(stores and leader), and the feed's ``follow``, ``unfollow``, ``post`` and ``feed``. Each runs one event loop with its own channel pool,
 through the chassis's clients."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TypeVar
 from trenchcoat.config import Config
 from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.errors import Unavailable
+from trenchcoat.feed_client import FeedClient, FeedEntry, FeedPage
 from trenchcoat.media_client import Media, MediaClient
 from trenchcoat.rpc import ChannelPool
 
@@ -21,6 +22,10 @@ T = TypeVar("T")
 
 def router_address(config: Config) -> str:
     return f"{config.cluster.host}:{config.router.port}"
+
+
+def feed_address(config: Config) -> str:
+    return f"{config.cluster.host}:{config.feed.port}"
 
 
 def _run(config: Config, ask: Callable[[ChannelPool], Awaitable[T]]) -> T:
@@ -80,3 +85,25 @@ def _size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+def follow(config: Config, follower: int, followee: int, *, undo: bool = False) -> bool:
+    async def ask(pool: ChannelPool) -> bool:
+        feed = FeedClient(pool, feed_address(config))
+        return await (feed.unfollow(follower, followee) if undo else feed.follow(follower, followee))
+
+    return _run(config, ask)
+
+
+def post(config: Config, path: Path, user: int, caption: str) -> tuple[Media, FeedEntry]:
+    """Uploads the file, then posts it: (the media, the feed entry)."""
+    async def ask(pool: ChannelPool) -> tuple[Media, FeedEntry]:
+        media = await MediaClient(pool, router_address(config)).upload(path, owner_id=user)
+        return media, await FeedClient(pool, feed_address(config)).post(user, media.media_id, caption)
+
+    return _run(config, ask)
+
+
+def feed_page(config: Config, user: int, cursor: int, limit: int) -> FeedPage:
+    return _run(config, lambda pool: FeedClient(pool, feed_address(config)).home(
+        user, cursor=cursor, limit=limit, hydrate=True))

@@ -4,6 +4,9 @@
     trenchcoat status    health of every process of the running local cluster, its stores and leader
     trenchcoat put FILE --user N   upload a file; prints its media_id and URL
     trenchcoat volumes   the logical volumes: state, fill, replicas and their racks
+    trenchcoat follow A B    user A follows user B (unfollow A B: stops)
+    trenchcoat post FILE --user A --caption TEXT   upload a photo and post it
+    trenchcoat feed A [--cursor C]   user A's home feed, a page at a time, with URLs
     trenchcoat demo      start a fresh cluster, show it working, stop it (what `make demo` runs)
     trenchcoat config    print the effective config, or with --reference every key
 
@@ -63,6 +66,24 @@ def _parser() -> argparse.ArgumentParser:
     volumes = verbs.add_parser("volumes", help="the logical volumes: state, fill, replicas, racks")
     volumes.set_defaults(run=cmd_volumes)
 
+    for name, undo in (("follow", False), ("unfollow", True)):
+        edge = verbs.add_parser(name, help=f"user A {name}s user B")
+        edge.add_argument("follower", type=int, metavar="A")
+        edge.add_argument("followee", type=int, metavar="B")
+        edge.set_defaults(run=cmd_follow, undo=undo)
+
+    post = verbs.add_parser("post", help="upload a photo and post it to the author's followers")
+    post.add_argument("file", type=Path, help="photo to post")
+    post.add_argument("--user", type=int, required=True, help="the author")
+    post.add_argument("--caption", default="", help="caption (at most 2,200 characters)")
+    post.set_defaults(run=cmd_post)
+
+    feed = verbs.add_parser("feed", help="a user's home feed, newest first, with URLs")
+    feed.add_argument("user", type=int)
+    feed.add_argument("--cursor", type=int, default=0, help="the next_cursor a previous page printed")
+    feed.add_argument("--limit", type=int, default=0, help="entries on the page (default: feed.page_size)")
+    feed.set_defaults(run=cmd_feed)
+
     demo = verbs.add_parser("demo", help="start a cluster, show it working, stop it")
     demo.set_defaults(run=cmd_demo)
 
@@ -111,6 +132,31 @@ def cmd_put(args: argparse.Namespace, config: configmod.Config) -> int:
     media = admin.put(config, args.file, args.user, args.content_type, args.idempotency_key)
     print(f"media_id {media.media_id}")
     print(f"url      {media.url}")
+    return EXIT_OK
+
+
+def cmd_follow(args: argparse.Namespace, config: configmod.Config) -> int:
+    changed = admin.follow(config, args.follower, args.followee, undo=args.undo)
+    verb = "unfollowed" if args.undo else "follows"
+    print(f"user {args.follower} {verb} user {args.followee}" + ("" if changed else " (already)"))
+    return EXIT_OK
+
+
+def cmd_post(args: argparse.Namespace, config: configmod.Config) -> int:
+    media, entry = admin.post(config, args.file, args.user, args.caption)
+    print(f"media_id {entry.media_id}")
+    print(f"url      {media.url}")
+    return EXIT_OK
+
+
+def cmd_feed(args: argparse.Namespace, config: configmod.Config) -> int:
+    page = admin.feed_page(config, args.user, args.cursor, args.limit)
+    for item in page.items or []:
+        print(f"{item.entry.media_id}  by {item.entry.author_id:<8} {item.media.url}  {item.caption}")
+    if not page.items:
+        print("(nothing here)" if not args.cursor else "(no more)")
+    if page.next_cursor:
+        print(f"next page: trenchcoat feed {args.user} --cursor {page.next_cursor}")
     return EXIT_OK
 
 

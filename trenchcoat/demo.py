@@ -4,7 +4,11 @@ local cluster, narrated.
 Uploads generated photos for a few users, prints their URLs, fetches each through the
 CDN (nginx) twice and through the gateway directly twice, kills one store with SIGKILL
 and shows its photos still served from the other replicas, deletes a photo and shows the
-404, then stops everything and checks nothing is left running.
+404. Then the feed, the other half, meeting the media half at the media_id: users follow
+each other and one celebrity (``feed.celebrity_threshold`` is 3 for the demo), everyone
+posts photos, a home feed is printed page by page with the URLs then fetched through the
+CDN, and an unfollow and a delete are shown leaving the feed. Then everything stops and
+the demo checks nothing is left running.
 
 Every check states the condition it proves and holds however loaded the machine is:
 every acknowledged upload reads back byte-exact on every read; the CDN's second read of a
@@ -31,6 +35,7 @@ from PIL import Image, ImageDraw
 from trenchcoat import procs, urls
 from trenchcoat.config import Config
 from trenchcoat.errors import Unavailable
+from trenchcoat.feed_client import FeedClient, FeedEntry, FeedItem
 from trenchcoat.launcher import Cluster
 from trenchcoat.media_client import Media, MediaClient
 from trenchcoat.rpc import ChannelPool
@@ -41,6 +46,12 @@ UPLOAD_ATTEMPTS = 5
 """An upload answered UNAVAILABLE is retried with the same idempotency key, as the
 contract asks of clients (a store that just died takes a moment to be routed around)."""
 CACHE_HEADER = "X-Trenchcoat-Cache"
+FEED_USERS = {21: "alice", 22: "bob", 23: "carol", 24: "dave", 30: "star"}
+FEED_FOLLOWS = [(21, 22), (21, 23), (22, 21), (23, 21), (24, 21), (21, 30), (22, 30), (23, 30), (24, 30)]
+"""alice follows bob and carol; bob, carol and dave follow alice; all four follow star, who
+with four followers is a celebrity: star's posts are merged into feeds at read time."""
+CELEBRITY_THRESHOLD = 3
+SETTLE_S = 90.0
 
 
 def photo(user: int, n: int) -> bytes:
@@ -106,6 +117,67 @@ async def upload_all(router: str, round_name: str) -> list[Upload]:
     return done
 
 
+@dataclass(frozen=True, slots=True)
+class Posted:
+    entry: FeedEntry
+    data: bytes
+    caption: str
+
+
+async def feed_setup(router: str, feed: str) -> dict[int, Posted]:
+    """The follows, then two photos posted by each of alice, bob, carol and star."""
+    posted: dict[int, Posted] = {}
+    async with ChannelPool() as pool:
+        media, feeds = MediaClient(pool, router, timeout_s=60), FeedClient(pool, feed, timeout_s=60)
+        for follower, followee in FEED_FOLLOWS:
+            await feeds.follow(follower, followee)
+        for n in range(2):
+            for user in (21, 22, 23, 30):
+                data = photo(user, n)
+                caption = f"{FEED_USERS[user]}'s photo {n + 1}"
+                uploaded = await media.upload(data, owner_id=user, content_type="image/jpeg")
+                entry = await feeds.post(user, uploaded.media_id, caption)
+                posted[entry.media_id] = Posted(entry, data, caption)
+    return posted
+
+
+async def home_until(feed: str, user: int, want: list[FeedEntry], settle_s: float = SETTLE_S) -> list[FeedEntry]:
+    """The user's whole home feed once it equals ``want`` (fan-out is asynchronous), or as
+    it is after ``settle_s`` (0: as the first read finds it)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settle_s
+    async with ChannelPool() as pool:
+        feeds = FeedClient(pool, feed, timeout_s=60)
+        while True:
+            got, cursor = [], 0
+            while True:
+                page = await feeds.home(user, cursor=cursor, limit=50)
+                got += page.entries
+                if not page.next_cursor:
+                    break
+                cursor = page.next_cursor
+            if got == want or loop.time() > deadline:
+                return got
+            await asyncio.sleep(0.3)
+
+
+async def hydrated_pages(feed: str, user: int, limit: int) -> list[list[FeedItem]]:
+    pages, cursor = [], 0
+    async with ChannelPool() as pool:
+        feeds = FeedClient(pool, feed, timeout_s=60)
+        while True:
+            page = await feeds.home(user, cursor=cursor, limit=limit, hydrate=True)
+            pages.append(page.items or [])
+            if not page.next_cursor:
+                return pages
+            cursor = page.next_cursor
+
+
+async def feed_call(feed: str, verb: str, *args: int) -> bool:
+    async with ChannelPool() as pool:
+        return bool(await getattr(FeedClient(pool, feed, timeout_s=60), verb)(*args))
+
+
 async def delete(router: str, media_id: int) -> bool:
     async with ChannelPool() as pool:
         return await MediaClient(pool, router).delete(media_id)
@@ -113,7 +185,8 @@ async def delete(router: str, media_id: int) -> bool:
 
 def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> bool:
     """The demo; True when every step showed what it should."""
-    cluster = Cluster(config, config_path=config_path)
+    cluster = Cluster(config, config_path=config_path,
+                      overrides={"TRENCHCOAT_FEED__CELEBRITY_THRESHOLD": str(CELEBRITY_THRESHOLD)})
     ok = True
 
     def check(condition: bool, what: str) -> None:
@@ -124,7 +197,9 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
     host = config.cluster.host
     router = f"{host}:{config.router.port}"
     gateway = f"http://{host}:{config.router.http_port}"
+    feed = f"{host}:{config.feed.port}"
     cache_metrics = f"http://{host}:{config.cache.metrics_port}/metrics"
+    feed_metrics = f"http://{host}:{config.feed.metrics_port}/metrics"
     say(f"== starting a local cluster in {cluster.data_dir}")
     try:
         cluster.start()
@@ -197,6 +272,41 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         check(asyncio.run(delete(router, gone.media.media_id)), f"deleted {gone.media.media_id}")
         status, _, _ = fetch(gateway + gone.path)
         check(status == 404, f"its URL now answers {status} at the gateway (the CDN forgets it within cdn.ttl_s)")
+
+        say("== the feed: follows, then alice, bob, carol and star post two photos each")
+        say("   alice follows bob and carol; bob, carol and dave follow alice; all four follow star, who "
+            f"(followers >= feed.celebrity_threshold = {CELEBRITY_THRESHOLD}) is merged in at read time")
+        posted = asyncio.run(feed_setup(router, feed))
+        want = sorted((p.entry for p in posted.values() if p.entry.author_id in (21, 22, 23, 30)), reverse=True)
+        got = asyncio.run(home_until(feed, 21, want))
+        check(got == want, f"alice's home feed holds the {len(want)} posts of alice, bob, carol and star, "
+                           f"newest first, each once ({len(got)} after fan-out)")
+        say("== alice's home feed, 3 entries a page, hydrated (caption, author, CDN URL)")
+        pages = asyncio.run(hydrated_pages(feed, 21, 3))
+        fetched = 0
+        for k, items in enumerate(pages, 1):
+            for item in items:
+                say(f"   page {k}  {item.entry.media_id}  {FEED_USERS.get(item.entry.author_id, '?'):<6} "
+                    f"{item.caption:<18} {item.media.url}")
+                status, body, _ = fetch(item.media.url)
+                fetched += status == 200 and body == posted[item.entry.media_id].data
+        seen = [i.entry for items in pages for i in items]
+        check(seen == want, f"{len(pages)} pages, no entry skipped or repeated across page edges")
+        check(fetched == len(want), f"{fetched}/{len(want)} photos fetched byte-exact through the CDN by their URLs")
+        check(metric(feed_metrics, "trenchcoat_feed_celebrity_splices_total") > 0,
+              "star's posts reached the feed by the read-time merge (celebrity splices counted), not by fan-out")
+        check(asyncio.run(feed_call(feed, "unfollow", 21, 22)), "alice unfollows bob")
+        after = asyncio.run(home_until(feed, 21, [e for e in want if e.author_id != 22], settle_s=0))
+        check(all(e.author_id != 22 for e in after) and len(after) == len(want) - 2,
+              f"bob's posts left alice's feed at once ({len(after)} entries)")
+        dropped = next(p for p in posted.values() if p.entry.author_id == 23)
+        check(asyncio.run(feed_call(feed, "delete_post", 23, dropped.entry.media_id)),
+              f"carol deletes her post {dropped.entry.media_id}")
+        after = asyncio.run(home_until(feed, 21, [e for e in after if e != dropped.entry], settle_s=0))
+        check(dropped.entry not in after, f"it left alice's feed at once ({len(after)} entries)")
+        url = next(i.media.url for items in pages for i in items if i.entry == dropped.entry)
+        status, _, _ = fetch(gateway + "/" + url.split("/", 3)[3])
+        check(status == 404, f"and its photo's URL answers {status} at the gateway")
     finally:
         say("== stopping")
         groups = {p.pid for p in cluster.processes if p.pid is not None}

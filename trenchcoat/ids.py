@@ -10,6 +10,12 @@ is ``id < cursor ORDER BY id DESC``: no time index anywhere. The shard is
 ``user_id % SHARD_COUNT``, so an id routes to its shard without a lookup. Each shard mints
 up to 1024 ids per millisecond.
 
+Where ids are minted: media_ids (which are also post ids) by PostgreSQL, in the same
+INSERT as the upload's metadata row (``next_id(shard)`` in
+``router/migrations/0002_next_id.sql``, this module's twin in PL/pgSQL: no coordinator,
+one sequence per shard). ``IdGenerator`` below mints them where no database is at hand:
+benchmarks and tests that need ids without PostgreSQL.
+
 41 bits of milliseconds last about 69.7 years (until 2095). Ids whose top bit is set
 (from about 2060, ms >= 2**40) do not fit a signed 64-bit integer: storage layers that
 use PostgreSQL's ``bigint`` map them with ``to_signed``/``from_signed``.

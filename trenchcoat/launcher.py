@@ -83,8 +83,11 @@ class Cluster:
         config_path: str | None = None,
         durable: bool = True,
         out: IO[str] = sys.stdout,
+        overrides: dict[str, str] | None = None,
     ) -> None:
         self.config = config
+        self.overrides = dict(overrides or {})
+        """TRENCHCOAT_<SECTION>__<KEY> settings every service process gets (the demo's)."""
         self.config_path = os.path.abspath(config_path) if config_path else None
         self.data_dir = Path(config.cluster.data_dir).resolve()
         self.durable = durable
@@ -220,6 +223,7 @@ class Cluster:
     def _start_services(self, deps_env: dict[str, str], timeout: float) -> None:
         base_env = {
             **os.environ,
+            **self.overrides,
             **deps_env,
             env_key("cluster", "data_dir"): str(self.data_dir),
         }

@@ -204,3 +204,23 @@ def test_put_volumes_and_status_against_a_running_cluster(up, tmp_path):
     assert status.stdout.count(" up ") >= 6
     missing = cli(up.data_dir, "put", str(tmp_path / "nope.jpg"), "--user", "1")
     assert missing.returncode == 1 and "is not a readable file" in missing.stderr
+
+
+def test_follow_post_and_feed_against_a_running_cluster(up, tmp_path):
+    photo = tmp_path / "dog.jpg"
+    photo.write_bytes(b"\xff\xd8\xff" + os.urandom(2000))
+    assert "user 7 follows user 8" in cli(up.data_dir, "follow", "7", "8").stdout
+    assert "(already)" in cli(up.data_dir, "follow", "7", "8").stdout
+    posted = cli(up.data_dir, "post", str(photo), "--user", "8", "--caption", "a good dog")
+    assert posted.returncode == 0, posted.stdout + posted.stderr
+    media_id = posted.stdout.split()[1]
+    deadline = time.monotonic() + 60
+    while True:  # fan-out is asynchronous
+        feed = cli(up.data_dir, "feed", "7")
+        if media_id in feed.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert feed.returncode == 0 and media_id in feed.stdout and "a good dog" in feed.stdout, feed.stdout + feed.stderr
+    assert "http://" in feed.stdout
+    bad = cli(up.data_dir, "follow", "7", "7")
+    assert bad.returncode == 1 and "cannot follow themselves" in bad.stderr
