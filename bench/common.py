@@ -26,16 +26,31 @@ def arguments(doc: str) -> argparse.Namespace:
 def private_dependencies(prefix: str) -> Iterator[tuple[Path, str, str]]:
     """A temporary directory with a private etcd and PostgreSQL (fsync off) running:
     (directory, etcd endpoint, PostgreSQL DSN). Everything is removed afterwards."""
+    with _dependencies(prefix, redis=False) as (tmp, endpoints):
+        yield tmp, endpoints[0], endpoints[1]
+
+
+@contextmanager
+def private_dependencies_with_redis(prefix: str) -> Iterator[tuple[Path, str, str, str]]:
+    """``private_dependencies`` and a private Redis: (directory, etcd, DSN, Redis URL)."""
+    with _dependencies(prefix, redis=True) as (tmp, endpoints):
+        yield tmp, endpoints[0], endpoints[1], endpoints[2]
+
+
+@contextmanager
+def _dependencies(prefix: str, *, redis: bool) -> Iterator[tuple[Path, list[str]]]:
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(tmp, 0o755)  # PostgreSQL runs as another user when we are root
     deps = [procs.etcd_process(tmp / "etcd", tmp / "etcd.log", procs.free_port(), procs.free_port()),
             procs.postgres_process(tmp / "pg", tmp / "pg.log", procs.free_port(), durable=False)]
+    if redis:
+        deps.append(procs.redis_process(tmp / "redis", tmp / "redis.log", procs.free_port(), persistent=False))
     try:
         for dep in deps:
             dep.start()
         for dep in deps:
             dep.wait_ready(60)
-        yield tmp, deps[0].endpoint, deps[1].endpoint
+        yield tmp, [dep.endpoint for dep in deps]
     finally:
         for dep in reversed(deps):
             dep.stop()

@@ -51,6 +51,8 @@ class BenchCluster:
     router: str
     gateway: str
     stores: list[str]
+    router_metrics: str = ""
+    """http://.../metrics of the router."""
 
     def stop(self) -> None:
         for p in reversed(self.processes):
@@ -62,11 +64,14 @@ def start_cluster(tmp: Path, env: dict[str, str]) -> BenchCluster:
     name = env["TRENCHCOAT_CLUSTER__NAME"]
     started: list[procs.ManagedProcess] = []
 
+    metrics: dict[int, int] = {}
+
     def launch(module: str, section: str, log: str, extra: dict[str, str] | None = None) -> int:
         port, mport = procs.free_port(), procs.free_port()
         started.append(start([sys.executable, "-m", module], tmp / f"{name}-{log}.log", port, {
             **env, f"TRENCHCOAT_{section}__PORT": str(port), f"TRENCHCOAT_{section}__METRICS_PORT": str(mport),
             **(extra or {})}))
+        metrics[port] = mport
         return port
 
     try:
@@ -84,7 +89,7 @@ def start_cluster(tmp: Path, env: dict[str, str]) -> BenchCluster:
             p.stop()
         raise
     return BenchCluster(started, f"127.0.0.1:{rport}", f"http://127.0.0.1:{http}",
-                        [f"127.0.0.1:{p}" for p in stores])
+                        [f"127.0.0.1:{p}" for p in stores], f"http://127.0.0.1:{metrics[rport]}/metrics")
 
 
 async def measure(address: str, size: int, seconds: float) -> tuple[float, list[float]]:

@@ -80,21 +80,27 @@ class HomeFeeds:
             metrics.READ_SECONDS.labels("home").observe(time.perf_counter() - started)
 
     async def _page(self, user_id: int, cursor: int, limit: int) -> Page:
-        version = await self._timelines.follow_version(user_id)
-        allowed = await self.follows(user_id, version) | {user_id}
-        if not await self._ensure_timeline(user_id):
+        version, epoch, built = await self._timelines.read_state(user_id)
+        follows, pulls = await self._timelines.cached_sets(user_id, version, epoch)
+        if follows is None:
+            follows = await self._rebuild_follows(user_id, version)
+        allowed = follows | {user_id}
+        if not built and not await self._ensure_timeline(user_id):
             # Another reader is rebuilding the lost timeline: this page comes from the truth.
             metrics.FROM_POSTGRES.inc()
             entries = await self._records.home_posts(user_id, before=cursor, limit=limit + 1)
             return _page(entries, limit)
-        celebrities = [a for a in await self.pull_authors(user_id, version) if a in allowed]
-        for author in celebrities:
-            await self._ensure_pull(author)
+        if pulls is None:
+            pulls = await self._rebuild_pull_set(user_id, version, epoch)
+        celebrities = [a for a in pulls if a in allowed]
+        if celebrities:
+            for author, ready in zip(celebrities, await self._timelines.pulls_built(celebrities), strict=True):
+                if not ready:
+                    await self._rebuild_pull(author)
         if celebrities:
             metrics.SPLICES.inc(len(celebrities))
-        sources: list[tuple[str, str | None, int]] = [
-            (timeline_key(user_id), timeline_meta(user_id), self._timelines.timeline_max)]
-        sources += [(pull_key(a), pull_meta(a), self._timelines.celebrity_recent) for a in celebrities]
+        sources = [(timeline_key(user_id), timeline_meta(user_id))]
+        sources += [(pull_key(a), pull_meta(a)) for a in celebrities]
         want = limit + 1
         found: list[Entry] = []
         at = cursor
@@ -120,33 +126,24 @@ class HomeFeeds:
 
     # --- what a page needs, rebuilt when Redis lost it --------------------------------
 
-    async def follows(self, user_id: int, version: int) -> set[int]:
-        """Whom the user follows (cached at the user's follow version; the version is read
-        before PostgreSQL, so a follow committed meanwhile makes the cache stale at once)."""
-        cached = await self._timelines.cached_follows(user_id, version)
-        if cached is not None:
-            return cached
+    async def _rebuild_follows(self, user_id: int, version: int) -> set[int]:
+        """Whom the user follows, from PostgreSQL, cached at the user's follow version (read
+        before PostgreSQL, so a follow committed meanwhile leaves the cache stale at once)."""
         followees = await self._records.followees(user_id)
         await self._timelines.cache_follows(user_id, version, followees)
         metrics.REBUILDS.labels("follows").inc()
         return set(followees)
 
-    async def pull_authors(self, user_id: int, version: int) -> list[int]:
-        """Followed authors with posts not fanned out on write (cached at the pull epoch and
-        the user's follow version)."""
-        epoch = await self._timelines.pull_epoch()
-        cached = await self._timelines.cached_pull_set(user_id, epoch, version)
-        if cached is not None:
-            return cached
+    async def _rebuild_pull_set(self, user_id: int, version: int, epoch: int) -> list[int]:
+        """Followed authors with posts not fanned out on write, from PostgreSQL, cached at the
+        pull epoch and the user's follow version."""
         authors = await self._records.followed_pull_authors(user_id)
         await self._timelines.cache_pull_set(user_id, epoch, version, authors)
         return authors
 
     async def _ensure_timeline(self, user_id: int) -> bool:
-        """True when the timeline is in Redis (rebuilding it here if it was lost); False
-        when another reader is rebuilding it right now."""
-        if await self._timelines.is_built(user_id):
-            return True
+        """Rebuilds a lost timeline: True when done, False when another reader is
+        rebuilding it right now."""
         lock = f"lock:{timeline_key(user_id)}"
         with failures("a rebuild lock"):
             if not await self._timelines.redis.set(lock, b"1", nx=True, ex=REBUILD_LOCK_S):
@@ -161,9 +158,7 @@ class HomeFeeds:
                 await self._timelines.redis.delete(lock)
         return True
 
-    async def _ensure_pull(self, author_id: int) -> None:
-        if await self._timelines.pull_is_built(author_id):
-            return
+    async def _rebuild_pull(self, author_id: int) -> None:
         entries = await self._records.author_posts(author_id, before=0, limit=self._timelines.celebrity_recent,
                                                    pushed=False)
         await self._timelines.rebuild_pull(author_id, entries)

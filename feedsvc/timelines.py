@@ -229,10 +229,6 @@ class Timelines:
 
     # --- rebuilding after a loss ------------------------------------------------------
 
-    async def is_built(self, user_id: int) -> bool:
-        with failures("a timeline's state"):
-            return bool(await self.redis.hexists(timeline_meta(user_id), BUILT))
-
     async def rebuild(self, user_id: int, entries: Sequence[Entry], complete: bool) -> None:
         """Writes a timeline rebuilt from PostgreSQL (the newest ``timeline_max`` pushed
         posts of the user's followees and their own), merged with whatever fan-out wrote
@@ -245,10 +241,6 @@ class Timelines:
                 await self.raise_floor(user_id, min(e.media_id for e in entries))
             await self.redis.hset(meta, BUILT, 1)
 
-    async def pull_is_built(self, author_id: int) -> bool:
-        with failures("a celebrity list's state"):
-            return bool(await self.redis.hexists(pull_meta(author_id), BUILT))
-
     async def rebuild_pull(self, author_id: int, entries: Sequence[Entry]) -> None:
         with failures("a celebrity list rebuild"):
             if entries:
@@ -260,53 +252,60 @@ class Timelines:
 
     # --- reads ------------------------------------------------------------------------
 
-    async def windows(self, keys: Sequence[tuple[str, str | None, int]], cursor: int, n: int) -> list[Window]:
-        """For each (key, meta key or None, capacity): its ``n`` newest entries with
-        id < ``cursor``, and how far down it is complete. One pipelined round trip."""
+    async def windows(self, keys: Sequence[tuple[str, str]], cursor: int, n: int) -> list[Window]:
+        """For each (key, its hash): its ``n`` newest entries with id < ``cursor``, and its
+        floor (every trim and every short backfill recorded it). One pipelined round trip."""
         pipe = self.redis.pipeline(transaction=False)
-        for key, meta, _ in keys:
+        for key, meta in keys:
             pipe.zrevrangebylex(key, below(cursor), "-", start=0, num=n)
-            pipe.zcard(key)
-            pipe.zrange(key, 0, 0)
-            if meta is not None:
-                pipe.hget(meta, FLOOR)
+            pipe.hget(meta, FLOOR)
         with failures("a feed page"):
             replies = await pipe.execute()
-        out, i = [], 0
-        for _, meta, capacity in keys:
-            members, card, lowest = replies[i], replies[i + 1], replies[i + 2]
-            i += 3
-            floor = 0
-            if meta is not None:
-                stored = replies[i]
-                i += 1
-                floor = int(stored, 16) if stored else 0
-            if card >= capacity and lowest:  # trimmed: what lay below the lowest is gone
-                floor = max(floor, entry_of(lowest[0]).media_id)
-            out.append(Window([entry_of(m) for m in members], floor))
+        out = []
+        for k in range(len(keys)):
+            members, stored = replies[2 * k], replies[2 * k + 1]
+            out.append(Window([entry_of(m) for m in members], int(stored, 16) if stored else 0))
         return out
 
-    # --- the caches beside the timelines --------------------------------------------
+    # --- what a read needs first, in two round trips -------------------------------
 
-    async def follow_version(self, user_id: int) -> int:
-        with failures("a follow version"):
-            return int(await self.redis.get(follow_version_key(user_id)) or 0)
+    async def read_state(self, user_id: int) -> tuple[int, int, bool]:
+        """(the user's follow version, the pull epoch, whether the timeline is built)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(follow_version_key(user_id))
+        pipe.get(PULL_EPOCH)
+        pipe.hexists(timeline_meta(user_id), BUILT)
+        with failures("a feed's state"):
+            version, epoch, built = await pipe.execute()
+        return int(version or 0), int(epoch or 0), bool(built)
+
+    async def cached_sets(self, user_id: int, version: int, epoch: int) -> tuple[set[int] | None, list[int] | None]:
+        """(whom the user follows, the followed pull authors), each None unless cached at
+        this version (and epoch)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(timeline_meta(user_id), b"v")
+        pipe.smembers(follows_key(user_id))
+        pipe.get(pull_set_key(user_id))
+        with failures("a feed's cached sets"):
+            tagged, members, pulls = await pipe.execute()
+        follows = None
+        if tagged is not None and int(tagged) == version and FOLLOWS_BUILT in members:
+            follows = {int(m) for m in members if m != FOLLOWS_BUILT}
+        return follows, _pull_set(pulls, epoch, version)
+
+    async def pulls_built(self, author_ids: Sequence[int]) -> list[bool]:
+        pipe = self.redis.pipeline(transaction=False)
+        for author in author_ids:
+            pipe.hexists(pull_meta(author), BUILT)
+        with failures("celebrity lists' state"):
+            return [bool(b) for b in await pipe.execute()]
+
+    # --- the caches beside the timelines --------------------------------------------
 
     async def bump_follow_version(self, user_id: int) -> None:
         """After a follow or unfollow commits: the user's cached follow sets are stale."""
         with failures("a follow version"):
             await self.redis.incr(follow_version_key(user_id))
-
-    async def cached_follows(self, user_id: int, version: int) -> set[int] | None:
-        """Whom the user follows, if cached at ``version``."""
-        with failures("a cached follow set"):
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.hget(timeline_meta(user_id), b"v")
-            pipe.smembers(follows_key(user_id))
-            tagged, members = await pipe.execute()
-        if tagged is None or int(tagged) != version or FOLLOWS_BUILT not in members:
-            return None
-        return {int(m) for m in members if m != FOLLOWS_BUILT}
 
     async def cache_follows(self, user_id: int, version: int, followees: Iterable[int]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -317,23 +316,9 @@ class Timelines:
             with failures("a follow set"):
                 await pipe.execute()
 
-    async def pull_epoch(self) -> int:
-        with failures("the pull epoch"):
-            return int(await self.redis.get(PULL_EPOCH) or 0)
-
     async def bump_pull_epoch(self) -> None:
         with failures("the pull epoch"):
             await self.redis.incr(PULL_EPOCH)
-
-    async def cached_pull_set(self, user_id: int, epoch: int, version: int) -> list[int] | None:
-        with failures("a cached pull set"):
-            raw: bytes | None = await self.redis.get(pull_set_key(user_id))  # type: ignore[assignment]
-        if raw is None:
-            return None
-        e, v, ids = raw.decode().split(":", 2)
-        if int(e) != epoch or int(v) != version:
-            return None
-        return [int(a) for a in ids.split(",") if a]
 
     async def cache_pull_set(self, user_id: int, epoch: int, version: int, authors: Iterable[int]) -> None:
         # The epoch makes it stale when any author's pull posts appear or go; the expiry
@@ -356,3 +341,13 @@ class Timelines:
         with failures("deletion marks"):
             scores = await self.redis.zmscore(DELETED, [id_hex(e.media_id) for e in entries])
         return {e.media_id for e, s in zip(entries, scores, strict=True) if s is not None}
+
+
+def _pull_set(raw: bytes | None, epoch: int, version: int) -> list[int] | None:
+    """The authors of a cached pull set, if it was cached at ``epoch`` and ``version``."""
+    if raw is None:
+        return None
+    e, v, ids = raw.decode().split(":", 2)
+    if int(e) != epoch or int(v) != version:
+        return None
+    return [int(a) for a in ids.split(",") if a]

@@ -13,12 +13,18 @@ import redis.exceptions
 
 from trenchcoat.errors import Unavailable
 
+MAX_CONNECTIONS = 128
+"""Connections one process keeps to Redis; more concurrent commands wait for one (within
+their deadline) rather than opening more."""
 
-def connect(url: str, *, timeout_s: float) -> aioredis.Redis:
-    """A client (a connection pool, connecting lazily) whose every command and connect
-    attempt gives up after ``timeout_s``. Replies are bytes."""
-    return aioredis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                   health_check_interval=30, retry_on_timeout=False)
+
+def connect(url: str, *, timeout_s: float, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
+    """A client (a bounded connection pool, connecting lazily) whose every command, connect
+    attempt and wait for a free connection gives up after ``timeout_s``. Replies are bytes."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=timeout_s, socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s, health_check_interval=30, retry_on_timeout=False)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 @contextlib.contextmanager

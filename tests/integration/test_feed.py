@@ -262,3 +262,21 @@ async def test_a_thousand_concurrent_hydrated_reads_of_a_cold_page_cost_one_batc
         asked = await router_metric(cluster, "trenchcoat_router_batch_stat_ids_total") - before
         assert all([i.entry for i in p.items] == sorted(posted, reverse=True) for p in pages)
         assert asked == 20, f"{asked} media ids asked of BatchStat for 20 entries read 1,000 times at once"
+
+
+async def test_feeds_lost_with_redis_are_rebuilt_on_read_never_shown_empty(cluster):
+    import redis.asyncio as aioredis
+
+    async with cluster.clients() as c:
+        await c.feed.follow(2, 1)
+        await c.feed.follow(2, 3)
+        posted = [await post(c, author) for author in (1, 3, 1, 2)]
+        await eventually(lambda: settled(cluster), what="fan-out settled")
+        r = aioredis.Redis.from_url(cluster.redis)
+        try:
+            await r.flushall()  # every timeline, list, cache and the job stream: gone
+        finally:
+            await r.aclose()
+        assert await whole_feed(c, 2, limit=2) == sorted(posted, reverse=True)  # rebuilt from PostgreSQL
+        assert [i.entry for i in (await c.feed.home(2, hydrate=True)).items] == sorted(posted, reverse=True)
+        assert len(await timeline(cluster, 2)) == 4

@@ -167,7 +167,7 @@ def test_status_without_a_cluster_says_so(data_dir):
 
 
 def test_demo_runs_and_leaves_nothing_behind(data_dir):
-    result = cli(data_dir, "demo", timeout=180)
+    result = cli(data_dir, "demo", timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no process left running" in result.stdout
 

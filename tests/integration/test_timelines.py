@@ -35,7 +35,7 @@ async def scroll(t: Timelines, user: int, rng: random.Random) -> list[Entry]:
     """Every page of one timeline, of random sizes, the way the home feed reads it."""
     out: list[Entry] = []
     cursor = 0
-    sources = [(timeline_key(user), timeline_meta(user), t.timeline_max)]
+    sources = [(timeline_key(user), timeline_meta(user))]
     while True:
         want = rng.randint(1, 40)
         [window] = await t.windows(sources, cursor, want)
@@ -68,7 +68,7 @@ async def test_a_cursor_excludes_exactly_its_own_id_and_everything_above(redis):
         await t.push([2], e)
     newest_first = sorted(entries, reverse=True)
     for k, cursor in enumerate(newest_first):
-        [window] = await t.windows([(timeline_key(2), None, 100)], cursor.media_id, 1000)
+        [window] = await t.windows([(timeline_key(2), timeline_meta(2))], cursor.media_id, 1000)
         assert window.entries == newest_first[k + 1:]
 
 
@@ -77,8 +77,8 @@ async def test_trimming_records_the_floor_even_after_later_removals(redis):
     entries = [Entry(i, 1 + i % 2) for i in range(100, 110)]
     for e in entries:
         await t.push([3], e)
-    [window] = await t.windows([(timeline_key(3), timeline_meta(3), 5)], 0, 10)
+    [window] = await t.windows([(timeline_key(3), timeline_meta(3))], 0, 10)
     assert [e.media_id for e in window.entries] == [109, 108, 107, 106, 105] and window.floor == 105
     await t.drop_author(3, 2)  # an unfollow takes the timeline under its cap
-    [window] = await t.windows([(timeline_key(3), timeline_meta(3), 5)], 0, 10)
+    [window] = await t.windows([(timeline_key(3), timeline_meta(3))], 0, 10)
     assert [e.media_id for e in window.entries] == [108, 106] and window.floor == 105
