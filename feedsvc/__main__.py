@@ -9,6 +9,7 @@ from feedsvc.fanout import FanoutQueue
 from feedsvc.follows import Follows
 from feedsvc.home import HomeFeeds
 from feedsvc.hydrate import MetadataCache
+from feedsvc.media import Routers
 from feedsvc.posts import Posts
 from feedsvc.records import Records
 from feedsvc.service import SERVICE_NAME, FeedServicer
@@ -35,17 +36,18 @@ def main() -> int:
         await records.migrate()
         redis = redisio.connect(config.redis.url, timeout_s=timeout)
         pool = ChannelPool()
-        routers = [MediaClient(pool, address, timeout_s=timeout) for address in config.router_endpoints()]
+        routers = Routers([MediaClient(pool, address, timeout_s=timeout) for address in config.router_endpoints()])
         timelines = Timelines(redis, timeline_max=section.timeline_max, celebrity_recent=section.celebrity_recent)
         queue = FanoutQueue(redis)
         metadata = MetadataCache(redis, records, routers, ttl_s=section.metadata_ttl_s,
                                  lease_period_s=section.lease_period_s, lease_wait_s=section.lease_wait_s)
-        posts = Posts(records, timelines, queue, routers[0], metadata,
+        posts = Posts(records, timelines, queue, routers, metadata,
                       celebrity_threshold=section.celebrity_threshold)
         follows = Follows(records, timelines, backfill_posts=section.backfill_posts)
         servicer = FeedServicer(posts, follows, HomeFeeds(records, timelines), records, timelines, metadata,
                                 page_size=section.page_size, max_page_size=section.max_page_size)
-        sweeper = Sweeper(records, queue, interval_s=section.sweep_interval_s, after_s=section.sweep_after_s)
+        sweeper = Sweeper(records, queue, timelines, interval_s=section.sweep_interval_s,
+                          after_s=section.sweep_after_s)
         return server.host_for(
             f"feed@{section.port}", config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, servicer, feed_pb2_grpc.add_FeedServiceServicer_to_server)],

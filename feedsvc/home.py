@@ -152,6 +152,9 @@ class HomeFeeds:
             cap = self._timelines.timeline_max
             entries = await self._records.home_posts(user_id, before=0, limit=cap, pushed_only=True)
             await self._timelines.rebuild(user_id, entries, complete=len(entries) < cap)
+            gone = await self._records.deleted_among([e.media_id for e in entries])
+            if gone:  # deleted between the read and the write
+                await self._timelines.drop(user_id, [e for e in entries if e.media_id in gone])
             metrics.REBUILDS.labels("timeline").inc()
         finally:
             with failures("a rebuild lock"):
@@ -162,6 +165,10 @@ class HomeFeeds:
         entries = await self._records.author_posts(author_id, before=0, limit=self._timelines.celebrity_recent,
                                                    pushed=False)
         await self._timelines.rebuild_pull(author_id, entries)
+        gone = await self._records.deleted_among([e.media_id for e in entries])
+        for entry in entries:
+            if entry.media_id in gone:  # deleted between the read and the write
+                await self._timelines.pull_remove(entry)
         metrics.REBUILDS.labels("celebrity_list").inc()
 
 

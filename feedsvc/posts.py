@@ -23,11 +23,11 @@ from feedsvc.errors import (
 )
 from feedsvc.fanout import REMOVE, SPREAD, FanoutQueue, Job
 from feedsvc.hydrate import MetadataCache
+from feedsvc.media import Routers
 from feedsvc.model import Entry, PostState
 from feedsvc.records import Records
 from feedsvc.timelines import Timelines
 from trenchcoat.errors import NotFound, TrenchcoatError, Unavailable
-from trenchcoat.media_client import MediaClient
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ MAX_CAPTION = 2200
 
 
 class Posts:
-    def __init__(self, records: Records, timelines: Timelines, queue: FanoutQueue, media: MediaClient,
+    def __init__(self, records: Records, timelines: Timelines, queue: FanoutQueue, media: Routers,
                  metadata: MetadataCache, *, celebrity_threshold: int) -> None:
         self._records = records
         self._timelines = timelines

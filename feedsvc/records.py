@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from feedsvc.model import Entry, Post, PostState
-from trenchcoat import pgmigrate
+from trenchcoat import pgmigrate, postgres
 from trenchcoat.errors import Unavailable
 from trenchcoat.ids import from_signed, to_signed
 
@@ -67,16 +67,9 @@ class Records:
     async def migrate(self) -> list[int]:
         return await pgmigrate.migrate(self._pool, "feedsvc.migrations", MIGRATIONS_TABLE)
 
-    @contextlib.asynccontextmanager
-    async def _db(self, what: str) -> AsyncIterator[Any]:
-        """A connection for one piece of work; failures to reach the database, or an answer
-        slower than the deadline, become Unavailable."""
-        try:
-            async with asyncio.timeout(self._timeout), self._pool.acquire() as conn:
-                yield conn
-        except (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                asyncpg.exceptions.QueryCanceledError) as exc:
-            raise Unavailable(f"PostgreSQL did not answer {what} within {self._timeout:g}s ({exc!r}); retry") from exc
+    def _db(self, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A connection for one piece of work within the deadline (trenchcoat.postgres)."""
+        return postgres.connection(self._pool, what, self._timeout)
 
     # --- posts ------------------------------------------------------------------------
 
@@ -108,7 +101,7 @@ class Records:
         None when there is no such post."""
         async with self._db("a delete") as conn, conn.transaction():
             row = await conn.fetchrow(
-                "UPDATE feed_posts SET state = 2, fanout_due_at = now(), fanned_out_at = NULL"
+                "UPDATE feed_posts SET state = 2, fanout_due_at = now(), fanned_out_at = NULL, fanout_dead_at = NULL"
                 " WHERE post_id = $1 AND state = 1 RETURNING *", to_signed(media_id))
             if row is None:
                 existing = await conn.fetchrow("SELECT * FROM feed_posts WHERE post_id = $1", to_signed(media_id))
@@ -140,16 +133,36 @@ class Records:
                 " AND fanned_out_at IS NULL", to_signed(media_id), int(state))
         return status.endswith(" 1")
 
-    async def unfinished_fanouts(self, older_than_s: float, limit: int = 1000) -> list[Post]:
-        """Posts whose fan-out duty began over ``older_than_s`` ago and has not finished;
-        their clock restarts (so a sweep does not enqueue them again at once)."""
+    async def unfinished_fanouts(self, older_than_s: float, before_unix_ms: int | None,
+                                 limit: int = 1000) -> list[Post]:
+        """Posts whose fan-out duty began over ``older_than_s`` ago, and before
+        ``before_unix_ms`` (when given: the oldest job still queued, so none of these has a
+        job waiting), has not finished and was not dead-lettered; their clock restarts (so
+        a sweep does not enqueue them again at once)."""
         async with self._db("unfinished fan-outs") as conn:
             rows = await conn.fetch(
                 "UPDATE feed_posts SET fanout_due_at = now() WHERE post_id IN ("
-                " SELECT post_id FROM feed_posts WHERE fanned_out_at IS NULL"
-                " AND fanout_due_at < now() - make_interval(secs => $1) ORDER BY fanout_due_at LIMIT $2"
-                " FOR UPDATE SKIP LOCKED) RETURNING *", older_than_s, limit)
+                " SELECT post_id FROM feed_posts WHERE fanned_out_at IS NULL AND fanout_dead_at IS NULL"
+                " AND fanout_due_at < now() - make_interval(secs => $1)"
+                " AND ($3::bigint IS NULL OR fanout_due_at < to_timestamp($3::bigint / 1000.0))"
+                " ORDER BY fanout_due_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *",
+                older_than_s, limit, before_unix_ms)
         return [_post(r) for r in rows]
+
+    async def fanout_failed(self, media_id: int) -> None:
+        """Records that the post's fan-out was dead-lettered (an operator's to look at)."""
+        async with self._db("a dead-lettered fan-out") as conn:
+            await conn.execute("UPDATE feed_posts SET fanout_dead_at = now() WHERE post_id = $1"
+                               " AND fanned_out_at IS NULL", to_signed(media_id))
+
+    async def deleted_among(self, media_ids: Sequence[int]) -> set[int]:
+        """Which of these posts are deleted (a write to Redis that raced a delete re-checks)."""
+        if not media_ids:
+            return set()
+        async with self._db("deleted posts") as conn:
+            rows = await conn.fetch("SELECT post_id FROM feed_posts WHERE post_id = ANY($1::bigint[]) AND state = 2",
+                                    [to_signed(m) for m in media_ids])
+        return {from_signed(r["post_id"]) for r in rows}
 
     # --- follows ----------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """The sweeper: enqueues again every post whose fan-out duty has not finished
-``sweep_after_s`` after it began (a job lost with a Redis restart, dead-lettered, or never
-enqueued), and publishes the queue's depth. Runs in every feed process; two sweeping at
-once only enqueue a job twice, which fan-out tolerates."""
+``sweep_after_s`` after it began and has no job left in the queue (a job lost with a Redis
+restart, or never enqueued; jobs merely waiting in a backed-up queue are left alone, and
+dead-lettered ones are an operator's), forgets deletion marks a day old, and publishes the
+queue's depth. Runs in every feed process; two sweeping at once only enqueue a job twice,
+which fan-out tolerates."""
 
 from __future__ import annotations
 
@@ -10,27 +12,35 @@ import logging
 from feedsvc import metrics
 from feedsvc.fanout import FanoutQueue, job_for
 from feedsvc.records import Records
+from feedsvc.timelines import Timelines
 from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
 
+DELETION_MARK_S = 86_400
+"""How long a deleted post's mark keeps it out of reads (its cleanup takes seconds)."""
+
+
 class Sweeper(PeriodicWorker):
-    def __init__(self, records: Records, queue: FanoutQueue, *, interval_s: float, after_s: float) -> None:
+    def __init__(self, records: Records, queue: FanoutQueue, timelines: Timelines, *, interval_s: float,
+                 after_s: float) -> None:
         super().__init__("fan-out sweeper", interval_s)
         self._records = records
         self._queue = queue
+        self._timelines = timelines
         self._after_s = after_s
 
     async def tick(self) -> None:
         await self.sweep()
+        await self._timelines.prune_deleted(DELETION_MARK_S)
         queued, dead = await self._queue.depth()
         metrics.QUEUE_DEPTH.set(queued)
         metrics.DEAD_DEPTH.set(dead)
 
     async def sweep(self) -> int:
         """Enqueues the unfinished fan-outs; returns how many."""
-        posts = await self._records.unfinished_fanouts(self._after_s)
+        posts = await self._records.unfinished_fanouts(self._after_s, await self._queue.oldest_ms())
         for post in posts:
             await self._queue.enqueue(job_for(post))
         if posts:

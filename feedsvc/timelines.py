@@ -5,13 +5,13 @@ here: every key can be lost and is rebuilt from the truth on the next read.
 |---|---|---|
 | ``tl:{u<id>}`` | sorted set | a user's home timeline: pushed posts of followees and the user's own |
 | ``tl:{u<id>}:m`` | hash | ``built`` (rebuilt since Redis last lost it), ``floor`` (hex id: entries below it may be missing) |
-| ``fol:{u<id>}`` | set | whom the user follows (``*`` marks it built), tagged ``v`` in ``tl:{u<id>}:m`` |
+| ``fol:{u<id>}`` | set | whom the user follows (``*`` marks it built), tagged ``v`` in ``tl:{u<id>}:m``; expires after 10 minutes |
 | ``ps:{u<id>}`` | string | followed authors with pull posts: ``<epoch>:<follow version>:<id>,<id>...`` |
-| ``fv:{u<id>}`` | string | the user's follow version, bumped after every follow or unfollow commits |
+| ``fv:{u<id>}`` | string | the user's follow version: a new random value after every follow or unfollow commits |
 | ``pull:{a<id>}`` | sorted set | a celebrity's recent posts that were not fanned out (``feed.celebrity_recent``) |
 | ``pull:{a<id>}:m`` | hash | ``built`` |
 | ``feed:pull-epoch`` | string | bumped whenever an author's first pull post appears or its last one goes |
-| ``feed:deleted`` | sorted set | deleted posts (member: 16-hex id, score: unix time) whose cleanup may not have reached every timeline |
+| ``feed:deleted`` | sorted set | posts deleted in the last day (member: 16-hex id, score: unix time): reads drop them, whatever a timeline still holds |
 | ``meta:{m<id>}``, ``lease:{m<id>}`` | string | hydrated facts and their lease (``feedsvc/hydrate.py``) |
 | ``feed:fanout``, ``feed:fanout-dead`` | stream | fan-out jobs and dead letters (``feedsvc/fanout.py``) |
 
@@ -38,6 +38,7 @@ a read goes to PostgreSQL for those. Adding and trimming run as one script
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -53,24 +54,31 @@ FLOOR = b"floor"
 FOLLOWS_BUILT = b"*"
 ADD_AND_TRIM = """
 -- KEYS[1] a timeline or celebrity list, KEYS[2] its hash (same hash tag);
--- ARGV[1] the cap, ARGV[2..] members to add (every score 0).
-for i = 2, #ARGV do
-    redis.call('ZADD', KEYS[1], 0, ARGV[i])
-end
-local removed = redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
-if removed > 0 then
-    local lowest = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
-    local floor = string.sub(lowest, 1, 16)
+-- ARGV[1] the cap, ARGV[2] a floor to raise to ('' for none: a backfill that stopped
+-- short), ARGV[3..] members to add (every score 0).
+local function raise(floor)
     local current = redis.call('HGET', KEYS[2], 'floor')
     if (not current) or current < floor then
         redis.call('HSET', KEYS[2], 'floor', floor)
     end
 end
+for i = 3, #ARGV do
+    redis.call('ZADD', KEYS[1], 0, ARGV[i])
+end
+local removed = redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
+if removed > 0 then
+    raise(string.sub(redis.call('ZRANGE', KEYS[1], 0, 0)[1], 1, 16))
+end
+if ARGV[2] ~= '' then
+    raise(ARGV[2])
+end
 return removed
 """
-"""Adds entries and trims to the cap in one step, raising the floor if anything was trimmed."""
+"""Adds entries, trims to the cap and raises the floor (to what the trim removed, and to a
+given one) in one step."""
 PULL_EPOCH = "feed:pull-epoch"
 PULL_SET_TTL_S = 60
+FOLLOWS_TTL_S = 600
 DELETED = "feed:deleted"
 
 
@@ -148,7 +156,7 @@ class Timelines:
         pipe = self.redis.pipeline(transaction=False)
         n = 0
         for user in user_ids:
-            await self._add_and_trim(keys=[timeline_key(user), timeline_meta(user)], args=[self.timeline_max, m],
+            await self._add_and_trim(keys=[timeline_key(user), timeline_meta(user)], args=[self.timeline_max, "", m],
                                      client=pipe)  # queued on the pipeline, sent by execute()
             n += 1
         if n:
@@ -177,43 +185,23 @@ class Timelines:
     async def pull_add(self, entry: Entry) -> None:
         with failures("a celebrity list write"):
             await self._add_and_trim(keys=[pull_key(entry.author_id), pull_meta(entry.author_id)],
-                                     args=[self.celebrity_recent, member(entry)])
+                                     args=[self.celebrity_recent, "", member(entry)])
 
     async def pull_remove(self, entry: Entry) -> None:
         with failures("a celebrity list removal"):
             await self.redis.zrem(pull_key(entry.author_id), member(entry))
 
-    async def backfill(self, user_id: int, entries: Sequence[Entry], complete: bool) -> None:
-        """Adds a new followee's recent posts to a timeline. Unless they were all of that
-        author's posts (``complete``), ids below the oldest may be missing: the floor rises."""
-        if not entries:
+    async def backfill(self, user_id: int, entries: Sequence[Entry], floor: int | None) -> None:
+        """Adds a followee's recent posts to a timeline and, when they were not all of that
+        author's posts, raises the floor to ``floor`` (below it some of theirs are missing),
+        in one step."""
+        if not entries and floor is None:
             return
         with failures("a backfill"):
             await self._add_and_trim(keys=[timeline_key(user_id), timeline_meta(user_id)],
-                                     args=[self.timeline_max, *[member(e) for e in entries]])
-        if not complete:
-            await self.raise_floor(user_id, min(e.media_id for e in entries))
+                                     args=[self.timeline_max, "" if floor is None else id_hex(floor),
+                                           *[member(e) for e in entries]])
 
-    async def raise_floor(self, user_id: int, floor: int) -> None:
-        """Sets the timeline's floor to at least ``floor``."""
-        await self._raise(timeline_meta(user_id), floor)
-
-    async def _raise(self, meta: str, floor: int) -> None:
-        """Sets ``floor`` in the hash ``meta`` to at least ``floor`` (a compare-and-set loop)."""
-        with failures("a floor"):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                while True:
-                    try:
-                        await pipe.watch(meta)
-                        current = await pipe.hget(meta, FLOOR)
-                        if current is not None and int(current, 16) >= floor:
-                            return
-                        pipe.multi()
-                        pipe.hset(meta, FLOOR, id_hex(floor))
-                        await pipe.execute()
-                        return
-                    except aioredis.WatchError:
-                        continue
 
     async def drop_author(self, user_id: int, author_id: int) -> int:
         """Removes an unfollowed author's entries from a timeline (at most timeline_max
@@ -234,20 +222,20 @@ class Timelines:
         posts of the user's followees and their own), merged with whatever fan-out wrote
         meanwhile, and marks it built."""
         key, meta = timeline_key(user_id), timeline_meta(user_id)
+        floor = "" if complete or not entries else id_hex(min(e.media_id for e in entries))
         with failures("a timeline rebuild"):
-            if entries:
-                await self._add_and_trim(keys=[key, meta], args=[self.timeline_max, *[member(e) for e in entries]])
-            if not complete and entries:
-                await self.raise_floor(user_id, min(e.media_id for e in entries))
+            if entries or floor:
+                await self._add_and_trim(keys=[key, meta], args=[self.timeline_max, floor,
+                                                                 *[member(e) for e in entries]])
             await self.redis.hset(meta, BUILT, 1)
 
     async def rebuild_pull(self, author_id: int, entries: Sequence[Entry]) -> None:
+        # When it holds celebrity_recent posts, it holds the newest only: the floor rises.
+        floor = id_hex(min(e.media_id for e in entries)) if len(entries) >= self.celebrity_recent else ""
         with failures("a celebrity list rebuild"):
             if entries:
                 await self._add_and_trim(keys=[pull_key(author_id), pull_meta(author_id)],
-                                         args=[self.celebrity_recent, *[member(e) for e in entries]])
-            if len(entries) >= self.celebrity_recent:  # the list holds the newest only
-                await self._raise(pull_meta(author_id), min(e.media_id for e in entries))
+                                         args=[self.celebrity_recent, floor, *[member(e) for e in entries]])
             await self.redis.hset(pull_meta(author_id), BUILT, 1)
 
     # --- reads ------------------------------------------------------------------------
@@ -303,15 +291,18 @@ class Timelines:
     # --- the caches beside the timelines --------------------------------------------
 
     async def bump_follow_version(self, user_id: int) -> None:
-        """After a follow or unfollow commits: the user's cached follow sets are stale."""
+        """After a follow or unfollow commits: the user's cached follow sets are stale. A
+        random version, not a counter: after Redis lost the key, a new one cannot land on a
+        version some surviving cache was tagged with."""
         with failures("a follow version"):
-            await self.redis.incr(follow_version_key(user_id))
+            await self.redis.set(follow_version_key(user_id), secrets.randbits(62))
 
     async def cache_follows(self, user_id: int, version: int, followees: Iterable[int]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             key = follows_key(user_id)
             pipe.delete(key)
             pipe.sadd(key, FOLLOWS_BUILT, *[str(f).encode() for f in followees])
+            pipe.expire(key, FOLLOWS_TTL_S)  # bounds how long a failed version bump can go unnoticed
             pipe.hset(timeline_meta(user_id), b"v", version)
             with failures("a follow set"):
                 await pipe.execute()
@@ -331,9 +322,10 @@ class Timelines:
         with failures("a deletion mark"):
             await self.redis.zadd(DELETED, {id_hex(media_id): time.time()})
 
-    async def unmark_deleted(self, media_id: int) -> None:
-        with failures("a deletion mark"):
-            await self.redis.zrem(DELETED, id_hex(media_id))
+    async def prune_deleted(self, older_than_s: float) -> int:
+        """Forgets deletion marks older than ``older_than_s`` (every cleanup long done)."""
+        with failures("deletion marks"):
+            return int(await self.redis.zremrangebyscore(DELETED, "-inf", time.time() - older_than_s))
 
     async def deleted_among(self, entries: Sequence[Entry]) -> set[int]:
         if not entries:

@@ -68,7 +68,7 @@ class FanoutWorker:
                         pass
                     continue
                 for delivery in deliveries:
-                    task = asyncio.create_task(self._handle(delivery), name=f"fanout:{delivery.job.media_id}")
+                    task = asyncio.create_task(self._handle(delivery), name=f"fanout:{delivery.entry_id.decode()}")
                     self._running.add(task)
                     task.add_done_callback(self._running.discard)
         finally:
@@ -82,33 +82,47 @@ class FanoutWorker:
         self._stop.set()
 
     async def _handle(self, delivery: Delivery) -> None:
-        job, limit = delivery.job, self._config.max_attempts
-        if delivery.deliveries > limit:
-            await self._queue.dead_letter(delivery, f"taken over {delivery.deliveries - 1} times from workers that "
-                                                    f"stopped mid-job; last error: {job.error or 'none'}")
-            metrics.FANOUT_JOBS.labels(job.kind, "dead").inc()
+        limit = self._config.max_attempts
+        try:
+            job = delivery.job
+        except ValueError as exc:  # a malformed entry: no worker could ever run it
+            metrics.FANOUT_JOBS.labels("?", "dead").inc()
+            await self._settle(delivery, self._queue.dead_letter(delivery, str(exc)))
             return
+        if delivery.deliveries > limit:
+            metrics.FANOUT_JOBS.labels(job.kind, "dead").inc()
+            await self._dead(delivery, f"taken over {delivery.deliveries - 1} times from workers that stopped "
+                                       f"mid-job; last error: {job.error or 'none'}")
+            return
+        # The claim is kept fresh until the entry is settled (through a retry's backoff
+        # too), so no other worker takes over a job this one still holds.
         keeper = asyncio.create_task(self._keep_claim(delivery), name=f"claim:{job.media_id}")
         try:
-            await self._fanout.run(job)
-        except Exception as exc:
-            keeper.cancel()
-            why = str(exc) if isinstance(exc, TrenchcoatError) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, TrenchcoatError):
-                log.exception("fan-out of %d (%s) failed", job.media_id, job.kind)
-            attempt = job.attempt + 1
-            if attempt >= limit:
-                metrics.FANOUT_JOBS.labels(job.kind, "dead").inc()
-                await self._settle(delivery, self._queue.dead_letter(delivery, f"failed {attempt} times; last: {why}"))
-            else:
-                metrics.FANOUT_JOBS.labels(job.kind, "retried").inc()
-                await asyncio.sleep(backoff(attempt))
-                await self._settle(delivery, self._queue.retry(delivery, why))
-            return
+            try:
+                await self._fanout.run(job)
+            except Exception as exc:
+                why = str(exc) if isinstance(exc, TrenchcoatError) else f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, TrenchcoatError):
+                    log.exception("fan-out of %d (%s) failed", job.media_id, job.kind)
+                attempt = job.attempt + 1
+                if attempt >= limit:
+                    metrics.FANOUT_JOBS.labels(job.kind, "dead").inc()
+                    await self._dead(delivery, f"failed {attempt} times; last: {why}")
+                else:
+                    metrics.FANOUT_JOBS.labels(job.kind, "retried").inc()
+                    await asyncio.sleep(backoff(attempt))
+                    await self._settle(delivery, self._queue.retry(delivery, why))
+                return
+            metrics.FANOUT_JOBS.labels(job.kind, "ok").inc()
+            await self._settle(delivery, self._queue.done(delivery.entry_id))
         finally:
             keeper.cancel()
-        metrics.FANOUT_JOBS.labels(job.kind, "ok").inc()
-        await self._settle(delivery, self._queue.done(delivery.entry_id))
+
+    async def _dead(self, delivery: Delivery, reason: str) -> None:
+        """Dead-letters the job and records it on the post, so the sweeper leaves it to an
+        operator instead of enqueueing it again every sweep."""
+        await self._settle(delivery, self._queue.dead_letter(delivery, reason))
+        await self._settle(delivery, self._fanout.records.fanout_failed(delivery.job.media_id))
 
     @staticmethod
     async def _settle(delivery: Delivery, step) -> None:
@@ -117,8 +131,8 @@ class FanoutWorker:
         try:
             await step
         except TrenchcoatError as exc:
-            log.warning("fan-out of %d: could not settle its queue entry (it will run again): %s",
-                        delivery.job.media_id, exc)
+            log.warning("fan-out entry %s: could not settle it (it will run again): %s",
+                        delivery.entry_id.decode(), exc)
 
     async def _keep_claim(self, delivery: Delivery) -> None:
         while True:
@@ -126,7 +140,7 @@ class FanoutWorker:
             try:
                 await self._queue.keep_claim(self.consumer, delivery.entry_id)
             except TrenchcoatError as exc:
-                log.warning("cannot refresh the claim on fan-out of %d: %s", delivery.job.media_id, exc)
+                log.warning("cannot refresh the claim on fan-out entry %s: %s", delivery.entry_id.decode(), exc)
 
 
 def main() -> int:

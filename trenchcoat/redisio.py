@@ -27,12 +27,23 @@ def connect(url: str, *, timeout_s: float, max_connections: int = MAX_CONNECTION
     return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
+TRANSIENT_REPLIES = ("OOM", "READONLY", "MISCONF", "LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN",
+                     "NOGROUP")
+"""Error replies that describe Redis's state (out of memory, a replica, a failed save,
+loading, busy with a script, failing over, a lost stream), not the command."""
+
+
 @contextlib.contextmanager
 def failures(what: str) -> Iterator[None]:
-    """Turns Redis being unreachable, slow or restarting into Unavailable (retryable)."""
+    """Turns Redis being unreachable, slow, restarting or otherwise unable to serve into
+    Unavailable (retryable)."""
     try:
         yield
     except redis.exceptions.BusyLoadingError as exc:
         raise Unavailable(f"Redis is loading its data; retry {what} shortly") from exc
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, TimeoutError, OSError) as exc:
         raise Unavailable(f"Redis did not answer {what} ({exc}); retry") from exc
+    except redis.exceptions.ResponseError as exc:
+        if not str(exc).startswith(TRANSIENT_REPLIES):
+            raise
+        raise Unavailable(f"Redis cannot serve {what} now ({exc}); retry") from exc

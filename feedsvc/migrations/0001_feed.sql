@@ -14,7 +14,9 @@ CREATE TABLE feed_posts (
     -- When the current fan-out duty (spreading a live post, or removing a deleted one)
     -- began, and when it finished (NULL: not yet; the sweeper enqueues it again).
     fanout_due_at   timestamptz NOT NULL DEFAULT now(),
-    fanned_out_at   timestamptz
+    fanned_out_at   timestamptz,
+    -- Set when the duty's job was dead-lettered: the sweeper leaves it to an operator.
+    fanout_dead_at  timestamptz
 );
 
 -- An author's posts, newest first (user feeds, backfill, rebuilding timelines).

@@ -22,27 +22,33 @@ BEGIN
 END;
 $$;
 
--- One sequence per logical shard, made when the shard mints its first id.
+-- One sequence per logical shard, made when the shard mints its first id (looked up
+-- without an exception block, so minting costs no subtransaction once it exists).
 CREATE FUNCTION shard_sequence(shard integer) RETURNS regclass
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql STRICT AS $$
 DECLARE
     name text := format('media_id_seq_%s', shard);
+    found regclass := to_regclass(name);
 BEGIN
+    IF found IS NOT NULL THEN
+        RETURN found;
+    END IF;
+    IF shard < 0 OR shard > 8191 THEN
+        RAISE EXCEPTION 'shard % out of range', shard USING ERRCODE = 'numeric_value_out_of_range';
+    END IF;
     BEGIN
-        RETURN name::regclass;
-    EXCEPTION WHEN undefined_table THEN
-        BEGIN
-            EXECUTE format('CREATE SEQUENCE IF NOT EXISTS %I', name);
-        EXCEPTION WHEN unique_violation OR duplicate_table THEN
-            NULL;  -- another session created it at the same moment
-        END;
-        RETURN name::regclass;
+        EXECUTE format('CREATE SEQUENCE IF NOT EXISTS %I', name);
+    EXCEPTION WHEN unique_violation OR duplicate_table THEN
+        NULL;  -- another session created it at the same moment
     END;
+    RETURN name::regclass;
 END;
 $$;
 
+-- Ids of one shard are unique up to 1,024 a millisecond and ordered by the millisecond
+-- (within one, the sequence may wrap: the order there is not the minting order).
 CREATE FUNCTION next_id(shard integer) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql STRICT AS $$
 DECLARE
     seq integer := nextval(shard_sequence(shard)) % 1024;
     ms bigint := floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint - 1767225600000;

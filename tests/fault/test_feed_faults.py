@@ -4,6 +4,7 @@ failing. Nothing acknowledged is lost, nothing is doubled."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 
@@ -137,3 +138,104 @@ async def test_a_job_that_keeps_failing_is_dead_lettered_with_its_reason(service
     finally:
         await r.aclose()
     assert cluster.fanout[0] is not None
+
+
+async def in_timeline(redis_url: str, user: int, entry: FeedEntry) -> bool:
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        return await r.zscore(f"tl:{{u{user}}}", f"{entry.media_id:016x}{entry.author_id:016x}") is not None
+    finally:
+        await r.aclose()
+
+
+async def test_a_spread_run_again_after_its_post_was_deleted_removes_what_it_wrote(
+        service, etcd, postgres, redis_server, tmp_path):
+    """A spread that wrote part of its followers, then was deleted from under it and taken
+    over (or retried) after the removal passed, must not leave the post behind."""
+    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, **ENV)
+    async with cluster.clients() as c:
+        for fan in (2, 3, 4):
+            await c.feed.follow(fan, 1)
+        media = await c.media.upload(os.urandom(100), owner_id=1, content_type="image/jpeg")
+        entry = await c.feed.post(1, media.media_id, "soon gone")
+        await eventually(lambda: fanned_out(cluster, entry), what="the spread done")
+        assert await c.feed.delete_post(1, entry.media_id)
+        await eventually(lambda: fanned_out(cluster, entry), what="the removal done")
+        r = aioredis.Redis.from_url(redis_server.endpoint)
+        try:  # the late half of a spread that had started before the delete
+            await r.zadd("tl:{u3}", {f"{entry.media_id:016x}{entry.author_id:016x}": 0})
+            await r.xadd("feed:fanout", {"media_id": str(entry.media_id), "kind": "spread", "attempt": "1",
+                                         "error": "taken over"})
+
+            async def cleaned():
+                return await r.xlen("feed:fanout") == 0 and not await in_timeline(redis_server.endpoint, 3, entry)
+
+            await eventually(cleaned, what="the re-run spread to remove the post instead")
+        finally:
+            await r.aclose()
+
+
+async def test_a_follow_retried_after_its_commit_still_backfills(service, etcd, postgres, redis_server, tmp_path):
+    """The edge committed, then the call failed (Redis away) before the backfill: the
+    client's retry finds the edge there and must backfill all the same."""
+    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, **ENV)
+    async with cluster.clients() as c:
+        posted = []
+        for _ in range(3):
+            media = await c.media.upload(os.urandom(100), owner_id=1, content_type="image/jpeg")
+            posted.append(await c.feed.post(1, media.media_id, "before"))
+        for entry in posted:
+            await eventually(lambda e=entry: fanned_out(cluster, e), what="the spreads done")
+        conn = await asyncpg.connect(cluster.postgres)
+        try:  # what the first attempt got done
+            await conn.execute("INSERT INTO feed_follows (follower_id, followee_id) VALUES (2, 1)")
+            await conn.execute("UPDATE feed_authors SET followers = followers + 1 WHERE user_id = 1")
+        finally:
+            await conn.close()
+        assert not await c.feed.follow(2, 1)  # the retry: the edge exists already
+        assert all([await in_timeline(redis_server.endpoint, 2, e) for e in posted])
+        assert (await c.feed.home(2)).entries == sorted(posted, reverse=True)
+
+
+async def test_a_malformed_job_is_dead_lettered_not_a_crash(service, etcd, postgres, redis_server, tmp_path):
+    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, **ENV)
+    r = aioredis.Redis.from_url(redis_server.endpoint)
+    try:
+        await r.xadd("feed:fanout", {"junk": "no media_id here"})
+
+        async def dead():
+            return await r.xrange("feed:fanout-dead")
+
+        [(_, fields)] = await eventually(dead, timeout=60, what="the malformed entry dead-lettered")
+        assert "not a fan-out job" in fields[b"reason"].decode()
+    finally:
+        await r.aclose()
+    worker = cluster.fanout[0]
+    assert worker is not None and worker.process.running()  # the worker lives on
+
+
+async def test_the_feed_keeps_serving_through_a_postgresql_restart(service, etcd, tmp_path):
+    pg = harness.start_postgres()  # this test's own: it is restarted
+    try:
+        from tests.cluster import fresh_database  # noqa: F401 - the cluster takes a fresh database of it
+
+        redis = harness.start_redis()
+        try:
+            cluster = await feed_cluster(service, etcd, pg, redis.endpoint, tmp_path, fanout_workers=1, **ENV)
+            async with cluster.clients() as c:
+                await c.feed.follow(2, 1)
+                pg.restart()  # the sweeper's next tick and the pool's connections meet it
+                await asyncio.sleep(3)  # a few sweeps (sweep_interval_s = 1) across the restart
+
+                async def posted():
+                    media = await c.media.upload(os.urandom(100), owner_id=1, content_type="image/jpeg")
+                    return await c.feed.post(1, media.media_id, "after the restart")
+
+                entry = await eventually(posted, timeout=60, what="a post after PostgreSQL came back")
+                await eventually(lambda: fanned_out(cluster, entry), what="its fan-out")
+                assert (await c.feed.home(2)).entries == [entry]
+            assert cluster.feed is not None and cluster.feed.process.running()
+        finally:
+            redis.stop()
+    finally:
+        pg.stop()
