@@ -1,17 +1,18 @@
 """Benchmark of the read path: ``python -m bench.read [--quick] [--json]``.
 
 A real cluster (private etcd and PostgreSQL, one directory, three stores on three racks,
-a cache, a router with its photo gateway, each its own process); CONCURRENCY concurrent
-readers, for 1 KiB and 64 KiB photos:
+a cache serving photo URLs over HTTP, a router, each its own process); CONCURRENCY
+concurrent readers, for 1 KiB and 64 KiB photos:
 
-- gateway_hit_per_s_*     GETs through the gateway of photos the cache holds
-- gateway_miss_per_s_*    GETs of photos read for the first time, marked as from the CDN
-                          (so not admitted): gateway -> cache -> store every time
-- grpc_read_per_s_*       MediaService.Read by media_id (cache hits after the first),
-                          through MediaClient
-- store_read_per_s_*      StoreService.ReadNeedle of the same bytes, straight to a store,
-                          through StoreClient
-- gateway_hit_vs_store_*  gateway cache-hit GETs/s over direct Store reads/s
+- gateway_hit_per_s_*      GETs of photo URLs the cache holds (what the CDN pulls)
+- gateway_miss_per_s_*     GETs of photos read for the first time, marked as from the CDN
+                           (so not admitted): cache -> store every time
+- grpc_read_per_s_*        MediaService.Read by media_id (cache hits after the first),
+                           through MediaClient
+- store_read_per_s_*       StoreService.ReadNeedle of the same bytes, straight to a store,
+                           through StoreClient
+- gateway_hit_vs_store_*   cache-hit GETs/s over direct Store reads/s
+- gateway_miss_vs_store_*  first-read GETs/s over direct Store reads/s
 with p50/p99 latency (ms) of each.
 """
 
@@ -124,6 +125,7 @@ async def figures_for(cluster, size: int, label: str, misses: int, seconds: floa
 
         record("store_read", await timed(store_read, None, seconds))
     out[f"gateway_hit_vs_store_{label}"] = out[f"gateway_hit_per_s_{label}"] / out[f"store_read_per_s_{label}"]
+    out[f"gateway_miss_vs_store_{label}"] = out[f"gateway_miss_per_s_{label}"] / out[f"store_read_per_s_{label}"]
     return out
 
 

@@ -45,6 +45,7 @@ from store.volume import VolumeLimits, create_volume, open_volume
 from trenchcoat import procs, rpc
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_client import StoreClient
+from trenchcoat.store_types import Blob
 
 CONCURRENCY = 16
 
@@ -184,7 +185,7 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def reader(client: StoreClient, address: str, refs: list[NeedleRef]) -> Callable[[], Awaitable[bytes]]:
+def reader(client: StoreClient, address: str, refs: list[NeedleRef]) -> Callable[[], Awaitable[Blob]]:
     """One ReadNeedle of a random needle of ``refs`` from the server at ``address``."""
     return lambda: client.read(address, random.choice(refs))
 

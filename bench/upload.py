@@ -60,7 +60,7 @@ class BenchCluster:
 
 
 def start_cluster(tmp: Path, env: dict[str, str]) -> BenchCluster:
-    """One directory, three stores on three racks, one cache, one router (with gateway)."""
+    """One directory, three stores on three racks, one cache (serving photo URLs), one router."""
     name = env["TRENCHCOAT_CLUSTER__NAME"]
     started: list[procs.ManagedProcess] = []
 
@@ -80,10 +80,9 @@ def start_cluster(tmp: Path, env: dict[str, str]) -> BenchCluster:
         stores = [launch("store", "STORE", f"store{m}", {"TRENCHCOAT_STORE__MACHINE_ID": str(m),
                                                           "TRENCHCOAT_STORE__RACK": rack})
                   for m, rack in ((1, "a"), (2, "b"), (3, "c"))]
-        cport = launch("cache", "CACHE", "cache")
         http = procs.free_port()
-        rport = launch("router", "ROUTER", "router", {"TRENCHCOAT_ROUTER__HTTP_PORT": str(http),
-                                                       "TRENCHCOAT_ROUTER__CACHE_ENDPOINTS": f"127.0.0.1:{cport}"})
+        cport = launch("cache", "CACHE", "cache", {"TRENCHCOAT_CACHE__HTTP_PORT": str(http)})
+        rport = launch("router", "ROUTER", "router", {"TRENCHCOAT_ROUTER__CACHE_ENDPOINTS": f"127.0.0.1:{cport}"})
     except BaseException:
         for p in reversed(started):
             p.stop()

@@ -1,9 +1,11 @@
-"""``python -m cache``: one photo cache process."""
+"""``python -m cache``: one photo cache process: photo URLs over HTTP (what the CDN pulls),
+CacheService over gRPC (reads by media_id through the router, invalidations)."""
 
 from __future__ import annotations
 
 import sys
 
+from cache.gateway import Gateway, HttpSite
 from cache.leases import LeaseTable
 from cache.photos import PhotoCache
 from cache.service import SERVICE_NAME, CacheServicer
@@ -24,10 +26,12 @@ def main() -> int:
         stores = StoreClient(pool, timeout_s=section.store_timeout_s)
         leases = LeaseTable(section.lease_period_s, section.lease_wait_s, linger_bytes=section.capacity_bytes // 4)
         cache = PhotoCache(section.capacity_bytes, leases, stores, directory)
+        site = HttpSite(Gateway(cache).app(), config.cluster.host, section.http_port)
+        await site.start()
         return server.host_for(
             f"cache@{section.port}", config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, CacheServicer(cache), cache_pb2_grpc.add_CacheServiceServicer_to_server)],
-            workers=[directory],
+            workers=[directory, site],
             closers=[pool.close],
             ready=[directory.ready.wait],
         )

@@ -23,6 +23,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from trenchcoat.errors import NotFound, Unavailable
+from trenchcoat.store_types import Blob
 
 
 class LeaseWaitExpired(Unavailable):
@@ -34,7 +35,7 @@ class Lease:
     key: Hashable
     token: int
     expires: float
-    result: asyncio.Future[bytes] = field(repr=False)
+    result: asyncio.Future[Blob] = field(repr=False)
     voided: bool = False
     size: int = 0
 
@@ -62,8 +63,8 @@ class LeaseTable:
         self.grants += 1
         return lease
 
-    async def wait(self, key: Hashable) -> tuple[bytes, bool]:
-        """The lease's answer (bytes, or the Store's NOT_FOUND), waiting at most ``wait_s``,
+    async def wait(self, key: Hashable) -> tuple[Blob, bool]:
+        """The lease's answer (the blob, or the Store's NOT_FOUND), waiting at most ``wait_s``,
         and whether the lease is still valid (not voided by a delete: may be admitted)."""
         held = self._leases.get(key)
         if held is None:
@@ -83,14 +84,14 @@ class LeaseTable:
     def valid(self, lease: Lease) -> bool:
         return self._leases.get(lease.key) is lease and not lease.voided
 
-    def fill(self, lease: Lease, data: bytes) -> bool:
+    def fill(self, lease: Lease, data: Blob) -> bool:
         """Hands ``data`` to the waiters and keeps it for later readers of the period;
         True if the lease is still valid (its result may be admitted)."""
         valid = self.valid(lease)
         if not lease.result.done():
             lease.result.set_result(data)
         if valid:
-            lease.size = len(data)
+            lease.size = len(data.data)
             self.lingering += lease.size
             self._trim()
         return valid

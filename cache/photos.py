@@ -34,6 +34,7 @@ from trenchcoat.errors import (
     Unavailable,
 )
 from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.store_types import Blob
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ ENTRIES = Gauge("trenchcoat_cache_entries", "Photos held.")
 class Reader(Protocol):
     """Reads a needle from one store (``trenchcoat.store_client.StoreClient``)."""
 
-    async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> bytes: ...
+    async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> Blob: ...
 
 
 class Volumes(Protocol):
@@ -64,14 +65,18 @@ class Volumes(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    data: bytes
+    blob: Blob
     hit: bool
     admitted: bool
+
+    @property
+    def data(self) -> bytes:
+        return self.blob.data
 
 
 class PhotoCache:
     def __init__(self, capacity_bytes: int, leases: LeaseTable, reader: Reader, volumes: Volumes) -> None:
-        self.lru: ByteLRU[tuple[int, bytes]] = ByteLRU(capacity_bytes)
+        self.lru: ByteLRU[tuple[int, Blob]] = ByteLRU(capacity_bytes)
         self.leases = leases
         self._reader = reader
         self._volumes = volumes
@@ -82,19 +87,19 @@ class PhotoCache:
     async def read(self, machine_id: int, needle: NeedleRef, *, via_cdn: bool) -> Served:
         entry = self.lru.get((needle.key, needle.alternate_key))
         if entry is not None:
-            cookie, data = entry
+            cookie, blob = entry
             if cookie != needle.cookie:
                 raise NeedleNotFound(f"{needle} not found")
             self.hits += 1
             HITS.inc()
-            return Served(data, hit=True, admitted=False)
+            return Served(blob, hit=True, admitted=False)
         self.misses += 1
         MISSES.inc()
         lease_key = (needle.key, needle.alternate_key, needle.cookie)
         lease = self.leases.acquire(lease_key)
         if lease is None:
             LEASE_WAITS.inc()
-            data, valid = await self.leases.wait(lease_key)
+            blob, valid = await self.leases.wait(lease_key)
             # Another reader's answer; a user-direct read still admits it when eligible.
             admitted = False
             if valid and (needle.key, needle.alternate_key) not in self.lru and not via_cdn:
@@ -102,26 +107,26 @@ class PhotoCache:
                     volume = await self._volumes.volume(needle.logical_volume)
                 except TrenchcoatError:
                     volume = None  # the read succeeded; only its admission is in doubt
-                admitted = self._admit(needle, volume, data, via_cdn)
-            return Served(data, hit=False, admitted=admitted)
+                admitted = self._admit(needle, volume, blob, via_cdn)
+            return Served(blob, hit=False, admitted=admitted)
         LEASE_GRANTS.inc()
         try:
             volume = await self._volumes.volume(needle.logical_volume)
-            data = await self._fetch(machine_id, needle, volume)
+            blob = await self._fetch(machine_id, needle, volume)
         except TrenchcoatError as exc:
             self.leases.fail(lease, exc)
             raise
-        valid = self.leases.fill(lease, data)
-        return Served(data, hit=False, admitted=valid and self._admit(needle, volume, data, via_cdn))
+        valid = self.leases.fill(lease, blob)
+        return Served(blob, hit=False, admitted=valid and self._admit(needle, volume, blob, via_cdn))
 
-    def _admit(self, needle: NeedleRef, volume: VolumeView | None, data: bytes, via_cdn: bool) -> bool:
+    def _admit(self, needle: NeedleRef, volume: VolumeView | None, blob: Blob, via_cdn: bool) -> bool:
         if via_cdn:
             NOT_ADMITTED.labels("via_cdn").inc()
             return False
         if volume is None or not volume.writable:
             NOT_ADMITTED.labels("read_only_volume").inc()
             return False
-        if not self.lru.put((needle.key, needle.alternate_key), (needle.cookie, data), len(data)):
+        if not self.lru.put((needle.key, needle.alternate_key), (needle.cookie, blob), len(blob.data)):
             NOT_ADMITTED.labels("too_large").inc()
             return False
         self._alts.setdefault(needle.key, set()).add(needle.alternate_key)
@@ -129,7 +134,7 @@ class PhotoCache:
         self._gauges()
         return True
 
-    async def _fetch(self, machine_id: int, needle: NeedleRef, volume: VolumeView) -> bytes:
+    async def _fetch(self, machine_id: int, needle: NeedleRef, volume: VolumeView) -> Blob:
         """From the named machine, then the volume's other replicas (live ones first). A
         store's NeedleNotFound is final, and so is a request it finds malformed (every
         replica would say the same); any other failure (unreachable, damaged, without the

@@ -1,4 +1,4 @@
-"""Router: the front door. MediaService (upload, read, delete, stat) over gRPC and the
-photo-URL HTTP gateway; hides hot vs warm storage; media metadata in PostgreSQL.
+"""Router: the front door. MediaService over gRPC: uploads, and reads, deletes and stats
+by media_id; media metadata in PostgreSQL. Photo URLs are served by the caches, never here.
 Contract: ``proto/trenchcoat/v1/router.proto``.
 """

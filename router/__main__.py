@@ -1,10 +1,9 @@
-"""``python -m router``: the front door (MediaService over gRPC, the photo HTTP gateway)."""
+"""``python -m router``: the front door (MediaService over gRPC)."""
 
 from __future__ import annotations
 
 import sys
 
-from router.gateway import Gateway, HttpSite
 from router.metadata import MediaStore
 from router.photos import Photos
 from router.service import SERVICE_NAME, MediaServicer
@@ -35,13 +34,11 @@ def main() -> int:
         uploader = Uploader(directory, stores, media, UploadLimits(section.max_upload_bytes, section.replica_timeout_s))
         photos = Photos(media, directory, caches, stores, cdn_base_url=section.cdn_base_url,
                         row_ttl_s=section.row_ttl_s)
-        site = HttpSite(Gateway(photos).app(), config.cluster.host, section.http_port)
-        await site.start()
         return server.host_for(
             "router", config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, MediaServicer(uploader, media, photos),
                                      router_pb2_grpc.add_MediaServiceServicer_to_server)],
-            workers=[directory, site],
+            workers=[directory],
             closers=[pool.close, media.close],
             ready=[directory.ready.wait],
         )

@@ -13,7 +13,5 @@ UPLOAD_SECONDS = Histogram("trenchcoat_router_upload_seconds", "Upload latency, 
 DELETES = Counter("trenchcoat_router_deletes_total", "Deletes by outcome.", ["outcome"])
 DELETE_MISSED_REPLICAS = Counter("trenchcoat_router_delete_missed_replicas_total",
                                  "Replicas a delete could not flag (the metadata row still hides the photo).")
-RESPONSES = Counter("trenchcoat_gateway_responses_total", "Gateway responses by status and cache outcome.",
-                    ["status", "cache"])
 BATCH_STAT_IDS = Counter("trenchcoat_router_batch_stat_ids_total",
                          "Media ids asked for by BatchStat (feed hydration's backend calls).")

@@ -1,7 +1,11 @@
-"""Reads and deletes of stored objects: the metadata row is the authority (a photo that
-is not active answers NOT_FOUND before any byte is read), the bytes come through the
-Cache named by the URL, which reads the Store on a miss and fails over to the volume's
-other replicas."""
+"""Reads and deletes of stored objects by media_id (``MediaService.Read/Delete``) and the
+URL each photo is read at.
+
+A read by media_id looks its row up (kept for ``row_ttl_s``): a photo that is not active
+answers NOT_FOUND before any byte is read; the bytes come through the Cache the photo's
+URL names, which reads the Store on a miss and fails over to the volume's other replicas.
+Reads by URL never come here: the caches serve them (``cache.gateway``) without asking
+PostgreSQL anything."""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from collections import OrderedDict
 
 from router import metrics
 from router.metadata import MediaRow, MediaState, MediaStore
-from trenchcoat.cache_client import CacheClient, CacheRead
+from trenchcoat import media_types
+from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.errors import NeedleNotFound, NotFound, TrenchcoatError, Unavailable
 from trenchcoat.needle_ref import NeedleRef
@@ -28,9 +33,10 @@ class MediaNotFound(NotFound):
 
 
 class RowCache:
-    """Metadata rows the gateway read lately, each trusted for ``ttl_s``: a photo read
-    again within that time costs no PostgreSQL round trip. A delete through this router
-    drops the row at once; one through another router shows here within ``ttl_s``."""
+    """Metadata rows read lately, each trusted for ``ttl_s``: a photo read again within
+    that time costs no PostgreSQL round trip. A delete through this router drops the row
+    at once; after one through another router, the flagged needles answer NOT_FOUND
+    anyway (the row only saves the lookup)."""
 
     def __init__(self, ttl_s: float, max_rows: int = 100_000) -> None:
         self.ttl_s = ttl_s
@@ -66,7 +72,10 @@ class Photos:
         self._cdn = cdn_base_url
 
     async def active(self, media_id: int) -> MediaRow:
-        row = await self._media.get(media_id)
+        known, row = self._rows.get(media_id)
+        if not known:
+            row = await self._media.get(media_id)
+            self._rows.put(media_id, row)
         if row is None or row.state is not MediaState.ACTIVE:
             raise MediaNotFound(f"media {media_id} does not exist")
         return row
@@ -81,7 +90,8 @@ class Photos:
             raise Unavailable(f"volume {row.logical_volume} has no replicas in the Directory's map")
         machine = live[row.media_id % len(live)]
         return PhotoPath(cache_id=1 + row.media_id % max(self._caches.count, 1), machine_id=machine,
-                         needle=self.needle(row, alternate_key))
+                         needle=self.needle(row, alternate_key), 
+                         extension=media_types.BY_MIME.get(row.content_type, media_types.OCTET_STREAM).extension)
 
     @staticmethod
     def needle(row: MediaRow, alternate_key: int = 0) -> NeedleRef:
@@ -96,18 +106,6 @@ class Photos:
         path = await self.path(row, alternate_key)
         read = await self._caches.read(path.cache_id, path.machine_id, path.needle, via_cdn=False)
         return row, read.data
-
-    async def read_url(self, path: PhotoPath, *, via_cdn: bool) -> tuple[MediaRow, CacheRead]:
-        """The photo a URL names, after checking its row."""
-        needle = path.needle
-        known, row = self._rows.get(needle.key)
-        if not known:
-            row = await self._media.get(needle.key)
-            self._rows.put(needle.key, row)
-        if (row is None or row.state is not MediaState.ACTIVE or row.cookie != needle.cookie
-                or row.logical_volume != needle.logical_volume):
-            raise MediaNotFound(f"no photo at {path.path()}")
-        return row, await self._caches.read(path.cache_id, path.machine_id, needle, via_cdn=via_cdn)
 
     async def delete(self, media_id: int) -> bool:
         """Hides the photo everywhere; False if it was already deleted."""

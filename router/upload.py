@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import re
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from router import metrics
 from router.metadata import DuplicateId, MediaRow, MediaState, MediaStore
+from trenchcoat import media_types
 from trenchcoat.directory_client import DirectoryClient, VolumeView
 from trenchcoat.errors import (
     FailedPrecondition,
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 
 ATTEMPTS = 2
-_CONTENT_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}", re.IGNORECASE)
 MAX_IDEMPOTENCY_KEY = 200
 _MINT_ATTEMPTS = 8
 
@@ -62,8 +61,7 @@ def check_header(owner_id: int, content_type: str, size_bytes: int, idempotency_
                  limits: UploadLimits) -> None:
     if owner_id < 0:
         raise UploadRejected(f"owner_id must be >= 0, got {owner_id}")
-    if not _CONTENT_TYPE.fullmatch(content_type):
-        raise UploadRejected(f"content_type must be a MIME type such as image/jpeg, got {content_type[:80]!r}")
+    media_types.of_mime(content_type)  # UnsupportedMediaType names the types accepted
     if size_bytes > limits.max_bytes:
         raise UploadRejected(f"the upload declares {size_bytes} bytes; the most an upload may carry is "
                              f"{limits.max_bytes}")
@@ -90,6 +88,7 @@ class Uploader:
 
     async def upload(self, owner_id: int, content_type: str, data: bytes, idempotency_key: str = "") -> MediaRow:
         check_header(owner_id, content_type, len(data), idempotency_key, self.limits)
+        content_type = media_types.of_mime(content_type).mime  # one spelling per type
         if not data:
             raise UploadRejected("the upload carries no bytes")
         with metrics.UPLOAD_SECONDS.time():
@@ -119,7 +118,7 @@ class Uploader:
             for attempt in range(ATTEMPTS):
                 if attempt:
                     volume = await self._choose(len(data), excluded, failed_stores)
-                failed, failure = await self._write_all(volume, media_id, cookie, data)
+                failed, failure = await self._write_all(volume, media_id, cookie, data, content_type)
                 if not failure:
                     return await self._media.activate(media_id, volume.id)
                 failed_stores |= failed
@@ -181,14 +180,15 @@ class Uploader:
                     raise Unavailable(f"no writable volume for this upload: {exc}") from None
             await asyncio.sleep(0.1)
 
-    async def _write_all(self, volume: VolumeView, media_id: int, cookie: int,
-                         data: bytes) -> tuple[set[int], str]:
+    async def _write_all(self, volume: VolumeView, media_id: int, cookie: int, data: bytes,
+                         content_type: str) -> tuple[set[int], str]:
         """The stores that could not be reached, and why any replica did not acknowledge
         ("" when every one did)."""
         timeout = self.limits.replica_timeout_s
         needle = NeedleRef(logical_volume=volume.id, key=media_id, cookie=cookie)
         writes: list[Awaitable[None]] = [
-            self._stores.write(r.address, needle, data, timeout_s=timeout) for r in volume.replicas
+            self._stores.write(r.address, needle, data, content_type=content_type, timeout_s=timeout)
+            for r in volume.replicas
         ]
         results = await asyncio.gather(*writes, return_exceptions=True)
         errors = []

@@ -20,7 +20,9 @@ Needle (``HEADER`` + data + ``FOOTER`` + padding), at 8-byte-aligned offsets::
     8        8     key            u64, the media_id
     16       4     alternate key  u32, the rendition (0 = original)
     20       1     flags          bit 0: deleted (set in place by a delete)
-    21       3     reserved       zeros
+    21       1     media type     code from ``trenchcoat.media_types`` (0: bytes of no
+                                  declared type, and every needle written before types)
+    22       2     reserved       zeros
     24       4     data size      u32, bytes of data
     28       n     data
     28+n     4     footer magic   0x464F4F54
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import crc32c as _crc32c
 
@@ -44,7 +47,7 @@ SUPERBLOCK_MAGIC = b"TCHAYSTK"
 FORMAT_VERSION = 1
 SUPERBLOCK_READ_ONLY = 0x01
 
-HEADER = struct.Struct("<IIQIB3xI")
+HEADER = struct.Struct("<IIQIBB2xI")
 FOOTER = struct.Struct("<II")
 HEADER_MAGIC = 0x4E45454C
 FOOTER_MAGIC = 0x464F4F54
@@ -112,6 +115,15 @@ class Needle:
     """Random 32 bits; a read must present the same."""
     flags: int = 0
     """FLAG_DELETED once deleted."""
+    media_type: int = 0
+    """The data's type (``trenchcoat.media_types`` code): served as its Content-Type."""
+
+
+class Stored(NamedTuple):
+    """A needle's data as a read returns it: verified bytes and their type code."""
+
+    data: bytes
+    media_type: int
 
 
 def pack(needle: Needle, data: bytes | memoryview) -> bytes:
@@ -120,7 +132,8 @@ def pack(needle: Needle, data: bytes | memoryview) -> bytes:
     pad = stored_size(size) - HEADER.size - size - FOOTER.size
     return b"".join(
         (
-            HEADER.pack(HEADER_MAGIC, needle.cookie, needle.key, needle.alternate_key, needle.flags, size),
+            HEADER.pack(HEADER_MAGIC, needle.cookie, needle.key, needle.alternate_key, needle.flags,
+                        needle.media_type, size),
             data,
             FOOTER.pack(FOOTER_MAGIC, crc32c(data)),
             bytes(pad),
@@ -141,12 +154,12 @@ def unpack_header(buf: bytes | bytearray | memoryview, at: int = 0) -> tuple[Nee
     """Parses the header at ``at``; returns the needle's fields and data size."""
     if len(buf) - at < HEADER.size:
         raise NeedleFormatError("truncated header")
-    magic, cookie, key, alt, flags, size = HEADER.unpack_from(buf, at)
+    magic, cookie, key, alt, flags, media_type, size = HEADER.unpack_from(buf, at)
     if magic != HEADER_MAGIC:
         raise NeedleFormatError(f"bad header magic {magic:#x}")
     if size > MAX_DATA_SIZE:
         raise NeedleFormatError(f"implausible data size {size}")
-    return Needle(key, alt, cookie, flags), size
+    return Needle(key, alt, cookie, flags, media_type), size
 
 
 def unpack(buf: bytes | bytearray | memoryview, at: int = 0) -> tuple[Needle, memoryview]:

@@ -12,6 +12,7 @@ from store.errors import BadNeedleRequest, ChecksumMismatch
 from store.peer import Peers
 from store.volume import Volume
 from store.volumes import VolumeSet
+from trenchcoat import media_types
 from trenchcoat.errors import TrenchcoatError, wire_name
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.v1 import store_pb2, store_pb2_grpc
@@ -82,13 +83,14 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     async def WriteNeedle(self, request, context):
         with counted("write"):
             volume = self._volumes.get(request.volume_id)
-            offset, size = await volume.write(needle_ref(request), request.data)
+            media_type = media_types.of_mime(request.content_type or media_types.OCTET_STREAM.mime)
+            offset, size = await volume.write(needle_ref(request), request.data, media_type.code)
         return store_pb2.WriteNeedleResponse(offset=offset, stored_size=size)
 
     async def ReadNeedle(self, request, context):
         with counted("read"):
-            data = await self._volumes.get(request.volume_id).read(needle_ref(request))
-        return store_pb2.ReadNeedleResponse(data=data)
+            stored = await self._volumes.get(request.volume_id).read(needle_ref(request))
+        return store_pb2.ReadNeedleResponse(data=stored.data, content_type=media_types.of_code(stored.media_type).mime)
 
     async def BatchRead(self, request, context):
         if not 1 <= len(request.reads) <= MAX_BATCH_READS:
@@ -99,7 +101,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             results = await self._volumes.read_many(reads[start:start + BATCH_SLICE])
             for i, result in enumerate(results, start):
                 count_result("read", result)
-                cost = 0 if isinstance(result, TrenchcoatError) else len(result)
+                cost = 0 if isinstance(result, TrenchcoatError) else len(result.data)
                 if message.results and size + cost > BATCH_MESSAGE_BYTES:
                     yield message
                     message, size = store_pb2.BatchReadResponse(), 0
@@ -107,7 +109,8 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
                     code = grpc.StatusCode[result.status].value[0]
                     message.results.add(index=i, code=code, message=str(result), error=wire_name(result))
                 else:
-                    message.results.add(index=i, data=result)
+                    message.results.add(index=i, data=result.data,
+                                        content_type=media_types.of_code(result.media_type).mime)
                 size += cost
         yield message
 

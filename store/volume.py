@@ -230,14 +230,15 @@ class Volume:
 
     # --- write -------------------------------------------------------------------------
 
-    async def write(self, ref: NeedleRef, data: bytes) -> tuple[int, int]:
-        """Appends a needle durably; returns (offset, stored size)."""
+    async def write(self, ref: NeedleRef, data: bytes, media_type: int = 0) -> tuple[int, int]:
+        """Appends a needle of ``media_type`` (a ``trenchcoat.media_types`` code) durably;
+        returns (offset, stored size)."""
         key, alt, cookie = ref.key, ref.alternate_key, ref.cookie
         if len(data) > self.limits.max_needle_bytes:
             raise NeedleTooLarge(
                 f"needle of {len(data)} bytes exceeds the maximum of {self.limits.max_needle_bytes}"
             )
-        raw = needle.pack(needle.Needle(key, alt, cookie), data)
+        raw = needle.pack(needle.Needle(key, alt, cookie, media_type=media_type), data)
         async with self._append_lock:
             self._check_writable()
             offset = self._end
@@ -284,8 +285,8 @@ class Volume:
 
     # --- read --------------------------------------------------------------------------
 
-    async def read(self, ref: NeedleRef) -> bytes:
-        """The needle's data after verification, with exactly one pread."""
+    async def read(self, ref: NeedleRef) -> needle.Stored:
+        """The needle's data (and type) after verification, with exactly one pread."""
         entry = self._entry(ref.key, ref.alternate_key)
         handle = self._handle
         fd = handle.acquire()
@@ -298,10 +299,10 @@ class Volume:
         self.io.preads += 1
         return self._verify(buf, ref, entry.offset)
 
-    async def read_many(self, reads: Sequence[NeedleRef]) -> list[bytes | TrenchcoatError]:
+    async def read_many(self, reads: Sequence[NeedleRef]) -> list[needle.Stored | TrenchcoatError]:
         """Several reads: for each, the data or its error.
         Cached needles are read on the loop; the rest in a single trip to a reader thread."""
-        results: list[bytes | TrenchcoatError | None] = [None] * len(reads)
+        results: list[needle.Stored | TrenchcoatError | None] = [None] * len(reads)
         bufs: list[bytes | bytearray | None] = [None] * len(reads)
         entries: list[Entry | None] = [None] * len(reads)
         handle = self._handle
@@ -358,7 +359,7 @@ class Volume:
             return None
         return buf
 
-    def _verify(self, buf: bytes | bytearray, ref: NeedleRef, offset: int) -> bytes:
+    def _verify(self, buf: bytes | bytearray, ref: NeedleRef, offset: int) -> needle.Stored:
         key, alt, cookie = ref.key, ref.alternate_key, ref.cookie
         try:
             found, size = needle.unpack_header(buf)
@@ -384,7 +385,7 @@ class Volume:
             raise ChecksumMismatch(
                 f"volume {self.volume_id}: needle {key:#x}/{alt} at {offset} failed verification ({exc})"
             ) from None
-        return bytes(data)
+        return needle.Stored(bytes(data), found.media_type)
 
     def _index_fix_deleted(self, size: int) -> None:
         self.stats.needles -= 1

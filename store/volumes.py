@@ -25,6 +25,7 @@ from store.errors import (
     VolumeExists,
     VolumeNotFound,
 )
+from store.needle import Stored
 from store.volume import (
     Volume,
     VolumeLimits,
@@ -74,9 +75,9 @@ class VolumeSet:
             raise VolumeNotFound(f"volume {volume_id} is not on this store")
         return volume
 
-    async def read_many(self, reads: Sequence[NeedleRef]) -> list[bytes | TrenchcoatError]:
+    async def read_many(self, reads: Sequence[NeedleRef]) -> list[Stored | TrenchcoatError]:
         """Reads possibly across volumes: for each, the data or its error, in request order."""
-        results: list[bytes | TrenchcoatError | None] = [None] * len(reads)
+        results: list[Stored | TrenchcoatError | None] = [None] * len(reads)
         by_volume: dict[int, list[int]] = {}
         for i, read in enumerate(reads):
             by_volume.setdefault(read.logical_volume, []).append(i)

@@ -68,8 +68,16 @@ class MediaCluster:
     router: harness.ServiceProcess | None = None
     caches: list[harness.ServiceProcess | None] = field(default_factory=list)
     cache_ports: list[tuple[int, int]] = field(default_factory=list)
-    gateway: str = ""
-    """http://host:port of the router's photo gateway."""
+    cache_http_ports: list[int] = field(default_factory=list)
+
+    @property
+    def gateway(self) -> str:
+        """http://host:port where cache 1 serves photo URLs (what the CDN pulls from)."""
+        return self.gateways()[0]
+
+    def gateways(self) -> list[str]:
+        """http://host:port of every cache's photo HTTP port, cache id i + 1 at position i."""
+        return [f"http://127.0.0.1:{p}" for p in self.cache_http_ports]
     redis: str = ""
     feed: harness.ServiceProcess | None = None
     fanout: list[harness.ServiceProcess | None] = field(default_factory=list)
@@ -116,26 +124,26 @@ class MediaCluster:
     def start_cache(self, i: int | None = None, *, wait: bool = True) -> harness.ServiceProcess:
         if i is None:
             self.cache_ports.append((procs.free_port(), procs.free_port()))
+            self.cache_http_ports.append(procs.free_port())
             self.caches.append(None)
             i = len(self.caches) - 1
         port, mport = self.cache_ports[i]
         proc = self.start(f"cache-{i + 1}", harness.python_module("cache"), port=port, metrics_port=mport,
                           env={**self.env, "TRENCHCOAT_CACHE__PORT": str(port), "TRENCHCOAT_CACHE__METRICS_PORT": str(mport),
+                               "TRENCHCOAT_CACHE__HTTP_PORT": str(self.cache_http_ports[i]),
                                "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(self.directory_endpoints())},
                           wait=wait)
         self.caches[i] = proc
         return proc
 
     def start_router(self) -> harness.ServiceProcess:
-        port, mport, http = procs.free_port(), procs.free_port(), procs.free_port()
+        port, mport = procs.free_port(), procs.free_port()
         self.router = self.start("router", harness.python_module("router"), port=port, metrics_port=mport,
                                  env={**self.env, "TRENCHCOAT_ROUTER__PORT": str(port),
                                       "TRENCHCOAT_ROUTER__METRICS_PORT": str(mport),
-                                      "TRENCHCOAT_ROUTER__HTTP_PORT": str(http),
                                       "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(self.directory_endpoints()),
                                       "TRENCHCOAT_ROUTER__CACHE_ENDPOINTS": ",".join(
                                           f"127.0.0.1:{p}" for p, _ in self.cache_ports)})
-        self.gateway = f"http://127.0.0.1:{http}"
         return self.router
 
     def start_feed(self, **extra: str) -> harness.ServiceProcess:

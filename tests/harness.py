@@ -7,11 +7,13 @@ session can assert that none outlives it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,43 @@ class Dependency:
     def stop(self) -> None:
         self.process.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def frozen(self) -> Iterator[None]:
+        """SIGSTOP on every process of the dependency (the one started and all its
+        descendants: PostgreSQL's backends each run in a session of their own) for the
+        block, SIGCONT after: how a hung disk or a network partition looks to its clients."""
+        root = self.process.pid
+        assert root is not None, "the dependency is not running"
+        os.kill(root, signal.SIGSTOP)  # first, so it forks no one new meanwhile
+        family = [root, *descendants(root)]
+        for pid in family[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in family:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+
+
+def descendants(root: int) -> list[int]:
+    """Every live descendant of process ``root`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
 
 
 def start_etcd() -> Dependency:

@@ -1,5 +1,5 @@
 """The one client of the photo caches (``CacheService``): read through a cache, drop a
-photo from every cache. The router's gateway reads through it; f4's warm reads will too.
+photo from every cache. The router reads through it (MediaService.Read by media_id).
 
 Cache ids are 1-based, as photo URLs carry them: cache ``i`` is ``endpoints[i - 1]``.
 Failures are the typed errors the cache (or the store behind it) raised. Protobuf stays

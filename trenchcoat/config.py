@@ -153,7 +153,7 @@ class ServiceConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CdnConfig:
-    """The pull CDN of the local cluster: nginx caching the router's photo gateway. In
+    """The pull CDN of the local cluster: nginx in front of the caches' photo HTTP ports. In
     production a commercial CDN (or your edge caches) sits here instead."""
 
     enabled: bool = doc("Whether `trenchcoat up` starts nginx as the CDN.", default=True)
@@ -300,6 +300,11 @@ class CacheConfig(ServiceConfig):
 
     port: int = doc("gRPC port of the first cache; cache i (cache id i + 1) listens on port + i.", default=7300)
     metrics_port: int = doc("/metrics port of the first cache; cache i uses metrics_port + i.", default=9300)
+    http_port: int = doc(
+        "Photo HTTP port of the first cache (GET/HEAD of photo URLs: what the CDN pulls); "
+        "cache i uses http_port + i.",
+        default=7380,
+    )
     capacity_bytes: int = doc("Photo bytes one cache process keeps (LRU beyond).", default=256 * 1024 * 1024)
     lease_period_s: float = doc(
         "A miss's lease lasts this long: one Store read per key per period; other readers "
@@ -324,7 +329,7 @@ class CacheConfig(ServiceConfig):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RouterConfig(ServiceConfig):
-    """The front door: MediaService over gRPC and the photo HTTP gateway."""
+    """The front door: MediaService over gRPC (uploads, reads and deletes by media_id, stats)."""
 
     port: int = doc("gRPC port.", default=7400)
     metrics_port: int = doc("Prometheus /metrics port.", default=9400)
@@ -342,13 +347,9 @@ class RouterConfig(ServiceConfig):
         default=5.0,
     )
     cdn_base_url: str = doc("Base of photo URLs handed to clients (the CDN).", default="http://127.0.0.1:8080")
-    http_port: int = doc(
-        "Port of the photo HTTP gateway (GET/HEAD of photo URLs); router i uses http_port + i.",
-        default=7480,
-    )
     row_ttl_s: float = doc(
-        "Seconds the gateway trusts a metadata row it read (0: read PostgreSQL on every GET). "
-        "A photo deleted through another router is still served by this one for at most this long.",
+        "Seconds MediaService.Read trusts a metadata row it read (0: read PostgreSQL on every "
+        "call). Photo URLs never read rows: the caches serve them.",
         default=1.0,
     )
     cache_endpoints: tuple[str, ...] = doc(
@@ -540,6 +541,12 @@ class Config:
             return self.router.cache_endpoints
         c = self.cache
         return tuple(f"{self.cluster.host}:{c.port + i}" for i in range(max(c.count, 1)))
+
+    def cache_http_endpoints(self) -> tuple[str, ...]:
+        """Where the caches serve photo URLs over HTTP (host:port), cache id i + 1 at
+        position i: what the CDN pulls from."""
+        c = self.cache
+        return tuple(f"{self.cluster.host}:{c.http_port + i}" for i in range(max(c.count, 1)))
 
     def router_endpoints(self) -> tuple[str, ...]:
         """Where the routers' MediaService listens (feed.router_endpoints, or derived)."""

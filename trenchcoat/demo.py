@@ -2,7 +2,7 @@
 local cluster, narrated.
 
 Uploads generated photos for a few users, prints their URLs, fetches each through the
-CDN (nginx) twice and through the gateway directly twice, kills one store with SIGKILL
+CDN (nginx) twice and straight from the cache its URL names twice, kills one store with SIGKILL
 and shows its photos still served from the other replicas, deletes a photo and shows the
 404. Then the feed, the other half, meeting the media half at the media_id: users follow
 each other and one celebrity (``feed.celebrity_threshold`` is 3 for the demo), everyone
@@ -196,7 +196,12 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
 
     host = config.cluster.host
     router = f"{host}:{config.router.port}"
-    gateway = f"http://{host}:{config.router.http_port}"
+    caches = config.cache_http_endpoints()
+
+    def direct(path: str) -> str:
+        """The photo at ``path`` straight from the cache its URL names (no CDN)."""
+        return f"http://{caches[(urls.parse_path(path).cache_id - 1) % len(caches)]}{path}"
+
     feed = f"{host}:{config.feed.port}"
     cache_metrics = f"http://{host}:{config.cache.metrics_port}/metrics"
     feed_metrics = f"http://{host}:{config.feed.metrics_port}/metrics"
@@ -224,13 +229,13 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         check(metric(cache_metrics, "trenchcoat_cache_admissions_total") == admitted_before,
               "the cache admitted none of the CDN's reads (the CDN keeps those)")
 
-        say("== reading every photo straight from the gateway twice (user-direct: the cache may admit)")
+        say("== reading every photo straight from its cache twice (user-direct: the cache may admit)")
         read_only_before = metric(cache_metrics, "trenchcoat_cache_not_admitted_total", 'reason="read_only_volume"')
         exact, admitted, hit_after_admit, not_admitted = True, 0, 0, 0
         for u in uploads:
             outcomes = []
             for _ in range(2):
-                status, body, headers = fetch(gateway + u.path)
+                status, body, headers = fetch(direct(u.path))
                 exact = exact and status == 200 and body == u.data
                 if status != 200 or body != u.data:
                     check(False, f"direct read of {u.path} -> {status}, {len(body)} bytes")
@@ -240,7 +245,7 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
             not_admitted += outcomes[0] == "miss"
         read_only = metric(cache_metrics, "trenchcoat_cache_not_admitted_total",
                            'reason="read_only_volume"') - read_only_before
-        check(exact, f"every photo read back byte-exact from the gateway, twice ({2 * len(uploads)} reads)")
+        check(exact, f"every photo read back byte-exact from the caches, twice ({2 * len(uploads)} reads)")
         check(hit_after_admit == admitted and admitted + not_admitted == len(uploads),
               f"each photo the cache admitted on its first direct read was a hit on the second "
               f"({hit_after_admit} of {admitted} admitted)")
@@ -254,14 +259,14 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         os.kill(store.pid, signal.SIGKILL)  # type: ignore[arg-type]
         store.popen.wait(30)  # type: ignore[union-attr]
         failovers = metric(cache_metrics, "trenchcoat_cache_replica_failovers_total")
-        status, body, _ = fetch(gateway + victim.path)
+        status, body, _ = fetch(direct(victim.path))
         check(status == 200 and body == victim.data and
               metric(cache_metrics, "trenchcoat_cache_replica_failovers_total") > failovers,
               f"its photo is still served ({status}): the cache failed over to another replica")
         fresh = asyncio.run(upload_all(router, "store-down"))
         served = 0
         for u in fresh:
-            status, body, _ = fetch(gateway + u.path, {"X-Trenchcoat-Via-CDN": "1"})
+            status, body, _ = fetch(direct(u.path), {"X-Trenchcoat-Via-CDN": "1"})
             served += status == 200 and body == u.data
         retries = sum(u.retries for u in fresh)
         check(served == len(fresh), f"{served}/{len(fresh)} new uploads stored and read back byte-exact with a "
@@ -270,8 +275,8 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         say("== deleting one photo")
         gone = uploads[0]
         check(asyncio.run(delete(router, gone.media.media_id)), f"deleted {gone.media.media_id}")
-        status, _, _ = fetch(gateway + gone.path)
-        check(status == 404, f"its URL now answers {status} at the gateway (the CDN forgets it within cdn.ttl_s)")
+        status, _, _ = fetch(direct(gone.path))
+        check(status == 404, f"its URL now answers {status} at its cache (the CDN forgets it within cdn.ttl_s)")
 
         say("== the feed: follows, then alice, bob, carol and star post two photos each")
         say("   alice follows bob and carol; bob, carol and dave follow alice; all four follow star, who "
@@ -305,8 +310,8 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         after = asyncio.run(home_until(feed, 21, [e for e in after if e != dropped.entry], settle_s=0))
         check(dropped.entry not in after, f"it left alice's feed at once ({len(after)} entries)")
         url = next(i.media.url for items in pages for i in items if i.entry == dropped.entry)
-        status, _, _ = fetch(gateway + "/" + url.split("/", 3)[3])
-        check(status == 404, f"and its photo's URL answers {status} at the gateway")
+        status, _, _ = fetch(direct("/" + url.split("/", 3)[3]))
+        check(status == 404, f"and its photo's URL answers {status} at its cache")
     finally:
         say("== stopping")
         groups = {p.pid for p in cluster.processes if p.pid is not None}

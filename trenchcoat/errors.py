@@ -22,7 +22,7 @@ class TrenchcoatError(Exception):
 
     #: Name of the grpc.StatusCode a client receives for this error.
     status = "INTERNAL"
-    #: HTTP status the photo gateway answers with.
+    #: HTTP status the photo URL server (the cache) answers with.
     http_status = 500
     #: Who sent it, for an error received from another process ("" when raised here).
     remote = ""

@@ -259,20 +259,20 @@ class Cluster:
             self._say(f"started {process.name:<12} grpc {process.endpoint}  metrics {process.metrics}")
 
     def _start_cdn(self, timeout: float) -> None:
-        """nginx in front of the routers' photo gateways, when routers run."""
-        cdn, router = self.config.cdn, self.config.router
-        if not cdn.enabled or "router" not in implemented_services() or not router.count:
+        """nginx in front of the caches' photo HTTP ports, when caches run."""
+        cdn, cache = self.config.cdn, self.config.cache
+        if not cdn.enabled or "cache" not in implemented_services() or not cache.count:
             return
         host = self.config.cluster.host
         process = procs.nginx_process(
             self.data_dir / "cdn", self.data_dir / "logs" / "cdn.log", host, cdn.port,
-            [f"{host}:{router.http_port + i}" for i in range(router.count)],
+            self.config.cache_http_endpoints(),
             ttl_s=cdn.ttl_s, not_found_ttl_s=cdn.not_found_ttl_s, max_bytes=cdn.max_bytes,
         )
         self.processes.append(process)
         process.start()
         process.wait_ready(timeout)
-        self._say(f"started {process.name:<12} {process.endpoint}  (pull CDN: nginx caching the photo gateway)")
+        self._say(f"started {process.name:<12} {process.endpoint}  (pull CDN: nginx in front of the caches)")
 
     def _wait_for_volumes(self, timeout: float) -> None:
         """With a Directory and stores running, waits until writable volumes exist, so an

@@ -1,7 +1,7 @@
 """The one name of a needle: (logical volume, key, alternate key, cookie).
 
-A photo URL carries it (``trenchcoat.urls``), the gateway hands it to a cache, the cache
-to a store; a store reads, writes and deletes by it. It is built by keyword only, so the
+A photo URL carries it (``trenchcoat.urls``), the cache the URL names asks a store for
+it; a store reads, writes and deletes by it. It is built by keyword only, so the
 two 32-bit fields (alternate key, cookie) can never be swapped by position.
 
 The physical volume on every replica carries the logical volume's id (the Directory

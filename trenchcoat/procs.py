@@ -329,21 +329,24 @@ http {{
     uwsgi_temp_path {root}/tmp/uwsgi;
     scgi_temp_path {root}/tmp/scgi;
     proxy_cache_path {root}/cache levels=1:2 keys_zone=photos:16m max_size={max_bytes} inactive={ttl}s use_temp_path=off;
-    upstream gateways {{
-{servers}
-        keepalive 32;
+{upstreams}
+    # The URL's first component names the cache (/<cache_id>/...); ids no cache has go to
+    # the first.
+    map $uri $photo_cache {{
+{routes}
+        default cache_1;
     }}
     server {{
         listen {host}:{port};
         location = /cdn-health {{ return 200 "ok\\n"; }}
         location / {{
-            proxy_pass http://gateways;
+            proxy_pass http://$photo_cache;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header X-Trenchcoat-Via-CDN 1;
             proxy_next_upstream error timeout http_503;
             proxy_cache photos;
-            # The gateway says "immutable" for clients; the CDN keeps a copy only ttl
+            # The cache says "immutable" for clients; the CDN keeps a copy only ttl
             # seconds, so a deleted photo stops being served after at most that.
             proxy_ignore_headers Cache-Control Expires;
             proxy_cache_valid 200 206 {ttl}s;
@@ -357,17 +360,22 @@ http {{
 """
 
 
-def nginx_process(root: Path, log_path: Path, host: str, port: int, upstreams: Sequence[str], *,
+def nginx_process(root: Path, log_path: Path, host: str, port: int, caches: Sequence[str], *,
                   ttl_s: int, not_found_ttl_s: int, max_bytes: int) -> ManagedProcess:
-    """nginx as a caching reverse proxy in front of the photo gateways (a pull CDN): one
-    process (master_process off), its config, cache and temp files under ``root``."""
+    """nginx as a caching reverse proxy in front of the caches' photo HTTP ports (a pull
+    CDN; ``caches[i]`` is cache id i + 1): one process (master_process off), its config,
+    cache and temp files under ``root``. A URL goes to the cache it names; when that cache
+    is down, to the next one (which reads the same stores)."""
+    if not caches:
+        raise ValueError("the CDN needs at least one cache to pull from")
     binary = _require_binary("nginx", "nginx-light", search=("/usr/sbin",))
     for sub in ("cache", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     conf = root / "nginx.conf"
     conf.write_text(NGINX_CONF.format(
         root=root, host=host, port=port, ttl=ttl_s, not_found_ttl=not_found_ttl_s, max_bytes=max_bytes,
-        servers="\n".join(f"        server {u} max_fails=1 fail_timeout=2s;" for u in upstreams)))
+        upstreams="\n".join(_nginx_upstream(i, caches) for i in range(len(caches))),
+        routes="\n".join(f"        ~^/{i + 1}/ cache_{i + 1};" for i in range(len(caches)))))
     return ManagedProcess(
         name="cdn",
         kind="http",
@@ -376,6 +384,12 @@ def nginx_process(root: Path, log_path: Path, host: str, port: int, upstreams: S
         ready=http_probe(f"http://{host}:{port}/cdn-health", b"ok"),
         endpoint=f"http://{host}:{port}",
     )
+
+
+def _nginx_upstream(i: int, caches: Sequence[str]) -> str:
+    backup = f"\n        server {caches[(i + 1) % len(caches)]} backup;" if len(caches) > 1 else ""
+    return (f"    upstream cache_{i + 1} {{\n        server {caches[i]} max_fails=1 fail_timeout=2s;{backup}\n"
+            f"        keepalive 16;\n    }}")
 
 
 POSTGRES_DATABASE = "trenchcoat"

@@ -19,7 +19,7 @@ import grpc
 from trenchcoat import rpc
 from trenchcoat.errors import Internal, TrenchcoatError, Unavailable, from_wire
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_types import Damage, ExportChunk, PhysicalVolume
+from trenchcoat.store_types import Blob, Damage, ExportChunk, PhysicalVolume
 from trenchcoat.v1 import store_pb2, store_pb2_grpc
 
 PROBE_BYTES = 64
@@ -46,38 +46,41 @@ class StoreClient:
 
     # --- needles -------------------------------------------------------------------------
 
-    async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> bytes:
-        """The needle's verified bytes."""
+    async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> Blob:
+        """The needle's verified bytes and the content type stored with them."""
         request = store_pb2.ReadNeedleRequest(volume_id=needle.logical_volume, key=needle.key,
                                               alternate_key=needle.alternate_key, cookie=needle.cookie)
         reply = await rpc.unary(self._stub(address).ReadNeedle, request, remote=self._remote(address),
                                 timeout=timeout_s or self.timeout_s)
-        return reply.data
+        return Blob(reply.data, reply.content_type)
 
     async def batch_read(self, address: str, needles: Sequence[NeedleRef], *,
-                         timeout_s: float | None = None) -> list[bytes | TrenchcoatError]:
-        """Each needle's bytes or its own error, in order (1 to 1,000 needles)."""
+                         timeout_s: float | None = None) -> list[Blob | TrenchcoatError]:
+        """Each needle's blob or its own error, in order (1 to 1,000 needles)."""
         request = store_pb2.BatchReadRequest(reads=[
             store_pb2.ReadNeedleRequest(volume_id=n.logical_volume, key=n.key, alternate_key=n.alternate_key,
                                         cookie=n.cookie) for n in needles])
         remote = self._remote(address)
-        results: list[bytes | TrenchcoatError | None] = [None] * len(needles)
+        results: list[Blob | TrenchcoatError | None] = [None] * len(needles)
         async for message in rpc.stream_out(self._stub(address).BatchRead, request, remote=remote,
                                             timeout=timeout_s or self.timeout_s):
             for r in message.results:
                 if r.code:
                     results[r.index] = from_wire(_STATUS_NAMES.get(r.code, "UNKNOWN"), r.message, r.error, remote)
                 else:
-                    results[r.index] = r.data
+                    results[r.index] = Blob(r.data, r.content_type)
         missing = [i for i, r in enumerate(results) if r is None]
         if missing:
             raise Internal(f"{remote}: BatchRead answered {len(needles) - len(missing)} of {len(needles)} reads")
         return results  # type: ignore[return-value]
 
-    async def write(self, address: str, needle: NeedleRef, data: bytes, *, timeout_s: float | None = None) -> None:
-        """Returns once the store holds the needle durably (fdatasync'd)."""
+    async def write(self, address: str, needle: NeedleRef, data: bytes, *, content_type: str = "",
+                    timeout_s: float | None = None) -> None:
+        """Returns once the store holds the needle (of ``content_type``, one
+        ``trenchcoat.media_types`` lists) durably (fdatasync'd)."""
         request = store_pb2.WriteNeedleRequest(volume_id=needle.logical_volume, key=needle.key,
-                                               alternate_key=needle.alternate_key, cookie=needle.cookie, data=data)
+                                               alternate_key=needle.alternate_key, cookie=needle.cookie, data=data,
+                                               content_type=content_type)
         await rpc.unary(self._stub(address).WriteNeedle, request, remote=self._remote(address),
                         timeout=timeout_s or self.timeout_s)
 

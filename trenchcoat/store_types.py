@@ -7,6 +7,7 @@ without pulling in the transport (``trenchcoat.store_client`` builds them from t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,3 +51,11 @@ class Damage:
     alternate_key: int
     offset: int
     reason: str
+
+
+class Blob(NamedTuple):
+    """What a read of a needle returns: its verified bytes and the MIME type stored with
+    them (``application/octet-stream`` for a needle written without one)."""
+
+    data: bytes
+    content_type: str

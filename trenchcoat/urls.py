@@ -2,18 +2,21 @@
 
 ::
 
-    http://<cdn>/<cache_id>/<machine_id>/<logical_volume>,<photo>
+    http://<cdn>/<cache_id>/<machine_id>/<logical_volume>,<photo>[.<extension>]
 
     <photo> = <key: 16 lowercase hex><cookie: 8 lowercase hex>[_<alternate key: decimal>]
 
-    e.g.  /3/17/42,0a1b2c3d4e5f60718badf00d_3
+    e.g.  /3/17/42,0a1b2c3d4e5f60718badf00d_3.jpg
           cache 3, store machine 17, logical volume 42, needle key 0x0a1b2c3d4e5f6071,
-          cookie 0x8badf00d, alternate key 3 (a rendition; omitted for the original)
+          cookie 0x8badf00d, alternate key 3 (a rendition; omitted for the original), a JPEG
 
 Each layer strips its own component and forwards the rest: the CDN forwards the whole
 path to the Cache, the Cache strips ``<cache_id>`` and on a miss asks the store named by
 ``<machine_id>`` for ``<logical_volume>,<photo>``. Every id is written in exactly one way
-(no leading zeros, fixed-width hex), so one photo has one URL and one CDN cache entry.
+(no leading zeros, fixed-width hex), and the extension is the one of the type stored with
+the needle (``trenchcoat.media_types``; none for untyped bytes), so one photo has one URL
+and one CDN cache entry: the Cache answers 404 for a URL whose extension is not the
+photo's.
 
 Anything malformed raises ``MalformedURL`` (an ``InvalidArgument``: HTTP 400, gRPC
 INVALID_ARGUMENT) and nothing else.
@@ -37,6 +40,7 @@ _PHOTO = re.compile(
     rf"(?P<key>[0-9a-f]{{{KEY_HEX_DIGITS}}})(?P<cookie>[0-9a-f]{{{COOKIE_HEX_DIGITS}}})"
     rf"(?:{ALTERNATE_SEPARATOR}(?P<alt>[1-9][0-9]{{0,9}}))?"
 )
+_EXTENSION = re.compile(r"[a-z0-9]{1,8}")
 
 
 class MalformedURL(InvalidArgument):
@@ -62,6 +66,8 @@ class PhotoPath:
     """Store machine the Cache reads from on a miss."""
     needle: NeedleRef
     """The needle."""
+    extension: str = ""
+    """The stored type's URL extension, without the dot ("" for none)."""
 
     def __post_init__(self) -> None:
         try:
@@ -69,9 +75,12 @@ class PhotoPath:
             check_u("machine_id", self.machine_id, MAX_U32)
         except NeedleRefOutOfRange as exc:
             raise MalformedURL(str(exc)) from None
+        if self.extension and not _EXTENSION.fullmatch(self.extension):
+            raise MalformedURL(f"extension must be 1 to 8 lowercase letters or digits, got {_show(self.extension)}")
 
     def path(self) -> str:
-        return f"/{self.cache_id}/{self.machine_id}/{component(self.needle)}"
+        ext = f".{self.extension}" if self.extension else ""
+        return f"/{self.cache_id}/{self.machine_id}/{component(self.needle)}{ext}"
 
     def url(self, cdn_base: str) -> str:
         """The full URL below a CDN base such as ``http://cdn.example:8080``."""
@@ -79,10 +88,11 @@ class PhotoPath:
 
 
 def parse_path(path: str) -> PhotoPath:
-    """Parses ``/<cache_id>/<machine_id>/<logical_volume>,<photo>``."""
+    """Parses ``/<cache_id>/<machine_id>/<logical_volume>,<photo>[.<extension>]``."""
     cache_id, rest = strip_cache(path)
-    machine_id, needle = strip_machine(rest)
-    return PhotoPath(cache_id=cache_id, machine_id=machine_id, needle=needle)
+    machine_id, tail = _strip_head(rest, "machine_id")
+    photo, extension = _split_extension(tail.removeprefix("/"))
+    return PhotoPath(cache_id=cache_id, machine_id=machine_id, needle=parse_photo(photo), extension=extension)
 
 
 def strip_cache(path: str) -> tuple[int, str]:
@@ -91,9 +101,17 @@ def strip_cache(path: str) -> tuple[int, str]:
 
 
 def strip_machine(rest: str) -> tuple[int, NeedleRef]:
-    """The step after the Cache: returns (machine_id, the needle to read from it)."""
+    """The step after the Cache: returns (machine_id, the needle to read from it); the
+    store reads by needle alone, so an extension is dropped here."""
     machine_id, tail = _strip_head(rest, "machine_id")
-    return machine_id, parse_photo(tail.removeprefix("/"))
+    return machine_id, parse_photo(_split_extension(tail.removeprefix("/"))[0])
+
+
+def _split_extension(text: str) -> tuple[str, str]:
+    photo, dot, extension = text.partition(".")
+    if dot and not _EXTENSION.fullmatch(extension):
+        raise MalformedURL(f"extension must be 1 to 8 lowercase letters or digits, got {_show(extension)}")
+    return photo, extension
 
 
 def parse_photo(text: str) -> NeedleRef:

@@ -62,7 +62,7 @@ async def test_kill_9_mid_writes_loses_no_acknowledged_write(service, tmp_path):
         store = StoreClient(pool, timeout_s=30)
         for key in sorted(attempted):
             try:
-                got = await store.read(proc.address, needle(key))
+                got = (await store.read(proc.address, needle(key))).data
             except TrenchcoatError as exc:
                 assert exc.status == "NOT_FOUND", f"key {key}: {exc.status} {exc}"
                 assert key not in acked, f"acknowledged write {key} was lost"

@@ -1,5 +1,6 @@
-"""The read path over real processes: photo URLs through the router's HTTP gateway, the
-Cache (admission, leases, failover) and the Store; gRPC reads; deletes."""
+"""The read path over real processes: photo URLs served over HTTP by the cache they name (no
+database on the way: admission, leases, failover to the Store's replicas); gRPC reads;
+deletes."""
 
 from __future__ import annotations
 
@@ -90,11 +91,10 @@ async def test_malformed_urls_are_400_never_500(cluster, path):
 async def test_unknown_wrong_cookie_and_deleted_photos_are_404(cluster):
     media = await upload(cluster, b"photo bytes")
     p = urls.parse_path(path_of(media))
-    wrong_cookie = urls.PhotoPath(cache_id=p.cache_id, machine_id=p.machine_id,
-                                  needle=dataclasses.replace(p.needle, cookie=p.needle.cookie ^ 1))
+    wrong_cookie = dataclasses.replace(p, needle=dataclasses.replace(p.needle, cookie=p.needle.cookie ^ 1))
     assert (await get(cluster, wrong_cookie.path()))[0] == 404
-    unknown = urls.PhotoPath(cache_id=p.cache_id, machine_id=p.machine_id,
-                             needle=NeedleRef(logical_volume=p.needle.logical_volume, key=p.needle.key + 1, cookie=1))
+    unknown = dataclasses.replace(p, needle=NeedleRef(logical_volume=p.needle.logical_volume, key=p.needle.key + 1,
+                                                      cookie=1))
     assert (await get(cluster, unknown.path()))[0] == 404
     assert (await get(cluster, path_of(media)))[0] == 200
     async with cluster.clients() as c:
@@ -104,6 +104,25 @@ async def test_unknown_wrong_cookie_and_deleted_photos_are_404(cluster):
             await c.media.read(media.media_id)
         assert info.value.status == "NOT_FOUND"
     assert (await get(cluster, path_of(media)))[0] == 404
+
+
+async def test_the_needle_carries_its_type_and_the_url_its_extension(cluster):
+    png = await upload(cluster, b"png bytes", content_type="image/png")
+    assert png.url.endswith(".png")
+    status, headers, body = await get(cluster, path_of(png))
+    assert status == 200 and body == b"png bytes" and headers["Content-Type"] == "image/png"
+    # Only the URL that was issued serves: another extension, or none, was never handed out.
+    stem = path_of(png).removesuffix(".png")
+    assert [(await get(cluster, stem + ext))[0] for ext in (".jpg", "", ".mp4")] == [404, 404, 404]
+    jpeg = await upload(cluster, b"jpeg bytes", content_type="Image/JPG; q=1")  # an alias, any case
+    status, headers, _ = await get(cluster, path_of(jpeg))
+    assert jpeg.url.endswith(".jpg") and status == 200 and headers["Content-Type"] == "image/jpeg"
+    raw = await upload(cluster, b"raw bytes", content_type="application/octet-stream")
+    assert "." not in raw.url.rsplit("/", 1)[1]
+    status, headers, _ = await get(cluster, path_of(raw))
+    assert status == 200 and headers["Content-Type"] == "application/octet-stream"
+    async with cluster.clients() as c:  # the metadata names the same type
+        assert (await c.media.stat(jpeg.media_id)).content_type == "image/jpeg"
 
 
 async def test_grpc_read_streams_the_object_with_its_facts(cluster):

@@ -24,6 +24,7 @@ from trenchcoat.errors import (
 )
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_client import StoreClient
+from trenchcoat.store_types import Blob
 from trenchcoat.v1 import store_pb2 as pb
 from trenchcoat.v1 import store_pb2_grpc
 
@@ -81,10 +82,20 @@ async def test_write_read_delete_round_trip(store):
     key = (1 << 64) - 1
     w = await store.call("WriteNeedle", pb.WriteNeedleRequest(volume_id=1, key=key, cookie=42, data=b"photo"))
     assert w.offset == needle.SUPERBLOCK.size
-    assert await c.read(a, ref(1, key, 42)) == b"photo"
+    assert (await c.read(a, ref(1, key, 42))).data == b"photo"
     assert await c.delete(a, ref(1, key, 42))
     await expect(NeedleNotFound, c.read(a, ref(1, key, 42)))
     assert not await c.delete(a, ref(1, key, 42))
+
+
+async def test_the_needle_keeps_its_media_type(store):
+    c, a = store.client, store.address
+    await c.write(a, ref(1, 3, 1), b"\x89PNG", content_type="image/png")
+    await c.write(a, ref(1, 4, 1), b"bytes")
+    assert await c.read(a, ref(1, 3, 1)) == Blob(b"\x89PNG", "image/png")
+    assert await c.batch_read(a, [ref(1, 4, 1), ref(1, 3, 1)]) == [
+        Blob(b"bytes", "application/octet-stream"), Blob(b"\x89PNG", "image/png")]
+    assert "use one of" in await expect(InvalidArgument, c.write(a, ref(1, 5, 1), b"x", content_type="text/html"))
 
 
 async def test_bad_input_gets_precise_statuses(store):
@@ -101,7 +112,7 @@ async def test_bad_input_gets_precise_statuses(store):
     await expect(InvalidArgument, _drain(c.export(a, 1, offset=1 << 40, timeout_s=TIMEOUT_S)))
     await c.set_read_only(a, 1, True)
     assert "read-only" in await expect(VolumeReadOnly, c.write(a, ref(1, 10, 1), b"x"))
-    assert await c.read(a, ref(1, 7, 1)) == b"x"
+    assert (await c.read(a, ref(1, 7, 1))).data == b"x"
 
 
 async def test_garbage_bytes_on_the_wire_are_rejected_not_crashed(store):
@@ -134,10 +145,10 @@ async def test_batch_read_answers_in_order_across_volumes_and_failures(store):
     assert [r.data for r in got if r.code == 0] == [bytes([k]) * 10 for k in range(6)]
     # The typed client gives each failure its class.
     typed = await c.batch_read(a, reads)
-    assert [type(r) for r in typed] == [bytes, bytes, NeedleNotFound, bytes, VolumeNotFound, bytes, bytes, bytes,
+    assert [type(r) for r in typed] == [Blob, Blob, NeedleNotFound, Blob, VolumeNotFound, Blob, Blob, Blob,
                                         NeedleNotFound]
     assert "volume 7" in str(typed[4])
-    assert [r for r in typed if isinstance(r, bytes)] == [bytes([k]) * 10 for k in range(6)]
+    assert [r.data for r in typed if isinstance(r, Blob)] == [bytes([k]) * 10 for k in range(6)]
 
 
 async def test_batch_read_packs_messages_to_about_a_mebibyte(store):
@@ -150,7 +161,8 @@ async def test_batch_read_packs_messages_to_about_a_mebibyte(store):
     assert [len(m.results) for m in messages] == [3, 3, 3, 1]
     assert [r.index for m in messages for r in m.results] == list(range(10))
     assert all(r.data == blob for m in messages for r in m.results)
-    assert await c.batch_read(a, [ref(1, k, 1) for k in range(10)]) == [blob] * 10
+    octets = "application/octet-stream"  # written without a type
+    assert await c.batch_read(a, [ref(1, k, 1) for k in range(10)]) == [Blob(blob, octets)] * 10
 
 
 @pytest.mark.parametrize("n", [0, 1001])
@@ -192,7 +204,7 @@ async def test_compact_status_export_and_metrics(store):
     chunks = [m async for m in c.export(a, 1, chunk_bytes=4096, timeout_s=TIMEOUT_S)]
     assert sum(len(m.data) for m in chunks) == after.file_bytes
     assert all(needle.crc32c(m.data) == m.crc32c for m in chunks)
-    assert await c.read(a, ref(1, 15, 1)) == b"z" * 1000
+    assert (await c.read(a, ref(1, 15, 1))).data == b"z" * 1000
     text = urllib.request.urlopen(store.proc.metrics_url, timeout=5).read().decode()
     for needle_metric in ('trenchcoat_store_needles{volume="1"} 10.0', "trenchcoat_store_fsync_batch_size_count",
                           'trenchcoat_store_operations_total{op="write",outcome="ok"} 20.0'):
@@ -210,4 +222,4 @@ async def test_volumes_survive_a_clean_restart(service, tmp_path):
     proc = start_store(service, tmp_path / "data")
     async with rpc.ChannelPool() as pool:
         client = StoreClient(pool, timeout_s=TIMEOUT_S)
-        assert await client.read(proc.address, ref(4, 1, 1)) == b"kept"
+        assert (await client.read(proc.address, ref(4, 1, 1))).data == b"kept"

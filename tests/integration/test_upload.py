@@ -48,8 +48,8 @@ async def read_from_every_replica(c: Clients, media: Media) -> tuple[list[bytes]
     volume = next(v for v in await c.directory.list_volumes() if v.id == path.needle.logical_volume)
     got = []
     for replica in volume.replicas:
-        got.append(await c.store.read(replica.address,
-                                      dataclasses.replace(path.needle, logical_volume=replica.volume_id)))
+        got.append((await c.store.read(replica.address,
+                                      dataclasses.replace(path.needle, logical_volume=replica.volume_id))).data)
     return got, volume
 
 
@@ -89,7 +89,9 @@ async def test_a_retried_upload_with_the_same_idempotency_key_returns_the_first(
      "larger than"),
     (lambda c: upload_raw(c, upload_stream(1, b"z", size=4 * 1024 * 1024 + 1)), "declares"),
     (lambda c: c.media.upload(b"z", owner_id=-5, content_type="image/jpeg"), "owner_id must be >= 0"),
-    (lambda c: c.media.upload(b"z", owner_id=1, content_type="jpeg"), "MIME type"),
+    (lambda c: c.media.upload(b"z", owner_id=1, content_type="jpeg"), "not a type trenchcoat stores"),
+    (lambda c: c.media.upload(b"z", owner_id=1, content_type="text/plain"),
+     "use one of application/octet-stream, image/jpeg"),
     (lambda c: upload_raw(c, upload_stream(1, b"zz", size=5)), "declared 5 bytes but 2 arrived"),
     (lambda c: upload_raw(c, iter([router_pb2.UploadRequest(chunk=b"zz")])), "first message"),
     (lambda c: upload_raw(c, iter([])), "empty upload stream"),

@@ -6,14 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trenchcoat import urls
+from trenchcoat import media_types, urls
 from trenchcoat.errors import InvalidArgument
 from trenchcoat.needle_ref import MAX_U32, MAX_U64, NeedleRef, NeedleRefOutOfRange
 
 u32 = st.integers(0, MAX_U32)
 u64 = st.integers(0, MAX_U64)
 needles = st.builds(NeedleRef, logical_volume=u32, key=u64, alternate_key=u32, cookie=u32)
-paths = st.builds(urls.PhotoPath, cache_id=u32, machine_id=u32, needle=needles)
+extensions = st.sampled_from([t.extension for t in media_types.TYPES])
+paths = st.builds(urls.PhotoPath, cache_id=u32, machine_id=u32, needle=needles, extension=extensions)
 
 
 def test_documented_example_parses():
@@ -41,10 +42,22 @@ def test_round_trip(path):
 def test_each_layer_strips_its_own_component(path):
     cache_id, rest = urls.strip_cache(path.path())
     assert cache_id == path.cache_id
-    assert rest == f"/{path.machine_id}/{urls.component(path.needle)}"
+    ext = f".{path.extension}" if path.extension else ""
+    assert rest == f"/{path.machine_id}/{urls.component(path.needle)}{ext}"
     machine_id, needle = urls.strip_machine(rest)
     assert (machine_id, needle) == (path.machine_id, path.needle)
     assert urls.parse_photo(urls.component(needle)) == path.needle
+
+
+def test_the_extension_follows_the_photo_and_the_store_step_drops_it():
+    path = urls.parse_path("/3/17/42,0a1b2c3d4e5f60718badf00d_3.jpg")
+    assert path.extension == "jpg" and path.needle.alternate_key == 3
+    assert path.path() == "/3/17/42,0a1b2c3d4e5f60718badf00d_3.jpg"
+    assert urls.strip_machine("/17/42,0a1b2c3d4e5f60718badf00d.mp4") == (17, NeedleRef(
+        logical_volume=42, key=0x0A1B2C3D4E5F6071, cookie=0x8BADF00D))
+    for bad in (".JPG", ".", ".j-g", ".jpg.png", ".toolongext"):
+        with pytest.raises(urls.MalformedURL, match="extension"):
+            urls.parse_path("/3/17/42,0a1b2c3d4e5f60718badf00d" + bad)
 
 
 def test_url_joins_cdn_base():

@@ -19,18 +19,20 @@ class CreateVolumeResponse(_message.Message):
     def __init__(self, volume: _Optional[_Union[VolumeInfo, _Mapping]] = ...) -> None: ...
 
 class WriteNeedleRequest(_message.Message):
-    __slots__ = ("volume_id", "key", "alternate_key", "cookie", "data")
+    __slots__ = ("volume_id", "key", "alternate_key", "cookie", "data", "content_type")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
     COOKIE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     volume_id: int
     key: int
     alternate_key: int
     cookie: int
     data: bytes
-    def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., cookie: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    content_type: str
+    def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., cookie: _Optional[int] = ..., data: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
 
 class WriteNeedleResponse(_message.Message):
     __slots__ = ("offset", "stored_size")
@@ -53,10 +55,12 @@ class ReadNeedleRequest(_message.Message):
     def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., cookie: _Optional[int] = ...) -> None: ...
 
 class ReadNeedleResponse(_message.Message):
-    __slots__ = ("data",)
+    __slots__ = ("data", "content_type")
     DATA_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+    content_type: str
+    def __init__(self, data: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
 
 class BatchReadRequest(_message.Message):
     __slots__ = ("reads",)
@@ -65,18 +69,20 @@ class BatchReadRequest(_message.Message):
     def __init__(self, reads: _Optional[_Iterable[_Union[ReadNeedleRequest, _Mapping]]] = ...) -> None: ...
 
 class BatchReadResult(_message.Message):
-    __slots__ = ("index", "code", "message", "data", "error")
+    __slots__ = ("index", "code", "message", "data", "error", "content_type")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     index: int
     code: int
     message: str
     data: bytes
     error: str
-    def __init__(self, index: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., data: _Optional[bytes] = ..., error: _Optional[str] = ...) -> None: ...
+    content_type: str
+    def __init__(self, index: _Optional[int] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., data: _Optional[bytes] = ..., error: _Optional[str] = ..., content_type: _Optional[str] = ...) -> None: ...
 
 class BatchReadResponse(_message.Message):
     __slots__ = ("results",)

@@ -20,6 +20,7 @@ from trenchcoat.errors import (
     VolumeNotFound,
 )
 from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.store_types import Blob
 
 
 class Stores:
@@ -34,7 +35,7 @@ class Stores:
         self.damaged: set[str] = set()
         self.empty: set[str] = set()
 
-    async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> bytes:
+    async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> Blob:
         self.reads.append(address)
         await asyncio.sleep(self.delay)
         if address in self.down:
@@ -46,7 +47,7 @@ class Stores:
         found = self.photos.get((needle.key, needle.alternate_key))
         if found is None or found[0] != needle.cookie:
             raise NeedleNotFound("needle not found")
-        return found[1]
+        return Blob(found[1], "image/jpeg")
 
 
 def volume(writable=True, alive=(True, True, True)):

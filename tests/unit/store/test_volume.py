@@ -43,7 +43,7 @@ async def test_write_then_read_back_exactly(tmp_path, executor):
     v = create_volume(tmp_path, 1, LIMITS, executor)
     offset, size = await v.write(n(0xABC, 0, 0xDEADBEEF), b"hello photo")
     assert offset == needle.SUPERBLOCK.size and size == needle.stored_size(11)
-    assert await v.read(n(0xABC, 0, 0xDEADBEEF)) == b"hello photo"
+    assert (await v.read(n(0xABC, 0, 0xDEADBEEF))).data == b"hello photo"
     assert v.io.preads == 1
 
 
@@ -66,13 +66,13 @@ async def test_uncached_needles_are_read_once_in_a_thread(tmp_path, executor, mo
     for k, blob in blobs.items():
         await v.write(n(k, 0, k), blob)
     drop_page_cache(v.path)
-    assert await v.read(n(1, 0, 1)) == blobs[1]
+    assert (await v.read(n(1, 0, 1))).data == blobs[1]
     got = await v.read_many([n(k, 0, k) for k in range(2, 9)])
-    assert got == [blobs[k] for k in range(2, 9)]
+    assert [g.data for g in got] == [blobs[k] for k in range(2, 9)]
     assert v.io.preads == 8
     # Cached now: every read answered without a miss.
     misses = v.io.nowait_misses
-    assert await v.read_many([n(k, 0, k) for k in blobs]) == list(blobs.values())
+    assert [g.data for g in await v.read_many([n(k, 0, k) for k in blobs])] == list(blobs.values())
     assert v.io.nowait_misses == misses and v.io.preads == 16
 
 
@@ -86,7 +86,7 @@ async def test_read_many_reports_each_failure_in_its_own_place(tmp_path, executo
         f.seek(offsets[5] + needle.HEADER.size + 3)
         f.write(b"\xff")
     got = await v.read_many([n(1, 0, 1), n(2, 0, 99), n(3, 0, 3), n(4, 0, 4), n(5, 0, 5), n(6, 0, 6)])
-    assert got[0] == bytes([1]) * 100 and got[2] == bytes([3]) * 100
+    assert got[0] == needle.Stored(bytes([1]) * 100, 0) and got[2] == needle.Stored(bytes([3]) * 100, 0)
     assert [type(r).__name__ for r in got[1:2] + got[3:]] == [
         "NeedleNotFound", "NeedleNotFound", "ChecksumMismatch", "NeedleNotFound"]
 
@@ -130,7 +130,7 @@ async def test_full_volume_turns_read_only_and_refuses_writes(tmp_path, executor
     assert v.read_only
     with pytest.raises(VolumeReadOnly):
         await v.write(n(100, 0, 1), b"y")
-    assert await v.read(n(2, 0, 1)) == b"x" * 1000  # still readable
+    assert (await v.read(n(2, 0, 1))).data == b"x" * 1000  # still readable
     await v.close()
     again, _ = reopen(tmp_path, executor, limits)
     assert again.read_only  # persisted in the superblock
@@ -156,7 +156,7 @@ async def test_delete_reads_as_not_found_and_survives_restart_without_checkpoint
     v2, _ = reopen(tmp_path, executor)
     with pytest.raises(NeedleNotFound):
         await v2.read(n(2, 0, 2))
-    assert await v2.read(n(1, 0, 1)) == b"keep"
+    assert (await v2.read(n(1, 0, 1))).data == b"keep"
 
 
 async def test_delete_with_a_wrong_cookie_is_refused(tmp_path, executor):
@@ -164,7 +164,7 @@ async def test_delete_with_a_wrong_cookie_is_refused(tmp_path, executor):
     await v.write(n(1, 0, 1), b"mine")
     with pytest.raises(NeedleNotFound):
         await v.delete(n(1, 0, 2))
-    assert await v.read(n(1, 0, 1)) == b"mine"
+    assert (await v.read(n(1, 0, 1))).data == b"mine"
 
 
 async def test_torn_tail_is_truncated_on_restart(tmp_path, executor):
@@ -181,7 +181,7 @@ async def test_torn_tail_is_truncated_on_restart(tmp_path, executor):
     with pytest.raises(NeedleNotFound):
         await v2.read(n(77, 0, 77))
     for i in range(10):
-        assert await v2.read(n(i, 0, i)) == bytes([i]) * 500
+        assert (await v2.read(n(i, 0, i))).data == bytes([i]) * 500
 
 
 async def test_damage_in_the_middle_is_not_mistaken_for_a_torn_tail(tmp_path, executor):
@@ -193,7 +193,7 @@ async def test_damage_in_the_middle_is_not_mistaken_for_a_torn_tail(tmp_path, ex
     v2, damage = reopen(tmp_path, executor)  # no checkpoint: a full scan
     assert len(damage) == 1 and damage[0].offset == offsets[2]
     for i in (0, 1, 3, 4):
-        assert await v2.read(n(i, 0, i)) == bytes([i]) * 200
+        assert (await v2.read(n(i, 0, i))).data == bytes([i]) * 200
 
 
 async def test_restart_loads_checkpoint_and_scans_only_the_tail(tmp_path, executor):
@@ -205,8 +205,8 @@ async def test_restart_loads_checkpoint_and_scans_only_the_tail(tmp_path, execut
         await v.write(n(i, 0, i), b"b" * 10)
     v2, _ = reopen(tmp_path, executor)  # crash: checkpoint covers 50, tail has 10
     assert v2.stats.needles == 60
-    assert await v2.read(n(55, 0, 55)) == b"b" * 10
-    assert await v2.read(n(5, 0, 5)) == b"a" * 10
+    assert (await v2.read(n(55, 0, 55))).data == b"b" * 10
+    assert (await v2.read(n(5, 0, 5))).data == b"a" * 10
 
 
 async def test_a_corrupt_checkpoint_is_ignored(tmp_path, executor):
@@ -219,7 +219,7 @@ async def test_a_corrupt_checkpoint_is_ignored(tmp_path, executor):
     raw[-1] ^= 0xFF
     idx.write_bytes(raw)
     v2, _ = reopen(tmp_path, executor)
-    assert v2.stats.needles == 20 and await v2.read(n(19, 0, 19)) == b"c"
+    assert v2.stats.needles == 20 and (await v2.read(n(19, 0, 19))).data == b"c"
 
 
 async def test_compaction_reclaims_deleted_bytes_while_reads_and_writes_go_on(tmp_path, executor):
@@ -235,18 +235,18 @@ async def test_compaction_reclaims_deleted_bytes_while_reads_and_writes_go_on(tm
         for j in range(300, 340):
             data[j] = os.urandom(100)
             await v.write(n(j, 0, j), data[j])
-            assert await v.read(n(1, 0, 1)) == data[1]
+            assert (await v.read(n(1, 0, 1))).data == data[1]
 
     (reclaimed, _live), _ = await asyncio.gather(v.compact(), traffic())
     assert reclaimed > 0 and v.file_bytes < before + 40 * 200
     live_keys = [k for k in data if k % 2 == 1 or k >= 300]
     for k in live_keys:
-        assert await v.read(n(k, 0, k)) == data[k]
+        assert (await v.read(n(k, 0, k))).data == data[k]
     with pytest.raises(NeedleNotFound):
         await v.read(n(0, 0, 0))
     v2, _ = reopen(tmp_path, executor)
     assert v2.stats.needles == len(live_keys)
-    assert await v2.read(n(339, 0, 339)) == data[339]
+    assert (await v2.read(n(339, 0, 339))).data == data[339]
 
 
 async def test_an_interrupted_compaction_leaves_the_old_volume_whole(tmp_path, executor):
@@ -258,7 +258,7 @@ async def test_an_interrupted_compaction_leaves_the_old_volume_whole(tmp_path, e
     v.path.with_suffix(".dat.compact").write_bytes(b"partial garbage")
     v2, _ = reopen(tmp_path, executor)
     assert not v.path.with_suffix(".dat.compact").exists()
-    assert all([await v2.read(n(i, 0, i)) == b"d" * 50 for i in range(10)])
+    assert all([(await v2.read(n(i, 0, i))).data == b"d" * 50 for i in range(10)])
 
 
 async def test_export_streams_the_file_from_an_offset(tmp_path, executor):
@@ -294,13 +294,13 @@ async def test_a_write_waiting_for_its_sync_while_compaction_swaps_files_reads_b
     await v.compact()
     release.set()
     offset, _ = await writing
-    assert await v.read(n(99, 0, 99)) == b"late" * 100
+    assert (await v.read(n(99, 0, 99))).data == b"late" * 100
     assert v.index.get(99, 0).offset == offset
     for i in range(10, 20):
-        assert await v.read(n(i, 0, i)) == bytes([i]) * 300
+        assert (await v.read(n(i, 0, i))).data == bytes([i]) * 300
     await v.close()
     v2, damage = reopen(tmp_path, executor)
-    assert not damage and await v2.read(n(99, 0, 99)) == b"late" * 100
+    assert not damage and (await v2.read(n(99, 0, 99))).data == b"late" * 100
 
 
 async def test_a_checkpoint_after_such_a_swap_covers_only_synced_writes(tmp_path, executor, monkeypatch):
@@ -334,7 +334,7 @@ async def test_a_checkpoint_after_such_a_swap_covers_only_synced_writes(tmp_path
     v2, damage = reopen(tmp_path, executor)  # as after a crash: checkpoint, then the tail scan
     assert not damage
     for i in [*range(10, 20), 99, *range(100, 160)]:
-        assert (await v2.read(n(i, 0, i)))[:1] in (bytes([i]), b"l", bytes([i % 256]))
+        assert ((await v2.read(n(i, 0, i))).data)[:1] in (bytes([i]), b"l", bytes([i % 256]))
 
 
 async def test_a_delete_waiting_while_compaction_swaps_files_flags_the_moved_needle(tmp_path, executor, monkeypatch):
@@ -367,4 +367,4 @@ async def test_a_delete_waiting_while_compaction_swaps_files_flags_the_moved_nee
     with pytest.raises(NeedleNotFound):
         await v.read(n(15, 0, 15))
     for i in [*range(10, 15), *range(16, 20)]:
-        assert await v.read(n(i, 0, i)) == bytes([i]) * 300
+        assert (await v.read(n(i, 0, i))).data == bytes([i]) * 300

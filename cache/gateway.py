@@ -1,11 +1,15 @@
-"""The photo HTTP gateway: ``GET``/``HEAD /<cache_id>/<machine_id>/<lv>,<photo>``.
+"""The cache's photo HTTP server: ``GET``/``HEAD /<cache_id>/<machine_id>/<lv>,<photo>.<ext>``.
 
-What the CDN pulls from (or a client on the cluster network reads directly). The path is
-parsed (malformed -> 400), the metadata row decides existence (missing, deleted, wrong
-cookie or volume -> 404), and the bytes come from the cache the path names. Responses
-carry Content-Type, Content-Length, a strong ETag (the photo component: the bytes behind
-a URL never change), ``Cache-Control: public, max-age=31536000, immutable``, and support
-``If-None-Match`` (304) and single byte ranges (206, or 416 when unsatisfiable).
+What the CDN pulls from (or a client on the cluster network reads directly): Haystack's
+CDN -> Cache -> Store, with nothing else on the way. The path is parsed (malformed ->
+400) and the photo comes from this cache's memory or, on a miss, from the store the path
+names (then the volume's other replicas). No database is asked anything: the Store
+decides existence (no such needle, deleted, wrong cookie -> 404) and the needle carries
+its type; a URL whose extension is not the stored type's is 404 too (it was never
+issued). Responses carry Content-Type, Content-Length, a strong ETag (the photo
+component: the bytes behind a URL never change), ``Cache-Control: public,
+max-age=31536000, immutable``, and support ``If-None-Match`` (304) and single byte
+ranges (206, or 416 when unsatisfiable).
 
 The CDN marks its requests with ``X-Trenchcoat-Via-CDN: 1``; the cache does not admit
 those (the CDN keeps them). Every photo response says what the cache did in
@@ -20,9 +24,10 @@ import logging
 import re
 
 from aiohttp import web
+from prometheus_client import Counter
 
-from router import metrics
-from router.photos import Photos
+from cache.photos import PhotoCache
+from trenchcoat import media_types
 from trenchcoat.errors import (
     DataLoss,
     InvalidArgument,
@@ -33,6 +38,10 @@ from trenchcoat.errors import (
 from trenchcoat.urls import MalformedURL, component, parse_path
 
 log = logging.getLogger(__name__)
+
+RESPONSES = Counter("trenchcoat_cache_http_responses_total",
+                    "Photo HTTP responses, by status and what the cache did (hit, admitted, miss, -).",
+                    ["status", "cache"])
 
 VIA_CDN_HEADER = "X-Trenchcoat-Via-CDN"
 CACHE_HEADER = "X-Trenchcoat-Cache"
@@ -63,8 +72,8 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 class Gateway:
-    def __init__(self, photos: Photos) -> None:
-        self._photos = photos
+    def __init__(self, cache: PhotoCache) -> None:
+        self._cache = cache
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -76,12 +85,15 @@ class Gateway:
         try:
             path = parse_path(request.path)
             via_cdn = request.headers.get(VIA_CDN_HEADER) == "1"
-            row, read = await self._photos.read_url(path, via_cdn=via_cdn)
-            data = read.data
-            cache = "hit" if read.hit else "admitted" if read.admitted else "miss"
+            served = await self._cache.read(path.machine_id, path.needle, via_cdn=via_cdn)
+            cache = "hit" if served.hit else "admitted" if served.admitted else "miss"
+            kind = media_types.of_mime(served.blob.content_type or media_types.OCTET_STREAM.mime)
+            if path.extension != kind.extension:
+                raise NotFound(f"no photo at {request.path}")
+            data = served.blob.data
             etag = f'"{component(path.needle)}"'
             headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes",
-                       "Content-Type": row.content_type, CACHE_HEADER: cache}
+                       "Content-Type": kind.mime, CACHE_HEADER: cache}
             if request.headers.get("If-None-Match") in (etag, "*"):
                 return self._done(web.Response(status=304, headers=headers), cache)
             span = None
@@ -108,12 +120,12 @@ class Gateway:
 
     @staticmethod
     def _done(response: web.Response, cache: str) -> web.Response:
-        metrics.RESPONSES.labels(str(response.status), cache).inc()
+        RESPONSES.labels(str(response.status), cache).inc()
         return response
 
 
 class HttpSite:
-    """The gateway's listener as a service worker: bound in ``start`` (a taken port stops
+    """The photo HTTP listener as a service worker: bound in ``start`` (a taken port stops
     the process at once), closed on shutdown after in-flight requests finish."""
 
     def __init__(self, app: web.Application, host: str, port: int) -> None:
@@ -128,9 +140,9 @@ class HttpSite:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
-            raise OSError(f"router: cannot bind the HTTP gateway on {self._host}:{self._port} (in use?): {exc}") from None
+            raise OSError(f"cache: cannot bind the photo HTTP port {self._host}:{self._port} (in use?): {exc}") from None
         self._stopped = asyncio.Event()
-        log.info("photo gateway on http://%s:%d/", self._host, self._port)
+        log.info("photos served on http://%s:%d/", self._host, self._port)
 
     async def run(self) -> None:
         assert self._stopped is not None, "start() first"
