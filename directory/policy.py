@@ -154,8 +154,9 @@ def plan_repair(copies: Mapping[int, PhysicalVolume | None]) -> RepairPlan | Non
     Copies of the same size may differ in delete flags (a replica down during a delete
     missed its flag): the one with more flags wins, so a repair does not bring a deleted
     needle back. (A copy that both missed a delete and holds an extra unacknowledged write
-    still wins on size; the metadata row keeps such a needle hidden, and replaying deletes
-    from a journal until every replica is flagged is the read path's job.)"""
+    still wins on size; then every target keeps the flags of the copy it replaces
+    (``VolumeSet.restore``), and the router's delete journal flags every replica until
+    all are.)"""
     present = {m: p for m, p in copies.items() if p is not None}
     if not present:
         return None

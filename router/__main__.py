@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from router.deletes import DeleteJournal
 from router.metadata import MediaStore
 from router.photos import Photos
 from router.service import SERVICE_NAME, MediaServicer
@@ -32,13 +33,15 @@ def main() -> int:
         caches = CacheClient(pool, config.cache_endpoints(),
                              timeout_s=config.cache.lease_wait_s + config.cache.store_timeout_s)
         uploader = Uploader(directory, stores, media, UploadLimits(section.max_upload_bytes, section.replica_timeout_s))
-        photos = Photos(media, directory, caches, stores, cdn_base_url=section.cdn_base_url,
+        deletes = DeleteJournal(media, directory, stores, caches, interval_s=section.delete_retry_interval_s,
+                                max_backoff_s=section.delete_retry_max_s, call_timeout_s=section.replica_timeout_s)
+        photos = Photos(media, directory, caches, deletes, cdn_base_url=section.cdn_base_url,
                         row_ttl_s=section.row_ttl_s)
         return server.host_for(
             "router", config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, MediaServicer(uploader, media, photos),
                                      router_pb2_grpc.add_MediaServiceServicer_to_server)],
-            workers=[directory],
+            workers=[directory, deletes],
             closers=[pool.close, media.close],
             ready=[directory.ready.wait],
         )

@@ -45,6 +45,17 @@ class MediaRow:
     idempotency_key: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class PendingDelete:
+    """A journalled delete: the needle to flag on every replica and drop from every cache."""
+
+    media_id: int
+    alternate_key: int
+    logical_volume: int
+    cookie: int
+    attempts: int
+
+
 class DuplicateId(Exception):
     """The minted media_id is taken (another router minted it in the same millisecond)."""
 
@@ -106,11 +117,48 @@ class MediaStore:
         await self._pool.execute("DELETE FROM media WHERE media_id = $1 AND state = $2",
                                  to_signed(media_id), MediaState.PENDING)
 
-    async def mark_deleted(self, media_id: int) -> bool:
-        """Turns an active row deleted; False if it was not active."""
-        status = await self._pool.execute("UPDATE media SET state = $2 WHERE media_id = $1 AND state = $3",
-                                          to_signed(media_id), MediaState.DELETED, MediaState.ACTIVE)
-        return status.endswith(" 1")
+    async def mark_deleted(self, media_id: int) -> PendingDelete | None:
+        """Turns an active row deleted and journals the delete of its needle, in one
+        transaction; returns the journal entry, or None if the row was not active."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE media SET state = $2 WHERE media_id = $1 AND state = $3 RETURNING logical_volume, cookie",
+                to_signed(media_id), MediaState.DELETED, MediaState.ACTIVE)
+            if row is None:
+                return None
+            entry = await conn.fetchrow(
+                "INSERT INTO delete_journal (media_id, alternate_key, logical_volume, cookie) VALUES ($1, 0, $2, $3)"
+                " ON CONFLICT (media_id, alternate_key) DO UPDATE SET next_attempt_at = now() RETURNING *",
+                to_signed(media_id), row["logical_volume"], row["cookie"])
+        assert entry is not None  # an upsert always returns its row
+        return _pending(entry)
+
+    async def claim_deletes(self, limit: int, hold_s: float) -> list[PendingDelete]:
+        """Up to ``limit`` journalled deletes that are due, each held from other routers
+        for ``hold_s`` (its next attempt is pushed that far out; a router that dies while
+        holding one leaves it to be claimed again then)."""
+        rows = await self._pool.fetch(
+            "UPDATE delete_journal SET attempts = attempts + 1,"
+            " next_attempt_at = now() + make_interval(secs => $2)"
+            " WHERE (media_id, alternate_key) IN (SELECT media_id, alternate_key FROM delete_journal"
+            "   WHERE next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " RETURNING *", limit, hold_s)
+        return [_pending(r) for r in rows]
+
+    async def finish_delete(self, entry: PendingDelete) -> None:
+        """The delete is carried out everywhere: the entry goes."""
+        await self._pool.execute("DELETE FROM delete_journal WHERE media_id = $1 AND alternate_key = $2",
+                                 to_signed(entry.media_id), entry.alternate_key)
+
+    async def delay_delete(self, entry: PendingDelete, why: str, retry_in_s: float) -> None:
+        """Not carried out everywhere yet: try again in ``retry_in_s``."""
+        await self._pool.execute(
+            "UPDATE delete_journal SET last_error = $3, next_attempt_at = now() + make_interval(secs => $4)"
+            " WHERE media_id = $1 AND alternate_key = $2",
+            to_signed(entry.media_id), entry.alternate_key, why[:1000], retry_in_s)
+
+    async def pending_deletes(self) -> int:
+        return int(await self._pool.fetchval("SELECT count(*) FROM delete_journal"))
 
     async def get(self, media_id: int) -> MediaRow | None:
         row = await self._pool.fetchrow("SELECT * FROM media WHERE media_id = $1", to_signed(media_id))
@@ -133,6 +181,11 @@ def _row(r: asyncpg.Record) -> MediaRow:
         cookie=r["cookie"], size_bytes=r["size_bytes"], content_type=r["content_type"],
         state=MediaState(r["state"]), created_at=r["created_at"], idempotency_key=r["idempotency_key"],
     )
+
+
+def _pending(r: asyncpg.Record) -> PendingDelete:
+    return PendingDelete(media_id=from_signed(r["media_id"]), alternate_key=r["alternate_key"],
+                         logical_volume=r["logical_volume"], cookie=r["cookie"], attempts=r["attempts"])
 
 
 def _redact(dsn: str) -> str:

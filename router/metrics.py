@@ -10,8 +10,8 @@ REPLICA_FAILURES = Counter("trenchcoat_router_replica_write_failures_total",
                            "Replica writes that failed, turning their volume read-only.")
 UPLOAD_SECONDS = Histogram("trenchcoat_router_upload_seconds", "Upload latency, first byte held to answer.",
                            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-DELETES = Counter("trenchcoat_router_deletes_total", "Deletes by outcome.", ["outcome"])
-DELETE_MISSED_REPLICAS = Counter("trenchcoat_router_delete_missed_replicas_total",
-                                 "Replicas a delete could not flag (the metadata row still hides the photo).")
+DELETES = Counter("trenchcoat_router_deletes_total",
+                  "Deletes by outcome: ok (carried out everywhere at once), journalled (some replica or cache "
+                  "left to the delete journal's retries), already (deleted before).", ["outcome"])
 BATCH_STAT_IDS = Counter("trenchcoat_router_batch_stat_ids_total",
                          "Media ids asked for by BatchStat (feed hydration's backend calls).")

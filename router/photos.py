@@ -9,19 +9,18 @@ PostgreSQL anything."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
 
 from router import metrics
+from router.deletes import DeleteJournal
 from router.metadata import MediaRow, MediaState, MediaStore
 from trenchcoat import media_types
 from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient
-from trenchcoat.errors import NeedleNotFound, NotFound, TrenchcoatError, Unavailable
+from trenchcoat.errors import NotFound, Unavailable
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_client import StoreClient
 from trenchcoat.urls import PhotoPath
 
 log = logging.getLogger(__name__)
@@ -62,13 +61,13 @@ class RowCache:
 
 
 class Photos:
-    def __init__(self, media: MediaStore, directory: DirectoryClient, caches: CacheClient, stores: StoreClient, *,
+    def __init__(self, media: MediaStore, directory: DirectoryClient, caches: CacheClient, deletes: DeleteJournal, *,
                  cdn_base_url: str, row_ttl_s: float = 0.0) -> None:
         self._rows = RowCache(row_ttl_s)
         self._media = media
         self._directory = directory
         self._caches = caches
-        self._stores = stores
+        self._deletes = deletes
         self._cdn = cdn_base_url
 
     async def active(self, media_id: int) -> MediaRow:
@@ -108,38 +107,21 @@ class Photos:
         return row, read.data
 
     async def delete(self, media_id: int) -> bool:
-        """Hides the photo everywhere; False if it was already deleted."""
+        """Deletes the photo: the row turns deleted and the delete of its needle is
+        journalled (one transaction), then carried out at once on every replica and cache
+        as far as they answer; the journal retries the rest (``router.deletes``). False if
+        it was already deleted."""
         row = await self._media.get(media_id)
         if row is None or row.state is MediaState.PENDING:
             raise MediaNotFound(f"media {media_id} does not exist")
         if row.state is MediaState.DELETED:
             metrics.DELETES.labels("already").inc()
             return False
-        # The row first: from here on every read answers NOT_FOUND, whatever a replica
-        # or a cache still holds.
-        await self._media.mark_deleted(media_id)
+        entry = await self._media.mark_deleted(media_id)
         self._rows.drop(media_id)
-        try:
-            volume = await self._directory.volume(row.logical_volume)
-        except TrenchcoatError as exc:
-            volume = None
-            metrics.DELETE_MISSED_REPLICAS.inc()
-            log.warning("delete of %d: cannot find volume %d's replicas: %s", media_id, row.logical_volume, exc)
-        if volume is not None:
-            needle = self.needle(row)  # every rendition shares the key; the original is flagged here
-            results = await asyncio.gather(*(self._stores.delete(r.address, needle) for r in volume.replicas),
-                                           return_exceptions=True)
-            for replica, result in zip(volume.replicas, results, strict=True):
-                if isinstance(result, NeedleNotFound):
-                    continue  # nothing to flag there (the upload never reached that replica)
-                if isinstance(result, TrenchcoatError):
-                    metrics.DELETE_MISSED_REPLICAS.inc()
-                    log.warning("delete of %d: store %d not flagged: %s", media_id, replica.machine_id, result)
-                elif isinstance(result, BaseException):
-                    raise result
-        try:
-            await self._caches.invalidate(media_id)
-        except TrenchcoatError as exc:
-            log.warning("delete of %d: %s", media_id, exc)
-        metrics.DELETES.labels("ok").inc()
+        if entry is None:  # another delete won the race
+            metrics.DELETES.labels("already").inc()
+            return False
+        done = await self._deletes.carry_out(entry)
+        metrics.DELETES.labels("ok" if done else "journalled").inc()
         return True

@@ -396,13 +396,37 @@ class Volume:
 
     async def delete(self, ref: NeedleRef) -> bool:
         """Flags the needle deleted on disk and in the index; False if it already was."""
-        key, alt, cookie = ref.key, ref.alternate_key, ref.cookie
+        key, alt = ref.key, ref.alternate_key
         entry = self._index.get(key, alt)
         if entry is None:
             raise NeedleNotFound(_not_found(self.volume_id, key, alt))
         if entry.deleted:
             return False
+        return await self._flag_deleted(key, alt, ref.cookie)
+
+    async def deleted_needles(self) -> list[tuple[int, int]]:
+        """(key, alternate key) of every needle deleted in this copy: flagged in the index,
+        or only on disk (deleted after the last checkpoint, then a crash: reads find those
+        flags, the index does not yet). Call after ``retire``, so none is added meanwhile."""
+        keys, alts, units, sizes = self._index.arrays()
+        return await self._in_thread(_deleted, self._handle.fd, keys, alts, units, sizes)
+
+    async def keep_deleted(self, gone: Sequence[tuple[int, int]]) -> int:
+        """Flags every needle of ``gone`` that this copy holds live: a repair's copy taking
+        over from one where they were deleted must not bring them back (its source may
+        have been down when they were deleted). Returns how many were flagged."""
+        flagged = 0
+        for key, alt in gone:
+            entry = self._index.get(key, alt)
+            if entry is not None and not entry.deleted:
+                flagged += await self._flag_deleted(key, alt, None)
+        return flagged
+
+    async def _flag_deleted(self, key: int, alt: int, cookie: int | None) -> bool:
+        """Sets the needle's deleted flag durably (``cookie`` must match unless None)."""
         async with self._append_lock:
+            if self._retired:
+                raise VolumeRetired(f"volume {self.volume_id} is being replaced by a repair; retry the delete")
             # Again, under the lock: a compaction may have moved the needle meanwhile.
             entry = self._index.get(key, alt)
             if entry is None:
@@ -415,7 +439,7 @@ class Volume:
                 found, _ = needle.unpack_header(header)
             except needle.NeedleFormatError as exc:
                 raise ChecksumMismatch(f"volume {self.volume_id}: needle at {entry.offset} is damaged ({exc})") from None
-            if found.key != key or found.cookie != cookie:
+            if found.key != key or (cookie is not None and found.cookie != cookie):
                 raise NeedleNotFound(_not_found(self.volume_id, key, alt))
             if found.flags & needle.FLAG_DELETED:
                 self._index.mark_deleted(key, alt)
@@ -762,6 +786,20 @@ def _finish_compaction(src, dst, sb, placed, snapshot_end, end, deletes):
     _pwrite_all(dst, sb.pack(), 0)
     os.fsync(dst)
     return index, out
+
+
+def _deleted(fd, keys, alts, units, sizes) -> list[tuple[int, int]]:
+    gone = []
+    for key, alt, unit, size in zip(keys.tolist(), alts.tolist(), units.tolist(), sizes.tolist()):
+        if not size & DELETED_BIT:
+            try:
+                found, _ = needle.unpack_header(os.pread(fd, needle.HEADER.size, unit * OFFSET_UNIT))
+            except needle.NeedleFormatError:
+                continue  # damaged: a scrub reports it; it is not a delete
+            if not found.flags & needle.FLAG_DELETED:
+                continue
+        gone.append((key, alt))
+    return gone
 
 
 def _scrub(fd, keys, alts, units, sizes) -> tuple[int, list[Damage]]:

@@ -112,7 +112,9 @@ class VolumeSet:
         """Replaces (or creates) a volume with a copy streamed from another replica. Every
         chunk's CRC is checked, the copy is made durable and verified needle by needle
         before it is swapped in; until then the old copy serves, and reads already under
-        way on it finish there. Returns the new volume and the bytes copied."""
+        way on it finish there. Every needle deleted in the old copy is flagged in the new
+        one before the swap (deletes arriving meanwhile are refused, to be retried on the
+        new copy). Returns the new volume and the bytes copied."""
         if not 1 <= volume_id <= MAX_VOLUME_ID:
             raise BadNeedleRequest(f"volume id must be in 1..{MAX_VOLUME_ID}, got {volume_id}")
         async with self._creating:
@@ -143,7 +145,12 @@ class VolumeSet:
                                         f"(first at offset {damage[0].offset}: {damage[0].reason})")
                 old = self._volumes.get(volume_id)
                 if old is not None:
-                    await old.retire()  # no write, checkpoint or compaction of it from here on
+                    await old.retire()  # no write, delete, checkpoint or compaction of it from here on
+                    # A repair never brings a deleted needle back: the source may have been
+                    # down when it was deleted here.
+                    kept = await volume.keep_deleted(await old.deleted_needles())
+                    if kept:
+                        log.info("volume %d: %d needles deleted here stay deleted in the copy", volume_id, kept)
                 path.with_suffix(".idx").unlink(missing_ok=True)  # the old copy's checkpoint
                 os.replace(tmp, path)  # the open descriptor follows the file
                 checkpoint.fsync_dir(self.directory)

@@ -357,6 +357,16 @@ class RouterConfig(ServiceConfig):
         "with cache.port + i for each of cache.count processes.",
         default=(),
     )
+    delete_retry_interval_s: float = doc(
+        "Seconds between passes over the delete journal: deletes not yet flagged on every "
+        "replica (one was down) or dropped from every cache are retried, with backoff.",
+        default=2.0,
+    )
+    delete_retry_max_s: float = doc(
+        "Longest backoff between two attempts of one journalled delete (also how long a "
+        "router holds an entry it is working on).",
+        default=60.0,
+    )
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
@@ -367,6 +377,9 @@ class RouterConfig(ServiceConfig):
         _require(self.max_upload_bytes >= 1, f"{section}.max_upload_bytes", "must be >= 1")
         _require(self.replica_timeout_s > 0, f"{section}.replica_timeout_s", "must be > 0")
         _require(0 <= self.row_ttl_s <= 60, f"{section}.row_ttl_s", "must be in 0..60 seconds")
+        _require(self.delete_retry_interval_s > 0, f"{section}.delete_retry_interval_s", "must be > 0")
+        _require(self.delete_retry_max_s >= self.delete_retry_interval_s, f"{section}.delete_retry_max_s",
+                 "must be >= delete_retry_interval_s")
         _require(
             self.cdn_base_url.startswith(("http://", "https://")),
             f"{section}.cdn_base_url",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from store import needle
-from store.errors import ChecksumMismatch, CorruptVolume
+from store.errors import ChecksumMismatch, CorruptVolume, NeedleNotFound, VolumeRetired
 from store.volume import Volume, VolumeLimits
 from store.volumes import VolumeSet
 from trenchcoat.needle_ref import NeedleRef
@@ -67,6 +67,38 @@ async def test_a_good_copy_is_swapped_in_and_serves(machines):
     for key in range(1, 30):
         assert (await volume.read(ref(1, key))).data == (await source.get(1).read(ref(1, key))).data
     assert volume.path == target.directory / "vol-1.dat"
+
+
+async def test_a_repair_never_brings_back_a_needle_deleted_in_the_copy_it_replaces(machines):
+    """The source was down when needles 3 and 5 were deleted here: its copy still holds
+    them live, and the repair must not resurrect them."""
+    source, target = machines
+    old = target.get(1)
+    assert await old.delete(ref(1, 3))
+    # Needle 5: flagged on disk after the last checkpoint, then a crash; the index still
+    # says live (reads would learn it), as after a restart.
+    entry = old.index.get(5, 0)
+    assert entry is not None
+    with open(old.path, "r+b") as f:
+        f.seek(entry.offset + needle.FLAGS_OFFSET)
+        f.write(bytes([needle.FLAG_DELETED]))
+    assert not old.index.get(5, 0).deleted
+    volume, _ = await target.restore(1, stream(await chunks_of(source.get(1))))
+    for key in (3, 5):
+        with pytest.raises(NeedleNotFound):
+            await volume.read(ref(1, key))
+        assert (await source.get(1).read(ref(1, key))).data  # the source still has it
+    for key in (1, 2, 4, *range(6, 30)):
+        assert (await volume.read(ref(1, key))).data == (await source.get(1).read(ref(1, key))).data
+    assert volume.stats.needles == 27
+
+
+async def test_a_delete_on_a_copy_being_replaced_is_refused_for_a_retry(machines):
+    _, target = machines
+    old = target.get(1)
+    await old.retire()
+    with pytest.raises(VolumeRetired, match="retry"):
+        await old.delete(ref(1, 2))
 
 
 async def test_reads_under_way_on_the_old_copy_finish_there(machines):

@@ -1,0 +1,100 @@
+"""Deletes carried out where the bytes are, from a durable journal.
+
+Reads never consult the metadata, so a deleted photo stops serving only when every
+replica of its volume has the needle flagged deleted (the Store then answers NOT_FOUND)
+and every cache has dropped it. A delete journals that work in the same transaction that
+marks the row deleted (``MediaStore.mark_deleted``), tries it at once, and leaves what did
+not succeed (a replica down or unreachable, a cache not answering) to this worker, which
+retries every router's entries with backoff until all are done. A replica refilled by a
+repair keeps the flags of the copy it replaces (``VolumeSet.restore``), and an entry is
+finished only when the volume's current replicas all have the flag, so neither a replica
+that was down nor one refilled from it brings the photo back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from prometheus_client import Counter, Gauge
+
+from router.metadata import MediaStore, PendingDelete
+from trenchcoat.cache_client import CacheClient
+from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.errors import NeedleNotFound, TrenchcoatError, Unavailable
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.store_client import StoreClient
+from trenchcoat.workers import PeriodicWorker
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = Counter("trenchcoat_router_delete_attempts_total",
+                   "Attempts to carry out a journalled delete, by outcome (done, retry).", ["outcome"])
+PENDING = Gauge("trenchcoat_router_deletes_pending",
+                "Journalled deletes not yet carried out on every replica and cache (as of the last pass).")
+
+BATCH = 100
+"""Journal entries one pass claims."""
+
+
+class DeleteJournal(PeriodicWorker):
+    """Carries out journalled deletes; ``carry_out`` is the one attempt, ``tick`` the
+    retry pass over due entries (every ``interval_s``)."""
+
+    def __init__(self, media: MediaStore, directory: DirectoryClient, stores: StoreClient, caches: CacheClient, *,
+                 interval_s: float, max_backoff_s: float, call_timeout_s: float) -> None:
+        super().__init__("delete journal", interval_s)
+        self._media = media
+        self._directory = directory
+        self._stores = stores
+        self._caches = caches
+        self._max_backoff_s = max_backoff_s
+        self._call_timeout_s = call_timeout_s
+
+    async def carry_out(self, entry: PendingDelete) -> bool:
+        """One attempt; True when the delete is done everywhere (the entry is gone),
+        False when it was put back for a retry."""
+        try:
+            await self._apply(entry)
+        except TrenchcoatError as exc:
+            ATTEMPTS.labels("retry").inc()
+            retry_in = min(self._max_backoff_s, self.interval_s * 2 ** min(entry.attempts, 16))
+            retry_in *= random.uniform(0.5, 1.0)
+            log.warning("delete of %d not carried out everywhere yet (retry in %.1fs): %s",
+                        entry.media_id, retry_in, exc)
+            await self._media.delay_delete(entry, str(exc), retry_in)
+            return False
+        await self._media.finish_delete(entry)
+        ATTEMPTS.labels("done").inc()
+        return True
+
+    async def _apply(self, entry: PendingDelete) -> None:
+        """Flags the needle on every replica the volume has now, then drops it from every
+        cache (a fill under way when it is dropped is not admitted: its lease is voided).
+        Raises Unavailable naming what is left."""
+        volume = await self._directory.volume(entry.logical_volume)
+        needle = NeedleRef(logical_volume=entry.logical_volume, key=entry.media_id,
+                           alternate_key=entry.alternate_key, cookie=entry.cookie)
+        results = await asyncio.gather(
+            *(self._stores.delete(r.address, needle, timeout_s=self._call_timeout_s) for r in volume.replicas),
+            return_exceptions=True)
+        left = []
+        for replica, result in zip(volume.replicas, results, strict=True):
+            if isinstance(result, NeedleNotFound):
+                continue  # the replica holds no such needle (the upload never reached it): nothing to serve
+            if isinstance(result, TrenchcoatError):
+                left.append(f"store {replica.machine_id} not flagged: {result}")
+            elif isinstance(result, BaseException):
+                raise result
+        try:
+            await self._caches.invalidate(entry.media_id)
+        except TrenchcoatError as exc:
+            left.append(str(exc))
+        if left:
+            raise Unavailable("; ".join(left))
+
+    async def tick(self) -> None:
+        for entry in await self._media.claim_deletes(BATCH, hold_s=self._max_backoff_s):
+            await self.carry_out(entry)
+        PENDING.set(await self._media.pending_deletes())
