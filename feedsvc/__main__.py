@@ -15,7 +15,7 @@ from feedsvc.records import Records
 from feedsvc.service import SERVICE_NAME, FeedServicer
 from feedsvc.sweeper import Sweeper
 from feedsvc.timelines import Timelines
-from trenchcoat import redisio, server
+from trenchcoat import redisio, server, siblings
 from trenchcoat.media_client import MediaClient
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.v1 import feed_pb2_grpc
@@ -23,6 +23,7 @@ from trenchcoat.v1 import feed_pb2_grpc
 
 def main() -> int:
     config = server.load_config("feedsvc", "The feed: posts, follows, home feeds.")
+    siblings.prepare(config.feed.workers)
     section = config.feed
     for what, value in (("postgres.dsn", config.postgres.dsn), ("redis.url", config.redis.url)):
         if not value:

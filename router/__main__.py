@@ -9,7 +9,7 @@ from router.metadata import MediaStore
 from router.photos import Photos
 from router.service import SERVICE_NAME, MediaServicer
 from router.upload import Uploader, UploadLimits
-from trenchcoat import server
+from trenchcoat import server, siblings
 from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.rpc import ChannelPool
@@ -19,6 +19,7 @@ from trenchcoat.v1 import router_pb2_grpc
 
 def main() -> int:
     config = server.load_config("router", "The media router (uploads, reads, deletes, stats).")
+    siblings.prepare(config.router.workers)
     section = config.router
     if not config.postgres.dsn:
         print("router: postgres.dsn is empty: media metadata lives in PostgreSQL", file=sys.stderr)

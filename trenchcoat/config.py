@@ -333,6 +333,11 @@ class RouterConfig(ServiceConfig):
 
     port: int = doc("gRPC port.", default=7400)
     metrics_port: int = doc("Prometheus /metrics port.", default=9400)
+    workers: int = doc(
+        "Processes of each router sharing its ports (SO_REUSEPORT), one core each; the first "
+        "starts the others and serves /metrics for all.",
+        default=1,
+    )
     directory_endpoints: tuple[str, ...] = doc(
         "Directory addresses as host:port. Empty: cluster.host with directory.port + i "
         "for each of directory.count processes.",
@@ -377,6 +382,7 @@ class RouterConfig(ServiceConfig):
         _require(self.max_upload_bytes >= 1, f"{section}.max_upload_bytes", "must be >= 1")
         _require(self.replica_timeout_s > 0, f"{section}.replica_timeout_s", "must be > 0")
         _require(0 <= self.row_ttl_s <= 60, f"{section}.row_ttl_s", "must be in 0..60 seconds")
+        _require(1 <= self.workers <= 256, f"{section}.workers", f"must be in 1..256, got {self.workers}")
         _require(self.delete_retry_interval_s > 0, f"{section}.delete_retry_interval_s", "must be > 0")
         _require(self.delete_retry_max_s >= self.delete_retry_interval_s, f"{section}.delete_retry_max_s",
                  "must be >= delete_retry_interval_s")
@@ -409,6 +415,11 @@ class FeedConfig(ServiceConfig):
 
     port: int = doc("gRPC port.", default=7700)
     metrics_port: int = doc("Prometheus /metrics port.", default=9700)
+    workers: int = doc(
+        "Processes of each feed process sharing its ports (SO_REUSEPORT), one core each; the first "
+        "starts the others and serves /metrics for all.",
+        default=1,
+    )
     router_endpoints: tuple[str, ...] = doc(
         "MediaService addresses (host:port) the feed checks posts and hydrates through. "
         "Empty: cluster.host with router.port + i for each of router.count processes.",
@@ -448,6 +459,7 @@ class FeedConfig(ServiceConfig):
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
+        _require(1 <= self.workers <= 256, f"{section}.workers", f"must be in 1..256, got {self.workers}")
         for endpoint in self.router_endpoints:
             _require_host_port(endpoint, f"{section}.router_endpoints")
         _require(self.timeline_max >= 10, f"{section}.timeline_max", "must be >= 10")

@@ -33,9 +33,16 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
 
 from trenchcoat import config as configmod
+from trenchcoat import siblings
 from trenchcoat.config import ClusterConfig, Config, ServiceConfig
 from trenchcoat.errors import ConfigError, TrenchcoatError
 from trenchcoat.interceptor import ServerInterceptor
@@ -79,7 +86,11 @@ class ServiceHost:
         workers: Sequence[Worker] = (),
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
         ready: Sequence[Callable[[], Awaitable[object]]] = (),
+        reuse_port: bool = False,
     ) -> None:
+        """``metrics_port`` 0 picks a free port, -1 serves no metrics (a worker whose first
+        sibling serves them for all); ``reuse_port`` shares the gRPC port with sibling
+        processes (``trenchcoat.siblings``) instead of failing when it is taken."""
         self.name = name
         self._ready = tuple(ready)
         self._closers = tuple(closers)
@@ -94,7 +105,7 @@ class ServiceHost:
         self._readiness: asyncio.Task[None] | None = None
         self._server = grpc.aio.server(
             interceptors=[ServerInterceptor()],
-            options=list(SERVER_OPTIONS),
+            options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 1)] if reuse_port else list(SERVER_OPTIONS),
         )
         for binding in self._bindings:
             binding.add_to_server(binding.servicer, self._server)
@@ -176,6 +187,10 @@ class ServiceHost:
         if self._readiness is not None:
             self._readiness.cancel()
             await asyncio.gather(self._readiness, return_exceptions=True)
+        for worker in self._workers:
+            begin = getattr(worker, "begin_drain", None)
+            if begin is not None:
+                begin()  # sibling processes drain alongside
         await self._health.enter_graceful_shutdown()
         if self._drain_notice > 0:
             await asyncio.sleep(self._drain_notice)
@@ -202,8 +217,15 @@ class ServiceHost:
         self._stopping.set()
 
     async def _start_metrics(self) -> None:
+        if self._metrics_port < 0:
+            return
+        registry = REGISTRY
+        if os.environ.get(siblings.MULTIPROC_ENV):  # every worker's samples, from their files
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+
         async def metrics(_: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+            return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         app = web.Application()
         app.router.add_get("/metrics", metrics)
@@ -238,18 +260,25 @@ def host_for(
     closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ready: Sequence[Callable[[], Awaitable[object]]] = (),
 ) -> ServiceHost:
-    """A ServiceHost configured from a service's config section."""
+    """A ServiceHost configured from a service's config section. A section with
+    ``workers`` > 1 runs that many processes on its port (``trenchcoat.siblings``): the
+    first also starts the others and serves the metrics of all."""
+    count = int(getattr(service, "workers", 1))
+    index = siblings.worker_index()
+    if count > 1 and index == 0:
+        workers = [*workers, siblings.Siblings(service.grace_period_s + service.drain_notice_s)]
     return ServiceHost(
-        name=name,
+        name=name if count == 1 else f"{name}#{index}",
         host=cluster.host,
         port=service.port,
-        metrics_port=service.metrics_port,
+        metrics_port=service.metrics_port if index == 0 else -1,
         grace_period_s=service.grace_period_s,
         drain_notice_s=service.drain_notice_s,
         bindings=bindings,
         workers=workers,
         closers=closers,
         ready=ready,
+        reuse_port=count > 1,
     )
 
 
