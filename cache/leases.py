@@ -126,11 +126,17 @@ class LeaseTable:
             self.lingering -= lease.size
 
     def _trim(self) -> None:
-        """Drops the oldest finished results while more than ``linger_bytes`` are kept."""
-        for key in list(self._leases):
-            if self.lingering <= self.linger_bytes:
-                return
-            lease = self._leases[key]
+        """Drops the oldest finished results while more than ``linger_bytes`` are kept
+        (walking only as far as it must: this runs on every fill)."""
+        excess = self.lingering - self.linger_bytes
+        if excess <= 0:
+            return
+        victims = []
+        for key, lease in self._leases.items():
+            if excess <= 0:
+                break
             if lease.result.done() and lease.size:
-                del self._leases[key]
-                self.lingering -= lease.size
+                victims.append(key)
+                excess -= lease.size
+        for key in victims:
+            self.lingering -= self._leases.pop(key).size
