@@ -32,12 +32,12 @@ def main() -> int:
             return 2
 
     async def build() -> server.ServiceHost:
-        timeout = section.call_timeout_s
-        records = await Records.connect(config.postgres.dsn, timeout_s=timeout)
+        records = await Records.connect(config.postgres.dsn, timeout_s=config.postgres.timeout_s)
         await records.migrate()
-        redis = redisio.connect(config.redis.url, timeout_s=timeout)
+        redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
         pool = ChannelPool()
-        routers = Routers([MediaClient(pool, address, timeout_s=timeout) for address in config.router_endpoints()])
+        routers = Routers([MediaClient(pool, address, timeout_s=section.call_timeout_s)
+                           for address in config.router_endpoints()])
         timelines = Timelines(redis, timeline_max=section.timeline_max, celebrity_recent=section.celebrity_recent)
         queue = FanoutQueue(redis)
         metadata = MetadataCache(redis, records, routers, ttl_s=section.metadata_ttl_s,

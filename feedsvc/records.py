@@ -2,16 +2,14 @@
 (schema in ``feedsvc/migrations/``). Post ids are media_ids, stored through
 ``trenchcoat.ids.to_signed`` so the bigint order is the id order.
 
-Every call is bounded by ``call_timeout_s``; a database that cannot be reached or answers
-too slowly is ``Unavailable`` naming PostgreSQL.
+Every call is bounded by ``postgres.timeout_s``; a database that cannot be reached or
+answers too slowly is ``Unavailable`` naming PostgreSQL.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,19 +51,16 @@ class Records:
 
     @classmethod
     async def connect(cls, dsn: str, *, timeout_s: float, min_size: int = 2, max_size: int = 16) -> Records:
-        try:
-            pool = await asyncio.wait_for(
-                asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=timeout_s),
-                timeout_s * 3)
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-            raise Unavailable(f"cannot reach PostgreSQL at {_redact(dsn)}: {exc}") from exc
-        return cls(pool, timeout_s)
+        """Connects within a few deadlines (``trenchcoat.postgres.connect``) or raises Unavailable."""
+        return cls(await postgres.connect(dsn, timeout_s=timeout_s, min_size=min_size, max_size=max_size),
+                   timeout_s)
 
     async def close(self) -> None:
         await self._pool.close()
 
     async def migrate(self) -> list[int]:
-        return await pgmigrate.migrate(self._pool, "feedsvc.migrations", MIGRATIONS_TABLE)
+        return await pgmigrate.migrate(self._pool, "feedsvc.migrations", MIGRATIONS_TABLE,
+                                       timeout_s=postgres.CONNECT_DEADLINES * self._timeout)
 
     def _db(self, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """A connection for one piece of work within the deadline (trenchcoat.postgres)."""
@@ -245,6 +240,3 @@ def _post(row: asyncpg.Record) -> Post:
     return Post(media_id=from_signed(row["post_id"]), author_id=row["author_id"], caption=row["caption"],
                 pushed=row["pushed"], state=PostState(row["state"]), created_at=row["created_at"].timestamp())
 
-
-def _redact(dsn: str) -> str:
-    return re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", dsn)

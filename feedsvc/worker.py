@@ -152,9 +152,9 @@ def main() -> int:
             return 2
 
     async def build() -> server.ServiceHost:
-        timeout = config.feed.call_timeout_s
-        records = await Records.connect(config.postgres.dsn, timeout_s=timeout, max_size=max(4, section.concurrency * 2))
-        redis = redisio.connect(config.redis.url, timeout_s=timeout)
+        records = await Records.connect(config.postgres.dsn, timeout_s=config.postgres.timeout_s,
+                                        max_size=max(4, section.concurrency * 2))
+        redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
         timelines = Timelines(redis, timeline_max=config.feed.timeline_max,
                               celebrity_recent=config.feed.celebrity_recent)
         fanout = Fanout(records, timelines, batch_size=section.batch_size)

@@ -26,7 +26,7 @@ def main() -> int:
         return 2
 
     async def build() -> server.ServiceHost:
-        media = await MediaStore.connect(config.postgres.dsn)
+        media = await MediaStore.connect(config.postgres.dsn, timeout_s=config.postgres.timeout_s)
         await media.migrate()
         pool = ChannelPool()
         directory = DirectoryClient(pool, config.directory_endpoints())

@@ -5,20 +5,25 @@ Migrations are the files ``router/migrations/NNNN_name.sql`` (applied by
 before any replica is touched (its primary key makes the minted media_id unique across
 routers), becomes ``active`` once every replica holds the bytes, and is never served
 while pending.
+
+Every call is bounded by ``postgres.timeout_s`` (``trenchcoat.postgres``): a database that
+cannot be reached or answers too slowly is ``Unavailable`` naming PostgreSQL and what was
+being done, never a hang or INTERNAL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
-from trenchcoat import pgmigrate
-from trenchcoat.errors import Internal, Unavailable
+from trenchcoat import pgmigrate, postgres
+from trenchcoat.errors import Internal
 from trenchcoat.ids import from_signed, to_signed
 
 log = logging.getLogger(__name__)
@@ -61,23 +66,27 @@ class DuplicateId(Exception):
 
 
 class MediaStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
         self._pool = pool
+        self._timeout = timeout_s
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 2, max_size: int = 16) -> MediaStore:
-        try:
-            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=10)
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise Unavailable(f"cannot reach PostgreSQL at {_redact(dsn)}: {exc}") from exc
-        return cls(pool)
+    async def connect(cls, dsn: str, *, timeout_s: float, min_size: int = 2, max_size: int = 16) -> MediaStore:
+        """Connects within a few deadlines (``trenchcoat.postgres.connect``) or raises Unavailable."""
+        return cls(await postgres.connect(dsn, timeout_s=timeout_s, min_size=min_size, max_size=max_size),
+                   timeout_s)
 
     async def close(self) -> None:
         await self._pool.close()
 
     async def migrate(self) -> list[int]:
         """Applies the migrations not yet applied; returns their versions."""
-        return await pgmigrate.migrate(self._pool, "router.migrations", MIGRATIONS_TABLE)
+        return await pgmigrate.migrate(self._pool, "router.migrations", MIGRATIONS_TABLE,
+                                       timeout_s=postgres.CONNECT_DEADLINES * self._timeout)
+
+    def _db(self, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A connection for one piece of work within the deadline (trenchcoat.postgres)."""
+        return postgres.connection(self._pool, what, self._timeout)
 
     async def reserve(self, *, shard: int, owner_id: int, logical_volume: int, cookie: int,
                       size_bytes: int, content_type: str, idempotency_key: str | None) -> tuple[MediaRow, bool]:
@@ -86,12 +95,13 @@ class MediaStore:
         used ``idempotency_key``, (that row, False). Raises DuplicateId when the id was taken
         (a shard minting over 1,024 ids in one millisecond)."""
         try:
-            row = await self._pool.fetchrow(
-                "INSERT INTO media (media_id, owner_id, logical_volume, cookie, size_bytes, content_type,"
-                " state, idempotency_key) VALUES (next_id($1), $2, $3, $4, $5, $6, $7, $8) RETURNING *",
-                shard, owner_id, logical_volume, cookie, size_bytes, content_type,
-                MediaState.PENDING, idempotency_key,
-            )
+            async with self._db("reserving the upload's row") as conn:
+                row = await conn.fetchrow(
+                    "INSERT INTO media (media_id, owner_id, logical_volume, cookie, size_bytes, content_type,"
+                    " state, idempotency_key) VALUES (next_id($1), $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+                    shard, owner_id, logical_volume, cookie, size_bytes, content_type,
+                    MediaState.PENDING, idempotency_key,
+                )
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "media_pkey":
                 raise DuplicateId(f"a media_id of shard {shard} was minted twice") from None
@@ -104,23 +114,25 @@ class MediaStore:
         return _row(row), True
 
     async def activate(self, media_id: int, logical_volume: int) -> MediaRow:
-        row = await self._pool.fetchrow(
-            "UPDATE media SET state = $2, logical_volume = $3 WHERE media_id = $1 RETURNING *",
-            to_signed(media_id), MediaState.ACTIVE, logical_volume,
-        )
+        async with self._db("activating the upload's row") as conn:
+            row = await conn.fetchrow(
+                "UPDATE media SET state = $2, logical_volume = $3 WHERE media_id = $1 RETURNING *",
+                to_signed(media_id), MediaState.ACTIVE, logical_volume,
+            )
         if row is None:
             raise Internal(f"the pending row of {media_id} vanished before its upload finished")
         return _row(row)
 
     async def discard(self, media_id: int) -> None:
         """Drops a pending row whose upload failed."""
-        await self._pool.execute("DELETE FROM media WHERE media_id = $1 AND state = $2",
-                                 to_signed(media_id), MediaState.PENDING)
+        async with self._db("dropping a failed upload's row") as conn:
+            await conn.execute("DELETE FROM media WHERE media_id = $1 AND state = $2",
+                               to_signed(media_id), MediaState.PENDING)
 
     async def mark_deleted(self, media_id: int) -> PendingDelete | None:
         """Turns an active row deleted and journals the delete of its needle, in one
         transaction; returns the journal entry, or None if the row was not active."""
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._db("marking the media deleted") as conn, conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE media SET state = $2 WHERE media_id = $1 AND state = $3 RETURNING logical_volume, cookie",
                 to_signed(media_id), MediaState.DELETED, MediaState.ACTIVE)
@@ -137,41 +149,48 @@ class MediaStore:
         """Up to ``limit`` journalled deletes that are due, each held from other routers
         for ``hold_s`` (its next attempt is pushed that far out; a router that dies while
         holding one leaves it to be claimed again then)."""
-        rows = await self._pool.fetch(
-            "UPDATE delete_journal SET attempts = attempts + 1,"
-            " next_attempt_at = now() + make_interval(secs => $2)"
-            " WHERE (media_id, alternate_key) IN (SELECT media_id, alternate_key FROM delete_journal"
-            "   WHERE next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-            " RETURNING *", limit, hold_s)
+        async with self._db("claiming journalled deletes") as conn:
+            rows = await conn.fetch(
+                "UPDATE delete_journal SET attempts = attempts + 1,"
+                " next_attempt_at = now() + make_interval(secs => $2)"
+                " WHERE (media_id, alternate_key) IN (SELECT media_id, alternate_key FROM delete_journal"
+                "   WHERE next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+                " RETURNING *", limit, hold_s)
         return [_pending(r) for r in rows]
 
     async def finish_delete(self, entry: PendingDelete) -> None:
         """The delete is carried out everywhere: the entry goes."""
-        await self._pool.execute("DELETE FROM delete_journal WHERE media_id = $1 AND alternate_key = $2",
-                                 to_signed(entry.media_id), entry.alternate_key)
+        async with self._db("finishing a journalled delete") as conn:
+            await conn.execute("DELETE FROM delete_journal WHERE media_id = $1 AND alternate_key = $2",
+                               to_signed(entry.media_id), entry.alternate_key)
 
     async def delay_delete(self, entry: PendingDelete, why: str, retry_in_s: float) -> None:
         """Not carried out everywhere yet: try again in ``retry_in_s``."""
-        await self._pool.execute(
-            "UPDATE delete_journal SET last_error = $3, next_attempt_at = now() + make_interval(secs => $4)"
-            " WHERE media_id = $1 AND alternate_key = $2",
-            to_signed(entry.media_id), entry.alternate_key, why[:1000], retry_in_s)
+        async with self._db("postponing a journalled delete") as conn:
+            await conn.execute(
+                "UPDATE delete_journal SET last_error = $3, next_attempt_at = now() + make_interval(secs => $4)"
+                " WHERE media_id = $1 AND alternate_key = $2",
+                to_signed(entry.media_id), entry.alternate_key, why[:1000], retry_in_s)
 
     async def pending_deletes(self) -> int:
-        return int(await self._pool.fetchval("SELECT count(*) FROM delete_journal"))
+        async with self._db("counting journalled deletes") as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM delete_journal"))
 
     async def get(self, media_id: int) -> MediaRow | None:
-        row = await self._pool.fetchrow("SELECT * FROM media WHERE media_id = $1", to_signed(media_id))
+        async with self._db("reading the media's row") as conn:
+            row = await conn.fetchrow("SELECT * FROM media WHERE media_id = $1", to_signed(media_id))
         return _row(row) if row else None
 
     async def get_many(self, media_ids: list[int]) -> dict[int, MediaRow]:
-        rows = await self._pool.fetch("SELECT * FROM media WHERE media_id = ANY($1::bigint[])",
-                                      [to_signed(m) for m in media_ids])
+        async with self._db(f"reading {len(media_ids)} media rows") as conn:
+            rows = await conn.fetch("SELECT * FROM media WHERE media_id = ANY($1::bigint[])",
+                                    [to_signed(m) for m in media_ids])
         return {r.media_id: r for r in map(_row, rows)}
 
     async def by_idempotency_key(self, owner_id: int, key: str) -> MediaRow | None:
-        row = await self._pool.fetchrow("SELECT * FROM media WHERE owner_id = $1 AND idempotency_key = $2",
-                                        owner_id, key)
+        async with self._db("looking up the upload's idempotency key") as conn:
+            row = await conn.fetchrow("SELECT * FROM media WHERE owner_id = $1 AND idempotency_key = $2",
+                                      owner_id, key)
         return _row(row) if row else None
 
 
@@ -186,7 +205,3 @@ def _row(r: asyncpg.Record) -> MediaRow:
 def _pending(r: asyncpg.Record) -> PendingDelete:
     return PendingDelete(media_id=from_signed(r["media_id"]), alternate_key=r["alternate_key"],
                          logical_volume=r["logical_volume"], cookie=r["cookie"], attempts=r["attempts"])
-
-
-def _redact(dsn: str) -> str:
-    return re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", dsn)

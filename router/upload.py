@@ -126,10 +126,18 @@ class Uploader:
                 excluded.append(volume.id)
                 await self._retire(volume, failure)
         except BaseException:
-            await asyncio.shield(self._media.discard(media_id))
+            await asyncio.shield(self._discard(media_id))
             raise
-        await self._media.discard(media_id)
+        await self._discard(media_id)
         raise Unavailable(f"upload not stored: {'; '.join(failures)}; retry (with the same idempotency key)")
+
+    async def _discard(self, media_id: int) -> None:
+        """Drops a failed upload's pending row (never served); when PostgreSQL cannot now, the
+        row stays, and the upload's own failure is what the client hears."""
+        try:
+            await self._media.discard(media_id)
+        except Unavailable as exc:
+            log.warning("upload of %d failed; its pending row stays: %s", media_id, exc)
 
     async def _reserve(self, owner_id: int, content_type: str, data: bytes, key: str | None,
                        volume_id: int) -> Reservation:

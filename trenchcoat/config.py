@@ -80,6 +80,12 @@ class PostgresConfig:
         "libpq connection URI. Empty: `trenchcoat up` starts a private PostgreSQL.",
         default="",
     )
+    timeout_s: float = doc(
+        "Deadline of each piece of work a service does in PostgreSQL (routers, the feed and "
+        "its workers): waiting for a pooled connection and every statement of it. Past it the "
+        "request fails UNAVAILABLE naming PostgreSQL. Connecting at start may take 3 times this.",
+        default=3.0,
+    )
 
     def validate(self) -> None:
         _require(
@@ -87,6 +93,7 @@ class PostgresConfig:
             "postgres.dsn",
             f"must be a postgresql:// URI, got {self.dsn!r}",
         )
+        _require(self.timeout_s > 0, "postgres.timeout_s", f"must be > 0, got {self.timeout_s}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +101,12 @@ class RedisConfig:
     """Where timelines, caches and job streams live."""
 
     url: str = doc("redis:// URL. Empty: `trenchcoat up` starts a private Redis.", default="")
+    timeout_s: float = doc(
+        "Deadline of each command (or pipeline) a service sends Redis (the feed and its "
+        "workers), waiting for a pooled connection and connecting included. Past it the request "
+        "fails UNAVAILABLE naming Redis.",
+        default=5.0,
+    )
 
     def validate(self) -> None:
         _require(
@@ -101,6 +114,8 @@ class RedisConfig:
             "redis.url",
             f"must be a redis:// URL, got {self.url!r}",
         )
+        _require(self.timeout_s >= 1, "redis.timeout_s",
+                 f"must be >= 1 (a fan-out worker waits up to 0.5 s for jobs in one command), got {self.timeout_s}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -455,7 +470,13 @@ class FeedConfig(ServiceConfig):
         "(a lost job, a Redis restart).",
         default=30.0,
     )
-    call_timeout_s: float = doc("Deadline of each call to PostgreSQL, Redis or the router.", default=5.0)
+    call_timeout_s: float = doc(
+        "Deadline of each call to a router's MediaService (checking a post's media, hydrating, "
+        "deleting). Keep it above postgres.timeout_s, so a router's own answer (naming what it "
+        "waited for) arrives first. PostgreSQL and Redis calls are bounded by postgres.timeout_s "
+        "and redis.timeout_s.",
+        default=5.0,
+    )
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)

@@ -1,7 +1,9 @@
 """Versioned PostgreSQL schemas: each service ships ``<package>/migrations/NNNN_name.sql``
 and applies them at start, in order, each in its own transaction, under an advisory lock
 so processes starting together apply each once. A table per service records what is
-applied (services share one database, each owning its own tables).
+applied (services share one database, each owning its own tables). The whole run is
+bounded by a deadline: a database that does not answer stops the service's start with
+``Unavailable`` naming PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import zlib
 from importlib import resources
 
 import asyncpg
+
+from trenchcoat import postgres
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +32,12 @@ def migrations(package: str) -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(pool: asyncpg.Pool, package: str, table: str) -> list[int]:
-    """Applies ``package``'s migrations not yet recorded in ``table``; returns their versions."""
+async def migrate(pool: asyncpg.Pool, package: str, table: str, *, timeout_s: float) -> list[int]:
+    """Applies ``package``'s migrations not yet recorded in ``table`` within ``timeout_s``;
+    returns their versions."""
     lock = zlib.crc32(table.encode())  # one advisory lock per migrations table
     applied: list[int] = []
-    async with pool.acquire() as conn:
+    async with postgres.connection(pool, f"the schema migrations of {package}", timeout_s) as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", lock)
         try:
             await conn.execute(

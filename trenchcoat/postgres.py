@@ -1,7 +1,13 @@
-"""PostgreSQL for the services that keep their truth there: a connection for one piece of
-work, bounded by a deadline, and every failure that says "the database, not the request"
-turned into ``Unavailable`` naming PostgreSQL (so a client retries instead of seeing
-INTERNAL, and a background loop carries on).
+"""PostgreSQL for the services that keep their truth there: a pool connected within a
+deadline, a connection for one piece of work bounded by a deadline (``postgres.timeout_s``),
+and every failure that says "the database, not the request" turned into ``Unavailable``
+naming PostgreSQL (so a client retries instead of seeing INTERNAL, and a background loop
+carries on).
+
+A piece of work's deadline covers waiting for a pooled connection and every statement
+run on it. A connection whose work was cut short by the deadline (or broke) is closed,
+not returned to the pool: asyncpg would otherwise first wait for the server to
+acknowledge a cancel request, which a stalled server never does.
 
 Transient, by SQLSTATE class: 08 connection exceptions, 40 transaction rollbacks
 (serialization failures, deadlocks: the whole transaction may be retried), 53 insufficient
@@ -13,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,7 +28,13 @@ import asyncpg
 
 from trenchcoat.errors import Unavailable
 
+log = logging.getLogger(__name__)
+
 TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
+
+CONNECT_DEADLINES = 3
+"""Connecting a pool at start (its first connections) may take this many times the
+deadline of one piece of work."""
 
 
 def transient(exc: BaseException) -> bool:
@@ -31,14 +45,75 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.PostgresError) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
 
 
+async def connect(dsn: str, *, timeout_s: float, min_size: int = 2, max_size: int = 16) -> asyncpg.Pool:
+    """A connection pool whose statements time out after ``timeout_s`` (a backstop: work
+    goes through ``connection``), connected within ``CONNECT_DEADLINES * timeout_s`` or
+    Unavailable naming the server."""
+    budget = CONNECT_DEADLINES * timeout_s
+    try:
+        return await asyncio.wait_for(
+            asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=timeout_s,
+                                timeout=budget),
+            budget)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise Unavailable(f"cannot reach PostgreSQL at {redact(dsn)} within {budget:g}s "
+                          f"({type(exc).__name__}: {exc}); is it up, and is postgres.dsn right?") from exc
+
+
+RELEASE_MIN_S = 0.5
+"""Least time returning a healthy connection to the pool is given (asyncpg resets it
+there, a round trip), even when the work used up its deadline."""
+
+
 @contextlib.asynccontextmanager
 async def connection(pool: asyncpg.Pool, what: str, timeout_s: float) -> AsyncIterator[Any]:
-    """A pooled connection for one piece of work that must finish within ``timeout_s``."""
+    """A pooled connection for one piece of work (``what``, as in "PostgreSQL did not
+    answer <what>") that must finish within ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
     try:
-        async with asyncio.timeout(timeout_s), pool.acquire() as conn:
-            yield conn
+        async with asyncio.timeout_at(deadline):
+            conn = await pool.acquire()
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        if not transient(exc):
-            raise
-        raise Unavailable(f"PostgreSQL did not answer {what} within {timeout_s:g}s "
-                          f"({type(exc).__name__}: {exc}); retry") from exc
+        raise _unavailable(what, timeout_s, exc) from exc
+    cut_short = True  # until the work ends in a way that leaves the connection idle
+    try:
+        async with asyncio.timeout_at(deadline):
+            yield conn
+        cut_short = False
+    except asyncpg.PostgresError as exc:
+        cut_short = False  # the server answered
+        if transient(exc):
+            raise _unavailable(what, timeout_s, exc) from exc
+        raise
+    except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+        raise _unavailable(what, timeout_s, exc) from exc
+    except Exception:
+        cut_short = False  # the caller's own error, raised between statements
+        raise
+    finally:
+        if cut_short:  # the deadline, a broken connection or a cancelled caller: never reuse it
+            conn.terminate()
+        await _release(pool, conn, max(deadline - loop.time(), RELEASE_MIN_S))
+
+
+async def _release(pool: asyncpg.Pool, conn: Any, timeout_s: float) -> None:
+    """Returns a connection to the pool; one that cannot be reset in time is closed by
+    asyncpg, and the work it did stands."""
+    try:
+        await pool.release(conn, timeout=timeout_s)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("a PostgreSQL connection could not be reset for reuse and was closed (%s: %s)",
+                    type(exc).__name__, exc)
+
+
+def _unavailable(what: str, timeout_s: float, exc: BaseException) -> Unavailable:
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return Unavailable(f"PostgreSQL did not answer {what} within {timeout_s:g}s ({detail}); retry")
+    return Unavailable(f"PostgreSQL could not serve {what} now ({detail}); retry")
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    return re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", dsn)

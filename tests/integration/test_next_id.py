@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def db(postgres):
     dsn = await fresh_database(postgres.endpoint)
-    media = await MediaStore.connect(dsn)
+    media = await MediaStore.connect(dsn, timeout_s=30.0)  # a busy machine: no deadline is under test here
     await media.migrate()
     await media.close()
     pool = await asyncpg.create_pool(dsn, min_size=2, max_size=8)
