@@ -25,7 +25,7 @@ def main() -> int:
     name = f"directory@{address}"
 
     async def build() -> server.ServiceHost:
-        etcd = Etcd(config.etcd.endpoints, config.cluster.name)
+        etcd = Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
         state = DirectoryState(etcd)
         view = MapView(state, section.refresh_interval_s)
         await view.load()

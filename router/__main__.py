@@ -29,7 +29,7 @@ def main() -> int:
         media = await MediaStore.connect(config.postgres.dsn, timeout_s=config.postgres.timeout_s)
         await media.migrate()
         pool = ChannelPool()
-        directory = DirectoryClient(pool, config.directory_endpoints())
+        directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=config.directory.call_timeout_s)
         stores = StoreClient(pool, timeout_s=section.replica_timeout_s)
         caches = CacheClient(pool, config.cache_endpoints(),
                              timeout_s=config.cache.lease_wait_s + config.cache.store_timeout_s)

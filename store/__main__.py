@@ -47,7 +47,7 @@ def main() -> int:
         peers = Peers(StoreClient(pool, timeout_s=PEER_CALL_TIMEOUT_S))
         closers = [volumes.close, pool.close]
         if config.etcd.endpoints:
-            etcd = Etcd(config.etcd.endpoints, config.cluster.name)
+            etcd = Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
             registration = Registration(
                 etcd, machine_id=section.machine_id, address=config.store_address(), rack=section.rack,
                 directory=directory, ttl_s=config.directory.liveness_ttl_s,

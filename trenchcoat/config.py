@@ -66,10 +66,16 @@ class EtcdConfig:
         "etcd client endpoints as host:port. Empty: `trenchcoat up` starts a private etcd.",
         default=(),
     )
+    timeout_s: float = doc(
+        "Deadline of each call to etcd (directories, stores); past it the call fails UNAVAILABLE "
+        "naming etcd and the next endpoint is tried on the next call.",
+        default=3.0,
+    )
 
     def validate(self) -> None:
         for endpoint in self.endpoints:
             _require_host_port(endpoint, "etcd.endpoints")
+        _require(self.timeout_s > 0, "etcd.timeout_s", f"must be > 0, got {self.timeout_s}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -224,6 +230,11 @@ class DirectoryConfig(ServiceConfig):
         default=0.95,
     )
     repair_chunk_bytes: int = doc("Chunk size of the export stream a repair copies with.", default=1024 * 1024)
+    call_timeout_s: float = doc(
+        "Deadline of a router's call to one directory process (allocating a volume, locating "
+        "one, marking one read-only) before the next directory is tried.",
+        default=3.0,
+    )
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
@@ -236,6 +247,7 @@ class DirectoryConfig(ServiceConfig):
         _require(self.refresh_interval_s > 0, f"{section}.refresh_interval_s", "must be > 0")
         _require(0 < self.full_ratio <= 1, f"{section}.full_ratio", "must be in (0, 1]")
         _require(self.repair_chunk_bytes >= 4096, f"{section}.repair_chunk_bytes", "must be >= 4096")
+        _require(self.call_timeout_s > 0, f"{section}.call_timeout_s", "must be > 0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -66,8 +66,11 @@ class Etcd:
                 self._current = (self._current + 1) % len(self.endpoints)
                 self._client = self._connect(self.endpoints[self._current])
                 asyncio.get_running_loop().create_task(old.close())
-            raise Unavailable(f"etcd {what} failed ({type(exc).__name__}: {exc}); is etcd up at "
-                              f"{', '.join(self.endpoints)}?") from exc
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            failed = (f"did not answer {what} within {self._timeout:g}s" if isinstance(exc, TimeoutError)
+                      else f"could not serve {what}")
+            raise Unavailable(f"etcd {failed} ({detail}); retry, and check that etcd is up at "
+                              f"{', '.join(self.endpoints)}") from exc
 
     # --- reads ---------------------------------------------------------------------------
 
