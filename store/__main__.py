@@ -24,11 +24,6 @@ from trenchcoat.v1 import store_pb2_grpc
 
 log = logging.getLogger("store")
 
-PEER_CALL_TIMEOUT_S = 10.0
-"""Default deadline of a call to another store. A repair makes only one, the export
-stream, which runs unbounded: it takes as long as the volume needs."""
-
-
 def main() -> int:
     config = server.load_config("store", "A Haystack store machine.")
     section = config.store
@@ -44,7 +39,8 @@ def main() -> int:
         metrics.register(volumes.all)
         workers: list[server.Worker] = [Checkpointer(volumes, section.checkpoint_interval_s)]
         pool = ChannelPool()
-        peers = Peers(StoreClient(pool, timeout_s=PEER_CALL_TIMEOUT_S))
+        peers = Peers(StoreClient(pool, timeout_s=section.peer_timeout_s),
+                      chunk_timeout_s=section.peer_timeout_s)
         closers = [volumes.close, pool.close]
         if config.etcd.endpoints:
             etcd = Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)

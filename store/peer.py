@@ -1,14 +1,19 @@
 """The one place a store calls another store: pulling a volume's bytes for a repair
 (through the chassis's ``StoreClient``). The repair itself (``VolumeSet.restore``) sees
-plain ``ExportChunk`` values."""
+plain ``ExportChunk`` values.
+
+The copy as a whole takes as long as the volume needs, so it has no deadline; each chunk
+has one (``store.peer_timeout_s``): a source that stops sending (stalled, partitioned)
+fails the repair with ``Unavailable`` naming it, and the Directory retries the repair."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 
 from store.errors import SourceCannotExport
-from trenchcoat.errors import InvalidArgument, NotFound, Unimplemented
+from trenchcoat.errors import InvalidArgument, NotFound, Unavailable, Unimplemented
 from trenchcoat.store_client import StoreClient
 from trenchcoat.store_types import ExportChunk
 
@@ -16,14 +21,23 @@ from trenchcoat.store_types import ExportChunk
 class Peers:
     """Other stores, as a repair's source."""
 
-    def __init__(self, stores: StoreClient) -> None:
+    def __init__(self, stores: StoreClient, *, chunk_timeout_s: float) -> None:
         self._stores = stores
+        self._chunk_timeout = chunk_timeout_s
 
     async def export(self, address: str, volume_id: int, chunk_bytes: int) -> AsyncGenerator[ExportChunk, None]:
-        """The volume's export stream from the store at ``address``."""
+        """The volume's export stream from the store at ``address``, each chunk within the deadline."""
         try:
             async with contextlib.aclosing(self._stores.export(address, volume_id, chunk_bytes=chunk_bytes)) as chunks:
-                async for chunk in chunks:
+                while True:
+                    try:
+                        async with asyncio.timeout(self._chunk_timeout):
+                            chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        return
+                    except TimeoutError:
+                        raise Unavailable(f"source store {address} sent nothing of volume {volume_id} for "
+                                          f"{self._chunk_timeout:g}s; the repair is to be retried") from None
                     yield chunk
         except (NotFound, InvalidArgument, Unimplemented) as exc:
             # The source's answer is about the request, not this store: the repair cannot

@@ -286,6 +286,12 @@ class StoreConfig(ServiceConfig):
         default=30.0,
     )
     io_threads: int = doc("Threads doing disk reads, writes and fdatasyncs.", default=16)
+    peer_timeout_s: float = doc(
+        "Deadline of a call to another store, and of each chunk of a repair's export stream "
+        "from it (the whole copy takes as long as the volume needs); past it the repair fails "
+        "and the Directory retries it.",
+        default=10.0,
+    )
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
@@ -306,6 +312,7 @@ class StoreConfig(ServiceConfig):
         )
         _require(self.checkpoint_interval_s > 0, f"{section}.checkpoint_interval_s", "must be > 0")
         _require(1 <= self.io_threads <= 256, f"{section}.io_threads", "must be in 1..256")
+        _require(self.peer_timeout_s > 0, f"{section}.peer_timeout_s", "must be > 0")
         _require(len(self.racks) > 0, f"{section}.racks", "must name at least one rack")
         _require(
             len(set(self.racks)) == len(self.racks),

@@ -209,6 +209,6 @@ async def test_a_source_that_cannot_export_the_volume_is_failed_precondition():
             yield  # an async generator, like StoreClient.export
 
     with pytest.raises(SourceCannotExport) as info:
-        async for _ in Peers(Source()).export("s9", 4, 0):
+        async for _ in Peers(Source(), chunk_timeout_s=5.0).export("s9", 4, 0):
             pass
     assert info.value.status == "FAILED_PRECONDITION" and "s9" in str(info.value)
