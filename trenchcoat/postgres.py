@@ -56,8 +56,8 @@ async def connect(dsn: str, *, timeout_s: float, min_size: int = 2, max_size: in
                                 timeout=budget),
             budget)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise Unavailable(f"cannot reach PostgreSQL at {redact(dsn)} within {budget:g}s "
-                          f"({type(exc).__name__}: {exc}); is it up, and is postgres.dsn right?") from exc
+        raise Unavailable(f"cannot reach PostgreSQL at {redact(dsn)} within {budget:g}s ({_detail(exc)}); "
+                          "is it up, and is postgres.dsn right?") from exc
 
 
 RELEASE_MIN_S = 0.5
@@ -108,10 +108,13 @@ async def _release(pool: asyncpg.Pool, conn: Any, timeout_s: float) -> None:
 
 
 def _unavailable(what: str, timeout_s: float, exc: BaseException) -> Unavailable:
-    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     if isinstance(exc, TimeoutError):
-        return Unavailable(f"PostgreSQL did not answer {what} within {timeout_s:g}s ({detail}); retry")
-    return Unavailable(f"PostgreSQL could not serve {what} now ({detail}); retry")
+        return Unavailable(f"PostgreSQL did not answer {what} within {timeout_s:g}s ({_detail(exc)}); retry")
+    return Unavailable(f"PostgreSQL could not serve {what} now ({_detail(exc)}); retry")
+
+
+def _detail(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def redact(dsn: str) -> str:
