@@ -47,24 +47,30 @@ class Dependency:
         self.process.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    @contextlib.contextmanager
-    def frozen(self) -> Iterator[None]:
+    def frozen(self) -> contextlib.AbstractContextManager[None]:
         """SIGSTOP on every process of the dependency (the one started and all its
         descendants: PostgreSQL's backends each run in a session of their own) for the
         block, SIGCONT after: how a hung disk or a network partition looks to its clients."""
-        root = self.process.pid
-        assert root is not None, "the dependency is not running"
+        assert self.process.pid is not None, "the dependency is not running"
+        return frozen(self.process.pid)
+
+
+@contextlib.contextmanager
+def frozen(root: int) -> Iterator[None]:
+    """Process ``root`` and all its descendants stopped (SIGSTOP) for the block, and
+    continued (SIGCONT) after it, whatever happens in it."""
+    family = [root]
+    try:
         os.kill(root, signal.SIGSTOP)  # first, so it forks no one new meanwhile
-        family = [root, *descendants(root)]
+        family += descendants(root)
         for pid in family[1:]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            for pid in family:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
+        yield
+    finally:
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 def descendants(root: int) -> list[int]:
@@ -126,6 +132,12 @@ class ServiceProcess:
 
     def kill(self) -> None:
         self.process.kill()
+
+    def frozen(self) -> contextlib.AbstractContextManager[None]:
+        """The service stopped with SIGSTOP for the block (a hung machine, a partition),
+        continued after it."""
+        assert self.process.pid is not None, "the service is not running"
+        return frozen(self.process.pid)
 
 
 def start_service(

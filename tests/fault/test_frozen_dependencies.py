@@ -11,11 +11,8 @@ deadlines involved plus ``MARGIN_S``", which a busy machine meets and a hang doe
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -46,44 +43,6 @@ DEADLINES = {
 CLIENT_TIMEOUT_S = 60.0
 """The test clients' own deadline: past it a call is DEADLINE_EXCEEDED (a hang), which fails
 the status check below rather than the whole test run."""
-
-
-# --- freezing ----------------------------------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    """Live processes whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            text = (entry / "stat").read_text()
-            if int(text[text.rindex(")") + 2:].split()[1]) == pid:
-                found.append(int(entry.name))
-        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
-            continue
-    return found
-
-
-@contextlib.contextmanager
-def frozen(pid: int, *, with_children: bool = False) -> Iterator[None]:
-    """The process ``pid`` (and, for PostgreSQL, every child of it: the backends, the
-    checkpointer, ...) stopped with SIGSTOP for the block, and continued afterwards,
-    whatever happens in it."""
-    stopped: list[int] = []
-    try:
-        os.kill(pid, signal.SIGSTOP)  # first, so it forks nothing new meanwhile
-        stopped.append(pid)
-        for child in _children(pid) if with_children else []:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGSTOP)
-                stopped.append(child)
-        yield
-    finally:
-        for p in reversed(stopped):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(p, signal.SIGCONT)
 
 
 # --- checking answers --------------------------------------------------------------------
@@ -169,8 +128,7 @@ async def test_postgresql_frozen_media_and_feed_calls_answer_unavailable_naming_
             kept = [await upload(media, i) for i in range(3)]
             await feed.follow(2, 7)
             await feed.post(7, kept[0].media_id, "before the freeze")
-            assert pg.process.pid is not None
-            with frozen(pg.process.pid, with_children=True):
+            with pg.frozen():  # the postmaster and every backend
                 # One deadline (the router's row, or the feed's own statement), plus the margin.
                 within = DEADLINE_S + MARGIN_S
                 message = await answers_unavailable(upload(media, 10), naming="PostgreSQL", within_s=within)
@@ -212,8 +170,7 @@ async def test_redis_frozen_feed_calls_answer_unavailable_naming_it(service, etc
             kept = [await upload(media, i) for i in range(2)]
             await feed.follow(2, 7)
             await feed.post(7, kept[0].media_id, "before the freeze")
-            assert redis.process.pid is not None
-            with frozen(redis.process.pid):
+            with redis.frozen():
                 within = DEADLINE_S + MARGIN_S
                 # A post is recorded in PostgreSQL; its fan-out is enqueued later by the sweeper
                 # when Redis cannot take it now. Either way it answers in time.
@@ -247,8 +204,7 @@ async def test_etcd_frozen_directory_calls_answer_unavailable_naming_it_and_uplo
         await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
         async with cluster.clients() as c, clients(cluster) as (media, _):
             volume = (await c.directory.list_volumes())[0]
-            assert etcd.process.pid is not None
-            with frozen(etcd.process.pid):
+            with etcd.frozen():
                 # Each directory waits one etcd deadline before the client asks the next.
                 within = len(cluster.directories) * DEADLINE_S + MARGIN_S
                 await answers_unavailable(c.directory.mark_read_only(volume.id, "test", repair=False),
@@ -281,8 +237,8 @@ async def test_a_frozen_store_delays_uploads_reads_and_deletes_by_at_most_its_de
     async with clients(cluster) as (media, _):
         kept = [await upload(media, i) for i in range(12)]
         victim = cluster.stores[1]
-        assert victim is not None and victim.process.pid is not None
-        with frozen(victim.process.pid):
+        assert victim is not None
+        with victim.frozen():
             # An upload whose volume includes the frozen store gives that volume up after one
             # replica deadline and succeeds on another (or, when no other is writable yet, says
             # UNAVAILABLE: the volume it could not store on, or that none is writable).
