@@ -22,7 +22,7 @@ def main() -> int:
 
     async def build() -> server.ServiceHost:
         pool = ChannelPool()
-        directory = DirectoryClient(pool, config.directory_endpoints())
+        directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=config.directory.call_timeout_s)
         stores = StoreClient(pool, timeout_s=section.store_timeout_s)
         leases = LeaseTable(section.lease_period_s, section.lease_wait_s, linger_bytes=section.capacity_bytes // 4)
         cache = PhotoCache(section.capacity_bytes, leases, stores, directory)

@@ -1,7 +1,8 @@
 """No database on the read path: with PostgreSQL frozen (SIGSTOP on every process of it,
 as a hung disk or a partition looks) and then stopped, every photo already stored still
 serves byte-exact through the CDN and straight from its cache, whether the cache holds
-it or must read a store."""
+it or must read a store; uploads, which do need the database, fail with UNAVAILABLE
+naming it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from tests import harness
 from tests.cluster import full_media_cluster
 from tests.integration.test_upload import path_of
 from trenchcoat import procs
+from trenchcoat.errors import Unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +37,13 @@ async def read_all(session: aiohttp.ClientSession, base: str, photos: dict[str, 
             if r.status != 200 or body != data:
                 wrong.append(f"{base}{path}: {r.status}, {len(body)} bytes")
     return wrong
+
+
+async def upload_is_unavailable_naming_postgres(cluster) -> None:
+    async with cluster.clients() as c:
+        with pytest.raises(Unavailable) as info:
+            await c.media.upload(b"new photo", owner_id=1, content_type="image/jpeg")
+    assert info.value.status == "UNAVAILABLE" and "PostgreSQL" in str(info.value), info.value
 
 
 async def test_every_stored_photo_serves_with_postgres_frozen_then_stopped(service, etcd, private_postgres,
@@ -64,9 +73,11 @@ async def test_every_stored_photo_serves_with_postgres_frozen_then_stopped(servi
                 assert await read_all(session, cache_base, photos) == []
                 assert await read_all(session, cache_base, photos, **{"X-Trenchcoat-Via-CDN": "1"}) == []
                 assert await read_all(session, cdn_base, photos) == []
+                await upload_is_unavailable_naming_postgres(cluster)
 
             private_postgres.process.stop()
             assert await read_all(session, cache_base, photos, **{"X-Trenchcoat-Via-CDN": "1"}) == []
             assert await read_all(session, cdn_base, photos) == []
+            await upload_is_unavailable_naming_postgres(cluster)
     finally:
         cdn.stop()
