@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests import harness
@@ -86,6 +87,14 @@ def succeeds(make: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[bool]
         return True
 
     return attempt
+
+
+async def http_get(cluster: MediaCluster, media: Media, *, via_cdn: bool = False) -> tuple[int, bytes]:
+    """GET of ``media``'s photo URL from the cache it names."""
+    headers = {"X-Trenchcoat-Via-CDN": "1"} if via_cdn else {}
+    async with aiohttp.ClientSession() as session, \
+            session.get(cluster.gateway + "/" + media.url.split("/", 3)[3], headers=headers) as r:
+        return r.status, await r.read()
 
 
 def blob(i: int) -> bytes:
@@ -217,6 +226,8 @@ async def test_etcd_frozen_directory_calls_answer_unavailable_naming_it_and_uplo
                     stored = await answers(upload(media, i), within_s=MARGIN_S)
                     _, data = await media.read(stored.media_id)
                     assert data == blob(i)
+                    # The photo URL too: the cache serves it from its map, etcd unasked.
+                    assert await answers(http_get(cluster, stored), within_s=MARGIN_S) == (200, blob(i))
             await eventually(lambda: uploads_work(cluster), timeout=120, what="uploads after etcd thawed")
             await eventually(succeeds(lambda: c.directory.mark_read_only(volume.id, "test", repair=False)),
                              timeout=60, what="a directory change after etcd thawed")
@@ -249,6 +260,10 @@ async def test_a_frozen_store_delays_uploads_reads_and_deletes_by_at_most_its_de
             for i, m in enumerate(kept[:6]):
                 _, data = await answers(media.read(m.media_id), within_s=3.0 + MARGIN_S)
                 assert data == blob(i)
+            # So do photo URL reads (first reads, as from the CDN: never admitted, so the
+            # cache reads a store every time).
+            for i, m in enumerate(kept[:12]):
+                assert await answers(http_get(cluster, m, via_cdn=True), within_s=3.0 + MARGIN_S) == (200, blob(i))
             # A delete flags every replica it can reach within the deadline, and succeeds.
             assert await answers(media.delete(kept[6].media_id), within_s=replica_timeout_s + MARGIN_S)
         await eventually(lambda: uploads_work(cluster), timeout=60, what="uploads after the store thawed")
