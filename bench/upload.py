@@ -8,6 +8,16 @@ CONCURRENCY concurrent clients:
   written to three stores and fdatasync'd on each before the answer)
 - replicated_vs_single_1k / _100k   throughput with 3 replicas over the same cluster
   run with 1 replica (directory.replicas = 1), measured in the same run
+- cluster_cpu_ms_per_upload_1k / _100k   CPU (utime + stime from /proc/<pid>/stat) of
+  every trenchcoat process of the 3-replica cluster (router, stores, directory, cache)
+  over the uploads done in the timed window; router_ and stores_ show its two big parts
+- postgres_cpu_ms_per_upload_1k / _100k   the same for the PostgreSQL server (postmaster,
+  backends and background processes; backends that exited through the postmaster's
+  cutime), kept apart from the cluster's own
+- bare_relay_cpu_ms_per_call_1k / _100k   the baseline: CPU per call of a bare grpc.aio
+  relay that sends each request's bytes to three bare echo servers (``bench.relay_server``:
+  the gRPC calls of a replicated upload and nothing else), measured in the same run;
+  cluster_cpu_vs_bare_relay_* is the ratio
 """
 
 from __future__ import annotations
@@ -20,8 +30,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
+
 from bench import common
-from bench.store import start
+from bench.relay_server import METHOD
+from bench.store import cpu_seconds, start
 from trenchcoat import procs, rpc
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.media_client import MediaClient
@@ -91,8 +104,50 @@ def start_cluster(tmp: Path, env: dict[str, str]) -> BenchCluster:
                         [f"127.0.0.1:{p}" for p in stores], f"http://127.0.0.1:{metrics[rport]}/metrics")
 
 
-async def measure(address: str, size: int, seconds: float) -> tuple[float, list[float]]:
-    """Uploads/s and per-upload latencies (s) from CONCURRENCY concurrent uploaders."""
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a server and its live children, plus what its exited children
+    used (its cutime + cstime): PostgreSQL's postmaster, backends and background processes,
+    including backends that came and went. (They call setsid(), so their process group
+    does not find them; their parent does.)"""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # exited meanwhile
+            continue
+        if stat.parent.name == str(pid):
+            total += sum(int(f) for f in fields[11:15]) / tick
+        elif int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+class CpuMeter:
+    """CPU seconds used so far by each of the named processes (``servers``: with their
+    children, as ``server_cpu_seconds`` counts them)."""
+
+    def __init__(self, pids: dict[str, int], servers: dict[str, int] | None = None) -> None:
+        self.pids = pids
+        self.servers = servers or {}
+
+    def snapshot(self) -> dict[str, float]:
+        return ({name: cpu_seconds(pid) for name, pid in self.pids.items()}
+                | {name: server_cpu_seconds(pid) for name, pid in self.servers.items()})
+
+
+def cluster_meter(cluster: BenchCluster) -> CpuMeter:
+    """Every process of the cluster by name (``r3-router``, ``r3-store1``, ...), and the
+    private PostgreSQL as ``postgres``."""
+    pids = {p.name: p.pid for p in cluster.processes if p.pid is not None}
+    postgres = [p.pid for p in procs.started() if p.kind == "postgres" and p.running() and p.pid]
+    return CpuMeter(pids, {"postgres": postgres[-1]} if postgres else {})
+
+
+async def measure(address: str, size: int, seconds: float,
+                  meter: CpuMeter | None = None) -> tuple[float, list[float], dict[str, float]]:
+    """Uploads/s, per-upload latencies (s) from CONCURRENCY concurrent uploaders, and the
+    CPU seconds each process of ``meter`` used during the timed uploads."""
     data = os.urandom(size)
     latencies: list[float] = []
     async with rpc.ChannelPool() as pool:
@@ -116,9 +171,54 @@ async def measure(address: str, size: int, seconds: float) -> tuple[float, list[
             while time.perf_counter() < stop:
                 await one(owner)
 
+        before = meter.snapshot() if meter else {}
         began = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(CONCURRENCY)))
-        return len(latencies) / (time.perf_counter() - began), latencies
+        elapsed = time.perf_counter() - began
+        after = meter.snapshot() if meter else {}
+        return len(latencies) / elapsed, latencies, {k: after[k] - before[k] for k in after}
+
+
+async def calls_for(call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes], data: bytes, seconds: float) -> int:
+    """Calls made one after another for ``seconds``."""
+    stop = time.perf_counter() + seconds
+    done = 0
+    while time.perf_counter() < stop:
+        await call(data, timeout=30)
+        done += 1
+    return done
+
+
+async def bare_relay_cpu(tmp: Path, sizes: list[tuple[int, str]], seconds: float) -> dict[str, float]:
+    """CPU seconds per call of a bare relay and its three echoes (``bench.relay_server``),
+    CONCURRENCY calls at a time, for each size."""
+    started: list[procs.ManagedProcess] = []
+    out: dict[str, float] = {}
+    try:
+        echoes = []
+        for i in range(3):
+            port = procs.free_port()
+            started.append(start([sys.executable, "-m", "bench.relay_server", str(port)],
+                                 tmp / f"echo{i}.log", port))
+            echoes.append(f"127.0.0.1:{port}")
+        port = procs.free_port()
+        started.append(start([sys.executable, "-m", "bench.relay_server", str(port), *echoes],
+                             tmp / "relay.log", port))
+        meter = CpuMeter({p.name: p.pid for p in started if p.pid is not None})
+        async with rpc.ChannelPool() as pool:
+            call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = pool.channel(f"127.0.0.1:{port}").unary_unary(METHOD)
+            for size, label in sizes:
+                data = os.urandom(size)
+                for _ in range(CONCURRENCY):
+                    await call(data, timeout=30)
+                before = meter.snapshot()
+                done = sum(await asyncio.gather(*(calls_for(call, data, seconds) for _ in range(CONCURRENCY))))
+                after = meter.snapshot()
+                out[label] = sum(after[k] - before[k] for k in after) / done
+    finally:
+        for p in reversed(started):
+            p.stop()
+    return out
 
 
 def pct(values: list[float], q: int) -> float:
@@ -129,24 +229,39 @@ async def main() -> int:
     args = common.arguments(__doc__)
     seconds = 4.0 if args.quick else 15.0
     figures: dict[str, float] = {}
+    sizes = [(1024, "1k"), (100 * 1024, "100k")]
     with common.private_dependencies("bench-upload-") as (tmp, etcd, dsn):
         rates: dict[tuple[int, str], float] = {}
         for replicas in (3, 1):
             cluster = start_cluster(tmp, cluster_env(tmp, f"r{replicas}", etcd, dsn, replicas))
+            meter = cluster_meter(cluster) if replicas == 3 else None
             try:
-                for size, label in ((1024, "1k"), (100 * 1024, "100k")):
-                    rate, latencies = await measure(cluster.router, size, seconds)
+                for size, label in sizes:
+                    rate, latencies, cpu = await measure(cluster.router, size, seconds, meter)
                     rates[replicas, label] = rate
                     if replicas == 3:
                         figures[f"uploads_per_s_{label}"] = rate
                         figures[f"p50_ms_{label}"] = pct(latencies, 50)
                         figures[f"p99_ms_{label}"] = pct(latencies, 99)
+                        ms = 1000 / len(latencies)
+                        own = {k: v for k, v in cpu.items() if k != "postgres"}
+                        figures[f"cluster_cpu_ms_per_upload_{label}"] = sum(own.values()) * ms
+                        figures[f"router_cpu_ms_per_upload_{label}"] = sum(
+                            v for k, v in own.items() if k.endswith("-router")) * ms
+                        figures[f"stores_cpu_ms_per_upload_{label}"] = sum(
+                            v for k, v in own.items() if "-store" in k) * ms
+                        figures[f"postgres_cpu_ms_per_upload_{label}"] = cpu.get("postgres", 0.0) * ms
                     else:
                         figures[f"single_replica_uploads_per_s_{label}"] = rate
             finally:
                 cluster.stop()
         for label in ("1k", "100k"):
             figures[f"replicated_vs_single_{label}"] = rates[3, label] / rates[1, label]
+        bare = await bare_relay_cpu(tmp, sizes, seconds / 2)
+        for _, label in sizes:
+            figures[f"bare_relay_cpu_ms_per_call_{label}"] = bare[label] * 1000
+            figures[f"cluster_cpu_vs_bare_relay_{label}"] = (
+                figures[f"cluster_cpu_ms_per_upload_{label}"] / figures[f"bare_relay_cpu_ms_per_call_{label}"])
     common.report(figures, args.json)
     return 0
 
