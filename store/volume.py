@@ -3,7 +3,8 @@ index, and the operations on it.
 
 Write path: the needle is packed, appended with one pwrite under the volume's append
 lock, then made durable by the group commit (``GroupCommit``): concurrent writers share
-one fdatasync, run in an I/O thread. Only after that is the needle put in the index and
+one fdatasync, submitted as kernel AIO where Linux allows it, else run in an I/O thread
+(``store/datasync.py``). Only after that is the needle put in the index and
 the write acknowledged. A needle of up to ``INLINE_WRITE_BYTES`` is appended on the event
 loop: a buffered pwrite only copies it into the page cache (microseconds), less than the
 round trip to a thread and back costs; a bigger one is appended in a thread. A failed write truncates back to the old end and turns the volume
@@ -49,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from store import checkpoint, metrics, needle
+from store.datasync import Datasync, ThreadDatasync
 from store.errors import (
     BadNeedleRequest,
     ChecksumMismatch,
@@ -162,7 +164,7 @@ class GroupCommit:
         handle = self._volume._handle  # held: a compaction or repair may retire it meanwhile
         fd = handle.acquire()
         try:
-            await self._volume._in_thread(os.fdatasync, fd)
+            await self._volume._datasync.fdatasync(fd)
         except OSError as exc:
             self._volume._fail(f"fdatasync failed: {exc}")
             raise DiskFailure(f"volume {self._volume.volume_id}: fdatasync failed: {exc}") from exc
@@ -187,6 +189,7 @@ class Volume:
         end: int,
         limits: VolumeLimits,
         executor: ThreadPoolExecutor,
+        datasync: Datasync | None = None,
     ) -> None:
         self.path = path
         self.superblock = superblock
@@ -197,6 +200,7 @@ class Volume:
         self._index = index
         self._end = end
         self._executor = executor
+        self._datasync = datasync or ThreadDatasync(executor)
         self._append_lock = asyncio.Lock()
         self._compact_lock = asyncio.Lock()
         self._commit = GroupCommit(self)
@@ -644,7 +648,7 @@ def volume_path(directory: Path, volume_id: int) -> Path:
 
 
 def create_volume(directory: Path, volume_id: int, limits: VolumeLimits,
-                  executor: ThreadPoolExecutor) -> Volume:
+                  executor: ThreadPoolExecutor, datasync: Datasync | None = None) -> Volume:
     """Creates an empty volume file (superblock only), durably."""
     path = volume_path(directory, volume_id)
     superblock = needle.Superblock(volume_id, int(time.time() * 1000))
@@ -657,10 +661,11 @@ def create_volume(directory: Path, volume_id: int, limits: VolumeLimits,
         os.close(fd)
         path.unlink(missing_ok=True)
         raise
-    return Volume(path, fd, superblock, NeedleIndex(), needle.SUPERBLOCK.size, limits, executor)
+    return Volume(path, fd, superblock, NeedleIndex(), needle.SUPERBLOCK.size, limits, executor, datasync)
 
 
-def open_volume(path: Path, limits: VolumeLimits, executor: ThreadPoolExecutor) -> tuple[Volume, list[Damage]]:
+def open_volume(path: Path, limits: VolumeLimits, executor: ThreadPoolExecutor,
+                datasync: Datasync | None = None) -> tuple[Volume, list[Damage]]:
     """Opens a volume: checkpoint, then scan of the tail (blocking; call in a thread)."""
     path.with_suffix(".dat.compact").unlink(missing_ok=True)  # an interrupted compaction
     fd = os.open(path, os.O_RDWR)
@@ -683,7 +688,7 @@ def open_volume(path: Path, limits: VolumeLimits, executor: ThreadPoolExecutor) 
     except BaseException:
         os.close(fd)
         raise
-    return Volume(path, fd, superblock, index, end, limits, executor), damage
+    return Volume(path, fd, superblock, index, end, limits, executor, datasync), damage
 
 
 def scan(fd: int, index: NeedleIndex, start: int, size: int) -> tuple[int, list[Damage]]:

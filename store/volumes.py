@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from store import checkpoint, needle
+from store.datasync import Datasync, datasync_for
 from store.errors import (
     BadNeedleRequest,
     ChecksumMismatch,
@@ -50,10 +51,18 @@ class VolumeSet:
         self.directory = directory
         self.limits = limits
         self.executor = ThreadPoolExecutor(io_threads, thread_name_prefix="store-io")
+        self._datasync: Datasync | None = None
         self._volumes: dict[int, Volume] = {}
         self._creating = asyncio.Lock()
         self._restoring: set[int] = set()
         self.startup_damage: dict[int, list[Damage]] = {}
+
+    @property
+    def datasync(self) -> Datasync:
+        """The group commits' fdatasync, shared by every volume (made on the event loop)."""
+        if self._datasync is None:
+            self._datasync = datasync_for(self.executor)
+        return self._datasync
 
     async def load(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -62,7 +71,8 @@ class VolumeSet:
             match = _VOLUME_FILE.fullmatch(path.name)
             if not match:
                 continue
-            volume, damage = await loop.run_in_executor(self.executor, open_volume, path, self.limits, self.executor)
+            volume, damage = await loop.run_in_executor(self.executor, open_volume, path, self.limits, self.executor,
+                                                        self.datasync)
             self._volumes[volume.volume_id] = volume
             if damage:
                 self.startup_damage[volume.volume_id] = damage
@@ -103,7 +113,7 @@ class VolumeSet:
             if volume_id in self._volumes or volume_path(self.directory, volume_id).exists():
                 raise VolumeExists(f"volume {volume_id} already exists on this store")
             volume = await asyncio.get_running_loop().run_in_executor(
-                self.executor, create_volume, self.directory, volume_id, self.limits, self.executor
+                self.executor, create_volume, self.directory, volume_id, self.limits, self.executor, self.datasync
             )
             self._volumes[volume_id] = volume
             return volume
@@ -136,7 +146,8 @@ class VolumeSet:
                 await loop.run_in_executor(self.executor, os.fsync, fd)
             finally:
                 os.close(fd)
-            volume, damage = await loop.run_in_executor(self.executor, open_volume, tmp, self.limits, self.executor)
+            volume, damage = await loop.run_in_executor(self.executor, open_volume, tmp, self.limits, self.executor,
+                                                        self.datasync)
             try:
                 if volume.volume_id != volume_id:
                     raise CorruptVolume(f"the copy of volume {volume_id} is volume {volume.volume_id}")
@@ -194,6 +205,8 @@ class VolumeSet:
     async def close(self) -> None:
         for volume in self.all():
             await volume.close()
+        if self._datasync is not None:
+            self._datasync.close()
         self.executor.shutdown(wait=True)
 
 
