@@ -53,7 +53,7 @@ async def connect(dsn: str, *, timeout_s: float, min_size: int = 2, max_size: in
     try:
         return await asyncio.wait_for(
             asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=timeout_s,
-                                timeout=budget),
+                                timeout=budget, reset=_keep_session),
             budget)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise Unavailable(f"cannot reach PostgreSQL at {redact(dsn)} within {budget:g}s ({_detail(exc)}); "
@@ -61,8 +61,18 @@ async def connect(dsn: str, *, timeout_s: float, min_size: int = 2, max_size: in
 
 
 RELEASE_MIN_S = 0.5
-"""Least time returning a healthy connection to the pool is given (asyncpg resets it
-there, a round trip), even when the work used up its deadline."""
+"""Least time returning a healthy connection to the pool is given (a transaction left
+open is rolled back there, a round trip), even when the work used up its deadline."""
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """How a pool readies a connection returned to it: as it is. asyncpg's default sends
+    ``RESET ALL; UNLISTEN *; CLOSE ALL; SELECT pg_advisory_unlock_all()`` on every release,
+    a round trip that doubled the cost of each piece of work (an upload's two statements
+    took four; bench/README.md). Nothing here changes session state: no SET, LISTEN or
+    cursor outlives its work, the migrations' advisory lock is released by them (or the
+    connection closed when that fails), a connection cut short is closed, and asyncpg
+    still rolls back a transaction left open before calling this."""
 
 
 @contextlib.asynccontextmanager
