@@ -77,6 +77,14 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
                                           header.idempotency_key)
         return router_pb2.UploadResponse(media=await self.info(row))
 
+    async def UploadBytes(self, request, context):
+        header = request.header
+        data = request.data  # (each access of a bytes field copies it)
+        if header.size_bytes and header.size_bytes != len(data):
+            raise UploadRejected(f"the header declared {header.size_bytes} bytes but {len(data)} arrived")
+        row = await self._uploader.upload(header.owner_id, header.content_type, data, header.idempotency_key)
+        return router_pb2.UploadBytesResponse(media=await self.info(row))
+
     async def Read(self, request, context):
         row, data = await self._photos.read(request.ref.media_id, request.alternate_key)
         if request.offset > len(data):

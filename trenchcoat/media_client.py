@@ -1,5 +1,6 @@
-"""The one client of the router's ``MediaService``: upload (bytes or a file, streamed in
-chunks), read, stat, batch stat and delete. Used by the ``trenchcoat`` command, the demo,
+"""The one client of the router's ``MediaService``: upload (bytes or a file: in one
+message when it fits one chunk, else streamed in chunks), read, stat, batch stat and
+delete. Used by the ``trenchcoat`` command, the demo,
 the benchmarks and the tests, and by the services that come after the media pipeline
 (the feed checks a post's media with ``stat`` and hydrates timelines with
 ``batch_stat``).
@@ -23,6 +24,9 @@ from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
 
 CHUNK_BYTES = 1024 * 1024
 """An upload travels in messages of at most this many bytes."""
+SINGLE_MESSAGE_BYTES = CHUNK_BYTES
+"""An object of up to this many bytes is uploaded in one message (``UploadBytes``);
+a larger one is streamed in chunks (``Upload``)."""
 
 _STATES = {media_pb2.MEDIA_STATE_ACTIVE: "active", media_pb2.MEDIA_STATE_DELETED: "deleted"}
 _TIERS = {media_pb2.TIER_HOT: "hot", media_pb2.TIER_WARM: "warm"}
@@ -91,13 +95,21 @@ class MediaClient:
                 raise InvalidArgument(f"{data} is not a readable file")
             content_type = content_type or mimetypes.guess_type(data.name)[0] or "application/octet-stream"
             size = data.stat().st_size
+            if size <= min(chunk_bytes, SINGLE_MESSAGE_BYTES):
+                data = await asyncio.to_thread(data.read_bytes)  # a slow disk must not stall the loop
+                size = len(data)
         else:
             content_type = content_type or "application/octet-stream"
             size = len(data)
         header = router_pb2.UploadHeader(owner_id=owner_id, content_type=content_type, size_bytes=size,
                                          idempotency_key=idempotency_key)
-        reply = await rpc.stream_in(self._stub().Upload, upload_messages(header, data, chunk_bytes),
+        if isinstance(data, bytes) and size <= min(chunk_bytes, SINGLE_MESSAGE_BYTES):
+            # One message: a stream's extra messages cost both sides more CPU than the bytes.
+            reply = await rpc.unary(self._stub().UploadBytes, router_pb2.UploadBytesRequest(header=header, data=data),
                                     remote=self._remote, timeout=self.timeout_s)
+        else:
+            reply = await rpc.stream_in(self._stub().Upload, upload_messages(header, data, chunk_bytes),
+                                        remote=self._remote, timeout=self.timeout_s)
         return media(reply.media)
 
     async def read(self, media_id: int, *, alternate_key: int = 0, offset: int = 0,

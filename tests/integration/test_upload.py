@@ -13,7 +13,7 @@ from trenchcoat import media_client, rpc, urls
 from trenchcoat.directory_client import VolumeView
 from trenchcoat.errors import InvalidArgument, NotFound
 from trenchcoat.media_client import Media
-from trenchcoat.v1 import router_pb2, router_pb2_grpc
+from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +36,16 @@ async def upload_raw(c: Clients, messages):
     address = c.cluster.router.address
     stub = c.pool.stub(router_pb2_grpc.MediaServiceStub, address)
     return await rpc.stream_in(stub.Upload, messages, remote=f"router {address}", timeout=CALL_TIMEOUT_S)
+
+
+async def upload_bytes_raw(c: Clients, owner, data, size=0):
+    """Sends one UploadBytes message through the RPC edge."""
+    assert c.cluster.router is not None
+    address = c.cluster.router.address
+    stub = c.pool.stub(router_pb2_grpc.MediaServiceStub, address)
+    request = router_pb2.UploadBytesRequest(
+        header=router_pb2.UploadHeader(owner_id=owner, content_type="image/jpeg", size_bytes=size), data=data)
+    return await rpc.unary(stub.UploadBytes, request, remote=f"router {address}", timeout=CALL_TIMEOUT_S)
 
 
 def path_of(media: Media) -> str:
@@ -73,6 +83,21 @@ async def test_upload_writes_every_replica_on_distinct_racks_and_commits_the_row
         assert infos[0].media_id < infos[1].media_id < infos[2].media_id  # time-sortable
 
 
+async def test_an_object_larger_than_one_message_is_streamed_and_stored_alike(cluster):
+    """MediaClient sends an object that fits one chunk as one UploadBytes message, and
+    streams a larger one through Upload: both end the same way."""
+    async with cluster.clients() as c:
+        blob = os.urandom(300_000)
+        streamed = await c.media.upload(blob, owner_id=43, content_type="image/jpeg", chunk_bytes=64 * 1024)
+        single = await c.media.upload(blob, owner_id=43, content_type="image/jpeg")
+        for info in (streamed, single):
+            assert info.state == "active" and info.size_bytes == len(blob)
+            copies, _ = await read_from_every_replica(c, info)
+            assert copies == [blob] * 3
+        direct = await upload_bytes_raw(c, 44, b"abc", size=3)
+        assert direct.media.size_bytes == 3 and direct.media.state == media_pb2.MEDIA_STATE_ACTIVE
+
+
 async def test_a_retried_upload_with_the_same_idempotency_key_returns_the_first(cluster):
     async with cluster.clients() as c:
         first = await c.media.upload(b"x" * 100, owner_id=7, content_type="image/jpeg", idempotency_key="k-1")
@@ -95,6 +120,9 @@ async def test_a_retried_upload_with_the_same_idempotency_key_returns_the_first(
     (lambda c: upload_raw(c, upload_stream(1, b"zz", size=5)), "declared 5 bytes but 2 arrived"),
     (lambda c: upload_raw(c, iter([router_pb2.UploadRequest(chunk=b"zz")])), "first message"),
     (lambda c: upload_raw(c, iter([])), "empty upload stream"),
+    (lambda c: upload_bytes_raw(c, 1, b"zz", size=5), "declared 5 bytes but 2 arrived"),
+    (lambda c: upload_bytes_raw(c, 1, b""), "no bytes"),
+    (lambda c: upload_bytes_raw(c, 1, b"z" * (4 * 1024 * 1024 + 1)), "the most an upload may carry"),
 ])
 async def test_bad_uploads_are_invalid_argument_with_a_reason(cluster, send, needle):
     async with cluster.clients() as c:

@@ -33,6 +33,20 @@ class UploadResponse(_message.Message):
     media: _media_pb2.MediaInfo
     def __init__(self, media: _Optional[_Union[_media_pb2.MediaInfo, _Mapping]] = ...) -> None: ...
 
+class UploadBytesRequest(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: UploadHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class UploadBytesResponse(_message.Message):
+    __slots__ = ("media",)
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    media: _media_pb2.MediaInfo
+    def __init__(self, media: _Optional[_Union[_media_pb2.MediaInfo, _Mapping]] = ...) -> None: ...
+
 class ReadRequest(_message.Message):
     __slots__ = ("ref", "alternate_key", "offset", "length")
     REF_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class MediaServiceStub:
                 request_serializer=trenchcoat_dot_v1_dot_router__pb2.UploadRequest.SerializeToString,
                 response_deserializer=trenchcoat_dot_v1_dot_router__pb2.UploadResponse.FromString,
                 _registered_method=True)
+        self.UploadBytes = channel.unary_unary(
+                '/trenchcoat.v1.MediaService/UploadBytes',
+                request_serializer=trenchcoat_dot_v1_dot_router__pb2.UploadBytesRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_router__pb2.UploadBytesResponse.FromString,
+                _registered_method=True)
         self.Read = channel.unary_stream(
                 '/trenchcoat.v1.MediaService/Read',
                 request_serializer=trenchcoat_dot_v1_dot_router__pb2.ReadRequest.SerializeToString,
@@ -69,6 +74,15 @@ class MediaServiceServicer:
     def Upload(self, request_iterator, context):
         """Uploads one object: a header message, then data chunks. Answers only after every
         replica holds the bytes durably and the metadata row is committed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadBytes(self, request, context):
+        """Uploads a small object in one message: the header and all of its bytes. Same answer,
+        same rules as Upload, without the cost of a stream (clients use it for objects that
+        fit one chunk; larger ones stream with Upload).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,6 +124,11 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     servicer.Upload,
                     request_deserializer=trenchcoat_dot_v1_dot_router__pb2.UploadRequest.FromString,
                     response_serializer=trenchcoat_dot_v1_dot_router__pb2.UploadResponse.SerializeToString,
+            ),
+            'UploadBytes': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadBytes,
+                    request_deserializer=trenchcoat_dot_v1_dot_router__pb2.UploadBytesRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_router__pb2.UploadBytesResponse.SerializeToString,
             ),
             'Read': grpc.unary_stream_rpc_method_handler(
                     servicer.Read,
@@ -160,6 +179,33 @@ class MediaService:
             '/trenchcoat.v1.MediaService/Upload',
             trenchcoat_dot_v1_dot_router__pb2.UploadRequest.SerializeToString,
             trenchcoat_dot_v1_dot_router__pb2.UploadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadBytes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.MediaService/UploadBytes',
+            trenchcoat_dot_v1_dot_router__pb2.UploadBytesRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_router__pb2.UploadBytesResponse.FromString,
             options,
             channel_credentials,
             insecure,
