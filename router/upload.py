@@ -22,7 +22,6 @@ import asyncio
 import logging
 import random
 import secrets
-from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from router import metrics
@@ -192,13 +191,10 @@ class Uploader:
                          content_type: str) -> tuple[set[int], str]:
         """The stores that could not be reached, and why any replica did not acknowledge
         ("" when every one did)."""
-        timeout = self.limits.replica_timeout_s
         needle = NeedleRef(logical_volume=volume.id, key=media_id, cookie=cookie)
-        writes: list[Awaitable[None]] = [
-            self._stores.write(r.address, needle, data, content_type=content_type, timeout_s=timeout)
-            for r in volume.replicas
-        ]
-        results = await asyncio.gather(*writes, return_exceptions=True)
+        results = await self._stores.write_replicas([r.address for r in volume.replicas], needle, data,
+                                                    content_type=content_type,
+                                                    timeout_s=self.limits.replica_timeout_s)
         errors = []
         failed = set()
         for replica, result in zip(volume.replicas, results, strict=True):

@@ -11,6 +11,7 @@ Protobuf stays in this module.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Sequence
 
@@ -84,6 +85,19 @@ class StoreClient:
         await rpc.unary(self._stub(address).WriteNeedle, request, remote=self._remote(address),
                         timeout=timeout_s or self.timeout_s)
 
+    async def write_replicas(self, addresses: Sequence[str], needle: NeedleRef, data: bytes, *,
+                             content_type: str = "", timeout_s: float | None = None) -> list[BaseException | None]:
+        """``write`` to every store of ``addresses`` at once; for each, in order, None once
+        it holds the needle durably, or the error its write ended with. The request is
+        encoded once for all of them (the payload is not copied per replica)."""
+        request = store_pb2.WriteNeedleRequest(volume_id=needle.logical_volume, key=needle.key,
+                                               alternate_key=needle.alternate_key, cookie=needle.cookie,
+                                               data=data, content_type=content_type).SerializeToString()
+        timeout = timeout_s or self.timeout_s
+        return await asyncio.gather(*(
+            rpc.unary(self._pool.stub(_EncodedWrite, a).call, request, remote=self._remote(a), timeout=timeout)
+            for a in addresses), return_exceptions=True)
+
     async def delete(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> bool:
         """Flags the needle deleted; False if it already was."""
         request = store_pb2.DeleteNeedleRequest(volume_id=needle.logical_volume, key=needle.key,
@@ -156,6 +170,15 @@ class StoreClient:
                 async for _ in chunks:
                     break  # leaving the block cancels the stream
         return volumes
+
+
+class _EncodedWrite:
+    """``StoreService.WriteNeedle`` on one channel, taking a request already encoded."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.call: grpc.aio.UnaryUnaryMultiCallable[bytes, store_pb2.WriteNeedleResponse] = channel.unary_unary(
+            f"/{store_pb2.DESCRIPTOR.services_by_name['StoreService'].full_name}/WriteNeedle",
+            request_serializer=None, response_deserializer=store_pb2.WriteNeedleResponse.FromString)
 
 
 def physical(v: store_pb2.VolumeInfo) -> PhysicalVolume:
