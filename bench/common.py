@@ -8,17 +8,20 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from trenchcoat import procs
 
 
-def arguments(doc: str) -> argparse.Namespace:
+def arguments(doc: str, extra: Callable[[argparse.ArgumentParser], object] | None = None) -> argparse.Namespace:
+    """``--quick`` and ``--json``, and whatever ``extra`` adds to the parser."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
 
 

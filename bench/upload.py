@@ -18,13 +18,20 @@ CONCURRENCY concurrent clients:
   relay that sends each request's bytes to three bare echo servers (``bench.relay_server``:
   the gRPC calls of a replicated upload and nothing else), measured in the same run;
   cluster_cpu_vs_bare_relay_* is the ratio
+
+``--profile DIR`` also records the router and one store with py-spy (the dev extra)
+during the 1 KiB uploads: collapsed stacks with native frames in DIR/router.txt and
+DIR/store1.txt, and prints the frames where each spent the most samples.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -155,7 +162,7 @@ async def measure(address: str, size: int, seconds: float,
 
         async def one(owner: int) -> None:
             began = time.perf_counter()
-            await media.upload(data, owner_id=owner, content_type="image/jpeg")  # one header, one chunk
+            await media.upload(data, owner_id=owner, content_type="image/jpeg")  # one UploadBytes message
             latencies.append(time.perf_counter() - began)
 
         for attempt in range(100):  # the first volumes may still be growing
@@ -221,12 +228,47 @@ async def bare_relay_cpu(tmp: Path, sizes: list[tuple[int, str]], seconds: float
     return out
 
 
+def start_profiles(processes: dict[str, int], out: Path, seconds: float) -> list[subprocess.Popen[bytes]]:
+    """py-spy recording each process (name: pid) for ``seconds`` into ``out/<name>.txt``:
+    collapsed stacks (one line per stack and its sample count), native frames included."""
+    out.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy: pip install -e '.[dev]'")
+    return [subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
+                              "--rate", "200", "--native", "--threads", "--format", "raw",
+                              "-o", str(out / f"{name}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for name, pid in processes.items()]
+
+
+def top_frames(path: Path, count: int = 20) -> list[tuple[float, str]]:
+    """Where the event-loop thread was busy, from a collapsed-stack file: the frames in
+    the most of its busy samples (share, frame). Idle samples (waiting in epoll_wait),
+    other threads, unnamed native frames and the loop's own scaffolding (under nearly
+    every sample) are left out."""
+    samples: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        if "MainThread" not in frames[0] or frames[-1].startswith("epoll_wait"):
+            continue
+        total += int(n)
+        for frame in {re.sub(r":\d+\)$", ")", f) for f in frames[1:]}:
+            samples[frame] = samples.get(frame, 0) + int(n)
+    ranked = sorted(((n / total, f) for f, n in samples.items() if n / total < 0.95 and not f.startswith("0x")),
+                    reverse=True)
+    return ranked[:count]
+
+
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) >= 2 else float("nan")
 
 
 async def main() -> int:
-    args = common.arguments(__doc__)
+    args = common.arguments(__doc__, lambda p: p.add_argument(
+        "--profile", type=Path, metavar="DIR", help="record the router and a store with py-spy into DIR"))
     seconds = 4.0 if args.quick else 15.0
     figures: dict[str, float] = {}
     sizes = [(1024, "1k"), (100 * 1024, "100k")]
@@ -253,6 +295,13 @@ async def main() -> int:
                         figures[f"postgres_cpu_ms_per_upload_{label}"] = cpu.get("postgres", 0.0) * ms
                     else:
                         figures[f"single_replica_uploads_per_s_{label}"] = rate
+                if args.profile and replicas == 3:  # a round of its own: the profiler slows what it watches
+                    spies = start_profiles({p.name.split("-", 1)[1]: p.pid for p in cluster.processes
+                                            if p.pid and p.name.endswith(("-router", "-store1"))},
+                                           args.profile, seconds)
+                    await measure(cluster.router, 1024, seconds)
+                    for spy in spies:
+                        spy.wait()
             finally:
                 cluster.stop()
         for label in ("1k", "100k"):
@@ -262,6 +311,11 @@ async def main() -> int:
             figures[f"bare_relay_cpu_ms_per_call_{label}"] = bare[label] * 1000
             figures[f"cluster_cpu_vs_bare_relay_{label}"] = (
                 figures[f"cluster_cpu_ms_per_upload_{label}"] / figures[f"bare_relay_cpu_ms_per_call_{label}"])
+    if args.profile:
+        for name in ("router", "store1"):
+            print(f"py-spy, {name} during 1 KiB uploads ({args.profile / name}.txt), share of busy loop samples:")
+            for share, frame in top_frames(args.profile / f"{name}.txt"):
+                print(f"  {share:6.1%}  {frame}")
     common.report(figures, args.json)
     return 0
 
