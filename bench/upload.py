@@ -18,6 +18,9 @@ CONCURRENCY concurrent clients:
   relay that sends each request's bytes to three bare echo servers (``bench.relay_server``:
   the gRPC calls of a replicated upload and nothing else), measured in the same run;
   cluster_cpu_vs_bare_relay_* is the ratio
+- cluster_idle_cpu_ms_per_s   the same processes with no uploads (the directory's probes,
+  heartbeats, checkpoints), measured after the uploads: every per-upload figure includes
+  this background, divided by the uploads a second
 
 ``--profile DIR`` also records the router and one store with py-spy (the dev extra)
 during the 1 KiB uploads: collapsed stacks with native frames in DIR/router.txt and
@@ -295,6 +298,14 @@ async def main() -> int:
                         figures[f"postgres_cpu_ms_per_upload_{label}"] = cpu.get("postgres", 0.0) * ms
                     else:
                         figures[f"single_replica_uploads_per_s_{label}"] = rate
+                if meter is not None:
+                    # The background (probes, heartbeats, checkpoints): part of every figure
+                    # above, the more so the fewer uploads a second.
+                    before = meter.snapshot()
+                    await asyncio.sleep(seconds / 2)
+                    after = meter.snapshot()
+                    figures["cluster_idle_cpu_ms_per_s"] = sum(
+                        after[k] - before[k] for k in after if k != "postgres") * 1000 / (seconds / 2)
                 if args.profile and replicas == 3:  # a round of its own: the profiler slows what it watches
                     spies = start_profiles({p.name.split("-", 1)[1]: p.pid for p in cluster.processes
                                             if p.pid and p.name.endswith(("-router", "-store1"))},
