@@ -143,7 +143,10 @@ class _Handle:
 
 class GroupCommit:
     """Makes writes durable with as few fdatasyncs as possible: a writer that finds a
-    sync running waits for the next one, which covers everything written meanwhile."""
+    sync running waits for the next one, which covers everything written meanwhile. A
+    sync covers every write appended before it starts, including those of the requests
+    the event loop handles in the same turn as the one that asked for it (the sync's
+    task first runs after them), so a burst shares one without anyone waiting longer."""
 
     def __init__(self, volume: Volume) -> None:
         self._volume = volume
@@ -156,10 +159,11 @@ class GroupCommit:
         mine = self._written
         while self._synced < mine:
             if self._running is None:
-                self._running = asyncio.ensure_future(self._sync(self._written))
+                self._running = asyncio.ensure_future(self._sync())
             await asyncio.shield(self._running)
 
-    async def _sync(self, target: int) -> None:
+    async def _sync(self) -> None:
+        target = self._written  # every write counted so far is appended: this sync covers it
         batch = target - self._synced
         handle = self._volume._handle  # held: a compaction or repair may retire it meanwhile
         fd = handle.acquire()
