@@ -18,6 +18,11 @@ CONCURRENCY concurrent clients:
   relay that sends each request's bytes to three bare echo servers (``bench.relay_server``:
   the gRPC calls of a replicated upload and nothing else), measured in the same run;
   cluster_cpu_vs_bare_relay_* is the ratio
+- reads_with_postgres_up_per_s / reads_with_postgres_down_per_s   first GETs of stored
+  1 KiB photos' URLs from the cache (marked as from the CDN, so never admitted: each reads
+  a store), 1,000 photos (4,000 in a full run) with PostgreSQL running, as many others with
+  every PostgreSQL process stopped by SIGSTOP (a hung database); reads_postgres_down_vs_up
+  is their ratio (reads never touch the database, so it should be about 1)
 - cluster_idle_cpu_ms_per_s   the same processes with no uploads (the directory's probes
   at its default interval, heartbeats, checkpoints), measured after the uploads: every
   per-upload figure includes this background, divided by the uploads a second
@@ -40,6 +45,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import grpc
 
 from bench import common
@@ -265,6 +271,44 @@ def top_frames(path: Path, count: int = 20) -> list[tuple[float, str]]:
     return ranked[:count]
 
 
+async def reads_with_postgres_frozen(cluster: BenchCluster, tmp: Path, count: int) -> dict[str, float]:
+    """Photo URL reads/s from the cache with PostgreSQL running, then frozen: ``count``
+    photos read once each in either state (first reads: each one a store read, none
+    answered from the cache's memory or its leases' kept answers)."""
+    data = os.urandom(1024)
+    paths: list[str] = []
+    async with rpc.ChannelPool() as pool:
+        media = MediaClient(pool, cluster.router, timeout_s=60.0)
+
+        async def uploader() -> None:
+            while len(paths) < 2 * count:
+                paths.append("/" + (await media.upload(data, owner_id=len(paths), content_type="image/jpeg")
+                                    ).url.split("/", 3)[3])
+
+        await asyncio.gather(*(uploader() for _ in range(CONCURRENCY)))
+
+    async def rate(batch: list[str]) -> float:
+        todo = iter(batch)
+        connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+        async with aiohttp.ClientSession(cluster.gateway, connector=connector) as session:
+            async def reader() -> None:
+                for path in todo:
+                    async with session.get(path, headers={"X-Trenchcoat-Via-CDN": "1"}) as r:
+                        if r.status != 200 or await r.read() != data:
+                            raise AssertionError(f"a stored photo answered {r.status}")
+
+            began = time.perf_counter()
+            await asyncio.gather(*(reader() for _ in range(CONCURRENCY)))
+            return len(batch) / (time.perf_counter() - began)
+
+    up = await rate(paths[:count])
+    postmaster = int((procs.postgres_data_dir(tmp / "pg") / "postmaster.pid").read_text().split()[0])
+    with procs.frozen(postmaster):
+        down = await rate(paths[count:2 * count])
+    return {"reads_with_postgres_up_per_s": up, "reads_with_postgres_down_per_s": down,
+            "reads_postgres_down_vs_up": down / up}
+
+
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) >= 2 else float("nan")
 
@@ -303,6 +347,8 @@ async def main() -> int:
                         figures[f"postgres_cpu_ms_per_upload_{label}"] = cpu.get("postgres", 0.0) * ms
                     else:
                         figures[f"single_replica_uploads_per_s_{label}"] = rate
+                if replicas == 3:
+                    figures.update(await reads_with_postgres_frozen(cluster, tmp, 1000 if args.quick else 4000))
                 if meter is not None:
                     # The background (probes, heartbeats, checkpoints): part of every figure
                     # above, the more so the fewer uploads a second.

@@ -10,10 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,40 +54,8 @@ class Dependency:
         return frozen(self.process.pid)
 
 
-@contextlib.contextmanager
-def frozen(root: int) -> Iterator[None]:
-    """Process ``root`` and all its descendants stopped (SIGSTOP) for the block, and
-    continued (SIGCONT) after it, whatever happens in it."""
-    family = [root]
-    try:
-        os.kill(root, signal.SIGSTOP)  # first, so it forks no one new meanwhile
-        family += descendants(root)
-        for pid in family[1:]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-        yield
-    finally:
-        for pid in family:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-
-
-def descendants(root: int) -> list[int]:
-    """Every live descendant of process ``root`` (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue  # gone meanwhile
-    found, frontier = [], [root]
-    while frontier:
-        children = [pid for pid, parent in parents.items() if parent in frontier]
-        found += children
-        frontier = children
-    return found
+frozen = procs.frozen
+descendants = procs.descendants
 
 
 def start_etcd() -> Dependency:

@@ -13,6 +13,7 @@ user ``postgres`` when we are root, since PostgreSQL refuses to run as root) and
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pwd
@@ -23,7 +24,7 @@ import stat
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -537,3 +538,39 @@ def postgres_isready(host: str, port: int) -> bool:
         capture_output=True, check=False,
     )
     return result.returncode == 0
+
+
+@contextlib.contextmanager
+def frozen(root: int) -> Iterator[None]:
+    """Process ``root`` and all its descendants stopped (SIGSTOP) for the block, and
+    continued (SIGCONT) after it, whatever happens in it."""
+    family = [root]
+    try:
+        os.kill(root, signal.SIGSTOP)  # first, so it forks no one new meanwhile
+        family += descendants(root)
+        for pid in family[1:]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def descendants(root: int) -> list[int]:
+    """Every live descendant of process ``root`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
