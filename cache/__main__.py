@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 
+from cache.coalesce import CoalescingReader
 from cache.gateway import Gateway, HttpSite
 from cache.leases import LeaseTable
 from cache.photos import PhotoCache
@@ -25,7 +26,7 @@ def main() -> int:
         directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=config.directory.call_timeout_s)
         stores = StoreClient(pool, timeout_s=section.store_timeout_s)
         leases = LeaseTable(section.lease_period_s, section.lease_wait_s, linger_bytes=section.capacity_bytes // 4)
-        cache = PhotoCache(section.capacity_bytes, leases, stores, directory)
+        cache = PhotoCache(section.capacity_bytes, leases, CoalescingReader(stores), directory)
         site = HttpSite(Gateway(cache).app(), config.cluster.host, section.http_port)
         await site.start()
         return server.host_for(
