@@ -8,22 +8,19 @@ answers too slowly is ``Unavailable`` naming PostgreSQL.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
 from feedsvc.model import Entry, Post, PostState
-from trenchcoat import pgmigrate, postgres
+from trenchcoat import pgmigrate
 from trenchcoat.errors import Unavailable
 from trenchcoat.ids import from_signed, to_signed
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_TABLE = "feed_schema_migrations"
 _MAX_SIGNED = (1 << 63) - 1
 
 
@@ -44,27 +41,9 @@ def _bound(cursor: int) -> int:
     return to_signed(cursor) if cursor else _MAX_SIGNED
 
 
-class Records:
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
-        self._pool = pool
-        self._timeout = timeout_s
-
-    @classmethod
-    async def connect(cls, dsn: str, *, timeout_s: float, min_size: int = 2, max_size: int = 16) -> Records:
-        """Connects within a few deadlines (``trenchcoat.postgres.connect``) or raises Unavailable."""
-        return cls(await postgres.connect(dsn, timeout_s=timeout_s, min_size=min_size, max_size=max_size),
-                   timeout_s)
-
-    async def close(self) -> None:
-        await self._pool.close()
-
-    async def migrate(self) -> list[int]:
-        return await pgmigrate.migrate(self._pool, "feedsvc.migrations", MIGRATIONS_TABLE,
-                                       timeout_s=postgres.CONNECT_DEADLINES * self._timeout)
-
-    def _db(self, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
-        """A connection for one piece of work within the deadline (trenchcoat.postgres)."""
-        return postgres.connection(self._pool, what, self._timeout)
+class Records(pgmigrate.Database):
+    MIGRATIONS = "feedsvc.migrations"
+    MIGRATIONS_TABLE = "feed_schema_migrations"
 
     # --- posts ------------------------------------------------------------------------
 

@@ -13,22 +13,19 @@ being done, never a hang or INTERNAL.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
-from trenchcoat import pgmigrate, postgres
+from trenchcoat import pgmigrate
 from trenchcoat.errors import Internal
 from trenchcoat.ids import from_signed, to_signed
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_TABLE = "schema_migrations"
 
 
 class MediaState(enum.IntEnum):
@@ -65,28 +62,9 @@ class DuplicateId(Exception):
     """The minted media_id is taken (another router minted it in the same millisecond)."""
 
 
-class MediaStore:
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
-        self._pool = pool
-        self._timeout = timeout_s
-
-    @classmethod
-    async def connect(cls, dsn: str, *, timeout_s: float, min_size: int = 2, max_size: int = 16) -> MediaStore:
-        """Connects within a few deadlines (``trenchcoat.postgres.connect``) or raises Unavailable."""
-        return cls(await postgres.connect(dsn, timeout_s=timeout_s, min_size=min_size, max_size=max_size),
-                   timeout_s)
-
-    async def close(self) -> None:
-        await self._pool.close()
-
-    async def migrate(self) -> list[int]:
-        """Applies the migrations not yet applied; returns their versions."""
-        return await pgmigrate.migrate(self._pool, "router.migrations", MIGRATIONS_TABLE,
-                                       timeout_s=postgres.CONNECT_DEADLINES * self._timeout)
-
-    def _db(self, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
-        """A connection for one piece of work within the deadline (trenchcoat.postgres)."""
-        return postgres.connection(self._pool, what, self._timeout)
+class MediaStore(pgmigrate.Database):
+    MIGRATIONS = "router.migrations"
+    MIGRATIONS_TABLE = "schema_migrations"
 
     async def reserve(self, *, shard: int, owner_id: int, logical_volume: int, cookie: int,
                       size_bytes: int, content_type: str, idempotency_key: str | None) -> tuple[MediaRow, bool]:

@@ -8,10 +8,12 @@ bounded by a deadline: a database that does not answer stops the service's start
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import zlib
 from importlib import resources
+from typing import Any, Self
 
 import asyncpg
 
@@ -57,3 +59,35 @@ async def migrate(pool: asyncpg.Pool, package: str, table: str, *, timeout_s: fl
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", lock)
     return applied
+
+
+class Database:
+    """What a service keeps in PostgreSQL, as a class to extend: the pool, the versioned
+    schema (``MIGRATIONS``, the package holding them, and ``MIGRATIONS_TABLE``, the table
+    recording them), and a connection for one piece of work within the deadline
+    (``trenchcoat.postgres``). Subclasses add the service's statements."""
+
+    MIGRATIONS: str
+    MIGRATIONS_TABLE: str
+
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout = timeout_s
+
+    @classmethod
+    async def connect(cls, dsn: str, *, timeout_s: float, min_size: int = 2, max_size: int = 16) -> Self:
+        """Connects within a few deadlines (``trenchcoat.postgres.connect``) or raises Unavailable."""
+        return cls(await postgres.connect(dsn, timeout_s=timeout_s, min_size=min_size, max_size=max_size),
+                   timeout_s)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def migrate(self) -> list[int]:
+        """Applies the migrations not yet applied; returns their versions."""
+        return await migrate(self._pool, self.MIGRATIONS, self.MIGRATIONS_TABLE,
+                             timeout_s=postgres.CONNECT_DEADLINES * self._timeout)
+
+    def _db(self, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A connection for one piece of work within the deadline (trenchcoat.postgres)."""
+        return postgres.connection(self._pool, what, self._timeout)
