@@ -9,7 +9,6 @@ PostgreSQL anything."""
 
 from __future__ import annotations
 
-import logging
 import time
 from collections import OrderedDict
 
@@ -22,9 +21,6 @@ from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.errors import NotFound, Unavailable
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.urls import PhotoPath
-
-log = logging.getLogger(__name__)
-
 
 
 class MediaNotFound(NotFound):
