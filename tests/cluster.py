@@ -18,7 +18,7 @@ from trenchcoat import procs, rpc
 from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient, StoreView, VolumeView
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.feed_client import FeedClient
+from trenchcoat.feed_client import FeedClient, FeedEntry
 from trenchcoat.media_client import MediaClient
 from trenchcoat.store_client import StoreClient
 
@@ -311,3 +311,17 @@ async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: har
         cluster.start_fanout()
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     return cluster
+
+
+async def fanned_out(cluster: MediaCluster, entry: FeedEntry) -> bool:
+    """Whether the post row of ``entry`` records its fan-out as finished."""
+    import asyncpg
+
+    from trenchcoat.ids import to_signed
+
+    conn = await asyncpg.connect(cluster.postgres)
+    try:
+        return await conn.fetchval("SELECT fanned_out_at IS NOT NULL FROM feed_posts WHERE post_id = $1",
+                                   to_signed(entry.media_id))
+    finally:
+        await conn.close()

@@ -12,7 +12,10 @@ acknowledge a cancel request, which a stalled server never does.
 Transient, by SQLSTATE class: 08 connection exceptions, 40 transaction rollbacks
 (serialization failures, deadlocks: the whole transaction may be retried), 53 insufficient
 resources (too many connections, disk full), 57 operator intervention (shutting down,
-starting up, query cancelled); plus the client's own connection and timeout errors.
+starting up, query cancelled); plus the client's own connection and timeout errors, and
+asyncpg's internal client errors, which it raises when a connection broke in the middle of
+a protocol exchange (e.g. "cannot switch to state 12; another operation (2) is in
+progress" from a statement on a connection the server had just dropped at shutdown).
 """
 
 from __future__ import annotations
@@ -32,6 +35,13 @@ log = logging.getLogger(__name__)
 
 TRANSIENT_SQLSTATE_CLASSES = ("08", "40", "53", "57")
 
+CONNECTION_TROUBLE: tuple[type[BaseException], ...] = (
+    OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError)
+"""Errors of the client side of a connection (never of the request): the connection is
+not reused and the work is Unavailable."""
+
+ANY_DATABASE_ERROR: tuple[type[BaseException], ...] = (*CONNECTION_TROUBLE, asyncpg.PostgresError)
+
 CONNECT_DEADLINES = 3
 """Connecting a pool at start (its first connections) may take this many times the
 deadline of one piece of work."""
@@ -39,7 +49,7 @@ deadline of one piece of work."""
 
 def transient(exc: BaseException) -> bool:
     """Whether ``exc`` is the database's trouble rather than the request's."""
-    if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError)):
+    if isinstance(exc, CONNECTION_TROUBLE):
         return True
     sqlstate = str(getattr(exc, "sqlstate", "") or "")
     return isinstance(exc, asyncpg.PostgresError) and sqlstate[:2] in TRANSIENT_SQLSTATE_CLASSES
@@ -55,7 +65,7 @@ async def connect(dsn: str, *, timeout_s: float, min_size: int = 2, max_size: in
             asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, command_timeout=timeout_s,
                                 timeout=budget, reset=_keep_session),
             budget)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except ANY_DATABASE_ERROR as exc:
         raise Unavailable(f"cannot reach PostgreSQL at {redact(dsn)} within {budget:g}s ({_detail(exc)}); "
                           "is it up, and is postgres.dsn right?") from exc
 
@@ -84,7 +94,7 @@ async def connection(pool: asyncpg.Pool, what: str, timeout_s: float) -> AsyncIt
     try:
         async with asyncio.timeout_at(deadline):
             conn = await pool.acquire()
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except ANY_DATABASE_ERROR as exc:
         raise _unavailable(what, timeout_s, exc) from exc
     cut_short = True  # until the work ends in a way that leaves the connection idle
     try:
@@ -96,7 +106,7 @@ async def connection(pool: asyncpg.Pool, what: str, timeout_s: float) -> AsyncIt
         if transient(exc):
             raise _unavailable(what, timeout_s, exc) from exc
         raise
-    except (OSError, TimeoutError, asyncpg.InterfaceError) as exc:
+    except CONNECTION_TROUBLE as exc:
         raise _unavailable(what, timeout_s, exc) from exc
     except Exception:
         cut_short = False  # the caller's own error, raised between statements
@@ -112,7 +122,7 @@ async def _release(pool: asyncpg.Pool, conn: Any, timeout_s: float) -> None:
     asyncpg, and the work it did stands."""
     try:
         await pool.release(conn, timeout=timeout_s)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except ANY_DATABASE_ERROR as exc:
         log.warning("a PostgreSQL connection could not be reset for reuse and was closed (%s: %s)",
                     type(exc).__name__, exc)
 

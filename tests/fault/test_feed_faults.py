@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests import harness
-from tests.cluster import MediaCluster, eventually, feed_cluster
+from tests.cluster import MediaCluster, eventually, fanned_out, feed_cluster
 from trenchcoat.feed_client import FeedEntry
 
 pytestmark = pytest.mark.integration
@@ -36,17 +36,6 @@ async def many_followers(cluster: MediaCluster, author: int, n: int) -> None:
                            " SELECT f, $1 FROM generate_series(100000, 100000 + $2 - 1) AS f", author, n)
         await conn.execute("INSERT INTO feed_authors (user_id, followers) VALUES ($1, $2)"
                            " ON CONFLICT (user_id) DO UPDATE SET followers = $2", author, n)
-    finally:
-        await conn.close()
-
-
-async def fanned_out(cluster: MediaCluster, entry: FeedEntry) -> bool:
-    conn = await asyncpg.connect(cluster.postgres)
-    try:
-        from trenchcoat.ids import to_signed
-
-        return await conn.fetchval("SELECT fanned_out_at IS NOT NULL FROM feed_posts WHERE post_id = $1",
-                                   to_signed(entry.media_id))
     finally:
         await conn.close()
 
