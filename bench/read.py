@@ -131,7 +131,7 @@ async def figures_for(cluster, size: int, label: str, misses: int, seconds: floa
 
 async def main() -> int:
     args = common.arguments(__doc__)
-    seconds, misses = (3.0, 1000) if args.quick else (10.0, 4000)
+    seconds, misses = (3.0, 2000) if args.quick else (10.0, 8000)
     figures: dict[str, float] = {}
     with common.private_dependencies("bench-read-") as (tmp, etcd, dsn):
         cluster = start_cluster(tmp, cluster_env(tmp, "read", etcd, dsn, 3))

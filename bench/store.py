@@ -12,6 +12,10 @@ Every figure is a ratio against a baseline measured in the same run, or a count:
                            ReadNeedleResponse bytes, read by the same client call
                            (StoreClient.read, so both pay the same client-side cost;
                            both real processes)
+- http_vs_grpc_read_1k / _64k  needle reads/s over the store's HTTP port (StoreHttpClient,
+                           what a cache reads a miss with) over ReadNeedle RPCs
+                           (StoreClient.read) of the same needles from the same store,
+                           interleaved; with the store's CPU per read of each
 - batch_vs_single          needles/s by BatchRead (100 a call) over single ReadNeedle
                            (StoreClient.batch_read over StoreClient.read)
 - preads_per_read          pread calls counted by the store / reads served
@@ -45,6 +49,7 @@ from store.volume import VolumeLimits, create_volume, open_volume
 from trenchcoat import procs, rpc
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_client import StoreClient
+from trenchcoat.store_http import StoreHttpClient
 from trenchcoat.store_types import Blob
 
 CONCURRENCY = 16
@@ -192,9 +197,10 @@ def reader(client: StoreClient, address: str, refs: list[NeedleRef]) -> Callable
 
 async def rpc_figures(tmp: Path, seconds: float) -> dict[str, float]:
     out: dict[str, float] = {}
-    port, mport = procs.free_port(), procs.free_port()
+    port, mport, hport = procs.free_port(), procs.free_port(), procs.free_port()
     env = {**os.environ, "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp / "cluster"),
            "TRENCHCOAT_STORE__PORT": str(port), "TRENCHCOAT_STORE__METRICS_PORT": str(mport),
+           "TRENCHCOAT_STORE__HTTP_PORT": str(hport),
            "TRENCHCOAT_STORE__COUNT": "1",
            "TRENCHCOAT_CLUSTER__LOG_LEVEL": "WARNING"}
     store = start([sys.executable, "-m", "store"], tmp / "store.log", port, env)
@@ -227,11 +233,24 @@ async def rpc_figures(tmp: Path, seconds: float) -> dict[str, float]:
                 out[f"read_vs_echo_{label}"] = store_rate / echo_rate
                 out[f"server_cpu_us_per_read_{label}"] = store_cpu * 1e6
                 out[f"server_cpu_us_per_echo_{label}"] = echo_cpu * 1e6
+                http = StoreHttpClient(timeout_s=30.0)
+                try:
+                    async def http_read(refs: list[NeedleRef] = refs, http: StoreHttpClient = http) -> Blob:
+                        return await http.read(f"127.0.0.1:{hport}", random.choice(refs))
+
+                    http_rate, grpc_rate, http_cpu, grpc_cpu = await interleaved(
+                        http_read, reader(client, address, refs), seconds, (store.pid, store.pid))
+                finally:
+                    await http.close()
+                out[f"http_read_per_s_{label}"] = http_rate
+                out[f"http_vs_grpc_read_{label}"] = http_rate / grpc_rate
+                out[f"server_cpu_us_per_http_read_{label}"] = http_cpu * 1e6
+                out[f"server_cpu_us_per_grpc_read_{label}"] = grpc_cpu * 1e6
             refs = [NeedleRef(logical_volume=1, key=k, cookie=7) for k in range(1024000, 1024200)]
 
             async def batch() -> None:
                 got = await client.batch_read(address, random.sample(refs, 100))
-                failed = [r for r in got if not isinstance(r, bytes)]
+                failed = [r for r in got if not isinstance(r, Blob)]
                 assert len(got) == 100 and not failed, failed[:3]
 
             single = await rate(reader(client, address, refs), seconds)

@@ -107,7 +107,8 @@ def start_cluster(tmp: Path, env: dict[str, str]) -> BenchCluster:
         dport = launch("directory", "DIRECTORY", "dir")
         env = {**env, "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": f"127.0.0.1:{dport}"}
         stores = [launch("store", "STORE", f"store{m}", {"TRENCHCOAT_STORE__MACHINE_ID": str(m),
-                                                          "TRENCHCOAT_STORE__RACK": rack})
+                                                          "TRENCHCOAT_STORE__RACK": rack,
+                                                          "TRENCHCOAT_STORE__HTTP_PORT": "0"})
                   for m, rack in ((1, "a"), (2, "b"), (3, "c"))]
         http = procs.free_port()
         cport = launch("cache", "CACHE", "cache", {"TRENCHCOAT_CACHE__HTTP_PORT": str(http)})

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import sys
 
-from cache.coalesce import CoalescingReader
-from cache.gateway import Gateway, HttpSite
+from cache.gateway import Gateway
 from cache.leases import LeaseTable
 from cache.photos import PhotoCache
+from cache.reads import ReplicaReader
 from cache.service import SERVICE_NAME, CacheServicer
 from trenchcoat import server
 from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.httpsite import HttpSite
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.store_client import StoreClient
+from trenchcoat.store_http import StoreHttpClient
 from trenchcoat.v1 import cache_pb2_grpc
 
 
@@ -26,14 +28,15 @@ def main() -> int:
         directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=config.directory.call_timeout_s)
         stores = StoreClient(pool, timeout_s=section.store_timeout_s)
         leases = LeaseTable(section.lease_period_s, section.lease_wait_s, linger_bytes=section.capacity_bytes // 4)
-        cache = PhotoCache(section.capacity_bytes, leases, CoalescingReader(stores), directory)
-        site = HttpSite(Gateway(cache).app(), config.cluster.host, section.http_port)
+        http = StoreHttpClient(timeout_s=section.store_timeout_s)
+        cache = PhotoCache(section.capacity_bytes, leases, ReplicaReader(http, stores), directory)
+        site = HttpSite(Gateway(cache).app(), config.cluster.host, section.http_port, what="photo")
         await site.start()
         return server.host_for(
             f"cache@{section.port}", config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, CacheServicer(cache), cache_pb2_grpc.add_CacheServiceServicer_to_server)],
             workers=[directory, site],
-            closers=[pool.close],
+            closers=[pool.close, http.close],
             ready=[directory.ready.wait],
         )
 

@@ -19,7 +19,6 @@ keeps) or ``miss`` (a miss it does not keep: via the CDN, or a read-only volume)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 
@@ -122,33 +121,3 @@ class Gateway:
     def _done(response: web.Response, cache: str) -> web.Response:
         RESPONSES.labels(str(response.status), cache).inc()
         return response
-
-
-class HttpSite:
-    """The photo HTTP listener as a service worker: bound in ``start`` (a taken port stops
-    the process at once), closed on shutdown after in-flight requests finish."""
-
-    def __init__(self, app: web.Application, host: str, port: int) -> None:
-        self._runner = web.AppRunner(app, access_log=None)
-        self._host, self._port = host, port
-        self._stopped: asyncio.Event | None = None
-
-    async def start(self) -> None:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await self._runner.cleanup()
-            raise OSError(f"cache: cannot bind the photo HTTP port {self._host}:{self._port} (in use?): {exc}") from None
-        self._stopped = asyncio.Event()
-        log.info("photos served on http://%s:%d/", self._host, self._port)
-
-    async def run(self) -> None:
-        assert self._stopped is not None, "start() first"
-        await self._stopped.wait()
-
-    async def shutdown(self) -> None:
-        if self._stopped is not None:
-            self._stopped.set()
-        await self._runner.cleanup()

@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge
 
 from cache.leases import LeaseTable
 from cache.lru import ByteLRU
-from trenchcoat.directory_client import VolumeView
+from trenchcoat.directory_client import ReplicaView, VolumeView
 from trenchcoat.errors import (
     DataLoss,
     InvalidArgument,
@@ -50,9 +50,9 @@ ENTRIES = Gauge("trenchcoat_cache_entries", "Photos held.")
 
 
 class Reader(Protocol):
-    """Reads a needle from one store (``trenchcoat.store_client.StoreClient``)."""
+    """Reads a needle from one replica (``cache.reads.ReplicaReader``)."""
 
-    async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> Blob: ...
+    async def read(self, replica: ReplicaView, needle: NeedleRef) -> Blob: ...
 
 
 class Volumes(Protocol):
@@ -151,7 +151,7 @@ class PhotoCache:
             if i:
                 FAILOVERS.inc()
             try:
-                return await self._reader.read(replica.address, needle)
+                return await self._reader.read(replica, needle)
             except (NeedleNotFound, InvalidArgument):
                 raise
             except TrenchcoatError as exc:  # this replica cannot answer for the needle: the next may

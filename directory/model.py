@@ -38,6 +38,8 @@ class Store:
     machine_id: int
     address: str
     rack: str
+    http_address: str = ""
+    """Where it serves needle reads over HTTP (empty: it does not)."""
     capacity_bytes: int = 0
     free_bytes: int = 0
     registered: bool = False
@@ -129,6 +131,10 @@ class ClusterMap:
     def address(self, machine_id: int) -> str:
         store = self.stores.get(machine_id)
         return store.address if store else ""
+
+    def http_address(self, machine_id: int) -> str:
+        store = self.stores.get(machine_id)
+        return store.http_address if store else ""
 
     def rack(self, machine_id: int) -> str:
         store = self.stores.get(machine_id)

@@ -33,7 +33,8 @@ def logical_volume(cmap: ClusterMap, volume: Volume, replicas=None) -> pb.Logica
         id=volume.id,
         replicas=[
             pb.Replica(machine_id=r.machine_id, volume_id=r.volume_id, address=cmap.address(r.machine_id),
-                       rack=cmap.rack(r.machine_id), alive=cmap.alive(r.machine_id))
+                       rack=cmap.rack(r.machine_id), alive=cmap.alive(r.machine_id),
+                       http_address=cmap.http_address(r.machine_id))
             for r in (replicas if replicas is not None else volume.replicas)
         ],
         state=_STATES[volume.state],
@@ -89,7 +90,8 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         cmap = self._view.now()
         return pb.ListStoresResponse(stores=[
             pb.StoreMachine(machine_id=s.machine_id, address=s.address, rack=s.rack,
-                            capacity_bytes=s.capacity_bytes, free_bytes=s.free_bytes, alive=s.alive)
+                            capacity_bytes=s.capacity_bytes, free_bytes=s.free_bytes, alive=s.alive,
+                            http_address=s.http_address)
             for s in sorted(cmap.stores.values(), key=lambda s: s.machine_id)
         ])
 

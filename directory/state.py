@@ -53,6 +53,7 @@ class DirectoryState:
                 machine_id=machine_id,
                 address=str(info.get("address", "")),
                 rack=str(info.get("rack", "")),
+                http_address=str(info.get("http_address", "")),
                 capacity_bytes=int(info.get("capacity_bytes", 0)),
                 free_bytes=int(info.get("free_bytes", 0)),
                 registered=live is not None,
@@ -73,7 +74,7 @@ class DirectoryState:
     async def set_machine(self, store: Store, *, down: bool, reason: str = "") -> None:
         await self.etcd.put(f"machines/{store.machine_id}", {
             "machine_id": store.machine_id, "address": store.address, "rack": store.rack,
-            "disk_id": store.disk_id, "down": down, "reason": reason,
+            "http_address": store.http_address, "disk_id": store.disk_id, "down": down, "reason": reason,
         })
 
     async def next_volume_id(self) -> int:

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def _face(cmap: ClusterMap, volume: Volume) -> tuple[object, ...]:
     """What a subscriber sees of a volume: its record plus its replicas' liveness."""
-    return (volume, tuple((cmap.address(r.machine_id), cmap.alive(r.machine_id)) for r in volume.replicas))
+    return (volume, tuple((cmap.address(r.machine_id), cmap.http_address(r.machine_id), cmap.alive(r.machine_id))
+                          for r in volume.replicas))
 
 
 class MapView:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from store import metrics
+from store.http import NeedleHttp
 from store.peer import Peers
 from store.registration import Registration
 from store.service import SERVICE_NAME, StoreServicer
@@ -18,6 +19,7 @@ from store.volume import VolumeLimits
 from store.volumes import Checkpointer, VolumeSet
 from trenchcoat import server
 from trenchcoat.etcd import Etcd
+from trenchcoat.httpsite import HttpSite
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import store_pb2_grpc
@@ -37,7 +39,9 @@ def main() -> int:
         )
         await volumes.load()
         metrics.register(volumes.all)
-        workers: list[server.Worker] = [Checkpointer(volumes, section.checkpoint_interval_s)]
+        site = HttpSite(NeedleHttp(volumes).app(), config.cluster.host, section.http_port, what="needle read")
+        await site.start()
+        workers: list[server.Worker] = [Checkpointer(volumes, section.checkpoint_interval_s), site]
         pool = ChannelPool()
         peers = Peers(StoreClient(pool, timeout_s=section.peer_timeout_s),
                       chunk_timeout_s=section.peer_timeout_s)
@@ -45,7 +49,8 @@ def main() -> int:
         if config.etcd.endpoints:
             etcd = Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
             registration = Registration(
-                etcd, machine_id=section.machine_id, address=config.store_address(), rack=section.rack,
+                etcd, machine_id=section.machine_id, address=config.store_address(),
+                http_address=config.store_http_address(site.port), rack=section.rack,
                 directory=directory, ttl_s=config.directory.liveness_ttl_s,
             )
             await registration.start()  # a taken machine id stops the store here

@@ -1,9 +1,9 @@
 """A store's registration in etcd: ``stores/<machine_id>`` under a lease the store keeps
 alive. The Directory reads liveness from it: a store whose lease lapses is dead.
 
-The record carries the machine's address, rack, capacity and free bytes, and the id of
-the disk it serves (``disk-id`` in its data directory, made on first start). A machine
-id held by a live lease of another disk is refused: two stores cannot share an id. The
+The record carries the machine's gRPC and HTTP addresses, rack, capacity and free bytes,
+and the id of the disk it serves (``disk-id`` in its data directory, made on first start).
+A machine id held by a live lease of another disk is refused: two stores cannot share an id. The
 same disk coming back (a restart after a crash, before its old lease lapsed) takes its
 registration over at once.
 """
@@ -50,10 +50,10 @@ class Registration:
     """Keeps ``stores/<machine_id>`` alive for this process."""
 
     def __init__(self, etcd: Etcd, *, machine_id: int, address: str, rack: str,
-                 directory: Path, ttl_s: int) -> None:
+                 directory: Path, ttl_s: int, http_address: str = "") -> None:
         self._directory = directory
-        self._info = {"machine_id": machine_id, "address": address, "rack": rack,
-                      "disk_id": disk_id(directory)}
+        self._info = {"machine_id": machine_id, "address": address, "http_address": http_address,
+                      "rack": rack, "disk_id": disk_id(directory)}
         self._ttl = ttl_s
         self.key = LeasedKey(etcd, store_key(machine_id), ttl_s, self._value, self._take_over)
 

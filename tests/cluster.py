@@ -65,7 +65,8 @@ class MediaCluster:
     env: dict[str, str] = field(default_factory=dict)
     directories: list[harness.ServiceProcess | None] = field(default_factory=list)
     stores: dict[int, harness.ServiceProcess | None] = field(default_factory=dict)
-    store_ports: dict[int, tuple[int, int]] = field(default_factory=dict)
+    store_ports: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    """(gRPC, metrics, HTTP) ports of each machine id, kept across its restarts."""
     directory_ports: list[tuple[int, int]] = field(default_factory=list)
     router: harness.ServiceProcess | None = None
     caches: list[harness.ServiceProcess | None] = field(default_factory=list)
@@ -112,12 +113,14 @@ class MediaCluster:
 
     def start_store(self, machine_id: int, rack: str, *, name: str = "", **extra: str) -> harness.ServiceProcess:
         if name:  # another process claiming this machine id: its own ports
-            port, mport = procs.free_port(), procs.free_port()
+            port, mport, hport = procs.free_port(), procs.free_port(), procs.free_port()
         else:
-            port, mport = self.store_ports.setdefault(machine_id, (procs.free_port(), procs.free_port()))
+            port, mport, hport = self.store_ports.setdefault(
+                machine_id, (procs.free_port(), procs.free_port(), procs.free_port()))
         proc = self.start(name or f"store-{machine_id}", harness.python_module("store"), port=port, metrics_port=mport,
                           env={**self.env, "TRENCHCOAT_STORE__PORT": str(port),
                                "TRENCHCOAT_STORE__METRICS_PORT": str(mport),
+                               "TRENCHCOAT_STORE__HTTP_PORT": str(hport),
                                "TRENCHCOAT_STORE__MACHINE_ID": str(machine_id),
                                "TRENCHCOAT_STORE__RACK": rack, **extra})
         self.stores[machine_id] = proc

@@ -14,6 +14,7 @@ def store_env(data_dir: Path, port: int, metrics_port: int, **extra: str) -> dic
         "TRENCHCOAT_STORE__PORT": str(port),
         "TRENCHCOAT_STORE__METRICS_PORT": str(metrics_port),
         "TRENCHCOAT_STORE__MACHINE_ID": "1",
+        "TRENCHCOAT_STORE__HTTP_PORT": "0",  # needle reads over HTTP on any free port
         "TRENCHCOAT_STORE__COUNT": "1",  # one process on its own free ports
         "TRENCHCOAT_STORE__DRAIN_NOTICE_S": "0",
         "TRENCHCOAT_STORE__MAX_NEEDLE_BYTES": str(1024 * 1024),

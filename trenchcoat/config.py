@@ -146,6 +146,10 @@ class ServiceConfig:
         default=0.5,
     )
 
+    def free_port_keys(self) -> tuple[str, ...]:
+        """Port keys that may be 0: any free port, found through the Directory."""
+        return ()
+
     def port_keys(self) -> tuple[str, ...]:
         """The keys naming ports this service listens on (process i adds i to each)."""
         return tuple(f.name for f in dataclasses.fields(self) if f.name == "port" or f.name.endswith("_port"))
@@ -154,6 +158,8 @@ class ServiceConfig:
         _require(self.count >= 0, f"{section}.count", f"must be >= 0, got {self.count}")
         for key in self.port_keys():
             value = getattr(self, key)
+            if value == 0 and key in self.free_port_keys():
+                continue
             _require(1 <= value <= 65535, f"{section}.{key}", f"must be in 1..65535, got {value}")
             _require(
                 value + max(self.count, 1) - 1 <= 65535,
@@ -257,6 +263,12 @@ class StoreConfig(ServiceConfig):
     count: int = doc("Store processes `trenchcoat up` starts.", default=6)
     port: int = doc("gRPC port of the first store; store i listens on port + i.", default=7200)
     metrics_port: int = doc("/metrics port of the first store; store i uses metrics_port + i.", default=9200)
+    http_port: int = doc(
+        "HTTP port of the first store's needle reads (GET /<logical_volume>,<photo>: what a "
+        "cache reads a miss with); store i uses http_port + i. 0: any free port (the one "
+        "taken is registered).",
+        default=7280,
+    )
     racks: tuple[str, ...] = doc(
         "Racks (failure domains) `trenchcoat up` spreads stores over: store i is on "
         "racks[i % len(racks)].",
@@ -269,6 +281,11 @@ class StoreConfig(ServiceConfig):
     rack: str = doc("This process's rack (`trenchcoat up` sets it from racks).", default="rack-a")
     advertise: str = doc(
         "host:port the Directory gives out for this store. Empty: cluster.host and port.",
+        default="",
+    )
+    http_advertise: str = doc(
+        "host:port the Directory gives out for this store's HTTP needle reads. Empty: "
+        "cluster.host and http_port.",
         default="",
     )
     volume_capacity_bytes: int = doc(
@@ -292,6 +309,9 @@ class StoreConfig(ServiceConfig):
         "and the Directory retries it.",
         default=10.0,
     )
+
+    def free_port_keys(self) -> tuple[str, ...]:
+        return ("http_port",)
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
@@ -623,6 +643,11 @@ class Config:
     def store_address(self) -> str:
         """The address this store process advertises."""
         return self.store.advertise or f"{self.cluster.host}:{self.store.port}"
+
+    def store_http_address(self, bound_port: int) -> str:
+        """The address this store process advertises for its HTTP needle reads, given the
+        port it bound (http_port, or the one taken for 0)."""
+        return self.store.http_advertise or f"{self.cluster.host}:{bound_port}"
 
 
 def load(

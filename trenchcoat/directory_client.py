@@ -40,6 +40,8 @@ class ReplicaView:
     address: str
     alive: bool
     rack: str = ""
+    http_address: str = ""
+    """Where the store serves needle reads over HTTP (empty: only gRPC)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,7 @@ class StoreView:
     capacity_bytes: int
     free_bytes: int
     alive: bool
+    http_address: str = ""
 
 
 def _view(v: pb.LogicalVolume) -> VolumeView:
@@ -75,7 +78,8 @@ def _view(v: pb.LogicalVolume) -> VolumeView:
         id=v.id,
         writable=v.state == pb.VOLUME_STATE_WRITABLE,
         room=max(0, v.capacity_bytes - v.used_bytes),
-        replicas=tuple(ReplicaView(r.machine_id, r.volume_id, r.address, r.alive, r.rack) for r in v.replicas),
+        replicas=tuple(ReplicaView(r.machine_id, r.volume_id, r.address, r.alive, r.rack, r.http_address)
+                       for r in v.replicas),
         state=STATE_NAMES.get(v.state, "?"),
         used_bytes=v.used_bytes,
         capacity_bytes=v.capacity_bytes,
@@ -147,7 +151,7 @@ class DirectoryClient:
 
     async def list_stores(self) -> list[StoreView]:
         reply = await self._call("ListStores", pb.ListStoresRequest())
-        return [StoreView(s.machine_id, s.address, s.rack, s.capacity_bytes, s.free_bytes, s.alive)
+        return [StoreView(s.machine_id, s.address, s.rack, s.capacity_bytes, s.free_bytes, s.alive, s.http_address)
                 for s in reply.stores]
 
     async def leader(self) -> tuple[str, str]:

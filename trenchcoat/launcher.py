@@ -178,8 +178,8 @@ class Cluster:
             service: ServiceConfig = getattr(self.config, section)
             for i in range(service.count):
                 for key in service.port_keys():
-                    port = getattr(service, key) + i
-                    if not procs.port_is_free(port, self.config.cluster.host):
+                    port = _nth_port(getattr(service, key), i)
+                    if port > 0 and not procs.port_is_free(port, self.config.cluster.host):
                         raise LauncherError(
                             f"{section}.{key}{f' + {i}' if i else ''} = {port} is in use on "
                             f"{self.config.cluster.host}; free it or change {section}.{key} in the config"
@@ -238,7 +238,7 @@ class Cluster:
                 port, metrics_port = service.port + i, service.metrics_port + i
                 env = {
                     **base_env,
-                    **{env_key(section, key): str(getattr(service, key) + i) for key in service.port_keys()},
+                    **{env_key(section, key): str(_nth_port(getattr(service, key), i)) for key in service.port_keys()},
                     **_identity(section, service, i),
                 }
                 process = procs.ManagedProcess(
@@ -316,6 +316,12 @@ class Cluster:
 
     def _say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
+
+
+def _nth_port(first: int, index: int) -> int:
+    """Process ``index``'s port when the first has ``first``: first + index, except that
+    0 (a free port each) and a negative value (none) stay as they are."""
+    return first + index if first > 0 else first
 
 
 def _identity(section: str, service: ServiceConfig, index: int) -> dict[str, str]:

@@ -107,6 +107,12 @@ def strip_machine(rest: str) -> tuple[int, NeedleRef]:
     return machine_id, parse_photo(_split_extension(tail.removeprefix("/"))[0])
 
 
+def parse_component(text: str) -> NeedleRef:
+    """Parses ``<logical_volume>,<photo>[.<extension>]`` (what a store is asked for over
+    HTTP); the extension is checked for form and dropped."""
+    return parse_photo(_split_extension(text)[0])
+
+
 def _split_extension(text: str) -> tuple[str, str]:
     photo, dot, extension = text.partition(".")
     if dot and not _EXTENSION.fullmatch(extension):

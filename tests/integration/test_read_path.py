@@ -207,6 +207,40 @@ async def test_a_dead_store_fails_over_to_the_next_replica(cluster):
     assert status == 200 and body == b"d" * 4000
 
 
+def damage(cluster, machine_id: int, logical_volume: int, data: bytes) -> None:
+    """Flips a byte in the middle of ``data`` where that store keeps it on disk."""
+    path = cluster.data_dir / f"store-{machine_id}" / f"vol-{logical_volume}.dat"
+    offset = path.read_bytes().rindex(data) + len(data) // 2
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(bytes([data[len(data) // 2] ^ 0xFF]))
+
+
+async def test_a_miss_reads_the_store_over_http_and_damaged_bytes_are_never_served(cluster):
+    data = os.urandom(30_000)
+    media = await upload(cluster, data)
+    p = urls.parse_path(path_of(media))
+    lv = p.needle.logical_volume
+    async with cluster.clients() as c:
+        volume = await c.directory.volume(lv)
+    assert all(r.http_address for r in volume.replicas), volume  # the map tells the cache where
+    before = await cache_metric(cluster, "trenchcoat_cache_replica_failovers_total")
+    damage(cluster, p.machine_id, lv, data)  # the replica the URL names
+    status, _, body = await get(cluster, path_of(media), **{"X-Trenchcoat-Via-CDN": "1"})
+    assert status == 200 and body == data  # from the next replica
+    assert await cache_metric(cluster, "trenchcoat_cache_replica_failovers_total") == before + 1
+    # Every copy damaged (another photo: the first one's good answer is kept for its lease period).
+    data = os.urandom(30_000)
+    again = await upload(cluster, data)
+    q = urls.parse_path(path_of(again))
+    async with cluster.clients() as c:
+        other = await c.directory.volume(q.needle.logical_volume)
+    for replica in other.replicas:
+        damage(cluster, replica.machine_id, q.needle.logical_volume, data)
+    status, _, body = await get(cluster, path_of(again), **{"X-Trenchcoat-Via-CDN": "1"})
+    assert status == 502 and data not in body  # every copy failed verification: never wrong bytes
+
+
 async def test_cdn_then_cache_then_store_over_real_http(cluster, tmp_path):
     """nginx as the pull CDN in front of the gateway, as `trenchcoat up` runs it."""
     port = procs.free_port()

@@ -24,49 +24,49 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtrenchcoat/v1/directory.proto\x12\rtrenchcoat.v1\"^\n\x07Replica\x12\x12\n\nmachine_id\x18\x01 \x01(\r\x12\x11\n\tvolume_id\x18\x02 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04rack\x18\x04 \x01(\t\x12\r\n\x05\x61live\x18\x05 \x01(\x08\"\xb5\x01\n\rLogicalVolume\x12\n\n\x02id\x18\x01 \x01(\r\x12(\n\x08replicas\x18\x02 \x03(\x0b\x32\x16.trenchcoat.v1.Replica\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.trenchcoat.v1.VolumeState\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x05 \x01(\x04\x12\x17\n\x0f\x63reated_unix_ms\x18\x06 \x01(\x03\"|\n\x0cStoreMachine\x12\x12\n\nmachine_id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04rack\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x04 \x01(\x04\x12\x12\n\nfree_bytes\x18\x05 \x01(\x04\x12\r\n\x05\x61live\x18\x06 \x01(\x08\"N\n\x0f\x41llocateRequest\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x0f\n\x07\x65xclude\x18\x02 \x03(\r\x12\x16\n\x0e\x61void_machines\x18\x03 \x03(\r\"@\n\x10\x41llocateResponse\x12,\n\x06volume\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.LogicalVolume\"\'\n\rLocateRequest\x12\x16\n\x0elogical_volume\x18\x01 \x01(\r\">\n\x0eLocateResponse\x12,\n\x06volume\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.LogicalVolume\"M\n\x13MarkReadOnlyRequest\x12\x16\n\x0elogical_volume\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06repair\x18\x03 \x01(\x08\"D\n\x14MarkReadOnlyResponse\x12,\n\x06volume\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.LogicalVolume\"\x14\n\x12ListVolumesRequest\"D\n\x13ListVolumesResponse\x12-\n\x07volumes\x18\x01 \x03(\x0b\x32\x1c.trenchcoat.v1.LogicalVolume\"\x13\n\x11ListStoresRequest\"A\n\x12ListStoresResponse\x12+\n\x06stores\x18\x01 \x03(\x0b\x32\x1b.trenchcoat.v1.StoreMachine\"\x15\n\x13WatchVolumesRequest\"i\n\x14WatchVolumesResponse\x12\x10\n\x08snapshot\x18\x01 \x01(\x08\x12-\n\x07volumes\x18\x02 \x03(\x0b\x32\x1c.trenchcoat.v1.LogicalVolume\x12\x10\n\x08revision\x18\x03 \x01(\x03\"\x12\n\x10GetLeaderRequest\"4\n\x11GetLeaderResponse\x12\x0e\n\x06leader\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t*\x92\x01\n\x0bVolumeState\x12\x1c\n\x18VOLUME_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15VOLUME_STATE_WRITABLE\x10\x01\x12\x1a\n\x16VOLUME_STATE_READ_ONLY\x10\x02\x12\x17\n\x13VOLUME_STATE_SEALED\x10\x03\x12\x15\n\x11VOLUME_STATE_WARM\x10\x04\x32\xd3\x04\n\x10\x44irectoryService\x12K\n\x08\x41llocate\x12\x1e.trenchcoat.v1.AllocateRequest\x1a\x1f.trenchcoat.v1.AllocateResponse\x12\x45\n\x06Locate\x12\x1c.trenchcoat.v1.LocateRequest\x1a\x1d.trenchcoat.v1.LocateResponse\x12W\n\x0cMarkReadOnly\x12\".trenchcoat.v1.MarkReadOnlyRequest\x1a#.trenchcoat.v1.MarkReadOnlyResponse\x12T\n\x0bListVolumes\x12!.trenchcoat.v1.ListVolumesRequest\x1a\".trenchcoat.v1.ListVolumesResponse\x12Q\n\nListStores\x12 .trenchcoat.v1.ListStoresRequest\x1a!.trenchcoat.v1.ListStoresResponse\x12Y\n\x0cWatchVolumes\x12\".trenchcoat.v1.WatchVolumesRequest\x1a#.trenchcoat.v1.WatchVolumesResponse0\x01\x12N\n\tGetLeader\x12\x1f.trenchcoat.v1.GetLeaderRequest\x1a .trenchcoat.v1.GetLeaderResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dtrenchcoat/v1/directory.proto\x12\rtrenchcoat.v1\"t\n\x07Replica\x12\x12\n\nmachine_id\x18\x01 \x01(\r\x12\x11\n\tvolume_id\x18\x02 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04rack\x18\x04 \x01(\t\x12\r\n\x05\x61live\x18\x05 \x01(\x08\x12\x14\n\x0chttp_address\x18\x06 \x01(\t\"\xb5\x01\n\rLogicalVolume\x12\n\n\x02id\x18\x01 \x01(\r\x12(\n\x08replicas\x18\x02 \x03(\x0b\x32\x16.trenchcoat.v1.Replica\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.trenchcoat.v1.VolumeState\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x05 \x01(\x04\x12\x17\n\x0f\x63reated_unix_ms\x18\x06 \x01(\x03\"\x92\x01\n\x0cStoreMachine\x12\x12\n\nmachine_id\x18\x01 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04rack\x18\x03 \x01(\t\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x04 \x01(\x04\x12\x12\n\nfree_bytes\x18\x05 \x01(\x04\x12\r\n\x05\x61live\x18\x06 \x01(\x08\x12\x14\n\x0chttp_address\x18\x07 \x01(\t\"N\n\x0f\x41llocateRequest\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\x12\x0f\n\x07\x65xclude\x18\x02 \x03(\r\x12\x16\n\x0e\x61void_machines\x18\x03 \x03(\r\"@\n\x10\x41llocateResponse\x12,\n\x06volume\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.LogicalVolume\"\'\n\rLocateRequest\x12\x16\n\x0elogical_volume\x18\x01 \x01(\r\">\n\x0eLocateResponse\x12,\n\x06volume\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.LogicalVolume\"M\n\x13MarkReadOnlyRequest\x12\x16\n\x0elogical_volume\x18\x01 \x01(\r\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06repair\x18\x03 \x01(\x08\"D\n\x14MarkReadOnlyResponse\x12,\n\x06volume\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.LogicalVolume\"\x14\n\x12ListVolumesRequest\"D\n\x13ListVolumesResponse\x12-\n\x07volumes\x18\x01 \x03(\x0b\x32\x1c.trenchcoat.v1.LogicalVolume\"\x13\n\x11ListStoresRequest\"A\n\x12ListStoresResponse\x12+\n\x06stores\x18\x01 \x03(\x0b\x32\x1b.trenchcoat.v1.StoreMachine\"\x15\n\x13WatchVolumesRequest\"i\n\x14WatchVolumesResponse\x12\x10\n\x08snapshot\x18\x01 \x01(\x08\x12-\n\x07volumes\x18\x02 \x03(\x0b\x32\x1c.trenchcoat.v1.LogicalVolume\x12\x10\n\x08revision\x18\x03 \x01(\x03\"\x12\n\x10GetLeaderRequest\"4\n\x11GetLeaderResponse\x12\x0e\n\x06leader\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t*\x92\x01\n\x0bVolumeState\x12\x1c\n\x18VOLUME_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15VOLUME_STATE_WRITABLE\x10\x01\x12\x1a\n\x16VOLUME_STATE_READ_ONLY\x10\x02\x12\x17\n\x13VOLUME_STATE_SEALED\x10\x03\x12\x15\n\x11VOLUME_STATE_WARM\x10\x04\x32\xd3\x04\n\x10\x44irectoryService\x12K\n\x08\x41llocate\x12\x1e.trenchcoat.v1.AllocateRequest\x1a\x1f.trenchcoat.v1.AllocateResponse\x12\x45\n\x06Locate\x12\x1c.trenchcoat.v1.LocateRequest\x1a\x1d.trenchcoat.v1.LocateResponse\x12W\n\x0cMarkReadOnly\x12\".trenchcoat.v1.MarkReadOnlyRequest\x1a#.trenchcoat.v1.MarkReadOnlyResponse\x12T\n\x0bListVolumes\x12!.trenchcoat.v1.ListVolumesRequest\x1a\".trenchcoat.v1.ListVolumesResponse\x12Q\n\nListStores\x12 .trenchcoat.v1.ListStoresRequest\x1a!.trenchcoat.v1.ListStoresResponse\x12Y\n\x0cWatchVolumes\x12\".trenchcoat.v1.WatchVolumesRequest\x1a#.trenchcoat.v1.WatchVolumesResponse0\x01\x12N\n\tGetLeader\x12\x1f.trenchcoat.v1.GetLeaderRequest\x1a .trenchcoat.v1.GetLeaderResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trenchcoat.v1.directory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VOLUMESTATE']._serialized_start=1239
-  _globals['_VOLUMESTATE']._serialized_end=1385
+  _globals['_VOLUMESTATE']._serialized_start=1284
+  _globals['_VOLUMESTATE']._serialized_end=1430
   _globals['_REPLICA']._serialized_start=48
-  _globals['_REPLICA']._serialized_end=142
-  _globals['_LOGICALVOLUME']._serialized_start=145
-  _globals['_LOGICALVOLUME']._serialized_end=326
-  _globals['_STOREMACHINE']._serialized_start=328
-  _globals['_STOREMACHINE']._serialized_end=452
-  _globals['_ALLOCATEREQUEST']._serialized_start=454
-  _globals['_ALLOCATEREQUEST']._serialized_end=532
-  _globals['_ALLOCATERESPONSE']._serialized_start=534
-  _globals['_ALLOCATERESPONSE']._serialized_end=598
-  _globals['_LOCATEREQUEST']._serialized_start=600
-  _globals['_LOCATEREQUEST']._serialized_end=639
-  _globals['_LOCATERESPONSE']._serialized_start=641
-  _globals['_LOCATERESPONSE']._serialized_end=703
-  _globals['_MARKREADONLYREQUEST']._serialized_start=705
-  _globals['_MARKREADONLYREQUEST']._serialized_end=782
-  _globals['_MARKREADONLYRESPONSE']._serialized_start=784
-  _globals['_MARKREADONLYRESPONSE']._serialized_end=852
-  _globals['_LISTVOLUMESREQUEST']._serialized_start=854
-  _globals['_LISTVOLUMESREQUEST']._serialized_end=874
-  _globals['_LISTVOLUMESRESPONSE']._serialized_start=876
-  _globals['_LISTVOLUMESRESPONSE']._serialized_end=944
-  _globals['_LISTSTORESREQUEST']._serialized_start=946
-  _globals['_LISTSTORESREQUEST']._serialized_end=965
-  _globals['_LISTSTORESRESPONSE']._serialized_start=967
-  _globals['_LISTSTORESRESPONSE']._serialized_end=1032
-  _globals['_WATCHVOLUMESREQUEST']._serialized_start=1034
-  _globals['_WATCHVOLUMESREQUEST']._serialized_end=1055
-  _globals['_WATCHVOLUMESRESPONSE']._serialized_start=1057
-  _globals['_WATCHVOLUMESRESPONSE']._serialized_end=1162
-  _globals['_GETLEADERREQUEST']._serialized_start=1164
-  _globals['_GETLEADERREQUEST']._serialized_end=1182
-  _globals['_GETLEADERRESPONSE']._serialized_start=1184
-  _globals['_GETLEADERRESPONSE']._serialized_end=1236
-  _globals['_DIRECTORYSERVICE']._serialized_start=1388
-  _globals['_DIRECTORYSERVICE']._serialized_end=1983
+  _globals['_REPLICA']._serialized_end=164
+  _globals['_LOGICALVOLUME']._serialized_start=167
+  _globals['_LOGICALVOLUME']._serialized_end=348
+  _globals['_STOREMACHINE']._serialized_start=351
+  _globals['_STOREMACHINE']._serialized_end=497
+  _globals['_ALLOCATEREQUEST']._serialized_start=499
+  _globals['_ALLOCATEREQUEST']._serialized_end=577
+  _globals['_ALLOCATERESPONSE']._serialized_start=579
+  _globals['_ALLOCATERESPONSE']._serialized_end=643
+  _globals['_LOCATEREQUEST']._serialized_start=645
+  _globals['_LOCATEREQUEST']._serialized_end=684
+  _globals['_LOCATERESPONSE']._serialized_start=686
+  _globals['_LOCATERESPONSE']._serialized_end=748
+  _globals['_MARKREADONLYREQUEST']._serialized_start=750
+  _globals['_MARKREADONLYREQUEST']._serialized_end=827
+  _globals['_MARKREADONLYRESPONSE']._serialized_start=829
+  _globals['_MARKREADONLYRESPONSE']._serialized_end=897
+  _globals['_LISTVOLUMESREQUEST']._serialized_start=899
+  _globals['_LISTVOLUMESREQUEST']._serialized_end=919
+  _globals['_LISTVOLUMESRESPONSE']._serialized_start=921
+  _globals['_LISTVOLUMESRESPONSE']._serialized_end=989
+  _globals['_LISTSTORESREQUEST']._serialized_start=991
+  _globals['_LISTSTORESREQUEST']._serialized_end=1010
+  _globals['_LISTSTORESRESPONSE']._serialized_start=1012
+  _globals['_LISTSTORESRESPONSE']._serialized_end=1077
+  _globals['_WATCHVOLUMESREQUEST']._serialized_start=1079
+  _globals['_WATCHVOLUMESREQUEST']._serialized_end=1100
+  _globals['_WATCHVOLUMESRESPONSE']._serialized_start=1102
+  _globals['_WATCHVOLUMESRESPONSE']._serialized_end=1207
+  _globals['_GETLEADERREQUEST']._serialized_start=1209
+  _globals['_GETLEADERREQUEST']._serialized_end=1227
+  _globals['_GETLEADERRESPONSE']._serialized_start=1229
+  _globals['_GETLEADERRESPONSE']._serialized_end=1281
+  _globals['_DIRECTORYSERVICE']._serialized_start=1433
+  _globals['_DIRECTORYSERVICE']._serialized_end=2028
 # @@protoc_insertion_point(module_scope)

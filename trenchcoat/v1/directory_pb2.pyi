@@ -21,18 +21,20 @@ VOLUME_STATE_SEALED: VolumeState
 VOLUME_STATE_WARM: VolumeState
 
 class Replica(_message.Message):
-    __slots__ = ("machine_id", "volume_id", "address", "rack", "alive")
+    __slots__ = ("machine_id", "volume_id", "address", "rack", "alive", "http_address")
     MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     RACK_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
+    HTTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     machine_id: int
     volume_id: int
     address: str
     rack: str
     alive: bool
-    def __init__(self, machine_id: _Optional[int] = ..., volume_id: _Optional[int] = ..., address: _Optional[str] = ..., rack: _Optional[str] = ..., alive: _Optional[bool] = ...) -> None: ...
+    http_address: str
+    def __init__(self, machine_id: _Optional[int] = ..., volume_id: _Optional[int] = ..., address: _Optional[str] = ..., rack: _Optional[str] = ..., alive: _Optional[bool] = ..., http_address: _Optional[str] = ...) -> None: ...
 
 class LogicalVolume(_message.Message):
     __slots__ = ("id", "replicas", "state", "used_bytes", "capacity_bytes", "created_unix_ms")
@@ -51,20 +53,22 @@ class LogicalVolume(_message.Message):
     def __init__(self, id: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., state: _Optional[_Union[VolumeState, str]] = ..., used_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
 
 class StoreMachine(_message.Message):
-    __slots__ = ("machine_id", "address", "rack", "capacity_bytes", "free_bytes", "alive")
+    __slots__ = ("machine_id", "address", "rack", "capacity_bytes", "free_bytes", "alive", "http_address")
     MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     RACK_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
     ALIVE_FIELD_NUMBER: _ClassVar[int]
+    HTTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     machine_id: int
     address: str
     rack: str
     capacity_bytes: int
     free_bytes: int
     alive: bool
-    def __init__(self, machine_id: _Optional[int] = ..., address: _Optional[str] = ..., rack: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., alive: _Optional[bool] = ...) -> None: ...
+    http_address: str
+    def __init__(self, machine_id: _Optional[int] = ..., address: _Optional[str] = ..., rack: _Optional[str] = ..., capacity_bytes: _Optional[int] = ..., free_bytes: _Optional[int] = ..., alive: _Optional[bool] = ..., http_address: _Optional[str] = ...) -> None: ...
 
 class AllocateRequest(_message.Message):
     __slots__ = ("size_bytes", "exclude", "avoid_machines")

@@ -35,7 +35,8 @@ class Stores:
         self.damaged: set[str] = set()
         self.empty: set[str] = set()
 
-    async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> Blob:
+    async def read(self, replica: ReplicaView, needle: NeedleRef) -> Blob:
+        address = replica.address
         self.reads.append(address)
         await asyncio.sleep(self.delay)
         if address in self.down:
@@ -232,11 +233,11 @@ def test_lru_evicts_least_recently_used_by_bytes():
 
 async def test_a_replica_failing_in_an_unexpected_way_sends_the_read_to_the_next():
     class Broken(Stores):
-        async def read(self, address, needle, *, timeout_s=None):
-            if address == "s1":
-                self.reads.append(address)
+        async def read(self, replica, needle):
+            if replica.address == "s1":
+                self.reads.append(replica.address)
                 raise Internal("store s1: internal error (OSError) in ReadNeedle; see the server log")
-            return await super().read(address, needle, timeout_s=timeout_s)
+            return await super().read(replica, needle)
 
     stores = Broken({(0xABC, 0): (77, b"jpeg")})
     assert (await make(stores).read(1, PHOTO, via_cdn=False)).data == b"jpeg"
