@@ -464,6 +464,36 @@ class F4Config(ServiceConfig):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class F4StorageConfig(ServiceConfig):
+    """f4 storage nodes: blocks of encoded stripes on local disk, served as byte ranges."""
+
+    count: int = doc("Storage node processes `trenchcoat up` starts.", default=0)
+    port: int = doc("gRPC port of the first storage node; node i listens on port + i.", default=7620)
+    metrics_port: int = doc("/metrics port of the first storage node; node i uses metrics_port + i.",
+                            default=9620)
+    node_id: int = doc("This node's id, unique in the cell (`trenchcoat up` sets 1 + i).", default=1)
+    domains: tuple[str, ...] = doc(
+        "Failure domains this node keeps blocks for, one block directory each "
+        "(<cluster.data_dir>/f4-storage-<node_id>/<domain>/). One in production (the node's "
+        "rack); several let a whole cell run on a small machine. Empty: one, f4-node-<node_id>.",
+        default=(),
+    )
+    io_threads: int = doc("Threads doing the node's disk reads, writes and syncs.", default=8)
+
+    def domain_names(self) -> tuple[str, ...]:
+        return self.domains or (f"f4-node-{self.node_id}",)
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        _require(1 <= self.node_id <= 2**32 - 1, f"{section}.node_id", "must be in 1..4294967295")
+        _require(len(set(self.domain_names())) == len(self.domain_names()), f"{section}.domains",
+                 f"names a domain twice: {list(self.domains)}")
+        bad = [d for d in self.domain_names() if not d or "/" in d or d.startswith(".")]
+        _require(not bad, f"{section}.domains", f"must be directory names, got {bad}")
+        _require(1 <= self.io_threads <= 256, f"{section}.io_threads", "must be in 1..256")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FeedConfig(ServiceConfig):
     """Posts, follows, fan-out and home feeds."""
 
@@ -581,6 +611,7 @@ class Config:
     router: RouterConfig = field(default_factory=RouterConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     f4: F4Config = field(default_factory=F4Config)
+    f4_storage: F4StorageConfig = field(default_factory=F4StorageConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     fanout: FanoutConfig = field(default_factory=FanoutConfig)
 

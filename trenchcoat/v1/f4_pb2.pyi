@@ -90,14 +90,16 @@ class F4VolumeStatusResponse(_message.Message):
     def __init__(self, blocks: _Optional[_Iterable[_Union[BlockStatus, _Mapping]]] = ...) -> None: ...
 
 class PutBlockRequest(_message.Message):
-    __slots__ = ("block", "data", "crc32c")
+    __slots__ = ("block", "data", "crc32c", "domain")
     BLOCK_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     CRC32C_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
     block: BlockId
     data: bytes
     crc32c: int
-    def __init__(self, block: _Optional[_Union[BlockId, _Mapping]] = ..., data: _Optional[bytes] = ..., crc32c: _Optional[int] = ...) -> None: ...
+    domain: str
+    def __init__(self, block: _Optional[_Union[BlockId, _Mapping]] = ..., data: _Optional[bytes] = ..., crc32c: _Optional[int] = ..., domain: _Optional[str] = ...) -> None: ...
 
 class PutBlockResponse(_message.Message):
     __slots__ = ("size_bytes",)

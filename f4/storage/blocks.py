@@ -1,0 +1,220 @@
+"""Blocks on a storage node's disks, each byte range checked against per-chunk CRC32C.
+
+A node serves one block directory per failure domain it stands for (one in production,
+several on a test machine so a whole cell fits on two cores). A block is two files in
+its domain's directory::
+
+    <dir>/v<volume>/s<stripe>/b<index>.blk   the block's bytes
+    <dir>/v<volume>/s<stripe>/b<index>.crc   CRC32C of each CRC_CHUNK of them (uint32, little-endian)
+
+A put writes both under temporary names, checks the whole block's CRC32C against the one
+the sender computed (bytes damaged on the way are DATA_LOSS and nothing is kept),
+fdatasyncs them, renames the checksums then the block into place and syncs the
+directory: a block file exists only complete and durable. A put of a block the node
+holds replaces it (a rebuild onto the same node); a crash between the two renames leaves
+the old bytes under the new checksums, which reads report as DATA_LOSS (never as bytes)
+until the block is put again.
+
+A range read reads the whole chunks covering the range in one pread and checks each; a
+mismatch is DATA_LOSS (``ChecksumMismatch``), never the bytes, and the block is marked
+damaged (``ListBlocks`` reports it unhealthy until it is put again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import AsyncIterator, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import crc32c
+import numpy as np
+from prometheus_client import Counter
+
+from trenchcoat.errors import ChecksumMismatch, InvalidArgument, NotFound, OutOfRange
+from trenchcoat.f4_types import BlockId
+
+CRC_CHUNK = 16 * 1024
+"""Bytes covered by one checksum: a range read reads at most two chunks more than it returns."""
+
+_BLOCK = re.compile(r"b(\d+)\.blk")
+
+CHECKSUM_FAILURES = Counter("trenchcoat_f4_storage_checksum_failures_total",
+                            "Range reads whose block chunks failed their CRC32C (answered DATA_LOSS).")
+BYTES_READ = Counter("trenchcoat_f4_storage_bytes_read_total", "Block bytes read from disk, by reason.", ["reason"])
+
+
+class BlockNotFound(NotFound):
+    """Raised when this node holds no such block."""
+
+
+@dataclass(slots=True)
+class Held:
+    """A block this node holds."""
+
+    id: BlockId
+    domain: str
+    path: Path
+    size: int
+    crcs: np.ndarray | None = None
+    """The chunk checksums, loaded on first read."""
+    damaged: bool = False
+
+
+class BlockStore:
+    def __init__(self, directories: Mapping[str, Path], io_threads: int = 8) -> None:
+        """``directories``: failure domain -> the directory of its blocks."""
+        if not directories:
+            raise InvalidArgument("a storage node needs at least one block directory")
+        self._dirs = {domain: Path(d) for domain, d in directories.items()}
+        self._held: dict[BlockId, Held] = {}
+        self._io = ThreadPoolExecutor(io_threads, thread_name_prefix="f4-io")
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self._dirs)
+
+    def load(self) -> None:
+        """Finds the blocks on disk (leftover temporary files of an interrupted put are removed)."""
+        for domain, root in self._dirs.items():
+            root.mkdir(parents=True, exist_ok=True)
+            for path in root.glob("v*/s*/*"):
+                if path.name.endswith(".tmp"):
+                    path.unlink()
+                    continue
+                match = _BLOCK.fullmatch(path.name)
+                if match is None:
+                    continue
+                block = BlockId(int(path.parent.parent.name[1:]), int(path.parent.name[1:]), int(match[1]))
+                self._held[block] = Held(block, domain, path, path.stat().st_size)
+
+    def blocks(self) -> list[Held]:
+        return sorted(self._held.values(), key=lambda h: h.id)
+
+    def _held_block(self, block: BlockId) -> Held:
+        held = self._held.get(block)
+        if held is None:
+            raise BlockNotFound(f"this node holds no {block}")
+        return held
+
+    async def put(self, block: BlockId, domain: str, chunks: AsyncIterator[bytes], crc: Callable[[], int]) -> int:
+        """Stores the block from ``chunks`` in ``domain``'s directory; durable on return.
+        Returns its size. ``crc()``, once ``chunks`` is exhausted: the CRC32C of the whole
+        block as the sender computed it (a stream carries it at its end)."""
+        root = self._dirs.get(domain)
+        if root is None:
+            raise InvalidArgument(f"this node serves failure domains {sorted(self._dirs)}, not {domain!r}")
+        directory = root / f"v{block.volume}" / f"s{block.stripe}"
+        path = directory / f"b{block.index}.blk"
+        sums_path = path.with_suffix(".crc")
+        tmp, sums_tmp = path.with_name(path.name + ".tmp"), sums_path.with_name(sums_path.name + ".tmp")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._io, lambda: directory.mkdir(parents=True, exist_ok=True))
+        fd = await loop.run_in_executor(self._io, os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            size, whole, sums, pending = 0, 0, [], b""
+            async for data in chunks:
+                whole = crc32c.crc32c(data, whole)
+                pending += data
+                cut = len(pending) - len(pending) % CRC_CHUNK
+                if cut:
+                    sums.extend(_chunk_sums(pending[:cut]))
+                    await loop.run_in_executor(self._io, _write_all, fd, pending[:cut])
+                    pending = pending[cut:]
+                size += len(data)
+            if pending:
+                sums.extend(_chunk_sums(pending))
+                await loop.run_in_executor(self._io, _write_all, fd, pending)
+            if whole != crc():
+                raise ChecksumMismatch(f"{block} arrived damaged (crc32c {whole:08x}, the sender's {crc():08x}); "
+                                       "nothing was kept")
+            await loop.run_in_executor(self._io, os.fdatasync, fd)
+        except BaseException:
+            os.close(fd)
+            await loop.run_in_executor(self._io, _remove, tmp)
+            raise
+        os.close(fd)
+        table = np.asarray(sums, dtype="<u4")
+        await loop.run_in_executor(self._io, _write_durably, sums_tmp, table.tobytes())
+        await loop.run_in_executor(self._io, _commit, sums_tmp, sums_path, tmp, path, directory)
+        self._held[block] = Held(block, domain, path, size, table)
+        return size
+
+    async def read(self, block: BlockId, offset: int, length: int, *, reason: str = "read") -> bytes:
+        """Bytes ``[offset, offset + length)`` of the block, each covering chunk verified."""
+        held = self._held_block(block)
+        if offset < 0 or length < 0 or offset + length > held.size:
+            raise OutOfRange(f"bytes [{offset}, {offset + length}) are past the end of {block} ({held.size} bytes)")
+        if length == 0:
+            return b""
+        first, last = offset // CRC_CHUNK, (offset + length - 1) // CRC_CHUNK
+        start = first * CRC_CHUNK
+        end = min(held.size, (last + 1) * CRC_CHUNK)
+        loop = asyncio.get_running_loop()
+        if held.crcs is None:
+            raw = await loop.run_in_executor(self._io, held.path.with_suffix(".crc").read_bytes)
+            held.crcs = np.frombuffer(raw, dtype="<u4")
+        data = await loop.run_in_executor(self._io, _pread, held.path, end - start, start)
+        BYTES_READ.labels(reason).inc(len(data))
+        expected = held.crcs[first:last + 1]
+        if len(data) != end - start or len(expected) != last - first + 1:
+            self._damaged(held)
+            raise ChecksumMismatch(f"{block} is shorter on disk than recorded: it is damaged")
+        for i, want in enumerate(expected):
+            if crc32c.crc32c(data[i * CRC_CHUNK:(i + 1) * CRC_CHUNK]) != int(want):
+                self._damaged(held)
+                raise ChecksumMismatch(f"{block}: bytes {start + i * CRC_CHUNK} to "
+                                       f"{min(held.size, start + (i + 1) * CRC_CHUNK)} failed their checksum")
+        return data[offset - start:offset - start + length]
+
+    def _damaged(self, held: Held) -> None:
+        CHECKSUM_FAILURES.inc()
+        held.damaged = True
+
+    def close(self) -> None:
+        self._io.shutdown(wait=True)
+
+
+def _chunk_sums(data: bytes) -> list[int]:
+    return [crc32c.crc32c(data[i:i + CRC_CHUNK]) for i in range(0, len(data), CRC_CHUNK)]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, data)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit(sums_tmp: Path, sums: Path, tmp: Path, path: Path, directory: Path) -> None:
+    """Checksums first, then the block: a block file in place always has its checksums."""
+    os.replace(sums_tmp, sums)
+    os.replace(tmp, path)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pread(path: Path, length: int, offset: int) -> bytes:
+    with open(path, "rb", buffering=0) as f:
+        return os.pread(f.fileno(), length, offset)
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,62 @@
+"""The one client of f4's storage nodes (``F4StorageService``): what the f4 front, the
+backoff nodes and the rebuilders read and write blocks with.
+
+Every method takes the node's address and plain values (``BlockId``) and returns plain
+values; failures are the typed errors the node raised (``BlockNotFound`` as NOT_FOUND,
+``ChecksumMismatch`` as DATA_LOSS, ...) or ``Unavailable`` / ``DeadlineExceeded`` when it
+could not be reached in time. Protobuf stays in this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import crc32c
+
+from trenchcoat import rpc
+from trenchcoat.f4_types import BlockId, BlockInfo
+from trenchcoat.v1 import f4_pb2, f4_pb2_grpc
+
+PUT_CHUNK = 1024 * 1024
+"""Bytes of a block each PutBlock message carries."""
+
+
+def _message(block: BlockId) -> f4_pb2.BlockId:
+    return f4_pb2.BlockId(volume_id=block.volume, stripe=block.stripe, index=block.index)
+
+
+class F4StorageClient:
+    def __init__(self, pool: rpc.ChannelPool, *, timeout_s: float) -> None:
+        self._pool = pool
+        self.timeout_s = timeout_s
+
+    def _stub(self, address: str) -> f4_pb2_grpc.F4StorageServiceStub:
+        return self._pool.stub(f4_pb2_grpc.F4StorageServiceStub, address)
+
+    async def put_block(self, address: str, block: BlockId, domain: str, data: bytes, *,
+                        timeout_s: float | None = None) -> int:
+        """Stores ``data`` as ``block`` in the node's ``domain``; durable on return. Returns its size."""
+        async def messages() -> AsyncIterator[f4_pb2.PutBlockRequest]:
+            yield f4_pb2.PutBlockRequest(block=_message(block), domain=domain, data=data[:PUT_CHUNK])
+            view = memoryview(data)
+            for start in range(PUT_CHUNK, len(data), PUT_CHUNK):
+                yield f4_pb2.PutBlockRequest(data=bytes(view[start:start + PUT_CHUNK]))
+            yield f4_pb2.PutBlockRequest(crc32c=crc32c.crc32c(data))
+
+        reply = await rpc.stream_in(self._stub(address).PutBlock, messages(), remote=f"f4 storage {address}",
+                                    timeout=timeout_s or self.timeout_s)
+        return int(reply.size_bytes)
+
+    async def read_range(self, address: str, block: BlockId, offset: int, length: int, *,
+                         timeout_s: float | None = None) -> bytes:
+        """Bytes ``[offset, offset + length)`` of the block, verified by the node."""
+        reply = await rpc.unary(self._stub(address).ReadRange,
+                                f4_pb2.ReadRangeRequest(block=_message(block), offset=offset, length=length),
+                                remote=f"f4 storage {address}", timeout=timeout_s or self.timeout_s)
+        return bytes(reply.data)
+
+    async def list_blocks(self, address: str, *, timeout_s: float | None = None) -> list[BlockInfo]:
+        reply = await rpc.unary(self._stub(address).ListBlocks, f4_pb2.ListBlocksRequest(),
+                                remote=f"f4 storage {address}", timeout=timeout_s or self.timeout_s)
+        return [BlockInfo(BlockId(b.block.volume_id, b.block.stripe, b.block.index), b.node, b.rack, b.healthy,
+                          b.size_bytes) for b in reply.blocks]
