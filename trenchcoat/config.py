@@ -494,6 +494,23 @@ class F4StorageConfig(ServiceConfig):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class F4KeyStoreConfig(ServiceConfig):
+    """f4's key store: one key per warm blob, in PostgreSQL (postgres.dsn); delete = discard."""
+
+    count: int = doc("Key store processes `trenchcoat up` starts (one per cell: it caches keys).", default=0)
+    port: int = doc("gRPC port.", default=7640)
+    metrics_port: int = doc("Prometheus /metrics port.", default=9640)
+    cache_entries: int = doc("Keys (and discarded-key tombstones) kept in RAM, least recently used out first.",
+                             default=1_000_000)
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        _require(self.count <= 1, f"{section}.count",
+                 "must be 0 or 1: a cell has one key store, so a discard is seen by every read at once")
+        _require(self.cache_entries >= 0, f"{section}.cache_entries", "must be >= 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FeedConfig(ServiceConfig):
     """Posts, follows, fan-out and home feeds."""
 
@@ -612,6 +629,7 @@ class Config:
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
     f4: F4Config = field(default_factory=F4Config)
     f4_storage: F4StorageConfig = field(default_factory=F4StorageConfig)
+    f4_keystore: F4KeyStoreConfig = field(default_factory=F4KeyStoreConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     fanout: FanoutConfig = field(default_factory=FanoutConfig)
 

@@ -1,5 +1,6 @@
-"""The one client of f4's storage nodes (``F4StorageService``): what the f4 front, the
-backoff nodes and the rebuilders read and write blocks with.
+"""The clients of f4's storage nodes (``F4StorageService``: what the f4 front, the backoff
+nodes and the rebuilders read and write blocks with) and of its key store
+(``F4KeyStoreService``).
 
 Every method takes the node's address and plain values (``BlockId``) and returns plain
 values; failures are the typed errors the node raised (``BlockNotFound`` as NOT_FOUND,
@@ -15,7 +16,7 @@ import crc32c
 
 from trenchcoat import rpc
 from trenchcoat.f4_types import BlockId, BlockInfo
-from trenchcoat.v1 import f4_pb2, f4_pb2_grpc
+from trenchcoat.v1 import f4_pb2, f4_pb2_grpc, media_pb2
 
 PUT_CHUNK = 1024 * 1024
 """Bytes of a block each PutBlock message carries."""
@@ -60,3 +61,40 @@ class F4StorageClient:
                                 remote=f"f4 storage {address}", timeout=timeout_s or self.timeout_s)
         return [BlockInfo(BlockId(b.block.volume_id, b.block.stripe, b.block.index), b.node, b.rack, b.healthy,
                           b.size_bytes) for b in reply.blocks]
+
+
+class KeyStoreClient:
+    """Calls to a cell's key store (``F4KeyStoreService``)."""
+
+    def __init__(self, pool: rpc.ChannelPool, address: str, *, timeout_s: float) -> None:
+        self._pool = pool
+        self.address = address
+        self.timeout_s = timeout_s
+
+    def _stub(self) -> f4_pb2_grpc.F4KeyStoreServiceStub:
+        return self._pool.stub(f4_pb2_grpc.F4KeyStoreServiceStub, self.address)
+
+    async def create_key(self, key: int, alternate_key: int) -> bytes:
+        """The blob's key, made if it has none; FAILED_PRECONDITION if it was discarded."""
+        reply = await rpc.unary(self._stub().CreateKey,
+                                f4_pb2.CreateKeyRequest(needle=_locator(key, alternate_key)),
+                                remote=f"f4 key store {self.address}", timeout=self.timeout_s)
+        return bytes(reply.key)
+
+    async def get_key(self, key: int, alternate_key: int) -> bytes:
+        """The blob's key; NOT_FOUND when it has none (never made, or discarded)."""
+        reply = await rpc.unary(self._stub().GetKey, f4_pb2.GetKeyRequest(needle=_locator(key, alternate_key)),
+                                remote=f"f4 key store {self.address}", timeout=self.timeout_s)
+        return bytes(reply.key)
+
+    async def discard_key(self, key: int, alternate_key: int | None) -> int:
+        """Discards one rendition's key, or every rendition's (None); returns how many were live."""
+        request = f4_pb2.DiscardKeyRequest(needle=_locator(key, alternate_key or 0),
+                                           every_rendition=alternate_key is None)
+        reply = await rpc.unary(self._stub().DiscardKey, request, remote=f"f4 key store {self.address}",
+                                timeout=self.timeout_s)
+        return int(reply.keys_discarded)
+
+
+def _locator(key: int, alternate_key: int) -> media_pb2.NeedleLocator:
+    return media_pb2.NeedleLocator(key=key, alternate_key=alternate_key)

@@ -216,13 +216,17 @@ class GetKeyResponse(_message.Message):
     def __init__(self, key: _Optional[bytes] = ...) -> None: ...
 
 class DiscardKeyRequest(_message.Message):
-    __slots__ = ("needle",)
+    __slots__ = ("needle", "every_rendition")
     NEEDLE_FIELD_NUMBER: _ClassVar[int]
+    EVERY_RENDITION_FIELD_NUMBER: _ClassVar[int]
     needle: _media_pb2.NeedleLocator
-    def __init__(self, needle: _Optional[_Union[_media_pb2.NeedleLocator, _Mapping]] = ...) -> None: ...
+    every_rendition: bool
+    def __init__(self, needle: _Optional[_Union[_media_pb2.NeedleLocator, _Mapping]] = ..., every_rendition: _Optional[bool] = ...) -> None: ...
 
 class DiscardKeyResponse(_message.Message):
-    __slots__ = ("discarded",)
+    __slots__ = ("discarded", "keys_discarded")
     DISCARDED_FIELD_NUMBER: _ClassVar[int]
+    KEYS_DISCARDED_FIELD_NUMBER: _ClassVar[int]
     discarded: bool
-    def __init__(self, discarded: _Optional[bool] = ...) -> None: ...
+    keys_discarded: int
+    def __init__(self, discarded: _Optional[bool] = ..., keys_discarded: _Optional[int] = ...) -> None: ...
