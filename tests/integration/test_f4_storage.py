@@ -22,17 +22,19 @@ TIMEOUT_S = 30.0
 DOMAINS = ("rack-a", "rack-b")
 
 
-def start_node(service, data_dir, port=None, metrics_port=None):
+def start_node(service, data_dir, port=None, metrics_port=None, *, node_id=3, domains=DOMAINS):
+    """An f4 storage node process keeping blocks for ``domains``."""
     port = port or procs.free_port()
     metrics_port = metrics_port or procs.free_port()
-    return service("f4-storage", harness.python_module("f4.storage"), port=port, metrics_port=metrics_port, env={
-        "TRENCHCOAT_CLUSTER__DATA_DIR": str(data_dir),
-        "TRENCHCOAT_F4_STORAGE__PORT": str(port),
-        "TRENCHCOAT_F4_STORAGE__METRICS_PORT": str(metrics_port),
-        "TRENCHCOAT_F4_STORAGE__NODE_ID": "3",
-        "TRENCHCOAT_F4_STORAGE__DOMAINS": ",".join(DOMAINS),
-        "TRENCHCOAT_F4_STORAGE__DRAIN_NOTICE_S": "0",
-    })
+    return service(f"f4-storage-{node_id}", harness.python_module("f4.storage"), port=port,
+                   metrics_port=metrics_port, env={
+                       "TRENCHCOAT_CLUSTER__DATA_DIR": str(data_dir),
+                       "TRENCHCOAT_F4_STORAGE__PORT": str(port),
+                       "TRENCHCOAT_F4_STORAGE__METRICS_PORT": str(metrics_port),
+                       "TRENCHCOAT_F4_STORAGE__NODE_ID": str(node_id),
+                       "TRENCHCOAT_F4_STORAGE__DOMAINS": ",".join(domains),
+                       "TRENCHCOAT_F4_STORAGE__DRAIN_NOTICE_S": "0",
+                   })
 
 
 @pytest.fixture

@@ -1,0 +1,81 @@
+"""What an encoded volume holds and where: its blobs (needle, place in a stripe, type,
+checksum of the plaintext) and its stripes (size, and which node and failure domain
+keeps each of the 14 blocks).
+
+The manifest is what a warm read looks a blob up in, so it lives with the blocks, not in
+a database: it is written as a block of its own (``MANIFEST_STRIPE``) to every node of
+the volume's first stripe, checked by the nodes' chunk CRCs like any block, and loaded
+into RAM by the f4 front.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from f4.layout import Geometry
+from trenchcoat.errors import ChecksumMismatch
+
+MANIFEST_STRIPE = 2**32 - 1
+"""The stripe number under which a volume's manifest is kept as a block."""
+FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    key: int
+    alternate_key: int
+    cookie: int
+    media_type: int
+    stripe: int
+    offset: int
+    """Where its sealed bytes start in the stripe's stream."""
+    sealed_length: int
+    crc32c: int
+    """Of the plaintext, as the hot tier had it."""
+    plain_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stripe:
+    number: int
+    data_bytes: int
+    blocks: tuple[tuple[str, str], ...]
+    """(node address, failure domain) of blocks 0-13."""
+
+
+@dataclass(slots=True)
+class Manifest:
+    volume_id: int
+    geometry: Geometry
+    stripes: list[Stripe] = field(default_factory=list)
+    blobs: dict[tuple[int, int], Blob] = field(default_factory=dict)
+    """(needle key, alternate key) -> blob."""
+
+    @property
+    def logical_bytes(self) -> int:
+        return sum(b.plain_length for b in self.blobs.values())
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({
+            "format": FORMAT, "volume_id": self.volume_id,
+            "cell_bytes": self.geometry.cell_bytes, "rows": self.geometry.rows,
+            "stripes": [[s.number, s.data_bytes, [list(b) for b in s.blocks]] for s in self.stripes],
+            "blobs": [[b.key, b.alternate_key, b.cookie, b.media_type, b.stripe, b.offset, b.sealed_length,
+                       b.crc32c, b.plain_length] for b in self.blobs.values()],
+        }, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Manifest:
+        try:
+            doc = json.loads(raw)
+            if doc.get("format") != FORMAT:
+                raise ValueError(f"format {doc.get('format')!r}")
+            manifest = cls(doc["volume_id"], Geometry(doc["cell_bytes"], doc["rows"]))
+            manifest.stripes = [Stripe(n, size, tuple((a, d) for a, d in blocks)) for n, size, blocks in doc["stripes"]]
+            for fields in doc["blobs"]:
+                blob = Blob(*fields)
+                manifest.blobs[blob.key, blob.alternate_key] = blob
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ChecksumMismatch(f"an f4 manifest does not parse ({exc})") from None
+        return manifest
