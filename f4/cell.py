@@ -84,12 +84,13 @@ class Cell:
                  geometry: Geometry) -> None:
         self._storage = storage
         self._keys = keys
-        self._nodes = list(nodes)
+        self.nodes = list(nodes)
+        """The storage nodes new stripes are placed on (reads go where the manifest says)."""
         self.geometry = geometry
 
     def _domains(self) -> dict[str, list[str]]:
         domains: dict[str, list[str]] = {}
-        for node in self._nodes:
+        for node in self.nodes:
             for domain in node.domains:
                 domains.setdefault(domain, []).append(node.address)
         return domains
@@ -149,7 +150,7 @@ class Cell:
     async def load_manifest(self, volume_id: int) -> Manifest:
         """The volume's manifest, from the first node that holds a good copy."""
         failures = []
-        for node in self._nodes:
+        for node in self.nodes:
             try:
                 held = [b for b in await self._storage.list_blocks(node.address)
                         if b.block.volume == volume_id and b.block.stripe == MANIFEST_STRIPE]

@@ -457,10 +457,40 @@ class TransformerConfig(ServiceConfig):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class F4Config(ServiceConfig):
-    """The warm tier."""
+    """The warm tier: the front of one f4 cell (encode, read, delete)."""
 
+    count: int = doc("f4 front processes `trenchcoat up` starts (0 until the cell runs there).", default=0)
     port: int = doc("gRPC port.", default=7600)
     metrics_port: int = doc("Prometheus /metrics port.", default=9600)
+    storage_endpoints: tuple[str, ...] = doc(
+        "The cell's storage nodes (host:port). Empty: cluster.host with f4_storage.port + i "
+        "for each of f4_storage.count nodes.",
+        default=(),
+    )
+    keystore_endpoint: str = doc("The cell's key store (host:port). Empty: cluster.host and f4_keystore.port.",
+                                 default="")
+    cell_bytes: int = doc(
+        "Bytes of one block in one row of a stripe: a warm blob no larger than this is one or "
+        "two range reads of data blocks.",
+        default=1024 * 1024,
+    )
+    rows: int = doc(
+        "Rows in a stripe: each block holds up to rows x cell_bytes, a stripe 10 times that "
+        "of data. An encode holds one stripe's 14 blocks in memory.",
+        default=16,
+    )
+    call_timeout_s: float = doc("Deadline of each call to a storage node, the key store or a hot store.",
+                                default=10.0)
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        _require(self.cell_bytes >= 1, f"{section}.cell_bytes", "must be >= 1")
+        _require(self.rows >= 1, f"{section}.rows", "must be >= 1")
+        _require(self.call_timeout_s > 0, f"{section}.call_timeout_s", "must be > 0")
+        for endpoint in self.storage_endpoints:
+            _require_host_port(endpoint, f"{section}.storage_endpoints")
+        if self.keystore_endpoint:
+            _require_host_port(self.keystore_endpoint, f"{section}.keystore_endpoint")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -688,6 +718,16 @@ class Config:
             return self.feed.router_endpoints
         r = self.router
         return tuple(f"{self.cluster.host}:{r.port + i}" for i in range(max(r.count, 1)))
+
+    def f4_storage_endpoints(self) -> tuple[str, ...]:
+        """The f4 cell's storage nodes (f4.storage_endpoints, or derived)."""
+        if self.f4.storage_endpoints:
+            return self.f4.storage_endpoints
+        s = self.f4_storage
+        return tuple(f"{self.cluster.host}:{s.port + i}" for i in range(s.count))
+
+    def f4_keystore_endpoint(self) -> str:
+        return self.f4.keystore_endpoint or f"{self.cluster.host}:{self.f4_keystore.port}"
 
     def store_address(self) -> str:
         """The address this store process advertises."""

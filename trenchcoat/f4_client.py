@@ -11,11 +11,13 @@ could not be reached in time. Protobuf stays in this module.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import crc32c
 
 from trenchcoat import rpc
 from trenchcoat.f4_types import BlockId, BlockInfo
+from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.v1 import f4_pb2, f4_pb2_grpc, media_pb2
 
 PUT_CHUNK = 1024 * 1024
@@ -57,10 +59,16 @@ class F4StorageClient:
         return bytes(reply.data)
 
     async def list_blocks(self, address: str, *, timeout_s: float | None = None) -> list[BlockInfo]:
+        """The blocks the node holds."""
+        return (await self.describe(address, timeout_s=timeout_s))[1]
+
+    async def describe(self, address: str, *, timeout_s: float | None = None) -> tuple[tuple[str, ...],
+                                                                                       list[BlockInfo]]:
+        """(the failure domains the node serves, the blocks it holds)."""
         reply = await rpc.unary(self._stub(address).ListBlocks, f4_pb2.ListBlocksRequest(),
                                 remote=f"f4 storage {address}", timeout=timeout_s or self.timeout_s)
-        return [BlockInfo(BlockId(b.block.volume_id, b.block.stripe, b.block.index), b.node, b.rack, b.healthy,
-                          b.size_bytes) for b in reply.blocks]
+        return tuple(reply.domains), [BlockInfo(BlockId(b.block.volume_id, b.block.stripe, b.block.index), b.node,
+                                                b.rack, b.healthy, b.size_bytes) for b in reply.blocks]
 
 
 class KeyStoreClient:
@@ -98,3 +106,56 @@ class KeyStoreClient:
 
 def _locator(key: int, alternate_key: int) -> media_pb2.NeedleLocator:
     return media_pb2.NeedleLocator(key=key, alternate_key=alternate_key)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedVolume:
+    stripes: int
+    blobs: int
+    logical_bytes: int
+    stored_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class WarmBlob:
+    data: bytes
+    content_type: str
+    reconstructed: bool
+
+
+class F4Client:
+    """Calls to a cell's front (``F4Service``)."""
+
+    def __init__(self, pool: rpc.ChannelPool, address: str, *, timeout_s: float) -> None:
+        self._pool = pool
+        self.address = address
+        self.timeout_s = timeout_s
+
+    def _stub(self) -> f4_pb2_grpc.F4ServiceStub:
+        return self._pool.stub(f4_pb2_grpc.F4ServiceStub, self.address)
+
+    async def encode_volume(self, logical_volume: int, *, timeout_s: float | None = None) -> EncodedVolume:
+        """Encodes a sealed hot volume into the cell and checks every blob reads back.
+        Unbounded by default: an encode takes as long as the volume needs."""
+        reply = await rpc.unary(self._stub().EncodeVolume, f4_pb2.EncodeVolumeRequest(logical_volume=logical_volume),
+                                remote=f"f4 {self.address}", timeout=timeout_s)
+        return EncodedVolume(reply.stripes, reply.blobs, reply.logical_bytes, reply.stored_bytes)
+
+    async def read_blob(self, needle: NeedleRef) -> WarmBlob:
+        request = f4_pb2.ReadBlobRequest(needle=media_pb2.NeedleLocator(
+            logical_volume=needle.logical_volume, key=needle.key, alternate_key=needle.alternate_key,
+            cookie=needle.cookie))
+        reply = await rpc.unary(self._stub().ReadBlob, request, remote=f"f4 {self.address}", timeout=self.timeout_s)
+        return WarmBlob(bytes(reply.data), reply.content_type, reply.reconstructed)
+
+    async def delete_blob(self, media_id: int, alternate_key: int | None = None) -> int:
+        """Discards the keys of one rendition, or of all; returns how many were live."""
+        request = f4_pb2.DeleteBlobRequest(ref=media_pb2.MediaRef(media_id=media_id), alternate_key=alternate_key)
+        reply = await rpc.unary(self._stub().DeleteBlob, request, remote=f"f4 {self.address}", timeout=self.timeout_s)
+        return int(reply.discarded)
+
+    async def volume_status(self, volume_id: int) -> list[BlockInfo]:
+        reply = await rpc.unary(self._stub().VolumeStatus, f4_pb2.F4VolumeStatusRequest(volume_id=volume_id),
+                                remote=f"f4 {self.address}", timeout=self.timeout_s)
+        return [BlockInfo(BlockId(b.block.volume_id, b.block.stripe, b.block.index), b.node, b.rack, b.healthy,
+                          b.size_bytes) for b in reply.blocks]

@@ -18,7 +18,13 @@ from collections.abc import AsyncGenerator, Sequence
 import grpc
 
 from trenchcoat import rpc
-from trenchcoat.errors import Internal, TrenchcoatError, Unavailable, from_wire
+from trenchcoat.errors import (
+    DeadlineExceeded,
+    Internal,
+    TrenchcoatError,
+    Unavailable,
+    from_wire,
+)
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_types import Blob, Damage, ExportChunk, PhysicalVolume
 from trenchcoat.v1 import store_pb2, store_pb2_grpc
@@ -139,12 +145,26 @@ class StoreClient:
         return reply.needles_checked, [Damage(d.key, d.alternate_key, d.offset, d.reason) for d in reply.damaged]
 
     async def export(self, address: str, volume_id: int, *, offset: int = 0, chunk_bytes: int = 0,
-                     timeout_s: float | None = None) -> AsyncGenerator[ExportChunk, None]:
-        """The volume file from ``offset`` to its end when the export began, in chunks."""
+                     timeout_s: float | None = None,
+                     chunk_timeout_s: float | None = None) -> AsyncGenerator[ExportChunk, None]:
+        """The volume file from ``offset`` to its end when the export began, in chunks.
+        ``timeout_s`` bounds the whole stream, ``chunk_timeout_s`` the wait for each chunk
+        (a copy takes as long as the volume needs; a source that stops sending is
+        DeadlineExceeded naming it)."""
         request = store_pb2.ExportVolumeRequest(volume_id=volume_id, offset=offset, chunk_bytes=chunk_bytes)
-        async for chunk in rpc.stream_out(self._stub(address).ExportVolume, request, remote=self._remote(address),
-                                          timeout=timeout_s):
-            yield ExportChunk(chunk.offset, chunk.data, chunk.crc32c, chunk.end_offset)
+        stream = rpc.stream_out(self._stub(address).ExportVolume, request, remote=self._remote(address),
+                                timeout=timeout_s)
+        async with contextlib.aclosing(stream):
+            while True:
+                try:
+                    async with asyncio.timeout(chunk_timeout_s):
+                        chunk = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise DeadlineExceeded(f"{self._remote(address)} sent nothing of volume {volume_id} for "
+                                           f"{chunk_timeout_s:g}s") from None
+                yield ExportChunk(chunk.offset, chunk.data, chunk.crc32c, chunk.end_offset)
 
     async def repair(self, address: str, volume_id: int, source: str, chunk_bytes: int = 0, *,
                      timeout_s: float | None = None) -> int:

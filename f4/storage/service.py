@@ -61,4 +61,4 @@ class StorageServicer(f4_pb2_grpc.F4StorageServiceServicer):
             f4_pb2.BlockStatus(block=block_message(h.id), node=self._node, rack=h.domain, healthy=not h.damaged,
                                size_bytes=h.size)
             for h in self._blocks.blocks()
-        ])
+        ], domains=self._blocks.domains)

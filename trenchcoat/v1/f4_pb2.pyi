@@ -42,12 +42,14 @@ class ReadBlobRequest(_message.Message):
     def __init__(self, needle: _Optional[_Union[_media_pb2.NeedleLocator, _Mapping]] = ...) -> None: ...
 
 class ReadBlobResponse(_message.Message):
-    __slots__ = ("data", "reconstructed")
+    __slots__ = ("data", "reconstructed", "content_type")
     DATA_FIELD_NUMBER: _ClassVar[int]
     RECONSTRUCTED_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     reconstructed: bool
-    def __init__(self, data: _Optional[bytes] = ..., reconstructed: _Optional[bool] = ...) -> None: ...
+    content_type: str
+    def __init__(self, data: _Optional[bytes] = ..., reconstructed: _Optional[bool] = ..., content_type: _Optional[str] = ...) -> None: ...
 
 class DeleteBlobRequest(_message.Message):
     __slots__ = ("ref", "alternate_key")
@@ -128,10 +130,12 @@ class ListBlocksRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListBlocksResponse(_message.Message):
-    __slots__ = ("blocks",)
+    __slots__ = ("blocks", "domains")
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    DOMAINS_FIELD_NUMBER: _ClassVar[int]
     blocks: _containers.RepeatedCompositeFieldContainer[BlockStatus]
-    def __init__(self, blocks: _Optional[_Iterable[_Union[BlockStatus, _Mapping]]] = ...) -> None: ...
+    domains: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, blocks: _Optional[_Iterable[_Union[BlockStatus, _Mapping]]] = ..., domains: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReconstructRequest(_message.Message):
     __slots__ = ("block", "offset", "length")

@@ -1,0 +1,45 @@
+"""The F4Service servicer: protobuf in, a call on the Front, protobuf out."""
+
+from __future__ import annotations
+
+from f4.front import Front
+from trenchcoat import media_types
+from trenchcoat.errors import InvalidArgument
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.v1 import f4_pb2, f4_pb2_grpc
+
+SERVICE_NAME = "trenchcoat.v1.F4Service"
+
+
+class F4Servicer(f4_pb2_grpc.F4ServiceServicer):
+    def __init__(self, front: Front) -> None:
+        self._front = front
+
+    async def EncodeVolume(self, request, context):
+        if not request.logical_volume:
+            raise InvalidArgument("logical_volume is required")
+        done = await self._front.encode(request.logical_volume)
+        return f4_pb2.EncodeVolumeResponse(stripes=done.stripes, blobs=done.blobs, logical_bytes=done.logical_bytes,
+                                           stored_bytes=done.stored_bytes)
+
+    async def ReadBlob(self, request, context):
+        n = request.needle
+        if not n.logical_volume:
+            raise InvalidArgument("needle.logical_volume is required")
+        got = await self._front.read(NeedleRef(logical_volume=n.logical_volume, key=n.key,
+                                               alternate_key=n.alternate_key, cookie=n.cookie))
+        return f4_pb2.ReadBlobResponse(data=got.data, reconstructed=got.reconstructed,
+                                       content_type=media_types.of_code(got.media_type).mime)
+
+    async def DeleteBlob(self, request, context):
+        alt = request.alternate_key if request.HasField("alternate_key") else None
+        return f4_pb2.DeleteBlobResponse(discarded=await self._front.delete(request.ref.media_id, alt))
+
+    async def VolumeStatus(self, request, context):
+        blocks = await self._front.status(request.volume_id)
+        return f4_pb2.F4VolumeStatusResponse(blocks=[
+            f4_pb2.BlockStatus(block=f4_pb2.BlockId(volume_id=b.block.volume, stripe=b.block.stripe,
+                                                    index=b.block.index),
+                               node=b.node, rack=b.domain, healthy=b.healthy, size_bytes=b.size)
+            for b in blocks
+        ])
