@@ -2,7 +2,7 @@
 storage nodes, and reading a blob back, rebuilding it online when a data block fails.
 
 **Encoding.** Blobs are sealed with their own key (``f4.crypto``, keys from the key
-store) and appended to the current stripe's stream; a blob never straddles two stripes.
+store; a blob whose media was deleted gets none and is left out) and appended to the current stripe's stream; a blob never straddles two stripes.
 A full stripe is cut into rows (``f4.layout``), each row's parity computed
 (``f4.codec``), and its 14 blocks put on 14 failure domains at once, each durable before
 its put returns. Puts are idempotent (a put replaces the block), so an encode cut short
@@ -33,6 +33,7 @@ from f4.layout import Extent, Geometry, place
 from f4.manifest import MANIFEST_STRIPE, Blob, Manifest, Stripe
 from trenchcoat.errors import (
     DataLoss,
+    FailedPrecondition,
     NeedleNotFound,
     NotFound,
     TrenchcoatError,
@@ -104,7 +105,12 @@ class Cell:
         pending: list[Blob] = []
         capacity = self.geometry.stripe_capacity
         async for plain in blobs:
-            blob_key = await self._keys.create_key(plain.key, plain.alternate_key)
+            try:
+                blob_key = await self._keys.create_key(plain.key, plain.alternate_key)
+            except FailedPrecondition:  # deleted (its key discarded) since the volume was sealed
+                log.info("needle %#x/%d of volume %d is deleted: not encoded", plain.key, plain.alternate_key,
+                         volume_id)
+                continue
             sealed = crypto.seal(blob_key, plain.data, key=plain.key, alternate_key=plain.alternate_key)
             if len(sealed) > capacity:
                 raise Unavailable(f"needle {plain.key:#x}/{plain.alternate_key} ({len(sealed)} bytes sealed) "

@@ -22,7 +22,13 @@ from f4.cell import Cell, Node, WarmRead
 from f4.hot import live_needles
 from f4.manifest import Manifest
 from trenchcoat.directory_client import DirectoryClient
-from trenchcoat.errors import DataLoss, FailedPrecondition, TrenchcoatError, Unavailable
+from trenchcoat.errors import (
+    DataLoss,
+    FailedPrecondition,
+    NeedleNotFound,
+    TrenchcoatError,
+    Unavailable,
+)
 from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
 from trenchcoat.f4_types import BlockId, BlockInfo
 from trenchcoat.needle_ref import NeedleRef
@@ -85,7 +91,10 @@ class Front:
         else:
             raise Unavailable(f"no replica of volume {logical_volume} could be encoded: {'; '.join(failures)}")
         for (key, alt), blob in manifest.blobs.items():
-            await self.cell.read(manifest, key, alt, blob.cookie)  # checks the hot tier's CRC
+            try:
+                await self.cell.read(manifest, key, alt, blob.cookie)  # checks the hot tier's CRC
+            except NeedleNotFound:
+                pass  # deleted while the volume was encoded: its key is gone, as it should be
         self._manifests[logical_volume] = manifest
         stored = sum(self.cell.geometry.block_size(s.data_bytes) * len(s.blocks) for s in manifest.stripes)
         log.info("volume %d encoded: %d blobs, %d stripes, %d logical bytes, %d stored (%.2fx)", logical_volume,

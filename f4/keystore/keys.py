@@ -85,7 +85,10 @@ class Keys(pgmigrate.Database):
         return made
 
     async def _create(self, key: int, alternate_key: int) -> bytes:
-        async with self._db("making a blob key") as conn:
+        async with self._db("making a blob key") as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", to_signed(key))
+            if await conn.fetchval("SELECT 1 FROM f4_deleted_media WHERE needle_key = $1", to_signed(key)):
+                return b""
             made = await conn.fetchval(
                 "INSERT INTO f4_keys (needle_key, alternate_key, blob_key) VALUES ($1, $2, $3)"
                 " ON CONFLICT (needle_key, alternate_key) DO NOTHING RETURNING blob_key",
@@ -118,13 +121,17 @@ class Keys(pgmigrate.Database):
         return value
 
     async def discard(self, key: int, alternate_key: int | None) -> int:
-        """Discards the key of one rendition, or of every rendition (None); returns how
-        many keys were live until now. Whatever happens to the statement (it may have
+        """Discards the key of one rendition, or of every rendition (None: the media is
+        deleted, and no key is ever made for it again, even for a blob not yet encoded);
+        returns how many keys were live until now. Whatever happens to the statement (it may have
         committed even when its answer is lost), the cached keys are forgotten, so the
         next read asks the database."""
         try:
-            async with self._db("discarding blob keys") as conn:
+            async with self._db("discarding blob keys") as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", to_signed(key))
                 if alternate_key is None:
+                    await conn.execute("INSERT INTO f4_deleted_media (needle_key) VALUES ($1)"
+                                       " ON CONFLICT (needle_key) DO NOTHING", to_signed(key))
                     rows = await conn.fetch(
                         "UPDATE f4_keys SET blob_key = NULL, discarded_at = now()"
                         " WHERE needle_key = $1 AND blob_key IS NOT NULL RETURNING alternate_key", to_signed(key))

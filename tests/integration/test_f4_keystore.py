@@ -57,6 +57,12 @@ async def test_keys_are_made_once_kept_across_a_crash_and_discarded_for_good(ser
             await keys.create_key(MEDIA, 0)
         assert await keys.discard_key(MEDIA, 0) == 0  # already gone
         assert await keys.get_key(MEDIA + 1, 0) == other  # the neighbour is untouched
+        # A media deleted before any of its blobs had a key (its volume still being
+        # encoded) is never given one afterwards, for any rendition.
+        assert await keys.discard_key(MEDIA + 2, None) == 0
+        for alt in (0, 3):
+            with pytest.raises(FailedPrecondition, match="not encrypted again"):
+                await keys.create_key(MEDIA + 2, alt)
     conn = await asyncpg.connect(dsn)
     try:
         left = await conn.fetch("SELECT blob_key FROM f4_keys WHERE blob_key = ANY($1::bytea[])",
