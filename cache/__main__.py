@@ -8,10 +8,11 @@ import sys
 from cache.gateway import Gateway
 from cache.leases import LeaseTable
 from cache.photos import PhotoCache
-from cache.reads import ReplicaReader
+from cache.reads import F4Reader, ReplicaReader
 from cache.service import SERVICE_NAME, CacheServicer
 from trenchcoat import server
 from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.f4_client import F4Client
 from trenchcoat.httpsite import HttpSite
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.store_client import StoreClient
@@ -29,7 +30,8 @@ def main() -> int:
         stores = StoreClient(pool, timeout_s=section.store_timeout_s)
         leases = LeaseTable(section.lease_period_s, section.lease_wait_s, linger_bytes=section.capacity_bytes // 4)
         http = StoreHttpClient(timeout_s=section.store_timeout_s)
-        cache = PhotoCache(section.capacity_bytes, leases, ReplicaReader(http, stores), directory)
+        warm = F4Reader(F4Client(pool, config.f4_endpoint(), timeout_s=section.store_timeout_s))
+        cache = PhotoCache(section.capacity_bytes, leases, ReplicaReader(http, stores), directory, warm)
         site = HttpSite(Gateway(cache).app(), config.cluster.host, section.http_port, what="photo")
         await site.start()
         return server.host_for(

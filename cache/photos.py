@@ -7,10 +7,13 @@ volume is write-enabled (reads of photos on write-enabled volumes compete with w
 for the disks; sheltering them there pays most). Entries are keyed by (key, alternate
 key) and remember their cookie: a hit with a wrong cookie is NOT_FOUND, like the Store.
 
-Only a store can say a photo does not exist (NeedleNotFound: it holds the volume, not the
-needle). The replicas come from the Directory (``Volumes.volume``), which is asked
-whenever this process's copy of the volume map lacks the volume: the copy can be behind
-the router's, and a photo uploaded onto a volume this cache has not heard of yet must
+A volume that aged into f4 (state ``warm``) is read from the f4 front: the same URL,
+served through the same leases, never admitted (it is not write-enabled).
+
+Only a store (or f4, for a warm volume) can say a photo does not exist (NeedleNotFound:
+it holds the volume, not the needle). The replicas come from the Directory
+(``Volumes.volume``), which is asked whenever this process's copy of the volume map
+lacks the volume: the copy can be behind the router's, and a photo uploaded onto a volume this cache has not heard of yet must
 still be found. A replica that is down, damaged or without the volume sends the read to
 the next one; when none can answer the read is UNAVAILABLE (retry), never NOT_FOUND.
 """
@@ -45,6 +48,7 @@ LEASE_WAITS = Counter("trenchcoat_cache_lease_waits_total", "Misses that waited 
 ADMITTED = Counter("trenchcoat_cache_admissions_total", "Photos admitted into memory.")
 NOT_ADMITTED = Counter("trenchcoat_cache_not_admitted_total", "Misses not admitted, by reason.", ["reason"])
 FAILOVERS = Counter("trenchcoat_cache_replica_failovers_total", "Store reads moved to another replica.")
+WARM_READS = Counter("trenchcoat_cache_warm_reads_total", "Misses of warm volumes read from f4 (never admitted).")
 BYTES = Gauge("trenchcoat_cache_bytes", "Photo bytes held.")
 ENTRIES = Gauge("trenchcoat_cache_entries", "Photos held.")
 
@@ -53,6 +57,12 @@ class Reader(Protocol):
     """Reads a needle from one replica (``cache.reads.ReplicaReader``)."""
 
     async def read(self, replica: ReplicaView, needle: NeedleRef) -> Blob: ...
+
+
+class WarmReader(Protocol):
+    """Reads a blob of a warm volume from f4 (``cache.reads.F4Reader``)."""
+
+    async def read(self, needle: NeedleRef) -> Blob: ...
 
 
 class Volumes(Protocol):
@@ -75,10 +85,12 @@ class Served:
 
 
 class PhotoCache:
-    def __init__(self, capacity_bytes: int, leases: LeaseTable, reader: Reader, volumes: Volumes) -> None:
+    def __init__(self, capacity_bytes: int, leases: LeaseTable, reader: Reader, volumes: Volumes,
+                 warm: WarmReader | None = None) -> None:
         self.lru: ByteLRU[tuple[int, Blob]] = ByteLRU(capacity_bytes)
         self.leases = leases
         self._reader = reader
+        self._warm = warm
         self._volumes = volumes
         self._alts: dict[int, set[int]] = {}
         self.hits = 0
@@ -138,7 +150,13 @@ class PhotoCache:
         """From the named machine, then the volume's other replicas (live ones first). A
         store's NeedleNotFound is final, and so is a request it finds malformed (every
         replica would say the same); any other failure (unreachable, damaged, without the
-        volume, a bug on that machine) moves on to the next replica."""
+        volume, a bug on that machine) moves on to the next replica. A warm volume is read
+        from f4."""
+        if volume.state == "warm":
+            if self._warm is None:
+                raise Unavailable(f"volume {needle.logical_volume} is warm and this cache has no f4 to read it from")
+            WARM_READS.inc()
+            return await self._warm.read(needle)
         named = volume.replica_on(machine_id)
         others = [r for r in volume.replicas if r is not named]
         order = ([named] if named else []) + [r for r in others if r.alive] + [r for r in others if not r.alive]

@@ -13,6 +13,7 @@ read costs less than that did, and it is gone.
 from __future__ import annotations
 
 from trenchcoat.directory_client import ReplicaView
+from trenchcoat.f4_client import F4Client
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_client import StoreClient
 from trenchcoat.store_http import StoreHttpClient
@@ -30,3 +31,14 @@ class ReplicaReader:
         if replica.http_address:
             return await self._http.read(replica.http_address, needle)
         return await self._grpc.read(replica.address, needle)
+
+
+class F4Reader:
+    """A ``cache.photos.WarmReader``: blobs of warm volumes from the cell's f4 front."""
+
+    def __init__(self, f4: F4Client) -> None:
+        self._f4 = f4
+
+    async def read(self, needle: NeedleRef) -> Blob:
+        blob = await self._f4.read_blob(needle)
+        return Blob(blob.data, blob.content_type)

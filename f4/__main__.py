@@ -30,7 +30,7 @@ def main() -> int:
         keys = KeyStoreClient(pool, config.f4_keystore_endpoint(), timeout_s=section.call_timeout_s)
         directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=config.directory.call_timeout_s)
         stores = StoreClient(pool, timeout_s=section.call_timeout_s)
-        cell = Cell(storage, keys, [], Geometry(section.cell_bytes, section.rows))
+        cell = Cell(storage, keys, [], Geometry(section.cell_bytes, section.rows), hedge_s=section.hedge_s)
         front = Front(cell, storage, keys, endpoints, directory, stores, call_timeout_s=section.call_timeout_s)
         return server.host_for(
             "f4", config.cluster, section,

@@ -12,7 +12,9 @@ a volume without a manifest is not encoded.
 **Reading.** A blob's extents are range reads of data blocks (one or two for a blob no
 larger than a cell). When a data block's read fails (its node is down or slow past the
 deadline, the block is missing, or its chunk fails its CRC) that extent is rebuilt from
-the same byte range of 10 other blocks of the stripe, read in parallel; a block that
+the same byte range of 10 other blocks of the stripe, read in parallel (a read slower
+than ``hedge_s`` counts as failed: a slow node costs a reconstruction, not the reader's
+patience); a block that
 fails then is replaced by the next. Fewer than 10 answering is UNAVAILABLE naming the
 stripe: never wrong bytes, which the blob's authentication tag and plaintext CRC32C
 guarantee end to end.
@@ -82,12 +84,14 @@ class StripeUnavailable(Unavailable):
 
 class Cell:
     def __init__(self, storage: F4StorageClient, keys: KeyStoreClient, nodes: Sequence[Node],
-                 geometry: Geometry) -> None:
+                 geometry: Geometry, *, hedge_s: float | None = None) -> None:
         self._storage = storage
         self._keys = keys
         self.nodes = list(nodes)
         """The storage nodes new stripes are placed on (reads go where the manifest says)."""
         self.geometry = geometry
+        self.hedge_s = hedge_s
+        """How long a data block's read may take before the extent is rebuilt from others instead."""
 
     def _domains(self) -> dict[str, list[str]]:
         domains: dict[str, list[str]] = {}
@@ -193,7 +197,8 @@ class Cell:
         node, _ = stripe.blocks[extent.block]
         block = BlockId(volume_id, stripe.number, extent.block)
         try:
-            return await self._storage.read_range(node, block, extent.offset, extent.length), False
+            return await self._storage.read_range(node, block, extent.offset, extent.length,
+                                                  timeout_s=self.hedge_s), False
         except TrenchcoatError as exc:
             log.warning("%s on %s failed (%s); rebuilding bytes %d+%d from the stripe",
                         block, node, exc, extent.offset, extent.length)

@@ -481,9 +481,15 @@ class F4Config(ServiceConfig):
     )
     call_timeout_s: float = doc("Deadline of each call to a storage node, the key store or a hot store.",
                                 default=10.0)
+    hedge_s: float = doc(
+        "A warm read's range read of a data block slower than this is given up and the range "
+        "rebuilt from 10 other blocks instead. Keep it well under cache.store_timeout_s.",
+        default=0.5,
+    )
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
+        _require(0 < self.hedge_s < self.call_timeout_s, f"{section}.hedge_s", "must be > 0 and < call_timeout_s")
         _require(self.cell_bytes >= 1, f"{section}.cell_bytes", "must be >= 1")
         _require(self.rows >= 1, f"{section}.rows", "must be >= 1")
         _require(self.call_timeout_s > 0, f"{section}.call_timeout_s", "must be > 0")
@@ -725,6 +731,10 @@ class Config:
             return self.f4.storage_endpoints
         s = self.f4_storage
         return tuple(f"{self.cluster.host}:{s.port + i}" for i in range(s.count))
+
+    def f4_endpoint(self) -> str:
+        """The f4 front the caches read warm volumes from."""
+        return f"{self.cluster.host}:{self.f4.port}"
 
     def f4_keystore_endpoint(self) -> str:
         return self.f4.keystore_endpoint or f"{self.cluster.host}:{self.f4_keystore.port}"

@@ -250,3 +250,37 @@ async def test_a_replica_the_directory_has_no_address_for_is_skipped():
     cache = make(stores, directory=Directory({5: VolumeView(5, True, 1 << 30, replicas)}))
     assert (await cache.read(1, PHOTO, via_cdn=False)).data == b"jpeg"
     assert stores.reads == ["s2"]
+
+
+class Warm:
+    """f4 as the cache sees it: blobs of warm volumes."""
+
+    def __init__(self, photos: dict[tuple[int, int], bytes]) -> None:
+        self.photos = photos
+        self.reads = 0
+
+    async def read(self, needle: NeedleRef) -> Blob:
+        self.reads += 1
+        found = self.photos.get((needle.key, needle.alternate_key))
+        if found is None:
+            raise NeedleNotFound("deleted")
+        return Blob(found, "image/png")
+
+
+async def test_a_warm_volume_is_read_from_f4_through_the_leases_and_never_admitted():
+    stores = Stores({(0xABC, 0): (77, b"hot copy")})
+    warm = Warm({(0xABC, 0): b"warm copy"})
+    view = VolumeView(5, False, 0, (), state="warm")  # aged into f4: no hot replicas left
+    cache = PhotoCache(1 << 20, LeaseTable(period_s=10, wait_s=5), stores, Directory({5: view}), warm)
+    served = await asyncio.gather(*(cache.read(1, PHOTO, via_cdn=False) for _ in range(20)))
+    assert {s.data for s in served} == {b"warm copy"} and not any(s.admitted for s in served)
+    assert warm.reads == 1 and stores.reads == []  # one f4 read for the stampede, no store asked
+    with pytest.raises(NotFound):
+        await cache.read(1, NeedleRef(logical_volume=5, key=0xDEF, cookie=77), via_cdn=False)
+
+
+async def test_a_warm_volume_without_f4_is_unavailable_not_not_found():
+    view = VolumeView(5, False, 0, (), state="warm")
+    cache = PhotoCache(1 << 20, LeaseTable(period_s=10, wait_s=5), Stores({}), Directory({5: view}))
+    with pytest.raises(Unavailable, match="warm and this cache has no f4"):
+        await cache.read(1, PHOTO, via_cdn=False)
