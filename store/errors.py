@@ -67,3 +67,7 @@ class VolumeRetired(FailedPrecondition):
 
 class RepairInProgress(FailedPrecondition):
     """Raised when a repair of a volume is asked for while one is running."""
+
+
+class VolumeStillWritable(FailedPrecondition):
+    """Raised when freeing a volume that is still writable: only a sealed volume is freed."""

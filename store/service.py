@@ -145,6 +145,10 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         await volume.set_read_only(request.read_only)
         return store_pb2.SetReadOnlyResponse(volume=volume_info(volume))
 
+    async def FreeVolume(self, request, context):
+        freed = await self._volumes.free(request.volume_id)
+        return store_pb2.FreeVolumeResponse(freed=freed is not None, freed_bytes=freed or 0)
+
     async def ExportVolume(self, request, context):
         volume = self._volumes.get(request.volume_id)
         async for offset, data, end in volume.export(request.offset, request.chunk_bytes):

@@ -25,6 +25,7 @@ from store.errors import (
     RepairInProgress,
     VolumeExists,
     VolumeNotFound,
+    VolumeStillWritable,
 )
 from store.needle import Stored
 from store.volume import (
@@ -196,6 +197,26 @@ class VolumeSet:
             raise CorruptVolume(f"repair of volume {volume_id}: stream ended at {expected} of {end} bytes")
         return expected
 
+    async def free(self, volume_id: int) -> int | None:
+        """Removes a read-only volume's files once reads under way on it are done (the
+        volume lives in f4 now). Returns the bytes freed, or None when this store does not
+        hold the volume (freed before: freeing twice is harmless). VolumeStillWritable for a
+        writable volume."""
+        async with self._creating:
+            if volume_id in self._restoring:
+                raise RepairInProgress(f"volume {volume_id} is being repaired; free it afterwards")
+            volume = self._volumes.get(volume_id)
+            path = volume_path(self.directory, volume_id)
+            if volume is not None and not volume.read_only:
+                raise VolumeStillWritable(f"volume {volume_id} is writable here; only a sealed volume is freed")
+            self._volumes.pop(volume_id, None)
+        if volume is not None:
+            await volume.retire()  # no write, checkpoint or compaction from here on
+            volume.detach()  # the descriptor closes after the reads under way
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, _remove_volume_files, self.directory, path,
+                                          volume is not None)
+
     async def checkpoint_all(self) -> int:
         written = 0
         for volume in self.all():
@@ -245,3 +266,15 @@ class Checkpointer:
 
     async def shutdown(self) -> None:
         self._stop.set()
+
+
+def _remove_volume_files(directory: Path, path: Path, held: bool) -> int | None:
+    freed = 0
+    for name in (path, path.with_suffix(".idx")):
+        try:
+            freed += name.stat().st_size
+            name.unlink()
+        except FileNotFoundError:
+            pass
+    checkpoint.fsync_dir(directory)
+    return freed if held or freed else None

@@ -166,6 +166,12 @@ class StoreClient:
                                            f"{chunk_timeout_s:g}s") from None
                 yield ExportChunk(chunk.offset, chunk.data, chunk.crc32c, chunk.end_offset)
 
+    async def free_volume(self, address: str, volume_id: int) -> bool:
+        """Removes a sealed volume's files from the store; False if it held none."""
+        reply = await rpc.unary(self._stub(address).FreeVolume, store_pb2.FreeVolumeRequest(volume_id=volume_id),
+                                remote=self._remote(address), timeout=self.timeout_s)
+        return bool(reply.freed)
+
     async def repair(self, address: str, volume_id: int, source: str, chunk_bytes: int = 0, *,
                      timeout_s: float | None = None) -> int:
         """Has the store at ``address`` replace its copy with the one at ``source``; returns

@@ -223,3 +223,17 @@ async def test_volumes_survive_a_clean_restart(service, tmp_path):
     async with rpc.ChannelPool() as pool:
         client = StoreClient(pool, timeout_s=TIMEOUT_S)
         assert (await client.read(proc.address, ref(4, 1, 1))).data == b"kept"
+
+
+async def test_free_volume_only_when_sealed_and_twice_is_harmless(store, tmp_path):
+    from trenchcoat.errors import FailedPrecondition
+
+    c, a = store.client, store.address
+    await c.write(a, ref(1, 5, 5), b"sealed photo")
+    with pytest.raises(FailedPrecondition, match="writable here; only a sealed volume is freed"):
+        await c.free_volume(a, 1)
+    await c.set_read_only(a, 1, True)
+    assert await c.free_volume(a, 1)
+    await expect(VolumeNotFound, c.read(a, ref(1, 5, 5)))
+    assert not await c.free_volume(a, 1)  # freed before: nothing to do, no error
+    assert not list((tmp_path / "data" / "store-1").glob("vol-1.*"))

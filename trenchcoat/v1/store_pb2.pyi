@@ -18,6 +18,20 @@ class CreateVolumeResponse(_message.Message):
     volume: VolumeInfo
     def __init__(self, volume: _Optional[_Union[VolumeInfo, _Mapping]] = ...) -> None: ...
 
+class FreeVolumeRequest(_message.Message):
+    __slots__ = ("volume_id",)
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    def __init__(self, volume_id: _Optional[int] = ...) -> None: ...
+
+class FreeVolumeResponse(_message.Message):
+    __slots__ = ("freed", "freed_bytes")
+    FREED_FIELD_NUMBER: _ClassVar[int]
+    FREED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    freed: bool
+    freed_bytes: int
+    def __init__(self, freed: _Optional[bool] = ..., freed_bytes: _Optional[int] = ...) -> None: ...
+
 class WriteNeedleRequest(_message.Message):
     __slots__ = ("volume_id", "key", "alternate_key", "cookie", "data", "content_type")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]

@@ -90,6 +90,11 @@ class StoreServiceStub:
                 request_serializer=trenchcoat_dot_v1_dot_store__pb2.RepairVolumeRequest.SerializeToString,
                 response_deserializer=trenchcoat_dot_v1_dot_store__pb2.RepairVolumeResponse.FromString,
                 _registered_method=True)
+        self.FreeVolume = channel.unary_unary(
+                '/trenchcoat.v1.StoreService/FreeVolume',
+                request_serializer=trenchcoat_dot_v1_dot_store__pb2.FreeVolumeRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_store__pb2.FreeVolumeResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -180,6 +185,14 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FreeVolume(self, request, context):
+        """Frees a read-only volume's files (once the volume lives in f4). FAILED_PRECONDITION
+        for a writable volume; freeing a volume this store does not hold is not an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -237,6 +250,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.RepairVolume,
                     request_deserializer=trenchcoat_dot_v1_dot_store__pb2.RepairVolumeRequest.FromString,
                     response_serializer=trenchcoat_dot_v1_dot_store__pb2.RepairVolumeResponse.SerializeToString,
+            ),
+            'FreeVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.FreeVolume,
+                    request_deserializer=trenchcoat_dot_v1_dot_store__pb2.FreeVolumeRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_store__pb2.FreeVolumeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -537,6 +555,33 @@ class StoreService:
             '/trenchcoat.v1.StoreService/RepairVolume',
             trenchcoat_dot_v1_dot_store__pb2.RepairVolumeRequest.SerializeToString,
             trenchcoat_dot_v1_dot_store__pb2.RepairVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FreeVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.StoreService/FreeVolume',
+            trenchcoat_dot_v1_dot_store__pb2.FreeVolumeRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_store__pb2.FreeVolumeResponse.FromString,
             options,
             channel_credentials,
             insecure,
