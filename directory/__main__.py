@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 
 from directory.leader import Leader
+from directory.migration import Migration
 from directory.service import SERVICE_NAME, DirectoryServicer
 from directory.state import DirectoryState
 from directory.view import MapView
 from trenchcoat import server
 from trenchcoat.etcd import Etcd
+from trenchcoat.f4_client import F4Client
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import directory_pb2_grpc
@@ -31,7 +33,12 @@ def main() -> int:
         await view.load()
         pool = ChannelPool()
         stores = StoreClient(pool, timeout_s=max(1.0, section.probe_interval_s))
-        leader = Leader(state, stores, section, name=name, address=address, refresh=view.wake)
+        migration = None
+        if config.f4.migrate:
+            f4 = F4Client(pool, config.f4_endpoint(), timeout_s=config.f4.call_timeout_s)
+            migration = Migration(state, StoreClient(pool, timeout_s=config.f4.call_timeout_s), f4, config.f4,
+                                  section.full_ratio)
+        leader = Leader(state, stores, section, name=name, address=address, refresh=view.wake, migration=migration)
         return server.host_for(
             name, config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, DirectoryServicer(state, view, leader),

@@ -35,6 +35,7 @@ from dataclasses import replace
 from prometheus_client import Counter, Gauge
 
 from directory import policy
+from directory.migration import Migration
 from directory.model import ClusterMap, PlacementError, Replica, State, Volume
 from directory.state import DirectoryState
 from trenchcoat.config import DirectoryConfig
@@ -60,7 +61,7 @@ class Leader:
     """Election plus the leader's tick."""
 
     def __init__(self, state: DirectoryState, stores: StoreClient, config: DirectoryConfig,
-                 *, name: str, address: str, refresh: asyncio.Event) -> None:
+                 *, name: str, address: str, refresh: asyncio.Event, migration: Migration | None = None) -> None:
         self._state = state
         self._stores = stores
         self._config = config
@@ -76,6 +77,8 @@ class Leader:
         self._rng = random.Random()
         self.placement_error = ""
         """Why the last volume creation was refused ("" when it was not)."""
+        self._migration = migration
+        self._migrating: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         election = asyncio.create_task(self.election.run(), name="directory:election")
@@ -95,6 +98,8 @@ class Leader:
             election.cancel()
             for task in self._repairing.values():
                 task.cancel()
+            if self._migrating is not None:
+                self._migrating.cancel()
             await self.election.shutdown()
             IS_LEADER.set(0)
 
@@ -107,6 +112,26 @@ class Leader:
         await self.fill(cmap)
         self.repair(cmap)
         await self.grow(await self._state.read())
+        self.migrate(await self._state.read())
+        self._refresh.set()
+
+    # --- hot -> warm -------------------------------------------------------------------
+
+    def migrate(self, cmap: ClusterMap) -> None:
+        """Moves the next due volume into f4 a step further, in the background (an encode
+        takes as long as the volume needs; the leader's tick goes on)."""
+        if self._migration is None or (self._migrating is not None and not self._migrating.done()):
+            return
+        volume = self._migration.next(cmap)
+        if volume is not None:
+            self._migrating = asyncio.create_task(self._migrate_step(cmap, volume), name=f"migrate:{volume.id}")
+
+    async def _migrate_step(self, cmap: ClusterMap, volume: Volume) -> None:
+        assert self._migration is not None
+        try:
+            await self._migration.step(cmap, volume)
+        except TrenchcoatError as exc:
+            log.warning("logical volume %d: move into f4 will be retried: %s", volume.id, exc)
         self._refresh.set()
 
     # --- pitchfork ---------------------------------------------------------------------

@@ -78,6 +78,8 @@ class Volume:
     """Why it is not writable (shown by ``trenchcoat volumes``)."""
     repair: bool = False
     """Its replicas may differ; writable again only after they match."""
+    warm_ms: int = 0
+    """When it turned warm (ms since the epoch): its hot replicas are freed a while after."""
     revision: int = field(default=0, compare=False)
     """etcd mod revision of its record (for compare-and-swap)."""
 
@@ -91,6 +93,7 @@ class Volume:
             "used_bytes": self.used_bytes,
             "reason": self.reason,
             "repair": self.repair,
+            "warm_ms": self.warm_ms,
         }
 
     @classmethod
@@ -104,6 +107,7 @@ class Volume:
             used_bytes=int(value.get("used_bytes", 0)),
             reason=str(value.get("reason", "")),
             repair=bool(value.get("repair", False)),
+            warm_ms=int(value.get("warm_ms", 0)),
             revision=revision,
         )
 

@@ -110,6 +110,8 @@ class DirectoryState:
 
     async def mark_read_only(self, volume_id: int, reason: str, *, repair: bool) -> Volume:
         def change(v: Volume) -> Volume | None:
+            if v.state in (State.SEALED, State.WARM):
+                return None  # moving into (or living in) f4: its hot copies are not repaired
             if v.state is not State.WRITABLE and (v.repair or not repair):
                 return None
             state = State.READ_ONLY if v.state is State.WRITABLE else v.state

@@ -12,6 +12,7 @@ from router.upload import Uploader, UploadLimits
 from trenchcoat import server, siblings
 from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.f4_client import F4Client
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import router_pb2_grpc
@@ -34,8 +35,10 @@ def main() -> int:
         caches = CacheClient(pool, config.cache_endpoints(),
                              timeout_s=config.cache.lease_wait_s + config.cache.store_timeout_s)
         uploader = Uploader(directory, stores, media, UploadLimits(section.max_upload_bytes, section.replica_timeout_s))
+        f4 = F4Client(pool, config.f4_endpoint(), timeout_s=section.replica_timeout_s) if config.f4.migrate else None
         deletes = DeleteJournal(media, directory, stores, caches, interval_s=section.delete_retry_interval_s,
-                                max_backoff_s=section.delete_retry_max_s, call_timeout_s=section.replica_timeout_s)
+                                max_backoff_s=section.delete_retry_max_s, call_timeout_s=section.replica_timeout_s,
+                                f4=f4)
         photos = Photos(media, directory, caches, deletes, cdn_base_url=section.cdn_base_url,
                         row_ttl_s=section.row_ttl_s)
         return server.host_for(

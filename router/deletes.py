@@ -8,7 +8,10 @@ not succeed (a replica down or unreachable, a cache not answering) to this worke
 retries every router's entries with backoff until all are done. A replica refilled by a
 repair keeps the flags of the copy it replaces (``VolumeSet.restore``), and an entry is
 finished only when the volume's current replicas all have the flag, so neither a replica
-that was down nor one refilled from it brings the photo back.
+that was down nor one refilled from it brings the photo back. With f4 in use
+(``f4.migrate``) every delete also has the media's keys discarded in f4's key store,
+whatever state the volume seems to be in: that stops an encode under way from making
+new ones, and a warm copy is unreadable at once.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from router.metadata import MediaStore, PendingDelete
 from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.errors import NeedleNotFound, TrenchcoatError, Unavailable
+from trenchcoat.f4_client import F4Client
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_client import StoreClient
 from trenchcoat.workers import PeriodicWorker
@@ -43,12 +47,13 @@ class DeleteJournal(PeriodicWorker):
     retry pass over due entries (every ``interval_s``)."""
 
     def __init__(self, media: MediaStore, directory: DirectoryClient, stores: StoreClient, caches: CacheClient, *,
-                 interval_s: float, max_backoff_s: float, call_timeout_s: float) -> None:
+                 interval_s: float, max_backoff_s: float, call_timeout_s: float, f4: F4Client | None = None) -> None:
         super().__init__("delete journal", interval_s)
         self._media = media
         self._directory = directory
         self._stores = stores
         self._caches = caches
+        self._f4 = f4
         self._max_backoff_s = max_backoff_s
         self._call_timeout_s = call_timeout_s
 
@@ -80,6 +85,16 @@ class DeleteJournal(PeriodicWorker):
             *(self._stores.delete(r.address, needle, timeout_s=self._call_timeout_s) for r in volume.replicas),
             return_exceptions=True)
         left = []
+        if self._f4 is not None:
+            # Whatever the volume's state looks like from here (this copy of the map may be
+            # behind an encode under way), f4 records the media as deleted: no key is made
+            # for it afterwards, and one made already is discarded.
+            try:
+                await self._f4.delete_blob(entry.media_id)  # every rendition
+            except TrenchcoatError as exc:
+                left.append(f"f4 keys not discarded: {exc}")
+        elif volume.state in ("sealed", "warm"):
+            left.append(f"volume {entry.logical_volume} is {volume.state} but f4.migrate is off for this router")
         for replica, result in zip(volume.replicas, results, strict=True):
             if isinstance(result, NeedleNotFound):
                 continue  # the replica holds no such needle (the upload never reached it): nothing to serve

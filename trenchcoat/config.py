@@ -486,10 +486,27 @@ class F4Config(ServiceConfig):
         "rebuilt from 10 other blocks instead. Keep it well under cache.store_timeout_s.",
         default=0.5,
     )
+    migrate: bool = doc(
+        "The Directory's leader moves aged sealed volumes into this cell (EncodeVolume at "
+        "the f4 front on f4.port) and frees their hot replicas.",
+        default=False,
+    )
+    warm_after_s: float = doc(
+        "A read-only volume this old (since its creation) is moved into f4 even if not full; a "
+        "full one moves as soon as it is read-only. Months in production, seconds in tests.",
+        default=30 * 24 * 3600.0,
+    )
+    free_after_s: float = doc(
+        "Seconds between a volume turning warm and its hot replicas being freed: every cache "
+        "learns of the move first (keep it above directory.refresh_interval_s).",
+        default=30.0,
+    )
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
         _require(0 < self.hedge_s < self.call_timeout_s, f"{section}.hedge_s", "must be > 0 and < call_timeout_s")
+        _require(self.warm_after_s > 0, f"{section}.warm_after_s", "must be > 0")
+        _require(self.free_after_s >= 0, f"{section}.free_after_s", "must be >= 0")
         _require(self.cell_bytes >= 1, f"{section}.cell_bytes", "must be >= 1")
         _require(self.rows >= 1, f"{section}.rows", "must be >= 1")
         _require(self.call_timeout_s > 0, f"{section}.call_timeout_s", "must be > 0")

@@ -1,0 +1,131 @@
+"""Hot -> warm: the leader moves aged sealed volumes into f4, one at a time.
+
+A volume is due when it is read-only (not under repair) and either full or older than
+``f4.warm_after_s``. Its move, each step recorded in etcd before the next so that a
+leader that dies anywhere leaves a volume the next leader carries on with:
+
+1. ``read_only -> sealed``: no repair or read-only flip touches it from here on, and every
+   hot replica is set to refuse writes before it is read; reads go on from them.
+2. The f4 front encodes it (``EncodeVolume``: every blob written and read back against
+   the hot tier's CRC before it answers). A failed or interrupted encode is simply run
+   again: it is idempotent, and the volume stays sealed and served hot meanwhile.
+3. ``sealed -> warm`` (with the time): caches read it from f4 from their next map.
+4. ``f4.free_after_s`` later (every cache has heard), each hot replica is freed
+   (``FreeVolume``); only when all are gone are the replicas dropped from the record.
+   Freeing twice is harmless; nothing is freed before the volume is warm in etcd.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+
+from prometheus_client import Counter, Gauge
+
+from directory.model import ClusterMap, State, Volume
+from directory.state import DirectoryState
+from trenchcoat.config import F4Config
+from trenchcoat.errors import TrenchcoatError
+from trenchcoat.f4_client import F4Client
+from trenchcoat.store_client import StoreClient
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Counter("trenchcoat_directory_f4_migrations_total",
+                     "Steps of moving volumes into f4, by step (sealed, encoded, warm, freed) and outcome.",
+                     ["step", "outcome"])
+MIGRATING = Gauge("trenchcoat_directory_f4_migrating", "Volumes sealed and not yet warm (being moved into f4).")
+
+
+def due(volume: Volume, now_ms: int, config: F4Config, full_ratio: float) -> bool:
+    """Whether a volume should be moving into f4 (or carried on with)."""
+    if volume.repair:
+        return False
+    if volume.state is State.SEALED:
+        return True
+    if volume.state is State.WARM:
+        return bool(volume.replicas)
+    if volume.state is not State.READ_ONLY:
+        return False
+    full = volume.used_bytes >= full_ratio * volume.capacity_bytes or volume.reason == "full"
+    return full or now_ms - volume.created_ms >= config.warm_after_s * 1000
+
+
+class Migration:
+    def __init__(self, state: DirectoryState, stores: StoreClient, f4: F4Client, config: F4Config,
+                 full_ratio: float) -> None:
+        self._state = state
+        self._stores = stores
+        self._f4 = f4
+        self._config = config
+        self._full_ratio = full_ratio
+
+    def next(self, cmap: ClusterMap) -> Volume | None:
+        """The volume to work on now: one already under way first, then the oldest due."""
+        now = int(time.time() * 1000)
+        candidates = [v for v in cmap.volumes.values() if due(v, now, self._config, self._full_ratio)]
+        MIGRATING.set(sum(v.state is State.SEALED for v in cmap.volumes.values()))
+        if not candidates:
+            return None
+        return min(candidates, key=lambda v: (v.state is State.READ_ONLY, v.created_ms, v.id))
+
+    async def step(self, cmap: ClusterMap, volume: Volume) -> None:
+        """Takes ``volume`` as far as it can go now."""
+        if volume.state is State.READ_ONLY:
+            volume = await self._transition(volume.id, State.READ_ONLY, State.SEALED, "moving into f4")
+            MIGRATIONS.labels("sealed", "ok").inc()
+            log.info("logical volume %d sealed: moving into f4", volume.id)
+        if volume.state is State.SEALED:
+            try:
+                # Every hot copy refuses writes before it is read (a router with an old map
+                # might still try one): what is encoded is all there will ever be.
+                for replica in volume.replicas:
+                    await self._stores.set_read_only(cmap.address(replica.machine_id), replica.volume_id, True)
+                done = await self._f4.encode_volume(volume.id)
+            except TrenchcoatError as exc:
+                MIGRATIONS.labels("encoded", "failed").inc()
+                log.warning("logical volume %d: encode into f4 failed, will retry (it is served hot): %s",
+                            volume.id, exc)
+                return
+            MIGRATIONS.labels("encoded", "ok").inc()
+            log.info("logical volume %d encoded into f4: %d blobs in %d stripes, %.2fx on disk", volume.id,
+                     done.blobs, done.stripes, done.stored_bytes / max(done.logical_bytes, 1))
+            volume = await self._transition(volume.id, State.SEALED, State.WARM, "in f4")
+            MIGRATIONS.labels("warm", "ok").inc()
+        if volume.state is State.WARM and volume.replicas:
+            if time.time() * 1000 < volume.warm_ms + self._config.free_after_s * 1000:
+                return  # caches are still learning that it is warm
+            await self._free(cmap, volume)
+
+    async def _transition(self, volume_id: int, old: State, new: State, reason: str) -> Volume:
+        now = int(time.time() * 1000)
+
+        def change(v: Volume) -> Volume | None:
+            if v.state is not old:
+                return None
+            return replace(v, state=new, reason=reason, warm_ms=now if new is State.WARM else v.warm_ms)
+
+        return await self._state.update_volume(volume_id, change)
+
+    async def _free(self, cmap: ClusterMap, volume: Volume) -> None:
+        left = []
+        for replica in volume.replicas:
+            address = cmap.address(replica.machine_id)
+            try:
+                await self._stores.free_volume(address, replica.volume_id)
+            except TrenchcoatError as exc:
+                left.append(replica.machine_id)
+                log.warning("logical volume %d: freeing its hot copy on store %d failed, will retry: %s",
+                            volume.id, replica.machine_id, exc)
+        if left:
+            MIGRATIONS.labels("freed", "failed").inc()
+            return
+
+        def drop(v: Volume) -> Volume | None:
+            return replace(v, replicas=()) if v.state is State.WARM else None
+
+        await self._state.update_volume(volume.id, drop)
+        MIGRATIONS.labels("freed", "ok").inc()
+        log.info("logical volume %d: hot replicas freed (stores %s); it lives in f4",
+                 volume.id, [r.machine_id for r in volume.replicas])

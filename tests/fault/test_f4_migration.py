@@ -1,0 +1,100 @@
+"""Hot -> warm on real processes: a sealed volume older than f4.warm_after_s is moved by
+the Directory's leader into an f4 cell, turns warm, has its hot replicas freed, and every
+photo URL issued before keeps serving the same bytes through the cache; a photo deleted
+while hot stays deleted, one deleted while warm is 404 at once, and no block file ever
+holds a photo's plaintext."""
+
+from __future__ import annotations
+
+import os
+
+import aiohttp
+import pytest
+
+from f4 import codec
+from tests import harness
+from tests.cluster import MediaCluster, eventually, fresh_database, writable_volumes
+from tests.integration.test_f4_keystore import start_keystore
+from tests.integration.test_f4_storage import start_node
+from tests.integration.test_upload import path_of
+from trenchcoat import procs, urls
+
+pytestmark = pytest.mark.integration
+
+MARKER = b"WARM-PLAINTEXT-"
+
+
+async def get(cluster, path):
+    async with aiohttp.ClientSession() as session, session.get(
+            cluster.gateway + path, headers={"X-Trenchcoat-Via-CDN": "1"}) as r:
+        return r.status, r.headers.get("Content-Type"), await r.read()
+
+
+async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, etcd, postgres, tmp_path):
+    node_ports = [procs.free_port() for _ in range(2)]
+    keystore_port, front_port = procs.free_port(), procs.free_port()
+    env = {
+        "TRENCHCOAT_F4__MIGRATE": "true",
+        "TRENCHCOAT_F4__WARM_AFTER_S": "2",
+        "TRENCHCOAT_F4__FREE_AFTER_S": "2",
+        "TRENCHCOAT_F4__PORT": str(front_port),
+        "TRENCHCOAT_F4__CELL_BYTES": str(16 * 1024),
+        "TRENCHCOAT_F4__ROWS": "8",
+        "TRENCHCOAT_F4__STORAGE_ENDPOINTS": ",".join(f"127.0.0.1:{p}" for p in node_ports),
+        "TRENCHCOAT_F4__KEYSTORE_ENDPOINT": f"127.0.0.1:{keystore_port}",
+    }
+    cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
+                           env=env)
+    cluster.start_all(router=True)
+    await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
+    domains = [f"rack-{i}" for i in range(codec.N)]
+    for n, port in enumerate(node_ports):
+        start_node(service, tmp_path / "f4", port, procs.free_port(), node_id=n + 1, domains=tuple(domains[n::2]))
+    start_keystore(service, await fresh_database(postgres.endpoint), keystore_port, procs.free_port())
+    service("f4", harness.python_module("f4"), port=front_port, metrics_port=procs.free_port(), env={
+        **cluster.env, "TRENCHCOAT_F4__METRICS_PORT": str(procs.free_port()), "TRENCHCOAT_F4__COUNT": "1",
+        "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(cluster.directory_endpoints())})
+
+    async with cluster.clients() as c:
+        uploaded = []
+        for i in range(30):
+            kind = "image/png" if i % 3 else "image/jpeg"
+            media = await c.media.upload(MARKER + os.urandom(300 + 1500 * i), owner_id=3, content_type=kind)
+            uploaded.append(media)
+        lvs = [urls.parse_path(path_of(m)).needle.logical_volume for m in uploaded]
+        lv = max(set(lvs), key=lvs.count)
+        photos = {}
+        for media in uploaded:
+            if urls.parse_path(path_of(media)).needle.logical_volume == lv:
+                status, kind, body = await get(cluster, path_of(media))
+                assert status == 200
+                photos[path_of(media)] = (media, kind, body)
+        hot_deleted, _ = next(iter(photos.items()))
+        assert await c.media.delete(photos[hot_deleted][0].media_id)
+        await eventually(lambda: _status_is(cluster, hot_deleted, 404), what="the hot delete everywhere")
+        await c.directory.mark_read_only(lv, "test: sealed", repair=False)
+
+        async def warm():
+            return (await c.directory.locate(lv)).state == "warm"
+
+        await eventually(warm, timeout=90, what=f"volume {lv} moving into f4")
+
+        async def freed():
+            return not (await c.directory.locate(lv)).replicas
+
+        await eventually(freed, timeout=60, what=f"volume {lv}'s hot replicas freed")
+        assert not list(cluster.data_dir.rglob(f"vol-{lv}.dat"))  # no store keeps a hot copy
+        for path, (_, kind, body) in photos.items():
+            if path == hot_deleted:
+                assert (await get(cluster, path))[0] == 404  # deleted while hot: not brought back
+                continue
+            assert await get(cluster, path) == (200, kind, body)  # the URL issued before, unchanged
+        warm_deleted = list(photos)[1]
+        assert await c.media.delete(photos[warm_deleted][0].media_id)
+        await eventually(lambda: _status_is(cluster, warm_deleted, 404), what="the warm delete")
+    blocks = list((tmp_path / "f4").rglob("*.blk"))
+    assert blocks and not any(MARKER in p.read_bytes() for p in blocks)
+
+
+async def _status_is(cluster, path, status):
+    return (await get(cluster, path))[0] == status
