@@ -520,11 +520,12 @@ class F4Config(ServiceConfig):
 class F4StorageConfig(ServiceConfig):
     """f4 storage nodes: blocks of encoded stripes on local disk, served as byte ranges."""
 
-    count: int = doc("Storage node processes `trenchcoat up` starts.", default=0)
+    count: int = doc("Storage node processes `trenchcoat up` starts (0: it does not run a cell yet; start "
+                     "nodes with python -m f4.storage).", default=0)
     port: int = doc("gRPC port of the first storage node; node i listens on port + i.", default=7620)
     metrics_port: int = doc("/metrics port of the first storage node; node i uses metrics_port + i.",
                             default=9620)
-    node_id: int = doc("This node's id, unique in the cell (`trenchcoat up` sets 1 + i).", default=1)
+    node_id: int = doc("This node's id, unique in the cell (its data directory is named after it).", default=1)
     domains: tuple[str, ...] = doc(
         "Failure domains this node keeps blocks for, one block directory each "
         "(<cluster.data_dir>/f4-storage-<node_id>/<domain>/). One in production (the node's "
