@@ -200,7 +200,7 @@ class Cell:
             return await self._storage.read_range(node, block, extent.offset, extent.length,
                                                   timeout_s=self.hedge_s), False
         except TrenchcoatError as exc:
-            log.warning("%s on %s failed (%s); rebuilding bytes %d+%d from the stripe",
+            log.debug("%s on %s failed (%s); rebuilding bytes %d+%d from the stripe",
                         block, node, exc, extent.offset, extent.length)
         return await self.reconstruct(volume_id, stripe, extent), True
 
