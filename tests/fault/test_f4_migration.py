@@ -30,7 +30,9 @@ async def get(cluster, path):
         return r.status, r.headers.get("Content-Type"), await r.read()
 
 
-async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, etcd, postgres, tmp_path):
+async def warm_cluster(service, etcd, postgres, tmp_path, **extra):
+    """A media cluster with f4.migrate on, and an f4 cell: two storage nodes standing for
+    14 failure domains, the key store, the front. Returns (cluster, start_front, keystore)."""
     node_ports = [procs.free_port() for _ in range(2)]
     keystore_port, front_port = procs.free_port(), procs.free_port()
     env = {
@@ -42,6 +44,7 @@ async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, e
         "TRENCHCOAT_F4__ROWS": "8",
         "TRENCHCOAT_F4__STORAGE_ENDPOINTS": ",".join(f"127.0.0.1:{p}" for p in node_ports),
         "TRENCHCOAT_F4__KEYSTORE_ENDPOINT": f"127.0.0.1:{keystore_port}",
+        **extra,
     }
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
                            env=env)
@@ -50,25 +53,40 @@ async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, e
     domains = [f"rack-{i}" for i in range(codec.N)]
     for n, port in enumerate(node_ports):
         start_node(service, tmp_path / "f4", port, procs.free_port(), node_id=n + 1, domains=tuple(domains[n::2]))
-    start_keystore(service, await fresh_database(postgres.endpoint), keystore_port, procs.free_port())
-    service("f4", harness.python_module("f4"), port=front_port, metrics_port=procs.free_port(), env={
-        **cluster.env, "TRENCHCOAT_F4__METRICS_PORT": str(procs.free_port()), "TRENCHCOAT_F4__COUNT": "1",
-        "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(cluster.directory_endpoints())})
+    keystore = start_keystore(service, await fresh_database(postgres.endpoint), keystore_port, procs.free_port())
 
+    def start_front():
+        metrics_port = procs.free_port()
+        return service("f4", harness.python_module("f4"), port=front_port, metrics_port=metrics_port, env={
+            **cluster.env, "TRENCHCOAT_F4__METRICS_PORT": str(metrics_port), "TRENCHCOAT_F4__COUNT": "1",
+            "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(cluster.directory_endpoints())})
+
+    return cluster, start_front, keystore
+
+
+async def upload_onto_one_volume(c, cluster, n: int, size: int) -> tuple[int, dict[str, tuple]]:
+    """Uploads ``n`` photos; returns the volume most landed on and, for each photo there,
+    path -> (media, content type, bytes as served)."""
+    uploaded = []
+    for i in range(n):
+        kind = "image/png" if i % 3 else "image/jpeg"
+        uploaded.append(await c.media.upload(MARKER + os.urandom(300 + size * i), owner_id=3, content_type=kind))
+    lvs = [urls.parse_path(path_of(m)).needle.logical_volume for m in uploaded]
+    lv = max(set(lvs), key=lvs.count)
+    photos = {}
+    for media in uploaded:
+        if urls.parse_path(path_of(media)).needle.logical_volume == lv:
+            status, kind, body = await get(cluster, path_of(media))
+            assert status == 200
+            photos[path_of(media)] = (media, kind, body)
+    return lv, photos
+
+
+async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, etcd, postgres, tmp_path):
+    cluster, start_front, _ = await warm_cluster(service, etcd, postgres, tmp_path)
+    start_front()
     async with cluster.clients() as c:
-        uploaded = []
-        for i in range(30):
-            kind = "image/png" if i % 3 else "image/jpeg"
-            media = await c.media.upload(MARKER + os.urandom(300 + 1500 * i), owner_id=3, content_type=kind)
-            uploaded.append(media)
-        lvs = [urls.parse_path(path_of(m)).needle.logical_volume for m in uploaded]
-        lv = max(set(lvs), key=lvs.count)
-        photos = {}
-        for media in uploaded:
-            if urls.parse_path(path_of(media)).needle.logical_volume == lv:
-                status, kind, body = await get(cluster, path_of(media))
-                assert status == 200
-                photos[path_of(media)] = (media, kind, body)
+        lv, photos = await upload_onto_one_volume(c, cluster, 30, 1500)
         hot_deleted, _ = next(iter(photos.items()))
         assert await c.media.delete(photos[hot_deleted][0].media_id)
         await eventually(lambda: _status_is(cluster, hot_deleted, 404), what="the hot delete everywhere")
@@ -98,3 +116,33 @@ async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, e
 
 async def _status_is(cluster, path, status):
     return (await get(cluster, path))[0] == status
+
+
+async def encodes_in_flight(front) -> bool:
+    async with aiohttp.ClientSession() as session, session.get(front.metrics_url) as r:
+        text = await r.text()
+    return any(line.startswith("trenchcoat_grpc_in_flight_requests") and 'method="EncodeVolume"' in line
+               and not line.endswith(" 0.0") for line in text.splitlines())
+
+
+async def test_a_front_killed_mid_encode_loses_nothing_and_the_move_completes(service, etcd, postgres, tmp_path):
+    cluster, start_front, keystore = await warm_cluster(service, etcd, postgres, tmp_path)
+    front = start_front()
+    async with cluster.clients() as c:
+        lv, photos = await upload_onto_one_volume(c, cluster, 30, 1500)
+        with keystore.frozen():  # the encode's first key request hangs: caught mid-encode
+            await c.directory.mark_read_only(lv, "test: sealed", repair=False)
+            await eventually(lambda: encodes_in_flight(front), timeout=60, what="the encode under way")
+            front.kill()
+        assert (await c.directory.locate(lv)).state == "sealed"  # not warm: nothing freed
+        for path, (_, kind, body) in photos.items():
+            assert await get(cluster, path) == (200, kind, body)  # served from the hot copies
+        start_front()
+
+        async def warm_and_freed():
+            volume = await c.directory.locate(lv)
+            return volume.state == "warm" and not volume.replicas
+
+        await eventually(warm_and_freed, timeout=90, what="the move completed after the front came back")
+        for path, (_, kind, body) in photos.items():
+            assert await get(cluster, path) == (200, kind, body)
