@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import crc32c
@@ -45,6 +45,11 @@ from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
 from trenchcoat.f4_types import BlockId
 
 log = logging.getLogger(__name__)
+
+KEY_BATCH = 32
+"""Blobs whose keys an encode asks the key store for at once."""
+KEY_BATCH_BYTES = 16 * 1024 * 1024
+"""Most bytes of blobs an encode holds while their keys are asked for."""
 
 RECONSTRUCTIONS = Counter("trenchcoat_f4_reconstructions_total",
                           "Extents of blobs rebuilt online from 10 other blocks, by outcome.", ["outcome"])
@@ -103,37 +108,74 @@ class Cell:
     # --- encoding --------------------------------------------------------------------
 
     async def encode(self, volume_id: int, blobs: AsyncIterable[PlainBlob]) -> Manifest:
-        """Writes ``blobs`` as the stripes of ``volume_id`` and its manifest; returns the manifest."""
+        """Writes ``blobs`` as the stripes of ``volume_id`` and its manifest; returns the
+        manifest. A full stripe's blocks are put while the next one is being filled (one
+        stripe in flight at most)."""
         manifest = Manifest(volume_id, self.geometry)
         stream = bytearray()
         pending: list[Blob] = []
         capacity = self.geometry.stripe_capacity
-        async for plain in blobs:
-            try:
-                blob_key = await self._keys.create_key(plain.key, plain.alternate_key)
-            except FailedPrecondition:  # deleted (its key discarded) since the volume was sealed
-                log.info("needle %#x/%d of volume %d is deleted: not encoded", plain.key, plain.alternate_key,
-                         volume_id)
-                continue
-            sealed = crypto.seal(blob_key, plain.data, key=plain.key, alternate_key=plain.alternate_key)
-            if len(sealed) > capacity:
-                raise Unavailable(f"needle {plain.key:#x}/{plain.alternate_key} ({len(sealed)} bytes sealed) "
-                                  f"does not fit a stripe ({capacity} bytes); raise f4 rows or cell_bytes")
-            if len(stream) + len(sealed) > capacity:
-                await self._write_stripe(manifest, bytes(stream), pending)
-                stream.clear()
-                pending = []
-            pending.append(Blob(plain.key, plain.alternate_key, plain.cookie, plain.media_type,
-                                len(manifest.stripes), len(stream), len(sealed), crc32c.crc32c(plain.data),
-                                len(plain.data)))
-            stream += sealed
-        if stream:
-            await self._write_stripe(manifest, bytes(stream), pending)
+        number = 0
+        writing: asyncio.Task[None] | None = None
+        try:
+            async for plain, blob_key in self._keyed(blobs):
+                if blob_key is None:  # deleted (its key discarded) since the volume was sealed
+                    log.info("needle %#x/%d of volume %d is deleted: not encoded", plain.key, plain.alternate_key,
+                             volume_id)
+                    continue
+                sealed = crypto.seal(blob_key, plain.data, key=plain.key, alternate_key=plain.alternate_key)
+                if len(sealed) > capacity:
+                    raise Unavailable(f"needle {plain.key:#x}/{plain.alternate_key} ({len(sealed)} bytes sealed) "
+                                      f"does not fit a stripe ({capacity} bytes); raise f4 rows or cell_bytes")
+                if len(stream) + len(sealed) > capacity:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(self._write_stripe(manifest, number, bytes(stream), pending))
+                    number += 1
+                    stream.clear()
+                    pending = []
+                pending.append(Blob(plain.key, plain.alternate_key, plain.cookie, plain.media_type, number,
+                                    len(stream), len(sealed), crc32c.crc32c(plain.data), len(plain.data)))
+                stream += sealed
+            if writing is not None:
+                await writing
+                writing = None
+            if stream:
+                await self._write_stripe(manifest, number, bytes(stream), pending)
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
         await self._write_manifest(manifest)
         return manifest
 
-    async def _write_stripe(self, manifest: Manifest, stream: bytes, blobs: list[Blob]) -> None:
-        number = len(manifest.stripes)
+    async def _keyed(self, blobs: AsyncIterable[PlainBlob]) -> AsyncIterator[tuple[PlainBlob, bytes | None]]:
+        """Each blob with its key (None: deleted), in order; the keys of up to
+        KEY_BATCH blobs (at most KEY_BATCH_BYTES of them held) are asked for at once, so
+        the key store's round trips overlap instead of adding up."""
+        batch: list[PlainBlob] = []
+        held = 0
+
+        async def keys_of(batch: list[PlainBlob]) -> list[bytes | None]:
+            async def one(plain: PlainBlob) -> bytes | None:
+                try:
+                    return await self._keys.create_key(plain.key, plain.alternate_key)
+                except FailedPrecondition:
+                    return None
+
+            return await asyncio.gather(*(one(p) for p in batch))
+
+        async for plain in blobs:
+            batch.append(plain)
+            held += len(plain.data)
+            if len(batch) >= KEY_BATCH or held >= KEY_BATCH_BYTES:
+                for item in zip(batch, await keys_of(batch), strict=True):
+                    yield item
+                batch, held = [], 0
+        if batch:
+            for item in zip(batch, await keys_of(batch), strict=True):
+                yield item
+
+    async def _write_stripe(self, manifest: Manifest, number: int, stream: bytes, blobs: list[Blob]) -> None:
         placement = place(self._domains())
         blocks = [bytearray() for _ in range(codec.N)]
         position = 0
