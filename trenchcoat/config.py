@@ -533,6 +533,10 @@ class F4StorageConfig(ServiceConfig):
         default=(),
     )
     io_threads: int = doc("Threads doing the node's disk reads, writes and syncs.", default=8)
+    scrub_interval_s: float = doc("Seconds between the ends and starts of background scrubs of every block.",
+                                  default=3600.0)
+    scrub_bytes_per_s: int = doc("Most bytes a second a scrub reads, so it never crowds out reads.",
+                                 default=16 * 1024 * 1024)
 
     def domain_names(self) -> tuple[str, ...]:
         return self.domains or (f"f4-node-{self.node_id}",)
@@ -545,6 +549,8 @@ class F4StorageConfig(ServiceConfig):
         bad = [d for d in self.domain_names() if not d or "/" in d or d.startswith(".")]
         _require(not bad, f"{section}.domains", f"must be directory names, got {bad}")
         _require(1 <= self.io_threads <= 256, f"{section}.io_threads", "must be in 1..256")
+        _require(self.scrub_interval_s > 0, f"{section}.scrub_interval_s", "must be > 0")
+        _require(self.scrub_bytes_per_s > 0, f"{section}.scrub_bytes_per_s", "must be > 0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

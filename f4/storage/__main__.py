@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from f4.storage.blocks import BlockStore
+from f4.storage.blocks import BlockStore, Scrubber
 from f4.storage.service import SERVICE_NAME, StorageServicer
 from trenchcoat import server
 from trenchcoat.v1 import f4_pb2_grpc
@@ -31,6 +31,7 @@ def main() -> int:
             f"f4-storage-{section.node_id}", config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, StorageServicer(blocks, f"{config.cluster.host}:{section.port}"),
                                      f4_pb2_grpc.add_F4StorageServiceServicer_to_server)],
+            workers=[Scrubber(blocks, section.scrub_interval_s, section.scrub_bytes_per_s)],
             closers=[close],
         )
 

@@ -17,12 +17,15 @@ until the block is put again.
 
 A range read reads the whole chunks covering the range in one pread and checks each; a
 mismatch is DATA_LOSS (``ChecksumMismatch``), never the bytes, and the block is marked
-damaged (``ListBlocks`` reports it unhealthy until it is put again).
+damaged (``ListBlocks`` reports it unhealthy until it is put again). A scrub
+(``Scrubber``) walks every block the same way in the background, throttled, so damage in
+bytes nobody reads is found too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -32,10 +35,13 @@ from pathlib import Path
 
 import crc32c
 import numpy as np
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from trenchcoat.errors import ChecksumMismatch, InvalidArgument, NotFound, OutOfRange
 from trenchcoat.f4_types import BlockId
+from trenchcoat.workers import PeriodicWorker
+
+log = logging.getLogger(__name__)
 
 CRC_CHUNK = 16 * 1024
 """Bytes covered by one checksum: a range read reads at most two chunks more than it returns."""
@@ -45,6 +51,9 @@ _BLOCK = re.compile(r"b(\d+)\.blk")
 CHECKSUM_FAILURES = Counter("trenchcoat_f4_storage_checksum_failures_total",
                             "Range reads whose block chunks failed their CRC32C (answered DATA_LOSS).")
 BYTES_READ = Counter("trenchcoat_f4_storage_bytes_read_total", "Block bytes read from disk, by reason.", ["reason"])
+DAMAGED = Gauge("trenchcoat_f4_storage_damaged_blocks", "Blocks held that failed a checksum (reads or scrub).")
+SCRUB_CHUNKS = 64
+"""CRC chunks a scrub reads at once (1 MiB)."""
 
 
 class BlockNotFound(NotFound):
@@ -154,10 +163,14 @@ class BlockStore:
         start = first * CRC_CHUNK
         end = min(held.size, (last + 1) * CRC_CHUNK)
         loop = asyncio.get_running_loop()
-        if held.crcs is None:
-            raw = await loop.run_in_executor(self._io, held.path.with_suffix(".crc").read_bytes)
-            held.crcs = np.frombuffer(raw, dtype="<u4")
-        data = await loop.run_in_executor(self._io, _pread, held.path, end - start, start)
+        try:
+            if held.crcs is None:
+                raw = await loop.run_in_executor(self._io, held.path.with_suffix(".crc").read_bytes)
+                held.crcs = np.frombuffer(raw, dtype="<u4")
+            data = await loop.run_in_executor(self._io, _pread, held.path, end - start, start)
+        except FileNotFoundError:
+            self._damaged(held)
+            raise ChecksumMismatch(f"{block}: its file is gone from {held.path.parent}") from None
         BYTES_READ.labels(reason).inc(len(data))
         expected = held.crcs[first:last + 1]
         if len(data) != end - start or len(expected) != last - first + 1:
@@ -173,6 +186,27 @@ class BlockStore:
     def _damaged(self, held: Held) -> None:
         CHECKSUM_FAILURES.inc()
         held.damaged = True
+        DAMAGED.set(sum(h.damaged for h in self._held.values()))
+
+    async def scrub(self, block: BlockId, bytes_per_s: float) -> bool:
+        """Reads the whole block, chunk by chunk, checking every CRC, at most
+        ``bytes_per_s``; True when it is intact. A damaged one is marked (ListBlocks
+        reports it unhealthy) and counted like a failed read."""
+        held = self._held_block(block)
+        loop = asyncio.get_running_loop()
+        step = SCRUB_CHUNKS * CRC_CHUNK
+        for start in range(0, max(held.size, 1), step):
+            if held.damaged or self._held.get(block) is not held:
+                return not held.damaged  # damaged meanwhile, or replaced by a new put
+            began = loop.time()
+            try:
+                await self.read(block, start, min(step, held.size - start), reason="scrub")
+            except ChecksumMismatch:
+                return False
+            pause = min(step, held.size - start) / bytes_per_s - (loop.time() - began)
+            if pause > 0:
+                await asyncio.sleep(pause)
+        return True
 
     def close(self) -> None:
         self._io.shutdown(wait=True)
@@ -218,3 +252,20 @@ def _remove(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+class Scrubber(PeriodicWorker):
+    """Every ``interval_s``, checks every block this node holds (``BlockStore.scrub``)
+    at most ``bytes_per_s``."""
+
+    def __init__(self, blocks: BlockStore, interval_s: float, bytes_per_s: float) -> None:
+        super().__init__("f4 scrub", interval_s)
+        self._blocks = blocks
+        self._rate = bytes_per_s
+
+    async def tick(self) -> None:
+        for held in self._blocks.blocks():
+            if held.damaged:
+                continue
+            if not await self._blocks.scrub(held.id, self._rate):
+                log.error("scrub: %s in domain %s is damaged; it needs a rebuild", held.id, held.domain)

@@ -22,7 +22,7 @@ TIMEOUT_S = 30.0
 DOMAINS = ("rack-a", "rack-b")
 
 
-def start_node(service, data_dir, port=None, metrics_port=None, *, node_id=3, domains=DOMAINS):
+def start_node(service, data_dir, port=None, metrics_port=None, *, node_id=3, domains=DOMAINS, **extra):
     """An f4 storage node process keeping blocks for ``domains``."""
     port = port or procs.free_port()
     metrics_port = metrics_port or procs.free_port()
@@ -34,6 +34,7 @@ def start_node(service, data_dir, port=None, metrics_port=None, *, node_id=3, do
                        "TRENCHCOAT_F4_STORAGE__NODE_ID": str(node_id),
                        "TRENCHCOAT_F4_STORAGE__DOMAINS": ",".join(domains),
                        "TRENCHCOAT_F4_STORAGE__DRAIN_NOTICE_S": "0",
+                       **extra,
                    })
 
 
@@ -132,3 +133,33 @@ async def test_a_block_damaged_on_the_way_is_data_loss_and_not_kept(node, tmp_pa
             await rpc.stream_in(stub.PutBlock, headless(), remote="f4 storage", timeout=TIMEOUT_S)
     assert await client.list_blocks(proc.address) == []
     assert not list((tmp_path / "data").rglob("*.blk*"))
+
+
+async def test_the_scrub_finds_damage_nobody_reads_and_a_missing_block_file(service, tmp_path):
+    from tests.cluster import eventually
+
+    proc = start_node(service, tmp_path / "data", TRENCHCOAT_F4_STORAGE__SCRUB_INTERVAL_S="0.2")
+    async with rpc.ChannelPool() as pool:
+        client = F4StorageClient(pool, timeout_s=TIMEOUT_S)
+        flipped, gone, intact = (BlockId(volume=6, stripe=0, index=i) for i in (0, 1, 2))
+        for block in (flipped, gone, intact):
+            await client.put_block(proc.address, block, "rack-a", os.urandom(4 * CRC_CHUNK))
+        root = tmp_path / "data" / "f4-storage-3" / "rack-a" / "v6" / "s0"
+        with open(root / "b0.blk", "r+b") as f:
+            f.seek(3 * CRC_CHUNK + 7)
+            byte = f.read(1)
+            f.seek(3 * CRC_CHUNK + 7)
+            f.write(bytes([byte[0] ^ 0x10]))
+        (root / "b1.blk").unlink()
+
+        async def unhealthy():
+            return {b.block for b in await client.list_blocks(proc.address) if not b.healthy}
+
+        assert await eventually(lambda: _both(unhealthy, {flipped, gone}), what="the scrub's findings")
+        with pytest.raises(ChecksumMismatch, match="its file is gone"):
+            await client.read_range(proc.address, gone, 0, 10)
+        assert intact not in await unhealthy()
+
+
+async def _both(unhealthy, wanted):
+    return await unhealthy() == wanted
