@@ -199,20 +199,40 @@ class Cell:
             self._storage.put_block(node, BlockId(manifest.volume_id, MANIFEST_STRIPE, index), domain, raw)
             for index, (node, domain) in enumerate(manifest.stripes[0].blocks)))
 
+    async def rewrite_manifest(self, manifest: Manifest) -> None:
+        """Writes the manifest again, one version up, to every node of its first stripe
+        that answers (at least one must)."""
+        manifest.version += 1
+        raw = manifest.to_bytes()
+        results = await asyncio.gather(*(
+            self._storage.put_block(node, BlockId(manifest.volume_id, MANIFEST_STRIPE, index), domain, raw)
+            for index, (node, domain) in enumerate(manifest.stripes[0].blocks)), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for r in failed:
+            if not isinstance(r, TrenchcoatError):
+                raise r
+        if len(failed) == len(results):
+            raise Unavailable(f"the manifest of volume {manifest.volume_id} could be written to no node: {failed[0]}")
+
     async def load_manifest(self, volume_id: int) -> Manifest:
-        """The volume's manifest, from the first node that holds a good copy."""
-        failures = []
-        for node in self.nodes:
+        """The volume's manifest: the highest version any node that answers holds."""
+        failures: list[str] = []
+
+        async def from_node(node: Node) -> Manifest | None:
             try:
-                held = [b for b in await self._storage.list_blocks(node.address)
-                        if b.block.volume == volume_id and b.block.stripe == MANIFEST_STRIPE]
-                for info in held:
-                    raw = await self._storage.read_range(node.address, info.block, 0, info.size)
-                    return Manifest.from_bytes(raw)
+                for info in await self._storage.list_blocks(node.address):
+                    if info.block.volume == volume_id and info.block.stripe == MANIFEST_STRIPE:
+                        raw = await self._storage.read_range(node.address, info.block, 0, info.size)
+                        return Manifest.from_bytes(raw)
             except TrenchcoatError as exc:
                 failures.append(f"{node.address}: {exc}")
-        raise NotFound(f"volume {volume_id} is not encoded in this cell (no manifest found"
-                       f"{'; ' + '; '.join(failures) if failures else ''})")
+            return None
+
+        found = [m for m in await asyncio.gather(*(from_node(n) for n in self.nodes)) if m is not None]
+        if not found:
+            raise NotFound(f"volume {volume_id} is not encoded in this cell (no manifest found"
+                           f"{'; ' + '; '.join(failures) if failures else ''})")
+        return max(found, key=lambda m: m.version)
 
     # --- reading ---------------------------------------------------------------------
 

@@ -51,6 +51,9 @@ class Manifest:
     stripes: list[Stripe] = field(default_factory=list)
     blobs: dict[tuple[int, int], Blob] = field(default_factory=dict)
     """(needle key, alternate key) -> blob."""
+    version: int = 1
+    """Raised each time the manifest is written again (a block moved by a rebuild): the
+    highest version any node holds is the manifest."""
 
     @property
     def logical_bytes(self) -> int:
@@ -58,7 +61,7 @@ class Manifest:
 
     def to_bytes(self) -> bytes:
         return json.dumps({
-            "format": FORMAT, "volume_id": self.volume_id,
+            "format": FORMAT, "volume_id": self.volume_id, "version": self.version,
             "cell_bytes": self.geometry.cell_bytes, "rows": self.geometry.rows,
             "stripes": [[s.number, s.data_bytes, [list(b) for b in s.blocks]] for s in self.stripes],
             "blobs": [[b.key, b.alternate_key, b.cookie, b.media_type, b.stripe, b.offset, b.sealed_length,
@@ -71,7 +74,7 @@ class Manifest:
             doc = json.loads(raw)
             if doc.get("format") != FORMAT:
                 raise ValueError(f"format {doc.get('format')!r}")
-            manifest = cls(doc["volume_id"], Geometry(doc["cell_bytes"], doc["rows"]))
+            manifest = cls(doc["volume_id"], Geometry(doc["cell_bytes"], doc["rows"]), version=doc.get("version", 1))
             manifest.stripes = [Stripe(n, size, tuple((a, d) for a, d in blocks)) for n, size, blocks in doc["stripes"]]
             for fields in doc["blobs"]:
                 blob = Blob(*fields)
