@@ -28,6 +28,7 @@ import asyncio
 import logging
 import os
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -119,7 +120,9 @@ class BlockStore:
         directory = root / f"v{block.volume}" / f"s{block.stripe}"
         path = directory / f"b{block.index}.blk"
         sums_path = path.with_suffix(".crc")
-        tmp, sums_tmp = path.with_name(path.name + ".tmp"), sums_path.with_name(sums_path.name + ".tmp")
+        unique = uuid.uuid4().hex[:12]  # two puts of one block at once never write the same file
+        tmp = path.with_name(f"{path.name}.{unique}.tmp")
+        sums_tmp = sums_path.with_name(f"{sums_path.name}.{unique}.tmp")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._io, lambda: directory.mkdir(parents=True, exist_ok=True))
         fd = await loop.run_in_executor(self._io, os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
