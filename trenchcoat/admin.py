@@ -1,5 +1,6 @@
 """Client verbs of the ``trenchcoat`` command that talk to a running cluster:
-``put`` (upload a file), ``volumes`` (the volume map), the Directory part of ``status``
+``put`` (upload a file), ``volumes`` (the volume map), ``warm`` (volumes in f4 and their
+blocks' health), the Directory part of ``status``
 (stores and leader), and the feed's ``follow``, ``unfollow``, ``post`` and ``feed``. Each runs one event loop with its own channel pool,
 through the chassis's clients."""
 
@@ -12,7 +13,8 @@ from typing import TypeVar
 
 from trenchcoat.config import Config
 from trenchcoat.directory_client import DirectoryClient
-from trenchcoat.errors import Unavailable
+from trenchcoat.errors import TrenchcoatError, Unavailable
+from trenchcoat.f4_client import F4Client
 from trenchcoat.feed_client import FeedClient, FeedEntry, FeedPage
 from trenchcoat.media_client import Media, MediaClient
 from trenchcoat.rpc import ChannelPool
@@ -55,6 +57,35 @@ def volumes_table(config: Config) -> list[str]:
     if not volumes:
         lines.append("(no volumes yet)")
     return lines
+
+
+async def _warm_rows(config: Config, pool: ChannelPool) -> list[str]:
+    volumes = [v for v in await _directory(config, pool).list_volumes() if v.state in ("sealed", "warm")]
+    f4 = F4Client(pool, config.f4_endpoint(), timeout_s=10.0)
+    header = f"{'ID':>6}  {'STATE':<8}{'STRIPES':>8}  {'BLOCKS OK':>10}  {'ON DISK':>10}  UNHEALTHY (stripe/block@domain)"
+    lines = [header]
+    for v in sorted(volumes, key=lambda v: v.id):
+        if v.state == "sealed":
+            lines.append(f"{v.id:>6}  {'sealed':<8}{'':>8}  {'':>10}  {'':>10}  being encoded into f4")
+            continue
+        try:
+            blocks = await f4.volume_status(v.id)
+        except TrenchcoatError as exc:
+            lines.append(f"{v.id:>6}  {'warm':<8}  f4 cannot say: {exc}")
+            continue
+        bad = [f"{b.block.stripe}/{b.block.index}@{b.domain}" for b in blocks if not b.healthy]
+        stripes = len({b.block.stripe for b in blocks})
+        healthy = len(blocks) - len(bad)
+        lines.append(f"{v.id:>6}  {'warm':<8}{stripes:>8}  {f'{healthy}/{len(blocks)}':>10}  "
+                     f"{_size(sum(b.size for b in blocks)):>10}  {' '.join(bad) or '-'}")
+    if not volumes:
+        lines.append("(no volume has aged into f4 yet)")
+    return lines
+
+
+def warm_table(config: Config) -> list[str]:
+    """Volumes moving into or living in f4, with their stripes' block health."""
+    return _run(config, lambda pool: _warm_rows(config, pool))
 
 
 def writable_volumes(config: Config) -> int:

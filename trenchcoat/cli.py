@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     volumes = verbs.add_parser("volumes", help="the logical volumes: state, fill, replicas, racks")
     volumes.set_defaults(run=cmd_volumes)
 
+    warm = verbs.add_parser("warm", help="volumes moving into or living in f4, and their blocks' health")
+    warm.set_defaults(run=cmd_warm)
+
     for name, undo in (("follow", False), ("unfollow", True)):
         edge = verbs.add_parser(name, help=f"user A {name}s user B")
         edge.add_argument("follower", type=int, metavar="A")
@@ -162,6 +165,11 @@ def cmd_feed(args: argparse.Namespace, config: configmod.Config) -> int:
 
 def cmd_volumes(args: argparse.Namespace, config: configmod.Config) -> int:
     print("\n".join(admin.volumes_table(config)))
+    return EXIT_OK
+
+
+def cmd_warm(args: argparse.Namespace, config: configmod.Config) -> int:
+    print("\n".join(admin.warm_table(config)))
     return EXIT_OK
 
 

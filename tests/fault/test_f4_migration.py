@@ -6,7 +6,10 @@ holds a photo's plaintext."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 
 import aiohttp
 import pytest
@@ -102,6 +105,14 @@ async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, e
 
         await eventually(freed, timeout=60, what=f"volume {lv}'s hot replicas freed")
         assert not list(cluster.data_dir.rglob(f"vol-{lv}.dat"))  # no store keeps a hot copy
+        shown = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "trenchcoat", "warm"], env={
+            **os.environ, **cluster.env, "PYTHONPATH": str(harness.REPO_ROOT),
+            "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(cluster.directory_endpoints())},
+            capture_output=True, text=True, timeout=60, check=False)
+        assert shown.returncode == 0, shown.stderr
+        [row] = [line for line in shown.stdout.splitlines() if line.split()[:2] == [str(lv), "warm"]]
+        total = int(row.split()[3].split("/")[1])
+        assert row.split()[3] == f"{total}/{total}" and total % codec.N == 0  # every block of every stripe healthy
         for path, (_, kind, body) in photos.items():
             if path == hot_deleted:
                 assert (await get(cluster, path))[0] == 404  # deleted while hot: not brought back
