@@ -32,6 +32,7 @@ from trenchcoat.errors import (
 from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
 from trenchcoat.f4_types import BlockId, BlockInfo
 from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.singleflight import SingleFlight
 from trenchcoat.store_client import StoreClient
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class Front:
         self._stores = stores
         self._timeout = call_timeout_s
         self._manifests: dict[int, Manifest] = {}
-        self._loading: dict[int, asyncio.Future[Manifest]] = {}
+        self._loading: SingleFlight[int, Manifest] = SingleFlight()
 
     async def refresh_nodes(self) -> list[Node]:
         """Asks every storage node which failure domains it serves; unreachable ones are left out."""
@@ -106,20 +107,14 @@ class Front:
         found = self._manifests.get(volume_id)
         if found is not None:
             return found
-        loading = self._loading.get(volume_id)
-        if loading is None:  # one load per volume, however many readers wait for it
-            loading = self._loading[volume_id] = asyncio.ensure_future(self._load(volume_id))
-        return await asyncio.shield(loading)
+        return await self._loading.run(volume_id, lambda: self._load(volume_id))  # one load per volume
 
     async def _load(self, volume_id: int) -> Manifest:
-        try:
-            if not self.cell.nodes:
-                await self.refresh_nodes()
-            manifest = await self.cell.load_manifest(volume_id)
-            self._manifests[volume_id] = manifest
-            return manifest
-        finally:
-            self._loading.pop(volume_id, None)
+        if not self.cell.nodes:
+            await self.refresh_nodes()
+        manifest = await self.cell.load_manifest(volume_id)
+        self._manifests[volume_id] = manifest
+        return manifest
 
     async def read(self, needle: NeedleRef) -> WarmRead:
         manifest = await self.manifest(needle.logical_volume)

@@ -15,7 +15,6 @@ Protobuf stays in this module.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import logging
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from typing import Any
 
 from trenchcoat import rpc
 from trenchcoat.errors import TrenchcoatError, Unavailable
+from trenchcoat.singleflight import SingleFlight
 from trenchcoat.v1 import directory_pb2 as pb
 from trenchcoat.v1 import directory_pb2_grpc
 
@@ -97,7 +97,7 @@ class DirectoryClient:
         self.volumes: dict[int, VolumeView] = {}
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
-        self._locating: dict[int, asyncio.Future[VolumeView]] = {}
+        self._locating: SingleFlight[int, VolumeView] = SingleFlight()
 
     def _stub(self, endpoint: str) -> directory_pb2_grpc.DirectoryServiceStub:
         return self._pool.stub(directory_pb2_grpc.DirectoryServiceStub, endpoint)
@@ -128,16 +128,7 @@ class DirectoryClient:
         known = self.volumes.get(volume_id)
         if known is not None:
             return known
-        pending = self._locating.get(volume_id)
-        if pending is None:  # one question per volume, however many readers wait for it
-            pending = self._locating[volume_id] = asyncio.ensure_future(self.locate(volume_id))
-            pending.add_done_callback(functools.partial(self._located, volume_id))
-        return await asyncio.shield(pending)
-
-    def _located(self, volume_id: int, done: asyncio.Future[VolumeView]) -> None:
-        self._locating.pop(volume_id, None)
-        if not done.cancelled():
-            done.exception()  # retrieved here: every waiter may have given up
+        return await self._locating.run(volume_id, lambda: self.locate(volume_id))  # one question per volume
 
     async def locate(self, volume_id: int) -> VolumeView:
         """The volume as a directory sees it now (replicas in read order), remembered in the
