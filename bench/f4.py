@@ -96,7 +96,7 @@ async def figures(tmp: Path, dsn: str, count: int, seconds: float) -> dict[str, 
             out["encode_mb_per_s"] = logical / (time.perf_counter() - began) / 1e6
             stream = b"".join(b.data for b in blobs)  # the same bytes, laid out in stripes and rows as encode does
             began = time.perf_counter()
-            for first in range(0, len(stream), GEOMETRY.stripe_capacity):
+            for first in range(0, len(stream), GEOMETRY.stripe_capacity):  # raw pyeclib: rows coded, nothing kept
                 part = stream[first:first + GEOMETRY.stripe_capacity]
                 position = 0
                 for _, cell_bytes in GEOMETRY.rows_of(len(part)):
@@ -104,8 +104,7 @@ async def figures(tmp: Path, dsn: str, count: int, seconds: float) -> dict[str, 
                     position += codec.K * cell_bytes
             out["pyeclib_mb_per_s"] = logical / (time.perf_counter() - began) / 1e6
             out["encode_vs_pyeclib"] = out["encode_mb_per_s"] / out["pyeclib_mb_per_s"]
-            stored = sum(GEOMETRY.block_size(s.data_bytes) * codec.N for s in manifest.stripes)
-            out["disk_per_logical_warm"] = stored / logical
+            out["disk_per_logical_warm"] = manifest.stored_bytes / logical
 
             hot = StoreClient(pool, timeout_s=30.0)
             address = f"127.0.0.1:{sport}"

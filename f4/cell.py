@@ -98,7 +98,8 @@ class Cell:
         self.hedge_s = hedge_s
         """How long a data block's read may take before the extent is rebuilt from others instead."""
 
-    def _domains(self) -> dict[str, list[str]]:
+    def domains(self) -> dict[str, list[str]]:
+        """Failure domain -> the addresses of the nodes serving it."""
         domains: dict[str, list[str]] = {}
         for node in self.nodes:
             for domain in node.domains:
@@ -176,43 +177,42 @@ class Cell:
                 yield item
 
     async def _write_stripe(self, manifest: Manifest, number: int, stream: bytes, blobs: list[Blob]) -> None:
-        placement = place(self._domains())
-        blocks = [bytearray() for _ in range(codec.N)]
-        position = 0
-        for _, cell in self.geometry.rows_of(len(stream)):
-            cells = self.geometry.split_row(stream[position:position + codec.K * cell], cell)
-            position += codec.K * cell
-            for block, data in zip(blocks, cells + codec.encode_row(cells), strict=True):
-                block += data
+        placement = place(self.domains())
+        blocks = self.geometry.encode(stream)
         await asyncio.gather(*(
-            self._storage.put_block(node, BlockId(manifest.volume_id, number, index), domain, bytes(blocks[index]))
+            self._storage.put_block(node, BlockId(manifest.volume_id, number, index), domain, blocks[index])
             for index, (domain, node) in enumerate(placement)))
         manifest.stripes.append(Stripe(number, len(stream), tuple((node, domain) for domain, node in placement)))
         for blob in blobs:
             manifest.blobs[blob.key, blob.alternate_key] = blob
 
     async def _write_manifest(self, manifest: Manifest) -> None:
-        if not manifest.stripes:
-            return
-        raw = manifest.to_bytes()
-        await asyncio.gather(*(
-            self._storage.put_block(node, BlockId(manifest.volume_id, MANIFEST_STRIPE, index), domain, raw)
-            for index, (node, domain) in enumerate(manifest.stripes[0].blocks)))
+        if manifest.stripes:
+            failed = [r for r in await self._put_manifest(manifest) if r is not None]
+            if failed:
+                raise failed[0]
 
     async def rewrite_manifest(self, manifest: Manifest) -> None:
         """Writes the manifest again, one version up, to every node of its first stripe
         that answers (at least one must)."""
         manifest.version += 1
-        raw = manifest.to_bytes()
-        results = await asyncio.gather(*(
-            self._storage.put_block(node, BlockId(manifest.volume_id, MANIFEST_STRIPE, index), domain, raw)
-            for index, (node, domain) in enumerate(manifest.stripes[0].blocks)), return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        for r in failed:
-            if not isinstance(r, TrenchcoatError):
-                raise r
+        results = await self._put_manifest(manifest)
+        failed = [r for r in results if r is not None]
         if len(failed) == len(results):
             raise Unavailable(f"the manifest of volume {manifest.volume_id} could be written to no node: {failed[0]}")
+
+    async def _put_manifest(self, manifest: Manifest) -> list[TrenchcoatError | None]:
+        """Puts the manifest as a block on every node of the first stripe; each put's error, or None."""
+        raw = manifest.to_bytes()
+
+        async def put(index: int, node: str, domain: str) -> TrenchcoatError | None:
+            try:
+                await self._storage.put_block(node, BlockId(manifest.volume_id, MANIFEST_STRIPE, index), domain, raw)
+            except TrenchcoatError as exc:
+                return exc
+            return None
+
+        return await asyncio.gather(*(put(i, node, domain) for i, (node, domain) in enumerate(manifest.stripes[0].blocks)))
 
     async def load_manifest(self, volume_id: int) -> Manifest:
         """The volume's manifest: the highest version any node that answers holds."""

@@ -97,7 +97,7 @@ class Front:
             except NeedleNotFound:
                 pass  # deleted while the volume was encoded: its key is gone, as it should be
         self._manifests[logical_volume] = manifest
-        stored = sum(self.cell.geometry.block_size(s.data_bytes) * len(s.blocks) for s in manifest.stripes)
+        stored = manifest.stored_bytes
         log.info("volume %d encoded: %d blobs, %d stripes, %d logical bytes, %d stored (%.2fx)", logical_volume,
                  len(manifest.blobs), len(manifest.stripes), manifest.logical_bytes, stored,
                  stored / max(manifest.logical_bytes, 1))

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from f4.codec import K, N
+from f4.codec import K, N, encode_row
 from trenchcoat.errors import FailedPrecondition, InvalidArgument
 
 
@@ -93,6 +93,17 @@ class Geometry:
         """The K data cells of one row (the last cells padded with zeros)."""
         padded = row_data.ljust(K * cell, b"\0")
         return [padded[i * cell:(i + 1) * cell] for i in range(K)]
+
+    def encode(self, stream: bytes) -> list[bytes]:
+        """The N blocks (10 data, 4 parity) of a stripe holding ``stream``, row by row."""
+        blocks = [bytearray() for _ in range(N)]
+        position = 0
+        for _, cell in self.rows_of(len(stream)):
+            cells = self.split_row(stream[position:position + K * cell], cell)
+            position += K * cell
+            for block, data in zip(blocks, cells + encode_row(cells), strict=True):
+                block += data
+        return [bytes(b) for b in blocks]
 
 
 def place(domains: Mapping[str, Sequence[str]], *, taken: Sequence[str] = ()) -> list[tuple[str, str]]:

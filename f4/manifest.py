@@ -59,6 +59,11 @@ class Manifest:
     def logical_bytes(self) -> int:
         return sum(b.plain_length for b in self.blobs.values())
 
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of every block of every stripe (the manifest's own copies aside)."""
+        return sum(self.geometry.block_size(s.data_bytes) * len(s.blocks) for s in self.stripes)
+
     def to_bytes(self) -> bytes:
         return json.dumps({
             "format": FORMAT, "volume_id": self.volume_id, "version": self.version,

@@ -17,7 +17,6 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
-import crc32c
 from prometheus_client import Counter, Gauge
 
 from f4.cell import Cell
@@ -68,10 +67,7 @@ class Rebuilder:
         del self.progress[100:]
         node, domain = stripe.blocks[index]
         if moved:
-            domains: dict[str, list[str]] = {}
-            for n in self._cell.nodes:
-                for d in n.domains:
-                    domains.setdefault(d, []).append(n.address)
+            domains = self._cell.domains()
             taken = [d for i, (_, d) in enumerate(stripe.blocks) if i != index]
             [(domain, node)] = place({d: a for d, a in domains.items() if d != domain and node not in a},
                                      taken=taken)
@@ -88,8 +84,7 @@ class Rebuilder:
                 if pause > 0:
                     await asyncio.sleep(pause)
             await self._storage.put_block(node, block, domain, bytes(data))
-            back = await self._storage.read_range(node, block, 0, size)
-            if crc32c.crc32c(back) != crc32c.crc32c(bytes(data)):
+            if await self._storage.read_range(node, block, 0, size) != data:
                 raise DataLoss(f"{block} rebuilt onto {node} does not read back as written")
             if (node, domain) != stripe.blocks[index]:
                 blocks = list(stripe.blocks)

@@ -11,18 +11,6 @@ from f4.layout import Extent, Geometry, place
 from trenchcoat.errors import FailedPrecondition, InvalidArgument
 
 
-def blocks_of(geometry: Geometry, stream: bytes) -> list[bytearray]:
-    """The 14 blocks of a stripe holding ``stream``, built row by row."""
-    blocks = [bytearray() for _ in range(codec.N)]
-    position = 0
-    for _, cell in geometry.rows_of(len(stream)):
-        cells = geometry.split_row(stream[position:position + codec.K * cell], cell)
-        position += codec.K * cell
-        for block, data in zip(blocks, cells + codec.encode_row(cells), strict=True):
-            block += data
-    return blocks
-
-
 @st.composite
 def stripes(draw):
     geometry = Geometry(cell_bytes=draw(st.integers(1, 64)), rows=draw(st.integers(1, 4)))
@@ -37,7 +25,7 @@ def stripes(draw):
 @given(stripes())
 def test_the_extents_of_a_range_read_back_the_stream_and_every_block_is_one_size(case):
     geometry, stream, offset, length = case
-    blocks = blocks_of(geometry, stream)
+    blocks = geometry.encode(stream)
     assert {len(b) for b in blocks} == {geometry.block_size(len(stream))}
     assert geometry.block_size(len(stream)) * codec.K - len(stream) < codec.K  # padding < K bytes
     extents = geometry.extents(len(stream), offset, length)
@@ -50,7 +38,7 @@ def test_the_extents_of_a_range_read_back_the_stream_and_every_block_is_one_size
 @given(stripes(), st.lists(st.integers(0, codec.N - 1), min_size=1, max_size=4, unique=True))
 def test_a_blob_in_a_lost_block_rebuilds_from_the_same_offsets_of_ten_others(case, lost):
     geometry, stream, offset, length = case
-    blocks = blocks_of(geometry, stream)
+    blocks = geometry.encode(stream)
     for e in geometry.extents(len(stream), offset, length):
         if e.block not in lost:
             continue
