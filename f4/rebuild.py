@@ -25,6 +25,7 @@ from f4.manifest import Manifest
 from trenchcoat.errors import DataLoss, TrenchcoatError
 from trenchcoat.f4_client import F4StorageClient
 from trenchcoat.f4_types import BlockId
+from trenchcoat.workers import keep_pace
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,7 @@ class Rebuilder:
                 data += await self._cell.reconstruct(manifest.volume_id, stripe, Extent(index, offset, length))
                 record.done_bytes = len(data)
                 REBUILD_BYTES.inc(length)
-                pause = length / self.bytes_per_s - (loop.time() - began)
-                if pause > 0:
-                    await asyncio.sleep(pause)
+                await keep_pace(began, length, self.bytes_per_s)
             await self._storage.put_block(node, block, domain, bytes(data))
             if await self._storage.read_range(node, block, 0, size) != data:
                 raise DataLoss(f"{block} rebuilt onto {node} does not read back as written")

@@ -47,3 +47,11 @@ class PeriodicWorker:
         self._stop.set()
         if self._running:
             await self._finished.wait()
+
+
+async def keep_pace(began: float, amount: float, per_s: float) -> None:
+    """Throttles background work: sleeps until ``amount`` (bytes, say) done since
+    ``began`` (the loop's clock) has taken at least ``amount / per_s`` seconds."""
+    pause = amount / per_s - (asyncio.get_running_loop().time() - began)
+    if pause > 0:
+        await asyncio.sleep(pause)

@@ -40,7 +40,7 @@ from prometheus_client import Counter, Gauge
 
 from trenchcoat.errors import ChecksumMismatch, InvalidArgument, NotFound, OutOfRange
 from trenchcoat.f4_types import BlockId
-from trenchcoat.workers import PeriodicWorker
+from trenchcoat.workers import PeriodicWorker, keep_pace
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,7 @@ class BlockStore:
         await loop.run_in_executor(self._io, _write_durably, sums_tmp, table.tobytes())
         await loop.run_in_executor(self._io, _commit, sums_tmp, sums_path, tmp, path, directory)
         self._held[block] = Held(block, domain, path, size, table)
+        self._count_damaged()  # a put over a damaged block heals it
         return size
 
     async def read(self, block: BlockId, offset: int, length: int, *, reason: str = "read") -> bytes:
@@ -189,6 +190,9 @@ class BlockStore:
     def _damaged(self, held: Held) -> None:
         CHECKSUM_FAILURES.inc()
         held.damaged = True
+        self._count_damaged()
+
+    def _count_damaged(self) -> None:
         DAMAGED.set(sum(h.damaged for h in self._held.values()))
 
     async def scrub(self, block: BlockId, bytes_per_s: float) -> bool:
@@ -206,9 +210,7 @@ class BlockStore:
                 await self.read(block, start, min(step, held.size - start), reason="scrub")
             except ChecksumMismatch:
                 return False
-            pause = min(step, held.size - start) / bytes_per_s - (loop.time() - began)
-            if pause > 0:
-                await asyncio.sleep(pause)
+            await keep_pace(began, min(step, held.size - start), bytes_per_s)
         return True
 
     def close(self) -> None:
