@@ -41,7 +41,7 @@ def main() -> int:
         leader = Leader(state, stores, section, name=name, address=address, refresh=view.wake, migration=migration)
         return server.host_for(
             name, config.cluster, section,
-            bindings=[server.Binding(SERVICE_NAME, DirectoryServicer(state, view, leader),
+            bindings=[server.Binding(SERVICE_NAME, DirectoryServicer(state, view, leader, migrate=config.f4.migrate),
                                      directory_pb2_grpc.add_DirectoryServiceServicer_to_server)],
             workers=[view, leader],
             closers=[pool.close, etcd.close],

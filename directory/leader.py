@@ -35,7 +35,7 @@ from dataclasses import replace
 from prometheus_client import Counter, Gauge
 
 from directory import policy
-from directory.migration import Migration
+from directory.migration import REQUESTED_REASON, Migration
 from directory.model import ClusterMap, PlacementError, Replica, State, Volume
 from directory.state import DirectoryState
 from trenchcoat.config import DirectoryConfig
@@ -221,18 +221,20 @@ class Leader:
             source = copies[plan.source]
             if source is None:
                 raise Internal(f"logical volume {volume.id}: the repair's source {plan.source} holds no copy")
-            state = policy.settled_state(source, volume.capacity_bytes, self._config.full_ratio)
+            state = policy.settled_state(source, volume.capacity_bytes, self._config.full_ratio,
+                                         warm_requested=volume.warm_requested)
             if state is State.WRITABLE:
                 for address in addresses.values():
                     await self._stores.set_read_only(address, volume.id, False)
+            reason = "" if state is State.WRITABLE else (REQUESTED_REASON if volume.warm_requested else "full")
+
             def settle(v: Volume) -> Volume:
-                return replace(v, repair=False, state=state, reason="full" if state is State.READ_ONLY else "",
-                               used_bytes=source.file_bytes)
+                return replace(v, repair=False, state=state, reason=reason, used_bytes=source.file_bytes)
 
             await self._state.update_volume(volume.id, settle)
             self._settled[volume.id] = time.monotonic()
             log.info("logical volume %d: all %d replicas match; %s", volume.id, len(addresses),
-                     "writable again" if state is State.WRITABLE else "read-only (full)")
+                     "writable again" if state is State.WRITABLE else f"read-only ({reason})")
             self._refresh.set()
         except TrenchcoatError as exc:
             REPAIRS.labels("failed").inc()

@@ -1,8 +1,12 @@
-"""Hot -> warm: the leader moves aged sealed volumes into f4, one at a time.
+"""Hot -> warm: the leader moves aged (or requested) read-only volumes into f4, one at a time.
 
-A volume is due when it is read-only (not under repair) and either full or older than
-``f4.warm_after_s``. Its move, each step recorded in etcd before the next so that a
-leader that dies anywhere leaves a volume the next leader carries on with:
+A volume is due when it is read-only (not under repair) and either full, older than
+``f4.warm_after_s``, or asked for by an operator (``trenchcoat migrate``: MigrateVolume
+records ``warm_requested``, turning a writable volume read-only first; see ``requested``).
+Requested volumes go first.
+
+A volume's move, each step recorded in etcd before the next so that a leader that dies
+anywhere leaves a volume the next leader carries on with:
 
 1. ``read_only -> sealed``: no repair or read-only flip touches it from here on, and every
    hot replica is set to refuse writes before it is read; reads go on from them.
@@ -26,7 +30,7 @@ from prometheus_client import Counter, Gauge
 from directory.model import ClusterMap, State, Volume
 from directory.state import DirectoryState
 from trenchcoat.config import F4Config
-from trenchcoat.errors import TrenchcoatError
+from trenchcoat.errors import FailedPrecondition, TrenchcoatError
 from trenchcoat.f4_client import F4Client
 from trenchcoat.store_client import StoreClient
 
@@ -36,6 +40,36 @@ MIGRATIONS = Counter("trenchcoat_directory_f4_migrations_total",
                      "Steps of moving volumes into f4, by step (sealed, encoded, warm, freed) and outcome.",
                      ["step", "outcome"])
 MIGRATING = Gauge("trenchcoat_directory_f4_migrating", "Volumes sealed and not yet warm (being moved into f4).")
+
+REQUESTED_REASON = "moving into f4 on request"
+"""Why a writable volume asked for in f4 turned read-only (shown by ``trenchcoat volumes``)."""
+
+
+class VolumeUnderRepair(FailedPrecondition):
+    """Raised when a volume asked for in f4 is being repaired: its replicas may differ, so
+    none of them may be encoded until the leader has made them match."""
+
+
+def requested(volume: Volume) -> Volume | None:
+    """The change MigrateVolume makes to ``volume``'s record (None: none is needed, it is
+    already sealed or warm): wanted in f4 now, read-only if it was writable."""
+    if volume.state in (State.SEALED, State.WARM):
+        return None
+    if volume.repair:
+        raise VolumeUnderRepair(
+            f"logical volume {volume.id} is under repair ({volume.reason or 'its replicas may differ'}): "
+            "it can move into f4 once the leader has made its replicas match; ask again then")
+    if volume.state is State.WRITABLE:
+        return replace(volume, state=State.READ_ONLY, reason=REQUESTED_REASON, warm_requested=True)
+    return replace(volume, warm_requested=True)
+
+
+async def request(state: DirectoryState, volume_id: int) -> Volume:
+    """Records in etcd that ``volume_id`` is wanted in f4 now (MigrateVolume); the leader
+    seals it at its next tick. Returns the record after the change."""
+    volume = await state.update_volume(volume_id, requested)
+    log.info("logical volume %d: asked for in f4 now; it is %s", volume_id, volume.state.value)
+    return volume
 
 
 def due(volume: Volume, now_ms: int, config: F4Config, full_ratio: float) -> bool:
@@ -48,6 +82,8 @@ def due(volume: Volume, now_ms: int, config: F4Config, full_ratio: float) -> boo
         return bool(volume.replicas)
     if volume.state is not State.READ_ONLY:
         return False
+    if volume.warm_requested:
+        return True
     full = volume.used_bytes >= full_ratio * volume.capacity_bytes or volume.reason == "full"
     return full or now_ms - volume.created_ms >= config.warm_after_s * 1000
 
@@ -62,13 +98,14 @@ class Migration:
         self._full_ratio = full_ratio
 
     def next(self, cmap: ClusterMap) -> Volume | None:
-        """The volume to work on now: one already under way first, then the oldest due."""
+        """The volume to work on now: one already under way first, then one an operator
+        asked for, then the oldest due."""
         now = int(time.time() * 1000)
         candidates = [v for v in cmap.volumes.values() if due(v, now, self._config, self._full_ratio)]
         MIGRATING.set(sum(v.state is State.SEALED for v in cmap.volumes.values()))
         if not candidates:
             return None
-        return min(candidates, key=lambda v: (v.state is State.READ_ONLY, v.created_ms, v.id))
+        return min(candidates, key=lambda v: (v.state is State.READ_ONLY, not v.warm_requested, v.created_ms, v.id))
 
     async def step(self, cmap: ClusterMap, volume: Volume) -> None:
         """Takes ``volume`` as far as it can go now."""

@@ -8,7 +8,7 @@ etcd holds, under ``/trenchcoat/<cluster>/``:
 |---|---|---|
 | ``stores/<machine_id>`` | the store, under its liveness lease | address, rack, disk id, capacity, free bytes |
 | ``machines/<machine_id>`` | the leader | last known address and rack, disk id, down flag and why |
-| ``volumes/<logical_id>`` | the leader (routers via MarkReadOnly) | replicas, state, capacity, used bytes, why, repair flag |
+| ``volumes/<logical_id>`` | the leader (routers via MarkReadOnly, operators via MigrateVolume) | replicas, state, capacity, used bytes, why, repair flag, warm requested |
 | ``counters/volume`` | the leader | the next logical volume id |
 | ``leader`` | the elected directory, under its lease | its name and address |
 """
@@ -80,6 +80,8 @@ class Volume:
     """Its replicas may differ; writable again only after they match."""
     warm_ms: int = 0
     """When it turned warm (ms since the epoch): its hot replicas are freed a while after."""
+    warm_requested: bool = False
+    """An operator asked for it in f4 now (``trenchcoat migrate``): due whatever its age."""
     revision: int = field(default=0, compare=False)
     """etcd mod revision of its record (for compare-and-swap)."""
 
@@ -94,6 +96,7 @@ class Volume:
             "reason": self.reason,
             "repair": self.repair,
             "warm_ms": self.warm_ms,
+            "warm_requested": self.warm_requested,
         }
 
     @classmethod
@@ -108,6 +111,7 @@ class Volume:
             reason=str(value.get("reason", "")),
             repair=bool(value.get("repair", False)),
             warm_ms=int(value.get("warm_ms", 0)),
+            warm_requested=bool(value.get("warm_requested", False)),  # absent from records before it existed
             revision=revision,
         )
 

@@ -165,9 +165,14 @@ def plan_repair(copies: Mapping[int, PhysicalVolume | None]) -> RepairPlan | Non
     return RepairPlan(source, targets)
 
 
-def settled_state(source: PhysicalVolume, capacity_bytes: int, full_ratio: float) -> State:
-    """The state of a volume whose replicas all match ``source``."""
-    return State.READ_ONLY if source.file_bytes >= full_ratio * capacity_bytes else State.WRITABLE
+def settled_state(source: PhysicalVolume, capacity_bytes: int, full_ratio: float, *,
+                  warm_requested: bool = False) -> State:
+    """The state of a volume whose replicas all match ``source``: writable again, unless it
+    is full or an operator asked for it in f4 (``trenchcoat migrate``: a repair must not
+    undo that request by taking writes again)."""
+    if warm_requested or source.file_bytes >= full_ratio * capacity_bytes:
+        return State.READ_ONLY
+    return State.WRITABLE
 
 
 # --- growth -------------------------------------------------------------------------------

@@ -6,11 +6,12 @@ from __future__ import annotations
 import itertools
 import random
 
+from directory import migration
 from directory.leader import Leader
 from directory.model import ClusterMap, State, Volume, choose_for_write
 from directory.state import DirectoryState
 from directory.view import MapView
-from trenchcoat.errors import InvalidArgument, Unavailable
+from trenchcoat.errors import FailedPrecondition, InvalidArgument, Unavailable
 from trenchcoat.v1 import directory_pb2 as pb
 from trenchcoat.v1 import directory_pb2_grpc
 
@@ -26,6 +27,11 @@ _STATES = {
 
 class NoWritableVolume(Unavailable):
     """Raised when no writable volume has room; retry shortly (the leader grows more)."""
+
+
+class MigrationOff(FailedPrecondition):
+    """Raised when a volume is asked for in f4 of a directory that does not move volumes
+    there (f4.migrate is off)."""
 
 
 def logical_volume(cmap: ClusterMap, volume: Volume, replicas=None) -> pb.LogicalVolume:
@@ -45,10 +51,11 @@ def logical_volume(cmap: ClusterMap, volume: Volume, replicas=None) -> pb.Logica
 
 
 class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
-    def __init__(self, state: DirectoryState, view: MapView, leader: Leader) -> None:
+    def __init__(self, state: DirectoryState, view: MapView, leader: Leader, *, migrate: bool = False) -> None:
         self._state = state
         self._view = view
         self._leader = leader
+        self._migrate = migrate  # f4.migrate: this directory's leader moves volumes into f4
         self._turn = itertools.count()
         self._rng = random.Random()
 
@@ -81,6 +88,16 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         volume = await self._state.mark_read_only(request.logical_volume, reason, repair=request.repair)
         cmap = await self._view.refresh()
         return pb.MarkReadOnlyResponse(volume=logical_volume(cmap, cmap.volumes.get(volume.id, volume)))
+
+    async def MigrateVolume(self, request, context):
+        if not request.logical_volume:
+            raise InvalidArgument("logical_volume is required")
+        if not self._migrate:
+            raise MigrationOff("this directory does not move volumes into f4: set f4.migrate = true "
+                               "(TRENCHCOAT_F4__MIGRATE) on every directory, with an f4 cell at f4.port")
+        volume = await migration.request(self._state, request.logical_volume)
+        cmap = await self._view.refresh()
+        return pb.MigrateVolumeResponse(volume=logical_volume(cmap, cmap.volumes.get(volume.id, volume)))
 
     async def ListVolumes(self, request, context):
         cmap = self._view.now()

@@ -10,7 +10,7 @@ from f4.layout import Geometry
 from f4.service import SERVICE_NAME, F4Servicer
 from trenchcoat import server
 from trenchcoat.directory_client import DirectoryClient
-from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
+from trenchcoat.f4_client import BackoffClient, F4StorageClient, KeyStoreClient
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import f4_pb2_grpc
@@ -30,7 +30,9 @@ def main() -> int:
         keys = KeyStoreClient(pool, config.f4_keystore_endpoint(), timeout_s=section.call_timeout_s)
         directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=config.directory.call_timeout_s)
         stores = StoreClient(pool, timeout_s=section.call_timeout_s)
-        cell = Cell(storage, keys, [], Geometry(section.cell_bytes, section.rows), hedge_s=section.hedge_s)
+        backoff = BackoffClient(pool, config.f4_backoff_endpoints(), timeout_s=section.call_timeout_s)
+        cell = Cell(storage, keys, [], Geometry(section.cell_bytes, section.rows), hedge_s=section.hedge_s,
+                    backoff=backoff)
         front = Front(cell, storage, keys, endpoints, directory, stores, call_timeout_s=section.call_timeout_s)
         return server.host_for(
             "f4", config.cluster, section,

@@ -12,7 +12,8 @@ a volume without a manifest is not encoded.
 **Reading.** A blob's extents are range reads of data blocks (one or two for a blob no
 larger than a cell). When a data block's read fails (its node is down or slow past the
 deadline, the block is missing, or its chunk fails its CRC) that extent is rebuilt from
-the same byte range of 10 other blocks of the stripe, read in parallel (a read slower
+the same byte range of 10 other blocks of the stripe (``f4.reconstruct``), by a backoff
+node when the cell has one, read in parallel (a read slower
 than ``hedge_s`` counts as failed: a slow node costs a reconstruction, not the reader's
 patience); a block that
 fails then is replaced by the next. Fewer than 10 answering is UNAVAILABLE naming the
@@ -30,18 +31,21 @@ from dataclasses import dataclass
 import crc32c
 from prometheus_client import Counter
 
-from f4 import codec, crypto
+from f4 import crypto
+from f4 import manifest as manifest_io
 from f4.layout import Extent, Geometry, place
-from f4.manifest import MANIFEST_STRIPE, Blob, Manifest, Stripe
+from f4.manifest import Blob, Manifest, Stripe
+from f4.reconstruct import reconstruct
 from trenchcoat.errors import (
     DataLoss,
     FailedPrecondition,
     NeedleNotFound,
     NotFound,
+    StripeUnavailable,
     TrenchcoatError,
     Unavailable,
 )
-from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
+from trenchcoat.f4_client import BackoffClient, F4StorageClient, KeyStoreClient
 from trenchcoat.f4_types import BlockId
 
 log = logging.getLogger(__name__)
@@ -51,10 +55,8 @@ KEY_BATCH = 32
 KEY_BATCH_BYTES = 16 * 1024 * 1024
 """Most bytes of blobs an encode holds while their keys are asked for."""
 
-RECONSTRUCTIONS = Counter("trenchcoat_f4_reconstructions_total",
-                          "Extents of blobs rebuilt online from 10 other blocks, by outcome.", ["outcome"])
-RECONSTRUCT_BYTES = Counter("trenchcoat_f4_reconstruct_bytes_read_total",
-                            "Bytes read from surviving blocks to rebuild extents online.")
+DEGRADED_READS = Counter("trenchcoat_f4_degraded_reads_total",
+                         "Extents of warm reads whose data block failed or was slow, rebuilt from 10 others.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,14 +85,12 @@ class WarmRead:
     reconstructed: bool
 
 
-class StripeUnavailable(Unavailable):
-    """Raised when fewer than 10 blocks of a stripe answer: the blob cannot be rebuilt now."""
-
-
 class Cell:
     def __init__(self, storage: F4StorageClient, keys: KeyStoreClient, nodes: Sequence[Node],
-                 geometry: Geometry, *, hedge_s: float | None = None) -> None:
+                 geometry: Geometry, *, hedge_s: float | None = None, backoff: BackoffClient | None = None) -> None:
         self._storage = storage
+        self.backoff = backoff
+        """Backoff nodes that rebuild the extents of failed reads (None or empty: this process does)."""
         self._keys = keys
         self.nodes = list(nodes)
         """The storage nodes new stripes are placed on (reads go where the manifest says)."""
@@ -146,7 +146,7 @@ class Cell:
         finally:
             if writing is not None and not writing.done():
                 writing.cancel()
-        await self._write_manifest(manifest)
+        await manifest_io.write(self._storage, manifest)
         return manifest
 
     async def _keyed(self, blobs: AsyncIterable[PlainBlob]) -> AsyncIterator[tuple[PlainBlob, bytes | None]]:
@@ -186,53 +186,9 @@ class Cell:
         for blob in blobs:
             manifest.blobs[blob.key, blob.alternate_key] = blob
 
-    async def _write_manifest(self, manifest: Manifest) -> None:
-        if manifest.stripes:
-            failed = [r for r in await self._put_manifest(manifest) if r is not None]
-            if failed:
-                raise failed[0]
-
-    async def rewrite_manifest(self, manifest: Manifest) -> None:
-        """Writes the manifest again, one version up, to every node of its first stripe
-        that answers (at least one must)."""
-        manifest.version += 1
-        results = await self._put_manifest(manifest)
-        failed = [r for r in results if r is not None]
-        if len(failed) == len(results):
-            raise Unavailable(f"the manifest of volume {manifest.volume_id} could be written to no node: {failed[0]}")
-
-    async def _put_manifest(self, manifest: Manifest) -> list[TrenchcoatError | None]:
-        """Puts the manifest as a block on every node of the first stripe; each put's error, or None."""
-        raw = manifest.to_bytes()
-
-        async def put(index: int, node: str, domain: str) -> TrenchcoatError | None:
-            try:
-                await self._storage.put_block(node, BlockId(manifest.volume_id, MANIFEST_STRIPE, index), domain, raw)
-            except TrenchcoatError as exc:
-                return exc
-            return None
-
-        return await asyncio.gather(*(put(i, node, domain) for i, (node, domain) in enumerate(manifest.stripes[0].blocks)))
-
     async def load_manifest(self, volume_id: int) -> Manifest:
-        """The volume's manifest: the highest version any node that answers holds."""
-        failures: list[str] = []
-
-        async def from_node(node: Node) -> Manifest | None:
-            try:
-                for info in await self._storage.list_blocks(node.address):
-                    if info.block.volume == volume_id and info.block.stripe == MANIFEST_STRIPE:
-                        raw = await self._storage.read_range(node.address, info.block, 0, info.size)
-                        return Manifest.from_bytes(raw)
-            except TrenchcoatError as exc:
-                failures.append(f"{node.address}: {exc}")
-            return None
-
-        found = [m for m in await asyncio.gather(*(from_node(n) for n in self.nodes)) if m is not None]
-        if not found:
-            raise NotFound(f"volume {volume_id} is not encoded in this cell (no manifest found"
-                           f"{'; ' + '; '.join(failures) if failures else ''})")
-        return max(found, key=lambda m: m.version)
+        """The volume's manifest: the highest version any node of the cell that answers holds."""
+        return await manifest_io.load(self._storage, [n.address for n in self.nodes], volume_id)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -264,31 +220,25 @@ class Cell:
         except TrenchcoatError as exc:
             log.debug("%s on %s failed (%s); rebuilding bytes %d+%d from the stripe",
                         block, node, exc, extent.offset, extent.length)
+        DEGRADED_READS.inc()
         return await self.reconstruct(volume_id, stripe, extent), True
 
     async def reconstruct(self, volume_id: int, stripe: Stripe, extent: Extent) -> bytes:
-        """The extent's bytes rebuilt from the same range of 10 other blocks of the stripe."""
-        candidates = [i for i in range(codec.N) if i != extent.block]
-        ranges: dict[int, bytes] = {}
-        failures: list[str] = []
-
-        async def fetch(index: int) -> None:
-            node, _ = stripe.blocks[index]
+        """The extent's bytes rebuilt from the same range of 10 other blocks of the stripe:
+        by a backoff node when the cell has them (CPU-heavy work off the front), here when
+        none answers."""
+        block = BlockId(volume_id, stripe.number, extent.block)
+        sources = [node for node, _ in stripe.blocks]
+        if self.backoff:
             try:
-                ranges[index] = await self._storage.read_range(
-                    node, BlockId(volume_id, stripe.number, index), extent.offset, extent.length)
-                RECONSTRUCT_BYTES.inc(extent.length)
+                data, _ = await self.backoff.reconstruct(block, sources, extent.offset, extent.length)
+                if len(data) == extent.length:
+                    return data
+                log.error("backoff node answered %d bytes for %d of %s; rebuilding here", len(data),
+                          extent.length, block)
+            except StripeUnavailable:
+                raise
             except TrenchcoatError as exc:
-                failures.append(f"block {index} on {node}: {exc}")
-
-        while len(ranges) < codec.K and candidates:
-            batch, candidates = candidates[:codec.K - len(ranges)], candidates[codec.K - len(ranges):]
-            await asyncio.gather(*(fetch(i) for i in batch))
-        if len(ranges) < codec.K:
-            RECONSTRUCTIONS.labels("unavailable").inc()
-            raise StripeUnavailable(
-                f"stripe {stripe.number} of warm volume {volume_id}: block {extent.block} failed and only "
-                f"{len(ranges)} of the other {codec.N - 1} blocks answered ({'; '.join(failures)}); "
-                f"{codec.K} are needed to rebuild it; retry when the nodes are back")
-        RECONSTRUCTIONS.labels("rebuilt").inc()
-        return codec.rebuild(ranges, [extent.block])[extent.block]
+                log.warning("no backoff node rebuilt bytes %d+%d of %s (%s); rebuilding here", extent.offset,
+                            extent.length, block, exc)
+        return (await reconstruct(self._storage, block, sources, extent.offset, extent.length)).data

@@ -8,7 +8,8 @@ encoded; the caller (the Directory's migration) frees the hot replicas after tha
 before. An encode cut short leaves no manifest, so the volume reads as not encoded and
 the next encode starts over.
 
-Manifests are kept in RAM once loaded from the cell's nodes. ``delete`` discards keys in
+Manifests are kept in RAM once loaded from the cell's nodes, and read again when reads
+start rebuilding around a block (the rebuilder may have moved it elsewhere). ``delete`` discards keys in
 the key store: the blob is NOT_FOUND at once.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from f4.cell import Cell, Node, WarmRead
@@ -36,6 +38,9 @@ from trenchcoat.singleflight import SingleFlight
 from trenchcoat.store_client import StoreClient
 
 log = logging.getLogger(__name__)
+
+RELOAD_AFTER_S = 5.0
+"""A manifest in RAM this old is read again after a read had to rebuild around a block."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +63,9 @@ class Front:
         self._timeout = call_timeout_s
         self._manifests: dict[int, Manifest] = {}
         self._loading: SingleFlight[int, Manifest] = SingleFlight()
+        self._loaded_at: dict[int, float] = {}
+        self._stale: set[int] = set()
+        """Volumes whose manifest is read again at the next read (one needed a rebuild)."""
 
     async def refresh_nodes(self) -> list[Node]:
         """Asks every storage node which failure domains it serves; unreachable ones are left out."""
@@ -97,28 +105,42 @@ class Front:
             except NeedleNotFound:
                 pass  # deleted while the volume was encoded: its key is gone, as it should be
         self._manifests[logical_volume] = manifest
+        self._loaded_at[logical_volume] = time.monotonic()
         stored = manifest.stored_bytes
         log.info("volume %d encoded: %d blobs, %d stripes, %d logical bytes, %d stored (%.2fx)", logical_volume,
                  len(manifest.blobs), len(manifest.stripes), manifest.logical_bytes, stored,
                  stored / max(manifest.logical_bytes, 1))
         return Encoded(len(manifest.stripes), len(manifest.blobs), manifest.logical_bytes, stored)
 
-    async def manifest(self, volume_id: int) -> Manifest:
+    async def manifest(self, volume_id: int, *, fresh: bool = False) -> Manifest:
+        """The volume's manifest, from RAM; read again from the nodes when ``fresh`` or
+        when a read had to rebuild around a block since it was loaded (a rebuilder may
+        have moved the block). A reload that fails keeps the copy in RAM."""
         found = self._manifests.get(volume_id)
-        if found is not None:
+        if found is not None and not fresh and volume_id not in self._stale:
             return found
-        return await self._loading.run(volume_id, lambda: self._load(volume_id))  # one load per volume
+        try:
+            return await self._loading.run(volume_id, lambda: self._load(volume_id))  # one load per volume
+        except TrenchcoatError:
+            if found is None:
+                raise
+            log.warning("volume %d: its manifest could not be read again; keeping the one in RAM", volume_id)
+            return found
 
     async def _load(self, volume_id: int) -> Manifest:
-        if not self.cell.nodes:
-            await self.refresh_nodes()
+        await self.refresh_nodes()
         manifest = await self.cell.load_manifest(volume_id)
         self._manifests[volume_id] = manifest
+        self._loaded_at[volume_id] = time.monotonic()
+        self._stale.discard(volume_id)
         return manifest
 
     async def read(self, needle: NeedleRef) -> WarmRead:
         manifest = await self.manifest(needle.logical_volume)
-        return await self.cell.read(manifest, needle.key, needle.alternate_key, needle.cookie)
+        got = await self.cell.read(manifest, needle.key, needle.alternate_key, needle.cookie)
+        if got.reconstructed and time.monotonic() - self._loaded_at.get(needle.logical_volume, 0) > RELOAD_AFTER_S:
+            self._stale.add(needle.logical_volume)
+        return got
 
     async def delete(self, media_id: int, alternate_key: int | None) -> int:
         return await self._keys.discard_key(media_id, alternate_key)
@@ -126,7 +148,7 @@ class Front:
     async def status(self, volume_id: int) -> list[BlockInfo]:
         """Every block of every stripe of the volume, as its node reports it (unhealthy
         when the node does not answer or does not hold it)."""
-        manifest = await self.manifest(volume_id)
+        manifest = await self.manifest(volume_id, fresh=True)
         nodes = {node for s in manifest.stripes for node, _ in s.blocks}
         answers = dict(zip(nodes, await asyncio.gather(*(self._storage.list_blocks(n) for n in nodes),
                                                        return_exceptions=True), strict=True))

@@ -5,16 +5,21 @@ keeps each of the 14 blocks).
 The manifest is what a warm read looks a blob up in, so it lives with the blocks, not in
 a database: it is written as a block of its own (``MANIFEST_STRIPE``) to every node of
 the volume's first stripe, checked by the nodes' chunk CRCs like any block, and loaded
-into RAM by the f4 front.
+into RAM by the f4 front. A rebuilder that moves a block writes it again one version up;
+the highest version any node holds wins (``load``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from f4.layout import Geometry
-from trenchcoat.errors import ChecksumMismatch
+from trenchcoat.errors import ChecksumMismatch, NotFound, TrenchcoatError, Unavailable
+from trenchcoat.f4_client import F4StorageClient
+from trenchcoat.f4_types import BlockId
 
 MANIFEST_STRIPE = 2**32 - 1
 """The stripe number under which a volume's manifest is kept as a block."""
@@ -87,3 +92,55 @@ class Manifest:
         except (ValueError, KeyError, TypeError) as exc:
             raise ChecksumMismatch(f"an f4 manifest does not parse ({exc})") from None
         return manifest
+
+
+async def _put(storage: F4StorageClient, manifest: Manifest) -> list[TrenchcoatError | None]:
+    """Puts the manifest as a block on every node of the first stripe; each put's error, or None."""
+    raw = manifest.to_bytes()
+
+    async def put(index: int, node: str, domain: str) -> TrenchcoatError | None:
+        try:
+            await storage.put_block(node, BlockId(manifest.volume_id, MANIFEST_STRIPE, index), domain, raw)
+        except TrenchcoatError as exc:
+            return exc
+        return None
+
+    return await asyncio.gather(*(put(i, node, domain) for i, (node, domain) in enumerate(manifest.stripes[0].blocks)))
+
+
+async def write(storage: F4StorageClient, manifest: Manifest) -> None:
+    """Writes a new volume's manifest to every node of its first stripe (each must take it)."""
+    if manifest.stripes:
+        failed = [r for r in await _put(storage, manifest) if r is not None]
+        if failed:
+            raise failed[0]
+
+
+async def rewrite(storage: F4StorageClient, manifest: Manifest) -> None:
+    """Writes the manifest again, one version up, to every node of its first stripe that
+    answers (at least one must)."""
+    manifest.version += 1
+    results = await _put(storage, manifest)
+    failed = [r for r in results if r is not None]
+    if len(failed) == len(results):
+        raise Unavailable(f"the manifest of volume {manifest.volume_id} could be written to no node: {failed[0]}")
+
+
+async def load(storage: F4StorageClient, nodes: Iterable[str], volume_id: int) -> Manifest:
+    """The volume's manifest: the highest version any of ``nodes`` that answers holds."""
+    failures: list[str] = []
+
+    async def from_node(address: str) -> Manifest | None:
+        try:
+            for info in await storage.list_blocks(address):
+                if info.block.volume == volume_id and info.block.stripe == MANIFEST_STRIPE:
+                    return Manifest.from_bytes(await storage.read_range(address, info.block, 0, info.size))
+        except TrenchcoatError as exc:
+            failures.append(f"{address}: {exc}")
+        return None
+
+    found = [m for m in await asyncio.gather(*(from_node(a) for a in nodes)) if m is not None]
+    if not found:
+        raise NotFound(f"volume {volume_id} is not encoded in this cell (no manifest found"
+                       f"{'; ' + '; '.join(failures) if failures else ''})")
+    return max(found, key=lambda m: m.version)

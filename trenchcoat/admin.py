@@ -1,6 +1,6 @@
 """Client verbs of the ``trenchcoat`` command that talk to a running cluster:
 ``put`` (upload a file), ``volumes`` (the volume map), ``warm`` (volumes in f4 and their
-blocks' health), the Directory part of ``status``
+blocks' health), ``migrate`` (one volume into f4 now), the Directory part of ``status``
 (stores and leader), and the feed's ``follow``, ``unfollow``, ``post`` and ``feed``. Each runs one event loop with its own channel pool,
 through the chassis's clients."""
 
@@ -86,6 +86,17 @@ async def _warm_rows(config: Config, pool: ChannelPool) -> list[str]:
 def warm_table(config: Config) -> list[str]:
     """Volumes moving into or living in f4, with their stripes' block health."""
     return _run(config, lambda pool: _warm_rows(config, pool))
+
+
+def migrate(config: Config, volume_id: int) -> str:
+    """Asks the Directory to move a volume into f4 now; says, in a line, where it stands."""
+    volume = _run(config, lambda pool: _directory(config, pool).migrate_volume(volume_id))
+    if volume.state == "warm":
+        hot = f"{len(volume.replicas)} hot replicas not freed yet" if volume.replicas else "hot replicas freed"
+        return f"volume {volume.id}: already warm, in f4 ({hot})"
+    if volume.state == "sealed":
+        return f"volume {volume.id}: sealed, being encoded into f4; watch `trenchcoat warm`"
+    return f"volume {volume.id}: {volume.state}, moving into f4; watch `trenchcoat warm`"
 
 
 def writable_volumes(config: Config) -> int:

@@ -4,6 +4,8 @@
     trenchcoat status    health of every process of the running local cluster, its stores and leader
     trenchcoat put FILE --user N   upload a file; prints its media_id and URL
     trenchcoat volumes   the logical volumes: state, fill, replicas and their racks
+    trenchcoat warm      volumes moving into or living in f4, and their blocks' health
+    trenchcoat migrate VOLUME   move one logical volume into f4 now, whatever its age
     trenchcoat follow A B    user A follows user B (unfollow A B: stops)
     trenchcoat post FILE --user A --caption TEXT   upload a photo and post it
     trenchcoat feed A [--cursor C]   user A's home feed, a page at a time, with URLs
@@ -68,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
 
     warm = verbs.add_parser("warm", help="volumes moving into or living in f4, and their blocks' health")
     warm.set_defaults(run=cmd_warm)
+
+    migrate = verbs.add_parser("migrate", help="move one logical volume into f4 now, whatever its age")
+    migrate.add_argument("volume", type=int, metavar="VOLUME", help="logical volume id (see `trenchcoat volumes`)")
+    migrate.set_defaults(run=cmd_migrate)
 
     for name, undo in (("follow", False), ("unfollow", True)):
         edge = verbs.add_parser(name, help=f"user A {name}s user B")
@@ -170,6 +176,11 @@ def cmd_volumes(args: argparse.Namespace, config: configmod.Config) -> int:
 
 def cmd_warm(args: argparse.Namespace, config: configmod.Config) -> int:
     print("\n".join(admin.warm_table(config)))
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace, config: configmod.Config) -> int:
+    print(admin.migrate(config, args.volume))
     return EXIT_OK
 
 

@@ -469,6 +469,19 @@ class F4Config(ServiceConfig):
     )
     keystore_endpoint: str = doc("The cell's key store (host:port). Empty: cluster.host and f4_keystore.port.",
                                  default="")
+    backoff_endpoints: tuple[str, ...] = doc(
+        "The cell's backoff nodes (host:port), which rebuild what a warm read could not read. "
+        "Empty: cluster.host with f4_backoff.port + i for each of f4_backoff.count nodes; none "
+        "at all: the front rebuilds itself.",
+        default=(),
+    )
+    rebuilder_endpoint: str = doc("The cell's rebuilder (host:port), for `trenchcoat warm`. Empty: cluster.host "
+                                  "and f4_rebuilder.port.", default="")
+    rebuild_bytes_per_s: int = doc(
+        "Most bytes a second a whole-block rebuild reads from surviving blocks (about 10x what "
+        "it writes), so rebuilds never starve live reads.",
+        default=32 * 1024 * 1024,
+    )
     cell_bytes: int = doc(
         "Bytes of one block in one row of a stripe: a warm blob no larger than this is one or "
         "two range reads of data blocks.",
@@ -514,6 +527,11 @@ class F4Config(ServiceConfig):
             _require_host_port(endpoint, f"{section}.storage_endpoints")
         if self.keystore_endpoint:
             _require_host_port(self.keystore_endpoint, f"{section}.keystore_endpoint")
+        for endpoint in self.backoff_endpoints:
+            _require_host_port(endpoint, f"{section}.backoff_endpoints")
+        if self.rebuilder_endpoint:
+            _require_host_port(self.rebuilder_endpoint, f"{section}.rebuilder_endpoint")
+        _require(self.rebuild_bytes_per_s > 0, f"{section}.rebuild_bytes_per_s", "must be > 0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -568,6 +586,48 @@ class F4KeyStoreConfig(ServiceConfig):
         _require(self.count <= 1, f"{section}.count",
                  "must be 0 or 1: a cell has one key store, so a discard is seen by every read at once")
         _require(self.cache_entries >= 0, f"{section}.cache_entries", "must be >= 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class F4BackoffConfig(ServiceConfig):
+    """f4 backoff nodes: rebuild the byte range a warm read could not read (its block's node
+    down, slow or damaged) from the same range of 10 other blocks, off the front's CPU."""
+
+    count: int = doc("Backoff node processes `trenchcoat up` starts.", default=0)
+    port: int = doc("gRPC port of the first backoff node; node i listens on port + i.", default=7660)
+    metrics_port: int = doc("/metrics port of the first backoff node; node i uses metrics_port + i.",
+                            default=9660)
+    call_timeout_s: float = doc("Deadline of each range read from a storage node.", default=5.0)
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        _require(self.call_timeout_s > 0, f"{section}.call_timeout_s", "must be > 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class F4RebuilderConfig(ServiceConfig):
+    """The f4 rebuilder of a cell: rebuilds whole blocks lost or damaged for longer than
+    grace_s onto a healthy node, throttled to f4.rebuild_bytes_per_s, resumable."""
+
+    count: int = doc("Rebuilder processes `trenchcoat up` starts (one per cell).", default=0)
+    port: int = doc("gRPC port.", default=7680)
+    metrics_port: int = doc("Prometheus /metrics port.", default=9680)
+    grace_s: float = doc(
+        "Seconds a block may stay lost (its node silent) or damaged (a checksum failed, the "
+        "file is gone) before it is rebuilt: a node back within it costs no rebuild.",
+        default=900.0,
+    )
+    scan_interval_s: float = doc("Seconds between scans of every storage node's blocks.", default=30.0)
+    step_bytes: int = doc("Bytes of a block rebuilt per step: the grain of the throttle and of the journal a "
+                          "restarted rebuilder carries on from.", default=1024 * 1024)
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        _require(self.step_bytes >= 1, f"{section}.step_bytes", "must be >= 1")
+        _require(self.count <= 1, f"{section}.count",
+                 "must be 0 or 1: one rebuilder per cell, so two never rebuild one block at once")
+        _require(self.grace_s >= 0, f"{section}.grace_s", "must be >= 0")
+        _require(self.scan_interval_s > 0, f"{section}.scan_interval_s", "must be > 0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -690,6 +750,8 @@ class Config:
     f4: F4Config = field(default_factory=F4Config)
     f4_storage: F4StorageConfig = field(default_factory=F4StorageConfig)
     f4_keystore: F4KeyStoreConfig = field(default_factory=F4KeyStoreConfig)
+    f4_backoff: F4BackoffConfig = field(default_factory=F4BackoffConfig)
+    f4_rebuilder: F4RebuilderConfig = field(default_factory=F4RebuilderConfig)
     feed: FeedConfig = field(default_factory=FeedConfig)
     fanout: FanoutConfig = field(default_factory=FanoutConfig)
 
@@ -762,6 +824,16 @@ class Config:
 
     def f4_keystore_endpoint(self) -> str:
         return self.f4.keystore_endpoint or f"{self.cluster.host}:{self.f4_keystore.port}"
+
+    def f4_backoff_endpoints(self) -> tuple[str, ...]:
+        """The cell's backoff nodes (f4.backoff_endpoints, or derived; may be none)."""
+        if self.f4.backoff_endpoints:
+            return self.f4.backoff_endpoints
+        b = self.f4_backoff
+        return tuple(f"{self.cluster.host}:{b.port + i}" for i in range(b.count))
+
+    def f4_rebuilder_endpoint(self) -> str:
+        return self.f4.rebuilder_endpoint or f"{self.cluster.host}:{self.f4_rebuilder.port}"
 
     def store_address(self) -> str:
         """The address this store process advertises."""

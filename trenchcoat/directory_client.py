@@ -165,6 +165,14 @@ class DirectoryClient:
         view = self.volumes[volume_id] = _view(reply.volume)
         return view
 
+    async def migrate_volume(self, volume_id: int) -> VolumeView:
+        """Asks for the volume to move into f4 now, whatever its age; returns it as it is
+        after the request (read-only, sealed or already warm). NotFound for an unknown
+        volume; FailedPrecondition for one under repair, or when f4.migrate is off."""
+        reply = await self._call("MigrateVolume", pb.MigrateVolumeRequest(logical_volume=volume_id))
+        view = self.volumes[volume_id] = _view(reply.volume)
+        return view
+
     # --- following WatchVolumes (a service worker) -----------------------------------
 
     async def run(self) -> None:

@@ -173,6 +173,11 @@ class ChecksumMismatch(DataLoss):
     """Raised when stored bytes fail verification: never serve them."""
 
 
+class StripeUnavailable(Unavailable):
+    """Raised when fewer than 10 blocks of an f4 stripe answer: a lost range cannot be
+    rebuilt now (a backoff node's final word: rebuilding elsewhere would fail the same way)."""
+
+
 # --- the wire ----------------------------------------------------------------------------
 
 BY_STATUS: dict[str, type[TrenchcoatError]] = {

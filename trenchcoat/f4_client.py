@@ -1,6 +1,7 @@
 """The clients of f4's storage nodes (``F4StorageService``: what the f4 front, the backoff
-nodes and the rebuilders read and write blocks with) and of its key store
-(``F4KeyStoreService``).
+nodes and the rebuilders read and write blocks with), its backoff nodes
+(``F4BackoffService``), its rebuilder (``F4RebuilderService``), its key store
+(``F4KeyStoreService``) and its front (``F4Service``).
 
 Every method takes the node's address and plain values (``BlockId``) and returns plain
 values; failures are the typed errors the node raised (``BlockNotFound`` as NOT_FOUND,
@@ -10,7 +11,8 @@ could not be reached in time. Protobuf stays in this module.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import itertools
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import crc32c
@@ -69,6 +71,81 @@ class F4StorageClient:
                                 remote=f"f4 storage {address}", timeout=timeout_s or self.timeout_s)
         return tuple(reply.domains), [BlockInfo(BlockId(b.block.volume_id, b.block.stripe, b.block.index), b.node,
                                                 b.rack, b.healthy, b.size_bytes) for b in reply.blocks]
+
+
+class BackoffClient:
+    """Calls to a cell's backoff nodes (``F4BackoffService``), spread round robin."""
+
+    def __init__(self, pool: rpc.ChannelPool, addresses: Sequence[str], *, timeout_s: float) -> None:
+        self._pool = pool
+        self.addresses = list(addresses)
+        self.timeout_s = timeout_s
+        self._next = itertools.count()
+
+    def __bool__(self) -> bool:
+        return bool(self.addresses)
+
+    async def reconstruct(self, block: BlockId, sources: Sequence[str], offset: int, length: int) -> tuple[bytes, int]:
+        """Bytes ``[offset, offset + length)`` of the lost ``block``, rebuilt by a backoff
+        node from 10 other blocks (``sources[i]``: the node of block i); (data, bytes it read)."""
+        address = self.addresses[next(self._next) % len(self.addresses)]
+        request = f4_pb2.ReconstructRequest(block=_message(block), offset=offset, length=length, sources=sources)
+        reply = await rpc.unary(self._pool.stub(f4_pb2_grpc.F4BackoffServiceStub, address).Reconstruct, request,
+                                remote=f"f4 backoff {address}", timeout=self.timeout_s)
+        return bytes(reply.data), int(reply.bytes_read)
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildView:
+    """One whole-block rebuild, as the rebuilder reports it."""
+
+    rebuild_id: str
+    block: BlockId
+    done_bytes: int
+    total_bytes: int
+    finished: bool
+    node: str
+    domain: str
+    reason: str
+    error: str
+    resumed_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RebuilderView:
+    rebuilds: list[RebuildView]
+    throttle_bytes_per_s: int
+    healthy_blocks: int
+    damaged_blocks: int
+    lost_blocks: int
+    grace_s: float
+
+
+class RebuilderClient:
+    """Calls to a cell's rebuilder (``F4RebuilderService``)."""
+
+    def __init__(self, pool: rpc.ChannelPool, address: str, *, timeout_s: float) -> None:
+        self._pool = pool
+        self.address = address
+        self.timeout_s = timeout_s
+
+    def _stub(self) -> f4_pb2_grpc.F4RebuilderServiceStub:
+        return self._pool.stub(f4_pb2_grpc.F4RebuilderServiceStub, self.address)
+
+    async def rebuild_block(self, block: BlockId) -> str:
+        """Asks for ``block`` to be rebuilt now; returns the rebuild's id."""
+        reply = await rpc.unary(self._stub().RebuildBlock, f4_pb2.RebuildBlockRequest(block=_message(block)),
+                                remote=f"f4 rebuilder {self.address}", timeout=self.timeout_s)
+        return str(reply.rebuild_id)
+
+    async def status(self) -> RebuilderView:
+        reply = await rpc.unary(self._stub().RebuildStatus, f4_pb2.RebuildStatusRequest(),
+                                remote=f"f4 rebuilder {self.address}", timeout=self.timeout_s)
+        return RebuilderView(
+            [RebuildView(r.rebuild_id, BlockId(r.block.volume_id, r.block.stripe, r.block.index), r.done_bytes,
+                         r.total_bytes, r.finished, r.node, r.domain, r.reason, r.error, r.resumed_bytes)
+             for r in reply.rebuilds],
+            reply.throttle_bytes_per_s, reply.healthy_blocks, reply.damaged_blocks, reply.lost_blocks, reply.grace_s)
 
 
 class KeyStoreClient:

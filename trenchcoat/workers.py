@@ -21,21 +21,29 @@ class PeriodicWorker:
         self.name = name
         self.interval_s = interval_s
         self._stop = asyncio.Event()
+        self._nudge = asyncio.Event()
+        """Set to end the current wait early: by ``wake()`` (tick now) or ``shutdown()``."""
         self._finished = asyncio.Event()
         self._running = False
 
     async def tick(self) -> None:
         raise NotImplementedError
 
+    def wake(self) -> None:
+        """Runs the next tick now instead of at the end of the interval."""
+        self._nudge.set()
+
     async def run(self) -> None:
         self._running = True
         try:
             while not self._stop.is_set():
                 try:
-                    await asyncio.wait_for(self._stop.wait(), self.interval_s)
-                    return
+                    await asyncio.wait_for(self._nudge.wait(), self.interval_s)
                 except TimeoutError:
                     pass
+                self._nudge.clear()
+                if self._stop.is_set():
+                    return
                 try:
                     await self.tick()
                 except TrenchcoatError as exc:
@@ -45,6 +53,7 @@ class PeriodicWorker:
 
     async def shutdown(self) -> None:
         self._stop.set()
+        self._nudge.set()
         if self._running:
             await self._finished.wait()
 

@@ -11,13 +11,13 @@ import random
 import pytest
 
 from f4 import codec
-from f4.cell import Cell, Node, PlainBlob, StripeUnavailable
+from f4.cell import Cell, Node, PlainBlob
 from f4.layout import Geometry
 from tests.cluster import fresh_database
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
 from trenchcoat import procs, rpc
-from trenchcoat.errors import NeedleNotFound
+from trenchcoat.errors import NeedleNotFound, StripeUnavailable
 from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pytest
 from f4 import codec
 from f4.cell import Cell, Node
 from f4.layout import Geometry
-from f4.rebuild import Rebuilder
+from f4.rebuild import Journal, Rebuilder, target
 from tests.cluster import fresh_database
 from tests.fault.test_f4_cell import aiter_of, blobs
 from tests.integration.test_f4_keystore import start_keystore
@@ -38,7 +38,7 @@ async def test_damaged_and_lost_blocks_are_rebuilt_and_reads_go_back_to_plain_ra
                     Geometry(cell_bytes=8 * 1024, rows=8))
         manifest = await cell.encode(9, aiter_of(written))
         cell.nodes = nodes  # the spare joins the cell
-        rebuilder = Rebuilder(cell, storage, bytes_per_s=50e6)
+        rebuilder = Rebuilder(storage, 50e6, Journal(tmp_path / "journal"), step_bytes=16 * 1024)
 
         def in_block(index):
             out = []
@@ -58,7 +58,8 @@ async def test_damaged_and_lost_blocks_are_rebuilt_and_reads_go_back_to_plain_ra
         victims = in_block(2)
         assert victims
         assert any([(await cell.read(manifest, b.key, b.alternate_key, b.cookie)).reconstructed for b in victims])
-        done = await rebuilder.rebuild(manifest, 0, 2, moved=False)
+        onto = target(manifest.stripes[0], 2, cell.domains(), node_answers=True)
+        done = await rebuilder.rebuild(manifest, 0, 2, onto, reason="damaged")
         assert done.finished and done.done_bytes == done.total_bytes
         for b in victims:
             got = await cell.read(manifest, b.key, b.alternate_key, b.cookie)
@@ -67,7 +68,10 @@ async def test_damaged_and_lost_blocks_are_rebuilt_and_reads_go_back_to_plain_ra
         # Block 5's node killed: rebuilt onto the spare domain, recorded in the manifest.
         domain5 = manifest.stripes[0].blocks[5][1]
         procs_by_domain[domain5].kill()
-        await rebuilder.rebuild(manifest, 0, 5, moved=True)
+        cell.nodes = [n for n in nodes if n.domains != (domain5,)]
+        onto = target(manifest.stripes[0], 5, cell.domains(), node_answers=False)
+        assert onto == (procs_by_domain["d14"].address, "d14")
+        await rebuilder.rebuild(manifest, 0, 5, onto, reason="lost")
         assert manifest.stripes[0].blocks[5] == (procs_by_domain["d14"].address, "d14")
         loaded = await cell.load_manifest(9)
         assert loaded.version == manifest.version == 2 and loaded.stripes[0].blocks[5][1] == "d14"

@@ -159,3 +159,15 @@ class GetLeaderResponse(_message.Message):
     leader: str
     address: str
     def __init__(self, leader: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+
+class MigrateVolumeRequest(_message.Message):
+    __slots__ = ("logical_volume",)
+    LOGICAL_VOLUME_FIELD_NUMBER: _ClassVar[int]
+    logical_volume: int
+    def __init__(self, logical_volume: _Optional[int] = ...) -> None: ...
+
+class MigrateVolumeResponse(_message.Message):
+    __slots__ = ("volume",)
+    VOLUME_FIELD_NUMBER: _ClassVar[int]
+    volume: LogicalVolume
+    def __init__(self, volume: _Optional[_Union[LogicalVolume, _Mapping]] = ...) -> None: ...

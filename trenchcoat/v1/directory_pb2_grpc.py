@@ -70,6 +70,11 @@ class DirectoryServiceStub:
                 request_serializer=trenchcoat_dot_v1_dot_directory__pb2.GetLeaderRequest.SerializeToString,
                 response_deserializer=trenchcoat_dot_v1_dot_directory__pb2.GetLeaderResponse.FromString,
                 _registered_method=True)
+        self.MigrateVolume = channel.unary_unary(
+                '/trenchcoat.v1.DirectoryService/MigrateVolume',
+                request_serializer=trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeResponse.FromString,
+                _registered_method=True)
 
 
 class DirectoryServiceServicer:
@@ -126,6 +131,17 @@ class DirectoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MigrateVolume(self, request, context):
+        """Asks for a logical volume to move into the f4 warm tier now, whatever its age
+        (`trenchcoat migrate`): a writable one turns read-only first, and the leader seals,
+        encodes and frees it as it does an aged one. NOT_FOUND for an unknown volume;
+        FAILED_PRECONDITION for one under repair, or when this directory does not run the
+        move (f4.migrate is off). Asking again, or for a volume already warm, changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DirectoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +179,11 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
                     servicer.GetLeader,
                     request_deserializer=trenchcoat_dot_v1_dot_directory__pb2.GetLeaderRequest.FromString,
                     response_serializer=trenchcoat_dot_v1_dot_directory__pb2.GetLeaderResponse.SerializeToString,
+            ),
+            'MigrateVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateVolume,
+                    request_deserializer=trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -355,6 +376,33 @@ class DirectoryService:
             '/trenchcoat.v1.DirectoryService/GetLeader',
             trenchcoat_dot_v1_dot_directory__pb2.GetLeaderRequest.SerializeToString,
             trenchcoat_dot_v1_dot_directory__pb2.GetLeaderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MigrateVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.DirectoryService/MigrateVolume',
+            trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -138,14 +138,16 @@ class ListBlocksResponse(_message.Message):
     def __init__(self, blocks: _Optional[_Iterable[_Union[BlockStatus, _Mapping]]] = ..., domains: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReconstructRequest(_message.Message):
-    __slots__ = ("block", "offset", "length")
+    __slots__ = ("block", "offset", "length", "sources")
     BLOCK_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     block: BlockId
     offset: int
     length: int
-    def __init__(self, block: _Optional[_Union[BlockId, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+    sources: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, block: _Optional[_Union[BlockId, _Mapping]] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReconstructResponse(_message.Message):
     __slots__ = ("data", "bytes_read")
@@ -174,26 +176,44 @@ class RebuildStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Rebuild(_message.Message):
-    __slots__ = ("rebuild_id", "block", "done_bytes", "total_bytes", "finished")
+    __slots__ = ("rebuild_id", "block", "done_bytes", "total_bytes", "finished", "node", "domain", "reason", "error", "resumed_bytes")
     REBUILD_ID_FIELD_NUMBER: _ClassVar[int]
     BLOCK_FIELD_NUMBER: _ClassVar[int]
     DONE_BYTES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_BYTES_FIELD_NUMBER: _ClassVar[int]
     rebuild_id: str
     block: BlockId
     done_bytes: int
     total_bytes: int
     finished: bool
-    def __init__(self, rebuild_id: _Optional[str] = ..., block: _Optional[_Union[BlockId, _Mapping]] = ..., done_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
+    node: str
+    domain: str
+    reason: str
+    error: str
+    resumed_bytes: int
+    def __init__(self, rebuild_id: _Optional[str] = ..., block: _Optional[_Union[BlockId, _Mapping]] = ..., done_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., finished: _Optional[bool] = ..., node: _Optional[str] = ..., domain: _Optional[str] = ..., reason: _Optional[str] = ..., error: _Optional[str] = ..., resumed_bytes: _Optional[int] = ...) -> None: ...
 
 class RebuildStatusResponse(_message.Message):
-    __slots__ = ("rebuilds", "throttle_bytes_per_s")
+    __slots__ = ("rebuilds", "throttle_bytes_per_s", "healthy_blocks", "damaged_blocks", "lost_blocks", "grace_s")
     REBUILDS_FIELD_NUMBER: _ClassVar[int]
     THROTTLE_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    HEALTHY_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    DAMAGED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    LOST_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    GRACE_S_FIELD_NUMBER: _ClassVar[int]
     rebuilds: _containers.RepeatedCompositeFieldContainer[Rebuild]
     throttle_bytes_per_s: int
-    def __init__(self, rebuilds: _Optional[_Iterable[_Union[Rebuild, _Mapping]]] = ..., throttle_bytes_per_s: _Optional[int] = ...) -> None: ...
+    healthy_blocks: int
+    damaged_blocks: int
+    lost_blocks: int
+    grace_s: float
+    def __init__(self, rebuilds: _Optional[_Iterable[_Union[Rebuild, _Mapping]]] = ..., throttle_bytes_per_s: _Optional[int] = ..., healthy_blocks: _Optional[int] = ..., damaged_blocks: _Optional[int] = ..., lost_blocks: _Optional[int] = ..., grace_s: _Optional[float] = ...) -> None: ...
 
 class CreateKeyRequest(_message.Message):
     __slots__ = ("needle",)

@@ -1,6 +1,7 @@
 """directory/leader.py carrying out a repair round against scripted stores: a replica
 without the volume is refilled; an unreachable replica fails the round (counted, retried
-next tick) instead of being mistaken for an empty one."""
+next tick) instead of being mistaken for an empty one; a volume asked for in f4 settles
+read-only."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import replace
 
 from directory import leader as leader_module
 from directory.leader import Leader
+from directory.migration import REQUESTED_REASON
 from directory.model import ClusterMap, Replica, State, Store, Volume
 from trenchcoat.config import DirectoryConfig
 from trenchcoat.errors import Unavailable, VolumeNotFound
@@ -111,3 +113,13 @@ async def test_a_full_volume_settles_read_only():
     await leader._repair(cmap, cmap.volumes[1])
     assert state.volume == replace(state.volume, repair=False, state=State.READ_ONLY, reason="full")
     assert stores.read_only == {"s1": True, "s2": True, "s3": True}
+
+
+async def test_a_repaired_volume_asked_for_in_f4_settles_read_only_and_stays_asked_for():
+    leader, stores, state, cmap = setup({"s1": copy(5000), "s2": copy(5000), "s3": copy(5000)})
+    asked = replace(cmap.volumes[1], warm_requested=True)
+    state.volume = asked
+    await leader._repair(cmap, asked)
+    assert state.volume == replace(asked, repair=False, state=State.READ_ONLY, reason=REQUESTED_REASON,
+                                   used_bytes=5000)
+    assert stores.read_only == {"s1": True, "s2": True, "s3": True}  # the copies never took writes again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -86,3 +87,11 @@ def test_choose_for_write_takes_the_emptier_of_two():
 def test_volume_records_round_trip_through_json():
     v = volume(7, (1, 2, 3), used=55, state=State.READ_ONLY, repair=True)
     assert Volume.from_json(v.to_json()) == v
+    asked = replace(v, repair=False, warm_requested=True)
+    assert Volume.from_json(asked.to_json()) == asked
+
+
+def test_a_record_written_before_warm_requested_existed_reads_as_not_requested():
+    old = volume(7, (1, 2, 3), state=State.READ_ONLY).to_json()
+    del old["warm_requested"]
+    assert not Volume.from_json(old).warm_requested

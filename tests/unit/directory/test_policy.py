@@ -196,6 +196,10 @@ def test_a_repaired_volume_settles_writable_unless_full():
     assert policy.settled_state(copy(1, file_bytes=GiB), GiB, 0.95) is State.READ_ONLY
 
 
+def test_a_repaired_volume_asked_for_in_f4_stays_read_only():
+    assert policy.settled_state(copy(1, file_bytes=100), GiB, 0.95, warm_requested=True) is State.READ_ONLY
+
+
 # --- growth ------------------------------------------------------------------------------
 
 

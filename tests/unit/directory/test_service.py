@@ -1,5 +1,5 @@
 """directory/service.py: a directory whose copy of the map lacks a volume asks etcd before
-it says the volume does not exist."""
+it says the volume does not exist; one without f4.migrate refuses MigrateVolume saying so."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import asyncio
 import pytest
 
 from directory.model import ClusterMap, Replica, State, Store, Volume
-from directory.service import DirectoryServicer
+from directory.service import DirectoryServicer, MigrationOff
 from directory.state import VolumeMissing
+from trenchcoat.errors import FailedPrecondition, InvalidArgument
 from trenchcoat.v1 import directory_pb2 as pb
 
 NEW = Volume(id=7, replicas=tuple(Replica(m, 7) for m in (1, 2, 3)), state=State.WRITABLE,
@@ -52,3 +53,18 @@ async def test_only_etcd_can_say_a_volume_does_not_exist():
     servicer = DirectoryServicer(Etcd({}), View(), leader=None)
     with pytest.raises(VolumeMissing):
         await servicer.Locate(pb.LocateRequest(logical_volume=8), context=None)
+
+
+async def test_migrate_volume_is_refused_naming_f4_migrate_when_it_is_off():
+    state = Etcd({7: NEW})
+    servicer = DirectoryServicer(state, View(), leader=None)
+    with pytest.raises(MigrationOff) as info:
+        await servicer.MigrateVolume(pb.MigrateVolumeRequest(logical_volume=7), context=None)
+    assert isinstance(info.value, FailedPrecondition) and "f4.migrate" in str(info.value)
+    assert state.asked == []  # refused before anything is read or changed
+
+
+async def test_migrate_volume_needs_a_volume():
+    servicer = DirectoryServicer(Etcd({}), View(), leader=None, migrate=True)
+    with pytest.raises(InvalidArgument):
+        await servicer.MigrateVolume(pb.MigrateVolumeRequest(), context=None)

@@ -1,0 +1,125 @@
+"""directory/migration.py's decisions without processes: which volumes are due in f4, which
+goes first, and what asking for one now (MigrateVolume) does to its record."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+
+from directory.migration import (
+    REQUESTED_REASON,
+    Migration,
+    VolumeUnderRepair,
+    due,
+    requested,
+)
+from directory.model import ClusterMap, Replica, State, Volume
+from trenchcoat.config import F4Config
+from trenchcoat.errors import FailedPrecondition
+
+GiB = 1 << 30
+DAY_MS = 24 * 3600 * 1000
+CONFIG = F4Config(warm_after_s=30 * 24 * 3600.0)
+NOW_MS = int(time.time() * 1000)
+"""Now, as Migration.next reads the clock itself; ages below are days before it."""
+FULL_RATIO = 0.95
+
+
+def volume(v: int, state: State = State.READ_ONLY, *, age_days: float = 1, used: int = GiB // 10,
+           repair: bool = False, warm_requested: bool = False, replicas: tuple[int, ...] = (1, 2, 3)) -> Volume:
+    return Volume(id=v, replicas=tuple(Replica(m, v) for m in replicas), state=state, capacity_bytes=GiB,
+                  created_ms=NOW_MS - int(age_days * DAY_MS), used_bytes=used, repair=repair,
+                  warm_requested=warm_requested)
+
+
+def is_due(v: Volume) -> bool:
+    return due(v, NOW_MS, CONFIG, FULL_RATIO)
+
+
+# --- due ---------------------------------------------------------------------------------
+
+
+def test_a_young_read_only_volume_is_due_only_when_requested():
+    assert not is_due(volume(1))
+    assert is_due(volume(1, warm_requested=True))
+
+
+def test_an_old_or_full_read_only_volume_is_due_without_a_request():
+    assert is_due(volume(1, age_days=31))
+    assert is_due(volume(1, used=GiB))
+
+
+def test_a_request_does_not_make_a_writable_volume_or_one_under_repair_due():
+    # Only read-only volumes are sealed: MigrateVolume turns a writable one read-only first,
+    # and a volume under repair waits until its replicas match.
+    assert not is_due(volume(1, State.WRITABLE, warm_requested=True))
+    assert not is_due(volume(1, repair=True, warm_requested=True))
+
+
+def test_a_warm_volume_is_due_only_until_its_hot_replicas_are_freed():
+    assert is_due(volume(1, State.WARM, warm_requested=True))
+    assert not is_due(volume(1, State.WARM, warm_requested=True, replicas=()))
+
+
+# --- next ----------------------------------------------------------------------------------
+
+
+def migration(warm_after_s: float = 1.0) -> Migration:
+    """``next`` reads only the map and the clock: no state, stores or f4 needed."""
+    return Migration(state=None, stores=None, f4=None,  # type: ignore[arg-type]
+                     config=F4Config(warm_after_s=warm_after_s), full_ratio=FULL_RATIO)
+
+
+def cmap(*volumes: Volume) -> ClusterMap:
+    return ClusterMap(stores={}, volumes={v.id: v for v in volumes})
+
+
+def test_a_requested_volume_goes_before_older_due_ones():
+    # warm_after_s = 1 s: every read-only volume here is due; the requested one is the youngest.
+    chosen = migration().next(cmap(volume(1, age_days=90), volume(2, age_days=60),
+                                   volume(3, age_days=2, warm_requested=True)))
+    assert chosen is not None and chosen.id == 3
+
+
+def test_a_move_under_way_goes_before_a_requested_volume():
+    chosen = migration().next(cmap(volume(1, warm_requested=True), volume(2, State.SEALED, age_days=90)))
+    assert chosen is not None and chosen.id == 2
+
+
+def test_with_a_huge_warm_after_s_only_the_requested_volume_is_chosen():
+    never = migration(warm_after_s=1e9)
+    assert never.next(cmap(volume(1, age_days=300), volume(2, State.WRITABLE))) is None
+    chosen = never.next(cmap(volume(1, age_days=300), volume(2, warm_requested=True)))
+    assert chosen is not None and chosen.id == 2
+
+
+# --- requested (MigrateVolume's change) ----------------------------------------------------
+
+
+def test_a_writable_volume_asked_for_turns_read_only_with_the_reason_and_is_due():
+    changed = requested(volume(1, State.WRITABLE))
+    assert changed == replace(volume(1, State.WRITABLE), state=State.READ_ONLY, reason=REQUESTED_REASON,
+                              warm_requested=True)
+    assert is_due(changed)
+
+
+def test_a_read_only_volume_asked_for_keeps_its_reason_and_asking_again_changes_nothing():
+    before = replace(volume(1), reason="marked read-only by a client")
+    changed = requested(before)
+    assert changed == replace(before, warm_requested=True)
+    assert requested(changed) == changed  # update_volume writes nothing for an equal record
+
+
+@pytest.mark.parametrize("state", [State.SEALED, State.WARM])
+def test_a_volume_already_moving_or_warm_is_left_as_it_is(state):
+    assert requested(volume(1, state)) is None
+
+
+def test_a_volume_under_repair_is_refused_saying_why():
+    with pytest.raises(VolumeUnderRepair) as info:
+        requested(replace(volume(4, repair=True), reason="store 2 is down"))
+    assert isinstance(info.value, FailedPrecondition)
+    assert "logical volume 4 is under repair (store 2 is down)" in str(info.value)
+    assert "replicas match" in str(info.value)
