@@ -40,6 +40,8 @@ FAST = {
     "TRENCHCOAT_FEED__SWEEP_INTERVAL_S": "1",
     "TRENCHCOAT_FEED__SWEEP_AFTER_S": "4",
     "TRENCHCOAT_FANOUT__CLAIM_IDLE_S": "3",
+    # No f4 cell unless a test starts one (tests/fault/test_f4_migration.py): sealed volumes stay hot.
+    "TRENCHCOAT_F4__MIGRATE": "false",
 }
 CALL_TIMEOUT_S = 30.0
 """Bound on one call of a test's store, cache or router client (the machine is busy)."""

@@ -459,7 +459,7 @@ class TransformerConfig(ServiceConfig):
 class F4Config(ServiceConfig):
     """The warm tier: the front of one f4 cell (encode, read, delete)."""
 
-    count: int = doc("f4 front processes `trenchcoat up` starts (0 until the cell runs there).", default=0)
+    count: int = doc("f4 front processes `trenchcoat up` starts (one per cell).", default=1)
     port: int = doc("gRPC port.", default=7600)
     metrics_port: int = doc("Prometheus /metrics port.", default=9600)
     storage_endpoints: tuple[str, ...] = doc(
@@ -502,7 +502,7 @@ class F4Config(ServiceConfig):
     migrate: bool = doc(
         "The Directory's leader moves aged sealed volumes into this cell (EncodeVolume at "
         "the f4 front on f4.port) and frees their hot replicas.",
-        default=False,
+        default=True,
     )
     warm_after_s: float = doc(
         "A read-only volume this old (since its creation) is moved into f4 even if not full; a "
@@ -538,8 +538,8 @@ class F4Config(ServiceConfig):
 class F4StorageConfig(ServiceConfig):
     """f4 storage nodes: blocks of encoded stripes on local disk, served as byte ranges."""
 
-    count: int = doc("Storage node processes `trenchcoat up` starts (0: it does not run a cell yet; start "
-                     "nodes with python -m f4.storage).", default=0)
+    count: int = doc("Storage node processes `trenchcoat up` starts (node i gets node_id i + 1 and one failure "
+                     "domain, f4-node-<node_id>): 14 make one cell, one block of each stripe a node.", default=14)
     port: int = doc("gRPC port of the first storage node; node i listens on port + i.", default=7620)
     metrics_port: int = doc("/metrics port of the first storage node; node i uses metrics_port + i.",
                             default=9620)
@@ -575,9 +575,9 @@ class F4StorageConfig(ServiceConfig):
 class F4KeyStoreConfig(ServiceConfig):
     """f4's key store: one key per warm blob, in PostgreSQL (postgres.dsn); delete = discard."""
 
-    count: int = doc("Key store processes `trenchcoat up` starts (one per cell: it caches keys).", default=0)
-    port: int = doc("gRPC port.", default=7640)
-    metrics_port: int = doc("Prometheus /metrics port.", default=9640)
+    count: int = doc("Key store processes `trenchcoat up` starts (one per cell: it caches keys).", default=1)
+    port: int = doc("gRPC port.", default=7650)
+    metrics_port: int = doc("Prometheus /metrics port.", default=9650)
     cache_entries: int = doc("Keys (and discarded-key tombstones) kept in RAM, least recently used out first.",
                              default=1_000_000)
 
@@ -593,7 +593,7 @@ class F4BackoffConfig(ServiceConfig):
     """f4 backoff nodes: rebuild the byte range a warm read could not read (its block's node
     down, slow or damaged) from the same range of 10 other blocks, off the front's CPU."""
 
-    count: int = doc("Backoff node processes `trenchcoat up` starts.", default=0)
+    count: int = doc("Backoff node processes `trenchcoat up` starts.", default=1)
     port: int = doc("gRPC port of the first backoff node; node i listens on port + i.", default=7660)
     metrics_port: int = doc("/metrics port of the first backoff node; node i uses metrics_port + i.",
                             default=9660)
@@ -609,7 +609,7 @@ class F4RebuilderConfig(ServiceConfig):
     """The f4 rebuilder of a cell: rebuilds whole blocks lost or damaged for longer than
     grace_s onto a healthy node, throttled to f4.rebuild_bytes_per_s, resumable."""
 
-    count: int = doc("Rebuilder processes `trenchcoat up` starts (one per cell).", default=0)
+    count: int = doc("Rebuilder processes `trenchcoat up` starts (one per cell).", default=1)
     port: int = doc("gRPC port.", default=7680)
     metrics_port: int = doc("Prometheus /metrics port.", default=9680)
     grace_s: float = doc(

@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import IO
 
 from trenchcoat import admin, procs
-from trenchcoat.config import Config, ServiceConfig, StoreConfig, env_key
+from trenchcoat.config import (
+    Config,
+    F4StorageConfig,
+    ServiceConfig,
+    StoreConfig,
+    env_key,
+)
 from trenchcoat.errors import FailedPrecondition, TrenchcoatError
 
 #: Config section -> the module ``python -m`` runs for it, in start order (dependencies
@@ -34,7 +40,11 @@ SERVICE_PACKAGES = {
     "store": "store",
     "cache": "cache",
     "transformer": "transformer",
+    "f4_storage": "f4.storage",
+    "f4_keystore": "f4.keystore",
+    "f4_backoff": "f4.backoff",
     "f4": "f4",
+    "f4_rebuilder": "f4.rebuilder",
     "feed": "feedsvc",
     "fanout": "feedsvc.worker",
     "router": "router",
@@ -325,7 +335,9 @@ def _nth_port(first: int, index: int) -> int:
 
 
 def _identity(section: str, service: ServiceConfig, index: int) -> dict[str, str]:
-    """Per-process identity overrides (a store's machine id and rack)."""
+    """Per-process identity overrides (a store's machine id and rack, an f4 storage node's id)."""
+    if isinstance(service, F4StorageConfig):
+        return {env_key("f4_storage", "node_id"): str(index + 1)}
     if not isinstance(service, StoreConfig):
         return {}
     racks = service.racks

@@ -19,7 +19,12 @@ from tests.fault.test_f4_cell import aiter_of, blobs
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
 from trenchcoat import procs, rpc
-from trenchcoat.f4_client import BackoffClient, F4StorageClient, KeyStoreClient, RebuilderClient
+from trenchcoat.f4_client import (
+    BackoffClient,
+    F4StorageClient,
+    KeyStoreClient,
+    RebuilderClient,
+)
 from trenchcoat.f4_types import BlockId
 
 pytestmark = pytest.mark.integration
