@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from f4.cell import Cell
 from f4.front import Front
+from f4.geo import Region
 from f4.layout import Geometry
 from f4.service import SERVICE_NAME, F4Servicer
 from trenchcoat import server
@@ -31,9 +31,9 @@ def main() -> int:
         directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=config.directory.call_timeout_s)
         stores = StoreClient(pool, timeout_s=section.call_timeout_s)
         backoff = BackoffClient(pool, config.f4_backoff_endpoints(), timeout_s=section.call_timeout_s)
-        cell = Cell(storage, keys, [], Geometry(section.cell_bytes, section.rows), hedge_s=section.hedge_s,
-                    backoff=backoff)
-        front = Front(cell, storage, keys, endpoints, directory, stores, call_timeout_s=section.call_timeout_s)
+        region = Region(storage, keys, Geometry(section.cell_bytes, section.rows), section.cells,
+                        hedge_s=section.hedge_s, backoff=backoff)
+        front = Front(region, storage, keys, endpoints, directory, stores, call_timeout_s=section.call_timeout_s)
         return server.host_for(
             "f4", config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, F4Servicer(front), f4_pb2_grpc.add_F4ServiceServicer_to_server)],

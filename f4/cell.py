@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import crc32c
@@ -85,9 +85,16 @@ class WarmRead:
     reconstructed: bool
 
 
+Fallback = Callable[[Stripe, Extent], Awaitable[bytes]]
+"""Where a read turns for an extent whose stripe cannot be rebuilt in its own cell."""
+
+
 class Cell:
     def __init__(self, storage: F4StorageClient, keys: KeyStoreClient, nodes: Sequence[Node],
-                 geometry: Geometry, *, hedge_s: float | None = None, backoff: BackoffClient | None = None) -> None:
+                 geometry: Geometry, *, hedge_s: float | None = None, backoff: BackoffClient | None = None,
+                 name: str = "") -> None:
+        self.name = name
+        """The cell's name in its region (empty in a region of one cell)."""
         self._storage = storage
         self.backoff = backoff
         """Backoff nodes that rebuild the extents of failed reads (None or empty: this process does)."""
@@ -112,7 +119,7 @@ class Cell:
         """Writes ``blobs`` as the stripes of ``volume_id`` and its manifest; returns the
         manifest. A full stripe's blocks are put while the next one is being filled (one
         stripe in flight at most)."""
-        manifest = Manifest(volume_id, self.geometry)
+        manifest = Manifest(volume_id, self.geometry, cell=self.name)
         stream = bytearray()
         pending: list[Blob] = []
         capacity = self.geometry.stripe_capacity
@@ -186,14 +193,18 @@ class Cell:
         for blob in blobs:
             manifest.blobs[blob.key, blob.alternate_key] = blob
 
-    async def load_manifest(self, volume_id: int) -> Manifest:
-        """The volume's manifest: the highest version any node of the cell that answers holds."""
-        return await manifest_io.load(self._storage, [n.address for n in self.nodes], volume_id)
+    async def load_manifest(self, volume_id: int, addresses: Sequence[str] | None = None) -> Manifest:
+        """The volume's manifest: the highest version any node of the cell (or of
+        ``addresses``) that answers holds."""
+        return await manifest_io.load(self._storage, [n.address for n in self.nodes] if addresses is None
+                                      else addresses, volume_id)
 
     # --- reading ---------------------------------------------------------------------
 
-    async def read(self, manifest: Manifest, key: int, alternate_key: int, cookie: int) -> WarmRead:
-        """A blob's plaintext, verified; rebuilt online where a data block fails."""
+    async def read(self, manifest: Manifest, key: int, alternate_key: int, cookie: int, *,
+                   fallback: Fallback | None = None) -> WarmRead:
+        """A blob's plaintext, verified; rebuilt online where a data block fails, and by
+        ``fallback`` (XOR geo-replication: ``f4.geo``) where its stripe cannot be rebuilt."""
         blob = manifest.blobs.get((key, alternate_key))
         if blob is None or blob.cookie != cookie:
             raise NeedleNotFound(f"volume {manifest.volume_id} holds no needle {key:#x}/{alternate_key}")
@@ -203,7 +214,7 @@ class Cell:
             raise NeedleNotFound(f"needle {key:#x}/{alternate_key} was deleted") from None
         stripe = manifest.stripes[blob.stripe]
         extents = self.geometry.extents(stripe.data_bytes, blob.offset, blob.sealed_length)
-        pieces = await asyncio.gather(*(self._extent(manifest.volume_id, stripe, e) for e in extents))
+        pieces = await asyncio.gather(*(self._extent(manifest.volume_id, stripe, e, fallback) for e in extents))
         sealed = b"".join(data for data, _ in pieces)
         plain = crypto.open_sealed(blob_key, sealed, key=key, alternate_key=alternate_key)
         if crc32c.crc32c(plain) != blob.crc32c:
@@ -211,7 +222,12 @@ class Cell:
                            "fails its checksum after decryption")
         return WarmRead(plain, blob.media_type, any(rebuilt for _, rebuilt in pieces))
 
-    async def _extent(self, volume_id: int, stripe: Stripe, extent: Extent) -> tuple[bytes, bool]:
+    async def block_range(self, volume_id: int, stripe: Stripe, extent: Extent) -> bytes:
+        """A range of any block of a stripe (parity too), rebuilt from 10 others when its own read fails."""
+        return (await self._extent(volume_id, stripe, extent, None))[0]
+
+    async def _extent(self, volume_id: int, stripe: Stripe, extent: Extent,
+                      fallback: Fallback | None) -> tuple[bytes, bool]:
         node, _ = stripe.blocks[extent.block]
         block = BlockId(volume_id, stripe.number, extent.block)
         try:
@@ -221,7 +237,12 @@ class Cell:
             log.debug("%s on %s failed (%s); rebuilding bytes %d+%d from the stripe",
                         block, node, exc, extent.offset, extent.length)
         DEGRADED_READS.inc()
-        return await self.reconstruct(volume_id, stripe, extent), True
+        try:
+            return await self.reconstruct(volume_id, stripe, extent), True
+        except StripeUnavailable:
+            if fallback is None:
+                raise
+            return await fallback(stripe, extent), True
 
     async def reconstruct(self, volume_id: int, stripe: Stripe, extent: Extent) -> bytes:
         """The extent's bytes rebuilt from the same range of 10 other blocks of the stripe:

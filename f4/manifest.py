@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from f4.layout import Geometry
@@ -59,6 +59,15 @@ class Manifest:
     version: int = 1
     """Raised each time the manifest is written again (a block moved by a rebuild): the
     highest version any node holds is the manifest."""
+    cell: str = ""
+    """The cell its blocks are in (empty in a region of one cell)."""
+    buddy: int = 0
+    """XOR geo-replication: the volume it is paired with in the other data cell (0: none yet)."""
+    xor: int = 0
+    """XOR geo-replication: the volume in the XOR cell holding the XOR of this one's and
+    its buddy's blocks (``xor_volume_id``)."""
+    xor_of: tuple[int, int] = (0, 0)
+    """Of a volume in the XOR cell: the two volumes whose blocks it is the XOR of."""
 
     @property
     def logical_bytes(self) -> int:
@@ -73,6 +82,7 @@ class Manifest:
         return json.dumps({
             "format": FORMAT, "volume_id": self.volume_id, "version": self.version,
             "cell_bytes": self.geometry.cell_bytes, "rows": self.geometry.rows,
+            "cell": self.cell, "buddy": self.buddy, "xor": self.xor, "xor_of": list(self.xor_of),
             "stripes": [[s.number, s.data_bytes, [list(b) for b in s.blocks]] for s in self.stripes],
             "blobs": [[b.key, b.alternate_key, b.cookie, b.media_type, b.stripe, b.offset, b.sealed_length,
                        b.crc32c, b.plain_length] for b in self.blobs.values()],
@@ -84,7 +94,10 @@ class Manifest:
             doc = json.loads(raw)
             if doc.get("format") != FORMAT:
                 raise ValueError(f"format {doc.get('format')!r}")
-            manifest = cls(doc["volume_id"], Geometry(doc["cell_bytes"], doc["rows"]), version=doc.get("version", 1))
+            a, b = doc.get("xor_of", (0, 0))
+            manifest = cls(doc["volume_id"], Geometry(doc["cell_bytes"], doc["rows"]), version=doc.get("version", 1),
+                           cell=doc.get("cell", ""), buddy=doc.get("buddy", 0), xor=doc.get("xor", 0),
+                           xor_of=(int(a), int(b)))
             manifest.stripes = [Stripe(n, size, tuple((a, d) for a, d in blocks)) for n, size, blocks in doc["stripes"]]
             for fields in doc["blobs"]:
                 blob = Blob(*fields)
@@ -94,8 +107,19 @@ class Manifest:
         return manifest
 
 
-async def _put(storage: F4StorageClient, manifest: Manifest) -> list[TrenchcoatError | None]:
-    """Puts the manifest as a block on every node of the first stripe; each put's error, or None."""
+XOR_VOLUME = 1 << 31
+"""Volume ids at and above this are XOR volumes (kept in a region's XOR cell)."""
+
+
+def xor_volume_id(first: int) -> int:
+    """The id of the XOR volume of the pair whose first-encoded volume is ``first``."""
+    return XOR_VOLUME | first
+
+
+async def _put(storage: F4StorageClient, manifest: Manifest,
+               places: Sequence[tuple[str, str]] = ()) -> list[TrenchcoatError | None]:
+    """Puts the manifest as a block on every node of the first stripe, and on ``places``
+    (node, domain: copies kept in another cell); each put's error, or None."""
     raw = manifest.to_bytes()
 
     async def put(index: int, node: str, domain: str) -> TrenchcoatError | None:
@@ -105,7 +129,8 @@ async def _put(storage: F4StorageClient, manifest: Manifest) -> list[TrenchcoatE
             return exc
         return None
 
-    return await asyncio.gather(*(put(i, node, domain) for i, (node, domain) in enumerate(manifest.stripes[0].blocks)))
+    return await asyncio.gather(*(put(i, node, domain) for i, (node, domain) in enumerate(manifest.stripes[0].blocks)),
+                                *(put(i, node, domain) for i, (node, domain) in enumerate(places)))
 
 
 async def write(storage: F4StorageClient, manifest: Manifest) -> None:
@@ -116,11 +141,11 @@ async def write(storage: F4StorageClient, manifest: Manifest) -> None:
             raise failed[0]
 
 
-async def rewrite(storage: F4StorageClient, manifest: Manifest) -> None:
-    """Writes the manifest again, one version up, to every node of its first stripe that
-    answers (at least one must)."""
+async def rewrite(storage: F4StorageClient, manifest: Manifest, also: Sequence[tuple[str, str]] = ()) -> None:
+    """Writes the manifest again, one version up, to every node of its first stripe (and
+    ``also``) that answers (at least one must)."""
     manifest.version += 1
-    results = await _put(storage, manifest)
+    results = await _put(storage, manifest, also)
     failed = [r for r in results if r is not None]
     if len(failed) == len(results):
         raise Unavailable(f"the manifest of volume {manifest.volume_id} could be written to no node: {failed[0]}")

@@ -477,6 +477,14 @@ class F4Config(ServiceConfig):
     )
     rebuilder_endpoint: str = doc("The cell's rebuilder (host:port), for `trenchcoat warm`. Empty: cluster.host "
                                   "and f4_rebuilder.port.", default="")
+    cells: tuple[str, ...] = doc(
+        "The region's f4 cells by name (each storage node says which it is in: f4_storage.cell). "
+        "Empty: one cell. Three: XOR geo-replication: volumes are encoded into the first two "
+        "in pairs, one of each pair in each, and the third keeps the XOR of every pair's "
+        "blocks, so a whole cell lost is read from the buddy and the XOR (2.1x on disk, not "
+        "2.8x for two full copies).",
+        default=(),
+    )
     rebuild_bytes_per_s: int = doc(
         "Most bytes a second a whole-block rebuild reads from surviving blocks (about 10x what "
         "it writes), so rebuilds never starve live reads.",
@@ -532,6 +540,10 @@ class F4Config(ServiceConfig):
         if self.rebuilder_endpoint:
             _require_host_port(self.rebuilder_endpoint, f"{section}.rebuilder_endpoint")
         _require(self.rebuild_bytes_per_s > 0, f"{section}.rebuild_bytes_per_s", "must be > 0")
+        _require(len(self.cells) in (0, 1, 3), f"{section}.cells",
+                 f"names one cell or three (two for data, one for their XOR), got {list(self.cells)}")
+        _require(len(set(self.cells)) == len(self.cells) and all(self.cells), f"{section}.cells",
+                 f"names must be distinct and not empty, got {list(self.cells)}")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -550,6 +562,7 @@ class F4StorageConfig(ServiceConfig):
         "rack); several let a whole cell run on a small machine. Empty: one, f4-node-<node_id>.",
         default=(),
     )
+    cell: str = doc("The f4 cell this node is in (one of f4.cells; empty in a region of one cell).", default="")
     io_threads: int = doc("Threads doing the node's disk reads, writes and syncs.", default=8)
     scrub_interval_s: float = doc("Seconds between the ends and starts of background scrubs of every block.",
                                   default=3600.0)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import crc32c
 
 from trenchcoat import rpc
-from trenchcoat.f4_types import BlockId, BlockInfo
+from trenchcoat.f4_types import BlockId, BlockInfo, NodeInfo
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.v1 import f4_pb2, f4_pb2_grpc, media_pb2
 
@@ -62,15 +62,15 @@ class F4StorageClient:
 
     async def list_blocks(self, address: str, *, timeout_s: float | None = None) -> list[BlockInfo]:
         """The blocks the node holds."""
-        return (await self.describe(address, timeout_s=timeout_s))[1]
+        return (await self.describe(address, timeout_s=timeout_s)).blocks
 
-    async def describe(self, address: str, *, timeout_s: float | None = None) -> tuple[tuple[str, ...],
-                                                                                       list[BlockInfo]]:
-        """(the failure domains the node serves, the blocks it holds)."""
+    async def describe(self, address: str, *, timeout_s: float | None = None) -> NodeInfo:
+        """The node's cell, the failure domains it serves and the blocks it holds."""
         reply = await rpc.unary(self._stub(address).ListBlocks, f4_pb2.ListBlocksRequest(),
                                 remote=f"f4 storage {address}", timeout=timeout_s or self.timeout_s)
-        return tuple(reply.domains), [BlockInfo(BlockId(b.block.volume_id, b.block.stripe, b.block.index), b.node,
-                                                b.rack, b.healthy, b.size_bytes) for b in reply.blocks]
+        return NodeInfo(reply.cell, tuple(reply.domains), [
+            BlockInfo(BlockId(b.block.volume_id, b.block.stripe, b.block.index), b.node, b.rack, b.healthy,
+                      b.size_bytes) for b in reply.blocks])
 
 
 class BackoffClient:

@@ -26,3 +26,12 @@ class BlockInfo:
     domain: str
     healthy: bool
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """What a storage node says of itself: its cell, the failure domains it serves, the blocks it holds."""
+
+    cell: str
+    domains: tuple[str, ...]
+    blocks: list[BlockInfo]

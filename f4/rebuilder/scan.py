@@ -109,8 +109,7 @@ class Scanner(PeriodicWorker):
             elif isinstance(answer, BaseException):
                 raise answer
             else:
-                domains, blocks = answer
-                out[address] = NodeReport(address, domains, {b.block: b for b in blocks})
+                out[address] = NodeReport(address, answer.domains, {b.block: b for b in answer.blocks})
         return out
 
     async def manifest(self, volume_id: int, reports: Mapping[str, NodeReport], *, fresh: bool) -> Manifest:
@@ -135,9 +134,12 @@ class Scanner(PeriodicWorker):
         manifests = []
         for volume_id in sorted(volumes):
             try:
-                manifests.append(await self.manifest(volume_id, reports, fresh=False))
+                manifest = await self.manifest(volume_id, reports, fresh=False)
             except TrenchcoatError as exc:
                 log.warning("warm volume %d: its manifest could not be read: %s", volume_id, exc)
+                continue
+            if any(node in self._endpoints for stripe in manifest.stripes for node, _ in stripe.blocks):
+                manifests.append(manifest)  # not a copy kept here of another cell's volume (XOR geo-replication)
         self.health = assess(manifests, reports)
         now = time.monotonic()
         for block, health in self.health.items():

@@ -24,9 +24,10 @@ def block_message(block: BlockId) -> f4_pb2.BlockId:
 
 
 class StorageServicer(f4_pb2_grpc.F4StorageServiceServicer):
-    def __init__(self, blocks: BlockStore, node: str) -> None:
+    def __init__(self, blocks: BlockStore, node: str, cell: str = "") -> None:
         self._blocks = blocks
         self._node = node
+        self._cell = cell
 
     async def PutBlock(self, request_iterator, context):
         messages = aiter(request_iterator)
@@ -61,4 +62,4 @@ class StorageServicer(f4_pb2_grpc.F4StorageServiceServicer):
             f4_pb2.BlockStatus(block=block_message(h.id), node=self._node, rack=h.domain, healthy=not h.damaged,
                                size_bytes=h.size)
             for h in self._blocks.blocks()
-        ], domains=self._blocks.domains)
+        ], domains=self._blocks.domains, cell=self._cell)

@@ -130,12 +130,14 @@ class ListBlocksRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListBlocksResponse(_message.Message):
-    __slots__ = ("blocks", "domains")
+    __slots__ = ("blocks", "domains", "cell")
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
     DOMAINS_FIELD_NUMBER: _ClassVar[int]
+    CELL_FIELD_NUMBER: _ClassVar[int]
     blocks: _containers.RepeatedCompositeFieldContainer[BlockStatus]
     domains: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, blocks: _Optional[_Iterable[_Union[BlockStatus, _Mapping]]] = ..., domains: _Optional[_Iterable[str]] = ...) -> None: ...
+    cell: str
+    def __init__(self, blocks: _Optional[_Iterable[_Union[BlockStatus, _Mapping]]] = ..., domains: _Optional[_Iterable[str]] = ..., cell: _Optional[str] = ...) -> None: ...
 
 class ReconstructRequest(_message.Message):
     __slots__ = ("block", "offset", "length", "sources")
