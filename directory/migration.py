@@ -118,7 +118,16 @@ class Migration:
                 # Every hot copy refuses writes before it is read (a router with an old map
                 # might still try one): what is encoded is all there will ever be.
                 for replica in volume.replicas:
-                    await self._stores.set_read_only(cmap.address(replica.machine_id), replica.volume_id, True)
+                    try:
+                        await self._stores.set_read_only(cmap.address(replica.machine_id), replica.volume_id, True)
+                    except TrenchcoatError as exc:
+                        if cmap.alive(replica.machine_id):
+                            raise
+                        # A store the map holds down takes no writes, and the volume was
+                        # read-only in every map before it was sealed: encode from the others
+                        # rather than wait for it (its copy is freed when it is back).
+                        log.warning("logical volume %d: store %d is down (%s); encoding from the other replicas",
+                                    volume.id, replica.machine_id, exc)
                 done = await self._f4.encode_volume(volume.id)
             except TrenchcoatError as exc:
                 MIGRATIONS.labels("encoded", "failed").inc()

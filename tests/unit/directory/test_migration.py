@@ -123,3 +123,63 @@ def test_a_volume_under_repair_is_refused_saying_why():
     assert isinstance(info.value, FailedPrecondition)
     assert "logical volume 4 is under repair (store 2 is down)" in str(info.value)
     assert "replicas match" in str(info.value)
+
+
+# --- step: carrying a move out --------------------------------------------------------------
+
+
+class FakeState:
+    def __init__(self, *volumes: Volume) -> None:
+        self.volumes = {v.id: v for v in volumes}
+
+    async def update_volume(self, volume_id, change):
+        new = change(self.volumes[volume_id])
+        if new is not None:
+            self.volumes[volume_id] = new
+        return self.volumes[volume_id]
+
+
+class FakeStores:
+    def __init__(self, down: set[str]) -> None:
+        self.down = down
+        self.read_only: list[str] = []
+
+    async def set_read_only(self, address, volume_id, read_only):
+        from trenchcoat.errors import Unavailable
+
+        if address in self.down:
+            raise Unavailable(f"store {address} does not answer")
+        self.read_only.append(address)
+
+
+class FakeF4:
+    def __init__(self) -> None:
+        self.encoded: list[int] = []
+
+    async def encode_volume(self, volume_id):
+        from trenchcoat.f4_client import EncodedVolume
+
+        self.encoded.append(volume_id)
+        return EncodedVolume(1, 1, 100, 140)
+
+
+def cluster_map(v: Volume, *, down: tuple[int, ...] = ()) -> ClusterMap:
+    from directory.model import Store
+
+    return ClusterMap(stores={m: Store(m, f"s{m}", f"r{m}", registered=True, down=m in down) for m in (1, 2, 3)},
+                      volumes={v.id: v})
+
+
+async def test_a_store_the_map_holds_down_does_not_stop_a_sealed_volume_moving():
+    v = volume(4, State.SEALED)
+    state, stores, f4 = FakeState(v), FakeStores(down={"s3"}), FakeF4()
+    await Migration(state, stores, f4, CONFIG, FULL_RATIO).step(cluster_map(v, down=(3,)), v)
+    assert f4.encoded == [4] and stores.read_only == ["s1", "s2"]
+    assert state.volumes[4].state is State.WARM
+
+
+async def test_a_store_that_is_up_but_refuses_the_read_only_flip_stops_the_encode():
+    v = volume(4, State.SEALED)
+    state, stores, f4 = FakeState(v), FakeStores(down={"s3"}), FakeF4()
+    await Migration(state, stores, f4, CONFIG, FULL_RATIO).step(cluster_map(v), v)  # the map says s3 is up
+    assert f4.encoded == [] and state.volumes[4].state is State.SEALED
