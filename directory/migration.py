@@ -101,7 +101,10 @@ class Migration:
         """The volume to work on now: one already under way first, then one an operator
         asked for, then the oldest due."""
         now = int(time.time() * 1000)
-        candidates = [v for v in cmap.volumes.values() if due(v, now, self._config, self._full_ratio)]
+        # A warm volume whose hot copies cannot all be freed now (a store down) waits for
+        # the store without holding up the volumes behind it.
+        candidates = [v for v in cmap.volumes.values() if due(v, now, self._config, self._full_ratio)
+                      and not (v.state is State.WARM and not all(cmap.alive(r.machine_id) for r in v.replicas))]
         MIGRATING.set(sum(v.state is State.SEALED for v in cmap.volumes.values()))
         if not candidates:
             return None

@@ -183,3 +183,14 @@ async def test_a_store_that_is_up_but_refuses_the_read_only_flip_stops_the_encod
     state, stores, f4 = FakeState(v), FakeStores(down={"s3"}), FakeF4()
     await Migration(state, stores, f4, CONFIG, FULL_RATIO).step(cluster_map(v), v)  # the map says s3 is up
     assert f4.encoded == [] and state.volumes[4].state is State.SEALED
+
+
+def test_a_warm_volume_waiting_on_a_down_store_to_be_freed_does_not_hold_up_the_next():
+    waiting = replace(volume(5, State.WARM), warm_ms=NOW_MS - DAY_MS)
+    old = volume(6, age_days=60)
+    cmap = cluster_map(waiting, down=(2,))
+    cmap.volumes[6] = old
+    assert Migration(None, None, None, CONFIG, FULL_RATIO).next(cmap) == old
+    cmap = cluster_map(waiting)
+    cmap.volumes[6] = old
+    assert Migration(None, None, None, CONFIG, FULL_RATIO).next(cmap) == waiting
