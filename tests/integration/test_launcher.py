@@ -32,23 +32,30 @@ def data_dir() -> Iterator[Path]:
 def cli(data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "trenchcoat", *args],
-        env=_env(data_dir), capture_output=True, text=True, timeout=timeout, cwd=harness.REPO_ROOT, check=False,
+        env=_env(data_dir, NO_F4_CELL), capture_output=True, text=True, timeout=timeout, cwd=harness.REPO_ROOT, check=False,
     )
 
 
-def _env(data_dir: Path) -> dict[str, str]:
+def _env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")}
-    return env | {"TRENCHCOAT_CLUSTER__DATA_DIR": str(data_dir)}
+    return env | {"TRENCHCOAT_CLUSTER__DATA_DIR": str(data_dir)} | (extra or {})
+
+
+NO_F4_CELL = {**{f"TRENCHCOAT_{s}__COUNT": "0" for s in ("F4", "F4_STORAGE", "F4_KEYSTORE", "F4_BACKOFF",
+                                                          "F4_REBUILDER")},
+              "TRENCHCOAT_F4__MIGRATE": "false"}
+"""The default cluster less its f4 cell (18 processes): for tests about the launcher
+itself, so the suite stays quick on two cores; the demo and the first test run it whole."""
 
 
 class Up:
     """A running `trenchcoat up` whose output is read line by line."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, extra: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "trenchcoat", "up"],
-            env=_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=_env(data_dir, extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             cwd=harness.REPO_ROOT,
         )
         self.lines: queue.Queue[str] = queue.Queue()
@@ -86,9 +93,10 @@ class Up:
             self.popen.wait()
 
 
-@pytest.fixture
-def up(data_dir: Path) -> Iterator[Up]:
-    running = Up(data_dir)
+@pytest.fixture(params=["no f4 cell"])
+def up(data_dir: Path, request: pytest.FixtureRequest) -> Iterator[Up]:
+    """A running `trenchcoat up`: without its f4 cell, or (indirect parametrize "whole") all of it."""
+    running = Up(data_dir, NO_F4_CELL if request.param == "no f4 cell" else None)
     groups: set[int] = set()
     try:
         running.wait_for("cluster up")
@@ -103,13 +111,15 @@ def up(data_dir: Path) -> Iterator[Up]:
                 pass
 
 
+@pytest.mark.parametrize("up", ["whole"], indirect=True)
 def test_up_starts_dependencies_and_status_reports_them_serving(up):
     state = up.state()
-    assert {p["name"] for p in state["processes"]} >= {"etcd", "postgres", "redis"}
+    cell = {"f4", "f4_keystore", "f4_backoff", "f4_rebuilder", *(f"f4_storage-{i}" for i in range(1, 15))}
+    assert {p["name"] for p in state["processes"]} >= {"etcd", "postgres", "redis"} | cell
     result = cli(up.data_dir, "status")
     assert result.returncode == 0, result.stdout + result.stderr
-    for name in ("etcd", "postgres", "redis"):
-        assert any(line.startswith(name) and "SERVING" in line for line in result.stdout.splitlines()), result.stdout
+    for name in ("etcd", "postgres", "redis", *cell):
+        assert any(line.split()[0] == name and "SERVING" in line for line in result.stdout.splitlines()), result.stdout
     assert (up.data_dir / "logs" / "etcd.log").exists()
 
 
@@ -142,7 +152,7 @@ def test_stop_signal_takes_everything_down(up, sig):
 
 
 def test_state_survives_a_restart_of_the_cluster(data_dir):
-    first = Up(data_dir)
+    first = Up(data_dir, NO_F4_CELL)
     try:
         first.wait_for("cluster up")
         first.popen.send_signal(signal.SIGINT)
@@ -151,7 +161,7 @@ def test_state_survives_a_restart_of_the_cluster(data_dir):
         first.close()
     pg_version = next(data_dir.glob("postgres/PG_VERSION"), None)
     assert pg_version is not None, "PostgreSQL cluster lives under the data dir"
-    second = Up(data_dir)
+    second = Up(data_dir, NO_F4_CELL)
     try:
         second.wait_for("cluster up")  # no initdb the second time: same cluster reused
         second.popen.send_signal(signal.SIGINT)
