@@ -119,7 +119,7 @@ class Region:
             raise FailedPrecondition(f"volumes {first.volume_id} and {second.volume_id} are laid out differently "
                                      "(f4 cell_bytes or rows changed): they cannot be paired")
         xor_cell = self.xor_cell
-        out = Manifest(xor_volume_id(first.volume_id), first.geometry, cell=self.names[2],
+        out = Manifest(xor_volume_id(second.volume_id), first.geometry, cell=self.names[2],
                        xor_of=(first.volume_id, second.volume_id))
         for number in range(max(len(first.stripes), len(second.stripes))):
             pieces = [m.stripes[number] if number < len(m.stripes) else None for m in (first, second)]

@@ -111,9 +111,11 @@ XOR_VOLUME = 1 << 31
 """Volume ids at and above this are XOR volumes (kept in a region's XOR cell)."""
 
 
-def xor_volume_id(first: int) -> int:
-    """The id of the XOR volume of the pair whose first-encoded volume is ``first``."""
-    return XOR_VOLUME | first
+def xor_volume_id(second: int) -> int:
+    """The id of the XOR volume of the pair completed by encoding volume ``second``: a
+    volume is encoded once, so no two pairings ever share an XOR volume (a pairing that
+    failed midway can never be overwritten by a later one)."""
+    return XOR_VOLUME | second
 
 
 async def _put(storage: F4StorageClient, manifest: Manifest,
@@ -168,4 +170,11 @@ async def load(storage: F4StorageClient, nodes: Iterable[str], volume_id: int) -
     if not found:
         raise NotFound(f"volume {volume_id} is not encoded in this cell (no manifest found"
                        f"{'; ' + '; '.join(failures) if failures else ''})")
-    return max(found, key=lambda m: m.version)
+    best = max(found, key=lambda m: m.version)
+    paired = [m for m in found if m.buddy]
+    if paired and not best.buddy:
+        # A pairing is written once and never undone: a copy rewritten at the same time
+        # without it (a rebuilder moving a block) does not undo it.
+        source = max(paired, key=lambda m: m.version)
+        best.buddy, best.xor = source.buddy, source.xor
+    return best

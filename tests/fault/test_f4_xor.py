@@ -69,7 +69,7 @@ async def test_a_whole_cell_lost_is_read_from_the_buddy_and_the_xor(service, pos
         await front.encode_from(32, [("test", lambda: aiter_of(second))])
         a, b = await front.manifest(31, fresh=True), await front.manifest(32, fresh=True)
         assert (a.cell, b.cell) == ("east", "west")
-        assert (a.buddy, b.buddy) == (32, 31) and a.xor == b.xor == xor_volume_id(31)
+        assert (a.buddy, b.buddy) == (32, 31) and a.xor == b.xor == xor_volume_id(32)
         x = await front.manifest(a.xor, fresh=True)
         assert x.cell == "xor" and x.xor_of == (31, 32) and not x.blobs
 
@@ -113,9 +113,9 @@ def test_volumes_pair_across_the_two_data_cells_and_a_single_cell_never_pairs():
     m1 = Manifest(1, GEOMETRY, cell="east")
     assert region.choose([], 1) == ("east", None)
     assert region.choose([m1], 2) == ("west", m1)
-    m2 = Manifest(2, GEOMETRY, cell="west", buddy=1, xor=xor_volume_id(1))
-    m1.buddy, m1.xor = 2, xor_volume_id(1)
-    x = Manifest(xor_volume_id(1), GEOMETRY, cell="xor", xor_of=(1, 2))
+    m2 = Manifest(2, GEOMETRY, cell="west", buddy=1, xor=xor_volume_id(2))
+    m1.buddy, m1.xor = 2, xor_volume_id(2)
+    x = Manifest(xor_volume_id(2), GEOMETRY, cell="xor", xor_of=(1, 2))
     assert region.choose([m1, m2, x], 3) == ("east", None)  # everyone is paired: a new pair starts
     m3 = Manifest(3, GEOMETRY, cell="east")
     m4 = Manifest(4, GEOMETRY, cell="east")
