@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import asyncpg
+from prometheus_client import Counter
 
 from f4.crypto import new_key
 from trenchcoat import pgmigrate
@@ -29,6 +30,11 @@ from trenchcoat.ids import to_signed
 
 DISCARDED = b""
 """What the cache holds for a discarded key."""
+
+KEYS_CREATED = Counter("trenchcoat_f4_keys_created_total",
+                       "Blob keys made (a blob's first CreateKey; a repeat returns the same key and is not counted).")
+KEYS_DISCARDED = Counter("trenchcoat_f4_keys_discarded_total",
+                         "Blob keys discarded (blobs deleted for good), counted once each when the discard commits.")
 
 
 class KeyNotFound(NotFound):
@@ -85,6 +91,7 @@ class Keys(pgmigrate.Database):
         return made
 
     async def _create(self, key: int, alternate_key: int) -> bytes:
+        new = False
         async with self._db("making a blob key") as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", to_signed(key))
             if await conn.fetchval("SELECT 1 FROM f4_deleted_media WHERE needle_key = $1", to_signed(key)):
@@ -93,10 +100,13 @@ class Keys(pgmigrate.Database):
                 "INSERT INTO f4_keys (needle_key, alternate_key, blob_key) VALUES ($1, $2, $3)"
                 " ON CONFLICT (needle_key, alternate_key) DO NOTHING RETURNING blob_key",
                 to_signed(key), alternate_key, new_key())
+            new = made is not None
             if made is None:
                 made = await conn.fetchval(
                     "SELECT coalesce(blob_key, ''::bytea) FROM f4_keys WHERE needle_key = $1 AND alternate_key = $2",
                     to_signed(key), alternate_key)
+        if new:
+            KEYS_CREATED.inc()  # committed: the transaction above has ended without an error
         return bytes(made or b"")
 
     async def get(self, key: int, alternate_key: int) -> bytes:
@@ -145,4 +155,5 @@ class Keys(pgmigrate.Database):
             alts = set(self._alts.get(key, ())) if alternate_key is None else {alternate_key}
             for alt in alts:
                 self._forget((key, alt))
+        KEYS_DISCARDED.inc(len(rows))
         return len(rows)

@@ -1,6 +1,7 @@
 """f4's key store as a real process on a real PostgreSQL: one key per blob, idempotent,
-durable across a kill -9; a discard is NOT_FOUND at once and for good; and, in process,
-a read racing a discard never puts the discarded key back in the cache."""
+durable across a kill -9; a discard is NOT_FOUND at once and for good; its /metrics count
+the keys made and discarded; and, in process, a read racing a discard never puts the
+discarded key back in the cache."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import asyncio
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from f4.keystore.keys import Keys
 from tests import harness
 from tests.cluster import fresh_database
+from tests.integration.test_server import scrape
 from trenchcoat import procs, rpc
 from trenchcoat.errors import FailedPrecondition, NotFound
 from trenchcoat.f4_client import KeyStoreClient
@@ -44,6 +47,7 @@ async def test_keys_are_made_once_kept_across_a_crash_and_discarded_for_good(ser
         assert len({original, thumb, other}) == 3
         with pytest.raises(NotFound, match="has no warm key"):
             await keys.get_key(MEDIA, 2)
+    assert "trenchcoat_f4_keys_created_total 3.0" in scrape(proc.metrics_url)  # the repeat made none
     proc.kill()
     proc = start_keystore(service, dsn, port, mport)
     async with rpc.ChannelPool() as pool:
@@ -63,6 +67,10 @@ async def test_keys_are_made_once_kept_across_a_crash_and_discarded_for_good(ser
         for alt in (0, 3):
             with pytest.raises(FailedPrecondition, match="not encrypted again"):
                 await keys.create_key(MEDIA + 2, alt)
+    metrics = scrape(proc.metrics_url)
+    # Two renditions' keys, once each: discarding again, or a media with no keys yet, adds none.
+    assert "trenchcoat_f4_keys_discarded_total 2.0" in metrics
+    assert "trenchcoat_f4_keys_created_total 0.0" in metrics  # this process made none: refused ones are not counted
     conn = await asyncpg.connect(dsn)
     try:
         left = await conn.fetch("SELECT blob_key FROM f4_keys WHERE blob_key = ANY($1::bytea[])",
@@ -114,11 +122,14 @@ async def test_a_read_racing_a_discard_never_caches_the_discarded_key(postgres):
         reading = asyncio.create_task(keys.get(MEDIA, 0))
         await asyncio.wait_for(arrived.wait(), TIMEOUT_S)  # the read has its row (the live key) and is held
         keys._db = plain_db
+        discarded = REGISTRY.get_sample_value("trenchcoat_f4_keys_discarded_total")
         assert await keys.discard(MEDIA, 0) == 1
         gate.set()
         with pytest.raises(NotFound, match="was deleted"):
             await reading  # it saw the discard happen and read again
         with pytest.raises(NotFound):
             await keys.get(MEDIA, 0)
+        assert await keys.discard(MEDIA, 0) == 0  # already gone: not counted again
+        assert REGISTRY.get_sample_value("trenchcoat_f4_keys_discarded_total") == discarded + 1
     finally:
         await keys.close()
