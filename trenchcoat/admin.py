@@ -1,6 +1,6 @@
 """Client verbs of the ``trenchcoat`` command that talk to a running cluster:
-``put`` (upload a file), ``volumes`` (the volume map), ``warm`` (volumes in f4 and their
-blocks' health), ``migrate`` (one volume into f4 now), the Directory part of ``status``
+``put`` (upload a file), ``volumes`` (the volume map), ``warm`` (volumes in f4, their
+blocks' health and the cell's rebuilds), ``migrate`` (one volume into f4 now), the Directory part of ``status``
 (stores and leader), and the feed's ``follow``, ``unfollow``, ``post`` and ``feed``. Each runs one event loop with its own channel pool,
 through the chassis's clients."""
 
@@ -14,7 +14,7 @@ from typing import TypeVar
 from trenchcoat.config import Config
 from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.errors import TrenchcoatError, Unavailable
-from trenchcoat.f4_client import F4Client
+from trenchcoat.f4_client import F4Client, RebuilderClient, RebuilderView, RebuildView
 from trenchcoat.feed_client import FeedClient, FeedEntry, FeedPage
 from trenchcoat.media_client import Media, MediaClient
 from trenchcoat.rpc import ChannelPool
@@ -60,6 +60,10 @@ def volumes_table(config: Config) -> list[str]:
 
 
 async def _warm_rows(config: Config, pool: ChannelPool) -> list[str]:
+    return [*await _volume_rows(config, pool), "", *await _rebuild_rows(config, pool)]
+
+
+async def _volume_rows(config: Config, pool: ChannelPool) -> list[str]:
     volumes = [v for v in await _directory(config, pool).list_volumes() if v.state in ("sealed", "warm")]
     f4 = F4Client(pool, config.f4_endpoint(), timeout_s=10.0)
     header = f"{'ID':>6}  {'STATE':<8}{'STRIPES':>8}  {'BLOCKS OK':>10}  {'ON DISK':>10}  UNHEALTHY (stripe/block@domain)"
@@ -83,8 +87,66 @@ async def _warm_rows(config: Config, pool: ChannelPool) -> list[str]:
     return lines
 
 
+async def _rebuild_rows(config: Config, pool: ChannelPool) -> list[str]:
+    address = config.f4_rebuilder_endpoint()
+    if not config.f4.rebuilder_endpoint and config.f4_rebuilder.count == 0:
+        return ["rebuilds: none (f4_rebuilder.count = 0 and f4.rebuilder_endpoint is empty: no rebuilder to ask)"]
+    try:
+        view = await RebuilderClient(pool, address, timeout_s=5.0).status()
+    except TrenchcoatError as exc:
+        return [f"rebuilder at {address} does not answer: {exc}"]
+    return rebuilder_lines(address, view)
+
+
+FINISHED_SHOWN = 10
+"""Finished rebuilds ``trenchcoat warm`` lists (the newest); the rest are counted."""
+BAR_WIDTH = 24
+"""Characters between the brackets of a rebuild's progress bar."""
+
+
+def rebuilder_lines(address: str, view: RebuilderView) -> list[str]:
+    """The rebuilder's part of ``trenchcoat warm``: block health and the throttle in a
+    line, then each rebuild under way with a progress bar, each failed one with its error
+    and the newest finished ones, a line each. Plain text, so it reads the same in a pipe."""
+    summary = (f"rebuilder at {address}: blocks {view.healthy_blocks} healthy, {view.damaged_blocks} damaged or "
+               f"missing, {view.lost_blocks} lost; throttle {_size(view.throttle_bytes_per_s)}/s of reads; "
+               f"grace {view.grace_s:g} s")
+    lines = [summary]
+    running = [r for r in view.rebuilds if not r.finished and not r.error]
+    failed = [r for r in view.rebuilds if not r.finished and r.error]
+    finished = [r for r in view.rebuilds if r.finished]
+    if not view.rebuilds:
+        lines.append("  (no rebuilds since the rebuilder started)")
+        return lines
+    lines.append(f"  {'BLOCK':<16}{'REASON':<11}{'ONTO (node@domain)':<28}PROGRESS")
+    for r in running:
+        resumed = f", {_size(r.resumed_bytes)} carried over from an earlier run" if r.resumed_bytes else ""
+        lines.append(f"{_rebuild_head(r)}{_bar(r.done_bytes, r.total_bytes)} "
+                     f"{_size(r.done_bytes)} of {_size(r.total_bytes)}{resumed}")
+    for r in failed:
+        lines.append(f"{_rebuild_head(r)}FAILED at {_size(r.done_bytes)} of {_size(r.total_bytes)}: {r.error}")
+    for r in finished[:FINISHED_SHOWN]:
+        lines.append(f"{_rebuild_head(r)}rebuilt, {_size(r.total_bytes)}")
+    if len(finished) > FINISHED_SHOWN:
+        lines.append(f"  (and {len(finished) - FINISHED_SHOWN} earlier rebuilds finished)")
+    return lines
+
+
+def _rebuild_head(r: RebuildView) -> str:
+    block = f"v{r.block.volume}/s{r.block.stripe}/b{r.block.index}"
+    return f"  {block:<16}{r.reason:<11}{f'{r.node}@{r.domain}':<28}"
+
+
+def _bar(done: int, total: int) -> str:
+    """``[#####-------]  42%``: ASCII, so a pipe or a log file shows it as a terminal does."""
+    share = min(done / total, 1.0) if total > 0 else 0.0
+    filled = int(share * BAR_WIDTH)
+    return f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {100 * share:3.0f}%"
+
+
 def warm_table(config: Config) -> list[str]:
-    """Volumes moving into or living in f4, with their stripes' block health."""
+    """Volumes moving into or living in f4, with their stripes' block health, then the
+    cell's rebuilder: block health, its throttle and its rebuilds."""
     return _run(config, lambda pool: _warm_rows(config, pool))
 
 

@@ -4,7 +4,7 @@
     trenchcoat status    health of every process of the running local cluster, its stores and leader
     trenchcoat put FILE --user N   upload a file; prints its media_id and URL
     trenchcoat volumes   the logical volumes: state, fill, replicas and their racks
-    trenchcoat warm      volumes moving into or living in f4, and their blocks' health
+    trenchcoat warm      volumes moving into or living in f4, their blocks' health, the cell's rebuilds
     trenchcoat migrate VOLUME   move one logical volume into f4 now, whatever its age
     trenchcoat follow A B    user A follows user B (unfollow A B: stops)
     trenchcoat post FILE --user A --caption TEXT   upload a photo and post it
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     volumes = verbs.add_parser("volumes", help="the logical volumes: state, fill, replicas, racks")
     volumes.set_defaults(run=cmd_volumes)
 
-    warm = verbs.add_parser("warm", help="volumes moving into or living in f4, and their blocks' health")
+    warm = verbs.add_parser("warm", help="volumes moving into or living in f4, block health, rebuilds")
     warm.set_defaults(run=cmd_warm)
 
     migrate = verbs.add_parser("migrate", help="move one logical volume into f4 now, whatever its age")
