@@ -60,6 +60,12 @@ class F4StorageClient:
                                 remote=f"f4 storage {address}", timeout=timeout_s or self.timeout_s)
         return bytes(reply.data)
 
+    async def delete_block(self, address: str, block: BlockId) -> bool:
+        """Deletes a block the node holds; False when it held none."""
+        reply = await rpc.unary(self._stub(address).DeleteBlock, f4_pb2.DeleteBlockRequest(block=_message(block)),
+                                remote=f"f4 storage {address}", timeout=self.timeout_s)
+        return bool(reply.deleted)
+
     async def list_blocks(self, address: str, *, timeout_s: float | None = None) -> list[BlockInfo]:
         """The blocks the node holds."""
         return (await self.describe(address, timeout_s=timeout_s)).blocks

@@ -7,7 +7,9 @@ time: the ones a previous run left half done first, then the ones asked for
 A block is **healthy** when its node answers and holds it intact, **damaged** when its
 node holds it but a read or the node's scrub found a bad checksum, **missing** when its
 node answers without it (a disk replaced), **lost** when its node does not answer. Only
-``assess`` and ``due`` decide; they are pure, and the loop carries out.
+``assess``, ``due`` and ``orphans`` decide; they are pure, and the loop carries out. A copy a
+move left behind (its node was away and came back) is deleted once the block it was
+replaced by is healthy.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from f4 import manifest as manifest_io
 from f4.manifest import MANIFEST_STRIPE, Manifest
@@ -32,6 +34,8 @@ from trenchcoat.workers import PeriodicWorker
 log = logging.getLogger(__name__)
 
 BLOCKS = Gauge("trenchcoat_f4_blocks", "Blocks of the cell's stripes by health at the last scan.", ["health"])
+ORPHANS_DELETED = Counter("trenchcoat_f4_orphan_blocks_deleted_total",
+                          "Copies of blocks left behind by moves (their node was away), deleted once seen.")
 UNHEALTHY_SINCE = Gauge("trenchcoat_f4_oldest_unhealthy_block_age_seconds",
                         "Seconds the longest-unhealthy block has been so (0: every block is healthy).")
 
@@ -66,6 +70,24 @@ def assess(manifests: Iterable[Manifest], reports: Mapping[str, NodeReport]) -> 
                 held = report.blocks.get(block)
                 out[block] = Health.MISSING if held is None else Health.HEALTHY if held.healthy else Health.DAMAGED
     return out
+
+
+def orphans(manifests: Iterable[Manifest], reports: Mapping[str, NodeReport],
+            health: Mapping[BlockId, Health]) -> list[tuple[str, BlockId]]:
+    """(node, block) of the copies left behind by moves: blocks of a volume with a manifest
+    held by a node the manifest no longer names for them, while the block it names is
+    healthy (never the last good copy)."""
+    by_volume = {m.volume_id: m for m in manifests}
+    out = []
+    for address, report in reports.items():
+        for block in report.blocks or ():
+            manifest = by_volume.get(block.volume)
+            if manifest is None or block.stripe == MANIFEST_STRIPE or block.stripe >= len(manifest.stripes):
+                continue
+            node, _ = manifest.stripes[block.stripe].blocks[block.index]
+            if node != address and health.get(block) is Health.HEALTHY:
+                out.append((address, block))
+    return sorted(out)
 
 
 def due(unhealthy_since: Mapping[BlockId, float], now: float, grace_s: float) -> list[BlockId]:
@@ -151,6 +173,13 @@ class Scanner(PeriodicWorker):
             del self._unhealthy_since[block]
         for health in Health:
             BLOCKS.labels(health.value).set(sum(h is health for h in self.health.values()))
+        for address, block in orphans(manifests, reports, self.health):
+            try:
+                if await self._storage.delete_block(address, block):
+                    ORPHANS_DELETED.inc()
+                    log.info("%s on %s deleted: its manifest places it elsewhere now", block, address)
+            except TrenchcoatError as exc:
+                log.warning("%s on %s (left behind by a move) could not be deleted: %s", block, address, exc)
         UNHEALTHY_SINCE.set(max((now - t for t in self._unhealthy_since.values()), default=0))
 
         work: list[tuple[BlockId, str, str, Progress | None]] = [(p.block, p.reason, p.rebuild_id, p)

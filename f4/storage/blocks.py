@@ -187,6 +187,16 @@ class BlockStore:
                                        f"{min(held.size, start + (i + 1) * CRC_CHUNK)} failed their checksum")
         return data[offset - start:offset - start + length]
 
+    async def delete(self, block: BlockId) -> bool:
+        """Removes the block's files (checksums last, so a block file never lacks them);
+        False when this node holds no such block."""
+        held = self._held.pop(block, None)
+        if held is None:
+            return False
+        await asyncio.get_running_loop().run_in_executor(self._io, _delete_block, held.path)
+        self._count_damaged()
+        return True
+
     def _damaged(self, held: Held) -> None:
         CHECKSUM_FAILURES.inc()
         held.damaged = True
@@ -241,6 +251,16 @@ def _commit(sums_tmp: Path, sums: Path, tmp: Path, path: Path, directory: Path) 
     os.replace(sums_tmp, sums)
     os.replace(tmp, path)
     fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _delete_block(path: Path) -> None:
+    _remove(path)
+    _remove(path.with_suffix(".crc"))
+    fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -57,6 +57,11 @@ class StorageServicer(f4_pb2_grpc.F4StorageServiceServicer):
         data = await self._blocks.read(block_id(request.block), request.offset, request.length)
         return f4_pb2.ReadRangeResponse(data=data)
 
+    async def DeleteBlock(self, request, context):
+        if not request.HasField("block"):
+            raise InvalidArgument("DeleteBlock names the block")
+        return f4_pb2.DeleteBlockResponse(deleted=await self._blocks.delete(block_id(request.block)))
+
     async def ListBlocks(self, request, context):
         return f4_pb2.ListBlocksResponse(blocks=[
             f4_pb2.BlockStatus(block=block_message(h.id), node=self._node, rack=h.domain, healthy=not h.damaged,

@@ -122,10 +122,20 @@ async def test_damage_found_by_the_scrub_and_a_lost_node_are_rebuilt_after_the_g
         assert len({d for _, d in loaded.stripes[0].blocks}) == codec.N
         # The rebuilt block is the block that was lost, byte for byte (the dead node's file is still on disk).
         [old] = (tmp_path / "data" / "f4-storage-4").rglob("v21/s0/b13.blk")
-        assert await cell._storage.read_range(nodes[4].address, lost, 0, done.total_bytes) == old.read_bytes()
+        old_bytes = old.read_bytes()
+        assert await cell._storage.read_range(nodes[4].address, lost, 0, done.total_bytes) == old_bytes
         for b in written:
             assert (await cell.read(loaded, b.key, b.alternate_key, b.cookie)).data == b.data
         await eventually(lambda: _all_healthy(rebuilder, len(manifest.stripes) * codec.N), what="all healthy again")
+
+        # d13's node comes back holding the old copy: the rebuilder deletes it (the block lives on d14 now).
+        start_node(service, tmp_path / "data", int(nodes[3].address.rsplit(":", 1)[1]), node_id=4, domains=("d13",))
+
+        async def old_copy_gone():
+            return not old.exists() and not old.with_suffix(".crc").exists()
+
+        await eventually(old_copy_gone, timeout=60, what="the copy left behind deleted")
+        assert (await cell._storage.read_range(nodes[4].address, lost, 0, 16)) == old_bytes[:16]
 
 
 async def _all_healthy(rebuilder, count):

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from trenchcoat.v1 import media_pb2 as trenchcoat_dot_v1_dot_media__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16trenchcoat/v1/f4.proto\x12\rtrenchcoat.v1\x1a\x19trenchcoat/v1/media.proto\";\n\x07\x42lockId\x12\x11\n\tvolume_id\x18\x01 \x01(\r\x12\x0e\n\x06stripe\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\"-\n\x13\x45ncodeVolumeRequest\x12\x16\n\x0elogical_volume\x18\x01 \x01(\r\"c\n\x14\x45ncodeVolumeResponse\x12\x0f\n\x07stripes\x18\x01 \x01(\r\x12\r\n\x05\x62lobs\x18\x02 \x01(\x04\x12\x15\n\rlogical_bytes\x18\x03 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x04 \x01(\x04\"?\n\x0fReadBlobRequest\x12,\n\x06needle\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.NeedleLocator\"M\n\x10ReadBlobResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x15\n\rreconstructed\x18\x02 \x01(\x08\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\"g\n\x11\x44\x65leteBlobRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x1a\n\ralternate_key\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x10\n\x0e_alternate_key\"\'\n\x12\x44\x65leteBlobResponse\x12\x11\n\tdiscarded\x18\x01 \x01(\r\"*\n\x15\x46\x34VolumeStatusRequest\x12\x11\n\tvolume_id\x18\x01 \x01(\r\"u\n\x0b\x42lockStatus\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0c\n\x04rack\x18\x03 \x01(\t\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\"D\n\x16\x46\x34VolumeStatusResponse\x12*\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x1a.trenchcoat.v1.BlockStatus\"f\n\x0fPutBlockRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x01(\x07\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\"&\n\x10PutBlockResponse\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\"Y\n\x10ReadRangeRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"!\n\x11ReadRangeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x13\n\x11ListBlocksRequest\"_\n\x12ListBlocksResponse\x12*\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x1a.trenchcoat.v1.BlockStatus\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\x12\x0c\n\x04\x63\x65ll\x18\x03 \x01(\t\"l\n\x12ReconstructRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0f\n\x07sources\x18\x04 \x03(\t\"7\n\x13ReconstructResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nbytes_read\x18\x02 \x01(\x04\"Q\n\x13RebuildBlockRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x13\n\x0btarget_node\x18\x02 \x01(\t\"*\n\x14RebuildBlockResponse\x12\x12\n\nrebuild_id\x18\x01 \x01(\t\"\x16\n\x14RebuildStatusRequest\"\xd3\x01\n\x07Rebuild\x12\x12\n\nrebuild_id\x18\x01 \x01(\t\x12%\n\x05\x62lock\x18\x02 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x12\n\ndone_bytes\x18\x03 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\x12\x10\n\x08\x66inished\x18\x05 \x01(\x08\x12\x0c\n\x04node\x18\x06 \x01(\t\x12\x0e\n\x06\x64omain\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x15\n\rresumed_bytes\x18\n \x01(\x04\"\xb5\x01\n\x15RebuildStatusResponse\x12(\n\x08rebuilds\x18\x01 \x03(\x0b\x32\x16.trenchcoat.v1.Rebuild\x12\x1c\n\x14throttle_bytes_per_s\x18\x02 \x01(\x04\x12\x16\n\x0ehealthy_blocks\x18\x03 \x01(\r\x12\x16\n\x0e\x64\x61maged_blocks\x18\x04 \x01(\r\x12\x13\n\x0blost_blocks\x18\x05 \x01(\r\x12\x0f\n\x07grace_s\x18\x06 \x01(\x01\"@\n\x10\x43reateKeyRequest\x12,\n\x06needle\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.NeedleLocator\" \n\x11\x43reateKeyResponse\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"=\n\rGetKeyRequest\x12,\n\x06needle\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.NeedleLocator\"\x1d\n\x0eGetKeyResponse\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"Z\n\x11\x44iscardKeyRequest\x12,\n\x06needle\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.NeedleLocator\x12\x17\n\x0f\x65very_rendition\x18\x02 \x01(\x08\"?\n\x12\x44iscardKeyResponse\x12\x11\n\tdiscarded\x18\x01 \x01(\x08\x12\x16\n\x0ekeys_discarded\x18\x02 \x01(\r2\xe1\x02\n\tF4Service\x12W\n\x0c\x45ncodeVolume\x12\".trenchcoat.v1.EncodeVolumeRequest\x1a#.trenchcoat.v1.EncodeVolumeResponse\x12K\n\x08ReadBlob\x12\x1e.trenchcoat.v1.ReadBlobRequest\x1a\x1f.trenchcoat.v1.ReadBlobResponse\x12Q\n\nDeleteBlob\x12 .trenchcoat.v1.DeleteBlobRequest\x1a!.trenchcoat.v1.DeleteBlobResponse\x12[\n\x0cVolumeStatus\x12$.trenchcoat.v1.F4VolumeStatusRequest\x1a%.trenchcoat.v1.F4VolumeStatusResponse2\x84\x02\n\x10\x46\x34StorageService\x12M\n\x08PutBlock\x12\x1e.trenchcoat.v1.PutBlockRequest\x1a\x1f.trenchcoat.v1.PutBlockResponse(\x01\x12N\n\tReadRange\x12\x1f.trenchcoat.v1.ReadRangeRequest\x1a .trenchcoat.v1.ReadRangeResponse\x12Q\n\nListBlocks\x12 .trenchcoat.v1.ListBlocksRequest\x1a!.trenchcoat.v1.ListBlocksResponse2h\n\x10\x46\x34\x42\x61\x63koffService\x12T\n\x0bReconstruct\x12!.trenchcoat.v1.ReconstructRequest\x1a\".trenchcoat.v1.ReconstructResponse2\xc9\x01\n\x12\x46\x34RebuilderService\x12W\n\x0cRebuildBlock\x12\".trenchcoat.v1.RebuildBlockRequest\x1a#.trenchcoat.v1.RebuildBlockResponse\x12Z\n\rRebuildStatus\x12#.trenchcoat.v1.RebuildStatusRequest\x1a$.trenchcoat.v1.RebuildStatusResponse2\xfd\x01\n\x11\x46\x34KeyStoreService\x12N\n\tCreateKey\x12\x1f.trenchcoat.v1.CreateKeyRequest\x1a .trenchcoat.v1.CreateKeyResponse\x12\x45\n\x06GetKey\x12\x1c.trenchcoat.v1.GetKeyRequest\x1a\x1d.trenchcoat.v1.GetKeyResponse\x12Q\n\nDiscardKey\x12 .trenchcoat.v1.DiscardKeyRequest\x1a!.trenchcoat.v1.DiscardKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16trenchcoat/v1/f4.proto\x12\rtrenchcoat.v1\x1a\x19trenchcoat/v1/media.proto\";\n\x07\x42lockId\x12\x11\n\tvolume_id\x18\x01 \x01(\r\x12\x0e\n\x06stripe\x18\x02 \x01(\r\x12\r\n\x05index\x18\x03 \x01(\r\"-\n\x13\x45ncodeVolumeRequest\x12\x16\n\x0elogical_volume\x18\x01 \x01(\r\"c\n\x14\x45ncodeVolumeResponse\x12\x0f\n\x07stripes\x18\x01 \x01(\r\x12\r\n\x05\x62lobs\x18\x02 \x01(\x04\x12\x15\n\rlogical_bytes\x18\x03 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x04 \x01(\x04\"?\n\x0fReadBlobRequest\x12,\n\x06needle\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.NeedleLocator\"M\n\x10ReadBlobResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x15\n\rreconstructed\x18\x02 \x01(\x08\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\"g\n\x11\x44\x65leteBlobRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x1a\n\ralternate_key\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x10\n\x0e_alternate_key\"\'\n\x12\x44\x65leteBlobResponse\x12\x11\n\tdiscarded\x18\x01 \x01(\r\"*\n\x15\x46\x34VolumeStatusRequest\x12\x11\n\tvolume_id\x18\x01 \x01(\r\"u\n\x0b\x42lockStatus\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x0c\n\x04node\x18\x02 \x01(\t\x12\x0c\n\x04rack\x18\x03 \x01(\t\x12\x0f\n\x07healthy\x18\x04 \x01(\x08\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\"D\n\x16\x46\x34VolumeStatusResponse\x12*\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x1a.trenchcoat.v1.BlockStatus\"f\n\x0fPutBlockRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06\x63rc32c\x18\x03 \x01(\x07\x12\x0e\n\x06\x64omain\x18\x04 \x01(\t\"&\n\x10PutBlockResponse\x12\x12\n\nsize_bytes\x18\x01 \x01(\x04\"Y\n\x10ReadRangeRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\"!\n\x11ReadRangeResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\x13\n\x11ListBlocksRequest\"_\n\x12ListBlocksResponse\x12*\n\x06\x62locks\x18\x01 \x03(\x0b\x32\x1a.trenchcoat.v1.BlockStatus\x12\x0f\n\x07\x64omains\x18\x02 \x03(\t\x12\x0c\n\x04\x63\x65ll\x18\x03 \x01(\t\";\n\x12\x44\x65leteBlockRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\"&\n\x13\x44\x65leteBlockResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"l\n\x12ReconstructRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x0f\n\x07sources\x18\x04 \x03(\t\"7\n\x13ReconstructResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nbytes_read\x18\x02 \x01(\x04\"Q\n\x13RebuildBlockRequest\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x13\n\x0btarget_node\x18\x02 \x01(\t\"*\n\x14RebuildBlockResponse\x12\x12\n\nrebuild_id\x18\x01 \x01(\t\"\x16\n\x14RebuildStatusRequest\"\xd3\x01\n\x07Rebuild\x12\x12\n\nrebuild_id\x18\x01 \x01(\t\x12%\n\x05\x62lock\x18\x02 \x01(\x0b\x32\x16.trenchcoat.v1.BlockId\x12\x12\n\ndone_bytes\x18\x03 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\x12\x10\n\x08\x66inished\x18\x05 \x01(\x08\x12\x0c\n\x04node\x18\x06 \x01(\t\x12\x0e\n\x06\x64omain\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12\r\n\x05\x65rror\x18\t \x01(\t\x12\x15\n\rresumed_bytes\x18\n \x01(\x04\"\xb5\x01\n\x15RebuildStatusResponse\x12(\n\x08rebuilds\x18\x01 \x03(\x0b\x32\x16.trenchcoat.v1.Rebuild\x12\x1c\n\x14throttle_bytes_per_s\x18\x02 \x01(\x04\x12\x16\n\x0ehealthy_blocks\x18\x03 \x01(\r\x12\x16\n\x0e\x64\x61maged_blocks\x18\x04 \x01(\r\x12\x13\n\x0blost_blocks\x18\x05 \x01(\r\x12\x0f\n\x07grace_s\x18\x06 \x01(\x01\"@\n\x10\x43reateKeyRequest\x12,\n\x06needle\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.NeedleLocator\" \n\x11\x43reateKeyResponse\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"=\n\rGetKeyRequest\x12,\n\x06needle\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.NeedleLocator\"\x1d\n\x0eGetKeyResponse\x12\x0b\n\x03key\x18\x01 \x01(\x0c\"Z\n\x11\x44iscardKeyRequest\x12,\n\x06needle\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.NeedleLocator\x12\x17\n\x0f\x65very_rendition\x18\x02 \x01(\x08\"?\n\x12\x44iscardKeyResponse\x12\x11\n\tdiscarded\x18\x01 \x01(\x08\x12\x16\n\x0ekeys_discarded\x18\x02 \x01(\r2\xe1\x02\n\tF4Service\x12W\n\x0c\x45ncodeVolume\x12\".trenchcoat.v1.EncodeVolumeRequest\x1a#.trenchcoat.v1.EncodeVolumeResponse\x12K\n\x08ReadBlob\x12\x1e.trenchcoat.v1.ReadBlobRequest\x1a\x1f.trenchcoat.v1.ReadBlobResponse\x12Q\n\nDeleteBlob\x12 .trenchcoat.v1.DeleteBlobRequest\x1a!.trenchcoat.v1.DeleteBlobResponse\x12[\n\x0cVolumeStatus\x12$.trenchcoat.v1.F4VolumeStatusRequest\x1a%.trenchcoat.v1.F4VolumeStatusResponse2\xda\x02\n\x10\x46\x34StorageService\x12M\n\x08PutBlock\x12\x1e.trenchcoat.v1.PutBlockRequest\x1a\x1f.trenchcoat.v1.PutBlockResponse(\x01\x12N\n\tReadRange\x12\x1f.trenchcoat.v1.ReadRangeRequest\x1a .trenchcoat.v1.ReadRangeResponse\x12Q\n\nListBlocks\x12 .trenchcoat.v1.ListBlocksRequest\x1a!.trenchcoat.v1.ListBlocksResponse\x12T\n\x0b\x44\x65leteBlock\x12!.trenchcoat.v1.DeleteBlockRequest\x1a\".trenchcoat.v1.DeleteBlockResponse2h\n\x10\x46\x34\x42\x61\x63koffService\x12T\n\x0bReconstruct\x12!.trenchcoat.v1.ReconstructRequest\x1a\".trenchcoat.v1.ReconstructResponse2\xc9\x01\n\x12\x46\x34RebuilderService\x12W\n\x0cRebuildBlock\x12\".trenchcoat.v1.RebuildBlockRequest\x1a#.trenchcoat.v1.RebuildBlockResponse\x12Z\n\rRebuildStatus\x12#.trenchcoat.v1.RebuildStatusRequest\x1a$.trenchcoat.v1.RebuildStatusResponse2\xfd\x01\n\x11\x46\x34KeyStoreService\x12N\n\tCreateKey\x12\x1f.trenchcoat.v1.CreateKeyRequest\x1a .trenchcoat.v1.CreateKeyResponse\x12\x45\n\x06GetKey\x12\x1c.trenchcoat.v1.GetKeyRequest\x1a\x1d.trenchcoat.v1.GetKeyResponse\x12Q\n\nDiscardKey\x12 .trenchcoat.v1.DiscardKeyRequest\x1a!.trenchcoat.v1.DiscardKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -64,40 +64,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTBLOCKSREQUEST']._serialized_end=1089
   _globals['_LISTBLOCKSRESPONSE']._serialized_start=1091
   _globals['_LISTBLOCKSRESPONSE']._serialized_end=1186
-  _globals['_RECONSTRUCTREQUEST']._serialized_start=1188
-  _globals['_RECONSTRUCTREQUEST']._serialized_end=1296
-  _globals['_RECONSTRUCTRESPONSE']._serialized_start=1298
-  _globals['_RECONSTRUCTRESPONSE']._serialized_end=1353
-  _globals['_REBUILDBLOCKREQUEST']._serialized_start=1355
-  _globals['_REBUILDBLOCKREQUEST']._serialized_end=1436
-  _globals['_REBUILDBLOCKRESPONSE']._serialized_start=1438
-  _globals['_REBUILDBLOCKRESPONSE']._serialized_end=1480
-  _globals['_REBUILDSTATUSREQUEST']._serialized_start=1482
-  _globals['_REBUILDSTATUSREQUEST']._serialized_end=1504
-  _globals['_REBUILD']._serialized_start=1507
-  _globals['_REBUILD']._serialized_end=1718
-  _globals['_REBUILDSTATUSRESPONSE']._serialized_start=1721
-  _globals['_REBUILDSTATUSRESPONSE']._serialized_end=1902
-  _globals['_CREATEKEYREQUEST']._serialized_start=1904
-  _globals['_CREATEKEYREQUEST']._serialized_end=1968
-  _globals['_CREATEKEYRESPONSE']._serialized_start=1970
-  _globals['_CREATEKEYRESPONSE']._serialized_end=2002
-  _globals['_GETKEYREQUEST']._serialized_start=2004
-  _globals['_GETKEYREQUEST']._serialized_end=2065
-  _globals['_GETKEYRESPONSE']._serialized_start=2067
-  _globals['_GETKEYRESPONSE']._serialized_end=2096
-  _globals['_DISCARDKEYREQUEST']._serialized_start=2098
-  _globals['_DISCARDKEYREQUEST']._serialized_end=2188
-  _globals['_DISCARDKEYRESPONSE']._serialized_start=2190
-  _globals['_DISCARDKEYRESPONSE']._serialized_end=2253
-  _globals['_F4SERVICE']._serialized_start=2256
-  _globals['_F4SERVICE']._serialized_end=2609
-  _globals['_F4STORAGESERVICE']._serialized_start=2612
-  _globals['_F4STORAGESERVICE']._serialized_end=2872
-  _globals['_F4BACKOFFSERVICE']._serialized_start=2874
-  _globals['_F4BACKOFFSERVICE']._serialized_end=2978
-  _globals['_F4REBUILDERSERVICE']._serialized_start=2981
-  _globals['_F4REBUILDERSERVICE']._serialized_end=3182
-  _globals['_F4KEYSTORESERVICE']._serialized_start=3185
-  _globals['_F4KEYSTORESERVICE']._serialized_end=3438
+  _globals['_DELETEBLOCKREQUEST']._serialized_start=1188
+  _globals['_DELETEBLOCKREQUEST']._serialized_end=1247
+  _globals['_DELETEBLOCKRESPONSE']._serialized_start=1249
+  _globals['_DELETEBLOCKRESPONSE']._serialized_end=1287
+  _globals['_RECONSTRUCTREQUEST']._serialized_start=1289
+  _globals['_RECONSTRUCTREQUEST']._serialized_end=1397
+  _globals['_RECONSTRUCTRESPONSE']._serialized_start=1399
+  _globals['_RECONSTRUCTRESPONSE']._serialized_end=1454
+  _globals['_REBUILDBLOCKREQUEST']._serialized_start=1456
+  _globals['_REBUILDBLOCKREQUEST']._serialized_end=1537
+  _globals['_REBUILDBLOCKRESPONSE']._serialized_start=1539
+  _globals['_REBUILDBLOCKRESPONSE']._serialized_end=1581
+  _globals['_REBUILDSTATUSREQUEST']._serialized_start=1583
+  _globals['_REBUILDSTATUSREQUEST']._serialized_end=1605
+  _globals['_REBUILD']._serialized_start=1608
+  _globals['_REBUILD']._serialized_end=1819
+  _globals['_REBUILDSTATUSRESPONSE']._serialized_start=1822
+  _globals['_REBUILDSTATUSRESPONSE']._serialized_end=2003
+  _globals['_CREATEKEYREQUEST']._serialized_start=2005
+  _globals['_CREATEKEYREQUEST']._serialized_end=2069
+  _globals['_CREATEKEYRESPONSE']._serialized_start=2071
+  _globals['_CREATEKEYRESPONSE']._serialized_end=2103
+  _globals['_GETKEYREQUEST']._serialized_start=2105
+  _globals['_GETKEYREQUEST']._serialized_end=2166
+  _globals['_GETKEYRESPONSE']._serialized_start=2168
+  _globals['_GETKEYRESPONSE']._serialized_end=2197
+  _globals['_DISCARDKEYREQUEST']._serialized_start=2199
+  _globals['_DISCARDKEYREQUEST']._serialized_end=2289
+  _globals['_DISCARDKEYRESPONSE']._serialized_start=2291
+  _globals['_DISCARDKEYRESPONSE']._serialized_end=2354
+  _globals['_F4SERVICE']._serialized_start=2357
+  _globals['_F4SERVICE']._serialized_end=2710
+  _globals['_F4STORAGESERVICE']._serialized_start=2713
+  _globals['_F4STORAGESERVICE']._serialized_end=3059
+  _globals['_F4BACKOFFSERVICE']._serialized_start=3061
+  _globals['_F4BACKOFFSERVICE']._serialized_end=3165
+  _globals['_F4REBUILDERSERVICE']._serialized_start=3168
+  _globals['_F4REBUILDERSERVICE']._serialized_end=3369
+  _globals['_F4KEYSTORESERVICE']._serialized_start=3372
+  _globals['_F4KEYSTORESERVICE']._serialized_end=3625
 # @@protoc_insertion_point(module_scope)

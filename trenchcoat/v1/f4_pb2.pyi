@@ -139,6 +139,18 @@ class ListBlocksResponse(_message.Message):
     cell: str
     def __init__(self, blocks: _Optional[_Iterable[_Union[BlockStatus, _Mapping]]] = ..., domains: _Optional[_Iterable[str]] = ..., cell: _Optional[str] = ...) -> None: ...
 
+class DeleteBlockRequest(_message.Message):
+    __slots__ = ("block",)
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    block: BlockId
+    def __init__(self, block: _Optional[_Union[BlockId, _Mapping]] = ...) -> None: ...
+
+class DeleteBlockResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
 class ReconstructRequest(_message.Message):
     __slots__ = ("block", "offset", "length", "sources")
     BLOCK_FIELD_NUMBER: _ClassVar[int]

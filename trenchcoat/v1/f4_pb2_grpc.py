@@ -261,6 +261,11 @@ class F4StorageServiceStub:
                 request_serializer=trenchcoat_dot_v1_dot_f4__pb2.ListBlocksRequest.SerializeToString,
                 response_deserializer=trenchcoat_dot_v1_dot_f4__pb2.ListBlocksResponse.FromString,
                 _registered_method=True)
+        self.DeleteBlock = channel.unary_unary(
+                '/trenchcoat.v1.F4StorageService/DeleteBlock',
+                request_serializer=trenchcoat_dot_v1_dot_f4__pb2.DeleteBlockRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_f4__pb2.DeleteBlockResponse.FromString,
+                _registered_method=True)
 
 
 class F4StorageServiceServicer:
@@ -288,6 +293,14 @@ class F4StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteBlock(self, request, context):
+        """Deletes a block this node holds that its volume's manifest places elsewhere now (a
+        copy left behind by a rebuild that moved it while this node was away).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_F4StorageServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -305,6 +318,11 @@ def add_F4StorageServiceServicer_to_server(servicer, server):
                     servicer.ListBlocks,
                     request_deserializer=trenchcoat_dot_v1_dot_f4__pb2.ListBlocksRequest.FromString,
                     response_serializer=trenchcoat_dot_v1_dot_f4__pb2.ListBlocksResponse.SerializeToString,
+            ),
+            'DeleteBlock': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteBlock,
+                    request_deserializer=trenchcoat_dot_v1_dot_f4__pb2.DeleteBlockRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_f4__pb2.DeleteBlockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -389,6 +407,33 @@ class F4StorageService:
             '/trenchcoat.v1.F4StorageService/ListBlocks',
             trenchcoat_dot_v1_dot_f4__pb2.ListBlocksRequest.SerializeToString,
             trenchcoat_dot_v1_dot_f4__pb2.ListBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteBlock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.F4StorageService/DeleteBlock',
+            trenchcoat_dot_v1_dot_f4__pb2.DeleteBlockRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_f4__pb2.DeleteBlockResponse.FromString,
             options,
             channel_credentials,
             insecure,

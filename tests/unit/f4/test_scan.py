@@ -109,3 +109,29 @@ def test_due_is_every_block_past_grace_and_no_other_oldest_first(since, now, gra
     got = due(since, now, grace_s)
     assert set(got) == {b for b, t in since.items() if now - t >= grace_s}
     assert [since[b] for b in got] == sorted(since[b] for b in got)
+
+
+# --- orphans -----------------------------------------------------------------------------
+
+
+def test_a_copy_left_behind_by_a_move_is_an_orphan_once_the_block_it_names_is_healthy():
+    from f4.rebuilder.scan import orphans
+
+    m = manifest(3, 1)
+    spare = "10.0.0.99:7700"
+    moved = BlockId(3, 0, 9)
+    blocks = list(m.stripes[0].blocks)
+    old_node = blocks[9][0]
+    blocks[9] = (spare, "d14")
+    m.stripes[0] = Stripe(0, 100, blocks=tuple(blocks))
+    reports = answering([m])
+    reports[old_node] = NodeReport(old_node, (), held(old_node, moved))  # back, with its old copy
+    health = assess([m], reports)
+    assert health[moved] is Health.HEALTHY
+    assert orphans([m], reports, health) == [(old_node, moved)]
+    # The block the manifest names lost: the old copy is kept (it may be the last good one).
+    del reports[spare]
+    assert orphans([m], reports, assess([m], reports)) == []
+    # Blocks of volumes without a manifest (an encode under way) are never orphans.
+    reports[old_node] = NodeReport(old_node, (), held(old_node, BlockId(4, 0, 9)))
+    assert orphans([m], reports, assess([m], reports)) == []
