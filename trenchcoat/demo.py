@@ -7,36 +7,50 @@ and shows its photos still served from the other replicas, deletes a photo and s
 404. Then the feed, the other half, meeting the media half at the media_id: users follow
 each other and one celebrity (``feed.celebrity_threshold`` is 3 for the demo), everyone
 posts photos, a home feed is printed page by page with the URLs then fetched through the
-CDN, and an unfollow and a delete are shown leaving the feed. Then everything stops and
-the demo checks nothing is left running.
+CDN, and an unfollow and a delete are shown leaving the feed. Then the warm tier: one
+volume is moved into the f4 cell now (as ``trenchcoat migrate`` does; in production it
+ages there after ``f4.warm_after_s``), its photos are read from f4 by the same URLs, four
+storage nodes holding its data blocks are killed with SIGKILL and every photo is still
+served (rebuilt online by the backoff node), a warm photo is deleted (404 at once: its
+key is discarded), and no block file on disk holds any photo's plaintext. Then everything
+stops and the demo checks nothing is left running.
 
 Every check states the condition it proves and holds however loaded the machine is:
 every acknowledged upload reads back byte-exact on every read; the CDN's second read of a
 photo is a HIT; the cache admits none of the CDN's reads; every photo the cache admits on
 a direct read is a hit on the next, and a photo it does not admit was on a read-only
 volume (Haystack's rule; a volume turns read-only when, say, a starved store misses its
-probes). Counts that depend on timing are reported, not asserted.
+probes); a warm volume's photos are never admitted, and read back byte-exact with four
+of a stripe's 14 blocks gone. Counts that depend on timing are reported, not asserted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import os
 import re
+import shutil
 import signal
+import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from trenchcoat import procs, urls
+from trenchcoat import admin, procs, urls
 from trenchcoat.config import Config
-from trenchcoat.errors import Unavailable
+from trenchcoat.directory_client import DirectoryClient, VolumeView
+from trenchcoat.errors import FailedPrecondition, Unavailable
+from trenchcoat.f4_client import F4Client
+from trenchcoat.f4_types import BlockInfo
 from trenchcoat.feed_client import FeedClient, FeedEntry, FeedItem
-from trenchcoat.launcher import Cluster
+from trenchcoat.launcher import Cluster, implemented_services, read_state
 from trenchcoat.media_client import Media, MediaClient
 from trenchcoat.rpc import ChannelPool
 
@@ -52,6 +66,20 @@ FEED_FOLLOWS = [(21, 22), (21, 23), (22, 21), (23, 21), (24, 21), (21, 30), (22,
 with four followers is a celebrity: star's posts are merged into feeds at read time."""
 CELEBRITY_THRESHOLD = 3
 SETTLE_S = 90.0
+FREE_AFTER_S = 3.0
+"""The demo's ``f4.free_after_s`` (30 s by default): a warm volume's hot replicas are freed
+this long after it turns warm. It must stay above ``directory.refresh_interval_s`` (0.5 s),
+within which every cache hears that the volume is warm and stops reading the replicas."""
+WARM_WAIT_S = 600.0
+"""Bound on waiting for a volume's move into f4 (seal, encode, check, warm, free): generous,
+since the wait ends as soon as the volume is warm with its hot replicas freed."""
+F4_NODES_KILLED = 4
+"""Blocks of one stripe lost at once: RS(10,4) reads through the loss of any four."""
+PLAINTEXT_PROBE_BYTES = 64
+DEMO_DIR = "demo"
+"""The demo's cluster lives in this directory under ``cluster.data_dir``, emptied before
+each run (so every run starts fresh, and a cluster of ``trenchcoat up`` is left alone) and
+kept afterwards for its logs."""
 
 
 def photo(user: int, n: int) -> bytes:
@@ -122,6 +150,11 @@ class Posted:
     entry: FeedEntry
     data: bytes
     caption: str
+    url: str
+
+    @property
+    def path(self) -> str:
+        return "/" + self.url.split("/", 3)[3]
 
 
 async def feed_setup(router: str, feed: str) -> dict[int, Posted]:
@@ -137,7 +170,7 @@ async def feed_setup(router: str, feed: str) -> dict[int, Posted]:
                 caption = f"{FEED_USERS[user]}'s photo {n + 1}"
                 uploaded = await media.upload(data, owner_id=user, content_type="image/jpeg")
                 entry = await feeds.post(user, uploaded.media_id, caption)
-                posted[entry.media_id] = Posted(entry, data, caption)
+                posted[entry.media_id] = Posted(entry, data, caption, uploaded.url)
     return posted
 
 
@@ -183,11 +216,245 @@ async def delete(router: str, media_id: int) -> bool:
         return await MediaClient(pool, router).delete(media_id)
 
 
+def volume_of(path: str) -> int:
+    return urls.parse_path(path).needle.logical_volume
+
+
+async def list_volumes(config: Config) -> list[VolumeView]:
+    async with ChannelPool() as pool:
+        return await DirectoryClient(pool, config.directory_endpoints(), timeout_s=30).list_volumes()
+
+
+async def migrate_first(config: Config, candidates: list[VolumeView]) -> tuple[VolumeView | None, list[str]]:
+    """Asks for the first candidate that may move into f4 now to move (``trenchcoat
+    migrate``); (it as the Directory answered, why earlier candidates were refused)."""
+    refused: list[str] = []
+    async with ChannelPool() as pool:
+        directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=30)
+        for volume in candidates:
+            try:
+                return await directory.migrate_volume(volume.id), refused
+            except FailedPrecondition as exc:  # under repair: its replicas may differ
+                refused.append(f"volume {volume.id}: {exc}")
+    return None, refused
+
+
+async def until_warm(config: Config, volume_id: int, bound_s: float) -> tuple[VolumeView | None, list[str]]:
+    """The volume once it is warm with its hot replicas freed, or as it is after
+    ``bound_s``; and the states it was seen in on the way."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound_s
+    view: VolumeView | None = None
+    seen: list[str] = []
+    async with ChannelPool() as pool:
+        directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=30)
+        while True:
+            try:
+                view = await directory.locate(volume_id)
+            except Unavailable:  # a directory too slow to answer on a loaded machine: ask again
+                pass
+            if view is not None:
+                stage = view.state
+                if view.state == "warm":
+                    stage = "warm, hot replicas freed" if not view.replicas else "warm (hot replicas not freed yet)"
+                if not seen or seen[-1] != stage:
+                    seen.append(stage)
+                if view.state == "warm" and not view.replicas:
+                    return view, seen
+            if loop.time() > deadline:
+                return view, seen
+            await asyncio.sleep(0.5)
+
+
+async def warm_blocks(config: Config, volume_id: int) -> list[BlockInfo]:
+    async with ChannelPool() as pool:
+        return await F4Client(pool, config.f4_endpoint(), timeout_s=30).volume_status(volume_id)
+
+
+def has_f4_cell(config: Config) -> bool:
+    """Whether the cluster ``trenchcoat up`` starts has an f4 cell that volumes move into."""
+    runs = implemented_services().keys()
+    return (config.f4.migrate and {"f4", "f4_storage", "f4_keystore"} <= runs
+            and min(config.f4.count, config.f4_storage.count, config.f4_keystore.count) > 0)
+
+
+def backoff_metrics(config: Config) -> list[str]:
+    """Where the cell's online reconstructions are counted: its backoff nodes (the front
+    when it has none, as it then rebuilds itself)."""
+    host = config.cluster.host
+    if not config.f4_backoff.count:
+        return [f"http://{host}:{config.f4.metrics_port}/metrics"]
+    return [f"http://{host}:{config.f4_backoff.metrics_port + i}/metrics" for i in range(config.f4_backoff.count)]
+
+
+def show_warm_tier(cluster: Cluster, router: str, photos: dict[str, bytes], deleted: set[str],
+                   direct: Callable[[str], str], check: Callable[[bool, str], None], say: Callable[[str], None]) -> None:
+    """A volume into f4 now, its photos read from the cell, four data blocks' nodes
+    killed, a warm delete, and no plaintext on disk. ``photos``: every photo the demo
+    uploaded (URL path -> bytes); ``deleted``: the paths of those it deleted."""
+    config = cluster.config
+    host = config.cluster.host
+    cache_metrics = f"http://{host}:{config.cache.metrics_port}/metrics"
+    last_read = time.monotonic()  # every read so far has returned
+
+    def leases_out() -> None:
+        """Waits until every lease taken by a read so far has ended: a read within a lease
+        period is answered from that lease's result (cache/leases.py), and these reads are
+        to reach f4. Leases are on the monotonic clock this process shares with the cache,
+        so once the period has passed since the last read returned, each has ended."""
+        time.sleep(max(0.0, last_read + config.cache.lease_period_s + 0.1 - time.monotonic()))
+
+    def show(lines: list[str]) -> None:
+        for line in lines:
+            say(f"   {line}" if line else "")
+    say(f"== the warm tier: an f4 cell of {config.f4_storage.count} storage nodes, Reed-Solomon(10,4) stripes "
+        "(10 data + 4 parity blocks, one a node)")
+    say(f"   in production a sealed volume ages into f4 after f4.warm_after_s "
+        f"({config.f4.warm_after_s / 86400:g} days); the demo asks for one now, as `trenchcoat migrate N` does,")
+    say(f"   with f4.free_after_s = {FREE_AFTER_S:g} (its hot replicas freed {FREE_AFTER_S:g} s after it is warm)")
+    fresh = asyncio.run(upload_all(router, "warm"))  # not read before the move: in no cache's memory
+    photos.update((u.path, u.data) for u in fresh)
+    landed = Counter(volume_of(u.path) for u in fresh)
+    # A move seals every replica first, so each must answer: not a volume of the killed store
+    # (read-only since it died), nor one whose replica is away for any other reason.
+    candidates = sorted((v for v in asyncio.run(list_volumes(config))
+                         if v.id in landed and v.replicas and all(r.alive for r in v.replicas)
+                         and v.state in ("writable", "read-only")),
+                        key=lambda v: (not v.writable, -landed[v.id], v.id))
+    volume, refused = asyncio.run(migrate_first(config, candidates)) if candidates else (None, [])
+    for line in refused:
+        say(f"   not {line}")
+    if volume is None:
+        check(False, f"a volume the {len(fresh)} new photos landed on ({sorted(landed)}) may move into f4 "
+                     "(every replica alive, not under repair)")
+        return
+    vid = volume.id
+    on_volume = {path: data for path, data in photos.items() if volume_of(path) == vid and path not in deleted}
+    chosen = next(v for v in candidates if v.id == vid)
+    replicas = ", ".join(f"store-{r.machine_id}@{r.rack}" for r in chosen.replicas)
+    say(f"== trenchcoat migrate {vid}: {len(on_volume)} photos ({landed[vid]} just uploaded), "
+        f"hot replicas {replicas}, every one alive")
+    check(volume.state in ("read-only", "sealed", "warm"),
+          f"the Directory took the request: volume {vid} is {volume.state} (no more writes), moving into f4")
+    started = time.monotonic()
+    volume, seen = asyncio.run(until_warm(config, vid, WARM_WAIT_S))
+    took = time.monotonic() - started
+    check(volume is not None and volume.state == "warm" and not volume.replicas,
+          f"volume {vid} is warm and its hot replicas are freed ({took:.1f}s; seen: {' -> '.join(seen) or '-'})")
+    if volume is None or volume.state != "warm":
+        return
+    say("== trenchcoat warm")
+    show(admin.warm_table(config))
+
+    def read_every_photo(when: str) -> Counter[str]:
+        """Reads every live photo on the volume from its cache; counts what the cache did."""
+        nonlocal last_read
+        leases_out()
+        outcomes: Counter[str] = Counter()
+        exact = 0
+        for path, data in on_volume.items():
+            status, body, headers = fetch(direct(path))
+            if status == 200 and body == data:
+                exact += 1
+            else:
+                check(False, f"direct read of {path} -> {status}, {len(body)} bytes: {body[:200]!r}")
+            outcomes[headers.get(CACHE_HEADER, "?")] += 1
+        last_read = time.monotonic()
+        check(exact == len(on_volume), f"every photo on warm volume {vid} read back byte-exact from its cache "
+                                       f"{when} ({exact}/{len(on_volume)})")
+        check(not outcomes["admitted"],
+              f"the cache admitted none of them (warm volumes never are): {outcomes['miss']} read from f4 (miss), "
+              f"{outcomes['hit']} from its memory (hit: admitted while the volume was hot)")
+        return outcomes
+
+    say(f"== reading the {len(on_volume)} photos of warm volume {vid} by their URLs, straight from the caches")
+    say(f"   (once cache.lease_period_s = {config.cache.lease_period_s:g} s has passed since the last read, so that "
+        "no read is answered from a lease's kept result)")
+    warm_reads = metric(cache_metrics, "trenchcoat_cache_warm_reads_total")
+    outcomes = read_every_photo("by the same URLs")
+    warm_reads = metric(cache_metrics, "trenchcoat_cache_warm_reads_total") - warm_reads
+    check(outcomes["miss"] >= landed[vid] and warm_reads >= outcomes["miss"],
+          f"each one not in the cache's memory was read from f4 ({warm_reads:g} warm reads counted)")
+
+    blocks = asyncio.run(warm_blocks(config, vid))
+    per_node = Counter(b.node for b in blocks if b.block.stripe == 0)
+    # The newest photos end the stripe's stream, which ends in its last data blocks: kill
+    # those, so reads that rebuild are certain (the photos there are in no cache's memory).
+    data_blocks = sorted((b for b in blocks if b.block.stripe == 0 and b.block.index < 10),
+                         key=lambda b: -b.block.index)
+    victims = [b for b in data_blocks if per_node[b.node] == 1][:F4_NODES_KILLED]
+    nodes = {p.endpoint: p for p in cluster.processes if p.name.startswith("f4_storage")}
+    if len(victims) < F4_NODES_KILLED or any(b.node not in nodes for b in victims):
+        check(False, f"four nodes of this cluster hold one data block of stripe 0 each "
+                     f"({[(b.block.index, b.node) for b in data_blocks]})")
+        return
+    say(f"== kill -9 {', '.join(nodes[b.node].name for b in victims)}: the nodes of data blocks "
+        f"{', '.join(str(b.block.index) for b in sorted(victims, key=lambda b: b.block.index))} of stripe 0 "
+        "(any 10 of a stripe's 14 blocks give back the other 4)")
+    for b in victims:
+        os.kill(nodes[b.node].pid, signal.SIGKILL)  # type: ignore[arg-type]
+    for b in victims:
+        nodes[b.node].popen.wait(30)  # type: ignore[union-attr]
+    say("   trenchcoat warm now shows:")
+    show(admin.warm_table(config))
+    lost = asyncio.run(warm_blocks(config, vid))
+    unhealthy = {(b.block.stripe, b.block.index) for b in lost if not b.healthy}
+    check({(0, b.block.index) for b in victims} <= unhealthy,
+          f"f4 reports their blocks unhealthy ({len(unhealthy)} of {len(lost)} unhealthy; the rebuilder would "
+          f"rebuild them after f4_rebuilder.grace_s = {config.f4_rebuilder.grace_s:g} s)")
+    say(f"== reading the {len(on_volume)} photos again, {F4_NODES_KILLED} of stripe 0's 14 blocks gone")
+    urls_ = backoff_metrics(config)
+    rebuilt = sum(metric(u, "trenchcoat_f4_reconstructions_total", 'outcome="rebuilt"') for u in urls_)
+    read_every_photo(f"with {F4_NODES_KILLED} blocks gone")
+    rebuilt = sum(metric(u, "trenchcoat_f4_reconstructions_total", 'outcome="rebuilt"') for u in urls_) - rebuilt
+    check(rebuilt > 0, f"the backoff node rebuilt the lost ranges online from 10 other blocks "
+                       f"(trenchcoat_f4_reconstructions_total{{outcome=\"rebuilt\"}} +{rebuilt:g})")
+
+    say("== deleting a warm photo (its key is discarded: its bytes in every block are noise)")
+    gone = next(u for u in reversed(fresh) if volume_of(u.path) == vid)
+    check(asyncio.run(delete(router, gone.media.media_id)), f"deleted {gone.media.media_id}")
+    deleted.add(gone.path)
+    status, _, _ = fetch(direct(gone.path))
+    check(status == 404, f"its URL now answers {status} at its cache, at once")
+
+    say("== looking for the photos' bytes in the f4 block files on disk")
+    files = sorted(cluster.data_dir.glob("f4-storage-*/**/*.blk"))
+    mine = [f for f in files if f"v{vid}" in f.relative_to(cluster.data_dir).parts]
+    probes = {path: data[len(data) // 2:len(data) // 2 + PLAINTEXT_PROBE_BYTES] for path, data in photos.items()}
+    found, scanned = [], 0
+    for f in files:
+        content = f.read_bytes()
+        scanned += len(content)
+        found += [f"{path} in {f.relative_to(cluster.data_dir)}" for path, probe in probes.items() if probe in content]
+    check(bool(mine) and not found,
+          f"no photo's plaintext in any of the {len(files)} block files ({scanned} bytes, {len(mine)} of volume {vid}): "
+          f"no {PLAINTEXT_PROBE_BYTES}-byte slice from the middle of any of the {len(probes)} JPEGs"
+          + (f"; found {'; '.join(found[:5])}" if found else "") + " (blobs are sealed with AES-256-GCM, "
+          "one key each, in the key store)")
+
+
+def fresh_cluster_dir(config: Config) -> Config:
+    """``config`` with its data directory moved to the demo's own, emptied of what an
+    earlier demo left there (its private PostgreSQL cluster too, wherever it lives)."""
+    root = Path(config.cluster.data_dir).resolve() / DEMO_DIR
+    if read_state(root) is None:  # a demo still running there keeps its lock: starting fails, naming it
+        shutil.rmtree(root, ignore_errors=True)
+        postgres = procs.postgres_data_dir(root / "postgres")
+        if postgres != root / "postgres":
+            shutil.rmtree(postgres, ignore_errors=True)
+    return dataclasses.replace(config, cluster=dataclasses.replace(config.cluster, data_dir=str(root)))
+
+
 def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> bool:
     """The demo; True when every step showed what it should."""
+    config = fresh_cluster_dir(config)
     cluster = Cluster(config, config_path=config_path,
-                      overrides={"TRENCHCOAT_FEED__CELEBRITY_THRESHOLD": str(CELEBRITY_THRESHOLD)})
+                      overrides={"TRENCHCOAT_FEED__CELEBRITY_THRESHOLD": str(CELEBRITY_THRESHOLD),
+                                 "TRENCHCOAT_F4__FREE_AFTER_S": str(FREE_AFTER_S)})
     ok = True
+    photos: dict[str, bytes] = {}
+    """Every photo uploaded (URL path -> bytes)."""
+    deleted: set[str] = set()
 
     def check(condition: bool, what: str) -> None:
         nonlocal ok
@@ -205,11 +472,12 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
     feed = f"{host}:{config.feed.port}"
     cache_metrics = f"http://{host}:{config.cache.metrics_port}/metrics"
     feed_metrics = f"http://{host}:{config.feed.metrics_port}/metrics"
-    say(f"== starting a local cluster in {cluster.data_dir}")
+    say(f"== starting a fresh local cluster in {cluster.data_dir}")
     try:
         cluster.start()
         say("== uploading generated photos (every replica fsynced before each answer)")
         uploads = asyncio.run(upload_all(router, "first"))
+        photos.update((u.path, u.data) for u in uploads)
         for u in uploads:
             say(f"   user {u.user:>5}  media_id {u.media.media_id}  {u.media.url}")
 
@@ -252,7 +520,9 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         check(read_only >= not_admitted,
               f"each photo it did not admit was on a read-only volume ({not_admitted} not admitted)")
 
-        victim = asyncio.run(upload_all(router, "victim"))[-1]  # not read yet: not cached
+        round_ = asyncio.run(upload_all(router, "victim"))
+        photos.update((u.path, u.data) for u in round_)
+        victim = round_[-1]  # not read yet: not cached
         machine = urls.parse_path(victim.path).machine_id
         store = next(p for p in cluster.processes if p.name == f"store-{machine}")
         say(f"== kill -9 store-{machine} (named in {victim.media.url})")
@@ -264,6 +534,7 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
               metric(cache_metrics, "trenchcoat_cache_replica_failovers_total") > failovers,
               f"its photo is still served ({status}): the cache failed over to another replica")
         fresh = asyncio.run(upload_all(router, "store-down"))
+        photos.update((u.path, u.data) for u in fresh)
         served = 0
         for u in fresh:
             status, body, _ = fetch(direct(u.path), {"X-Trenchcoat-Via-CDN": "1"})
@@ -275,6 +546,7 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         say("== deleting one photo")
         gone = uploads[0]
         check(asyncio.run(delete(router, gone.media.media_id)), f"deleted {gone.media.media_id}")
+        deleted.add(gone.path)
         status, _, _ = fetch(direct(gone.path))
         check(status == 404, f"its URL now answers {status} at its cache (the CDN forgets it within cdn.ttl_s)")
 
@@ -282,6 +554,7 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         say("   alice follows bob and carol; bob, carol and dave follow alice; all four follow star, who "
             f"(followers >= feed.celebrity_threshold = {CELEBRITY_THRESHOLD}) is merged in at read time")
         posted = asyncio.run(feed_setup(router, feed))
+        photos.update((p.path, p.data) for p in posted.values())
         want = sorted((p.entry for p in posted.values() if p.entry.author_id in (21, 22, 23, 30)), reverse=True)
         got = asyncio.run(home_until(feed, 21, want))
         check(got == want, f"alice's home feed holds the {len(want)} posts of alice, bob, carol and star, "
@@ -307,11 +580,19 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         dropped = next(p for p in posted.values() if p.entry.author_id == 23)
         check(asyncio.run(feed_call(feed, "delete_post", 23, dropped.entry.media_id)),
               f"carol deletes her post {dropped.entry.media_id}")
+        deleted.add(dropped.path)
         after = asyncio.run(home_until(feed, 21, [e for e in after if e != dropped.entry], settle_s=0))
         check(dropped.entry not in after, f"it left alice's feed at once ({len(after)} entries)")
         url = next(i.media.url for items in pages for i in items if i.entry == dropped.entry)
         status, _, _ = fetch(direct("/" + url.split("/", 3)[3]))
         check(status == 404, f"and its photo's URL answers {status} at its cache")
+
+        if has_f4_cell(config):
+            show_warm_tier(cluster, router, photos, deleted, direct, check, say)
+        else:
+            say("== the warm tier: skipped, this configuration runs no f4 cell to move volumes into "
+                f"(f4.migrate = {str(config.f4.migrate).lower()}, f4.count = {config.f4.count}, "
+                f"f4_storage.count = {config.f4_storage.count})")
     finally:
         say("== stopping")
         groups = {p.pid for p in cluster.processes if p.pid is not None}
