@@ -21,32 +21,59 @@ Blobs are 100 KiB of random bytes (1,200 of them; 300 with --quick).
                            (aim <= 11: ranges, never whole blocks)
 - disk_per_logical_warm    bytes of every block of every stripe over the blobs' bytes
                            (aim <= 1.45 per cell)
+- rebuild_throttle_mb_per_s  the rebuilder's throttle: bytes a second read from the 10
+                           surviving blocks (f4.rebuild_bytes_per_s's default, 32 MiB/s)
+- rebuild_mb_per_s         MB/s of block bytes rebuilt whole (f4.rebuild.Rebuilder in
+                           place, one block after another, each put and read back),
+                           nothing else running
+- rebuild_vs_throttle      rebuild_mb_per_s x 10 over the throttle (close to, never
+                           above, 1)
+- rebuild_mb_per_s_during_reads  the same while the live reads below run (each round
+                           over when the block under way is done)
+- live_p99_idle_ms         p99 of Cell.read (c=16) with nothing else running
+- live_p99_during_rebuild_ms  the same while a throttled rebuild runs
+- live_p99_during_rebuild_vs_idle  the second over the first (aim <= 1.5)
+
+The rebuilder runs in a process of its own, as ``python -m f4.rebuilder`` does, so its
+decoding never runs on the reader's event loop; idle and rebuilding rounds of live reads
+alternate (four of each), so a neighbour's burst of load lands on both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import random
+import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from multiprocessing.connection import Connection
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from prometheus_client import REGISTRY
 
 from bench import common
-from bench.store import rate, start
+from bench.store import CONCURRENCY, rate, start
 from f4 import codec
 from f4.cell import Cell, Node, PlainBlob
 from f4.layout import Geometry
+from f4.manifest import Manifest
+from f4.rebuild import Journal, Rebuilder, target
 from trenchcoat import procs, rpc
+from trenchcoat.config import F4Config, F4RebuilderConfig
 from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_client import StoreClient
 
 BLOB_BYTES = 100 * 1024
 GEOMETRY = Geometry(cell_bytes=1024 * 1024, rows=4)
+THROTTLE_BYTES_PER_S = F4Config().rebuild_bytes_per_s
+ROUNDS = 4
+"""Idle and rebuilding rounds of live reads, alternating, of seconds / ROUNDS each."""
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
@@ -56,6 +83,55 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 def _reconstruct_bytes() -> float:
     return REGISTRY.get_sample_value("trenchcoat_f4_reconstruct_bytes_read_total") or 0.0
+
+
+async def latencies(call: Callable[[], Awaitable[object]], seconds: float) -> list[float]:
+    """Seconds each ``call()`` took, from CONCURRENCY concurrent tasks for ``seconds``."""
+    took: list[float] = []
+    stop = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < stop:
+            began = time.perf_counter()
+            await call()
+            took.append(time.perf_counter() - began)
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return took
+
+
+def p99(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=100)[98]
+
+
+def rebuild_process(conn: Connection, stop: Event, raw_manifest: bytes, journal: str) -> None:
+    """The rebuilder's process: rebuilds the manifest's blocks in place, whole, one after
+    another, in rounds the parent asks for over ``conn``: ``("for", seconds)`` until
+    ``seconds`` have passed, ``("until",)`` until ``stop`` is set; each finishes the block
+    under way. A round answers ``("started",)``, then (block bytes rebuilt, seconds)."""
+    asyncio.run(_rebuild_rounds(conn, stop, Manifest.from_bytes(raw_manifest), Path(journal)))
+
+
+async def _rebuild_rounds(conn: Connection, stop: Event, manifest: Manifest, journal: Path) -> None:
+    domains: dict[str, list[str]] = {}
+    for stripe in manifest.stripes:
+        for node, domain in stripe.blocks:
+            domains.setdefault(domain, []).append(node)
+    blocks = [(s.number, i) for s in manifest.stripes for i in range(codec.N)]
+    turn = 0
+    async with rpc.ChannelPool() as pool:
+        rebuilder = Rebuilder(F4StorageClient(pool, timeout_s=30.0), THROTTLE_BYTES_PER_S, Journal(journal),
+                              step_bytes=F4RebuilderConfig().step_bytes)
+        while (ask := await asyncio.to_thread(conn.recv)) != ("quit",):
+            began = time.perf_counter()
+            rebuilt = 0
+            conn.send(("started",))
+            while not stop.is_set() if ask[0] == "until" else time.perf_counter() - began < ask[1]:
+                number, index = blocks[turn % len(blocks)]
+                turn += 1
+                onto = target(manifest.stripes[number], index, domains, node_answers=True)
+                rebuilt += (await rebuilder.rebuild(manifest, number, index, onto, reason="requested")).total_bytes
+            conn.send((rebuilt, time.perf_counter() - began))
 
 
 async def figures(tmp: Path, dsn: str, count: int, seconds: float) -> dict[str, float]:
@@ -153,9 +229,61 @@ async def figures(tmp: Path, dsn: str, count: int, seconds: float) -> dict[str, 
 
             out["degraded_read_per_s"] = await rate(degraded_read, seconds)
             out["degraded_read_vs_warm_read"] = out["degraded_read_per_s"] / out["warm_read_per_s"]
+            out |= await rebuild_figures(tmp, manifest, warm_read, seconds)
     finally:
         for p in reversed(started):
             p.stop()
+    return out
+
+
+async def rebuild_figures(tmp: Path, manifest: Manifest, warm_read: Callable[[], Awaitable[None]],
+                          seconds: float) -> dict[str, float]:
+    """Whole-block rebuilds in place at the default throttle, alone and under live reads,
+    from a rebuilder process of their own; and the live reads' p99 idle and meanwhile."""
+    out: dict[str, float] = {"rebuild_throttle_mb_per_s": THROTTLE_BYTES_PER_S / 1e6}
+    context = multiprocessing.get_context("spawn")
+    conn, child_conn = context.Pipe()
+    stop = context.Event()
+    child = context.Process(target=rebuild_process, name="bench-f4-rebuilder",
+                            args=(child_conn, stop, manifest.to_bytes(), str(tmp / "rebuild-journal")))
+    child.start()
+    child_conn.close()  # the child's end is the child's alone: its exit ends our reads with EOFError
+
+    async def answer() -> tuple[float, ...]:
+        try:
+            return await asyncio.to_thread(conn.recv)
+        except EOFError:
+            raise RuntimeError(f"the rebuilder process exited ({child.exitcode})") from None
+
+    try:
+        conn.send(("for", seconds))
+        await answer()
+        rebuilt, took = await answer()
+        out["rebuild_mb_per_s"] = rebuilt / took / 1e6
+        out["rebuild_vs_throttle"] = out["rebuild_mb_per_s"] * codec.K / out["rebuild_throttle_mb_per_s"]
+        idle: list[float] = []
+        busy: list[float] = []
+        during = [0.0, 0.0]
+        for _ in range(ROUNDS):
+            idle += await latencies(warm_read, seconds / ROUNDS)
+            conn.send(("until",))
+            await answer()  # the rebuild is under way
+            busy += await latencies(warm_read, seconds / ROUNDS)
+            stop.set()
+            rebuilt, took = await answer()  # once the block under way is done: the next idle round is idle
+            stop.clear()
+            during = [during[0] + rebuilt, during[1] + took]
+        out["rebuild_mb_per_s_during_reads"] = during[0] / during[1] / 1e6
+        out["live_p99_idle_ms"] = p99(idle) * 1e3
+        out["live_p99_during_rebuild_ms"] = p99(busy) * 1e3
+        out["live_p99_during_rebuild_vs_idle"] = out["live_p99_during_rebuild_ms"] / out["live_p99_idle_ms"]
+    finally:
+        if child.is_alive():
+            conn.send(("quit",))
+        await asyncio.to_thread(child.join, 30)
+        if child.is_alive():
+            child.kill()
+            child.join()
     return out
 
 
