@@ -24,6 +24,7 @@ guarantee end to end.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -228,21 +229,47 @@ class Cell:
 
     async def _extent(self, volume_id: int, stripe: Stripe, extent: Extent,
                       fallback: Fallback | None) -> tuple[bytes, bool]:
+        """The extent's bytes and whether they were rebuilt. A read slower than
+        ``hedge_s`` is hedged, not abandoned: the rebuild starts beside it and whichever
+        answers first wins, so a slow node still serves when the stripe cannot be rebuilt
+        without it (four others lost)."""
         node, _ = stripe.blocks[extent.block]
         block = BlockId(volume_id, stripe.number, extent.block)
+        reading = asyncio.ensure_future(self._storage.read_range(node, block, extent.offset, extent.length))
+        direct: asyncio.Task[bytes] | None = reading
         try:
-            return await self._storage.read_range(node, block, extent.offset, extent.length,
-                                                  timeout_s=self.hedge_s), False
+            return await asyncio.wait_for(asyncio.shield(reading), self.hedge_s), False
+        except TimeoutError:
+            log.debug("%s on %s is slower than %ss; rebuilding bytes %d+%d beside it", block, node, self.hedge_s,
+                      extent.offset, extent.length)
         except TrenchcoatError as exc:
-            log.debug("%s on %s failed (%s); rebuilding bytes %d+%d from the stripe",
-                        block, node, exc, extent.offset, extent.length)
+            direct = None
+            log.debug("%s on %s failed (%s); rebuilding bytes %d+%d from the stripe", block, node, exc,
+                      extent.offset, extent.length)
         DEGRADED_READS.inc()
+        rebuild = asyncio.ensure_future(self.reconstruct(volume_id, stripe, extent))
         try:
-            return await self.reconstruct(volume_id, stripe, extent), True
-        except StripeUnavailable:
-            if fallback is None:
-                raise
-            return await fallback(stripe, extent), True
+            if direct is not None:
+                await asyncio.wait((direct, rebuild), return_when=asyncio.FIRST_COMPLETED)
+                if direct.done() and direct.exception() is None:
+                    return direct.result(), False
+                if not rebuild.done() or rebuild.exception() is not None:
+                    with contextlib.suppress(TrenchcoatError):
+                        return await direct, False  # the rebuild failed (or is slower): the slow read may still come
+            try:
+                return await rebuild, True
+            except StripeUnavailable:
+                if fallback is None:
+                    raise
+                return await fallback(stripe, extent), True
+        finally:
+            for task in (direct, rebuild):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, TrenchcoatError):
+                        await task
+                elif task is not None and not task.cancelled():
+                    task.exception()  # retrieved: a loser's error is not logged as lost
 
     async def reconstruct(self, volume_id: int, stripe: Stripe, extent: Extent) -> bytes:
         """The extent's bytes rebuilt from the same range of 10 other blocks of the stripe:

@@ -7,6 +7,8 @@ node answers."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import REGISTRY
 
@@ -206,3 +208,25 @@ async def test_a_backoff_node_rebuilds_failed_reads_and_the_front_does_when_none
         for b in victims:
             assert (await cell.read(manifest, b.key, b.alternate_key, b.cookie)).data == b.data
         assert _local_reconstructions() > before
+
+
+async def test_a_slow_node_still_serves_when_its_stripe_cannot_be_rebuilt_without_it(service, postgres, tmp_path):
+    async with rpc.ChannelPool() as pool:
+        cell, nodes = await cell_of(service, postgres, tmp_path, pool)
+        written = blobs(30)
+        manifest = await cell.encode(24, aiter_of(written))
+        cell.hedge_s = 0.2
+        nodes[2].kill()  # d12
+        nodes[3].kill()  # d13
+        for index in (0, 1):  # and two data blocks' files gone: four of fourteen lost
+            [path] = (tmp_path / "data").rglob(f"v24/s0/b{index}.blk")
+            path.unlink()
+        victims = extents_in(cell, manifest, written, 0, 7)
+        assert victims
+        # d06-d11's node stalls (SIGSTOP): the read of block 7 is slow, and the stripe cannot be
+        # rebuilt without it (nine others answer). The hedged read waits for it instead of failing.
+        with nodes[1].frozen():
+            reads = [asyncio.ensure_future(cell.read(manifest, b.key, b.alternate_key, b.cookie)) for b in victims]
+            await asyncio.sleep(1.0)  # the stall, well past hedge_s
+        for b, got in zip(victims, await asyncio.gather(*reads), strict=True):
+            assert got.data == b.data

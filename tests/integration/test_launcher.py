@@ -29,10 +29,10 @@ def data_dir() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def cli(data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(data_dir: Path, *args: str, timeout: float = 120, whole: bool = False) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "trenchcoat", *args],
-        env=_env(data_dir, NO_F4_CELL), capture_output=True, text=True, timeout=timeout, cwd=harness.REPO_ROOT, check=False,
+        env=_env(data_dir, None if whole else NO_F4_CELL), capture_output=True, text=True, timeout=timeout, cwd=harness.REPO_ROOT, check=False,
     )
 
 
@@ -177,9 +177,10 @@ def test_status_without_a_cluster_says_so(data_dir):
 
 
 def test_demo_runs_and_leaves_nothing_behind(data_dir):
-    result = cli(data_dir, "demo", timeout=600)
+    result = cli(data_dir, "demo", timeout=900, whole=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no process left running" in result.stdout
+    assert "== the warm tier" in result.stdout and "skipped" not in result.stdout, result.stdout
 
 
 def test_a_bad_config_exits_2_naming_the_key(data_dir, tmp_path):
