@@ -33,6 +33,11 @@ Blobs are 100 KiB of random bytes (1,200 of them; 300 with --quick).
 - live_p99_idle_ms         p99 of Cell.read (c=16) with nothing else running
 - live_p99_during_rebuild_ms  the same while a throttled rebuild runs
 - live_p99_during_rebuild_vs_idle  the second over the first (aim <= 1.5)
+- disk_per_logical_xor     XOR geo-replication over three cells (two storage nodes
+                           each, 14 failure domains a cell): two volumes of the same
+                           blobs' count encoded by the front (f4.front.Front), paired,
+                           the XOR written; bytes of every block file on disk in all
+                           three cells over the two volumes' bytes (aim <= 2.2)
 
 The rebuilder runs in a process of its own, as ``python -m f4.rebuilder`` does, so its
 decoding never runs on the reader's event loop; idle and rebuilding rounds of live reads
@@ -48,7 +53,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
@@ -60,8 +65,10 @@ from bench import common
 from bench.store import CONCURRENCY, rate, start
 from f4 import codec
 from f4.cell import Cell, Node, PlainBlob
+from f4.front import Front
+from f4.geo import Region
 from f4.layout import Geometry
-from f4.manifest import Manifest
+from f4.manifest import MANIFEST_STRIPE, Manifest
 from f4.rebuild import Journal, Rebuilder, target
 from trenchcoat import procs, rpc
 from trenchcoat.config import F4Config, F4RebuilderConfig
@@ -230,10 +237,43 @@ async def figures(tmp: Path, dsn: str, count: int, seconds: float) -> dict[str, 
             out["degraded_read_per_s"] = await rate(degraded_read, seconds)
             out["degraded_read_vs_warm_read"] = out["degraded_read_per_s"] / out["warm_read_per_s"]
             out |= await rebuild_figures(tmp, manifest, warm_read, seconds)
+            out["disk_per_logical_xor"] = await xor_figure(tmp, started, storage, keys, blobs)
     finally:
         for p in reversed(started):
             p.stop()
     return out
+
+
+async def xor_figure(tmp: Path, started: list[procs.ManagedProcess], storage: F4StorageClient,
+                     keys: KeyStoreClient, blobs: list[PlainBlob]) -> float:
+    """Effective replication with XOR geo-replication, measured on disk."""
+    cells = ("east", "west", "xor")
+    endpoints = []
+    for c, name in enumerate(cells):
+        domains = [f"{name}-{i}" for i in range(codec.N)]
+        for half in range(2):
+            port, node_id = procs.free_port(), 100 + 2 * c + half
+            started.append(start([sys.executable, "-m", "f4.storage"], tmp / f"f4-storage-{node_id}.log", port, _env(
+                tmp, TRENCHCOAT_F4_STORAGE__PORT=str(port), TRENCHCOAT_F4_STORAGE__METRICS_PORT=str(procs.free_port()),
+                TRENCHCOAT_F4_STORAGE__NODE_ID=str(node_id), TRENCHCOAT_F4_STORAGE__CELL=name,
+                TRENCHCOAT_F4_STORAGE__DOMAINS=",".join(domains[half::2]))))
+            endpoints.append(f"127.0.0.1:{port}")
+    front = Front(Region(storage, keys, GEOMETRY, cells), storage, keys, endpoints, None, None,  # type: ignore[arg-type]
+                  call_timeout_s=30.0)
+    await front.refresh_nodes()
+    halves = [[replace(b, key=b.key + 1_000_000 * (v + 1)) for b in blobs] for v in range(2)]
+    for volume, its_blobs in zip((101, 102), halves, strict=True):
+        async def feed(its_blobs: list[PlainBlob] = its_blobs) -> AsyncIterator[PlainBlob]:
+            for blob in its_blobs:
+                yield blob
+
+        await front.encode_from(volume, [("bench", feed)])
+    paired = await front.manifest(101, fresh=True)
+    if not paired.buddy:
+        raise RuntimeError("the two volumes were not paired")
+    on_disk = sum(p.stat().st_size for n in range(100, 106) for p in (tmp / "cluster" / f"f4-storage-{n}").rglob("*.blk")
+                  if p.parent.name != f"s{MANIFEST_STRIPE}")
+    return on_disk / sum(len(b.data) for volume_blobs in halves for b in volume_blobs)
 
 
 async def rebuild_figures(tmp: Path, manifest: Manifest, warm_read: Callable[[], Awaitable[None]],
