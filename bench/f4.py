@@ -84,8 +84,10 @@ ROUNDS = 4
 
 
 def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    # Each process runs alone on its own free ports: a count above 1 would make its config
+    # claim port + i and metrics_port + i for siblings, which may clash with another free port.
     return {**os.environ, "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp / "cluster"),
-            "TRENCHCOAT_CLUSTER__LOG_LEVEL": "WARNING", **extra}
+            "TRENCHCOAT_CLUSTER__LOG_LEVEL": "WARNING", "TRENCHCOAT_F4_STORAGE__COUNT": "1", **extra}
 
 
 def _reconstruct_bytes() -> float:

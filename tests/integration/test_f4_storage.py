@@ -32,6 +32,10 @@ def start_node(service, data_dir, port=None, metrics_port=None, *, node_id=3, do
                        "TRENCHCOAT_F4_STORAGE__PORT": str(port),
                        "TRENCHCOAT_F4_STORAGE__METRICS_PORT": str(metrics_port),
                        "TRENCHCOAT_F4_STORAGE__NODE_ID": str(node_id),
+                       # One process on its own free ports: with the default count of 14 the
+                       # config would also claim port + 1..13 and metrics_port + 1..13 for
+                       # siblings, and two free ports 13 apart would clash.
+                       "TRENCHCOAT_F4_STORAGE__COUNT": "1",
                        "TRENCHCOAT_F4_STORAGE__DOMAINS": ",".join(domains),
                        "TRENCHCOAT_F4_STORAGE__DRAIN_NOTICE_S": "0",
                        **extra,
