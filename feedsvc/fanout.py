@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-import redis.exceptions
 
 from feedsvc import metrics
 from feedsvc.model import Post, PostState
 from feedsvc.records import Records
 from feedsvc.timelines import Timelines
 from trenchcoat.errors import Unavailable
+from trenchcoat.jobqueue import JobQueue, Streams
 from trenchcoat.redisio import failures
 
 log = logging.getLogger(__name__)
@@ -59,21 +59,15 @@ class Job:
     media_id: int
     kind: str
     """``spread`` a live post, or ``remove`` a deleted one."""
-    attempt: int = 0
-    """Failed attempts so far."""
-    error: str = ""
-    """Why the last attempt failed."""
 
-    def fields(self) -> dict[Any, Any]:
-        return {"media_id": str(self.media_id), "kind": self.kind, "attempt": str(self.attempt),
-                "error": self.error[:1000]}
+    def fields(self) -> dict[str, str]:
+        return {"media_id": str(self.media_id), "kind": self.kind}
 
     @classmethod
     def from_fields(cls, fields: dict[bytes, bytes]) -> Job:
         """The job an entry holds; ValueError when it holds none (a malformed entry)."""
         try:
-            return cls(int(fields[b"media_id"]), fields[b"kind"].decode(), int(fields.get(b"attempt", b"0")),
-                       fields.get(b"error", b"").decode())
+            return cls(int(fields[b"media_id"]), fields[b"kind"].decode())
         except (KeyError, ValueError, UnicodeDecodeError) as exc:
             raise ValueError(f"not a fan-out job: {fields!r:.200} ({type(exc).__name__}: {exc})") from None
 
@@ -82,130 +76,18 @@ def job_for(post: Post) -> Job:
     return Job(post.media_id, SPREAD if post.state is PostState.LIVE else REMOVE)
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A stream entry as a worker received it (parsed by the worker, so a malformed one is
-    dead-lettered rather than crashing every worker that takes it over)."""
-
-    entry_id: bytes
-    fields: dict[bytes, bytes]
-    deliveries: int
-    """How many times the stream has handed this entry out (1: the first time)."""
-
-    @property
-    def job(self) -> Job:
-        return Job.from_fields(self.fields)
+STREAMS = Streams(stream=STREAM, dead=DEAD, group=GROUP, what="fan-out job", stream_max=STREAM_MAX,
+                  dead_max=DEAD_MAX)
 
 
-class FanoutQueue:
+class FanoutQueue(JobQueue):
+    """The fan-out job stream (``trenchcoat.jobqueue`` does the queueing)."""
+
     def __init__(self, redis: aioredis.Redis) -> None:
-        self.redis = redis
-        self._claim_from = "0-0"
-        """Where the next XAUTOCLAIM scan of the pending list starts (it scans a bounded
-        stretch a call, so scans continue where the last one stopped)."""
+        super().__init__(redis, STREAMS)
 
-    async def ensure_group(self) -> None:
-        with failures("creating the fan-out consumer group"):
-            try:
-                await self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-            except redis.exceptions.ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-
-    async def enqueue(self, job: Job) -> None:
-        with failures("enqueueing a fan-out job"):
-            await self.redis.xadd(STREAM, job.fields(), maxlen=STREAM_MAX, approximate=True)
-
-    async def take(self, consumer: str, count: int, *, block_ms: int, claim_idle_ms: int) -> list[Delivery]:
-        """Up to ``count`` jobs for ``consumer``: first any a dead worker left idle past
-        ``claim_idle_ms``, then new ones (waiting up to ``block_ms`` for one)."""
-        try:
-            with failures("taking fan-out jobs"):
-                return await self._take(consumer, count, block_ms, claim_idle_ms)
-        except Unavailable as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await self.ensure_group()  # Redis lost the stream (a restart): the sweeper refills it
-            self._claim_from = "0-0"
-            return []
-
-    async def _take(self, consumer: str, count: int, block_ms: int, claim_idle_ms: int) -> list[Delivery]:
-        reply: Any = await self.redis.xautoclaim(STREAM, GROUP, consumer, claim_idle_ms, self._claim_from,
-                                                 count=count)
-        self._claim_from = reply[0]  # "0-0" again once the whole pending list was scanned
-        out = []
-        for entry_id, fields in reply[1]:
-            if fields is None:  # deleted meanwhile
-                continue
-            pending = await self.redis.xpending_range(STREAM, GROUP, entry_id, entry_id, 1)
-            deliveries = int(pending[0]["times_delivered"]) if pending else 1
-            out.append(Delivery(entry_id, fields, deliveries))
-        if len(out) >= count:
-            return out
-        replies: Any = await self.redis.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count - len(out),
-                                                   block=block_ms)
-        for _, entries in replies or []:
-            for entry_id, fields in entries:
-                out.append(Delivery(entry_id, fields, 1))
-        return out
-
-    async def keep_claim(self, consumer: str, entry_id: bytes) -> None:
-        """Resets the entry's idle time: a long job is not taken over while it runs."""
-        with failures("refreshing a fan-out claim"):
-            await self.redis.xclaim(STREAM, GROUP, consumer, 0, [entry_id], justid=True)
-
-    async def done(self, entry_id: bytes) -> None:
-        with failures("acknowledging a fan-out job"):
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.xack(STREAM, GROUP, entry_id)
-            pipe.xdel(STREAM, entry_id)
-            await pipe.execute()
-
-    async def retry(self, delivery: Delivery, error: str) -> None:
-        """Enqueues the job again with one more failed attempt, and retires this entry."""
-        failed = delivery.job
-        job = Job(failed.media_id, failed.kind, failed.attempt + 1, error)
-        with failures("re-enqueueing a fan-out job"):
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.xadd(STREAM, job.fields(), maxlen=STREAM_MAX, approximate=True)
-            pipe.xack(STREAM, GROUP, delivery.entry_id)
-            pipe.xdel(STREAM, delivery.entry_id)
-            await pipe.execute()
-
-    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        fields: dict[Any, Any] = {**delivery.fields, b"reason": reason[:1000].encode(),
-                                  b"at": f"{time.time():.3f}".encode()}
-        with failures("dead-lettering a fan-out job"):
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.xadd(DEAD, fields, maxlen=DEAD_MAX, approximate=True)
-            pipe.xack(STREAM, GROUP, delivery.entry_id)
-            pipe.xdel(STREAM, delivery.entry_id)
-            await pipe.execute()
-        metrics.DEAD_LETTERS.inc()
-        log.error("fan-out entry %s dead-lettered: %s", delivery.entry_id.decode(), reason)
-
-    async def oldest_ms(self) -> int | None:
-        """When the oldest entry still in the stream (waiting or running) was added, in Unix
-        ms; None when the stream is empty. A post whose duty began before it has no job in
-        the stream."""
-        with failures("the fan-out queue's oldest entry"):
-            first: Any = await self.redis.xrange(STREAM, count=1)
-        return int(first[0][0].split(b"-")[0]) if first else None
-
-    async def depth(self) -> tuple[int, int]:
-        """(jobs waiting or running, dead letters)."""
-        with failures("the fan-out queue's depth"):
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.xlen(STREAM)
-            pipe.xlen(DEAD)
-            queued, dead = await pipe.execute()
-        return int(queued), int(dead)
-
-    async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
-        with failures("reading dead letters"):
-            entries: Any = await self.redis.xrevrange(DEAD, count=count)
-        return [{k.decode(): v.decode() for k, v in fields.items()} | {"id": entry_id.decode()}
-                for entry_id, fields in entries]
+    async def add(self, job: Job) -> None:
+        await self.enqueue(job.fields())
 
 
 class Fanout:

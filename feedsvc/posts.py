@@ -67,7 +67,7 @@ class Posts:
             return change.post.entry  # the same post again: nothing more to do
         if change.pull_author_changed:
             await self._best_effort("bump the pull epoch", self._timelines.bump_pull_epoch())
-        await self._best_effort("enqueue the fan-out", self._queue.enqueue(Job(media_id, SPREAD)))
+        await self._best_effort("enqueue the fan-out", self._queue.add(Job(media_id, SPREAD)))
         return change.post.entry
 
     async def delete(self, author_id: int, media_id: int) -> bool:
@@ -89,7 +89,7 @@ class Posts:
         # the post from now on, and the job removes it from every timeline.
         await self._timelines.mark_deleted(media_id)
         await self._metadata.forget(media_id)
-        await self._best_effort("enqueue the removal", self._queue.enqueue(Job(media_id, REMOVE)))
+        await self._best_effort("enqueue the removal", self._queue.add(Job(media_id, REMOVE)))
         try:
             await self._media.delete(media_id)
         except NotFound:

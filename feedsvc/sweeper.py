@@ -42,7 +42,7 @@ class Sweeper(PeriodicWorker):
         """Enqueues the unfinished fan-outs; returns how many."""
         posts = await self._records.unfinished_fanouts(self._after_s, await self._queue.oldest_ms())
         for post in posts:
-            await self._queue.enqueue(job_for(post))
+            await self._queue.add(job_for(post))
         if posts:
             metrics.SWEPT.inc(len(posts))
             log.info("enqueued again %d fan-outs that had not finished", len(posts))
