@@ -70,6 +70,7 @@ def cluster_env(tmp: Path, name: str, etcd: str, dsn: str, replicas: int) -> dic
         "TRENCHCOAT_DIRECTORY__MIN_WRITABLE_VOLUMES": "4",
         "TRENCHCOAT_DIRECTORY__PROBE_INTERVAL_S": "0.5",
         "TRENCHCOAT_F4__MIGRATE": "false",  # no f4 cell here: full volumes stay hot
+        "TRENCHCOAT_ROUTER__RENDITIONS": "false",  # no transformers here: uploads get no rendition jobs
         # One process per section on its own free ports (count > 1 would claim port + i).
         **{f"TRENCHCOAT_{s}__COUNT": "1" for s in ("DIRECTORY", "STORE", "CACHE", "ROUTER")},
     }

@@ -7,12 +7,14 @@ import sys
 from router.deletes import DeleteJournal
 from router.metadata import MediaStore
 from router.photos import Photos
+from router.renditions import RenditionDuties, RenditionWriter
 from router.service import SERVICE_NAME, MediaServicer
 from router.upload import Uploader, UploadLimits
-from trenchcoat import server, siblings
+from trenchcoat import redisio, server, siblings
 from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.f4_client import F4Client
+from trenchcoat.rendition_jobs import RenditionQueue
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import router_pb2_grpc
@@ -24,6 +26,10 @@ def main() -> int:
     section = config.router
     if not config.postgres.dsn:
         print("router: postgres.dsn is empty: media metadata lives in PostgreSQL", file=sys.stderr)
+        return 2
+    if section.renditions and not config.redis.url:
+        print("router: redis.url is empty, and router.renditions enqueues rendition jobs there "
+              "(set router.renditions = false for a cluster without transformers)", file=sys.stderr)
         return 2
 
     async def build() -> server.ServiceHost:
@@ -41,12 +47,23 @@ def main() -> int:
                                 f4=f4)
         photos = Photos(media, directory, caches, deletes, cdn_base_url=section.cdn_base_url,
                         row_ttl_s=section.row_ttl_s)
+        writer = RenditionWriter(uploader, media, deletes)
+        workers: list[server.Worker] = [directory, deletes]
+        closers = [pool.close, media.close]
+        duties = None
+        if section.renditions:
+            redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
+            closers.append(redis.aclose)
+            duties = RenditionDuties(media, RenditionQueue(redis), recipe_version=config.transformer.recipe_version,
+                                     sweep_after_s=section.renditions_sweep_after_s,
+                                     sweep_interval_s=section.renditions_sweep_interval_s)
+            workers.append(duties)
         return server.host_for(
             "router", config.cluster, section,
-            bindings=[server.Binding(SERVICE_NAME, MediaServicer(uploader, media, photos),
+            bindings=[server.Binding(SERVICE_NAME, MediaServicer(uploader, media, photos, writer, duties),
                                      router_pb2_grpc.add_MediaServiceServicer_to_server)],
-            workers=[directory, deletes],
-            closers=[pool.close, media.close],
+            workers=workers,
+            closers=closers,
             ready=[directory.ready.wait],
         )
 

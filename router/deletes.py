@@ -85,16 +85,6 @@ class DeleteJournal(PeriodicWorker):
             *(self._stores.delete(r.address, needle, timeout_s=self._call_timeout_s) for r in volume.replicas),
             return_exceptions=True)
         left = []
-        if self._f4 is not None:
-            # Whatever the volume's state looks like from here (this copy of the map may be
-            # behind an encode under way), f4 records the media as deleted: no key is made
-            # for it afterwards, and one made already is discarded.
-            try:
-                await self._f4.delete_blob(entry.media_id)  # every rendition
-            except TrenchcoatError as exc:
-                left.append(f"f4 keys not discarded: {exc}")
-        elif volume.state in ("sealed", "warm"):
-            left.append(f"volume {entry.logical_volume} is {volume.state} but f4.migrate is off for this router")
         for replica, result in zip(volume.replicas, results, strict=True):
             if isinstance(result, NeedleNotFound):
                 continue  # the replica holds no such needle (the upload never reached it): nothing to serve
@@ -102,10 +92,23 @@ class DeleteJournal(PeriodicWorker):
                 left.append(f"store {replica.machine_id} not flagged: {result}")
             elif isinstance(result, BaseException):
                 raise result
-        try:
-            await self._caches.invalidate(entry.media_id)
-        except TrenchcoatError as exc:
-            left.append(str(exc))
+        # A stray (a rendition's dropped copy) was never given a URL: no cache holds it, and
+        # the f4 keys under its media_id are the live media's.
+        if not entry.stray:
+            if self._f4 is not None:
+                # Whatever the volume's state looks like from here (this copy of the map may be
+                # behind an encode under way), f4 records the media as deleted: no key is made
+                # for it afterwards, and one made already is discarded.
+                try:
+                    await self._f4.delete_blob(entry.media_id)  # every rendition
+                except TrenchcoatError as exc:
+                    left.append(f"f4 keys not discarded: {exc}")
+            elif volume.state in ("sealed", "warm"):
+                left.append(f"volume {entry.logical_volume} is {volume.state} but f4.migrate is off for this router")
+            try:
+                await self._caches.invalidate(entry.media_id)
+            except TrenchcoatError as exc:
+                left.append(str(exc))
         if left:
             raise Unavailable("; ".join(left))
 

@@ -34,6 +34,12 @@ class MediaState(enum.IntEnum):
     DELETED = 2
 
 
+class RenditionsState(enum.IntEnum):
+    PENDING = 0
+    DONE = 1
+    FAILED = 2
+
+
 @dataclass(frozen=True, slots=True)
 class MediaRow:
     media_id: int
@@ -45,6 +51,24 @@ class MediaRow:
     state: MediaState
     created_at: datetime
     idempotency_key: str | None
+    renditions_state: RenditionsState = RenditionsState.PENDING
+    renditions_version: int = 0
+    """The recipe version its renditions were finished under (0: not finished)."""
+    renditions_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionRow:
+    """A rendition recorded durable: its own needle (volume, cookie) under the media_id."""
+
+    media_id: int
+    alternate_key: int
+    logical_volume: int
+    cookie: int
+    size_bytes: int
+    content_type: str
+    width: int
+    height: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +80,8 @@ class PendingDelete:
     logical_volume: int
     cookie: int
     attempts: int
+    stray: bool = False
+    """A dropped copy of a rendition, not a deleted media: only its replicas need the flag."""
 
 
 class DuplicateId(Exception):
@@ -107,19 +133,38 @@ class MediaStore(pgmigrate.Database):
             await conn.execute("DELETE FROM media WHERE media_id = $1 AND state = $2",
                                to_signed(media_id), MediaState.PENDING)
 
-    async def mark_deleted(self, media_id: int) -> PendingDelete | None:
-        """Turns an active row deleted and journals the delete of its needle, in one
-        transaction; returns the journal entry, or None if the row was not active."""
+    async def mark_deleted(self, media_id: int) -> list[PendingDelete] | None:
+        """Turns an active row deleted and journals the delete of its needle and of every
+        rendition's, in one transaction; returns the journal entries, or None if the row
+        was not active."""
         async with self._db("marking the media deleted") as conn, conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE media SET state = $2 WHERE media_id = $1 AND state = $3 RETURNING logical_volume, cookie",
                 to_signed(media_id), MediaState.DELETED, MediaState.ACTIVE)
             if row is None:
                 return None
-            entry = await conn.fetchrow(
-                "INSERT INTO delete_journal (media_id, alternate_key, logical_volume, cookie) VALUES ($1, 0, $2, $3)"
-                " ON CONFLICT (media_id, alternate_key) DO UPDATE SET next_attempt_at = now() RETURNING *",
+            # The UPDATE holds the row's lock: a rendition being recorded (which reads the
+            # row FOR SHARE) either committed before, and is journalled here, or finds the
+            # media deleted and journals its own needle.
+            entries = await conn.fetch(
+                "INSERT INTO delete_journal (media_id, alternate_key, logical_volume, cookie)"
+                " SELECT $1::bigint, 0::bigint, $2::integer, $3::bigint UNION ALL"
+                " SELECT media_id, alternate_key, logical_volume, cookie FROM renditions WHERE media_id = $1"
+                " ON CONFLICT (media_id, alternate_key, logical_volume, cookie) DO UPDATE SET next_attempt_at = now()"
+                " RETURNING *",
                 to_signed(media_id), row["logical_volume"], row["cookie"])
+        return [_pending(e) for e in sorted(entries, key=lambda e: e["alternate_key"])]
+
+    async def journal_stray(self, media_id: int, alternate_key: int, logical_volume: int,
+                            cookie: int) -> PendingDelete:
+        """Journals the delete of a stray needle: a rendition's copy that was not recorded
+        (one recorded before it, or its media deleted meanwhile)."""
+        async with self._db("journalling a stray needle's delete") as conn:
+            entry = await conn.fetchrow(
+                "INSERT INTO delete_journal (media_id, alternate_key, logical_volume, cookie, stray)"
+                " VALUES ($1, $2, $3, $4, true)"
+                " ON CONFLICT (media_id, alternate_key, logical_volume, cookie) DO UPDATE SET next_attempt_at = now()"
+                " RETURNING *", to_signed(media_id), alternate_key, logical_volume, cookie)
         assert entry is not None  # an upsert always returns its row
         return _pending(entry)
 
@@ -131,7 +176,8 @@ class MediaStore(pgmigrate.Database):
             rows = await conn.fetch(
                 "UPDATE delete_journal SET attempts = attempts + 1,"
                 " next_attempt_at = now() + make_interval(secs => $2)"
-                " WHERE (media_id, alternate_key) IN (SELECT media_id, alternate_key FROM delete_journal"
+                " WHERE (media_id, alternate_key, logical_volume, cookie) IN"
+                " (SELECT media_id, alternate_key, logical_volume, cookie FROM delete_journal"
                 "   WHERE next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
                 " RETURNING *", limit, hold_s)
         return [_pending(r) for r in rows]
@@ -139,16 +185,18 @@ class MediaStore(pgmigrate.Database):
     async def finish_delete(self, entry: PendingDelete) -> None:
         """The delete is carried out everywhere: the entry goes."""
         async with self._db("finishing a journalled delete") as conn:
-            await conn.execute("DELETE FROM delete_journal WHERE media_id = $1 AND alternate_key = $2",
-                               to_signed(entry.media_id), entry.alternate_key)
+            await conn.execute("DELETE FROM delete_journal WHERE media_id = $1 AND alternate_key = $2"
+                               " AND logical_volume = $3 AND cookie = $4",
+                               to_signed(entry.media_id), entry.alternate_key, entry.logical_volume, entry.cookie)
 
     async def delay_delete(self, entry: PendingDelete, why: str, retry_in_s: float) -> None:
         """Not carried out everywhere yet: try again in ``retry_in_s``."""
         async with self._db("postponing a journalled delete") as conn:
             await conn.execute(
                 "UPDATE delete_journal SET last_error = $3, next_attempt_at = now() + make_interval(secs => $4)"
-                " WHERE media_id = $1 AND alternate_key = $2",
-                to_signed(entry.media_id), entry.alternate_key, why[:1000], retry_in_s)
+                " WHERE media_id = $1 AND alternate_key = $2 AND logical_volume = $5 AND cookie = $6",
+                to_signed(entry.media_id), entry.alternate_key, why[:1000], retry_in_s, entry.logical_volume,
+                entry.cookie)
 
     async def pending_deletes(self) -> int:
         async with self._db("counting journalled deletes") as conn:
@@ -172,14 +220,90 @@ class MediaStore(pgmigrate.Database):
         return _row(row) if row else None
 
 
+    async def record_rendition(self, rendition: RenditionRow) -> tuple[RenditionRow, bool] | None:
+        """Records a rendition whose needle every replica holds: (it, True); or (the one
+        recorded before under its alternate key, False); None when the media is not active
+        (the caller then journals its needle's delete)."""
+        async with self._db("recording a rendition") as conn, conn.transaction():
+            # FOR SHARE: a delete of the media waits for this transaction, and then journals
+            # the rendition with the rest (``mark_deleted``).
+            active = await conn.fetchval("SELECT 1 FROM media WHERE media_id = $1 AND state = $2 FOR SHARE",
+                                         to_signed(rendition.media_id), MediaState.ACTIVE)
+            if active is None:
+                return None
+            row = await conn.fetchrow(
+                "INSERT INTO renditions (media_id, alternate_key, logical_volume, cookie, size_bytes, content_type,"
+                " width, height) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                " ON CONFLICT (media_id, alternate_key) DO NOTHING RETURNING *",
+                to_signed(rendition.media_id), rendition.alternate_key, rendition.logical_volume, rendition.cookie,
+                rendition.size_bytes, rendition.content_type, rendition.width, rendition.height)
+            if row is not None:
+                return _rendition(row), True
+            row = await conn.fetchrow("SELECT * FROM renditions WHERE media_id = $1 AND alternate_key = $2",
+                                      to_signed(rendition.media_id), rendition.alternate_key)
+        if row is None:
+            raise Internal(f"rendition {rendition.alternate_key} of {rendition.media_id} conflicted but is not there")
+        return _rendition(row), False
+
+    async def rendition(self, media_id: int, alternate_key: int) -> RenditionRow | None:
+        async with self._db("reading a rendition's row") as conn:
+            row = await conn.fetchrow("SELECT * FROM renditions WHERE media_id = $1 AND alternate_key = $2",
+                                      to_signed(media_id), alternate_key)
+        return _rendition(row) if row else None
+
+    async def renditions_of(self, media_ids: list[int]) -> dict[int, list[RenditionRow]]:
+        """Every recorded rendition of each media, by alternate key."""
+        async with self._db(f"reading the renditions of {len(media_ids)} media") as conn:
+            rows = await conn.fetch("SELECT * FROM renditions WHERE media_id = ANY($1::bigint[])"
+                                    " ORDER BY media_id, alternate_key", [to_signed(m) for m in media_ids])
+        out: dict[int, list[RenditionRow]] = {}
+        for r in map(_rendition, rows):
+            out.setdefault(r.media_id, []).append(r)
+        return out
+
+    async def finish_renditions(self, media_id: int, version: int, failure: str) -> bool:
+        """Records the media's renditions finished under recipe ``version`` (``failure``
+        empty) or failed for good; False when the media is not active."""
+        state = RenditionsState.FAILED if failure else RenditionsState.DONE
+        async with self._db("recording renditions finished") as conn:
+            status = await conn.execute(
+                "UPDATE media SET renditions_state = $2, renditions_version = $3, renditions_error = $4"
+                " WHERE media_id = $1 AND state = $5",
+                to_signed(media_id), state, version, failure[:1000] or None, MediaState.ACTIVE)
+        return status.endswith(" 1")
+
+    async def renditions_due(self, after_s: float, limit: int) -> list[MediaRow]:
+        """Up to ``limit`` active uploads at least ``after_s`` old whose renditions are not
+        finished and were not swept in the last ``after_s``; each is marked swept now, so
+        other routers sweeping at once pass over it."""
+        async with self._db("finding unfinished renditions") as conn:
+            rows = await conn.fetch(
+                "UPDATE media SET renditions_swept_at = now() WHERE media_id IN ("
+                "  SELECT media_id FROM media WHERE state = $1 AND renditions_state = $2"
+                "  AND created_at < now() - make_interval(secs => $3)"
+                "  AND (renditions_swept_at IS NULL OR renditions_swept_at < now() - make_interval(secs => $3))"
+                "  ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *",
+                MediaState.ACTIVE, RenditionsState.PENDING, after_s, limit)
+        return [_row(r) for r in rows]
+
+
+def _rendition(r: asyncpg.Record) -> RenditionRow:
+    return RenditionRow(media_id=from_signed(r["media_id"]), alternate_key=r["alternate_key"],
+                        logical_volume=r["logical_volume"], cookie=r["cookie"], size_bytes=r["size_bytes"],
+                        content_type=r["content_type"], width=r["width"], height=r["height"])
+
+
 def _row(r: asyncpg.Record) -> MediaRow:
     return MediaRow(
         media_id=from_signed(r["media_id"]), owner_id=r["owner_id"], logical_volume=r["logical_volume"],
         cookie=r["cookie"], size_bytes=r["size_bytes"], content_type=r["content_type"],
         state=MediaState(r["state"]), created_at=r["created_at"], idempotency_key=r["idempotency_key"],
+        renditions_state=RenditionsState(r["renditions_state"]), renditions_version=r["renditions_version"],
+        renditions_error=r["renditions_error"],
     )
 
 
 def _pending(r: asyncpg.Record) -> PendingDelete:
     return PendingDelete(media_id=from_signed(r["media_id"]), alternate_key=r["alternate_key"],
-                         logical_volume=r["logical_volume"], cookie=r["cookie"], attempts=r["attempts"])
+                         logical_volume=r["logical_volume"], cookie=r["cookie"], attempts=r["attempts"],
+                         stray=r["stray"])

@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 from router import metrics
 from router.deletes import DeleteJournal
-from router.metadata import MediaRow, MediaState, MediaStore
+from router.metadata import MediaRow, MediaState, MediaStore, RenditionRow
 from trenchcoat import media_types
 from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient
@@ -75,8 +75,9 @@ class Photos:
             raise MediaNotFound(f"media {media_id} does not exist")
         return row
 
-    async def path(self, row: MediaRow, alternate_key: int = 0) -> PhotoPath:
-        """Cache and machine chosen by key among the live replicas (in machine-id order,
+    async def path(self, row: MediaRow | RenditionRow) -> PhotoPath:
+        """The photo URL's path of an original or a rendition (each names its own volume).
+        Cache and machine are chosen by key among the live replicas (in machine-id order,
         whatever order a directory listed them in): reads spread over the replicas across
         photos, while one photo keeps one URL (so the CDN caches it once)."""
         volume = await self._directory.volume(row.logical_volume)
@@ -84,21 +85,27 @@ class Photos:
         if not live:
             raise Unavailable(f"volume {row.logical_volume} has no replicas in the Directory's map")
         machine = live[row.media_id % len(live)]
+        alternate_key = row.alternate_key if isinstance(row, RenditionRow) else 0
+        needle = NeedleRef(logical_volume=row.logical_volume, key=row.media_id, alternate_key=alternate_key,
+                           cookie=row.cookie)
         return PhotoPath(cache_id=1 + row.media_id % max(self._caches.count, 1), machine_id=machine,
-                         needle=self.needle(row, alternate_key), 
+                         needle=needle,
                          extension=media_types.BY_MIME.get(row.content_type, media_types.OCTET_STREAM).extension)
 
-    @staticmethod
-    def needle(row: MediaRow, alternate_key: int = 0) -> NeedleRef:
-        return NeedleRef(logical_volume=row.logical_volume, key=row.media_id, alternate_key=alternate_key,
-                         cookie=row.cookie)
-
-    async def url(self, row: MediaRow) -> str:
+    async def url(self, row: MediaRow | RenditionRow) -> str:
         return (await self.path(row)).url(self._cdn)
 
     async def read(self, media_id: int, alternate_key: int = 0) -> tuple[MediaRow, bytes]:
+        """The original's row and the bytes of the original or of one rendition."""
         row = await self.active(media_id)
-        path = await self.path(row, alternate_key)
+        stored: MediaRow | RenditionRow = row
+        if alternate_key:
+            rendition = await self._media.rendition(media_id, alternate_key)
+            if rendition is None:
+                raise MediaNotFound(f"media {media_id} has no rendition {alternate_key} (yet: renditions are made "
+                                    f"after the upload; MediaInfo.renditions lists those stored)")
+            stored = rendition
+        path = await self.path(stored)
         read = await self._caches.read(path.cache_id, path.machine_id, path.needle, via_cdn=False)
         return row, read.data
 
@@ -113,11 +120,11 @@ class Photos:
         if row.state is MediaState.DELETED:
             metrics.DELETES.labels("already").inc()
             return False
-        entry = await self._media.mark_deleted(media_id)
+        entries = await self._media.mark_deleted(media_id)
         self._rows.drop(media_id)
-        if entry is None:  # another delete won the race
+        if entries is None:  # another delete won the race
             metrics.DELETES.labels("already").inc()
             return False
-        done = await self._deletes.carry_out(entry)
+        done = all([await self._deletes.carry_out(entry) for entry in entries])
         metrics.DELETES.labels("ok" if done else "journalled").inc()
         return True

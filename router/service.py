@@ -9,8 +9,15 @@ import logging
 import grpc
 
 from router import metrics
-from router.metadata import MediaRow, MediaState, MediaStore
+from router.metadata import (
+    MediaRow,
+    MediaState,
+    MediaStore,
+    RenditionRow,
+    RenditionsState,
+)
 from router.photos import MediaNotFound, Photos
+from router.renditions import RenditionDuties, RenditionWriter
 from router.upload import Uploader, UploadRejected, check_header
 from trenchcoat import ids
 from trenchcoat.errors import OutOfRange, TrenchcoatError
@@ -26,19 +33,40 @@ DRAIN_SECONDS = 2.0
 _STATES = {MediaState.ACTIVE: media_pb2.MEDIA_STATE_ACTIVE, MediaState.DELETED: media_pb2.MEDIA_STATE_DELETED}
 
 
+_RENDITIONS_STATES = {RenditionsState.PENDING: media_pb2.RENDITIONS_PENDING,
+                      RenditionsState.DONE: media_pb2.RENDITIONS_DONE,
+                      RenditionsState.FAILED: media_pb2.RENDITIONS_FAILED}
+
+
 class MediaServicer(router_pb2_grpc.MediaServiceServicer):
-    def __init__(self, uploader: Uploader, media: MediaStore, photos: Photos) -> None:
+    def __init__(self, uploader: Uploader, media: MediaStore, photos: Photos, renditions: RenditionWriter,
+                 duties: RenditionDuties | None = None) -> None:
         self._uploader = uploader
         self._media = media
         self._photos = photos
+        self._renditions = renditions
+        self._duties = duties
 
-    async def info(self, row: MediaRow) -> media_pb2.MediaInfo:
+    async def info(self, row: MediaRow, renditions: list[RenditionRow] | None = None) -> media_pb2.MediaInfo:
+        active = row.state is MediaState.ACTIVE
         return media_pb2.MediaInfo(
             ref=media_pb2.MediaRef(media_id=row.media_id), owner_id=row.owner_id,
             content_type=row.content_type, size_bytes=row.size_bytes,
             created_unix_ms=ids.unix_ms(row.media_id), state=_STATES[row.state],
-            tier=media_pb2.TIER_HOT, url=await self._photos.url(row) if row.state is MediaState.ACTIVE else "",
+            tier=media_pb2.TIER_HOT, url=await self._photos.url(row) if active else "",
+            renditions=[await self.rendition_info(r) for r in renditions or ()] if active else [],
+            renditions_state=_RENDITIONS_STATES[row.renditions_state] if active else None,
+            renditions_error=row.renditions_error or "",
         )
+
+    async def rendition_info(self, r: RenditionRow) -> media_pb2.RenditionInfo:
+        return media_pb2.RenditionInfo(alternate_key=r.alternate_key, content_type=r.content_type,
+                                       size_bytes=r.size_bytes, width=r.width, height=r.height,
+                                       url=await self._photos.url(r))
+
+    def _uploaded(self, row: MediaRow) -> None:
+        if self._duties is not None:
+            self._duties.uploaded(row.media_id, row.content_type)
 
     async def Upload(self, request_iterator, context):
         try:
@@ -75,6 +103,7 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
             raise UploadRejected(f"the header declared {header.size_bytes} bytes but {size} arrived")
         row = await self._uploader.upload(header.owner_id, header.content_type, b"".join(parts),
                                           header.idempotency_key)
+        self._uploaded(row)
         return router_pb2.UploadResponse(media=await self.info(row))
 
     async def UploadBytes(self, request, context):
@@ -83,6 +112,7 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         if header.size_bytes and header.size_bytes != len(data):
             raise UploadRejected(f"the header declared {header.size_bytes} bytes but {len(data)} arrived")
         row = await self._uploader.upload(header.owner_id, header.content_type, data, header.idempotency_key)
+        self._uploaded(row)
         return router_pb2.UploadBytesResponse(media=await self.info(row))
 
     async def Read(self, request, context):
@@ -104,21 +134,34 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         row = await self._media.get(request.ref.media_id)
         if row is None or row.state is MediaState.PENDING:
             raise MediaNotFound(f"media {request.ref.media_id} does not exist")
-        return router_pb2.StatResponse(media=await self.info(row))
+        renditions = await self._media.renditions_of([row.media_id])
+        return router_pb2.StatResponse(media=await self.info(row, renditions.get(row.media_id)))
 
     async def BatchStat(self, request, context):
         if len(request.refs) > MAX_BATCH_STAT:
             raise UploadRejected(f"BatchStat takes at most {MAX_BATCH_STAT} refs, got {len(request.refs)}")
         metrics.BATCH_STAT_IDS.inc(len(request.refs))
-        rows = await self._media.get_many([r.media_id for r in request.refs])
+        ids_ = [r.media_id for r in request.refs]
+        rows = await self._media.get_many(ids_)
+        renditions = await self._media.renditions_of(ids_)
         out = []
         for ref in request.refs:
             row = rows.get(ref.media_id)
             if row is None or row.state is MediaState.PENDING:
                 out.append(media_pb2.MediaInfo(ref=ref))
             else:
-                out.append(await self.info(row))
+                out.append(await self.info(row, renditions.get(row.media_id)))
         return router_pb2.BatchStatResponse(media=out)
+
+    async def PutRendition(self, request, context):
+        rendition, created = await self._renditions.put(
+            request.ref.media_id, request.alternate_key, request.content_type, request.width, request.height,
+            request.data)
+        return router_pb2.PutRenditionResponse(rendition=await self.rendition_info(rendition), created=created)
+
+    async def FinishRenditions(self, request, context):
+        recorded = await self._renditions.finish(request.ref.media_id, request.recipe_version, request.failure)
+        return router_pb2.FinishRenditionsResponse(recorded=recorded)
 
 
 async def _drain(request_iterator, max_bytes: int, seconds: float) -> None:

@@ -19,6 +19,7 @@ the metadata row is active.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import secrets
@@ -105,30 +106,42 @@ class Uploader:
             earlier = await self._media.by_idempotency_key(owner_id, key)
             if earlier is not None and earlier.state is MediaState.ACTIVE:
                 return earlier
-        excluded: list[int] = []
-        failed_stores: set[int] = set()
-        volume = await self._choose(len(data), excluded, failed_stores)
+        volume = await self._choose(len(data), [], set())
         reserved = await self._reserve(owner_id, content_type, data, key, volume.id)
         if reserved.earlier is not None:
             return reserved.earlier  # the same idempotency key won a race with this upload
         media_id, cookie = reserved.media_id, reserved.cookie
-        failures = []
         try:
-            for attempt in range(ATTEMPTS):
-                if attempt:
-                    volume = await self._choose(len(data), excluded, failed_stores)
-                failed, failure = await self._write_all(volume, media_id, cookie, data, content_type)
-                if not failure:
-                    return await self._media.activate(media_id, volume.id)
-                failed_stores |= failed
-                failures.append(f"volume {volume.id}: {failure}")
-                excluded.append(volume.id)
-                await self._retire(volume, failure)
+            placed = await self.place(NeedleRef(logical_volume=volume.id, key=media_id, cookie=cookie), data,
+                                      content_type, first=volume)
         except BaseException:
             await asyncio.shield(self._discard(media_id))
             raise
-        await self._discard(media_id)
-        raise Unavailable(f"upload not stored: {'; '.join(failures)}; retry (with the same idempotency key)")
+        return await self._media.activate(media_id, placed)
+
+    async def place(self, needle: NeedleRef, data: bytes, content_type: str, *,
+                    first: VolumeView | None = None) -> int:
+        """Writes ``needle`` (its logical volume aside: chosen here, ``first`` if given) to
+        every replica of a writable volume; returns the volume once all acknowledged. A
+        volume a replica failed is marked read-only and the write tried once more on
+        another; failing again raises Unavailable naming every failure."""
+        excluded: list[int] = []
+        failed_stores: set[int] = set()
+        failures = []
+        volume = first
+        for _ in range(ATTEMPTS):
+            if volume is None:
+                volume = await self._choose(len(data), excluded, failed_stores)
+            failed, failure = await self._write_all(volume, dataclasses.replace(needle, logical_volume=volume.id),
+                                                    data, content_type)
+            if not failure:
+                return volume.id
+            failed_stores |= failed
+            failures.append(f"volume {volume.id}: {failure}")
+            excluded.append(volume.id)
+            await self._retire(volume, failure)
+            volume = None
+        raise Unavailable(f"not stored: {'; '.join(failures)}; retry (with the same idempotency key)")
 
     async def _discard(self, media_id: int) -> None:
         """Drops a failed upload's pending row (never served); when PostgreSQL cannot now, the
@@ -187,11 +200,10 @@ class Uploader:
                     raise Unavailable(f"no writable volume for this upload: {exc}") from None
             await asyncio.sleep(0.1)
 
-    async def _write_all(self, volume: VolumeView, media_id: int, cookie: int, data: bytes,
+    async def _write_all(self, volume: VolumeView, needle: NeedleRef, data: bytes,
                          content_type: str) -> tuple[set[int], str]:
         """The stores that could not be reached, and why any replica did not acknowledge
         ("" when every one did)."""
-        needle = NeedleRef(logical_volume=volume.id, key=media_id, cookie=cookie)
         results = await self._stores.write_replicas([r.address for r in volume.replicas], needle, data,
                                                     content_type=content_type,
                                                     timeout_s=self.limits.replica_timeout_s)

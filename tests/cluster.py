@@ -21,6 +21,7 @@ from trenchcoat.errors import TrenchcoatError
 from trenchcoat.feed_client import FeedClient, FeedEntry
 from trenchcoat.media_client import MediaClient
 from trenchcoat.store_client import StoreClient
+from trenchcoat.transformer_client import TransformerClient
 
 FAST = {
     "TRENCHCOAT_DIRECTORY__LIVENESS_TTL_S": "2",
@@ -42,13 +43,15 @@ FAST = {
     "TRENCHCOAT_FANOUT__CLAIM_IDLE_S": "3",
     # No f4 cell unless a test starts one (tests/fault/test_f4_migration.py): sealed volumes stay hot.
     "TRENCHCOAT_F4__MIGRATE": "false",
+    # No transformers unless a test starts them (tests/integration/test_renditions.py).
+    "TRENCHCOAT_ROUTER__RENDITIONS": "false",
 }
 CALL_TIMEOUT_S = 30.0
 """Bound on one call of a test's store, cache or router client (the machine is busy)."""
 DIRECTORY_TIMEOUT_S = 10.0
 """Bound on one call to one directory before the directory client tries the next."""
 
-for _section in ("DIRECTORY", "STORE", "CACHE", "ROUTER", "FEED", "FANOUT"):
+for _section in ("DIRECTORY", "STORE", "CACHE", "ROUTER", "FEED", "FANOUT", "TRANSFORMER"):
     FAST[f"TRENCHCOAT_{_section}__DRAIN_NOTICE_S"] = "0"
     FAST[f"TRENCHCOAT_{_section}__GRACE_PERIOD_S"] = "1"
     # Each process gets its own free ports; with count > 1 the config would also claim
@@ -86,6 +89,7 @@ class MediaCluster:
     redis: str = ""
     feed: harness.ServiceProcess | None = None
     fanout: list[harness.ServiceProcess | None] = field(default_factory=list)
+    transformers: list[harness.ServiceProcess | None] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.env = {
@@ -175,6 +179,22 @@ class MediaCluster:
         self.fanout[i] = proc
         return proc
 
+    def start_transformer(self, i: int | None = None, **extra: str) -> harness.ServiceProcess:
+        """A transformer worker process (worker ``i`` again, or a new one), reading and
+        writing through this cluster's router."""
+        assert self.router is not None, "start the router first: transformers read sources and store through it"
+        if i is None:
+            self.transformers.append(None)
+            i = len(self.transformers) - 1
+        port, mport = procs.free_port(), procs.free_port()
+        proc = self.start(f"transformer-{i + 1}", harness.python_module("transformer"), port=port,
+                          metrics_port=mport,
+                          env={**self.env, "TRENCHCOAT_TRANSFORMER__PORT": str(port),
+                               "TRENCHCOAT_TRANSFORMER__METRICS_PORT": str(mport),
+                               "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": self.router.address, **extra})
+        self.transformers[i] = proc
+        return proc
+
     def start_all(self, *, directories: int = 2, stores: int = 6, racks: tuple[str, ...] = ("a", "b", "c"),
                   router: bool = False) -> MediaCluster:
         for _ in range(directories):
@@ -246,6 +266,12 @@ class Clients:
         return FeedClient(self.pool, self.cluster.feed.address, timeout_s=CALL_TIMEOUT_S)
 
     @property
+    def transformer(self) -> TransformerClient:
+        """The first running transformer worker's TransformerService."""
+        address = next(p.address for p in self.cluster.transformers if p is not None and p.process.running())
+        return TransformerClient(self.pool, address, timeout_s=CALL_TIMEOUT_S)
+
+    @property
     def cache(self) -> CacheClient:
         """The caches, as the router is given them (cache i is cache_ports[i - 1])."""
         return CacheClient(self.pool, [f"127.0.0.1:{p}" for p, _ in self.cluster.cache_ports],
@@ -314,6 +340,28 @@ async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: har
     cluster.start_feed()
     for _ in range(fanout_workers):
         cluster.start_fanout()
+    await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
+    return cluster
+
+
+async def rendition_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
+                            postgres: harness.Dependency, redis_url: str, tmp_path: Path, *, transformers: int = 2,
+                            **env: str) -> MediaCluster:
+    """A media cluster (2 directories, 6 stores, a cache, a router enqueueing rendition
+    jobs) and ``transformers`` workers, on a fresh database and the given Redis (flushed
+    first). ``env``: config overrides (TRENCHCOAT_TRANSFORMER__...)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+    cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
+                           redis=redis_url, env={"TRENCHCOAT_ROUTER__RENDITIONS": "true", **env})
+    cluster.start_all(router=True)
+    for _ in range(transformers):
+        cluster.start_transformer()
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     return cluster
 

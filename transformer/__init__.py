@@ -1,4 +1,5 @@
-"""Transformer: resize and crop on read, and rendition / video transcode jobs off the
-request path (idempotent, retried, dead-lettered), on job streams in Redis.
-Contract: ``proto/trenchcoat/v1/transformer.proto``. Not built yet.
+"""Transformer: rendition jobs off the upload path (idempotent, retried, dead-lettered),
+on a job stream in Redis (``trenchcoat.rendition_jobs``); image sizes rendered with one
+decode each (``transformer/images.py``). Video ladders and resize-on-read are not built
+yet. Contract: ``proto/trenchcoat/v1/transformer.proto``.
 """

@@ -426,6 +426,18 @@ class RouterConfig(ServiceConfig):
         "router holds an entry it is working on).",
         default=60.0,
     )
+    renditions: bool = doc(
+        "Enqueue rendition jobs (for the transformer's workers, on redis.url) after each "
+        "upload, and sweep for uploads whose renditions never finished.",
+        default=True,
+    )
+    renditions_sweep_after_s: float = doc(
+        "An upload whose renditions have not finished this long after it (or after its last "
+        "sweep) has its job enqueued again (the first was lost, say, with a Redis restart).",
+        default=120.0,
+    )
+    renditions_sweep_interval_s: float = doc("Seconds between two sweeps for unfinished renditions.",
+                                             default=10.0)
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
@@ -440,6 +452,8 @@ class RouterConfig(ServiceConfig):
         _require(self.delete_retry_interval_s > 0, f"{section}.delete_retry_interval_s", "must be > 0")
         _require(self.delete_retry_max_s >= self.delete_retry_interval_s, f"{section}.delete_retry_max_s",
                  "must be >= delete_retry_interval_s")
+        _require(self.renditions_sweep_after_s >= 1, f"{section}.renditions_sweep_after_s", "must be >= 1")
+        _require(self.renditions_sweep_interval_s > 0, f"{section}.renditions_sweep_interval_s", "must be > 0")
         _require(
             self.cdn_base_url.startswith(("http://", "https://")),
             f"{section}.cdn_base_url",
@@ -449,10 +463,75 @@ class RouterConfig(ServiceConfig):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransformerConfig(ServiceConfig):
-    """Resize on read and rendition jobs."""
+    """Transformer workers: rendition jobs off the upload path (image sizes), read from a
+    Redis stream through a consumer group (at least once, reclaimed when a worker dies,
+    retried with backoff, dead-lettered with every attempt's error)."""
 
-    port: int = doc("gRPC port.", default=7500)
-    metrics_port: int = doc("Prometheus /metrics port.", default=9500)
+    count: int = doc("Transformer worker processes `trenchcoat up` starts.", default=2)
+    port: int = doc("gRPC port of the first worker (TransformerService); worker i listens on port + i.",
+                    default=7500)
+    metrics_port: int = doc("/metrics port of the first worker; worker i uses metrics_port + i.", default=9500)
+    concurrency: int = doc("Jobs one worker runs at once (each decodes and encodes in a thread).", default=2)
+    max_attempts: int = doc("Attempts of a job before it goes to the dead-letter stream. A permanent failure "
+                            "(an image that cannot be decoded, too many pixels) goes there at once.", default=5)
+    claim_idle_s: float = doc(
+        "A job claimed by a worker that has not touched it for this long (the worker died) is "
+        "taken over by another. Running jobs refresh their claim every third of it.",
+        default=30.0,
+    )
+    recipe_version: int = doc(
+        "Version of the rendition recipes (sizes, quality). Job ids include it: raise it when "
+        "a recipe changes, and uploads made after are rendered under the new one.",
+        default=1,
+    )
+    image_renditions: tuple[str, ...] = doc(
+        "Image renditions as `<alternate key>:<px>[:square]`: a width of px (a square of px, "
+        "center-cropped, with :square), never larger than the source.",
+        default=("1:150:square", "2:320", "3:640", "4:1080"),
+    )
+    jpeg_quality: int = doc("JPEG quality of image renditions (1..95).", default=85)
+    max_pixels: int = doc(
+        "Largest source image (width x height) a job decodes: a bigger one (a decompression "
+        "bomb) fails its job for good, with the reason.",
+        default=50_000_000,
+    )
+    max_source_bytes: int = doc("Largest source a job reads: a bigger one fails its job for good.",
+                                default=64 * 1024 * 1024)
+    call_timeout_s: float = doc("Deadline of each call to a router (reading a source, storing a rendition).",
+                                default=30.0)
+
+    def image_specs(self) -> tuple[tuple[int, int, bool], ...]:
+        """(alternate key, px, square) of each image rendition."""
+        out = []
+        for spec in self.image_renditions:
+            parts = spec.split(":")
+            try:
+                key, px = int(parts[0]), int(parts[1])
+            except (IndexError, ValueError):
+                raise ConfigError(f"transformer.image_renditions: {spec!r} is not <alternate key>:<px>[:square]") \
+                    from None
+            if len(parts) > 3 or (len(parts) == 3 and parts[2] != "square"):
+                raise ConfigError(f"transformer.image_renditions: {spec!r} is not <alternate key>:<px>[:square]")
+            out.append((key, px, len(parts) == 3))
+        return tuple(out)
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        _require(1 <= self.concurrency <= 64, f"{section}.concurrency", "must be in 1..64")
+        _require(1 <= self.max_attempts <= 100, f"{section}.max_attempts", "must be in 1..100")
+        _require(self.claim_idle_s >= 1, f"{section}.claim_idle_s", "must be >= 1")
+        _require(1 <= self.recipe_version <= 1_000_000, f"{section}.recipe_version", "must be in 1..1000000")
+        specs = self.image_specs()
+        keys = [k for k, _, _ in specs]
+        _require(all(1 <= k <= 255 for k in keys), f"{section}.image_renditions",
+                 f"alternate keys must be in 1..255 (0 is the original; above 255 is video), got {keys}")
+        _require(len(set(keys)) == len(keys), f"{section}.image_renditions", f"names an alternate key twice: {keys}")
+        _require(all(16 <= px <= 8192 for _, px, _ in specs), f"{section}.image_renditions",
+                 "sizes must be in 16..8192 px")
+        _require(1 <= self.jpeg_quality <= 95, f"{section}.jpeg_quality", "must be in 1..95")
+        _require(self.max_pixels >= 1_000_000, f"{section}.max_pixels", "must be >= 1000000")
+        _require(self.max_source_bytes >= 1024, f"{section}.max_source_bytes", "must be >= 1024")
+        _require(self.call_timeout_s > 0, f"{section}.call_timeout_s", "must be > 0")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

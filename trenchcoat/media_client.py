@@ -30,6 +30,8 @@ a larger one is streamed in chunks (``Upload``)."""
 
 _STATES = {media_pb2.MEDIA_STATE_ACTIVE: "active", media_pb2.MEDIA_STATE_DELETED: "deleted"}
 _TIERS = {media_pb2.TIER_HOT: "hot", media_pb2.TIER_WARM: "warm"}
+_RENDITIONS_STATES = {media_pb2.RENDITIONS_PENDING: "pending", media_pb2.RENDITIONS_DONE: "done",
+                      media_pb2.RENDITIONS_FAILED: "failed"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,9 @@ class Media:
     width: int = 0
     height: int = 0
     renditions: tuple[Rendition, ...] = ()
+    renditions_state: str = ""
+    """"pending", "done" or "failed" ("" unless active)."""
+    renditions_error: str = ""
 
 
 def media(info: media_pb2.MediaInfo) -> Media:
@@ -71,6 +76,7 @@ def media(info: media_pb2.MediaInfo) -> Media:
         tier=_TIERS.get(info.tier, ""), url=info.url, width=info.width, height=info.height,
         renditions=tuple(Rendition(r.alternate_key, r.content_type, r.size_bytes, r.width, r.height, r.url)
                          for r in info.renditions),
+        renditions_state=_RENDITIONS_STATES.get(info.renditions_state, ""), renditions_error=info.renditions_error,
     )
 
 
@@ -143,6 +149,25 @@ class MediaClient:
                                 router_pb2.DeleteRequest(ref=media_pb2.MediaRef(media_id=media_id)),
                                 remote=self._remote, timeout=self.timeout_s)
         return bool(reply.deleted)
+
+
+    async def put_rendition(self, media_id: int, alternate_key: int, *, content_type: str, width: int, height: int,
+                            data: bytes) -> tuple[Rendition, bool]:
+        """Stores one rendition (the transformer's output); returns the rendition recorded
+        under that alternate key and whether it is this one (False: one was before)."""
+        request = router_pb2.PutRenditionRequest(ref=media_pb2.MediaRef(media_id=media_id), alternate_key=alternate_key,
+                                                 content_type=content_type, width=width, height=height, data=data)
+        reply = await rpc.unary(self._stub().PutRendition, request, remote=self._remote, timeout=self.timeout_s)
+        r = reply.rendition
+        return Rendition(r.alternate_key, r.content_type, r.size_bytes, r.width, r.height, r.url), reply.created
+
+    async def finish_renditions(self, media_id: int, recipe_version: int, failure: str = "") -> bool:
+        """Records the object's renditions finished (or, with ``failure``, failed for good);
+        False when the object is not active."""
+        request = router_pb2.FinishRenditionsRequest(ref=media_pb2.MediaRef(media_id=media_id),
+                                                     recipe_version=recipe_version, failure=failure)
+        reply = await rpc.unary(self._stub().FinishRenditions, request, remote=self._remote, timeout=self.timeout_s)
+        return bool(reply.recorded)
 
 
 async def upload_messages(header: router_pb2.UploadHeader, data: bytes | Path,

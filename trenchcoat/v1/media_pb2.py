@@ -24,19 +24,21 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trenchcoat/v1/media.proto\x12\rtrenchcoat.v1\"\x1c\n\x08MediaRef\x12\x10\n\x08media_id\x18\x01 \x01(\x06\"[\n\rNeedleLocator\x12\x16\n\x0elogical_volume\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\x06\x12\x15\n\ralternate_key\x18\x03 \x01(\r\x12\x0e\n\x06\x63ookie\x18\x04 \x01(\x07\"|\n\rRenditionInfo\x12\x15\n\ralternate_key\x18\x01 \x01(\r\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0b\n\x03url\x18\x06 \x01(\t\"\xb1\x02\n\tMediaInfo\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x10\n\x08owner_id\x18\x02 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\r\n\x05width\x18\x05 \x01(\r\x12\x0e\n\x06height\x18\x06 \x01(\r\x12\x17\n\x0f\x63reated_unix_ms\x18\x07 \x01(\x03\x12(\n\x05state\x18\x08 \x01(\x0e\x32\x19.trenchcoat.v1.MediaState\x12!\n\x04tier\x18\t \x01(\x0e\x32\x13.trenchcoat.v1.Tier\x12\x0b\n\x03url\x18\n \x01(\t\x12\x30\n\nrenditions\x18\x0b \x03(\x0b\x32\x1c.trenchcoat.v1.RenditionInfo*\xcb\x01\n\tRendition\x12\x16\n\x12RENDITION_ORIGINAL\x10\x00\x12\x17\n\x13RENDITION_THUMBNAIL\x10\x01\x12\x13\n\x0fRENDITION_SMALL\x10\x02\x12\x14\n\x10RENDITION_MEDIUM\x10\x03\x12\x13\n\x0fRENDITION_LARGE\x10\x04\x12\x18\n\x14RENDITION_VIDEO_480P\x10\n\x12\x18\n\x14RENDITION_VIDEO_720P\x10\x0b\x12\x19\n\x15RENDITION_VIDEO_1080P\x10\x0c*9\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0c\n\x08TIER_HOT\x10\x01\x12\r\n\tTIER_WARM\x10\x02*Z\n\nMediaState\x12\x1b\n\x17MEDIA_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEDIA_STATE_ACTIVE\x10\x01\x12\x17\n\x13MEDIA_STATE_DELETED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trenchcoat/v1/media.proto\x12\rtrenchcoat.v1\"\x1c\n\x08MediaRef\x12\x10\n\x08media_id\x18\x01 \x01(\x06\"[\n\rNeedleLocator\x12\x16\n\x0elogical_volume\x18\x01 \x01(\r\x12\x0b\n\x03key\x18\x02 \x01(\x06\x12\x15\n\ralternate_key\x18\x03 \x01(\r\x12\x0e\n\x06\x63ookie\x18\x04 \x01(\x07\"|\n\rRenditionInfo\x12\x15\n\ralternate_key\x18\x01 \x01(\r\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0b\n\x03url\x18\x06 \x01(\t\"\x85\x03\n\tMediaInfo\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x10\n\x08owner_id\x18\x02 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x04\x12\r\n\x05width\x18\x05 \x01(\r\x12\x0e\n\x06height\x18\x06 \x01(\r\x12\x17\n\x0f\x63reated_unix_ms\x18\x07 \x01(\x03\x12(\n\x05state\x18\x08 \x01(\x0e\x32\x19.trenchcoat.v1.MediaState\x12!\n\x04tier\x18\t \x01(\x0e\x32\x13.trenchcoat.v1.Tier\x12\x0b\n\x03url\x18\n \x01(\t\x12\x30\n\nrenditions\x18\x0b \x03(\x0b\x32\x1c.trenchcoat.v1.RenditionInfo\x12\x38\n\x10renditions_state\x18\x0c \x01(\x0e\x32\x1e.trenchcoat.v1.RenditionsState\x12\x18\n\x10renditions_error\x18\r \x01(\t*\xcb\x01\n\tRendition\x12\x16\n\x12RENDITION_ORIGINAL\x10\x00\x12\x17\n\x13RENDITION_THUMBNAIL\x10\x01\x12\x13\n\x0fRENDITION_SMALL\x10\x02\x12\x14\n\x10RENDITION_MEDIUM\x10\x03\x12\x13\n\x0fRENDITION_LARGE\x10\x04\x12\x18\n\x14RENDITION_VIDEO_480P\x10\n\x12\x18\n\x14RENDITION_VIDEO_720P\x10\x0b\x12\x19\n\x15RENDITION_VIDEO_1080P\x10\x0c*9\n\x04Tier\x12\x14\n\x10TIER_UNSPECIFIED\x10\x00\x12\x0c\n\x08TIER_HOT\x10\x01\x12\r\n\tTIER_WARM\x10\x02*Z\n\nMediaState\x12\x1b\n\x17MEDIA_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEDIA_STATE_ACTIVE\x10\x01\x12\x17\n\x13MEDIA_STATE_DELETED\x10\x02*w\n\x0fRenditionsState\x12 \n\x1cRENDITIONS_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12RENDITIONS_PENDING\x10\x01\x12\x13\n\x0fRENDITIONS_DONE\x10\x02\x12\x15\n\x11RENDITIONS_FAILED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trenchcoat.v1.media_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RENDITION']._serialized_start=602
-  _globals['_RENDITION']._serialized_end=805
-  _globals['_TIER']._serialized_start=807
-  _globals['_TIER']._serialized_end=864
-  _globals['_MEDIASTATE']._serialized_start=866
-  _globals['_MEDIASTATE']._serialized_end=956
+  _globals['_RENDITION']._serialized_start=686
+  _globals['_RENDITION']._serialized_end=889
+  _globals['_TIER']._serialized_start=891
+  _globals['_TIER']._serialized_end=948
+  _globals['_MEDIASTATE']._serialized_start=950
+  _globals['_MEDIASTATE']._serialized_end=1040
+  _globals['_RENDITIONSSTATE']._serialized_start=1042
+  _globals['_RENDITIONSSTATE']._serialized_end=1161
   _globals['_MEDIAREF']._serialized_start=44
   _globals['_MEDIAREF']._serialized_end=72
   _globals['_NEEDLELOCATOR']._serialized_start=74
@@ -44,5 +46,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RENDITIONINFO']._serialized_start=167
   _globals['_RENDITIONINFO']._serialized_end=291
   _globals['_MEDIAINFO']._serialized_start=294
-  _globals['_MEDIAINFO']._serialized_end=599
+  _globals['_MEDIAINFO']._serialized_end=683
 # @@protoc_insertion_point(module_scope)

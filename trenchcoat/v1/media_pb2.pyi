@@ -29,6 +29,13 @@ class MediaState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MEDIA_STATE_UNSPECIFIED: _ClassVar[MediaState]
     MEDIA_STATE_ACTIVE: _ClassVar[MediaState]
     MEDIA_STATE_DELETED: _ClassVar[MediaState]
+
+class RenditionsState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RENDITIONS_STATE_UNSPECIFIED: _ClassVar[RenditionsState]
+    RENDITIONS_PENDING: _ClassVar[RenditionsState]
+    RENDITIONS_DONE: _ClassVar[RenditionsState]
+    RENDITIONS_FAILED: _ClassVar[RenditionsState]
 RENDITION_ORIGINAL: Rendition
 RENDITION_THUMBNAIL: Rendition
 RENDITION_SMALL: Rendition
@@ -43,6 +50,10 @@ TIER_WARM: Tier
 MEDIA_STATE_UNSPECIFIED: MediaState
 MEDIA_STATE_ACTIVE: MediaState
 MEDIA_STATE_DELETED: MediaState
+RENDITIONS_STATE_UNSPECIFIED: RenditionsState
+RENDITIONS_PENDING: RenditionsState
+RENDITIONS_DONE: RenditionsState
+RENDITIONS_FAILED: RenditionsState
 
 class MediaRef(_message.Message):
     __slots__ = ("media_id",)
@@ -79,7 +90,7 @@ class RenditionInfo(_message.Message):
     def __init__(self, alternate_key: _Optional[int] = ..., content_type: _Optional[str] = ..., size_bytes: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., url: _Optional[str] = ...) -> None: ...
 
 class MediaInfo(_message.Message):
-    __slots__ = ("ref", "owner_id", "content_type", "size_bytes", "width", "height", "created_unix_ms", "state", "tier", "url", "renditions")
+    __slots__ = ("ref", "owner_id", "content_type", "size_bytes", "width", "height", "created_unix_ms", "state", "tier", "url", "renditions", "renditions_state", "renditions_error")
     REF_FIELD_NUMBER: _ClassVar[int]
     OWNER_ID_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -91,6 +102,8 @@ class MediaInfo(_message.Message):
     TIER_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     RENDITIONS_FIELD_NUMBER: _ClassVar[int]
+    RENDITIONS_STATE_FIELD_NUMBER: _ClassVar[int]
+    RENDITIONS_ERROR_FIELD_NUMBER: _ClassVar[int]
     ref: MediaRef
     owner_id: int
     content_type: str
@@ -102,4 +115,6 @@ class MediaInfo(_message.Message):
     tier: Tier
     url: str
     renditions: _containers.RepeatedCompositeFieldContainer[RenditionInfo]
-    def __init__(self, ref: _Optional[_Union[MediaRef, _Mapping]] = ..., owner_id: _Optional[int] = ..., content_type: _Optional[str] = ..., size_bytes: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., state: _Optional[_Union[MediaState, str]] = ..., tier: _Optional[_Union[Tier, str]] = ..., url: _Optional[str] = ..., renditions: _Optional[_Iterable[_Union[RenditionInfo, _Mapping]]] = ...) -> None: ...
+    renditions_state: RenditionsState
+    renditions_error: str
+    def __init__(self, ref: _Optional[_Union[MediaRef, _Mapping]] = ..., owner_id: _Optional[int] = ..., content_type: _Optional[str] = ..., size_bytes: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., state: _Optional[_Union[MediaState, str]] = ..., tier: _Optional[_Union[Tier, str]] = ..., url: _Optional[str] = ..., renditions: _Optional[_Iterable[_Union[RenditionInfo, _Mapping]]] = ..., renditions_state: _Optional[_Union[RenditionsState, str]] = ..., renditions_error: _Optional[str] = ...) -> None: ...

@@ -104,3 +104,43 @@ class BatchStatResponse(_message.Message):
     MEDIA_FIELD_NUMBER: _ClassVar[int]
     media: _containers.RepeatedCompositeFieldContainer[_media_pb2.MediaInfo]
     def __init__(self, media: _Optional[_Iterable[_Union[_media_pb2.MediaInfo, _Mapping]]] = ...) -> None: ...
+
+class PutRenditionRequest(_message.Message):
+    __slots__ = ("ref", "alternate_key", "content_type", "width", "height", "data")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    ref: _media_pb2.MediaRef
+    alternate_key: int
+    content_type: str
+    width: int
+    height: int
+    data: bytes
+    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., alternate_key: _Optional[int] = ..., content_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class PutRenditionResponse(_message.Message):
+    __slots__ = ("rendition", "created")
+    RENDITION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    rendition: _media_pb2.RenditionInfo
+    created: bool
+    def __init__(self, rendition: _Optional[_Union[_media_pb2.RenditionInfo, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
+
+class FinishRenditionsRequest(_message.Message):
+    __slots__ = ("ref", "recipe_version", "failure")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    ref: _media_pb2.MediaRef
+    recipe_version: int
+    failure: str
+    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., recipe_version: _Optional[int] = ..., failure: _Optional[str] = ...) -> None: ...
+
+class FinishRenditionsResponse(_message.Message):
+    __slots__ = ("recorded",)
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    recorded: bool
+    def __init__(self, recorded: _Optional[bool] = ...) -> None: ...

@@ -65,6 +65,16 @@ class MediaServiceStub:
                 request_serializer=trenchcoat_dot_v1_dot_router__pb2.BatchStatRequest.SerializeToString,
                 response_deserializer=trenchcoat_dot_v1_dot_router__pb2.BatchStatResponse.FromString,
                 _registered_method=True)
+        self.PutRendition = channel.unary_unary(
+                '/trenchcoat.v1.MediaService/PutRendition',
+                request_serializer=trenchcoat_dot_v1_dot_router__pb2.PutRenditionRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_router__pb2.PutRenditionResponse.FromString,
+                _registered_method=True)
+        self.FinishRenditions = channel.unary_unary(
+                '/trenchcoat.v1.MediaService/FinishRenditions',
+                request_serializer=trenchcoat_dot_v1_dot_router__pb2.FinishRenditionsRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_router__pb2.FinishRenditionsResponse.FromString,
+                _registered_method=True)
 
 
 class MediaServiceServicer:
@@ -117,6 +127,24 @@ class MediaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutRendition(self, request, context):
+        """Stores one rendition of an active object (the transformer's output): written durably to
+        every replica of a writable volume (any: the original's may be sealed), then recorded.
+        A rendition already recorded under that alternate key is kept and this copy dropped, so
+        a job that runs twice yields one rendition. NOT_FOUND when the object is not active.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishRenditions(self, request, context):
+        """Records that an object's renditions are finished under a recipe version, or failed for
+        good (the sweeper then stops enqueueing them again).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MediaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +177,16 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     servicer.BatchStat,
                     request_deserializer=trenchcoat_dot_v1_dot_router__pb2.BatchStatRequest.FromString,
                     response_serializer=trenchcoat_dot_v1_dot_router__pb2.BatchStatResponse.SerializeToString,
+            ),
+            'PutRendition': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutRendition,
+                    request_deserializer=trenchcoat_dot_v1_dot_router__pb2.PutRenditionRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_router__pb2.PutRenditionResponse.SerializeToString,
+            ),
+            'FinishRenditions': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishRenditions,
+                    request_deserializer=trenchcoat_dot_v1_dot_router__pb2.FinishRenditionsRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_router__pb2.FinishRenditionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -314,6 +352,60 @@ class MediaService:
             '/trenchcoat.v1.MediaService/BatchStat',
             trenchcoat_dot_v1_dot_router__pb2.BatchStatRequest.SerializeToString,
             trenchcoat_dot_v1_dot_router__pb2.BatchStatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutRendition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.MediaService/PutRendition',
+            trenchcoat_dot_v1_dot_router__pb2.PutRenditionRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_router__pb2.PutRenditionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishRenditions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.MediaService/FinishRenditions',
+            trenchcoat_dot_v1_dot_router__pb2.FinishRenditionsRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_router__pb2.FinishRenditionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,28 +57,34 @@ class TransformResponse(_message.Message):
     def __init__(self, data: _Optional[bytes] = ..., content_type: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "ref", "alternate_key", "state", "attempts", "last_error")
+    __slots__ = ("job_id", "ref", "state", "attempts", "last_error", "kind", "recipe_version", "errors", "dead_reason")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     REF_FIELD_NUMBER: _ClassVar[int]
-    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    RECIPE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_REASON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     ref: _media_pb2.MediaRef
-    alternate_key: int
     state: JobState
     attempts: int
     last_error: str
-    def __init__(self, job_id: _Optional[str] = ..., ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., alternate_key: _Optional[int] = ..., state: _Optional[_Union[JobState, str]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ...) -> None: ...
+    kind: str
+    recipe_version: int
+    errors: _containers.RepeatedScalarFieldContainer[str]
+    dead_reason: str
+    def __init__(self, job_id: _Optional[str] = ..., ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., kind: _Optional[str] = ..., recipe_version: _Optional[int] = ..., errors: _Optional[_Iterable[str]] = ..., dead_reason: _Optional[str] = ...) -> None: ...
 
 class SubmitRenditionsRequest(_message.Message):
-    __slots__ = ("ref", "alternate_keys")
+    __slots__ = ("ref", "content_type")
     REF_FIELD_NUMBER: _ClassVar[int]
-    ALTERNATE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     ref: _media_pb2.MediaRef
-    alternate_keys: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., alternate_keys: _Optional[_Iterable[int]] = ...) -> None: ...
+    content_type: str
+    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., content_type: _Optional[str] = ...) -> None: ...
 
 class SubmitRenditionsResponse(_message.Message):
     __slots__ = ("jobs",)

@@ -1,0 +1,142 @@
+"""Renditions, the router's side: storing what the transformer made, and making sure every
+upload gets its jobs.
+
+``RenditionWriter.put`` stores one rendition: its own needle (the media_id, its alternate
+key, a cookie of its own) on every replica of any writable volume, as an upload is
+(``Uploader.place``), then recorded in ``renditions``. A second copy under the same
+alternate key (a job run twice) is not recorded: the first one stays, and the copy's needle
+is journalled as a stray and flagged. A rendition of a media deleted meanwhile is journalled
+the same way, and the caller hears NOT_FOUND.
+
+``RenditionDuties`` (a background loop of every router) enqueues an upload's rendition
+job on the transformer's stream right after the upload is acknowledged, off the request
+path: the upload only appends to a bounded in-memory list, so Redis being slow or away
+never slows or fails an upload. Every ``renditions_sweep_interval_s`` it also sweeps
+PostgreSQL for uploads whose renditions have not finished ``renditions_sweep_after_s``
+after they were made (the enqueue was dropped, Redis lost the stream) and enqueues their
+jobs again (forced: the job's state in Redis may say queued for a job Redis lost).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import secrets
+
+from prometheus_client import Counter
+
+from router.deletes import DeleteJournal
+from router.metadata import MediaState, MediaStore, RenditionRow
+from router.photos import MediaNotFound
+from router.upload import Uploader
+from trenchcoat import media_types
+from trenchcoat.errors import InvalidArgument, TrenchcoatError
+from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.rendition_jobs import RenditionJob, RenditionQueue, kind_for
+from trenchcoat.workers import PeriodicWorker
+
+log = logging.getLogger(__name__)
+
+ENQUEUED = Counter("trenchcoat_router_rendition_jobs_enqueued_total",
+                   "Rendition jobs the router enqueued, by cause (upload, sweep) and outcome (new, known, failed).",
+                   ["cause", "outcome"])
+STORED = Counter("trenchcoat_router_renditions_stored_total",
+                 "Renditions stored, by outcome (new; kept: one was recorded before; gone: the media was deleted).",
+                 ["outcome"])
+
+BACKLOG = 10_000
+"""Uploads waiting to have their jobs enqueued; past it the oldest are dropped (the sweep
+enqueues them later)."""
+SWEEP_BATCH = 500
+
+
+class RenditionWriter:
+    def __init__(self, uploader: Uploader, media: MediaStore, deletes: DeleteJournal) -> None:
+        self._uploader = uploader
+        self._media = media
+        self._deletes = deletes
+
+    async def put(self, media_id: int, alternate_key: int, content_type: str, width: int, height: int,
+                  data: bytes) -> tuple[RenditionRow, bool]:
+        """Stores a rendition; returns the one recorded and whether it is this one."""
+        if alternate_key == 0:
+            raise InvalidArgument("alternate_key 0 is the original: a rendition needs another")
+        if not data:
+            raise InvalidArgument("a rendition carries no bytes")
+        if len(data) > self._uploader.limits.max_bytes:
+            raise InvalidArgument(f"a rendition of {len(data)} bytes is over the {self._uploader.limits.max_bytes} "
+                                  f"an upload may carry")
+        content_type = media_types.of_mime(content_type).mime
+        row = await self._media.get(media_id)
+        if row is None or row.state is not MediaState.ACTIVE:
+            raise MediaNotFound(f"media {media_id} does not exist (deleted, or never uploaded)")
+        needle = NeedleRef(logical_volume=row.logical_volume, key=media_id, alternate_key=alternate_key,
+                           cookie=secrets.randbits(32))
+        volume = await self._uploader.place(needle, data, content_type)
+        rendition = RenditionRow(media_id=media_id, alternate_key=alternate_key, logical_volume=volume,
+                                 cookie=needle.cookie, size_bytes=len(data), content_type=content_type,
+                                 width=width, height=height)
+        recorded = await self._media.record_rendition(rendition)
+        if recorded is not None and recorded[1]:
+            STORED.labels("new").inc()
+            return recorded
+        # Not recorded: this copy is a stray nobody will be given a URL for.
+        entry = await self._media.journal_stray(media_id, alternate_key, volume, needle.cookie)
+        await self._deletes.carry_out(entry)
+        if recorded is None:
+            STORED.labels("gone").inc()
+            raise MediaNotFound(f"media {media_id} was deleted while its rendition {alternate_key} was stored")
+        STORED.labels("kept").inc()
+        return recorded
+
+    async def finish(self, media_id: int, recipe_version: int, failure: str) -> bool:
+        return await self._media.finish_renditions(media_id, recipe_version, failure)
+
+
+class RenditionDuties(PeriodicWorker):
+    def __init__(self, media: MediaStore, queue: RenditionQueue, *, recipe_version: int, sweep_after_s: float,
+                 sweep_interval_s: float) -> None:
+        super().__init__("rendition jobs", sweep_interval_s)
+        self._media = media
+        self._queue = queue
+        self._version = recipe_version
+        self._after_s = sweep_after_s
+        self._waiting: collections.deque[RenditionJob] = collections.deque(maxlen=BACKLOG)
+
+    def uploaded(self, media_id: int, content_type: str) -> None:
+        """An upload was acknowledged: its job is enqueued soon (never on the request path)."""
+        kind = kind_for(content_type)
+        if kind is None:
+            return
+        self._waiting.append(RenditionJob(media_id, kind, self._version))
+        self.wake()
+
+    async def tick(self) -> None:
+        while self._waiting:
+            job = self._waiting[0]
+            await self._submit(job, "upload", force=False)
+            self._waiting.popleft()
+        await self.sweep()
+
+    async def sweep(self) -> int:
+        """Enqueues again the jobs of uploads whose renditions did not finish in time."""
+        rows = await self._media.renditions_due(self._after_s, SWEEP_BATCH)
+        swept = 0
+        for row in rows:
+            kind = kind_for(row.content_type)
+            if kind is None:  # a type that gets no renditions: nothing will ever finish it
+                await self._media.finish_renditions(row.media_id, self._version, "")
+                continue
+            await self._submit(RenditionJob(row.media_id, kind, self._version), "sweep", force=True)
+            swept += 1
+        if swept:
+            log.info("enqueued again %d rendition jobs that had not finished", swept)
+        return swept
+
+    async def _submit(self, job: RenditionJob, cause: str, *, force: bool) -> None:
+        try:
+            _, new = await self._queue.submit(job, force=force)
+        except TrenchcoatError:
+            ENQUEUED.labels(cause, "failed").inc()
+            raise
+        ENQUEUED.labels(cause, "new" if new else "known").inc()

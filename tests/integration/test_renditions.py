@@ -1,0 +1,224 @@
+"""Renditions over real processes: PostgreSQL, Redis, 2 directories, 6 stores, a cache, a
+router enqueueing jobs, and transformer workers. Sizes appear durable and served by their
+own URLs; jobs are idempotent (submitted twice, partly done before, run by a worker that
+was killed); a source that can never render is dead-lettered at once with the decoder's
+reason; a transient failure is retried; a Redis that lost every job is swept."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from tests.cluster import Clients, eventually, rendition_cluster
+from transformer import images
+from transformer.images import ImageSpec
+from trenchcoat import urls
+from trenchcoat.errors import InvalidArgument, NotFound
+from trenchcoat.media_client import Media
+
+pytestmark = pytest.mark.integration
+
+SPECS = (ImageSpec(1, 150, square=True), ImageSpec(2, 320), ImageSpec(3, 640), ImageSpec(4, 1080))
+"""transformer.image_renditions' default."""
+
+
+def photo(width: int = 1600, height: int = 1200, seed: int = 0) -> bytes:
+    """A JPEG with detail in it (so sizes differ in bytes), different for each seed."""
+    image = Image.effect_noise((width // 8, height // 8), 60 + seed % 40).convert("RGB").resize((width, height))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+async def finished(c: Clients, media_id: int) -> Media | None:
+    media = await c.media.stat(media_id)
+    return media if media.renditions_state in ("done", "failed") else None
+
+
+async def fetch(cluster, url: str) -> tuple[int, str, bytes]:
+    """GET a photo URL at the cluster's cache gateway (its path; the CDN is not running)."""
+    path = "/" + url.split("/", 3)[3]
+    async with aiohttp.ClientSession() as session, session.get(cluster.gateway + path) as r:
+        return r.status, r.headers.get("Content-Type", ""), await r.read()
+
+
+async def metric(proc, name: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(proc.metrics_url) as r:
+        text = await r.text()
+    return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.MULTILINE))
+
+
+async def test_an_upload_gets_every_size_durable_served_by_its_own_url(service, etcd, postgres, redis_server,
+                                                                       tmp_path):
+    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path)
+    source = photo()
+    want = {r.alternate_key: r for r in images.render(source, SPECS, max_pixels=50_000_000, quality=85)}
+    async with cluster.clients() as c:
+        media = await c.media.upload(source, owner_id=7, content_type="image/jpeg")
+        assert media.renditions_state == "pending" and media.renditions == ()
+        done = await eventually(lambda: finished(c, media.media_id), timeout=90, what="the renditions finished")
+        assert done.renditions_state == "done"
+        assert [(r.alternate_key, r.width, r.height) for r in done.renditions] == [
+            (1, 150, 150), (2, 320, 240), (3, 640, 480), (4, 1080, 810)]
+        for r in done.renditions:
+            # Byte-identical to rendering the source here: a job is a pure function of it.
+            assert (r.content_type, r.size_bytes) == ("image/jpeg", len(want[r.alternate_key].data))
+            path = urls.parse_path("/" + r.url.split("/", 3)[3])
+            assert (path.needle.key, path.needle.alternate_key) == (media.media_id, r.alternate_key)
+            assert await fetch(cluster, r.url) == (200, "image/jpeg", want[r.alternate_key].data)
+            _, data = await c.media.read(media.media_id, alternate_key=r.alternate_key)
+            assert data == want[r.alternate_key].data
+        [job] = await c.transformer.jobs(media.media_id)
+        assert (job.state, job.kind, job.job_id) == ("done", "image", f"{media.media_id}:image:v1")
+        with pytest.raises(NotFound, match="has no rendition 9"):
+            await c.media.read(media.media_id, alternate_key=9)
+
+        # A delete takes every rendition with it, at its own URL too.
+        assert await c.media.delete(media.media_id)
+        for r in done.renditions:
+            status, _, _ = await fetch(cluster, r.url)
+            assert status == 404, r.url
+
+
+async def test_a_job_submitted_again_partly_done_before_and_its_worker_killed_yields_one_of_each(
+        service, etcd, postgres, redis_server, tmp_path):
+    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
+                                      TRENCHCOAT_TRANSFORMER__CLAIM_IDLE_S="2")
+    source = photo(seed=1)
+    want = {r.alternate_key: r for r in images.render(source, SPECS, max_pixels=50_000_000, quality=85)}
+    async with cluster.clients() as c:
+        media = await c.media.upload(source, owner_id=8, content_type="image/jpeg")
+        # What a first run stored before it died: one size, the same bytes any run makes.
+        first, created = await c.media.put_rendition(media.media_id, 3, content_type="image/jpeg", width=640,
+                                                     height=480, data=want[3].data)
+        assert created
+        # A copy of it stored again (a run that did not see the first): the first is kept.
+        again, created = await c.media.put_rendition(media.media_id, 3, content_type="image/jpeg", width=640,
+                                                     height=480, data=want[3].data)
+        assert not created and again == first
+        # A worker takes the job and is killed -9 mid-job (blocked reading the source from a
+        # frozen router, so it is surely mid-job): its claim lapses after claim_idle_s.
+        assert cluster.router is not None
+        with cluster.router.frozen():
+            doomed = cluster.start_transformer()
+            await eventually(lambda: job_state(redis_server.endpoint, media.media_id, "running"),
+                             what="the job taken by the doomed worker")
+            doomed.kill()
+        survivor = cluster.start_transformer()
+        [job] = await c.transformer.submit(media.media_id, "image/jpeg")  # submitted again: no second job
+        assert job.state in ("queued", "running")
+        done = await eventually(lambda: finished(c, media.media_id), timeout=90, what="the renditions finished")
+        assert [r.alternate_key for r in done.renditions] == [1, 2, 3, 4]
+        assert next(r for r in done.renditions if r.alternate_key == 3).url == first.url
+        for r in done.renditions:
+            assert await fetch(cluster, r.url) == (200, "image/jpeg", want[r.alternate_key].data)
+        assert await metric(survivor, 'trenchcoat_transformer_jobs_total{kind="image",outcome="ok"}') == 1
+        # The copy nobody got a URL for is flagged on its replicas (the journal empties).
+        await eventually(lambda: journal_empty(cluster), what="the stray copy's delete carried out")
+
+
+async def job_state(redis_url: str, media_id: int, state: str) -> bool:
+    """Whether the job's state in Redis is ``state`` (read there, not through a worker)."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        return await r.hget(f"transformer:job:{media_id}:image:v1", "state") == state.encode()
+    finally:
+        await r.aclose()
+
+
+async def journal_empty(cluster) -> bool:
+    import asyncpg
+
+    conn = await asyncpg.connect(cluster.postgres)
+    try:
+        return await conn.fetchval("SELECT count(*) FROM delete_journal") == 0
+    finally:
+        await conn.close()
+
+
+async def test_a_corrupt_jpeg_is_dead_lettered_with_the_decoders_reason_and_no_retry(service, etcd, postgres,
+                                                                                     redis_server, tmp_path):
+    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=1)
+    async with cluster.clients() as c:
+        broken = photo(seed=2)[:3000]  # the header parses; the pixels stop short
+        media = await c.media.upload(broken, owner_id=9, content_type="image/jpeg")
+        done = await eventually(lambda: finished(c, media.media_id), timeout=90, what="the job to fail for good")
+        assert done.renditions_state == "failed" and "cannot be decoded" in done.renditions_error
+        letters, depth = await c.transformer.dead_letters()
+        [letter] = letters
+        assert depth == 1 and letter.job_id == f"{media.media_id}:image:v1" and letter.state == "dead"
+        assert letter.dead_reason.startswith("cannot succeed: the source image cannot be decoded")
+        assert len(letter.errors) == 1  # one attempt: no retry spent on what cannot succeed
+        [job] = await c.transformer.jobs(media.media_id)
+        assert job.state == "dead"
+        proc = cluster.transformers[0]
+        assert await metric(proc, 'trenchcoat_transformer_jobs_total{kind="image",outcome="retried"}') == 0
+
+        # Retried by an operator: it runs once more, and dies again with the same reason.
+        revived = await c.transformer.retry(letter.job_id)
+        assert revived.state == "queued"
+
+        async def dead_again():
+            letters, _ = await c.transformer.dead_letters()
+            return letters if letters and len(letters[0].errors) == 2 else None
+
+        [letter] = await eventually(dead_again, timeout=60, what="the retried job dead again")
+        assert letter.errors[0] == letter.errors[1]
+        with pytest.raises(NotFound, match="not in the dead-letter stream"):
+            await c.transformer.retry(f"{media.media_id + 1}:image:v1")
+        with pytest.raises(InvalidArgument, match="is not a job id"):
+            await c.transformer.retry("banana")
+        with pytest.raises(InvalidArgument, match="gets no renditions"):
+            await c.transformer.submit(media.media_id, "application/octet-stream")
+
+
+async def test_a_job_failing_while_the_router_is_frozen_is_retried_then_succeeds(service, etcd, postgres,
+                                                                                 redis_server, tmp_path):
+    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
+                                      TRENCHCOAT_TRANSFORMER__CALL_TIMEOUT_S="1")
+    async with cluster.clients() as c:
+        media = await c.media.upload(photo(400, 300, seed=3), owner_id=10, content_type="image/jpeg")
+        cluster.start_transformer()
+        assert cluster.router is not None
+        with cluster.router.frozen():  # the worker cannot read the source: each attempt times out
+            async def failed_once():
+                jobs = await c.transformer.jobs(media.media_id)
+                return jobs and jobs[0].attempts >= 1 and jobs[0].last_error
+
+            error = await eventually(failed_once, timeout=60, what="an attempt failed")
+        assert "router" in error
+        done = await eventually(lambda: finished(c, media.media_id), timeout=90, what="the retried job done")
+        assert done.renditions_state == "done" and [r.alternate_key for r in done.renditions] == [1, 2]
+
+
+async def test_jobs_redis_lost_are_swept_and_every_rendition_made(service, etcd, postgres, redis_server, tmp_path):
+    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
+                                      TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_AFTER_S="2",
+                                      TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_INTERVAL_S="0.5")
+    async with cluster.clients() as c:
+        uploaded = [await c.media.upload(photo(400, 300, seed=s), owner_id=11, content_type="image/jpeg")
+                    for s in range(4)]
+        redis_server.restart()  # it keeps nothing on disk: every job and job state is gone
+        cluster.start_transformer()
+        for media in uploaded:
+            done = await eventually(lambda m=media: finished(c, m.media_id), timeout=90,
+                                    what="the swept job done")
+            assert done.renditions_state == "done" and [r.alternate_key for r in done.renditions] == [1, 2]
+
+
+async def test_a_type_with_no_renditions_is_finished_by_the_sweep_without_a_job(service, etcd, postgres,
+                                                                                redis_server, tmp_path):
+    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
+                                      TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_AFTER_S="1",
+                                      TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_INTERVAL_S="0.5")
+    async with cluster.clients() as c:
+        media = await c.media.upload(os.urandom(100), owner_id=12, content_type="application/octet-stream")
+        done = await eventually(lambda: finished(c, media.media_id), timeout=60, what="the sweep to finish it")
+        assert done.renditions_state == "done" and done.renditions == ()

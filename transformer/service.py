@@ -1,0 +1,87 @@
+"""The TransformerService servicer: protobuf in, a call on the rendition queue, protobuf out."""
+
+from __future__ import annotations
+
+from transformer.errors import BadJobRequest, JobNotFound
+from trenchcoat.errors import InvalidArgument
+from trenchcoat.jobqueue import DeadLetter
+from trenchcoat.rendition_jobs import (
+    KINDS,
+    JobState,
+    JobStatus,
+    RenditionJob,
+    RenditionQueue,
+    kind_for,
+)
+from trenchcoat.v1 import media_pb2, transformer_pb2, transformer_pb2_grpc
+
+SERVICE_NAME = "trenchcoat.v1.TransformerService"
+DEFAULT_DEAD_LETTERS = 100
+MAX_DEAD_LETTERS = 1000
+
+_STATES = {JobState.QUEUED: transformer_pb2.JOB_QUEUED, JobState.RUNNING: transformer_pb2.JOB_RUNNING,
+           JobState.DONE: transformer_pb2.JOB_DONE, JobState.DEAD: transformer_pb2.JOB_DEAD}
+
+
+def job_pb(status: JobStatus) -> transformer_pb2.Job:
+    job = status.job
+    return transformer_pb2.Job(job_id=job.job_id, ref=media_pb2.MediaRef(media_id=job.media_id),
+                               state=_STATES[status.state], attempts=status.attempts, last_error=status.last_error,
+                               kind=job.kind, recipe_version=job.recipe_version)
+
+
+def dead_job_pb(letter: DeadLetter) -> transformer_pb2.Job:
+    try:
+        job = RenditionJob.from_fields(letter.fields)
+    except ValueError:  # a malformed entry, dead-lettered as such: shown as it is
+        return transformer_pb2.Job(job_id=letter.fields.get("job_id", ""), state=transformer_pb2.JOB_DEAD,
+                                   dead_reason=letter.reason, errors=letter.errors)
+    return transformer_pb2.Job(job_id=job.job_id, ref=media_pb2.MediaRef(media_id=job.media_id),
+                               state=transformer_pb2.JOB_DEAD, attempts=len(letter.errors),
+                               last_error=letter.errors[-1] if letter.errors else "", kind=job.kind,
+                               recipe_version=job.recipe_version, errors=letter.errors, dead_reason=letter.reason)
+
+
+class TransformerServicer(transformer_pb2_grpc.TransformerServiceServicer):
+    def __init__(self, queue: RenditionQueue, *, recipe_version: int) -> None:
+        self._queue = queue
+        self._version = recipe_version
+
+    async def SubmitRenditions(self, request, context):
+        try:
+            kind = kind_for(request.content_type)
+        except InvalidArgument as exc:
+            raise BadJobRequest(str(exc)) from None
+        if kind is None:
+            raise BadJobRequest(f"{request.content_type!r} gets no renditions (images and videos do)")
+        status, _ = await self._queue.submit(RenditionJob(request.ref.media_id, kind, self._version))
+        return transformer_pb2.SubmitRenditionsResponse(jobs=[job_pb(status)])
+
+    async def GetJobs(self, request, context):
+        jobs = []
+        for kind in KINDS:
+            status = await self._queue.status(RenditionJob(request.ref.media_id, kind, self._version))
+            if status is not None:
+                jobs.append(job_pb(status))
+        return transformer_pb2.GetJobsResponse(jobs=jobs)
+
+    async def ListDeadLetters(self, request, context):
+        if request.limit > MAX_DEAD_LETTERS:
+            raise BadJobRequest(f"limit is at most {MAX_DEAD_LETTERS}, got {request.limit}")
+        letters = await self._queue.dead_letters(request.limit or DEFAULT_DEAD_LETTERS, newest_first=False)
+        _, depth = await self._queue.depth()
+        return transformer_pb2.ListDeadLettersResponse(jobs=[dead_job_pb(letter) for letter in letters], depth=depth)
+
+    async def RetryDeadLetter(self, request, context):
+        try:
+            job = RenditionJob.parse_id(request.job_id)
+        except ValueError as exc:
+            raise BadJobRequest(str(exc)) from None
+        letter = await self._queue.dead_letter_by(lambda fields: fields.get("job_id") == job.job_id)
+        if letter is None:
+            raise JobNotFound(f"job {job.job_id} is not in the dead-letter stream (ListDeadLetters lists them)")
+        await self._queue.revive(letter)
+        await self._queue.set_state(job, JobState.QUEUED, attempts=0, error=letter.reason)
+        status = await self._queue.status(job)
+        assert status is not None
+        return transformer_pb2.RetryDeadLetterResponse(job=job_pb(status))
