@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from transformer.errors import BadJobRequest, JobNotFound
 from trenchcoat.errors import InvalidArgument
 from trenchcoat.jobqueue import DeadLetter
@@ -27,7 +29,8 @@ def job_pb(status: JobStatus) -> transformer_pb2.Job:
     job = status.job
     return transformer_pb2.Job(job_id=job.job_id, ref=media_pb2.MediaRef(media_id=job.media_id),
                                state=_STATES[status.state], attempts=status.attempts, last_error=status.last_error,
-                               kind=job.kind, recipe_version=job.recipe_version)
+                               kind=job.kind, recipe_version=job.recipe_version,
+                               dead_reason=status.last_error if status.state is JobState.DEAD else "")
 
 
 def dead_job_pb(letter: DeadLetter) -> transformer_pb2.Job:
@@ -71,6 +74,13 @@ class TransformerServicer(transformer_pb2_grpc.TransformerServiceServicer):
         letters = await self._queue.dead_letters(request.limit or DEFAULT_DEAD_LETTERS, newest_first=False)
         _, depth = await self._queue.depth()
         return transformer_pb2.ListDeadLettersResponse(jobs=[dead_job_pb(letter) for letter in letters], depth=depth)
+
+    async def GetQueue(self, request, context):
+        queued, dead = await self._queue.depth()
+        oldest = await self._queue.oldest_ms()
+        return transformer_pb2.GetQueueResponse(
+            queued=queued, in_flight=await self._queue.in_flight(), dead=dead,
+            oldest_age_s=max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0)
 
     async def RetryDeadLetter(self, request, context):
         try:

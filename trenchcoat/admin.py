@@ -18,6 +18,7 @@ from trenchcoat.f4_client import F4Client, RebuilderClient, RebuilderView, Rebui
 from trenchcoat.feed_client import FeedClient, FeedEntry, FeedPage
 from trenchcoat.media_client import Media, MediaClient
 from trenchcoat.rpc import ChannelPool
+from trenchcoat.transformer_client import JobView, TransformerClient
 
 T = TypeVar("T")
 
@@ -28,6 +29,10 @@ def router_address(config: Config) -> str:
 
 def feed_address(config: Config) -> str:
     return f"{config.cluster.host}:{config.feed.port}"
+
+
+def transformer_address(config: Config) -> str:
+    return f"{config.cluster.host}:{config.transformer.port}"
 
 
 def _run(config: Config, ask: Callable[[ChannelPool], Awaitable[T]]) -> T:
@@ -211,3 +216,42 @@ def post(config: Config, path: Path, user: int, caption: str) -> tuple[Media, Fe
 def feed_page(config: Config, user: int, cursor: int, limit: int) -> FeedPage:
     return _run(config, lambda pool: FeedClient(pool, feed_address(config)).home(
         user, cursor=cursor, limit=limit, hydrate=True))
+
+
+def jobs_table(config: Config, media_id: int = 0, retry: str = "") -> list[str]:
+    """``trenchcoat jobs``: the rendition queue (waiting, running, dead letters with their
+    reasons), one media's jobs, or a dead letter put back on the queue."""
+
+    async def ask(pool: ChannelPool) -> list[str]:
+        client = TransformerClient(pool, transformer_address(config))
+        if retry:
+            job = await client.retry(retry)
+            return [f"job {job.job_id} is queued again (it failed {len(job.errors) or job.attempts} times before)"]
+        if media_id:
+            jobs = await client.jobs(media_id)
+            if not jobs:
+                return [f"no rendition job known for media {media_id} (recipe v{config.transformer.recipe_version})"]
+            return [_job_line(j) for j in jobs]
+        q = await client.queue()
+        letters, depth = await client.dead_letters(DEAD_SHOWN)
+        lines = [f"rendition jobs: {q.queued} queued ({q.in_flight} running), {q.dead} dead letters"
+                 + (f"; oldest queued {q.oldest_age_s:.1f}s ago" if q.queued else "")]
+        for job in letters:
+            lines.append(f"  dead  {job.job_id}  after {len(job.errors)} attempt(s): {job.dead_reason}")
+        if depth > len(letters):
+            lines.append(f"  ... and {depth - len(letters)} more")
+        if letters:
+            lines.append("retry one with: trenchcoat jobs --retry JOB_ID")
+        return lines
+
+    return _run(config, ask)
+
+
+DEAD_SHOWN = 20
+
+
+def _job_line(j: JobView) -> str:
+    line = f"{j.job_id}  {j.state}  attempts {j.attempts}"
+    if j.state == "dead":
+        return f"{line}  {j.dead_reason}"
+    return f"{line}  last error: {j.last_error}" if j.last_error else line

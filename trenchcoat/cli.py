@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("volume", type=int, metavar="VOLUME", help="logical volume id (see `trenchcoat volumes`)")
     migrate.set_defaults(run=cmd_migrate)
 
+    jobs = verbs.add_parser("jobs", help="rendition jobs: queued, running, dead letters (and retry one)")
+    jobs.add_argument("media_id", type=int, nargs="?", default=0, help="show this media's jobs instead")
+    jobs.add_argument("--retry", default="", metavar="JOB_ID", help="put a dead-lettered job back on the queue")
+    jobs.set_defaults(run=cmd_jobs)
+
     for name, undo in (("follow", False), ("unfollow", True)):
         edge = verbs.add_parser(name, help=f"user A {name}s user B")
         edge.add_argument("follower", type=int, metavar="A")
@@ -181,6 +186,11 @@ def cmd_warm(args: argparse.Namespace, config: configmod.Config) -> int:
 
 def cmd_migrate(args: argparse.Namespace, config: configmod.Config) -> int:
     print(admin.migrate(config, args.volume))
+    return EXIT_OK
+
+
+def cmd_jobs(args: argparse.Namespace, config: configmod.Config) -> int:
+    print("\n".join(admin.jobs_table(config, args.media_id, args.retry)))
     return EXIT_OK
 
 

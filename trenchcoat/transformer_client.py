@@ -28,6 +28,16 @@ class JobView:
     dead_reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    queued: int
+    """Jobs waiting or running."""
+    in_flight: int
+    """Jobs a worker has taken and not settled yet."""
+    dead: int
+    oldest_age_s: float
+
+
 def job_view(job: transformer_pb2.Job) -> JobView:
     return JobView(job.job_id, job.ref.media_id, job.kind, job.recipe_version, _STATES.get(job.state, ""),
                    job.attempts, job.last_error, tuple(job.errors), job.dead_reason)
@@ -67,3 +77,8 @@ class TransformerClient:
         reply = await rpc.unary(self._stub().RetryDeadLetter, transformer_pb2.RetryDeadLetterRequest(job_id=job_id),
                                 remote=self._remote, timeout=self.timeout_s)
         return job_view(reply.job)
+
+    async def queue(self) -> QueueView:
+        reply = await rpc.unary(self._stub().GetQueue, transformer_pb2.GetQueueRequest(), remote=self._remote,
+                                timeout=self.timeout_s)
+        return QueueView(int(reply.queued), int(reply.in_flight), int(reply.dead), float(reply.oldest_age_s))

@@ -6,14 +6,18 @@ reason; a transient failure is retried; a Redis that lost every job is swept."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
+import subprocess
+import sys
 
 import aiohttp
 import pytest
 from PIL import Image
 
+from tests import harness
 from tests.cluster import Clients, eventually, rendition_cluster
 from transformer import images
 from transformer.images import ImageSpec
@@ -122,6 +126,15 @@ async def test_a_job_submitted_again_partly_done_before_and_its_worker_killed_yi
         await eventually(lambda: journal_empty(cluster), what="the stray copy's delete carried out")
 
 
+async def jobs_command(cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """``trenchcoat jobs ARGS`` against the cluster's first transformer, stdout a pipe."""
+    worker = cluster.transformers[0]
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "trenchcoat", "jobs", *args], env={
+        **os.environ, **cluster.env, "PYTHONPATH": str(harness.REPO_ROOT),
+        "TRENCHCOAT_TRANSFORMER__PORT": worker.address.rsplit(":", 1)[1]},
+        capture_output=True, text=True, timeout=60, check=False)
+
+
 async def job_state(redis_url: str, media_id: int, state: str) -> bool:
     """Whether the job's state in Redis is ``state`` (read there, not through a worker)."""
     import redis.asyncio as aioredis
@@ -158,12 +171,19 @@ async def test_a_corrupt_jpeg_is_dead_lettered_with_the_decoders_reason_and_no_r
         assert len(letter.errors) == 1  # one attempt: no retry spent on what cannot succeed
         [job] = await c.transformer.jobs(media.media_id)
         assert job.state == "dead"
+        out = await jobs_command(cluster)
+        assert out.returncode == 0, out.stderr
+        assert "0 queued (0 running), 1 dead letters" in out.stdout
+        assert f"dead  {letter.job_id}  after 1 attempt(s): cannot succeed: the source image cannot be decoded" \
+            in out.stdout
+        out = await jobs_command(cluster, str(media.media_id))
+        assert f"{letter.job_id}  dead  attempts 1  cannot succeed" in out.stdout
         proc = cluster.transformers[0]
         assert await metric(proc, 'trenchcoat_transformer_jobs_total{kind="image",outcome="retried"}') == 0
 
         # Retried by an operator: it runs once more, and dies again with the same reason.
-        revived = await c.transformer.retry(letter.job_id)
-        assert revived.state == "queued"
+        out = await jobs_command(cluster, "--retry", letter.job_id)
+        assert out.returncode == 0 and f"job {letter.job_id} is queued again" in out.stdout, out
 
         async def dead_again():
             letters, _ = await c.transformer.dead_letters()

@@ -129,3 +129,19 @@ class RetryDeadLetterResponse(_message.Message):
     JOB_FIELD_NUMBER: _ClassVar[int]
     job: Job
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class GetQueueRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetQueueResponse(_message.Message):
+    __slots__ = ("queued", "in_flight", "dead", "oldest_age_s")
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    DEAD_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    queued: int
+    in_flight: int
+    dead: int
+    oldest_age_s: float
+    def __init__(self, queued: _Optional[int] = ..., in_flight: _Optional[int] = ..., dead: _Optional[int] = ..., oldest_age_s: _Optional[float] = ...) -> None: ...

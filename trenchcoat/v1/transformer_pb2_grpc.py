@@ -60,6 +60,11 @@ class TransformerServiceStub:
                 request_serializer=trenchcoat_dot_v1_dot_transformer__pb2.RetryDeadLetterRequest.SerializeToString,
                 response_deserializer=trenchcoat_dot_v1_dot_transformer__pb2.RetryDeadLetterResponse.FromString,
                 _registered_method=True)
+        self.GetQueue = channel.unary_unary(
+                '/trenchcoat.v1.TransformerService/GetQueue',
+                request_serializer=trenchcoat_dot_v1_dot_transformer__pb2.GetQueueRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_transformer__pb2.GetQueueResponse.FromString,
+                _registered_method=True)
 
 
 class TransformerServiceServicer:
@@ -101,6 +106,13 @@ class TransformerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQueue(self, request, context):
+        """How the job queue stands: waiting, running, dead-lettered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TransformerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +140,11 @@ def add_TransformerServiceServicer_to_server(servicer, server):
                     servicer.RetryDeadLetter,
                     request_deserializer=trenchcoat_dot_v1_dot_transformer__pb2.RetryDeadLetterRequest.FromString,
                     response_serializer=trenchcoat_dot_v1_dot_transformer__pb2.RetryDeadLetterResponse.SerializeToString,
+            ),
+            'GetQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueue,
+                    request_deserializer=trenchcoat_dot_v1_dot_transformer__pb2.GetQueueRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_transformer__pb2.GetQueueResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +283,33 @@ class TransformerService:
             '/trenchcoat.v1.TransformerService/RetryDeadLetter',
             trenchcoat_dot_v1_dot_transformer__pb2.RetryDeadLetterRequest.SerializeToString,
             trenchcoat_dot_v1_dot_transformer__pb2.RetryDeadLetterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.TransformerService/GetQueue',
+            trenchcoat_dot_v1_dot_transformer__pb2.GetQueueRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_transformer__pb2.GetQueueResponse.FromString,
             options,
             channel_credentials,
             insecure,
