@@ -170,13 +170,15 @@ class ManagedProcess:
             self.popen.wait()
 
     def kill_group(self) -> None:
-        """SIGKILL everything left in its process group."""
+        """SIGKILL everything left in its process group (only if it is still the group this
+        process led: once it is reaped, its pid may be another's, leading a group of its own)."""
         if self.popen is None:
             return
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self.popen.poll() is None or group_members({self.popen.pid}):
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         if self.popen.poll() is None:
             self.popen.wait()
 
@@ -197,7 +199,10 @@ def started() -> list[ManagedProcess]:
 
 
 def group_members(pgids: set[int]) -> list[tuple[int, str]]:
-    """Live (pid, command line) of every process whose process group is in ``pgids``."""
+    """Live (pid, command line) of every process in one of the process groups ``pgids``
+    that a ManagedProcess began: each began a session of its own, so its group is also its
+    session. A group of the same id in another session is a stranger's: the id is a pid
+    the kernel gave out again after our process was gone."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -205,8 +210,8 @@ def group_members(pgids: set[int]) -> list[tuple[int, str]]:
         try:
             stat_text = (entry / "stat").read_text()
             fields = stat_text[stat_text.rindex(")") + 2:].split()
-            state, pgrp = fields[0], int(fields[2])
-            if pgrp in pgids and state != "Z":
+            state, pgrp, session = fields[0], int(fields[2]), int(fields[3])
+            if pgrp in pgids and session == pgrp and state != "Z":
                 cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 found.append((int(entry.name), cmd.strip()))
         except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
