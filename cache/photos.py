@@ -96,7 +96,10 @@ class PhotoCache:
         self.hits = 0
         self.misses = 0
 
-    async def read(self, machine_id: int, needle: NeedleRef, *, via_cdn: bool) -> Served:
+    async def read(self, machine_id: int, needle: NeedleRef, *, via_cdn: bool, internal: bool = False) -> Served:
+        """The photo, from memory or the store; kept (admitted) only when a user read it
+        directly (not through the CDN, not the pipeline's own read) from a writable volume."""
+        kept_out = "via_cdn" if via_cdn else ("internal" if internal else "")
         entry = self.lru.get((needle.key, needle.alternate_key))
         if entry is not None:
             cookie, blob = entry
@@ -114,12 +117,12 @@ class PhotoCache:
             blob, valid = await self.leases.wait(lease_key)
             # Another reader's answer; a user-direct read still admits it when eligible.
             admitted = False
-            if valid and (needle.key, needle.alternate_key) not in self.lru and not via_cdn:
+            if valid and (needle.key, needle.alternate_key) not in self.lru and not kept_out:
                 try:
                     volume = await self._volumes.volume(needle.logical_volume)
                 except TrenchcoatError:
                     volume = None  # the read succeeded; only its admission is in doubt
-                admitted = self._admit(needle, volume, blob, via_cdn)
+                admitted = self._admit(needle, volume, blob, kept_out)
             return Served(blob, hit=False, admitted=admitted)
         LEASE_GRANTS.inc()
         try:
@@ -129,11 +132,17 @@ class PhotoCache:
             self.leases.fail(lease, exc)
             raise
         valid = self.leases.fill(lease, blob)
-        return Served(blob, hit=False, admitted=valid and self._admit(needle, volume, blob, via_cdn))
+        if internal:
+            # Nor is the pipeline's read kept for the lease's period: its waiters have the
+            # answer, and the next user to read the photo reads it as if it had not happened.
+            self.leases.void(lease_key)
+        return Served(blob, hit=False, admitted=valid and self._admit(needle, volume, blob, kept_out))
 
-    def _admit(self, needle: NeedleRef, volume: VolumeView | None, blob: Blob, via_cdn: bool) -> bool:
-        if via_cdn:
-            NOT_ADMITTED.labels("via_cdn").inc()
+    def _admit(self, needle: NeedleRef, volume: VolumeView | None, blob: Blob, kept_out: str) -> bool:
+        """Admits the photo if it may be kept; ``kept_out`` names why it may not be
+        (``via_cdn``, ``internal``) or is empty."""
+        if kept_out:
+            NOT_ADMITTED.labels(kept_out).inc()
             return False
         if volume is None or not volume.writable:
             NOT_ADMITTED.labels("read_only_volume").inc()

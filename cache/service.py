@@ -19,7 +19,8 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         if not request.machine_id or not n.logical_volume:
             raise InvalidArgument("machine_id and needle.logical_volume are required")
         needle = NeedleRef(logical_volume=n.logical_volume, key=n.key, alternate_key=n.alternate_key, cookie=n.cookie)
-        served = await self._cache.read(request.machine_id, needle, via_cdn=request.via_cdn)
+        served = await self._cache.read(request.machine_id, needle, via_cdn=request.via_cdn,
+                                        internal=request.internal)
         return cache_pb2.CacheReadResponse(data=served.data, hit=served.hit, admitted=served.admitted)
 
     async def Invalidate(self, request, context):

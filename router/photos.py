@@ -95,8 +95,9 @@ class Photos:
     async def url(self, row: MediaRow | RenditionRow) -> str:
         return (await self.path(row)).url(self._cdn)
 
-    async def read(self, media_id: int, alternate_key: int = 0) -> tuple[MediaRow, bytes]:
-        """The original's row and the bytes of the original or of one rendition."""
+    async def read(self, media_id: int, alternate_key: int = 0, *, internal: bool = False) -> tuple[MediaRow, bytes]:
+        """The original's row and the bytes of the original or of one rendition
+        (``internal``: read by the pipeline itself, which the cache does not keep)."""
         row = await self.active(media_id)
         stored: MediaRow | RenditionRow = row
         if alternate_key:
@@ -106,7 +107,8 @@ class Photos:
                                     f"after the upload; MediaInfo.renditions lists those stored)")
             stored = rendition
         path = await self.path(stored)
-        read = await self._caches.read(path.cache_id, path.machine_id, path.needle, via_cdn=False)
+        read = await self._caches.read(path.cache_id, path.machine_id, path.needle, via_cdn=False,
+                                       internal=internal)
         return row, read.data
 
     async def delete(self, media_id: int) -> bool:

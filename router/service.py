@@ -116,7 +116,7 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         return router_pb2.UploadBytesResponse(media=await self.info(row))
 
     async def Read(self, request, context):
-        row, data = await self._photos.read(request.ref.media_id, request.alternate_key)
+        row, data = await self._photos.read(request.ref.media_id, request.alternate_key, internal=request.internal)
         if request.offset > len(data):
             raise OutOfRange(f"offset {request.offset} is past the end ({len(data)} bytes)")
         end = len(data) if not request.length else min(len(data), request.offset + request.length)

@@ -87,7 +87,7 @@ class RenditionJobs:
         if job.kind != IMAGE:
             raise UnrenderableSource(f"this transformer renders no {job.kind!r} jobs")
         try:
-            info, source = await self._media.read(job.media_id)
+            info, source = await self._media.read(job.media_id, internal=True)
         except NotFound:
             log.info("rendition job %s: the media is gone (deleted); nothing to render", job.job_id)
             return

@@ -47,11 +47,13 @@ class CacheClient:
     def _remote(self, cache_id: int) -> str:
         return f"cache {cache_id} at {self._endpoints[cache_id - 1]}"
 
-    async def read(self, cache_id: int, machine_id: int, needle: NeedleRef, *, via_cdn: bool) -> CacheRead:
-        """The photo from cache ``cache_id``, which reads store ``machine_id`` on a miss."""
+    async def read(self, cache_id: int, machine_id: int, needle: NeedleRef, *, via_cdn: bool,
+                   internal: bool = False) -> CacheRead:
+        """The photo from cache ``cache_id``, which reads store ``machine_id`` on a miss
+        (``internal``: a read by the pipeline itself, never admitted)."""
         stub = self._stub(cache_id)
         request = cache_pb2.CacheReadRequest(
-            machine_id=machine_id, via_cdn=via_cdn,
+            machine_id=machine_id, via_cdn=via_cdn, internal=internal,
             needle=media_pb2.NeedleLocator(logical_volume=needle.logical_volume, key=needle.key,
                                            alternate_key=needle.alternate_key, cookie=needle.cookie))
         reply = await rpc.unary(stub.Read, request, remote=self._remote(cache_id), timeout=self.timeout_s)

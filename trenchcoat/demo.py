@@ -7,7 +7,9 @@ and shows its photos still served from the other replicas, deletes a photo and s
 404. Then the feed, the other half, meeting the media half at the media_id: users follow
 each other and one celebrity (``feed.celebrity_threshold`` is 3 for the demo), everyone
 posts photos, a home feed is printed page by page with the URLs then fetched through the
-CDN, and an unfollow and a delete are shown leaving the feed. Then the warm tier: one
+CDN, and an unfollow and a delete are shown leaving the feed. Then renditions: a phone
+photo's sizes are printed as each becomes durable and fetched by their own URLs, and a
+corrupt upload's job is shown dead-lettered with its reason. Then the warm tier: one
 volume is moved into the f4 cell now (as ``trenchcoat migrate`` does; in production it
 ages there after ``f4.warm_after_s``), its photos are read from f4 by the same URLs, four
 storage nodes holding its data blocks are killed with SIGKILL and every photo is still
@@ -76,6 +78,9 @@ since the wait ends as soon as the volume is warm with its hot replicas freed.""
 F4_NODES_KILLED = 4
 """Blocks of one stripe lost at once: RS(10,4) reads through the loss of any four."""
 PLAINTEXT_PROBE_BYTES = 64
+RENDITION_WAIT_S = 180.0
+"""Bound on waiting for one upload's renditions (they take well under a second on an idle
+machine; the bound is for a loaded one)."""
 DEMO_DIR = "demo"
 """The demo's cluster lives in this directory under ``cluster.data_dir``, emptied before
 each run (so every run starts fresh, and a cluster of ``trenchcoat up`` is left alone) and
@@ -125,23 +130,27 @@ class Upload:
 
 
 async def upload_all(router: str, round_name: str) -> list[Upload]:
+    return await upload_some(router, [(user, photo(user, n)) for user in USERS for n in range(PHOTOS_PER_USER)],
+                             round_name)
+
+
+async def upload_some(router: str, items: list[tuple[int, bytes]], round_name: str = "") -> list[Upload]:
+    """Uploads each (user, JPEG), retrying UNAVAILABLE with the same idempotency key."""
     done = []
     async with ChannelPool() as pool:
         client = MediaClient(pool, router, timeout_s=60)
-        for user in USERS:
-            for n in range(PHOTOS_PER_USER):
-                data = photo(user, n)
-                key = f"demo-{round_name}-{user}-{n}-{os.getpid()}"
-                for attempt in range(UPLOAD_ATTEMPTS):
-                    try:
-                        media = await client.upload(data, owner_id=user, content_type="image/jpeg",
-                                                    idempotency_key=key)
-                        break
-                    except Unavailable:
-                        if attempt == UPLOAD_ATTEMPTS - 1:
-                            raise
-                        await asyncio.sleep(1.0)
-                done.append(Upload(user, media, data, attempt))
+        for n, (user, data) in enumerate(items):
+            key = f"demo-{round_name or 'one'}-{user}-{n}-{os.getpid()}-{time.monotonic_ns()}"
+            for attempt in range(UPLOAD_ATTEMPTS):
+                try:
+                    media = await client.upload(data, owner_id=user, content_type="image/jpeg",
+                                                idempotency_key=key)
+                    break
+                except Unavailable:
+                    if attempt == UPLOAD_ATTEMPTS - 1:
+                        raise
+                    await asyncio.sleep(1.0)
+            done.append(Upload(user, media, data, attempt))
     return done
 
 
@@ -433,6 +442,81 @@ def show_warm_tier(cluster: Cluster, router: str, photos: dict[str, bytes], dele
           "one key each, in the key store)")
 
 
+def portrait_photo() -> bytes:
+    """A 2000x1500 JPEG stored sideways with EXIF orientation 6 (turn 90 degrees clockwise
+    to show): displayed, it is 1500 wide and 2000 tall, as a phone camera writes it."""
+    image = Image.new("RGB", (2000, 1500))
+    draw = ImageDraw.Draw(image)
+    for x in range(0, 2000, 8):
+        draw.line([(x, 0), (x, 1500)], fill=((x * 7) % 256, (x // 8) % 256, 160))
+    draw.rectangle([100, 100, 1900, 300], fill=(0, 0, 0))
+    draw.text((140, 180), "trenchcoat renditions", fill=(255, 255, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90, exif=exif.tobytes())
+    return out.getvalue()
+
+
+async def watch_renditions(router: str, media_id: int, say: Callable[[str], None], began: float,
+                           bound_s: float) -> Media:
+    """Stats the media until its renditions are finished (or failed), printing a line for
+    each rendition as it becomes durable."""
+    shown: set[int] = set()
+    async with ChannelPool() as pool:
+        client = MediaClient(pool, router, timeout_s=30)
+        while True:
+            media = await client.stat(media_id)
+            for r in media.renditions:
+                if r.alternate_key not in shown:
+                    shown.add(r.alternate_key)
+                    say(f"   + rendition {r.alternate_key}  {r.width:>4}x{r.height:<4}  {r.size_bytes:>7} bytes  "
+                        f"{time.monotonic() - began:5.2f}s after the upload  {r.url}")
+            if media.renditions_state in ("done", "failed") or time.monotonic() - began > bound_s:
+                return media
+            await asyncio.sleep(0.05)
+
+
+def show_renditions(config: Config, router: str, check: Callable[[bool, str], None],
+                    say: Callable[[str], None]) -> None:
+    sizes = ", ".join(config.transformer.image_renditions)
+    say(f"== renditions: a phone photo (2000x1500 stored, EXIF orientation 6) uploaded; the transformer "
+        f"makes {sizes} off the upload path")
+    source = portrait_photo()
+    began = time.monotonic()
+    [upload] = asyncio.run(upload_some(router, [(7, source)]))
+    say(f"   uploaded {upload.media.media_id} in {time.monotonic() - began:.2f}s: renditions "
+        f"{upload.media.renditions_state}, {len(upload.media.renditions)} so far")
+    media = asyncio.run(watch_renditions(router, upload.media.media_id, say, began, RENDITION_WAIT_S))
+    check(media.renditions_state == "done", f"its renditions are done ({len(media.renditions)} stored, each on "
+                                            "every replica of its volume before it was listed)")
+    right = 0
+    for r in media.renditions:
+        status, body, headers = fetch(r.url)
+        try:
+            image = Image.open(io.BytesIO(body))
+            size = image.size
+        except OSError:
+            size = (0, 0)
+        right += status == 200 and headers.get("Content-Type") == "image/jpeg" and size == (r.width, r.height)
+    portrait = all(r.height >= r.width for r in media.renditions)
+    check(right == len(media.renditions) and portrait,
+          f"{right}/{len(media.renditions)} served through the CDN by their own URLs as the JPEGs listed, "
+          f"upright (taller than wide: the orientation was applied)")
+    say("== a corrupt upload: a JPEG cut short (its header parses, its pixels do not)")
+    cut = photo(42, 9)
+    [bad] = asyncio.run(upload_some(router, [(42, cut[:len(cut) // 2])]))
+    media = asyncio.run(watch_renditions(router, bad.media.media_id, say, time.monotonic(), RENDITION_WAIT_S))
+    check(media.renditions_state == "failed",
+          f"its job failed for good at the first attempt, no retry wasted: {media.renditions_error}")
+    say("== trenchcoat jobs")
+    lines = admin.jobs_table(config)
+    for line in lines:
+        say(f"   {line}")
+    check(any(f"{bad.media.media_id}:image:v" in line and "after 1 attempt(s)" in line for line in lines),
+          "the dead letter is listed with its reason (trenchcoat jobs --retry JOB_ID runs it again)")
+
+
 def fresh_cluster_dir(config: Config) -> Config:
     """``config`` with its data directory moved to the demo's own, emptied of what an
     earlier demo left there (its private PostgreSQL cluster too, wherever it lives)."""
@@ -586,6 +670,13 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         url = next(i.media.url for items in pages for i in items if i.entry == dropped.entry)
         status, _, _ = fetch(direct("/" + url.split("/", 3)[3]))
         check(status == 404, f"and its photo's URL answers {status} at its cache")
+
+        if config.transformer.count and config.router.renditions:
+            show_renditions(config, router, check, say)
+        else:
+            say("== renditions: skipped, this configuration runs no transformer workers "
+                f"(transformer.count = {config.transformer.count}, "
+                f"router.renditions = {str(config.router.renditions).lower()})")
 
         if has_f4_cell(config):
             show_warm_tier(cluster, router, photos, deleted, direct, check, say)

@@ -119,10 +119,11 @@ class MediaClient:
         return media(reply.media)
 
     async def read(self, media_id: int, *, alternate_key: int = 0, offset: int = 0,
-                   length: int = 0) -> tuple[Media, bytes]:
-        """The object's facts and its bytes (``length`` 0: to the end)."""
+                   length: int = 0, internal: bool = False) -> tuple[Media, bytes]:
+        """The object's facts and its bytes (``length`` 0: to the end). ``internal``: a read
+        by the pipeline itself (the transformer's), which the cache serves but never keeps."""
         request = router_pb2.ReadRequest(ref=media_pb2.MediaRef(media_id=media_id), alternate_key=alternate_key,
-                                         offset=offset, length=length)
+                                         offset=offset, length=length, internal=internal)
         info, parts = None, []
         async for message in rpc.stream_out(self._stub().Read, request, remote=self._remote, timeout=self.timeout_s):
             if message.HasField("media"):

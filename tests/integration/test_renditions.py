@@ -79,6 +79,8 @@ async def test_an_upload_gets_every_size_durable_served_by_its_own_url(service, 
             assert data == want[r.alternate_key].data
         [job] = await c.transformer.jobs(media.media_id)
         assert (job.state, job.kind, job.job_id) == ("done", "image", f"{media.media_id}:image:v1")
+        # The job's read of the source was the pipeline's own: served, not kept by the cache.
+        assert await metric(cluster.caches[0], 'trenchcoat_cache_not_admitted_total{reason="internal"}') >= 1
         with pytest.raises(NotFound, match="has no rendition 9"):
             await c.media.read(media.media_id, alternate_key=9)
 

@@ -7,14 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CacheReadRequest(_message.Message):
-    __slots__ = ("machine_id", "needle", "via_cdn")
+    __slots__ = ("machine_id", "needle", "via_cdn", "internal")
     MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
     NEEDLE_FIELD_NUMBER: _ClassVar[int]
     VIA_CDN_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_FIELD_NUMBER: _ClassVar[int]
     machine_id: int
     needle: _media_pb2.NeedleLocator
     via_cdn: bool
-    def __init__(self, machine_id: _Optional[int] = ..., needle: _Optional[_Union[_media_pb2.NeedleLocator, _Mapping]] = ..., via_cdn: _Optional[bool] = ...) -> None: ...
+    internal: bool
+    def __init__(self, machine_id: _Optional[int] = ..., needle: _Optional[_Union[_media_pb2.NeedleLocator, _Mapping]] = ..., via_cdn: _Optional[bool] = ..., internal: _Optional[bool] = ...) -> None: ...
 
 class CacheReadResponse(_message.Message):
     __slots__ = ("data", "hit", "admitted")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from trenchcoat.v1 import media_pb2 as trenchcoat_dot_v1_dot_media__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atrenchcoat/v1/router.proto\x12\rtrenchcoat.v1\x1a\x19trenchcoat/v1/media.proto\"c\n\x0cUploadHeader\x12\x10\n\x08owner_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"W\n\rUploadRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.trenchcoat.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"9\n\x0eUploadResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"O\n\x12UploadBytesRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.trenchcoat.v1.UploadHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\">\n\x13UploadBytesResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"j\n\x0bReadRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x15\n\ralternate_key\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0e\n\x06length\x18\x04 \x01(\x04\"U\n\x0cReadResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"5\n\rDeleteRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"3\n\x0bStatRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"7\n\x0cStatResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"9\n\x10\x42\x61tchStatRequest\x12%\n\x04refs\x18\x01 \x03(\x0b\x32\x17.trenchcoat.v1.MediaRef\"<\n\x11\x42\x61tchStatResponse\x12\'\n\x05media\x18\x01 \x03(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"\x95\x01\n\x13PutRenditionRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x15\n\ralternate_key\x18\x02 \x01(\r\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\"X\n\x14PutRenditionResponse\x12/\n\trendition\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.RenditionInfo\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"h\n\x17\x46inishRenditionsRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x16\n\x0erecipe_version\x18\x02 \x01(\r\x12\x0f\n\x07\x66\x61ilure\x18\x03 \x01(\t\",\n\x18\x46inishRenditionsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x32\x86\x05\n\x0cMediaService\x12G\n\x06Upload\x12\x1c.trenchcoat.v1.UploadRequest\x1a\x1d.trenchcoat.v1.UploadResponse(\x01\x12T\n\x0bUploadBytes\x12!.trenchcoat.v1.UploadBytesRequest\x1a\".trenchcoat.v1.UploadBytesResponse\x12\x41\n\x04Read\x12\x1a.trenchcoat.v1.ReadRequest\x1a\x1b.trenchcoat.v1.ReadResponse0\x01\x12\x45\n\x06\x44\x65lete\x12\x1c.trenchcoat.v1.DeleteRequest\x1a\x1d.trenchcoat.v1.DeleteResponse\x12?\n\x04Stat\x12\x1a.trenchcoat.v1.StatRequest\x1a\x1b.trenchcoat.v1.StatResponse\x12N\n\tBatchStat\x12\x1f.trenchcoat.v1.BatchStatRequest\x1a .trenchcoat.v1.BatchStatResponse\x12W\n\x0cPutRendition\x12\".trenchcoat.v1.PutRenditionRequest\x1a#.trenchcoat.v1.PutRenditionResponse\x12\x63\n\x10\x46inishRenditions\x12&.trenchcoat.v1.FinishRenditionsRequest\x1a\'.trenchcoat.v1.FinishRenditionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atrenchcoat/v1/router.proto\x12\rtrenchcoat.v1\x1a\x19trenchcoat/v1/media.proto\"c\n\x0cUploadHeader\x12\x10\n\x08owner_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"W\n\rUploadRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.trenchcoat.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"9\n\x0eUploadResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"O\n\x12UploadBytesRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.trenchcoat.v1.UploadHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\">\n\x13UploadBytesResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"|\n\x0bReadRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x15\n\ralternate_key\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x10\n\x08internal\x18\x05 \x01(\x08\"U\n\x0cReadResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"5\n\rDeleteRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"3\n\x0bStatRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"7\n\x0cStatResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"9\n\x10\x42\x61tchStatRequest\x12%\n\x04refs\x18\x01 \x03(\x0b\x32\x17.trenchcoat.v1.MediaRef\"<\n\x11\x42\x61tchStatResponse\x12\'\n\x05media\x18\x01 \x03(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"\x95\x01\n\x13PutRenditionRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x15\n\ralternate_key\x18\x02 \x01(\r\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\"X\n\x14PutRenditionResponse\x12/\n\trendition\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.RenditionInfo\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"h\n\x17\x46inishRenditionsRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x16\n\x0erecipe_version\x18\x02 \x01(\r\x12\x0f\n\x07\x66\x61ilure\x18\x03 \x01(\t\",\n\x18\x46inishRenditionsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08\x32\x86\x05\n\x0cMediaService\x12G\n\x06Upload\x12\x1c.trenchcoat.v1.UploadRequest\x1a\x1d.trenchcoat.v1.UploadResponse(\x01\x12T\n\x0bUploadBytes\x12!.trenchcoat.v1.UploadBytesRequest\x1a\".trenchcoat.v1.UploadBytesResponse\x12\x41\n\x04Read\x12\x1a.trenchcoat.v1.ReadRequest\x1a\x1b.trenchcoat.v1.ReadResponse0\x01\x12\x45\n\x06\x44\x65lete\x12\x1c.trenchcoat.v1.DeleteRequest\x1a\x1d.trenchcoat.v1.DeleteResponse\x12?\n\x04Stat\x12\x1a.trenchcoat.v1.StatRequest\x1a\x1b.trenchcoat.v1.StatResponse\x12N\n\tBatchStat\x12\x1f.trenchcoat.v1.BatchStatRequest\x1a .trenchcoat.v1.BatchStatResponse\x12W\n\x0cPutRendition\x12\".trenchcoat.v1.PutRenditionRequest\x1a#.trenchcoat.v1.PutRenditionResponse\x12\x63\n\x10\x46inishRenditions\x12&.trenchcoat.v1.FinishRenditionsRequest\x1a\'.trenchcoat.v1.FinishRenditionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,29 +43,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADBYTESRESPONSE']._serialized_start=402
   _globals['_UPLOADBYTESRESPONSE']._serialized_end=464
   _globals['_READREQUEST']._serialized_start=466
-  _globals['_READREQUEST']._serialized_end=572
-  _globals['_READRESPONSE']._serialized_start=574
-  _globals['_READRESPONSE']._serialized_end=659
-  _globals['_DELETEREQUEST']._serialized_start=661
-  _globals['_DELETEREQUEST']._serialized_end=714
-  _globals['_DELETERESPONSE']._serialized_start=716
-  _globals['_DELETERESPONSE']._serialized_end=749
-  _globals['_STATREQUEST']._serialized_start=751
-  _globals['_STATREQUEST']._serialized_end=802
-  _globals['_STATRESPONSE']._serialized_start=804
-  _globals['_STATRESPONSE']._serialized_end=859
-  _globals['_BATCHSTATREQUEST']._serialized_start=861
-  _globals['_BATCHSTATREQUEST']._serialized_end=918
-  _globals['_BATCHSTATRESPONSE']._serialized_start=920
-  _globals['_BATCHSTATRESPONSE']._serialized_end=980
-  _globals['_PUTRENDITIONREQUEST']._serialized_start=983
-  _globals['_PUTRENDITIONREQUEST']._serialized_end=1132
-  _globals['_PUTRENDITIONRESPONSE']._serialized_start=1134
-  _globals['_PUTRENDITIONRESPONSE']._serialized_end=1222
-  _globals['_FINISHRENDITIONSREQUEST']._serialized_start=1224
-  _globals['_FINISHRENDITIONSREQUEST']._serialized_end=1328
-  _globals['_FINISHRENDITIONSRESPONSE']._serialized_start=1330
-  _globals['_FINISHRENDITIONSRESPONSE']._serialized_end=1374
-  _globals['_MEDIASERVICE']._serialized_start=1377
-  _globals['_MEDIASERVICE']._serialized_end=2023
+  _globals['_READREQUEST']._serialized_end=590
+  _globals['_READRESPONSE']._serialized_start=592
+  _globals['_READRESPONSE']._serialized_end=677
+  _globals['_DELETEREQUEST']._serialized_start=679
+  _globals['_DELETEREQUEST']._serialized_end=732
+  _globals['_DELETERESPONSE']._serialized_start=734
+  _globals['_DELETERESPONSE']._serialized_end=767
+  _globals['_STATREQUEST']._serialized_start=769
+  _globals['_STATREQUEST']._serialized_end=820
+  _globals['_STATRESPONSE']._serialized_start=822
+  _globals['_STATRESPONSE']._serialized_end=877
+  _globals['_BATCHSTATREQUEST']._serialized_start=879
+  _globals['_BATCHSTATREQUEST']._serialized_end=936
+  _globals['_BATCHSTATRESPONSE']._serialized_start=938
+  _globals['_BATCHSTATRESPONSE']._serialized_end=998
+  _globals['_PUTRENDITIONREQUEST']._serialized_start=1001
+  _globals['_PUTRENDITIONREQUEST']._serialized_end=1150
+  _globals['_PUTRENDITIONRESPONSE']._serialized_start=1152
+  _globals['_PUTRENDITIONRESPONSE']._serialized_end=1240
+  _globals['_FINISHRENDITIONSREQUEST']._serialized_start=1242
+  _globals['_FINISHRENDITIONSREQUEST']._serialized_end=1346
+  _globals['_FINISHRENDITIONSRESPONSE']._serialized_start=1348
+  _globals['_FINISHRENDITIONSRESPONSE']._serialized_end=1392
+  _globals['_MEDIASERVICE']._serialized_start=1395
+  _globals['_MEDIASERVICE']._serialized_end=2041
 # @@protoc_insertion_point(module_scope)

@@ -48,16 +48,18 @@ class UploadBytesResponse(_message.Message):
     def __init__(self, media: _Optional[_Union[_media_pb2.MediaInfo, _Mapping]] = ...) -> None: ...
 
 class ReadRequest(_message.Message):
-    __slots__ = ("ref", "alternate_key", "offset", "length")
+    __slots__ = ("ref", "alternate_key", "offset", "length", "internal")
     REF_FIELD_NUMBER: _ClassVar[int]
     ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
+    INTERNAL_FIELD_NUMBER: _ClassVar[int]
     ref: _media_pb2.MediaRef
     alternate_key: int
     offset: int
     length: int
-    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., alternate_key: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+    internal: bool
+    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., alternate_key: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., internal: _Optional[bool] = ...) -> None: ...
 
 class ReadResponse(_message.Message):
     __slots__ = ("media", "offset", "data")

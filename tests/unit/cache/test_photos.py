@@ -113,6 +113,15 @@ async def test_admission_user_direct_on_a_writable_volume_only():
     assert again.hit and again.data == b"jpeg"
 
 
+async def test_the_pipelines_own_read_is_served_but_neither_admitted_nor_kept_for_the_lease_period():
+    stores = Stores({(0xABC, 0): (77, b"jpeg")})
+    cache = make(stores)
+    internal = await cache.read(1, PHOTO, via_cdn=False, internal=True)
+    assert internal.data == b"jpeg" and not internal.admitted
+    user = await cache.read(1, PHOTO, via_cdn=False)  # goes to the store as if the first had not happened
+    assert user.admitted and not user.hit and stores.reads == ["s1", "s1"]
+
+
 async def test_a_hit_with_the_wrong_cookie_is_not_found():
     cache = make(Stores({(0xABC, 0): (77, b"jpeg")}))
     await cache.read(1, PHOTO, via_cdn=False)
