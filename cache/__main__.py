@@ -10,6 +10,7 @@ from cache.leases import LeaseTable
 from cache.photos import PhotoCache
 from cache.reads import F4Reader, ReplicaReader
 from cache.service import SERVICE_NAME, CacheServicer
+from cache.transforms import Resizer
 from trenchcoat import server
 from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.f4_client import F4Client
@@ -32,7 +33,9 @@ def main() -> int:
         http = StoreHttpClient(timeout_s=section.store_timeout_s)
         warm = F4Reader(F4Client(pool, config.f4_endpoint(), timeout_s=section.store_timeout_s))
         cache = PhotoCache(section.capacity_bytes, leases, ReplicaReader(http, stores), directory, warm)
-        site = HttpSite(Gateway(cache).app(), config.cluster.host, section.http_port, what="photo")
+        resizer = Resizer(pool, config.transformer_endpoints(), config.transformer.on_read_sizes,
+                          timeout_s=section.transform_timeout_s)
+        site = HttpSite(Gateway(cache, resizer).app(), config.cluster.host, section.http_port, what="photo")
         await site.start()
         return server.host_for(
             f"cache@{section.port}", config.cluster, section,

@@ -11,6 +11,11 @@ component: the bytes behind a URL never change), ``Cache-Control: public,
 max-age=31536000, immutable``, and support ``If-None-Match`` (304) and single byte
 ranges (206, or 416 when unsatisfiable).
 
+A query ``?w=&h=&fit=&fmt=`` asks for the photo resized or cropped on read
+(``trenchcoat.transforms``): only boxes in ``transformer.on_read_sizes`` (others are
+400, before anything is read), made by a transformer worker from the original this cache
+serves, and as cacheable as the photo.
+
 The CDN marks its requests with ``X-Trenchcoat-Via-CDN: 1``; the cache does not admit
 those (the CDN keeps them). Every photo response says what the cache did in
 ``X-Trenchcoat-Cache``: ``hit`` (served from its memory), ``admitted`` (a miss it now
@@ -26,6 +31,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from cache.photos import PhotoCache
+from cache.transforms import Resizer
 from trenchcoat import media_types
 from trenchcoat.errors import (
     DataLoss,
@@ -34,6 +40,7 @@ from trenchcoat.errors import (
     TrenchcoatError,
     Unavailable,
 )
+from trenchcoat.transforms import BadTransform, TransformSpec, parse_query
 from trenchcoat.urls import MalformedURL, component, parse_path
 
 log = logging.getLogger(__name__)
@@ -71,8 +78,9 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 class Gateway:
-    def __init__(self, cache: PhotoCache) -> None:
+    def __init__(self, cache: PhotoCache, resizer: Resizer) -> None:
         self._cache = cache
+        self._resizer = resizer
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -83,12 +91,17 @@ class Gateway:
         cache = "-"
         try:
             path = parse_path(request.path)
+            spec = parse_query(request.query)
+            if spec is not None:
+                self._resizer.check(spec)  # a box not allowed costs no read
             via_cdn = request.headers.get(VIA_CDN_HEADER) == "1"
             served = await self._cache.read(path.machine_id, path.needle, via_cdn=via_cdn)
             cache = "hit" if served.hit else "admitted" if served.admitted else "miss"
             kind = media_types.of_mime(served.blob.content_type or media_types.OCTET_STREAM.mime)
             if path.extension != kind.extension:
                 raise NotFound(f"no photo at {request.path}")
+            if spec is not None:
+                return await self._transformed(request, component(path.needle), served.blob.data, kind, spec, cache)
             data = served.blob.data
             etag = f'"{component(path.needle)}"'
             headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes",
@@ -116,6 +129,19 @@ class Gateway:
             return self._done(web.Response(status=502, text="every copy of this photo failed verification\n"), cache)
         except (Unavailable, TrenchcoatError) as exc:
             return self._done(web.Response(status=503, text=f"{exc}\n", headers={"Retry-After": "1"}), cache)
+
+    async def _transformed(self, request: web.Request, photo: str, data: bytes, kind: media_types.MediaType,
+                           spec: TransformSpec, cache: str) -> web.Response:
+        """The photo resized or cropped on read: as cacheable as the photo (the bytes behind
+        the URL, query and all, never change)."""
+        if not kind.mime.startswith("image/"):
+            raise BadTransform(f"only images are resized on read; this is {kind.mime}")
+        etag = f'"{photo}-{spec}"'
+        headers = {"ETag": etag, "Cache-Control": IMMUTABLE, "Content-Type": spec.content_type, CACHE_HEADER: cache}
+        if request.headers.get("If-None-Match") in (etag, "*"):
+            return self._done(web.Response(status=304, headers=headers), cache)
+        out = await self._resizer.transform(photo, data, spec)
+        return self._done(web.Response(body=out.data, headers=headers), cache)
 
     @staticmethod
     def _done(response: web.Response, cache: str) -> web.Response:

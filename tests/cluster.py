@@ -90,6 +90,9 @@ class MediaCluster:
     feed: harness.ServiceProcess | None = None
     fanout: list[harness.ServiceProcess | None] = field(default_factory=list)
     transformers: list[harness.ServiceProcess | None] = field(default_factory=list)
+    transformer_ports: list[tuple[int, int]] = field(default_factory=list)
+    """(gRPC, metrics) port of transformer i, given out before the caches start (they send
+    resizes on read to every transformer)."""
 
     def __post_init__(self) -> None:
         self.env = {
@@ -141,6 +144,8 @@ class MediaCluster:
         port, mport = self.cache_ports[i]
         proc = self.start(f"cache-{i + 1}", harness.python_module("cache"), port=port, metrics_port=mport,
                           env={**self.env, "TRENCHCOAT_CACHE__PORT": str(port), "TRENCHCOAT_CACHE__METRICS_PORT": str(mport),
+                               "TRENCHCOAT_CACHE__TRANSFORMER_ENDPOINTS": ",".join(
+                                   f"127.0.0.1:{p}" for p, _ in self.transformer_ports),
                                "TRENCHCOAT_CACHE__HTTP_PORT": str(self.cache_http_ports[i]),
                                "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(self.directory_endpoints())},
                           wait=wait)
@@ -186,7 +191,9 @@ class MediaCluster:
         if i is None:
             self.transformers.append(None)
             i = len(self.transformers) - 1
-        port, mport = procs.free_port(), procs.free_port()
+        while len(self.transformer_ports) <= i:
+            self.transformer_ports.append((procs.free_port(), procs.free_port()))
+        port, mport = self.transformer_ports[i]
         proc = self.start(f"transformer-{i + 1}", harness.python_module("transformer"), port=port,
                           metrics_port=mport,
                           env={**self.env, "TRENCHCOAT_TRANSFORMER__PORT": str(port),
@@ -359,6 +366,7 @@ async def rendition_cluster(service: Callable[..., harness.ServiceProcess], etcd
         await client.aclose()
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
                            redis=redis_url, env={"TRENCHCOAT_ROUTER__RENDITIONS": "true", **env})
+    cluster.transformer_ports = [(procs.free_port(), procs.free_port()) for _ in range(max(transformers, 1))]
     cluster.start_all(router=True)
     for _ in range(transformers):
         cluster.start_transformer()

@@ -14,6 +14,7 @@ import sys
 from transformer import metrics
 from transformer.images import ImageSpec
 from transformer.jobs import RenditionJobs
+from transformer.onread import OnRead
 from transformer.service import SERVICE_NAME, TransformerServicer
 from trenchcoat import redisio, server
 from trenchcoat.jobqueue import JobRunner
@@ -57,19 +58,23 @@ def main() -> int:
         jobs = RenditionJobs(queue, media, specs, max_pixels=section.max_pixels,
                              max_source_bytes=section.max_source_bytes, quality=section.jpeg_quality,
                              threads=section.concurrency)
+        onread = OnRead(section.on_read_sizes, max_pixels=section.max_pixels,
+                        max_source_bytes=section.max_source_bytes, quality=section.jpeg_quality,
+                        threads=section.concurrency)
         runner = JobRunner(queue, jobs, consumer=f"{socket.gethostname()}-{os.getpid()}",
                            concurrency=section.concurrency, max_attempts=section.max_attempts,
                            claim_idle_s=section.claim_idle_s)
 
-        async def close_jobs() -> None:
+        async def close_pools() -> None:
             jobs.close()
+            onread.close()
 
         return server.host_for(
             f"transformer@{section.port}", config.cluster, section,
-            bindings=[server.Binding(SERVICE_NAME, TransformerServicer(queue, recipe_version=section.recipe_version),
+            bindings=[server.Binding(SERVICE_NAME, TransformerServicer(queue, onread, recipe_version=section.recipe_version),
                                      transformer_pb2_grpc.add_TransformerServiceServicer_to_server)],
             workers=[runner, QueueGauges(queue)],
-            closers=[close_jobs, pool.close, redis.aclose],
+            closers=[close_pools, pool.close, redis.aclose],
         )
 
     return server.run(build)

@@ -18,6 +18,7 @@ randomness), so a job that runs twice makes the same bytes twice.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -117,15 +118,67 @@ def _needed(width: int, height: int, targets: list[tuple[ImageSpec, tuple[int, i
 def render(data: bytes, specs: tuple[ImageSpec, ...], *, max_pixels: int, quality: int) -> list[Rendered]:
     """Every rendition ``specs`` make of the source image ``data`` (CPU-bound: run it in a
     thread). Raises UnrenderableSource when the source can never be rendered."""
+    targets: list[tuple[ImageSpec, tuple[int, int]]] = []
+
+    def needed(width: int, height: int) -> tuple[int, int] | None:
+        targets.extend((spec, size) for spec in specs if (size := target_size(width, height, spec)) is not None)
+        return _needed(width, height, targets) if targets else None
+
+    image = _decoded(data, max_pixels, needed)
+    if image is None:
+        return []
+    return [_encode(spec.alternate_key, _resize(image, spec.square, size), OUTPUT_TYPE, quality)
+            for spec, size in targets]
+
+
+def transform(data: bytes, width: int, height: int, *, cover: bool, content_type: str, max_pixels: int,
+              quality: int) -> Rendered:
+    """The source fitted into a ``width`` x ``height`` box (0: that side is free), never
+    upscaled: ``cover`` fills the box and center-crops what overflows (both sides needed),
+    otherwise the whole image fits inside it. Encoded as ``content_type`` (JPEG or WebP)."""
+    if content_type not in ENCODERS:
+        raise ValueError(f"cannot encode {content_type!r}; one of {', '.join(ENCODERS)}")
+    box: list[tuple[int, int]] = []
+
+    def needed(w: int, h: int) -> tuple[int, int]:
+        size = cover_size(w, h, width, height) if cover else contain_size(w, h, width, height)
+        box.append(size)
+        if not cover:
+            return size
+        scale = max(size[0] / w, size[1] / h)  # the cover before its crop
+        return max(size[0], round(w * scale)), max(size[1], round(h * scale))
+
+    image = _decoded(data, max_pixels, needed)
+    assert image is not None
+    return _encode(0, _resize(image, cover, box[0]), content_type, quality)
+
+
+def contain_size(w: int, h: int, width: int, height: int) -> tuple[int, int]:
+    """``w`` x ``h`` scaled to fit inside the box (0: free), never up."""
+    scale = min(width / w if width else 1.0, height / h if height else 1.0, 1.0)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def cover_size(w: int, h: int, width: int, height: int) -> tuple[int, int]:
+    """The box a cover of ``w`` x ``h`` fills: the box itself, or, for a source smaller than
+    it, the box shrunk (its aspect kept) until the source covers it."""
+    factor = min(1.0, w / width, h / height)
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def _decoded(data: bytes, max_pixels: int,
+             needed: Callable[[int, int], tuple[int, int] | None]) -> Image.Image | None:
+    """The source decoded once, oriented and flattened to RGB, at no less than the size
+    ``needed(displayed width, displayed height)`` says (None: nothing is needed)."""
     image = _open(data, max_pixels)
     orientation = _orientation(image)
     width, height = image.size
     if orientation in TRANSPOSED:
         width, height = height, width
-    targets = [(spec, size) for spec in specs if (size := target_size(width, height, spec)) is not None]
-    if not targets:
-        return []
-    need_w, need_h = _needed(width, height, targets)
+    need = needed(width, height)
+    if need is None:
+        return None
+    need_w, need_h = need
     if image.format == "JPEG":
         # draft() takes the size in stored orientation; it picks the largest DCT scale
         # (1/2, 1/4, 1/8) keeping the image at least that large.
@@ -133,10 +186,9 @@ def render(data: bytes, specs: tuple[ImageSpec, ...], *, max_pixels: int, qualit
     try:
         image.load()
         image = ImageOps.exif_transpose(image)
-        image = _flatten(image)
+        return _flatten(image)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UnrenderableSource(f"the source image cannot be decoded: {exc}") from None
-    return [_encode(spec, _resize(image, spec, size), quality) for spec, size in targets]
 
 
 def _flatten(image: Image.Image) -> Image.Image:
@@ -149,15 +201,23 @@ def _flatten(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def _resize(image: Image.Image, spec: ImageSpec, size: tuple[int, int]) -> Image.Image:
-    if spec.square:
+def _resize(image: Image.Image, square: bool, size: tuple[int, int]) -> Image.Image:
+    """``image`` at ``size``: center-cropped to its aspect first (``square``: a cover),
+    or scaled as it is."""
+    if square:
         return ImageOps.fit(image, size, Image.Resampling.LANCZOS, centering=(0.5, 0.5))
     if image.size == size:
         return image
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
-def _encode(spec: ImageSpec, image: Image.Image, quality: int) -> Rendered:
+ENCODERS = {"image/jpeg": "JPEG", "image/webp": "WEBP"}
+
+
+def _encode(alternate_key: int, image: Image.Image, content_type: str, quality: int) -> Rendered:
     out = io.BytesIO()
-    image.save(out, "JPEG", quality=quality, optimize=True)
-    return Rendered(spec.alternate_key, OUTPUT_TYPE, image.width, image.height, out.getvalue())
+    if content_type == "image/webp":
+        image.save(out, "WEBP", quality=quality, method=4)
+    else:
+        image.save(out, "JPEG", quality=quality, optimize=True)
+    return Rendered(alternate_key, content_type, image.width, image.height, out.getvalue())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from transformer.errors import BadJobRequest, JobNotFound
+from transformer.onread import OnRead
 from trenchcoat.errors import InvalidArgument
 from trenchcoat.jobqueue import DeadLetter
 from trenchcoat.rendition_jobs import (
@@ -15,6 +16,7 @@ from trenchcoat.rendition_jobs import (
     RenditionQueue,
     kind_for,
 )
+from trenchcoat.transforms import FORMATS, BadTransform, TransformSpec
 from trenchcoat.v1 import media_pb2, transformer_pb2, transformer_pb2_grpc
 
 SERVICE_NAME = "trenchcoat.v1.TransformerService"
@@ -46,9 +48,22 @@ def dead_job_pb(letter: DeadLetter) -> transformer_pb2.Job:
 
 
 class TransformerServicer(transformer_pb2_grpc.TransformerServiceServicer):
-    def __init__(self, queue: RenditionQueue, *, recipe_version: int) -> None:
+    def __init__(self, queue: RenditionQueue, transforms: OnRead, *, recipe_version: int) -> None:
         self._queue = queue
+        self._transforms = transforms
         self._version = recipe_version
+
+    async def Transform(self, request, context):
+        if request.fit not in (transformer_pb2.FIT_MODE_UNSPECIFIED, transformer_pb2.FIT_CONTAIN,
+                               transformer_pb2.FIT_COVER):
+            raise BadTransform(f"unknown fit mode {request.fit}")
+        content_type = request.content_type or "image/jpeg"
+        if content_type not in FORMATS.values():
+            raise BadTransform(f"content_type must be one of {', '.join(FORMATS.values())}, got {content_type!r}")
+        spec = TransformSpec(request.width, request.height, request.fit == transformer_pb2.FIT_COVER, content_type)
+        out = await self._transforms.transform(request.data, spec)
+        return transformer_pb2.TransformResponse(data=out.data, content_type=out.content_type, width=out.width,
+                                                 height=out.height)
 
     async def SubmitRenditions(self, request, context):
         try:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from trenchcoat.errors import ConfigError
+from trenchcoat.transforms import parse_box
 
 ENV_PREFIX = "TRENCHCOAT_"
 ENV_SEPARATOR = "__"
@@ -371,6 +372,12 @@ class CacheConfig(ServiceConfig):
         default=5.0,
     )
     store_timeout_s: float = doc("Seconds one Store read may take before the next replica is tried.", default=3.0)
+    transformer_endpoints: tuple[str, ...] = doc(
+        "Transformer workers a photo URL with a resize (`?w=&h=`) is transformed by (host:port). "
+        "Empty: cluster.host with transformer.port + i for each of transformer.count workers.",
+        default=(),
+    )
+    transform_timeout_s: float = doc("Seconds one resize on read may take at a transformer.", default=10.0)
 
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
@@ -379,6 +386,9 @@ class CacheConfig(ServiceConfig):
         _require(0 < self.lease_wait_s <= self.lease_period_s, f"{section}.lease_wait_s",
                  "must be > 0 and at most lease_period_s")
         _require(self.store_timeout_s > 0, f"{section}.store_timeout_s", "must be > 0")
+        _require(self.transform_timeout_s > 0, f"{section}.transform_timeout_s", "must be > 0")
+        for endpoint in self.transformer_endpoints:
+            _require_host_port(endpoint, f"{section}.transformer_endpoints")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -499,6 +509,12 @@ class TransformerConfig(ServiceConfig):
                                 default=64 * 1024 * 1024)
     call_timeout_s: float = doc("Deadline of each call to a router (reading a source, storing a rendition).",
                                 default=30.0)
+    on_read_sizes: tuple[str, ...] = doc(
+        "Boxes a photo URL may ask for on read (`?w=&h=&fit=&fmt=`), as `WxH` (fit inside; 0: "
+        "that side free) or `WxH:cover` (fill and crop). Any other is 400, so URLs cannot be "
+        "used to burn CPU. Empty: no resizing on read.",
+        default=("150x150:cover", "320x320:cover", "320x0", "640x0", "1080x0"),
+    )
 
     def image_specs(self) -> tuple[tuple[int, int, bool], ...]:
         """(alternate key, px, square) of each image rendition."""
@@ -532,6 +548,11 @@ class TransformerConfig(ServiceConfig):
         _require(self.max_pixels >= 1_000_000, f"{section}.max_pixels", "must be >= 1000000")
         _require(self.max_source_bytes >= 1024, f"{section}.max_source_bytes", "must be >= 1024")
         _require(self.call_timeout_s > 0, f"{section}.call_timeout_s", "must be > 0")
+        for box in self.on_read_sizes:
+            try:
+                parse_box(box)
+            except ValueError as exc:
+                raise ConfigError(f"{section}.on_read_sizes: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -895,6 +916,14 @@ class Config:
         position i: what the CDN pulls from."""
         c = self.cache
         return tuple(f"{self.cluster.host}:{c.http_port + i}" for i in range(max(c.count, 1)))
+
+    def transformer_endpoints(self) -> tuple[str, ...]:
+        """Where the transformer workers' TransformerService listens (cache.transformer_endpoints,
+        or derived)."""
+        if self.cache.transformer_endpoints:
+            return self.cache.transformer_endpoints
+        t = self.transformer
+        return tuple(f"{self.cluster.host}:{t.port + i}" for i in range(t.count))
 
     def router_endpoints(self) -> tuple[str, ...]:
         """Where the routers' MediaService listens (feed.router_endpoints, or derived)."""

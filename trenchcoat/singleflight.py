@@ -24,6 +24,10 @@ class SingleFlight(Generic[K, V]):
             running.add_done_callback(functools.partial(self._done, key))
         return await asyncio.shield(running)
 
+    def running(self, key: K) -> bool:
+        """Whether a call for ``key`` is under way (a caller now would share it)."""
+        return key in self._running
+
     def _done(self, key: K, done: asyncio.Future[V]) -> None:
         self._running.pop(key, None)
         if not done.cancelled():

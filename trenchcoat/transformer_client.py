@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trenchcoat import rpc
+from trenchcoat.transforms import TransformSpec
 from trenchcoat.v1 import media_pb2, transformer_pb2, transformer_pb2_grpc
 
 _STATES = {transformer_pb2.JOB_QUEUED: "queued", transformer_pb2.JOB_RUNNING: "running",
@@ -26,6 +27,14 @@ class JobView:
     last_error: str
     errors: tuple[str, ...]
     dead_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transformed:
+    data: bytes
+    content_type: str
+    width: int
+    height: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +91,12 @@ class TransformerClient:
         reply = await rpc.unary(self._stub().GetQueue, transformer_pb2.GetQueueRequest(), remote=self._remote,
                                 timeout=self.timeout_s)
         return QueueView(int(reply.queued), int(reply.in_flight), int(reply.dead), float(reply.oldest_age_s))
+
+    async def transform(self, data: bytes, spec: TransformSpec, *, timeout_s: float | None = None) -> Transformed:
+        """``data`` (an image) resized or cropped as ``spec`` says."""
+        request = transformer_pb2.TransformRequest(
+            data=data, width=spec.width, height=spec.height, content_type=spec.content_type,
+            fit=transformer_pb2.FIT_COVER if spec.cover else transformer_pb2.FIT_CONTAIN)
+        reply = await rpc.unary(self._stub().Transform, request, remote=self._remote,
+                                timeout=timeout_s or self.timeout_s)
+        return Transformed(reply.data, reply.content_type, reply.width, reply.height)

@@ -244,3 +244,24 @@ async def test_a_type_with_no_renditions_is_finished_by_the_sweep_without_a_job(
         media = await c.media.upload(os.urandom(100), owner_id=12, content_type="application/octet-stream")
         done = await eventually(lambda: finished(c, media.media_id), timeout=60, what="the sweep to finish it")
         assert done.renditions_state == "done" and done.renditions == ()
+
+
+async def test_a_photo_url_resized_on_read_serves_allowed_boxes_only(service, etcd, postgres, redis_server, tmp_path):
+    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=1)
+    async with cluster.clients() as c:
+        media = await c.media.upload(photo(1600, 1200, seed=4), owner_id=13, content_type="image/jpeg")
+        raw = await c.media.upload(os.urandom(500), owner_id=13, content_type="application/octet-stream")
+    for query, size, mime in (("?w=320&h=320&fit=cover&fmt=webp", (320, 320), "image/webp"),
+                              ("?w=640", (640, 480), "image/jpeg")):
+        status, content_type, body = await fetch(cluster, media.url + query)
+        assert (status, content_type) == (200, mime), body[:200]
+        assert Image.open(io.BytesIO(body)).size == size
+        again = await fetch(cluster, media.url + query)
+        assert again == (status, content_type, body)  # the same bytes for the same URL: cacheable
+    for query, message in (("?w=333", b"333x0 is not a size served on read; allowed: 150x150:cover"),
+                           ("?w=320&fit=sideways", b"fit must be one of contain, cover"),
+                           ("?w=320&quality=100", b"unknown photo URL parameters")):
+        status, _, body = await fetch(cluster, media.url + query)
+        assert status == 400 and message in body, (query, status, body)
+    status, _, body = await fetch(cluster, raw.url + "?w=320")
+    assert status == 400 and b"only images are resized on read" in body

@@ -125,3 +125,22 @@ def test_a_decompression_bomb_is_refused_from_its_header_before_decoding(monkeyp
     with pytest.raises(UnrenderableSource, match=r"4000x3000 = 12000000 pixels, over the 10000000"):
         images.render(source, SPECS, max_pixels=10_000_000, quality=85)
     assert decoded_any == []
+
+
+@pytest.mark.parametrize(("box", "cover", "want"), [
+    ((320, 0), False, (320, 240)),     # width given, height free
+    ((0, 300), False, (400, 300)),     # height given, width free
+    ((320, 320), False, (320, 240)),   # inside the box
+    ((320, 320), True, (320, 320)),    # fills it, cropped
+    ((4000, 0), False, (2000, 1500)),  # never upscaled
+    ((3000, 3000), True, (1500, 1500)),  # a cover larger than the source: the box shrunk to the source
+])
+def test_a_transform_fits_or_covers_its_box_and_never_upscales(box, cover, want):
+    out = images.transform(jpeg(2000, 1500), *box, cover=cover, content_type="image/jpeg", **LIMITS)
+    assert (out.width, out.height) == want and decoded(out).size == want
+
+
+def test_a_transform_encodes_webp_and_applies_the_orientation():
+    out = images.transform(jpeg(400, 200, orientation=6), 100, 0, cover=False, content_type="image/webp", **LIMITS)
+    image = decoded(out)
+    assert (out.content_type, image.format, image.size) == ("image/webp", "WEBP", (100, 200))
