@@ -13,7 +13,7 @@ import sys
 
 from transformer import metrics
 from transformer.images import ImageSpec
-from transformer.jobs import RenditionJobs
+from transformer.jobs import RenditionJobs, VideoRecipe
 from transformer.onread import OnRead
 from transformer.service import SERVICE_NAME, TransformerServicer
 from trenchcoat import redisio, server
@@ -55,7 +55,8 @@ def main() -> int:
         # One router serves a worker's reads and writes; workers spread over the routers.
         media = MediaClient(pool, routers[os.getpid() % len(routers)], timeout_s=section.call_timeout_s)
         specs = tuple(ImageSpec(key, px, square) for key, px, square in section.image_specs())
-        jobs = RenditionJobs(queue, media, specs, max_pixels=section.max_pixels,
+        recipe = VideoRecipe(section.video_rungs, section.segment_s, section.video_preset, section.max_video_s)
+        jobs = RenditionJobs(queue, media, specs, recipe, max_pixels=section.max_pixels,
                              max_source_bytes=section.max_source_bytes, quality=section.jpeg_quality,
                              threads=section.concurrency)
         onread = OnRead(section.on_read_sizes, max_pixels=section.max_pixels,

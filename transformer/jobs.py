@@ -1,5 +1,8 @@
 """What a rendition job does (the handler ``trenchcoat.jobqueue.JobRunner`` runs).
 
+A ``video`` job makes the poster and the HLS ladder (``transformer.video``), rung by
+rung, publishing a master playlist of the rungs so far after each.
+
 An ``image`` job reads the original through a router (``MediaService.Read``: the cache,
 then a store), renders every configured size in one decode (``transformer.images``, in a
 thread of the ``render`` pool so the event loop keeps serving), stores each size the
@@ -18,27 +21,50 @@ decoder's reason, and the upload's renditions are recorded failed with it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
 
-from transformer import images, metrics
+from transformer import images, metrics, video
 from transformer.errors import UnrenderableSource
 from trenchcoat import ids
 from trenchcoat.errors import NotFound, TrenchcoatError, Unavailable
 from trenchcoat.jobqueue import Delivery
-from trenchcoat.media_client import MediaClient
-from trenchcoat.rendition_jobs import IMAGE, JobState, RenditionJob, RenditionQueue
+from trenchcoat.media_client import MediaClient, Rendition
+from trenchcoat.rendition_jobs import (
+    IMAGE,
+    VIDEO,
+    JobState,
+    RenditionJob,
+    RenditionQueue,
+)
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class VideoRecipe:
+    rungs: tuple[int, ...]
+    segment_s: float
+    preset: str
+    max_s: float
+
+
 class RenditionJobs:
-    def __init__(self, queue: RenditionQueue, media: MediaClient, specs: tuple[images.ImageSpec, ...], *,
-                 max_pixels: int, max_source_bytes: int, quality: int, threads: int) -> None:
+    def __init__(self, queue: RenditionQueue, media: MediaClient, specs: tuple[images.ImageSpec, ...],
+                 recipe: VideoRecipe, *, max_pixels: int, max_source_bytes: int, quality: int, threads: int) -> None:
         self._queue = queue
         self._media = media
         self._specs = specs
+        self._video = recipe
         self._max_pixels = max_pixels
         self._max_source_bytes = max_source_bytes
         self._quality = quality
@@ -84,8 +110,6 @@ class RenditionJobs:
         await self._queue.set_state(job, JobState.DONE, attempts=delivery.attempt)
 
     async def _run(self, job: RenditionJob) -> None:
-        if job.kind != IMAGE:
-            raise UnrenderableSource(f"this transformer renders no {job.kind!r} jobs")
         try:
             info, source = await self._media.read(job.media_id, internal=True)
         except NotFound:
@@ -94,32 +118,77 @@ class RenditionJobs:
         if len(source) > self._max_source_bytes:
             raise UnrenderableSource(f"the source is {len(source)} bytes, over the {self._max_source_bytes} a job "
                                      f"reads (transformer.max_source_bytes)")
-        have = {r.alternate_key for r in info.renditions}
-        if all(spec.alternate_key in have for spec in self._specs):
-            rendered: list[images.Rendered] = []
-        else:
-            began = time.perf_counter()
-            loop = asyncio.get_running_loop()
-            rendered = await loop.run_in_executor(
-                self._pool, lambda: images.render(source, self._specs, max_pixels=self._max_pixels,
-                                                  quality=self._quality))
-            metrics.RENDER_SECONDS.labels(job.kind).observe(time.perf_counter() - began)
-        for out in rendered:
-            if out.alternate_key in have:
-                continue
-            try:
-                _, created = await self._media.put_rendition(job.media_id, out.alternate_key,
-                                                             content_type=out.content_type, width=out.width,
-                                                             height=out.height, data=out.data)
-            except NotFound:
-                log.info("rendition job %s: the media was deleted while it ran", job.job_id)
-                return
-            metrics.RENDITIONS.labels(job.kind, "new" if created else "kept").inc()
-            log.info("rendition %d of %d stored (%dx%d, %d bytes)", out.alternate_key, job.media_id, out.width,
-                     out.height, len(out.data))
+        have = {r.alternate_key: r for r in info.renditions}
         try:
+            if job.kind == IMAGE:
+                await self._images(job, source, have)
+            elif job.kind == VIDEO:
+                await self._videos(job, source, have)
+            else:
+                raise UnrenderableSource(f"this transformer renders no {job.kind!r} jobs")
             recorded = await self._media.finish_renditions(job.media_id, job.recipe_version)
         except NotFound:
+            log.info("rendition job %s: the media was deleted while it ran", job.job_id)
             return
         if recorded:
             metrics.LAG.labels(job.kind).observe(max(0.0, time.time() - ids.unix_ms(job.media_id) / 1000))
+
+    async def _in_thread(self, kind: str, call: Callable[[], T]) -> T:
+        began = time.perf_counter()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        finally:
+            metrics.RENDER_SECONDS.labels(kind).observe(time.perf_counter() - began)
+
+    async def _put(self, job: RenditionJob, key: int, content_type: str, width: int, height: int,
+                   data: bytes, have: dict[int, Rendition]) -> Rendition:
+        """Stores one rendition unless the media has it already; returns the one recorded."""
+        if key in have:
+            return have[key]
+        rendition, created = await self._media.put_rendition(job.media_id, key, content_type=content_type,
+                                                             width=width, height=height, data=data)
+        metrics.RENDITIONS.labels(job.kind, "new" if created else "kept").inc()
+        log.info("rendition %#x of %d stored (%s, %dx%d, %d bytes)", key, job.media_id, content_type, width, height,
+                 len(data))
+        have[key] = rendition
+        return rendition
+
+    async def _images(self, job: RenditionJob, source: bytes, have: dict[int, Rendition]) -> None:
+        if all(spec.alternate_key in have for spec in self._specs):
+            return
+        rendered = await self._in_thread(job.kind, lambda: images.render(
+            source, self._specs, max_pixels=self._max_pixels, quality=self._quality))
+        for out in rendered:
+            await self._put(job, out.alternate_key, out.content_type, out.width, out.height, out.data, have)
+
+    async def _videos(self, job: RenditionJob, source: bytes, have: dict[int, Rendition]) -> None:
+        """The poster, then the ladder rung by rung, lowest first: each rung's segments, its
+        playlist, then a master playlist of the rungs so far (players see the lower rungs
+        while the higher ones encode)."""
+        recipe = self._video
+        probed = await self._in_thread(job.kind, lambda: video.probe(source, max_s=recipe.max_s,
+                                                                       max_pixels=self._max_pixels))
+        rungs = video.ladder(probed, recipe.rungs)
+        if video.master_key(len(rungs)) in have:
+            return
+        if video.VIDEO_POSTER not in have:
+            jpeg, w, h = await self._in_thread(job.kind, lambda: video.poster(source, max_width=1080,
+                                                                                 quality=self._quality))
+            await self._put(job, video.VIDEO_POSTER, video.POSTER_TYPE, w, h, jpeg, have)
+        published: list[tuple[video.EncodedRung, str]] = []
+        with tempfile.TemporaryDirectory(prefix="trenchcoat-video-") as workdir:
+            for rung in rungs:
+                encoded = await self._in_thread(job.kind, functools.partial(
+                    video.encode_rung, source, probed, rung, Path(workdir), segment_s=recipe.segment_s,
+                    preset=recipe.preset))
+                if probed.duration_s and encoded.encode_s:
+                    metrics.REALTIME.labels(str(rung.height)).observe(probed.duration_s / encoded.encode_s)
+                urls = [(await self._put(job, video.segment_key(rung.index, s.n), video.SEGMENT_TYPE, rung.width,
+                                         rung.height, s.data, have)).url for s in encoded.segments]
+                playlist = video.rung_playlist(encoded, urls, recipe.segment_s).encode()
+                stored = await self._put(job, video.playlist_key(rung.index), video.PLAYLIST_TYPE, rung.width,
+                                         rung.height, playlist, have)
+                published.append((encoded, stored.url))
+                master = video.master_playlist(published).encode()
+                await self._put(job, video.master_key(len(published)), video.PLAYLIST_TYPE, rung.width,
+                                rung.height, master, have)

@@ -20,3 +20,6 @@ RENDER_SECONDS = Histogram("trenchcoat_transformer_render_seconds",
 IN_FLIGHT = Gauge("trenchcoat_transformer_jobs_in_flight", "Jobs running in this worker now.")
 QUEUE_DEPTH = Gauge("trenchcoat_transformer_queue_depth", "Rendition jobs waiting or running (stream length).")
 DEAD_DEPTH = Gauge("trenchcoat_transformer_dead_letters", "Rendition jobs in the dead-letter stream.")
+REALTIME = Histogram("trenchcoat_transformer_video_realtime_factor",
+                     "Seconds of video transcoded per second of wall time, by rung height.", ["height"],
+                     buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64))

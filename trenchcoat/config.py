@@ -471,9 +471,12 @@ class RouterConfig(ServiceConfig):
         )
 
 
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransformerConfig(ServiceConfig):
-    """Transformer workers: rendition jobs off the upload path (image sizes), read from a
+    """Transformer workers: rendition jobs off the upload path (image sizes, video HLS ladders), read from a
     Redis stream through a consumer group (at least once, reclaimed when a worker dies,
     retried with backoff, dead-lettered with every attempt's error)."""
 
@@ -509,6 +512,16 @@ class TransformerConfig(ServiceConfig):
                                 default=64 * 1024 * 1024)
     call_timeout_s: float = doc("Deadline of each call to a router (reading a source, storing a rendition).",
                                 default=30.0)
+    video_rungs: tuple[int, ...] = doc(
+        "Heights of a video's HLS ladder (H.264/AAC), each no taller than the source (a source "
+        "shorter than the lowest gets one rung at its own height).",
+        default=(240, 480, 720, 1080),
+    )
+    segment_s: float = doc("Seconds of an HLS segment; every rung has a keyframe exactly every this long, so "
+                           "segments of all rungs align.", default=2.0)
+    video_preset: str = doc("x264 preset of video rungs (speed against size at the same quality).",
+                            default="veryfast")
+    max_video_s: float = doc("Longest video a job transcodes: a longer one fails its job for good.", default=600.0)
     on_read_sizes: tuple[str, ...] = doc(
         "Boxes a photo URL may ask for on read (`?w=&h=&fit=&fmt=`), as `WxH` (fit inside; 0: "
         "that side free) or `WxH:cover` (fill and crop). Any other is 400, so URLs cannot be "
@@ -548,6 +561,12 @@ class TransformerConfig(ServiceConfig):
         _require(self.max_pixels >= 1_000_000, f"{section}.max_pixels", "must be >= 1000000")
         _require(self.max_source_bytes >= 1024, f"{section}.max_source_bytes", "must be >= 1024")
         _require(self.call_timeout_s > 0, f"{section}.call_timeout_s", "must be > 0")
+        _require(bool(self.video_rungs) and all(16 <= h <= 4320 for h in self.video_rungs),
+                 f"{section}.video_rungs", f"must be heights in 16..4320, got {list(self.video_rungs)}")
+        _require(0.5 <= self.segment_s <= 30, f"{section}.segment_s", "must be in 0.5..30 seconds")
+        _require(self.video_preset in X264_PRESETS, f"{section}.video_preset",
+                 f"must be one of {', '.join(X264_PRESETS)}, got {self.video_preset!r}")
+        _require(self.max_video_s > 0, f"{section}.max_video_s", "must be > 0")
         for box in self.on_read_sizes:
             try:
                 parse_box(box)

@@ -47,7 +47,8 @@ def kind_for(content_type: str) -> str | None:
     mime = media_types.of_mime(content_type).mime
     if mime in ("image/jpeg", "image/png", "image/gif", "image/webp"):
         return IMAGE
-    # Videos get no job until the transformer makes HLS ladders (VIDEO is reserved for it).
+    if mime in ("video/mp4", "video/quicktime", "video/webm"):
+        return VIDEO
     return None
 
 

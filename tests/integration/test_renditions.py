@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import os
 import re
 import subprocess
 import sys
 
 import aiohttp
+import av
 import pytest
 from PIL import Image
 
 from tests import harness
 from tests.cluster import Clients, eventually, rendition_cluster
-from transformer import images
+from transformer import images, video
 from transformer.images import ImageSpec
-from trenchcoat import urls
+from trenchcoat import samples, urls
 from trenchcoat.errors import InvalidArgument, NotFound
 from trenchcoat.media_client import Media
 
@@ -265,3 +267,50 @@ async def test_a_photo_url_resized_on_read_serves_allowed_boxes_only(service, et
         assert status == 400 and message in body, (query, status, body)
     status, _, body = await fetch(cluster, raw.url + "?w=320")
     assert status == 400 and b"only images are resized on read" in body
+
+
+def hls_lines(body: bytes) -> list[str]:
+    return [line for line in body.decode().splitlines() if line]
+
+
+async def test_a_video_gets_an_hls_ladder_that_plays_back_through_the_gateway(service, etcd, postgres, redis_server,
+                                                                              tmp_path):
+    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=1)
+    async with cluster.clients() as c:
+        media = await c.media.upload(samples.video(854, 480, seconds=4.0, fps=24), owner_id=14,
+                                     content_type="video/mp4")
+        done = await eventually(lambda: finished(c, media.media_id), timeout=180, what="the ladder finished")
+    assert done.renditions_state == "done", done.renditions_error
+    by_key = {r.alternate_key: r for r in done.renditions}
+    poster = by_key[video.VIDEO_POSTER]
+    status, content_type, body = await fetch(cluster, poster.url)
+    assert (status, content_type, Image.open(io.BytesIO(body)).size) == (200, "image/jpeg", (854, 480))
+    masters = sorted(k for k in by_key if k & ~0xFFFF == video.VIDEO_MASTERS)
+    assert masters == [video.master_key(1), video.master_key(2)]  # it grew a rung at a time
+    status, content_type, body = await fetch(cluster, by_key[masters[-1]].url)
+    assert (status, content_type) == (200, "application/vnd.apple.mpegurl")
+    master = hls_lines(body)
+    assert master[0] == "#EXTM3U"
+    rungs = [(info, url) for info, url in itertools.pairwise(master) if info.startswith("#EXT-X-STREAM-INF:")]
+    assert [re.search(r"RESOLUTION=(\d+x\d+)", info)[1] for info, _ in rungs] == ["428x240", "854x480"]
+    for info, url in rungs:
+        width, height = map(int, re.search(r"RESOLUTION=(\d+)x(\d+)", info).groups())
+        assert int(re.search(r"BANDWIDTH=(\d+)", info)[1]) > 0
+        status, content_type, body = await fetch(cluster, url)
+        assert (status, content_type) == (200, "application/vnd.apple.mpegurl")
+        lines = hls_lines(body)
+        assert lines[-1] == "#EXT-X-ENDLIST"
+        entries = [(float(d.removeprefix("#EXTINF:").rstrip(",")), u) for d, u in itertools.pairwise(lines)
+                   if d.startswith("#EXTINF:")]
+        assert sum(d for d, _ in entries) == pytest.approx(4.0, abs=0.1)
+        frames = 0
+        for duration, segment_url in entries:
+            status, content_type, data = await fetch(cluster, segment_url)
+            assert (status, content_type) == (200, "video/mp2t")
+            with av.open(io.BytesIO(data)) as container:
+                decoded = list(container.decode(video=0))
+                assert container.streams.audio, "each segment carries the audio too"
+            assert {(f.width, f.height) for f in decoded} == {(width, height)}
+            assert len(decoded) == round(duration * 24) and decoded[0].key_frame
+            frames += len(decoded)
+        assert frames == 96
