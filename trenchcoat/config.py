@@ -1162,6 +1162,11 @@ def _coerce(hint: Any, value: Any, key: str, origin: str) -> Any:
             raise wrong("a string")
         return value
     if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        if item is int:
+            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+                raise wrong("a list of integers")
+            return tuple(value)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise wrong("a list of strings")
         return tuple(value)
@@ -1192,7 +1197,13 @@ def _parse_env(hint: Any, text: str, key: str, var: str) -> Any:
     if hint is str:
         return text
     if typing.get_origin(hint) is tuple:
-        return tuple(part.strip() for part in text.split(",") if part.strip())
+        parts = tuple(part.strip() for part in text.split(",") if part.strip())
+        if typing.get_args(hint)[0] is int:
+            try:
+                return tuple(int(part) for part in parts)
+            except ValueError:
+                raise wrong("integers separated by commas") from None
+        return parts
     raise TypeError(f"config field {key} has unsupported type {hint}")
 
 
