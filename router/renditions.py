@@ -2,10 +2,11 @@
 upload gets its jobs.
 
 ``RenditionWriter.put`` stores one rendition: its own needle (the media_id, its alternate
-key, a cookie of its own) on every replica of any writable volume, as an upload is
-(``Uploader.place``), then recorded in ``renditions``. A second copy under the same
-alternate key (a job run twice) is not recorded: the first one stays, and the copy's needle
-is journalled as a stray and flagged. A rendition of a media deleted meanwhile is journalled
+key, a cookie derived from the original's) on every replica of any writable volume, as an
+upload is (``Uploader.place``), then recorded in ``renditions``. A second copy under the
+same alternate key (a job run twice) is not recorded: the first one stays; the copy is the
+same needle (same cookie, same bytes), so on the first one's volume it simply is the first
+one, and on another volume it is journalled as a stray and flagged. A rendition of a media deleted meanwhile is journalled
 the same way, and the caller hears NOT_FOUND.
 
 ``RenditionDuties`` (a background loop of every router) enqueues an upload's rendition
@@ -20,8 +21,8 @@ jobs again (forced: the job's state in Redis may say queued for a job Redis lost
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
-import secrets
 
 from prometheus_client import Counter
 
@@ -50,6 +51,16 @@ enqueues them later)."""
 SWEEP_BATCH = 500
 
 
+def rendition_cookie(media_id: int, cookie: int, alternate_key: int) -> int:
+    """A rendition's cookie: derived from the original's secret cookie, so a job that runs
+    twice writes the very same needle (a volume's index holds one needle per key and
+    alternate key: a second copy there with another cookie would hide the first). Who can
+    derive it holds the original's URL already."""
+    digest = hashlib.blake2b(f"{media_id}:{alternate_key}".encode(), key=cookie.to_bytes(4, "big"),
+                             digest_size=4).digest()
+    return int.from_bytes(digest, "big")
+
+
 class RenditionWriter:
     def __init__(self, uploader: Uploader, media: MediaStore, deletes: DeleteJournal) -> None:
         self._uploader = uploader
@@ -71,7 +82,7 @@ class RenditionWriter:
         if row is None or row.state is not MediaState.ACTIVE:
             raise MediaNotFound(f"media {media_id} does not exist (deleted, or never uploaded)")
         needle = NeedleRef(logical_volume=row.logical_volume, key=media_id, alternate_key=alternate_key,
-                           cookie=secrets.randbits(32))
+                           cookie=rendition_cookie(media_id, row.cookie, alternate_key))
         volume = await self._uploader.place(needle, data, content_type)
         rendition = RenditionRow(media_id=media_id, alternate_key=alternate_key, logical_volume=volume,
                                  cookie=needle.cookie, size_bytes=len(data), content_type=content_type,
@@ -80,7 +91,13 @@ class RenditionWriter:
         if recorded is not None and recorded[1]:
             STORED.labels("new").inc()
             return recorded
-        # Not recorded: this copy is a stray nobody will be given a URL for.
+        if recorded is not None and recorded[0].logical_volume == volume:
+            # The same needle written again where the recorded one is (same key, alternate
+            # key and cookie, and the same bytes: rendering is deterministic): nothing stray.
+            STORED.labels("kept").inc()
+            return recorded
+        # Not recorded: this copy, on a volume of its own, is a stray nobody will be given
+        # a URL for. (On the recorded one's volume it could not be flagged apart from it.)
         entry = await self._media.journal_stray(media_id, alternate_key, volume, needle.cookie)
         await self._deletes.carry_out(entry)
         if recorded is None:
