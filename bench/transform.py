@@ -18,7 +18,10 @@ all sharing this machine's two cores with the client):
                            at a steady UPLOADS_PER_S, polled every 20 ms
 - uploads_per_s            the steady rate offered (for context)
 
-Not measured yet: ``video_realtime_factor_720p`` (no video transcoding is built).
+- video_realtime_factor_720p  seconds of a generated 1280x720 24 fps H.264/AAC video
+                              transcoded into its 720p rung (``transformer.video.encode_rung``,
+                              x264 preset veryfast, 2 s segments) per second of wall time, in
+                              this process (FFmpeg's own threads on both cores)
 """
 
 from __future__ import annotations
@@ -27,16 +30,18 @@ import asyncio
 import io
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from PIL import Image
 
 from bench import common
 from bench.store import start
 from bench.upload import cluster_env, start_cluster
-from transformer import images
+from transformer import images, video
 from transformer.images import ImageSpec
-from trenchcoat import procs, rpc
+from trenchcoat import procs, rpc, samples
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.media_client import MediaClient
 
@@ -90,6 +95,15 @@ def decode_figures(seconds: float, rounds: int) -> dict[str, float]:
             "source_bytes": float(len(source))}
 
 
+def video_figures(seconds: float) -> dict[str, float]:
+    source = samples.video(1280, 720, seconds=seconds, fps=24)
+    probed = video.probe(source, max_s=600, max_pixels=50_000_000)
+    rung = next(r for r in video.ladder(probed, (240, 480, 720, 1080)) if r.height == 720)
+    with tempfile.TemporaryDirectory(prefix="bench-video-") as work:
+        encoded = video.encode_rung(source, probed, rung, Path(work), segment_s=2.0, preset="veryfast")
+    return {"video_realtime_factor_720p": probed.duration_s / encoded.encode_s, "video_seconds": probed.duration_s}
+
+
 async def lag_figures(count: int) -> dict[str, float]:
     with common.private_dependencies_with_redis("bench-transform-") as (tmp, etcd, dsn, redis_url):
         env = cluster_env(tmp, "transform", etcd, dsn, 3) | {
@@ -139,6 +153,7 @@ async def one_lag(media: MediaClient, source: bytes, after_s: float) -> float:
 async def main() -> int:
     args = common.arguments(__doc__)
     figures = decode_figures(seconds=1.0 if args.quick else 3.0, rounds=3)
+    figures |= video_figures(seconds=6.0 if args.quick else 30.0)
     figures |= await lag_figures(count=40 if args.quick else 240)
     common.report(figures, args.json)
     return 0

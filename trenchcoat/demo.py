@@ -8,7 +8,8 @@ and shows its photos still served from the other replicas, deletes a photo and s
 each other and one celebrity (``feed.celebrity_threshold`` is 3 for the demo), everyone
 posts photos, a home feed is printed page by page with the URLs then fetched through the
 CDN, and an unfollow and a delete are shown leaving the feed. Then renditions: a phone
-photo's sizes are printed as each becomes durable and fetched by their own URLs, and a
+photo's sizes are printed as each becomes durable and fetched by their own URLs, a short
+video's HLS ladder appears a rung at a time and is played back through the CDN, and a
 corrupt upload's job is shown dead-lettered with its reason. Then the warm tier: one
 volume is moved into the f4 cell now (as ``trenchcoat migrate`` does; in production it
 ages there after ``f4.warm_after_s``), its photos are read from f4 by the same URLs, four
@@ -31,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import itertools
 import os
 import re
 import shutil
@@ -43,9 +45,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 from PIL import Image, ImageDraw
 
-from trenchcoat import admin, procs, urls
+from trenchcoat import admin, procs, samples, urls
 from trenchcoat.config import Config
 from trenchcoat.directory_client import DirectoryClient, VolumeView
 from trenchcoat.errors import FailedPrecondition, Unavailable
@@ -134,8 +137,9 @@ async def upload_all(router: str, round_name: str) -> list[Upload]:
                              round_name)
 
 
-async def upload_some(router: str, items: list[tuple[int, bytes]], round_name: str = "") -> list[Upload]:
-    """Uploads each (user, JPEG), retrying UNAVAILABLE with the same idempotency key."""
+async def upload_some(router: str, items: list[tuple[int, bytes]], round_name: str = "",
+                      content_type: str = "image/jpeg") -> list[Upload]:
+    """Uploads each (user, bytes), retrying UNAVAILABLE with the same idempotency key."""
     done = []
     async with ChannelPool() as pool:
         client = MediaClient(pool, router, timeout_s=60)
@@ -143,7 +147,7 @@ async def upload_some(router: str, items: list[tuple[int, bytes]], round_name: s
             key = f"demo-{round_name or 'one'}-{user}-{n}-{os.getpid()}-{time.monotonic_ns()}"
             for attempt in range(UPLOAD_ATTEMPTS):
                 try:
-                    media = await client.upload(data, owner_id=user, content_type="image/jpeg",
+                    media = await client.upload(data, owner_id=user, content_type=content_type,
                                                 idempotency_key=key)
                     break
                 except Unavailable:
@@ -503,6 +507,7 @@ def show_renditions(config: Config, router: str, check: Callable[[bool, str], No
     check(right == len(media.renditions) and portrait,
           f"{right}/{len(media.renditions)} served through the CDN by their own URLs as the JPEGs listed, "
           f"upright (taller than wide: the orientation was applied)")
+    show_video(router, check, say)
     say("== a corrupt upload: a JPEG cut short (its header parses, its pixels do not)")
     cut = photo(42, 9)
     [bad] = asyncio.run(upload_some(router, [(42, cut[:len(cut) // 2])]))
@@ -515,6 +520,52 @@ def show_renditions(config: Config, router: str, check: Callable[[bool, str], No
         say(f"   {line}")
     check(any(f"{bad.media.media_id}:image:v" in line and "after 1 attempt(s)" in line for line in lines),
           "the dead letter is listed with its reason (trenchcoat jobs --retry JOB_ID runs it again)")
+
+
+VIDEO_SECONDS, VIDEO_FPS = 4.0, 24
+
+
+def show_video(router: str, check: Callable[[bool, str], None], say: Callable[[str], None]) -> None:
+    say(f"== a video: {VIDEO_SECONDS:.0f} s of 854x480 at {VIDEO_FPS} fps (H.264/AAC MP4) uploaded; the transformer "
+        "makes a poster and an HLS ladder, a rung at a time")
+    source = samples.video(854, 480, seconds=VIDEO_SECONDS, fps=VIDEO_FPS)
+    began = time.monotonic()
+    [upload] = asyncio.run(upload_some(router, [(7, source)], content_type="video/mp4"))
+    media = asyncio.run(watch_renditions(router, upload.media.media_id, say, began, RENDITION_WAIT_S))
+    check(media.renditions_state == "done", f"its ladder is done ({len(media.renditions)} renditions: poster, "
+                                            "segments, a playlist a rung, a master playlist a rung)")
+    masters = sorted((r for r in media.renditions if r.content_type == "application/vnd.apple.mpegurl"
+                      and r.alternate_key >> 24 == 2), key=lambda r: r.alternate_key)
+    if not masters:
+        check(False, "a master playlist was stored")
+        return
+    say(f"== playing it back as HLS through the CDN: {masters[-1].url}")
+    status, body, _ = fetch(masters[-1].url)
+    lines = [line for line in body.decode(errors="replace").splitlines() if line]
+    rungs = [(info, url) for info, url in itertools.pairwise(lines) if info.startswith("#EXT-X-STREAM-INF:")]
+    played = 0
+    for info, url in rungs:
+        _, playlist, _ = fetch(url)
+        entries = [(float(d.removeprefix("#EXTINF:").rstrip(",")), u)
+                   for d, u in itertools.pairwise(playlist.decode(errors="replace").splitlines())
+                   if d.startswith("#EXTINF:")]
+        frames, sizes, seconds = 0, set(), 0.0
+        for duration, segment in entries:
+            seg_status, data, headers = fetch(segment)
+            if seg_status != 200 or headers.get("Content-Type") != "video/mp2t":
+                continue
+            with av.open(io.BytesIO(data), "r") as container:
+                for frame in container.decode(video=0):
+                    frames += 1
+                    sizes.add(f"{frame.width}x{frame.height}")
+            seconds += duration
+        resolution = info.split("RESOLUTION=", 1)[1].split(",", 1)[0]
+        say(f"   {resolution:>9}  {len(entries)} segments, {seconds:.1f} s, {frames} frames decoded  "
+            f"({info.split(':', 1)[1].split(',RESOLUTION', 1)[0]})")
+        played += frames == round(VIDEO_SECONDS * VIDEO_FPS) and sizes == {resolution}
+    check(status == 200 and bool(rungs) and played == len(rungs),
+          f"every rung played back whole: {played}/{len(rungs)} rungs, every segment fetched through the CDN and "
+          f"decoded (PyAV), {round(VIDEO_SECONDS * VIDEO_FPS)} frames a rung at the rung's size")
 
 
 def fresh_cluster_dir(config: Config) -> Config:
