@@ -34,6 +34,7 @@ from typing import TypeVar
 from transformer import images, metrics, video
 from transformer.errors import UnrenderableSource
 from trenchcoat import ids
+from trenchcoat import rendition_keys as keys
 from trenchcoat.errors import NotFound, TrenchcoatError, Unavailable
 from trenchcoat.jobqueue import Delivery
 from trenchcoat.media_client import MediaClient, Rendition
@@ -169,12 +170,12 @@ class RenditionJobs:
         probed = await self._in_thread(job.kind, lambda: video.probe(source, max_s=recipe.max_s,
                                                                        max_pixels=self._max_pixels))
         rungs = video.ladder(probed, recipe.rungs)
-        if video.master_key(len(rungs)) in have:
+        if keys.master_key(len(rungs)) in have:
             return
-        if video.VIDEO_POSTER not in have:
+        if keys.VIDEO_POSTER not in have:
             jpeg, w, h = await self._in_thread(job.kind, lambda: video.poster(source, max_width=1080,
                                                                                  quality=self._quality))
-            await self._put(job, video.VIDEO_POSTER, video.POSTER_TYPE, w, h, jpeg, have)
+            await self._put(job, keys.VIDEO_POSTER, video.POSTER_TYPE, w, h, jpeg, have)
         published: list[tuple[video.EncodedRung, str]] = []
         with tempfile.TemporaryDirectory(prefix="trenchcoat-video-") as workdir:
             for rung in rungs:
@@ -183,12 +184,12 @@ class RenditionJobs:
                     preset=recipe.preset))
                 if probed.duration_s and encoded.encode_s:
                     metrics.REALTIME.labels(str(rung.height)).observe(probed.duration_s / encoded.encode_s)
-                urls = [(await self._put(job, video.segment_key(rung.index, s.n), video.SEGMENT_TYPE, rung.width,
+                urls = [(await self._put(job, keys.segment_key(rung.index, s.n), video.SEGMENT_TYPE, rung.width,
                                          rung.height, s.data, have)).url for s in encoded.segments]
                 playlist = video.rung_playlist(encoded, urls, recipe.segment_s).encode()
-                stored = await self._put(job, video.playlist_key(rung.index), video.PLAYLIST_TYPE, rung.width,
+                stored = await self._put(job, keys.playlist_key(rung.index), video.PLAYLIST_TYPE, rung.width,
                                          rung.height, playlist, have)
                 published.append((encoded, stored.url))
                 master = video.master_playlist(published).encode()
-                await self._put(job, video.master_key(len(published)), video.PLAYLIST_TYPE, rung.width,
+                await self._put(job, keys.master_key(len(published)), video.PLAYLIST_TYPE, rung.width,
                                 rung.height, master, have)

@@ -11,14 +11,8 @@ between them at any boundary), AAC stereo, cut by FFmpeg's HLS muxer into MPEG-T
 segments of ``segment_s`` seconds. The outputs are a function of the source and the recipe
 (x264 and the muxers are deterministic), so a job that runs again makes the same bytes.
 
-Alternate keys (needles of the media_id; see ``proto/trenchcoat/v1/media.proto``):
-
-| what | alternate key |
-|---|---|
-| segment n of rung r (r from 1, lowest) | ``VIDEO_SEGMENTS | r << 16 | n`` |
-| rung r's playlist | ``VIDEO_SEGMENTS | r << 16 | 0xFFFF`` |
-| the master playlist of the lowest n rungs | ``VIDEO_MASTERS | n`` (the highest n is the whole ladder) |
-| the poster frame (JPEG) | ``VIDEO_POSTER`` |
+Each segment, playlist and the poster is a needle of the media_id under the alternate
+keys ``trenchcoat.rendition_keys`` lays out.
 """
 
 from __future__ import annotations
@@ -34,13 +28,8 @@ import av
 from PIL import Image
 
 from transformer.errors import UnrenderableSource
+from trenchcoat.rendition_keys import MAX_SEGMENTS
 
-VIDEO_SEGMENTS = 0x0100_0000
-VIDEO_MASTERS = 0x0200_0000
-VIDEO_POSTER = 0x0300_0000
-PLAYLIST = 0xFFFF
-MAX_SEGMENTS = 0xFFFE
-"""Segments one rung may have (so a segment's key never reaches the playlist's)."""
 SEGMENT_TYPE = "video/mp2t"
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 POSTER_TYPE = "image/jpeg"
@@ -50,18 +39,6 @@ BITRATES = {240: (400_000, 64_000), 360: (700_000, 96_000), 480: (1_000_000, 96_
 """Rung height -> (video, audio) bits a second; other heights are interpolated."""
 CODECS = '"avc1.64001f,mp4a.40.2"'
 """What the master playlist tells players the rungs need (H.264 High, AAC-LC)."""
-
-
-def segment_key(rung: int, n: int) -> int:
-    return VIDEO_SEGMENTS | rung << 16 | n
-
-
-def playlist_key(rung: int) -> int:
-    return VIDEO_SEGMENTS | rung << 16 | PLAYLIST
-
-
-def master_key(rungs: int) -> int:
-    return VIDEO_MASTERS | rungs
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ from pathlib import Path
 import av
 from PIL import Image, ImageDraw
 
-from trenchcoat import admin, procs, samples, urls
+from trenchcoat import admin, procs, rendition_keys, samples, urls
 from trenchcoat.config import Config
 from trenchcoat.directory_client import DirectoryClient, VolumeView
 from trenchcoat.errors import FailedPrecondition, Unavailable
@@ -474,8 +474,8 @@ async def watch_renditions(router: str, media_id: int, say: Callable[[str], None
             for r in media.renditions:
                 if r.alternate_key not in shown:
                     shown.add(r.alternate_key)
-                    say(f"   + rendition {r.alternate_key}  {r.width:>4}x{r.height:<4}  {r.size_bytes:>7} bytes  "
-                        f"{time.monotonic() - began:5.2f}s after the upload  {r.url}")
+                    say(f"   + {rendition_keys.describe(r.alternate_key):<17} {r.width:>4}x{r.height:<4} "
+                        f"{r.size_bytes:>7} bytes  {time.monotonic() - began:5.2f}s after the upload  {r.url}")
             if media.renditions_state in ("done", "failed") or time.monotonic() - began > bound_s:
                 return media
             await asyncio.sleep(0.05)
@@ -534,8 +534,8 @@ def show_video(router: str, check: Callable[[bool, str], None], say: Callable[[s
     media = asyncio.run(watch_renditions(router, upload.media.media_id, say, began, RENDITION_WAIT_S))
     check(media.renditions_state == "done", f"its ladder is done ({len(media.renditions)} renditions: poster, "
                                             "segments, a playlist a rung, a master playlist a rung)")
-    masters = sorted((r for r in media.renditions if r.content_type == "application/vnd.apple.mpegurl"
-                      and r.alternate_key >> 24 == 2), key=lambda r: r.alternate_key)
+    masters = sorted((r for r in media.renditions if rendition_keys.is_master(r.alternate_key)),
+                     key=lambda r: r.alternate_key)
     if not masters:
         check(False, "a master playlist was stored")
         return

@@ -21,8 +21,9 @@ from PIL import Image
 
 from tests import harness
 from tests.cluster import Clients, eventually, rendition_cluster
-from transformer import images, video
+from transformer import images
 from transformer.images import ImageSpec
+from trenchcoat import rendition_keys as keys
 from trenchcoat import samples, urls
 from trenchcoat.errors import InvalidArgument, NotFound
 from trenchcoat.media_client import Media
@@ -296,11 +297,11 @@ async def test_a_video_gets_an_hls_ladder_that_plays_back_through_the_gateway(se
         done = await eventually(lambda: finished(c, media.media_id), timeout=180, what="the ladder finished")
     assert done.renditions_state == "done", done.renditions_error
     by_key = {r.alternate_key: r for r in done.renditions}
-    poster = by_key[video.VIDEO_POSTER]
+    poster = by_key[keys.VIDEO_POSTER]
     status, content_type, body = await fetch(cluster, poster.url)
     assert (status, content_type, Image.open(io.BytesIO(body)).size) == (200, "image/jpeg", (854, 480))
-    masters = sorted(k for k in by_key if k & ~0xFFFF == video.VIDEO_MASTERS)
-    assert masters == [video.master_key(1), video.master_key(2)]  # it grew a rung at a time
+    masters = sorted(k for k in by_key if keys.is_master(k))
+    assert masters == [keys.master_key(1), keys.master_key(2)]  # it grew a rung at a time
     status, content_type, body = await fetch(cluster, by_key[masters[-1]].url)
     assert (status, content_type) == (200, "application/vnd.apple.mpegurl")
     master = hls_lines(body)

@@ -61,13 +61,6 @@ def test_playlists_name_segments_by_url_and_the_master_lists_rungs_with_bandwidt
     assert master[4] == "http://cdn/1/2/3,p.m3u8"
 
 
-def test_alternate_keys_of_segments_playlists_and_masters_never_meet():
-    keys = {video.segment_key(r, n) for r in range(1, 5) for n in (0, 1, video.MAX_SEGMENTS - 1)}
-    keys |= {video.playlist_key(r) for r in range(1, 5)} | {video.master_key(n) for n in range(1, 5)}
-    keys.add(video.VIDEO_POSTER)
-    assert len(keys) == 4 * 3 + 4 + 4 + 1 and min(keys) > 255  # and clear of image renditions' 1..255
-
-
 def test_the_poster_is_a_frame_a_second_in(source):
     jpeg, width, height = video.poster(source, max_width=640, quality=85)
     image = Image.open(io.BytesIO(jpeg))
