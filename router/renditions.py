@@ -20,6 +20,7 @@ jobs again (forced: the job's state in Redis may say queued for a job Redis lost
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import hashlib
 import logging
@@ -119,6 +120,7 @@ class RenditionDuties(PeriodicWorker):
         self._version = recipe_version
         self._after_s = sweep_after_s
         self._waiting: collections.deque[RenditionJob] = collections.deque(maxlen=BACKLOG)
+        self._next_sweep = 0.0
 
     def uploaded(self, media_id: int, content_type: str) -> None:
         """An upload was acknowledged: its job is enqueued soon (never on the request path)."""
@@ -129,11 +131,16 @@ class RenditionDuties(PeriodicWorker):
         self.wake()
 
     async def tick(self) -> None:
+        """Enqueues the uploads waiting (woken by each); sweeps once an interval has passed
+        since the last sweep (not on every wake: uploads would each cost a sweep)."""
         while self._waiting:
             job = self._waiting[0]
             await self._submit(job, "upload", force=False)
             self._waiting.popleft()
-        await self.sweep()
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.interval_s
+            await self.sweep()
 
     async def sweep(self) -> int:
         """Enqueues again the jobs of uploads whose renditions did not finish in time."""

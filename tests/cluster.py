@@ -328,12 +328,8 @@ async def full_media_cluster(service: Callable[..., harness.ServiceProcess], etc
     return cluster
 
 
-async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
-                       postgres: harness.Dependency, redis_url: str, tmp_path: Path, *, fanout_workers: int = 2,
-                       **env: str) -> MediaCluster:
-    """A media cluster (2 directories, 6 stores, a cache, a router) plus the feed and its
-    fan-out workers, on a fresh database and the given Redis (flushed first: every test
-    starts from empty timelines). ``env``: config overrides (TRENCHCOAT_FEED__...)."""
+async def flushed(redis_url: str) -> None:
+    """Empties the Redis at ``redis_url`` (every test starts from nothing there)."""
     import redis.asyncio as aioredis
 
     client = aioredis.Redis.from_url(redis_url)
@@ -341,6 +337,15 @@ async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: har
         await client.flushall()
     finally:
         await client.aclose()
+
+
+async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
+                       postgres: harness.Dependency, redis_url: str, tmp_path: Path, *, fanout_workers: int = 2,
+                       **env: str) -> MediaCluster:
+    """A media cluster (2 directories, 6 stores, a cache, a router) plus the feed and its
+    fan-out workers, on a fresh database and the given Redis (flushed first: every test
+    starts from empty timelines). ``env``: config overrides (TRENCHCOAT_FEED__...)."""
+    await flushed(redis_url)
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
                            redis=redis_url, env=dict(env))
     cluster.start_all(router=True)
@@ -357,13 +362,7 @@ async def rendition_cluster(service: Callable[..., harness.ServiceProcess], etcd
     """A media cluster (2 directories, 6 stores, a cache, a router enqueueing rendition
     jobs) and ``transformers`` workers, on a fresh database and the given Redis (flushed
     first). ``env``: config overrides (TRENCHCOAT_TRANSFORMER__...)."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        await client.flushall()
-    finally:
-        await client.aclose()
+    await flushed(redis_url)
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
                            redis=redis_url, env={"TRENCHCOAT_ROUTER__RENDITIONS": "true", **env})
     cluster.transformer_ports = [(procs.free_port(), procs.free_port()) for _ in range(max(transformers, 1))]

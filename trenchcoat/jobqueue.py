@@ -197,32 +197,29 @@ class JobQueue:
 
     async def retry(self, delivery: Delivery, error: str) -> None:
         """Enqueues the job again with one more failed attempt, and retires this entry."""
-        s = self.streams
         fields: dict[Any, Any] = {**delivery.fields, b"attempt": str(delivery.attempt + 1).encode(),
-                                  b"error": error[:ERROR_CHARS].encode(),
-                                  b"errors": _history(delivery, error)}
-        with failures(f"re-enqueueing a {s.what}"):
-            pipe = self.redis.pipeline(transaction=True)
-            pipe.xadd(s.stream, fields, maxlen=s.stream_max, approximate=True)
-            pipe.xack(s.stream, s.group, delivery.entry_id)
-            pipe.xdel(s.stream, delivery.entry_id)
-            await pipe.execute()
+                                  b"error": error[:ERROR_CHARS].encode(), b"errors": _history(delivery, error)}
+        await self._move(delivery, self.streams.stream, fields, "re-enqueueing")
 
     async def dead_letter(self, delivery: Delivery, reason: str, error: str = "") -> None:
         """Moves the job to the dead-letter stream with ``reason`` (and this attempt's
         ``error`` added to its history)."""
-        s = self.streams
         fields: dict[Any, Any] = {**delivery.fields, b"reason": reason[:ERROR_CHARS].encode(),
                                   b"at": f"{time.time():.3f}".encode()}
         if error:
             fields[b"errors"] = _history(delivery, error)
-        with failures(f"dead-lettering a {s.what}"):
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.xadd(s.dead, fields, maxlen=s.dead_max, approximate=True)
+        await self._move(delivery, self.streams.dead, fields, "dead-lettering")
+        log.error("%s %s dead-lettered: %s", self.streams.what, delivery.entry_id.decode(), reason)
+
+    async def _move(self, delivery: Delivery, stream: str, fields: dict[Any, Any], doing: str) -> None:
+        """Adds ``fields`` to ``stream`` and retires the delivered entry, in one transaction."""
+        s = self.streams
+        with failures(f"{doing} a {s.what}"):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xadd(stream, fields, maxlen=s.dead_max if stream == s.dead else s.stream_max, approximate=True)
             pipe.xack(s.stream, s.group, delivery.entry_id)
             pipe.xdel(s.stream, delivery.entry_id)
             await pipe.execute()
-        log.error("%s %s dead-lettered: %s", s.what, delivery.entry_id.decode(), reason)
 
     async def oldest_ms(self) -> int | None:
         """When the oldest entry still in the stream (waiting or running) was added, in Unix
