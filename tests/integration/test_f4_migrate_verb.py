@@ -16,8 +16,13 @@ import pytest
 
 from tests import harness
 from tests.cluster import MediaCluster, eventually, writable_volumes
-from tests.fault.test_f4_migration import get, upload_onto_one_volume, warm_cluster
-from trenchcoat import rpc
+from tests.fault.test_f4_migration import (
+    MARKER,
+    get,
+    upload_onto_one_volume,
+    warm_cluster,
+)
+from trenchcoat import rpc, urls
 from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.errors import FailedPrecondition, NotFound
 
@@ -100,3 +105,42 @@ async def test_migrate_is_refused_for_a_volume_under_repair_and_by_a_directory_w
         assert "set f4.migrate = true" in str(info.value)
         refused = await trenchcoat(cluster, "migrate", str(volume.id), directories=[off.address])
         assert refused.returncode == 1 and "set f4.migrate = true" in refused.stderr, refused.stderr
+
+
+async def test_renditions_move_into_f4_with_their_volume_and_keep_serving(service, etcd, postgres, tmp_path):
+    cluster, start_front, _ = await warm_cluster(service, etcd, postgres, tmp_path,
+                                                 TRENCHCOAT_F4__WARM_AFTER_S=NEVER_S)
+    start_front()
+    async with cluster.clients() as c:
+        originals = [await c.media.upload(MARKER + os.urandom(2000 + i), owner_id=4, content_type="image/jpeg")
+                     for i in range(4)]
+        renditions = {}
+        for media in originals:  # as the transformer stores them: needles of their own, any writable volume
+            for key in (1, 2):
+                r, created = await c.media.put_rendition(media.media_id, key, content_type="image/webp", width=10,
+                                                         height=10, data=MARKER + os.urandom(700 + key))
+                assert created
+                renditions[urls.parse_path("/" + r.url.split("/", 3)[3])] = r
+        lv = next(iter(renditions)).needle.logical_volume  # a volume holding renditions
+        here = {p: r for p, r in renditions.items() if p.needle.logical_volume == lv}
+        served = {}
+        for p in here:
+            path = "/" + here[p].url.split("/", 3)[3]
+            status, kind, body = await get(cluster, path)
+            assert (status, kind) == (200, "image/webp")
+            served[path] = body
+        assert (await trenchcoat(cluster, "migrate", str(lv))).returncode == 0
+
+        async def warm_and_freed():
+            volume = await c.directory.locate(lv)
+            return volume.state == "warm" and not volume.replicas
+
+        await eventually(warm_and_freed, timeout=120, what=f"volume {lv} moved into f4 and its hot replicas freed")
+        for path, body in served.items():
+            assert await get(cluster, path) == (200, "image/webp", body)  # the same URL, now read from f4
+        # A delete of the media takes its warm renditions too (their keys discarded).
+        victim = next(iter(here.values()))
+        media_id = urls.parse_path("/" + victim.url.split("/", 3)[3]).needle.key
+        assert await c.media.delete(media_id)
+        status, _, _ = await get(cluster, "/" + victim.url.split("/", 3)[3])
+        assert status == 404
