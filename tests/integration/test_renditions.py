@@ -221,7 +221,10 @@ async def test_a_corrupt_jpeg_is_dead_lettered_with_the_decoders_reason_and_no_r
 async def test_a_job_failing_while_the_router_is_frozen_is_retried_then_succeeds(service, etcd, postgres,
                                                                                  redis_server, tmp_path):
     cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
-                                      TRENCHCOAT_TRANSFORMER__CALL_TIMEOUT_S="1")
+                                      TRENCHCOAT_TRANSFORMER__CALL_TIMEOUT_S="1",
+                                      # However long a starved test takes to see the failure and thaw
+                                      # the router, the job is still retrying, not dead.
+                                      TRENCHCOAT_TRANSFORMER__MAX_ATTEMPTS="100")
     async with cluster.clients() as c:
         media = await c.media.upload(photo(400, 300, seed=3), owner_id=10, content_type="image/jpeg")
         cluster.start_transformer()
