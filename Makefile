@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # etcd, PostgreSQL and Redis run as private instances started by the launcher and the tests.
-APT_PACKAGES := etcd-server postgresql redis-server nginx-light
+APT_PACKAGES := etcd-server postgresql redis-server nginx-light prometheus
 STAMP := $(VENV)/.installed
 
 .PHONY: setup apt demo test lint soak proto up

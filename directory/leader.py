@@ -55,6 +55,10 @@ PLACEMENT_FAILURES = Counter(
 )
 REPAIRS = Counter("trenchcoat_directory_repairs_total", "Replica repairs by outcome.", ["outcome"])
 REPAIRED_BYTES = Counter("trenchcoat_directory_repaired_bytes_total", "Bytes copied by replica repairs.")
+WRITABLE = Gauge("trenchcoat_directory_writable_volumes",
+                 "Writable logical volumes in the map, as the leader saw it at its last growth pass.")
+MIN_WRITABLE = Gauge("trenchcoat_directory_min_writable_volumes",
+                     "directory.min_writable_volumes: the leader grows volumes while fewer are writable.")
 
 
 class Leader:
@@ -243,6 +247,8 @@ class Leader:
     # --- growth ------------------------------------------------------------------------
 
     async def grow(self, cmap: ClusterMap) -> None:
+        WRITABLE.set(len(cmap.writable()))
+        MIN_WRITABLE.set(self._config.min_writable_volumes)
         try:
             plans = policy.plan_growth(cmap, self._config.min_writable_volumes, self._config.replicas,
                                        self._failures, self._rng)

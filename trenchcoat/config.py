@@ -126,6 +126,24 @@ class RedisConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PrometheusConfig:
+    """The Prometheus of the local cluster: `trenchcoat up` starts one (Debian's
+    `prometheus`) scraping every process's /metrics, with the rules of
+    k8s/observability/rules.yml."""
+
+    enabled: bool = doc("Whether `trenchcoat up` starts Prometheus.", default=True)
+    port: int = doc("Prometheus's HTTP port (its UI and API).", default=9090)
+    scrape_interval_s: float = doc("Seconds between two scrapes of every process (and rule evaluations).",
+                                   default=5.0)
+    retention_hours: int = doc("Hours of samples Prometheus keeps on disk (under cluster.data_dir).", default=48)
+
+    def validate(self) -> None:
+        _require(1 <= self.port <= 65535, "prometheus.port", f"must be in 1..65535, got {self.port}")
+        _require(1 <= self.scrape_interval_s <= 300, "prometheus.scrape_interval_s", "must be in 1..300 seconds")
+        _require(self.retention_hours >= 1, "prometheus.retention_hours", "must be >= 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceConfig:
     """Settings every gRPC service process shares."""
 
@@ -874,6 +892,7 @@ class Config:
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
     redis: RedisConfig = field(default_factory=RedisConfig)
     cdn: CdnConfig = field(default_factory=CdnConfig)
+    prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)

@@ -50,6 +50,8 @@ SERVICE_PACKAGES = {
     "router": "router",
 }
 STATE_FILE = "cluster.json"
+RULES = Path(__file__).resolve().parent.parent / "k8s" / "observability" / "rules.yml"
+"""The recording and alert rules the local Prometheus loads (in a checkout of the repository)."""
 
 
 class LauncherError(FailedPrecondition):
@@ -117,6 +119,7 @@ class Cluster:
             env = self._start_dependencies(ready_timeout)
             self._start_services(env, ready_timeout)
             self._start_cdn(ready_timeout)
+            self._start_prometheus(ready_timeout)
             self._write_state()
             self._wait_for_volumes(ready_timeout)
         except BaseException:
@@ -181,9 +184,11 @@ class Cluster:
         self._lock = lock
 
     def _check_ports(self) -> None:
-        if self.config.cdn.enabled and not procs.port_is_free(self.config.cdn.port, self.config.cluster.host):
-            raise LauncherError(f"cdn.port = {self.config.cdn.port} is in use on {self.config.cluster.host}; "
-                                "free it or change cdn.port in the config")
+        for key, enabled, port in (("cdn.port", self.config.cdn.enabled, self.config.cdn.port),
+                                   ("prometheus.port", self.config.prometheus.enabled, self.config.prometheus.port)):
+            if enabled and not procs.port_is_free(port, self.config.cluster.host):
+                raise LauncherError(f"{key} = {port} is in use on {self.config.cluster.host}; "
+                                    f"free it or change {key} in the config")
         for section in implemented_services():
             service: ServiceConfig = getattr(self.config, section)
             for i in range(service.count):
@@ -284,6 +289,26 @@ class Cluster:
         process.wait_ready(timeout)
         self._say(f"started {process.name:<12} {process.endpoint}  (pull CDN: nginx in front of the caches)")
 
+    def _start_prometheus(self, timeout: float) -> None:
+        """Prometheus scraping every service process's /metrics (a job per config section),
+        with the rules of k8s/observability/rules.yml when the repository is at hand."""
+        prom = self.config.prometheus
+        if not prom.enabled:
+            return
+        host = self.config.cluster.host
+        jobs = {section: [f"{host}:{getattr(self.config, section).metrics_port + i}"
+                          for i in range(getattr(self.config, section).count)]
+                for section in implemented_services()}
+        rules = [RULES] if RULES.is_file() else []
+        process = procs.prometheus_process(
+            self.data_dir / "prometheus", self.data_dir / "logs" / "prometheus.log", host, prom.port, jobs,
+            scrape_interval_s=prom.scrape_interval_s, retention_hours=prom.retention_hours, rule_files=rules)
+        self.processes.append(process)
+        process.start()
+        process.wait_ready(timeout)
+        self._say(f"started {process.name:<12} {process.endpoint}  (scraping {sum(map(len, jobs.values()))} "
+                  f"processes every {prom.scrape_interval_s:g}s; rules: {rules[0] if rules else 'none'})")
+
     def _wait_for_volumes(self, timeout: float) -> None:
         """With a Directory and stores running, waits until writable volumes exist, so an
         upload right after ``up`` has somewhere to go."""
@@ -378,6 +403,7 @@ def _probe(name: str, kind: str, endpoint: str, pid: int | None) -> ProcessStatu
             "redis": lambda: procs.redis_probe(*_host_port(endpoint))(),
             "postgres": lambda: procs.postgres_isready(*_host_port(endpoint)),
             "http": lambda: procs.http_probe(f"{endpoint}/cdn-health", b"ok")(),
+            "prometheus": lambda: procs.http_probe(f"{endpoint}/-/ready", b"Ready")(),
         }[kind]
         try:
             health = "SERVING" if probe() else "NOT_SERVING"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -396,6 +397,34 @@ def _nginx_upstream(i: int, caches: Sequence[str]) -> str:
     backup = f"\n        server {caches[(i + 1) % len(caches)]} backup;" if len(caches) > 1 else ""
     return (f"    upstream cache_{i + 1} {{\n        server {caches[i]} max_fails=1 fail_timeout=2s;{backup}\n"
             f"        keepalive 16;\n    }}")
+
+
+def prometheus_process(root: Path, log_path: Path, host: str, port: int, jobs: Mapping[str, Sequence[str]], *,
+                       scrape_interval_s: float, retention_hours: int,
+                       rule_files: Sequence[Path] = ()) -> ManagedProcess:
+    """Prometheus (Debian's ``prometheus``) scraping ``jobs`` (job name -> host:port of
+    each process's /metrics), its samples and config under ``root``."""
+    binary = _require_binary("prometheus", "prometheus")
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    interval = f"{scrape_interval_s:g}s"
+    config = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
+        "rule_files": [str(path) for path in rule_files],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}
+                           for job, targets in jobs.items() if targets],
+    }
+    conf = root / "prometheus.yml"
+    conf.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+    return ManagedProcess(
+        name="prometheus",
+        kind="prometheus",
+        argv=[binary, f"--config.file={conf}", f"--storage.tsdb.path={root / 'data'}",
+              f"--storage.tsdb.retention.time={retention_hours}h", f"--web.listen-address={host}:{port}",
+              "--web.enable-lifecycle"],
+        log_path=log_path,
+        ready=http_probe(f"http://{host}:{port}/-/ready", b"Ready"),
+        endpoint=f"http://{host}:{port}",
+    )
 
 
 POSTGRES_DATABASE = "trenchcoat"

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,6 +122,33 @@ def test_up_starts_dependencies_and_status_reports_them_serving(up):
     for name in ("etcd", "postgres", "redis", *cell):
         assert any(line.split()[0] == name and "SERVING" in line for line in result.stdout.splitlines()), result.stdout
     assert (up.data_dir / "logs" / "etcd.log").exists()
+    # Prometheus scrapes every service process, and has the rules loaded.
+    targets = wait_until_scraped("http://127.0.0.1:9090", expected=sum(
+        1 for p in state["processes"] if p["kind"] == "grpc"))
+    assert {t["labels"]["job"] for t in targets} >= {"directory", "store", "cache", "router", "transformer",
+                                                    "f4_storage", "feed", "fanout"}
+    groups = prometheus_api("http://127.0.0.1:9090", "rules")["groups"]
+    assert {g["name"] for g in groups} == {"trenchcoat-recording", "trenchcoat-alerts"}
+    assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
+
+
+def prometheus_api(base: str, path: str) -> dict:
+    with urllib.request.urlopen(f"{base}/api/v1/{path}", timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def wait_until_scraped(base: str, expected: int, timeout: float = 120) -> list[dict]:
+    """Prometheus's active targets once ``expected`` of them are up (each scraped once)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        targets = prometheus_api(base, "targets")["activeTargets"]
+        if sum(t["health"] == "up" for t in targets) >= expected:
+            return targets
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{expected} targets up not seen: {[(t['scrapeUrl'], t['health']) for t in targets]}")
+        time.sleep(1)
 
 
 def test_second_up_on_the_same_data_dir_is_refused(up):
