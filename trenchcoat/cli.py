@@ -75,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("volume", type=int, metavar="VOLUME", help="logical volume id (see `trenchcoat volumes`)")
     migrate.set_defaults(run=cmd_migrate)
 
+    top = verbs.add_parser("top", help="the dashboard's key panels, live, from the cluster's Prometheus")
+    top.add_argument("--once", action="store_true", help="print one frame and exit (what a pipe gets anyway)")
+    top.add_argument("--every", type=float, default=2.0, metavar="S", help="seconds between redraws (default 2)")
+    top.set_defaults(run=cmd_top)
+
     jobs = verbs.add_parser("jobs", help="rendition jobs: queued, running, dead letters (and retry one)")
     jobs.add_argument("media_id", type=int, nargs="?", default=0, help="show this media's jobs instead")
     jobs.add_argument("--retry", default="", metavar="JOB_ID", help="put a dead-lettered job back on the queue")
@@ -186,6 +191,17 @@ def cmd_warm(args: argparse.Namespace, config: configmod.Config) -> int:
 
 def cmd_migrate(args: argparse.Namespace, config: configmod.Config) -> int:
     print(admin.migrate(config, args.volume))
+    return EXIT_OK
+
+
+def cmd_top(args: argparse.Namespace, config: configmod.Config) -> int:
+    from trenchcoat import top
+
+    base = f"http://{config.cluster.host}:{config.prometheus.port}"
+    if args.once or not sys.stdout.isatty():
+        print("\n".join(top.plain(top.read_all(base))))
+        return EXIT_OK
+    top.live(base, max(0.5, args.every), _StopFlag().is_set)
     return EXIT_OK
 
 

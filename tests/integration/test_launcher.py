@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests import harness
-from trenchcoat import procs
+from trenchcoat import dashboard, procs, rpc
+from trenchcoat.feed_client import FeedClient
+from trenchcoat.media_client import MediaClient
 
 pytestmark = pytest.mark.integration
 
@@ -130,6 +134,44 @@ def test_up_starts_dependencies_and_status_reports_them_serving(up):
     groups = prometheus_api("http://127.0.0.1:9090", "rules")["groups"]
     assert {g["name"] for g in groups} == {"trenchcoat-recording", "trenchcoat-alerts"}
     assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
+
+    # A short load, then every dashboard panel returns data, and `trenchcoat top` shows them.
+    asyncio.run(short_load())
+    missing = wait_for_panels("http://127.0.0.1:9090")
+    assert not missing, f"panels without data: {missing}"
+    top = cli(up.data_dir, "top", "--once")
+    assert top.returncode == 0, top.stdout + top.stderr
+    for panel in dashboard.PANELS:
+        line = next((l for l in top.stdout.splitlines() if panel.title in l), "")
+        assert line and "query failed" not in line and "no data" not in line, (panel.title, top.stdout)
+
+
+async def short_load() -> None:
+    """Uploads, reads through the CDN (twice: a miss, then a hit) and straight from the
+    cache, a follow and a post: every service has done something."""
+    async with rpc.ChannelPool() as pool:
+        media = MediaClient(pool, "127.0.0.1:7400", timeout_s=60)
+        feed = FeedClient(pool, "127.0.0.1:7700", timeout_s=60)
+        uploaded = [await media.upload(os.urandom(2000), owner_id=5, content_type="image/jpeg") for _ in range(5)]
+        for m in uploaded:
+            for _ in range(2):
+                with urllib.request.urlopen(m.url, timeout=30) as r:
+                    assert r.status == 200
+            await media.read(m.media_id)
+        await feed.follow(6, 5)
+        await feed.post(5, uploaded[0].media_id, "load")
+
+
+def wait_for_panels(base: str, timeout: float = 120) -> list[str]:
+    """Titles of the dashboard panels whose query returns no data once ``timeout`` has
+    passed (an empty list as soon as all of them do)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [p.title for p in dashboard.PANELS if not prometheus_api(
+            base, "query?" + urllib.parse.urlencode({"query": p.expr}))["result"]]
+        if not missing or time.monotonic() > deadline:
+            return missing
+        time.sleep(2)
 
 
 def prometheus_api(base: str, path: str) -> dict:
