@@ -13,6 +13,9 @@ import json
 import sys
 from dataclasses import dataclass
 
+SERVER_ERRORS = "UNKNOWN|INTERNAL|UNAVAILABLE|DATA_LOSS|DEADLINE_EXCEEDED|RESOURCE_EXHAUSTED|UNIMPLEMENTED"
+"""gRPC codes that say the service failed (the rest answer the request, NOT_FOUND included)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Panel:
@@ -30,9 +33,10 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
               "{{outcome}}"),
         Panel("gRPC requests / s by service", "sum by (job) (rate(trenchcoat_grpc_requests_total[1m]))", "reqps",
               "{{job}}"),
-        Panel("gRPC errors (share of requests)",
-              # A service with no errors has no non-OK series: "or ... * 0" gives it a 0.
-              '(sum by (job) (rate(trenchcoat_grpc_requests_total{code!="OK"}[1m]))'
+        Panel("gRPC server errors (share of requests)",
+              # Failures of the service, not answers about the request (NOT_FOUND, INVALID_ARGUMENT
+              # are answers); a service with none has no such series: "or ... * 0" gives it a 0.
+              f'(sum by (job) (rate(trenchcoat_grpc_requests_total{{code=~"{SERVER_ERRORS}"}}[1m]))'
               " or sum by (job) (rate(trenchcoat_grpc_requests_total[1m])) * 0)"
               " / clamp_min(sum by (job) (rate(trenchcoat_grpc_requests_total[1m])), 1e-9)", "percentunit",
               "{{job}}"),
