@@ -95,18 +95,19 @@ class DeleteJournal(PeriodicWorker):
         # A stray (a rendition's dropped copy) was never given a URL: no cache holds it, and
         # the f4 keys under its media_id are the live media's.
         if not entry.stray:
-            if self._f4 is not None:
+            if self._f4 is not None and entry.alternate_key == 0:
                 # Whatever the volume's state looks like from here (this copy of the map may be
                 # behind an encode under way), f4 records the media as deleted: no key is made
-                # for it afterwards, and one made already is discarded.
+                # for it afterwards, and one made already is discarded. Once, with the
+                # original's entry: it discards the keys of every rendition too.
                 try:
                     await self._f4.delete_blob(entry.media_id)  # every rendition
                 except TrenchcoatError as exc:
                     left.append(f"f4 keys not discarded: {exc}")
             elif volume.state in ("sealed", "warm"):
                 left.append(f"volume {entry.logical_volume} is {volume.state} but f4.migrate is off for this router")
-            try:
-                await self._caches.invalidate(entry.media_id)
+            try:  # a rendition's entry drops that rendition; the original's, every one
+                await self._caches.invalidate(entry.media_id, entry.alternate_key or None)
             except TrenchcoatError as exc:
                 left.append(str(exc))
         if left:

@@ -9,18 +9,28 @@ PostgreSQL anything."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 
 from router import metrics
 from router.deletes import DeleteJournal
-from router.metadata import MediaRow, MediaState, MediaStore, RenditionRow
+from router.metadata import (
+    MediaRow,
+    MediaState,
+    MediaStore,
+    PendingDelete,
+    RenditionRow,
+)
 from trenchcoat import media_types
 from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.errors import NotFound, Unavailable
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.urls import PhotoPath
+
+DELETE_CONCURRENCY = 16
+"""Needles of one deleted media flagged at once (each flag is a call to every replica)."""
 
 
 class MediaNotFound(NotFound):
@@ -127,6 +137,16 @@ class Photos:
         if entries is None:  # another delete won the race
             metrics.DELETES.labels("already").inc()
             return False
-        done = all([await self._deletes.carry_out(entry) for entry in entries])
+        # Renditions (a video's ladder is hundreds of needles) a few at a time, then the
+        # original, whose entry also discards the media's f4 keys.
+        gate = asyncio.Semaphore(DELETE_CONCURRENCY)
+
+        async def one(entry: PendingDelete) -> bool:
+            async with gate:
+                return await self._deletes.carry_out(entry)
+
+        renditions = [e for e in entries if e.alternate_key]
+        done = all(await asyncio.gather(*map(one, renditions)))
+        done = all([await self._deletes.carry_out(e) for e in entries if not e.alternate_key]) and done
         metrics.DELETES.labels("ok" if done else "journalled").inc()
         return True

@@ -332,3 +332,9 @@ async def test_a_video_gets_an_hls_ladder_that_plays_back_through_the_gateway(se
             assert len(decoded) == round(duration * 24) and decoded[0].key_frame
             frames += len(decoded)
         assert frames == 96
+    # A delete takes the whole ladder with it: every segment and playlist, and the poster.
+    async with cluster.clients() as c:
+        assert await c.media.delete(media.media_id)
+    for r in done.renditions:
+        status, _, _ = await fetch(cluster, r.url)
+        assert status == 404, keys.describe(r.alternate_key)
