@@ -126,6 +126,8 @@ async def test_a_job_submitted_again_partly_done_before_and_its_worker_killed_yi
         assert await fetch(cluster, first.url) == (200, "image/jpeg", want[3].data)
         # A worker takes the job and is killed -9 mid-job (blocked reading the source from a
         # frozen router, so it is surely mid-job): its claim lapses after claim_idle_s.
+        await eventually(lambda: job_state(redis_server.endpoint, media.media_id, "queued"),
+                         what="the job enqueued by the router")
         assert cluster.router is not None
         with cluster.router.frozen():
             doomed = cluster.start_transformer()
@@ -227,9 +229,14 @@ async def test_a_job_failing_while_the_router_is_frozen_is_retried_then_succeeds
                                       TRENCHCOAT_TRANSFORMER__MAX_ATTEMPTS="100")
     async with cluster.clients() as c:
         media = await c.media.upload(photo(400, 300, seed=3), owner_id=10, content_type="image/jpeg")
-        cluster.start_transformer()
+        await eventually(lambda: job_state(redis_server.endpoint, media.media_id, "queued"),
+                         what="the job enqueued by the router")
         assert cluster.router is not None
-        with cluster.router.frozen():  # the worker cannot read the source: each attempt times out
+        # The worker starts only once the router is frozen: it cannot have finished the job
+        # before, and cannot read the source now: each attempt times out.
+        with cluster.router.frozen():
+            cluster.start_transformer()
+
             async def failed_once():
                 jobs = await c.transformer.jobs(media.media_id)
                 return jobs and jobs[0].attempts >= 1 and jobs[0].last_error
