@@ -8,9 +8,9 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := etcd-server postgresql redis-server nginx-light prometheus
 STAMP := $(VENV)/.installed
 
-.PHONY: setup apt demo test lint soak proto up
+.PHONY: setup apt kubectl demo test lint soak proto up image
 
-setup: apt $(STAMP)
+setup: apt kubectl $(STAMP)
 
 apt:
 	@missing=""; \
@@ -24,6 +24,14 @@ apt:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "trenchcoat needs Python >= 3.11; found " + sys.version.split()[0])'
+
+# kubectl (with kustomize) renders k8s/ in the suite. Debian's own kubernetes-client is
+# too old for it; the kubectl package comes from Kubernetes' or Google Cloud's apt repository.
+kubectl:
+	@command -v kubectl >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends kubectl >/dev/null 2>&1 || { \
+	    echo "kubectl not found and no apt repository offers it: install kubectl >= 1.27 (https://kubernetes.io/docs/tasks/tools/)" >&2; exit 1; }; }
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +57,11 @@ soak: setup
 # Regenerate trenchcoat/v1/ from proto/ (committed; tests/unit/test_contract.py checks it is fresh).
 proto: setup
 	@$(PY) -m trenchcoat.protogen
+
+# The image every k8s/ workload runs (Dockerfile); overlays pin the tag (k8s/README.md).
+IMAGE ?= trenchcoat:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	docker build -t $(IMAGE) .
 
 up: setup
 	@$(VENV)/bin/trenchcoat up

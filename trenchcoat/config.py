@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import socket
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -211,12 +213,19 @@ class CdnConfig:
     )
     not_found_ttl_s: int = doc("Seconds the CDN remembers a 404.", default=5)
     max_bytes: int = doc("Disk the CDN's cache may use.", default=1024 * 1024 * 1024)
+    cache_endpoints: tuple[str, ...] = doc(
+        "The caches' photo HTTP addresses the CDN pulls from (host:port), cache id i + 1 at "
+        "position i. Empty: cluster.host with cache.http_port + i for each of cache.count caches.",
+        default=(),
+    )
 
     def validate(self) -> None:
         _require(1 <= self.port <= 65535, "cdn.port", f"must be in 1..65535, got {self.port}")
         _require(self.ttl_s >= 1, "cdn.ttl_s", "must be >= 1")
         _require(self.not_found_ttl_s >= 0, "cdn.not_found_ttl_s", "must be >= 0")
         _require(self.max_bytes >= 1024 * 1024, "cdn.max_bytes", "must be >= 1 MiB")
+        for endpoint in self.cache_endpoints:
+            _require_host_port(endpoint, "cdn.cache_endpoints")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -294,10 +303,15 @@ class StoreConfig(ServiceConfig):
         default=("rack-a", "rack-b", "rack-c"),
     )
     machine_id: int = doc(
-        "This process's machine id, unique in the cluster (`trenchcoat up` sets 1 + i).",
+        "This process's machine id, unique in the cluster (`trenchcoat up` sets 1 + i). 0: "
+        "the ordinal of the StatefulSet pod this runs in, plus 1 (host name `store-3`: 4).",
         default=1,
     )
-    rack: str = doc("This process's rack (`trenchcoat up` sets it from racks).", default="rack-a")
+    rack: str = doc(
+        "This process's rack (`trenchcoat up` sets it from racks; in Kubernetes, the node's "
+        "name or zone). Empty: racks[ordinal % len(racks)] by the StatefulSet pod's ordinal.",
+        default="rack-a",
+    )
     advertise: str = doc(
         "host:port the Directory gives out for this store. Empty: cluster.host and port.",
         default="",
@@ -614,6 +628,8 @@ class F4Config(ServiceConfig):
     )
     rebuilder_endpoint: str = doc("The cell's rebuilder (host:port), for `trenchcoat warm`. Empty: cluster.host "
                                   "and f4_rebuilder.port.", default="")
+    endpoint: str = doc("This cell's front (host:port), which caches read warm volumes from and the "
+                        "Directory's leader moves volumes into. Empty: cluster.host and port.", default="")
     cells: tuple[str, ...] = doc(
         "The region's f4 cells by name (each storage node says which it is in: f4_storage.cell). "
         "Empty: one cell. Three: XOR geo-replication: volumes are encoded into the first two "
@@ -676,6 +692,8 @@ class F4Config(ServiceConfig):
             _require_host_port(endpoint, f"{section}.backoff_endpoints")
         if self.rebuilder_endpoint:
             _require_host_port(self.rebuilder_endpoint, f"{section}.rebuilder_endpoint")
+        if self.endpoint:
+            _require_host_port(self.endpoint, f"{section}.endpoint")
         _require(self.rebuild_bytes_per_s > 0, f"{section}.rebuild_bytes_per_s", "must be > 0")
         _require(len(self.cells) in (0, 1, 3), f"{section}.cells",
                  f"names one cell or three (two for data, one for their XOR), got {list(self.cells)}")
@@ -692,7 +710,10 @@ class F4StorageConfig(ServiceConfig):
     port: int = doc("gRPC port of the first storage node; node i listens on port + i.", default=7620)
     metrics_port: int = doc("/metrics port of the first storage node; node i uses metrics_port + i.",
                             default=9620)
-    node_id: int = doc("This node's id, unique in the cell (its data directory is named after it).", default=1)
+    node_id: int = doc("This node's id, unique in the cell (its data directory is named after it). 0: the "
+                       "ordinal of the StatefulSet pod this runs in, plus 1.", default=1)
+    advertise: str = doc("host:port this node names itself by in block listings. Empty: cluster.host and port.",
+                         default="")
     domains: tuple[str, ...] = doc(
         "Failure domains this node keeps blocks for, one block directory each "
         "(<cluster.data_dir>/f4-storage-<node_id>/<domain>/). One in production (the node's "
@@ -712,6 +733,8 @@ class F4StorageConfig(ServiceConfig):
     def validate(self, section: str) -> None:
         ServiceConfig.validate(self, section)
         _require(1 <= self.node_id <= 2**32 - 1, f"{section}.node_id", "must be in 1..4294967295")
+        if self.advertise:
+            _require_host_port(self.advertise, f"{section}.advertise")
         _require(len(set(self.domain_names())) == len(self.domain_names()), f"{section}.domains",
                  f"names a domain twice: {list(self.domains)}")
         bad = [d for d in self.domain_names() if not d or "/" in d or d.startswith(".")]
@@ -952,6 +975,8 @@ class Config:
     def cache_http_endpoints(self) -> tuple[str, ...]:
         """Where the caches serve photo URLs over HTTP (host:port), cache id i + 1 at
         position i: what the CDN pulls from."""
+        if self.cdn.cache_endpoints:
+            return self.cdn.cache_endpoints
         c = self.cache
         return tuple(f"{self.cluster.host}:{c.http_port + i}" for i in range(max(c.count, 1)))
 
@@ -978,8 +1003,8 @@ class Config:
         return tuple(f"{self.cluster.host}:{s.port + i}" for i in range(s.count))
 
     def f4_endpoint(self) -> str:
-        """The f4 front the caches read warm volumes from."""
-        return f"{self.cluster.host}:{self.f4.port}"
+        """The f4 front the caches read warm volumes from (f4.endpoint, or derived)."""
+        return self.f4.endpoint or f"{self.cluster.host}:{self.f4.port}"
 
     def f4_keystore_endpoint(self) -> str:
         return self.f4.keystore_endpoint or f"{self.cluster.host}:{self.f4_keystore.port}"
@@ -1021,8 +1046,36 @@ def load(
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     overrides = _env_overrides(env)
     config = _build(Config, raw, overrides, origin=str(path) if path else "defaults")
+    config = _from_ordinal(config, env.get("HOSTNAME") or socket.gethostname())
     config.validate()
     return config
+
+
+def pod_ordinal(hostname: str) -> int | None:
+    """The ordinal of a StatefulSet pod from its host name (``store-3`` -> 3), or None."""
+    match = re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?-(\d+)", hostname)
+    return int(match.group(2)) if match else None
+
+
+def _from_ordinal(config: Config, hostname: str) -> Config:
+    """Fills the identities left to the StatefulSet ordinal (store.machine_id 0, store.rack
+    empty, f4_storage.node_id 0) from the pod's host name."""
+    store, node = config.store, config.f4_storage
+    wanted = [key for key, unset in (("store.machine_id", store.machine_id == 0), ("store.rack", not store.rack),
+                                     ("f4_storage.node_id", node.node_id == 0)) if unset]
+    if not wanted:
+        return config
+    ordinal = pod_ordinal(hostname)
+    if ordinal is None:
+        raise ConfigError(f"{', '.join(wanted)} left to the StatefulSet pod's ordinal, but the host name "
+                          f"{hostname!r} does not end in -<ordinal>; set {wanted[0]} explicitly")
+    if store.machine_id == 0:
+        store = dataclasses.replace(store, machine_id=ordinal + 1)
+    if not store.rack and store.racks:
+        store = dataclasses.replace(store, rack=store.racks[ordinal % len(store.racks)])
+    if node.node_id == 0:
+        node = dataclasses.replace(node, node_id=ordinal + 1)
+    return dataclasses.replace(config, store=store, f4_storage=node)
 
 
 def default_path(env: Mapping[str, str]) -> str | None:

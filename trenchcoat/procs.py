@@ -325,7 +325,7 @@ NGINX_CONF = """\
 # Written by trenchcoat: the local cluster's pull CDN (a caching reverse proxy).
 daemon off;
 master_process off;
-error_log {root}/error.log warn;
+error_log stderr warn;
 pid {root}/nginx.pid;
 events {{ worker_connections 1024; }}
 http {{
@@ -373,9 +373,23 @@ def nginx_process(root: Path, log_path: Path, host: str, port: int, caches: Sequ
     CDN; ``caches[i]`` is cache id i + 1): one process (master_process off), its config,
     cache and temp files under ``root``. A URL goes to the cache it names; when that cache
     is down, to the next one (which reads the same stores)."""
+    conf = nginx_conf(root, host, port, caches, ttl_s=ttl_s, not_found_ttl_s=not_found_ttl_s, max_bytes=max_bytes)
+    return ManagedProcess(
+        name="cdn",
+        kind="http",
+        argv=nginx_argv(conf),
+        log_path=log_path,
+        ready=http_probe(f"http://{host}:{port}/cdn-health", b"ok"),
+        endpoint=f"http://{host}:{port}",
+    )
+
+
+def nginx_conf(root: Path, host: str, port: int, caches: Sequence[str], *,
+               ttl_s: int, not_found_ttl_s: int, max_bytes: int) -> Path:
+    """Writes the CDN's nginx config (and its cache and temp directories) under ``root``;
+    returns the config file."""
     if not caches:
         raise ValueError("the CDN needs at least one cache to pull from")
-    binary = _require_binary("nginx", "nginx-light", search=("/usr/sbin",))
     for sub in ("cache", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     conf = root / "nginx.conf"
@@ -383,14 +397,14 @@ def nginx_process(root: Path, log_path: Path, host: str, port: int, caches: Sequ
         root=root, host=host, port=port, ttl=ttl_s, not_found_ttl=not_found_ttl_s, max_bytes=max_bytes,
         upstreams="\n".join(_nginx_upstream(i, caches) for i in range(len(caches))),
         routes="\n".join(f"        ~^/{i + 1}/ cache_{i + 1};" for i in range(len(caches)))))
-    return ManagedProcess(
-        name="cdn",
-        kind="http",
-        argv=[binary, "-c", str(conf), "-p", str(root), "-e", str(root / "error.log")],
-        log_path=log_path,
-        ready=http_probe(f"http://{host}:{port}/cdn-health", b"ok"),
-        endpoint=f"http://{host}:{port}",
-    )
+    return conf
+
+
+def nginx_argv(conf: Path) -> list[str]:
+    """The command running nginx in the foreground on ``conf`` (from ``nginx_conf``)."""
+    binary = _require_binary("nginx", "nginx-light", search=("/usr/sbin",))
+    root = conf.parent
+    return [binary, "-c", str(conf), "-p", str(root), "-e", "stderr"]
 
 
 def _nginx_upstream(i: int, caches: Sequence[str]) -> str:

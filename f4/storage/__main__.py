@@ -29,7 +29,7 @@ def main() -> int:
 
         return server.host_for(
             f"f4-storage-{section.node_id}", config.cluster, section,
-            bindings=[server.Binding(SERVICE_NAME, StorageServicer(blocks, f"{config.cluster.host}:{section.port}",
+            bindings=[server.Binding(SERVICE_NAME, StorageServicer(blocks, section.advertise or f"{config.cluster.host}:{section.port}",
                                                                    section.cell),
                                      f4_pb2_grpc.add_F4StorageServiceServicer_to_server)],
             workers=[Scrubber(blocks, section.scrub_interval_s, section.scrub_bytes_per_s)],

@@ -111,7 +111,7 @@ def test_errors_name_the_key_and_why(tmp_path, text, needle):
         ({"TRENCHCOAT_STORE__PORT": "abc"}, "store.port: expected an integer, got 'abc' (from TRENCHCOAT_STORE__PORT)"),
         ({"TRENCHCOAT_STORE__PROT": "1"}, "store.prot: unknown key (in TRENCHCOAT_STORE__PROT)"),
         ({"TRENCHCOAT_NOPE__PORT": "1"}, "unknown section [nope] (in TRENCHCOAT_NOPE__PORT)"),
-        ({"TRENCHCOAT_STORE__MACHINE_ID": "0"}, "store.machine_id: must be in 1..4294967295"),
+        ({"TRENCHCOAT_STORE__MACHINE_ID": "-1"}, "store.machine_id: must be in 1..4294967295"),
     ],
 )
 def test_env_errors_name_the_variable(env, needle):

@@ -1,0 +1,324 @@
+"""k8s/: both overlays render with kustomize, validate against the Kubernetes API schemas,
+and hold together: every Service selects pods and names ports they serve, every probe port
+is one the process serves per the ConfigMap, every address in the ConfigMap is a Service or
+a StatefulSet pod that serves it, every command is a real entry point, stores and f4 nodes
+spread over zones. (tests/integration/test_k8s_pods.py starts the pods.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from f4.codec import M as F4_PARITY
+from tests import kubelet
+from tests.kubelet import (
+    K8S,
+    OVERLAYS,
+    REPO_ROOT,
+    by_kind,
+    container,
+    selects,
+    workloads,
+)
+from trenchcoat import config as configmod
+from trenchcoat import k8s
+from trenchcoat.config import ServiceConfig
+from trenchcoat.launcher import SERVICE_PACKAGES
+
+K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+SECTION_OF = {module: section for section, module in SERVICE_PACKAGES.items()} | {"trenchcoat.cdn": "cdn"}
+DEPENDENCIES = ("etcd", "postgres", "redis")
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, kubelet.render(K8S / "overlays" / request.param)
+
+
+def pod_config(docs: list[dict[str, Any]], workload: dict[str, Any], tmp_path: Path) -> configmod.Config:
+    """The config the workload's process loads: the rendered ConfigMap and the container's
+    literal environment overrides (a StatefulSet pod's host name for its ordinal)."""
+    _, data = kubelet.config_map_data(docs, "trenchcoat-config")
+    path = tmp_path / "trenchcoat.toml"
+    path.write_text(data["trenchcoat.toml"])
+    env = {v["name"]: v["value"] for v in container(workload).get("env", []) if "value" in v
+           and v["name"].startswith("TRENCHCOAT_") and "$(" not in v["value"]}
+    env["HOSTNAME"] = f"{workload['metadata']['name']}-0"
+    return configmod.load(path, env)
+
+
+def test_the_generated_files_are_current():
+    assert k8s.main(["--check"]) == 0, "run .venv/bin/python -m trenchcoat.k8s"
+
+
+def test_every_document_validates_against_the_api_schemas(rendered):
+    overlay, docs = rendered
+    for doc in docs:
+        for version in K8S_VERSIONS:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                raise AssertionError(f"{overlay}: {doc['kind']}/{doc['metadata']['name']} is not valid "
+                                     f"Kubernetes {version}: {exc.message} at {list(exc.path)}") from None
+
+
+def test_every_service_runs_as_its_own_workload_with_the_image_pinned(rendered):
+    overlay, docs = rendered
+    names = {w["metadata"]["name"] for w in workloads(docs)}
+    expected = {w.name for w in k8s.WORKLOADS} | {"cdn", *DEPENDENCIES}
+    assert names == expected
+    sections = {SECTION_OF[container(w)["command"][2]] for w in workloads(docs) if w["metadata"]["name"] not in
+                DEPENDENCIES}
+    assert sections == set(SERVICE_PACKAGES) | {"cdn"}, "a service of the launcher has no workload"
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for w in workloads(docs):
+        image = container(w)["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{overlay}: {w['metadata']['name']} runs {image}"
+        if w["metadata"]["name"] not in DEPENDENCIES:
+            assert image == f"trenchcoat:{version}", f"{overlay} pins trenchcoat to the package's version"
+    by = by_kind(docs, "Deployment") | by_kind(docs, "StatefulSet")
+    assert by["directory"]["kind"] == "Deployment" and by["directory"]["spec"]["replicas"] == 2
+    assert by["store"]["kind"] == "StatefulSet" and by["store"]["spec"]["volumeClaimTemplates"]
+    assert by["f4-storage"]["kind"] == "StatefulSet" and by["f4-storage"]["spec"]["replicas"] == 14
+    assert by["f4-storage"]["spec"]["volumeClaimTemplates"]
+    for dep in DEPENDENCIES:
+        assert by[dep]["kind"] == "StatefulSet" and by[dep]["spec"]["volumeClaimTemplates"]
+
+
+def test_every_command_is_a_real_entry_point(rendered):
+    _, docs = rendered
+    for w in workloads(docs):
+        if w["metadata"]["name"] in DEPENDENCIES:
+            continue
+        command = container(w)["command"]
+        assert command[:2] == ["python", "-m"] and len(command) == 3, command
+        module = command[2]
+        spec = importlib.util.find_spec(module)
+        assert spec is not None, f"{w['metadata']['name']}: no module {module}"
+        if spec.submodule_search_locations is not None:
+            assert importlib.util.find_spec(f"{module}.__main__"), f"{module} is a package without __main__"
+        else:
+            assert 'if __name__ == "__main__":' in Path(spec.origin or "").read_text(), f"{module} runs nothing"
+
+
+def test_every_service_selects_pods_on_ports_they_serve(rendered):
+    overlay, docs = rendered
+    for name, service in by_kind(docs, "Service").items():
+        selector = service["spec"].get("selector")
+        assert selector, f"{overlay}: Service {name} selects nothing"
+        chosen = [w for w in workloads(docs) if selects(selector, w)]
+        assert chosen, f"{overlay}: Service {name} selects no pods ({selector})"
+        for w in chosen:
+            ports = {p["name"]: p["containerPort"] for p in container(w)["ports"]}
+            for port in service["spec"]["ports"]:
+                target = port.get("targetPort", port["port"])
+                assert target in ports or target in ports.values(), \
+                    f"{overlay}: Service {name} port {port} is not a port of {w['metadata']['name']}"
+                assert port["port"] == ports.get(target, target), \
+                    f"{overlay}: Service {name} moves port {port['port']} (clients use the pods' ports)"
+    for w in workloads(docs):
+        if w["kind"] == "StatefulSet":
+            headless = by_kind(docs, "Service").get(w["spec"]["serviceName"])
+            assert headless and headless["spec"].get("clusterIP") == "None", \
+                f"{overlay}: StatefulSet {w['metadata']['name']} has no headless Service"
+            assert headless["spec"].get("publishNotReadyAddresses"), "pods resolve before they are ready"
+
+
+def test_every_probe_and_port_is_one_the_process_serves(rendered, tmp_path):
+    overlay, docs = rendered
+    for w in workloads(docs):
+        name = w["metadata"]["name"]
+        if name in DEPENDENCIES:
+            continue
+        c = container(w)
+        config = pod_config(docs, w, tmp_path)
+        section = SECTION_OF[c["command"][2]]
+        service = getattr(config, section)
+        served = ({"grpc": service.port, "metrics": service.metrics_port}
+                  | ({"http": service.http_port} if hasattr(service, "http_port") else {})
+                  if isinstance(service, ServiceConfig) else {"http": config.cdn.port})
+        assert {p["name"]: p["containerPort"] for p in c["ports"]} == served, f"{overlay}: {name}'s ports"
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            probe_kind, port, _ = kubelet.probe_of(c[kind])
+            if isinstance(service, ServiceConfig):
+                assert (probe_kind, port) == ("grpc", service.port), f"{overlay}: {name} {kind} is not its gRPC health"
+            else:
+                assert (probe_kind, port) == ("http", config.cdn.port)
+        annotations = w["spec"]["template"]["metadata"].get("annotations", {})
+        if isinstance(service, ServiceConfig):
+            assert annotations.get("prometheus.io/scrape") == "true"
+            assert annotations["prometheus.io/port"] == str(service.metrics_port), f"{overlay}: {name} scraped wrong"
+            grace = w["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            assert grace >= math.ceil(service.drain_notice_s + service.grace_period_s), \
+                f"{overlay}: {name} is killed before its drain ends"
+            assert w["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == section, \
+                "the scrape job (the component label) is the config section, as rules and dashboard expect"
+    store = next(w for w in workloads(docs) if w["metadata"]["name"] == "store")
+    assert container(store)["startupProbe"]["failureThreshold"] * container(store)["startupProbe"]["periodSeconds"] \
+        >= 600, "a store loading a large index gets minutes before liveness counts"
+
+
+def test_every_address_in_the_config_is_served(rendered, tmp_path):
+    """Each host:port the ConfigMap names is a Service (or a StatefulSet pod through its
+    headless Service) whose pods serve that port."""
+    overlay, docs = rendered
+    _, data = kubelet.config_map_data(docs, "trenchcoat-config")
+    text = data["trenchcoat.toml"]
+    services = by_kind(docs, "Service")
+    sets = by_kind(docs, "StatefulSet")
+    config = configmod.load(_write(tmp_path, text), {})
+    named = [*config.etcd.endpoints, config.redis.url.split("//", 1)[1].split("/", 1)[0], *config.cdn.cache_endpoints,
+             *config.directory_endpoints(), *config.cache_endpoints(), *config.transformer_endpoints(),
+             config.f4_endpoint(), *config.f4_storage_endpoints(), config.f4_keystore_endpoint(),
+             *config.f4_backoff_endpoints(), config.f4_rebuilder_endpoint(), *config.router_endpoints()]
+    dsn = kubelet.secret_data(docs, "trenchcoat-postgres")["dsn"]
+    named.append(re.search(r"@([^/]+)/", dsn).group(1))
+    for address in named:
+        host, _, port = address.rpartition(":")
+        parts = host.split(".")
+        if len(parts) == 2:  # a StatefulSet pod: <set>-<ordinal>.<headless service>
+            pod, service_name = parts
+            set_name, _, ordinal = pod.rpartition("-")
+            assert set_name in sets and int(ordinal) < sets[set_name]["spec"]["replicas"], \
+                f"{overlay}: {address} names a pod that does not exist"
+            assert sets[set_name]["spec"]["serviceName"] == service_name
+            service = services[service_name]
+        else:
+            assert len(parts) == 1 and host in services, f"{overlay}: {address} is no Service"
+            service = services[host]
+        assert int(port) in {p["port"] for p in service["spec"]["ports"]}, f"{overlay}: {address}: no such port"
+    # Every cache id has its address, in the same order for routers and for the CDN.
+    caches = sets["cache"]["spec"]["replicas"]
+    assert [a.split(":")[0] for a in config.cache_endpoints()] == [f"cache-{i}" for i in range(caches)]
+    assert [a.split(":")[0] for a in config.cdn.cache_endpoints] == [f"cache-{i}" for i in range(caches)]
+    assert len(config.f4_storage_endpoints()) == sets["f4-storage"]["spec"]["replicas"]
+
+
+def test_stores_and_f4_nodes_spread_over_zones_with_disruption_budgets(rendered):
+    overlay, docs = rendered
+    sets = by_kind(docs, "StatefulSet")
+    budgets = by_kind(docs, "PodDisruptionBudget")
+    for name, most_down in (("store", 1), ("f4-storage", F4_PARITY)):
+        spread = sets[name]["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        zone = [c for c in spread if c["topologyKey"] == "topology.kubernetes.io/zone"]
+        assert zone and zone[0]["maxSkew"] == 1 and selects(zone[0]["labelSelector"]["matchLabels"], sets[name])
+        if overlay == "kind":
+            assert zone[0]["whenUnsatisfiable"] == "DoNotSchedule", "kind has three zones: the spread is a rule"
+        assert budgets[name]["spec"]["maxUnavailable"] == most_down, f"{overlay}: {name}'s budget"
+        assert selects(budgets[name]["spec"]["selector"]["matchLabels"], sets[name])
+    for name, budget in budgets.items():
+        assert any(selects(budget["spec"]["selector"]["matchLabels"], w) for w in workloads(docs)), name
+    if overlay == "kind":
+        nodes = kubelet.kind_nodes()
+        assert len({n.zone for n in nodes}) == 3, "the kind cluster has three zones"
+        store = container(sets["store"])
+        rack = next(v for v in store["env"] if v["name"] == "TRENCHCOAT_STORE__RACK")
+        assert rack["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName", "a store's rack is its node (its zone)"
+
+
+def test_pods_run_locked_down(rendered):
+    overlay, docs = rendered
+    for w in workloads(docs):
+        pod = w["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, c["name"]
+            assert sc["capabilities"]["drop"] == ["ALL"]
+            assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"], c["name"]
+            assert {"readinessProbe", "livenessProbe"} <= set(c), f"{overlay}: {c['name']} has no probes"
+
+
+def test_the_operator_component_renders_a_pod_monitor_and_the_rules(tmp_path):
+    overlay = tmp_path / "with-operator"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S / "overlays" / "kind", overlay)],
+        "components": [os.path.relpath(K8S / "observability" / "operator", overlay)]}))
+    docs = kubelet.render(overlay)
+    monitor = by_kind(docs, "PodMonitor")["trenchcoat"]
+    assert monitor["metadata"]["namespace"] == "trenchcoat"
+    ports = {p["name"] for w in workloads(docs) if w["metadata"]["name"] not in DEPENDENCIES and
+             w["metadata"]["name"] != "cdn" for p in container(w)["ports"]}
+    assert "metrics" in ports
+    assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["metrics"]
+    rules = by_kind(docs, "PrometheusRule")["trenchcoat"]
+    assert rules["spec"]["groups"] == yaml.safe_load((K8S / "observability" / "rules.yml").read_text())["groups"]
+
+
+def test_the_plain_prometheus_scrape_config_passes_promtool(tmp_path):
+    """Debian's Prometheus is built without Kubernetes discovery, so promtool checks the
+    config (relabelling, rule files) with the pod discovery swapped for a static target;
+    the discovery itself is checked here."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found: `make test` installs Debian's prometheus"
+    config = yaml.safe_load((K8S / "observability" / "prometheus.yml").read_text())
+    [job] = config["scrape_configs"]
+    assert job.pop("kubernetes_sd_configs") == [{"role": "pod", "namespaces": {"names": ["trenchcoat"]}}]
+    job["static_configs"] = [{"targets": ["127.0.0.1:9"]}]
+    relabels = {tuple(r["source_labels"]): r for r in job["relabel_configs"]}
+    assert relabels[("__meta_kubernetes_pod_label_app_kubernetes_io_component",)]["target_label"] == "job"
+    shutil.copy(K8S / "observability" / "rules.yml", tmp_path / "rules.yml")
+    config["rule_files"] = [str(tmp_path / "rules.yml")]
+    conf = tmp_path / "prometheus.yml"
+    conf.write_text(yaml.safe_dump(config))
+    result = subprocess.run([promtool, "check", "config", str(conf)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The relabelling that turns a pod's address and annotation into its target.
+    rule = relabels[("__address__", "__meta_kubernetes_pod_annotation_prometheus_io_port")]
+    joined = "10.1.2.3:7200;9200"
+    assert re.sub(f"^(?:{rule['regex']})$", rule["replacement"].replace("$", "\\"), joined) == "10.1.2.3:9200"
+
+
+def test_the_dashboard_ships_as_a_config_map():
+    docs = kubelet.render(K8S / "overlays" / "kind")
+    dashboard = by_kind(docs, "ConfigMap")["trenchcoat-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert dashboard["data"]["trenchcoat.json"] == (K8S / "observability" / "dashboard.json").read_text()
+
+
+def test_the_image_is_slim_non_root_and_tagged_as_the_overlays_pin_it():
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
+    assert len(stages) >= 2, "a multi-stage build"
+    final = stages[-1]
+    assert final.startswith("python:3.11-slim")
+    user = re.findall(r"^USER (\S+)", final, flags=re.MULTILINE)
+    assert user and user[-1].split(":")[0] not in ("root", "0")
+    assert not re.search(r"\b(gcc|g\+\+|build-essential|make)\b", final), "no build tools in the final stage"
+    for package in ("trenchcoat", "directory", "store", "cache", "router", "transformer", "f4", "feedsvc"):
+        assert f"COPY {package} " in text, f"the image leaves out {package}"
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    make = subprocess.run(["make", "-n", "image"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+    assert f"docker build -t trenchcoat:{version} ." in make.stdout, make.stdout + make.stderr
+
+
+def test_identities_come_from_the_pod(tmp_path):
+    """What a store's and an f4 node's pod give them: ids from the ordinal, the rack from
+    the node (kind) or the ordinal (minikube), the names they advertise."""
+    env = {"HOSTNAME": "store-4", "TRENCHCOAT_STORE__MACHINE_ID": "0", "TRENCHCOAT_STORE__RACK": "",
+           "TRENCHCOAT_F4_STORAGE__NODE_ID": "0"}
+    config = configmod.load(None, env)
+    assert (config.store.machine_id, config.store.rack, config.f4_storage.node_id) == (5, "rack-b", 5)
+    with pytest.raises(configmod.ConfigError, match="store.machine_id.*'laptop'"):
+        configmod.load(None, {**env, "HOSTNAME": "laptop"})
+    assert configmod.pod_ordinal("f4-storage-13") == 13
+    assert configmod.pod_ordinal("router-5f7c9d8b4-x2k9p") is None
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
