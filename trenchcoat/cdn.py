@@ -1,36 +1,73 @@
-"""``python -m trenchcoat.cdn``: the pull CDN as its own process (its Kubernetes workload).
+"""``python -m trenchcoat.cdn``: the pull CDN as its own process — nginx, and its metrics.
 
 Writes nginx's config from the cluster config (``[cdn]``: port, TTLs, size, and the caches'
 photo HTTP addresses, cache id i + 1 at position i) under ``<cluster.data_dir>/cdn``, waits
 until every cache's host name resolves (nginx resolves them once, at start, and refuses to
-start on a name it cannot resolve), then becomes nginx in the foreground. ``trenchcoat up``
-runs the same config through ``procs.nginx_process``.
+start on a name it cannot), then runs nginx in the foreground as its child. nginx sends one
+access-log line per request over syslog (UDP, loopback) to this process, which counts them
+for Prometheus on ``cdn.metrics_port``: requests by cache status (hit, miss, expired, ...)
+and status class, bytes sent, request seconds. nginx open source exports no cache counters
+of its own; its log line is where the cache status is.
+
+SIGTERM (or SIGINT) asks nginx to finish what it is serving and stop (SIGQUIT); this process
+exits with nginx's exit code. ``trenchcoat up`` and the Kubernetes workload both run it.
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
+import logging
+import signal
 import socket
 import sys
 import time
 from pathlib import Path
 
+from prometheus_client import Counter, Histogram, start_http_server
+
 from trenchcoat import procs, server
+from trenchcoat.config import Config
+
+log = logging.getLogger("trenchcoat.cdn")
 
 RESOLVE_WAIT_S = 300.0
+LOG_FORMAT = "$upstream_cache_status $status $body_bytes_sent $request_time $uri"
+"""What nginx sends for each request (the syslog message after its tag)."""
+TAG = "cdn"
+
+REQUESTS = Counter("trenchcoat_cdn_requests_total",
+                   "Requests the CDN answered, by its cache status (hit, miss, expired, stale, updating, "
+                   "revalidated, bypass; none: not a cacheable location) and status class.",
+                   ["cache_status", "code"])
+BYTES = Counter("trenchcoat_cdn_response_bytes_total", "Body bytes the CDN sent, by cache status.", ["cache_status"])
+SECONDS = Histogram("trenchcoat_cdn_request_duration_seconds", "Seconds from a request's first byte to its "
+                    "last byte sent, by cache status.", ["cache_status"],
+                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+UNPARSED = Counter("trenchcoat_cdn_log_lines_unparsed_total", "Access-log lines from nginx this process could not read.")
 
 
-def main(argv: list[str] | None = None) -> int:
-    config = server.load_config("trenchcoat.cdn", "The pull CDN (nginx) in front of the caches.", argv)
-    cdn, caches = config.cdn, config.cache_http_endpoints()
-    if not wait_resolvable(caches, RESOLVE_WAIT_S):
-        return 1
-    conf = procs.nginx_conf(Path(config.cluster.data_dir).resolve() / "cdn", config.cluster.host, cdn.port, caches,
-                            ttl_s=cdn.ttl_s, not_found_ttl_s=cdn.not_found_ttl_s, max_bytes=cdn.max_bytes)
-    argv_nginx = procs.nginx_argv(conf)
-    print(f"trenchcoat.cdn: nginx on {config.cluster.host}:{cdn.port} in front of {', '.join(caches)}",
-          file=sys.stderr, flush=True)
-    os.execv(argv_nginx[0], argv_nginx)
+def record(message: bytes) -> bool:
+    """Counts one syslog datagram from nginx; False if it is not an access-log line."""
+    text = message.decode("utf-8", "replace")
+    _, sep, line = text.partition(f"{TAG}: ")
+    fields = line.split(" ") if sep else []
+    try:
+        status, code, sent, seconds = fields[0], int(fields[1]), int(fields[2]), float(fields[3])
+    except (IndexError, ValueError):
+        UNPARSED.inc()
+        return False
+    if len(fields) > 4 and fields[4] == "/cdn-health":
+        return True  # probes are not traffic
+    cache_status = "none" if status == "-" else status.lower()
+    REQUESTS.labels(cache_status, f"{code // 100}xx").inc()
+    BYTES.labels(cache_status).inc(sent)
+    SECONDS.labels(cache_status).observe(seconds)
+    return True
+
+
+class _AccessLog(asyncio.DatagramProtocol):
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        record(data)
 
 
 def wait_resolvable(endpoints: tuple[str, ...], timeout_s: float) -> bool:
@@ -48,13 +85,48 @@ def wait_resolvable(endpoints: tuple[str, ...], timeout_s: float) -> bool:
         if not missing:
             return True
         if time.monotonic() > deadline:
-            print(f"trenchcoat.cdn: {', '.join(missing)} did not resolve in {timeout_s:.0f}s; "
-                  "check cdn.cache_endpoints and the caches' Services", file=sys.stderr)
+            log.error("%s did not resolve in %.0fs; check cdn.cache_endpoints and the caches' Services",
+                      ", ".join(missing), timeout_s)
             return False
-        for host in set(missing) - said:
-            print(f"trenchcoat.cdn: waiting for {host} to resolve", file=sys.stderr, flush=True)
+        for host in sorted(set(missing) - said):
+            log.info("waiting for %s to resolve", host)
         said |= set(missing)
         time.sleep(1.0)
+
+
+async def serve(config: Config) -> int:
+    cdn, caches = config.cdn, config.cache_http_endpoints()
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(_AccessLog, local_addr=("127.0.0.1", 0))
+    log_port = transport.get_extra_info("sockname")[1]
+    conf = procs.nginx_conf(Path(config.cluster.data_dir).resolve() / "cdn", config.cluster.host, cdn.port, caches,
+                            ttl_s=cdn.ttl_s, not_found_ttl_s=cdn.not_found_ttl_s, max_bytes=cdn.max_bytes,
+                            access_log=f"syslog:server=127.0.0.1:{log_port},tag={TAG},nohostname",
+                            log_format=LOG_FORMAT)
+    start_http_server(cdn.metrics_port, addr=config.cluster.host)
+    argv = procs.nginx_argv(conf)
+    nginx = await asyncio.create_subprocess_exec(*argv)
+    log.info("nginx (pid %d) on %s:%d in front of %s; metrics on %s:%d", nginx.pid, config.cluster.host, cdn.port,
+             ", ".join(caches), config.cluster.host, cdn.metrics_port)
+
+    def stop() -> None:
+        if nginx.returncode is None:
+            nginx.send_signal(signal.SIGQUIT)  # graceful: finish the requests in flight
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop)
+    code = await nginx.wait()
+    await asyncio.sleep(0.2)  # the last requests' log lines
+    transport.close()
+    log.info("nginx exited with %s", procs.describe_exit(code))
+    return 0 if code in (0, -signal.SIGQUIT) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = server.load_config("trenchcoat.cdn", "The pull CDN (nginx) in front of the caches.", argv)
+    if not wait_resolvable(config.cache_http_endpoints(), RESOLVE_WAIT_S):
+        return 1
+    return asyncio.run(serve(config))
 
 
 if __name__ == "__main__":

@@ -206,6 +206,8 @@ class CdnConfig:
 
     enabled: bool = doc("Whether `trenchcoat up` starts nginx as the CDN.", default=True)
     port: int = doc("HTTP port of the CDN (router.cdn_base_url should point at it).", default=8080)
+    metrics_port: int = doc("Prometheus /metrics port of the CDN: requests by cache status (hit, miss, ...), "
+                            "bytes, seconds, from nginx's access log.", default=9080)
     ttl_s: int = doc(
         "Seconds the CDN keeps a photo; a deleted photo is still served from the CDN for at "
         "most this long (nginx has no purge; a production CDN's purge API would be called).",
@@ -221,6 +223,8 @@ class CdnConfig:
 
     def validate(self) -> None:
         _require(1 <= self.port <= 65535, "cdn.port", f"must be in 1..65535, got {self.port}")
+        _require(1 <= self.metrics_port <= 65535 and self.metrics_port != self.port, "cdn.metrics_port",
+                 f"must be in 1..65535 and not cdn.port, got {self.metrics_port}")
         _require(self.ttl_s >= 1, "cdn.ttl_s", "must be >= 1")
         _require(self.not_found_ttl_s >= 0, "cdn.not_found_ttl_s", "must be >= 0")
         _require(self.max_bytes >= 1024 * 1024, "cdn.max_bytes", "must be >= 1 MiB")

@@ -59,8 +59,10 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
               'label_replace(sum(rate(trenchcoat_cache_lease_grants_total[1m])), "kind", "grants", "", "")'
               ' or label_replace(sum(rate(trenchcoat_cache_lease_waits_total[1m])), "kind", "waits", "", "")',
               "reqps", "{{kind}}"),
-        Panel("CDN misses reaching the caches / s (by status)",
-              "sum by (status) (rate(trenchcoat_cache_http_responses_total[1m]))", "reqps", "{{status}}"),
+        Panel("CDN hit ratio", "trenchcoat:cdn_hit_ratio:rate5m", "percentunit", "hit ratio"),
+        Panel("CDN requests / s by cache status",
+              'sum by (cache_status) (rate(trenchcoat_cdn_requests_total{cache_status!="none"}[1m]))', "reqps",
+              "{{cache_status}}"),
     )),
     ("Feed", (
         Panel("Fan-out lag p99", "trenchcoat:feed_fanout_lag_seconds:p99_5m", "s", "p99"),

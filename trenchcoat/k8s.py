@@ -106,9 +106,9 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("router", "router", "router", 2, cpu="100m", memory="256Mi", memory_limit="1Gi"),
 )
 
-CDN = Workload("cdn", "cdn", "trenchcoat.cdn", 1, memory="64Mi", memory_limit="256Mi")
+CDN = Workload("cdn", "cdn", "trenchcoat.cdn", 1, memory="96Mi", memory_limit="384Mi")
 """nginx (in the image) in front of the caches: ``python -m trenchcoat.cdn`` writes its
-config from the cluster config and becomes nginx."""
+config from the cluster config, runs nginx and counts its access log for /metrics."""
 
 
 def labels(name: str, section: str) -> dict[str, str]:
@@ -182,8 +182,9 @@ def manifests(config: Config) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for w in (*WORKLOADS, CDN):
         if w is CDN:
-            ports = [{"name": "http", "containerPort": config.cdn.port}]
-            probe, metrics_port, grace = ("http", config.cdn.port), None, 15
+            ports = [{"name": "http", "containerPort": config.cdn.port},
+                     {"name": "metrics", "containerPort": config.cdn.metrics_port}]
+            probe, metrics_port, grace = ("http", config.cdn.port), config.cdn.metrics_port, 15
         else:
             service: ServiceConfig = getattr(config, w.section)
             ports = [{"name": "grpc", "containerPort": service.port},

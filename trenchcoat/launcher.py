@@ -107,6 +107,8 @@ class Cluster:
         self.processes: list[procs.ManagedProcess] = []
         self.reported: set[str] = set()
         self._lock: IO[str] | None = None
+        self._env: dict[str, str] = {}
+        """The environment every service process gets (the CDN's too)."""
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -185,6 +187,7 @@ class Cluster:
 
     def _check_ports(self) -> None:
         for key, enabled, port in (("cdn.port", self.config.cdn.enabled, self.config.cdn.port),
+                                   ("cdn.metrics_port", self.config.cdn.enabled, self.config.cdn.metrics_port),
                                    ("prometheus.port", self.config.prometheus.enabled, self.config.prometheus.port)):
             if enabled and not procs.port_is_free(port, self.config.cluster.host):
                 raise LauncherError(f"{key} = {port} is in use on {self.config.cluster.host}; "
@@ -244,6 +247,7 @@ class Cluster:
         }
         if self.config_path:
             base_env["TRENCHCOAT_CONFIG"] = self.config_path
+        self._env = base_env
         host = self.config.cluster.host
         started = []
         for section, package in implemented_services().items():
@@ -275,19 +279,15 @@ class Cluster:
 
     def _start_cdn(self, timeout: float) -> None:
         """nginx in front of the caches' photo HTTP ports, when caches run."""
-        cdn, cache = self.config.cdn, self.config.cache
-        if not cdn.enabled or "cache" not in implemented_services() or not cache.count:
+        cdn = self.config.cdn
+        if not self._cdn_runs():
             return
         host = self.config.cluster.host
-        process = procs.nginx_process(
-            self.data_dir / "cdn", self.data_dir / "logs" / "cdn.log", host, cdn.port,
-            self.config.cache_http_endpoints(),
-            ttl_s=cdn.ttl_s, not_found_ttl_s=cdn.not_found_ttl_s, max_bytes=cdn.max_bytes,
-        )
+        process = procs.cdn_process(self.data_dir / "logs" / "cdn.log", host, cdn.port, cdn.metrics_port, self._env)
         self.processes.append(process)
         process.start()
         process.wait_ready(timeout)
-        self._say(f"started {process.name:<12} {process.endpoint}  (pull CDN: nginx in front of the caches)")
+        self._say(f"started {process.name:<12} {process.endpoint}  (pull CDN: nginx in front of the caches)  metrics {process.metrics}")
 
     def _start_prometheus(self, timeout: float) -> None:
         """Prometheus scraping every service process's /metrics (a job per config section),
@@ -299,6 +299,8 @@ class Cluster:
         jobs = {section: [f"{host}:{getattr(self.config, section).metrics_port + i}"
                           for i in range(getattr(self.config, section).count)]
                 for section in implemented_services()}
+        if self._cdn_runs():
+            jobs["cdn"] = [f"{host}:{self.config.cdn.metrics_port}"]
         rules = [RULES] if RULES.is_file() else []
         process = procs.prometheus_process(
             self.data_dir / "prometheus", self.data_dir / "logs" / "prometheus.log", host, prom.port, jobs,
@@ -308,6 +310,9 @@ class Cluster:
         process.wait_ready(timeout)
         self._say(f"started {process.name:<12} {process.endpoint}  (scraping {sum(map(len, jobs.values()))} "
                   f"processes every {prom.scrape_interval_s:g}s; rules: {rules[0] if rules else 'none'})")
+
+    def _cdn_runs(self) -> bool:
+        return self.config.cdn.enabled and "cache" in implemented_services() and self.config.cache.count > 0
 
     def _wait_for_volumes(self, timeout: float) -> None:
         """With a Directory and stores running, waits until writable volumes exist, so an

@@ -23,6 +23,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -329,7 +330,7 @@ error_log stderr warn;
 pid {root}/nginx.pid;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+{access_log}
     client_body_temp_path {root}/tmp/body;
     proxy_temp_path {root}/tmp/proxy;
     fastcgi_temp_path {root}/tmp/fastcgi;
@@ -384,17 +385,35 @@ def nginx_process(root: Path, log_path: Path, host: str, port: int, caches: Sequ
     )
 
 
+def cdn_process(log_path: Path, host: str, port: int, metrics_port: int, env: Mapping[str, str]) -> ManagedProcess:
+    """``python -m trenchcoat.cdn``: nginx as the pull CDN with its metrics, configured by the
+    cluster config ``env`` names (TRENCHCOAT_CONFIG and TRENCHCOAT_* overrides)."""
+    return ManagedProcess(
+        name="cdn",
+        kind="http",
+        argv=[sys.executable, "-m", "trenchcoat.cdn"],
+        log_path=log_path,
+        ready=http_probe(f"http://{host}:{port}/cdn-health", b"ok"),
+        endpoint=f"http://{host}:{port}",
+        metrics=f"http://{host}:{metrics_port}/metrics",
+        env=dict(env),
+    )
+
+
 def nginx_conf(root: Path, host: str, port: int, caches: Sequence[str], *,
-               ttl_s: int, not_found_ttl_s: int, max_bytes: int) -> Path:
+               ttl_s: int, not_found_ttl_s: int, max_bytes: int, access_log: str = "", log_format: str = "") -> Path:
     """Writes the CDN's nginx config (and its cache and temp directories) under ``root``;
-    returns the config file."""
+    returns the config file. ``access_log``: where nginx logs each request in
+    ``log_format`` (e.g. ``syslog:server=127.0.0.1:5140``); empty: no access log."""
     if not caches:
         raise ValueError("the CDN needs at least one cache to pull from")
     for sub in ("cache", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     conf = root / "nginx.conf"
+    logging = (f"    log_format cdn '{log_format}';\n    access_log {access_log} cdn;" if access_log
+               else "    access_log off;")
     conf.write_text(NGINX_CONF.format(
-        root=root, host=host, port=port, ttl=ttl_s, not_found_ttl=not_found_ttl_s, max_bytes=max_bytes,
+        access_log=logging, root=root, host=host, port=port, ttl=ttl_s, not_found_ttl=not_found_ttl_s, max_bytes=max_bytes,
         upstreams="\n".join(_nginx_upstream(i, caches) for i in range(len(caches))),
         routes="\n".join(f"        ~^/{i + 1}/ cache_{i + 1};" for i in range(len(caches)))))
     return conf

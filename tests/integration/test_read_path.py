@@ -12,8 +12,10 @@ import re
 import aiohttp
 import pytest
 from multidict import CIMultiDict
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.cluster import CALL_TIMEOUT_S, full_media_cluster
+from tests import harness
+from tests.cluster import CALL_TIMEOUT_S, eventually, full_media_cluster
 from tests.integration.test_upload import path_of
 from trenchcoat import procs, rpc, urls
 from trenchcoat.cache_client import CacheRead
@@ -242,11 +244,16 @@ async def test_a_miss_reads_the_store_over_http_and_damaged_bytes_are_never_serv
 
 
 async def test_cdn_then_cache_then_store_over_real_http(cluster, tmp_path):
-    """nginx as the pull CDN in front of the gateway, as `trenchcoat up` runs it."""
-    port = procs.free_port()
+    """nginx as the pull CDN in front of the gateway, as `trenchcoat up` runs it (python -m
+    trenchcoat.cdn), counting what it serves from its own disk."""
+    port, metrics_port = procs.free_port(), procs.free_port()
     gateway = cluster.gateway.removeprefix("http://")
-    cdn = procs.nginx_process(tmp_path / "cdn", tmp_path / "logs" / "cdn.log", "127.0.0.1", port, [gateway],
-                              ttl_s=60, not_found_ttl_s=1, max_bytes=64 << 20)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")} | {
+        "PYTHONPATH": str(harness.REPO_ROOT), "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp_path),
+        "TRENCHCOAT_CDN__PORT": str(port), "TRENCHCOAT_CDN__METRICS_PORT": str(metrics_port),
+        "TRENCHCOAT_CDN__CACHE_ENDPOINTS": gateway, "TRENCHCOAT_CDN__NOT_FOUND_TTL_S": "1",
+        "TRENCHCOAT_CDN__MAX_BYTES": str(64 << 20)}
+    cdn = procs.cdn_process(tmp_path / "logs" / "cdn.log", "127.0.0.1", port, metrics_port, env)
     cdn.start()
     try:
         cdn.wait_ready(30)
@@ -269,8 +276,23 @@ async def test_cdn_then_cache_then_store_over_real_http(cluster, tmp_path):
         assert await store_reads(cluster) - before == 1  # the CDN took every read after the first
         served = await cache_read(cluster, media, via_cdn=True)
         assert not served.hit  # the CDN's read was not admitted into the cache
+        # Its metrics: one miss, three hits (the range read among them), the bad URL a miss
+        # answered 400 by the cache; its health checks are not traffic.
+        wanted = {("miss", "2xx"): 1.0, ("hit", "2xx"): 3.0, ("miss", "4xx"): 1.0}
+        await eventually(lambda: cdn_requests(metrics_port, wanted), timeout=30, what="the CDN's request counts")
+        assert cdn.stop() == 0  # SIGTERM: nginx finishes and the process exits cleanly
     finally:
         cdn.stop()
+
+
+async def cdn_requests(metrics_port: int, wanted: dict[tuple[str, str], float]) -> bool:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+        text = await r.text()
+    counts = {(s.labels["cache_status"], s.labels["code"]): s.value
+              for family in text_string_to_metric_families(text) if family.name == "trenchcoat_cdn_requests"
+              for s in family.samples if s.name == "trenchcoat_cdn_requests_total"}
+    assert set(counts) <= set(wanted), f"unexpected CDN requests: {counts}"
+    return counts == wanted
 
 
 async def test_bad_grpc_reads_are_invalid_argument_or_not_found(cluster):

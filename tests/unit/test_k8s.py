@@ -147,7 +147,7 @@ def test_every_probe_and_port_is_one_the_process_serves(rendered, tmp_path):
         service = getattr(config, section)
         served = ({"grpc": service.port, "metrics": service.metrics_port}
                   | ({"http": service.http_port} if hasattr(service, "http_port") else {})
-                  if isinstance(service, ServiceConfig) else {"http": config.cdn.port})
+                  if isinstance(service, ServiceConfig) else {"http": config.cdn.port, "metrics": config.cdn.metrics_port})
         assert {p["name"]: p["containerPort"] for p in c["ports"]} == served, f"{overlay}: {name}'s ports"
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
             probe_kind, port, _ = kubelet.probe_of(c[kind])
@@ -156,9 +156,9 @@ def test_every_probe_and_port_is_one_the_process_serves(rendered, tmp_path):
             else:
                 assert (probe_kind, port) == ("http", config.cdn.port)
         annotations = w["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/scrape") == "true"
+        assert annotations["prometheus.io/port"] == str(service.metrics_port), f"{overlay}: {name} scraped wrong"
         if isinstance(service, ServiceConfig):
-            assert annotations.get("prometheus.io/scrape") == "true"
-            assert annotations["prometheus.io/port"] == str(service.metrics_port), f"{overlay}: {name} scraped wrong"
             grace = w["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
             assert grace >= math.ceil(service.drain_notice_s + service.grace_period_s), \
                 f"{overlay}: {name} is killed before its drain ends"

@@ -1,0 +1,30 @@
+"""trenchcoat/cdn.py: nginx's access-log lines (syslog datagrams) become the CDN's metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from trenchcoat import cdn
+
+
+def count(cache_status: str, code: str) -> float:
+    return REGISTRY.get_sample_value("trenchcoat_cdn_requests_total", {"cache_status": cache_status, "code": code}) or 0
+
+
+def test_access_log_lines_are_counted_by_cache_status_and_class():
+    before = {key: count(*key) for key in (("hit", "2xx"), ("miss", "4xx"), ("none", "2xx"))}
+    sent = REGISTRY.get_sample_value("trenchcoat_cdn_response_bytes_total", {"cache_status": "hit"}) or 0
+    unparsed = REGISTRY.get_sample_value("trenchcoat_cdn_log_lines_unparsed_total") or 0
+    assert cdn.record(b"<190>Dec  4 16:00:00 cdn: HIT 200 30000 0.001 /1/2/abc")
+    assert cdn.record(b"<190>Dec  4 16:00:00 cdn: HIT 206 10 0.000 /1/2/abc")
+    assert cdn.record(b"<190>Dec  4 16:00:01 cdn: MISS 404 0 0.010 /1/9/zz")
+    assert cdn.record(b"<190>Dec  4 16:00:01 cdn: - 200 3 0.000 /cdn-health")  # a probe: not traffic
+    assert cdn.record(b"<190>Dec  4 16:00:01 cdn: - 200 3 0.000 /elsewhere")
+    assert not cdn.record(b"<190>Dec  4 16:00:02 cdn: garbage")
+    assert not cdn.record(b"not syslog at all")
+    assert count("hit", "2xx") - before[("hit", "2xx")] == 2
+    assert count("miss", "4xx") - before[("miss", "4xx")] == 1
+    assert count("none", "2xx") - before[("none", "2xx")] == 1
+    assert (REGISTRY.get_sample_value("trenchcoat_cdn_response_bytes_total", {"cache_status": "hit"}) - sent
+            == 30010)
+    assert REGISTRY.get_sample_value("trenchcoat_cdn_log_lines_unparsed_total") - unparsed == 2
