@@ -511,7 +511,27 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TransformerConfig(ServiceConfig):
+class JobWorkerConfig(ServiceConfig):
+    """Settings of every job worker on a Redis stream (trenchcoat.jobqueue.JobRunner)."""
+
+    concurrency: int = doc("Jobs one worker runs at once.", default=4)
+    max_attempts: int = doc("Attempts of a job before it goes to the dead-letter stream with its reason.",
+                            default=5)
+    claim_idle_s: float = doc(
+        "A job claimed by a worker that has not touched it for this long (the worker died) is "
+        "taken over by another. Running jobs refresh their claim every third of it.",
+        default=30.0,
+    )
+
+    def validate(self, section: str) -> None:
+        ServiceConfig.validate(self, section)
+        _require(1 <= self.concurrency <= 64, f"{section}.concurrency", "must be in 1..64")
+        _require(1 <= self.max_attempts <= 100, f"{section}.max_attempts", "must be in 1..100")
+        _require(self.claim_idle_s >= 1, f"{section}.claim_idle_s", "must be >= 1")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransformerConfig(JobWorkerConfig):
     """Transformer workers: rendition jobs off the upload path (image sizes, video HLS ladders), read from a
     Redis stream through a consumer group (at least once, reclaimed when a worker dies,
     retried with backoff, dead-lettered with every attempt's error)."""
@@ -523,11 +543,6 @@ class TransformerConfig(ServiceConfig):
     concurrency: int = doc("Jobs one worker runs at once (each decodes and encodes in a thread).", default=2)
     max_attempts: int = doc("Attempts of a job before it goes to the dead-letter stream. A permanent failure "
                             "(an image that cannot be decoded, too many pixels) goes there at once.", default=5)
-    claim_idle_s: float = doc(
-        "A job claimed by a worker that has not touched it for this long (the worker died) is "
-        "taken over by another. Running jobs refresh their claim every third of it.",
-        default=30.0,
-    )
     recipe_version: int = doc(
         "Version of the rendition recipes (sizes, quality). Job ids include it: raise it when "
         "a recipe changes, and uploads made after are rendered under the new one.",
@@ -581,10 +596,7 @@ class TransformerConfig(ServiceConfig):
         return tuple(out)
 
     def validate(self, section: str) -> None:
-        ServiceConfig.validate(self, section)
-        _require(1 <= self.concurrency <= 64, f"{section}.concurrency", "must be in 1..64")
-        _require(1 <= self.max_attempts <= 100, f"{section}.max_attempts", "must be in 1..100")
-        _require(self.claim_idle_s >= 1, f"{section}.claim_idle_s", "must be >= 1")
+        JobWorkerConfig.validate(self, section)
         _require(1 <= self.recipe_version <= 1_000_000, f"{section}.recipe_version", "must be in 1..1000000")
         specs = self.image_specs()
         keys = [k for k, _, _ in specs]
@@ -883,7 +895,7 @@ class FeedConfig(ServiceConfig):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class FanoutConfig(ServiceConfig):
+class FanoutConfig(JobWorkerConfig):
     """Fan-out workers: processes that push posts into followers' timelines, fed by a
     Redis stream (at-least-once, reclaimed when a worker dies, dead-lettered when a job
     keeps failing)."""
@@ -893,21 +905,10 @@ class FanoutConfig(ServiceConfig):
     metrics_port: int = doc("/metrics port of the first worker; worker i uses metrics_port + i.", default=9720)
     batch_size: int = doc("Followers read from PostgreSQL and written to Redis per pipelined batch.",
                           default=1000)
-    concurrency: int = doc("Jobs one worker runs at once.", default=4)
-    max_attempts: int = doc("Attempts of a job before it goes to the dead-letter stream with its reason.",
-                            default=5)
-    claim_idle_s: float = doc(
-        "A job claimed by a worker that has not touched it for this long (the worker died) is "
-        "taken over by another. Running jobs refresh their claim every third of it.",
-        default=30.0,
-    )
 
     def validate(self, section: str) -> None:
-        ServiceConfig.validate(self, section)
+        JobWorkerConfig.validate(self, section)
         _require(10 <= self.batch_size <= 100_000, f"{section}.batch_size", "must be in 10..100000")
-        _require(1 <= self.concurrency <= 64, f"{section}.concurrency", "must be in 1..64")
-        _require(1 <= self.max_attempts <= 100, f"{section}.max_attempts", "must be in 1..100")
-        _require(self.claim_idle_s >= 1, f"{section}.claim_idle_s", "must be >= 1")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
