@@ -19,7 +19,7 @@ from router.metadata import (
 from router.photos import MediaNotFound, Photos
 from router.renditions import RenditionDuties, RenditionWriter
 from router.upload import Uploader, UploadRejected, check_header
-from trenchcoat import ids
+from trenchcoat import ids, rendition_keys
 from trenchcoat.errors import OutOfRange, TrenchcoatError
 from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
 
@@ -47,8 +47,14 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         self._renditions = renditions
         self._duties = duties
 
-    async def info(self, row: MediaRow, renditions: list[RenditionRow] | None = None) -> media_pb2.MediaInfo:
+    async def info(self, row: MediaRow, renditions: list[RenditionRow] | None = None, *,
+                   every: bool = False) -> media_pb2.MediaInfo:
+        """The object's facts; ``renditions`` as a client picks from them (rendition_keys.listed),
+        or all of them with ``every`` (the transformer's internal reads)."""
         active = row.state is MediaState.ACTIVE
+        if renditions and not every:
+            shown = rendition_keys.listed(r.alternate_key for r in renditions)
+            renditions = [r for r in renditions if r.alternate_key in shown]
         return media_pb2.MediaInfo(
             ref=media_pb2.MediaRef(media_id=row.media_id), owner_id=row.owner_id,
             content_type=row.content_type, size_bytes=row.size_bytes,
@@ -117,6 +123,8 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
 
     async def Read(self, request, context):
         row, data = await self._photos.read(request.ref.media_id, request.alternate_key, internal=request.internal)
+        # The pipeline's own reads learn every rendition already stored (what not to redo).
+        renditions = (await self._media.renditions_of([row.media_id])).get(row.media_id) if request.internal else None
         if request.offset > len(data):
             raise OutOfRange(f"offset {request.offset} is past the end ({len(data)} bytes)")
         end = len(data) if not request.length else min(len(data), request.offset + request.length)
@@ -124,7 +132,8 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         first = True
         for start in range(request.offset, max(end, request.offset + 1), READ_CHUNK):
             chunk = bytes(view[start:min(end, start + READ_CHUNK)])
-            yield router_pb2.ReadResponse(media=await self.info(row) if first else None, offset=start, data=chunk)
+            yield router_pb2.ReadResponse(media=await self.info(row, renditions, every=True) if first else None,
+                                          offset=start, data=chunk)
             first = False
 
     async def Delete(self, request, context):

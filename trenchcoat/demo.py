@@ -532,8 +532,8 @@ def show_video(router: str, check: Callable[[bool, str], None], say: Callable[[s
     began = time.monotonic()
     [upload] = asyncio.run(upload_some(router, [(7, source)], content_type="video/mp4"))
     media = asyncio.run(watch_renditions(router, upload.media.media_id, say, began, RENDITION_WAIT_S))
-    check(media.renditions_state == "done", f"its ladder is done ({len(media.renditions)} renditions: poster, "
-                                            "segments, a playlist a rung, a master playlist a rung)")
+    check(media.renditions_state == "done", f"its ladder is done (Stat lists {len(media.renditions)}: the poster "
+                                            "and the master playlist of every rung, which leads to the rest)")
     masters = sorted((r for r in media.renditions if rendition_keys.is_master(r.alternate_key)),
                      key=lambda r: r.alternate_key)
     if not masters:

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 VIDEO_SEGMENTS = 0x0100_0000
 VIDEO_MASTERS = 0x0200_0000
 VIDEO_POSTER = 0x0300_0000
@@ -34,6 +36,15 @@ def master_key(rungs: int) -> int:
 
 def is_master(key: int) -> bool:
     return key & ~0xFFFF == VIDEO_MASTERS
+
+
+def listed(keys: Iterable[int]) -> set[int]:
+    """The renditions a client picks from (what Stat lists): image sizes, a video's poster
+    and its newest master playlist (the whole ladder so far), not the rungs' playlists and
+    segments, which a master leads to (a long video has hundreds)."""
+    keys = set(keys)
+    masters = [k for k in keys if is_master(k)]
+    return {k for k in keys if k <= 0xFF or k == VIDEO_POSTER} | ({max(masters)} if masters else set())
 
 
 def describe(key: int) -> str:

@@ -143,6 +143,9 @@ async def test_a_job_submitted_again_partly_done_before_and_its_worker_killed_yi
         for r in done.renditions:
             assert await fetch(cluster, r.url) == (200, "image/jpeg", want[r.alternate_key].data)
         assert await metric(survivor, 'trenchcoat_transformer_jobs_total{kind="image",outcome="ok"}') == 1
+        # Its read of the source listed the size stored before: it stored only the others.
+        assert await metric(survivor, 'trenchcoat_transformer_renditions_total{kind="image",outcome="new"}') == 3
+        assert await metric(survivor, 'trenchcoat_transformer_renditions_total{kind="image",outcome="kept"}') == 0
         # The copy nobody got a URL for is flagged on its replicas (the journal empties).
         await eventually(lambda: journal_empty(cluster), what="the stray copy's delete carried out")
 
@@ -305,13 +308,20 @@ async def test_a_video_gets_an_hls_ladder_that_plays_back_through_the_gateway(se
         media = await c.media.upload(samples.video(854, 480, seconds=4.0, fps=24), owner_id=14,
                                      content_type="video/mp4")
         done = await eventually(lambda: finished(c, media.media_id), timeout=180, what="the ladder finished")
+        everything, _ = await c.media.read(media.media_id, internal=True)
     assert done.renditions_state == "done", done.renditions_error
     by_key = {r.alternate_key: r for r in done.renditions}
+    # Stat lists what a player picks from: the poster and the newest master (the whole ladder).
+    assert set(by_key) == {keys.VIDEO_POSTER, keys.master_key(2)}
     poster = by_key[keys.VIDEO_POSTER]
     status, content_type, body = await fetch(cluster, poster.url)
     assert (status, content_type, Image.open(io.BytesIO(body)).size) == (200, "image/jpeg", (854, 480))
-    masters = sorted(k for k in by_key if keys.is_master(k))
-    assert masters == [keys.master_key(1), keys.master_key(2)]  # it grew a rung at a time
+    # The pipeline's own read lists every rendition stored: it grew a rung at a time.
+    stored = {r.alternate_key for r in everything.renditions}
+    masters = sorted(k for k in stored if keys.is_master(k))
+    assert masters == [keys.master_key(1), keys.master_key(2)]
+    assert {keys.playlist_key(1), keys.playlist_key(2), keys.VIDEO_POSTER} <= stored
+    assert any(k & ~0xFFFFFF == keys.VIDEO_SEGMENTS and k & 0xFFFF != keys.PLAYLIST for k in stored)
     status, content_type, body = await fetch(cluster, by_key[masters[-1]].url)
     assert (status, content_type) == (200, "application/vnd.apple.mpegurl")
     master = hls_lines(body)

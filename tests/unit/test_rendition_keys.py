@@ -17,3 +17,12 @@ def test_each_key_is_described_for_people():
                                        keys.segment_key(2, 7), 0x0900_0000)] == [
         "original", "size 3", "poster", "master (2 rungs)", "rung 1 playlist", "rung 2 segment 7", "key 0x9000000"]
     assert keys.is_master(keys.master_key(4)) and not keys.is_master(keys.playlist_key(4))
+
+
+def test_stat_lists_sizes_the_poster_and_the_newest_master_only():
+    ladder = {keys.VIDEO_POSTER, keys.master_key(1), keys.master_key(2), keys.playlist_key(1), keys.playlist_key(2),
+              *(keys.segment_key(r, n) for r in (1, 2) for n in range(300))}
+    assert keys.listed(ladder) == {keys.VIDEO_POSTER, keys.master_key(2)}
+    assert keys.listed({1, 2, 3, 4}) == {1, 2, 3, 4}
+    assert keys.listed({keys.playlist_key(1), keys.segment_key(1, 0)}) == set()
+    assert keys.listed(()) == set()
