@@ -44,10 +44,51 @@ CODECS = '"avc1.64001f,mp4a.40.2"'
 @dataclass(frozen=True, slots=True)
 class Probe:
     width: int
+    """As displayed: a phone's portrait video stored landscape with a rotation is portrait here."""
     height: int
     duration_s: float
     fps: Fraction
     audio: bool
+    turn: int = 0
+    """Degrees clockwise its frames are turned to show upright (0, 90, 180, 270): what its
+    display matrix asks of a player. Renditions are stored turned, with no matrix."""
+
+
+TURNS = {90: (("transpose", "clock"),), 180: (("hflip", ""), ("vflip", "")), 270: (("transpose", "cclock"),)}
+"""FFmpeg filters that turn a frame clockwise by so many degrees."""
+
+
+def turn_of(frame: av.VideoFrame) -> int:
+    """Degrees clockwise ``frame`` is shown turned (from its display matrix, which says
+    counterclockwise), to the nearest quarter turn."""
+    return (-round(frame.rotation / 90) * 90) % 360
+
+
+class _Upright:
+    """Turns decoded frames as their display matrix says (a filter graph, built at the first
+    frame)."""
+
+    def __init__(self, stream: av.video.stream.VideoStream, turn: int) -> None:
+        self._stream, self._turn = stream, turn
+        self._graph: av.filter.Graph | None = None
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        if not self._turn:
+            return frame
+        if self._graph is None:
+            graph = av.filter.Graph()
+            last = graph.add_buffer(template=self._stream)
+            for name, args in TURNS[self._turn]:
+                node = graph.add(name, args) if args else graph.add(name)
+                last.link_to(node)
+                last = node
+            last.link_to(graph.add("buffersink"))
+            graph.configure()
+            self._graph = graph
+        self._graph.push(frame)
+        turned = self._graph.pull()
+        assert isinstance(turned, av.VideoFrame)
+        return turned
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +156,16 @@ def probe(data: bytes, *, max_s: float, max_pixels: int) -> Probe:
             raise UnrenderableSource(f"the source runs {duration:.1f} s, over the {max_s:.0f} s a job transcodes "
                                      f"(transformer.max_video_s)")
         rate = stream.average_rate or stream.guessed_rate or Fraction(30)
-        return Probe(width, height, duration, Fraction(rate), bool(container.streams.audio))
+        turn = 0
+        try:
+            first = next(container.decode(stream), None)
+        except av.error.FFmpegError as exc:
+            raise UnrenderableSource(f"the source's first frame cannot be decoded: {exc}") from None
+        if first is not None:
+            turn = turn_of(first)
+        if turn in (90, 270):
+            width, height = height, width
+        return Probe(width, height, duration, Fraction(rate), bool(container.streams.audio), turn)
 
 
 def ladder(source: Probe, heights: tuple[int, ...]) -> list[Rung]:
@@ -167,9 +217,11 @@ def encode_rung(data: bytes, source: Probe, rung: Rung, workdir: Path, *, segmen
                 audio.bit_rate = rung.audio_bps
                 resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE, frame_size=1024)
             streams = [src.streams.video[0]] + ([src.streams.audio[0]] if audio is not None else [])
+            upright = _Upright(src.streams.video[0], source.turn)
             for frame in src.decode(*streams):
                 if isinstance(frame, av.VideoFrame):
-                    scaled = frame.reformat(width=rung.width, height=rung.height, format="yuv420p")
+                    turned = upright(frame)
+                    scaled = turned.reformat(width=rung.width, height=rung.height, format="yuv420p")
                     scaled.pts, scaled.time_base = frame.pts, frame.time_base
                     out.mux(video.encode(scaled))
                 elif isinstance(frame, av.AudioFrame) and audio is not None and resampler is not None:
@@ -235,7 +287,7 @@ def master_playlist(rungs: list[tuple[EncodedRung, str]]) -> str:
 
 def poster(data: bytes, *, max_width: int, quality: int) -> tuple[bytes, int, int]:
     """A JPEG of the first frame at or after one second in (or the first frame of a
-    shorter video), no wider than ``max_width``."""
+    shorter video), upright, no wider than ``max_width``."""
     try:
         with _open(data) as src:
             stream = src.streams.video[0]
@@ -247,6 +299,10 @@ def poster(data: bytes, *, max_width: int, quality: int) -> tuple[bytes, int, in
             if chosen is None:
                 raise UnrenderableSource("the source has no frames")
             image: Image.Image = chosen.to_image()
+            turn = turn_of(chosen)
+            if turn:
+                image = image.transpose({90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180,
+                                         270: Image.Transpose.ROTATE_90}[turn])
     except av.error.FFmpegError as exc:
         raise UnrenderableSource(f"the source cannot be decoded: {exc}") from None
     if image.width > max_width:

@@ -10,14 +10,19 @@ import av
 import numpy as np
 
 
-def video(width: int = 854, height: int = 480, seconds: float = 4.0, fps: int = 24, *, audio: bool = True) -> bytes:
+def video(width: int = 854, height: int = 480, seconds: float = 4.0, fps: int = 24, *, audio: bool = True,
+          rotation: int = 0) -> bytes:
     """An H.264/AAC MP4: a moving bar over a colour that shifts each frame (every frame
-    differs, as in film), a 440 Hz tone."""
+    differs, as in film), a white square in the top left corner (which way is up), a 440 Hz
+    tone. ``rotation``: its display matrix's (degrees counterclockwise; a phone's portrait
+    video is stored landscape with -90)."""
     out = io.BytesIO()
     with av.open(out, "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "ultrafast"}
+        if rotation:
+            stream.set_display_rotation(rotation)
         sound = container.add_stream("aac", rate=48_000) if audio else None  # every stream before the first packet
         if sound is not None:
             sound.layout = "stereo"
@@ -28,6 +33,7 @@ def video(width: int = 854, height: int = 480, seconds: float = 4.0, fps: int = 
             image[:, :, 2] = (i * 3) % 256
             x = (i * width // max(frames, 1)) % width
             image[height // 3: 2 * height // 3, x: x + max(2, width // 16), 1] = 255
+            image[: height // 8, : height // 8] = 255
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, fps)
             container.mux(stream.encode(frame))

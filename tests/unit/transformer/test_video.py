@@ -7,6 +7,7 @@ import io
 from fractions import Fraction
 
 import av
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -80,3 +81,35 @@ def test_a_video_too_long_or_too_large_is_refused_from_its_header(source):
         video.probe(source, max_s=3, max_pixels=50_000_000)
     with pytest.raises(UnrenderableSource, match="854x480, over the 100000 pixels"):
         video.probe(source, max_s=600, max_pixels=100_000)
+
+
+def brightest_corner(rgb) -> str:
+    h, w = rgb.shape[0], rgb.shape[1]
+    d = max(2, min(h, w) // 16)
+    corners = {"top left": rgb[:d, :d], "top right": rgb[:d, -d:], "bottom left": rgb[-d:, :d],
+               "bottom right": rgb[-d:, -d:]}
+    return max(corners, key=lambda name: corners[name].mean())
+
+
+@pytest.mark.parametrize(("rotation", "corner"), [(0, "top left"), (-90, "top right"), (90, "bottom left"),
+                                                  (180, "bottom right")])
+def test_a_video_turned_by_its_display_matrix_is_rendered_upright(rotation, corner, tmp_path):
+    """A phone stores a portrait video landscape with a display matrix saying how to turn
+    it (-90: a quarter turn clockwise); the ladder and the poster are turned as a player
+    shows it, and their pixels say so (the white square marks the source's top left)."""
+    source = samples.video(320, 240, seconds=2.0, fps=12, audio=False, rotation=rotation)
+    probed = video.probe(source, max_s=600, max_pixels=50_000_000)
+    portrait = rotation in (90, -90)
+    assert (probed.width, probed.height) == ((240, 320) if portrait else (320, 240))
+    [rung] = video.ladder(probed, (240,))
+    assert (rung.width, rung.height) == ((180, 240) if portrait else (320, 240))
+    encoded = video.encode_rung(source, probed, rung, tmp_path, segment_s=2.0, preset="ultrafast")
+    with av.open(io.BytesIO(encoded.segments[0].data)) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.width, frame.height) == (rung.width, rung.height)
+    assert frame.rotation == 0  # stored turned: no matrix for players to apply again
+    assert brightest_corner(frame.to_ndarray(format="rgb24")) == corner
+    jpeg, width, height = video.poster(source, max_width=640, quality=90)
+    image = Image.open(io.BytesIO(jpeg)).convert("RGB")
+    assert (width, height) == ((240, 320) if portrait else (320, 240)) == image.size
+    assert brightest_corner(np.asarray(image)) == corner
