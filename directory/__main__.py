@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from directory.leader import Leader
@@ -23,7 +24,9 @@ def main() -> int:
         print("directory: etcd.endpoints is empty: the directory keeps its state in etcd", file=sys.stderr)
         return 2
     section = config.directory
-    address = f"{config.cluster.host}:{section.port}"
+    # Bound to every address (a pod's 0.0.0.0): named by its host (the pod) instead.
+    host = config.cluster.host if config.cluster.host not in ("0.0.0.0", "::") else socket.gethostname()
+    address = f"{host}:{section.port}"
     name = f"directory@{address}"
 
     async def build() -> server.ServiceHost:

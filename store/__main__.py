@@ -7,6 +7,7 @@ Reads the cluster config (``--config``, $TRENCHCOAT_CONFIG or ./trenchcoat.toml)
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from store.registration import Registration
 from store.service import SERVICE_NAME, StoreServicer
 from store.volume import VolumeLimits
 from store.volumes import Checkpointer, VolumeSet
-from trenchcoat import server
+from trenchcoat import kube, server
 from trenchcoat.etcd import Etcd
 from trenchcoat.httpsite import HttpSite
 from trenchcoat.rpc import ChannelPool
@@ -32,6 +33,11 @@ def main() -> int:
     directory = Path(config.cluster.data_dir) / f"store-{section.machine_id}"
 
     async def build() -> server.ServiceHost:
+        rack = section.rack
+        if section.rack_label:
+            rack = await kube.node_label(section.node, section.rack_label, os.environ)
+            log.info("store %d is on node %s, %s %s: its rack", section.machine_id, section.node,
+                     section.rack_label, rack)
         volumes = VolumeSet(
             directory,
             VolumeLimits(section.volume_capacity_bytes, section.max_needle_bytes),
@@ -50,7 +56,7 @@ def main() -> int:
             etcd = Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
             registration = Registration(
                 etcd, machine_id=section.machine_id, address=config.store_address(),
-                http_address=config.store_http_address(site.port), rack=section.rack,
+                http_address=config.store_http_address(site.port), rack=rack,
                 directory=directory, ttl_s=config.directory.liveness_ttl_s,
             )
             await registration.start()  # a taken machine id stops the store here

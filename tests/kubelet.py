@@ -8,28 +8,34 @@ pods do), the cluster's DNS names map to those addresses (a StatefulSet pod's
 the private instances the test runs instead of their images), environment variables are
 resolved as the kubelet does (values with ``$(VAR)``, the downward API, Secret and
 ConfigMap keys), volumes become temporary directories (a ConfigMap volume holds its keys as
-files), and the container's own command runs with exactly that environment. Binding
+files; a mounted service account gets a token the stand-in API server, ``FakeApiServer``,
+answers as the rendered RBAC allows), and the container's own command runs with exactly
+that environment. Binding
 ``0.0.0.0`` in a pod means "all of the pod's addresses", so ``cluster.host`` becomes the
 pod's own address here; that and the mapped names and paths are the only differences.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import re
+import secrets
 import shutil
+import ssl
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
-from trenchcoat import procs
+from trenchcoat import kube, procs
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 K8S = REPO_ROOT / "k8s"
@@ -94,6 +100,131 @@ def selects(selector: Mapping[str, str], workload: Mapping[str, Any], pod_name: 
     return all(labels.get(k) == v for k, v in wanted.items())
 
 
+class FakeApiServer:
+    """The part of a Kubernetes API server trenchcoat pods use: ``GET /api/v1/nodes/<name>``
+    over TLS (its own CA), answering a service account's token as RBAC says — allowed when a
+    ClusterRoleBinding of the rendered documents binds the account to a ClusterRole that may
+    ``get`` nodes. Runs on its own thread and loop."""
+
+    def __init__(self, root: Path, nodes: list[Node], docs: list[dict[str, Any]]) -> None:
+        self.root = root
+        self.nodes = {n.name: n for n in nodes}
+        self.docs = docs
+        self.port = procs.free_port()
+        self.tokens: dict[str, str] = {}
+        """token -> namespace/service account"""
+        self._ca_pem, cert_pem, key_pem = _certificates()
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "server.crt").write_bytes(cert_pem)
+        (root / "server.key").write_bytes(key_pem)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+
+    def mount(self, directory: Path, namespace: str, account: str) -> Path:
+        """What the kubelet mounts at a pod's service account path: its token and the CA."""
+        directory.mkdir(parents=True, exist_ok=True)
+        token = secrets.token_hex(16)
+        self.tokens[token] = f"{namespace}/{account}"
+        (directory / "token").write_text(token)
+        (directory / "ca.crt").write_bytes(self._ca_pem)
+        (directory / "namespace").write_text(namespace)
+        return directory
+
+    def may_get_nodes(self, who: str) -> bool:
+        namespace, account = who.split("/", 1)
+        roles = by_kind(self.docs, "ClusterRole")
+        for binding in by_kind(self.docs, "ClusterRoleBinding").values():
+            subjects = binding.get("subjects", [])
+            if not any(s["kind"] == "ServiceAccount" and s["name"] == account and s.get("namespace") == namespace
+                       for s in subjects):
+                continue
+            role = roles.get(binding["roleRef"]["name"], {})
+            if any("" in r.get("apiGroups", []) and {"nodes", "*"} & set(r.get("resources", []))
+                   and {"get", "*"} & set(r.get("verbs", [])) for r in role.get("rules", [])):
+                return True
+        return False
+
+    async def _serve(self) -> None:
+        from aiohttp import web
+
+        async def node(request: web.Request) -> web.Response:
+            auth = request.headers.get("Authorization", "")
+            who = self.tokens.get(auth.removeprefix("Bearer "))
+            if who is None:
+                return web.json_response({"kind": "Status", "code": 401}, status=401)
+            if not self.may_get_nodes(who):
+                return web.json_response({"kind": "Status", "code": 403, "message": f"{who} cannot get nodes"},
+                                         status=403)
+            found = self.nodes.get(request.match_info["name"])
+            if found is None:
+                return web.json_response({"kind": "Status", "code": 404}, status=404)
+            labels = {"kubernetes.io/hostname": found.name, **({ZONE_LABEL: found.zone} if found.zone else {})}
+            return web.json_response({"kind": "Node", "apiVersion": "v1",
+                                      "metadata": {"name": found.name, "labels": labels}})
+
+        app = web.Application()
+        app.router.add_get("/api/v1/nodes/{name}", node)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.root / "server.crt", self.root / "server.key")
+        await web.TCPSite(runner, "127.0.0.1", self.port, ssl_context=context).start()
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        self._started.set()
+        await self._stop.wait()
+        await runner.cleanup()
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        assert self._started.wait(30), "the fake API server did not start"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+
+    def env(self) -> dict[str, str]:
+        """What the kubelet sets in every container to find the API server."""
+        return {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.port)}
+
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+
+
+def _certificates() -> tuple[bytes, bytes, bytes]:
+    """A CA and a server certificate for 127.0.0.1 signed by it: (CA PEM, cert PEM, key PEM)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in kubernetes CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    return (ca.public_bytes(pem), cert.public_bytes(pem),
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
 ADDRESS = re.compile(r"(?<![\w.-])([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?):(\d+)")
 
 
@@ -120,9 +251,11 @@ class PodRunner:
     """Runs rendered pods as local processes (see the module's docstring)."""
 
     def __init__(self, docs: list[dict[str, Any]], nodes: list[Node], root: Path,
-                 dependencies: Mapping[str, str]) -> None:
+                 dependencies: Mapping[str, str], api: FakeApiServer | None = None) -> None:
         """``dependencies``: DNS host:port of a dependency's pod or Service -> the local
-        host:port that stands in for it."""
+        host:port that stands in for it. ``api``: the API server pods find (and whose
+        service account tokens they get mounted)."""
+        self.api = api
         self.docs = docs
         self.nodes = nodes
         self.root = root
@@ -182,6 +315,12 @@ class PodRunner:
         mounts = self._volumes(pod, spec, c)
         env = {"PATH": os.environ["PATH"], "HOME": str(pod.root), "LANG": "C.UTF-8",
                "PYTHONPATH": str(REPO_ROOT), "HOSTNAME": pod.name}  # what the runtime gives a container
+        if self.api is not None:
+            env |= self.api.env()  # the kubelet tells every container where the API server is
+            if spec.get("automountServiceAccountToken", True):
+                account = self.api.mount(pod.root / "serviceaccount", NAMESPACE,
+                                         spec.get("serviceAccountName", "default"))
+                env[kube.SERVICE_ACCOUNT_ENV] = str(account)  # the stand-in's mount of it
         for var in c.get("env", []):
             env[var["name"]] = self._map_paths(self.map_text(self._env_value(pod, var, env)), mounts)
         # 0.0.0.0 in a pod is the pod's own addresses: here, its loopback address.

@@ -316,6 +316,14 @@ class StoreConfig(ServiceConfig):
         "name or zone). Empty: racks[ordinal % len(racks)] by the StatefulSet pod's ordinal.",
         default="rack-a",
     )
+    rack_label: str = doc(
+        "The label of the node this store runs on that names its rack (in Kubernetes: "
+        "topology.kubernetes.io/zone, so a zone is a rack), read at start from the API server "
+        "with the pod's service account. Empty: store.rack.",
+        default="",
+    )
+    node: str = doc("The Kubernetes node this store runs on (the downward API's spec.nodeName), whose "
+                    "rack_label is its rack.", default="")
     advertise: str = doc(
         "host:port the Directory gives out for this store. Empty: cluster.host and port.",
         default="",
@@ -383,6 +391,8 @@ class StoreConfig(ServiceConfig):
             f"must be in 1..4294967295, got {self.machine_id}",
         )
         _require(bool(self.rack), f"{section}.rack", "must not be empty")
+        _require(not self.rack_label or bool(self.node), f"{section}.node",
+                 "must name the node when rack_label is set (the downward API's spec.nodeName)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

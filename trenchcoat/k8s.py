@@ -1,13 +1,14 @@
 """The Kubernetes workloads of ``k8s/base``, declared once: ``k8s/base/workloads.yaml`` is
 generated from them (``python -m trenchcoat.k8s``, which also writes the Prometheus
-Operator's copy of the rules; a test checks both are current), so every port, probe and identity comes from the same config sections the
-processes read.
+Operator's copy of the rules; a test checks both are current), so every port, probe and
+identity comes from the same config sections the processes read.
 
 Every service is its own workload running ``python -m <module>`` from the one image with the
 cluster config (the ConfigMap ``trenchcoat-config``, the same TOML ``trenchcoat up`` uses)
 and its identity through ``TRENCHCOAT_<SECTION>__<KEY>`` variables: a store's machine id
 and an f4 storage node's id from the StatefulSet ordinal (``machine_id = 0``), a store's
-rack from the node it runs on, the addresses they advertise from the pod's own DNS name.
+rack the zone of the node it runs on (read with its ServiceAccount, the only pods with a
+token), the addresses they advertise from the pod's own DNS name.
 
 Readiness, liveness and startup probes are native gRPC probes on each process's
 ``grpc.health.v1`` service; termination grace covers the drain notice and grace period;
@@ -54,7 +55,7 @@ class Workload:
     storage: str = ""
     """A PersistentVolumeClaim of this size per pod at DATA_DIR (stateful only)."""
     cpu: str = "50m"
-    memory: str = "128Mi"
+    memory: str = "96Mi"
     memory_limit: str = "512Mi"
     env: tuple[dict[str, Any], ...] = ()
     spread: bool = False
@@ -68,6 +69,9 @@ class Workload:
     cache id, which the CDN's nginx resolves once."""
     extra_ports: tuple[str, ...] = field(default=())
     """Other port keys of the section the process serves (named after the key)."""
+    service_account: str = ""
+    """The ServiceAccount its pods run as, with its token mounted (stores: to read their
+    node's zone). Empty: none mounted; trenchcoat pods need no API access otherwise."""
 
 
 def field_env(name: str, path: str) -> dict[str, Any]:
@@ -79,9 +83,12 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(
         "store", "store", "store", 6, stateful=True, storage="10Gi", cpu="100m", memory="256Mi",
         memory_limit="2Gi", spread=True, startup_s=1200, extra_ports=("http_port",),
+        service_account="trenchcoat-store",
         env=(
             {"name": env_key("store", "machine_id"), "value": "0"},  # from the ordinal: store-3 is machine 4
-            field_env(env_key("store", "rack"), "spec.nodeName"),
+            # The rack is the zone of the node the pod runs on (read from the API server at start).
+            field_env(env_key("store", "node"), "spec.nodeName"),
+            {"name": env_key("store", "rack_label"), "value": ZONE},
             {"name": env_key("store", "advertise"), "value": "$(POD_NAME).store:{port}"},
             {"name": env_key("store", "http_advertise"), "value": "$(POD_NAME).store:{http_port}"},
         ),
@@ -160,6 +167,8 @@ def _pod(w: Workload, ports: list[dict[str, Any]], probe: tuple[str, int], metri
         "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "enableServiceLinks": False,
+        **({"serviceAccountName": w.service_account} if w.service_account else {}),
+        "automountServiceAccountToken": bool(w.service_account),
         "containers": [container],
         "volumes": volumes,
     }
@@ -177,9 +186,26 @@ def _pod(w: Workload, ports: list[dict[str, Any]], probe: tuple[str, int], metri
     return {"metadata": meta, "spec": spec}
 
 
+def rbac() -> list[dict[str, Any]]:
+    """The stores' ServiceAccount, allowed to read nodes (a store's rack is its node's zone)."""
+    meta = {"labels": {"app.kubernetes.io/part-of": PART_OF}}
+    account = next(w.service_account for w in WORKLOADS if w.name == "store")
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, **meta}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": "trenchcoat-node-reader", **meta},
+         "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": "trenchcoat-store-node-reader", **meta},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "trenchcoat-node-reader"},
+         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "trenchcoat"}]},
+    ]
+
+
 def manifests(config: Config) -> list[dict[str, Any]]:
-    """Every workload with its Services and PodDisruptionBudget, for ``config``'s ports."""
-    docs: list[dict[str, Any]] = []
+    """Every workload with its Services and PodDisruptionBudget, for ``config``'s ports, and
+    the stores' access to their nodes."""
+    docs: list[dict[str, Any]] = rbac()
     for w in (*WORKLOADS, CDN):
         if w is CDN:
             ports = [{"name": "http", "containerPort": config.cdn.port},

@@ -8,7 +8,8 @@ CDN pod.
 What a machine without a Kubernetes node cannot show, and this stands in for
 (tests/kubelet.py): pod IPs are loopback addresses, cluster DNS names are mapped to them,
 volumes are temporary directories, the three kind workers are names a stand-in scheduler
-spreads pods over by zone; etcd, PostgreSQL and Redis run as private instances from Debian's
+spreads pods over by zone, the API server (a store reads its node's zone) answers only the
+node reads RBAC allows; etcd, PostgreSQL and Redis run as private instances from Debian's
 packages in place of their upstream images; the image itself, the security context and the
 resource limits are not exercised.
 """
@@ -16,6 +17,7 @@ resource limits are not exercised.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import urllib.request
 from collections import Counter
@@ -42,14 +44,20 @@ READY_S = 240.0
 
 def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: Path):
     docs = kubelet.render(K8S / "overlays" / "kind")
-    etcd, postgres, redis = harness.start_etcd(), harness.start_postgres(), harness.start_redis()
-    runner: PodRunner | None = None
-    try:
+    with contextlib.ExitStack() as stack:
+        deps = {"etcd": harness.start_etcd()}
+        stack.callback(deps["etcd"].stop)
+        deps["postgres"] = harness.start_postgres()
+        stack.callback(deps["postgres"].stop)
+        deps["redis"] = harness.start_redis()
+        stack.callback(deps["redis"].stop)
+        api = stack.enter_context(kubelet.FakeApiServer(tmp_path / "api", kubelet.kind_nodes(), docs))
         secret = kubelet.secret_data(docs, "trenchcoat-postgres")
-        asyncio.run(_create_role(postgres.endpoint, secret["password"]))
-        local = {"etcd": etcd.endpoint, "postgres": _host_port(postgres.endpoint), "redis": _host_port(redis.endpoint)}
+        asyncio.run(_create_role(deps["postgres"].endpoint, secret["password"]))
+        local = {name: dep.endpoint if name == "etcd" else _host_port(dep.endpoint) for name, dep in deps.items()}
         runner = PodRunner(docs, kubelet.kind_nodes(), tmp_path,
-                           {DEPENDENCIES[name]: local[name] for name in DEPENDENCIES})
+                           {DEPENDENCIES[name]: local[name] for name in DEPENDENCIES}, api=api)
+        stack.callback(runner.stop_all)
         ours = [w for w in workloads(docs) if w["metadata"]["name"] not in DEPENDENCIES]
         ours.sort(key=lambda w: START_ORDER.index(container(w)["command"][2]))
         placed = [(w, runner.place(w)) for w in ours]  # every name resolves before anything starts
@@ -64,27 +72,24 @@ def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: 
         codes = runner.stop_all()
         unclean = {name: code for name, code in codes.items() if code not in (0, -signal.SIGTERM)}
         assert not unclean, f"pods killed or failing on SIGTERM: {unclean}"
-    finally:
-        if runner is not None:
-            runner.stop_all()
-        for dep in (redis, postgres, etcd):
-            dep.stop()
 
 
 async def _serve_together(runner: PodRunner) -> None:
     router = runner.pods["router"][0]
     cdn = runner.pods["cdn"][0]
     directory = runner.pods["directory"][0]
-    nodes = {n.name for n in kubelet.kind_nodes()}
+    zone_of = {n.name: n.zone for n in kubelet.kind_nodes()}
     async with rpc.ChannelPool() as pool:
         stores = await DirectoryClient(pool, [f"{directory.ip}:7100"]).list_stores()
-        # Each store pod's identity: machine id = ordinal + 1, rack = its node, address = its pod.
+        # Each store pod's identity: machine id = ordinal + 1, rack = its node's zone (read from
+        # the API server with its service account), address = its pod.
         assert sorted(s.machine_id for s in stores) == [1, 2, 3, 4, 5, 6]
         by_pod = {p.name: p for p in runner.pods["store"]}
         for s in stores:
             pod = by_pod[f"store-{s.machine_id - 1}"]
-            assert (s.rack, s.address, s.http_address) == (pod.node, f"{pod.ip}:7200", f"{pod.ip}:7280")
-        assert set(Counter(s.rack for s in stores)) == nodes and set(Counter(s.rack for s in stores).values()) == {2}
+            assert (s.rack, s.address, s.http_address) == (zone_of[pod.node], f"{pod.ip}:7200", f"{pod.ip}:7280")
+        racks = Counter(s.rack for s in stores)
+        assert set(racks) == set(zone_of.values()) and set(racks.values()) == {2}  # spread over the three zones
 
         media = MediaClient(pool, f"{router.ip}:7400", timeout_s=30)
         body = b"\xff\xd8" + bytes(range(256)) * 40

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ def pod_config(docs: list[dict[str, Any]], workload: dict[str, Any], tmp_path: P
     path.write_text(data["trenchcoat.toml"])
     env = {v["name"]: v["value"] for v in container(workload).get("env", []) if "value" in v
            and v["name"].startswith("TRENCHCOAT_") and "$(" not in v["value"]}
+    env |= {v["name"]: "a-node" for v in container(workload).get("env", [])
+            if v.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName"}
     env["HOSTNAME"] = f"{workload['metadata']['name']}-0"
     return configmod.load(path, env)
 
@@ -219,12 +222,20 @@ def test_stores_and_f4_nodes_spread_over_zones_with_disruption_budgets(rendered)
         assert selects(budgets[name]["spec"]["selector"]["matchLabels"], sets[name])
     for name, budget in budgets.items():
         assert any(selects(budget["spec"]["selector"]["matchLabels"], w) for w in workloads(docs)), name
+    store = {v["name"]: v for v in container(sets["store"])["env"]}
     if overlay == "kind":
         nodes = kubelet.kind_nodes()
         assert len({n.zone for n in nodes}) == 3, "the kind cluster has three zones"
-        store = container(sets["store"])
-        rack = next(v for v in store["env"] if v["name"] == "TRENCHCOAT_STORE__RACK")
-        assert rack["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName", "a store's rack is its node (its zone)"
+        # A store's rack is its node's zone, read with its service account, which may read nodes.
+        assert store["TRENCHCOAT_STORE__NODE"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+        assert store["TRENCHCOAT_STORE__RACK_LABEL"]["value"] == "topology.kubernetes.io/zone"
+        pod = sets["store"]["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is True
+        rbac = kubelet.FakeApiServer(Path(tempfile.mkdtemp()), nodes, docs)  # its RBAC rules, not started
+        assert rbac.may_get_nodes(f"trenchcoat/{pod['serviceAccountName']}")
+        assert not rbac.may_get_nodes("trenchcoat/default")
+    else:  # one node: racks from ordinals
+        assert store["TRENCHCOAT_STORE__RACK_LABEL"]["value"] == "" and store["TRENCHCOAT_STORE__RACK"]["value"] == ""
 
 
 def test_pods_run_locked_down(rendered):
@@ -238,6 +249,8 @@ def test_pods_run_locked_down(rendered):
             assert sc["capabilities"]["drop"] == ["ALL"]
             assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"], c["name"]
             assert {"readinessProbe", "livenessProbe"} <= set(c), f"{overlay}: {c['name']} has no probes"
+        # Only what reads the API server gets a token: stores (their node's zone).
+        assert pod["automountServiceAccountToken"] is (w["metadata"]["name"] == "store"), w["metadata"]["name"]
 
 
 def test_the_operator_component_renders_a_pod_monitor_and_the_rules(tmp_path):
