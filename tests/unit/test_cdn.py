@@ -28,3 +28,27 @@ def test_access_log_lines_are_counted_by_cache_status_and_class():
     assert (REGISTRY.get_sample_value("trenchcoat_cdn_response_bytes_total", {"cache_status": "hit"}) - sent
             == 30010)
     assert REGISTRY.get_sample_value("trenchcoat_cdn_log_lines_unparsed_total") - unparsed == 2
+
+
+def test_lines_the_kernel_dropped_are_reported():
+    """When the counting falls behind a burst, the kernel drops datagrams: the gauge says how
+    many the counts are short by."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # room for a few lines only
+        receiver.bind(("127.0.0.1", 0))
+        port = receiver.getsockname()[1]
+        assert cdn.udp_drops(port) == 0
+        for _ in range(500):
+            sender.sendto(b"<190>cdn: HIT 200 10 0.001 /1/2/x", ("127.0.0.1", port))
+        received = 0
+        receiver.setblocking(False)
+        while True:
+            try:
+                receiver.recv(4096)
+            except BlockingIOError:
+                break
+            received += 1
+        assert received + cdn.udp_drops(port) == 500 and cdn.udp_drops(port) > 0
