@@ -42,7 +42,7 @@ demo: setup
 	@$(VENV)/bin/trenchcoat demo
 
 test: setup lint
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q --durations=20
 
 # Lint and types (both configured in pyproject.toml; generated stubs are excluded).
 lint: setup
