@@ -33,7 +33,7 @@ def main() -> int:
         etcd = Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
         state = DirectoryState(etcd)
         view = MapView(state, section.refresh_interval_s)
-        await view.load()
+        await server.until_reachable("etcd", view.load, config.cluster.start_wait_s)
         pool = ChannelPool()
         stores = StoreClient(pool, timeout_s=max(1.0, section.probe_interval_s))
         migration = None

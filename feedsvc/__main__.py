@@ -32,7 +32,8 @@ def main() -> int:
             return 2
 
     async def build() -> server.ServiceHost:
-        records = await Records.connect(config.postgres.dsn, timeout_s=config.postgres.timeout_s)
+        records = await server.until_reachable("PostgreSQL", lambda: Records.connect(
+            config.postgres.dsn, timeout_s=config.postgres.timeout_s), config.cluster.start_wait_s)
         await records.migrate()
         redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
         pool = ChannelPool()

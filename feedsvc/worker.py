@@ -61,8 +61,9 @@ def main() -> int:
             return 2
 
     async def build() -> server.ServiceHost:
-        records = await Records.connect(config.postgres.dsn, timeout_s=config.postgres.timeout_s,
-                                        max_size=max(4, section.concurrency * 2))
+        records = await server.until_reachable("PostgreSQL", lambda: Records.connect(
+            config.postgres.dsn, timeout_s=config.postgres.timeout_s, max_size=max(4, section.concurrency * 2)),
+            config.cluster.start_wait_s)
         redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
         timelines = Timelines(redis, timeline_max=config.feed.timeline_max,
                               celebrity_recent=config.feed.celebrity_recent)

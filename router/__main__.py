@@ -33,7 +33,8 @@ def main() -> int:
         return 2
 
     async def build() -> server.ServiceHost:
-        media = await MediaStore.connect(config.postgres.dsn, timeout_s=config.postgres.timeout_s)
+        media = await server.until_reachable("PostgreSQL", lambda: MediaStore.connect(
+            config.postgres.dsn, timeout_s=config.postgres.timeout_s), config.cluster.start_wait_s)
         await media.migrate()
         pool = ChannelPool()
         directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=config.directory.call_timeout_s)

@@ -59,7 +59,7 @@ def main() -> int:
                 http_address=config.store_http_address(site.port), rack=rack,
                 directory=directory, ttl_s=config.directory.liveness_ttl_s,
             )
-            await registration.start()  # a taken machine id stops the store here
+            await server.until_reachable("etcd", registration.start, config.cluster.start_wait_s)  # a taken machine id stops the store here
             workers.append(registration)
             closers.append(etcd.close)
         else:

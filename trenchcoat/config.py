@@ -49,9 +49,17 @@ class ClusterConfig:
     )
     host: str = doc("Address services bind and advertise.", default="127.0.0.1")
     log_level: str = doc("Python log level: DEBUG, INFO, WARNING or ERROR.", default="INFO")
+    start_wait_s: float = doc(
+        "Seconds a starting process keeps retrying a dependency it cannot reach (etcd, "
+        "PostgreSQL) before it exits saying why. 0: it exits at once (`trenchcoat up` starts "
+        "the dependencies first). Kubernetes starts pods in any order: k8s/base waits 100 s, "
+        "within the startup probes' window.",
+        default=0.0,
+    )
 
     def validate(self) -> None:
         _require(bool(self.name), "cluster.name", "must not be empty")
+        _require(0 <= self.start_wait_s <= 3600, "cluster.start_wait_s", "must be in 0..3600 seconds")
         _require(bool(self.data_dir), "cluster.data_dir", "must not be empty")
         _require(bool(self.host), "cluster.host", "must not be empty")
         _require(

@@ -27,7 +27,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from aiohttp import web
@@ -44,11 +44,12 @@ from prometheus_client import (
 from trenchcoat import config as configmod
 from trenchcoat import siblings
 from trenchcoat.config import ClusterConfig, Config, ServiceConfig
-from trenchcoat.errors import ConfigError, TrenchcoatError
+from trenchcoat.errors import ConfigError, TrenchcoatError, Unavailable
 from trenchcoat.interceptor import ServerInterceptor
 from trenchcoat.rpc import SERVER_OPTIONS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +281,25 @@ def host_for(
         ready=ready,
         reuse_port=count > 1,
     )
+
+
+async def until_reachable(what: str, attempt: Callable[[], Awaitable[T]], wait_s: float) -> T:
+    """``attempt()``, retried while it fails Unavailable (its dependency away) for up to
+    ``wait_s`` seconds (cluster.start_wait_s), saying what it waits for; then its error."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    pause, said = 0.5, ""
+    while True:
+        try:
+            return await attempt()
+        except Unavailable as exc:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise
+            if str(exc) != said:
+                log.warning("waiting up to %.0fs more for %s: %s", left, what, exc)
+                said = str(exc)
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, 5.0)
 
 
 def load_config(prog: str, description: str, argv: Sequence[str] | None = None) -> Config:

@@ -18,7 +18,8 @@ def main() -> int:
         return 2
 
     async def build() -> server.ServiceHost:
-        keys = await Keys.connect(config.postgres.dsn, timeout_s=config.postgres.timeout_s)
+        keys = await server.until_reachable("PostgreSQL", lambda: Keys.connect(
+            config.postgres.dsn, timeout_s=config.postgres.timeout_s), config.cluster.start_wait_s)
         await keys.migrate()
         keys.cache_entries = section.cache_entries
         return server.host_for(

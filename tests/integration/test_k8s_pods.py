@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
+import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -28,42 +30,65 @@ import pytest
 
 from tests import harness, kubelet
 from tests.cluster import eventually
-from tests.kubelet import K8S, PodRunner, container, workloads
-from trenchcoat import rpc
+from tests.kubelet import K8S, PodRunner, workloads
+from trenchcoat import procs, rpc
 from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.launcher import SERVICE_PACKAGES
 from trenchcoat.media_client import MediaClient
 
 pytestmark = pytest.mark.integration
 
 DEPENDENCIES = {"etcd": "etcd-0.etcd:2379", "postgres": "postgres-0.postgres:5432", "redis": "redis-0.redis:6379"}
-START_ORDER = [*SERVICE_PACKAGES.values(), "trenchcoat.cdn"]
 READY_S = 240.0
+WAITERS = (("directory", "etcd"), ("store", "etcd"), ("router", "PostgreSQL"), ("feed", "PostgreSQL"),
+           ("f4-keystore", "PostgreSQL"), ("fanout", "PostgreSQL"))
+"""Workloads whose pods cannot start serving without a dependency, and which."""
+
+
+def _until_waiting(pods: list[kubelet.Pod], what: str, timeout: float = READY_S) -> None:
+    deadline = time.monotonic() + timeout
+    for pod in pods:
+        assert pod.process is not None
+        while True:
+            assert pod.process.running(), f"{pod.name} exited instead of waiting for {what}:\n{pod.process.log_tail(15)}"
+            log = pod.process.log_path.read_text() if pod.process.log_path.exists() else ""
+            if "waiting up to" in log and what in log:
+                break
+            assert time.monotonic() < deadline, f"{pod.name} does not say it waits for {what}:\n{log[-2000:]}"
+            time.sleep(0.2)
 
 
 def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: Path):
+    """As on a fresh cluster: every pod at once, before etcd, PostgreSQL and Redis are up
+    (each waits for them, cluster.start_wait_s), in no particular order."""
     docs = kubelet.render(K8S / "overlays" / "kind")
     with contextlib.ExitStack() as stack:
-        deps = {"etcd": harness.start_etcd()}
-        stack.callback(deps["etcd"].stop)
-        deps["postgres"] = harness.start_postgres()
-        stack.callback(deps["postgres"].stop)
-        deps["redis"] = harness.start_redis()
-        stack.callback(deps["redis"].stop)
+        root = harness.open_tempdir("tc-k8s-deps-")  # PostgreSQL runs as another user when we are root
+        stack.callback(shutil.rmtree, root, True)
+        ports = {name: procs.free_port() for name in DEPENDENCIES}
+        deps = {"etcd": procs.etcd_process(root / "etcd", root / "etcd.log", ports["etcd"], procs.free_port()),
+                "postgres": procs.postgres_process(root / "pg", root / "pg.log", ports["postgres"], durable=False),
+                "redis": procs.redis_process(root / "redis", root / "redis.log", ports["redis"], persistent=False)}
+        for dep in deps.values():
+            stack.callback(dep.stop)
         api = stack.enter_context(kubelet.FakeApiServer(tmp_path / "api", kubelet.kind_nodes(), docs))
-        secret = kubelet.secret_data(docs, "trenchcoat-postgres")
-        asyncio.run(_create_role(deps["postgres"].endpoint, secret["password"]))
-        local = {name: dep.endpoint if name == "etcd" else _host_port(dep.endpoint) for name, dep in deps.items()}
         runner = PodRunner(docs, kubelet.kind_nodes(), tmp_path,
-                           {DEPENDENCIES[name]: local[name] for name in DEPENDENCIES}, api=api)
+                           {DEPENDENCIES[name]: f"127.0.0.1:{ports[name]}" for name in DEPENDENCIES}, api=api)
         stack.callback(runner.stop_all)
         ours = [w for w in workloads(docs) if w["metadata"]["name"] not in DEPENDENCIES]
-        ours.sort(key=lambda w: START_ORDER.index(container(w)["command"][2]))
         placed = [(w, runner.place(w)) for w in ours]  # every name resolves before anything starts
-        for _, pods in placed:
+        for _, pods in reversed(placed):  # the router before the directory, the CDN before the caches...
             for pod in pods:
                 runner.start(pod)
+        # Those that need a dependency to start wait for it, saying so (and do not exit).
+        for name, what in WAITERS:
+            _until_waiting(runner.pods[name], what)
+        for dep in deps.values():
+            dep.start()
+        for dep in deps.values():
+            dep.wait_ready(60)
+        asyncio.run(_create_role(deps["postgres"].endpoint, kubelet.secret_data(docs, "trenchcoat-postgres")["password"]))
+        for _, pods in placed:
             runner.wait_ready(pods, READY_S)
         started = {w["metadata"]["name"]: len(pods) for w, pods in placed}
         assert started == {w["metadata"]["name"]: w["spec"]["replicas"] for w in ours}
@@ -80,7 +105,13 @@ async def _serve_together(runner: PodRunner) -> None:
     directory = runner.pods["directory"][0]
     zone_of = {n.name: n.zone for n in kubelet.kind_nodes()}
     async with rpc.ChannelPool() as pool:
-        stores = await DirectoryClient(pool, [f"{directory.ip}:7100"]).list_stores()
+        directory_client = DirectoryClient(pool, [f"{directory.ip}:7100"])
+
+        async def all_stores():  # the directory's view of the map catches up within its refresh
+            stores = await directory_client.list_stores()
+            return stores if len(stores) == 6 else None
+
+        stores = await eventually(all_stores, timeout=60, what="every store registered in the directory's view")
         # Each store pod's identity: machine id = ordinal + 1, rack = its node's zone (read from
         # the API server with its service account), address = its pod.
         assert sorted(s.machine_id for s in stores) == [1, 2, 3, 4, 5, 6]
@@ -114,7 +145,3 @@ async def _create_role(dsn: str, password: str) -> None:
         await conn.execute("ALTER DATABASE trenchcoat OWNER TO trenchcoat")
     finally:
         await conn.close()
-
-
-def _host_port(url: str) -> str:
-    return url.split("://", 1)[1].split("@", 1)[-1].split("/", 1)[0]

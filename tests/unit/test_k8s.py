@@ -167,6 +167,9 @@ def test_every_probe_and_port_is_one_the_process_serves(rendered, tmp_path):
                 f"{overlay}: {name} is killed before its drain ends"
             assert w["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == section, \
                 "the scrape job (the component label) is the config section, as rules and dashboard expect"
+        startup = c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"]
+        assert startup > config.cluster.start_wait_s, \
+            f"{overlay}: {name} may be killed while it waits for a dependency at start"
     store = next(w for w in workloads(docs) if w["metadata"]["name"] == "store")
     assert container(store)["startupProbe"]["failureThreshold"] * container(store)["startupProbe"]["periodSeconds"] \
         >= 600, "a store loading a large index gets minutes before liveness counts"
