@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from f4.codec import M as F4_PARITY
-from trenchcoat.config import Config, ServiceConfig, env_key
+from trenchcoat.config import Config, ServiceConfig, env_key, load
 
 IMAGE = "trenchcoat"
 """The image's name in the manifests; overlays pin its tag with kustomize ``images:``."""
@@ -62,6 +62,8 @@ class Workload:
     """Spread over zones (a zone is a rack), at most one pod more in any zone."""
     max_unavailable: int = 1
     """Pods a voluntary disruption may take at once (a PodDisruptionBudget when replicas > 1)."""
+    postgres: bool = False
+    """Its processes use PostgreSQL: the pod gets the DSN from the Secret (no other does)."""
     startup_s: int = 120
     """How long the process may take to serve (a store loading its index takes longest)."""
     per_pod_services: bool = False
@@ -104,13 +106,13 @@ WORKLOADS: tuple[Workload, ...] = (
             {"name": env_key("f4_storage", "advertise"), "value": "$(POD_NAME).f4-storage:{port}"},
         ),
     ),
-    Workload("f4-keystore", "f4_keystore", "f4.keystore", 1),
+    Workload("f4-keystore", "f4_keystore", "f4.keystore", 1, postgres=True),
     Workload("f4-backoff", "f4_backoff", "f4.backoff", 1, cpu="100m"),
     Workload("f4", "f4", "f4", 1, cpu="100m", memory="256Mi", memory_limit="1Gi"),
     Workload("f4-rebuilder", "f4_rebuilder", "f4.rebuilder", 1, stateful=True, storage="1Gi"),
-    Workload("feed", "feed", "feedsvc", 2),
-    Workload("fanout", "fanout", "feedsvc.worker", 2),
-    Workload("router", "router", "router", 2, cpu="100m", memory="256Mi", memory_limit="1Gi"),
+    Workload("feed", "feed", "feedsvc", 2, postgres=True),
+    Workload("fanout", "fanout", "feedsvc.worker", 2, postgres=True),
+    Workload("router", "router", "router", 2, cpu="100m", memory="256Mi", memory_limit="1Gi", postgres=True),
 )
 
 CDN = Workload("cdn", "cdn", "trenchcoat.cdn", 1, memory="96Mi", memory_limit="384Mi")
@@ -137,10 +139,11 @@ def _pod(w: Workload, ports: list[dict[str, Any]], probe: tuple[str, int], metri
          grace_s: int) -> dict[str, Any]:
     kind, probe_port = probe
     by_key = {("port" if p["name"] == "grpc" else f"{p['name']}_port"): p["containerPort"] for p in ports}
+    dsn = [{"name": env_key("postgres", "dsn"),
+            "valueFrom": {"secretKeyRef": {"name": "trenchcoat-postgres", "key": "dsn"}}}] if w.postgres else []
     env = [field_env("POD_NAME", "metadata.name"),
            {"name": "TRENCHCOAT_CONFIG", "value": CONFIG_FILE},
-           {"name": env_key("postgres", "dsn"),
-            "valueFrom": {"secretKeyRef": {"name": "trenchcoat-postgres", "key": "dsn"}}},
+           *dsn,
            *({**e, "value": e["value"].format(**by_key)} if "value" in e else e for e in w.env)]
     container = {
         "name": w.name,
@@ -281,16 +284,17 @@ RULE_HEADER = """\
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS_FILE = ROOT / "k8s" / "base" / "workloads.yaml"
+BASE_CONFIG_FILE = ROOT / "k8s" / "base" / "trenchcoat.toml"
 RULES_FILE = ROOT / "k8s" / "observability" / "rules.yml"
 OPERATOR_RULES_FILE = ROOT / "k8s" / "observability" / "operator" / "prometheusrule.yaml"
 
 
 def render() -> str:
-    """k8s/base/workloads.yaml."""
+    """k8s/base/workloads.yaml, for the ports and drain times of k8s/base/trenchcoat.toml."""
     import yaml  # a dev dependency: only regenerating the files needs it
 
     return HEADER + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
-                            for doc in manifests(Config()))
+                            for doc in manifests(load(BASE_CONFIG_FILE, {})))
 
 
 def render_operator_rules() -> str:
