@@ -658,6 +658,11 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         round_ = asyncio.run(upload_all(router, "victim"))
         photos.update((u.path, u.data) for u in round_)
         victim = round_[-1]  # not read yet: not cached
+        if config.transformer.count and config.router.renditions:
+            # Its rendition job reads it through the cache too: let that finish first, or this
+            # read could share that one's store read (a lease) and never need to fail over.
+            asyncio.run(watch_renditions(router, victim.media.media_id, lambda _: None, time.monotonic(),
+                                         RENDITION_WAIT_S))
         machine = urls.parse_path(victim.path).machine_id
         store = next(p for p in cluster.processes if p.name == f"store-{machine}")
         say(f"== kill -9 store-{machine} (named in {victim.media.url})")
