@@ -70,6 +70,7 @@ from store.index import (
     NeedleIndex,
 )
 from trenchcoat.errors import Internal, TrenchcoatError
+from trenchcoat.lograte import OncePerInterval
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_types import Damage
 
@@ -80,6 +81,11 @@ EXPORT_CHUNK = 1024 * 1024
 INLINE_WRITE_BYTES = 256 * 1024
 """Needles up to this size are appended on the event loop (a copy into the page cache);
 bigger ones in an I/O thread, so one large append cannot hold up the loop."""
+DAMAGE_LOG_INTERVAL_S = 60.0
+"""A damaged needle answered DATA_LOSS is logged at most once in this many seconds (a hot
+damaged photo is read at request rate); every answer is still counted."""
+DAMAGE_LOG_NEEDLES = 1024
+"""Damaged needles of one volume whose last log line is remembered (bounded memory)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +218,9 @@ class Volume:
         self._compaction_deletes: set[tuple[int, int]] | None = None
         self._changed = False
         self._retired = False
+        self.damage_log: OncePerInterval[tuple[int, int]] = OncePerInterval(
+            DAMAGE_LOG_INTERVAL_S, capacity=DAMAGE_LOG_NEEDLES)
+        """Which damaged needles (key, alternate key) were logged lately."""
         self._recount()
 
     # --- properties --------------------------------------------------------------------
@@ -380,14 +389,9 @@ class Volume:
         try:
             found, size = needle.unpack_header(buf)
         except needle.NeedleFormatError as exc:
-            raise ChecksumMismatch(
-                f"volume {self.volume_id}: needle {key:#x}/{alt} at {offset} is damaged ({exc})"
-            ) from None
+            raise self._damaged(key, alt, offset, f"is damaged ({exc})") from None
         if found.key != key or found.alternate_key != alt:
-            raise ChecksumMismatch(
-                f"volume {self.volume_id}: needle at {offset} holds {found.key:#x}/{found.alternate_key}, "
-                f"index says {key:#x}/{alt}"
-            )
+            raise self._damaged(key, alt, offset, f"holds {found.key:#x}/{found.alternate_key} instead")
         if found.flags & needle.FLAG_DELETED:
             # Deleted after the last checkpoint: the index learns it now.
             if self._index.mark_deleted(key, alt) is not None:
@@ -398,10 +402,19 @@ class Volume:
         try:
             _, data = needle.unpack(buf)
         except needle.NeedleFormatError as exc:
-            raise ChecksumMismatch(
-                f"volume {self.volume_id}: needle {key:#x}/{alt} at {offset} failed verification ({exc})"
-            ) from None
+            raise self._damaged(key, alt, offset, f"failed verification ({exc})") from None
         return needle.Stored(bytes(data), found.media_type)
+
+    def _damaged(self, key: int, alt: int, offset: int, what: str) -> ChecksumMismatch:
+        """The DATA_LOSS answer for a damaged needle, logged here (once per needle per
+        ``DAMAGE_LOG_INTERVAL_S``): the caller that receives it (a cache, a router) may say
+        which store, but only the store's own log says where in which file."""
+        error = ChecksumMismatch(f"volume {self.volume_id}: needle {key:#x}/{alt} at offset {offset} {what}")
+        held = self.damage_log.due((key, alt))
+        if held is not None:
+            log.error("%s; answered DATA_LOSS%s", error,
+                      f" (and {held} more times since it was last logged)" if held else "")
+        return error
 
     def _index_fix_deleted(self, size: int) -> None:
         self.stats.needles -= 1
@@ -454,7 +467,7 @@ class Volume:
             try:
                 found, _ = needle.unpack_header(header)
             except needle.NeedleFormatError as exc:
-                raise ChecksumMismatch(f"volume {self.volume_id}: needle at {entry.offset} is damaged ({exc})") from None
+                raise self._damaged(key, alt, entry.offset, f"is damaged ({exc})") from None
             if found.key != key or (cookie is not None and found.cookie != cookie):
                 raise NeedleNotFound(_not_found(self.volume_id, key, alt))
             if found.flags & needle.FLAG_DELETED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from store.errors import (
     VolumeReadOnly,
 )
 from store.volume import VolumeLimits, create_volume, open_volume, volume_path
+from trenchcoat.lograte import OncePerInterval
 from trenchcoat.needle_ref import NeedleRef
 
 LIMITS = VolumeLimits(capacity_bytes=64 * 1024 * 1024, max_needle_bytes=1024 * 1024)
@@ -368,3 +370,42 @@ async def test_a_delete_waiting_while_compaction_swaps_files_flags_the_moved_nee
         await v.read(n(15, 0, 15))
     for i in [*range(10, 15), *range(16, 20)]:
         assert (await v.read(n(i, 0, i))).data == bytes([i]) * 300
+
+
+async def test_a_damaged_needle_is_logged_once_per_interval_however_often_it_is_read(tmp_path, executor, caplog):
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    now = [1000.0]
+    v.damage_log = OncePerInterval(60.0, clock=lambda: now[0])
+    offsets = {}
+    for k in (5, 6, 7):
+        offsets[k], _ = await v.write(n(k, 0, k), bytes([k]) * 100)
+    with open(v.path, "r+b") as f:
+        for k in (5, 6):
+            f.seek(offsets[k] + needle.HEADER.size + 50)
+            f.write(b"\xff")
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "answered DATA_LOSS" in r.getMessage()]
+
+    caplog.set_level(logging.ERROR, logger="store.volume")
+    for _ in range(50):  # a hot damaged photo: every read answers DATA_LOSS
+        with pytest.raises(ChecksumMismatch):
+            await v.read(n(5, 0, 5))
+    assert isinstance((await v.read_many([n(5, 0, 5)]))[0], ChecksumMismatch)
+    assert (await v.read(n(7, 0, 7))).data == bytes([7]) * 100  # an intact one says nothing
+    [line] = lines()
+    assert line.startswith(f"volume 1: needle 0x5/0 at offset {offsets[5]} failed verification (")
+    assert "checksum" in line
+
+    with pytest.raises(ChecksumMismatch):  # another damaged needle gets its own line
+        await v.read(n(6, 0, 6))
+    assert len(lines()) == 2 and f"needle 0x6/0 at offset {offsets[6]}" in lines()[1]
+
+    now[0] += 59.0
+    with pytest.raises(ChecksumMismatch):
+        await v.read(n(5, 0, 5))
+    assert len(lines()) == 2
+    now[0] += 1.0  # the interval has passed: said again, with what was held back
+    with pytest.raises(ChecksumMismatch):
+        await v.read(n(5, 0, 5))
+    assert len(lines()) == 3 and "needle 0x5/0" in lines()[2] and "51 more times" in lines()[2]
