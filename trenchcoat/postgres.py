@@ -7,7 +7,9 @@ carries on).
 A piece of work's deadline covers waiting for a pooled connection and every statement
 run on it. A connection whose work was cut short by the deadline (or broke) is closed,
 not returned to the pool: asyncpg would otherwise first wait for the server to
-acknowledge a cancel request, which a stalled server never does.
+acknowledge a cancel request, which a stalled server never does. Giving a connection back
+never raises an error of its own (asyncpg may have taken a broken one back already), so
+the work's own outcome is what the caller sees.
 
 Transient, by SQLSTATE class: 08 connection exceptions, 40 transaction rollbacks
 (serialization failures, deadlocks: the whole transaction may be retried), 53 insufficient
@@ -112,19 +114,37 @@ async def connection(pool: asyncpg.Pool, what: str, timeout_s: float) -> AsyncIt
         cut_short = False  # the caller's own error, raised between statements
         raise
     finally:
+        # Giving the connection back never raises: an error of its own here would replace
+        # the work's outcome (Unavailable, or the caller's error) with one nobody expects.
         if cut_short:  # the deadline, a broken connection or a cancelled caller: never reuse it
-            conn.terminate()
+            _terminate(conn)
         await _release(pool, conn, max(deadline - loop.time(), RELEASE_MIN_S))
+
+
+def _terminate(conn: Any) -> None:
+    """Closes a pooled connection at once, unless asyncpg has taken it back already: when
+    it sees the server hang up (PostgreSQL stopped, the backend terminated) it closes the
+    connection, returns it to the pool and detaches the proxy the work holds, which then
+    refuses every call with InterfaceError, ``terminate()`` included."""
+    try:
+        conn.terminate()
+    except asyncpg.InterfaceError as exc:
+        log.debug("a PostgreSQL connection was closed by asyncpg already (%s)", exc)
 
 
 async def _release(pool: asyncpg.Pool, conn: Any, timeout_s: float) -> None:
     """Returns a connection to the pool; one that cannot be reset in time is closed by
-    asyncpg, and the work it did stands."""
+    asyncpg, and the work it did stands. Never raises (but for cancellation)."""
     try:
         await pool.release(conn, timeout=timeout_s)
     except ANY_DATABASE_ERROR as exc:
         log.warning("a PostgreSQL connection could not be reset for reuse and was closed (%s: %s)",
                     type(exc).__name__, exc)
+    except Exception:
+        # Not the database's trouble: a bug in giving it back (asyncpg's or ours). It is
+        # said with its traceback, and the connection closed rather than reused.
+        log.exception("a PostgreSQL connection could not be returned to the pool; closing it")
+        _terminate(conn)
 
 
 def _unavailable(what: str, timeout_s: float, exc: BaseException) -> Unavailable:

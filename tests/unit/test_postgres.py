@@ -3,6 +3,9 @@ the request's."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import asyncpg
 import pytest
 
@@ -75,3 +78,76 @@ async def test_the_callers_own_error_passes_through_and_the_connection_is_kept()
         async with postgres.connection(pool, "anything", 5.0):
             raise ValueError("a bug")
     assert not pool.conn.terminated and pool.released == [pool.conn]
+
+
+class _BrokenPool(_Pool):
+    """A pool whose connection asyncpg has detached, and whose release fails (a bug)."""
+
+    async def acquire(self) -> _Conn:
+        conn = self.conn
+
+        def refuse() -> None:
+            raise asyncpg.InterfaceError("cannot call Connection.terminate(): connection has been released back to the pool")
+
+        conn.terminate = refuse  # type: ignore[method-assign]
+        return conn
+
+    async def release(self, conn: _Conn, timeout: float) -> None:
+        raise RuntimeError("a bug in giving it back")
+
+
+@pytest.mark.parametrize("raised, expected", [
+    (asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"), Unavailable),
+    (ValueError("the caller's own"), ValueError),
+])
+async def test_giving_a_connection_back_never_replaces_the_works_outcome(caplog, raised, expected):
+    with pytest.raises(expected):
+        async with postgres.connection(_BrokenPool(), "anything", 5.0):
+            raise raised
+    assert "could not be returned to the pool" in caplog.text
+
+
+@pytest.fixture
+def dsn(postgres) -> str:
+    """The session's private PostgreSQL (the fixture's name is this module's subject's)."""
+    return postgres.endpoint
+
+
+async def _lost_by_asyncpg(conn: Any) -> None:
+    """Until asyncpg has seen the server hang up on ``conn``: it then detaches the pool's
+    proxy from the connection, and the proxy refuses every call after."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                if conn.is_closed():
+                    return
+            except asyncpg.InterfaceError:
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_a_connection_cut_between_statements_is_unavailable_and_the_pool_serves_on(dsn):
+    """The router's delete journal met this when PostgreSQL stopped under it: the server
+    dropped the connection after one statement, asyncpg noticed and took the connection
+    back, and the next statement failed. Before, the wrapper's own clean-up then raised
+    InterfaceError ("cannot call Connection.terminate(): connection has been released back
+    to the pool") in place of Unavailable, and that stopped the router."""
+    pool = await postgres.connect(dsn, timeout_s=30.0, min_size=1, max_size=2)
+    try:
+        with pytest.raises(Unavailable) as info:
+            async with postgres.connection(pool, "claiming journalled deletes", 30.0) as conn:
+                pid = await conn.fetchval("SELECT pg_backend_pid()")
+                other = await asyncpg.connect(dsn)
+                try:
+                    assert await other.fetchval("SELECT pg_terminate_backend($1)", pid)
+                finally:
+                    await other.close()
+                await _lost_by_asyncpg(conn)
+                await conn.fetchval("SELECT 1")
+        assert type(info.value) is Unavailable
+        assert "PostgreSQL could not serve claiming journalled deletes now" in str(info.value)
+        for _ in range(3):  # the pool replaces what it lost
+            async with postgres.connection(pool, "a check", 30.0) as conn:
+                assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()
