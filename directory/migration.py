@@ -172,7 +172,9 @@ class Migration:
             return
 
         def drop(v: Volume) -> Volume | None:
-            return replace(v, replicas=()) if v.state is State.WARM else None
+            if v.state is not State.WARM:
+                return None
+            return replace(v, replicas=(), freed_machines=tuple(sorted(r.machine_id for r in v.replicas)))
 
         await self._state.update_volume(volume.id, drop)
         MIGRATIONS.labels("freed", "ok").inc()

@@ -82,6 +82,9 @@ class Volume:
     """When it turned warm (ms since the epoch): its hot replicas are freed a while after."""
     warm_requested: bool = False
     """An operator asked for it in f4 now (``trenchcoat migrate``): due whatever its age."""
+    freed_machines: tuple[int, ...] = ()
+    """Once warm with its hot replicas freed: the machines that held them (photo URLs keep
+    naming one of them, so a photo's URL does not change as it ages)."""
     revision: int = field(default=0, compare=False)
     """etcd mod revision of its record (for compare-and-swap)."""
 
@@ -97,6 +100,7 @@ class Volume:
             "repair": self.repair,
             "warm_ms": self.warm_ms,
             "warm_requested": self.warm_requested,
+            "freed_machines": list(self.freed_machines),
         }
 
     @classmethod
@@ -112,6 +116,7 @@ class Volume:
             repair=bool(value.get("repair", False)),
             warm_ms=int(value.get("warm_ms", 0)),
             warm_requested=bool(value.get("warm_requested", False)),  # absent from records before it existed
+            freed_machines=tuple(int(m) for m in value.get("freed_machines", ())),
             revision=revision,
         )
 

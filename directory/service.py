@@ -47,6 +47,7 @@ def logical_volume(cmap: ClusterMap, volume: Volume, replicas=None) -> pb.Logica
         used_bytes=volume.used_bytes,
         capacity_bytes=volume.capacity_bytes,
         created_unix_ms=volume.created_ms,
+        freed_machines=volume.freed_machines,
     )
 
 

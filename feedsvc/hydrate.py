@@ -1,18 +1,22 @@
 """Hydration: the small facts of feed entries (caption, author, the media's MediaInfo with
 its CDN URL) through a metadata cache in Redis, with leases against thundering herds (the
-seed's "Scaling Memcache" fix).
+seed's "Scaling Memcache" fix). The key layout is in the contract (``trenchcoat.media_facts``):
+the router drops an entry when the media's facts change.
 
 A reader GETs ``meta:{m<id>}`` for each entry. For each miss it tries to take the lease
 ``lease:{m<id>}`` (SET NX with a ``lease_period_s`` expiry, released early only by a
 holder whose fetch failed): the entries whose lease it got, it fetches itself, in one
 ``MediaService.BatchStat`` and one PostgreSQL query for the captions, and writes to the
-cache for ``metadata_ttl_s``; entries whose lease another reader holds, it waits for (at
-most ``lease_wait_s``), taking the lease over if its holder released it. So however many
-readers miss at once, each media_id costs at most one BatchStat per lease period. A
-deleted post or media is cached as gone (and a delete's "gone" is never overwritten by a
-fetch that raced it): such entries never hydrate, and the reader drops them (and removes
-them from its timeline). Media deleted through ``MediaService.Delete`` rather than
-``DeletePost`` leaves its post live; it stops hydrating once its cached facts expire.
+cache for ``metadata_ttl_s`` if it still holds the lease then (a change dropped the entry
+and its lease meanwhile: the fetched facts may be the old ones, so they are not cached);
+entries whose lease another reader holds, it waits for (at most ``lease_wait_s``), taking
+the lease over if its holder released it. So however many readers miss at once, each
+media_id costs at most one BatchStat per lease period. A deleted post or media is cached
+as gone (and a delete's "gone" is never overwritten by a fetch that raced it): such entries
+never hydrate, and the reader drops them (and removes them from its timeline). An entry
+whose facts cannot be had now (the routers away, its media's volume map unreachable, the
+lease holder too slow) is returned unhydrated with the reason; the rest of the page is not
+held back by it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import dataclasses
 import json
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
@@ -29,16 +34,20 @@ from feedsvc import metrics
 from feedsvc.media import Routers
 from feedsvc.model import Entry, Hydrated, PostState
 from feedsvc.records import Records
-from trenchcoat.errors import TrenchcoatError, Unavailable
+from trenchcoat.errors import TrenchcoatError
+from trenchcoat.media_facts import GONE, lease_key, meta_key
 from trenchcoat.redisio import failures
 
-GONE = b'{"gone":true}'
-
-SET_UNLESS_GONE = """
--- KEYS[1] meta:{m<id>}; ARGV[1] the facts, ARGV[2] the gone marker, ARGV[3] ttl in ms.
--- A delete that wrote "gone" while a reader fetched the facts wins.
+SET_IF_LEASED = """
+-- KEYS[1] meta:{m<id>}, KEYS[2] lease:{m<id>}; ARGV[1] the facts, ARGV[2] the gone
+-- marker, ARGV[3] ttl in ms, ARGV[4] the reader's lease token.
+-- 0: a delete wrote "gone" while the reader fetched (it wins); -1: the entry was dropped
+-- (its lease with it) while the reader fetched, so what it fetched may be stale: not kept.
 if redis.call('GET', KEYS[1]) == ARGV[2] then
     return 0
+end
+if redis.call('GET', KEYS[2]) ~= ARGV[4] then
+    return -1
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
@@ -53,12 +62,22 @@ return 0
 """
 
 
-def meta_key(media_id: int) -> str:
-    return f"meta:{{m{media_id}}}"
+@dataclass(frozen=True, slots=True)
+class Unhydrated:
+    """An entry whose facts could not be had now."""
+
+    entry: Entry
+    reason: str
 
 
-def lease_key(media_id: int) -> str:
-    return f"lease:{{m{media_id}}}"
+@dataclass(frozen=True, slots=True)
+class Hydration:
+    """What hydrating a page's entries found, each list in the entries' order."""
+
+    hydrated: list[Hydrated]
+    gone: list[Entry]
+    """Deleted posts or media: out of the page (and of the timeline)."""
+    unhydrated: list[Unhydrated]
 
 
 class MetadataCache:
@@ -70,43 +89,49 @@ class MetadataCache:
         self._ttl_ms = int(ttl_s * 1000)
         self._lease_ms = int(lease_period_s * 1000)
         self._wait_s = lease_wait_s
-        self._set_unless_gone = redis.register_script(SET_UNLESS_GONE)
+        self._set_if_leased = redis.register_script(SET_IF_LEASED)
         self._release = redis.register_script(RELEASE)
 
-    async def hydrate(self, entries: Sequence[Entry]) -> tuple[list[Hydrated], list[Entry]]:
-        """(the entries that hydrate, in order; the ones that are gone)."""
+    async def hydrate(self, entries: Sequence[Entry]) -> Hydration:
         if not entries:
-            return [], []
+            return Hydration([], [], [])
         ids = [e.media_id for e in entries]
-        facts = {i: v for i, v in (await self._get(ids)).items() if v is not None}
+        facts: dict[int, bytes | str] = {i: v for i, v in (await self._get(ids)).items() if v is not None}
         missing = [i for i in ids if i not in facts]
         metrics.HYDRATION.labels("hit").inc(len(ids) - len(missing))
         if missing:
             metrics.HYDRATION.labels("miss").inc(len(missing))
             facts |= await self._fetch(missing)
-        hydrated, gone = [], []
+        out = Hydration([], [], [])
         for entry in entries:
             raw = facts[entry.media_id]
-            if raw == GONE:
-                gone.append(entry)
-                continue
-            value = json.loads(raw)
-            hydrated.append(Hydrated(entry, value["caption"], value["media"]))
-        return hydrated, gone
+            if isinstance(raw, str):  # why its facts could not be had
+                metrics.HYDRATION.labels("unhydrated").inc()
+                out.unhydrated.append(Unhydrated(entry, raw))
+            elif raw == GONE:
+                out.gone.append(entry)
+            else:
+                value = json.loads(raw)
+                out.hydrated.append(Hydrated(entry, value["caption"], value["media"]))
+        return out
 
     async def forget(self, media_id: int) -> None:
-        """Caches the entry as gone (a delete)."""
-        with failures("the metadata cache"):
-            await self._redis.set(meta_key(media_id), GONE, px=self._ttl_ms)
+        """Caches the entry as gone (a delete), voiding any fill under way."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(meta_key(media_id), GONE, px=self._ttl_ms)
+            pipe.delete(lease_key(media_id))
+            with failures("the metadata cache"):
+                await pipe.execute()
 
-    async def _fetch(self, ids: Sequence[int]) -> dict[int, bytes]:
-        """The facts of entries not in the cache: fetched here for those whose lease this
-        reader takes, waited for (at most lease_wait_s) for those another reader holds.
-        A lease whose holder failed (and released it) or vanished is taken over."""
+    async def _fetch(self, ids: Sequence[int]) -> dict[int, bytes | str]:
+        """The facts of entries not in the cache (or, as a string, why they cannot be had
+        now): fetched here for those whose lease this reader takes, waited for (at most
+        lease_wait_s) for those another reader holds. A lease whose holder failed (and
+        released it) or vanished is taken over."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._wait_s
         token = secrets.token_hex(8).encode()
-        out: dict[int, bytes] = {}
+        out: dict[int, bytes | str] = {}
         pending = list(ids)
         pause = 0.005
         waited = False
@@ -126,8 +151,8 @@ class MetadataCache:
                 metrics.HYDRATION.labels("lease_wait").inc(len(pending))
                 waited = True
             if loop.time() >= deadline:
-                raise Unavailable(f"the facts of {len(pending)} feed entries are being fetched by another "
-                                  f"reader (over {self._wait_s:g}s so far); retry")
+                why = f"another reader has been fetching its facts for over {self._wait_s:g}s"
+                return out | dict.fromkeys(pending, why)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.1)
 
@@ -147,32 +172,46 @@ class MetadataCache:
             got = await pipe.execute()
         return {i for i, ok in zip(ids, got, strict=True) if ok}
 
-    async def _fill(self, ids: list[int], token: bytes) -> dict[int, bytes]:
+    async def _fill(self, ids: list[int], token: bytes) -> dict[int, bytes | str]:
         try:
             posts = await self._records.posts(ids)
-            infos = await self._routers.batch_stat(ids)
-        except TrenchcoatError:
+            results = await self._routers.batch_stat(ids)
+        except TrenchcoatError as exc:
             # Let the next reader try at once rather than wait out the lease period.
-            pipe = self._redis.pipeline(transaction=False)
-            for i in ids:
-                await self._release(keys=[lease_key(i)], args=[token], client=pipe)
-            with failures("releasing metadata leases"):
-                await pipe.execute()
-            raise
-        out: dict[int, bytes] = {}
-        for media_id, media in zip(ids, infos, strict=True):
+            await self._give_back(ids, token)
+            return dict.fromkeys(ids, f"its facts cannot be fetched now: {exc}")
+        out: dict[int, bytes | str] = {}
+        for media_id, result in zip(ids, results, strict=True):
             post = posts.get(media_id)
-            if post is None or post.state is not PostState.LIVE or media is None or media.state != "active":
+            if result.outcome == "unavailable":
+                out[media_id] = f"media {media_id} cannot be described now: {result.reason}"
+            elif (post is None or post.state is not PostState.LIVE or result.media is None
+                  or result.media.state != "active"):
                 out[media_id] = GONE
-                continue
-            out[media_id] = json.dumps({"caption": post.caption, "media": dataclasses.asdict(media)},
-                                       separators=(",", ":")).encode()
+            else:
+                out[media_id] = json.dumps({"caption": post.caption, "media": dataclasses.asdict(result.media)},
+                                           separators=(",", ":")).encode()
+        failed = [m for m, v in out.items() if isinstance(v, str)]
+        if failed:
+            await self._give_back(failed, token)
+        kept = {m: v for m, v in out.items() if isinstance(v, bytes)}
         pipe = self._redis.pipeline(transaction=False)
-        for media_id, raw in out.items():
-            await self._set_unless_gone(keys=[meta_key(media_id)], args=[raw, GONE, self._ttl_ms], client=pipe)
+        for media_id, raw in kept.items():
+            await self._set_if_leased(keys=[meta_key(media_id), lease_key(media_id)],
+                                      args=[raw, GONE, self._ttl_ms, token], client=pipe)
         with failures("the metadata cache"):
             written = await pipe.execute()
-        for (media_id, _), kept in zip(out.items(), written, strict=True):
-            if not kept:
+        for media_id, outcome in zip(kept, written, strict=True):
+            if outcome == 0:
                 out[media_id] = GONE  # deleted while this reader fetched
+            elif outcome < 0:
+                metrics.HYDRATION.labels("changed").inc()  # this reader shows what it fetched; nobody keeps it
         return out
+
+    async def _give_back(self, ids: Sequence[int], token: bytes) -> None:
+        """Releases this reader's leases on ``ids`` (a failed fetch: the next reader tries)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for i in ids:
+            await self._release(keys=[lease_key(i)], args=[token], client=pipe)
+        with failures("releasing metadata leases"):
+            await pipe.execute()

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from trenchcoat.errors import Unavailable
-from trenchcoat.media_client import Media, MediaClient
+from trenchcoat.media_client import Media, MediaClient, StatResult
 
 T = TypeVar("T")
 
@@ -33,7 +33,7 @@ class Routers:
     async def stat(self, media_id: int) -> Media:
         return await self._ask("Stat", lambda c: c.stat(media_id))
 
-    async def batch_stat(self, media_ids: Sequence[int]) -> list[Media | None]:
+    async def batch_stat(self, media_ids: Sequence[int]) -> list[StatResult]:
         return await self._ask("BatchStat", lambda c: c.batch_stat(media_ids))
 
     async def delete(self, media_id: int) -> bool:

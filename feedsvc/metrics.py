@@ -21,4 +21,5 @@ FROM_POSTGRES = Counter("trenchcoat_feed_pages_from_postgres_total",
                         "Home feed pages continued from PostgreSQL (below what Redis holds).")
 REBUILDS = Counter("trenchcoat_feed_rebuilds_total", "Redis keys rebuilt from PostgreSQL on read, by kind.", ["kind"])
 HYDRATION = Counter("trenchcoat_feed_hydration_total",
-                    "Hydrated entries: hit (in the metadata cache), miss, lease_grant, lease_wait.", ["outcome"])
+                    "Hydrated entries: hit (in the metadata cache), miss, lease_grant, lease_wait, unhydrated (facts "
+                    "not to be had now), changed (facts dropped while fetched: shown, not cached).", ["outcome"])

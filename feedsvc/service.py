@@ -23,6 +23,8 @@ not a position any feed handed out."""
 
 _STATES = {"active": media_pb2.MEDIA_STATE_ACTIVE, "deleted": media_pb2.MEDIA_STATE_DELETED}
 _TIERS = {"hot": media_pb2.TIER_HOT, "warm": media_pb2.TIER_WARM}
+_RENDITIONS_STATES = {"pending": media_pb2.RENDITIONS_PENDING, "done": media_pb2.RENDITIONS_DONE,
+                      "failed": media_pb2.RENDITIONS_FAILED}
 
 
 def entry_pb(entry: Entry) -> feed_pb2.FeedEntry:
@@ -37,7 +39,10 @@ def media_info(facts: dict[str, Any]) -> media_pb2.MediaInfo:
         height=facts.get("height", 0), created_unix_ms=facts["created_unix_ms"],
         state=_STATES.get(facts["state"], media_pb2.MEDIA_STATE_UNSPECIFIED),
         tier=_TIERS.get(facts["tier"], media_pb2.TIER_UNSPECIFIED), url=facts["url"],
-        renditions=[media_pb2.RenditionInfo(**r) for r in facts.get("renditions", ())])
+        renditions=[media_pb2.RenditionInfo(**r) for r in facts.get("renditions", ())],
+        renditions_state=_RENDITIONS_STATES.get(facts.get("renditions_state", ""),
+                                                media_pb2.RENDITIONS_STATE_UNSPECIFIED),
+        renditions_error=facts.get("renditions_error", ""))
 
 
 class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
@@ -72,13 +77,16 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
         if not request.hydrate:
             return feed_pb2.GetHomeFeedResponse(entries=[entry_pb(e) for e in page.entries],
                                                 next_cursor=page.next_cursor)
-        hydrated, gone = await self._metadata.hydrate(page.entries)
-        if gone:  # a deleted post: out of this page, and out of the timeline at once
-            await self._timelines.drop(request.user_id, gone)
+        found = await self._metadata.hydrate(page.entries)
+        if found.gone:  # a deleted post: out of this page, and out of the timeline at once
+            await self._timelines.drop(request.user_id, found.gone)
+        gone = set(found.gone)
         return feed_pb2.GetHomeFeedResponse(
-            entries=[entry_pb(h.entry) for h in hydrated],
+            entries=[entry_pb(e) for e in page.entries if e not in gone],
             hydrated=[feed_pb2.HydratedEntry(entry=entry_pb(h.entry), caption=h.caption, media=media_info(h.media))
-                      for h in hydrated],
+                      for h in found.hydrated],
+            unhydrated=[feed_pb2.UnhydratedEntry(entry=entry_pb(u.entry), reason=u.reason)
+                        for u in found.unhydrated],
             next_cursor=page.next_cursor)
 
     async def GetUserFeed(self, request, context):

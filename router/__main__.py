@@ -43,18 +43,21 @@ def main() -> int:
                              timeout_s=config.cache.lease_wait_s + config.cache.store_timeout_s)
         uploader = Uploader(directory, stores, media, UploadLimits(section.max_upload_bytes, section.replica_timeout_s))
         f4 = F4Client(pool, config.f4_endpoint(), timeout_s=section.replica_timeout_s) if config.f4.migrate else None
+        closers = [pool.close, media.close]
+        # Redis holds the rendition jobs and the feed's cached media facts (dropped here when
+        # a media's renditions finish or it is deleted).
+        redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s) if config.redis.url else None
+        if redis is not None:
+            closers.append(redis.aclose)
         deletes = DeleteJournal(media, directory, stores, caches, interval_s=section.delete_retry_interval_s,
                                 max_backoff_s=section.delete_retry_max_s, call_timeout_s=section.replica_timeout_s,
-                                f4=f4)
+                                f4=f4, feed_facts=redis)
         photos = Photos(media, directory, caches, deletes, cdn_base_url=section.cdn_base_url,
                         row_ttl_s=section.row_ttl_s)
-        writer = RenditionWriter(uploader, media, deletes)
+        writer = RenditionWriter(uploader, media, deletes, feed_facts=redis)
         workers: list[server.Worker] = [directory, deletes]
-        closers = [pool.close, media.close]
         duties = None
-        if section.renditions:
-            redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
-            closers.append(redis.aclose)
+        if section.renditions and redis is not None:  # (main() refuses renditions without redis.url)
             duties = RenditionDuties(media, RenditionQueue(redis), recipe_version=config.transformer.recipe_version,
                                      sweep_after_s=section.renditions_sweep_after_s,
                                      sweep_interval_s=section.renditions_sweep_interval_s)

@@ -20,9 +20,11 @@ import asyncio
 import logging
 import random
 
+import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 
 from router.metadata import MediaStore, PendingDelete
+from trenchcoat import media_facts
 from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.errors import NeedleNotFound, TrenchcoatError, Unavailable
@@ -47,13 +49,15 @@ class DeleteJournal(PeriodicWorker):
     retry pass over due entries (every ``interval_s``)."""
 
     def __init__(self, media: MediaStore, directory: DirectoryClient, stores: StoreClient, caches: CacheClient, *,
-                 interval_s: float, max_backoff_s: float, call_timeout_s: float, f4: F4Client | None = None) -> None:
+                 interval_s: float, max_backoff_s: float, call_timeout_s: float, f4: F4Client | None = None,
+                 feed_facts: aioredis.Redis | None = None) -> None:
         super().__init__("delete journal", interval_s)
         self._media = media
         self._directory = directory
         self._stores = stores
         self._caches = caches
         self._f4 = f4
+        self._feed_facts = feed_facts
         self._max_backoff_s = max_backoff_s
         self._call_timeout_s = call_timeout_s
 
@@ -95,17 +99,23 @@ class DeleteJournal(PeriodicWorker):
         # A stray (a rendition's dropped copy) was never given a URL: no cache holds it, and
         # the f4 keys under its media_id are the live media's.
         if not entry.stray:
-            if self._f4 is not None and entry.alternate_key == 0:
-                # Whatever the volume's state looks like from here (this copy of the map may be
-                # behind an encode under way), f4 records the media as deleted: no key is made
-                # for it afterwards, and one made already is discarded. Once, with the
-                # original's entry: it discards the keys of every rendition too.
-                try:
-                    await self._f4.delete_blob(entry.media_id)  # every rendition
-                except TrenchcoatError as exc:
-                    left.append(f"f4 keys not discarded: {exc}")
+            if self._f4 is not None:
+                if entry.alternate_key == 0:
+                    # Whatever the volume's state looks like from here (this copy of the map may
+                    # be behind an encode under way), f4 records the media as deleted: no key is
+                    # made for it afterwards, and one made already is discarded. Once, with the
+                    # original's entry: it discards the keys of every rendition too.
+                    try:
+                        await self._f4.delete_blob(entry.media_id)  # every rendition
+                    except TrenchcoatError as exc:
+                        left.append(f"f4 keys not discarded: {exc}")
             elif volume.state in ("sealed", "warm"):
                 left.append(f"volume {entry.logical_volume} is {volume.state} but f4.migrate is off for this router")
+            if self._feed_facts is not None and entry.alternate_key == 0:
+                try:  # feeds stop showing it now, not when their cached facts expire
+                    await media_facts.drop(self._feed_facts, entry.media_id)
+                except TrenchcoatError as exc:
+                    left.append(f"the feed's cached facts not dropped: {exc}")
             try:  # a rendition's entry drops that rendition; the original's, every one
                 await self._caches.invalidate(entry.media_id, entry.alternate_key or None)
             except TrenchcoatError as exc:

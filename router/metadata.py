@@ -55,6 +55,10 @@ class MediaRow:
     renditions_version: int = 0
     """The recipe version its renditions were finished under (0: not finished)."""
     renditions_error: str | None = None
+    width: int = 0
+    """The original's displayed size (orientation applied), once the transformer reported
+    it (0: unknown)."""
+    height: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,15 +265,19 @@ class MediaStore(pgmigrate.Database):
             out.setdefault(r.media_id, []).append(r)
         return out
 
-    async def finish_renditions(self, media_id: int, version: int, failure: str) -> bool:
+    async def finish_renditions(self, media_id: int, version: int, failure: str, *, width: int = 0,
+                                height: int = 0) -> bool:
         """Records the media's renditions finished under recipe ``version`` (``failure``
-        empty) or failed for good; False when the media is not active."""
+        empty) or failed for good, and the original's displayed size when given (both
+        non-zero); False when the media is not active."""
         state = RenditionsState.FAILED if failure else RenditionsState.DONE
+        sized = width > 0 and height > 0
         async with self._db("recording renditions finished") as conn:
             status = await conn.execute(
-                "UPDATE media SET renditions_state = $2, renditions_version = $3, renditions_error = $4"
+                "UPDATE media SET renditions_state = $2, renditions_version = $3, renditions_error = $4,"
+                " width = CASE WHEN $6 THEN $7 ELSE width END, height = CASE WHEN $6 THEN $8 ELSE height END"
                 " WHERE media_id = $1 AND state = $5",
-                to_signed(media_id), state, version, failure[:1000] or None, MediaState.ACTIVE)
+                to_signed(media_id), state, version, failure[:1000] or None, MediaState.ACTIVE, sized, width, height)
         return status.endswith(" 1")
 
     async def renditions_due(self, after_s: float, limit: int) -> list[MediaRow]:
@@ -299,7 +307,7 @@ def _row(r: asyncpg.Record) -> MediaRow:
         cookie=r["cookie"], size_bytes=r["size_bytes"], content_type=r["content_type"],
         state=MediaState(r["state"]), created_at=r["created_at"], idempotency_key=r["idempotency_key"],
         renditions_state=RenditionsState(r["renditions_state"]), renditions_version=r["renditions_version"],
-        renditions_error=r["renditions_error"],
+        renditions_error=r["renditions_error"], width=r["width"], height=r["height"],
     )
 
 

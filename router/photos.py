@@ -15,6 +15,7 @@ from collections import OrderedDict
 
 from router import metrics
 from router.deletes import DeleteJournal
+from router.errors import MediaNotFound
 from router.metadata import (
     MediaRow,
     MediaState,
@@ -25,16 +26,14 @@ from router.metadata import (
 from trenchcoat import media_types
 from trenchcoat.cache_client import CacheClient
 from trenchcoat.directory_client import DirectoryClient
-from trenchcoat.errors import NotFound, Unavailable
+from trenchcoat.errors import Unavailable
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.urls import PhotoPath
 
+NO_MACHINE = 0
+"""The machine a warm volume's URLs name when the map does not say which held it hot."""
 DELETE_CONCURRENCY = 16
 """Needles of one deleted media flagged at once (each flag is a call to every replica)."""
-
-
-class MediaNotFound(NotFound):
-    """No such media_id, or it was deleted (or its upload never completed)."""
 
 
 class RowCache:
@@ -74,7 +73,7 @@ class Photos:
         self._directory = directory
         self._caches = caches
         self._deletes = deletes
-        self._cdn = cdn_base_url
+        self.cdn_base_url = cdn_base_url
 
     async def active(self, media_id: int) -> MediaRow:
         known, row = self._rows.get(media_id)
@@ -86,24 +85,34 @@ class Photos:
         return row
 
     async def path(self, row: MediaRow | RenditionRow) -> PhotoPath:
-        """The photo URL's path of an original or a rendition (each names its own volume).
-        Cache and machine are chosen by key among the live replicas (in machine-id order,
-        whatever order a directory listed them in): reads spread over the replicas across
-        photos, while one photo keeps one URL (so the CDN caches it once)."""
+        """The photo URL's path of an original or a rendition (each names its own volume)."""
+        return (await self.located(row))[0]
+
+    async def located(self, row: MediaRow | RenditionRow) -> tuple[PhotoPath, str]:
+        """The photo URL's path, and the tier of its volume ("hot" or "warm"). Cache and
+        machine are chosen by key among the live replicas (in machine-id order, whatever
+        order a directory listed them in): reads spread over the replicas across photos,
+        while one photo keeps one URL (so the CDN caches it once). A warm volume whose hot
+        replicas were freed is read from f4 whatever machine a URL names; its URLs name the
+        machines that held it, as they did while it was hot."""
         volume = await self._directory.volume(row.logical_volume)
         live = sorted(r.machine_id for r in volume.replicas if r.alive) or sorted(r.machine_id for r in volume.replicas)
+        if not live and volume.state == "warm":
+            # (A volume freed before the map recorded its machines: any machine id serves.)
+            live = list(volume.freed_machines) or [NO_MACHINE]
         if not live:
             raise Unavailable(f"volume {row.logical_volume} has no replicas in the Directory's map")
         machine = live[row.media_id % len(live)]
         alternate_key = row.alternate_key if isinstance(row, RenditionRow) else 0
         needle = NeedleRef(logical_volume=row.logical_volume, key=row.media_id, alternate_key=alternate_key,
                            cookie=row.cookie)
-        return PhotoPath(cache_id=1 + row.media_id % max(self._caches.count, 1), machine_id=machine,
+        path = PhotoPath(cache_id=1 + row.media_id % max(self._caches.count, 1), machine_id=machine,
                          needle=needle,
                          extension=media_types.BY_MIME.get(row.content_type, media_types.OCTET_STREAM).extension)
+        return path, "warm" if volume.state == "warm" else "hot"
 
     async def url(self, row: MediaRow | RenditionRow) -> str:
-        return (await self.path(row)).url(self._cdn)
+        return (await self.path(row)).url(self.cdn_base_url)
 
     async def read(self, media_id: int, alternate_key: int = 0, *, internal: bool = False) -> tuple[MediaRow, bytes]:
         """The original's row and the bytes of the original or of one rendition

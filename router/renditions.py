@@ -25,13 +25,14 @@ import collections
 import hashlib
 import logging
 
+import redis.asyncio as aioredis
 from prometheus_client import Counter
 
 from router.deletes import DeleteJournal
+from router.errors import MediaNotFound
 from router.metadata import MediaState, MediaStore, RenditionRow
-from router.photos import MediaNotFound
 from router.upload import Uploader
-from trenchcoat import media_types
+from trenchcoat import media_facts, media_types
 from trenchcoat.errors import InvalidArgument, TrenchcoatError
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.rendition_jobs import RenditionJob, RenditionQueue, kind_for
@@ -63,10 +64,12 @@ def rendition_cookie(media_id: int, cookie: int, alternate_key: int) -> int:
 
 
 class RenditionWriter:
-    def __init__(self, uploader: Uploader, media: MediaStore, deletes: DeleteJournal) -> None:
+    def __init__(self, uploader: Uploader, media: MediaStore, deletes: DeleteJournal,
+                 feed_facts: aioredis.Redis | None = None) -> None:
         self._uploader = uploader
         self._media = media
         self._deletes = deletes
+        self._feed_facts = feed_facts
 
     async def put(self, media_id: int, alternate_key: int, content_type: str, width: int, height: int,
                   data: bytes) -> tuple[RenditionRow, bool]:
@@ -107,8 +110,16 @@ class RenditionWriter:
         STORED.labels("kept").inc()
         return recorded
 
-    async def finish(self, media_id: int, recipe_version: int, failure: str) -> bool:
-        return await self._media.finish_renditions(media_id, recipe_version, failure)
+    async def finish(self, media_id: int, recipe_version: int, failure: str, *, width: int = 0,
+                     height: int = 0) -> bool:
+        """Records the renditions finished (or failed) and the original's displayed size,
+        then drops the feed's cached facts of the media, so feeds list the renditions at
+        once. Unavailable when that drop failed (the record stands; the caller retries)."""
+        recorded = await self._media.finish_renditions(media_id, recipe_version, failure, width=width,
+                                                       height=height)
+        if recorded and self._feed_facts is not None:
+            await media_facts.drop(self._feed_facts, media_id)
+        return recorded
 
 
 class RenditionDuties(PeriodicWorker):

@@ -9,17 +9,13 @@ import logging
 import grpc
 
 from router import metrics
-from router.metadata import (
-    MediaRow,
-    MediaState,
-    MediaStore,
-    RenditionRow,
-    RenditionsState,
-)
-from router.photos import MediaNotFound, Photos
+from router.errors import BatchTooLarge, UploadRejected
+from router.facts import Describer, MediaFacts, Outcome, RenditionFacts
+from router.metadata import MediaRow, MediaState, MediaStore, RenditionsState
+from router.photos import Photos
 from router.renditions import RenditionDuties, RenditionWriter
-from router.upload import Uploader, UploadRejected, check_header
-from trenchcoat import ids, rendition_keys
+from router.upload import Uploader, check_header
+from trenchcoat import ids
 from trenchcoat.errors import OutOfRange, TrenchcoatError
 from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
 
@@ -36,6 +32,28 @@ _STATES = {MediaState.ACTIVE: media_pb2.MEDIA_STATE_ACTIVE, MediaState.DELETED: 
 _RENDITIONS_STATES = {RenditionsState.PENDING: media_pb2.RENDITIONS_PENDING,
                       RenditionsState.DONE: media_pb2.RENDITIONS_DONE,
                       RenditionsState.FAILED: media_pb2.RENDITIONS_FAILED}
+_TIERS = {"hot": media_pb2.TIER_HOT, "warm": media_pb2.TIER_WARM}
+_OUTCOMES = {Outcome.FOUND: router_pb2.STAT_FOUND, Outcome.NOT_FOUND: router_pb2.STAT_NOT_FOUND,
+             Outcome.DELETED: router_pb2.STAT_DELETED, Outcome.UNAVAILABLE: router_pb2.STAT_UNAVAILABLE}
+
+
+def media_info(facts: MediaFacts) -> media_pb2.MediaInfo:
+    row = facts.row
+    active = row.state is MediaState.ACTIVE
+    return media_pb2.MediaInfo(
+        ref=media_pb2.MediaRef(media_id=row.media_id), owner_id=row.owner_id,
+        content_type=row.content_type, size_bytes=row.size_bytes, width=row.width, height=row.height,
+        created_unix_ms=ids.unix_ms(row.media_id), state=_STATES[row.state],
+        tier=_TIERS.get(facts.tier, media_pb2.TIER_UNSPECIFIED), url=facts.url,
+        renditions=[rendition_info(r) for r in facts.renditions],
+        renditions_state=_RENDITIONS_STATES[row.renditions_state] if active else None,
+        renditions_error=row.renditions_error or "",
+    )
+
+
+def rendition_info(r: RenditionFacts) -> media_pb2.RenditionInfo:
+    return media_pb2.RenditionInfo(alternate_key=r.row.alternate_key, content_type=r.row.content_type,
+                                   size_bytes=r.row.size_bytes, width=r.row.width, height=r.row.height, url=r.url)
 
 
 class MediaServicer(router_pb2_grpc.MediaServiceServicer):
@@ -44,31 +62,12 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         self._uploader = uploader
         self._media = media
         self._photos = photos
+        self._facts = Describer(media, photos)
         self._renditions = renditions
         self._duties = duties
 
-    async def info(self, row: MediaRow, renditions: list[RenditionRow] | None = None, *,
-                   every: bool = False) -> media_pb2.MediaInfo:
-        """The object's facts; ``renditions`` as a client picks from them (rendition_keys.listed),
-        or all of them with ``every`` (the transformer's internal reads)."""
-        active = row.state is MediaState.ACTIVE
-        if renditions and not every:
-            shown = rendition_keys.listed(r.alternate_key for r in renditions)
-            renditions = [r for r in renditions if r.alternate_key in shown]
-        return media_pb2.MediaInfo(
-            ref=media_pb2.MediaRef(media_id=row.media_id), owner_id=row.owner_id,
-            content_type=row.content_type, size_bytes=row.size_bytes,
-            created_unix_ms=ids.unix_ms(row.media_id), state=_STATES[row.state],
-            tier=media_pb2.TIER_HOT, url=await self._photos.url(row) if active else "",
-            renditions=[await self.rendition_info(r) for r in renditions or ()] if active else [],
-            renditions_state=_RENDITIONS_STATES[row.renditions_state] if active else None,
-            renditions_error=row.renditions_error or "",
-        )
-
-    async def rendition_info(self, r: RenditionRow) -> media_pb2.RenditionInfo:
-        return media_pb2.RenditionInfo(alternate_key=r.alternate_key, content_type=r.content_type,
-                                       size_bytes=r.size_bytes, width=r.width, height=r.height,
-                                       url=await self._photos.url(r))
+    async def info(self, row: MediaRow) -> media_pb2.MediaInfo:
+        return media_info(await self._facts.facts(row))
 
     def _uploaded(self, row: MediaRow) -> None:
         if self._duties is not None:
@@ -124,7 +123,7 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
     async def Read(self, request, context):
         row, data = await self._photos.read(request.ref.media_id, request.alternate_key, internal=request.internal)
         # The pipeline's own reads learn every rendition already stored (what not to redo).
-        renditions = (await self._media.renditions_of([row.media_id])).get(row.media_id) if request.internal else None
+        renditions = (await self._media.renditions_of([row.media_id])).get(row.media_id, []) if request.internal else []
         if request.offset > len(data):
             raise OutOfRange(f"offset {request.offset} is past the end ({len(data)} bytes)")
         end = len(data) if not request.length else min(len(data), request.offset + request.length)
@@ -132,44 +131,37 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         first = True
         for start in range(request.offset, max(end, request.offset + 1), READ_CHUNK):
             chunk = bytes(view[start:min(end, start + READ_CHUNK)])
-            yield router_pb2.ReadResponse(media=await self.info(row, renditions, every=True) if first else None,
-                                          offset=start, data=chunk)
+            facts = await self._facts.facts(row, renditions, every=True) if first else None
+            yield router_pb2.ReadResponse(media=media_info(facts) if facts else None, offset=start, data=chunk)
             first = False
 
     async def Delete(self, request, context):
         return router_pb2.DeleteResponse(deleted=await self._photos.delete(request.ref.media_id))
 
     async def Stat(self, request, context):
-        row = await self._media.get(request.ref.media_id)
-        if row is None or row.state is MediaState.PENDING:
-            raise MediaNotFound(f"media {request.ref.media_id} does not exist")
-        renditions = await self._media.renditions_of([row.media_id])
-        return router_pb2.StatResponse(media=await self.info(row, renditions.get(row.media_id)))
+        return router_pb2.StatResponse(media=media_info(await self._facts.stat(request.ref.media_id)))
 
     async def BatchStat(self, request, context):
         if len(request.refs) > MAX_BATCH_STAT:
-            raise UploadRejected(f"BatchStat takes at most {MAX_BATCH_STAT} refs, got {len(request.refs)}")
+            raise BatchTooLarge(f"BatchStat takes at most {MAX_BATCH_STAT} refs, got {len(request.refs)}")
         metrics.BATCH_STAT_IDS.inc(len(request.refs))
-        ids_ = [r.media_id for r in request.refs]
-        rows = await self._media.get_many(ids_)
-        renditions = await self._media.renditions_of(ids_)
-        out = []
-        for ref in request.refs:
-            row = rows.get(ref.media_id)
-            if row is None or row.state is MediaState.PENDING:
-                out.append(media_pb2.MediaInfo(ref=ref))
-            else:
-                out.append(await self.info(row, renditions.get(row.media_id)))
-        return router_pb2.BatchStatResponse(media=out)
+        described = await self._facts.batch([r.media_id for r in request.refs])
+        return router_pb2.BatchStatResponse(results=[
+            router_pb2.StatResult(ref=media_pb2.MediaRef(media_id=d.media_id), outcome=_OUTCOMES[d.outcome],
+                                  media=media_info(d.facts) if d.facts else None, reason=d.reason)
+            for d in described])
 
     async def PutRendition(self, request, context):
         rendition, created = await self._renditions.put(
             request.ref.media_id, request.alternate_key, request.content_type, request.width, request.height,
             request.data)
-        return router_pb2.PutRenditionResponse(rendition=await self.rendition_info(rendition), created=created)
+        url = await self._photos.url(rendition)
+        return router_pb2.PutRenditionResponse(rendition=rendition_info(RenditionFacts(rendition, url)),
+                                               created=created)
 
     async def FinishRenditions(self, request, context):
-        recorded = await self._renditions.finish(request.ref.media_id, request.recipe_version, request.failure)
+        recorded = await self._renditions.finish(request.ref.media_id, request.recipe_version, request.failure,
+                                                 width=request.width, height=request.height)
         return router_pb2.FinishRenditionsResponse(recorded=recorded)
 
 

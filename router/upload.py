@@ -26,12 +26,12 @@ import secrets
 from dataclasses import dataclass
 
 from router import metrics
+from router.errors import UploadRejected
 from router.metadata import DuplicateId, MediaRow, MediaState, MediaStore
 from trenchcoat import media_types
 from trenchcoat.directory_client import DirectoryClient, VolumeView
 from trenchcoat.errors import (
     FailedPrecondition,
-    InvalidArgument,
     TrenchcoatError,
     Unavailable,
 )
@@ -45,10 +45,6 @@ log = logging.getLogger(__name__)
 ATTEMPTS = 2
 MAX_IDEMPOTENCY_KEY = 200
 _MINT_ATTEMPTS = 8
-
-
-class UploadRejected(InvalidArgument):
-    """Bad upload input (empty, oversize, negative user id, bad content type)."""
 
 
 @dataclass(frozen=True, slots=True)

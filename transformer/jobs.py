@@ -122,12 +122,13 @@ class RenditionJobs:
         have = {r.alternate_key: r for r in info.renditions}
         try:
             if job.kind == IMAGE:
-                await self._images(job, source, have)
+                width, height = await self._images(job, source, have)
             elif job.kind == VIDEO:
-                await self._videos(job, source, have)
+                width, height = await self._videos(job, source, have)
             else:
                 raise UnrenderableSource(f"this transformer renders no {job.kind!r} jobs")
-            recorded = await self._media.finish_renditions(job.media_id, job.recipe_version)
+            recorded = await self._media.finish_renditions(job.media_id, job.recipe_version, width=width,
+                                                           height=height)
         except NotFound:
             log.info("rendition job %s: the media was deleted while it ran", job.job_id)
             return
@@ -154,24 +155,27 @@ class RenditionJobs:
         have[key] = rendition
         return rendition
 
-    async def _images(self, job: RenditionJob, source: bytes, have: dict[int, Rendition]) -> None:
+    async def _images(self, job: RenditionJob, source: bytes, have: dict[int, Rendition]) -> tuple[int, int]:
+        """Stores the image sizes not stored yet; returns the source's displayed size."""
+        shown = await self._in_thread(job.kind, lambda: images.inspect(source, max_pixels=self._max_pixels))
         if all(spec.alternate_key in have for spec in self._specs):
-            return
+            return shown.width, shown.height
         rendered = await self._in_thread(job.kind, lambda: images.render(
             source, self._specs, max_pixels=self._max_pixels, quality=self._quality))
         for out in rendered:
             await self._put(job, out.alternate_key, out.content_type, out.width, out.height, out.data, have)
+        return shown.width, shown.height
 
-    async def _videos(self, job: RenditionJob, source: bytes, have: dict[int, Rendition]) -> None:
+    async def _videos(self, job: RenditionJob, source: bytes, have: dict[int, Rendition]) -> tuple[int, int]:
         """The poster, then the ladder rung by rung, lowest first: each rung's segments, its
         playlist, then a master playlist of the rungs so far (players see the lower rungs
-        while the higher ones encode)."""
+        while the higher ones encode). Returns the source's displayed size."""
         recipe = self._video
         probed = await self._in_thread(job.kind, lambda: video.probe(source, max_s=recipe.max_s,
                                                                        max_pixels=self._max_pixels))
         rungs = video.ladder(probed, recipe.rungs)
         if keys.master_key(len(rungs)) in have:
-            return
+            return probed.width, probed.height
         if keys.VIDEO_POSTER not in have:
             jpeg, w, h = await self._in_thread(job.kind, lambda: video.poster(source, max_width=1080,
                                                                                  quality=self._quality))
@@ -193,3 +197,4 @@ class RenditionJobs:
                 master = video.master_playlist(published).encode()
                 await self._put(job, keys.master_key(len(published)), video.PLAYLIST_TYPE, rung.width,
                                 rung.height, master, have)
+        return probed.width, probed.height

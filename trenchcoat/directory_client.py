@@ -54,6 +54,8 @@ class VolumeView:
     """"writable", "read-only", "sealed" or "warm"."""
     used_bytes: int = 0
     capacity_bytes: int = 0
+    freed_machines: tuple[int, ...] = ()
+    """A warm volume whose hot replicas were freed: the machines that held them."""
 
     def writable_for(self, size: int) -> bool:
         return self.writable and self.room >= size and all(r.alive for r in self.replicas)
@@ -83,6 +85,7 @@ def _view(v: pb.LogicalVolume) -> VolumeView:
         state=STATE_NAMES.get(v.state, "?"),
         used_bytes=v.used_bytes,
         capacity_bytes=v.capacity_bytes,
+        freed_machines=tuple(v.freed_machines),
     )
 
 

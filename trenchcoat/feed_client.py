@@ -36,6 +36,8 @@ class FeedPage:
     """Pass it as the next page's cursor; 0 when there is no more."""
     items: list[FeedItem] | None = None
     """With ``hydrate``: the entries with their facts (deleted ones left out)."""
+    unhydrated: list[tuple[FeedEntry, str]] | None = None
+    """With ``hydrate``: entries whose facts could not be had now, and why."""
 
 
 def _entry(e: feed_pb2.FeedEntry) -> FeedEntry:
@@ -77,11 +79,13 @@ class FeedClient:
     async def home(self, user_id: int, *, cursor: int = 0, limit: int = 0, hydrate: bool = False) -> FeedPage:
         reply = await self._unary("GetHomeFeed", feed_pb2.GetHomeFeedRequest(
             user_id=user_id, cursor=cursor, limit=limit, hydrate=hydrate))
-        items = None
+        items = unhydrated = None
         if hydrate:
             items = [FeedItem(_entry(h.entry), h.caption, media(h.media))
                      for h in reply.hydrated]  # type: ignore[attr-defined]
-        return FeedPage([_entry(e) for e in reply.entries], reply.next_cursor, items)  # type: ignore[attr-defined]
+            unhydrated = [(_entry(u.entry), u.reason) for u in reply.unhydrated]  # type: ignore[attr-defined]
+        return FeedPage([_entry(e) for e in reply.entries], reply.next_cursor,  # type: ignore[attr-defined]
+                        items, unhydrated)
 
     async def user(self, author_id: int, *, cursor: int = 0, limit: int = 0) -> FeedPage:
         reply = await self._unary("GetUserFeed", feed_pb2.GetUserFeedRequest(

@@ -32,6 +32,8 @@ _STATES = {media_pb2.MEDIA_STATE_ACTIVE: "active", media_pb2.MEDIA_STATE_DELETED
 _TIERS = {media_pb2.TIER_HOT: "hot", media_pb2.TIER_WARM: "warm"}
 _RENDITIONS_STATES = {media_pb2.RENDITIONS_PENDING: "pending", media_pb2.RENDITIONS_DONE: "done",
                       media_pb2.RENDITIONS_FAILED: "failed"}
+_OUTCOMES = {router_pb2.STAT_FOUND: "found", router_pb2.STAT_NOT_FOUND: "not_found",
+             router_pb2.STAT_DELETED: "deleted", router_pb2.STAT_UNAVAILABLE: "unavailable"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,19 @@ class Media:
     renditions_state: str = ""
     """"pending", "done" or "failed" ("" unless active)."""
     renditions_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatResult:
+    """What ``batch_stat`` found for one media_id (the contract's StatResult)."""
+
+    media_id: int
+    outcome: str
+    """"found", "not_found", "deleted" or "unavailable"."""
+    media: Media | None = None
+    """Its facts when found (and, with state "deleted", when deleted)."""
+    reason: str = ""
+    """Why it could not be described now ("unavailable")."""
 
 
 def media(info: media_pb2.MediaInfo) -> Media:
@@ -138,11 +153,15 @@ class MediaClient:
                                 remote=self._remote, timeout=self.timeout_s)
         return media(reply.media)
 
-    async def batch_stat(self, media_ids: Sequence[int]) -> list[Media | None]:
-        """Facts of up to 1,000 objects, in order; None for an unknown id."""
+    async def batch_stat(self, media_ids: Sequence[int]) -> list[StatResult]:
+        """What is known of up to 1,000 objects, one result each, in order: one that cannot
+        be described now is a result ("unavailable", with the reason), never a failed call."""
         request = router_pb2.BatchStatRequest(refs=[media_pb2.MediaRef(media_id=m) for m in media_ids])
         reply = await rpc.unary(self._stub().BatchStat, request, remote=self._remote, timeout=self.timeout_s)
-        return [media(m) if m.state else None for m in reply.media]
+        if len(reply.results) != len(media_ids):
+            raise Internal(f"{self._remote}: BatchStat of {len(media_ids)} ids answered {len(reply.results)} results")
+        return [StatResult(r.ref.media_id, _OUTCOMES.get(r.outcome, "unavailable"),
+                           media(r.media) if r.HasField("media") else None, r.reason) for r in reply.results]
 
     async def delete(self, media_id: int) -> bool:
         """Deletes the object everywhere; False if it already was."""
@@ -162,11 +181,13 @@ class MediaClient:
         r = reply.rendition
         return Rendition(r.alternate_key, r.content_type, r.size_bytes, r.width, r.height, r.url), reply.created
 
-    async def finish_renditions(self, media_id: int, recipe_version: int, failure: str = "") -> bool:
-        """Records the object's renditions finished (or, with ``failure``, failed for good);
-        False when the object is not active."""
+    async def finish_renditions(self, media_id: int, recipe_version: int, failure: str = "", *,
+                                width: int = 0, height: int = 0) -> bool:
+        """Records the object's renditions finished (or, with ``failure``, failed for good),
+        and the original's displayed size when known; False when the object is not active."""
         request = router_pb2.FinishRenditionsRequest(ref=media_pb2.MediaRef(media_id=media_id),
-                                                     recipe_version=recipe_version, failure=failure)
+                                                     recipe_version=recipe_version, failure=failure, width=width,
+                                                     height=height)
         reply = await rpc.unary(self._stub().FinishRenditions, request, remote=self._remote, timeout=self.timeout_s)
         return bool(reply.recorded)
 

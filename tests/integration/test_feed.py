@@ -217,7 +217,10 @@ async def test_a_deleted_post_leaves_every_feed_at_once(cluster):
             assert (await c.feed.home(user)).entries == [keep]
             page = await c.feed.home(user, hydrate=True)
             assert [i.entry for i in page.items] == [keep]
-        assert (await c.media.stat(gone.media_id)).state == "deleted"  # the media went with it
+        with pytest.raises(NotFound, match="was deleted"):  # the media went with it
+            await c.media.stat(gone.media_id)
+        [result] = await c.media.batch_stat([gone.media_id])
+        assert result.outcome == "deleted" and result.media is not None and result.media.state == "deleted"
         await eventually(lambda: settled(cluster), what="the removal settled")
         assert f"{gone.media_id:016x}" not in await timeline(cluster, 2)
 

@@ -78,8 +78,10 @@ async def test_upload_writes_every_replica_on_distinct_racks_and_commits_the_row
         stat = await c.media.stat(infos[1].media_id)
         assert stat.url == infos[1].url
         batch = await c.media.batch_stat([infos[2].media_id, 12345, infos[0].media_id])
-        assert [m.state if m is not None else None for m in batch] == ["active", None, "active"]
-        assert [m.media_id for m in batch[::2]] == [infos[2].media_id, infos[0].media_id]
+        assert [r.outcome for r in batch] == ["found", "not_found", "found"]
+        assert [r.media_id for r in batch] == [infos[2].media_id, 12345, infos[0].media_id]
+        assert [r.media.media_id for r in batch[::2] if r.media] == [infos[2].media_id, infos[0].media_id]
+        assert batch[0].media == await c.media.stat(infos[2].media_id) and batch[0].media.tier == "hot"
         assert infos[0].media_id < infos[1].media_id < infos[2].media_id  # time-sortable
 
 

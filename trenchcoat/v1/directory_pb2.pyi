@@ -37,20 +37,24 @@ class Replica(_message.Message):
     def __init__(self, machine_id: _Optional[int] = ..., volume_id: _Optional[int] = ..., address: _Optional[str] = ..., rack: _Optional[str] = ..., alive: _Optional[bool] = ..., http_address: _Optional[str] = ...) -> None: ...
 
 class LogicalVolume(_message.Message):
-    __slots__ = ("id", "replicas", "state", "used_bytes", "capacity_bytes", "created_unix_ms")
+    __slots__ = ("id", "replicas", "state", "used_bytes", "capacity_bytes", "created_unix_ms", "freed_machines", "used_reported_unix_ms")
     ID_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    FREED_MACHINES_FIELD_NUMBER: _ClassVar[int]
+    USED_REPORTED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     id: int
     replicas: _containers.RepeatedCompositeFieldContainer[Replica]
     state: VolumeState
     used_bytes: int
     capacity_bytes: int
     created_unix_ms: int
-    def __init__(self, id: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., state: _Optional[_Union[VolumeState, str]] = ..., used_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+    freed_machines: _containers.RepeatedScalarFieldContainer[int]
+    used_reported_unix_ms: int
+    def __init__(self, id: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., state: _Optional[_Union[VolumeState, str]] = ..., used_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., freed_machines: _Optional[_Iterable[int]] = ..., used_reported_unix_ms: _Optional[int] = ...) -> None: ...
 
 class StoreMachine(_message.Message):
     __slots__ = ("machine_id", "address", "rack", "capacity_bytes", "free_bytes", "alive", "http_address")

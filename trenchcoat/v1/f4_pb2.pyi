@@ -214,20 +214,24 @@ class Rebuild(_message.Message):
     def __init__(self, rebuild_id: _Optional[str] = ..., block: _Optional[_Union[BlockId, _Mapping]] = ..., done_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ..., finished: _Optional[bool] = ..., node: _Optional[str] = ..., domain: _Optional[str] = ..., reason: _Optional[str] = ..., error: _Optional[str] = ..., resumed_bytes: _Optional[int] = ...) -> None: ...
 
 class RebuildStatusResponse(_message.Message):
-    __slots__ = ("rebuilds", "throttle_bytes_per_s", "healthy_blocks", "damaged_blocks", "lost_blocks", "grace_s")
+    __slots__ = ("rebuilds", "throttle_bytes_per_s", "healthy_blocks", "damaged_blocks", "lost_blocks", "grace_s", "last_scan_unix_ms", "scan_interval_s")
     REBUILDS_FIELD_NUMBER: _ClassVar[int]
     THROTTLE_BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
     HEALTHY_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     DAMAGED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     LOST_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     GRACE_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_SCAN_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    SCAN_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     rebuilds: _containers.RepeatedCompositeFieldContainer[Rebuild]
     throttle_bytes_per_s: int
     healthy_blocks: int
     damaged_blocks: int
     lost_blocks: int
     grace_s: float
-    def __init__(self, rebuilds: _Optional[_Iterable[_Union[Rebuild, _Mapping]]] = ..., throttle_bytes_per_s: _Optional[int] = ..., healthy_blocks: _Optional[int] = ..., damaged_blocks: _Optional[int] = ..., lost_blocks: _Optional[int] = ..., grace_s: _Optional[float] = ...) -> None: ...
+    last_scan_unix_ms: int
+    scan_interval_s: float
+    def __init__(self, rebuilds: _Optional[_Iterable[_Union[Rebuild, _Mapping]]] = ..., throttle_bytes_per_s: _Optional[int] = ..., healthy_blocks: _Optional[int] = ..., damaged_blocks: _Optional[int] = ..., lost_blocks: _Optional[int] = ..., grace_s: _Optional[float] = ..., last_scan_unix_ms: _Optional[int] = ..., scan_interval_s: _Optional[float] = ...) -> None: ...
 
 class CreateKeyRequest(_message.Message):
     __slots__ = ("needle",)

@@ -95,15 +95,25 @@ class GetHomeFeedRequest(_message.Message):
     hydrate: bool
     def __init__(self, user_id: _Optional[int] = ..., cursor: _Optional[int] = ..., limit: _Optional[int] = ..., hydrate: _Optional[bool] = ...) -> None: ...
 
+class UnhydratedEntry(_message.Message):
+    __slots__ = ("entry", "reason")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    entry: FeedEntry
+    reason: str
+    def __init__(self, entry: _Optional[_Union[FeedEntry, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class GetHomeFeedResponse(_message.Message):
-    __slots__ = ("entries", "hydrated", "next_cursor")
+    __slots__ = ("entries", "hydrated", "next_cursor", "unhydrated")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     HYDRATED_FIELD_NUMBER: _ClassVar[int]
     NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    UNHYDRATED_FIELD_NUMBER: _ClassVar[int]
     entries: _containers.RepeatedCompositeFieldContainer[FeedEntry]
     hydrated: _containers.RepeatedCompositeFieldContainer[HydratedEntry]
     next_cursor: int
-    def __init__(self, entries: _Optional[_Iterable[_Union[FeedEntry, _Mapping]]] = ..., hydrated: _Optional[_Iterable[_Union[HydratedEntry, _Mapping]]] = ..., next_cursor: _Optional[int] = ...) -> None: ...
+    unhydrated: _containers.RepeatedCompositeFieldContainer[UnhydratedEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[FeedEntry, _Mapping]]] = ..., hydrated: _Optional[_Iterable[_Union[HydratedEntry, _Mapping]]] = ..., next_cursor: _Optional[int] = ..., unhydrated: _Optional[_Iterable[_Union[UnhydratedEntry, _Mapping]]] = ...) -> None: ...
 
 class GetUserFeedRequest(_message.Message):
     __slots__ = ("author_id", "cursor", "limit")

@@ -74,7 +74,8 @@ class FeedServiceServicer:
     def Post(self, request, context):
         """Records a post of an uploaded object and enqueues its fan-out; returns at once.
         NOT_FOUND: no such media (or deleted); PERMISSION_DENIED: another user's media;
-        INVALID_ARGUMENT: a caption over 2,200 characters or a negative id. Idempotent per media.
+        INVALID_ARGUMENT: media_id 0, a negative id, or a caption over 2,200 characters or
+        holding U+0000 (which PostgreSQL cannot store). Idempotent per media.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,20 +83,28 @@ class FeedServiceServicer:
 
     def DeletePost(self, request, context):
         """Deletes a post (its author only): it leaves every feed, and its media is deleted.
+        Answered once the delete is committed in PostgreSQL; what follows (timelines, cached
+        facts, the media's own delete) is done at once or, when Redis or the router is away
+        then, finished by the feed's sweeper from a durable intent: no retry is needed.
+        INVALID_ARGUMENT: media_id 0 or a negative author; NOT_FOUND: no such post;
+        PERMISSION_DENIED: another user's post.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Follow(self, request, context):
-        """Makes follower_id follow followee_id (idempotent).
+        """Makes follower_id follow followee_id (idempotent). Answered once committed in
+        PostgreSQL; the follower's timeline catches up at once, or by the sweeper (as DeletePost).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Unfollow(self, request, context):
-        """Makes follower_id stop following followee_id (idempotent).
+        """Makes follower_id stop following followee_id (idempotent). Answered once committed;
+        the followee's posts leave the follower's timeline at once, or by the sweeper (as
+        DeletePost).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,11 +1,25 @@
 from trenchcoat.v1 import media_pb2 as _media_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class StatOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STAT_OUTCOME_UNSPECIFIED: _ClassVar[StatOutcome]
+    STAT_FOUND: _ClassVar[StatOutcome]
+    STAT_NOT_FOUND: _ClassVar[StatOutcome]
+    STAT_DELETED: _ClassVar[StatOutcome]
+    STAT_UNAVAILABLE: _ClassVar[StatOutcome]
+STAT_OUTCOME_UNSPECIFIED: StatOutcome
+STAT_FOUND: StatOutcome
+STAT_NOT_FOUND: StatOutcome
+STAT_DELETED: StatOutcome
+STAT_UNAVAILABLE: StatOutcome
 
 class UploadHeader(_message.Message):
     __slots__ = ("owner_id", "content_type", "size_bytes", "idempotency_key")
@@ -102,10 +116,22 @@ class BatchStatRequest(_message.Message):
     def __init__(self, refs: _Optional[_Iterable[_Union[_media_pb2.MediaRef, _Mapping]]] = ...) -> None: ...
 
 class BatchStatResponse(_message.Message):
-    __slots__ = ("media",)
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[StatResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[StatResult, _Mapping]]] = ...) -> None: ...
+
+class StatResult(_message.Message):
+    __slots__ = ("ref", "outcome", "media", "reason")
+    REF_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
     MEDIA_FIELD_NUMBER: _ClassVar[int]
-    media: _containers.RepeatedCompositeFieldContainer[_media_pb2.MediaInfo]
-    def __init__(self, media: _Optional[_Iterable[_Union[_media_pb2.MediaInfo, _Mapping]]] = ...) -> None: ...
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ref: _media_pb2.MediaRef
+    outcome: StatOutcome
+    media: _media_pb2.MediaInfo
+    reason: str
+    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., outcome: _Optional[_Union[StatOutcome, str]] = ..., media: _Optional[_Union[_media_pb2.MediaInfo, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class PutRenditionRequest(_message.Message):
     __slots__ = ("ref", "alternate_key", "content_type", "width", "height", "data")
@@ -132,14 +158,18 @@ class PutRenditionResponse(_message.Message):
     def __init__(self, rendition: _Optional[_Union[_media_pb2.RenditionInfo, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class FinishRenditionsRequest(_message.Message):
-    __slots__ = ("ref", "recipe_version", "failure")
+    __slots__ = ("ref", "recipe_version", "failure", "width", "height")
     REF_FIELD_NUMBER: _ClassVar[int]
     RECIPE_VERSION_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
     ref: _media_pb2.MediaRef
     recipe_version: int
     failure: str
-    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., recipe_version: _Optional[int] = ..., failure: _Optional[str] = ...) -> None: ...
+    width: int
+    height: int
+    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., recipe_version: _Optional[int] = ..., failure: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
 
 class FinishRenditionsResponse(_message.Message):
     __slots__ = ("recorded",)

@@ -114,14 +114,18 @@ class MediaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Stat(self, request, context):
-        """Returns the small facts about one object.
+        """Returns the small facts about one object, whatever tier holds it (hot, sealed, moving,
+        warm). NOT_FOUND for an unknown or deleted object (the message says which).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def BatchStat(self, request, context):
-        """Returns the small facts about many objects (feed hydration), in request order.
+        """Returns the small facts about many objects (feed hydration), one result per ref in
+        request order. One object that cannot be described never fails the batch: its result
+        says not found, deleted or unavailable (with the reason). The call as a whole fails
+        only when none could be (PostgreSQL away: UNAVAILABLE) or the request is malformed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
