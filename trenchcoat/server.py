@@ -12,7 +12,13 @@ Every service process gets, from ``ServiceHost``:
   (a cache or router is not ready before its first copy of the volume map arrives);
 - graceful SIGTERM/SIGINT: report NOT_SERVING for ``drain_notice_s``, stop accepting,
   give in-flight RPCs ``grace_period_s`` to finish, stop background workers, run the
-  closers (final checkpoints, closing files), exit 0.
+  closers (final checkpoints, closing files), exit 0;
+- a background worker that ends while the service runs (it cannot go on: a bug) makes
+  the service report NOT_SERVING for good, with the reason in the log (ERROR, with the
+  traceback) and ``trenchcoat_worker_failed{worker}`` = 1, and keeps the process up
+  (in-flight and new RPCs are still answered): the supervisor's health probe (a
+  Kubernetes liveness probe) sees it and restarts the process whole. A dependency's
+  outage never ends a worker (``trenchcoat.workers``), so never the process either.
 
 A service's ``__main__`` builds its servicers and workers and calls ``run_service``.
 """
@@ -37,6 +43,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
+    Gauge,
     generate_latest,
     multiprocess,
 )
@@ -51,6 +58,14 @@ from trenchcoat.rpc import SERVER_OPTIONS
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+WORKER_FAILED = Gauge(
+    "trenchcoat_worker_failed",
+    "1 when a background worker (by class) ended while the service ran: the service reports NOT_SERVING "
+    "until it is restarted; its log says why.",
+    ["worker"],
+    multiprocess_mode="livemax",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Binding:
@@ -63,7 +78,9 @@ class Binding:
 
 
 class Worker(Protocol):
-    """A background loop owned by the service (compaction, heartbeats, ...)."""
+    """A background loop owned by the service (compaction, heartbeats, ...). One that
+    sets a true ``stops_service`` attribute stops the whole process if it ends while the
+    service runs (instead of turning it NOT_SERVING): for a loss health cannot report."""
 
     async def run(self) -> None: ...
 
@@ -122,6 +139,11 @@ class ServiceHost:
         self._worker_tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._failed = False
+        self.broken: dict[str, str] = {}
+        """Workers that ended while the service ran (by class) and why: NOT_SERVING for good."""
+        self._health_lock = asyncio.Lock()
+        """Held while health changes, so a worker failing during start or readiness is never
+        overwritten by a SERVING decided before it failed."""
         self.port = 0
         self.metrics_port = 0
 
@@ -136,8 +158,8 @@ class ServiceHost:
         await self._start_metrics()
         await self._server.start()
         for worker in self._workers:
-            task = asyncio.create_task(worker.run(), name=f"{self.name}:{type(worker).__name__}")
-            task.add_done_callback(self._worker_done)
+            WORKER_FAILED.labels(type(worker).__name__).set(0)
+            task = asyncio.create_task(self._run_worker(worker), name=f"{self.name}:{type(worker).__name__}")
             self._worker_tasks.append(task)
         log.info(
             "%s listening for gRPC on %s:%d, metrics on http://%s:%d/metrics",
@@ -154,19 +176,24 @@ class ServiceHost:
             await asyncio.gather(*(condition() for condition in self._ready))
         except Exception:
             # A readiness condition that cannot hold leaves the service unready for good:
-            # stop and say why, like a dead worker, so the supervisor restarts it.
+            # stop and say why, so the supervisor restarts it.
             log.exception("%s: a readiness condition failed; stopping", self.name)
             self._failed = True
             self._stopping.set()
             return
-        if not self._stopping.is_set():
-            await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        if not self._stopping.is_set() and await self._set_health(health_pb2.HealthCheckResponse.SERVING):
             log.info("%s ready: SERVING", self.name)
 
-    async def _set_health(self, status: int) -> None:
-        await self._health.set("", status)
-        for binding in self._bindings:
-            await self._health.set(binding.name, status)
+    async def _set_health(self, status: int) -> bool:
+        """Reports ``status`` for the server and each service; False (and nothing changed)
+        for SERVING once a worker has failed."""
+        async with self._health_lock:
+            if status == health_pb2.HealthCheckResponse.SERVING and self.broken:
+                return False
+            await self._health.set("", status)
+            for binding in self._bindings:
+                await self._health.set(binding.name, status)
+            return True
 
     def request_stop(self) -> None:
         """Asks ``serve`` to drain and return (signal handlers call this)."""
@@ -207,15 +234,35 @@ class ServiceHost:
             await self._metrics_runner.cleanup()
         log.info("%s stopped", self.name)
 
-    def _worker_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or self._stopping.is_set():
-            return
-        exc = task.exception()
-        # A background loop that dies leaves the service half-working: stop and say why,
-        # so the supervisor (launcher, Kubernetes) restarts it whole.
-        log.error("%s: worker %s ended unexpectedly; stopping", self.name, task.get_name(), exc_info=exc)
+    async def _run_worker(self, worker: Worker) -> None:
+        """Runs one worker; if it ends while the service runs, says so (``_worker_ended``)."""
+        try:
+            await worker.run()
+        except Exception as exc:
+            if self._stopping.is_set():
+                raise  # drain gathers it
+            await self._worker_ended(worker, exc)
+        else:
+            if not self._stopping.is_set():
+                await self._worker_ended(worker, None)
+
+    async def _worker_ended(self, worker: Worker, exc: Exception | None) -> None:
+        # A background loop that is gone leaves the service half-working (deletes never
+        # finished, sweeps never run) while its RPCs still answer. The process stays up
+        # (a silent exit loses what it was doing and hides why) and reports NOT_SERVING,
+        # so the supervisor's health probe restarts it whole.
+        name = type(worker).__name__
+        reason = f"{type(exc).__name__}: {exc}" if exc is not None else "run() returned"
         self._failed = True
-        self._stopping.set()
+        if getattr(worker, "stops_service", False):
+            log.error("%s: worker %s ended unexpectedly (%s); stopping", self.name, name, reason, exc_info=exc)
+            self._stopping.set()
+            return
+        self.broken[name] = reason
+        WORKER_FAILED.labels(name).set(1)
+        log.error("%s: worker %s ended unexpectedly (%s); the service reports NOT_SERVING from now on, for its "
+                  "supervisor to restart it", self.name, name, reason, exc_info=exc)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def _start_metrics(self) -> None:
         if self._metrics_port < 0:

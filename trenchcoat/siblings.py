@@ -71,6 +71,11 @@ _children: list[subprocess.Popen[bytes]] = []
 class Siblings:
     """Worker 0's children (started by ``prepare``) as one of its service workers."""
 
+    stops_service = True
+    """A child gone ends the set (the supervisor restarts it whole) rather than turning it
+    NOT_SERVING: health probes reach whichever process the kernel picks on the shared
+    port, and the others would go on answering SERVING."""
+
     def __init__(self, grace_s: float) -> None:
         self._grace_s = grace_s
         self._children = list(_children)

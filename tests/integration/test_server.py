@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests import harness
+from tests.cluster import eventually
 from trenchcoat import procs, rpc
 from trenchcoat.errors import (
     Internal,
@@ -163,3 +165,47 @@ def test_a_taken_port_fails_start_with_a_clear_message(service):
     )
     assert result.returncode == 2
     assert f"cannot bind gRPC port 127.0.0.1:{port}" in result.stderr
+
+
+async def test_a_tick_that_keeps_failing_is_counted_and_the_service_serves_on(service):
+    proc = chassis(service)
+    remote = f"chassis {proc.address}"
+    async with rpc.ChannelPool() as pool:
+        assert await rpc.unary(raw(pool, proc.address, "FailTicks"), b"", remote=remote, timeout=10) == b"failing"
+
+        async def failed_twice() -> bool:
+            text = await asyncio.to_thread(scrape, proc.metrics_url)
+            found = re.search(r'^trenchcoat_worker_tick_failures_total\{error="ValueError",worker="Ticker"\} (\S+)',
+                              text, re.MULTILINE)
+            return found is not None and float(found.group(1)) >= 2
+
+        await eventually(failed_twice, what="two failed ticks counted")
+        assert await health(proc.address) == "SERVING"
+        assert await rpc.unary(raw(pool, proc.address, "Sleep"), b"1", remote=remote, timeout=10) == b"done"
+    assert proc.process.running()
+    assert "ValueError: a tick met a bug" in proc.process.log_tail(200)  # with its traceback
+
+
+async def test_a_worker_that_ends_turns_the_service_not_serving_and_the_process_stays_up(service):
+    proc = chassis(service)
+    remote = f"chassis {proc.address}"
+    assert 'trenchcoat_worker_failed{worker="Breakable"} 0.0' in scrape(proc.metrics_url)
+    async with rpc.ChannelPool() as pool:
+        assert await rpc.unary(raw(pool, proc.address, "BreakWorker"), b"", remote=remote, timeout=10) == b"broken"
+
+        async def not_serving() -> bool:
+            return await health(proc.address) == "NOT_SERVING"
+
+        await eventually(not_serving, what="NOT_SERVING")
+        assert await health(proc.address, "trenchcoat.v1.StoreService") == "NOT_SERVING"
+        # Up and answering (a liveness probe decides when to restart it), and says why.
+        assert await rpc.unary(raw(pool, proc.address, "Sleep"), b"1", remote=remote, timeout=10) == b"done"
+    assert proc.process.running()
+    assert 'trenchcoat_worker_failed{worker="Breakable"} 1.0' in scrape(proc.metrics_url)
+    log = proc.process.log_tail(200)
+    assert "ERROR trenchcoat.server: chassis-test: worker Breakable ended unexpectedly (RuntimeError: broken on " \
+           "purpose by the test); the service reports NOT_SERVING" in log
+    assert "Traceback" in log
+    assert proc.process.popen is not None
+    proc.process.popen.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(proc.process.popen.wait, 30) == 1  # it ended in a failed state

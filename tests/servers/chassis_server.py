@@ -9,7 +9,11 @@ real service uses:
 - ``/test.Chassis/NeedleGone``: raises a service's own subclass of the chassis's
   ``NeedleNotFound`` (as ``store.errors`` does), to show the class crosses the wire;
 - ``/test.Chassis/Custom``: raises a service-only ``Unavailable`` subclass, which arrives
-  as the nearest chassis class.
+  as the nearest chassis class;
+- ``/test.Chassis/FailTicks``: from now on every tick of the ``Ticker`` worker (every
+  50 ms) raises ``ValueError`` (a bug one tick meets: the loop must go on);
+- ``/test.Chassis/BreakWorker``: the ``Breakable`` worker's ``run()`` raises
+  ``RuntimeError`` (a worker that cannot go on: the service must turn NOT_SERVING).
 
 With ``--ready-file PATH`` the process reports NOT_SERVING until that file exists (a
 readiness condition, like a cache waiting for its first volume map).
@@ -27,6 +31,7 @@ import grpc
 from trenchcoat import server
 from trenchcoat.errors import NeedleNotFound, NotFound, Unavailable
 from trenchcoat.v1 import store_pb2_grpc
+from trenchcoat.workers import PeriodicWorker
 
 
 class ServiceNeedleGone(NeedleNotFound):
@@ -58,8 +63,49 @@ async def custom(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     raise ServiceHiccup("the disk is busy; retry")
 
 
-def handler() -> grpc.GenericRpcHandler:
-    methods = {"Sleep": sleep, "Missing": missing, "Crash": crash, "NeedleGone": needle_gone, "Custom": custom}
+class Ticker(PeriodicWorker):
+    """Ticks every 50 ms; each tick raises once ``failing`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__("ticker", 0.05)
+        self.failing = False
+
+    async def tick(self) -> None:
+        if self.failing:
+            raise ValueError("a tick met a bug")
+
+
+class Breakable:
+    """A worker that runs until ``shutdown()``, or raises once ``breaks()`` is called."""
+
+    def __init__(self) -> None:
+        self.broken = False
+        self._ended = asyncio.Event()
+
+    def breaks(self) -> None:
+        self.broken = True
+        self._ended.set()
+
+    async def run(self) -> None:
+        await self._ended.wait()
+        if self.broken:
+            raise RuntimeError("broken on purpose by the test")
+
+    async def shutdown(self) -> None:
+        self._ended.set()
+
+
+def handler(ticker: Ticker, breakable: Breakable) -> grpc.GenericRpcHandler:
+    async def fail_ticks(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        ticker.failing = True
+        return b"failing"
+
+    async def break_worker(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        breakable.breaks()
+        return b"broken"
+
+    methods = {"Sleep": sleep, "Missing": missing, "Crash": crash, "NeedleGone": needle_gone, "Custom": custom,
+               "FailTicks": fail_ticks, "BreakWorker": break_worker}
     return grpc.method_handlers_generic_handler(
         "test.Chassis",
         {name: grpc.unary_unary_rpc_method_handler(fn) for name, fn in methods.items()},
@@ -81,6 +127,7 @@ def main() -> int:
             await asyncio.sleep(0.05)
 
     async def build() -> server.ServiceHost:
+        ticker, breakable = Ticker(), Breakable()
         return server.ServiceHost(
             name="chassis-test",
             host="127.0.0.1",
@@ -88,12 +135,13 @@ def main() -> int:
             metrics_port=args.metrics_port,
             grace_period_s=args.grace,
             drain_notice_s=args.drain_notice,
-            generic_handlers=[handler()],
+            generic_handlers=[handler(ticker, breakable)],
             # The generated base servicer (every method UNIMPLEMENTED): enough to show that
             # reflection describes the real contract. Not a service of the product.
             bindings=[server.Binding("trenchcoat.v1.StoreService", store_pb2_grpc.StoreServiceServicer(),
                                      store_pb2_grpc.add_StoreServiceServicer_to_server)],
             ready=[ready_file] if args.ready_file else [],
+            workers=[ticker, breakable],
         )
 
     return server.run(build)
