@@ -9,6 +9,7 @@ from feedsvc.fanout import FanoutQueue
 from feedsvc.follows import Follows
 from feedsvc.home import HomeFeeds
 from feedsvc.hydrate import MetadataCache
+from feedsvc.intents import IntentSweeper
 from feedsvc.media import Routers
 from feedsvc.posts import Posts
 from feedsvc.records import Records
@@ -44,8 +45,8 @@ def main() -> int:
         metadata = MetadataCache(redis, records, routers, ttl_s=section.metadata_ttl_s,
                                  lease_period_s=section.lease_period_s, lease_wait_s=section.lease_wait_s)
         posts = Posts(records, timelines, queue, routers, metadata,
-                      celebrity_threshold=section.celebrity_threshold)
-        follows = Follows(records, timelines, backfill_posts=section.backfill_posts)
+                      celebrity_threshold=section.celebrity_threshold, hold_s=section.sweep_after_s)
+        follows = Follows(records, timelines, backfill_posts=section.backfill_posts, hold_s=section.sweep_after_s)
         servicer = FeedServicer(posts, follows, HomeFeeds(records, timelines), records, timelines, metadata,
                                 page_size=section.page_size, max_page_size=section.max_page_size)
         sweeper = Sweeper(records, queue, timelines, interval_s=section.sweep_interval_s,
@@ -53,7 +54,8 @@ def main() -> int:
         return server.host_for(
             f"feed@{section.port}", config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, servicer, feed_pb2_grpc.add_FeedServiceServicer_to_server)],
-            workers=[sweeper],
+            workers=[sweeper, IntentSweeper(records, follows, posts, interval_s=section.intent_interval_s,
+                                            hold_s=section.sweep_after_s)],
             closers=[pool.close, redis.aclose, records.close],
         )
 

@@ -1,16 +1,27 @@
-"""Follow and unfollow: the edge in PostgreSQL first, then the follower's Redis keys.
+"""Follow and unfollow: the edge in PostgreSQL first (with the intent of its follow-up, in
+the same transaction), then the follower's Redis keys.
 
-Follow backfills the follower's timeline with the followee's recent pushed posts (a
-celebrity's other posts are merged in at read time, so nothing more is needed for them);
-unfollow removes the followee's entries from it. Either sets a new follow version for the
-follower after the commit, which makes their cached follow set and pull set stale at once.
+The follow-up brings the follower's Redis keys in line with the edge as it is now: a new
+follow version (their cached follow set and pull set are stale at once), the followee's
+entries dropped from the timeline, and, when they follow, the followee's recent pushed
+posts backfilled (a celebrity's other posts are merged in at read time, so nothing more is
+needed for them). The request does it at once and removes the intent; when Redis is away
+(or the process dies first) the change still stands, the request is answered, and the
+sweeper (``feedsvc.intents``) finishes the follow-up from the intent once Redis is back,
+whether or not the client retries.
 """
 
 from __future__ import annotations
 
+import logging
+
 from feedsvc.errors import BadFeedRequest, FollowSelf
+from feedsvc.model import Intent
 from feedsvc.records import Records
 from feedsvc.timelines import Timelines
+from trenchcoat.errors import TrenchcoatError
+
+log = logging.getLogger(__name__)
 
 
 def check_pair(follower_id: int, followee_id: int) -> None:
@@ -21,20 +32,54 @@ def check_pair(follower_id: int, followee_id: int) -> None:
 
 
 class Follows:
-    def __init__(self, records: Records, timelines: Timelines, *, backfill_posts: int) -> None:
+    def __init__(self, records: Records, timelines: Timelines, *, backfill_posts: int, hold_s: float) -> None:
         self._records = records
         self._timelines = timelines
         self._backfill = backfill_posts
+        self._hold_s = hold_s
+        """How long the sweeper leaves a request to finish its own follow-up."""
 
     async def follow(self, follower_id: int, followee_id: int) -> bool:
-        """Every step after the commit is idempotent and runs again when the follow is
-        retried (a step that failed the first time, Redis away, is made good by the retry)."""
+        """True when the edge is new. A follow already there runs its follow-up again (that
+        is how a client's retry heals what an earlier attempt left undone)."""
         check_pair(follower_id, followee_id)
-        created = await self._records.follow(follower_id, followee_id)
+        intent = await self._records.follow(follower_id, followee_id, hold_s=self._hold_s)
+        await self._follow_up(follower_id, followee_id, following=True, fresh=intent is not None, intent=intent)
+        return intent is not None
+
+    async def unfollow(self, follower_id: int, followee_id: int) -> bool:
+        check_pair(follower_id, followee_id)
+        intent = await self._records.unfollow(follower_id, followee_id, hold_s=self._hold_s)
+        await self._follow_up(follower_id, followee_id, following=False, fresh=True, intent=intent)
+        return intent is not None
+
+    async def settle(self, follower_id: int, followee_id: int) -> None:
+        """The sweeper's follow-up of an edge that changed: whatever it is now."""
+        following = await self._records.follows(follower_id, followee_id)
+        await self.catch_up(follower_id, followee_id, following=following, fresh=True)
+
+    async def _follow_up(self, follower_id: int, followee_id: int, *, following: bool, fresh: bool,
+                         intent: Intent | None) -> None:
+        try:
+            await self.catch_up(follower_id, followee_id, following=following, fresh=fresh)
+        except TrenchcoatError as exc:
+            if intent is None:
+                raise  # nothing was committed now: the client's retry is what heals it
+            log.warning("the follow-up of %d -> %d is left to the sweeper: %s", follower_id, followee_id, exc)
+            return
+        if intent is not None:
+            await self._records.finish_intent_quietly(intent)
+
+    async def catch_up(self, follower_id: int, followee_id: int, *, following: bool, fresh: bool) -> None:
+        """The follower's Redis keys brought in line with the edge: a new follow version;
+        the followee's entries dropped when the edge is gone, or new (entries a fan-out wrote
+        after an earlier unfollow's cleanup: the backfill is the truth); the followee's
+        recent pushed posts backfilled while they follow."""
         await self._timelines.bump_follow_version(follower_id)
-        if created:
-            # Entries a fan-out wrote after an earlier unfollow's cleanup: the backfill is the truth.
+        if fresh or not following:
             await self._timelines.drop_author(follower_id, followee_id)
+        if not following:
+            return
         recent = await self._records.author_posts(followee_id, before=0, limit=self._backfill + 1, pushed=True)
         kept = recent[:self._backfill]
         floor = None
@@ -44,11 +89,4 @@ class Follows:
         gone = await self._records.deleted_among([e.media_id for e in kept])
         if gone:  # deleted between the read and the write
             await self._timelines.drop(follower_id, [e for e in kept if e.media_id in gone])
-        return created
 
-    async def unfollow(self, follower_id: int, followee_id: int) -> bool:
-        check_pair(follower_id, followee_id)
-        removed = await self._records.unfollow(follower_id, followee_id)
-        await self._timelines.bump_follow_version(follower_id)
-        await self._timelines.drop_author(follower_id, followee_id)  # again on a retry: idempotent
-        return removed

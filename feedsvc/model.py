@@ -39,6 +39,25 @@ class Post:
         return Entry(self.media_id, self.author_id)
 
 
+class IntentKind(enum.IntEnum):
+    FOLLOW = 1
+    """The follow edge (a = follower, b = followee) changed: the follower's timeline and
+    cached follow sets follow the edge as it is now."""
+    DELETE = 2
+    """The post a was deleted: its marks, cached facts, timeline entries and media go."""
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A committed change's follow-up not yet known to be done (``feed_intents``)."""
+
+    kind: IntentKind
+    a: int
+    b: int
+    token: int
+    attempts: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Hydrated:
     """An entry with its small facts: the caption and the media's (see MediaClient.Media)."""

@@ -9,12 +9,13 @@ answers too slowly is ``Unavailable`` naming PostgreSQL.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
-from feedsvc.model import Entry, Post, PostState
+from feedsvc.model import Entry, Intent, IntentKind, Post, PostState
 from trenchcoat import pgmigrate
 from trenchcoat.errors import Unavailable
 from trenchcoat.ids import from_signed, to_signed
@@ -34,6 +35,8 @@ class PostChange:
     pull_author_changed: bool = False
     """The author's first pull post appeared, or its last one went: users' cached sets of
     followed pull authors are stale."""
+    intent: Intent | None = None
+    """The follow-up recorded with a delete (None when nothing changed)."""
 
 
 def _bound(cursor: int) -> int:
@@ -70,8 +73,9 @@ class Records(pgmigrate.Database):
                     author_id) == 1
             return PostChange(_post(row), changed=True, pull_author_changed=became)
 
-    async def delete_post(self, media_id: int) -> PostChange | None:
-        """Marks the post deleted (its removal from feeds becomes the pending fan-out duty);
+    async def delete_post(self, media_id: int, *, hold_s: float) -> PostChange | None:
+        """Marks the post deleted (its removal from feeds becomes the pending fan-out duty)
+        and records the intent of its follow-up, due in ``hold_s`` unless finished first;
         None when there is no such post."""
         async with self._db("a delete") as conn, conn.transaction():
             row = await conn.fetchrow(
@@ -85,7 +89,8 @@ class Records(pgmigrate.Database):
                 ended = await conn.fetchval(
                     "UPDATE feed_authors SET pull_posts = pull_posts - 1 WHERE user_id = $1 RETURNING pull_posts",
                     row["author_id"]) == 0
-            return PostChange(_post(row), changed=True, pull_author_changed=ended)
+            intent = await _record_intent(conn, IntentKind.DELETE, media_id, 0, hold_s)
+            return PostChange(_post(row), changed=True, pull_author_changed=ended, intent=intent)
 
     async def post(self, media_id: int) -> Post | None:
         async with self._db("a post") as conn:
@@ -140,26 +145,76 @@ class Records(pgmigrate.Database):
 
     # --- follows ----------------------------------------------------------------------
 
-    async def follow(self, follower_id: int, followee_id: int) -> bool:
+    async def follow(self, follower_id: int, followee_id: int, *, hold_s: float) -> Intent | None:
+        """Records the edge and, when it is new, the intent of its follow-up (due in
+        ``hold_s`` unless finished first), which it returns; None when it existed."""
         async with self._db("a follow") as conn, conn.transaction():
             created = await conn.fetchval(
                 "INSERT INTO feed_follows (follower_id, followee_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
                 " RETURNING true", follower_id, followee_id)
-            if created:
-                await conn.execute(
-                    "INSERT INTO feed_authors (user_id, followers) VALUES ($1, 1)"
-                    " ON CONFLICT (user_id) DO UPDATE SET followers = feed_authors.followers + 1", followee_id)
-        return bool(created)
+            if not created:
+                return None
+            await conn.execute(
+                "INSERT INTO feed_authors (user_id, followers) VALUES ($1, 1)"
+                " ON CONFLICT (user_id) DO UPDATE SET followers = feed_authors.followers + 1", followee_id)
+            return await _record_intent(conn, IntentKind.FOLLOW, follower_id, followee_id, hold_s)
 
-    async def unfollow(self, follower_id: int, followee_id: int) -> bool:
+    async def unfollow(self, follower_id: int, followee_id: int, *, hold_s: float) -> Intent | None:
+        """Removes the edge and records the intent of its follow-up (as ``follow``); None
+        when there was no edge."""
         async with self._db("an unfollow") as conn, conn.transaction():
             removed = await conn.fetchval(
                 "DELETE FROM feed_follows WHERE follower_id = $1 AND followee_id = $2 RETURNING true",
                 follower_id, followee_id)
-            if removed:
-                await conn.execute("UPDATE feed_authors SET followers = followers - 1 WHERE user_id = $1",
-                                   followee_id)
-        return bool(removed)
+            if not removed:
+                return None
+            await conn.execute("UPDATE feed_authors SET followers = followers - 1 WHERE user_id = $1",
+                               followee_id)
+            return await _record_intent(conn, IntentKind.FOLLOW, follower_id, followee_id, hold_s)
+
+    async def follows(self, follower_id: int, followee_id: int) -> bool:
+        """Whether the edge exists now."""
+        async with self._db("a follow edge") as conn:
+            return bool(await conn.fetchval(
+                "SELECT true FROM feed_follows WHERE follower_id = $1 AND followee_id = $2", follower_id, followee_id))
+
+    # --- intents ----------------------------------------------------------------------
+
+    async def claim_intents(self, limit: int, hold_s: float) -> list[Intent]:
+        """Up to ``limit`` due intents, each held from other sweepers for ``hold_s``."""
+        async with self._db("claiming follow-ups") as conn:
+            rows = await conn.fetch(
+                "UPDATE feed_intents SET attempts = attempts + 1, due_at = now() + make_interval(secs => $2)"
+                " WHERE (kind, a, b) IN (SELECT kind, a, b FROM feed_intents WHERE due_at <= now()"
+                "  ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *", limit, hold_s)
+        return [_intent(r) for r in rows]
+
+    async def finish_intent(self, intent: Intent) -> None:
+        """The follow-up is done: the intent goes, unless a later change rewrote it."""
+        async with self._db("finishing a follow-up") as conn:
+            await conn.execute("DELETE FROM feed_intents WHERE kind = $1 AND a = $2 AND b = $3 AND token = $4",
+                               int(intent.kind), intent.a, intent.b, intent.token)
+
+    async def finish_intent_quietly(self, intent: Intent) -> None:
+        """``finish_intent`` by a request whose follow-up is done: when PostgreSQL cannot
+        now, the sweeper finishes the intent again later (harmless, it is idempotent), and
+        the request still succeeded."""
+        try:
+            await self.finish_intent(intent)
+        except Unavailable as exc:
+            log.warning("a finished follow-up's intent stays for the sweeper: %s", exc)
+
+    async def postpone_intent(self, intent: Intent, why: str, retry_in_s: float) -> None:
+        """Not done yet: due again in ``retry_in_s`` (unless a later change rewrote it)."""
+        async with self._db("postponing a follow-up") as conn:
+            await conn.execute(
+                "UPDATE feed_intents SET due_at = now() + make_interval(secs => $5), last_error = $6"
+                " WHERE kind = $1 AND a = $2 AND b = $3 AND token = $4",
+                int(intent.kind), intent.a, intent.b, intent.token, retry_in_s, why[:1000])
+
+    async def pending_intents(self) -> int:
+        async with self._db("counting follow-ups") as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM feed_intents"))
 
     async def followers(self, followee_id: int, after: int, limit: int) -> list[int]:
         """Followers of ``followee_id`` above ``after``, ascending: one keyset page."""
@@ -213,6 +268,20 @@ class Records(pgmigrate.Database):
                 ") p ORDER BY p.post_id DESC LIMIT $3",
                 user_id, _bound(before), limit, pushed_only)
         return [Entry(from_signed(r["post_id"]), r["author_id"]) for r in rows]
+
+
+async def _record_intent(conn: asyncpg.Connection, kind: IntentKind, a: int, b: int, hold_s: float) -> Intent:
+    """Records (or renews) an intent within the caller's transaction."""
+    token = secrets.randbits(62)
+    await conn.execute(
+        "INSERT INTO feed_intents (kind, a, b, token, due_at) VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))"
+        " ON CONFLICT (kind, a, b) DO UPDATE SET token = EXCLUDED.token, due_at = EXCLUDED.due_at, attempts = 0,"
+        " last_error = NULL", int(kind), a, b, token, hold_s)
+    return Intent(kind, a, b, token)
+
+
+def _intent(row: asyncpg.Record) -> Intent:
+    return Intent(IntentKind(row["kind"]), row["a"], row["b"], row["token"], row["attempts"])
 
 
 def _post(row: asyncpg.Record) -> Post:

@@ -63,6 +63,8 @@ def check_header(owner_id: int, content_type: str, size_bytes: int, idempotency_
                              f"{limits.max_bytes}")
     if len(idempotency_key) > MAX_IDEMPOTENCY_KEY:
         raise UploadRejected(f"idempotency_key is {len(idempotency_key)} characters; at most {MAX_IDEMPOTENCY_KEY}")
+    if "\x00" in idempotency_key:
+        raise UploadRejected("idempotency_key cannot hold the NUL character (U+0000): remove it")
 
 
 @dataclass(frozen=True, slots=True)

@@ -880,8 +880,15 @@ class FeedConfig(ServiceConfig):
                                   default=10.0)
     sweep_after_s: float = doc(
         "A post whose fan-out has not finished this long after it was made is enqueued again "
-        "(a lost job, a Redis restart).",
+        "(a lost job, a Redis restart); the follow-up of a follow, unfollow or post delete "
+        "that its request did not finish in this long is finished by the intent sweeper.",
         default=30.0,
+    )
+    intent_interval_s: float = doc(
+        "Seconds between the intent sweeper's passes over due follow-ups of follows, unfollows "
+        "and post deletes whose requests could not finish them (Redis or the router away); a "
+        "failed one is retried after a backoff of 1 s doubling to 30 s.",
+        default=1.0,
     )
     call_timeout_s: float = doc(
         "Deadline of each call to a router's MediaService (checking a post's media, hydrating, "
@@ -909,6 +916,7 @@ class FeedConfig(ServiceConfig):
                  "must be > 0 and at most lease_period_s")
         _require(self.sweep_interval_s > 0, f"{section}.sweep_interval_s", "must be > 0")
         _require(self.sweep_after_s > 0, f"{section}.sweep_after_s", "must be > 0")
+        _require(self.intent_interval_s > 0, f"{section}.intent_interval_s", "must be > 0")
         _require(self.call_timeout_s > 0, f"{section}.call_timeout_s", "must be > 0")
 
 

@@ -21,6 +21,7 @@ from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
 from tests.integration.test_upload import path_of
 from trenchcoat import procs, urls
+from trenchcoat.errors import NotFound
 
 pytestmark = pytest.mark.integration
 
@@ -118,11 +119,33 @@ async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, e
                 assert (await get(cluster, path))[0] == 404  # deleted while hot: not brought back
                 continue
             assert await get(cluster, path) == (200, kind, body)  # the URL issued before, unchanged
+        # By media_id too: the facts of warm media name the tier and the very URLs that serve.
+        ids = [m.media_id for m, _, _ in photos.values()]
+        results = await c.media.batch_stat(ids)
+        for (path, (media, _, body)), result in zip(photos.items(), results, strict=True):
+            if path == hot_deleted:
+                assert result.outcome == "deleted"
+                continue
+            assert result.outcome == "found" and result.media is not None
+            assert result.media.tier == "warm" and path_of(result.media) == path
+            assert await c.media.stat(media.media_id) == result.media
+            read, data = await c.media.read(media.media_id)
+            assert data == body and read.tier == "warm"
         warm_deleted = list(photos)[1]
         assert await c.media.delete(photos[warm_deleted][0].media_id)
         await eventually(lambda: _status_is(cluster, warm_deleted, 404), what="the warm delete")
+        with pytest.raises(NotFound, match="was deleted"):
+            await c.media.stat(photos[warm_deleted][0].media_id)
+        assert cluster.router is not None
+        await eventually(lambda: _no_deletes_pending(cluster.router), what="the delete journal drained")
     blocks = list((tmp_path / "f4").rglob("*.blk"))
     assert blocks and not any(MARKER in p.read_bytes() for p in blocks)
+
+
+async def _no_deletes_pending(router) -> bool:
+    async with aiohttp.ClientSession() as session, session.get(router.metrics_url) as r:
+        text = await r.text()
+    return "\ntrenchcoat_router_deletes_pending 0.0" in text
 
 
 async def _status_is(cluster, path, status):

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 
 from tests import harness
 from tests.cluster import MediaCluster, eventually, fanned_out, feed_cluster
+from trenchcoat.errors import NotFound
 from trenchcoat.feed_client import FeedEntry
 
 pytestmark = pytest.mark.integration
@@ -228,3 +229,54 @@ async def test_the_feed_keeps_serving_through_a_postgresql_restart(service, etcd
             redis.stop()
     finally:
         pg.stop()
+
+
+async def pending_intents(cluster: MediaCluster) -> int:
+    conn = await asyncpg.connect(cluster.postgres)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM feed_intents"))
+    finally:
+        await conn.close()
+
+
+async def test_an_unfollow_and_a_delete_made_while_redis_was_away_reach_the_feeds_without_a_retry(
+        service, etcd, postgres, tmp_path):
+    """Both commit in PostgreSQL while Redis does not answer: they are answered (what
+    follows is a durable intent), and once Redis is back the sweeper carries them into the
+    timelines and caches: no unfollowed author's post and no deleted post is served, though
+    the client never asked again."""
+    redis = harness.start_redis()  # this test's own: it is frozen
+    try:
+        cluster = await feed_cluster(service, etcd, postgres, redis.endpoint, tmp_path, fanout_workers=1,
+                                     TRENCHCOAT_REDIS__TIMEOUT_S="1", **ENV)
+        reader, unfollowed, kept = 10, 11, 12
+        async with cluster.clients() as c:
+            await c.feed.follow(reader, unfollowed)
+            await c.feed.follow(reader, kept)
+            posted = {}
+            for author in (unfollowed, kept, unfollowed, kept):
+                media = await c.media.upload(os.urandom(100), owner_id=author, content_type="image/jpeg")
+                entry = await c.feed.post(author, media.media_id, f"by {author}")
+                posted[entry] = media
+            for entry in posted:
+                await eventually(lambda e=entry: fanned_out(cluster, e), what="the spreads done")
+            page = await c.feed.home(reader, hydrate=True)  # hydrated: the facts are cached in Redis
+            assert page.entries == sorted(posted, reverse=True) and len(page.items or ()) == 4
+            victim = min(e for e in posted if e.author_id == kept)
+            with redis.frozen():
+                assert await c.feed.unfollow(reader, unfollowed)  # committed: answered, not UNAVAILABLE
+                assert await c.feed.delete_post(kept, victim.media_id)
+            # No retry: the intents alone finish the follow-ups once Redis answers.
+            await eventually(lambda: _none_pending(cluster), timeout=60, what="the intents finished")
+            want = sorted((e for e in posted if e.author_id == kept and e != victim), reverse=True)
+            assert (await c.feed.home(reader)).entries == want
+            page = await c.feed.home(reader, hydrate=True)
+            assert [i.entry for i in page.items or ()] == want and not page.unhydrated
+            with pytest.raises(NotFound, match="was deleted"):  # the post's media went with it
+                await c.media.stat(victim.media_id)
+    finally:
+        redis.stop()
+
+
+async def _none_pending(cluster: MediaCluster) -> bool:
+    return await pending_intents(cluster) == 0

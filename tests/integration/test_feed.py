@@ -69,6 +69,14 @@ async def test_bad_input_gets_precise_statuses(cluster):
             await c.feed.home(5, cursor=(1 << 64) - 1)
         with pytest.raises(InvalidArgument, match="at most"):
             await c.feed.home(5, limit=100_000)
+        with pytest.raises(InvalidArgument, match="at most 200 entries"):  # the proto and the server agree
+            await c.feed.user(5, limit=201)
+        with pytest.raises(InvalidArgument, match="NUL"):  # PostgreSQL's text cannot hold it: not INTERNAL
+            await c.feed.post(5, media.media_id, "before\x00after")
+        with pytest.raises(InvalidArgument, match="media_id is required"):
+            await c.feed.post(5, 0)
+        with pytest.raises(InvalidArgument, match="media_id is required"):  # as Post answers it
+            await c.feed.delete_post(5, 0)
         entry = await c.feed.post(5, media.media_id, "hello")
         assert await c.feed.post(5, media.media_id, "again") == entry  # idempotent per media
         with pytest.raises(PermissionDenied):

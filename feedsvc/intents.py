@@ -1,0 +1,69 @@
+"""The intent sweeper: finishes the follow-ups of committed changes that their requests
+could not (``feed_intents``): an edge that changed (follow, unfollow) gets the follower's
+Redis keys brought in line with it; a deleted post gets its deletion mark, its cached facts
+dropped, its removal enqueued and its media deleted. Each intent is due once its request
+had its chance (``hold_s``), and again after a backoff each time it fails (Redis or the
+router still away); finishing one reads the truth again, so an intent finished twice, or
+after a later change of the same edge, does no harm. Runs in every feed process; two
+sweepers take different intents (claims skip locked rows).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge
+
+from feedsvc.follows import Follows
+from feedsvc.model import Intent, IntentKind
+from feedsvc.posts import Posts
+from feedsvc.records import Records
+from trenchcoat.backoff import Backoff
+from trenchcoat.errors import TrenchcoatError
+from trenchcoat.workers import PeriodicWorker
+
+log = logging.getLogger(__name__)
+
+FINISHED = Counter("trenchcoat_feed_intents_total",
+                   "Follow-ups finished by the sweeper (follow: an edge changed; delete: a post deleted), by "
+                   "outcome (done, retry).", ["kind", "outcome"])
+PENDING = Gauge("trenchcoat_feed_intents_pending",
+                "Follow-ups of committed changes not known to be done (as of the last sweep).")
+
+BATCH = 200
+"""Intents one pass claims."""
+RETRY = Backoff(base_s=1.0, max_s=30.0)
+
+
+class IntentSweeper(PeriodicWorker):
+    def __init__(self, records: Records, follows: Follows, posts: Posts, *, interval_s: float,
+                 hold_s: float) -> None:
+        super().__init__("intent sweeper", interval_s)
+        self._records = records
+        self._follows = follows
+        self._posts = posts
+        self._hold_s = hold_s
+
+    async def tick(self) -> None:
+        for intent in await self._records.claim_intents(BATCH, hold_s=self._hold_s):
+            await self.finish(intent)
+        PENDING.set(await self._records.pending_intents())
+
+    async def finish(self, intent: Intent) -> bool:
+        """One attempt at an intent's follow-up; True when done (the intent is gone)."""
+        kind = intent.kind.name.lower()
+        try:
+            if intent.kind is IntentKind.FOLLOW:
+                await self._follows.settle(intent.a, intent.b)
+            else:
+                await self._posts.settle_delete(intent.a)
+        except TrenchcoatError as exc:
+            FINISHED.labels(kind, "retry").inc()
+            retry_in = RETRY.pause(intent.attempts)
+            log.warning("follow-up %s %d/%d not done yet (retry in %.1fs): %s", kind, intent.a, intent.b,
+                        retry_in, exc)
+            await self._records.postpone_intent(intent, str(exc), retry_in)
+            return False
+        await self._records.finish_intent(intent)
+        FINISHED.labels(kind, "done").inc()
+        return True
