@@ -106,6 +106,20 @@ class ServiceProcess:
         assert self.process.pid is not None, "the service is not running"
         return frozen(self.process.pid)
 
+    def health(self) -> str:
+        """Its gRPC health now: SERVING, NOT_SERVING (draining, not ready, or a background
+        worker ended), or UNREACHABLE."""
+        return procs.grpc_health(self.address, timeout=5.0)
+
+    def log_size(self) -> int:
+        """Bytes in its log so far: ``logged_since`` of it is what it logs after now."""
+        return self.process.log_path.stat().st_size
+
+    def logged_since(self, offset: int) -> str:
+        with open(self.process.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+
 
 def start_service(
     name: str,

@@ -1,5 +1,6 @@
 """Faults in a whole media cluster of real processes: a store killed mid-upload-run, the
-leader directory killed, etcd restarted."""
+leader directory killed, etcd stopped until every directory and store has met it, then
+started again."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import shutil
 
 import pytest
 
-from tests.cluster import eventually, full_media_cluster
+from tests.cluster import DIRECTORY_TIMEOUT_S, eventually, full_media_cluster
 from tests.integration.test_upload import read_from_every_replica
+from trenchcoat.directory_client import DirectoryClient
 from trenchcoat.errors import TrenchcoatError
 
 pytestmark = pytest.mark.integration
@@ -102,11 +104,30 @@ async def test_kill_9_the_leader_and_the_other_takes_over_and_grows(cluster):
     assert all(len({r.rack for r in v.replicas}) == 3 for v in grown)
 
 
-async def test_etcd_restart_everything_reconnects(cluster, etcd):
+async def test_etcd_stopped_until_every_user_met_it_then_everything_reconnects(cluster, etcd):
+    users = {p.process.name: p for p in [*cluster.directories, *cluster.stores.values()] if p is not None}
     async with cluster.clients() as c:
         acked, errors = await upload_run(c.media, 50, 4)
         assert not errors
-        etcd.restart()
+        logs = {m: store.log_size() for m, store in cluster.stores.items() if store is not None}
+        etcd.process.stop()  # the session's etcd, its data kept: started again below, whatever happens
+        try:
+            for address in cluster.running_directories():  # what only etcd knows: UNAVAILABLE naming it
+                with pytest.raises(TrenchcoatError) as info:
+                    await DirectoryClient(c.pool, [address], timeout_s=DIRECTORY_TIMEOUT_S).locate(10_000)
+                assert info.value.status == "UNAVAILABLE" and "etcd" in str(info.value), info.value
+
+            async def every_store_met_it():  # its lease could not be kept alive
+                return all(f"WARNING trenchcoat.etcd: stores/{m}: " in cluster.stores[m].logged_since(at)
+                           for m, at in logs.items())
+
+            await eventually(every_store_met_it, what="every store's lease keep-alive failing")
+        finally:
+            etcd.process.start()
+            etcd.process.wait_ready(60)
+        for name, proc in users.items():
+            assert proc.process.running() and proc.health() == "SERVING", \
+                f"{name} is {proc.health()} after etcd was stopped:\n{proc.process.log_tail(30)}"
         await eventually(cluster.leader, timeout=30, what="a leader after the etcd restart")
         await eventually(lambda: _stores_alive(cluster, 6), timeout=30, what="stores registered again")
         acked2, errors2 = await upload_run(c.media, 50, 4)

@@ -2,7 +2,8 @@
 as a hung disk or a partition looks) and then stopped, every photo already stored still
 serves byte-exact through the CDN and straight from its cache, whether the cache holds
 it or must read a store; uploads, which do need the database, fail with UNAVAILABLE
-naming it."""
+naming it. The router outlives the outage (it once stopped itself when its delete
+journal met the stopped database) and uploads again once PostgreSQL is back."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import aiohttp
 import pytest
 
 from tests import harness
-from tests.cluster import full_media_cluster
+from tests.cluster import eventually, full_media_cluster
 from tests.integration.test_upload import path_of
 from trenchcoat import procs
 from trenchcoat.errors import Unavailable
@@ -79,5 +80,19 @@ async def test_every_stored_photo_serves_with_postgres_frozen_then_stopped(servi
             assert await read_all(session, cache_base, photos, **{"X-Trenchcoat-Via-CDN": "1"}) == []
             assert await read_all(session, cdn_base, photos) == []
             await upload_is_unavailable_naming_postgres(cluster)
+
+            private_postgres.process.start()
+            private_postgres.process.wait_ready(60)
+            assert cluster.router is not None
+            assert cluster.router.process.running() and cluster.router.health() == "SERVING", \
+                cluster.router.process.log_tail(30)
+            async with cluster.clients() as c:
+                data = os.urandom(3000)
+
+                async def uploaded():
+                    return await c.media.upload(data, owner_id=99, content_type="image/jpeg")
+
+                media = await eventually(uploaded, timeout=60, what="an upload once PostgreSQL is back")
+                assert (await c.media.read(media.media_id))[1] == data
     finally:
         cdn.stop()
