@@ -17,5 +17,7 @@ def test_the_rules_pass_promtool_and_name_every_alert():
     text = RULES.read_text()
     for alert in ("TrenchcoatStoreDown", "TrenchcoatVolumeNearlyFull", "TrenchcoatWritableVolumesBelowMinimum",
                   "TrenchcoatRepairFailing", "TrenchcoatCacheHitRatioLow", "TrenchcoatFanoutLagHigh",
-                  "TrenchcoatDeadLetters", "TrenchcoatF4BlocksUnhealthy", "TrenchcoatF4RebuildStalled"):
+                  "TrenchcoatDeadLetters", "TrenchcoatF4BlocksUnhealthy", "TrenchcoatF4RebuildStalled",
+                  "TrenchcoatWorkerFailed", "TrenchcoatWorkerTicksFailing", "TrenchcoatDeletesPending",
+                  "TrenchcoatFeedFollowUpsPending"):
         assert f"alert: {alert}\n" in text, alert
