@@ -10,7 +10,8 @@ Each tick (every ``probe_interval_s``):
    passes again is re-admitted. A store that no longer reports a volume it should hold
    (a replaced disk) has that volume marked for repair.
 2. **Fill**: a writable volume filled past ``full_ratio`` (or refused by a store) turns
-   read-only.
+   read-only; every volume's used bytes are recorded with when the stores reported them
+   (``policy.fill_due`` says how often: small moves are batched, never for long).
 3. **Repair**: a volume marked for repair whose stores are all up is first made
    read-only on every replica (no write can land during the copy); replicas that differ
    from the fullest one are refilled from it through the Store's export stream; once all
@@ -78,6 +79,8 @@ class Leader:
         self._repairing: dict[int, asyncio.Task[None]] = {}
         self._settled: dict[int, float] = {}  # volume id -> when its repair made it writable
         self._probed_at = 0.0
+        self._probed_unix_ms = 0
+        """When the reports in ``_reports`` were asked for (wall clock: it is written to etcd)."""
         self._rng = random.Random()
         self.placement_error = ""
         """Why the last volume creation was refused ("" when it was not)."""
@@ -142,6 +145,7 @@ class Leader:
 
     async def pitchfork(self, cmap: ClusterMap) -> None:
         self._probed_at = time.monotonic()
+        self._probed_unix_ms = int(time.time() * 1000)
         stores = list(cmap.stores.values())
         results = await asyncio.gather(*(self._probe(s.machine_id, s.address, s.registered) for s in stores))
         probes = {p.machine_id: p for p in results}
@@ -179,7 +183,8 @@ class Leader:
         def fresh(volume_id: int) -> bool:
             return self._settled.get(volume_id, 0.0) < self._probed_at
 
-        for fill in policy.judge_fill(cmap, self._reports, self._config.full_ratio, fresh):
+        for fill in policy.judge_fill(cmap, self._reports, self._config.full_ratio, fresh,
+                                      now_ms=self._probed_unix_ms, probe_interval_s=self._config.probe_interval_s):
             await self._state.update_volume(fill.volume_id, _applied(fill))
             if fill.read_only:
                 log.info("logical volume %d read-only: %s", fill.volume_id, fill.read_only)
@@ -206,6 +211,7 @@ class Leader:
                     await self._stores.set_read_only(address, volume.id, True)
                 except NotFound:  # VolumeNotFound: SetReadOnly names no needle
                     pass
+            reported_ms = int(time.time() * 1000)
             reports = await asyncio.gather(*(self._stores.status(a) for a in addresses.values()))
             copies = {m: report.get(volume.id) for m, report in zip(addresses, reports, strict=True)}
             plan = policy.plan_repair(copies)
@@ -233,7 +239,8 @@ class Leader:
             reason = "" if state is State.WRITABLE else (REQUESTED_REASON if volume.warm_requested else "full")
 
             def settle(v: Volume) -> Volume:
-                return replace(v, repair=False, state=state, reason=reason, used_bytes=source.file_bytes)
+                return replace(v, repair=False, state=state, reason=reason, used_bytes=source.file_bytes,
+                               used_ms=reported_ms)
 
             await self._state.update_volume(volume.id, settle)
             self._settled[volume.id] = time.monotonic()
@@ -284,10 +291,10 @@ def _applied(fill: policy.Fill) -> Callable[[Volume], Volume | None]:
     """The change ``fill`` makes to a volume record (None: leave it, e.g. no longer writable)."""
     def change(v: Volume) -> Volume | None:
         if not fill.read_only:
-            return replace(v, used_bytes=fill.used_bytes)
+            return replace(v, used_bytes=fill.used_bytes, used_ms=fill.used_ms)
         if v.state is not State.WRITABLE:
             return None
-        return replace(v, state=State.READ_ONLY, used_bytes=fill.used_bytes, reason=fill.read_only,
-                       repair=v.repair or fill.repair)
+        return replace(v, state=State.READ_ONLY, used_bytes=fill.used_bytes, used_ms=fill.used_ms,
+                       reason=fill.read_only, repair=v.repair or fill.repair)
 
     return change

@@ -8,7 +8,7 @@ etcd holds, under ``/trenchcoat/<cluster>/``:
 |---|---|---|
 | ``stores/<machine_id>`` | the store, under its liveness lease | address, rack, disk id, capacity, free bytes |
 | ``machines/<machine_id>`` | the leader | last known address and rack, disk id, down flag and why |
-| ``volumes/<logical_id>`` | the leader (routers via MarkReadOnly, operators via MigrateVolume) | replicas, state, capacity, used bytes, why, repair flag, warm requested |
+| ``volumes/<logical_id>`` | the leader (routers via MarkReadOnly, operators via MigrateVolume) | replicas, state, capacity, used bytes and when reported, why, repair flag, warm requested |
 | ``counters/volume`` | the leader | the next logical volume id |
 | ``leader`` | the elected directory, under its lease | its name and address |
 """
@@ -74,6 +74,11 @@ class Volume:
     capacity_bytes: int
     created_ms: int
     used_bytes: int = 0
+    """Bytes in its fullest replica, as its stores last reported them (``used_ms``)."""
+    used_ms: int = 0
+    """When ``used_bytes`` was last taken from its stores' reports (ms since the epoch; 0:
+    never, as for a volume just created). ``trenchcoat volumes`` shows its age, so a figure
+    the leader has not refreshed (no leader, stores silent) reads as old, not as current."""
     reason: str = ""
     """Why it is not writable (shown by ``trenchcoat volumes``)."""
     repair: bool = False
@@ -96,6 +101,7 @@ class Volume:
             "capacity_bytes": self.capacity_bytes,
             "created_ms": self.created_ms,
             "used_bytes": self.used_bytes,
+            "used_ms": self.used_ms,
             "reason": self.reason,
             "repair": self.repair,
             "warm_ms": self.warm_ms,
@@ -112,6 +118,7 @@ class Volume:
             capacity_bytes=int(value["capacity_bytes"]),
             created_ms=int(value["created_ms"]),
             used_bytes=int(value.get("used_bytes", 0)),
+            used_ms=int(value.get("used_ms", 0)),  # absent from records before it existed: never reported
             reason=str(value.get("reason", "")),
             repair=bool(value.get("repair", False)),
             warm_ms=int(value.get("warm_ms", 0)),

@@ -84,12 +84,28 @@ def _held_by(cmap: ClusterMap, machine_id: int) -> list[Volume]:
 # --- fill ---------------------------------------------------------------------------------
 
 
+FILL_STEP = 1000
+"""A fill that moved by capacity / FILL_STEP (a thousandth) is recorded at the next probe."""
+FILL_SETTLE_PROBES = 3
+"""A smaller move is recorded once the figure on record is this many probe intervals old:
+a small volume's fill shows within seconds of its uploads (a thousandth of a GiB volume is
+a MiB, more than many photos), while a trickle of uploads costs one etcd write per volume
+every few probes, not one per probe."""
+FILL_REFRESH_PROBES = 30
+"""A figure that did not move is stamped again this many probe intervals after it was
+recorded (a minute by default), so the age ``trenchcoat volumes`` shows is how long ago the
+stores last confirmed it: an age well past this means they were not heard (no leader, or
+the replicas' stores do not answer), not that the volume is quiet."""
+
+
 @dataclass(frozen=True, slots=True)
 class Fill:
     """A change to one volume's record from its replicas' reports."""
 
     volume_id: int
     used_bytes: int
+    used_ms: int
+    """When the reports were taken (ms since the epoch): the record's ``used_ms``."""
     read_only: str = ""
     """Why it turns read-only ("full", or "a replica refuses writes"); "" to only record
     its fill."""
@@ -101,11 +117,11 @@ class Fill:
 
 
 def judge_fill(cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]], full_ratio: float,
-               fresh: Callable[[int], bool]) -> list[Fill]:
+               fresh: Callable[[int], bool], *, now_ms: int, probe_interval_s: float) -> list[Fill]:
     """A writable volume whose fullest replica passed ``full_ratio`` of capacity turns
     read-only; so does one a replica refuses writes to (when its reports are ``fresh``:
-    taken after a repair last made it writable). Otherwise its used bytes are recorded
-    when they moved by a thousandth of capacity."""
+    taken after a repair last made it writable). Otherwise its used bytes, reported at
+    ``now_ms``, are recorded when ``fill_due`` says so."""
     out = []
     for volume in cmap.volumes.values():
         known = [p for r in volume.replicas if (p := reports.get(r.machine_id, {}).get(volume.id)) is not None]
@@ -117,10 +133,28 @@ def judge_fill(cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolu
                    and any(p.read_only for p in known))
         if full or refused:
             if volume.state is State.WRITABLE:
-                out.append(Fill(volume.id, used, "full" if full else "a replica refuses writes"))
-        elif abs(used - volume.used_bytes) >= max(1, volume.capacity_bytes // 1000):
-            out.append(Fill(volume.id, used))
+                out.append(Fill(volume.id, used, now_ms, "full" if full else "a replica refuses writes"))
+        elif fill_due(volume, used, now_ms, probe_interval_s):
+            out.append(Fill(volume.id, used, now_ms))
     return out
+
+
+def fill_due(volume: Volume, used: int, now_ms: int, probe_interval_s: float) -> bool:
+    """Whether ``used``, what the volume's stores report at ``now_ms``, is to be written to
+    its record: a move of a thousandth of capacity at once, any smaller move once the
+    record is ``FILL_SETTLE_PROBES`` probe intervals old, an unchanged figure once it is
+    ``FILL_REFRESH_PROBES`` old (stamped as confirmed). A record stamped later than
+    ``now_ms`` (another leader's clock ahead of this one's) is due at once, so it cannot
+    hold small moves back until this clock catches up."""
+    age_ms = now_ms - volume.used_ms
+    interval_ms = probe_interval_s * 1000
+    if age_ms < 0:
+        return True
+    if used == volume.used_bytes:
+        return age_ms >= FILL_REFRESH_PROBES * interval_ms
+    if abs(used - volume.used_bytes) >= max(1, volume.capacity_bytes // FILL_STEP):
+        return True
+    return age_ms >= FILL_SETTLE_PROBES * interval_ms
 
 
 # --- repair -------------------------------------------------------------------------------

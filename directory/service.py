@@ -48,6 +48,7 @@ def logical_volume(cmap: ClusterMap, volume: Volume, replicas=None) -> pb.Logica
         capacity_bytes=volume.capacity_bytes,
         created_unix_ms=volume.created_ms,
         freed_machines=volume.freed_machines,
+        used_reported_unix_ms=volume.used_ms,
     )
 
 

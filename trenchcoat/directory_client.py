@@ -53,7 +53,10 @@ class VolumeView:
     state: str = ""
     """"writable", "read-only", "sealed" or "warm"."""
     used_bytes: int = 0
+    """Bytes in its fullest replica, as its stores last reported them."""
     capacity_bytes: int = 0
+    used_reported_unix_ms: int = 0
+    """When its stores reported ``used_bytes`` (ms since the Unix epoch; 0: never)."""
     freed_machines: tuple[int, ...] = ()
     """A warm volume whose hot replicas were freed: the machines that held them."""
 
@@ -85,6 +88,7 @@ def _view(v: pb.LogicalVolume) -> VolumeView:
         state=STATE_NAMES.get(v.state, "?"),
         used_bytes=v.used_bytes,
         capacity_bytes=v.capacity_bytes,
+        used_reported_unix_ms=v.used_reported_unix_ms,
         freed_machines=tuple(v.freed_machines),
     )
 

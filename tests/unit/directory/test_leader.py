@@ -121,5 +121,16 @@ async def test_a_repaired_volume_asked_for_in_f4_settles_read_only_and_stays_ask
     state.volume = asked
     await leader._repair(cmap, asked)
     assert state.volume == replace(asked, repair=False, state=State.READ_ONLY, reason=REQUESTED_REASON,
-                                   used_bytes=5000)
+                                   used_bytes=5000, used_ms=state.volume.used_ms)
+    assert state.volume.used_ms > 0  # the figure the repair read is stamped as reported
     assert stores.read_only == {"s1": True, "s2": True, "s3": True}  # the copies never took writes again
+
+
+async def test_fill_records_what_the_stores_reported_and_when_they_reported_it():
+    leader, _stores, state, cmap = setup({"s1": None, "s2": None, "s3": None})
+    reported = replace(cmap.volumes[1], repair=False, state=State.WRITABLE, used_bytes=8, used_ms=1_000)
+    state.volume, cmap.volumes[1] = reported, reported
+    leader._reports = {m: {1: replace(copy(400_000), read_only=False)} for m in (1, 2, 3)}
+    leader._probed_unix_ms = 1_000 + 60_000  # a minute after the figure on record: a small move is due
+    await leader.fill(cmap)
+    assert state.volume == replace(reported, used_bytes=400_000, used_ms=61_000)  # and nothing else changed

@@ -91,6 +91,14 @@ def test_volume_records_round_trip_through_json():
     assert Volume.from_json(asked.to_json()) == asked
 
 
+def test_when_a_fill_was_reported_round_trips_and_an_older_record_reads_as_never_reported():
+    v = replace(volume(7, (1, 2, 3), used=4_600_000), used_ms=1_800_000_000_123)
+    assert Volume.from_json(v.to_json()) == v
+    old = v.to_json()
+    del old["used_ms"]  # written before fills were stamped
+    assert Volume.from_json(old) == replace(v, used_ms=0)
+
+
 def test_a_record_written_before_warm_requested_existed_reads_as_not_requested():
     old = volume(7, (1, 2, 3), state=State.READ_ONLY).to_json()
     del old["warm_requested"]

@@ -24,9 +24,9 @@ def store(m: int, rack: str = "", *, free: int = 100 * GiB, registered: bool = T
 
 
 def volume(v: int, machines: tuple[int, ...], state: State = State.WRITABLE, *, repair: bool = False,
-           used: int = 0, capacity: int = GiB) -> Volume:
+           used: int = 0, capacity: int = GiB, used_ms: int = 0) -> Volume:
     return Volume(id=v, replicas=tuple(Replica(m, v) for m in machines), state=state, capacity_bytes=capacity,
-                  created_ms=0, used_bytes=used, repair=repair)
+                  created_ms=0, used_bytes=used, repair=repair, used_ms=used_ms)
 
 
 def cluster(stores: list[Store], volumes: list[Volume]) -> ClusterMap:
@@ -113,32 +113,78 @@ def always(_: int) -> bool:
     return True
 
 
+NOW_MS = 1_800_000_000_000
+PROBE_S = 2.0
+"""The probe interval the fill tests judge with."""
+PROBE_MS = int(PROBE_S * 1000)
+
+
+def judge(cmap: ClusterMap, reports, fresh=always, now_ms: int = NOW_MS) -> list[policy.Fill]:
+    return policy.judge_fill(cmap, reports, 0.95, fresh, now_ms=now_ms, probe_interval_s=PROBE_S)
+
+
 def test_a_volume_past_the_full_ratio_turns_read_only_without_repair():
     cmap = cluster([store(1), store(2), store(3)], [volume(1, (1, 2, 3))])
     reports = {1: {1: copy(1, file_bytes=GiB - 10)}, 2: {1: copy(1, file_bytes=100)}}
-    [fill] = policy.judge_fill(cmap, reports, 0.95, always)
+    [fill] = judge(cmap, reports)
     assert (fill.volume_id, fill.used_bytes, fill.read_only, fill.repair) == (1, GiB - 10, "full", False)
+    assert fill.used_ms == NOW_MS  # the figure is stamped with when the stores reported it
 
 
 def test_a_replica_refusing_writes_turns_the_volume_read_only_for_repair_unless_reports_are_stale():
-    cmap = cluster([store(1), store(2), store(3)], [volume(1, (1, 2, 3))])
+    cmap = cluster([store(1), store(2), store(3)], [volume(1, (1, 2, 3), used=1000, used_ms=NOW_MS)])
     reports = {1: {1: copy(1)}, 2: {1: copy(1, read_only=True)}, 3: {1: copy(1)}}
-    [fill] = policy.judge_fill(cmap, reports, 0.95, always)
+    [fill] = judge(cmap, reports)
     assert fill.read_only == "a replica refuses writes" and fill.repair
     # Reports taken before a repair made the volume writable still say read-only: ignored.
-    assert policy.judge_fill(cmap, reports, 0.95, lambda _v: False) == []
+    assert judge(cmap, reports, fresh=lambda _v: False) == []
 
 
-def test_fill_records_used_bytes_only_when_they_moved_enough():
-    cmap = cluster([store(1)], [volume(1, (1,), used=5000)])
-    assert policy.judge_fill(cmap, {1: {1: copy(1, file_bytes=5000 + GiB // 2000)}}, 0.95, always) == []
-    [fill] = policy.judge_fill(cmap, {1: {1: copy(1, file_bytes=5000 + GiB // 500)}}, 0.95, always)
-    assert fill == policy.Fill(1, 5000 + GiB // 500)
+def test_a_move_of_a_thousandth_of_capacity_is_recorded_at_the_next_probe():
+    cmap = cluster([store(1)], [volume(1, (1,), used=5000, used_ms=NOW_MS)])
+    [fill] = judge(cmap, {1: {1: copy(1, file_bytes=5000 + GiB // 1000)}}, now_ms=NOW_MS + PROBE_MS)
+    assert fill == policy.Fill(1, 5000 + GiB // 1000, NOW_MS + PROBE_MS)
+
+
+def test_a_small_move_waits_a_few_probes_then_is_recorded():
+    # 400 KB on a GiB volume is less than a thousandth: it used to stay unrecorded (0 B) for ever.
+    cmap = cluster([store(1)], [volume(1, (1,), used=8, used_ms=NOW_MS)])
+    reports = {1: {1: copy(1, file_bytes=400_000)}}
+    settle_ms = policy.FILL_SETTLE_PROBES * PROBE_MS
+    assert judge(cmap, reports, now_ms=NOW_MS + PROBE_MS) == []  # not a write every probe for small moves
+    assert judge(cmap, reports, now_ms=NOW_MS + settle_ms - 1) == []
+    [fill] = judge(cmap, reports, now_ms=NOW_MS + settle_ms)
+    assert fill == policy.Fill(1, 400_000, NOW_MS + settle_ms)
+
+
+def test_an_unchanged_figure_is_stamped_again_only_after_the_refresh_period():
+    cmap = cluster([store(1)], [volume(1, (1,), used=5000, used_ms=NOW_MS)])
+    reports = {1: {1: copy(1, file_bytes=5000)}}
+    refresh_ms = policy.FILL_REFRESH_PROBES * PROBE_MS
+    assert judge(cmap, reports, now_ms=NOW_MS + refresh_ms - 1) == []
+    assert judge(cmap, reports, now_ms=NOW_MS + refresh_ms) == [policy.Fill(1, 5000, NOW_MS + refresh_ms)]
+
+
+def test_a_figure_never_reported_is_recorded_at_the_first_probe_whatever_it_is():
+    # A volume just created, or a record written before reports were stamped (used_ms 0).
+    cmap = cluster([store(1)], [volume(1, (1,), used=0), volume(2, (1,), used=700)])
+    fills = judge(cmap, {1: {1: copy(1, file_bytes=8), 2: copy(2, file_bytes=700)}})
+    assert fills == [policy.Fill(1, 8, NOW_MS), policy.Fill(2, 700, NOW_MS)]
+
+
+def test_a_record_stamped_ahead_of_this_leaders_clock_does_not_hold_small_moves_back():
+    cmap = cluster([store(1)], [volume(1, (1,), used=5000, used_ms=NOW_MS + 60_000)])
+    assert judge(cmap, {1: {1: copy(1, file_bytes=5001)}}) == [policy.Fill(1, 5001, NOW_MS)]
+
+
+def test_a_volume_no_store_reported_keeps_its_record():
+    cmap = cluster([store(1)], [volume(1, (1,), used=5000, used_ms=1)])
+    assert judge(cmap, {}) == []
 
 
 def test_a_full_volume_already_read_only_is_left_alone():
     cmap = cluster([store(1)], [volume(1, (1,), State.READ_ONLY)])
-    assert policy.judge_fill(cmap, {1: {1: copy(1, file_bytes=GiB)}}, 0.95, always) == []
+    assert judge(cmap, {1: {1: copy(1, file_bytes=GiB)}}) == []
 
 
 # --- repair ------------------------------------------------------------------------------

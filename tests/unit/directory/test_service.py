@@ -1,14 +1,16 @@
 """directory/service.py: a directory whose copy of the map lacks a volume asks etcd before
-it says the volume does not exist; one without f4.migrate refuses MigrateVolume saying so."""
+it says the volume does not exist; one without f4.migrate refuses MigrateVolume saying so;
+a volume's fill travels with when its stores reported it."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
 from directory.model import ClusterMap, Replica, State, Store, Volume
-from directory.service import DirectoryServicer, MigrationOff
+from directory.service import DirectoryServicer, MigrationOff, logical_volume
 from directory.state import VolumeMissing
 from trenchcoat.errors import FailedPrecondition, InvalidArgument
 from trenchcoat.v1 import directory_pb2 as pb
@@ -68,3 +70,9 @@ async def test_migrate_volume_needs_a_volume():
     servicer = DirectoryServicer(Etcd({}), View(), leader=None, migrate=True)
     with pytest.raises(InvalidArgument):
         await servicer.MigrateVolume(pb.MigrateVolumeRequest(), context=None)
+
+
+def test_a_volumes_fill_is_listed_with_when_its_stores_reported_it():
+    reported = replace(NEW, used_bytes=4_600_000, used_ms=1_800_000_000_123)
+    message = logical_volume(View().map, reported)
+    assert (message.used_bytes, message.used_reported_unix_ms) == (4_600_000, 1_800_000_000_123)
