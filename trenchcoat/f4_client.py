@@ -125,6 +125,10 @@ class RebuilderView:
     damaged_blocks: int
     lost_blocks: int
     grace_s: float
+    last_scan_unix_ms: int = 0
+    """When the scan the block counts come from finished (ms since the Unix epoch; 0: none yet)."""
+    scan_interval_s: float = 0.0
+    """Seconds between the rebuilder's scans."""
 
 
 class RebuilderClient:
@@ -151,7 +155,8 @@ class RebuilderClient:
             [RebuildView(r.rebuild_id, BlockId(r.block.volume_id, r.block.stripe, r.block.index), r.done_bytes,
                          r.total_bytes, r.finished, r.node, r.domain, r.reason, r.error, r.resumed_bytes)
              for r in reply.rebuilds],
-            reply.throttle_bytes_per_s, reply.healthy_blocks, reply.damaged_blocks, reply.lost_blocks, reply.grace_s)
+            reply.throttle_bytes_per_s, reply.healthy_blocks, reply.damaged_blocks, reply.lost_blocks, reply.grace_s,
+            reply.last_scan_unix_ms, reply.scan_interval_s)
 
 
 class KeyStoreClient:

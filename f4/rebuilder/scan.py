@@ -109,6 +109,9 @@ class Scanner(PeriodicWorker):
         self._requested: dict[BlockId, str] = {}
         self._ids: dict[BlockId, str] = {}
         """The rebuild id of each block not rebuilt yet (one id across its attempts)."""
+        self.last_scan_unix_ms = 0
+        """When the last scan of every node finished (ms since the Unix epoch; 0: none since
+        the start): ``health`` is that scan's finding."""
         self._resume: list[Progress] = rebuilder.journal.pending()
         for p in self._resume:
             log.info("%s: a rebuild onto %s was cut short at %d of %d bytes; carrying on", p.block, p.node,
@@ -181,6 +184,8 @@ class Scanner(PeriodicWorker):
             except TrenchcoatError as exc:
                 log.warning("%s on %s (left behind by a move) could not be deleted: %s", block, address, exc)
         UNHEALTHY_SINCE.set(max((now - t for t in self._unhealthy_since.values()), default=0))
+        # Stamped before the rebuilds, which may take many minutes: the counts are this scan's.
+        self.last_scan_unix_ms = int(time.time() * 1000)
 
         work: list[tuple[BlockId, str, str, Progress | None]] = [(p.block, p.reason, p.rebuild_id, p)
                                                                  for p in self._resume]

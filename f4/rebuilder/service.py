@@ -34,4 +34,6 @@ class RebuilderServicer(f4_pb2_grpc.F4RebuilderServiceServicer):
             damaged_blocks=health.count(Health.DAMAGED) + health.count(Health.MISSING),
             lost_blocks=health.count(Health.LOST),
             grace_s=self._scanner.grace_s,
+            last_scan_unix_ms=self._scanner.last_scan_unix_ms,
+            scan_interval_s=self._scanner.interval_s,
         )
