@@ -1,24 +1,31 @@
 """Client verbs of the ``trenchcoat`` command that talk to a running cluster:
-``put`` (upload a file), ``volumes`` (the volume map), ``warm`` (volumes in f4, their
-blocks' health and the cell's rebuilds), ``migrate`` (one volume into f4 now), the Directory part of ``status``
-(stores and leader), and the feed's ``follow``, ``unfollow``, ``post`` and ``feed``. Each runs one event loop with its own channel pool,
-through the chassis's clients."""
+``put`` (upload a file), ``get`` (a media's bytes), ``stat`` (what is known of media),
+``rm`` (delete one), ``volumes`` (the volume map), ``warm`` (volumes in f4, their blocks'
+health and the cell's rebuilds), ``migrate`` (one volume into f4 now), the Directory part
+of ``status`` (stores and leader), and the feed's ``follow``, ``unfollow``, ``post`` and
+``feed``. Each runs one event loop with its own channel pool, through the chassis's
+clients."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from trenchcoat.config import Config
-from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.directory_client import DirectoryClient, VolumeView
 from trenchcoat.errors import TrenchcoatError, Unavailable
 from trenchcoat.f4_client import F4Client, RebuilderClient, RebuilderView, RebuildView
 from trenchcoat.feed_client import FeedClient, FeedEntry, FeedPage
-from trenchcoat.media_client import Media, MediaClient
+from trenchcoat.media_client import Media, MediaClient, StatResult
+from trenchcoat.rendition_keys import describe
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.transformer_client import JobView, TransformerClient
+from trenchcoat.urls import MalformedURL, parse_path
 
 T = TypeVar("T")
 
@@ -48,17 +55,113 @@ def put(config: Config, path: Path, user: int, content_type: str = "", key: str 
         path, owner_id=user, content_type=content_type, idempotency_key=key))
 
 
+def get(config: Config, media_id: int, alternate_key: int = 0) -> tuple[Media, bytes]:
+    """A media's facts and the bytes of its original (or of the rendition ``alternate_key``),
+    through the router's Read: the way any client reads by media_id, whatever the tier."""
+    return _run(config, lambda pool: MediaClient(pool, router_address(config)).read(
+        media_id, alternate_key=alternate_key))
+
+
+def delete(config: Config, media_id: int) -> bool:
+    """Deletes a media everywhere (the router's Delete); False if it already was."""
+    return _run(config, lambda pool: MediaClient(pool, router_address(config)).delete(media_id))
+
+
+STAT_BATCH = 1000
+"""Ids ``trenchcoat stat`` asks the router about in one BatchStat (its limit)."""
+
+
+def stat(config: Config, media_ids: Sequence[int]) -> list[StatResult]:
+    """What the router knows of each id, one result each, in order."""
+    async def ask(pool: ChannelPool) -> list[StatResult]:
+        client = MediaClient(pool, router_address(config))
+        out: list[StatResult] = []
+        for start in range(0, len(media_ids), STAT_BATCH):
+            out += await client.batch_stat(media_ids[start:start + STAT_BATCH])
+        return out
+
+    return _run(config, ask)
+
+
+def stat_lines(result: StatResult, now_ms: int) -> list[str]:
+    """``trenchcoat stat``'s block for one id: its facts a line each, then its renditions;
+    or one line saying why it cannot be described."""
+    media = result.media
+    if result.outcome == "not_found":
+        return [f"media {result.media_id} does not exist"]
+    if result.outcome == "deleted":
+        return [f"media {result.media_id} was deleted"]
+    if result.outcome != "found" or media is None:
+        return [f"media {result.media_id} cannot be described now: {result.reason or 'no reason given'}"]
+    created = datetime.fromtimestamp(media.created_unix_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    shown = f"{media.width} x {media.height}" if media.width and media.height else "unknown (not measured yet)"
+    lines = [
+        f"media {media.media_id}",
+        f"  tier        {media.tier}",
+        f"  state       {media.state}",
+        f"  owner       {media.owner_id}",
+        f"  type        {media.content_type}",
+        f"  size        {_size(media.size_bytes)} ({media.size_bytes} bytes)",
+        f"  displayed   {shown}",
+        f"  created     {created} ({age(media.created_unix_ms, now_ms)})",
+        f"  url         {media.url}{_volume_of(media.url)}",
+    ]
+    state = media.renditions_state or "-"
+    if media.renditions_error:
+        state += f": {media.renditions_error}"
+    lines.append(f"  renditions  {state}")
+    for r in sorted(media.renditions, key=lambda r: r.alternate_key):
+        dims = f"{r.width} x {r.height}" if r.width and r.height else "-"
+        lines.append(f"    {describe(r.alternate_key):<18}{_size(r.size_bytes):>10}  {dims:<12}{r.url}{_volume_of(r.url)}")
+    return lines
+
+
+def _volume_of(url: str) -> str:
+    """`` (volume N)``: the logical volume a photo URL names ("" for no URL)."""
+    if not url:
+        return ""
+    try:
+        return f"  (volume {parse_path(urllib.parse.urlsplit(url).path).needle.logical_volume})"
+    except MalformedURL:
+        return ""
+
+
+def age(unix_ms: int, now_ms: int) -> str:
+    """How long ago ``unix_ms`` was, in the largest whole unit: ``3s ago``, ``4m ago``,
+    ``2h ago``, ``5d ago``; ``never`` for 0. A time ahead of ``now_ms`` (clocks apart)
+    reads as ``0s ago``."""
+    if not unix_ms:
+        return "never"
+    seconds = max(0, now_ms - unix_ms) // 1000
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def _directory(config: Config, pool: ChannelPool) -> DirectoryClient:
     return DirectoryClient(pool, config.directory_endpoints(), timeout_s=5.0)
 
 
 def volumes_table(config: Config) -> list[str]:
-    volumes = _run(config, lambda pool: _directory(config, pool).list_volumes())
-    lines = [f"{'ID':>6}  {'STATE':<10}{'FILL':>7}  {'USED':>10}  REPLICAS (machine@rack, ! = down)"]
+    return volume_lines(_run(config, lambda pool: _directory(config, pool).list_volumes()), _now_ms())
+
+
+def volume_lines(volumes: Sequence[VolumeView], now_ms: int) -> list[str]:
+    """``trenchcoat volumes``: each volume's state, its fill as its stores last reported it
+    and how long ago that was (the leader confirms an unchanged figure every minute or so:
+    an older report means the stores, or a leader, have not been heard), its replicas."""
+    header = f"{'ID':>6}  {'STATE':<10}{'FILL':>7}  {'USED':>10}  {'REPORTED':<10}  REPLICAS (machine@rack, ! = down)"
+    lines = [header]
     for v in sorted(volumes, key=lambda v: v.id):
         fill = 100 * v.used_bytes / v.capacity_bytes if v.capacity_bytes else 0
         replicas = "  ".join(f"{r.machine_id}@{r.rack}{'' if r.alive else '!'}" for r in v.replicas)
-        lines.append(f"{v.id:>6}  {v.state:<10}{fill:>6.1f}%  {_size(v.used_bytes):>10}  {replicas}")
+        reported = f"({age(v.used_reported_unix_ms, now_ms)})"
+        lines.append(f"{v.id:>6}  {v.state:<10}{fill:>6.1f}%  {_size(v.used_bytes):>10}  {reported:<10}  {replicas}")
     if not volumes:
         lines.append("(no volumes yet)")
     return lines
@@ -109,13 +212,18 @@ BAR_WIDTH = 24
 """Characters between the brackets of a rebuild's progress bar."""
 
 
-def rebuilder_lines(address: str, view: RebuilderView) -> list[str]:
-    """The rebuilder's part of ``trenchcoat warm``: block health and the throttle in a
-    line, then each rebuild under way with a progress bar, each failed one with its error
-    and the newest finished ones, a line each. Plain text, so it reads the same in a pipe."""
+def rebuilder_lines(address: str, view: RebuilderView, now_ms: int | None = None) -> list[str]:
+    """The rebuilder's part of ``trenchcoat warm``: block health (as of its last scan, and
+    how long ago that was) and the throttle in a line, then each rebuild under way with a
+    progress bar, each failed one with its error and the newest finished ones, a line each.
+    Plain text, so it reads the same in a pipe."""
+    now_ms = _now_ms() if now_ms is None else now_ms
+    scanned = (f"last scan {age(view.last_scan_unix_ms, now_ms)}" if view.last_scan_unix_ms else "no scan yet")
+    if view.scan_interval_s:
+        scanned += f", every {view.scan_interval_s:g}s"
     summary = (f"rebuilder at {address}: blocks {view.healthy_blocks} healthy, {view.damaged_blocks} damaged or "
-               f"missing, {view.lost_blocks} lost; throttle {_size(view.throttle_bytes_per_s)}/s of reads; "
-               f"grace {view.grace_s:g} s")
+               f"missing, {view.lost_blocks} lost ({scanned}); throttle {_size(view.throttle_bytes_per_s)}/s of "
+               f"reads; grace {view.grace_s:g} s")
     lines = [summary]
     running = [r for r in view.rebuilds if not r.finished and not r.error]
     failed = [r for r in view.rebuilds if not r.finished and r.error]
@@ -170,13 +278,17 @@ def writable_volumes(config: Config) -> int:
     return sum(v.writable for v in _run(config, lambda pool: _directory(config, pool).list_volumes()))
 
 
-def stores_table(config: Config) -> list[str]:
+def stores_table(config: Config, names: Mapping[str, str] | None = None) -> list[str]:
+    """The Directory's stores and its leader. ``names``: endpoint -> the name the launcher
+    gave the process there (``launcher.process_names``), so the leader is called what the
+    process table above calls it (``directory-2``); a leader not among them keeps the name
+    it gives itself."""
     async def ask(pool: ChannelPool) -> tuple[list, str]:
         directory = _directory(config, pool)
         stores = await directory.list_stores()
         try:
             name, address = await directory.leader()
-            lead = f"leader: {name} ({address})"
+            lead = f"leader: {(names or {}).get(address, name)} ({address})"
         except Unavailable as exc:
             lead = f"leader: none ({exc})"
         return stores, lead

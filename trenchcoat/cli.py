@@ -3,12 +3,17 @@
     trenchcoat up        start the local cluster and watch it until Ctrl-C
     trenchcoat status    health of every process of the running local cluster, its stores and leader
     trenchcoat put FILE --user N   upload a file; prints its media_id and URL
-    trenchcoat volumes   the logical volumes: state, fill, replicas and their racks
-    trenchcoat warm      volumes moving into or living in f4, their blocks' health, the cell's rebuilds
+    trenchcoat get MEDIA_ID [-o FILE] [--size N]   the bytes of a media (or of its image size N)
+    trenchcoat stat MEDIA_ID...   tier, state, owner, type, size, URL and renditions of each media
+    trenchcoat rm MEDIA_ID    delete a media everywhere (as an operator: user tokens do not exist yet)
+    trenchcoat volumes   the logical volumes: state, fill (as last reported, and when), replicas, racks
+    trenchcoat warm      volumes in f4 or moving there, their blocks' health, the rebuilder's last scan
     trenchcoat migrate VOLUME   move one logical volume into f4 now, whatever its age
     trenchcoat follow A B    user A follows user B (unfollow A B: stops)
     trenchcoat post FILE --user A --caption TEXT   upload a photo and post it
     trenchcoat feed A [--cursor C]   user A's home feed, a page at a time, with URLs
+    trenchcoat jobs [MEDIA_ID]   rendition jobs: queued, running, dead letters (--retry JOB_ID)
+    trenchcoat top       the dashboard's key panels, live, from the cluster's Prometheus
     trenchcoat demo      start a fresh cluster, show it working, stop it (what `make demo` runs)
     trenchcoat config    print the effective config, or with --reference every key
 
@@ -23,13 +28,20 @@ import dataclasses
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from trenchcoat import admin
 from trenchcoat import config as configmod
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.launcher import Cluster, ProcessStatus, read_state, status_from_state
+from trenchcoat.launcher import (
+    Cluster,
+    ProcessStatus,
+    process_names,
+    read_state,
+    status_from_state,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
@@ -65,10 +77,33 @@ def _parser() -> argparse.ArgumentParser:
     put.add_argument("--idempotency-key", default="", help="a retry with the same key returns the first upload")
     put.set_defaults(run=cmd_put)
 
-    volumes = verbs.add_parser("volumes", help="the logical volumes: state, fill, replicas, racks")
+    get = verbs.add_parser("get", help="the bytes of a media, or of one of its image sizes",
+                           description="Reads a media through the router (any tier). Writes its bytes to FILE, "
+                                       "or to stdout when that is a pipe or a file; never to a terminal.")
+    get.add_argument("media_id", type=_media_id, metavar="MEDIA_ID")
+    get.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the bytes here (default: stdout)")
+    get.add_argument("--size", type=_image_size, default=0, metavar="N",
+                     help="image size N instead of the original: its alternate key, 1..255 "
+                          "(`trenchcoat stat MEDIA_ID` lists them as 'size N')")
+    get.set_defaults(run=cmd_get)
+
+    stat = verbs.add_parser("stat", help="what is known of media: tier, state, owner, size, URLs, renditions")
+    stat.add_argument("media_ids", type=_media_id, nargs="+", metavar="MEDIA_ID")
+    stat.set_defaults(run=cmd_stat)
+
+    rm = verbs.add_parser("rm", help="delete a media everywhere (acts as an operator)",
+                          description="Deletes a media: its row, every replica's needle and its renditions, "
+                                      "the caches' copies, its f4 keys. It acts as an operator, for no user: "
+                                      "user tokens do not exist yet.")
+    rm.add_argument("media_id", type=_media_id, metavar="MEDIA_ID")
+    rm.set_defaults(run=cmd_rm)
+
+    volumes = verbs.add_parser("volumes", help="the logical volumes: state, fill (as last reported, and when), "
+                                               "replicas, racks")
     volumes.set_defaults(run=cmd_volumes)
 
-    warm = verbs.add_parser("warm", help="volumes moving into or living in f4, block health, rebuilds")
+    warm = verbs.add_parser("warm", help="volumes moving into or living in f4, block health, the rebuilder's "
+                                         "last scan, rebuilds")
     warm.set_defaults(run=cmd_warm)
 
     migrate = verbs.add_parser("migrate", help="move one logical volume into f4 now, whatever its age")
@@ -140,7 +175,7 @@ def cmd_status(args: argparse.Namespace, config: configmod.Config) -> int:
     if any(r.name.startswith("directory") for r in rows):
         print()
         try:
-            print("\n".join(admin.stores_table(config)))
+            print("\n".join(admin.stores_table(config, process_names(state))))
         except TrenchcoatError as exc:
             print(f"stores: cannot ask the directory: {exc}")
             healthy = False
@@ -151,6 +186,43 @@ def cmd_put(args: argparse.Namespace, config: configmod.Config) -> int:
     media = admin.put(config, args.file, args.user, args.content_type, args.idempotency_key)
     print(f"media_id {media.media_id}")
     print(f"url      {media.url}")
+    return EXIT_OK
+
+
+def cmd_get(args: argparse.Namespace, config: configmod.Config) -> int:
+    if args.output is None and sys.stdout.isatty():
+        # Binary in a terminal garbles it (and may send it control sequences).
+        print("trenchcoat: not writing a media's bytes to a terminal: give -o FILE, or redirect stdout "
+              f"(trenchcoat get {args.media_id} > FILE)", file=sys.stderr)
+        return EXIT_USAGE
+    media, data = admin.get(config, args.media_id, args.size)
+    if args.output is None:
+        try:
+            sys.stdout.buffer.write(data)  # only the bytes: stdout is someone's file or pipe
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:  # the reader stopped early (`| head -c 100`): not our failure
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush is quiet
+        return EXIT_OK
+    try:
+        args.output.write_bytes(data)
+    except OSError as exc:
+        print(f"trenchcoat: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    what = f"size {args.size}" if args.size else f"original, {media.content_type}"
+    print(f"wrote {len(data)} bytes of media {media.media_id} ({what}) to {args.output}")
+    return EXIT_OK
+
+
+def cmd_stat(args: argparse.Namespace, config: configmod.Config) -> int:
+    results = admin.stat(config, args.media_ids)
+    now_ms = int(time.time() * 1000)
+    print("\n\n".join("\n".join(admin.stat_lines(r, now_ms)) for r in results))
+    return EXIT_OK if all(r.outcome == "found" for r in results) else EXIT_FAILED
+
+
+def cmd_rm(args: argparse.Namespace, config: configmod.Config) -> int:
+    deleted = admin.delete(config, args.media_id)
+    print(f"media {args.media_id} deleted" if deleted else f"media {args.media_id} was already deleted")
     return EXIT_OK
 
 
@@ -233,6 +305,27 @@ def cmd_config(args: argparse.Namespace, config: configmod.Config) -> int:
             print(f"{f.name} = {configmod.to_toml(getattr(values, f.name))}")
         print()
     return EXIT_OK
+
+
+def _media_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a media_id is a positive integer, got {text!r}") from None
+    if not 0 < value < 1 << 64:
+        raise argparse.ArgumentTypeError(f"a media_id is a positive 64-bit integer, got {text}")
+    return value
+
+
+def _image_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 0xFF:  # the image sizes' alternate keys (trenchcoat.rendition_keys)
+        raise argparse.ArgumentTypeError(f"an image size is its alternate key, 1..255, got {text!r} "
+                                         "(`trenchcoat stat MEDIA_ID` lists a media's sizes)")
+    return value
 
 
 def _print_status(rows: Sequence[ProcessStatus]) -> None:

@@ -397,6 +397,14 @@ def status_from_state(state: dict[str, object]) -> list[ProcessStatus]:
     return [_probe(r["name"], r["kind"], r["endpoint"], r["pid"]) for r in rows]
 
 
+def process_names(state: dict[str, object]) -> dict[str, str]:
+    """Endpoint -> name of every process listed in a state file: what ``trenchcoat status``
+    calls the process answering at an address (the leader the Directory names by address)."""
+    rows = state.get("processes", [])
+    assert isinstance(rows, list)
+    return {r["endpoint"]: r["name"] for r in rows}
+
+
 def _probe(name: str, kind: str, endpoint: str, pid: int | None) -> ProcessStatus:
     if pid is not None and not _pid_alive(pid):
         return ProcessStatus(name, kind, endpoint, pid, "EXITED")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+import pty
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -14,10 +17,11 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests import harness
 from trenchcoat import dashboard, procs, rpc
@@ -269,23 +273,124 @@ def test_config_reference_lists_every_key_with_its_variable(data_dir):
     assert "env: TRENCHCOAT_STORE__RACKS" in result.stdout
 
 
-def test_put_volumes_and_status_against_a_running_cluster(up, tmp_path):
+def jpeg(width: int, height: int) -> bytes:
+    """A real photo (noise, so it does not compress to nothing): the transformer makes its sizes."""
+    out = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(out, "JPEG", quality=60)
+    return out.getvalue()
+
+
+def until(what: str, check: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f}s: {what}"
+        time.sleep(0.5)
+
+
+def _bytes(line: str) -> float:
+    """``4.4 MiB`` -> bytes (as the tables print sizes)."""
+    number, unit = line.split()
+    return float(number) * 1024 ** ["B", "KiB", "MiB", "GiB", "TiB"].index(unit)
+
+
+def test_put_get_stat_rm_volumes_and_status_against_a_running_cluster(up, tmp_path):
     photo = tmp_path / "cat.jpg"
-    photo.write_bytes(b"\xff\xd8\xff" + os.urandom(3000))
+    photo.write_bytes(jpeg(640, 480))
     result = cli(up.data_dir, "put", str(photo), "--user", "42")
     assert result.returncode == 0, result.stdout + result.stderr
     media_id = int(result.stdout.split()[1])
     assert (media_id >> 10) & 0x1FFF == 42
     assert "url      http://" in result.stdout
+    url = result.stdout.split("url")[1].split()[0]
+    volume = url.split("/")[-1].split(",")[0]
+
+    # stat: every fact, and the sizes once the transformer has made them.
+    stat = cli(up.data_dir, "stat", str(media_id))
+
+    def sized() -> bool:
+        nonlocal stat
+        stat = cli(up.data_dir, "stat", str(media_id))
+        return "  renditions  done" in stat.stdout.splitlines()
+
+    until("the photo's sizes are made", sized)
+    assert stat.returncode == 0, stat.stdout + stat.stderr
+    lines = stat.stdout.splitlines()
+    assert lines[0] == f"media {media_id}"
+    for fact in ("tier        hot", "state       active", "owner       42", "type        image/jpeg",
+                 "displayed   640 x 480", f"url         {url}  (volume {volume})"):
+        assert f"  {fact}" in lines, stat.stdout
+    assert any(line.startswith("  size ") and line.endswith(f"({len(photo.read_bytes())} bytes)")
+               for line in lines), stat.stdout
+    [size2] = [line.split() for line in lines if line.startswith("    size 2 ")]
+    assert size2[4:7] == ["320", "x", "240"] and size2[7].startswith("http://"), stat.stdout
+
+    # get: the original to a pipe (its bytes and nothing else), a size to a file.
+    got = subprocess.run([sys.executable, "-m", "trenchcoat", "get", str(media_id)], env=_env(up.data_dir, NO_F4_CELL),
+                         capture_output=True, timeout=120, cwd=harness.REPO_ROOT, check=False)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == photo.read_bytes()
+    out = tmp_path / "small.jpg"
+    small = cli(up.data_dir, "get", str(media_id), "--size", "2", "-o", str(out))
+    assert small.returncode == 0, small.stdout + small.stderr
+    assert f"to {out}" in small.stdout
+    assert Image.open(out).size == (320, 240)
+    nowhere = cli(up.data_dir, "get", str(media_id), "-o", str(tmp_path / "no-such-dir" / "x.jpg"))
+    assert nowhere.returncode == 1 and f"cannot write {tmp_path / 'no-such-dir' / 'x.jpg'}: " in nowhere.stderr
+
+    # volumes: the photo's volume shows its fill as the stores reported it, with the report's age,
+    # though far less than a thousandth of the volume (which used to stay unrecorded: 0 B).
+    def filled() -> bool:
+        table = cli(up.data_dir, "volumes")
+        assert table.returncode == 0, table.stderr
+        [row] = [line for line in table.stdout.splitlines() if line.split()[0] == volume]
+        words = row.split()
+        return _bytes(" ".join(words[3:5])) >= 0.9 * len(photo.read_bytes()) and re.fullmatch(
+            r"\(\d+[smhd]", words[5]) is not None and words[6] == "ago)"
+
+    until(f"volume {volume} shows the photo's bytes", filled, timeout=60)
     volumes = cli(up.data_dir, "volumes")
-    assert volumes.returncode == 0, volumes.stderr
     rows = [line for line in volumes.stdout.splitlines()[1:] if "writable" in line]
     assert rows and all(len({p.split("@")[1] for p in r.split() if "@" in p}) == 3 for r in rows), volumes.stdout
+
+    # status: the leader is named as the process table names it.
     status = cli(up.data_dir, "status")
-    assert "leader: directory@" in status.stdout, status.stdout
+    leader = re.search(r"^leader: (\S+) \((\S+)\)$", status.stdout, re.MULTILINE)
+    assert leader and re.fullmatch(r"directory-\d", leader[1]), status.stdout
+    assert any(line.split()[0] == leader[1] and line.split()[-1] == leader[2] and "SERVING" in line
+               for line in status.stdout.splitlines() if line.strip()), status.stdout
     assert status.stdout.count(" up ") >= 6
+
+    # stat of several ids says why one has no facts, and fails; rm, twice; then get and stat say so.
+    mixed = cli(up.data_dir, "stat", str(media_id), "12345")
+    assert mixed.returncode == 1 and f"media {media_id}\n" in mixed.stdout
+    assert "media 12345 does not exist" in mixed.stdout
+    removed = cli(up.data_dir, "rm", str(media_id))
+    assert (removed.returncode, removed.stdout.strip()) == (0, f"media {media_id} deleted"), removed.stderr
+    again = cli(up.data_dir, "rm", str(media_id))
+    assert (again.returncode, again.stdout.strip()) == (0, f"media {media_id} was already deleted"), again.stderr
+    gone = cli(up.data_dir, "get", str(media_id), "-o", str(tmp_path / "gone.jpg"))
+    assert gone.returncode == 1 and f"media {media_id} does not exist" in gone.stderr and not gone.stdout
+    assert not (tmp_path / "gone.jpg").exists()
+    stat = cli(up.data_dir, "stat", str(media_id))
+    assert (stat.returncode, stat.stdout.strip()) == (1, f"media {media_id} was deleted")
     missing = cli(up.data_dir, "put", str(tmp_path / "nope.jpg"), "--user", "1")
     assert missing.returncode == 1 and "is not a readable file" in missing.stderr
+
+
+def test_get_refuses_to_write_a_media_to_a_terminal_and_sizes_are_image_sizes(data_dir):
+    # No cluster needed: both are refused before anything is asked.
+    controller, terminal = pty.openpty()
+    try:
+        refused = subprocess.run([sys.executable, "-m", "trenchcoat", "get", "123"], env=_env(data_dir),
+                                 stdout=terminal, stderr=subprocess.PIPE, text=True, timeout=60,
+                                 cwd=harness.REPO_ROOT, check=False)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert refused.returncode == 2
+    assert "not writing a media's bytes to a terminal: give -o FILE, or redirect stdout" in refused.stderr
+    bad = cli(data_dir, "get", "123", "--size", "256", "-o", "x")
+    assert bad.returncode == 2 and "an image size is its alternate key, 1..255" in bad.stderr
 
 
 def test_follow_post_and_feed_against_a_running_cluster(up, tmp_path):

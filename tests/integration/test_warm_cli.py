@@ -1,15 +1,18 @@
 """``trenchcoat warm``'s rebuilder part, run as the command with its output in a pipe (not
-a TTY): the cell's block health and throttle in a line; each rebuild under way with a
-progress bar, each failed one with its error, the newest finished ones a line each; a real
-rebuilder with nothing to rebuild says so; a rebuilder that does not answer is a line
+a TTY): the cell's block health, when the rebuilder last scanned (and how often it does)
+and the throttle in a line; each rebuild under way with a progress bar, each failed one
+with its error, the newest finished ones a line each; a real rebuilder with nothing to
+rebuild says so, and when its first scan ended; a rebuilder that does not answer is a line
 saying so, not a crash, and the volume table is still printed."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -51,7 +54,8 @@ class CannedRebuilder(f4_pb2_grpc.F4RebuilderServiceServicer):
                       rebuild(7, 1, 5, done=2 * MiB, reason="lost",
                               error="f4 storage 10.0.0.5:7701: unavailable: connection refused"),
                       *(rebuild(8, s, 2, done=8 * MiB, finished=True, reason="requested") for s in range(12))],
-            throttle_bytes_per_s=32 * MiB, healthy_blocks=1234, damaged_blocks=2, lost_blocks=1, grace_s=900.0)
+            throttle_bytes_per_s=32 * MiB, healthy_blocks=1234, damaged_blocks=2, lost_blocks=1, grace_s=900.0,
+            last_scan_unix_ms=int(time.time() * 1000) - 4_000, scan_interval_s=30.0)
 
 
 async def test_warm_shows_rebuilds_under_way_failed_and_finished_in_plain_text(service, etcd, tmp_path):
@@ -69,8 +73,10 @@ async def test_warm_shows_rebuilds_under_way_failed_and_finished_in_plain_text(s
     assert "\x1b" not in shown.stdout and shown.stdout.isascii()  # no colour codes, nothing a pipe mangles
     lines = shown.stdout.splitlines()
     assert VOLUME_HEADER in lines[0] and "(no volume has aged into f4 yet)" in lines
-    assert (f"rebuilder at 127.0.0.1:{port}: blocks 1234 healthy, 2 damaged or missing, 1 lost; "
-            "throttle 32.0 MiB/s of reads; grace 900 s") in lines
+    [summary] = [line for line in lines if line.startswith("rebuilder at")]
+    assert re.fullmatch(rf"rebuilder at 127\.0\.0\.1:{port}: blocks 1234 healthy, 2 damaged or missing, 1 lost "
+                        r"\(last scan \d+s ago, every 30s\); throttle 32\.0 MiB/s of reads; grace 900 s",
+                        summary), summary
     [running] = [line for line in lines if "v7/s0/b3" in line]
     assert running.split()[1:3] == ["damaged", "10.0.0.3:7701@d03"]
     assert f"[{'#' * 9}{'-' * 15}]  38% 3.0 MiB of 8.0 MiB, 1.0 MiB carried over from an earlier run" in running
@@ -92,11 +98,19 @@ async def test_warm_says_what_a_real_rebuilder_holds_and_when_it_does_not_answer
                              "TRENCHCOAT_F4_REBUILDER__METRICS_PORT": str(metrics_port),
                              "TRENCHCOAT_F4_REBUILDER__DRAIN_NOTICE_S": "0"})
     endpoint = {"TRENCHCOAT_F4__REBUILDER_ENDPOINT": rebuilder.address}
-    shown = await warm(cluster, **endpoint)
-    assert shown.returncode == 0, shown.stderr
-    lines = shown.stdout.splitlines()
-    assert (f"rebuilder at {rebuilder.address}: blocks 0 healthy, 0 damaged or missing, 0 lost; "
-            "throttle 32.0 MiB/s of reads; grace 900 s") in lines  # its one storage node is silent: no manifests
+    deadline = time.monotonic() + 60
+    while True:  # it scans at once on start; until that scan ends it says "no scan yet"
+        shown = await warm(cluster, **endpoint)
+        assert shown.returncode == 0, shown.stderr
+        lines = shown.stdout.splitlines()
+        [summary] = [line for line in lines if line.startswith("rebuilder at")]
+        if "no scan yet" not in summary or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    # Its one storage node is silent: no manifests, no blocks.
+    assert re.fullmatch(rf"rebuilder at {re.escape(rebuilder.address)}: blocks 0 healthy, 0 damaged or missing, "
+                        r"0 lost \(last scan \d+s ago, every 30s\); throttle 32\.0 MiB/s of reads; grace 900 s",
+                        summary), summary
     assert "  (no rebuilds since the rebuilder started)" in lines
 
     rebuilder.stop()
