@@ -80,6 +80,8 @@ class Photos:
         if not known:
             row = await self._media.get(media_id)
             self._rows.put(media_id, row)
+        if row is not None and row.state is MediaState.DELETED:
+            raise MediaNotFound(f"media {media_id} was deleted")
         if row is None or row.state is not MediaState.ACTIVE:
             raise MediaNotFound(f"media {media_id} does not exist")
         return row

@@ -160,7 +160,11 @@ def volume_lines(volumes: Sequence[VolumeView], now_ms: int) -> list[str]:
     for v in sorted(volumes, key=lambda v: v.id):
         fill = 100 * v.used_bytes / v.capacity_bytes if v.capacity_bytes else 0
         replicas = "  ".join(f"{r.machine_id}@{r.rack}{'' if r.alive else '!'}" for r in v.replicas)
-        reported = f"({age(v.used_reported_unix_ms, now_ms)})"
+        if v.state == "warm" and not v.replicas:  # no store holds it now: its last figure stays
+            replicas = f"in f4 (hot copies freed from {', '.join(map(str, v.freed_machines)) or '?'})"
+            reported = "(final)"
+        else:
+            reported = f"({age(v.used_reported_unix_ms, now_ms)})"
         lines.append(f"{v.id:>6}  {v.state:<10}{fill:>6.1f}%  {_size(v.used_bytes):>10}  {reported:<10}  {replicas}")
     if not volumes:
         lines.append("(no volumes yet)")

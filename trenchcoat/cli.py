@@ -3,7 +3,7 @@
     trenchcoat up        start the local cluster and watch it until Ctrl-C
     trenchcoat status    health of every process of the running local cluster, its stores and leader
     trenchcoat put FILE --user N   upload a file; prints its media_id and URL
-    trenchcoat get MEDIA_ID [-o FILE] [--size N]   the bytes of a media (or of its image size N)
+    trenchcoat get MEDIA_ID [-o FILE] [--size N | --key K]   the bytes of a media (or of a rendition)
     trenchcoat stat MEDIA_ID...   tier, state, owner, type, size, URL and renditions of each media
     trenchcoat rm MEDIA_ID    delete a media everywhere (as an operator: user tokens do not exist yet)
     trenchcoat volumes   the logical volumes: state, fill (as last reported, and when), replicas, racks
@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from trenchcoat import admin
+from trenchcoat import admin, rendition_keys
 from trenchcoat import config as configmod
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.launcher import (
@@ -82,9 +82,13 @@ def _parser() -> argparse.ArgumentParser:
                                        "or to stdout when that is a pipe or a file; never to a terminal.")
     get.add_argument("media_id", type=_media_id, metavar="MEDIA_ID")
     get.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the bytes here (default: stdout)")
-    get.add_argument("--size", type=_image_size, default=0, metavar="N",
-                     help="image size N instead of the original: its alternate key, 1..255 "
-                          "(`trenchcoat stat MEDIA_ID` lists them as 'size N')")
+    which = get.add_mutually_exclusive_group()
+    which.add_argument("--size", type=_image_size, default=0, metavar="N",
+                       help="image size N instead of the original: its alternate key, 1..255 "
+                            "(`trenchcoat stat MEDIA_ID` lists them as 'size N')")
+    which.add_argument("--key", type=_alternate_key, default=0, metavar="K", dest="key",
+                       help="any rendition by its alternate key, decimal or 0x hex (a video's poster is "
+                            "0x3000000, its master playlists 0x2000000 + rungs; see media.proto)")
     get.set_defaults(run=cmd_get)
 
     stat = verbs.add_parser("stat", help="what is known of media: tier, state, owner, size, URLs, renditions")
@@ -195,7 +199,7 @@ def cmd_get(args: argparse.Namespace, config: configmod.Config) -> int:
         print("trenchcoat: not writing a media's bytes to a terminal: give -o FILE, or redirect stdout "
               f"(trenchcoat get {args.media_id} > FILE)", file=sys.stderr)
         return EXIT_USAGE
-    media, data = admin.get(config, args.media_id, args.size)
+    media, data = admin.get(config, args.media_id, args.size or args.key)
     if args.output is None:
         try:
             sys.stdout.buffer.write(data)  # only the bytes: stdout is someone's file or pipe
@@ -208,7 +212,7 @@ def cmd_get(args: argparse.Namespace, config: configmod.Config) -> int:
     except OSError as exc:
         print(f"trenchcoat: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
-    what = f"size {args.size}" if args.size else f"original, {media.content_type}"
+    what = rendition_keys.describe(args.size or args.key) if args.size or args.key else f"original, {media.content_type}"
     print(f"wrote {len(data)} bytes of media {media.media_id} ({what}) to {args.output}")
     return EXIT_OK
 
@@ -314,6 +318,16 @@ def _media_id(text: str) -> int:
         raise argparse.ArgumentTypeError(f"a media_id is a positive integer, got {text!r}") from None
     if not 0 < value < 1 << 64:
         raise argparse.ArgumentTypeError(f"a media_id is a positive 64-bit integer, got {text}")
+    return value
+
+
+def _alternate_key(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 0xFFFF_FFFF:
+        raise argparse.ArgumentTypeError(f"an alternate key is 1..4294967295 (decimal or 0x hex), got {text!r}")
     return value
 
 

@@ -198,7 +198,7 @@ async def test_a_photo_and_a_video_live_their_whole_life_across_every_tier_and_s
         for media in life.media.values():
             with pytest.raises(NotFound, match="was deleted"):
                 await c.media.stat(media.media_id)
-            with pytest.raises(NotFound):
+            with pytest.raises(NotFound, match="was deleted"):
                 await c.media.read(media.media_id)
         assert [r.outcome for r in await c.media.batch_stat([m.media_id for m in life.media.values()])] == [
             "deleted"] * 3

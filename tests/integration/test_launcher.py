@@ -391,6 +391,10 @@ def test_get_refuses_to_write_a_media_to_a_terminal_and_sizes_are_image_sizes(da
     assert "not writing a media's bytes to a terminal: give -o FILE, or redirect stdout" in refused.stderr
     bad = cli(data_dir, "get", "123", "--size", "256", "-o", "x")
     assert bad.returncode == 2 and "an image size is its alternate key, 1..255" in bad.stderr
+    both = cli(data_dir, "get", "123", "--size", "2", "--key", "0x3000000", "-o", "x")
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    bad = cli(data_dir, "get", "123", "--key", "poster", "-o", "x")
+    assert bad.returncode == 2 and "an alternate key is 1..4294967295 (decimal or 0x hex)" in bad.stderr
 
 
 def test_follow_post_and_feed_against_a_running_cluster(up, tmp_path):

@@ -35,6 +35,10 @@ def test_a_volumes_fill_is_shown_as_reported_with_how_long_ago():
     assert three.split()[:6] == ["3", "writable", "12.3%", "4.4", "MiB", "(3s"]
     assert "(3s ago)" in three and three.endswith("1@rack-a  2@rack-b!  3@rack-c")
     assert "0.0%" in four and "(never)" in four  # a volume just created: its stores not heard yet
+    warm = VolumeView(5, False, 0, (), state="warm", used_bytes=MiB, capacity_bytes=4 * MiB,
+                      used_reported_unix_ms=NOW_MS - 86_400_000, freed_machines=(1, 2, 3))
+    [_, five] = admin.volume_lines([warm], NOW_MS)
+    assert "25.0%" in five and "(final)" in five and five.endswith("in f4 (hot copies freed from 1, 2, 3)")
 
 
 def view(**changes: Any) -> RebuilderView:
