@@ -38,20 +38,70 @@ class ProcessError(TrenchcoatError):
 
 
 _handed_out: set[int] = set()
+PORT_CLAIMS = Path(os.environ.get("TRENCHCOAT_PORT_CLAIMS", "/tmp/trenchcoat-ports"))
+"""Where ``free_port`` records, machine-wide, which process holds each port it handed out
+(a file per port naming the holder's pid), so two test suites, or a benchmark beside one,
+never hand out the same port: the OS knows only what is listening now, and a port handed
+out is not listened on until its service has started."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the OS picks it), never one this process
-    handed out before: the OS may pick a just-released port again, and two of a service's
-    ports (gRPC and metrics, asked for one after the other) must differ."""
-    for _ in range(100):
+    """A TCP port that was free a moment ago (the OS picks it), never one handed out before
+    by this process or by another that still runs (claimed in ``PORT_CLAIMS``): the OS may
+    pick a just-released port again, and two of a service's ports (gRPC and metrics, asked
+    for one after the other) must differ."""
+    for _ in range(1000):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind((host, 0))
             port = int(s.getsockname()[1])
-        if port not in _handed_out:
+        if port not in _handed_out and _claim(port):
             _handed_out.add(port)
             return port
     raise OSError("no free TCP port that was not handed out already")
+
+
+def _claim(port: int) -> bool:
+    """Claims ``port`` for this process machine-wide: True unless a live process holds it.
+    A claim outlives its process only as a file naming a dead pid, which the next claim of
+    that port takes over (the pid is checked with the claim's own start time, so a pid
+    given out again to a stranger does not keep a port from us for ever)."""
+    PORT_CLAIMS.mkdir(mode=0o777, parents=True, exist_ok=True)
+    path = PORT_CLAIMS / str(port)
+    mine = f"{os.getpid()} {_start_time(os.getpid())}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                holder = path.read_text()
+            except FileNotFoundError:
+                continue  # released meanwhile: try again
+            if holder == mine or _holder_alive(holder):
+                return holder == mine
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # a dead holder's: take it over (two at once: O_EXCL picks one)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(mine)
+        return True
+    return False
+
+
+def _holder_alive(holder: str) -> bool:
+    pid, _, started = holder.partition(" ")
+    try:
+        return _start_time(int(pid)) == started
+    except ValueError:
+        return False
+
+
+def _start_time(pid: int) -> str:
+    """When ``pid`` started (clock ticks since boot), "" if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return ""
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
