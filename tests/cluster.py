@@ -93,6 +93,7 @@ class MediaCluster:
     transformer_ports: list[tuple[int, int]] = field(default_factory=list)
     """(gRPC, metrics) port of transformer i, given out before the caches start (they send
     resizes on read to every transformer)."""
+    _launched: list[harness.ServiceProcess] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.env = {
@@ -108,7 +109,7 @@ class MediaCluster:
     def directory_endpoints(self) -> list[str]:
         return [f"127.0.0.1:{p}" for p, _ in self.directory_ports]
 
-    def start_directory(self, i: int | None = None) -> harness.ServiceProcess:
+    def start_directory(self, i: int | None = None, *, wait: bool = True) -> harness.ServiceProcess:
         if i is None:
             self.directory_ports.append((procs.free_port(), procs.free_port()))
             self.directories.append(None)
@@ -116,11 +117,12 @@ class MediaCluster:
         port, mport = self.directory_ports[i]
         proc = self.start(f"directory-{i + 1}", harness.python_module("directory"), port=port, metrics_port=mport,
                           env={**self.env, "TRENCHCOAT_DIRECTORY__PORT": str(port),
-                               "TRENCHCOAT_DIRECTORY__METRICS_PORT": str(mport)})
+                               "TRENCHCOAT_DIRECTORY__METRICS_PORT": str(mport)}, wait=wait)
         self.directories[i] = proc
         return proc
 
-    def start_store(self, machine_id: int, rack: str, *, name: str = "", **extra: str) -> harness.ServiceProcess:
+    def start_store(self, machine_id: int, rack: str, *, name: str = "", wait: bool = True,
+                    **extra: str) -> harness.ServiceProcess:
         if name:  # another process claiming this machine id: its own ports
             port, mport, hport = procs.free_port(), procs.free_port(), procs.free_port()
         else:
@@ -131,7 +133,7 @@ class MediaCluster:
                                "TRENCHCOAT_STORE__METRICS_PORT": str(mport),
                                "TRENCHCOAT_STORE__HTTP_PORT": str(hport),
                                "TRENCHCOAT_STORE__MACHINE_ID": str(machine_id),
-                               "TRENCHCOAT_STORE__RACK": rack, **extra})
+                               "TRENCHCOAT_STORE__RACK": rack, **extra}, wait=wait)
         self.stores[machine_id] = proc
         return proc
 
@@ -152,27 +154,27 @@ class MediaCluster:
         self.caches[i] = proc
         return proc
 
-    def start_router(self) -> harness.ServiceProcess:
+    def start_router(self, *, wait: bool = True) -> harness.ServiceProcess:
         port, mport = procs.free_port(), procs.free_port()
         self.router = self.start("router", harness.python_module("router"), port=port, metrics_port=mport,
                                  env={**self.env, "TRENCHCOAT_ROUTER__PORT": str(port),
                                       "TRENCHCOAT_ROUTER__METRICS_PORT": str(mport),
                                       "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(self.directory_endpoints()),
                                       "TRENCHCOAT_ROUTER__CACHE_ENDPOINTS": ",".join(
-                                          f"127.0.0.1:{p}" for p, _ in self.cache_ports)})
+                                          f"127.0.0.1:{p}" for p, _ in self.cache_ports)}, wait=wait)
         return self.router
 
-    def start_feed(self, **extra: str) -> harness.ServiceProcess:
+    def start_feed(self, *, wait: bool = True, **extra: str) -> harness.ServiceProcess:
         """The feed process, talking to this cluster's router(s)."""
         assert self.router is not None, "start the router first: the feed checks posts through it"
         port, mport = procs.free_port(), procs.free_port()
         self.feed = self.start("feed", harness.python_module("feedsvc"), port=port, metrics_port=mport,
                                env={**self.env, "TRENCHCOAT_FEED__PORT": str(port),
                                     "TRENCHCOAT_FEED__METRICS_PORT": str(mport),
-                                    "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": self.router.address, **extra})
+                                    "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": self.router.address, **extra}, wait=wait)
         return self.feed
 
-    def start_fanout(self, i: int | None = None, **extra: str) -> harness.ServiceProcess:
+    def start_fanout(self, i: int | None = None, *, wait: bool = True, **extra: str) -> harness.ServiceProcess:
         """A fan-out worker process (worker ``i`` again, or a new one)."""
         if i is None:
             self.fanout.append(None)
@@ -180,11 +182,11 @@ class MediaCluster:
         port, mport = procs.free_port(), procs.free_port()
         proc = self.start(f"fanout-{i + 1}", harness.python_module("feedsvc.worker"), port=port, metrics_port=mport,
                           env={**self.env, "TRENCHCOAT_FANOUT__PORT": str(port),
-                               "TRENCHCOAT_FANOUT__METRICS_PORT": str(mport), **extra})
+                               "TRENCHCOAT_FANOUT__METRICS_PORT": str(mport), **extra}, wait=wait)
         self.fanout[i] = proc
         return proc
 
-    def start_transformer(self, i: int | None = None, **extra: str) -> harness.ServiceProcess:
+    def start_transformer(self, i: int | None = None, *, wait: bool = True, **extra: str) -> harness.ServiceProcess:
         """A transformer worker process (worker ``i`` again, or a new one), reading and
         writing through this cluster's router."""
         assert self.router is not None, "start the router first: transformers read sources and store through it"
@@ -198,20 +200,34 @@ class MediaCluster:
                           metrics_port=mport,
                           env={**self.env, "TRENCHCOAT_TRANSFORMER__PORT": str(port),
                                "TRENCHCOAT_TRANSFORMER__METRICS_PORT": str(mport),
-                               "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": self.router.address, **extra})
+                               "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": self.router.address, **extra}, wait=wait)
         self.transformers[i] = proc
         return proc
 
     def start_all(self, *, directories: int = 2, stores: int = 6, racks: tuple[str, ...] = ("a", "b", "c"),
-                  router: bool = False) -> MediaCluster:
-        for _ in range(directories):
-            self.start_directory()
-        for m in range(1, stores + 1):
-            self.start_store(m, racks[(m - 1) % len(racks)])
-        if router:
-            self.start_cache()
-            self.start_router()
+                  router: bool = False, feed: bool = False, fanout: int = 0, transformers: int = 0,
+                  wait: bool = True) -> MediaCluster:
+        """Starts the processes all at once (each waits for what it needs: etcd, a
+        directory's map), then waits until every one is SERVING (unless ``wait`` is false:
+        ``wait_all`` then)."""
+        launched = [self.start_directory(wait=False) for _ in range(directories)]
+        launched += [self.start_store(m, racks[(m - 1) % len(racks)], wait=False) for m in range(1, stores + 1)]
+        if router or feed or transformers:
+            while len(self.transformer_ports) < transformers:  # the caches send resizes to every one
+                self.transformer_ports.append((procs.free_port(), procs.free_port()))
+            launched += [self.start_cache(wait=False), self.start_router(wait=False)]
+        if feed:
+            launched.append(self.start_feed(wait=False))
+        launched += [self.start_fanout(wait=False) for _ in range(fanout)]
+        launched += [self.start_transformer(wait=False) for _ in range(transformers)]
+        self._launched = launched
+        if wait:
+            self.wait_all()
         return self
+
+    def wait_all(self) -> None:
+        """Waits until every process ``start_all`` started is SERVING."""
+        harness.wait_all(self._launched, timeout=90)
 
     def directory_address(self) -> str:
         return next(p.address for p in self.directories if p is not None and p.process.running())
@@ -320,12 +336,19 @@ async def writable_volumes(cluster: MediaCluster, n: int) -> list[VolumeView] | 
 
 
 async def full_media_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
-                             postgres: harness.Dependency, tmp_path: Path) -> MediaCluster:
-    """2 directories, 6 stores on 3 racks and a router, with writable volumes."""
+                             postgres: harness.Dependency, tmp_path: Path, *, directories: int = 2,
+                             stores: int = 6) -> MediaCluster:
+    """Directories (2), stores on 3 racks (6), a cache and a router, with writable volumes."""
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint))
-    cluster.start_all(router=True)
+    cluster.start_all(directories=directories, stores=stores, router=True)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     return cluster
+
+
+def shared(build: Awaitable[MediaCluster]) -> MediaCluster:
+    """Builds a cluster a whole module shares, from a sync module-scoped fixture (its own
+    event loop for the build: each test then talks to it from its own loop)."""
+    return asyncio.run(build)  # type: ignore[arg-type]
 
 
 async def flushed(redis_url: str) -> None:
@@ -341,17 +364,14 @@ async def flushed(redis_url: str) -> None:
 
 async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
                        postgres: harness.Dependency, redis_url: str, tmp_path: Path, *, fanout_workers: int = 2,
-                       **env: str) -> MediaCluster:
-    """A media cluster (2 directories, 6 stores, a cache, a router) plus the feed and its
-    fan-out workers, on a fresh database and the given Redis (flushed first: every test
+                       directories: int = 1, stores: int = 3, **env: str) -> MediaCluster:
+    """A media cluster (a directory, 3 stores, a cache, a router) plus the feed and its
+    fan-out workers, on a fresh database and the given Redis (flushed first: every cluster
     starts from empty timelines). ``env``: config overrides (TRENCHCOAT_FEED__...)."""
     await flushed(redis_url)
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
                            redis=redis_url, env=dict(env))
-    cluster.start_all(router=True)
-    cluster.start_feed()
-    for _ in range(fanout_workers):
-        cluster.start_fanout()
+    cluster.start_all(directories=directories, stores=stores, router=True, feed=True, fanout=fanout_workers)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     return cluster
 
@@ -366,9 +386,7 @@ async def rendition_cluster(service: Callable[..., harness.ServiceProcess], etcd
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
                            redis=redis_url, env={"TRENCHCOAT_ROUTER__RENDITIONS": "true", **env})
     cluster.transformer_ports = [(procs.free_port(), procs.free_port()) for _ in range(max(transformers, 1))]
-    cluster.start_all(router=True)
-    for _ in range(transformers):
-        cluster.start_transformer()
+    cluster.start_all(router=True, transformers=transformers)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     return cluster
 

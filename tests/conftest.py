@@ -54,15 +54,16 @@ def redis_server() -> Iterator[harness.Dependency]:
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Callable[..., harness.ServiceProcess]]:
     """Starts service processes for one test (``service(name, argv, port=..., ...)``)
-    and stops whichever are still running afterwards."""
-    started: list[harness.ServiceProcess] = []
+    and stops whichever are still running afterwards, all at once."""
+    services = harness.Services(tmp_path / "logs")
+    yield services
+    services.stop_all()
 
-    def start(name: str, argv: list[str], **kwargs: object) -> harness.ServiceProcess:
-        kwargs.setdefault("log_dir", tmp_path / "logs")
-        proc = harness.start_service(name, argv, **kwargs)  # type: ignore[arg-type]
-        started.append(proc)
-        return proc
 
-    yield start
-    for proc in reversed(started):
-        proc.stop()
+@pytest.fixture(scope="module")
+def module_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Services]:
+    """``service`` for a cluster a whole module shares (tests that only read and write
+    through the public contract, each with ids of its own)."""
+    services = harness.Services(tmp_path_factory.mktemp("shared") / "logs")
+    yield services
+    services.stop_all()

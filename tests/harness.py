@@ -106,6 +106,9 @@ class ServiceProcess:
         assert self.process.pid is not None, "the service is not running"
         return frozen(self.process.pid)
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        self.process.wait_ready(timeout)
+
     def health(self) -> str:
         """Its gRPC health now: SERVING, NOT_SERVING (draining, not ready, or a background
         worker ended), or UNREACHABLE."""
@@ -152,6 +155,31 @@ def start_service(
         process.stop()
         raise
     return ServiceProcess(process, address, f"http://127.0.0.1:{metrics_port}/metrics")
+
+
+class Services:
+    """The service processes of one test (the ``service`` fixture) or one module's shared
+    cluster: ``services(name, argv, port=..., metrics_port=..., ...)`` starts one; at the
+    end ``stop_all`` asks them all to stop at once and waits for them together."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[ServiceProcess] = []
+
+    def __call__(self, name: str, argv: list[str], **kwargs: object) -> ServiceProcess:
+        kwargs.setdefault("log_dir", self.log_dir)
+        proc = start_service(name, argv, **kwargs)  # type: ignore[arg-type]
+        self.started.append(proc)
+        return proc
+
+    def stop_all(self, timeout: float = 20.0) -> None:
+        procs.stop_all([p.process for p in reversed(self.started)], timeout)
+
+
+def wait_all(services: Sequence[ServiceProcess], timeout: float = 60.0) -> None:
+    """Waits until every one of ``services`` (started with ``wait=False``) is SERVING,
+    together: processes started at once come up in the time of the slowest."""
+    procs.wait_all_ready([s.process for s in services], timeout)
 
 
 def python_module(module: str, *args: str) -> list[str]:

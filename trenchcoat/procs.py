@@ -200,17 +200,27 @@ class ManagedProcess:
     def stop(self, timeout: float = 15.0) -> int | None:
         """Asks it to stop, waits up to ``timeout``, then SIGKILLs its process group.
         Returns its exit code (None if it was never started)."""
-        if self.popen is None:
-            return None
-        if self.popen.poll() is None:
+        self.ask_to_stop()
+        return self.finish_stopping(timeout)
+
+    def ask_to_stop(self) -> None:
+        """Sends its stop signal (if it runs) without waiting: ``stop_all`` asks every
+        process first, then waits for them together."""
+        if self.popen is not None and self.popen.poll() is None:
             try:
                 os.kill(self.popen.pid, self.stop_signal)
             except ProcessLookupError:
                 pass
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
+
+    def finish_stopping(self, timeout: float) -> int | None:
+        """Waits up to ``timeout`` for it to exit after ``ask_to_stop``, then SIGKILLs its
+        process group; its exit code (None if it was never started)."""
+        if self.popen is None:
+            return None
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
         self.kill_group()
         return self.popen.wait()
 
@@ -240,6 +250,43 @@ class ManagedProcess:
         except FileNotFoundError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def stop_all(processes: Sequence[ManagedProcess], timeout: float = 15.0) -> None:
+    """Asks every process to stop at once, then waits for them together (each up to
+    ``timeout`` from now), then SIGKILLs what is left of each: as long as the slowest, not
+    the sum."""
+    for process in processes:
+        process.ask_to_stop()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.finish_stopping(max(0.0, deadline - time.monotonic()))
+
+
+def wait_all_ready(processes: Sequence[ManagedProcess], timeout: float = 60.0) -> None:
+    """Waits until every process's probe passes, polling them in turn (processes started
+    together become ready together: the wait is the slowest's, not the sum); raises
+    ProcessError naming the first that exits or is not ready in time."""
+    deadline = time.monotonic() + timeout
+    waiting = list(processes)
+    while waiting:
+        for process in list(waiting):
+            code = process.exit_code()
+            if code is not None:
+                raise ProcessError(f"{process.name} exited with {describe_exit(code)} while starting; "
+                                   f"last lines of {process.log_path}:\n{process.log_tail()}")
+            try:
+                ready = process.ready()
+            except OSError:
+                ready = False
+            if ready:
+                waiting.remove(process)
+        if waiting and time.monotonic() > deadline:
+            late = waiting[0]
+            raise ProcessError(f"{late.name} not ready after {timeout:.0f}s (nor {len(waiting) - 1} others); last "
+                               f"lines of {late.log_path}:\n{late.log_tail()}")
+        if waiting:
+            time.sleep(0.05)
 
 
 _STARTED: list[ManagedProcess] = []

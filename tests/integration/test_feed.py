@@ -1,27 +1,56 @@
 """The feed over real processes: PostgreSQL, Redis, a router and its stores, the feed and
 two fan-out workers. Posts, follows, fan-out, the celebrity splice, exact pages, the
-PostgreSQL continuation, hydration and bad input."""
+PostgreSQL continuation, hydration and bad input. The module's tests share one cluster,
+each acting as users of its own (``users``); the two that restart the feed or empty Redis
+have clusters of their own."""
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Callable
 
 import pytest
 
-from tests.cluster import Clients, eventually, feed_cluster
+from tests.cluster import Clients, eventually, feed_cluster, shared
 from trenchcoat.errors import InvalidArgument, NotFound, PermissionDenied
 from trenchcoat.feed_client import FeedEntry
 
 pytestmark = pytest.mark.integration
 
 
+ENV = {"TRENCHCOAT_FEED__CELEBRITY_THRESHOLD": "3", "TRENCHCOAT_FEED__TIMELINE_MAX": "12",
+       "TRENCHCOAT_FEED__CELEBRITY_RECENT": "10", "TRENCHCOAT_FEED__BACKFILL_POSTS": "5",
+       # 1,000 readers at once on two busy cores: waiters get time to see the holder's answer
+       "TRENCHCOAT_FEED__LEASE_WAIT_S": "10"}
+
+
+@pytest.fixture(scope="module")
+def cluster(module_service, etcd, postgres, redis_server, tmp_path_factory):
+    return shared(feed_cluster(module_service, etcd, postgres, redis_server.endpoint, tmp_path_factory.mktemp("feed"),
+                               directories=1, stores=3, **ENV))
+
+
 @pytest.fixture
-async def cluster(service, etcd, postgres, redis_server, tmp_path):
-    return await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path,
-                              TRENCHCOAT_FEED__CELEBRITY_THRESHOLD="3", TRENCHCOAT_FEED__TIMELINE_MAX="12",
-                              TRENCHCOAT_FEED__CELEBRITY_RECENT="10", TRENCHCOAT_FEED__BACKFILL_POSTS="5",
-                              # 1,000 readers at once on two busy cores: waiters get time to see the holder's answer
-                              TRENCHCOAT_FEED__LEASE_WAIT_S="10")
+async def own_cluster(service, etcd, postgres, tmp_path):
+    """For a test that restarts the feed or empties Redis: nobody else's (and a Redis of its own)."""
+    from tests import harness
+
+    redis = harness.start_redis()
+    try:
+        yield await feed_cluster(service, etcd, postgres, redis.endpoint, tmp_path, directories=1, stores=3, **ENV)
+    finally:
+        redis.stop()
+
+
+_BASES = itertools.count(1)
+
+
+@pytest.fixture
+def users() -> Callable[[int], int]:
+    """Ids of this test's own users: ``users(1)``, ``users(2)``... never another test's."""
+    base = next(_BASES) * 1000
+    return lambda i: base + i
 
 
 async def post(c: Clients, author: int, caption: str = "") -> FeedEntry:
@@ -39,49 +68,51 @@ async def whole_feed(c: Clients, user: int, limit: int = 5) -> list[FeedEntry]:
         cursor = page.next_cursor
 
 
-async def test_posts_reach_followers_and_the_author_newest_first(cluster):
+async def test_posts_reach_followers_and_the_author_newest_first(cluster, users):
+    author, fan = users(1), users(2)
     async with cluster.clients() as c:
-        assert await c.feed.follow(2, 1) and not await c.feed.follow(2, 1)
-        posted = [await post(c, 1) for _ in range(4)]
+        assert await c.feed.follow(fan, author) and not await c.feed.follow(fan, author)
+        posted = [await post(c, author) for _ in range(4)]
         want = sorted(posted, reverse=True)
 
         async def arrived():
-            return await whole_feed(c, 2, limit=3) == want and await whole_feed(c, 1, limit=3) == want
+            return await whole_feed(c, fan, limit=3) == want and await whole_feed(c, author, limit=3) == want
 
         await eventually(arrived, what="the posts in the follower's and the author's feeds")
-        assert (await c.feed.user(1)).entries == want
+        assert (await c.feed.user(author)).entries == want
 
 
-async def test_bad_input_gets_precise_statuses(cluster):
+async def test_bad_input_gets_precise_statuses(cluster, users):
+    me, other = users(5), users(6)
     async with cluster.clients() as c:
-        media = await c.media.upload(b"x" * 10, owner_id=5, content_type="image/png")
+        media = await c.media.upload(b"x" * 10, owner_id=me, content_type="image/png")
         with pytest.raises(InvalidArgument, match="2200 characters"):
-            await c.feed.post(5, media.media_id, "x" * 2201)
-        with pytest.raises(PermissionDenied, match="uploaded by user 5"):
-            await c.feed.post(6, media.media_id)
+            await c.feed.post(me, media.media_id, "x" * 2201)
+        with pytest.raises(PermissionDenied, match=f"uploaded by user {me}"):
+            await c.feed.post(other, media.media_id)
         with pytest.raises(NotFound, match="does not exist"):
-            await c.feed.post(5, media.media_id + 1)
+            await c.feed.post(me, media.media_id + 1)
         with pytest.raises(InvalidArgument, match="non-negative"):
-            await c.feed.follow(-1, 5)
+            await c.feed.follow(-1, me)
         with pytest.raises(InvalidArgument, match="cannot follow themselves"):
-            await c.feed.follow(5, 5)
+            await c.feed.follow(me, me)
         with pytest.raises(InvalidArgument, match="in the future"):
-            await c.feed.home(5, cursor=(1 << 64) - 1)
+            await c.feed.home(me, cursor=(1 << 64) - 1)
         with pytest.raises(InvalidArgument, match="at most"):
-            await c.feed.home(5, limit=100_000)
+            await c.feed.home(me, limit=100_000)
         with pytest.raises(InvalidArgument, match="at most 200 entries"):  # the proto and the server agree
-            await c.feed.user(5, limit=201)
+            await c.feed.user(me, limit=201)
         with pytest.raises(InvalidArgument, match="NUL"):  # PostgreSQL's text cannot hold it: not INTERNAL
-            await c.feed.post(5, media.media_id, "before\x00after")
+            await c.feed.post(me, media.media_id, "before\x00after")
         with pytest.raises(InvalidArgument, match="media_id is required"):
-            await c.feed.post(5, 0)
+            await c.feed.post(me, 0)
         with pytest.raises(InvalidArgument, match="media_id is required"):  # as Post answers it
-            await c.feed.delete_post(5, 0)
-        entry = await c.feed.post(5, media.media_id, "hello")
-        assert await c.feed.post(5, media.media_id, "again") == entry  # idempotent per media
+            await c.feed.delete_post(me, 0)
+        entry = await c.feed.post(me, media.media_id, "hello")
+        assert await c.feed.post(me, media.media_id, "again") == entry  # idempotent per media
         with pytest.raises(PermissionDenied):
-            await c.feed.delete_post(6, media.media_id)
-        assert await c.feed.delete_post(5, media.media_id) and not await c.feed.delete_post(5, media.media_id)
+            await c.feed.delete_post(other, media.media_id)
+        assert await c.feed.delete_post(me, media.media_id) and not await c.feed.delete_post(me, media.media_id)
 
 
 async def settled(cluster) -> bool:
@@ -109,7 +140,7 @@ class Model:
 
 
 @pytest.mark.parametrize("seed", [7, 2026])
-async def test_random_follows_posts_deletes_and_threshold_changes_match_a_plain_model(cluster, seed):
+async def test_random_follows_posts_deletes_and_threshold_changes_match_a_plain_model(own_cluster, seed):
     """Random follows, unfollows, posts and deletes by eight users, the celebrity threshold
     changed twice (a feed process restarted with another), pages of random sizes: after
     fan-out settles, every page of every user's home feed matches the model exactly, no
@@ -117,6 +148,7 @@ async def test_random_follows_posts_deletes_and_threshold_changes_match_a_plain_
     celebrity lists of 10, backfills of 5 and the PostgreSQL continuation below them."""
     import random
 
+    cluster = own_cluster  # (its feed is restarted with other thresholds)
     rng = random.Random(seed)
     users = list(range(1, 9))
     model = Model()
@@ -178,50 +210,55 @@ async def timeline(cluster, user: int) -> list[str]:
     """The user's timeline as Redis holds it (16-hex ids)."""
     import redis.asyncio as aioredis
 
+    from feedsvc.timelines import timeline_key
+
     r = aioredis.Redis.from_url(cluster.redis)
     try:
-        members: list[bytes] = await r.zrange(f"tl:{{u{user}}}", 0, -1)  # type: ignore[assignment]
+        members: list[bytes] = await r.zrange(timeline_key(user), 0, -1)  # type: ignore[assignment]
         return [m.decode()[:16] for m in members]
     finally:
         await r.aclose()
 
 
-async def test_a_celebritys_posts_are_merged_at_read_time_not_pushed(cluster):
+async def test_a_celebritys_posts_are_merged_at_read_time_not_pushed(cluster, users):
+    celebrity, fans, stranger, other = users(1), (users(2), users(3), users(4)), users(5), users(6)
     async with cluster.clients() as c:
-        for fan in (2, 3, 4):  # three followers: user 1 is a celebrity (threshold 3)
-            await c.feed.follow(fan, 1)
-        await c.feed.follow(2, 6)  # user 6 has one follower: pushed
-        star = await post(c, 1)
-        normal = await post(c, 6)
+        for fan in fans:  # three followers: a celebrity (threshold 3)
+            await c.feed.follow(fan, celebrity)
+        await c.feed.follow(fans[0], other)  # one follower: pushed
+        star = await post(c, celebrity)
+        normal = await post(c, other)
         await eventually(lambda: settled(cluster), what="fan-out settled")
-        assert f"{normal.media_id:016x}" in await timeline(cluster, 2)
-        assert f"{star.media_id:016x}" not in await timeline(cluster, 2)  # not pushed: merged when read
-        for fan in (2, 3, 4):
+        assert f"{normal.media_id:016x}" in await timeline(cluster, fans[0])
+        assert f"{star.media_id:016x}" not in await timeline(cluster, fans[0])  # not pushed: merged when read
+        for fan in fans:
             assert star in (await c.feed.home(fan)).entries
-        assert star not in (await c.feed.home(5)).entries
-        assert (await c.feed.home(2)).entries[:2] == sorted([star, normal], reverse=True)
-        await c.feed.unfollow(3, 1)
-        assert star not in (await c.feed.home(3)).entries
+        assert star not in (await c.feed.home(stranger)).entries
+        assert (await c.feed.home(fans[0])).entries[:2] == sorted([star, normal], reverse=True)
+        await c.feed.unfollow(fans[1], celebrity)
+        assert star not in (await c.feed.home(fans[1])).entries
 
 
-async def test_a_follow_backfills_and_scrolling_continues_below_it_an_unfollow_removes(cluster):
+async def test_a_follow_backfills_and_scrolling_continues_below_it_an_unfollow_removes(cluster, users):
+    author, fan = users(1), users(2)
     async with cluster.clients() as c:
-        posted = [await post(c, 1) for _ in range(8)]  # more than backfill_posts (5)
+        posted = [await post(c, author) for _ in range(8)]  # more than backfill_posts (5)
         await eventually(lambda: settled(cluster), what="fan-out settled")
-        await c.feed.follow(2, 1)
-        assert len(await timeline(cluster, 2)) == 5  # the newest five, pushed at once
-        assert await whole_feed(c, 2, limit=3) == sorted(posted, reverse=True)  # the rest from PostgreSQL
-        await c.feed.unfollow(2, 1)
-        assert await timeline(cluster, 2) == [] and await whole_feed(c, 2) == []
+        await c.feed.follow(fan, author)
+        assert len(await timeline(cluster, fan)) == 5  # the newest five, pushed at once
+        assert await whole_feed(c, fan, limit=3) == sorted(posted, reverse=True)  # the rest from PostgreSQL
+        await c.feed.unfollow(fan, author)
+        assert await timeline(cluster, fan) == [] and await whole_feed(c, fan) == []
 
 
-async def test_a_deleted_post_leaves_every_feed_at_once(cluster):
+async def test_a_deleted_post_leaves_every_feed_at_once(cluster, users):
+    author, fan = users(1), users(2)
     async with cluster.clients() as c:
-        await c.feed.follow(2, 1)
-        keep, gone = await post(c, 1, "keep"), await post(c, 1, "gone")
+        await c.feed.follow(fan, author)
+        keep, gone = await post(c, author, "keep"), await post(c, author, "gone")
         await eventually(lambda: settled(cluster), what="fan-out settled")
-        assert await c.feed.delete_post(1, gone.media_id)
-        for user in (1, 2):  # before or after the cleanup job ran: never shown again
+        assert await c.feed.delete_post(author, gone.media_id)
+        for user in (author, fan):  # before or after the cleanup job ran: never shown again
             assert (await c.feed.home(user)).entries == [keep]
             page = await c.feed.home(user, hydrate=True)
             assert [i.entry for i in page.items] == [keep]
@@ -230,22 +267,24 @@ async def test_a_deleted_post_leaves_every_feed_at_once(cluster):
         [result] = await c.media.batch_stat([gone.media_id])
         assert result.outcome == "deleted" and result.media is not None and result.media.state == "deleted"
         await eventually(lambda: settled(cluster), what="the removal settled")
-        assert f"{gone.media_id:016x}" not in await timeline(cluster, 2)
+        assert f"{gone.media_id:016x}" not in await timeline(cluster, fan)
 
 
-async def test_hydrated_pages_carry_captions_and_urls_that_serve(cluster):
+async def test_hydrated_pages_carry_captions_and_urls_that_serve(cluster, users):
     import aiohttp
 
+    author, fan = users(1), users(2)
     async with cluster.clients() as c:
         data = os.urandom(3000)
-        media = await c.media.upload(data, owner_id=1, content_type="image/jpeg")
-        await c.feed.follow(2, 1)
-        entry = await c.feed.post(1, media.media_id, "a caption with ünïcode ✓")
+        media = await c.media.upload(data, owner_id=author, content_type="image/jpeg")
+        await c.feed.follow(fan, author)
+        entry = await c.feed.post(author, media.media_id, "a caption with ünïcode ✓")
         await eventually(lambda: settled(cluster), what="fan-out settled")
-        page = await c.feed.home(2, hydrate=True)
+        page = await c.feed.home(fan, hydrate=True)
         [item] = page.items
         assert item.entry == entry and item.caption == "a caption with ünïcode ✓"
-        assert item.media.media_id == media.media_id and item.media.owner_id == 1 and item.media.size_bytes == 3000
+        assert item.media.media_id == media.media_id and item.media.owner_id == author
+        assert item.media.size_bytes == 3000 and item.media == await c.media.stat(media.media_id)
         path = "/" + item.media.url.split("/", 3)[3]
         async with aiohttp.ClientSession() as session, session.get(cluster.gateway + path) as r:
             assert r.status == 200 and await r.read() == data
@@ -261,23 +300,25 @@ async def router_metric(cluster, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.MULTILINE))
 
 
-async def test_a_thousand_concurrent_hydrated_reads_of_a_cold_page_cost_one_batchstat_per_id(cluster):
+async def test_a_thousand_concurrent_hydrated_reads_of_a_cold_page_cost_one_batchstat_per_id(cluster, users):
     import asyncio
 
+    author, fan = users(1), users(2)
     async with cluster.clients() as c:
-        await c.feed.follow(2, 1)
-        posted = [await post(c, 1) for _ in range(20)]
+        await c.feed.follow(fan, author)
+        posted = [await post(c, author) for _ in range(20)]
         await eventually(lambda: settled(cluster), what="fan-out settled")
         before = await router_metric(cluster, "trenchcoat_router_batch_stat_ids_total")
-        pages = await asyncio.gather(*(c.feed.home(2, limit=20, hydrate=True) for _ in range(1000)))
+        pages = await asyncio.gather(*(c.feed.home(fan, limit=20, hydrate=True) for _ in range(1000)))
         asked = await router_metric(cluster, "trenchcoat_router_batch_stat_ids_total") - before
         assert all([i.entry for i in p.items] == sorted(posted, reverse=True) for p in pages)
         assert asked == 20, f"{asked} media ids asked of BatchStat for 20 entries read 1,000 times at once"
 
 
-async def test_feeds_lost_with_redis_are_rebuilt_on_read_never_shown_empty(cluster):
+async def test_feeds_lost_with_redis_are_rebuilt_on_read_never_shown_empty(own_cluster):
     import redis.asyncio as aioredis
 
+    cluster = own_cluster  # (its Redis is emptied)
     async with cluster.clients() as c:
         await c.feed.follow(2, 1)
         await c.feed.follow(2, 3)

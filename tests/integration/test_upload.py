@@ -1,5 +1,6 @@
-"""The upload path over real processes: etcd, PostgreSQL, 2 directories, 6 stores on 3
-racks, a router."""
+"""The upload path over real processes: etcd, PostgreSQL, a directory, 3 stores on 3
+racks, a cache, a router, shared by the module's tests (each uploads as owners of its
+own; none stops a process of the cluster)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 
 import pytest
 
-from tests.cluster import CALL_TIMEOUT_S, Clients, full_media_cluster
+from tests.cluster import CALL_TIMEOUT_S, Clients, full_media_cluster, shared
 from trenchcoat import media_client, rpc, urls
 from trenchcoat.directory_client import VolumeView
 from trenchcoat.errors import InvalidArgument, NotFound
@@ -18,9 +19,10 @@ from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def cluster(service, etcd, postgres, tmp_path):
-    return await full_media_cluster(service, etcd, postgres, tmp_path)
+@pytest.fixture(scope="module")
+def cluster(module_service, etcd, postgres, tmp_path_factory):
+    return shared(full_media_cluster(module_service, etcd, postgres, tmp_path_factory.mktemp("upload"),
+                                     directories=1, stores=3))
 
 
 def upload_stream(owner, data, content_type="image/jpeg", key="", chunk=64 * 1024, size=None):
@@ -155,6 +157,7 @@ async def test_two_routers_uploading_for_one_shard_at_once_never_collide(cluster
 
     first = cluster.router
     second = cluster.start_router()  # a second router process on the same database
+    cluster.router = first  # (the module's other tests keep talking to the first)
     assert first is not None and first.address != second.address
     async with rpc.ChannelPool() as pool:
         clients = [MediaClient(pool, r.address, timeout_s=CALL_TIMEOUT_S) for r in (first, second)]
