@@ -378,15 +378,15 @@ async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: har
 
 async def rendition_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
                             postgres: harness.Dependency, redis_url: str, tmp_path: Path, *, transformers: int = 2,
-                            **env: str) -> MediaCluster:
-    """A media cluster (2 directories, 6 stores, a cache, a router enqueueing rendition
-    jobs) and ``transformers`` workers, on a fresh database and the given Redis (flushed
-    first). ``env``: config overrides (TRENCHCOAT_TRANSFORMER__...)."""
+                            directories: int = 1, stores: int = 3, **env: str) -> MediaCluster:
+    """A media cluster (a directory, 3 stores, a cache, a router enqueueing rendition jobs)
+    and ``transformers`` workers, on a fresh database and the given Redis (flushed first).
+    ``env``: config overrides (TRENCHCOAT_TRANSFORMER__...)."""
     await flushed(redis_url)
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
                            redis=redis_url, env={"TRENCHCOAT_ROUTER__RENDITIONS": "true", **env})
     cluster.transformer_ports = [(procs.free_port(), procs.free_port()) for _ in range(max(transformers, 1))]
-    cluster.start_all(router=True, transformers=transformers)
+    cluster.start_all(directories=directories, stores=stores, router=True, transformers=transformers)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     return cluster
 

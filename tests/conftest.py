@@ -52,6 +52,15 @@ def redis_server() -> Iterator[harness.Dependency]:
 
 
 @pytest.fixture
+def private_redis() -> Iterator[harness.Dependency]:
+    """A Redis of this test's own (beside the session's, which a module's shared cluster may
+    be using): for a test that restarts or empties it, or a cluster that must not share it."""
+    dep = harness.start_redis()
+    yield dep
+    dep.stop()
+
+
+@pytest.fixture
 def service(tmp_path: Path) -> Iterator[Callable[..., harness.ServiceProcess]]:
     """Starts service processes for one test (``service(name, argv, port=..., ...)``)
     and stops whichever are still running afterwards, all at once."""

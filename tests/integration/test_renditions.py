@@ -2,7 +2,9 @@
 router enqueueing jobs, and transformer workers. Sizes appear durable and served by their
 own URLs; jobs are idempotent (submitted twice, partly done before, run by a worker that
 was killed); a source that can never render is dead-lettered at once with the decoder's
-reason; a transient failure is retried; a Redis that lost every job is swept."""
+reason; a transient failure is retried; a Redis that lost every job is swept. Tests that
+only upload and read share one cluster (each with media of its own, counting deltas);
+those that kill or freeze a process, empty Redis or need other settings have their own."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pytest
 from PIL import Image
 
 from tests import harness
-from tests.cluster import Clients, eventually, rendition_cluster
+from tests.cluster import Clients, eventually, rendition_cluster, shared
 from transformer import images
 from transformer.images import ImageSpec
 from trenchcoat import rendition_keys as keys
@@ -42,6 +44,12 @@ def photo(width: int = 1600, height: int = 1200, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
+@pytest.fixture(scope="module")
+def cluster(module_service, etcd, postgres, redis_server, tmp_path_factory):
+    return shared(rendition_cluster(module_service, etcd, postgres, redis_server.endpoint,
+                                    tmp_path_factory.mktemp("renditions"), transformers=1))
+
+
 async def finished(c: Clients, media_id: int) -> Media | None:
     media = await c.media.stat(media_id)
     return media if media.renditions_state in ("done", "failed") else None
@@ -60,11 +68,15 @@ async def metric(proc, name: str) -> float:
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.MULTILINE))
 
 
-async def test_an_upload_gets_every_size_durable_served_by_its_own_url(service, etcd, postgres, redis_server,
-                                                                       tmp_path):
-    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path)
+async def test_an_upload_gets_every_size_durable_served_by_its_own_url(cluster):
     source = photo()
     want = {r.alternate_key: r for r in images.render(source, SPECS, max_pixels=50_000_000, quality=85)}
+    workers = [p for p in cluster.transformers if p is not None]
+    counted = ('trenchcoat_transformer_jobs_total{kind="image",outcome="ok"}',
+               "trenchcoat_transformer_rendition_lag_seconds_count",
+               'trenchcoat_transformer_renditions_total{kind="image",outcome="new"}')
+    before = {name: sum([await metric(p, name) for p in workers]) for name in counted}
+    dead_before = await metric(workers[0], "trenchcoat_transformer_dead_letters")
     async with cluster.clients() as c:
         media = await c.media.upload(source, owner_id=7, content_type="image/jpeg")
         assert media.renditions_state == "pending" and media.renditions == ()
@@ -83,15 +95,11 @@ async def test_an_upload_gets_every_size_durable_served_by_its_own_url(service, 
         [job] = await c.transformer.jobs(media.media_id)
         assert (job.state, job.kind, job.job_id) == ("done", "image", f"{media.media_id}:image:v1")
         # What an operator watches: jobs, lag from upload to durable, queue and dead-letter depth.
-        workers = [p for p in cluster.transformers if p is not None]
-        assert sum([await metric(p, 'trenchcoat_transformer_jobs_total{kind="image",outcome="ok"}')
-                    for p in workers]) == 1
-        assert sum([await metric(p, "trenchcoat_transformer_rendition_lag_seconds_count") for p in workers]) == 1
-        assert sum([await metric(p, 'trenchcoat_transformer_renditions_total{kind="image",outcome="new"}')
-                    for p in workers]) == 4
-        for name in ("trenchcoat_transformer_queue_depth", "trenchcoat_transformer_dead_letters",
-                     "trenchcoat_transformer_jobs_in_flight"):
+        after = {name: sum([await metric(p, name) for p in workers]) for name in counted}
+        assert [after[name] - before[name] for name in counted] == [1, 1, 4]
+        for name in ("trenchcoat_transformer_queue_depth", "trenchcoat_transformer_jobs_in_flight"):
             assert await metric(workers[0], name) == 0, name
+        assert await metric(workers[0], "trenchcoat_transformer_dead_letters") == dead_before
         # The job's read of the source was the pipeline's own: served, not kept by the cache.
         assert await metric(cluster.caches[0], 'trenchcoat_cache_not_admitted_total{reason="internal"}') >= 1
         with pytest.raises(NotFound, match="has no rendition 9"):
@@ -105,7 +113,8 @@ async def test_an_upload_gets_every_size_durable_served_by_its_own_url(service, 
 
 
 async def test_a_job_submitted_again_partly_done_before_and_its_worker_killed_yields_one_of_each(
-        service, etcd, postgres, redis_server, tmp_path):
+        service, etcd, postgres, private_redis, tmp_path):
+    redis_server = private_redis  # (the session's serves the module's shared cluster)
     cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
                                       TRENCHCOAT_TRANSFORMER__CLAIM_IDLE_S="2")
     source = photo(seed=1)
@@ -180,9 +189,8 @@ async def journal_empty(cluster) -> bool:
         await conn.close()
 
 
-async def test_a_corrupt_jpeg_is_dead_lettered_with_the_decoders_reason_and_no_retry(service, etcd, postgres,
-                                                                                     redis_server, tmp_path):
-    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=1)
+async def test_a_corrupt_jpeg_is_dead_lettered_with_the_decoders_reason_and_no_retry(cluster):
+    """(The only test of the module that leaves a dead letter: the counts are its own.)"""
     async with cluster.clients() as c:
         broken = photo(seed=2)[:3000]  # the header parses; the pixels stop short
         media = await c.media.upload(broken, owner_id=9, content_type="image/jpeg")
@@ -203,7 +211,7 @@ async def test_a_corrupt_jpeg_is_dead_lettered_with_the_decoders_reason_and_no_r
         out = await jobs_command(cluster, str(media.media_id))
         assert f"{letter.job_id}  dead  attempts 1  cannot succeed" in out.stdout
         proc = cluster.transformers[0]
-        assert await metric(proc, 'trenchcoat_transformer_jobs_total{kind="image",outcome="retried"}') == 0
+        assert await metric(proc, 'trenchcoat_transformer_jobs_total{kind="image",outcome="retried"}') == 0  # ever
 
         # Retried by an operator: it runs once more, and dies again with the same reason.
         out = await jobs_command(cluster, "--retry", letter.job_id)
@@ -224,7 +232,8 @@ async def test_a_corrupt_jpeg_is_dead_lettered_with_the_decoders_reason_and_no_r
 
 
 async def test_a_job_failing_while_the_router_is_frozen_is_retried_then_succeeds(service, etcd, postgres,
-                                                                                 redis_server, tmp_path):
+                                                                                 private_redis, tmp_path):
+    redis_server = private_redis  # (the session's serves the module's shared cluster)
     cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
                                       TRENCHCOAT_TRANSFORMER__CALL_TIMEOUT_S="1",
                                       # However long a starved test takes to see the failure and thaw
@@ -250,14 +259,15 @@ async def test_a_job_failing_while_the_router_is_frozen_is_retried_then_succeeds
         assert done.renditions_state == "done" and [r.alternate_key for r in done.renditions] == [1, 2]
 
 
-async def test_jobs_redis_lost_are_swept_and_every_rendition_made(service, etcd, postgres, redis_server, tmp_path):
-    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
+async def test_jobs_redis_lost_are_swept_and_every_rendition_made(service, etcd, postgres, private_redis, tmp_path):
+    redis = private_redis  # this test's own: it is restarted empty
+    cluster = await rendition_cluster(service, etcd, postgres, redis.endpoint, tmp_path, transformers=0,
                                       TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_AFTER_S="2",
                                       TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_INTERVAL_S="0.5")
     async with cluster.clients() as c:
         uploaded = [await c.media.upload(photo(400, 300, seed=s), owner_id=11, content_type="image/jpeg")
                     for s in range(4)]
-        redis_server.restart()  # it keeps nothing on disk: every job and job state is gone
+        redis.restart()  # it keeps nothing on disk: every job and job state is gone
         cluster.start_transformer()
         for media in uploaded:
             done = await eventually(lambda m=media: finished(c, m.media_id), timeout=90,
@@ -266,8 +276,8 @@ async def test_jobs_redis_lost_are_swept_and_every_rendition_made(service, etcd,
 
 
 async def test_a_type_with_no_renditions_is_finished_by_the_sweep_without_a_job(service, etcd, postgres,
-                                                                                redis_server, tmp_path):
-    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
+                                                                                private_redis, tmp_path):
+    cluster = await rendition_cluster(service, etcd, postgres, private_redis.endpoint, tmp_path, transformers=0,
                                       TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_AFTER_S="1",
                                       TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_INTERVAL_S="0.5")
     async with cluster.clients() as c:
@@ -276,11 +286,11 @@ async def test_a_type_with_no_renditions_is_finished_by_the_sweep_without_a_job(
         assert done.renditions_state == "done" and done.renditions == ()
 
 
-async def test_a_photo_url_resized_on_read_serves_allowed_boxes_only(service, etcd, postgres, redis_server, tmp_path):
-    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=1)
+async def test_a_photo_url_resized_on_read_serves_allowed_boxes_only(cluster):
     async with cluster.clients() as c:
         media = await c.media.upload(photo(1600, 1200, seed=4), owner_id=13, content_type="image/jpeg")
         raw = await c.media.upload(os.urandom(500), owner_id=13, content_type="application/octet-stream")
+        # (Its sizes' job runs meanwhile; done before the test ends, so the next finds the queue empty.)
     for query, size, mime in (("?w=320&h=320&fit=cover&fmt=webp", (320, 320), "image/webp"),
                               ("?w=640", (640, 480), "image/jpeg")):
         status, content_type, body = await fetch(cluster, media.url + query)
@@ -295,15 +305,15 @@ async def test_a_photo_url_resized_on_read_serves_allowed_boxes_only(service, et
         assert status == 400 and message in body, (query, status, body)
     status, _, body = await fetch(cluster, raw.url + "?w=320")
     assert status == 400 and b"only images are resized on read" in body
+    async with cluster.clients() as c:
+        await eventually(lambda: finished(c, media.media_id), timeout=90, what="the photo's own job done")
 
 
 def hls_lines(body: bytes) -> list[str]:
     return [line for line in body.decode().splitlines() if line]
 
 
-async def test_a_video_gets_an_hls_ladder_that_plays_back_through_the_gateway(service, etcd, postgres, redis_server,
-                                                                              tmp_path):
-    cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=1)
+async def test_a_video_gets_an_hls_ladder_that_plays_back_through_the_gateway(cluster):
     async with cluster.clients() as c:
         media = await c.media.upload(samples.video(854, 480, seconds=4.0, fps=24), owner_id=14,
                                      content_type="video/mp4")
