@@ -66,6 +66,7 @@ class Follows:
             if intent is None:
                 raise  # nothing was committed now: the client's retry is what heals it
             log.warning("the follow-up of %d -> %d is left to the sweeper: %s", follower_id, followee_id, exc)
+            await self._records.hand_over_intent(intent, str(exc))
             return
         if intent is not None:
             await self._records.finish_intent_quietly(intent)

@@ -104,6 +104,7 @@ class Posts:
             if change.intent is None:
                 raise  # nothing was committed now: the client's retry is what heals it
             log.warning("the follow-up of deleting post %d is left to the sweeper: %s", media_id, exc)
+            await self._records.hand_over_intent(change.intent, str(exc))
             return True
         if change.intent is not None:
             await self._records.finish_intent_quietly(change.intent)

@@ -204,6 +204,14 @@ class Records(pgmigrate.Database):
         except Unavailable as exc:
             log.warning("a finished follow-up's intent stays for the sweeper: %s", exc)
 
+    async def hand_over_intent(self, intent: Intent, why: str) -> None:
+        """A request could not finish its follow-up: the sweeper takes it at its next pass,
+        not ``hold_s`` later. When PostgreSQL cannot record that now, it takes it then."""
+        try:
+            await self.postpone_intent(intent, why, 0.0)
+        except Unavailable as exc:
+            log.warning("a follow-up is left to the sweeper's usual time: %s", exc)
+
     async def postpone_intent(self, intent: Intent, why: str, retry_in_s: float) -> None:
         """Not done yet: due again in ``retry_in_s`` (unless a later change rewrote it)."""
         async with self._db("postponing a follow-up") as conn:

@@ -10,6 +10,7 @@ deadlines involved plus ``MARGIN_S``", which a busy machine meets and a hang doe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
@@ -138,22 +139,24 @@ async def test_postgresql_frozen_media_and_feed_calls_answer_unavailable_naming_
             await feed.follow(2, 7)
             await feed.post(7, kept[0].media_id, "before the freeze")
             with pg.frozen():  # the postmaster and every backend
-                # One deadline (the router's row, or the feed's own statement), plus the margin.
+                # One deadline (the router's row, or the feed's own statement), plus the margin;
+                # every call at once (each is checked on its own).
                 within = DEADLINE_S + MARGIN_S
-                message = await answers_unavailable(upload(media, 10), naming="PostgreSQL", within_s=within)
+                message, *_ = await asyncio.gather(
+                    answers_unavailable(upload(media, 10), naming="PostgreSQL", within_s=within),
+                    answers_unavailable(media.stat(kept[0].media_id), naming="PostgreSQL", within_s=within),
+                    answers_unavailable(media.batch_stat([m.media_id for m in kept]), naming="PostgreSQL",
+                                        within_s=within),
+                    answers_unavailable(media.read(kept[1].media_id), naming="PostgreSQL", within_s=within),
+                    answers_unavailable(media.delete(kept[2].media_id), naming="PostgreSQL", within_s=within),
+                    # The feed: its own statements, or the router's Stat behind a post.
+                    answers_unavailable(feed.post(7, kept[1].media_id, "frozen"), naming="PostgreSQL",
+                                        within_s=within),
+                    answers_unavailable(feed.follow(3, 7), naming="PostgreSQL", within_s=within),
+                    answers_unavailable(feed.home(4), naming="PostgreSQL", within_s=within),  # never read: rebuilt
+                    # A home feed Redis holds may still be served; if not, the answer names PostgreSQL.
+                    answers(feed.home(2), within_s=within, unavailable_naming="PostgreSQL"))
                 assert "retry" in message
-                await answers_unavailable(media.stat(kept[0].media_id), naming="PostgreSQL", within_s=within)
-                await answers_unavailable(media.batch_stat([m.media_id for m in kept]), naming="PostgreSQL",
-                                          within_s=within)
-                await answers_unavailable(media.read(kept[1].media_id), naming="PostgreSQL", within_s=within)
-                await answers_unavailable(media.delete(kept[2].media_id), naming="PostgreSQL", within_s=within)
-                # The feed: its own statements, or the router's Stat behind a post.
-                await answers_unavailable(feed.post(7, kept[1].media_id, "frozen"), naming="PostgreSQL",
-                                          within_s=within)
-                await answers_unavailable(feed.follow(3, 7), naming="PostgreSQL", within_s=within)
-                await answers_unavailable(feed.home(4), naming="PostgreSQL", within_s=within)  # never read: rebuilt
-                # A home feed Redis holds may still be served; if not, the answer names PostgreSQL.
-                await answers(feed.home(2), within_s=within, unavailable_naming="PostgreSQL")
             await eventually(lambda: uploads_work(cluster), timeout=60, what="an upload after PostgreSQL thawed")
             entry = await eventually(lambda: feed.post(7, kept[1].media_id, "after"), timeout=60,
                                      what="a post after PostgreSQL thawed")
@@ -183,14 +186,17 @@ async def test_redis_frozen_feed_calls_answer_unavailable_naming_it(service, etc
                 within = DEADLINE_S + MARGIN_S
                 # A post is recorded in PostgreSQL; its fan-out is enqueued later by the sweeper
                 # when Redis cannot take it now. Either way it answers in time.
-                await answers(feed.post(7, kept[1].media_id, "frozen"), within_s=2 * DEADLINE_S + MARGIN_S,
-                              unavailable_naming="Redis")
-                # A follow commits in PostgreSQL with the intent of its Redis half: answered in
-                # time (its Redis steps each give up after the deadline), and finished later.
-                assert await answers(feed.follow(3, 7), within_s=3 * DEADLINE_S + MARGIN_S) is True
-                await answers_unavailable(feed.home(2), naming="Redis", within_s=within)
-                await answers_unavailable(feed.home(2, hydrate=True), naming="Redis", within_s=within)
-                await upload(media, 10)  # the media half does not use Redis
+                # (Each call is checked on its own; they run at once.)
+                _, followed, *_ = await asyncio.gather(
+                    answers(feed.post(7, kept[1].media_id, "frozen"), within_s=2 * DEADLINE_S + MARGIN_S,
+                            unavailable_naming="Redis"),
+                    # A follow commits in PostgreSQL with the intent of its Redis half: answered in
+                    # time (its Redis steps each give up after the deadline), and finished later.
+                    answers(feed.follow(3, 7), within_s=3 * DEADLINE_S + MARGIN_S),
+                    answers_unavailable(feed.home(2), naming="Redis", within_s=within),
+                    answers_unavailable(feed.home(2, hydrate=True), naming="Redis", within_s=within),
+                    upload(media, 10))  # the media half does not use Redis
+                assert followed is True
             # No retry: the intent sweeper backfills the follow once Redis answers again.
 
             async def both_posts_in_the_feed():
@@ -210,17 +216,18 @@ async def test_etcd_frozen_directory_calls_answer_unavailable_naming_it_and_uplo
     try:
         cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint,
                                postgres=await fresh_database(postgres.endpoint), env=dict(DEADLINES))
-        cluster.start_all(router=True)
+        cluster.start_all(directories=1, stores=3, router=True)
         await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
         async with cluster.clients() as c, clients(cluster) as (media, _):
             volume = (await c.directory.list_volumes())[0]
             with etcd.frozen():
                 # Each directory waits one etcd deadline before the client asks the next.
                 within = len(cluster.directories) * DEADLINE_S + MARGIN_S
-                await answers_unavailable(c.directory.mark_read_only(volume.id, "test", repair=False),
-                                          naming="etcd", within_s=within)
-                # "No such volume" is etcd's word only: without it, UNAVAILABLE, not NOT_FOUND.
-                await answers_unavailable(c.directory.locate(10_000), naming="etcd", within_s=within)
+                await asyncio.gather(
+                    answers_unavailable(c.directory.mark_read_only(volume.id, "test", repair=False),
+                                        naming="etcd", within_s=within),
+                    # "No such volume" is etcd's word only: without it, UNAVAILABLE, not NOT_FOUND.
+                    answers_unavailable(c.directory.locate(10_000), naming="etcd", within_s=within))
                 # What the directories' copies of the map answer keeps working, and so do uploads.
                 assert await answers(c.directory.list_volumes(), within_s=MARGIN_S)
                 for i in range(5):
@@ -244,7 +251,7 @@ async def test_a_frozen_store_delays_uploads_reads_and_deletes_by_at_most_its_de
     replica_timeout_s = 3.0  # tests/cluster.py's router.replica_timeout_s
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint,
                            postgres=await fresh_database(postgres.endpoint), env=dict(DEADLINES))
-    cluster.start_all(router=True)
+    cluster.start_all(directories=1, stores=6, router=True)  # six: volumes without the frozen one exist
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     async with clients(cluster) as (media, _):
         kept = [await upload(media, i) for i in range(12)]
@@ -254,17 +261,18 @@ async def test_a_frozen_store_delays_uploads_reads_and_deletes_by_at_most_its_de
             # An upload whose volume includes the frozen store gives that volume up after one
             # replica deadline and succeeds on another (or, when no other is writable yet, says
             # UNAVAILABLE: the volume it could not store on, or that none is writable).
-            for i in range(20, 24):
-                await answers(upload(media, i), within_s=3 * replica_timeout_s + MARGIN_S,
-                              unavailable_naming="volume")
+            # (Each call below is checked on its own; they run at once.)
+            await asyncio.gather(*(answers(upload(media, i), within_s=3 * replica_timeout_s + MARGIN_S,
+                                           unavailable_naming="volume") for i in range(20, 24)))
             # Reads go to another replica after the cache's store deadline (cache.store_timeout_s, 3 s).
-            for i, m in enumerate(kept[:6]):
-                _, data = await answers(media.read(m.media_id), within_s=3.0 + MARGIN_S)
-                assert data == blob(i)
+            reads = await asyncio.gather(*(answers(media.read(m.media_id), within_s=3.0 + MARGIN_S)
+                                           for m in kept[:6]))
+            assert [data for _, data in reads] == [blob(i) for i in range(6)]
             # So do photo URL reads (first reads, as from the CDN: never admitted, so the
             # cache reads a store every time).
-            for i, m in enumerate(kept[:12]):
-                assert await answers(http_get(cluster, m, via_cdn=True), within_s=3.0 + MARGIN_S) == (200, blob(i))
+            urls_read = await asyncio.gather(*(answers(http_get(cluster, m, via_cdn=True), within_s=3.0 + MARGIN_S)
+                                               for m in kept[:12]))
+            assert urls_read == [(200, blob(i)) for i in range(12)]
             # A delete flags every replica it can reach within the deadline, and succeeds.
             assert await answers(media.delete(kept[6].media_id), within_s=replica_timeout_s + MARGIN_S)
         await eventually(lambda: uploads_work(cluster), timeout=60, what="uploads after the store thawed")
