@@ -75,6 +75,10 @@ FREE_AFTER_S = 3.0
 """The demo's ``f4.free_after_s`` (30 s by default): a warm volume's hot replicas are freed
 this long after it turns warm. It must stay above ``directory.refresh_interval_s`` (0.5 s),
 within which every cache hears that the volume is warm and stops reading the replicas."""
+LEASE_PERIOD_S = 4.0
+"""The demo's ``cache.lease_period_s`` and ``lease_wait_s`` (10 s and 5 s by default): before
+reading the warm volume's photos from f4 it waits until every earlier read's lease has
+ended (one period), and a shorter period keeps that wait short."""
 WARM_WAIT_S = 600.0
 """Bound on waiting for a volume's move into f4 (seal, encode, check, warm, free): generous,
 since the wait ends as soon as the volume is warm with its hot replicas freed."""
@@ -583,9 +587,13 @@ def fresh_cluster_dir(config: Config) -> Config:
 def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> bool:
     """The demo; True when every step showed what it should."""
     config = fresh_cluster_dir(config)
+    config = dataclasses.replace(config, cache=dataclasses.replace(config.cache, lease_period_s=LEASE_PERIOD_S,
+                                                                   lease_wait_s=LEASE_PERIOD_S))
     cluster = Cluster(config, config_path=config_path,
                       overrides={"TRENCHCOAT_FEED__CELEBRITY_THRESHOLD": str(CELEBRITY_THRESHOLD),
-                                 "TRENCHCOAT_F4__FREE_AFTER_S": str(FREE_AFTER_S)})
+                                 "TRENCHCOAT_F4__FREE_AFTER_S": str(FREE_AFTER_S),
+                                 "TRENCHCOAT_CACHE__LEASE_PERIOD_S": str(LEASE_PERIOD_S),
+                                 "TRENCHCOAT_CACHE__LEASE_WAIT_S": str(LEASE_PERIOD_S)})
     ok = True
     photos: dict[str, bytes] = {}
     """Every photo uploaded (URL path -> bytes)."""
