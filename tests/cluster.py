@@ -204,12 +204,14 @@ class MediaCluster:
         self.transformers[i] = proc
         return proc
 
-    def start_all(self, *, directories: int = 2, stores: int = 6, racks: tuple[str, ...] = ("a", "b", "c"),
+    def start_all(self, *, directories: int = 1, stores: int = 3, racks: tuple[str, ...] = ("a", "b", "c"),
                   router: bool = False, feed: bool = False, fanout: int = 0, transformers: int = 0,
                   wait: bool = True) -> MediaCluster:
         """Starts the processes all at once (each waits for what it needs: etcd, a
         directory's map), then waits until every one is SERVING (unless ``wait`` is false:
-        ``wait_all`` then)."""
+        ``wait_all`` then). The smallest cluster by default, a directory and a store on each
+        of 3 racks: a test that needs a leader's failover or volumes avoiding a store asks
+        for more."""
         launched = [self.start_directory(wait=False) for _ in range(directories)]
         launched += [self.start_store(m, racks[(m - 1) % len(racks)], wait=False) for m in range(1, stores + 1)]
         if router or feed or transformers:
@@ -336,9 +338,9 @@ async def writable_volumes(cluster: MediaCluster, n: int) -> list[VolumeView] | 
 
 
 async def full_media_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
-                             postgres: harness.Dependency, tmp_path: Path, *, directories: int = 2,
-                             stores: int = 6) -> MediaCluster:
-    """Directories (2), stores on 3 racks (6), a cache and a router, with writable volumes."""
+                             postgres: harness.Dependency, tmp_path: Path, *, directories: int = 1,
+                             stores: int = 3) -> MediaCluster:
+    """Directories (1), stores on 3 racks (3), a cache and a router, with writable volumes."""
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint))
     cluster.start_all(directories=directories, stores=stores, router=True)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")

@@ -21,6 +21,7 @@ import signal
 import aiohttp
 import pytest
 
+from tests import harness
 from tests.cluster import (
     DIRECTORY_TIMEOUT_S,
     MediaCluster,
@@ -48,7 +49,7 @@ async def _get(url: str) -> tuple[int, bytes]:
 
 async def test_a_photo_on_a_volume_the_cache_has_not_seen_yet_reads_back(service, etcd, postgres, tmp_path):
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint))
-    cluster.start_all(router=False)
+    cluster.start_all(directories=2, router=False)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     one, two = cluster.directory_endpoints()
     cluster.directory_ports.reverse()  # the cache streams from the first endpoint it is given
@@ -96,13 +97,15 @@ async def test_a_cache_started_before_the_directories_never_answers_404_for_an_a
         cluster.directory_ports.append((procs.free_port(), procs.free_port()))
         cluster.directories.append(None)
     cache = cluster.start_cache(wait=False)
-    await asyncio.sleep(5)  # the injected delay: the directories come up late
-    assert procs.grpc_health(cache.address) in ("NOT_SERVING", "UNREACHABLE")  # no map: not ready
-    for i in range(2):
-        cluster.start_directory(i)
-    for machine in range(1, 7):
-        cluster.start_store(machine, "abc"[(machine - 1) % 3])
-    cluster.start_router()
+
+    async def up_without_a_map() -> bool:  # its server answers; it is not ready (no map yet)
+        return procs.grpc_health(cache.address) == "NOT_SERVING"
+
+    await eventually(up_without_a_map, what="the cache up, waiting for a directory")  # before any directory
+    launched = [cluster.start_directory(i, wait=False) for i in range(2)]
+    launched += [cluster.start_store(machine, "abc"[machine - 1], wait=False) for machine in range(1, 4)]
+    launched.append(cluster.start_router(wait=False))
+    harness.wait_all(launched)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     data = os.urandom(3000)
 

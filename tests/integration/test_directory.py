@@ -26,7 +26,7 @@ def racks_of(volume: VolumeView) -> list[str]:
 
 
 async def test_volumes_grow_with_one_replica_per_rack(cluster):
-    cluster.start_all()
+    cluster.start_all(directories=2, stores=6)  # two stores a rack: one replica a rack all the same
     stores = await eventually(lambda: _all_alive(cluster, 6), what="6 live stores")
     assert sorted({s.rack for s in stores}) == ["a", "b", "c"]
     volumes = await eventually(lambda: _writable(cluster, 2), what="2 writable volumes")
