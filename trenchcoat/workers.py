@@ -27,6 +27,11 @@ TICK_FAILURES = Counter(
     "Ticks of a background worker that failed, by worker (class) and error (class); each is retried after a backoff.",
     ["worker", "error"],
 )
+TICKS = Counter(
+    "trenchcoat_worker_ticks_total",
+    "Ticks of a background worker that ran to the end, by worker (class): a loop that is alive and working.",
+    ["worker"],
+)
 RETRY_MAX_S = 10.0
 """Longest pause after failed ticks (unless the interval is longer still): a worker whose
 dependency is away tries again at least this often, so it is back at work within about
@@ -75,6 +80,7 @@ class PeriodicWorker:
                 except Exception as exc:  # noqa: BLE001 - logged (with its traceback), counted, retried
                     self._failed(exc)
                 else:
+                    TICKS.labels(type(self).__name__).inc()
                     self.failures = 0
                     self.pause_s = self.interval_s
         finally:

@@ -4,7 +4,6 @@ failing. Nothing acknowledged is lost, nothing is doubled."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 
@@ -214,8 +213,11 @@ async def test_the_feed_keeps_serving_through_a_postgresql_restart(service, etcd
             cluster = await feed_cluster(service, etcd, pg, redis.endpoint, tmp_path, fanout_workers=1, **ENV)
             async with cluster.clients() as c:
                 await c.feed.follow(2, 1)
+                assert cluster.feed is not None
+                ticks = await sweeps(cluster.feed)
                 pg.restart()  # the sweeper's next tick and the pool's connections meet it
-                await asyncio.sleep(3)  # a few sweeps (sweep_interval_s = 1) across the restart
+                await eventually(lambda: _more_sweeps(cluster.feed, ticks + 2), timeout=60,
+                                 what="two sweeps done since the restart")
 
                 async def posted():
                     media = await c.media.upload(os.urandom(100), owner_id=1, content_type="image/jpeg")
@@ -229,6 +231,18 @@ async def test_the_feed_keeps_serving_through_a_postgresql_restart(service, etcd
             redis.stop()
     finally:
         pg.stop()
+
+
+async def sweeps(proc: harness.ServiceProcess) -> float:
+    """Fan-out sweeps the feed process has run to the end."""
+    async with aiohttp.ClientSession() as session, session.get(proc.metrics_url) as r:
+        text = await r.text()
+    return sum(float(v) for v in re.findall(r'^trenchcoat_worker_ticks_total\{worker="Sweeper"\} (\S+)', text,
+                                            re.MULTILINE))
+
+
+async def _more_sweeps(proc: harness.ServiceProcess, at_least: float) -> bool:
+    return await sweeps(proc) >= at_least
 
 
 async def pending_intents(cluster: MediaCluster) -> int:

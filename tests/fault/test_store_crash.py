@@ -51,7 +51,9 @@ async def test_kill_9_mid_writes_loses_no_acknowledged_write(service, tmp_path):
                 acked.add(key)
 
         writers = [asyncio.ensure_future(writer(w)) for w in range(16)]
-        await asyncio.sleep(1.5)
+        deadline = asyncio.get_running_loop().time() + 60
+        while len(acked) < 200 and asyncio.get_running_loop().time() < deadline:  # writes under way
+            await asyncio.sleep(0.02)
         os.kill(proc.process.pid, 9)  # mid-flight: some writes are half on disk
         await asyncio.gather(*writers)
     proc.process.stop()

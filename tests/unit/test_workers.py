@@ -52,8 +52,13 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0.001)
 
 
+def ticks(worker: str) -> float:
+    return REGISTRY.get_sample_value("trenchcoat_worker_ticks_total", {"worker": worker}) or 0.0
+
+
 async def test_a_tick_raising_an_untyped_error_is_retried_and_the_loop_goes_on(caplog):
     before = failures("Scripted", "ValueError")
+    good_before = ticks("Scripted")
     worker = Scripted([ValueError("a bug one tick meets"), None, ValueError("again"), None])
     task = asyncio.create_task(worker.run())
     async with asyncio.timeout(HANG_S):
@@ -62,6 +67,7 @@ async def test_a_tick_raising_an_untyped_error_is_retried_and_the_loop_goes_on(c
     await worker.shutdown()
     await task  # ended by shutdown, without an error
     assert failures("Scripted", "ValueError") - before == 2
+    assert ticks("Scripted") - good_before == 3  # the two that succeeded and the last (the script's end)
     errors = [r for r in caplog.records if r.name == "trenchcoat.workers" and r.levelno == logging.ERROR]
     assert len(errors) == 2 and all(r.exc_info and r.exc_info[0] is ValueError for r in errors)
     assert "scripted: a tick failed unexpectedly (1 failed in a row" in errors[0].getMessage()
