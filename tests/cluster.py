@@ -250,16 +250,16 @@ class MediaCluster:
             yield Clients(self, pool)
 
     async def volumes(self) -> list[VolumeView]:
-        async with rpc.ChannelPool() as pool:
+        async with polling_pool() as pool:
             return await self.directory(pool).list_volumes()
 
     async def stores_seen(self) -> list[StoreView]:
-        async with rpc.ChannelPool() as pool:
+        async with polling_pool() as pool:
             return await self.directory(pool).list_stores()
 
     async def leader(self) -> tuple[str, str] | None:
         """(name, address) of the leading directory, or None (an election, no directory)."""
-        async with rpc.ChannelPool() as pool:
+        async with polling_pool() as pool:
             try:
                 return await self.directory(pool).leader()
             except TrenchcoatError:
@@ -301,6 +301,34 @@ class Clients:
         """The caches, as the router is given them (cache i is cache_ports[i - 1])."""
         return CacheClient(self.pool, [f"127.0.0.1:{p}" for p, _ in self.cluster.cache_ports],
                            timeout_s=CALL_TIMEOUT_S)
+
+
+_POLLING_POOLS: dict[asyncio.AbstractEventLoop, rpc.ChannelPool] = {}
+"""The channel pool of each test's event loop (``polling_pools``): what the cluster's polls
+(``volumes``, ``stores_seen``, ``leader``) use, instead of a pool, and channels, each."""
+
+
+@asynccontextmanager
+async def polling_pools() -> AsyncIterator[None]:
+    """One channel pool for every poll of the running loop (a test), closed at its end."""
+    loop = asyncio.get_running_loop()
+    async with rpc.ChannelPool() as pool:
+        _POLLING_POOLS[loop] = pool
+        try:
+            yield
+        finally:
+            del _POLLING_POOLS[loop]
+
+
+@asynccontextmanager
+async def polling_pool() -> AsyncIterator[rpc.ChannelPool]:
+    """The running test's polling pool, or (outside one) a pool for this call alone."""
+    pool = _POLLING_POOLS.get(asyncio.get_running_loop())
+    if pool is not None:
+        yield pool
+        return
+    async with rpc.ChannelPool() as own:
+        yield own
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0, what: str = "") -> Any:

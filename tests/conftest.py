@@ -5,13 +5,13 @@ process started by the tests outlives the session."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests import harness
+from tests import cluster, harness
 
 # The machine is shared and noisy: no per-example deadlines.
 settings.register_profile(
@@ -49,6 +49,14 @@ def redis_server() -> Iterator[harness.Dependency]:
     dep = harness.start_redis()
     yield dep
     dep.stop()
+
+
+@pytest.fixture(autouse=True)
+async def one_channel_pool_for_polls() -> AsyncIterator[None]:
+    """Every poll of a test (``tests.cluster``'s ``volumes``, ``stores_seen``, ``leader``)
+    shares one channel pool, closed when the test ends."""
+    async with cluster.polling_pools():
+        yield
 
 
 @pytest.fixture
