@@ -23,6 +23,11 @@ NO_F4_CELL = {**{f"TRENCHCOAT_{s}__COUNT": "0" for s in ("F4", "F4_STORAGE", "F4
               "TRENCHCOAT_F4__MIGRATE": "false"}
 """The default cluster less its f4 cell (18 processes): for tests about the launcher
 itself, so the suite stays quick on two cores; the demo and the first test run it whole."""
+SMALL = {**NO_F4_CELL, "TRENCHCOAT_DIRECTORY__COUNT": "1", "TRENCHCOAT_STORE__COUNT": "3",
+         "TRENCHCOAT_TRANSFORMER__COUNT": "1", "TRENCHCOAT_FANOUT__COUNT": "1"}
+"""That, with one directory, transformer and fan-out worker and a store on each of 3 racks
+(12 processes): for tests of how `trenchcoat up` starts, stops and reports, which need
+every kind of process but not the numbers of them."""
 
 
 def cli(data_dir: Path, *args: str, timeout: float = 120, whole: bool = False) -> subprocess.CompletedProcess[str]:

@@ -254,25 +254,26 @@ async def test_a_frozen_store_delays_uploads_reads_and_deletes_by_at_most_its_de
     cluster.start_all(directories=1, stores=6, router=True)  # six: volumes without the frozen one exist
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     async with clients(cluster) as (media, _):
-        kept = [await upload(media, i) for i in range(12)]
+        kept = [await upload(media, i) for i in range(13)]
         victim = cluster.stores[1]
         assert victim is not None
         with victim.frozen():
+            # Every call below is checked on its own deadline; they run at once.
             # An upload whose volume includes the frozen store gives that volume up after one
             # replica deadline and succeeds on another (or, when no other is writable yet, says
             # UNAVAILABLE: the volume it could not store on, or that none is writable).
-            # (Each call below is checked on its own; they run at once.)
-            await asyncio.gather(*(answers(upload(media, i), within_s=3 * replica_timeout_s + MARGIN_S,
-                                           unavailable_naming="volume") for i in range(20, 24)))
+            uploads = [answers(upload(media, i), within_s=3 * replica_timeout_s + MARGIN_S,
+                               unavailable_naming="volume") for i in range(20, 24)]
             # Reads go to another replica after the cache's store deadline (cache.store_timeout_s, 3 s).
-            reads = await asyncio.gather(*(answers(media.read(m.media_id), within_s=3.0 + MARGIN_S)
-                                           for m in kept[:6]))
-            assert [data for _, data in reads] == [blob(i) for i in range(6)]
+            reads = [answers(media.read(m.media_id), within_s=3.0 + MARGIN_S) for m in kept[:6]]
             # So do photo URL reads (first reads, as from the CDN: never admitted, so the
             # cache reads a store every time).
-            urls_read = await asyncio.gather(*(answers(http_get(cluster, m, via_cdn=True), within_s=3.0 + MARGIN_S)
-                                               for m in kept[:12]))
-            assert urls_read == [(200, blob(i)) for i in range(12)]
+            url_reads = [answers(http_get(cluster, m, via_cdn=True), within_s=3.0 + MARGIN_S) for m in kept[:12]]
             # A delete flags every replica it can reach within the deadline, and succeeds.
-            assert await answers(media.delete(kept[6].media_id), within_s=replica_timeout_s + MARGIN_S)
+            delete = answers(media.delete(kept[12].media_id), within_s=replica_timeout_s + MARGIN_S)
+            answered = await asyncio.gather(*uploads, *reads, *url_reads, delete)
+            read_back = answered[len(uploads):len(uploads) + len(reads)]
+            assert [data for _, data in read_back] == [blob(i) for i in range(6)]
+            assert answered[len(uploads) + len(reads):-1] == [(200, blob(i)) for i in range(12)]
+            assert answered[-1] is True
         await eventually(lambda: uploads_work(cluster), timeout=60, what="uploads after the store thawed")

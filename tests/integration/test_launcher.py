@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import harness
-from tests.upctl import NO_F4_CELL, Up, cli, env, running_up
+from tests.upctl import SMALL, Up, cli, env, running_up
 from trenchcoat import procs
 
 pytestmark = pytest.mark.integration
@@ -29,8 +29,8 @@ def data_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def up(data_dir: Path) -> Iterator[Up]:
-    """A running `trenchcoat up` without its f4 cell, of this test's own: it stops or breaks it."""
-    with running_up(data_dir, NO_F4_CELL) as running:
+    """A running `trenchcoat up` (small: ``SMALL``) of this test's own: it stops or breaks it."""
+    with running_up(data_dir, SMALL) as running:
         yield running
 
 
@@ -57,7 +57,7 @@ def test_stop_signal_takes_everything_down(up, sig):
 
 
 def test_state_survives_a_restart_of_the_cluster(data_dir):
-    first = Up(data_dir, NO_F4_CELL)
+    first = Up(data_dir, SMALL)
     try:
         first.wait_for("cluster up")
         first.popen.send_signal(signal.SIGINT)
@@ -66,7 +66,7 @@ def test_state_survives_a_restart_of_the_cluster(data_dir):
         first.close()
     pg_version = next(data_dir.glob("postgres/PG_VERSION"), None)
     assert pg_version is not None, "PostgreSQL cluster lives under the data dir"
-    second = Up(data_dir, NO_F4_CELL)
+    second = Up(data_dir, SMALL)
     try:
         second.wait_for("cluster up")  # no initdb the second time: same cluster reused
         second.popen.send_signal(signal.SIGINT)
