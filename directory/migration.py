@@ -172,8 +172,8 @@ class Migration:
             return
 
         def drop(v: Volume) -> Volume | None:
-            if v.state is not State.WARM:
-                return None
+            if v.state is not State.WARM or not v.replicas:
+                return None  # not warm, or freed already (a retry): the machines recorded then stay
             return replace(v, replicas=(), freed_machines=tuple(sorted(r.machine_id for r in v.replicas)))
 
         await self._state.update_volume(volume.id, drop)

@@ -44,24 +44,25 @@ class Follows:
         is how a client's retry heals what an earlier attempt left undone)."""
         check_pair(follower_id, followee_id)
         intent = await self._records.follow(follower_id, followee_id, hold_s=self._hold_s)
-        await self._follow_up(follower_id, followee_id, following=True, fresh=intent is not None, intent=intent)
+        await self._follow_up(follower_id, followee_id, intent)
         return intent is not None
 
     async def unfollow(self, follower_id: int, followee_id: int) -> bool:
         check_pair(follower_id, followee_id)
         intent = await self._records.unfollow(follower_id, followee_id, hold_s=self._hold_s)
-        await self._follow_up(follower_id, followee_id, following=False, fresh=True, intent=intent)
+        await self._follow_up(follower_id, followee_id, intent)
         return intent is not None
 
     async def settle(self, follower_id: int, followee_id: int) -> None:
-        """The sweeper's follow-up of an edge that changed: whatever it is now."""
+        """The follow-up of an edge that changed, by the request or the sweeper: the
+        follower's keys brought in line with the edge as it is now (read again: a follow
+        and an unfollow racing each other both end in what PostgreSQL holds)."""
         following = await self._records.follows(follower_id, followee_id)
-        await self.catch_up(follower_id, followee_id, following=following, fresh=True)
+        await self.catch_up(follower_id, followee_id, following=following)
 
-    async def _follow_up(self, follower_id: int, followee_id: int, *, following: bool, fresh: bool,
-                         intent: Intent | None) -> None:
+    async def _follow_up(self, follower_id: int, followee_id: int, intent: Intent | None) -> None:
         try:
-            await self.catch_up(follower_id, followee_id, following=following, fresh=fresh)
+            await self.settle(follower_id, followee_id)
         except TrenchcoatError as exc:
             if intent is None:
                 raise  # nothing was committed now: the client's retry is what heals it
@@ -71,14 +72,13 @@ class Follows:
         if intent is not None:
             await self._records.finish_intent_quietly(intent)
 
-    async def catch_up(self, follower_id: int, followee_id: int, *, following: bool, fresh: bool) -> None:
+    async def catch_up(self, follower_id: int, followee_id: int, *, following: bool) -> None:
         """The follower's Redis keys brought in line with the edge: a new follow version;
-        the followee's entries dropped when the edge is gone, or new (entries a fan-out wrote
-        after an earlier unfollow's cleanup: the backfill is the truth); the followee's
-        recent pushed posts backfilled while they follow."""
+        the followee's entries dropped (the edge is gone, or a fan-out wrote some after an
+        earlier unfollow's cleanup); while they follow, their recent pushed posts backfilled
+        (the backfill is the truth, PostgreSQL below its floor)."""
         await self._timelines.bump_follow_version(follower_id)
-        if fresh or not following:
-            await self._timelines.drop_author(follower_id, followee_id)
+        await self._timelines.drop_author(follower_id, followee_id)
         if not following:
             return
         recent = await self._records.author_posts(followee_id, before=0, limit=self._backfill + 1, pushed=True)

@@ -30,8 +30,10 @@ from trenchcoat.errors import Unavailable
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.urls import PhotoPath
 
-NO_MACHINE = 0
-"""The machine a warm volume's URLs name when the map does not say which held it hot."""
+NO_MACHINE = 1
+"""The machine a warm volume's URLs name when the map does not say which held it hot (a
+volume freed before the map recorded them): any valid id serves, since a cache reads a warm
+volume from f4 whatever machine the URL names (0 is not a machine id: the cache refuses it)."""
 DELETE_CONCURRENCY = 16
 """Needles of one deleted media flagged at once (each flag is a call to every replica)."""
 

@@ -131,9 +131,11 @@ class Cluster:
             raise
 
     def stop(self) -> None:
-        """Stops the services (with the CDN and Prometheus), all at once, each given its own
-        drain and grace; then the dependencies, at once; removes the state file. At once,
-        not one after another: a stop takes the slowest process's drain, not their sum."""
+        """Stops the services (with the CDN and Prometheus), all at once, given the longest
+        drain and grace among them; then the dependencies, at once; removes the state file.
+        At once, not one after another: a stop takes the slowest process's drain, not their
+        sum (a local cluster going down whole: an upload in flight at Ctrl-C may fail, as a
+        client retrying with its idempotency key sees)."""
         started = [p for p in self.processes if p.popen is not None]
         services = [p for p in started if p.kind not in DEPENDENCY_KINDS]
         for group in (services, [p for p in started if p.kind in DEPENDENCY_KINDS]):

@@ -14,6 +14,7 @@ user ``postgres`` when we are root, since PostgreSQL refuses to run as root) and
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -62,29 +63,24 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _claim(port: int) -> bool:
     """Claims ``port`` for this process machine-wide: True unless a live process holds it.
-    A claim outlives its process only as a file naming a dead pid, which the next claim of
-    that port takes over (the pid is checked with the claim's own start time, so a pid
-    given out again to a stranger does not keep a port from us for ever)."""
+    Claims are read and written under one lock (``PORT_CLAIMS/.lock``), so two processes
+    never both take a port, nor see a claim half written. A claim outlives its process only
+    as a file naming a dead pid, which the next claim of that port takes over (the pid is
+    checked with its start time, so a pid given out again to a stranger does not hold a
+    port for ever)."""
     PORT_CLAIMS.mkdir(mode=0o777, parents=True, exist_ok=True)
     path = PORT_CLAIMS / str(port)
     mine = f"{os.getpid()} {_start_time(os.getpid())}"
-    for _ in range(2):
+    with open(PORT_CLAIMS / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            try:
-                holder = path.read_text()
-            except FileNotFoundError:
-                continue  # released meanwhile: try again
-            if holder == mine or _holder_alive(holder):
-                return holder == mine
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()  # a dead holder's: take it over (two at once: O_EXCL picks one)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(mine)
+            holder = path.read_text()
+        except FileNotFoundError:
+            holder = ""
+        if holder and holder != mine and _holder_alive(holder):
+            return False
+        path.write_text(mine)
         return True
-    return False
 
 
 def _holder_alive(holder: str) -> bool:

@@ -42,7 +42,7 @@ from tests.cluster import (
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
 from tests.integration.test_renditions import photo
-from trenchcoat import procs, samples, urls
+from trenchcoat import media_facts, procs, samples, urls
 from trenchcoat import rendition_keys as keys
 from trenchcoat.errors import NotFound
 from trenchcoat.feed_client import FeedEntry, FeedPage
@@ -177,7 +177,8 @@ async def test_a_photo_and_a_video_live_their_whole_life_across_every_tier_and_s
         assert not [p for p in cluster.data_dir.rglob("vol-*.dat") if p.name in hot_copies]  # every one freed
         await _forget_kept(c, life)
         await _everything_serves(c, life, tier="warm")
-        assert await _hydrated_feeds(c, life) == feeds  # the same facts, the same URLs
+        assert await _hydrated_feeds(c, life) == feeds  # what feeds cached: the same URLs, which serve
+        await _feeds_hydrate_afresh(c, life, feeds, cluster)
 
         rebuilt = await _metric(life.backoff, "trenchcoat_f4_reconstructions_total", 'outcome="rebuilt"')
         for domain in KILLED:
@@ -185,6 +186,7 @@ async def test_a_photo_and_a_video_live_their_whole_life_across_every_tier_and_s
         await _forget_kept(c, life)
         await _everything_serves(c, life, tier="warm")
         assert await _metric(life.backoff, "trenchcoat_f4_reconstructions_total", 'outcome="rebuilt"') > rebuilt
+        await _feeds_hydrate_afresh(c, life, feeds, cluster)
 
         assert await c.feed.delete_post(ALICE, life.posts["photo"].media_id)
         assert await c.media.delete(life.media["video"].media_id)  # the pipeline's delete, not the feed's
@@ -302,6 +304,27 @@ async def _everything_serves(c: Clients, life: Life, *, tier: str, record: bool 
         assert (status, body) == (200, life.served[path]), path
     photo_bytes = life.served[_path(life.media["photo"].url + RESIZE)]
     assert Image.open(io.BytesIO(photo_bytes)).size == (640, 480)
+
+
+async def _feeds_hydrate_afresh(c: Clients, life: Life, before: dict[int, FeedPage], cluster: MediaCluster) -> None:
+    """Feeds hydrate warm media through BatchStat: the feed's cached facts are dropped first
+    (a volume's move does not drop them; they keep serving the same URLs until
+    feed.metadata_ttl_s), then every page holds the same entries, each with the facts Stat
+    gives now: tier warm, the URLs the media had while hot."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(cluster.redis)
+    try:
+        for media in life.media.values():
+            await media_facts.drop(r, media.media_id)
+    finally:
+        await r.aclose()
+    for user, page in (await _hydrated_feeds(c, life)).items():
+        assert page.entries == before[user].entries and not page.unhydrated, user
+        for item in page.items or ():
+            fresh = await c.media.stat(item.entry.media_id)
+            assert item.media == fresh and fresh.tier == "warm", (user, item.entry)
+            assert fresh.url == life.media[_name_of(life, item.entry)].url
 
 
 async def _forget_kept(c: Clients, life: Life) -> None:

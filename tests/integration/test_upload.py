@@ -150,14 +150,21 @@ async def test_two_routers_uploading_for_one_shard_at_once_never_collide(cluster
     """Both routers mint through PostgreSQL's next_id (one sequence per shard), so ids of
     one owner's uploads through either router are all distinct, in their shard, and every
     upload reads back."""
+    first = cluster.router
+    second = cluster.start_router()  # a second router process on the same database
+    cluster.router = first  # (the module's other tests keep talking to the first)
+    try:
+        await _two_routers(first, second)
+    finally:
+        second.stop()  # nothing of it left working on the module's database
+
+
+async def _two_routers(first, second) -> None:
     import asyncio
 
     from trenchcoat import ids
     from trenchcoat.media_client import MediaClient
 
-    first = cluster.router
-    second = cluster.start_router()  # a second router process on the same database
-    cluster.router = first  # (the module's other tests keep talking to the first)
     assert first is not None and first.address != second.address
     async with rpc.ChannelPool() as pool:
         clients = [MediaClient(pool, r.address, timeout_s=CALL_TIMEOUT_S) for r in (first, second)]

@@ -96,6 +96,8 @@ class FeedServiceServicer:
     def Follow(self, request, context):
         """Makes follower_id follow followee_id (idempotent). Answered once committed in
         PostgreSQL; the follower's timeline catches up at once, or by the sweeper (as DeletePost).
+        Asked again for an edge already there, it runs the catch-up again and answers
+        UNAVAILABLE when Redis cannot take it now (nothing was committed: retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,7 +106,7 @@ class FeedServiceServicer:
     def Unfollow(self, request, context):
         """Makes follower_id stop following followee_id (idempotent). Answered once committed;
         the followee's posts leave the follower's timeline at once, or by the sweeper (as
-        DeletePost).
+        DeletePost). For an edge already gone, as Follow's repeat.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -194,3 +194,22 @@ def test_a_warm_volume_waiting_on_a_down_store_to_be_freed_does_not_hold_up_the_
     cmap = cluster_map(waiting)
     cmap.volumes[6] = old
     assert Migration(None, None, None, CONFIG, FULL_RATIO).next(cmap) == waiting
+
+
+async def test_freeing_records_the_machines_once_and_a_repeat_keeps_them():
+    """A freed volume keeps the machines that held it (photo URLs name one of them); freeing
+    it again (a retry, a new leader repeating the step) must not wipe them."""
+
+    class Freeing(FakeStores):
+        async def free_volume(self, address, volume_id):
+            self.read_only.append(f"freed {address}")
+
+    warm = replace(volume(7, State.WARM), warm_ms=NOW_MS - DAY_MS)
+    state, stores = FakeState(warm), Freeing(down=set())
+    migration = Migration(state, stores, FakeF4(), CONFIG, FULL_RATIO)
+    await migration.step(cluster_map(warm), warm)
+    freed = state.volumes[7]
+    assert freed.replicas == () and freed.freed_machines == (1, 2, 3)
+    await migration._free(cluster_map(warm), warm)  # the same step again, from a stale read of the volume
+    assert state.volumes[7] == freed
+    assert Volume.from_json(freed.to_json()).freed_machines == (1, 2, 3)  # kept in etcd's record
