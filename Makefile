@@ -52,7 +52,7 @@ soak: setup
 
 # Regenerate trenchcoat/v1/ from proto/ (committed; tests/unit/test_contract.py checks it is fresh).
 proto: setup
-	@$(PY) -m trenchcoat.protogen
+	@$(PY) -m trenchcoat.ops.protogen
 
 # The image every k8s/ workload runs (Dockerfile); overlays pin the tag (k8s/README.md).
 IMAGE ?= trenchcoat:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)

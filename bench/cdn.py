@@ -1,6 +1,6 @@
 """Benchmark of the CDN's metrics: ``python -m bench.cdn [--quick] [--json]``.
 
-The CDN runs as ``python -m trenchcoat.cdn``: nginx, whose access log goes over syslog
+The CDN runs as ``python -m trenchcoat.ops.cdn``: nginx, whose access log goes over syslog
 (UDP on loopback) to the Python process that counts it for Prometheus. What does that cost
 against nginx with no access log, serving the same cached photos (every request a HIT)?
 Both in front of the same upstream (an aiohttp server in this process standing in for a
@@ -34,7 +34,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import common
-from trenchcoat import procs
+from trenchcoat.ops import dependencies, ports, proc_tree
 
 URLS = 100
 BODY_BYTES = 30_000
@@ -59,7 +59,7 @@ def cpu_seconds(pid: int, *, descendants: bool = True) -> float:
     """User + system CPU of ``pid`` (and its descendants) so far."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for p in [pid, *(procs.descendants(pid) if descendants else ())]:
+    for p in [pid, *(proc_tree.descendants(pid) if descendants else ())]:
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except FileNotFoundError:
@@ -96,15 +96,15 @@ async def counted(metrics_port: int) -> float:
 
 async def measure(seconds: float, rounds: int) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="tc-bench-cdn-"))
-    up_port, plain_port, logged_port, metrics_port = (procs.free_port() for _ in range(4))
+    up_port, plain_port, logged_port, metrics_port = (ports.free_port() for _ in range(4))
     runner = await upstream(up_port)
-    plain = procs.nginx_process(tmp / "plain", tmp / "plain.log", "127.0.0.1", plain_port, [f"127.0.0.1:{up_port}"],
+    plain = dependencies.nginx_process(tmp / "plain", tmp / "plain.log", "127.0.0.1", plain_port, [f"127.0.0.1:{up_port}"],
                                 ttl_s=600, not_found_ttl_s=1, max_bytes=256 << 20)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")} | {
         "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp / "logged"), "TRENCHCOAT_CDN__PORT": str(logged_port),
         "TRENCHCOAT_CDN__METRICS_PORT": str(metrics_port), "TRENCHCOAT_CDN__CACHE_ENDPOINTS": f"127.0.0.1:{up_port}",
         "TRENCHCOAT_CDN__TTL_S": "600", "TRENCHCOAT_CDN__MAX_BYTES": str(256 << 20), "TRENCHCOAT_CLUSTER__LOG_LEVEL": "WARNING"}
-    logged = procs.cdn_process(tmp / "logged.log", "127.0.0.1", logged_port, metrics_port, env)
+    logged = dependencies.cdn_process(tmp / "logged.log", "127.0.0.1", logged_port, metrics_port, env)
     served = {"plain": 0, "logged": 0}
     wall = {"plain": 0.0, "logged": 0.0}
     cpu = {"plain": 0.0, "logged": 0.0}

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trenchcoat import procs
+from trenchcoat.ops import dependencies, ports
 
 
 def arguments(doc: str, extra: Callable[[argparse.ArgumentParser], object] | None = None) -> argparse.Namespace:
@@ -44,10 +44,10 @@ def private_dependencies_with_redis(prefix: str) -> Iterator[tuple[Path, str, st
 def _dependencies(prefix: str, *, redis: bool) -> Iterator[tuple[Path, list[str]]]:
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(tmp, 0o755)  # PostgreSQL runs as another user when we are root
-    deps = [procs.etcd_process(tmp / "etcd", tmp / "etcd.log", procs.free_port(), procs.free_port()),
-            procs.postgres_process(tmp / "pg", tmp / "pg.log", procs.free_port(), durable=False)]
+    deps = [dependencies.etcd_process(tmp / "etcd", tmp / "etcd.log", ports.free_port(), ports.free_port()),
+            dependencies.postgres_process(tmp / "pg", tmp / "pg.log", ports.free_port(), durable=False)]
     if redis:
-        deps.append(procs.redis_process(tmp / "redis", tmp / "redis.log", procs.free_port(), persistent=False))
+        deps.append(dependencies.redis_process(tmp / "redis", tmp / "redis.log", ports.free_port(), persistent=False))
     try:
         for dep in deps:
             dep.start()

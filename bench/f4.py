@@ -70,11 +70,12 @@ from f4.geo import Region
 from f4.layout import Geometry
 from f4.manifest import MANIFEST_STRIPE, Manifest
 from f4.rebuild import Journal, Rebuilder, target
-from trenchcoat import procs, rpc
+from trenchcoat import rpc
+from trenchcoat.clients.f4 import F4StorageClient, KeyStoreClient
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.config import F4Config, F4RebuilderConfig
-from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_client import StoreClient
+from trenchcoat.ops import ports, processes
 
 BLOB_BYTES = 100 * 1024
 GEOMETRY = Geometry(cell_bytes=1024 * 1024, rows=4)
@@ -145,23 +146,23 @@ async def _rebuild_rounds(conn: Connection, stop: Event, manifest: Manifest, jou
 
 async def figures(tmp: Path, dsn: str, count: int, seconds: float) -> dict[str, float]:
     out: dict[str, float] = {}
-    started: list[procs.ManagedProcess] = []
+    started: list[processes.ManagedProcess] = []
     domains = [f"rack-{i}" for i in range(codec.N)]
     nodes: list[Node] = []
     try:
         for n in range(2):
-            port = procs.free_port()
+            port = ports.free_port()
             started.append(start([sys.executable, "-m", "f4.storage"], tmp / f"f4-storage-{n}.log", port, _env(
-                tmp, TRENCHCOAT_F4_STORAGE__PORT=str(port), TRENCHCOAT_F4_STORAGE__METRICS_PORT=str(procs.free_port()),
+                tmp, TRENCHCOAT_F4_STORAGE__PORT=str(port), TRENCHCOAT_F4_STORAGE__METRICS_PORT=str(ports.free_port()),
                 TRENCHCOAT_F4_STORAGE__NODE_ID=str(n + 1), TRENCHCOAT_F4_STORAGE__DOMAINS=",".join(domains[n::2]))))
             nodes.append(Node(f"127.0.0.1:{port}", tuple(domains[n::2])))
-        kport = procs.free_port()
+        kport = ports.free_port()
         started.append(start([sys.executable, "-m", "f4.keystore"], tmp / "keystore.log", kport, _env(
             tmp, TRENCHCOAT_POSTGRES__DSN=dsn, TRENCHCOAT_F4_KEYSTORE__PORT=str(kport),
-            TRENCHCOAT_F4_KEYSTORE__METRICS_PORT=str(procs.free_port()))))
-        sport = procs.free_port()
+            TRENCHCOAT_F4_KEYSTORE__METRICS_PORT=str(ports.free_port()))))
+        sport = ports.free_port()
         started.append(start([sys.executable, "-m", "store"], tmp / "store.log", sport, _env(
-            tmp, TRENCHCOAT_STORE__PORT=str(sport), TRENCHCOAT_STORE__METRICS_PORT=str(procs.free_port()),
+            tmp, TRENCHCOAT_STORE__PORT=str(sport), TRENCHCOAT_STORE__METRICS_PORT=str(ports.free_port()),
             TRENCHCOAT_STORE__HTTP_PORT="0", TRENCHCOAT_STORE__COUNT="1")))
         rnd = random.Random(1)
         blobs = [PlainBlob(key=10_000 + i, alternate_key=0, cookie=rnd.getrandbits(32), media_type=1,
@@ -214,7 +215,7 @@ async def figures(tmp: Path, dsn: str, count: int, seconds: float) -> dict[str, 
 
             # Degraded: the blocks in the first of the two nodes unreachable for the reader
             # (data block 0 of every stripe lives there); reads of blobs in that block rebuild.
-            dead = f"127.0.0.1:{procs.free_port()}"
+            dead = f"127.0.0.1:{ports.free_port()}"
             lost = {s.number: 0 for s in manifest.stripes}
             degraded = replace(manifest, stripes=[
                 replace(s, blocks=tuple((dead, d) if i == lost[s.number] else (a, d)
@@ -246,7 +247,7 @@ async def figures(tmp: Path, dsn: str, count: int, seconds: float) -> dict[str, 
     return out
 
 
-async def xor_figure(tmp: Path, started: list[procs.ManagedProcess], storage: F4StorageClient,
+async def xor_figure(tmp: Path, started: list[processes.ManagedProcess], storage: F4StorageClient,
                      keys: KeyStoreClient, blobs: list[PlainBlob]) -> float:
     """Effective replication with XOR geo-replication, measured on disk."""
     cells = ("east", "west", "xor")
@@ -254,9 +255,9 @@ async def xor_figure(tmp: Path, started: list[procs.ManagedProcess], storage: F4
     for c, name in enumerate(cells):
         domains = [f"{name}-{i}" for i in range(codec.N)]
         for half in range(2):
-            port, node_id = procs.free_port(), 100 + 2 * c + half
+            port, node_id = ports.free_port(), 100 + 2 * c + half
             started.append(start([sys.executable, "-m", "f4.storage"], tmp / f"f4-storage-{node_id}.log", port, _env(
-                tmp, TRENCHCOAT_F4_STORAGE__PORT=str(port), TRENCHCOAT_F4_STORAGE__METRICS_PORT=str(procs.free_port()),
+                tmp, TRENCHCOAT_F4_STORAGE__PORT=str(port), TRENCHCOAT_F4_STORAGE__METRICS_PORT=str(ports.free_port()),
                 TRENCHCOAT_F4_STORAGE__NODE_ID=str(node_id), TRENCHCOAT_F4_STORAGE__CELL=name,
                 TRENCHCOAT_F4_STORAGE__DOMAINS=",".join(domains[half::2]))))
             endpoints.append(f"127.0.0.1:{port}")

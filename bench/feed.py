@@ -38,11 +38,12 @@ import redis.asyncio as aioredis
 from bench import common
 from bench.store import start
 from bench.upload import cluster_env, start_cluster
-from trenchcoat import procs, rpc
+from trenchcoat import rpc
+from trenchcoat.clients.feed import FeedClient
+from trenchcoat.clients.media import MediaClient
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.feed_client import FeedClient
 from trenchcoat.ids import to_signed
-from trenchcoat.media_client import MediaClient
+from trenchcoat.ops import ports, processes
 
 CONCURRENCY = 16
 NORMAL_AUTHORS = range(1000, 1010)
@@ -133,15 +134,15 @@ async def reads_per_s(feed: FeedClient, user: int, seconds: float) -> float:
     return done / (time.perf_counter() - began)
 
 
-def start_feed(tmp: Path, env: dict[str, str], router: str, workers: int) -> tuple[list[procs.ManagedProcess], str, str]:
+def start_feed(tmp: Path, env: dict[str, str], router: str, workers: int) -> tuple[list[processes.ManagedProcess], str, str]:
     """The feed and its fan-out workers: (processes, feed address, feed metrics URL)."""
     out = []
-    port, mport = procs.free_port(), procs.free_port()
+    port, mport = ports.free_port(), ports.free_port()
     out.append(start([sys.executable, "-m", "feedsvc"], tmp / "feed.log", port, {
         **env, "TRENCHCOAT_FEED__PORT": str(port), "TRENCHCOAT_FEED__METRICS_PORT": str(mport),
         "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": router}))
     for i in range(workers):
-        wport, wmport = procs.free_port(), procs.free_port()
+        wport, wmport = ports.free_port(), ports.free_port()
         out.append(start([sys.executable, "-m", "feedsvc.worker"], tmp / f"fanout-{i}.log", wport, {
             **env, "TRENCHCOAT_FANOUT__PORT": str(wport), "TRENCHCOAT_FANOUT__METRICS_PORT": str(wmport)}))
     return out, f"127.0.0.1:{port}", f"http://127.0.0.1:{mport}/metrics"

@@ -30,9 +30,9 @@ import aiohttp
 from bench import common
 from bench.upload import cluster_env, pct, start_cluster
 from trenchcoat import rpc, urls
+from trenchcoat.clients.media import Media, MediaClient
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.media_client import Media, MediaClient
-from trenchcoat.store_client import StoreClient
 
 CONCURRENCY = 16
 

@@ -43,13 +43,14 @@ from pathlib import Path
 import numpy as np
 
 from bench import common
-from store import checkpoint, needle
+from store import checkpoint
 from store.index import NeedleIndex
 from store.volume import VolumeLimits, create_volume, open_volume
-from trenchcoat import procs, rpc
+from trenchcoat import needle, rpc
+from trenchcoat.clients.store import StoreClient
+from trenchcoat.clients.store_http import StoreHttpClient
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_client import StoreClient
-from trenchcoat.store_http import StoreHttpClient
+from trenchcoat.ops import ports, processes
 from trenchcoat.store_types import Blob
 
 CONCURRENCY = 16
@@ -175,8 +176,8 @@ async def interleaved(call, baseline, seconds: float, pids: tuple[int, int], rou
     return rates[0], rates[1], cpu[0] / calls[0], cpu[1] / calls[1]
 
 
-def start(argv: list[str], log: Path, port: int, env: dict[str, str] | None = None) -> procs.ManagedProcess:
-    p = procs.ManagedProcess(name=log.stem, argv=argv, log_path=log, env=env,
+def start(argv: list[str], log: Path, port: int, env: dict[str, str] | None = None) -> processes.ManagedProcess:
+    p = processes.ManagedProcess(name=log.stem, argv=argv, log_path=log, env=env,
                              ready=lambda: _port_open(port))
     p.start()
     p.wait_ready(30)
@@ -197,7 +198,7 @@ def reader(client: StoreClient, address: str, refs: list[NeedleRef]) -> Callable
 
 async def rpc_figures(tmp: Path, seconds: float) -> dict[str, float]:
     out: dict[str, float] = {}
-    port, mport, hport = procs.free_port(), procs.free_port(), procs.free_port()
+    port, mport, hport = ports.free_port(), ports.free_port(), ports.free_port()
     env = {**os.environ, "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp / "cluster"),
            "TRENCHCOAT_STORE__PORT": str(port), "TRENCHCOAT_STORE__METRICS_PORT": str(mport),
            "TRENCHCOAT_STORE__HTTP_PORT": str(hport),
@@ -214,7 +215,7 @@ async def rpc_figures(tmp: Path, seconds: float) -> dict[str, float]:
                 refs = [NeedleRef(logical_volume=1, key=k, cookie=7) for k in range(base, base + 200)]
                 for ref in refs:
                     await client.write(address, ref, os.urandom(size))
-                eport = procs.free_port()
+                eport = ports.free_port()
                 echo = start([sys.executable, "-m", "bench.echo_server", str(eport), str(size)],
                              tmp / f"echo-{label}.log", eport)
                 echo_address = f"127.0.0.1:{eport}"

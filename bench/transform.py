@@ -41,9 +41,10 @@ from bench.store import start
 from bench.upload import cluster_env, start_cluster
 from transformer import images, video
 from transformer.images import ImageSpec
-from trenchcoat import procs, rpc, samples
+from trenchcoat import rpc
+from trenchcoat.clients.media import MediaClient
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.media_client import MediaClient
+from trenchcoat.ops import ports, processes, samples
 
 DEFAULT_SET = (ImageSpec(1, 150, square=True), ImageSpec(2, 320), ImageSpec(3, 640), ImageSpec(4, 1080))
 THUMB = (ImageSpec(2, 320),)
@@ -110,10 +111,10 @@ async def lag_figures(count: int) -> dict[str, float]:
             "TRENCHCOAT_REDIS__URL": redis_url, "TRENCHCOAT_ROUTER__RENDITIONS": "true",
             "TRENCHCOAT_TRANSFORMER__COUNT": "1"}
         cluster = start_cluster(tmp, env)
-        workers: list[procs.ManagedProcess] = []
+        workers: list[processes.ManagedProcess] = []
         try:
             for i in range(2):
-                port, mport = procs.free_port(), procs.free_port()
+                port, mport = ports.free_port(), ports.free_port()
                 workers.append(start([sys.executable, "-m", "transformer"], tmp / f"transformer-{i}.log", port, {
                     **env, "TRENCHCOAT_TRANSFORMER__PORT": str(port), "TRENCHCOAT_TRANSFORMER__METRICS_PORT": str(mport),
                     "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": cluster.router}))

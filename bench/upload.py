@@ -51,9 +51,10 @@ import grpc
 from bench import common
 from bench.relay_server import METHOD
 from bench.store import cpu_seconds, start
-from trenchcoat import procs, rpc
+from trenchcoat import rpc
+from trenchcoat.clients.media import MediaClient
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.media_client import MediaClient
+from trenchcoat.ops import dependencies, ports, proc_tree, processes
 
 CONCURRENCY = 16
 
@@ -78,7 +79,7 @@ def cluster_env(tmp: Path, name: str, etcd: str, dsn: str, replicas: int) -> dic
 
 @dataclass
 class BenchCluster:
-    processes: list[procs.ManagedProcess]
+    processes: list[processes.ManagedProcess]
     router: str
     gateway: str
     stores: list[str]
@@ -93,12 +94,12 @@ class BenchCluster:
 def start_cluster(tmp: Path, env: dict[str, str]) -> BenchCluster:
     """One directory, three stores on three racks, one cache (serving photo URLs), one router."""
     name = env["TRENCHCOAT_CLUSTER__NAME"]
-    started: list[procs.ManagedProcess] = []
+    started: list[processes.ManagedProcess] = []
 
     metrics: dict[int, int] = {}
 
     def launch(module: str, section: str, log: str, extra: dict[str, str] | None = None) -> int:
-        port, mport = procs.free_port(), procs.free_port()
+        port, mport = ports.free_port(), ports.free_port()
         started.append(start([sys.executable, "-m", module], tmp / f"{name}-{log}.log", port, {
             **env, f"TRENCHCOAT_{section}__PORT": str(port), f"TRENCHCOAT_{section}__METRICS_PORT": str(mport),
             **(extra or {})}))
@@ -112,7 +113,7 @@ def start_cluster(tmp: Path, env: dict[str, str]) -> BenchCluster:
                                                           "TRENCHCOAT_STORE__RACK": rack,
                                                           "TRENCHCOAT_STORE__HTTP_PORT": "0"})
                   for m, rack in ((1, "a"), (2, "b"), (3, "c"))]
-        http = procs.free_port()
+        http = ports.free_port()
         cport = launch("cache", "CACHE", "cache", {"TRENCHCOAT_CACHE__HTTP_PORT": str(http)})
         rport = launch("router", "ROUTER", "router", {"TRENCHCOAT_ROUTER__CACHE_ENDPOINTS": f"127.0.0.1:{cport}"})
     except BaseException:
@@ -159,7 +160,7 @@ def cluster_meter(cluster: BenchCluster) -> CpuMeter:
     """Every process of the cluster by name (``r3-router``, ``r3-store1``, ...), and the
     private PostgreSQL as ``postgres``."""
     pids = {p.name: p.pid for p in cluster.processes if p.pid is not None}
-    postgres = [p.pid for p in procs.started() if p.kind == "postgres" and p.running() and p.pid]
+    postgres = [p.pid for p in processes.started() if p.kind == "postgres" and p.running() and p.pid]
     return CpuMeter(pids, {"postgres": postgres[-1]} if postgres else {})
 
 
@@ -211,16 +212,16 @@ async def calls_for(call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes], data: 
 async def bare_relay_cpu(tmp: Path, sizes: list[tuple[int, str]], seconds: float) -> dict[str, float]:
     """CPU seconds per call of a bare relay and its three echoes (``bench.relay_server``),
     CONCURRENCY calls at a time, for each size."""
-    started: list[procs.ManagedProcess] = []
+    started: list[processes.ManagedProcess] = []
     out: dict[str, float] = {}
     try:
         echoes = []
         for i in range(3):
-            port = procs.free_port()
+            port = ports.free_port()
             started.append(start([sys.executable, "-m", "bench.relay_server", str(port)],
                                  tmp / f"echo{i}.log", port))
             echoes.append(f"127.0.0.1:{port}")
-        port = procs.free_port()
+        port = ports.free_port()
         started.append(start([sys.executable, "-m", "bench.relay_server", str(port), *echoes],
                              tmp / "relay.log", port))
         meter = CpuMeter({p.name: p.pid for p in started if p.pid is not None})
@@ -305,8 +306,8 @@ async def reads_with_postgres_frozen(cluster: BenchCluster, tmp: Path, count: in
             return len(batch) / (time.perf_counter() - began)
 
     up = await rate(paths[:count])
-    postmaster = int((procs.postgres_data_dir(tmp / "pg") / "postmaster.pid").read_text().split()[0])
-    with procs.frozen(postmaster):
+    postmaster = int((dependencies.postgres_data_dir(tmp / "pg") / "postmaster.pid").read_text().split()[0])
+    with proc_tree.frozen(postmaster):
         down = await rate(paths[count:2 * count])
     return {"reads_with_postgres_up_per_s": up, "reads_with_postgres_down_per_s": down,
             "reads_postgres_down_vs_up": down / up}

@@ -12,12 +12,12 @@ from cache.reads import F4Reader, ReplicaReader
 from cache.service import SERVICE_NAME, CacheServicer
 from cache.transforms import Resizer
 from trenchcoat import server
-from trenchcoat.directory_client import DirectoryClient
-from trenchcoat.f4_client import F4Client
+from trenchcoat.clients.directory import DirectoryClient
+from trenchcoat.clients.f4 import F4Client
+from trenchcoat.clients.store import StoreClient
+from trenchcoat.clients.store_http import StoreHttpClient
 from trenchcoat.httpsite import HttpSite
 from trenchcoat.rpc import ChannelPool
-from trenchcoat.store_client import StoreClient
-from trenchcoat.store_http import StoreHttpClient
 from trenchcoat.v1 import cache_pb2_grpc
 
 

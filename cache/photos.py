@@ -28,7 +28,7 @@ from prometheus_client import Counter, Gauge
 
 from cache.leases import LeaseTable
 from cache.lru import ByteLRU
-from trenchcoat.directory_client import ReplicaView, VolumeView
+from trenchcoat.clients.directory import ReplicaView, VolumeView
 from trenchcoat.errors import (
     DataLoss,
     InvalidArgument,
@@ -66,7 +66,7 @@ class WarmReader(Protocol):
 
 
 class Volumes(Protocol):
-    """Where a volume's replicas are (``trenchcoat.directory_client.DirectoryClient``):
+    """Where a volume's replicas are (``trenchcoat.clients.directory.DirectoryClient``):
     raises NotFound only when the Directory has no such volume, never merely because a
     local copy of the map has not heard of it yet."""
 

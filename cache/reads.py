@@ -12,11 +12,11 @@ read costs less than that did, and it is gone.
 
 from __future__ import annotations
 
-from trenchcoat.directory_client import ReplicaView
-from trenchcoat.f4_client import F4Client
+from trenchcoat.clients.directory import ReplicaView
+from trenchcoat.clients.f4 import F4Client
+from trenchcoat.clients.store import StoreClient
+from trenchcoat.clients.store_http import StoreHttpClient
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_client import StoreClient
-from trenchcoat.store_http import StoreHttpClient
 from trenchcoat.store_types import Blob
 
 

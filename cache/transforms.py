@@ -11,10 +11,10 @@ import zlib
 
 from prometheus_client import Counter
 
+from trenchcoat.clients.transformer import Transformed, TransformerClient
 from trenchcoat.errors import Unavailable
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.singleflight import SingleFlight
-from trenchcoat.transformer_client import Transformed, TransformerClient
 from trenchcoat.transforms import TransformSpec, check_allowed
 
 TRANSFORMS = Counter("trenchcoat_cache_transforms_total",

@@ -11,10 +11,10 @@ from directory.service import SERVICE_NAME, DirectoryServicer
 from directory.state import DirectoryState
 from directory.view import MapView
 from trenchcoat import server
+from trenchcoat.clients.f4 import F4Client
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.etcd import Etcd
-from trenchcoat.f4_client import F4Client
 from trenchcoat.rpc import ChannelPool
-from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import directory_pb2_grpc
 
 

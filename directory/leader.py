@@ -39,10 +39,10 @@ from directory import policy
 from directory.migration import REQUESTED_REASON, Migration
 from directory.model import ClusterMap, PlacementError, Replica, State, Volume
 from directory.state import DirectoryState
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.config import DirectoryConfig
 from trenchcoat.errors import Internal, NotFound, TrenchcoatError
 from trenchcoat.etcd import LeasedKey
-from trenchcoat.store_client import StoreClient
 from trenchcoat.store_types import PhysicalVolume
 
 log = logging.getLogger(__name__)

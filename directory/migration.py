@@ -29,10 +29,10 @@ from prometheus_client import Counter, Gauge
 
 from directory.model import ClusterMap, State, Volume
 from directory.state import DirectoryState
+from trenchcoat.clients.f4 import F4Client
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.config import F4Config
 from trenchcoat.errors import FailedPrecondition, TrenchcoatError
-from trenchcoat.f4_client import F4Client
-from trenchcoat.store_client import StoreClient
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from f4.geo import Region
 from f4.layout import Geometry
 from f4.service import SERVICE_NAME, F4Servicer
 from trenchcoat import server
-from trenchcoat.directory_client import DirectoryClient
-from trenchcoat.f4_client import BackoffClient, F4StorageClient, KeyStoreClient
+from trenchcoat.clients.directory import DirectoryClient
+from trenchcoat.clients.f4 import BackoffClient, F4StorageClient, KeyStoreClient
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.rpc import ChannelPool
-from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import f4_pb2_grpc
 
 

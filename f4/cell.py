@@ -37,6 +37,7 @@ from f4 import manifest as manifest_io
 from f4.layout import Extent, Geometry, place
 from f4.manifest import Blob, Manifest, Stripe
 from f4.reconstruct import reconstruct
+from trenchcoat.clients.f4 import BackoffClient, F4StorageClient, KeyStoreClient
 from trenchcoat.errors import (
     DataLoss,
     FailedPrecondition,
@@ -46,7 +47,6 @@ from trenchcoat.errors import (
     TrenchcoatError,
     Unavailable,
 )
-from trenchcoat.f4_client import BackoffClient, F4StorageClient, KeyStoreClient
 from trenchcoat.f4_types import BlockId
 
 log = logging.getLogger(__name__)

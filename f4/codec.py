@@ -27,12 +27,13 @@ from collections.abc import Mapping, Sequence
 from pyeclib.ec_iface import ECDriver
 
 from trenchcoat.errors import InvalidArgument, Unavailable
+from trenchcoat.f4_types import DATA_BLOCKS, PARITY_BLOCKS, STRIPE_BLOCKS
 
-K = 10
+K = DATA_BLOCKS
 """Data blocks in a stripe."""
-M = 4
+M = PARITY_BLOCKS
 """Parity blocks in a stripe: any 4 of the 14 may be lost."""
-N = K + M
+N = STRIPE_BLOCKS
 BACKEND = "isa_l_rs_vand"
 
 

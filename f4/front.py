@@ -32,7 +32,9 @@ from f4.cell import Node, PlainBlob, WarmRead
 from f4.geo import PAIRS, Region
 from f4.hot import live_needles
 from f4.manifest import MANIFEST_STRIPE, Manifest
-from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.clients.directory import DirectoryClient
+from trenchcoat.clients.f4 import F4StorageClient, KeyStoreClient
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import (
     DataLoss,
     FailedPrecondition,
@@ -41,11 +43,9 @@ from trenchcoat.errors import (
     TrenchcoatError,
     Unavailable,
 )
-from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
 from trenchcoat.f4_types import BlockId, BlockInfo
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.singleflight import SingleFlight
-from trenchcoat.store_client import StoreClient
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from f4 import manifest as manifest_io
 from f4.cell import Cell, Fallback, Node
 from f4.layout import Extent, Geometry, place
 from f4.manifest import Manifest, Stripe, xor_volume_id
+from trenchcoat.clients.f4 import BackoffClient, F4StorageClient, KeyStoreClient
 from trenchcoat.errors import FailedPrecondition
-from trenchcoat.f4_client import BackoffClient, F4StorageClient, KeyStoreClient
 from trenchcoat.f4_types import BlockId
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from f4.cell import PlainBlob
-from store import needle
+from trenchcoat import needle
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import ChecksumMismatch
-from trenchcoat.store_client import StoreClient
 
 _Needles = AsyncIterator[tuple[int, needle.Needle, bytes]]
 

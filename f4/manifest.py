@@ -17,8 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from f4.layout import Geometry
+from trenchcoat.clients.f4 import F4StorageClient
 from trenchcoat.errors import ChecksumMismatch, NotFound, TrenchcoatError, Unavailable
-from trenchcoat.f4_client import F4StorageClient
 from trenchcoat.f4_types import BlockId
 
 MANIFEST_STRIPE = 2**32 - 1

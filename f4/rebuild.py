@@ -34,8 +34,8 @@ from f4 import manifest as manifest_io
 from f4.layout import place
 from f4.manifest import Manifest, Stripe
 from f4.reconstruct import reconstruct
+from trenchcoat.clients.f4 import F4StorageClient
 from trenchcoat.errors import DataLoss, InvalidArgument, TrenchcoatError, Unavailable
-from trenchcoat.f4_client import F4StorageClient
 from trenchcoat.f4_types import BlockId
 from trenchcoat.workers import keep_pace
 

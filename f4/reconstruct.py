@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from prometheus_client import Counter, Histogram
 
 from f4 import codec
+from trenchcoat.clients.f4 import F4StorageClient
 from trenchcoat.errors import InvalidArgument, StripeUnavailable, TrenchcoatError
-from trenchcoat.f4_client import F4StorageClient
 from trenchcoat.f4_types import BlockId
 
 RECONSTRUCTIONS = Counter("trenchcoat_f4_reconstructions_total",

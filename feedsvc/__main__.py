@@ -17,7 +17,7 @@ from feedsvc.service import SERVICE_NAME, FeedServicer
 from feedsvc.sweeper import Sweeper
 from feedsvc.timelines import Timelines
 from trenchcoat import redisio, server, siblings
-from trenchcoat.media_client import MediaClient
+from trenchcoat.clients.media import MediaClient
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.v1 import feed_pb2_grpc
 

@@ -7,8 +7,8 @@ import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from trenchcoat.clients.media import Media, MediaClient, StatResult
 from trenchcoat.errors import Unavailable
-from trenchcoat.media_client import Media, MediaClient, StatResult
 
 T = TypeVar("T")
 

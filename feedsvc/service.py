@@ -32,7 +32,7 @@ def entry_pb(entry: Entry) -> feed_pb2.FeedEntry:
 
 
 def media_info(facts: dict[str, Any]) -> media_pb2.MediaInfo:
-    """MediaInfo from the facts the metadata cache keeps (trenchcoat.media_client.Media)."""
+    """MediaInfo from the facts the metadata cache keeps (trenchcoat.clients.media.Media)."""
     return media_pb2.MediaInfo(
         ref=media_pb2.MediaRef(media_id=facts["media_id"]), owner_id=facts["owner_id"],
         content_type=facts["content_type"], size_bytes=facts["size_bytes"], width=facts.get("width", 0),

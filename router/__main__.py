@@ -11,12 +11,12 @@ from router.renditions import RenditionDuties, RenditionWriter
 from router.service import SERVICE_NAME, MediaServicer
 from router.upload import Uploader, UploadLimits
 from trenchcoat import redisio, server, siblings
-from trenchcoat.cache_client import CacheClient
-from trenchcoat.directory_client import DirectoryClient
-from trenchcoat.f4_client import F4Client
+from trenchcoat.clients.cache import CacheClient
+from trenchcoat.clients.directory import DirectoryClient
+from trenchcoat.clients.f4 import F4Client
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.rendition_jobs import RenditionQueue
 from trenchcoat.rpc import ChannelPool
-from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import router_pb2_grpc
 
 

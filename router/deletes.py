@@ -25,12 +25,12 @@ from prometheus_client import Counter, Gauge
 
 from router.metadata import MediaStore, PendingDelete
 from trenchcoat import media_facts
-from trenchcoat.cache_client import CacheClient
-from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.clients.cache import CacheClient
+from trenchcoat.clients.directory import DirectoryClient
+from trenchcoat.clients.f4 import F4Client
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import NeedleNotFound, TrenchcoatError, Unavailable
-from trenchcoat.f4_client import F4Client
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_client import StoreClient
 from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)

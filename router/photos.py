@@ -24,8 +24,8 @@ from router.metadata import (
     RenditionRow,
 )
 from trenchcoat import media_types
-from trenchcoat.cache_client import CacheClient
-from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.clients.cache import CacheClient
+from trenchcoat.clients.directory import DirectoryClient
 from trenchcoat.errors import Unavailable
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.urls import PhotoPath

@@ -29,7 +29,8 @@ from router import metrics
 from router.errors import UploadRejected
 from router.metadata import DuplicateId, MediaRow, MediaState, MediaStore
 from trenchcoat import media_types
-from trenchcoat.directory_client import DirectoryClient, VolumeView
+from trenchcoat.clients.directory import DirectoryClient, VolumeView
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import (
     FailedPrecondition,
     TrenchcoatError,
@@ -37,7 +38,6 @@ from trenchcoat.errors import (
 )
 from trenchcoat.ids import shard_for_user
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_client import StoreClient
 
 log = logging.getLogger(__name__)
 

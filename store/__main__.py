@@ -19,10 +19,10 @@ from store.service import SERVICE_NAME, StoreServicer
 from store.volume import VolumeLimits
 from store.volumes import Checkpointer, VolumeSet
 from trenchcoat import kube, server
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.etcd import Etcd
 from trenchcoat.httpsite import HttpSite
 from trenchcoat.rpc import ChannelPool
-from trenchcoat.store_client import StoreClient
 from trenchcoat.v1 import store_pb2_grpc
 
 log = logging.getLogger("store")

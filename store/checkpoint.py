@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from store import needle
 from store.index import NeedleIndex
+from trenchcoat import needle
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,13 @@ from aiohttp import web
 from store.service import counted
 from store.volumes import VolumeSet
 from trenchcoat import media_types, urls
+from trenchcoat.clients.store_http import (
+    CRC_HEADER,
+    ERROR_HEADER,
+    STATUS_HEADER,
+    crc32c_hex,
+)
 from trenchcoat.errors import TrenchcoatError, wire_name
-from trenchcoat.store_http import CRC_HEADER, ERROR_HEADER, STATUS_HEADER, crc32c_hex
 
 
 class NeedleHttp:

@@ -13,8 +13,8 @@ import contextlib
 from collections.abc import AsyncGenerator
 
 from store.errors import SourceCannotExport
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import InvalidArgument, NotFound, Unavailable, Unimplemented
-from trenchcoat.store_client import StoreClient
 from trenchcoat.store_types import ExportChunk
 
 

@@ -7,12 +7,12 @@ import contextlib
 
 import grpc
 
-from store import metrics, needle
+from store import metrics
 from store.errors import BadNeedleRequest, ChecksumMismatch
 from store.peer import Peers
 from store.volume import Volume
 from store.volumes import VolumeSet
-from trenchcoat import media_types
+from trenchcoat import media_types, needle
 from trenchcoat.errors import TrenchcoatError, wire_name
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.v1 import store_pb2, store_pb2_grpc

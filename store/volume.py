@@ -1,4 +1,4 @@
-"""One physical volume: a file of needles (format in ``store/needle.py``), its in-RAM
+"""One physical volume: a file of needles (format in ``trenchcoat/needle.py``), its in-RAM
 index, and the operations on it.
 
 Write path: the needle is packed, appended with one pwrite under the volume's append
@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from store import checkpoint, metrics, needle
+from store import checkpoint, metrics
 from store.datasync import Datasync, ThreadDatasync
 from store.errors import (
     BadNeedleRequest,
@@ -69,6 +69,7 @@ from store.index import (
     Entry,
     NeedleIndex,
 )
+from trenchcoat import needle
 from trenchcoat.errors import Internal, TrenchcoatError
 from trenchcoat.lograte import OncePerInterval
 from trenchcoat.needle_ref import NeedleRef

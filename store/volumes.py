@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from store import checkpoint, needle
+from store import checkpoint
 from store.datasync import Datasync, datasync_for
 from store.errors import (
     BadNeedleRequest,
@@ -27,7 +27,6 @@ from store.errors import (
     VolumeNotFound,
     VolumeStillWritable,
 )
-from store.needle import Stored
 from store.volume import (
     Volume,
     VolumeLimits,
@@ -35,7 +34,9 @@ from store.volume import (
     open_volume,
     volume_path,
 )
+from trenchcoat import needle
 from trenchcoat.errors import TrenchcoatError
+from trenchcoat.needle import Stored
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_types import Damage, ExportChunk
 

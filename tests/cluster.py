@@ -14,14 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from tests import harness
-from trenchcoat import procs, rpc
-from trenchcoat.cache_client import CacheClient
-from trenchcoat.directory_client import DirectoryClient, StoreView, VolumeView
+from trenchcoat import rpc
+from trenchcoat.clients.cache import CacheClient
+from trenchcoat.clients.directory import DirectoryClient, StoreView, VolumeView
+from trenchcoat.clients.feed import FeedClient, FeedEntry
+from trenchcoat.clients.media import MediaClient
+from trenchcoat.clients.store import StoreClient
+from trenchcoat.clients.transformer import TransformerClient
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.feed_client import FeedClient, FeedEntry
-from trenchcoat.media_client import MediaClient
-from trenchcoat.store_client import StoreClient
-from trenchcoat.transformer_client import TransformerClient
+from trenchcoat.ops import ports
 
 FAST = {
     "TRENCHCOAT_DIRECTORY__LIVENESS_TTL_S": "2",
@@ -111,7 +112,7 @@ class MediaCluster:
 
     def start_directory(self, i: int | None = None, *, wait: bool = True) -> harness.ServiceProcess:
         if i is None:
-            self.directory_ports.append((procs.free_port(), procs.free_port()))
+            self.directory_ports.append((ports.free_port(), ports.free_port()))
             self.directories.append(None)
             i = len(self.directories) - 1
         port, mport = self.directory_ports[i]
@@ -124,10 +125,10 @@ class MediaCluster:
     def start_store(self, machine_id: int, rack: str, *, name: str = "", wait: bool = True,
                     **extra: str) -> harness.ServiceProcess:
         if name:  # another process claiming this machine id: its own ports
-            port, mport, hport = procs.free_port(), procs.free_port(), procs.free_port()
+            port, mport, hport = ports.free_port(), ports.free_port(), ports.free_port()
         else:
             port, mport, hport = self.store_ports.setdefault(
-                machine_id, (procs.free_port(), procs.free_port(), procs.free_port()))
+                machine_id, (ports.free_port(), ports.free_port(), ports.free_port()))
         proc = self.start(name or f"store-{machine_id}", harness.python_module("store"), port=port, metrics_port=mport,
                           env={**self.env, "TRENCHCOAT_STORE__PORT": str(port),
                                "TRENCHCOAT_STORE__METRICS_PORT": str(mport),
@@ -139,8 +140,8 @@ class MediaCluster:
 
     def start_cache(self, i: int | None = None, *, wait: bool = True) -> harness.ServiceProcess:
         if i is None:
-            self.cache_ports.append((procs.free_port(), procs.free_port()))
-            self.cache_http_ports.append(procs.free_port())
+            self.cache_ports.append((ports.free_port(), ports.free_port()))
+            self.cache_http_ports.append(ports.free_port())
             self.caches.append(None)
             i = len(self.caches) - 1
         port, mport = self.cache_ports[i]
@@ -155,7 +156,7 @@ class MediaCluster:
         return proc
 
     def start_router(self, *, wait: bool = True) -> harness.ServiceProcess:
-        port, mport = procs.free_port(), procs.free_port()
+        port, mport = ports.free_port(), ports.free_port()
         self.router = self.start("router", harness.python_module("router"), port=port, metrics_port=mport,
                                  env={**self.env, "TRENCHCOAT_ROUTER__PORT": str(port),
                                       "TRENCHCOAT_ROUTER__METRICS_PORT": str(mport),
@@ -167,7 +168,7 @@ class MediaCluster:
     def start_feed(self, *, wait: bool = True, **extra: str) -> harness.ServiceProcess:
         """The feed process, talking to this cluster's router(s)."""
         assert self.router is not None, "start the router first: the feed checks posts through it"
-        port, mport = procs.free_port(), procs.free_port()
+        port, mport = ports.free_port(), ports.free_port()
         self.feed = self.start("feed", harness.python_module("feedsvc"), port=port, metrics_port=mport,
                                env={**self.env, "TRENCHCOAT_FEED__PORT": str(port),
                                     "TRENCHCOAT_FEED__METRICS_PORT": str(mport),
@@ -179,7 +180,7 @@ class MediaCluster:
         if i is None:
             self.fanout.append(None)
             i = len(self.fanout) - 1
-        port, mport = procs.free_port(), procs.free_port()
+        port, mport = ports.free_port(), ports.free_port()
         proc = self.start(f"fanout-{i + 1}", harness.python_module("feedsvc.worker"), port=port, metrics_port=mport,
                           env={**self.env, "TRENCHCOAT_FANOUT__PORT": str(port),
                                "TRENCHCOAT_FANOUT__METRICS_PORT": str(mport), **extra}, wait=wait)
@@ -194,7 +195,7 @@ class MediaCluster:
             self.transformers.append(None)
             i = len(self.transformers) - 1
         while len(self.transformer_ports) <= i:
-            self.transformer_ports.append((procs.free_port(), procs.free_port()))
+            self.transformer_ports.append((ports.free_port(), ports.free_port()))
         port, mport = self.transformer_ports[i]
         proc = self.start(f"transformer-{i + 1}", harness.python_module("transformer"), port=port,
                           metrics_port=mport,
@@ -216,7 +217,7 @@ class MediaCluster:
         launched += [self.start_store(m, racks[(m - 1) % len(racks)], wait=False) for m in range(1, stores + 1)]
         if router or feed or transformers:
             while len(self.transformer_ports) < transformers:  # the caches send resizes to every one
-                self.transformer_ports.append((procs.free_port(), procs.free_port()))
+                self.transformer_ports.append((ports.free_port(), ports.free_port()))
             launched += [self.start_cache(wait=False), self.start_router(wait=False)]
         if feed:
             launched.append(self.start_feed(wait=False))
@@ -415,7 +416,7 @@ async def rendition_cluster(service: Callable[..., harness.ServiceProcess], etcd
     await flushed(redis_url)
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
                            redis=redis_url, env={"TRENCHCOAT_ROUTER__RENDITIONS": "true", **env})
-    cluster.transformer_ports = [(procs.free_port(), procs.free_port()) for _ in range(max(transformers, 1))]
+    cluster.transformer_ports = [(ports.free_port(), ports.free_port()) for _ in range(max(transformers, 1))]
     cluster.start_all(directories=directories, stores=stores, router=True, transformers=transformers)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     return cluster

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests import cluster, harness
+from trenchcoat.ops import processes
 
 # The machine is shared and noisy: no per-example deadlines.
 settings.register_profile(
@@ -25,7 +26,7 @@ def no_process_left_behind() -> Iterator[None]:
     """After every other fixture is torn down, nothing the tests started may still run."""
     yield
     left = harness.leftover_processes()
-    for process in harness.procs.started():
+    for process in processes.started():
         process.kill_group()
     assert not left, f"processes left running after the test session: {left}"
 

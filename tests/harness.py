@@ -1,7 +1,7 @@
 """Test harness: private etcd, PostgreSQL and Redis, and service processes, for real.
 
 Fixtures in ``tests/conftest.py`` use these; tests may use them directly to restart or
-kill things mid-flight. Every process is a ``trenchcoat.procs.ManagedProcess`` so the
+kill things mid-flight. Every process is a ``trenchcoat.ops.processes.ManagedProcess`` so the
 session can assert that none outlives it.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from trenchcoat import procs
+from trenchcoat.ops import dependencies, ports, proc_tree, processes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def open_tempdir(prefix: str) -> Path:
 class Dependency:
     """A running private dependency and how to reach it."""
 
-    process: procs.ManagedProcess
+    process: processes.ManagedProcess
     endpoint: str
     """etcd: host:port; PostgreSQL: a postgresql:// DSN; Redis: a redis:// URL."""
     root: Path
@@ -54,29 +54,29 @@ class Dependency:
         return frozen(self.process.pid)
 
 
-frozen = procs.frozen
-descendants = procs.descendants
+frozen = proc_tree.frozen
+descendants = proc_tree.descendants
 
 
 def start_etcd() -> Dependency:
     root = open_tempdir("tc-etcd-")
-    process = procs.etcd_process(root / "data", root / "etcd.log", procs.free_port(), procs.free_port())
+    process = dependencies.etcd_process(root / "data", root / "etcd.log", ports.free_port(), ports.free_port())
     return _started(process, root)
 
 
 def start_postgres() -> Dependency:
     root = open_tempdir("tc-pg-")
-    process = procs.postgres_process(root / "data", root / "postgres.log", procs.free_port(), durable=False)
+    process = dependencies.postgres_process(root / "data", root / "postgres.log", ports.free_port(), durable=False)
     return _started(process, root)
 
 
 def start_redis() -> Dependency:
     root = open_tempdir("tc-redis-")
-    process = procs.redis_process(root / "data", root / "redis.log", procs.free_port(), persistent=False)
+    process = dependencies.redis_process(root / "data", root / "redis.log", ports.free_port(), persistent=False)
     return _started(process, root)
 
 
-def _started(process: procs.ManagedProcess, root: Path) -> Dependency:
+def _started(process: processes.ManagedProcess, root: Path) -> Dependency:
     process.start()
     try:
         process.wait_ready(60)
@@ -90,7 +90,7 @@ def _started(process: procs.ManagedProcess, root: Path) -> Dependency:
 class ServiceProcess:
     """A service running as its own process, SERVING on ``address``."""
 
-    process: procs.ManagedProcess
+    process: processes.ManagedProcess
     address: str
     metrics_url: str
 
@@ -112,7 +112,7 @@ class ServiceProcess:
     def health(self) -> str:
         """Its gRPC health now: SERVING, NOT_SERVING (draining, not ready, or a background
         worker ended), or UNREACHABLE."""
-        return procs.grpc_health(self.address, timeout=5.0)
+        return processes.grpc_health(self.address, timeout=5.0)
 
     def log_size(self) -> int:
         """Bytes in its log so far: ``logged_since`` of it is what it logs after now."""
@@ -138,12 +138,12 @@ def start_service(
     """Starts ``argv`` (e.g. ``[sys.executable, "-m", "store"]``) as a real process and
     (unless ``wait`` is false) waits until its gRPC health is SERVING."""
     address = f"127.0.0.1:{port}"
-    process = procs.ManagedProcess(
+    process = processes.ManagedProcess(
         name=name,
         kind="grpc",
         argv=list(argv),
         log_path=log_dir / f"{name}.log",
-        ready=procs.grpc_health_probe(address),
+        ready=processes.grpc_health_probe(address),
         endpoint=address,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
     )
@@ -173,13 +173,13 @@ class Services:
         return proc
 
     def stop_all(self, timeout: float = 20.0) -> None:
-        procs.stop_all([p.process for p in reversed(self.started)], timeout)
+        processes.stop_all([p.process for p in reversed(self.started)], timeout)
 
 
 def wait_all(services: Sequence[ServiceProcess], timeout: float = 60.0) -> None:
     """Waits until every one of ``services`` (started with ``wait=False``) is SERVING,
     together: processes started at once come up in the time of the slowest."""
-    procs.wait_all_ready([s.process for s in services], timeout)
+    processes.wait_all_ready([s.process for s in services], timeout)
 
 
 def python_module(module: str, *args: str) -> list[str]:
@@ -188,5 +188,5 @@ def python_module(module: str, *args: str) -> list[str]:
 
 def leftover_processes() -> list[tuple[int, str]]:
     """Processes still alive in the process group of anything this session started."""
-    groups = {p.pid for p in procs.started() if p.pid is not None}
-    return procs.group_members(groups)
+    groups = {p.pid for p in processes.started() if p.pid is not None}
+    return proc_tree.group_members(groups)

@@ -35,7 +35,8 @@ from typing import Any, Self
 
 import yaml
 
-from trenchcoat import kube, procs
+from trenchcoat import kube
+from trenchcoat.ops import ports, processes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 K8S = REPO_ROOT / "k8s"
@@ -123,7 +124,7 @@ class FakeApiServer:
         self.root = root
         self.nodes = {n.name: n for n in nodes}
         self.docs = docs
-        self.port = procs.free_port()
+        self.port = ports.free_port()
         self.tokens: dict[str, str] = {}
         """token -> namespace/service account"""
         self._ca_pem, cert_pem, key_pem = _certificates()
@@ -249,7 +250,7 @@ class Pod:
     ip: str
     node: str
     root: Path
-    process: procs.ManagedProcess | None = None
+    process: processes.ManagedProcess | None = None
     env: dict[str, str] = field(default_factory=dict)
     argv: list[str] = field(default_factory=list)
 
@@ -344,9 +345,9 @@ class PodRunner:
         argv = [sys.executable if a == "python" else self._map_paths(a, mounts) for a in argv]
         pod.env, pod.argv = env, argv
         kind, port, path = probe_of(c["readinessProbe"])
-        ready = (procs.grpc_health_probe(f"{pod.ip}:{port}") if kind == "grpc"
-                 else procs.http_probe(f"http://{pod.ip}:{port}{path}"))
-        pod.process = procs.ManagedProcess(name=pod.name, kind=kind, argv=argv, log_path=pod.root / "log",
+        ready = (processes.grpc_health_probe(f"{pod.ip}:{port}") if kind == "grpc"
+                 else processes.http_probe(f"http://{pod.ip}:{port}{path}"))
+        pod.process = processes.ManagedProcess(name=pod.name, kind=kind, argv=argv, log_path=pod.root / "log",
                                            ready=ready, endpoint=f"{pod.ip}:{port}", env=env)
         pod.process.start()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests import harness
-from trenchcoat import procs
+from trenchcoat.ops import ports
 
 
 def store_env(data_dir: Path, port: int, metrics_port: int, **extra: str) -> dict[str, str]:
@@ -25,8 +25,8 @@ def store_env(data_dir: Path, port: int, metrics_port: int, **extra: str) -> dic
 
 
 def start_store(service, data_dir: Path, port: int | None = None, metrics_port: int | None = None, **extra: str):
-    port = port or procs.free_port()
-    metrics_port = metrics_port or procs.free_port()
+    port = port or ports.free_port()
+    metrics_port = metrics_port or ports.free_port()
     return service(
         "store",
         harness.python_module("store"),

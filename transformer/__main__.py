@@ -17,8 +17,8 @@ from transformer.jobs import RenditionJobs, VideoRecipe
 from transformer.onread import OnRead
 from transformer.service import SERVICE_NAME, TransformerServicer
 from trenchcoat import redisio, server
+from trenchcoat.clients.media import MediaClient
 from trenchcoat.jobqueue import JobRunner
-from trenchcoat.media_client import MediaClient
 from trenchcoat.rendition_jobs import RenditionQueue
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.v1 import transformer_pb2_grpc

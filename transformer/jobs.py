@@ -35,9 +35,9 @@ from transformer import images, metrics, video
 from transformer.errors import UnrenderableSource
 from trenchcoat import ids
 from trenchcoat import rendition_keys as keys
+from trenchcoat.clients.media import MediaClient, Rendition
 from trenchcoat.errors import NotFound, TrenchcoatError, Unavailable
 from trenchcoat.jobqueue import Delivery
-from trenchcoat.media_client import MediaClient, Rendition
 from trenchcoat.rendition_jobs import (
     IMAGE,
     VIDEO,

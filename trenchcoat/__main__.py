@@ -2,6 +2,6 @@
 
 import sys
 
-from trenchcoat.cli import main
+from trenchcoat.ops.cli import main
 
 sys.exit(main())

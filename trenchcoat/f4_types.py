@@ -1,8 +1,16 @@
-"""Plain values of f4's wire contract, shared by its clients and its nodes."""
+"""Plain values of f4's wire contract, shared by its clients and its nodes, and the shape of
+a stripe (``f4/codec.py`` codes it; the k8s generator sizes a cell's disruption budget by
+it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+DATA_BLOCKS = 10
+"""Data blocks in a stripe (Reed-Solomon's k)."""
+PARITY_BLOCKS = 4
+"""Parity blocks in a stripe (m): any 4 of the 14 may be lost."""
+STRIPE_BLOCKS = DATA_BLOCKS + PARITY_BLOCKS
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -1,6 +1,6 @@
 """The media types trenchcoat stores, each with a one-byte code and a URL extension.
 
-A needle carries its type's code in its header (``store.needle``), so a read learns the
+A needle carries its type's code in its header (``trenchcoat.needle``), so a read learns the
 Content-Type from the Store together with the bytes, and the photo URL ends in the type's
 extension (``/1/3/3,<photo>.jpg``: CDNs and browsers like to see one). Nothing on the read
 path looks the type up anywhere else.

@@ -1,7 +1,7 @@
 """Plain values the Haystack store and its clients exchange: what a store reports of a
 volume, a piece of a volume's export stream, a needle that failed verification. No I/O
 and no gRPC here, so the store's own modules and the directory's pure policy use them
-without pulling in the transport (``trenchcoat.store_client`` builds them from the wire).
+without pulling in the transport (``trenchcoat.clients.store`` builds them from the wire).
 """
 
 from __future__ import annotations

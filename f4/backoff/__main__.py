@@ -9,7 +9,7 @@ import sys
 
 from f4.backoff.service import SERVICE_NAME, BackoffServicer
 from trenchcoat import server
-from trenchcoat.f4_client import F4StorageClient
+from trenchcoat.clients.f4 import F4StorageClient
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.v1 import f4_pb2_grpc
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from f4.reconstruct import reconstruct
 from f4.storage.service import MAX_READ, block_id
+from trenchcoat.clients.f4 import F4StorageClient
 from trenchcoat.errors import InvalidArgument
-from trenchcoat.f4_client import F4StorageClient
 from trenchcoat.v1 import f4_pb2, f4_pb2_grpc
 
 SERVICE_NAME = "trenchcoat.v1.F4BackoffService"

@@ -12,7 +12,7 @@ from f4.rebuild import Journal, Rebuilder
 from f4.rebuilder.scan import Scanner
 from f4.rebuilder.service import SERVICE_NAME, RebuilderServicer
 from trenchcoat import server
-from trenchcoat.f4_client import F4StorageClient
+from trenchcoat.clients.f4 import F4StorageClient
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.v1 import f4_pb2_grpc
 

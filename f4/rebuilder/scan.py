@@ -26,8 +26,8 @@ from prometheus_client import Counter, Gauge
 from f4 import manifest as manifest_io
 from f4.manifest import MANIFEST_STRIPE, Manifest
 from f4.rebuild import Progress, Rebuilder, RebuildInterrupted, target
+from trenchcoat.clients.f4 import F4StorageClient
 from trenchcoat.errors import NotFound, TrenchcoatError
-from trenchcoat.f4_client import F4StorageClient
 from trenchcoat.f4_types import BlockId, BlockInfo
 from trenchcoat.workers import PeriodicWorker
 

@@ -42,10 +42,10 @@ from tests.cluster import (
     writable_volumes,
 )
 from tests.integration.test_renditions import finished, photo
-from trenchcoat import procs
+from trenchcoat.clients.f4 import KeyStoreClient
+from trenchcoat.clients.media import Media
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.f4_client import KeyStoreClient
-from trenchcoat.media_client import Media
+from trenchcoat.ops import ports
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ async def small_cluster(service: Callable[..., harness.ServiceProcess], tmp_path
                                              "TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_AFTER_S": "2",
                                              "TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_INTERVAL_S": "0.5"})
     if renditions:
-        cluster.transformer_ports = [(procs.free_port(), procs.free_port())]
+        cluster.transformer_ports = [(ports.free_port(), ports.free_port())]
     cluster.start_all(directories=1, stores=3, router=True)
     cluster.start_feed()
     cluster.start_fanout()
@@ -107,7 +107,7 @@ async def small_cluster(service: Callable[..., harness.ServiceProcess], tmp_path
     if renditions:
         users["transformer"] = cluster.start_transformer()
     if keystore:
-        port, metrics_port = procs.free_port(), procs.free_port()
+        port, metrics_port = ports.free_port(), ports.free_port()
         users["f4 key store"] = starter(
             "f4-keystore", harness.python_module("f4.keystore"), port=port, metrics_port=metrics_port,
             env={**cluster.env, "TRENCHCOAT_F4_KEYSTORE__PORT": str(port),

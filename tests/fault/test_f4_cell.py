@@ -16,9 +16,10 @@ from f4.layout import Geometry
 from tests.cluster import fresh_database
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
-from trenchcoat import procs, rpc
+from trenchcoat import rpc
+from trenchcoat.clients.f4 import F4StorageClient, KeyStoreClient
 from trenchcoat.errors import NeedleNotFound, StripeUnavailable
-from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
+from trenchcoat.ops import ports
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,7 @@ async def test_a_cell_serves_every_blob_through_four_lost_nodes_and_never_wrong_
         proc = start_node(service, tmp_path / "data", node_id=i + 1, domains=(f"d{i}",))
         nodes.append((proc, Node(proc.address, (f"d{i}",))))
     dsn = await fresh_database(postgres.endpoint)
-    keystore = start_keystore(service, dsn, procs.free_port(), procs.free_port())
+    keystore = start_keystore(service, dsn, ports.free_port(), ports.free_port())
     written = blobs(60)
     async with rpc.ChannelPool() as pool:
         cell = Cell(F4StorageClient(pool, timeout_s=TIMEOUT_S), KeyStoreClient(pool, keystore.address,
@@ -108,7 +109,7 @@ async def test_a_flipped_byte_in_a_data_block_is_rebuilt_not_served(service, pos
     for i in range(codec.N):
         proc = start_node(service, tmp_path / "data", node_id=i + 1, domains=(f"d{i}",))
         nodes.append(Node(proc.address, (f"d{i}",)))
-    keystore = start_keystore(service, await fresh_database(postgres.endpoint), procs.free_port(), procs.free_port())
+    keystore = start_keystore(service, await fresh_database(postgres.endpoint), ports.free_port(), ports.free_port())
     written = blobs(6)
     async with rpc.ChannelPool() as pool:
         cell = Cell(F4StorageClient(pool, timeout_s=TIMEOUT_S),

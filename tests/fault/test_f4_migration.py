@@ -20,8 +20,9 @@ from tests.cluster import MediaCluster, eventually, fresh_database, writable_vol
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
 from tests.integration.test_upload import path_of
-from trenchcoat import procs, urls
+from trenchcoat import urls
 from trenchcoat.errors import NotFound
+from trenchcoat.ops import ports
 
 pytestmark = pytest.mark.integration
 
@@ -37,8 +38,8 @@ async def get(cluster, path):
 async def warm_cluster(service, etcd, postgres, tmp_path, **extra):
     """A media cluster with f4.migrate on, and an f4 cell: two storage nodes standing for
     14 failure domains, the key store, the front. Returns (cluster, start_front, keystore)."""
-    node_ports = [procs.free_port() for _ in range(2)]
-    keystore_port, front_port = procs.free_port(), procs.free_port()
+    node_ports = [ports.free_port() for _ in range(2)]
+    keystore_port, front_port = ports.free_port(), ports.free_port()
     env = {
         "TRENCHCOAT_F4__MIGRATE": "true",
         "TRENCHCOAT_F4__WARM_AFTER_S": "2",
@@ -56,11 +57,11 @@ async def warm_cluster(service, etcd, postgres, tmp_path, **extra):
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     domains = [f"rack-{i}" for i in range(codec.N)]
     for n, port in enumerate(node_ports):
-        start_node(service, tmp_path / "f4", port, procs.free_port(), node_id=n + 1, domains=tuple(domains[n::2]))
-    keystore = start_keystore(service, await fresh_database(postgres.endpoint), keystore_port, procs.free_port())
+        start_node(service, tmp_path / "f4", port, ports.free_port(), node_id=n + 1, domains=tuple(domains[n::2]))
+    keystore = start_keystore(service, await fresh_database(postgres.endpoint), keystore_port, ports.free_port())
 
     def start_front():
-        metrics_port = procs.free_port()
+        metrics_port = ports.free_port()
         return service("f4", harness.python_module("f4"), port=front_port, metrics_port=metrics_port, env={
             **cluster.env, "TRENCHCOAT_F4__METRICS_PORT": str(metrics_port), "TRENCHCOAT_F4__COUNT": "1",
             "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(cluster.directory_endpoints())})

@@ -15,8 +15,9 @@ from tests.cluster import fresh_database
 from tests.fault.test_f4_cell import aiter_of, blobs
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
-from trenchcoat import procs, rpc
-from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
+from trenchcoat import rpc
+from trenchcoat.clients.f4 import F4StorageClient, KeyStoreClient
+from trenchcoat.ops import ports
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ async def test_damaged_and_lost_blocks_are_rebuilt_and_reads_go_back_to_plain_ra
         proc = start_node(service, tmp_path / "data", node_id=i + 1, domains=(f"d{i:02}",))
         procs_by_domain[f"d{i:02}"] = proc
         nodes.append(Node(proc.address, (f"d{i:02}",)))
-    keystore = start_keystore(service, await fresh_database(postgres.endpoint), procs.free_port(), procs.free_port())
+    keystore = start_keystore(service, await fresh_database(postgres.endpoint), ports.free_port(), ports.free_port())
     written = blobs(20)
     async with rpc.ChannelPool() as pool:
         storage = F4StorageClient(pool, timeout_s=TIMEOUT_S)

@@ -20,14 +20,15 @@ from tests.cluster import eventually, fresh_database
 from tests.fault.test_f4_cell import aiter_of, blobs
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
-from trenchcoat import procs, rpc
-from trenchcoat.f4_client import (
+from trenchcoat import rpc
+from trenchcoat.clients.f4 import (
     BackoffClient,
     F4StorageClient,
     KeyStoreClient,
     RebuilderClient,
 )
 from trenchcoat.f4_types import BlockId
+from trenchcoat.ops import ports
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +37,8 @@ GEOMETRY = Geometry(cell_bytes=16 * 1024, rows=4)  # 64 KiB blocks
 
 
 def start_rebuilder(service, data_dir, endpoints, *, port=None, **extra):
-    port = port or procs.free_port()
-    metrics_port = procs.free_port()
+    port = port or ports.free_port()
+    metrics_port = ports.free_port()
     return service("f4-rebuilder", harness.python_module("f4.rebuilder"), port=port, metrics_port=metrics_port,
                    env={
                        "TRENCHCOAT_CLUSTER__DATA_DIR": str(data_dir),
@@ -50,7 +51,7 @@ def start_rebuilder(service, data_dir, endpoints, *, port=None, **extra):
 
 
 def start_backoff(service):
-    port, metrics_port = procs.free_port(), procs.free_port()
+    port, metrics_port = ports.free_port(), ports.free_port()
     return service("f4-backoff", harness.python_module("f4.backoff"), port=port, metrics_port=metrics_port, env={
         "TRENCHCOAT_F4_BACKOFF__PORT": str(port),
         "TRENCHCOAT_F4_BACKOFF__METRICS_PORT": str(metrics_port),
@@ -68,7 +69,7 @@ async def cell_of(service, postgres, tmp_path, pool, **node_env):
         proc = start_node(service, tmp_path / "data", node_id=n + 1, domains=domains, **node_env)
         procs_.append(proc)
         nodes.append(Node(proc.address, domains))
-    keystore = start_keystore(service, await fresh_database(postgres.endpoint), procs.free_port(), procs.free_port())
+    keystore = start_keystore(service, await fresh_database(postgres.endpoint), ports.free_port(), ports.free_port())
     cell = Cell(F4StorageClient(pool, timeout_s=TIMEOUT_S), KeyStoreClient(pool, keystore.address,
                                                                          timeout_s=TIMEOUT_S), nodes, GEOMETRY)
     return cell, procs_
@@ -153,7 +154,7 @@ async def test_a_rebuilder_killed_mid_block_carries_on_from_its_journal(service,
         size = cell.geometry.block_size(manifest.stripes[0].data_bytes)
         step = 1024
         assert size >= 8 * step
-        port = procs.free_port()
+        port = ports.free_port()
         endpoints = [n.address for n in cell.nodes]
         slow = {"TRENCHCOAT_F4__REBUILD_BYTES_PER_S": str(10 * step // 2),  # two seconds a step
                 "TRENCHCOAT_F4_REBUILDER__STEP_BYTES": str(step)}

@@ -22,10 +22,11 @@ from tests.cluster import fresh_database
 from tests.fault.test_f4_cell import aiter_of
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
-from trenchcoat import procs, rpc
+from trenchcoat import rpc
+from trenchcoat.clients.f4 import F4StorageClient, KeyStoreClient
 from trenchcoat.errors import Unavailable
-from trenchcoat.f4_client import F4StorageClient, KeyStoreClient
 from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.ops import ports
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +61,7 @@ async def test_a_whole_cell_lost_is_read_from_the_buddy_and_the_xor(service, pos
             proc = start_node(service, tmp_path / "data", node_id=10 * c + half + 1, domains=domains,
                               TRENCHCOAT_F4_STORAGE__CELL=cell)
             nodes.append((proc, cell))
-    keystore = start_keystore(service, await fresh_database(postgres.endpoint), procs.free_port(), procs.free_port())
+    keystore = start_keystore(service, await fresh_database(postgres.endpoint), ports.free_port(), ports.free_port())
     first, second = volume_blobs(31, 60), volume_blobs(32, 60)
     async with rpc.ChannelPool() as pool:
         front = front_of(pool, nodes, keystore)

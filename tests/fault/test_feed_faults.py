@@ -14,8 +14,8 @@ import redis.asyncio as aioredis
 
 from tests import harness
 from tests.cluster import MediaCluster, eventually, fanned_out, feed_cluster
+from trenchcoat.clients.feed import FeedEntry
 from trenchcoat.errors import NotFound
-from trenchcoat.feed_client import FeedEntry
 
 pytestmark = pytest.mark.integration
 

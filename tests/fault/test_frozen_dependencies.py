@@ -27,9 +27,9 @@ from tests.cluster import (
     fresh_database,
     writable_volumes,
 )
+from trenchcoat.clients.feed import FeedClient
+from trenchcoat.clients.media import Media, MediaClient
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.feed_client import FeedClient
-from trenchcoat.media_client import Media, MediaClient
 
 pytestmark = pytest.mark.integration
 

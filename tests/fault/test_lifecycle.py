@@ -42,11 +42,12 @@ from tests.cluster import (
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
 from tests.integration.test_renditions import photo
-from trenchcoat import media_facts, procs, samples, urls
+from trenchcoat import media_facts, urls
 from trenchcoat import rendition_keys as keys
+from trenchcoat.clients.feed import FeedEntry, FeedPage
+from trenchcoat.clients.media import Media
 from trenchcoat.errors import NotFound
-from trenchcoat.feed_client import FeedEntry, FeedPage
-from trenchcoat.media_client import Media
+from trenchcoat.ops import dependencies, ports, processes, samples
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +64,7 @@ RESIZE = "?w=640"
 @dataclass
 class Life:
     cluster: MediaCluster
-    cdn: procs.ManagedProcess
+    cdn: processes.ManagedProcess
     nodes: dict[str, harness.ServiceProcess]
     """Storage node by the first domain it serves."""
     backoff: harness.ServiceProcess
@@ -91,8 +92,8 @@ async def build(service, etcd, postgres, redis_url: str, tmp_path: Path) -> Life
     await flushed(redis_url)
     f4_dir = tmp_path / "f4"
     layout = [(d,) for d in KILLED] + [DOMAINS[4:]]
-    node_ports = [procs.free_port() for _ in layout]
-    keystore_port, front_port, backoff_port, cdn_port, cdn_metrics = (procs.free_port() for _ in range(5))
+    node_ports = [ports.free_port() for _ in layout]
+    keystore_port, front_port, backoff_port, cdn_port, cdn_metrics = (ports.free_port() for _ in range(5))
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
                            redis=redis_url, env={
                                "TRENCHCOAT_ROUTER__RENDITIONS": "true",
@@ -108,19 +109,19 @@ async def build(service, etcd, postgres, redis_url: str, tmp_path: Path) -> Life
                                "TRENCHCOAT_F4__BACKOFF_ENDPOINTS": f"127.0.0.1:{backoff_port}",
                                "TRENCHCOAT_FEED__CELEBRITY_THRESHOLD": "3",
                            })
-    cluster.transformer_ports = [(procs.free_port(), procs.free_port())]
+    cluster.transformer_ports = [(ports.free_port(), ports.free_port())]
     cluster.start_all(directories=1, stores=3, router=True)
     cluster.start_feed()
     cluster.start_fanout()
     nodes = {domains[0]: start_node(service, f4_dir, port, node_id=n + 1, domains=domains)
              for n, (domains, port) in enumerate(zip(layout, node_ports, strict=True))}
-    start_keystore(service, await fresh_database(postgres.endpoint), keystore_port, procs.free_port())
-    metrics_port = procs.free_port()
+    start_keystore(service, await fresh_database(postgres.endpoint), keystore_port, ports.free_port())
+    metrics_port = ports.free_port()
     backoff = service("f4-backoff", harness.python_module("f4.backoff"), port=backoff_port, metrics_port=metrics_port,
                       env={**cluster.env, "TRENCHCOAT_F4_BACKOFF__PORT": str(backoff_port),
                            "TRENCHCOAT_F4_BACKOFF__METRICS_PORT": str(metrics_port), "TRENCHCOAT_F4_BACKOFF__COUNT": "1",
                            "TRENCHCOAT_F4_BACKOFF__DRAIN_NOTICE_S": "0"})
-    metrics_port = procs.free_port()
+    metrics_port = ports.free_port()
     service("f4", harness.python_module("f4"), port=front_port, metrics_port=metrics_port, env={
         **cluster.env, "TRENCHCOAT_F4__METRICS_PORT": str(metrics_port), "TRENCHCOAT_F4__COUNT": "1",
         "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(cluster.directory_endpoints())})
@@ -130,7 +131,7 @@ async def build(service, etcd, postgres, redis_url: str, tmp_path: Path) -> Life
         "TRENCHCOAT_CDN__CACHE_ENDPOINTS": cluster.gateway.removeprefix("http://"),
         "TRENCHCOAT_CDN__TTL_S": "1", "TRENCHCOAT_CDN__NOT_FOUND_TTL_S": "1",
         "TRENCHCOAT_CDN__MAX_BYTES": str(64 << 20)}
-    cdn = procs.cdn_process(tmp_path / "logs" / "cdn.log", "127.0.0.1", cdn_port, cdn_metrics, env)
+    cdn = dependencies.cdn_process(tmp_path / "logs" / "cdn.log", "127.0.0.1", cdn_port, cdn_metrics, env)
     cdn.start()
     cdn.wait_ready(60)
     await eventually(lambda: writable_volumes(cluster, 2), timeout=60, what="2 writable volumes")

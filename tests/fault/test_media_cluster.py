@@ -12,7 +12,7 @@ import pytest
 
 from tests.cluster import DIRECTORY_TIMEOUT_S, eventually, full_media_cluster
 from tests.integration.test_upload import read_from_every_replica
-from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.clients.directory import DirectoryClient
 from trenchcoat.errors import TrenchcoatError
 
 pytestmark = pytest.mark.integration

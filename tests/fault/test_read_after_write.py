@@ -29,10 +29,11 @@ from tests.cluster import (
     fresh_database,
     writable_volumes,
 )
-from trenchcoat import procs, rpc
-from trenchcoat.directory_client import DirectoryClient
+from trenchcoat import rpc
+from trenchcoat.clients.directory import DirectoryClient
+from trenchcoat.clients.media import Media, MediaClient
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.media_client import Media, MediaClient
+from trenchcoat.ops import ports, processes
 
 pytestmark = pytest.mark.integration
 
@@ -94,12 +95,12 @@ async def test_a_cache_started_before_the_directories_never_answers_404_for_an_a
     in that window answered 404, and the cache's lease kept the 404 for 10 s."""
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint))
     for _ in range(2):  # the directories' ports are known, nothing listens there yet
-        cluster.directory_ports.append((procs.free_port(), procs.free_port()))
+        cluster.directory_ports.append((ports.free_port(), ports.free_port()))
         cluster.directories.append(None)
     cache = cluster.start_cache(wait=False)
 
     async def up_without_a_map() -> bool:  # its server answers; it is not ready (no map yet)
-        return procs.grpc_health(cache.address) == "NOT_SERVING"
+        return processes.grpc_health(cache.address) == "NOT_SERVING"
 
     await eventually(up_without_a_map, what="the cache up, waiting for a directory")  # before any directory
     launched = [cluster.start_directory(i, wait=False) for i in range(2)]

@@ -15,8 +15,8 @@ import pytest
 from tests import harness
 from tests.cluster import eventually, full_media_cluster
 from tests.integration.test_upload import path_of
-from trenchcoat import procs
 from trenchcoat.errors import Unavailable
+from trenchcoat.ops import dependencies, ports
 
 pytestmark = pytest.mark.integration
 
@@ -50,8 +50,8 @@ async def upload_is_unavailable_naming_postgres(cluster) -> None:
 async def test_every_stored_photo_serves_with_postgres_frozen_then_stopped(service, etcd, private_postgres,
                                                                            tmp_path):
     cluster = await full_media_cluster(service, etcd, private_postgres, tmp_path)
-    port = procs.free_port()
-    cdn = procs.nginx_process(tmp_path / "cdn", tmp_path / "logs" / "cdn.log", "127.0.0.1", port,
+    port = ports.free_port()
+    cdn = dependencies.nginx_process(tmp_path / "cdn", tmp_path / "logs" / "cdn.log", "127.0.0.1", port,
                               [g.removeprefix("http://") for g in cluster.gateways()],
                               ttl_s=60, not_found_ttl_s=1, max_bytes=64 << 20)
     cdn.start()

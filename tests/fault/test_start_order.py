@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests import harness
-from trenchcoat import procs
+from trenchcoat.ops import dependencies, ports
 
 pytestmark = pytest.mark.integration
 
@@ -29,14 +29,14 @@ def waiting(process: harness.ServiceProcess, what: str, timeout: float = 60.0) -
 
 
 def test_a_key_store_started_before_postgresql_serves_once_it_is_up(service, tmp_path):
-    pg_port, port, metrics_port = procs.free_port(), procs.free_port(), procs.free_port()
+    pg_port, port, metrics_port = ports.free_port(), ports.free_port(), ports.free_port()
     keystore = service("f4-keystore", harness.python_module("f4.keystore"), port=port, metrics_port=metrics_port,
                        wait=False, env={**WAIT, "TRENCHCOAT_POSTGRES__DSN": f"postgresql://postgres@127.0.0.1:{pg_port}/trenchcoat",
                                         "TRENCHCOAT_F4_KEYSTORE__PORT": str(port),
                                         "TRENCHCOAT_F4_KEYSTORE__METRICS_PORT": str(metrics_port)})
     waiting(keystore, "PostgreSQL")
     root = harness.open_tempdir("tc-pg-late-")  # PostgreSQL runs as another user when we are root
-    postgres = procs.postgres_process(root / "data", tmp_path / "pg.log", pg_port, durable=False)
+    postgres = dependencies.postgres_process(root / "data", tmp_path / "pg.log", pg_port, durable=False)
     postgres.start()
     try:
         postgres.wait_ready(60)
@@ -48,14 +48,14 @@ def test_a_key_store_started_before_postgresql_serves_once_it_is_up(service, tmp
 
 
 def test_a_directory_started_before_etcd_serves_once_it_is_up(service, tmp_path):
-    etcd_port, port, metrics_port = procs.free_port(), procs.free_port(), procs.free_port()
+    etcd_port, port, metrics_port = ports.free_port(), ports.free_port(), ports.free_port()
     directory = service("directory", harness.python_module("directory"), port=port, metrics_port=metrics_port,
                         wait=False, env={**WAIT, "TRENCHCOAT_ETCD__ENDPOINTS": f"127.0.0.1:{etcd_port}",
                                          "TRENCHCOAT_DIRECTORY__PORT": str(port),
                                          "TRENCHCOAT_DIRECTORY__METRICS_PORT": str(metrics_port),
                                          "TRENCHCOAT_F4__MIGRATE": "false"})
     waiting(directory, "etcd")
-    etcd = procs.etcd_process(tmp_path / "etcd", tmp_path / "etcd.log", etcd_port, procs.free_port())
+    etcd = dependencies.etcd_process(tmp_path / "etcd", tmp_path / "etcd.log", etcd_port, ports.free_port())
     etcd.start()
     try:
         etcd.wait_ready(60)
@@ -66,7 +66,7 @@ def test_a_directory_started_before_etcd_serves_once_it_is_up(service, tmp_path)
 
 
 def test_without_a_start_wait_a_missing_dependency_stops_it_at_once(service):
-    pg_port, port, metrics_port = procs.free_port(), procs.free_port(), procs.free_port()
+    pg_port, port, metrics_port = ports.free_port(), ports.free_port(), ports.free_port()
     keystore = service("f4-keystore", harness.python_module("f4.keystore"), port=port, metrics_port=metrics_port,
                        wait=False, env={"TRENCHCOAT_POSTGRES__DSN": f"postgresql://postgres@127.0.0.1:{pg_port}/x",
                                         "TRENCHCOAT_F4_KEYSTORE__PORT": str(port),

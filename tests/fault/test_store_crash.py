@@ -11,10 +11,11 @@ import random
 import pytest
 
 from tests.store_process import start_store
-from trenchcoat import procs, rpc
+from trenchcoat import rpc
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_client import StoreClient
+from trenchcoat.ops import ports
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def needle(key: int) -> NeedleRef:
 
 async def test_kill_9_mid_writes_loses_no_acknowledged_write(service, tmp_path):
     data_dir = tmp_path / "data"
-    port, metrics_port = procs.free_port(), procs.free_port()
+    port, metrics_port = ports.free_port(), ports.free_port()
     proc = start_store(service, data_dir, port, metrics_port,
                        TRENCHCOAT_STORE__CHECKPOINT_INTERVAL_S="0.2")
     acked: set[int] = set()

@@ -23,9 +23,10 @@ from PIL import Image
 
 from tests import harness
 from tests.upctl import NO_F4_CELL, Up, cli, env, running_up
-from trenchcoat import dashboard, rpc
-from trenchcoat.feed_client import FeedClient
-from trenchcoat.media_client import MediaClient
+from trenchcoat import rpc
+from trenchcoat.clients.feed import FeedClient
+from trenchcoat.clients.media import MediaClient
+from trenchcoat.ops import dashboard
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,10 @@ import asyncio
 import pytest
 
 from tests.cluster import MediaCluster, eventually
-from trenchcoat import procs, rpc
-from trenchcoat.directory_client import VolumeView
+from trenchcoat import rpc
+from trenchcoat.clients.directory import VolumeView
 from trenchcoat.errors import InvalidArgument, NotFound, TrenchcoatError, Unavailable
+from trenchcoat.ops import processes
 from trenchcoat.v1 import directory_pb2 as dpb
 from trenchcoat.v1 import directory_pb2_grpc
 
@@ -69,7 +70,7 @@ async def test_fewer_racks_than_copies_is_refused_with_a_reason(cluster):
 async def test_a_second_store_with_a_taken_machine_id_is_refused(cluster, tmp_path):
     cluster.start_directory()
     cluster.start_store(1, "a")
-    with pytest.raises(procs.ProcessError, match="exit code 2"):
+    with pytest.raises(processes.ProcessError, match="exit code 2"):
         cluster.start_store(1, "b", name="impostor", TRENCHCOAT_CLUSTER__DATA_DIR=str(tmp_path / "other"))
     log = (tmp_path / "logs" / "impostor.log").read_text()
     assert "machine id 1 is already registered" in log

@@ -15,9 +15,10 @@ from tests.cluster import eventually, fresh_database, full_media_cluster
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
 from tests.integration.test_upload import path_of
-from trenchcoat import procs, urls
+from trenchcoat import urls
+from trenchcoat.clients.f4 import F4Client
 from trenchcoat.errors import FailedPrecondition, NotFound
-from trenchcoat.f4_client import F4Client
+from trenchcoat.ops import ports
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ TIMEOUT_S = 30.0
 
 
 def start_front(service, cluster, storage, keystore):
-    port, mport = procs.free_port(), procs.free_port()
+    port, mport = ports.free_port(), ports.free_port()
     return service("f4", harness.python_module("f4"), port=port, metrics_port=mport, env={
         **cluster.env,
         "TRENCHCOAT_CLUSTER__DATA_DIR": str(cluster.data_dir),
@@ -45,7 +46,7 @@ async def test_a_sealed_volume_is_encoded_and_every_live_photo_reads_back(servic
     cluster = await full_media_cluster(service, etcd, postgres, tmp_path)
     domains = [f"rack-{i}" for i in range(codec.N)]
     storage = [start_node(service, tmp_path / "f4", node_id=n + 1, domains=tuple(domains[n::2])) for n in range(2)]
-    keystore = start_keystore(service, await fresh_database(postgres.endpoint), procs.free_port(), procs.free_port())
+    keystore = start_keystore(service, await fresh_database(postgres.endpoint), ports.free_port(), ports.free_port())
     front = start_front(service, cluster, storage, keystore)
     async with cluster.clients() as c:
         photos = {}

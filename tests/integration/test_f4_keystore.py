@@ -15,9 +15,10 @@ from f4.keystore.keys import Keys
 from tests import harness
 from tests.cluster import fresh_database
 from tests.integration.test_server import scrape
-from trenchcoat import procs, rpc
+from trenchcoat import rpc
+from trenchcoat.clients.f4 import KeyStoreClient
 from trenchcoat.errors import FailedPrecondition, NotFound
-from trenchcoat.f4_client import KeyStoreClient
+from trenchcoat.ops import ports
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +37,7 @@ def start_keystore(service, dsn, port, metrics_port):
 
 async def test_keys_are_made_once_kept_across_a_crash_and_discarded_for_good(service, postgres):
     dsn = await fresh_database(postgres.endpoint)
-    port, mport = procs.free_port(), procs.free_port()
+    port, mport = ports.free_port(), ports.free_port()
     proc = start_keystore(service, dsn, port, mport)
     async with rpc.ChannelPool() as pool:
         keys = KeyStoreClient(pool, proc.address, timeout_s=TIMEOUT_S)

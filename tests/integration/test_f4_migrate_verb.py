@@ -23,7 +23,7 @@ from tests.fault.test_f4_migration import (
     warm_cluster,
 )
 from trenchcoat import rpc, urls
-from trenchcoat.directory_client import DirectoryClient
+from trenchcoat.clients.directory import DirectoryClient
 from trenchcoat.errors import FailedPrecondition, NotFound
 
 pytestmark = pytest.mark.integration

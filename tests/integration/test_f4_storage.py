@@ -11,10 +11,11 @@ import pytest
 
 from f4.storage.blocks import CRC_CHUNK
 from tests import harness
-from trenchcoat import procs, rpc
+from trenchcoat import rpc
+from trenchcoat.clients.f4 import PUT_CHUNK, F4StorageClient
 from trenchcoat.errors import ChecksumMismatch, InvalidArgument, NotFound, OutOfRange
-from trenchcoat.f4_client import PUT_CHUNK, F4StorageClient
 from trenchcoat.f4_types import BlockId
+from trenchcoat.ops import ports
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +25,8 @@ DOMAINS = ("rack-a", "rack-b")
 
 def start_node(service, data_dir, port=None, metrics_port=None, *, node_id=3, domains=DOMAINS, **extra):
     """An f4 storage node process keeping blocks for ``domains``."""
-    port = port or procs.free_port()
-    metrics_port = metrics_port or procs.free_port()
+    port = port or ports.free_port()
+    metrics_port = metrics_port or ports.free_port()
     return service(f"f4-storage-{node_id}", harness.python_module("f4.storage"), port=port,
                    metrics_port=metrics_port, env={
                        "TRENCHCOAT_CLUSTER__DATA_DIR": str(data_dir),
@@ -96,7 +97,7 @@ async def test_a_flipped_byte_is_data_loss_reported_unhealthy_and_a_new_put_heal
 
 
 async def test_acknowledged_blocks_survive_kill_9_and_interrupted_puts_leave_nothing(service, tmp_path):
-    port, mport = procs.free_port(), procs.free_port()
+    port, mport = ports.free_port(), ports.free_port()
     proc = start_node(service, tmp_path / "data", port, mport)
     blocks = {BlockId(volume=4, stripe=s, index=i): os.urandom(30_000 + s + i) for s in range(2) for i in (0, 13)}
     async with rpc.ChannelPool() as pool:

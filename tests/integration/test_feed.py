@@ -13,8 +13,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.cluster import Clients, eventually, feed_cluster, shared
+from trenchcoat.clients.feed import FeedEntry
 from trenchcoat.errors import InvalidArgument, NotFound, PermissionDenied
-from trenchcoat.feed_client import FeedEntry
 
 pytestmark = pytest.mark.integration
 

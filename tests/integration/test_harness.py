@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from tests import harness
+from trenchcoat.ops import processes
 
 pytestmark = pytest.mark.integration
 
@@ -58,4 +58,4 @@ async def test_a_restarted_etcd_keeps_its_data(etcd):
 
 
 def test_every_started_process_is_tracked(etcd):
-    assert etcd.process in harness.procs.started()
+    assert etcd.process in processes.started()

@@ -31,10 +31,11 @@ import pytest
 from tests import harness, kubelet
 from tests.cluster import eventually
 from tests.kubelet import K8S, PodRunner, workloads
-from trenchcoat import procs, rpc
-from trenchcoat.directory_client import DirectoryClient
+from trenchcoat import rpc
+from trenchcoat.clients.directory import DirectoryClient
+from trenchcoat.clients.media import MediaClient
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.media_client import MediaClient
+from trenchcoat.ops import dependencies, ports
 
 pytestmark = pytest.mark.integration
 
@@ -65,15 +66,15 @@ def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: 
     with contextlib.ExitStack() as stack:
         root = harness.open_tempdir("tc-k8s-deps-")  # PostgreSQL runs as another user when we are root
         stack.callback(shutil.rmtree, root, True)
-        ports = {name: procs.free_port() for name in DEPENDENCIES}
-        deps = {"etcd": procs.etcd_process(root / "etcd", root / "etcd.log", ports["etcd"], procs.free_port()),
-                "postgres": procs.postgres_process(root / "pg", root / "pg.log", ports["postgres"], durable=False),
-                "redis": procs.redis_process(root / "redis", root / "redis.log", ports["redis"], persistent=False)}
+        port = {name: ports.free_port() for name in DEPENDENCIES}
+        deps = {"etcd": dependencies.etcd_process(root / "etcd", root / "etcd.log", port["etcd"], ports.free_port()),
+                "postgres": dependencies.postgres_process(root / "pg", root / "pg.log", port["postgres"], durable=False),
+                "redis": dependencies.redis_process(root / "redis", root / "redis.log", port["redis"], persistent=False)}
         for dep in deps.values():
             stack.callback(dep.stop)
         api = stack.enter_context(kubelet.FakeApiServer(tmp_path / "api", kubelet.kind_nodes(), docs))
         runner = PodRunner(docs, kubelet.kind_nodes(), tmp_path,
-                           {DEPENDENCIES[name]: f"127.0.0.1:{ports[name]}" for name in DEPENDENCIES}, api=api)
+                           {DEPENDENCIES[name]: f"127.0.0.1:{port[name]}" for name in DEPENDENCIES}, api=api)
         stack.callback(runner.stop_all)
         ours = [w for w in workloads(docs) if w["metadata"]["name"] not in DEPENDENCIES]
         placed = [(w, runner.place(w)) for w in ours]  # every name resolves before anything starts

@@ -15,7 +15,7 @@ import pytest
 
 from tests import harness
 from tests.upctl import SMALL, Up, cli, env, running_up
-from trenchcoat import procs
+from trenchcoat.ops import proc_tree
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def test_stop_signal_takes_everything_down(up, sig):
     pids = up.pids()
     up.popen.send_signal(sig)
     assert up.popen.wait(90) == 0
-    assert procs.group_members(pids) == []
+    assert proc_tree.group_members(pids) == []
     assert not (up.data_dir / "cluster.json").exists()
     assert cli(up.data_dir, "status").returncode == 3
 

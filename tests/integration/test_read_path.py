@@ -19,11 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests import harness
 from tests.cluster import CALL_TIMEOUT_S, eventually, full_media_cluster, shared
 from tests.integration.test_upload import path_of
-from trenchcoat import procs, rpc, urls
-from trenchcoat.cache_client import CacheRead
+from trenchcoat import rpc, urls
+from trenchcoat.clients.cache import CacheRead
+from trenchcoat.clients.media import Media
 from trenchcoat.errors import InvalidArgument, NotFound, OutOfRange
-from trenchcoat.media_client import Media
 from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.ops import dependencies, ports
 from trenchcoat.v1 import (
     cache_pb2,
     cache_pb2_grpc,
@@ -267,15 +268,15 @@ async def test_a_miss_reads_the_store_over_http_and_damaged_bytes_are_never_serv
 
 async def test_cdn_then_cache_then_store_over_real_http(cluster, tmp_path):
     """nginx as the pull CDN in front of the gateway, as `trenchcoat up` runs it (python -m
-    trenchcoat.cdn), counting what it serves from its own disk."""
-    port, metrics_port = procs.free_port(), procs.free_port()
+    trenchcoat.ops.cdn), counting what it serves from its own disk."""
+    port, metrics_port = ports.free_port(), ports.free_port()
     gateway = cluster.gateway.removeprefix("http://")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")} | {
         "PYTHONPATH": str(harness.REPO_ROOT), "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp_path),
         "TRENCHCOAT_CDN__PORT": str(port), "TRENCHCOAT_CDN__METRICS_PORT": str(metrics_port),
         "TRENCHCOAT_CDN__CACHE_ENDPOINTS": gateway, "TRENCHCOAT_CDN__NOT_FOUND_TTL_S": "1",
         "TRENCHCOAT_CDN__MAX_BYTES": str(64 << 20)}
-    cdn = procs.cdn_process(tmp_path / "logs" / "cdn.log", "127.0.0.1", port, metrics_port, env)
+    cdn = dependencies.cdn_process(tmp_path / "logs" / "cdn.log", "127.0.0.1", port, metrics_port, env)
     cdn.start()
     try:
         cdn.wait_ready(30)

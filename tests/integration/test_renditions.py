@@ -26,9 +26,10 @@ from tests.cluster import Clients, eventually, rendition_cluster, shared
 from transformer import images
 from transformer.images import ImageSpec
 from trenchcoat import rendition_keys as keys
-from trenchcoat import samples, urls
+from trenchcoat import urls
+from trenchcoat.clients.media import Media
 from trenchcoat.errors import InvalidArgument, NotFound
-from trenchcoat.media_client import Media
+from trenchcoat.ops import samples
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests import harness
-from trenchcoat import procs, rpc
+from trenchcoat import rpc
 from trenchcoat.errors import (
     DeadlineExceeded,
     Internal,
@@ -20,13 +20,14 @@ from trenchcoat.errors import (
     Unavailable,
     Unimplemented,
 )
+from trenchcoat.ops import ports
 from trenchcoat.v1 import store_pb2, store_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
 
 def chassis(service, *extra: str) -> harness.ServiceProcess:
-    port, metrics_port = procs.free_port(), procs.free_port()
+    port, metrics_port = ports.free_port(), ports.free_port()
     return service("chassis", harness.python_module(
         "tests.servers.chassis_server", "--port", str(port), "--metrics-port", str(metrics_port), *extra),
         port=port, metrics_port=metrics_port, wait=not extra)
@@ -62,7 +63,7 @@ async def test_transport_failures_are_unavailable_and_deadlines_deadline_exceede
         with pytest.raises(DeadlineExceeded) as late:
             await rpc.unary(raw(pool, proc.address, "Sleep"), b"5000", remote="chassis", timeout=0.2)
         assert isinstance(late.value, Unavailable)  # retryable
-        nobody = f"127.0.0.1:{procs.free_port()}"
+        nobody = f"127.0.0.1:{ports.free_port()}"
         with pytest.raises(Unavailable) as down:
             await rpc.unary(raw(pool, nobody, "Sleep"), b"0", remote=f"chassis {nobody}", timeout=5)
         assert nobody in str(down.value)

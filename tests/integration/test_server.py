@@ -15,7 +15,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests import harness
 from tests.cluster import eventually
-from trenchcoat import procs, rpc
+from trenchcoat import rpc
 from trenchcoat.errors import (
     Internal,
     NotFound,
@@ -23,13 +23,14 @@ from trenchcoat.errors import (
     Unavailable,
     Unimplemented,
 )
+from trenchcoat.ops import ports
 from trenchcoat.v1 import store_pb2, store_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
 
 def chassis(service, *, grace: float = 5.0, drain_notice: float = 0.0) -> harness.ServiceProcess:
-    port, metrics_port = procs.free_port(), procs.free_port()
+    port, metrics_port = ports.free_port(), ports.free_port()
     return service(
         "chassis",
         harness.python_module(
@@ -160,7 +161,7 @@ def test_a_taken_port_fails_start_with_a_clear_message(service):
     port = proc.address.rsplit(":", 1)[1]
     result = subprocess.run(
         [sys.executable, "-m", "tests.servers.chassis_server", "--port", port,
-         "--metrics-port", str(procs.free_port())],
+         "--metrics-port", str(ports.free_port())],
         capture_output=True, text=True, timeout=30, cwd=harness.REPO_ROOT, check=False,
     )
     assert result.returncode == 2

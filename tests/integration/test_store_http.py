@@ -13,7 +13,9 @@ import pytest
 from aiohttp import web
 
 from tests.store_process import start_store
-from trenchcoat import procs, rpc
+from trenchcoat import rpc
+from trenchcoat.clients.store import StoreClient
+from trenchcoat.clients.store_http import StoreHttpClient
 from trenchcoat.errors import (
     ChecksumMismatch,
     DeadlineExceeded,
@@ -24,8 +26,7 @@ from trenchcoat.errors import (
     VolumeNotFound,
 )
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_client import StoreClient
-from trenchcoat.store_http import StoreHttpClient
+from trenchcoat.ops import ports
 from trenchcoat.store_types import Blob
 from trenchcoat.urls import component, parse_component
 
@@ -39,7 +40,7 @@ RENDITION = NeedleRef(logical_volume=1, key=PHOTO.key, alternate_key=3, cookie=P
 @pytest.fixture
 async def store(service, tmp_path):
     """(gRPC address, HTTP address, data dir) of a store holding volume 1 with PHOTO and RENDITION."""
-    http_port = procs.free_port()
+    http_port = ports.free_port()
     proc = start_store(service, tmp_path / "data", TRENCHCOAT_STORE__HTTP_PORT=str(http_port))
     async with rpc.ChannelPool() as pool:
         client = StoreClient(pool, timeout_s=TIMEOUT_S)
@@ -136,7 +137,7 @@ async def fake_store(handler):
     app.router.add_get("/{photo}", handler)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = procs.free_port()
+    port = ports.free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield f"127.0.0.1:{port}"

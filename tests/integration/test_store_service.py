@@ -9,10 +9,10 @@ from typing import Any
 import grpc
 import pytest
 
-from store import needle
 from tests import harness
 from tests.store_process import start_store
-from trenchcoat import rpc
+from trenchcoat import needle, rpc
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import (
     AlreadyExists,
     ChecksumMismatch,
@@ -23,7 +23,6 @@ from trenchcoat.errors import (
     VolumeReadOnly,
 )
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_client import StoreClient
 from trenchcoat.store_types import Blob
 from trenchcoat.v1 import store_pb2 as pb
 from trenchcoat.v1 import store_pb2_grpc

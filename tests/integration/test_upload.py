@@ -10,10 +10,11 @@ import os
 import pytest
 
 from tests.cluster import CALL_TIMEOUT_S, Clients, full_media_cluster, shared
-from trenchcoat import media_client, rpc, urls
-from trenchcoat.directory_client import VolumeView
+from trenchcoat import rpc, urls
+from trenchcoat.clients import media as media_client
+from trenchcoat.clients.directory import VolumeView
+from trenchcoat.clients.media import Media
 from trenchcoat.errors import InvalidArgument, NotFound
-from trenchcoat.media_client import Media
 from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -163,7 +164,7 @@ async def _two_routers(first, second) -> None:
     import asyncio
 
     from trenchcoat import ids
-    from trenchcoat.media_client import MediaClient
+    from trenchcoat.clients.media import MediaClient
 
     assert first is not None and first.address != second.address
     async with rpc.ChannelPool() as pool:

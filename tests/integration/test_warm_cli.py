@@ -19,7 +19,7 @@ import pytest
 
 from tests import harness
 from tests.cluster import MediaCluster
-from trenchcoat import procs
+from trenchcoat.ops import ports
 from trenchcoat.v1 import f4_pb2, f4_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -91,9 +91,9 @@ async def test_warm_shows_rebuilds_under_way_failed_and_finished_in_plain_text(s
 async def test_warm_says_what_a_real_rebuilder_holds_and_when_it_does_not_answer(service, etcd, tmp_path):
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint)
     cluster.start_directory()
-    port, metrics_port = procs.free_port(), procs.free_port()
+    port, metrics_port = ports.free_port(), ports.free_port()
     rebuilder = service("f4-rebuilder", harness.python_module("f4.rebuilder"), port=port, metrics_port=metrics_port,
-                        env={**cluster.env, "TRENCHCOAT_F4__STORAGE_ENDPOINTS": f"127.0.0.1:{procs.free_port()}",
+                        env={**cluster.env, "TRENCHCOAT_F4__STORAGE_ENDPOINTS": f"127.0.0.1:{ports.free_port()}",
                              "TRENCHCOAT_F4_REBUILDER__PORT": str(port),
                              "TRENCHCOAT_F4_REBUILDER__METRICS_PORT": str(metrics_port),
                              "TRENCHCOAT_F4_REBUILDER__DRAIN_NOTICE_S": "0"})

@@ -13,7 +13,7 @@ import pytest
 from tests import harness
 from tests.cluster import MediaCluster, eventually, fresh_database, writable_volumes
 from trenchcoat import rpc
-from trenchcoat.media_client import MediaClient
+from trenchcoat.clients.media import MediaClient
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""trenchcoat/admin.py's tables without a cluster: a volume's fill with how long ago its
+"""trenchcoat/ops/admin.py's tables without a cluster: a volume's fill with how long ago its
 stores reported it, the rebuilder's line with when it last scanned, one media's ``stat``
 block (or why it has none), ages in words."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from trenchcoat import admin
-from trenchcoat.directory_client import ReplicaView, VolumeView
-from trenchcoat.f4_client import RebuilderView
-from trenchcoat.media_client import Media, Rendition, StatResult
+from trenchcoat.clients.directory import ReplicaView, VolumeView
+from trenchcoat.clients.f4 import RebuilderView
+from trenchcoat.clients.media import Media, Rendition, StatResult
+from trenchcoat.ops import admin
 
 NOW_MS = 1_800_000_000_000
 MiB = 1024 * 1024

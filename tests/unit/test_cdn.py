@@ -1,10 +1,10 @@
-"""trenchcoat/cdn.py: nginx's access-log lines (syslog datagrams) become the CDN's metrics."""
+"""trenchcoat/ops/cdn.py: nginx's access-log lines (syslog datagrams) become the CDN's metrics."""
 
 from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from trenchcoat import cdn
+from trenchcoat.ops import cdn
 
 
 def count(cache_status: str, code: str) -> float:

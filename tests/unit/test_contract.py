@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trenchcoat import protogen
+from trenchcoat.ops import protogen
 
 PROTOS = sorted((protogen.PROTO_ROOT / protogen.PACKAGE_DIR).glob("*.proto"))
 

@@ -1,4 +1,4 @@
-"""trenchcoat/dashboard.py: the Grafana dashboard file is generated from the panels, and
+"""trenchcoat/ops/dashboard.py: the Grafana dashboard file is generated from the panels, and
 every panel's query parses."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from trenchcoat import dashboard
+from trenchcoat.ops import dashboard
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "k8s" / "observability" / "dashboard.json"
 
 
 def test_the_dashboard_file_is_current():
     assert DASHBOARD.read_text() == dashboard.render(), (
-        "k8s/observability/dashboard.json is stale: .venv/bin/python -m trenchcoat.dashboard > "
+        "k8s/observability/dashboard.json is stale: .venv/bin/python -m trenchcoat.ops.dashboard > "
         "k8s/observability/dashboard.json")
     exprs = [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p.get("targets", ())]
     assert exprs == [p.expr for p in dashboard.PANELS]

@@ -1,4 +1,4 @@
-"""trenchcoat/directory_client.py: the local copy first; a volume it lacks is asked of a
+"""trenchcoat/clients/directory.py: the local copy first; a volume it lacks is asked of a
 directory once, however many readers want it at the same time."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from trenchcoat.directory_client import DirectoryClient, ReplicaView, VolumeView
+from trenchcoat.clients.directory import DirectoryClient, ReplicaView, VolumeView
 from trenchcoat.errors import NotFound
 from trenchcoat.rpc import ChannelPool
 

@@ -34,12 +34,12 @@ from tests.kubelet import (
     workloads,
 )
 from trenchcoat import config as configmod
-from trenchcoat import k8s
 from trenchcoat.config import ServiceConfig
-from trenchcoat.launcher import SERVICE_PACKAGES
+from trenchcoat.ops import k8s
+from trenchcoat.ops.launcher import SERVICE_PACKAGES
 
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-SECTION_OF = {module: section for section, module in SERVICE_PACKAGES.items()} | {"trenchcoat.cdn": "cdn"}
+SECTION_OF = {module: section for section, module in SERVICE_PACKAGES.items()} | {"trenchcoat.ops.cdn": "cdn"}
 DEPENDENCIES = ("etcd", "postgres", "redis")
 
 
@@ -63,7 +63,7 @@ def pod_config(docs: list[dict[str, Any]], workload: dict[str, Any], tmp_path: P
 
 
 def test_the_generated_files_are_current():
-    assert k8s.main(["--check"]) == 0, "run .venv/bin/python -m trenchcoat.k8s"
+    assert k8s.main(["--check"]) == 0, "run .venv/bin/python -m trenchcoat.ops.k8s"
 
 
 def test_every_document_validates_against_the_api_schemas(rendered):

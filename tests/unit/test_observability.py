@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from trenchcoat.launcher import RULES
+from trenchcoat.ops.launcher import RULES
 
 
 def test_the_rules_pass_promtool_and_name_every_alert():

@@ -9,7 +9,7 @@ import pytest
 from cache.leases import LeaseTable, LeaseWaitExpired
 from cache.lru import ByteLRU
 from cache.photos import PhotoCache
-from trenchcoat.directory_client import ReplicaView, VolumeView
+from trenchcoat.clients.directory import ReplicaView, VolumeView
 from trenchcoat.errors import (
     ChecksumMismatch,
     DataLoss,

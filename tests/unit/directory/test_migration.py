@@ -157,7 +157,7 @@ class FakeF4:
         self.encoded: list[int] = []
 
     async def encode_volume(self, volume_id):
-        from trenchcoat.f4_client import EncodedVolume
+        from trenchcoat.clients.f4 import EncodedVolume
 
         self.encoded.append(volume_id)
         return EncodedVolume(1, 1, 100, 140)

@@ -16,8 +16,8 @@ from feedsvc.hydrate import MetadataCache
 from feedsvc.model import Entry, Post, PostState
 from feedsvc.service import media_info
 from trenchcoat import media_facts
+from trenchcoat.clients.media import Media, StatResult
 from trenchcoat.errors import Unavailable
-from trenchcoat.media_client import Media, StatResult
 from trenchcoat.v1 import media_pb2
 
 AUTHOR = 7

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from router.metadata import MediaRow, MediaState
 from router.photos import Photos
 from trenchcoat import urls
-from trenchcoat.directory_client import ReplicaView, VolumeView
+from trenchcoat.clients.directory import ReplicaView, VolumeView
 
 
 class Map:

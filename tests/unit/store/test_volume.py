@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from store import needle
 from store.errors import (
     ChecksumMismatch,
     NeedleNotFound,
@@ -19,6 +18,7 @@ from store.errors import (
     VolumeReadOnly,
 )
 from store.volume import VolumeLimits, create_volume, open_volume, volume_path
+from trenchcoat import needle
 from trenchcoat.lograte import OncePerInterval
 from trenchcoat.needle_ref import NeedleRef
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from store import needle
 from store.errors import ChecksumMismatch, CorruptVolume, NeedleNotFound, VolumeRetired
 from store.volume import Volume, VolumeLimits
 from store.volumes import VolumeSet
+from trenchcoat import needle
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_types import ExportChunk
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from transformer import video
 from transformer.errors import UnrenderableSource
-from trenchcoat import samples
+from trenchcoat.ops import samples
 
 HEIGHTS = (240, 480, 720, 1080)
 

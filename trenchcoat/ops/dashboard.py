@@ -1,5 +1,5 @@
 """The panels an operator opens first, declared once: ``k8s/observability/dashboard.json``
-(Grafana) is generated from them (``python -m trenchcoat.dashboard > ...``; a test checks it
+(Grafana) is generated from them (``python -m trenchcoat.ops.dashboard > ...``; a test checks it
 is current), and ``trenchcoat top`` shows the same queries live in a terminal.
 
 Every expression reads the metrics the services export (and the recording rules of

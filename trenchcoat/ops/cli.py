@@ -32,10 +32,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from trenchcoat import admin, rendition_keys
 from trenchcoat import config as configmod
+from trenchcoat import rendition_keys
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.launcher import (
+from trenchcoat.ops import admin
+from trenchcoat.ops.launcher import (
     Cluster,
     ProcessStatus,
     process_names,
@@ -271,7 +272,7 @@ def cmd_migrate(args: argparse.Namespace, config: configmod.Config) -> int:
 
 
 def cmd_top(args: argparse.Namespace, config: configmod.Config) -> int:
-    from trenchcoat import top
+    from trenchcoat.ops import top
 
     base = f"http://{config.cluster.host}:{config.prometheus.port}"
     if args.once or not sys.stdout.isatty():
@@ -287,7 +288,7 @@ def cmd_jobs(args: argparse.Namespace, config: configmod.Config) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, config: configmod.Config) -> int:
-    from trenchcoat import demo
+    from trenchcoat.ops import demo
 
     ok = demo.run(config, args.config, lambda line: print(line, flush=True))
     return EXIT_OK if ok else EXIT_FAILED

@@ -16,15 +16,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from trenchcoat.clients.directory import DirectoryClient, VolumeView
+from trenchcoat.clients.f4 import F4Client, RebuilderClient, RebuilderView, RebuildView
+from trenchcoat.clients.feed import FeedClient, FeedEntry, FeedPage
+from trenchcoat.clients.media import Media, MediaClient, StatResult
+from trenchcoat.clients.transformer import JobView, TransformerClient
 from trenchcoat.config import Config
-from trenchcoat.directory_client import DirectoryClient, VolumeView
 from trenchcoat.errors import TrenchcoatError, Unavailable
-from trenchcoat.f4_client import F4Client, RebuilderClient, RebuilderView, RebuildView
-from trenchcoat.feed_client import FeedClient, FeedEntry, FeedPage
-from trenchcoat.media_client import Media, MediaClient, StatResult
 from trenchcoat.rendition_keys import describe
 from trenchcoat.rpc import ChannelPool
-from trenchcoat.transformer_client import JobView, TransformerClient
 from trenchcoat.urls import MalformedURL, parse_path
 
 T = TypeVar("T")

@@ -1,4 +1,4 @@
-"""``trenchcoat top``: the dashboard's panels (``trenchcoat.dashboard``) live in a terminal,
+"""``trenchcoat top``: the dashboard's panels (``trenchcoat.ops.dashboard``) live in a terminal,
 read from the cluster's Prometheus, for people without Grafana at hand. On a terminal the
 table redraws in place every ``--every`` seconds (rich); in a pipe, or with ``--once``,
 one plain-text frame is printed."""
@@ -14,8 +14,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trenchcoat.dashboard import ROWS, Panel
 from trenchcoat.errors import Unavailable
+from trenchcoat.ops.dashboard import ROWS, Panel
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Generates the Python stubs in ``trenchcoat/v1/`` from ``proto/trenchcoat/v1/*.proto``.
 
-Run ``python -m trenchcoat.protogen`` (or ``make proto``) after editing a ``.proto``. The
+Run ``python -m trenchcoat.ops.protogen`` (or ``make proto``) after editing a ``.proto``. The
 generated ``*_pb2.py``, ``*_pb2.pyi`` and ``*_pb2_grpc.py`` files are committed so that a
 plain install needs no code generator; ``tests/unit/test_contract.py`` fails when they
 differ from a fresh generation. Needs the ``dev`` extra (``grpcio-tools``).
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPO_ROOT / "proto"
 PACKAGE_DIR = Path("trenchcoat") / "v1"
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from trenchcoat import admin, procs
 from trenchcoat.config import (
     Config,
     F4StorageConfig,
@@ -32,6 +31,7 @@ from trenchcoat.config import (
     env_key,
 )
 from trenchcoat.errors import FailedPrecondition, TrenchcoatError
+from trenchcoat.ops import admin, dependencies, ports, processes
 
 #: Config section -> the module ``python -m`` runs for it, in start order (dependencies
 #: of later ones come first).
@@ -52,7 +52,7 @@ SERVICE_PACKAGES = {
 STATE_FILE = "cluster.json"
 DEPENDENCY_KINDS = ("etcd", "postgres", "redis")
 """Process kinds the services depend on: stopped only after every service has."""
-RULES = Path(__file__).resolve().parent.parent / "k8s" / "observability" / "rules.yml"
+RULES = Path(__file__).resolve().parents[2] / "k8s" / "observability" / "rules.yml"
 """The recording and alert rules the local Prometheus loads (in a checkout of the repository)."""
 
 
@@ -106,7 +106,7 @@ class Cluster:
         self.data_dir = Path(config.cluster.data_dir).resolve()
         self.durable = durable
         self.out = out
-        self.processes: list[procs.ManagedProcess] = []
+        self.processes: list[processes.ManagedProcess] = []
         self.reported: set[str] = set()
         self._lock: IO[str] | None = None
         self._env: dict[str, str] = {}
@@ -145,7 +145,7 @@ class Cluster:
             for process in reversed(group):
                 code = process.finish_stopping(max(0.0, deadline - time.monotonic()))
                 if process.name not in self.reported:
-                    how = "" if code is None or code in (0, -process.stop_signal) else f" ({procs.describe_exit(code)})"
+                    how = "" if code is None or code in (0, -process.stop_signal) else f" ({processes.describe_exit(code)})"
                     self._say(f"stopped {process.name}{how}")
         (self.data_dir / STATE_FILE).unlink(missing_ok=True)
         if self._lock is not None:
@@ -160,7 +160,7 @@ class Cluster:
             time.sleep(poll_s)
         return not self.reported
 
-    def check(self) -> list[procs.ManagedProcess]:
+    def check(self) -> list[processes.ManagedProcess]:
         """Reports processes that exited since the last check; returns all exited ones."""
         dead = [p for p in self.processes if p.popen is not None and not p.running()]
         for process in dead:
@@ -170,7 +170,7 @@ class Cluster:
             code = process.exit_code()
             assert code is not None
             self._say(
-                f"!! {process.name} (pid {process.pid}) exited with {procs.describe_exit(code)}; "
+                f"!! {process.name} (pid {process.pid}) exited with {processes.describe_exit(code)}; "
                 f"last lines of {process.log_path}:\n{_indent(process.log_tail(10))}"
             )
         return dead
@@ -198,7 +198,7 @@ class Cluster:
         for key, enabled, port in (("cdn.port", self.config.cdn.enabled, self.config.cdn.port),
                                    ("cdn.metrics_port", self.config.cdn.enabled, self.config.cdn.metrics_port),
                                    ("prometheus.port", self.config.prometheus.enabled, self.config.prometheus.port)):
-            if enabled and not procs.port_is_free(port, self.config.cluster.host):
+            if enabled and not ports.port_is_free(port, self.config.cluster.host):
                 raise LauncherError(f"{key} = {port} is in use on {self.config.cluster.host}; "
                                     f"free it or change {key} in the config")
         for section in implemented_services():
@@ -206,7 +206,7 @@ class Cluster:
             for i in range(service.count):
                 for key in service.port_keys():
                     port = _nth_port(getattr(service, key), i)
-                    if port > 0 and not procs.port_is_free(port, self.config.cluster.host):
+                    if port > 0 and not ports.port_is_free(port, self.config.cluster.host):
                         raise LauncherError(
                             f"{section}.{key}{f' + {i}' if i else ''} = {port} is in use on "
                             f"{self.config.cluster.host}; free it or change {section}.{key} in the config"
@@ -216,26 +216,26 @@ class Cluster:
         """Starts the private dependencies the config leaves empty; returns the environment
         overrides that point services at every dependency."""
         logs = self.data_dir / "logs"
-        deps: list[procs.ManagedProcess] = []
+        deps: list[processes.ManagedProcess] = []
         env: dict[str, str] = {}
         if not self.config.etcd.endpoints:
-            etcd = procs.etcd_process(
-                self.data_dir / "etcd", logs / "etcd.log", procs.free_port(), procs.free_port()
+            etcd = dependencies.etcd_process(
+                self.data_dir / "etcd", logs / "etcd.log", ports.free_port(), ports.free_port()
             )
             deps.append(etcd)
             env[env_key("etcd", "endpoints")] = etcd.endpoint
         if not self.config.postgres.dsn:
-            postgres = procs.postgres_process(
-                procs.postgres_data_dir(self.data_dir / "postgres"),
+            postgres = dependencies.postgres_process(
+                dependencies.postgres_data_dir(self.data_dir / "postgres"),
                 logs / "postgres.log",
-                procs.free_port(),
+                ports.free_port(),
                 durable=self.durable,
             )
             deps.append(postgres)
             env[env_key("postgres", "dsn")] = postgres.endpoint
         if not self.config.redis.url:
-            redis = procs.redis_process(
-                self.data_dir / "redis", logs / "redis.log", procs.free_port(), persistent=self.durable
+            redis = dependencies.redis_process(
+                self.data_dir / "redis", logs / "redis.log", ports.free_port(), persistent=self.durable
             )
             deps.append(redis)
             env[env_key("redis", "url")] = redis.endpoint
@@ -269,12 +269,12 @@ class Cluster:
                     **{env_key(section, key): str(_nth_port(getattr(service, key), i)) for key in service.port_keys()},
                     **_identity(section, service, i),
                 }
-                process = procs.ManagedProcess(
+                process = processes.ManagedProcess(
                     name=name,
                     kind="grpc",
                     argv=[sys.executable, "-m", package],
                     log_path=self.data_dir / "logs" / f"{name}.log",
-                    ready=procs.grpc_health_probe(f"{host}:{port}"),
+                    ready=processes.grpc_health_probe(f"{host}:{port}"),
                     endpoint=f"{host}:{port}",
                     metrics=f"http://{host}:{metrics_port}/metrics",
                     env=env,
@@ -292,7 +292,7 @@ class Cluster:
         if not self._cdn_runs():
             return
         host = self.config.cluster.host
-        process = procs.cdn_process(self.data_dir / "logs" / "cdn.log", host, cdn.port, cdn.metrics_port, self._env)
+        process = dependencies.cdn_process(self.data_dir / "logs" / "cdn.log", host, cdn.port, cdn.metrics_port, self._env)
         self.processes.append(process)
         process.start()
         process.wait_ready(timeout)
@@ -311,7 +311,7 @@ class Cluster:
         if self._cdn_runs():
             jobs["cdn"] = [f"{host}:{self.config.cdn.metrics_port}"]
         rules = [RULES] if RULES.is_file() else []
-        process = procs.prometheus_process(
+        process = dependencies.prometheus_process(
             self.data_dir / "prometheus", self.data_dir / "logs" / "prometheus.log", host, prom.port, jobs,
             scrape_interval_s=prom.scrape_interval_s, retention_hours=prom.retention_hours, rule_files=rules)
         self.processes.append(process)
@@ -356,7 +356,7 @@ class Cluster:
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(path)
 
-    def _grace(self, process: procs.ManagedProcess) -> float:
+    def _grace(self, process: processes.ManagedProcess) -> float:
         section = process.name.rsplit("-", 1)[0] if process.kind == "grpc" else ""
         service = getattr(self.config, section, None)
         if isinstance(service, ServiceConfig):
@@ -418,14 +418,14 @@ def _probe(name: str, kind: str, endpoint: str, pid: int | None) -> ProcessStatu
     if pid is not None and not _pid_alive(pid):
         return ProcessStatus(name, kind, endpoint, pid, "EXITED")
     if kind == "grpc":
-        health = procs.grpc_health(endpoint)
+        health = processes.grpc_health(endpoint)
     else:
         probe = {
-            "etcd": lambda: procs.http_probe(f"http://{endpoint}/health", b'"health":"true"')(),
-            "redis": lambda: procs.redis_probe(*_host_port(endpoint))(),
-            "postgres": lambda: procs.postgres_isready(*_host_port(endpoint)),
-            "http": lambda: procs.http_probe(f"{endpoint}/cdn-health", b"ok")(),
-            "prometheus": lambda: procs.http_probe(f"{endpoint}/-/ready", b"Ready")(),
+            "etcd": lambda: processes.http_probe(f"http://{endpoint}/health", b'"health":"true"')(),
+            "redis": lambda: processes.redis_probe(*_host_port(endpoint))(),
+            "postgres": lambda: dependencies.postgres_isready(*_host_port(endpoint)),
+            "http": lambda: processes.http_probe(f"{endpoint}/cdn-health", b"ok")(),
+            "prometheus": lambda: processes.http_probe(f"{endpoint}/-/ready", b"Ready")(),
         }[kind]
         try:
             health = "SERVING" if probe() else "NOT_SERVING"

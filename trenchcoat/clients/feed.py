@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trenchcoat import rpc
-from trenchcoat.media_client import Media, media
+from trenchcoat.clients.media import Media, media
 from trenchcoat.v1 import feed_pb2, feed_pb2_grpc, media_pb2
 
 

@@ -1,4 +1,4 @@
-"""``python -m trenchcoat.cdn``: the pull CDN as its own process — nginx, and its metrics.
+"""``python -m trenchcoat.ops.cdn``: the pull CDN as its own process — nginx, and its metrics.
 
 Writes nginx's config from the cluster config (``[cdn]``: port, TTLs, size, and the caches'
 photo HTTP addresses, cache id i + 1 at position i) under ``<cluster.data_dir>/cdn``, waits
@@ -27,10 +27,11 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from trenchcoat import procs, server
+from trenchcoat import server
 from trenchcoat.config import Config
+from trenchcoat.ops import dependencies, processes
 
-log = logging.getLogger("trenchcoat.cdn")
+log = logging.getLogger("trenchcoat.ops.cdn")
 
 RESOLVE_WAIT_S = 300.0
 LOG_FORMAT = "$upstream_cache_status $status $body_bytes_sent $request_time $uri"
@@ -153,12 +154,12 @@ async def serve(config: Config) -> int:
     log_port = sock.getsockname()[1]
     DROPPED.set_function(lambda: udp_drops(log_port))
     threading.Thread(target=_receive, args=(sock,), name="access-log", daemon=True).start()
-    conf = procs.nginx_conf(Path(config.cluster.data_dir).resolve() / "cdn", config.cluster.host, cdn.port, caches,
+    conf = dependencies.nginx_conf(Path(config.cluster.data_dir).resolve() / "cdn", config.cluster.host, cdn.port, caches,
                             ttl_s=cdn.ttl_s, not_found_ttl_s=cdn.not_found_ttl_s, max_bytes=cdn.max_bytes,
                             access_log=f"syslog:server=127.0.0.1:{log_port},tag={TAG},nohostname",
                             log_format=LOG_FORMAT)
     start_http_server(cdn.metrics_port, addr=config.cluster.host)
-    argv = procs.nginx_argv(conf)
+    argv = dependencies.nginx_argv(conf)
     nginx = await asyncio.create_subprocess_exec(*argv)
     log.info("nginx (pid %d) on %s:%d in front of %s; metrics on %s:%d", nginx.pid, config.cluster.host, cdn.port,
              ", ".join(caches), config.cluster.host, cdn.metrics_port)
@@ -172,12 +173,12 @@ async def serve(config: Config) -> int:
     code = await nginx.wait()
     await asyncio.sleep(0.2)  # the last requests' log lines
     sock.close()
-    log.info("nginx exited with %s", procs.describe_exit(code))
+    log.info("nginx exited with %s", processes.describe_exit(code))
     return 0 if code in (0, -signal.SIGQUIT) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = server.load_config("trenchcoat.cdn", "The pull CDN (nginx) in front of the caches.", argv)
+    config = server.load_config("trenchcoat.ops.cdn", "The pull CDN (nginx) in front of the caches.", argv)
     if not wait_resolvable(config.cache_http_endpoints(), RESOLVE_WAIT_S):
         return 1
     return asyncio.run(serve(config))

@@ -48,15 +48,16 @@ from pathlib import Path
 import av
 from PIL import Image, ImageDraw
 
-from trenchcoat import admin, procs, rendition_keys, samples, urls
+from trenchcoat import rendition_keys, urls
+from trenchcoat.clients.directory import DirectoryClient, VolumeView
+from trenchcoat.clients.f4 import F4Client
+from trenchcoat.clients.feed import FeedClient, FeedEntry, FeedItem
+from trenchcoat.clients.media import Media, MediaClient
 from trenchcoat.config import Config
-from trenchcoat.directory_client import DirectoryClient, VolumeView
 from trenchcoat.errors import FailedPrecondition, Unavailable
-from trenchcoat.f4_client import F4Client
 from trenchcoat.f4_types import BlockInfo
-from trenchcoat.feed_client import FeedClient, FeedEntry, FeedItem
-from trenchcoat.launcher import Cluster, implemented_services, read_state
-from trenchcoat.media_client import Media, MediaClient
+from trenchcoat.ops import admin, dependencies, proc_tree, samples
+from trenchcoat.ops.launcher import Cluster, implemented_services, read_state
 from trenchcoat.rpc import ChannelPool
 
 USERS = (7, 42, 1001)
@@ -578,7 +579,7 @@ def fresh_cluster_dir(config: Config) -> Config:
     root = Path(config.cluster.data_dir).resolve() / DEMO_DIR
     if read_state(root) is None:  # a demo still running there keeps its lock: starting fails, naming it
         shutil.rmtree(root, ignore_errors=True)
-        postgres = procs.postgres_data_dir(root / "postgres")
+        postgres = dependencies.postgres_data_dir(root / "postgres")
         if postgres != root / "postgres":
             shutil.rmtree(postgres, ignore_errors=True)
     return dataclasses.replace(config, cluster=dataclasses.replace(config.cluster, data_dir=str(root)))
@@ -753,6 +754,6 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         groups = {p.pid for p in cluster.processes if p.pid is not None}
         cluster.stop()
 
-    left = procs.group_members(groups)
+    left = proc_tree.group_members(groups)
     check(not left, "stopped; no process left running" if not left else f"processes left running: {left}")
     return ok

@@ -1,4 +1,7 @@
-"""The on-disk format of a volume file: a superblock, then needles, appended.
+"""The byte layout of a volume file: a superblock, then needles, appended. Part of the
+contract, declared once here: the store writes and reads it (``store/``), and its export
+stream (``StoreService.ExportVolume``) carries it to f4, which parses the needles it
+encodes (``f4/hot.py``).
 
 Superblock (``SUPERBLOCK``, 64 bytes, at offset 0)::
 

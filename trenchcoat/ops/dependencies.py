@@ -1,0 +1,365 @@
+"""The private dependencies, built from the Debian packages: ``etcd_process``
+(etcd-server), ``postgres_process`` (postgresql: initdb in a directory of ours, run as
+user ``postgres`` when we are root, since PostgreSQL refuses to run as root),
+``redis_process`` (redis-server), nginx as the pull CDN, Prometheus. Each listens on
+127.0.0.1 only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from trenchcoat.ops.processes import (
+    ManagedProcess,
+    ProcessError,
+    http_probe,
+    redis_probe,
+)
+
+
+def etcd_process(data_dir: Path, log_path: Path, port: int, peer_port: int) -> ManagedProcess:
+    binary = _require_binary("etcd", "etcd-server")
+    client = f"http://127.0.0.1:{port}"
+    peer = f"http://127.0.0.1:{peer_port}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ManagedProcess(
+        name="etcd",
+        kind="etcd",
+        argv=[
+            binary,
+            "--name", "trenchcoat",
+            "--data-dir", str(data_dir),
+            "--listen-client-urls", client,
+            "--advertise-client-urls", client,
+            "--listen-peer-urls", peer,
+            "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"trenchcoat={peer}",
+            "--logger", "zap",
+            "--log-level", "warn",
+        ],
+        log_path=log_path,
+        ready=http_probe(f"{client}/health", b'"health":"true"'),
+        endpoint=f"127.0.0.1:{port}",
+    )
+
+
+def redis_process(data_dir: Path, log_path: Path, port: int, *, persistent: bool) -> ManagedProcess:
+    binary = _require_binary("redis-server", "redis-server")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ManagedProcess(
+        name="redis",
+        kind="redis",
+        argv=[
+            binary,
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(data_dir),
+            "--daemonize", "no",
+            "--save", "",
+            "--appendonly", "yes" if persistent else "no",
+            # Persistent: every write on disk before it is acknowledged. With the default
+            # (once a second) a crash would lose the last timeline writes of fan-outs that
+            # PostgreSQL already records as done, while the timelines stay marked built.
+            "--appendfsync", "always",
+            "--protected-mode", "no",
+        ],
+        log_path=log_path,
+        ready=redis_probe("127.0.0.1", port),
+        endpoint=f"redis://127.0.0.1:{port}/0",
+    )
+
+
+NGINX_CONF = """\
+# Written by trenchcoat: the local cluster's pull CDN (a caching reverse proxy).
+daemon off;
+master_process off;
+error_log stderr warn;
+pid {root}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+{access_log}
+    client_body_temp_path {root}/tmp/body;
+    proxy_temp_path {root}/tmp/proxy;
+    fastcgi_temp_path {root}/tmp/fastcgi;
+    uwsgi_temp_path {root}/tmp/uwsgi;
+    scgi_temp_path {root}/tmp/scgi;
+    proxy_cache_path {root}/cache levels=1:2 keys_zone=photos:16m max_size={max_bytes} inactive={ttl}s use_temp_path=off;
+{upstreams}
+    # The URL's first component names the cache (/<cache_id>/...); ids no cache has go to
+    # the first.
+    map $uri $photo_cache {{
+{routes}
+        default cache_1;
+    }}
+    server {{
+        listen {host}:{port};
+        location = /cdn-health {{ return 200 "ok\\n"; }}
+        location / {{
+            proxy_pass http://$photo_cache;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Trenchcoat-Via-CDN 1;
+            proxy_next_upstream error timeout http_503;
+            proxy_cache photos;
+            # The cache says "immutable" for clients; the CDN keeps a copy only ttl
+            # seconds, so a deleted photo stops being served after at most that.
+            proxy_ignore_headers Cache-Control Expires;
+            proxy_cache_valid 200 206 {ttl}s;
+            proxy_cache_valid 404 {not_found_ttl}s;
+            proxy_cache_lock on;
+            proxy_cache_lock_timeout 10s;
+            add_header X-Cache-Status $upstream_cache_status always;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_process(root: Path, log_path: Path, host: str, port: int, caches: Sequence[str], *,
+                  ttl_s: int, not_found_ttl_s: int, max_bytes: int) -> ManagedProcess:
+    """nginx as a caching reverse proxy in front of the caches' photo HTTP ports (a pull
+    CDN; ``caches[i]`` is cache id i + 1): one process (master_process off), its config,
+    cache and temp files under ``root``. A URL goes to the cache it names; when that cache
+    is down, to the next one (which reads the same stores)."""
+    conf = nginx_conf(root, host, port, caches, ttl_s=ttl_s, not_found_ttl_s=not_found_ttl_s, max_bytes=max_bytes)
+    return ManagedProcess(
+        name="cdn",
+        kind="http",
+        argv=nginx_argv(conf),
+        log_path=log_path,
+        ready=http_probe(f"http://{host}:{port}/cdn-health", b"ok"),
+        endpoint=f"http://{host}:{port}",
+    )
+
+
+def cdn_process(log_path: Path, host: str, port: int, metrics_port: int, env: Mapping[str, str]) -> ManagedProcess:
+    """``python -m trenchcoat.ops.cdn``: nginx as the pull CDN with its metrics, configured by the
+    cluster config ``env`` names (TRENCHCOAT_CONFIG and TRENCHCOAT_* overrides)."""
+    return ManagedProcess(
+        name="cdn",
+        kind="http",
+        argv=[sys.executable, "-m", "trenchcoat.ops.cdn"],
+        log_path=log_path,
+        ready=http_probe(f"http://{host}:{port}/cdn-health", b"ok"),
+        endpoint=f"http://{host}:{port}",
+        metrics=f"http://{host}:{metrics_port}/metrics",
+        env=dict(env),
+    )
+
+
+def nginx_conf(root: Path, host: str, port: int, caches: Sequence[str], *,
+               ttl_s: int, not_found_ttl_s: int, max_bytes: int, access_log: str = "", log_format: str = "") -> Path:
+    """Writes the CDN's nginx config (and its cache and temp directories) under ``root``;
+    returns the config file. ``access_log``: where nginx logs each request in
+    ``log_format`` (e.g. ``syslog:server=127.0.0.1:5140``); empty: no access log."""
+    if not caches:
+        raise ValueError("the CDN needs at least one cache to pull from")
+    for sub in ("cache", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    conf = root / "nginx.conf"
+    logging = (f"    log_format cdn '{log_format}';\n    access_log {access_log} cdn;" if access_log
+               else "    access_log off;")
+    conf.write_text(NGINX_CONF.format(
+        access_log=logging, root=root, host=host, port=port, ttl=ttl_s, not_found_ttl=not_found_ttl_s, max_bytes=max_bytes,
+        upstreams="\n".join(_nginx_upstream(i, caches) for i in range(len(caches))),
+        routes="\n".join(f"        ~^/{i + 1}/ cache_{i + 1};" for i in range(len(caches)))))
+    return conf
+
+
+def nginx_argv(conf: Path) -> list[str]:
+    """The command running nginx in the foreground on ``conf`` (from ``nginx_conf``)."""
+    binary = _require_binary("nginx", "nginx-light", search=("/usr/sbin",))
+    root = conf.parent
+    return [binary, "-c", str(conf), "-p", str(root), "-e", "stderr"]
+
+
+def _nginx_upstream(i: int, caches: Sequence[str]) -> str:
+    backup = f"\n        server {caches[(i + 1) % len(caches)]} backup;" if len(caches) > 1 else ""
+    return (f"    upstream cache_{i + 1} {{\n        server {caches[i]} max_fails=1 fail_timeout=2s;{backup}\n"
+            f"        keepalive 16;\n    }}")
+
+
+def prometheus_process(root: Path, log_path: Path, host: str, port: int, jobs: Mapping[str, Sequence[str]], *,
+                       scrape_interval_s: float, retention_hours: int,
+                       rule_files: Sequence[Path] = ()) -> ManagedProcess:
+    """Prometheus (Debian's ``prometheus``) scraping ``jobs`` (job name -> host:port of
+    each process's /metrics), its samples and config under ``root``."""
+    binary = _require_binary("prometheus", "prometheus")
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    interval = f"{scrape_interval_s:g}s"
+    config = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
+        "rule_files": [str(path) for path in rule_files],
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}
+                           for job, targets in jobs.items() if targets],
+    }
+    conf = root / "prometheus.yml"
+    conf.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+    return ManagedProcess(
+        name="prometheus",
+        kind="prometheus",
+        argv=[binary, f"--config.file={conf}", f"--storage.tsdb.path={root / 'data'}",
+              f"--storage.tsdb.retention.time={retention_hours}h", f"--web.listen-address={host}:{port}",
+              "--web.enable-lifecycle"],
+        log_path=log_path,
+        ready=http_probe(f"http://{host}:{port}/-/ready", b"Ready"),
+        endpoint=f"http://{host}:{port}",
+    )
+
+
+POSTGRES_DATABASE = "trenchcoat"
+
+
+POSTGRES_USER = "postgres"
+
+
+def postgres_process(
+    data_dir: Path, log_path: Path, port: int, *, durable: bool
+) -> ManagedProcess:
+    """A private PostgreSQL on 127.0.0.1:port with its cluster in ``data_dir`` (created by
+    initdb on first use) and a database named ``trenchcoat``. ``durable=False`` turns off
+    fsync for test speed."""
+    bindir = postgres_bindir()
+    user = _postgres_os_user()
+    if not (data_dir / "PG_VERSION").exists():
+        _initdb(bindir, data_dir, user, log_path)
+    settings = {
+        "listen_addresses": "127.0.0.1",
+        "unix_socket_directories": "",
+        "max_connections": "200",
+    }
+    if not durable:
+        settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    argv = [str(bindir / "postgres"), "-D", str(data_dir), "-p", str(port)]
+    for key, value in settings.items():
+        argv += ["-c", f"{key}={value}"]
+    dsn = f"postgresql://{POSTGRES_USER}@127.0.0.1:{port}/{POSTGRES_DATABASE}"
+    return ManagedProcess(
+        name="postgres",
+        kind="postgres",
+        argv=argv,
+        log_path=log_path,
+        ready=_postgres_ready(bindir, port),
+        endpoint=dsn,
+        user=user,
+        # SIGINT is PostgreSQL's "fast shutdown": roll back open transactions, checkpoint, exit.
+        stop_signal=signal.SIGINT,
+    )
+
+
+def postgres_bindir() -> Path:
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if not versions:
+        raise ProcessError(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql; "
+            "install the Debian package: apt-get install postgresql"
+        )
+    return versions[-1].parent
+
+
+def postgres_data_dir(wanted: Path) -> Path:
+    """Where a private PostgreSQL cluster for ``wanted`` can live. As root, PostgreSQL runs
+    as user ``postgres``, which must be able to reach the directory; when ``wanted`` sits
+    below a directory closed to others (say /root), a directory under /var/lib/trenchcoat
+    named after it is used instead."""
+    if os.geteuid() != 0 or _others_can_reach(wanted.parent):
+        return wanted
+    digest = hashlib.sha256(str(wanted.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/lib/trenchcoat") / f"postgres-{digest}"
+
+
+def _others_can_reach(path: Path) -> bool:
+    path = path.resolve()
+    for part in [path, *path.parents]:
+        if not part.exists():
+            continue
+        if not os.stat(part).st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def _postgres_os_user() -> str | None:
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        raise ProcessError(
+            "running as root, PostgreSQL needs the 'postgres' user, which the Debian "
+            "package creates: apt-get install postgresql"
+        ) from None
+    return "postgres"
+
+
+def _initdb(bindir: Path, data_dir: Path, user: str | None, log_path: Path) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    if user is not None:
+        entry = pwd.getpwnam(user)
+        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        result = subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data_dir), "-U", POSTGRES_USER,
+             "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+            stdout=log, stderr=subprocess.STDOUT, user=user, check=False,
+        )
+    if result.returncode != 0:
+        raise ProcessError(f"initdb of {data_dir} failed (exit {result.returncode}); see {log_path}")
+
+
+def _postgres_ready(bindir: Path, port: int) -> Callable[[], bool]:
+    created = False
+
+    def probe() -> bool:
+        nonlocal created
+        base = ["-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_USER]
+        if not postgres_isready("127.0.0.1", port):
+            return False
+        if not created:
+            exists = subprocess.run(
+                [str(bindir / "psql"), *base, "-d", "postgres", "-tAc",
+                 f"SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DATABASE}'"],
+                capture_output=True, check=False,
+            )
+            if exists.returncode != 0:
+                return False
+            if exists.stdout.strip() != b"1":
+                made = subprocess.run(
+                    [str(bindir / "createdb"), *base, POSTGRES_DATABASE],
+                    capture_output=True, check=False,
+                )
+                if made.returncode != 0:
+                    return False
+            created = True
+        return True
+
+    return probe
+
+
+def _require_binary(name: str, package: str, search: Sequence[str] = ()) -> str:
+    path = shutil.which(name) or next((f"{d}/{name}" for d in search if os.access(f"{d}/{name}", os.X_OK)), None)
+    if path is None:
+        raise ProcessError(f"{name} not found on PATH; install the Debian package: apt-get install {package}")
+    return path
+
+
+def postgres_isready(host: str, port: int) -> bool:
+    """True when a PostgreSQL server accepts connections there."""
+    result = subprocess.run(
+        [str(postgres_bindir() / "pg_isready"), "-h", host, "-p", str(port), "-t", "1"],
+        capture_output=True, check=False,
+    )
+    return result.returncode == 0

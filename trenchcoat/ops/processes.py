@@ -1,0 +1,251 @@
+"""Child processes the launcher and the test harness start, watch and stop.
+
+``ManagedProcess`` runs one program in its own process group with its output in a log
+file, waits until a readiness probe passes, and stops it (its stop signal, then SIGKILL
+to the whole group) so nothing is left behind. Children get a parent-death signal
+(``setpriv --pdeathsig``) so they go down even if their parent is killed with -9.
+``stop_all`` and ``wait_all_ready`` handle many at once; the probes say when one serves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trenchcoat.errors import TrenchcoatError
+from trenchcoat.ops.proc_tree import group_members
+
+
+class ProcessError(TrenchcoatError):
+    """Raised when a child process cannot start, exits early, or never becomes ready."""
+
+
+@dataclass
+class ManagedProcess:
+    """One child process: how to start it, how to know it is ready, how to stop it."""
+
+    name: str
+    """Short name used in logs and status (e.g. ``etcd``, ``store-3``)."""
+    argv: Sequence[str]
+    """Program and arguments."""
+    log_path: Path
+    """File receiving stdout and stderr (appended)."""
+    ready: Callable[[], bool]
+    """Readiness probe; True once the process serves."""
+    endpoint: str = ""
+    """Where it serves (host:port or URL), for people and for other processes."""
+    kind: str = "process"
+    """What it is: ``etcd``, ``postgres``, ``redis``, ``grpc``."""
+    env: Mapping[str, str] | None = None
+    """Environment (None: inherit ours)."""
+    user: str | None = None
+    """Run as this user (we must be root)."""
+    stop_signal: int = signal.SIGTERM
+    """Signal asking for a clean stop."""
+    metrics: str = ""
+    """Prometheus /metrics URL, if it has one."""
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        if self.running():
+            raise ProcessError(f"{self.name} is already running (pid {self.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = list(self.argv)
+        if shutil.which("setpriv"):
+            argv = ["setpriv", f"--pdeathsig={signal.Signals(self.stop_signal).name}", "--", *argv]
+        with open(self.log_path, "ab") as log:
+            try:
+                self.popen = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=dict(self.env) if self.env is not None else None,
+                    user=self.user,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ProcessError(f"cannot start {self.name} ({argv[0]}): {exc}") from exc
+        _STARTED.append(self)
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def exit_code(self) -> int | None:
+        """The exit code once it has exited (negative: killed by that signal)."""
+        return self.popen.poll() if self.popen else None
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Waits until the probe passes; raises ProcessError if it exits or times out."""
+        deadline = time.monotonic() + timeout
+        while True:
+            code = self.exit_code()
+            if code is not None:
+                raise ProcessError(
+                    f"{self.name} exited with {describe_exit(code)} while starting; "
+                    f"last lines of {self.log_path}:\n{self.log_tail()}"
+                )
+            try:
+                if self.ready():
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ProcessError(
+                    f"{self.name} not ready after {timeout:.0f}s; last lines of "
+                    f"{self.log_path}:\n{self.log_tail()}"
+                )
+            time.sleep(0.05)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """Asks it to stop, waits up to ``timeout``, then SIGKILLs its process group.
+        Returns its exit code (None if it was never started)."""
+        self.ask_to_stop()
+        return self.finish_stopping(timeout)
+
+    def ask_to_stop(self) -> None:
+        """Sends its stop signal (if it runs) without waiting: ``stop_all`` asks every
+        process first, then waits for them together."""
+        if self.popen is not None and self.popen.poll() is None:
+            try:
+                os.kill(self.popen.pid, self.stop_signal)
+            except ProcessLookupError:
+                pass
+
+    def finish_stopping(self, timeout: float) -> int | None:
+        """Waits up to ``timeout`` for it to exit after ``ask_to_stop``, then SIGKILLs its
+        process group; its exit code (None if it was never started)."""
+        if self.popen is None:
+            return None
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill_group()
+        return self.popen.wait()
+
+    def kill(self) -> None:
+        """kill -9 the process itself (fault tests); its children may linger until stop()."""
+        if self.running():
+            assert self.popen is not None
+            os.kill(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def kill_group(self) -> None:
+        """SIGKILL everything left in its process group (only if it is still the group this
+        process led: once it is reaped, its pid may be another's, leading a group of its own)."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None or group_members({self.popen.pid}):
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if self.popen.poll() is None:
+            self.popen.wait()
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def stop_all(processes: Sequence[ManagedProcess], timeout: float = 15.0) -> None:
+    """Asks every process to stop at once, then waits for them together (each up to
+    ``timeout`` from now), then SIGKILLs what is left of each: as long as the slowest, not
+    the sum."""
+    for process in processes:
+        process.ask_to_stop()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        process.finish_stopping(max(0.0, deadline - time.monotonic()))
+
+
+def wait_all_ready(processes: Sequence[ManagedProcess], timeout: float = 60.0) -> None:
+    """Waits until every process's probe passes, polling them in turn (processes started
+    together become ready together: the wait is the slowest's, not the sum); raises
+    ProcessError naming the first that exits or is not ready in time."""
+    deadline = time.monotonic() + timeout
+    waiting = list(processes)
+    while waiting:
+        for process in list(waiting):
+            code = process.exit_code()
+            if code is not None:
+                raise ProcessError(f"{process.name} exited with {describe_exit(code)} while starting; "
+                                   f"last lines of {process.log_path}:\n{process.log_tail()}")
+            try:
+                ready = process.ready()
+            except OSError:
+                ready = False
+            if ready:
+                waiting.remove(process)
+        if waiting and time.monotonic() > deadline:
+            late = waiting[0]
+            raise ProcessError(f"{late.name} not ready after {timeout:.0f}s (nor {len(waiting) - 1} others); last "
+                               f"lines of {late.log_path}:\n{late.log_tail()}")
+        if waiting:
+            time.sleep(0.05)
+
+
+_STARTED: list[ManagedProcess] = []
+
+
+def started() -> list[ManagedProcess]:
+    """Every ManagedProcess started in this interpreter, in order."""
+    return list(_STARTED)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+def http_probe(url: str, expect: bytes = b"") -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200 and expect in response.read()
+        except (OSError, ValueError):
+            return False
+
+    return probe
+
+
+def redis_probe(host: str, port: int) -> Callable[[], bool]:
+    def probe() -> bool:
+        with socket.create_connection((host, port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+
+    return probe
+
+
+def grpc_health_probe(address: str, service: str = "") -> Callable[[], bool]:
+    def probe() -> bool:
+        return grpc_health(address, service) == "SERVING"
+
+    return probe
+
+
+def grpc_health(address: str, service: str = "", timeout: float = 1.0) -> str:
+    """The health status name of a gRPC server (``UNREACHABLE`` if it does not answer)."""
+    from trenchcoat import rpc  # grpc loads only when a probe runs
+
+    return rpc.health_blocking(address, service=service, timeout=timeout)
