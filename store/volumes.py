@@ -39,6 +39,7 @@ from trenchcoat.errors import TrenchcoatError
 from trenchcoat.needle import Stored
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_types import Damage, ExportChunk
+from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
@@ -244,29 +245,18 @@ def _next_generation(fd: int, floor: int) -> None:
     os.pwrite(fd, bumped.pack(), 0)
 
 
-class Checkpointer:
-    """Writes index checkpoints of changed volumes every ``interval_s``."""
+class Checkpointer(PeriodicWorker):
+    """Writes index checkpoints of changed volumes every ``interval_s``. A failed tick (a
+    full disk) is logged and retried, and reads go on; ``shutdown()`` returns once the
+    tick under way has ended, so the final checkpoints of ``VolumeSet.close`` never run
+    beside it."""
 
     def __init__(self, volumes: VolumeSet, interval_s: float) -> None:
+        super().__init__("checkpointer", interval_s)
         self._volumes = volumes
-        self._interval = interval_s
-        self._stop = asyncio.Event()
 
-    async def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await asyncio.wait_for(self._stop.wait(), self._interval)
-            except TimeoutError:
-                pass
-            if self._stop.is_set():
-                return
-            try:
-                await self._volumes.checkpoint_all()
-            except OSError as exc:  # a full disk must not kill the store: reads go on
-                log.error("checkpoint failed: %s", exc)
-
-    async def shutdown(self) -> None:
-        self._stop.set()
+    async def tick(self) -> None:
+        await self._volumes.checkpoint_all()
 
 
 def _remove_volume_files(directory: Path, path: Path, held: bool) -> int | None:

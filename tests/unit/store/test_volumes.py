@@ -3,6 +3,7 @@ fail (the old copy keeps serving, nothing is left behind), and the swap itself."
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from store.errors import ChecksumMismatch, CorruptVolume, NeedleNotFound, VolumeRetired
 from store.volume import Volume, VolumeLimits
-from store.volumes import VolumeSet
+from store.volumes import Checkpointer, VolumeSet
 from trenchcoat import needle
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_types import ExportChunk
@@ -172,7 +173,6 @@ async def test_a_volume_the_machine_lacks_is_created_by_the_copy(machines):
 async def test_reads_during_the_swap_never_meet_a_closed_copy(machines, monkeypatch):
     """Opening (scanning) the new copy takes a while on a big volume; reads arriving then
     must be served by whichever copy is current, never by one already closed."""
-    import asyncio
     import threading
 
     from store import volumes as volumes_module
@@ -212,3 +212,33 @@ async def test_a_source_that_cannot_export_the_volume_is_failed_precondition():
         async for _ in Peers(Source(), chunk_timeout_s=5.0).export("s9", 4, 0):
             pass
     assert info.value.status == "FAILED_PRECONDITION" and "s9" in str(info.value)
+
+
+async def test_the_checkpointer_shutdown_returns_only_after_the_tick_under_way_has_ended(tmp_path, monkeypatch):
+    """A draining store closes its volumes right after the checkpointer's shutdown: a tick
+    still checkpointing then would write beside the final checkpoints, into files being
+    closed. The tick is held mid-way; shutdown must wait for it, not merely ask it to stop."""
+    volumes = VolumeSet(tmp_path, LIMITS, 2)
+    await volumes.load()
+    in_tick, go_on = asyncio.Event(), asyncio.Event()
+    events: list[str] = []
+
+    async def held_checkpoint_all() -> int:
+        in_tick.set()
+        await go_on.wait()  # the injected delay: a checkpoint still being written
+        events.append("tick ended")
+        return 0
+
+    monkeypatch.setattr(volumes, "checkpoint_all", held_checkpoint_all)
+    checkpointer = Checkpointer(volumes, interval_s=0.001)
+    running = asyncio.create_task(checkpointer.run())
+    await in_tick.wait()
+    stopping = asyncio.create_task(checkpointer.shutdown())
+    await asyncio.sleep(0)  # shutdown runs up to its first wait
+    assert not stopping.done(), "shutdown returned while a tick was still under way"
+    go_on.set()
+    await stopping
+    events.append("shutdown returned")
+    assert events == ["tick ended", "shutdown returned"] and running.done()
+    await running
+    await volumes.close()
