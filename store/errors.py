@@ -1,8 +1,10 @@
-"""Errors of the Haystack store; the chassis maps each to its gRPC status.
+"""Errors of the Haystack store: every class it raises is here. The chassis maps each to
+its gRPC status.
 
 The four a store's callers tell apart (a missing needle from a missing volume, a refused
 write, damaged bytes) are the chassis's own classes, re-exported here, so they arrive at
-the cache, router and directory as the same classes (``trenchcoat.errors``).
+the cache, router and directory as the same classes (``trenchcoat.errors``). The rest are
+the store's own; each travels as the chassis class it derives from.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from trenchcoat.errors import (
     ChecksumMismatch,
     DataLoss,
     FailedPrecondition,
+    Internal,
     InvalidArgument,
     NeedleNotFound,
     Unavailable,
@@ -22,17 +25,25 @@ from trenchcoat.errors import (
 __all__ = [
     "BadNeedleRequest",
     "ChecksumMismatch",
+    "CompactionLostWrite",
     "CorruptVolume",
     "DiskFailure",
+    "MachineIdTaken",
     "NeedleNotFound",
     "NeedleTooLarge",
     "RepairInProgress",
     "SourceCannotExport",
+    "SourceStalled",
     "VolumeExists",
     "VolumeNotFound",
     "VolumeReadOnly",
     "VolumeRetired",
+    "VolumeStillWritable",
 ]
+
+
+class MachineIdTaken(AlreadyExists):
+    """Raised when another live store holds this machine id."""
 
 
 class VolumeExists(AlreadyExists):
@@ -61,6 +72,11 @@ class SourceCannotExport(FailedPrecondition):
     not hold it, or refuses the request): pick another source."""
 
 
+class SourceStalled(Unavailable):
+    """Raised when the store a repair copies from sends nothing of the volume for
+    ``store.peer_timeout_s`` (stalled or partitioned): the repair is to be retried."""
+
+
 class VolumeRetired(FailedPrecondition):
     """Raised when work on a volume copy finds it replaced by a repair meanwhile."""
 
@@ -71,3 +87,9 @@ class RepairInProgress(FailedPrecondition):
 
 class VolumeStillWritable(FailedPrecondition):
     """Raised when freeing a volume that is still writable: only a sealed volume is freed."""
+
+
+class CompactionLostWrite(Internal):
+    """Raised when a write that waited for its sync while a compaction swapped files is not
+    in the new file's index (a bug: the compaction's tail catch-up copies every write
+    appended before the swap)."""

@@ -4,7 +4,7 @@ plain ``ExportChunk`` values.
 
 The copy as a whole takes as long as the volume needs, so it has no deadline; each chunk
 has one (``store.peer_timeout_s``): a source that stops sending (stalled, partitioned)
-fails the repair with ``Unavailable`` naming it, and the Directory retries the repair."""
+fails the repair with ``SourceStalled`` (UNAVAILABLE) naming it, and the Directory retries the repair."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 
-from store.errors import SourceCannotExport
+from store.errors import SourceCannotExport, SourceStalled
 from trenchcoat.clients.store import StoreClient
-from trenchcoat.errors import InvalidArgument, NotFound, Unavailable, Unimplemented
+from trenchcoat.errors import InvalidArgument, NotFound, Unimplemented
 from trenchcoat.store_types import ExportChunk
 
 
@@ -36,8 +36,8 @@ class Peers:
                     except StopAsyncIteration:
                         return
                     except TimeoutError:
-                        raise Unavailable(f"source store {address} sent nothing of volume {volume_id} for "
-                                          f"{self._chunk_timeout:g}s; the repair is to be retried") from None
+                        raise SourceStalled(f"source store {address} sent nothing of volume {volume_id} for "
+                                            f"{self._chunk_timeout:g}s; the repair is to be retried") from None
                     yield chunk
         except (NotFound, InvalidArgument, Unimplemented) as exc:
             # The source's answer is about the request, not this store: the repair cannot

@@ -18,14 +18,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from trenchcoat.errors import AlreadyExists
+from store.errors import MachineIdTaken
 from trenchcoat.etcd import Etcd, LeasedKey, Record
 
 log = logging.getLogger(__name__)
-
-
-class MachineIdTaken(AlreadyExists):
-    """Raised when another live store holds this machine id."""
 
 
 def store_key(machine_id: int) -> str:

@@ -54,6 +54,7 @@ from store.datasync import Datasync, ThreadDatasync
 from store.errors import (
     BadNeedleRequest,
     ChecksumMismatch,
+    CompactionLostWrite,
     CorruptVolume,
     DiskFailure,
     NeedleNotFound,
@@ -70,7 +71,7 @@ from store.index import (
     NeedleIndex,
 )
 from trenchcoat import needle
-from trenchcoat.errors import Internal, TrenchcoatError
+from trenchcoat.errors import TrenchcoatError
 from trenchcoat.lograte import OncePerInterval
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_types import Damage
@@ -292,7 +293,7 @@ class Volume:
             # catch-up copied the needle and indexed it at its new offset (durably).
             moved = self._index.get(key, alt)
             if moved is None:
-                raise Internal(f"volume {self.volume_id}: compaction lost needle {key:#x}/{alt} written during it")
+                raise CompactionLostWrite(f"volume {self.volume_id}: compaction lost needle {key:#x}/{alt} written during it")
             return moved.offset, moved.size
         self._index_put(key, alt, offset, len(raw), deleted=False)
         self._changed = True

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
+from store.errors import SourceStalled
 from store.peer import Peers
-from trenchcoat.errors import Unavailable
 from trenchcoat.store_types import ExportChunk
 
 
@@ -31,7 +31,7 @@ async def test_a_source_that_stops_sending_fails_the_copy_within_the_chunk_deadl
     peers = Peers(StallingSource(3), chunk_timeout_s=0.2)
     got = []
     started = time.monotonic()
-    with pytest.raises(Unavailable) as info:
+    with pytest.raises(SourceStalled) as info:
         async for chunk in peers.export("s9:7200", 4, 4):
             got.append(chunk)
     assert len(got) == 3  # what came before the stall was handed on
