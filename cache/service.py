@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cache.photos import PhotoCache
 from trenchcoat.errors import InvalidArgument
-from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.locators import needle_of
 from trenchcoat.v1 import cache_pb2, cache_pb2_grpc
 
 SERVICE_NAME = "trenchcoat.v1.CacheService"
@@ -15,10 +15,9 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
         self._cache = cache
 
     async def Read(self, request, context):
-        n = request.needle
-        if not request.machine_id or not n.logical_volume:
-            raise InvalidArgument("machine_id and needle.logical_volume are required")
-        needle = NeedleRef(logical_volume=n.logical_volume, key=n.key, alternate_key=n.alternate_key, cookie=n.cookie)
+        if not request.machine_id:
+            raise InvalidArgument("machine_id is required")
+        needle = needle_of(request.needle)
         served = await self._cache.read(request.machine_id, needle, via_cdn=request.via_cdn,
                                         internal=request.internal)
         return cache_pb2.CacheReadResponse(data=served.data, hit=served.hit, admitted=served.admitted)

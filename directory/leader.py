@@ -44,6 +44,7 @@ from trenchcoat.config import DirectoryConfig
 from trenchcoat.errors import Internal, NotFound, TrenchcoatError
 from trenchcoat.etcd import LeasedKey
 from trenchcoat.store_types import PhysicalVolume
+from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +63,22 @@ MIN_WRITABLE = Gauge("trenchcoat_directory_min_writable_volumes",
                      "directory.min_writable_volumes: the leader grows volumes while fewer are writable.")
 
 
-class Leader:
-    """Election plus the leader's tick."""
+class Leader(PeriodicWorker):
+    """Election plus the leader's tick (every ``probe_interval_s`` while this process holds
+    the election). ``refresh`` asks this process's copy of the map to be read again soon
+    (after the leader changed it)."""
 
     def __init__(self, state: DirectoryState, stores: StoreClient, config: DirectoryConfig,
-                 *, name: str, address: str, refresh: asyncio.Event, migration: Migration | None = None) -> None:
+                 *, name: str, address: str, refresh: Callable[[], None],
+                 migration: Migration | None = None) -> None:
+        super().__init__("leader", config.probe_interval_s)
         self._state = state
         self._stores = stores
         self._config = config
         self._refresh = refresh
         self.election = LeasedKey(state.etcd, "leader", config.leader_ttl_s,
                                   lambda: {"name": name, "address": address})
-        self._stop = asyncio.Event()
+        self._election_task: asyncio.Task[None] | None = None
         self._failures: dict[int, int] = {}
         self._reports: dict[int, dict[int, PhysicalVolume]] = {}
         self._repairing: dict[int, asyncio.Task[None]] = {}
@@ -88,39 +93,41 @@ class Leader:
         self._migrating: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
-        election = asyncio.create_task(self.election.run(), name="directory:election")
+        self._election_task = asyncio.create_task(self.election.run(), name="directory:election")
         try:
-            while not self._stop.is_set():
-                IS_LEADER.set(1 if self.election.held.is_set() else 0)
-                if self.election.held.is_set():
-                    try:
-                        await self.tick()
-                    except TrenchcoatError as exc:
-                        log.warning("leader tick: %s", exc)
-                try:
-                    await asyncio.wait_for(self._stop.wait(), self._config.probe_interval_s)
-                except TimeoutError:
-                    pass
+            await super().run()
         finally:
-            election.cancel()
-            for task in self._repairing.values():
-                task.cancel()
-            if self._migrating is not None:
-                self._migrating.cancel()
-            await self.election.shutdown()
             IS_LEADER.set(0)
 
     async def shutdown(self) -> None:
-        self._stop.set()
+        """Ends the loop (waiting for a tick under way), the repairs and the move under way,
+        then the election (its lease revoked: another directory leads at once)."""
+        await super().shutdown()
+        for task in self._repairing.values():
+            task.cancel()
+        if self._migrating is not None:
+            self._migrating.cancel()
+        await asyncio.gather(*self._repairing.values(), *([self._migrating] if self._migrating else []),
+                             return_exceptions=True)
+        await self.election.shutdown()
+        if self._election_task is not None:
+            await asyncio.gather(self._election_task, return_exceptions=True)
+        IS_LEADER.set(0)
 
     async def tick(self) -> None:
+        IS_LEADER.set(1 if self.election.held.is_set() else 0)
+        if self.election.held.is_set():
+            await self.lead()
+
+    async def lead(self) -> None:
+        """One pass of the leader's work."""
         await self.pitchfork(await self._state.read())
         cmap = await self._state.read()
         await self.fill(cmap)
         self.repair(cmap)
         await self.grow(await self._state.read())
         self.migrate(await self._state.read())
-        self._refresh.set()
+        self._refresh()
 
     # --- hot -> warm -------------------------------------------------------------------
 
@@ -139,7 +146,7 @@ class Leader:
             await self._migration.step(cmap, volume)
         except TrenchcoatError as exc:
             log.warning("logical volume %d: move into f4 will be retried: %s", volume.id, exc)
-        self._refresh.set()
+        self._refresh()
 
     # --- pitchfork ---------------------------------------------------------------------
 
@@ -246,7 +253,7 @@ class Leader:
             self._settled[volume.id] = time.monotonic()
             log.info("logical volume %d: all %d replicas match; %s", volume.id, len(addresses),
                      "writable again" if state is State.WRITABLE else f"read-only ({reason})")
-            self._refresh.set()
+            self._refresh()
         except TrenchcoatError as exc:
             REPAIRS.labels("failed").inc()
             log.warning("logical volume %d: repair failed, will retry: %s", volume.id, exc)

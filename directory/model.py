@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from trenchcoat.choice import roomier_of_two
+
 
 class State(enum.Enum):
     """A logical volume's state (the contract's VolumeState)."""
@@ -186,11 +188,8 @@ class ClusterMap:
 
 
 def choose_for_write(candidates: Sequence[Volume], rng: random.Random) -> Volume:
-    """Spreads writes: of two random candidates, the emptier (power of two choices)."""
-    if len(candidates) == 1:
-        return candidates[0]
-    a, b = rng.sample(list(candidates), 2)
-    return a if a.used_bytes <= b.used_bytes else b
+    """Spreads writes: of two random candidates, the one with more room (as routers choose)."""
+    return roomier_of_two(candidates, rng, Volume.room)
 
 
 def place(stores: Iterable[Store], copies: int, rng: random.Random) -> list[Store]:

@@ -79,7 +79,7 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
             # This process's copy may be behind etcd (a volume created a moment ago): the
             # answer "no such volume" must come from etcd, never from a stale copy.
             volume = await self._state.volume(request.logical_volume)
-            self._view.wake.set()
+            self._view.wake()
         order = cmap.read_order(volume, next(self._turn))
         return pb.LocateResponse(volume=logical_volume(cmap, volume, order))
 

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator
 
 from directory.model import ClusterMap, Volume
 from directory.state import DirectoryState
-from trenchcoat.errors import TrenchcoatError, Unavailable
+from trenchcoat.errors import Unavailable
+from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +28,13 @@ def _face(cmap: ClusterMap, volume: Volume) -> tuple[object, ...]:
                           for r in volume.replicas))
 
 
-class MapView:
+class MapView(PeriodicWorker):
+    """This process's copy of the map, re-read from etcd every ``interval_s`` (or at once
+    after ``wake()``), and the stream of its changes (``watch``)."""
+
     def __init__(self, state: DirectoryState, interval_s: float) -> None:
+        super().__init__("volume map", interval_s)
         self._state = state
-        self._interval = interval_s
-        self._stop = asyncio.Event()
-        self.wake = asyncio.Event()
         self.current: ClusterMap | None = None
         self._changed = asyncio.Condition()
         self._version = 0
@@ -62,23 +64,12 @@ class MapView:
             raise Unavailable("the directory has not read its state from etcd yet")
         return self.current
 
-    async def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await asyncio.wait_for(self.wake.wait(), self._interval)
-            except TimeoutError:
-                pass
-            self.wake.clear()
-            if self._stop.is_set():
-                return
-            try:
-                await self.refresh()
-            except TrenchcoatError as exc:
-                log.warning("cannot refresh the volume map: %s", exc)
+    async def tick(self) -> None:
+        await self.refresh()
 
     async def shutdown(self) -> None:
-        self._stop.set()
-        self.wake.set()
+        """Ends the loop (waiting for a refresh under way) and every watch."""
+        await super().shutdown()
         async with self._changed:
             self._changed.notify_all()
 

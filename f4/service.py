@@ -5,7 +5,7 @@ from __future__ import annotations
 from f4.front import Front
 from trenchcoat import media_types
 from trenchcoat.errors import InvalidArgument
-from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.locators import needle_of
 from trenchcoat.v1 import f4_pb2, f4_pb2_grpc
 
 SERVICE_NAME = "trenchcoat.v1.F4Service"
@@ -23,11 +23,7 @@ class F4Servicer(f4_pb2_grpc.F4ServiceServicer):
                                            stored_bytes=done.stored_bytes)
 
     async def ReadBlob(self, request, context):
-        n = request.needle
-        if not n.logical_volume:
-            raise InvalidArgument("needle.logical_volume is required")
-        got = await self._front.read(NeedleRef(logical_volume=n.logical_volume, key=n.key,
-                                               alternate_key=n.alternate_key, cookie=n.cookie))
+        got = await self._front.read(needle_of(request.needle))
         return f4_pb2.ReadBlobResponse(data=got.data, reconstructed=got.reconstructed,
                                        content_type=media_types.of_code(got.media_type).mime)
 

@@ -3,32 +3,21 @@ one answers (a router that is down or slow costs one timeout, not the request)."
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from trenchcoat.clients.media import Media, MediaClient, StatResult
-from trenchcoat.errors import Unavailable
+from trenchcoat.failover import Failover
 
 T = TypeVar("T")
 
 
 class Routers:
     def __init__(self, clients: Sequence[MediaClient]) -> None:
-        if not clients:
-            raise ValueError("no router endpoints")
-        self._clients = list(clients)
-        self._turn = itertools.count()
+        self._routers = Failover(clients, kind="router", names=[c.address for c in clients])
 
     async def _ask(self, what: str, call: Callable[[MediaClient], Awaitable[T]]) -> T:
-        last: Unavailable | None = None
-        start = next(self._turn)
-        for k in range(len(self._clients)):
-            try:
-                return await call(self._clients[(start + k) % len(self._clients)])
-            except Unavailable as exc:
-                last = exc
-        raise Unavailable(f"no router answered {what}; retry ({last})")
+        return await self._routers.call(what, call)
 
     async def stat(self, media_id: int) -> Media:
         return await self._ask("Stat", lambda c: c.stat(media_id))

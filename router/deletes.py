@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 import redis.asyncio as aioredis
 from prometheus_client import Counter, Gauge
 
 from router.metadata import MediaStore, PendingDelete
 from trenchcoat import media_facts
+from trenchcoat.backoff import Backoff
 from trenchcoat.clients.cache import CacheClient
 from trenchcoat.clients.directory import DirectoryClient
 from trenchcoat.clients.f4 import F4Client
@@ -68,8 +68,7 @@ class DeleteJournal(PeriodicWorker):
             await self._apply(entry)
         except TrenchcoatError as exc:
             ATTEMPTS.labels("retry").inc()
-            retry_in = min(self._max_backoff_s, self.interval_s * 2 ** min(entry.attempts, 16))
-            retry_in *= random.uniform(0.5, 1.0)
+            retry_in = Backoff(base_s=self.interval_s, max_s=self._max_backoff_s).pause(entry.attempts + 1)
             log.warning("delete of %d not carried out everywhere yet (retry in %.1fs): %s",
                         entry.media_id, retry_in, exc)
             await self._media.delay_delete(entry, str(exc), retry_in)

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from router import metrics
 from router.errors import UploadRejected
 from router.metadata import DuplicateId, MediaRow, MediaState, MediaStore
-from trenchcoat import media_types
+from trenchcoat import media_types, retry
+from trenchcoat.backoff import Backoff
+from trenchcoat.choice import roomier_of_two
 from trenchcoat.clients.directory import DirectoryClient, VolumeView
 from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import (
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 
 
 ATTEMPTS = 2
+CHOOSE_AGAIN = Backoff(base_s=0.1, max_s=0.1)
+"""How often an upload looks again for a writable volume while the Directory grows one."""
 MAX_IDEMPOTENCY_KEY = 200
 _MINT_ATTEMPTS = 8
 
@@ -170,33 +174,25 @@ class Uploader:
         raise Unavailable("could not mint a unique media_id; retry")
 
     async def _choose(self, size: int, excluded: list[int], failed_stores: set[int]) -> VolumeView:
-        """A writable volume with room, on none of the stores that just failed us. When
-        there is none (all were just retired), waits up to replica_timeout_s for the
-        Directory to grow more."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.limits.replica_timeout_s
-        while True:
-            if not self._directory.ready.is_set():
-                try:
-                    await asyncio.wait_for(self._directory.ready.wait(), max(0.0, deadline - loop.time()))
-                except TimeoutError:
-                    pass
+        """A writable volume with room, on none of the stores that just failed us: from this
+        router's copy of the map (as the directory chooses: ``trenchcoat.choice``), or asked
+        of the Directory when the copy has none. When there is none at all (all were just
+        retired), waits up to replica_timeout_s for the Directory to grow more."""
+
+        async def attempt() -> VolumeView:
             candidates = [
                 v for v in self._directory.volumes.values()
                 if v.id not in excluded and v.writable_for(size)
                 and not any(r.machine_id in failed_stores for r in v.replicas)
             ]
-            if len(candidates) >= 2:
-                a, b = self._rng.sample(candidates, 2)
-                return a if a.room >= b.room else b
             if candidates:
-                return candidates[0]
+                return roomier_of_two(candidates, self._rng, lambda v: v.room)
             try:
                 return await self._directory.allocate(size, excluded, sorted(failed_stores))
             except TrenchcoatError as exc:  # whatever the directories said, the upload is to be retried
-                if loop.time() >= deadline:
-                    raise Unavailable(f"no writable volume for this upload: {exc}") from None
-            await asyncio.sleep(0.1)
+                raise Unavailable(f"no writable volume for this upload: {exc}") from None
+
+        return await retry.until(attempt, self.limits.replica_timeout_s, backoff=CHOOSE_AGAIN)
 
     async def _write_all(self, volume: VolumeView, needle: NeedleRef, data: bytes,
                          content_type: str) -> tuple[set[int], str]:

@@ -19,7 +19,9 @@ from typing import Any
 import aetcd
 import aetcd.exceptions
 
+from trenchcoat.backoff import Backoff
 from trenchcoat.errors import Unavailable
+from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +141,7 @@ class Etcd:
         await self._call("lease revoke", lambda c: c.revoke_lease(lease))
 
 
-class LeasedKey:
+class LeasedKey(PeriodicWorker):
     """A key that exists exactly while its owner is alive and can reach etcd: written
     under a lease refreshed every ttl/3, rewritten when ``value()`` changes, and claimed
     again when the lease is lost (etcd unreachable for longer than the ttl, or restarted
@@ -148,19 +150,28 @@ class LeasedKey:
     When the key is held by someone else, ``take_over(record)`` decides: True to take it
     (the holder is this owner's own earlier incarnation), False to wait for it to lapse;
     it may raise to refuse for good.
+
+    A background loop (``PeriodicWorker``): ``shutdown()`` waits for a claim or refresh
+    under way to end, then revokes the lease, so the key goes at once and no claim can land
+    after it (one that did would hold the key for a whole TTL after its owner stopped).
     """
 
     def __init__(self, etcd: Etcd, key: str, ttl_s: int, value: Callable[[], dict[str, Any]],
                  take_over: Callable[[Record], bool] = lambda record: False) -> None:
+        # A failed refresh is tried again at the usual cadence, not after a growing backoff:
+        # the lease lapses one TTL after the last refresh that reached etcd.
+        super().__init__(f"{key} lease", ttl_s / 3, retry=Backoff(base_s=ttl_s / 3, max_s=ttl_s / 3))
         self._etcd = etcd
         self.key = key
         self._ttl = ttl_s
         self._value = value
         self._take_over = take_over
-        self._stop = asyncio.Event()
         self._written: dict[str, Any] | None = None
         self.lease = 0
         self.held = asyncio.Event()
+        self.refused: Exception | None = None
+        """Why ``take_over`` refused the key for good (the loop then ends raising it)."""
+        self.wake()  # the first tick claims at once
 
     async def claim(self) -> bool:
         """One attempt to hold the key; True when held."""
@@ -183,26 +194,31 @@ class LeasedKey:
         log.info("%s: held (lease %x)", self.key, lease)
         return True
 
+    async def tick(self) -> None:
+        """Claims the key when not held; else keeps the lease alive and the value current.
+        Failures (etcd away) are the loop's to log and retry."""
+        if not self.lease:
+            try:
+                await self.claim()
+            except Unavailable:
+                raise  # etcd away: tried again
+            except Exception as exc:  # noqa: BLE001 - take_over refused the key for good: stop, then raise it
+                self.refused = exc
+                self._stop.set()
+        elif not await self._etcd.refresh(self.lease):
+            log.warning("%s: lease %x expired; claiming again", self.key, self.lease)
+            self._drop()
+            self.wake()
+        else:
+            value = self._value()
+            if value != self._written:
+                await self._etcd.put(self.key, value, self.lease)
+                self._written = value
+
     async def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if not self.lease:
-                    await self.claim()
-                elif not await self._etcd.refresh(self.lease):
-                    log.warning("%s: lease %x expired; claiming again", self.key, self.lease)
-                    self._drop()
-                    continue
-                else:
-                    value = self._value()
-                    if value != self._written:
-                        await self._etcd.put(self.key, value, self.lease)
-                        self._written = value
-            except Unavailable as exc:
-                log.warning("%s: %s", self.key, exc)
-            try:
-                await asyncio.wait_for(self._stop.wait(), self._ttl / 3)
-            except TimeoutError:
-                pass
+        await super().run()
+        if self.refused is not None:
+            raise self.refused  # the service reports NOT_SERVING, saying why
 
     def _drop(self) -> None:
         self.lease = 0
@@ -215,8 +231,9 @@ class LeasedKey:
             pass  # it lapses by itself
 
     async def shutdown(self) -> None:
-        """Stops refreshing and revokes the lease, so the key goes at once."""
-        self._stop.set()
+        """Stops the loop (waiting for a claim or refresh under way), then revokes the
+        lease, so the key goes at once."""
+        await super().shutdown()
         if self.lease:
             await self._revoke(self.lease)
             self._drop()

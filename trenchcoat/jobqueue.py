@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from trenchcoat.backoff import Backoff
 from trenchcoat.errors import TrenchcoatError, Unavailable
 from trenchcoat.redisio import failures
 
@@ -51,9 +51,13 @@ HISTORY = 20
 """Most attempts' errors an entry carries (the newest)."""
 
 
+RETRY = Backoff(base_s=BACKOFF_BASE_S, max_s=BACKOFF_MAX_S, jitter=1.0)
+"""A failed job's pause before it runs again: exponential with full jitter, capped."""
+
+
 def backoff(attempt: int) -> float:
-    """Seconds before attempt ``attempt + 1``: exponential with full jitter, capped."""
-    return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt))
+    """Seconds before attempt ``attempt + 1`` (``attempt`` failures so far, from 0)."""
+    return RETRY.pause(attempt + 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,9 +49,9 @@ from prometheus_client import (
 )
 
 from trenchcoat import config as configmod
-from trenchcoat import siblings
+from trenchcoat import retry, siblings
 from trenchcoat.config import ClusterConfig, Config, ServiceConfig
-from trenchcoat.errors import ConfigError, TrenchcoatError, Unavailable
+from trenchcoat.errors import ConfigError, TrenchcoatError
 from trenchcoat.interceptor import ServerInterceptor
 from trenchcoat.rpc import SERVER_OPTIONS
 
@@ -333,20 +333,7 @@ def host_for(
 async def until_reachable(what: str, attempt: Callable[[], Awaitable[T]], wait_s: float) -> T:
     """``attempt()``, retried while it fails Unavailable (its dependency away) for up to
     ``wait_s`` seconds (cluster.start_wait_s), saying what it waits for; then its error."""
-    deadline = asyncio.get_running_loop().time() + wait_s
-    pause, said = 0.5, ""
-    while True:
-        try:
-            return await attempt()
-        except Unavailable as exc:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                raise
-            if str(exc) != said:
-                log.warning("waiting up to %.0fs more for %s: %s", left, what, exc)
-                said = str(exc)
-            await asyncio.sleep(min(pause, left))
-            pause = min(pause * 2, 5.0)
+    return await retry.until(attempt, wait_s, what=what)
 
 
 def load_config(prog: str, description: str, argv: Sequence[str] | None = None) -> Config:

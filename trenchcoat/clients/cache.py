@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from trenchcoat import rpc
 from trenchcoat.errors import NoSuchCache, TrenchcoatError, Unavailable
+from trenchcoat.locators import locator
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.v1 import cache_pb2, cache_pb2_grpc, media_pb2
 
@@ -54,8 +55,7 @@ class CacheClient:
         stub = self._stub(cache_id)
         request = cache_pb2.CacheReadRequest(
             machine_id=machine_id, via_cdn=via_cdn, internal=internal,
-            needle=media_pb2.NeedleLocator(logical_volume=needle.logical_volume, key=needle.key,
-                                           alternate_key=needle.alternate_key, cookie=needle.cookie))
+            needle=locator(needle))
         reply = await rpc.unary(stub.Read, request, remote=self._remote(cache_id), timeout=self.timeout_s)
         return CacheRead(reply.data, reply.hit, reply.admitted)
 

@@ -22,12 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from trenchcoat import rpc
-from trenchcoat.errors import TrenchcoatError, Unavailable
+from trenchcoat.backoff import Backoff
+from trenchcoat.errors import TrenchcoatError
+from trenchcoat.failover import Failover
 from trenchcoat.singleflight import SingleFlight
 from trenchcoat.v1 import directory_pb2 as pb
 from trenchcoat.v1 import directory_pb2_grpc
 
 log = logging.getLogger(__name__)
+
+RECONNECT = Backoff(base_s=0.1, max_s=2.0)
+"""Pause before following the map again once every directory failed in a row."""
 
 STATE_NAMES = {pb.VOLUME_STATE_WRITABLE: "writable", pb.VOLUME_STATE_READ_ONLY: "read-only",
                pb.VOLUME_STATE_SEALED: "sealed", pb.VOLUME_STATE_WARM: "warm"}
@@ -99,7 +104,7 @@ class DirectoryClient:
             raise ValueError("no directory endpoints")
         self._pool = pool
         self._endpoints = list(endpoints)
-        self._preferred = 0
+        self._directories = Failover(self._endpoints, kind="directory", sticky=True)
         self._timeout = timeout_s
         self.volumes: dict[int, VolumeView] = {}
         self.ready = asyncio.Event()
@@ -112,20 +117,8 @@ class DirectoryClient:
     async def _call(self, method: str, request: object) -> Any:
         """Calls ``method`` on the directories, starting with the one that answered last,
         until one answers; only Unavailable (unreachable, too slow) moves to the next."""
-        last: TrenchcoatError | None = None
-        start = self._preferred
-        for i in range(len(self._endpoints)):
-            k = (start + i) % len(self._endpoints)
-            endpoint = self._endpoints[k]
-            try:
-                reply = await rpc.unary(getattr(self._stub(endpoint), method), request,
-                                        remote=f"directory {endpoint}", timeout=self._timeout)
-            except Unavailable as exc:
-                last = exc
-                continue
-            self._preferred = k
-            return reply
-        raise Unavailable(f"{method} failed on every directory ({', '.join(self._endpoints)}); the last said: {last}")
+        return await self._directories.call(method, lambda endpoint: rpc.unary(
+            getattr(self._stub(endpoint), method), request, remote=f"directory {endpoint}", timeout=self._timeout))
 
     # --- the volume map ----------------------------------------------------------------
 
@@ -183,11 +176,15 @@ class DirectoryClient:
     # --- following WatchVolumes (a service worker) -----------------------------------
 
     async def run(self) -> None:
-        """Follows WatchVolumes, moving to the next directory when a stream breaks."""
+        """Follows WatchVolumes, moving to the next directory when a stream breaks; after
+        streams that brought nothing, a backoff before the next (every directory away: do
+        not spin), reset by a stream that delivered."""
+        failures = 0
         for turn in itertools.count():
             if self._stop.is_set():
                 return
             endpoint = self._endpoints[turn % len(self._endpoints)]
+            delivered = False
             try:
                 async for message in rpc.stream_out(self._stub(endpoint).WatchVolumes, pb.WatchVolumesRequest(),
                                                     remote=f"directory {endpoint}", timeout=None):
@@ -197,6 +194,7 @@ class DirectoryClient:
                         for v in message.volumes:
                             self.volumes[v.id] = _view(v)
                     self.ready.set()
+                    delivered = True
             except TrenchcoatError as exc:
                 if not self._stop.is_set():
                     log.warning("volume map stream ended (%s); switching directory", exc)
@@ -204,8 +202,11 @@ class DirectoryClient:
                 if self._stop.is_set():
                     return
                 raise
+            failures = 0 if delivered else failures + 1
+            if failures < len(self._endpoints):
+                continue  # the next directory at once: this one broke, that one may serve
             try:
-                await asyncio.wait_for(self._stop.wait(), 0.5)
+                await asyncio.wait_for(self._stop.wait(), RECONNECT.pause(failures - len(self._endpoints) + 1))
             except TimeoutError:
                 pass
 

@@ -19,6 +19,7 @@ import crc32c
 
 from trenchcoat import rpc
 from trenchcoat.f4_types import BlockId, BlockInfo, NodeInfo
+from trenchcoat.locators import locator
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.v1 import f4_pb2, f4_pb2_grpc, media_pb2
 
@@ -230,9 +231,7 @@ class F4Client:
         return EncodedVolume(reply.stripes, reply.blobs, reply.logical_bytes, reply.stored_bytes)
 
     async def read_blob(self, needle: NeedleRef) -> WarmBlob:
-        request = f4_pb2.ReadBlobRequest(needle=media_pb2.NeedleLocator(
-            logical_volume=needle.logical_volume, key=needle.key, alternate_key=needle.alternate_key,
-            cookie=needle.cookie))
+        request = f4_pb2.ReadBlobRequest(needle=locator(needle))
         reply = await rpc.unary(self._stub().ReadBlob, request, remote=f"f4 {self.address}", timeout=self.timeout_s)
         return WarmBlob(bytes(reply.data), reply.content_type, reply.reconstructed)
 

@@ -27,13 +27,13 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from trenchcoat import server
+from trenchcoat import retry, server
 from trenchcoat.config import Config
+from trenchcoat.errors import Unavailable
 from trenchcoat.ops import dependencies, processes
 
 log = logging.getLogger("trenchcoat.ops.cdn")
 
-RESOLVE_WAIT_S = 300.0
 LOG_FORMAT = "$upstream_cache_status $status $body_bytes_sent $request_time $uri"
 """What nginx sends for each request (the syslog message after its tag)."""
 TAG = "cdn"
@@ -121,28 +121,18 @@ def udp_drops(port: int) -> float:
     return 0.0
 
 
-def wait_resolvable(endpoints: tuple[str, ...], timeout_s: float) -> bool:
-    """Waits until every endpoint's host resolves; says which it waits for."""
-    deadline = time.monotonic() + timeout_s
-    said: set[str] = set()
-    while True:
-        missing = []
-        for endpoint in endpoints:
-            host = endpoint.rpartition(":")[0]
-            try:
-                socket.getaddrinfo(host, None)
-            except OSError:
-                missing.append(host)
-        if not missing:
-            return True
-        if time.monotonic() > deadline:
-            log.error("%s did not resolve in %.0fs; check cdn.cache_endpoints and the caches' Services",
-                      ", ".join(missing), timeout_s)
-            return False
-        for host in sorted(set(missing) - said):
-            log.info("waiting for %s to resolve", host)
-        said |= set(missing)
-        time.sleep(1.0)
+async def resolvable(endpoints: tuple[str, ...]) -> None:
+    """Returns once every endpoint's host resolves; Unavailable naming those that do not
+    (in Kubernetes, a cache's Service name before its pods exist)."""
+    missing = []
+    for endpoint in endpoints:
+        host = endpoint.rpartition(":")[0]
+        try:
+            await asyncio.get_running_loop().getaddrinfo(host, None)
+        except OSError:
+            missing.append(host)
+    if missing:
+        raise Unavailable(f"{', '.join(missing)} do not resolve (check cdn.cache_endpoints and the caches' Services)")
 
 
 async def serve(config: Config) -> int:
@@ -179,9 +169,17 @@ async def serve(config: Config) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     config = server.load_config("trenchcoat.ops.cdn", "The pull CDN (nginx) in front of the caches.", argv)
-    if not wait_resolvable(config.cache_http_endpoints(), RESOLVE_WAIT_S):
-        return 1
-    return asyncio.run(serve(config))
+
+    async def run() -> int:
+        try:  # the caches' names, waited for as any dependency is (cluster.start_wait_s)
+            await retry.until(lambda: resolvable(config.cache_http_endpoints()), config.cluster.start_wait_s,
+                              what="the caches' names")
+        except Unavailable as exc:
+            log.error("%s", exc)
+            return 1
+        return await serve(config)
+
+    return asyncio.run(run())
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ read-only."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 from directory import leader as leader_module
@@ -74,7 +73,7 @@ def setup(copies: dict[str, PhysicalVolume | None]) -> tuple[Leader, Stores, Sta
                               for m in (1, 2, 3)}, volumes={1: volume})
     stores, state = Stores(copies), State_(volume)
     leader = Leader(state, stores, DirectoryConfig(), name="test", address="-",  # type: ignore[arg-type]
-                    refresh=asyncio.Event())
+                    refresh=lambda: None)
     return leader, stores, state, cmap
 
 

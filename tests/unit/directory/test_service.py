@@ -23,12 +23,15 @@ class View:
     """A copy of the map taken before volume 7 was created."""
 
     def __init__(self) -> None:
-        self.wake = asyncio.Event()
+        self.woken = asyncio.Event()
         self.map = ClusterMap(stores={m: Store(machine_id=m, address=f"s{m}", rack="abc"[m - 1], registered=True)
                                       for m in (1, 2, 3)}, volumes={})
 
     def now(self) -> ClusterMap:
         return self.map
+
+    def wake(self) -> None:
+        self.woken.set()
 
 
 class Etcd:
@@ -48,7 +51,7 @@ async def test_a_volume_missing_from_this_directorys_copy_is_answered_from_etcd(
     servicer = DirectoryServicer(state, view, leader=None)
     reply = await servicer.Locate(pb.LocateRequest(logical_volume=7), context=None)
     assert reply.volume.id == 7 and sorted(r.address for r in reply.volume.replicas) == ["s1", "s2", "s3"]
-    assert state.asked == [7] and view.wake.is_set()  # and the copy is refreshed soon
+    assert state.asked == [7] and view.woken.is_set()  # and the copy is refreshed soon
 
 
 async def test_only_etcd_can_say_a_volume_does_not_exist():
