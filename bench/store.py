@@ -45,7 +45,8 @@ import numpy as np
 from bench import common
 from store import checkpoint
 from store.index import NeedleIndex
-from store.volume import VolumeLimits, create_volume, open_volume
+from store.volume import VolumeLimits
+from store.volume_load import create_volume, open_volume
 from trenchcoat import needle, rpc
 from trenchcoat.clients.store import StoreClient
 from trenchcoat.clients.store_http import StoreHttpClient

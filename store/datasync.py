@@ -1,7 +1,7 @@
 """fdatasync for the group commit, without a thread hop when the kernel allows it.
 
 A durable write ends in one fdatasync shared by the writers of a batch (``GroupCommit``
-in ``store/volume.py``). It must not run on the event loop (it waits for the disk), and
+in ``store/volume_commit.py``). It must not run on the event loop (it waits for the disk), and
 a trip to a thread and back costs the store more CPU than the rest of a small write
 together: the worker's wake-up, the GIL taken back and forth, the loop woken through its
 self-pipe (bench/README.md, bench.upload). So where Linux offers it, the sync is

@@ -27,13 +27,8 @@ from store.errors import (
     VolumeNotFound,
     VolumeStillWritable,
 )
-from store.volume import (
-    Volume,
-    VolumeLimits,
-    create_volume,
-    open_volume,
-    volume_path,
-)
+from store.volume import Volume, VolumeLimits
+from store.volume_load import create_volume, open_volume, volume_path
 from trenchcoat import needle
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.needle import Stored

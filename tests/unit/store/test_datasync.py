@@ -6,23 +6,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from store import datasync
 from store.datasync import AioDatasync, ThreadDatasync, datasync_for
 from store.errors import DiskFailure
-from store.volume import VolumeLimits, create_volume
+from store.volume_load import create_volume
+from tests.unit.store.volume_helpers import LIMITS
 from trenchcoat.needle_ref import NeedleRef
-
-LIMITS = VolumeLimits(capacity_bytes=64 * 1024 * 1024, max_needle_bytes=1024 * 1024)
-
-
-@pytest.fixture
-def executor():
-    with ThreadPoolExecutor(4, thread_name_prefix="test-io") as pool:
-        yield pool
 
 
 @pytest.fixture(params=["aio", "thread"])
