@@ -10,6 +10,7 @@ import random
 import pytest
 
 from store.errors import NeedleNotFound
+from store.volume import Volume
 from store.volume_load import create_volume
 from tests.unit.store.volume_helpers import LIMITS, n, reopen
 
@@ -41,15 +42,14 @@ async def test_compaction_reclaims_deleted_bytes_while_reads_and_writes_go_on(tm
     assert (await v2.read(n(339, 0, 339))).data == data[339]
 
 
-async def test_a_write_waiting_for_its_sync_while_compaction_swaps_files_reads_back(tmp_path, executor, monkeypatch):
-    """The write appended to the old file, then compaction copied it (tail catch-up) into
-    the new file at another offset and swapped; the write must not index its old offset
-    into the new file's index."""
-    v = create_volume(tmp_path, 1, LIMITS, executor)
+async def write_across_a_compaction(v: Volume, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Needles 10..19 live (1..9 deleted, so compaction moves the survivors to lower
+    offsets), then needle 99 appended and held before its sync while a compaction swaps
+    files; returns the offset its write answered."""
     for i in range(1, 20):
         await v.write(n(i, 0, i), bytes([i]) * 300)
     for i in range(1, 10):
-        await v.delete(n(i, 0, i))  # so compaction moves the survivors to lower offsets
+        await v.delete(n(i, 0, i))
     appended, release = asyncio.Event(), asyncio.Event()
     durable = v._commit.wait_durable
 
@@ -65,6 +65,15 @@ async def test_a_write_waiting_for_its_sync_while_compaction_swaps_files_reads_b
     await v.compact()
     release.set()
     offset, _ = await writing
+    return offset
+
+
+async def test_a_write_waiting_for_its_sync_while_compaction_swaps_files_reads_back(tmp_path, executor, monkeypatch):
+    """The write appended to the old file, then compaction copied it (tail catch-up) into
+    the new file at another offset and swapped; the write must not index its old offset
+    into the new file's index."""
+    v = create_volume(tmp_path, 1, LIMITS, executor)
+    offset = await write_across_a_compaction(v, monkeypatch)
     assert (await v.read(n(99, 0, 99))).data == b"late" * 100
     assert v.index.get(99, 0).offset == offset
     for i in range(10, 20):
@@ -79,25 +88,7 @@ async def test_a_checkpoint_after_such_a_swap_covers_only_synced_writes(tmp_path
     "pending": a checkpoint would then claim to cover up to it and a restart would scan
     from the middle of a needle."""
     v = create_volume(tmp_path, 1, LIMITS, executor)
-    for i in range(1, 20):
-        await v.write(n(i, 0, i), bytes([i]) * 300)
-    for i in range(1, 10):
-        await v.delete(n(i, 0, i))
-    appended, release = asyncio.Event(), asyncio.Event()
-    durable = v._commit.wait_durable
-
-    async def held_sync() -> None:
-        appended.set()
-        await release.wait()
-        await durable()
-
-    monkeypatch.setattr(v._commit, "wait_durable", held_sync)
-    writing = asyncio.create_task(v.write(n(99, 0, 99), b"late" * 100))
-    await appended.wait()
-    monkeypatch.setattr(v._commit, "wait_durable", durable)
-    await v.compact()
-    release.set()
-    await writing
+    await write_across_a_compaction(v, monkeypatch)
     for i in range(100, 160):  # the new file grows past the old offset
         await v.write(n(i, 0, i), bytes([i % 256]) * 500)
     await v.compact()  # a second compaction must not start its catch-up from a stale offset
