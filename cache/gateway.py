@@ -28,8 +28,8 @@ import logging
 import re
 
 from aiohttp import web
-from prometheus_client import Counter
 
+from cache import metrics
 from cache.photos import PhotoCache
 from cache.transforms import Resizer
 from trenchcoat import media_types
@@ -45,9 +45,6 @@ from trenchcoat.urls import MalformedURL, component, parse_path
 
 log = logging.getLogger(__name__)
 
-RESPONSES = Counter("trenchcoat_cache_http_responses_total",
-                    "Photo HTTP responses, by status and what the cache did (hit, admitted, miss, -).",
-                    ["status", "cache"])
 
 VIA_CDN_HEADER = "X-Trenchcoat-Via-CDN"
 CACHE_HEADER = "X-Trenchcoat-Cache"
@@ -145,5 +142,5 @@ class Gateway:
 
     @staticmethod
     def _done(response: web.Response, cache: str) -> web.Response:
-        RESPONSES.labels(str(response.status), cache).inc()
+        metrics.RESPONSES.labels(str(response.status), cache).inc()
         return response

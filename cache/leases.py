@@ -22,12 +22,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
-from trenchcoat.errors import NotFound, Unavailable
+from cache.errors import LeaseWaitExpired
+from trenchcoat.errors import NotFound
 from trenchcoat.store_types import Blob
-
-
-class LeaseWaitExpired(Unavailable):
-    """Raised to a waiter when the lease holder did not finish within the wait bound."""
 
 
 @dataclass

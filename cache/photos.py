@@ -24,8 +24,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from prometheus_client import Counter, Gauge
-
+from cache import metrics
 from cache.leases import LeaseTable
 from cache.lru import ByteLRU
 from trenchcoat.clients.directory import ReplicaView, VolumeView
@@ -41,16 +40,6 @@ from trenchcoat.store_types import Blob
 
 log = logging.getLogger(__name__)
 
-HITS = Counter("trenchcoat_cache_hits_total", "Reads served from memory.")
-MISSES = Counter("trenchcoat_cache_misses_total", "Reads not in memory.")
-LEASE_GRANTS = Counter("trenchcoat_cache_lease_grants_total", "Leases granted (Store reads on a miss).")
-LEASE_WAITS = Counter("trenchcoat_cache_lease_waits_total", "Misses that waited for another reader's lease.")
-ADMITTED = Counter("trenchcoat_cache_admissions_total", "Photos admitted into memory.")
-NOT_ADMITTED = Counter("trenchcoat_cache_not_admitted_total", "Misses not admitted, by reason.", ["reason"])
-FAILOVERS = Counter("trenchcoat_cache_replica_failovers_total", "Store reads moved to another replica.")
-WARM_READS = Counter("trenchcoat_cache_warm_reads_total", "Misses of warm volumes read from f4 (never admitted).")
-BYTES = Gauge("trenchcoat_cache_bytes", "Photo bytes held.")
-ENTRIES = Gauge("trenchcoat_cache_entries", "Photos held.")
 
 
 class Reader(Protocol):
@@ -106,14 +95,14 @@ class PhotoCache:
             if cookie != needle.cookie:
                 raise NeedleNotFound(f"{needle} not found")
             self.hits += 1
-            HITS.inc()
+            metrics.HITS.inc()
             return Served(blob, hit=True, admitted=False)
         self.misses += 1
-        MISSES.inc()
+        metrics.MISSES.inc()
         lease_key = (needle.key, needle.alternate_key, needle.cookie)
         lease = self.leases.acquire(lease_key)
         if lease is None:
-            LEASE_WAITS.inc()
+            metrics.LEASE_WAITS.inc()
             blob, valid = await self.leases.wait(lease_key)
             # Another reader's answer; a user-direct read still admits it when eligible.
             admitted = False
@@ -124,7 +113,7 @@ class PhotoCache:
                     volume = None  # the read succeeded; only its admission is in doubt
                 admitted = self._admit(needle, volume, blob, kept_out)
             return Served(blob, hit=False, admitted=admitted)
-        LEASE_GRANTS.inc()
+        metrics.LEASE_GRANTS.inc()
         try:
             volume = await self._volumes.volume(needle.logical_volume)
             blob = await self._fetch(machine_id, needle, volume)
@@ -142,16 +131,16 @@ class PhotoCache:
         """Admits the photo if it may be kept; ``kept_out`` names why it may not be
         (``via_cdn``, ``internal``) or is empty."""
         if kept_out:
-            NOT_ADMITTED.labels(kept_out).inc()
+            metrics.NOT_ADMITTED.labels(kept_out).inc()
             return False
         if volume is None or not volume.writable:
-            NOT_ADMITTED.labels("read_only_volume").inc()
+            metrics.NOT_ADMITTED.labels("read_only_volume").inc()
             return False
         if not self.lru.put((needle.key, needle.alternate_key), (needle.cookie, blob), len(blob.data)):
-            NOT_ADMITTED.labels("too_large").inc()
+            metrics.NOT_ADMITTED.labels("too_large").inc()
             return False
         self._alts.setdefault(needle.key, set()).add(needle.alternate_key)
-        ADMITTED.inc()
+        metrics.ADMITTED.inc()
         self._gauges()
         return True
 
@@ -164,7 +153,7 @@ class PhotoCache:
         if volume.state == "warm":
             if self._warm is None:
                 raise Unavailable(f"volume {needle.logical_volume} is warm and this cache has no f4 to read it from")
-            WARM_READS.inc()
+            metrics.WARM_READS.inc()
             return await self._warm.read(needle)
         named = volume.replica_on(machine_id)
         others = [r for r in volume.replicas if r is not named]
@@ -176,7 +165,7 @@ class PhotoCache:
         damaged = 0
         for i, replica in enumerate(order):
             if i:
-                FAILOVERS.inc()
+                metrics.FAILOVERS.inc()
             try:
                 return await self._reader.read(replica, needle)
             except (NeedleNotFound, InvalidArgument):
@@ -199,5 +188,5 @@ class PhotoCache:
         return dropped
 
     def _gauges(self) -> None:
-        BYTES.set(self.lru.bytes)
-        ENTRIES.set(len(self.lru))
+        metrics.BYTES.set(self.lru.bytes)
+        metrics.ENTRIES.set(len(self.lru))

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import zlib
 
-from prometheus_client import Counter
-
+from cache import metrics
 from trenchcoat.clients.transformer import Transformed, TransformerClient
 from trenchcoat.errors import Unavailable
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.singleflight import SingleFlight
 from trenchcoat.transforms import TransformSpec, check_allowed
-
-TRANSFORMS = Counter("trenchcoat_cache_transforms_total",
-                     "Resizes on read, by outcome (ok, shared: answered by one under way, failed).", ["outcome"])
 
 
 class Resizer:
@@ -41,9 +37,9 @@ class Resizer:
         try:
             out = await self._flights.run(key, lambda: self._call(photo, data, spec))
         except BaseException:
-            TRANSFORMS.labels("failed").inc()
+            metrics.TRANSFORMS.labels("failed").inc()
             raise
-        TRANSFORMS.labels("shared" if shared else "ok").inc()
+        metrics.TRANSFORMS.labels("shared" if shared else "ok").inc()
         return out
 
     async def _call(self, photo: str, data: bytes, spec: TransformSpec) -> Transformed:

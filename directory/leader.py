@@ -33,9 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from prometheus_client import Counter, Gauge
-
-from directory import policy
+from directory import metrics, policy
 from directory.migration import REQUESTED_REASON, Migration
 from directory.model import ClusterMap, PlacementError, Replica, State, Volume
 from directory.state import DirectoryState
@@ -48,19 +46,6 @@ from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
-IS_LEADER = Gauge("trenchcoat_directory_is_leader", "1 while this directory process is the elected leader.")
-PROBES = Counter("trenchcoat_directory_probes_total", "Store probes by outcome.", ["outcome"])
-STORES_DOWN = Counter("trenchcoat_directory_stores_marked_down_total", "Stores marked down by the pitchfork.")
-VOLUMES_CREATED = Counter("trenchcoat_directory_volumes_created_total", "Logical volumes created.")
-PLACEMENT_FAILURES = Counter(
-    "trenchcoat_directory_placement_failures_total", "Volume creations refused for want of racks."
-)
-REPAIRS = Counter("trenchcoat_directory_repairs_total", "Replica repairs by outcome.", ["outcome"])
-REPAIRED_BYTES = Counter("trenchcoat_directory_repaired_bytes_total", "Bytes copied by replica repairs.")
-WRITABLE = Gauge("trenchcoat_directory_writable_volumes",
-                 "Writable logical volumes in the map, as the leader saw it at its last growth pass.")
-MIN_WRITABLE = Gauge("trenchcoat_directory_min_writable_volumes",
-                     "directory.min_writable_volumes: the leader grows volumes while fewer are writable.")
 
 
 class Leader(PeriodicWorker):
@@ -97,7 +82,7 @@ class Leader(PeriodicWorker):
         try:
             await super().run()
         finally:
-            IS_LEADER.set(0)
+            metrics.IS_LEADER.set(0)
 
     async def shutdown(self) -> None:
         """Ends the loop (waiting for a tick under way), the repairs and the move under way,
@@ -112,10 +97,10 @@ class Leader(PeriodicWorker):
         await self.election.shutdown()
         if self._election_task is not None:
             await asyncio.gather(self._election_task, return_exceptions=True)
-        IS_LEADER.set(0)
+        metrics.IS_LEADER.set(0)
 
     async def tick(self) -> None:
-        IS_LEADER.set(1 if self.election.held.is_set() else 0)
+        metrics.IS_LEADER.set(1 if self.election.held.is_set() else 0)
         if self.election.held.is_set():
             await self.lead()
 
@@ -159,14 +144,14 @@ class Leader(PeriodicWorker):
         verdict = policy.judge_probes(cmap, probes, self._failures, self._config.probe_failures)
         self._failures = verdict.failures
         for probe in results:
-            PROBES.labels("ok" if probe.volumes is not None else "failed").inc()
+            metrics.PROBES.labels("ok" if probe.volumes is not None else "failed").inc()
             if probe.volumes is None:
                 self._reports.pop(probe.machine_id, None)
             else:
                 self._reports[probe.machine_id] = dict(probe.volumes)
         for store, why in verdict.down:
             log.error("store %d (%s) is down: %s", store.machine_id, store.address, why)
-            STORES_DOWN.inc()
+            metrics.STORES_DOWN.inc()
             await self._state.set_machine(store, down=True, reason=why)
         for store in verdict.up:
             if store.down:
@@ -224,15 +209,15 @@ class Leader(PeriodicWorker):
             plan = policy.plan_repair(copies)
             if plan is None:
                 log.error("logical volume %d: no replica holds it; it cannot be repaired", volume.id)
-                REPAIRS.labels("failed").inc()
+                metrics.REPAIRS.labels("failed").inc()
                 return
             for machine_id in plan.targets:
                 log.info("logical volume %d: refilling the copy on store %d from store %d",
                          volume.id, machine_id, plan.source)
                 copied = await self._stores.repair(addresses[machine_id], volume.id, addresses[plan.source],
                                                    self._config.repair_chunk_bytes)
-                REPAIRS.labels("ok").inc()
-                REPAIRED_BYTES.inc(copied)
+                metrics.REPAIRS.labels("ok").inc()
+                metrics.REPAIRED_BYTES.inc(copied)
             if plan.targets:
                 return  # compared again on the next tick, from fresh reports
             source = copies[plan.source]
@@ -255,21 +240,21 @@ class Leader(PeriodicWorker):
                      "writable again" if state is State.WRITABLE else f"read-only ({reason})")
             self._refresh()
         except TrenchcoatError as exc:
-            REPAIRS.labels("failed").inc()
+            metrics.REPAIRS.labels("failed").inc()
             log.warning("logical volume %d: repair failed, will retry: %s", volume.id, exc)
 
     # --- growth ------------------------------------------------------------------------
 
     async def grow(self, cmap: ClusterMap) -> None:
-        WRITABLE.set(len(cmap.writable()))
-        MIN_WRITABLE.set(self._config.min_writable_volumes)
+        metrics.WRITABLE.set(len(cmap.writable()))
+        metrics.MIN_WRITABLE.set(self._config.min_writable_volumes)
         try:
             plans = policy.plan_growth(cmap, self._config.min_writable_volumes, self._config.replicas,
                                        self._failures, self._rng)
         except PlacementError as exc:
             if str(exc) != self.placement_error:
                 log.error("cannot create volumes: %s", exc)
-            PLACEMENT_FAILURES.inc()
+            metrics.PLACEMENT_FAILURES.inc()
             self.placement_error = str(exc)
             return
         self.placement_error = ""
@@ -289,7 +274,7 @@ class Leader(PeriodicWorker):
                 created_ms=int(time.time() * 1000),
             )
             await self._state.add_volume(volume)
-            VOLUMES_CREATED.inc()
+            metrics.VOLUMES_CREATED.inc()
             log.info("created logical volume %d on stores %s (racks %s)", volume_id,
                      [s.machine_id for s in chosen], [s.rack for s in chosen])
 

@@ -25,29 +25,22 @@ import logging
 import time
 from dataclasses import replace
 
-from prometheus_client import Counter, Gauge
-
+from directory import metrics
+from directory.errors import VolumeUnderRepair
 from directory.model import ClusterMap, State, Volume
 from directory.state import DirectoryState
 from trenchcoat.clients.f4 import F4Client
 from trenchcoat.clients.store import StoreClient
 from trenchcoat.config import F4Config
-from trenchcoat.errors import FailedPrecondition, TrenchcoatError
+from trenchcoat.errors import TrenchcoatError
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Counter("trenchcoat_directory_f4_migrations_total",
-                     "Steps of moving volumes into f4, by step (sealed, encoded, warm, freed) and outcome.",
-                     ["step", "outcome"])
-MIGRATING = Gauge("trenchcoat_directory_f4_migrating", "Volumes sealed and not yet warm (being moved into f4).")
 
 REQUESTED_REASON = "moving into f4 on request"
 """Why a writable volume asked for in f4 turned read-only (shown by ``trenchcoat volumes``)."""
 
 
-class VolumeUnderRepair(FailedPrecondition):
-    """Raised when a volume asked for in f4 is being repaired: its replicas may differ, so
-    none of them may be encoded until the leader has made them match."""
 
 
 def requested(volume: Volume) -> Volume | None:
@@ -105,7 +98,7 @@ class Migration:
         # the store without holding up the volumes behind it.
         candidates = [v for v in cmap.volumes.values() if due(v, now, self._config, self._full_ratio)
                       and not (v.state is State.WARM and not all(cmap.alive(r.machine_id) for r in v.replicas))]
-        MIGRATING.set(sum(v.state is State.SEALED for v in cmap.volumes.values()))
+        metrics.MIGRATING.set(sum(v.state is State.SEALED for v in cmap.volumes.values()))
         if not candidates:
             return None
         return min(candidates, key=lambda v: (v.state is State.READ_ONLY, not v.warm_requested, v.created_ms, v.id))
@@ -114,7 +107,7 @@ class Migration:
         """Takes ``volume`` as far as it can go now."""
         if volume.state is State.READ_ONLY:
             volume = await self._transition(volume.id, State.READ_ONLY, State.SEALED, "moving into f4")
-            MIGRATIONS.labels("sealed", "ok").inc()
+            metrics.MIGRATIONS.labels("sealed", "ok").inc()
             log.info("logical volume %d sealed: moving into f4", volume.id)
         if volume.state is State.SEALED:
             try:
@@ -133,15 +126,15 @@ class Migration:
                                     volume.id, replica.machine_id, exc)
                 done = await self._f4.encode_volume(volume.id)
             except TrenchcoatError as exc:
-                MIGRATIONS.labels("encoded", "failed").inc()
+                metrics.MIGRATIONS.labels("encoded", "failed").inc()
                 log.warning("logical volume %d: encode into f4 failed, will retry (it is served hot): %s",
                             volume.id, exc)
                 return
-            MIGRATIONS.labels("encoded", "ok").inc()
+            metrics.MIGRATIONS.labels("encoded", "ok").inc()
             log.info("logical volume %d encoded into f4: %d blobs in %d stripes, %.2fx on disk", volume.id,
                      done.blobs, done.stripes, done.stored_bytes / max(done.logical_bytes, 1))
             volume = await self._transition(volume.id, State.SEALED, State.WARM, "in f4")
-            MIGRATIONS.labels("warm", "ok").inc()
+            metrics.MIGRATIONS.labels("warm", "ok").inc()
         if volume.state is State.WARM and volume.replicas:
             if time.time() * 1000 < volume.warm_ms + self._config.free_after_s * 1000:
                 return  # caches are still learning that it is warm
@@ -168,7 +161,7 @@ class Migration:
                 log.warning("logical volume %d: freeing its hot copy on store %d failed, will retry: %s",
                             volume.id, replica.machine_id, exc)
         if left:
-            MIGRATIONS.labels("freed", "failed").inc()
+            metrics.MIGRATIONS.labels("freed", "failed").inc()
             return
 
         def drop(v: Volume) -> Volume | None:
@@ -177,6 +170,6 @@ class Migration:
             return replace(v, replicas=(), freed_machines=tuple(sorted(r.machine_id for r in v.replicas)))
 
         await self._state.update_volume(volume.id, drop)
-        MIGRATIONS.labels("freed", "ok").inc()
+        metrics.MIGRATIONS.labels("freed", "ok").inc()
         log.info("logical volume %d: hot replicas freed (stores %s); it lives in f4",
                  volume.id, [r.machine_id for r in volume.replicas])

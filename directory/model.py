@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from directory.errors import PlacementError
 from trenchcoat.choice import roomier_of_two
 
 
@@ -133,8 +134,6 @@ class Volume:
         return max(0, self.capacity_bytes - self.used_bytes)
 
 
-class PlacementError(Exception):
-    """Raised when a volume's replicas cannot be put on distinct racks."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,12 @@ import itertools
 import random
 
 from directory import migration
+from directory.errors import MigrationOff, NoWritableVolume
 from directory.leader import Leader
 from directory.model import ClusterMap, State, Volume, choose_for_write
 from directory.state import DirectoryState
 from directory.view import MapView
-from trenchcoat.errors import FailedPrecondition, InvalidArgument, Unavailable
+from trenchcoat.errors import InvalidArgument, Unavailable
 from trenchcoat.v1 import directory_pb2 as pb
 from trenchcoat.v1 import directory_pb2_grpc
 
@@ -25,13 +26,8 @@ _STATES = {
 }
 
 
-class NoWritableVolume(Unavailable):
-    """Raised when no writable volume has room; retry shortly (the leader grows more)."""
 
 
-class MigrationOff(FailedPrecondition):
-    """Raised when a volume is asked for in f4 of a directory that does not move volumes
-    there (f4.migrate is off)."""
 
 
 def logical_volume(cmap: ClusterMap, volume: Volume, replicas=None) -> pb.LogicalVolume:

@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from directory.errors import VolumeMissing
 from directory.model import ClusterMap, State, Store, Volume
-from trenchcoat.errors import FailedPrecondition, NotFound
+from trenchcoat.errors import FailedPrecondition
 from trenchcoat.etcd import Etcd
 
 log = logging.getLogger(__name__)
@@ -18,8 +19,6 @@ log = logging.getLogger(__name__)
 _CAS_ATTEMPTS = 20
 
 
-class VolumeMissing(NotFound):
-    """Raised for a logical volume id the Directory does not know."""
 
 
 class DirectoryState:

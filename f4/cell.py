@@ -30,9 +30,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, S
 from dataclasses import dataclass
 
 import crc32c
-from prometheus_client import Counter
 
-from f4 import crypto
+from f4 import crypto, metrics
 from f4 import manifest as manifest_io
 from f4.layout import Extent, Geometry, place
 from f4.manifest import Blob, Manifest, Stripe
@@ -56,8 +55,6 @@ KEY_BATCH = 32
 KEY_BATCH_BYTES = 16 * 1024 * 1024
 """Most bytes of blobs an encode holds while their keys are asked for."""
 
-DEGRADED_READS = Counter("trenchcoat_f4_degraded_reads_total",
-                         "Extents of warm reads whose data block failed or was slow, rebuilt from 10 others.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,7 +243,7 @@ class Cell:
             direct = None
             log.debug("%s on %s failed (%s); rebuilding bytes %d+%d from the stripe", block, node, exc,
                       extent.offset, extent.length)
-        DEGRADED_READS.inc()
+        metrics.DEGRADED_READS.inc()
         rebuild = asyncio.ensure_future(self.reconstruct(volume_id, stripe, extent))
         try:
             if direct is not None:

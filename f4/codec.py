@@ -26,7 +26,8 @@ from collections.abc import Mapping, Sequence
 
 from pyeclib.ec_iface import ECDriver
 
-from trenchcoat.errors import InvalidArgument, Unavailable
+from f4.errors import TooFewBlocks
+from trenchcoat.errors import InvalidArgument
 from trenchcoat.f4_types import DATA_BLOCKS, PARITY_BLOCKS, STRIPE_BLOCKS
 
 K = DATA_BLOCKS
@@ -37,8 +38,6 @@ N = STRIPE_BLOCKS
 BACKEND = "isa_l_rs_vand"
 
 
-class TooFewBlocks(Unavailable):
-    """Raised when fewer than K blocks of a stripe are at hand: the range cannot be rebuilt."""
 
 
 @functools.cache

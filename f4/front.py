@@ -26,10 +26,9 @@ import time
 from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import Gauge
-
+from f4 import metrics
 from f4.cell import Node, PlainBlob, WarmRead
-from f4.geo import PAIRS, Region
+from f4.geo import Region
 from f4.hot import live_needles
 from f4.manifest import MANIFEST_STRIPE, Manifest
 from trenchcoat.clients.directory import DirectoryClient
@@ -55,7 +54,6 @@ RELOAD_AFTER_S = 5.0
 Source = Callable[[], AsyncIterable[PlainBlob]]
 """A way to read a volume's live blobs from the start (a hot replica's export)."""
 
-ENCODING = Gauge("trenchcoat_f4_encode_in_progress", "Volume encodes under way, and their progress.", ["part"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,12 +125,12 @@ class Front:
             return await self.encode_from(logical_volume, sources)
         finally:
             self._encoding.discard(logical_volume)
-            ENCODING.labels("volumes").set(len(self._encoding))
+            metrics.ENCODING.labels("volumes").set(len(self._encoding))
 
     async def encode_from(self, logical_volume: int, sources: Sequence[tuple[str, Source]]) -> Encoded:
         """Encodes the volume from the first of ``sources`` (name, the blobs) that gives it
         whole, checks every blob reads back, and pairs it in XOR mode."""
-        ENCODING.labels("volumes").set(len(self._encoding))
+        metrics.ENCODING.labels("volumes").set(len(self._encoding))
         await self.refresh_nodes()
         try:
             manifest: Manifest | None = await self.manifest(logical_volume, fresh=True)
@@ -156,19 +154,19 @@ class Front:
                 raise Unavailable(f"no replica of volume {logical_volume} could be encoded: {'; '.join(failures)}")
         assert manifest is not None
         cell = self.region.cell(manifest.cell)
-        ENCODING.labels("blobs").set(len(manifest.blobs))
+        metrics.ENCODING.labels("blobs").set(len(manifest.blobs))
         for checked, ((key, alt), blob) in enumerate(manifest.blobs.items(), 1):
             try:
                 await cell.read(manifest, key, alt, blob.cookie)  # checks the hot tier's CRC
             except NeedleNotFound:
                 pass  # deleted while the volume was encoded: its key is gone, as it should be
-            ENCODING.labels("checked").set(checked)
+            metrics.ENCODING.labels("checked").set(checked)
         self._remember(manifest)
         if partner is not None:
             try:
                 self._remember(await self.region.pair(partner, manifest))
             except TrenchcoatError as exc:
-                PAIRS.labels("failed").inc()
+                metrics.PAIRS.labels("failed").inc()
                 log.warning("volumes %d and %d could not be paired now (each is whole in its own cell; a later "
                             "encode pairs them): %s", partner.volume_id, logical_volume, exc)
         stored = manifest.stored_bytes

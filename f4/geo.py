@@ -25,9 +25,9 @@ import logging
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from prometheus_client import Counter
 
 from f4 import manifest as manifest_io
+from f4 import metrics
 from f4.cell import Cell, Fallback, Node
 from f4.layout import Extent, Geometry, place
 from f4.manifest import Manifest, Stripe, xor_volume_id
@@ -37,10 +37,6 @@ from trenchcoat.f4_types import BlockId
 
 log = logging.getLogger(__name__)
 
-XOR_READS = Counter("trenchcoat_f4_xor_reads_total",
-                    "Extents of warm reads served from the buddy volume and the XOR (their own cell could not).")
-PAIRS = Counter("trenchcoat_f4_xor_pairs_total", "Volume pairs whose XOR was written to the XOR cell, by outcome.",
-                ["outcome"])
 
 
 def xor(a: bytes, b: bytes) -> bytes:
@@ -139,7 +135,7 @@ class Region:
         for this, other in ((first, second), (second, first)):
             this.buddy, this.xor = other.volume_id, out.volume_id
             await manifest_io.rewrite(self._storage, this, also=copies)
-        PAIRS.labels("ok").inc()
+        metrics.PAIRS.labels("ok").inc()
         log.info("volumes %d (cell %s) and %d (cell %s) paired: their XOR is volume %#x in cell %s",
                  first.volume_id, first.cell, second.volume_id, second.cell, out.volume_id, out.cell)
         return out
@@ -157,7 +153,7 @@ class Region:
             ours, theirs = await asyncio.gather(
                 self._range(xor_manifest, stripe.number, extent),
                 self._range(buddy, stripe.number, extent))
-            XOR_READS.inc()
+            metrics.XOR_READS.inc()
             return xor(ours, theirs)[:extent.length]
 
         return from_buddy

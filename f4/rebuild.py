@@ -28,32 +28,25 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import crc32c
-from prometheus_client import Counter, Gauge
 
 from f4 import manifest as manifest_io
+from f4 import metrics
+from f4.errors import RebuildInterrupted
 from f4.layout import place
 from f4.manifest import Manifest, Stripe
 from f4.reconstruct import reconstruct
 from trenchcoat.clients.f4 import F4StorageClient
-from trenchcoat.errors import DataLoss, InvalidArgument, TrenchcoatError, Unavailable
+from trenchcoat.errors import DataLoss, InvalidArgument, TrenchcoatError
 from trenchcoat.f4_types import BlockId
 from trenchcoat.workers import keep_pace
 
 log = logging.getLogger(__name__)
 
-REBUILD_BYTES = Counter("trenchcoat_f4_rebuild_bytes_total", "Bytes of blocks rebuilt whole.")
-REBUILDS = Counter("trenchcoat_f4_rebuilds_total", "Whole-block rebuilds, by outcome.", ["outcome"])
-THROTTLE = Gauge("trenchcoat_f4_rebuild_throttle_bytes_per_s", "Bytes a second whole-block rebuilds may read.")
-IN_PROGRESS = Gauge("trenchcoat_f4_rebuild_in_progress_bytes", "Bytes of the block being rebuilt now, done and all.",
-                    ["part"])
 
 STEP = 1024 * 1024
 """Bytes of a block rebuilt per step by default (the throttle's and the journal's grain)."""
 
 
-class RebuildInterrupted(Unavailable):
-    """Raised when a rebuild stops midway because its process is shutting down (the
-    journal keeps what was done; the next start carries on)."""
 
 
 @dataclass
@@ -189,7 +182,7 @@ class Rebuilder:
         self._storage = storage
         self.step_bytes = step_bytes
         self.bytes_per_s = bytes_per_s
-        THROTTLE.set(bytes_per_s)
+        metrics.THROTTLE.set(bytes_per_s)
         self.journal = journal
         self._stopping = stopping
         self.progress: list[Progress] = []
@@ -234,9 +227,9 @@ class Rebuilder:
                                step_crcs=[*progress.step_crcs, crc32c.crc32c(done.data)])
                 await self.journal.append(kept, done.data)  # counted done only once durable
                 progress.done_bytes, progress.step_crcs = kept.done_bytes, kept.step_crcs
-                REBUILD_BYTES.inc(length)
-                IN_PROGRESS.labels("done").set(progress.done_bytes)
-                IN_PROGRESS.labels("total").set(size)
+                metrics.REBUILD_BYTES.inc(length)
+                metrics.IN_PROGRESS.labels("done").set(progress.done_bytes)
+                metrics.IN_PROGRESS.labels("total").set(size)
                 await keep_pace(began, done.bytes_read, self.bytes_per_s)
             data = await self.journal.read(block)
             if len(data) != size:
@@ -252,14 +245,14 @@ class Rebuilder:
             await self.journal.finish(block)
         except TrenchcoatError as exc:
             progress.error = str(exc)
-            REBUILDS.labels("interrupted" if isinstance(exc, RebuildInterrupted) else "failed").inc()
+            metrics.REBUILDS.labels("interrupted" if isinstance(exc, RebuildInterrupted) else "failed").inc()
             raise
         finally:
-            IN_PROGRESS.labels("done").set(0)
-            IN_PROGRESS.labels("total").set(0)
+            metrics.IN_PROGRESS.labels("done").set(0)
+            metrics.IN_PROGRESS.labels("total").set(0)
         progress.finished = True
         progress.error = ""
-        REBUILDS.labels("ok").inc()
+        metrics.REBUILDS.labels("ok").inc()
         log.info("%s rebuilt (%d bytes, %d taken over from an earlier run) on %s in domain %s", block, size,
                  progress.resumed_bytes, node, domain)
         return progress

@@ -16,21 +16,10 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Histogram
-
-from f4 import codec
+from f4 import codec, metrics
 from trenchcoat.clients.f4 import F4StorageClient
 from trenchcoat.errors import InvalidArgument, StripeUnavailable, TrenchcoatError
 from trenchcoat.f4_types import BlockId
-
-RECONSTRUCTIONS = Counter("trenchcoat_f4_reconstructions_total",
-                          "Byte ranges of lost blocks rebuilt from 10 other blocks, by outcome.", ["outcome"])
-RECONSTRUCT_BYTES = Counter("trenchcoat_f4_reconstruct_bytes_read_total",
-                            "Bytes read from surviving blocks to rebuild ranges of lost blocks.")
-RECONSTRUCTED_BYTES = Counter("trenchcoat_f4_reconstructed_bytes_total", "Bytes of lost blocks rebuilt by range.")
-READ_PER_RECONSTRUCTION = Histogram(
-    "trenchcoat_f4_reconstruct_read_bytes", "Bytes read from surviving blocks by one reconstruction.",
-    buckets=(16e3, 64e3, 256e3, 1e6, 4e6, 16e6, 64e6, 256e6))
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +54,15 @@ async def reconstruct(storage: F4StorageClient, block: BlockId, sources: Sequenc
         batch, candidates = candidates[:codec.K - len(ranges)], candidates[codec.K - len(ranges):]
         await asyncio.gather(*(fetch(i) for i in batch))
     read = length * len(ranges)
-    RECONSTRUCT_BYTES.inc(read)
+    metrics.RECONSTRUCT_BYTES.inc(read)
     if len(ranges) < codec.K:
-        RECONSTRUCTIONS.labels("unavailable").inc()
+        metrics.RECONSTRUCTIONS.labels("unavailable").inc()
         raise StripeUnavailable(
             f"stripe {block.stripe} of warm volume {block.volume}: block {block.index} failed and only "
             f"{len(ranges)} of the other {codec.N - 1} blocks answered ({'; '.join(failures)}); "
             f"{codec.K} are needed to rebuild it; retry when the nodes are back")
     data = codec.rebuild(ranges, [block.index])[block.index]
-    RECONSTRUCTIONS.labels("rebuilt").inc()
-    RECONSTRUCTED_BYTES.inc(length)
-    READ_PER_RECONSTRUCTION.observe(read)
+    metrics.RECONSTRUCTIONS.labels("rebuilt").inc()
+    metrics.RECONSTRUCTED_BYTES.inc(length)
+    metrics.READ_PER_RECONSTRUCTION.observe(read)
     return Rebuilt(data, read)

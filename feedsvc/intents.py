@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Gauge
-
+from feedsvc import metrics
 from feedsvc.follows import Follows
 from feedsvc.model import Intent, IntentKind
 from feedsvc.posts import Posts
@@ -24,11 +23,6 @@ from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
-FINISHED = Counter("trenchcoat_feed_intents_total",
-                   "Follow-ups finished by the sweeper (follow: an edge changed; delete: a post deleted), by "
-                   "outcome (done, retry).", ["kind", "outcome"])
-PENDING = Gauge("trenchcoat_feed_intents_pending",
-                "Follow-ups of committed changes not known to be done (as of the last sweep).")
 
 BATCH = 200
 """Intents one pass claims."""
@@ -47,7 +41,7 @@ class IntentSweeper(PeriodicWorker):
     async def tick(self) -> None:
         for intent in await self._records.claim_intents(BATCH, hold_s=self._hold_s):
             await self.finish(intent)
-        PENDING.set(await self._records.pending_intents())
+        metrics.INTENTS_PENDING.set(await self._records.pending_intents())
 
     async def finish(self, intent: Intent) -> bool:
         """One attempt at an intent's follow-up; True when done (the intent is gone)."""
@@ -58,12 +52,12 @@ class IntentSweeper(PeriodicWorker):
             else:
                 await self._posts.settle_delete(intent.a)
         except TrenchcoatError as exc:
-            FINISHED.labels(kind, "retry").inc()
+            metrics.INTENTS_FINISHED.labels(kind, "retry").inc()
             retry_in = RETRY.pause(intent.attempts)
             log.warning("follow-up %s %d/%d not done yet (retry in %.1fs): %s", kind, intent.a, intent.b,
                         retry_in, exc)
             await self._records.postpone_intent(intent, str(exc), retry_in)
             return False
         await self._records.finish_intent(intent)
-        FINISHED.labels(kind, "done").inc()
+        metrics.INTENTS_FINISHED.labels(kind, "done").inc()
         return True

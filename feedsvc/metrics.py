@@ -23,3 +23,12 @@ REBUILDS = Counter("trenchcoat_feed_rebuilds_total", "Redis keys rebuilt from Po
 HYDRATION = Counter("trenchcoat_feed_hydration_total",
                     "Hydrated entries: hit (in the metadata cache), miss, lease_grant, lease_wait, unhydrated (facts "
                     "not to be had now), changed (facts dropped while fetched: shown, not cached).", ["outcome"])
+
+
+INTENTS_FINISHED = Counter("trenchcoat_feed_intents_total",
+                   "Follow-ups finished by the sweeper (follow: an edge changed; delete: a post deleted), by "
+                   "outcome (done, retry).", ["kind", "outcome"])
+
+
+INTENTS_PENDING = Gauge("trenchcoat_feed_intents_pending",
+                "Follow-ups of committed changes not known to be done (as of the last sweep).")

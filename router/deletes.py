@@ -20,8 +20,8 @@ import asyncio
 import logging
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter, Gauge
 
+from router import metrics
 from router.metadata import MediaStore, PendingDelete
 from trenchcoat import media_facts
 from trenchcoat.backoff import Backoff
@@ -35,10 +35,6 @@ from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = Counter("trenchcoat_router_delete_attempts_total",
-                   "Attempts to carry out a journalled delete, by outcome (done, retry).", ["outcome"])
-PENDING = Gauge("trenchcoat_router_deletes_pending",
-                "Journalled deletes not yet carried out on every replica and cache (as of the last pass).")
 
 BATCH = 100
 """Journal entries one pass claims."""
@@ -67,14 +63,14 @@ class DeleteJournal(PeriodicWorker):
         try:
             await self._apply(entry)
         except TrenchcoatError as exc:
-            ATTEMPTS.labels("retry").inc()
+            metrics.DELETE_ATTEMPTS.labels("retry").inc()
             retry_in = Backoff(base_s=self.interval_s, max_s=self._max_backoff_s).pause(entry.attempts + 1)
             log.warning("delete of %d not carried out everywhere yet (retry in %.1fs): %s",
                         entry.media_id, retry_in, exc)
             await self._media.delay_delete(entry, str(exc), retry_in)
             return False
         await self._media.finish_delete(entry)
-        ATTEMPTS.labels("done").inc()
+        metrics.DELETE_ATTEMPTS.labels("done").inc()
         return True
 
     async def _apply(self, entry: PendingDelete) -> None:
@@ -125,4 +121,4 @@ class DeleteJournal(PeriodicWorker):
     async def tick(self) -> None:
         for entry in await self._media.claim_deletes(BATCH, hold_s=self._max_backoff_s):
             await self.carry_out(entry)
-        PENDING.set(await self._media.pending_deletes())
+        metrics.DELETES_PENDING.set(await self._media.pending_deletes())

@@ -26,8 +26,8 @@ import hashlib
 import logging
 
 import redis.asyncio as aioredis
-from prometheus_client import Counter
 
+from router import metrics
 from router.deletes import DeleteJournal
 from router.errors import MediaNotFound
 from router.metadata import MediaState, MediaStore, RenditionRow
@@ -40,12 +40,6 @@ from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
-ENQUEUED = Counter("trenchcoat_router_rendition_jobs_enqueued_total",
-                   "Rendition jobs the router enqueued, by cause (upload, sweep) and outcome (new, known, failed).",
-                   ["cause", "outcome"])
-STORED = Counter("trenchcoat_router_renditions_stored_total",
-                 "Renditions stored, by outcome (new; kept: one was recorded before; gone: the media was deleted).",
-                 ["outcome"])
 
 BACKLOG = 10_000
 """Uploads waiting to have their jobs enqueued; past it the oldest are dropped (the sweep
@@ -93,21 +87,21 @@ class RenditionWriter:
                                  width=width, height=height)
         recorded = await self._media.record_rendition(rendition)
         if recorded is not None and recorded[1]:
-            STORED.labels("new").inc()
+            metrics.STORED.labels("new").inc()
             return recorded
         if recorded is not None and recorded[0].logical_volume == volume:
             # The same needle written again where the recorded one is (same key, alternate
             # key and cookie, and the same bytes: rendering is deterministic): nothing stray.
-            STORED.labels("kept").inc()
+            metrics.STORED.labels("kept").inc()
             return recorded
         # Not recorded: this copy, on a volume of its own, is a stray nobody will be given
         # a URL for. (On the recorded one's volume it could not be flagged apart from it.)
         entry = await self._media.journal_stray(media_id, alternate_key, volume, needle.cookie)
         await self._deletes.carry_out(entry)
         if recorded is None:
-            STORED.labels("gone").inc()
+            metrics.STORED.labels("gone").inc()
             raise MediaNotFound(f"media {media_id} was deleted while its rendition {alternate_key} was stored")
-        STORED.labels("kept").inc()
+        metrics.STORED.labels("kept").inc()
         return recorded
 
     async def finish(self, media_id: int, recipe_version: int, failure: str, *, width: int = 0,
@@ -172,6 +166,6 @@ class RenditionDuties(PeriodicWorker):
         try:
             _, new = await self._queue.submit(job, force=force)
         except TrenchcoatError:
-            ENQUEUED.labels(cause, "failed").inc()
+            metrics.ENQUEUED.labels(cause, "failed").inc()
             raise
-        ENQUEUED.labels(cause, "new" if new else "known").inc()
+        metrics.ENQUEUED.labels(cause, "new" if new else "known").inc()

@@ -21,28 +21,20 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import asyncpg
-from prometheus_client import Counter
 
 from f4.crypto import new_key
+from f4.keystore import metrics
+from f4.keystore.errors import KeyDiscarded, KeyNotFound
 from trenchcoat import pgmigrate
-from trenchcoat.errors import FailedPrecondition, NotFound
 from trenchcoat.ids import to_signed
 
 DISCARDED = b""
 """What the cache holds for a discarded key."""
 
-KEYS_CREATED = Counter("trenchcoat_f4_keys_created_total",
-                       "Blob keys made (a blob's first CreateKey; a repeat returns the same key and is not counted).")
-KEYS_DISCARDED = Counter("trenchcoat_f4_keys_discarded_total",
-                         "Blob keys discarded (blobs deleted for good), counted once each when the discard commits.")
 
 
-class KeyNotFound(NotFound):
-    """Raised when a blob has no key: never made, or discarded (the blob is deleted)."""
 
 
-class KeyDiscarded(FailedPrecondition):
-    """Raised when a key is asked to be made for a blob whose key was discarded."""
 
 
 class Keys(pgmigrate.Database):
@@ -106,7 +98,7 @@ class Keys(pgmigrate.Database):
                     "SELECT coalesce(blob_key, ''::bytea) FROM f4_keys WHERE needle_key = $1 AND alternate_key = $2",
                     to_signed(key), alternate_key)
         if new:
-            KEYS_CREATED.inc()  # committed: the transaction above has ended without an error
+            metrics.KEYS_CREATED.inc()  # committed: the transaction above has ended without an error
         return bytes(made or b"")
 
     async def get(self, key: int, alternate_key: int) -> bytes:
@@ -155,5 +147,5 @@ class Keys(pgmigrate.Database):
             alts = set(self._alts.get(key, ())) if alternate_key is None else {alternate_key}
             for alt in alts:
                 self._forget((key, alt))
-        KEYS_DISCARDED.inc(len(rows))
+        metrics.KEYS_DISCARDED.inc(len(rows))
         return len(rows)

@@ -21,11 +21,10 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Gauge
-
 from f4 import manifest as manifest_io
 from f4.manifest import MANIFEST_STRIPE, Manifest
 from f4.rebuild import Progress, Rebuilder, RebuildInterrupted, target
+from f4.rebuilder import metrics
 from trenchcoat.clients.f4 import F4StorageClient
 from trenchcoat.errors import NotFound, TrenchcoatError
 from trenchcoat.f4_types import BlockId, BlockInfo
@@ -33,11 +32,6 @@ from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
-BLOCKS = Gauge("trenchcoat_f4_blocks", "Blocks of the cell's stripes by health at the last scan.", ["health"])
-ORPHANS_DELETED = Counter("trenchcoat_f4_orphan_blocks_deleted_total",
-                          "Copies of blocks left behind by moves (their node was away), deleted once seen.")
-UNHEALTHY_SINCE = Gauge("trenchcoat_f4_oldest_unhealthy_block_age_seconds",
-                        "Seconds the longest-unhealthy block has been so (0: every block is healthy).")
 
 
 class Health(enum.Enum):
@@ -175,15 +169,15 @@ class Scanner(PeriodicWorker):
         for block in [b for b in self._unhealthy_since if b not in self.health]:
             del self._unhealthy_since[block]
         for health in Health:
-            BLOCKS.labels(health.value).set(sum(h is health for h in self.health.values()))
+            metrics.BLOCKS.labels(health.value).set(sum(h is health for h in self.health.values()))
         for address, block in orphans(manifests, reports, self.health):
             try:
                 if await self._storage.delete_block(address, block):
-                    ORPHANS_DELETED.inc()
+                    metrics.ORPHANS_DELETED.inc()
                     log.info("%s on %s deleted: its manifest places it elsewhere now", block, address)
             except TrenchcoatError as exc:
                 log.warning("%s on %s (left behind by a move) could not be deleted: %s", block, address, exc)
-        UNHEALTHY_SINCE.set(max((now - t for t in self._unhealthy_since.values()), default=0))
+        metrics.UNHEALTHY_SINCE.set(max((now - t for t in self._unhealthy_since.values()), default=0))
         # Stamped before the rebuilds, which may take many minutes: the counts are this scan's.
         self.last_scan_unix_ms = int(time.time() * 1000)
 

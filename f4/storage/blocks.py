@@ -36,9 +36,10 @@ from pathlib import Path
 
 import crc32c
 import numpy as np
-from prometheus_client import Counter, Gauge
 
-from trenchcoat.errors import ChecksumMismatch, InvalidArgument, NotFound, OutOfRange
+from f4.storage import metrics
+from f4.storage.errors import BlockNotFound
+from trenchcoat.errors import ChecksumMismatch, InvalidArgument, OutOfRange
 from trenchcoat.f4_types import BlockId
 from trenchcoat.workers import PeriodicWorker, keep_pace
 
@@ -49,16 +50,10 @@ CRC_CHUNK = 16 * 1024
 
 _BLOCK = re.compile(r"b(\d+)\.blk")
 
-CHECKSUM_FAILURES = Counter("trenchcoat_f4_storage_checksum_failures_total",
-                            "Range reads whose block chunks failed their CRC32C (answered DATA_LOSS).")
-BYTES_READ = Counter("trenchcoat_f4_storage_bytes_read_total", "Block bytes read from disk, by reason.", ["reason"])
-DAMAGED = Gauge("trenchcoat_f4_storage_damaged_blocks", "Blocks held that failed a checksum (reads or scrub).")
 SCRUB_CHUNKS = 64
 """CRC chunks a scrub reads at once (1 MiB)."""
 
 
-class BlockNotFound(NotFound):
-    """Raised when this node holds no such block."""
 
 
 @dataclass(slots=True)
@@ -175,7 +170,7 @@ class BlockStore:
         except FileNotFoundError:
             self._damaged(held)
             raise ChecksumMismatch(f"{block}: its file is gone from {held.path.parent}") from None
-        BYTES_READ.labels(reason).inc(len(data))
+        metrics.BYTES_READ.labels(reason).inc(len(data))
         expected = held.crcs[first:last + 1]
         if len(data) != end - start or len(expected) != last - first + 1:
             self._damaged(held)
@@ -198,12 +193,12 @@ class BlockStore:
         return True
 
     def _damaged(self, held: Held) -> None:
-        CHECKSUM_FAILURES.inc()
+        metrics.CHECKSUM_FAILURES.inc()
         held.damaged = True
         self._count_damaged()
 
     def _count_damaged(self) -> None:
-        DAMAGED.set(sum(h.damaged for h in self._held.values()))
+        metrics.DAMAGED.set(sum(h.damaged for h in self._held.values()))
 
     async def scrub(self, block: BlockId, bytes_per_s: float) -> bool:
         """Reads the whole block, chunk by chunk, checking every CRC, at most

@@ -69,3 +69,28 @@ def test_the_check_sees_an_import_it_must_refuse(tmp_path):
     sample = tmp_path / "m.py"
     sample.write_text("def f():\n    from store.volume import Volume\n    import f4.codec\n")
     assert {"store.volume", "store.volume.Volume", "f4.codec"} <= imports_of(sample)
+
+
+METRIC_CALLS = {"Counter", "Gauge", "Histogram", "Summary"}
+ERROR_BASES = {"TrenchcoatError", "Unavailable", "NotFound", "InvalidArgument", "FailedPrecondition",
+               "AlreadyExists", "DataLoss", "Internal", "PermissionDenied", "OutOfRange"}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_package_has_the_one_shape(service):
+    """``__main__`` starts it, ``service.py`` is its servicer, its errors and metrics live in
+    ``errors.py`` and ``metrics.py`` (a package of several processes, f4, may keep a pair in a
+    process's own subpackage), and nowhere else."""
+    root = ROOT / service
+    assert {"__main__.py", "service.py", "errors.py", "metrics.py"} <= {p.name for p in root.iterdir()}, service
+    misplaced = []
+    for path in modules(service):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                    and getattr(node.value.func, "id", "") in METRIC_CALLS and path.name != "metrics.py":
+                misplaced.append(f"{path.relative_to(ROOT)}: metric {ast.unparse(node.targets[0])}")
+            if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") in ERROR_BASES for b in node.bases) \
+                    and path.name != "errors.py":
+                misplaced.append(f"{path.relative_to(ROOT)}: error {node.name}")
+    assert not misplaced, misplaced

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from directory import leader as leader_module
+from directory import metrics
 from directory.leader import Leader
 from directory.migration import REQUESTED_REASON
 from directory.model import ClusterMap, Replica, State, Store, Volume
@@ -82,7 +82,7 @@ def copy(file_bytes: int) -> PhysicalVolume:
 
 
 def failed_repairs() -> float:
-    return leader_module.REPAIRS.labels("failed")._value.get()
+    return metrics.REPAIRS.labels("failed")._value.get()
 
 
 async def test_a_replica_without_the_volume_is_refilled_from_the_fullest_copy():

@@ -1,0 +1,43 @@
+"""The Prometheus metrics of the directory (beside the chassis's per-RPC ones): its leader's probes, repairs, growth and moves into f4."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+MIGRATIONS = Counter("trenchcoat_directory_f4_migrations_total",
+                     "Steps of moving volumes into f4, by step (sealed, encoded, warm, freed) and outcome.",
+                     ["step", "outcome"])
+
+
+MIGRATING = Gauge("trenchcoat_directory_f4_migrating", "Volumes sealed and not yet warm (being moved into f4).")
+
+
+IS_LEADER = Gauge("trenchcoat_directory_is_leader", "1 while this directory process is the elected leader.")
+
+
+PROBES = Counter("trenchcoat_directory_probes_total", "Store probes by outcome.", ["outcome"])
+
+
+STORES_DOWN = Counter("trenchcoat_directory_stores_marked_down_total", "Stores marked down by the pitchfork.")
+
+
+VOLUMES_CREATED = Counter("trenchcoat_directory_volumes_created_total", "Logical volumes created.")
+
+
+PLACEMENT_FAILURES = Counter(
+    "trenchcoat_directory_placement_failures_total", "Volume creations refused for want of racks."
+)
+
+
+REPAIRS = Counter("trenchcoat_directory_repairs_total", "Replica repairs by outcome.", ["outcome"])
+
+
+REPAIRED_BYTES = Counter("trenchcoat_directory_repaired_bytes_total", "Bytes copied by replica repairs.")
+
+
+WRITABLE = Gauge("trenchcoat_directory_writable_volumes",
+                 "Writable logical volumes in the map, as the leader saw it at its last growth pass.")
+
+
+MIN_WRITABLE = Gauge("trenchcoat_directory_min_writable_volumes",
+                     "directory.min_writable_volumes: the leader grows volumes while fewer are writable.")
