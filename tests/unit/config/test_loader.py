@@ -1,4 +1,5 @@
-"""trenchcoat.config: defaults, the example file, env overrides, precise errors."""
+"""trenchcoat.config.loader: defaults, the file, env overrides, precise errors (through ``load``, so the
+sections' checks are met here too; the checker itself is in test_checks.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from trenchcoat import config
 from trenchcoat.errors import ConfigError
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "trenchcoat.example.toml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "trenchcoat.example.toml"
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -23,31 +24,10 @@ def test_example_config_loads_to_exactly_the_defaults():
     assert config.load(EXAMPLE) == config.Config()
 
 
-def test_example_config_is_the_generated_one():
-    assert EXAMPLE.read_text() == config.example_toml(), (
-        "trenchcoat.example.toml is stale: .venv/bin/trenchcoat config --example > trenchcoat.example.toml"
-    )
-
-
-def test_example_config_documents_every_key():
-    text = EXAMPLE.read_text()
-    for key, default, doc in config.describe():
-        section, name = key.split(".")
-        assert f"[{section}]" in text
-        assert f"\n{name} = {default}\n" in text, key
-        assert doc.split()[0] in text
-
-
 def test_default_cluster_describes_the_documented_shape():
     c = config.Config()
     assert (c.directory.count, c.store.count, c.cache.count, c.router.count) == (2, 6, 1, 1)
     assert len(c.store.racks) == 3
-
-
-def test_every_field_has_a_docstring():
-    for section in dataclasses.fields(config.Config):
-        for f in dataclasses.fields(section.default_factory):
-            assert f.metadata.get("doc"), f"{section.name}.{f.name} has no doc"
 
 
 def test_file_values_are_read(tmp_path):
@@ -86,13 +66,13 @@ def test_env_key_names():
         ("[store]\nport = true\n", "store.port: expected an integer"),
         ("[store]\nport = 70000\n", "store.port: must be in 1..65535"),
         ("[store]\ncount = -1\n", "store.count: must be >= 0"),
-        ("[store]\nracks = []\n", "store.racks: must name at least one rack"),
-        ("[store]\nracks = [\"a\", \"a\"]\n", "store.racks: names a rack twice"),
+        ("[store]\nracks = []\n", "store.racks: must not be empty, got []"),
+        ("[store]\nracks = [\"a\", \"a\"]\n", "store.racks: names 'a' twice"),
         ("[store]\nracks = [1]\n", "store.racks: expected a list of strings"),
         ("[cache]\nport = 7201\n", "port 7201 (cache.port) is also store.port + 1"),
         ("[cache]\nmetrics_port = 7100\n", "is also directory.port"),
         ("[cluster]\nlog_level = \"LOUD\"\n", "cluster.log_level"),
-        ("[etcd]\nendpoints = [\"nohost\"]\n", "etcd.endpoints: 'nohost' is not host:port"),
+        ("[etcd]\nendpoints = [\"nohost\"]\n", "etcd.endpoints[0]: 'nohost' is not host:port"),
         ("[postgres]\ndsn = \"mysql://x\"\n", "postgres.dsn"),
         ("[router]\ngrace_period_s = -1\n", "router.grace_period_s: must be >= 0"),
         ("store = 3\n", "[store] must be a table"),
@@ -125,10 +105,10 @@ def test_missing_file_is_a_config_error(tmp_path):
         config.load(tmp_path / "nope.toml")
 
 
-def test_config_is_frozen():
+def test_config_is_frozen() -> None:
     c = config.Config()
     with pytest.raises(dataclasses.FrozenInstanceError):
-        c.store.port = 1
+        c.store.port = 1  # type: ignore[misc]  # (what the test proves refused)
 
 
 def test_default_path_prefers_the_environment(tmp_path, monkeypatch):
@@ -137,10 +117,3 @@ def test_default_path_prefers_the_environment(tmp_path, monkeypatch):
     (tmp_path / "trenchcoat.toml").write_text("")
     assert config.default_path({}) == "trenchcoat.toml"
     assert config.default_path({"TRENCHCOAT_CONFIG": "/x.toml"}) == "/x.toml"
-
-
-def test_readme_holds_the_current_config_reference():
-    readme = (EXAMPLE.parent / "README.md").read_text()
-    assert config.reference_markdown() in readme, (
-        "README's config table is stale: paste in trenchcoat.config.reference_markdown()"
-    )
