@@ -28,6 +28,7 @@ __all__ = [
     "CompactionLostWrite",
     "CorruptVolume",
     "DiskFailure",
+    "KeyStillHeld",
     "MachineIdTaken",
     "NeedleNotFound",
     "NeedleTooLarge",
@@ -44,6 +45,11 @@ __all__ = [
 
 class MachineIdTaken(AlreadyExists):
     """Raised when another live store holds this machine id."""
+
+
+class KeyStillHeld(AlreadyExists):
+    """Raised when this store's registration key was held at its claim and its holder had
+    gone by the look after it: the claim is tried again."""
 
 
 class VolumeExists(AlreadyExists):

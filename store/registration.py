@@ -10,18 +10,16 @@ registration over at once.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any
 
-from store.errors import MachineIdTaken
+from store.errors import KeyStillHeld, MachineIdTaken
+from trenchcoat import retry
+from trenchcoat.backoff import Backoff
 from trenchcoat.etcd import Etcd, LeasedKey, Record
-
-log = logging.getLogger(__name__)
 
 
 def store_key(machine_id: int) -> str:
@@ -74,18 +72,15 @@ class Registration:
         A registration of this disk's earlier incarnation is taken over at once; one of
         another disk is given one lease TTL to lapse (its store may have died with the
         disk this one replaces) before the id is refused as taken."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._ttl + 1
-        while True:
-            try:
-                if await self.key.claim():
-                    return
-            except MachineIdTaken:
-                if loop.time() >= deadline:
-                    raise
-                log.warning("machine id %d is held by another disk; waiting for its lease to lapse",
-                            self._info["machine_id"])
-            await asyncio.sleep(0.5)
+        machine_id = self._info["machine_id"]
+
+        async def attempt() -> None:
+            if not await self.key.claim():  # its holder went between the two looks: again
+                raise KeyStillHeld(f"machine id {machine_id} was held at the claim; trying again")
+
+        await retry.until(attempt, self._ttl + 1, passing=(MachineIdTaken, KeyStillHeld),
+                          what=f"the lease of another disk's registration of machine id {machine_id} to lapse",
+                          backoff=Backoff(base_s=0.5, max_s=0.5))
 
     async def run(self) -> None:
         await self.key.run()
