@@ -14,7 +14,7 @@ from store.volume import Volume
 from store.volumes import VolumeSet
 from trenchcoat import media_types, needle
 from trenchcoat.errors import TrenchcoatError, wire_name
-from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.locators import needle_of
 from trenchcoat.v1 import store_pb2, store_pb2_grpc
 
 SERVICE_NAME = "trenchcoat.v1.StoreService"
@@ -65,11 +65,6 @@ def volume_info(v: Volume) -> store_pb2.VolumeInfo:
     )
 
 
-def needle_ref(r: store_pb2.ReadNeedleRequest | store_pb2.WriteNeedleRequest | store_pb2.DeleteNeedleRequest,
-               ) -> NeedleRef:
-    return NeedleRef(logical_volume=r.volume_id, key=r.key, alternate_key=r.alternate_key, cookie=r.cookie)
-
-
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     def __init__(self, volumes: VolumeSet, machine_id: int, peers: Peers) -> None:
         self._volumes = volumes
@@ -82,20 +77,21 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
 
     async def WriteNeedle(self, request, context):
         with counted("write"):
-            volume = self._volumes.get(request.volume_id)
+            ref = needle_of(request.needle)
             media_type = media_types.of_mime(request.content_type or media_types.OCTET_STREAM.mime)
-            offset, size = await volume.write(needle_ref(request), request.data, media_type.code)
+            offset, size = await self._volumes.get(ref.logical_volume).write(ref, request.data, media_type.code)
         return store_pb2.WriteNeedleResponse(offset=offset, stored_size=size)
 
     async def ReadNeedle(self, request, context):
         with counted("read"):
-            stored = await self._volumes.get(request.volume_id).read(needle_ref(request))
+            ref = needle_of(request.needle)
+            stored = await self._volumes.get(ref.logical_volume).read(ref)
         return store_pb2.ReadNeedleResponse(data=stored.data, content_type=media_types.of_code(stored.media_type).mime)
 
     async def BatchRead(self, request, context):
         if not 1 <= len(request.reads) <= MAX_BATCH_READS:
             raise BadNeedleRequest(f"a batch reads 1 to {MAX_BATCH_READS} needles, got {len(request.reads)}")
-        reads = [needle_ref(r) for r in request.reads]
+        reads = [needle_of(r.needle, f"reads[{i}].needle") for i, r in enumerate(request.reads)]
         message, size = store_pb2.BatchReadResponse(), 0
         for start in range(0, len(reads), BATCH_SLICE):
             results = await self._volumes.read_many(reads[start:start + BATCH_SLICE])
@@ -116,7 +112,8 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
 
     async def DeleteNeedle(self, request, context):
         with counted("delete"):
-            deleted = await self._volumes.get(request.volume_id).delete(needle_ref(request))
+            ref = needle_of(request.needle)
+            deleted = await self._volumes.get(ref.logical_volume).delete(ref)
         return store_pb2.DeleteNeedleResponse(deleted=deleted)
 
     async def CompactVolume(self, request, context):

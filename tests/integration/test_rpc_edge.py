@@ -54,7 +54,7 @@ async def test_a_servers_typed_error_arrives_as_the_same_class_with_the_remote_n
             await rpc.unary(raw(pool, proc.address, "Crash"), b"", remote="chassis", timeout=10)
         with pytest.raises(Unimplemented):
             await rpc.unary(pool.stub(store_pb2_grpc.StoreServiceStub, proc.address).ReadNeedle,
-                            store_pb2.ReadNeedleRequest(volume_id=1), remote="chassis", timeout=10)
+                            store_pb2.ReadNeedleRequest(), remote="chassis", timeout=10)
 
 
 async def test_transport_failures_are_unavailable_and_deadlines_deadline_exceeded(service):

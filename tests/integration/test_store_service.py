@@ -22,10 +22,11 @@ from trenchcoat.errors import (
     VolumeNotFound,
     VolumeReadOnly,
 )
+from trenchcoat.locators import locator
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_types import Blob
+from trenchcoat.v1 import media_pb2, store_pb2_grpc
 from trenchcoat.v1 import store_pb2 as pb
-from trenchcoat.v1 import store_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +80,7 @@ async def expect(error: type[TrenchcoatError], call) -> str:
 async def test_write_read_delete_round_trip(store):
     c, a = store.client, store.address
     key = (1 << 64) - 1
-    w = await store.call("WriteNeedle", pb.WriteNeedleRequest(volume_id=1, key=key, cookie=42, data=b"photo"))
+    w = await store.call("WriteNeedle", pb.WriteNeedleRequest(needle=locator(ref(1, key, 42)), data=b"photo"))
     assert w.offset == needle.SUPERBLOCK.size
     assert (await c.read(a, ref(1, key, 42))).data == b"photo"
     assert await c.delete(a, ref(1, key, 42))
@@ -114,6 +115,16 @@ async def test_bad_input_gets_precise_statuses(store):
     assert (await c.read(a, ref(1, 7, 1))).data == b"x"
 
 
+async def test_a_request_without_a_volume_names_the_missing_field(store):
+    for method, request in [("ReadNeedle", pb.ReadNeedleRequest()),
+                            ("WriteNeedle", pb.WriteNeedleRequest(data=b"x")),
+                            ("DeleteNeedle", pb.DeleteNeedleRequest(needle=media_pb2.NeedleLocator(key=1, cookie=1)))]:
+        assert "needle.logical_volume is required" in await expect(InvalidArgument, store.call(method, request))
+    request = pb.BatchReadRequest(reads=[pb.ReadNeedleRequest(needle=locator(ref(1, 1, 1))), pb.ReadNeedleRequest()])
+    assert "reads[1].needle.logical_volume is required" in await expect(InvalidArgument,
+                                                                        _drain(store.stream("BatchRead", request)))
+
+
 async def test_garbage_bytes_on_the_wire_are_rejected_not_crashed(store):
     raw = store.pool.channel(store.address).unary_unary("/trenchcoat.v1.StoreService/ReadNeedle")
     details = await expect(InvalidArgument, rpc.unary(raw, b"\xff\xff\xff\xff garbage",
@@ -132,8 +143,7 @@ async def test_batch_read_answers_in_order_across_volumes_and_failures(store):
     reads.insert(4, ref(7, 1, 1))  # unknown volume
     reads.append(ref(2, 1, 2))  # wrong cookie
     # How results are packed into messages: the stream itself, through the edge.
-    request = pb.BatchReadRequest(reads=[pb.ReadNeedleRequest(volume_id=r.logical_volume, key=r.key, cookie=r.cookie)
-                                         for r in reads])
+    request = pb.BatchReadRequest(reads=[pb.ReadNeedleRequest(needle=locator(r)) for r in reads])
     messages = [m async for m in store.stream("BatchRead", request)]
     assert len(messages) == 1  # small needles travel together
     got = list(messages[0].results)
@@ -155,7 +165,7 @@ async def test_batch_read_packs_messages_to_about_a_mebibyte(store):
     blob = b"z" * 300_000
     for k in range(10):
         await c.write(a, ref(1, k, 1), blob)
-    request = pb.BatchReadRequest(reads=[pb.ReadNeedleRequest(volume_id=1, key=k, cookie=1) for k in range(10)])
+    request = pb.BatchReadRequest(reads=[pb.ReadNeedleRequest(needle=locator(ref(1, k, 1))) for k in range(10)])
     messages = [m async for m in store.stream("BatchRead", request)]
     assert [len(m.results) for m in messages] == [3, 3, 3, 1]
     assert [r.index for m in messages for r in m.results] == list(range(10))
@@ -176,7 +186,7 @@ async def _drain(stream):
 
 async def test_flipped_byte_is_data_loss_and_scrub_reports_it(store, tmp_path):
     c, a = store.client, store.address
-    w = await store.call("WriteNeedle", pb.WriteNeedleRequest(volume_id=1, key=3, cookie=3, data=b"Q" * 64))
+    w = await store.call("WriteNeedle", pb.WriteNeedleRequest(needle=locator(ref(1, 3, 3)), data=b"Q" * 64))
     path = tmp_path / "data" / "store-1" / "vol-1.dat"
     with open(path, "r+b") as f:
         f.seek(w.offset + needle.HEADER.size + 10)

@@ -25,6 +25,7 @@ from trenchcoat.errors import (
     Unavailable,
     from_wire,
 )
+from trenchcoat.locators import locator
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_types import Blob, Damage, ExportChunk, PhysicalVolume
 from trenchcoat.v1 import store_pb2, store_pb2_grpc
@@ -55,8 +56,7 @@ class StoreClient:
 
     async def read(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> Blob:
         """The needle's verified bytes and the content type stored with them."""
-        request = store_pb2.ReadNeedleRequest(volume_id=needle.logical_volume, key=needle.key,
-                                              alternate_key=needle.alternate_key, cookie=needle.cookie)
+        request = store_pb2.ReadNeedleRequest(needle=locator(needle))
         reply = await rpc.unary(self._stub(address).ReadNeedle, request, remote=self._remote(address),
                                 timeout=timeout_s or self.timeout_s)
         return Blob(reply.data, reply.content_type)
@@ -64,9 +64,7 @@ class StoreClient:
     async def batch_read(self, address: str, needles: Sequence[NeedleRef], *,
                          timeout_s: float | None = None) -> list[Blob | TrenchcoatError]:
         """Each needle's blob or its own error, in order (1 to 1,000 needles)."""
-        request = store_pb2.BatchReadRequest(reads=[
-            store_pb2.ReadNeedleRequest(volume_id=n.logical_volume, key=n.key, alternate_key=n.alternate_key,
-                                        cookie=n.cookie) for n in needles])
+        request = store_pb2.BatchReadRequest(reads=[store_pb2.ReadNeedleRequest(needle=locator(n)) for n in needles])
         remote = self._remote(address)
         results: list[Blob | TrenchcoatError | None] = [None] * len(needles)
         async for message in rpc.stream_out(self._stub(address).BatchRead, request, remote=remote,
@@ -85,9 +83,7 @@ class StoreClient:
                     timeout_s: float | None = None) -> None:
         """Returns once the store holds the needle (of ``content_type``, one
         ``trenchcoat.media_types`` lists) durably (fdatasync'd)."""
-        request = store_pb2.WriteNeedleRequest(volume_id=needle.logical_volume, key=needle.key,
-                                               alternate_key=needle.alternate_key, cookie=needle.cookie, data=data,
-                                               content_type=content_type)
+        request = store_pb2.WriteNeedleRequest(needle=locator(needle), data=data, content_type=content_type)
         await rpc.unary(self._stub(address).WriteNeedle, request, remote=self._remote(address),
                         timeout=timeout_s or self.timeout_s)
 
@@ -96,9 +92,8 @@ class StoreClient:
         """``write`` to every store of ``addresses`` at once; for each, in order, None once
         it holds the needle durably, or the error its write ended with. The request is
         encoded once for all of them (the payload is not copied per replica)."""
-        request = store_pb2.WriteNeedleRequest(volume_id=needle.logical_volume, key=needle.key,
-                                               alternate_key=needle.alternate_key, cookie=needle.cookie,
-                                               data=data, content_type=content_type).SerializeToString()
+        request = store_pb2.WriteNeedleRequest(needle=locator(needle), data=data,
+                                               content_type=content_type).SerializeToString()
         timeout = timeout_s or self.timeout_s
         return await asyncio.gather(*(
             rpc.unary(self._pool.stub(_EncodedWrite, a).call, request, remote=self._remote(a), timeout=timeout)
@@ -106,8 +101,7 @@ class StoreClient:
 
     async def delete(self, address: str, needle: NeedleRef, *, timeout_s: float | None = None) -> bool:
         """Flags the needle deleted; False if it already was."""
-        request = store_pb2.DeleteNeedleRequest(volume_id=needle.logical_volume, key=needle.key,
-                                                alternate_key=needle.alternate_key, cookie=needle.cookie)
+        request = store_pb2.DeleteNeedleRequest(needle=locator(needle))
         reply = await rpc.unary(self._stub(address).DeleteNeedle, request, remote=self._remote(address),
                                 timeout=timeout_s or self.timeout_s)
         return bool(reply.deleted)

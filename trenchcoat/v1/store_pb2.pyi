@@ -1,3 +1,4 @@
+from trenchcoat.v1 import media_pb2 as _media_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -33,20 +34,14 @@ class FreeVolumeResponse(_message.Message):
     def __init__(self, freed: _Optional[bool] = ..., freed_bytes: _Optional[int] = ...) -> None: ...
 
 class WriteNeedleRequest(_message.Message):
-    __slots__ = ("volume_id", "key", "alternate_key", "cookie", "data", "content_type")
-    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
-    COOKIE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("needle", "data", "content_type")
+    NEEDLE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
-    volume_id: int
-    key: int
-    alternate_key: int
-    cookie: int
+    needle: _media_pb2.NeedleLocator
     data: bytes
     content_type: str
-    def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., cookie: _Optional[int] = ..., data: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
+    def __init__(self, needle: _Optional[_Union[_media_pb2.NeedleLocator, _Mapping]] = ..., data: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
 
 class WriteNeedleResponse(_message.Message):
     __slots__ = ("offset", "stored_size")
@@ -57,16 +52,10 @@ class WriteNeedleResponse(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., stored_size: _Optional[int] = ...) -> None: ...
 
 class ReadNeedleRequest(_message.Message):
-    __slots__ = ("volume_id", "key", "alternate_key", "cookie")
-    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
-    COOKIE_FIELD_NUMBER: _ClassVar[int]
-    volume_id: int
-    key: int
-    alternate_key: int
-    cookie: int
-    def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., cookie: _Optional[int] = ...) -> None: ...
+    __slots__ = ("needle",)
+    NEEDLE_FIELD_NUMBER: _ClassVar[int]
+    needle: _media_pb2.NeedleLocator
+    def __init__(self, needle: _Optional[_Union[_media_pb2.NeedleLocator, _Mapping]] = ...) -> None: ...
 
 class ReadNeedleResponse(_message.Message):
     __slots__ = ("data", "content_type")
@@ -105,16 +94,10 @@ class BatchReadResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[BatchReadResult, _Mapping]]] = ...) -> None: ...
 
 class DeleteNeedleRequest(_message.Message):
-    __slots__ = ("volume_id", "key", "alternate_key", "cookie")
-    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
-    KEY_FIELD_NUMBER: _ClassVar[int]
-    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
-    COOKIE_FIELD_NUMBER: _ClassVar[int]
-    volume_id: int
-    key: int
-    alternate_key: int
-    cookie: int
-    def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., cookie: _Optional[int] = ...) -> None: ...
+    __slots__ = ("needle",)
+    NEEDLE_FIELD_NUMBER: _ClassVar[int]
+    needle: _media_pb2.NeedleLocator
+    def __init__(self, needle: _Optional[_Union[_media_pb2.NeedleLocator, _Mapping]] = ...) -> None: ...
 
 class DeleteNeedleResponse(_message.Message):
     __slots__ = ("deleted",)
