@@ -8,13 +8,12 @@ fails the repair with ``SourceStalled`` (UNAVAILABLE) naming it, and the Directo
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 
 from store.errors import SourceCannotExport, SourceStalled
 from trenchcoat.clients.store import StoreClient
-from trenchcoat.errors import InvalidArgument, NotFound, Unimplemented
+from trenchcoat.errors import DeadlineExceeded, InvalidArgument, NotFound, Unimplemented
 from trenchcoat.store_types import ExportChunk
 
 
@@ -28,17 +27,13 @@ class Peers:
     async def export(self, address: str, volume_id: int, chunk_bytes: int) -> AsyncGenerator[ExportChunk, None]:
         """The volume's export stream from the store at ``address``, each chunk within the deadline."""
         try:
-            async with contextlib.aclosing(self._stores.export(address, volume_id, chunk_bytes=chunk_bytes)) as chunks:
-                while True:
-                    try:
-                        async with asyncio.timeout(self._chunk_timeout):
-                            chunk = await anext(chunks)
-                    except StopAsyncIteration:
-                        return
-                    except TimeoutError:
-                        raise SourceStalled(f"source store {address} sent nothing of volume {volume_id} for "
-                                            f"{self._chunk_timeout:g}s; the repair is to be retried") from None
+            async with contextlib.aclosing(self._stores.export(address, volume_id, chunk_bytes=chunk_bytes,
+                                                               chunk_timeout_s=self._chunk_timeout)) as chunks:
+                async for chunk in chunks:
                     yield chunk
+        except DeadlineExceeded:
+            raise SourceStalled(f"source store {address} sent nothing of volume {volume_id} for "
+                                f"{self._chunk_timeout:g}s; the repair is to be retried") from None
         except (NotFound, InvalidArgument, Unimplemented) as exc:
             # The source's answer is about the request, not this store: the repair cannot
             # proceed from there (FAILED_PRECONDITION), whatever the source said.

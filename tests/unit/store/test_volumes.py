@@ -204,7 +204,8 @@ async def test_a_source_that_cannot_export_the_volume_is_failed_precondition():
     from trenchcoat.errors import VolumeNotFound
 
     class Source:
-        async def export(self, address, volume_id, *, chunk_bytes=0, offset=0, timeout_s=None):
+        async def export(self, address, volume_id, *, chunk_bytes=0, offset=0, timeout_s=None,
+                         chunk_timeout_s=None):
             raise VolumeNotFound(f"store {address}: volume {volume_id} is not on this store")
             yield  # an async generator, like StoreClient.export
 
