@@ -1,7 +1,7 @@
 """The sweeper: enqueues again every post whose fan-out duty has not finished
 ``sweep_after_s`` after it began and has no job left in the queue (a job lost with a Redis
-restart, or never enqueued; jobs merely waiting in a backed-up queue are left alone, and
-dead-lettered ones are an operator's), forgets deletion marks a day old, and publishes the
+restart, or never enqueued; jobs waiting in a backed-up queue or running, however long,
+are left alone, and dead-lettered ones are an operator's), forgets deletion marks a day old, and publishes the
 queue's depth. Runs in every feed process; two sweeping at once only enqueue a job twice,
 which fan-out tolerates."""
 
@@ -40,7 +40,13 @@ class Sweeper(PeriodicWorker):
 
     async def sweep(self) -> int:
         """Enqueues the unfinished fan-outs; returns how many."""
-        posts = await self._records.unfinished_fanouts(self._after_s, await self._queue.oldest_ms())
+        unfinished = await self._records.unfinished_fanouts(self._after_s, await self._queue.oldest_ms())
+        if not unfinished:
+            return 0
+        # A fan-out still running (or taken over from a worker that died) has its job in the
+        # stream: enqueuing another would run it twice.
+        queued = await self._queue.holding("media_id", [str(p.media_id) for p in unfinished])
+        posts = [p for p in unfinished if str(p.media_id) not in queued]
         for post in posts:
             await self._queue.add(job_for(post))
         if posts:

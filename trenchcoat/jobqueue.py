@@ -27,7 +27,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +49,10 @@ ERROR_CHARS = 1000
 """Longest error kept for one attempt."""
 HISTORY = 20
 """Most attempts' errors an entry carries (the newest)."""
+HOLDING_SCAN = 10_000
+"""Most entries ``holding`` reads from the head of the stream."""
+HOLDING_PAGE = 1000
+"""Entries ``holding`` reads in one round trip."""
 
 
 RETRY = Backoff(base_s=BACKOFF_BASE_S, max_s=BACKOFF_MAX_S, jitter=1.0)
@@ -227,11 +231,34 @@ class JobQueue:
 
     async def oldest_ms(self) -> int | None:
         """When the oldest entry still in the stream (waiting or running) was added, in Unix
-        ms; None when the stream is empty. A duty that began before it has no job in the
-        stream."""
+        ms; None when the stream is empty. A duty that began well before it has no job in
+        the stream; one that began just before it may be that very entry's (its job is added
+        after the duty is recorded, by another machine's clock), so ``holding`` tells."""
         with failures(f"the {self.streams.what} queue's oldest entry"):
             first: Any = await self.redis.xrange(self.streams.stream, count=1)
         return int(first[0][0].split(b"-")[0]) if first else None
+
+    async def holding(self, field: str, values: Collection[str], *, scan: int = HOLDING_SCAN) -> set[str]:
+        """Which of ``values`` a job still in the stream (waiting or running) holds in
+        ``field``: whether a duty has its job already. The stream is read from its oldest
+        entry, at most ``scan`` entries (a duty whose job is missing began before the oldest
+        entry, so its job, if any, is near the head)."""
+        s = self.streams
+        wanted, found = set(values), set[str]()
+        start, read = "-", 0
+        key = field.encode()
+        with failures(f"reading the {s.what} queue"):
+            while wanted - found and read < scan:
+                entries: Any = await self.redis.xrange(s.stream, min=start, count=min(HOLDING_PAGE, scan - read))
+                for entry_id, fields in entries:
+                    value = fields.get(key, b"").decode(errors="replace")
+                    if value in wanted:
+                        found.add(value)
+                read += len(entries)
+                if len(entries) < HOLDING_PAGE:
+                    break
+                start = "(" + entries[-1][0].decode()
+        return found
 
     async def depth(self) -> tuple[int, int]:
         """(jobs waiting or running, dead letters)."""

@@ -12,6 +12,8 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from feedsvc import fanout, timelines
+from feedsvc.model import Entry
 from tests import harness
 from tests.cluster import MediaCluster, eventually, fanned_out, feed_cluster
 from trenchcoat.clients.feed import FeedEntry
@@ -40,15 +42,20 @@ async def many_followers(cluster: MediaCluster, author: int, n: int) -> None:
         await conn.close()
 
 
+def member_of(entry: FeedEntry) -> bytes:
+    """The timeline member the feed writes for ``entry`` (its own layout, not spelled here)."""
+    return timelines.member(Entry(entry.media_id, entry.author_id))
+
+
 async def timelines_holding(redis_url: str, entry: FeedEntry, users: range) -> int:
-    member = f"{entry.media_id:016x}{entry.author_id:016x}"
+    member = member_of(entry)
     r = aioredis.Redis.from_url(redis_url)
     try:
         held = 0
         for start in range(users.start, users.stop, 2000):
             pipe = r.pipeline(transaction=False)
             for u in range(start, min(start + 2000, users.stop)):
-                pipe.zscore(f"tl:{{u{u}}}", member)
+                pipe.zscore(timelines.timeline_key(u), member)
             held += sum(s is not None for s in await pipe.execute())
         return held
     finally:
@@ -82,13 +89,16 @@ async def test_a_worker_killed_mid_job_is_taken_over_and_every_timeline_gets_the
     entry = await post_mid_fanout(cluster, first)
     first.kill()  # SIGKILL: its job stays pending in the stream
     assert not await fanned_out(cluster, entry), "the fan-out finished before the kill: nothing was tested"
-    cluster.start_fanout()  # takes the job over once it has been idle claim_idle_s
+    second = cluster.start_fanout()  # takes the job over once it has been idle claim_idle_s
     await eventually(lambda: fanned_out(cluster, entry), timeout=120, what="the fan-out finished by the other worker")
     held = await timelines_holding(redis_server.endpoint, entry, range(100000, 100000 + FOLLOWERS))
     assert held == FOLLOWERS
+    # The job ran once more, whole, by the worker that took it over: one write per follower's
+    # timeline, not a second run beside it (a job delivered to it twice, or retried as well).
+    assert await timeline_writes(second) == FOLLOWERS
     async with cluster.clients() as c:
         for user in (100000, 100000 + FOLLOWERS // 2, 100000 + FOLLOWERS - 1):
-            assert (await c.feed.home(user)).entries == [entry]  # once, not twice
+            assert (await c.feed.home(user)).entries == [entry]
 
 
 async def test_redis_restarted_mid_fanout_loses_nothing(service, etcd, postgres, tmp_path):
@@ -115,24 +125,29 @@ async def test_a_job_that_keeps_failing_is_dead_lettered_with_its_reason(service
     cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, **ENV)
     r = aioredis.Redis.from_url(redis_server.endpoint)
     try:
-        await r.xadd("feed:fanout", {"media_id": "12345", "kind": "bogus", "attempt": "0", "error": ""})
+        await r.xadd(fanout.STREAM, {"media_id": "12345", "kind": "bogus", "attempt": "0", "error": ""})
 
         async def dead():
-            return await r.xrange("feed:fanout-dead")
+            return await r.xrange(fanout.DEAD)
 
         [(_, fields)] = await eventually(dead, timeout=60, what="the job in the dead-letter stream")
         reason = fields[b"reason"].decode()
         assert "failed 3 times" in reason and "unknown fan-out job kind 'bogus'" in reason
-        assert await r.xlen("feed:fanout") == 0  # nothing left behind in the job stream
+        assert await r.xlen(fanout.STREAM) == 0  # nothing left behind in the job stream
     finally:
         await r.aclose()
-    assert cluster.fanout[0] is not None
+    async with cluster.clients() as c:  # the worker is not wedged by it: the next post fans out
+        await c.feed.follow(2, 1)
+        media = await c.media.upload(os.urandom(100), owner_id=1, content_type="image/jpeg")
+        entry = await c.feed.post(1, media.media_id, "after the poison")
+        await eventually(lambda: fanned_out(cluster, entry), what="the next post's fan-out")
+        assert (await c.feed.home(2)).entries == [entry]
 
 
 async def in_timeline(redis_url: str, user: int, entry: FeedEntry) -> bool:
     r = aioredis.Redis.from_url(redis_url)
     try:
-        return await r.zscore(f"tl:{{u{user}}}", f"{entry.media_id:016x}{entry.author_id:016x}") is not None
+        return await r.zscore(timelines.timeline_key(user), member_of(entry)) is not None
     finally:
         await r.aclose()
 
@@ -152,12 +167,12 @@ async def test_a_spread_run_again_after_its_post_was_deleted_removes_what_it_wro
         await eventually(lambda: fanned_out(cluster, entry), what="the removal done")
         r = aioredis.Redis.from_url(redis_server.endpoint)
         try:  # the late half of a spread that had started before the delete
-            await r.zadd("tl:{u3}", {f"{entry.media_id:016x}{entry.author_id:016x}": 0})
-            await r.xadd("feed:fanout", {"media_id": str(entry.media_id), "kind": "spread", "attempt": "1",
+            await r.zadd(timelines.timeline_key(3), {member_of(entry): 0})
+            await r.xadd(fanout.STREAM, {"media_id": str(entry.media_id), "kind": "spread", "attempt": "1",
                                          "error": "taken over"})
 
             async def cleaned():
-                return await r.xlen("feed:fanout") == 0 and not await in_timeline(redis_server.endpoint, 3, entry)
+                return await r.xlen(fanout.STREAM) == 0 and not await in_timeline(redis_server.endpoint, 3, entry)
 
             await eventually(cleaned, what="the re-run spread to remove the post instead")
         finally:
@@ -190,10 +205,10 @@ async def test_a_malformed_job_is_dead_lettered_not_a_crash(service, etcd, postg
     cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, **ENV)
     r = aioredis.Redis.from_url(redis_server.endpoint)
     try:
-        await r.xadd("feed:fanout", {"junk": "no media_id here"})
+        await r.xadd(fanout.STREAM, {"junk": "no media_id here"})
 
         async def dead():
-            return await r.xrange("feed:fanout-dead")
+            return await r.xrange(fanout.DEAD)
 
         [(_, fields)] = await eventually(dead, timeout=60, what="the malformed entry dead-lettered")
         assert "not a fan-out job" in fields[b"reason"].decode()
