@@ -123,7 +123,7 @@ async def test_etcd_stopped_until_every_user_met_it_then_everything_reconnects(c
                 assert info.value.status == "UNAVAILABLE" and "etcd" in str(info.value), info.value
 
             async def every_store_met_it():  # its lease could not be kept alive
-                return all(f"WARNING trenchcoat.etcd: stores/{m}: " in cluster.stores[m].logged_since(at)
+                return all(f"WARNING trenchcoat.workers: stores/{m} lease: " in cluster.stores[m].logged_since(at)
                            for m, at in logs.items())
 
             await eventually(every_store_met_it, what="every store's lease keep-alive failing")
