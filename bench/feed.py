@@ -140,7 +140,7 @@ def start_feed(tmp: Path, env: dict[str, str], router: str, workers: int) -> tup
     port, mport = ports.free_port(), ports.free_port()
     out.append(start([sys.executable, "-m", "feedsvc"], tmp / "feed.log", port, {
         **env, "TRENCHCOAT_FEED__PORT": str(port), "TRENCHCOAT_FEED__METRICS_PORT": str(mport),
-        "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": router}))
+        "TRENCHCOAT_ROUTER__ENDPOINTS": router}))
     for i in range(workers):
         wport, wmport = ports.free_port(), ports.free_port()
         out.append(start([sys.executable, "-m", "feedsvc.worker"], tmp / f"fanout-{i}.log", wport, {

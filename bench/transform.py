@@ -117,7 +117,7 @@ async def lag_figures(count: int) -> dict[str, float]:
                 port, mport = ports.free_port(), ports.free_port()
                 workers.append(start([sys.executable, "-m", "transformer"], tmp / f"transformer-{i}.log", port, {
                     **env, "TRENCHCOAT_TRANSFORMER__PORT": str(port), "TRENCHCOAT_TRANSFORMER__METRICS_PORT": str(mport),
-                    "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": cluster.router}))
+                    "TRENCHCOAT_ROUTER__ENDPOINTS": cluster.router}))
             sources = [generated_jpeg(1600, 1200, seed=s) for s in range(8)]
             async with rpc.ChannelPool() as pool:
                 media = MediaClient(pool, cluster.router, timeout_s=120)

@@ -108,7 +108,7 @@ def start_cluster(tmp: Path, env: dict[str, str]) -> BenchCluster:
 
     try:
         dport = launch("directory", "DIRECTORY", "dir")
-        env = {**env, "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": f"127.0.0.1:{dport}"}
+        env = {**env, "TRENCHCOAT_DIRECTORY__ENDPOINTS": f"127.0.0.1:{dport}"}
         stores = [launch("store", "STORE", f"store{m}", {"TRENCHCOAT_STORE__MACHINE_ID": str(m),
                                                           "TRENCHCOAT_STORE__RACK": rack,
                                                           "TRENCHCOAT_STORE__HTTP_PORT": "0"})

@@ -64,7 +64,7 @@ async def warm_cluster(service, etcd, postgres, tmp_path, **extra):
         metrics_port = ports.free_port()
         return service("f4", harness.python_module("f4"), port=front_port, metrics_port=metrics_port, env={
             **cluster.env, "TRENCHCOAT_F4__METRICS_PORT": str(metrics_port), "TRENCHCOAT_F4__COUNT": "1",
-            "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(cluster.directory_endpoints())})
+            "TRENCHCOAT_DIRECTORY__ENDPOINTS": ",".join(cluster.directory_endpoints())})
 
     return cluster, start_front, keystore
 
@@ -109,7 +109,7 @@ async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, e
         assert not list(cluster.data_dir.rglob(f"vol-{lv}.dat"))  # no store keeps a hot copy
         shown = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "trenchcoat", "warm"], env={
             **os.environ, **cluster.env, "PYTHONPATH": str(harness.REPO_ROOT),
-            "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(cluster.directory_endpoints())},
+            "TRENCHCOAT_DIRECTORY__ENDPOINTS": ",".join(cluster.directory_endpoints())},
             capture_output=True, text=True, timeout=60, check=False)
         assert shown.returncode == 0, shown.stderr
         [row] = [line for line in shown.stdout.splitlines() if line.split()[:2] == [str(lv), "warm"]]

@@ -124,7 +124,7 @@ async def build(service, etcd, postgres, redis_url: str, tmp_path: Path) -> Life
     metrics_port = ports.free_port()
     service("f4", harness.python_module("f4"), port=front_port, metrics_port=metrics_port, env={
         **cluster.env, "TRENCHCOAT_F4__METRICS_PORT": str(metrics_port), "TRENCHCOAT_F4__COUNT": "1",
-        "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(cluster.directory_endpoints())})
+        "TRENCHCOAT_DIRECTORY__ENDPOINTS": ",".join(cluster.directory_endpoints())})
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")} | {
         "PYTHONPATH": str(harness.REPO_ROOT), "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp_path / "cdn"),
         "TRENCHCOAT_CDN__PORT": str(cdn_port), "TRENCHCOAT_CDN__METRICS_PORT": str(cdn_metrics),

@@ -38,7 +38,7 @@ def start_front(service, cluster, storage, keystore):
         "TRENCHCOAT_F4__KEYSTORE_ENDPOINT": keystore.address,
         "TRENCHCOAT_F4__CELL_BYTES": str(16 * 1024),
         "TRENCHCOAT_F4__ROWS": "8",
-        "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(cluster.directory_endpoints()),
+        "TRENCHCOAT_DIRECTORY__ENDPOINTS": ",".join(cluster.directory_endpoints()),
     })
 
 

@@ -38,7 +38,7 @@ async def trenchcoat(cluster: MediaCluster, *args: str, directories: list[str] |
     endpoints = ",".join(directories or cluster.running_directories())
     return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "trenchcoat", *args], env={
         **os.environ, **cluster.env, "PYTHONPATH": str(harness.REPO_ROOT),
-        "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": endpoints},
+        "TRENCHCOAT_DIRECTORY__ENDPOINTS": endpoints},
         capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -32,7 +32,7 @@ async def warm(cluster: MediaCluster, **env: str) -> subprocess.CompletedProcess
     """``trenchcoat warm`` against the cluster's directory, stdout a pipe."""
     return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "trenchcoat", "warm"], env={
         **os.environ, **cluster.env, "PYTHONPATH": str(harness.REPO_ROOT),
-        "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(cluster.directory_endpoints()), **env},
+        "TRENCHCOAT_DIRECTORY__ENDPOINTS": ",".join(cluster.directory_endpoints()), **env},
         capture_output=True, text=True, timeout=60, check=False)
 
 

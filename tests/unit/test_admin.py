@@ -7,9 +7,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
+from trenchcoat import config
 from trenchcoat.clients.directory import ReplicaView, VolumeView
 from trenchcoat.clients.f4 import RebuilderView
 from trenchcoat.clients.media import Media, Rendition, StatResult
+from trenchcoat.errors import FailedPrecondition
 from trenchcoat.ops import admin
 
 NOW_MS = 1_800_000_000_000
@@ -88,3 +92,15 @@ def test_stat_says_what_is_unknown_and_why_an_id_has_no_facts():
     assert admin.stat_lines(StatResult(6, "deleted"), NOW_MS) == ["media 6 was deleted"]
     assert admin.stat_lines(StatResult(7, "unavailable", reason="volume 3: no replica answers"), NOW_MS) == [
         "media 7 cannot be described now: volume 3: no replica answers"]
+
+
+def test_the_verbs_call_the_addresses_the_config_gives():
+    derived = config.Config()
+    assert admin.router_address(derived) == f"{derived.cluster.host}:{derived.router.port}"
+    assert admin.feed_address(derived) == f"{derived.cluster.host}:{derived.feed.port}"
+    assert admin.transformer_address(derived) == f"{derived.cluster.host}:{derived.transformer.port}"
+    named = config.load(env={"TRENCHCOAT_ROUTER__ENDPOINTS": "r1:7400,r2:7400",
+                             "TRENCHCOAT_CACHE__TRANSFORMER_ENDPOINTS": "t:7500"})
+    assert admin.router_address(named) == "r1:7400" and admin.transformer_address(named) == "t:7500"
+    with pytest.raises(FailedPrecondition, match="no transformer worker"):
+        admin.transformer_address(config.load(env={"TRENCHCOAT_TRANSFORMER__COUNT": "0"}))

@@ -57,15 +57,16 @@ class RouterConfig(ServiceConfig):
 
     port: int = port_setting("gRPC port.", default=7400)
     metrics_port: int = port_setting("Prometheus /metrics port.", default=9400)
+    endpoints: tuple[str, ...] = setting(
+        "Where every client of the routers' MediaService finds them (host:port): the feed, "
+        "the transformer workers, the CLI. Empty: cluster.host with router.port + i for each "
+        "of router.count processes. (Was feed.router_endpoints, still read with a warning.)",
+        default=(), each=HOST_PORT,
+    )
     workers: int = setting(
         "Processes of each router sharing its ports (SO_REUSEPORT), one core each; the first "
         "starts the others and serves /metrics for all.",
         default=1, ge=1, le=256,
-    )
-    directory_endpoints: tuple[str, ...] = setting(
-        "Directory addresses as host:port. Empty: cluster.host with directory.port + i "
-        "for each of directory.count processes.",
-        default=(), each=HOST_PORT,
     )
     max_upload_bytes: int = setting(
         "Largest object an upload may carry (at most store.max_needle_bytes).",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from trenchcoat.config.checks import require
 from trenchcoat.config.service import ServiceConfig, count_setting, port_setting
-from trenchcoat.config.setting import Bounds, setting
+from trenchcoat.config.setting import HOST_PORT, Bounds, setting
 
 MiB = 1024 * 1024
 #: Largest volume file: the index stores offsets in 8-byte units in 32 bits.
@@ -25,6 +25,12 @@ class DirectoryConfig(ServiceConfig):
     port: int = port_setting("gRPC port of the first directory; directory i listens on port + i.", default=7100)
     metrics_port: int = port_setting("/metrics port of the first directory; directory i uses metrics_port + i.",
                                      default=9100)
+    endpoints: tuple[str, ...] = setting(
+        "Where every client of the directories finds them (host:port): routers, caches, the "
+        "f4 front, the CLI. Empty: cluster.host with directory.port + i for each of "
+        "directory.count processes. (Was router.directory_endpoints, still read with a warning.)",
+        default=(), each=HOST_PORT,
+    )
     replicas: int = setting("Copies of every logical volume, each on a different rack.", default=3, ge=1, le=16)
     min_writable_volumes: int = setting(
         "The leader keeps at least this many logical volumes writable, creating new ones.",

@@ -12,7 +12,7 @@ from trenchcoat.config.service import (
     count_setting,
     port_setting,
 )
-from trenchcoat.config.setting import HOST_PORT, setting
+from trenchcoat.config.setting import setting
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,11 +25,6 @@ class FeedConfig(ServiceConfig):
         "Processes of each feed process sharing its ports (SO_REUSEPORT), one core each; the first "
         "starts the others and serves /metrics for all.",
         default=1, ge=1, le=256,
-    )
-    router_endpoints: tuple[str, ...] = setting(
-        "MediaService addresses (host:port) the feed checks posts and hydrates through. "
-        "Empty: cluster.host with router.port + i for each of router.count processes.",
-        default=(), each=HOST_PORT,
     )
     timeline_max: int = setting("Entries a home timeline keeps in Redis (older ones come from PostgreSQL).",
                                 default=800, ge=10)

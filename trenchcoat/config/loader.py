@@ -6,6 +6,7 @@ identity (identity.py) and the checks (``Config.validate``)."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import socket
 import tomllib
@@ -26,6 +27,15 @@ CONFIG_PATH_ENV = "TRENCHCOAT_CONFIG"
 #: Overrides by section, then key: (the text, the variable it came from).
 _Overrides = dict[str, dict[str, tuple[str, str]]]
 
+#: Keys that moved, (section, key) -> (section, key): still read, with a warning, so a
+#: config written for an earlier release keeps working while it is renamed.
+MOVED = {
+    ("router", "directory_endpoints"): ("directory", "endpoints"),
+    ("feed", "router_endpoints"): ("router", "endpoints"),
+}
+
+log = logging.getLogger(__name__)
+
 
 def load(
     path: str | os.PathLike[str] | None = None,
@@ -42,7 +52,10 @@ def load(
             raise ConfigError(f"config file {path} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    config = _build(raw, _env_overrides(env), origin=str(path) if path else "defaults")
+    origin = str(path) if path else "defaults"
+    overrides = _env_overrides(env)
+    _move_keys(raw, overrides, origin)
+    config = _build(raw, overrides, origin)
     config = from_ordinal(config, env.get("HOSTNAME") or socket.gethostname())
     config.validate()
     return config
@@ -69,6 +82,33 @@ def _env_overrides(env: Mapping[str, str]) -> _Overrides:
         section, _, key = name[len(ENV_PREFIX):].partition(ENV_SEPARATOR)
         out.setdefault(section.lower(), {})[key.lower()] = (value, name)
     return out
+
+
+def _move_keys(raw: dict[str, Any], overrides: _Overrides, origin: str) -> None:
+    """Carries each moved key (``MOVED``) of the file and the environment to its new place,
+    warning; a key set in both places, to different values, is refused."""
+    for (old_section, old_key), (section, key) in MOVED.items():
+        old_name, name = f"{old_section}.{old_key}", f"{section}.{key}"
+        table = raw.get(old_section)
+        if isinstance(table, dict) and old_key in table:
+            value = table.pop(old_key)
+            new_table = raw.setdefault(section, {})
+            if isinstance(new_table, dict):
+                if key in new_table and new_table[key] != value:
+                    raise ConfigError(f"{old_name} (in {origin}) is the old name of {name}, which is set too, "
+                                      f"to another value: keep only {name}")
+                new_table.setdefault(key, value)
+            log.warning("%s (in %s) is now %s: rename it (the old name will stop being read)", old_name, origin,
+                        name)
+        old = overrides.get(old_section, {}).pop(old_key, None)
+        if old is not None:
+            text, var = old
+            new = overrides.setdefault(section, {})
+            if key in new and new[key][0] != text:
+                raise ConfigError(f"{var} is the old name of {new[key][1]}, which is set too, to another value: "
+                                  f"keep only {new[key][1]}")
+            new.setdefault(key, (text, var))
+            log.warning("%s is now %s: rename it (the old name will stop being read)", var, env_key(section, key))
 
 
 def _build(raw: dict[str, Any], overrides: _Overrides, origin: str) -> Config:

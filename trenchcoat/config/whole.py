@@ -79,9 +79,9 @@ class Config:
                         f"port {base + i} ({owner}) is also {clash}",
                     )
     def directory_endpoints(self) -> tuple[str, ...]:
-        """Where the Directory processes listen (router.directory_endpoints, or derived)."""
-        if self.router.directory_endpoints:
-            return self.router.directory_endpoints
+        """Where the Directory processes listen (directory.endpoints, or derived)."""
+        if self.directory.endpoints:
+            return self.directory.endpoints
         d = self.directory
         return tuple(f"{self.cluster.host}:{d.port + i}" for i in range(max(d.count, 1)))
 
@@ -109,11 +109,16 @@ class Config:
         return tuple(f"{self.cluster.host}:{t.port + i}" for i in range(t.count))
 
     def router_endpoints(self) -> tuple[str, ...]:
-        """Where the routers' MediaService listens (feed.router_endpoints, or derived)."""
-        if self.feed.router_endpoints:
-            return self.feed.router_endpoints
+        """Where the routers' MediaService listens (router.endpoints, or derived)."""
+        if self.router.endpoints:
+            return self.router.endpoints
         r = self.router
         return tuple(f"{self.cluster.host}:{r.port + i}" for i in range(max(r.count, 1)))
+
+    def feed_endpoints(self) -> tuple[str, ...]:
+        """Where the feed processes listen (derived: nothing but the CLI reads them)."""
+        f = self.feed
+        return tuple(f"{self.cluster.host}:{f.port + i}" for i in range(max(f.count, 1)))
 
     def f4_storage_endpoints(self) -> tuple[str, ...]:
         """The f4 cell's storage nodes (f4.storage_endpoints, or derived)."""

@@ -22,7 +22,7 @@ from trenchcoat.clients.feed import FeedClient, FeedEntry, FeedPage
 from trenchcoat.clients.media import Media, MediaClient, StatResult
 from trenchcoat.clients.transformer import JobView, TransformerClient
 from trenchcoat.config import Config
-from trenchcoat.errors import TrenchcoatError, Unavailable
+from trenchcoat.errors import FailedPrecondition, TrenchcoatError, Unavailable
 from trenchcoat.rendition_keys import describe
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.urls import MalformedURL, parse_path
@@ -31,15 +31,20 @@ T = TypeVar("T")
 
 
 def router_address(config: Config) -> str:
-    return f"{config.cluster.host}:{config.router.port}"
+    """The router the verbs call: the first of the config's (router.endpoints, or derived)."""
+    return config.router_endpoints()[0]
 
 
 def feed_address(config: Config) -> str:
-    return f"{config.cluster.host}:{config.feed.port}"
+    return config.feed_endpoints()[0]
 
 
 def transformer_address(config: Config) -> str:
-    return f"{config.cluster.host}:{config.transformer.port}"
+    endpoints = config.transformer_endpoints()
+    if not endpoints:
+        raise FailedPrecondition("no transformer worker in the config: transformer.count is 0 and "
+                                 "cache.transformer_endpoints is empty")
+    return endpoints[0]
 
 
 def _run(config: Config, ask: Callable[[ChannelPool], Awaitable[T]]) -> T:

@@ -117,3 +117,28 @@ def test_default_path_prefers_the_environment(tmp_path, monkeypatch):
     (tmp_path / "trenchcoat.toml").write_text("")
     assert config.default_path({}) == "trenchcoat.toml"
     assert config.default_path({"TRENCHCOAT_CONFIG": "/x.toml"}) == "/x.toml"
+
+
+def test_a_moved_key_is_still_read_under_its_old_name_with_a_warning(tmp_path, caplog):
+    old = write(tmp_path, '[router]\ndirectory_endpoints = ["d1:7100", "d2:7100"]\n'
+                          '[feed]\nrouter_endpoints = ["r:7400"]\n')
+    c = config.load(old)
+    assert c.directory.endpoints == ("d1:7100", "d2:7100") and c.directory_endpoints() == ("d1:7100", "d2:7100")
+    assert c.router.endpoints == ("r:7400",) and c.router_endpoints() == ("r:7400",)
+    assert "router.directory_endpoints (in " in caplog.text and "is now directory.endpoints" in caplog.text
+    caplog.clear()
+    c = config.load(env={"TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": "d3:7100"})
+    assert c.directory.endpoints == ("d3:7100",)
+    assert "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS is now TRENCHCOAT_DIRECTORY__ENDPOINTS" in caplog.text
+
+
+def test_a_moved_key_set_under_both_names_must_agree(tmp_path):
+    same = write(tmp_path, '[router]\ndirectory_endpoints = ["d:1"]\n[directory]\nendpoints = ["d:1"]\n')
+    assert config.load(same).directory.endpoints == ("d:1",)
+    both = write(tmp_path, '[router]\ndirectory_endpoints = ["d:1"]\n[directory]\nendpoints = ["d:2"]\n')
+    with pytest.raises(ConfigError, match=r"router.directory_endpoints .* keep only directory.endpoints"):
+        config.load(both)
+    with pytest.raises(ConfigError, match="keep only TRENCHCOAT_ROUTER__ENDPOINTS"):
+        config.load(env={"TRENCHCOAT_FEED__ROUTER_ENDPOINTS": "a:1", "TRENCHCOAT_ROUTER__ENDPOINTS": "b:1"})
+    with pytest.raises(ConfigError, match=r"directory.endpoints\[0\]"):  # the old name's value is checked as the new
+        config.load(env={"TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": "nohost"})
