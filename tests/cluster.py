@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests import harness
+from trenchcoat import config as configmod
 from trenchcoat import rpc
 from trenchcoat.clients.cache import CacheClient
 from trenchcoat.clients.directory import DirectoryClient, StoreView, VolumeView
@@ -21,8 +22,9 @@ from trenchcoat.clients.feed import FeedClient, FeedEntry
 from trenchcoat.clients.media import MediaClient
 from trenchcoat.clients.store import StoreClient
 from trenchcoat.clients.transformer import TransformerClient
+from trenchcoat.config import env_key
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.ops import ports
+from trenchcoat.ops import launcher, ports
 
 FAST = {
     "TRENCHCOAT_DIRECTORY__LIVENESS_TTL_S": "2",
@@ -95,6 +97,7 @@ class MediaCluster:
     """(gRPC, metrics) port of transformer i, given out before the caches start (they send
     resizes on read to every transformer)."""
     _launched: list[harness.ServiceProcess] = field(default_factory=list, init=False, repr=False)
+    config: configmod.Config = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.env = {
@@ -106,6 +109,17 @@ class MediaCluster:
             **({"TRENCHCOAT_REDIS__URL": self.redis} if self.redis else {}),
             **self.env,
         }
+        self.config = configmod.load(env={**self.env, "HOSTNAME": "suite"})
+        """What this cluster's processes read, but for their own ports and identity."""
+
+    def _process_env(self, section: str, index: int, **ports_by_key: int) -> dict[str, str]:
+        """This cluster's environment with what makes process ``index`` of ``section`` itself,
+        derived as ``trenchcoat up`` derives it (``launcher.process_env``), with this test's
+        free ports: one for each of the section's port keys."""
+        service = getattr(self.config, section)
+        missing = set(service.port_keys()) - set(ports_by_key)
+        assert not missing, f"{section} also listens on {sorted(missing)}: give each a free port"
+        return {**self.env, **launcher.process_env(section, service, index, ports_by_key)}
 
     def directory_endpoints(self) -> list[str]:
         return [f"127.0.0.1:{p}" for p, _ in self.directory_ports]
@@ -117,8 +131,7 @@ class MediaCluster:
             i = len(self.directories) - 1
         port, mport = self.directory_ports[i]
         proc = self.start(f"directory-{i + 1}", harness.python_module("directory"), port=port, metrics_port=mport,
-                          env={**self.env, "TRENCHCOAT_DIRECTORY__PORT": str(port),
-                               "TRENCHCOAT_DIRECTORY__METRICS_PORT": str(mport)}, wait=wait)
+                          env=self._process_env("directory", i, port=port, metrics_port=mport), wait=wait)
         self.directories[i] = proc
         return proc
 
@@ -130,11 +143,9 @@ class MediaCluster:
             port, mport, hport = self.store_ports.setdefault(
                 machine_id, (ports.free_port(), ports.free_port(), ports.free_port()))
         proc = self.start(name or f"store-{machine_id}", harness.python_module("store"), port=port, metrics_port=mport,
-                          env={**self.env, "TRENCHCOAT_STORE__PORT": str(port),
-                               "TRENCHCOAT_STORE__METRICS_PORT": str(mport),
-                               "TRENCHCOAT_STORE__HTTP_PORT": str(hport),
-                               "TRENCHCOAT_STORE__MACHINE_ID": str(machine_id),
-                               "TRENCHCOAT_STORE__RACK": rack, **extra}, wait=wait)
+                          env={**self._process_env("store", machine_id - 1, port=port, metrics_port=mport,
+                                                   http_port=hport),
+                               env_key("store", "rack"): rack, **extra}, wait=wait)
         self.stores[machine_id] = proc
         return proc
 
@@ -146,11 +157,11 @@ class MediaCluster:
             i = len(self.caches) - 1
         port, mport = self.cache_ports[i]
         proc = self.start(f"cache-{i + 1}", harness.python_module("cache"), port=port, metrics_port=mport,
-                          env={**self.env, "TRENCHCOAT_CACHE__PORT": str(port), "TRENCHCOAT_CACHE__METRICS_PORT": str(mport),
-                               "TRENCHCOAT_CACHE__TRANSFORMER_ENDPOINTS": ",".join(
+                          env={**self._process_env("cache", i, port=port, metrics_port=mport,
+                                                   http_port=self.cache_http_ports[i]),
+                               env_key("cache", "transformer_endpoints"): ",".join(
                                    f"127.0.0.1:{p}" for p, _ in self.transformer_ports),
-                               "TRENCHCOAT_CACHE__HTTP_PORT": str(self.cache_http_ports[i]),
-                               "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(self.directory_endpoints())},
+                               env_key("directory", "endpoints"): ",".join(self.directory_endpoints())},
                           wait=wait)
         self.caches[i] = proc
         return proc
@@ -158,10 +169,9 @@ class MediaCluster:
     def start_router(self, *, wait: bool = True) -> harness.ServiceProcess:
         port, mport = ports.free_port(), ports.free_port()
         self.router = self.start("router", harness.python_module("router"), port=port, metrics_port=mport,
-                                 env={**self.env, "TRENCHCOAT_ROUTER__PORT": str(port),
-                                      "TRENCHCOAT_ROUTER__METRICS_PORT": str(mport),
-                                      "TRENCHCOAT_ROUTER__DIRECTORY_ENDPOINTS": ",".join(self.directory_endpoints()),
-                                      "TRENCHCOAT_ROUTER__CACHE_ENDPOINTS": ",".join(
+                                 env={**self._process_env("router", 0, port=port, metrics_port=mport),
+                                      env_key("directory", "endpoints"): ",".join(self.directory_endpoints()),
+                                      env_key("router", "cache_endpoints"): ",".join(
                                           f"127.0.0.1:{p}" for p, _ in self.cache_ports)}, wait=wait)
         return self.router
 
@@ -170,9 +180,8 @@ class MediaCluster:
         assert self.router is not None, "start the router first: the feed checks posts through it"
         port, mport = ports.free_port(), ports.free_port()
         self.feed = self.start("feed", harness.python_module("feedsvc"), port=port, metrics_port=mport,
-                               env={**self.env, "TRENCHCOAT_FEED__PORT": str(port),
-                                    "TRENCHCOAT_FEED__METRICS_PORT": str(mport),
-                                    "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": self.router.address, **extra}, wait=wait)
+                               env={**self._process_env("feed", 0, port=port, metrics_port=mport),
+                                    env_key("router", "endpoints"): self.router.address, **extra}, wait=wait)
         return self.feed
 
     def start_fanout(self, i: int | None = None, *, wait: bool = True, **extra: str) -> harness.ServiceProcess:
@@ -182,8 +191,7 @@ class MediaCluster:
             i = len(self.fanout) - 1
         port, mport = ports.free_port(), ports.free_port()
         proc = self.start(f"fanout-{i + 1}", harness.python_module("feedsvc.worker"), port=port, metrics_port=mport,
-                          env={**self.env, "TRENCHCOAT_FANOUT__PORT": str(port),
-                               "TRENCHCOAT_FANOUT__METRICS_PORT": str(mport), **extra}, wait=wait)
+                          env={**self._process_env("fanout", i, port=port, metrics_port=mport), **extra}, wait=wait)
         self.fanout[i] = proc
         return proc
 
@@ -199,9 +207,8 @@ class MediaCluster:
         port, mport = self.transformer_ports[i]
         proc = self.start(f"transformer-{i + 1}", harness.python_module("transformer"), port=port,
                           metrics_port=mport,
-                          env={**self.env, "TRENCHCOAT_TRANSFORMER__PORT": str(port),
-                               "TRENCHCOAT_TRANSFORMER__METRICS_PORT": str(mport),
-                               "TRENCHCOAT_FEED__ROUTER_ENDPOINTS": self.router.address, **extra}, wait=wait)
+                          env={**self._process_env("transformer", i, port=port, metrics_port=mport),
+                               env_key("router", "endpoints"): self.router.address, **extra}, wait=wait)
         self.transformers[i] = proc
         return proc
 

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -264,11 +264,7 @@ class Cluster:
             for i in range(service.count):
                 name = section if service.count == 1 else f"{section}-{i + 1}"
                 port, metrics_port = service.port + i, service.metrics_port + i
-                env = {
-                    **base_env,
-                    **{env_key(section, key): str(_nth_port(getattr(service, key), i)) for key in service.port_keys()},
-                    **_identity(section, service, i),
-                }
+                env = {**base_env, **process_env(section, service, i)}
                 process = processes.ManagedProcess(
                     name=name,
                     kind="grpc",
@@ -367,13 +363,24 @@ class Cluster:
         print(line, file=self.out, flush=True)
 
 
+def process_env(section: str, service: ServiceConfig, index: int,
+                ports: Mapping[str, int] | None = None) -> dict[str, str]:
+    """The environment overrides that make process ``index`` (from 0) of ``section`` itself:
+    each of its ports (``ports`` by key where given, else the section's port + index) and
+    its identity (a store's machine id and rack, an f4 storage node's id). What ``up``
+    gives each process, and what the suite's clusters give theirs (with free ports)."""
+    given = ports or {}
+    chosen = {key: given.get(key, _nth_port(getattr(service, key), index)) for key in service.port_keys()}
+    return {**{env_key(section, key): str(port) for key, port in chosen.items()}, **_identity(service, index)}
+
+
 def _nth_port(first: int, index: int) -> int:
     """Process ``index``'s port when the first has ``first``: first + index, except that
     0 (a free port each) and a negative value (none) stay as they are."""
     return first + index if first > 0 else first
 
 
-def _identity(section: str, service: ServiceConfig, index: int) -> dict[str, str]:
+def _identity(service: ServiceConfig, index: int) -> dict[str, str]:
     """Per-process identity overrides (a store's machine id and rack, an f4 storage node's id)."""
     if isinstance(service, F4StorageConfig):
         return {env_key("f4_storage", "node_id"): str(index + 1)}
