@@ -114,7 +114,7 @@ async def measure(seconds: float, rounds: int) -> dict[str, float]:
             process.start()
         for process in (plain, logged):
             await asyncio.to_thread(process.wait_ready, 30)
-        for name, port in (("plain", plain_port), ("logged", logged_port)):
+        for port in (plain_port, logged_port):
             await load(port, 1.0)  # every URL cached (a miss each), the connections warm
         before_count = await counted(metrics_port)
         for _ in range(rounds):

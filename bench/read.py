@@ -115,7 +115,7 @@ async def figures_for(cluster, size: int, label: str, misses: int, seconds: floa
         record("grpc_read", await timed(grpc_read, None, seconds))
     # The same bytes straight from a store holding them.
     needle = urls.parse_path(paths[0]).needle
-    volume_replicas = [s for s in cluster.stores]
+    volume_replicas = list(cluster.stores)
     async with rpc.ChannelPool() as pool:
         store = StoreClient(pool, timeout_s=60.0)
         await store.read(volume_replicas[0], needle)  # every store holds every volume here (3 stores, 3 replicas)

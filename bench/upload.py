@@ -178,7 +178,7 @@ async def measure(address: str, size: int, seconds: float,
             await media.upload(data, owner_id=owner, content_type="image/jpeg")  # one UploadBytes message
             latencies.append(time.perf_counter() - began)
 
-        for attempt in range(100):  # the first volumes may still be growing
+        for _ in range(100):  # the first volumes may still be growing
             try:
                 await one(0)
                 break

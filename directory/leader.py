@@ -26,6 +26,7 @@ gathers their inputs (probes, etcd) and carries their decisions out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -199,10 +200,8 @@ class Leader(PeriodicWorker):
             # not hold the volume gets it from the copy; one that cannot be reached fails
             # this round (retried next tick): it must not be mistaken for an empty one.
             for address in addresses.values():
-                try:
+                with contextlib.suppress(NotFound):  # VolumeNotFound: SetReadOnly names no needle
                     await self._stores.set_read_only(address, volume.id, True)
-                except NotFound:  # VolumeNotFound: SetReadOnly names no needle
-                    pass
             reported_ms = int(time.time() * 1000)
             reports = await asyncio.gather(*(self._stores.status(a) for a in addresses.values()))
             copies = {m: report.get(volume.id) for m, report in zip(addresses, reports, strict=True)}

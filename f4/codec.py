@@ -85,7 +85,7 @@ def rebuild(ranges: Mapping[int, bytes], wanted: Sequence[int]) -> dict[int, byt
     if not missing:
         return out
     if length == 0:
-        return out | {i: b"" for i in missing}
+        return out | dict.fromkeys(missing, b"")
     headers = _headers(length)
     fragments = [headers[i] + bytes(ranges[i]) for i in sorted(ranges)[:K]]
     rebuilt = _driver().reconstruct(fragments, missing)

@@ -20,6 +20,7 @@ discards keys in the key store: the blob is NOT_FOUND at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -156,10 +157,9 @@ class Front:
         cell = self.region.cell(manifest.cell)
         metrics.ENCODING.labels("blobs").set(len(manifest.blobs))
         for checked, ((key, alt), blob) in enumerate(manifest.blobs.items(), 1):
-            try:
+            # A needle deleted while the volume was encoded is gone, as it should be.
+            with contextlib.suppress(NeedleNotFound):
                 await cell.read(manifest, key, alt, blob.cookie)  # checks the hot tier's CRC
-            except NeedleNotFound:
-                pass  # deleted while the volume was encoded: its key is gone, as it should be
             metrics.ENCODING.labels("checked").set(checked)
         self._remember(manifest)
         if partner is not None:

@@ -105,7 +105,7 @@ def _copy_live(src: int, dst: int, sb: needle.Superblock, keys: np.ndarray, alts
     k, a, u, s = keys[live][order], alts[live][order], units[live][order], sizes[live][order]
     out = needle.SUPERBLOCK.size
     placed = []
-    for key, alt, unit, size in zip(k.tolist(), a.tolist(), u.tolist(), s.tolist()):
+    for key, alt, unit, size in zip(k.tolist(), a.tolist(), u.tolist(), s.tolist(), strict=True):
         raw = os.pread(src, size, unit * OFFSET_UNIT)
         if len(raw) == size and raw[needle.FLAGS_OFFSET] & needle.FLAG_DELETED:
             continue  # deleted after the last checkpoint

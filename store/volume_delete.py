@@ -95,7 +95,7 @@ def _deleted(fd: int, keys: np.ndarray, alts: np.ndarray, units: np.ndarray,
              sizes: np.ndarray) -> list[tuple[int, int]]:
     """(key, alt) of every needle flagged deleted in the index or on disk (thread)."""
     gone = []
-    for key, alt, unit, size in zip(keys.tolist(), alts.tolist(), units.tolist(), sizes.tolist()):
+    for key, alt, unit, size in zip(keys.tolist(), alts.tolist(), units.tolist(), sizes.tolist(), strict=True):
         if not size & DELETED_BIT:
             try:
                 found, _ = needle.unpack_header(os.pread(fd, needle.HEADER.size, unit * OFFSET_UNIT))

@@ -33,7 +33,7 @@ def _scrub(fd: int, keys: np.ndarray, alts: np.ndarray, units: np.ndarray,
     """Reads and verifies each live needle of the index arrays (thread)."""
     damaged = []
     checked = 0
-    for key, alt, unit, size in zip(keys.tolist(), alts.tolist(), units.tolist(), sizes.tolist()):
+    for key, alt, unit, size in zip(keys.tolist(), alts.tolist(), units.tolist(), sizes.tolist(), strict=True):
         if size & DELETED_BIT:
             continue
         checked += 1

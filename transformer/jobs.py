@@ -21,6 +21,7 @@ decoder's reason, and the upload's renditions are recorded failed with it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import tempfile
@@ -88,10 +89,8 @@ class RenditionJobs:
         router's sweeper then leaves it to an operator)."""
         job = RenditionJob.from_fields(delivery.fields)
         await self._queue.set_state(job, JobState.DEAD, attempts=delivery.attempt + 1, error=reason)
-        try:
+        with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to record
             await self._media.finish_renditions(job.media_id, job.recipe_version, reason)
-        except NotFound:
-            pass  # deleted meanwhile: nothing to record
 
     async def run(self, delivery: Delivery) -> None:
         job = RenditionJob.from_fields(delivery.fields)

@@ -10,6 +10,7 @@ back, so no process needs a restart after an etcd restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -225,10 +226,8 @@ class LeasedKey(PeriodicWorker):
         self.held.clear()
 
     async def _revoke(self, lease: int) -> None:
-        try:
+        with contextlib.suppress(Unavailable):  # it lapses by itself
             await self._etcd.revoke(lease)
-        except Unavailable:
-            pass  # it lapses by itself
 
     async def shutdown(self) -> None:
         """Stops the loop (waiting for a claim or refresh under way), then revokes the

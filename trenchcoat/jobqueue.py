@@ -24,6 +24,7 @@ the handler calls permanent, a malformed entry, or an entry handed out more than
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -250,7 +251,7 @@ class JobQueue:
         with failures(f"reading the {s.what} queue"):
             while wanted - found and read < scan:
                 entries: Any = await self.redis.xrange(s.stream, min=start, count=min(HOLDING_PAGE, scan - read))
-                for entry_id, fields in entries:
+                for _, fields in entries:
                     value = fields.get(key, b"").decode(errors="replace")
                     if value in wanted:
                         found.add(value)
@@ -322,7 +323,7 @@ class JobQueue:
 
 
 def _history(delivery: Delivery, error: str) -> bytes:
-    errors = (delivery.errors + [error[:ERROR_CHARS]])[-HISTORY:]
+    errors = [*delivery.errors, error[:ERROR_CHARS]][-HISTORY:]
     return json.dumps(errors).encode()
 
 
@@ -419,10 +420,8 @@ class JobRunner:
                 await self._pause(1.0)
 
     async def _pause(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
-        except TimeoutError:
-            pass
 
     async def _handle(self, delivery: Delivery) -> None:
         handler = self._handler

@@ -13,6 +13,7 @@ few milliseconds does not hammer a database that is down, nor fill the log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from prometheus_client import Counter
@@ -68,10 +69,8 @@ class PeriodicWorker:
         self._running = True
         try:
             while not self._stop.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._nudge.wait(), self.pause_s)
-                except TimeoutError:
-                    pass
                 self._nudge.clear()
                 if self._stop.is_set():
                     return

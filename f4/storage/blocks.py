@@ -25,6 +25,7 @@ bytes nobody reads is found too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -268,10 +269,8 @@ def _pread(path: Path, length: int, offset: int) -> bytes:
 
 
 def _remove(path: Path) -> None:
-    try:
+    with contextlib.suppress(FileNotFoundError):
         path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 class Scrubber(PeriodicWorker):

@@ -15,6 +15,7 @@ Protobuf stays in this module.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Sequence
@@ -205,10 +206,8 @@ class DirectoryClient:
             failures = 0 if delivered else failures + 1
             if failures < len(self._endpoints):
                 continue  # the next directory at once: this one broke, that one may serve
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), RECONNECT.pause(failures - len(self._endpoints) + 1))
-            except TimeoutError:
-                pass
 
     async def shutdown(self) -> None:
         self._stop.set()

@@ -112,10 +112,12 @@ class MediaClient:
         """Stores ``data`` (bytes, or a file read in chunks) for ``owner_id``; returns once every
         replica holds it durably. ``content_type`` defaults to a guess from the file name."""
         if isinstance(data, Path):
-            if not data.is_file():
+            # A slow disk (or a network file system) must not stall the loop: every look at
+            # the file is in a thread.
+            if not await asyncio.to_thread(data.is_file):
                 raise InvalidArgument(f"{data} is not a readable file")
             content_type = content_type or mimetypes.guess_type(data.name)[0] or "application/octet-stream"
-            size = data.stat().st_size
+            size = (await asyncio.to_thread(data.stat)).st_size
             if size <= min(chunk_bytes, SINGLE_MESSAGE_BYTES):
                 data = await asyncio.to_thread(data.read_bytes)  # a slow disk must not stall the loop
                 size = len(data)

@@ -144,10 +144,11 @@ async def serve(config: Config) -> int:
     log_port = sock.getsockname()[1]
     DROPPED.set_function(lambda: udp_drops(log_port))
     threading.Thread(target=_receive, args=(sock,), name="access-log", daemon=True).start()
-    conf = dependencies.nginx_conf(Path(config.cluster.data_dir).resolve() / "cdn", config.cluster.host, cdn.port, caches,
-                            ttl_s=cdn.ttl_s, not_found_ttl_s=cdn.not_found_ttl_s, max_bytes=cdn.max_bytes,
-                            access_log=f"syslog:server=127.0.0.1:{log_port},tag={TAG},nohostname",
-                            log_format=LOG_FORMAT)
+    root = await asyncio.to_thread(Path(config.cluster.data_dir).resolve)
+    conf = dependencies.nginx_conf(root / "cdn", config.cluster.host, cdn.port, caches,
+                                   ttl_s=cdn.ttl_s, not_found_ttl_s=cdn.not_found_ttl_s, max_bytes=cdn.max_bytes,
+                                   access_log=f"syslog:server=127.0.0.1:{log_port},tag={TAG},nohostname",
+                                   log_format=LOG_FORMAT)
     start_http_server(cdn.metrics_port, addr=config.cluster.host)
     argv = dependencies.nginx_argv(conf)
     nginx = await asyncio.create_subprocess_exec(*argv)

@@ -30,6 +30,7 @@ of a stripe's 14 blocks gone. Counts that depend on timing are reported, not ass
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import itertools
@@ -267,10 +268,8 @@ async def until_warm(config: Config, volume_id: int, bound_s: float) -> tuple[Vo
     async with ChannelPool() as pool:
         directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=30)
         while True:
-            try:
+            with contextlib.suppress(Unavailable):  # a directory too slow to answer on a loaded machine: ask again
                 view = await directory.locate(volume_id)
-            except Unavailable:  # a directory too slow to answer on a loaded machine: ask again
-                pass
             if view is not None:
                 stage = view.state
                 if view.state == "warm":

@@ -8,6 +8,7 @@ to the whole group) so nothing is left behind. Children get a parent-death signa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -118,20 +119,16 @@ class ManagedProcess:
         """Sends its stop signal (if it runs) without waiting: ``stop_all`` asks every
         process first, then waits for them together."""
         if self.popen is not None and self.popen.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.popen.pid, self.stop_signal)
-            except ProcessLookupError:
-                pass
 
     def finish_stopping(self, timeout: float) -> int | None:
         """Waits up to ``timeout`` for it to exit after ``ask_to_stop``, then SIGKILLs its
         process group; its exit code (None if it was never started)."""
         if self.popen is None:
             return None
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
         self.kill_group()
         return self.popen.wait()
 
@@ -148,10 +145,8 @@ class ManagedProcess:
         if self.popen is None:
             return
         if self.popen.poll() is None or group_members({self.popen.pid}):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         if self.popen.poll() is None:
             self.popen.wait()
 
