@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from grpc.aio import ServicerContext
+
 from cache.photos import PhotoCache
 from trenchcoat.errors import InvalidArgument
 from trenchcoat.locators import needle_of
@@ -14,7 +16,10 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
     def __init__(self, cache: PhotoCache) -> None:
         self._cache = cache
 
-    async def Read(self, request, context):
+    async def Read(
+        self, request: cache_pb2.CacheReadRequest,
+        context: ServicerContext[cache_pb2.CacheReadRequest, cache_pb2.CacheReadResponse],
+    ) -> cache_pb2.CacheReadResponse:
         if not request.machine_id:
             raise InvalidArgument("machine_id is required")
         needle = needle_of(request.needle)
@@ -22,11 +27,17 @@ class CacheServicer(cache_pb2_grpc.CacheServiceServicer):
                                         internal=request.internal)
         return cache_pb2.CacheReadResponse(data=served.data, hit=served.hit, admitted=served.admitted)
 
-    async def Invalidate(self, request, context):
+    async def Invalidate(
+        self, request: cache_pb2.InvalidateRequest,
+        context: ServicerContext[cache_pb2.InvalidateRequest, cache_pb2.InvalidateResponse],
+    ) -> cache_pb2.InvalidateResponse:
         alt = request.alternate_key if request.HasField("alternate_key") else None
         return cache_pb2.InvalidateResponse(dropped=self._cache.invalidate(request.ref.media_id, alt))
 
-    async def Stats(self, request, context):
+    async def Stats(
+        self, request: cache_pb2.CacheStatsRequest,
+        context: ServicerContext[cache_pb2.CacheStatsRequest, cache_pb2.CacheStatsResponse],
+    ) -> cache_pb2.CacheStatsResponse:
         c = self._cache
         return cache_pb2.CacheStatsResponse(
             bytes=c.lru.bytes, capacity_bytes=c.lru.capacity_bytes, entries=len(c.lru), hits=c.hits,

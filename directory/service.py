@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import AsyncIterator, Sequence
+
+from grpc.aio import ServicerContext
 
 from directory import migration
 from directory.errors import MigrationOff, NoWritableVolume
 from directory.leader import Leader
-from directory.model import ClusterMap, State, Volume, choose_for_write
+from directory.model import ClusterMap, Replica, State, Volume, choose_for_write
 from directory.state import DirectoryState
 from directory.view import MapView
 from trenchcoat.errors import InvalidArgument, Unavailable
@@ -30,7 +33,7 @@ _STATES = {
 
 
 
-def logical_volume(cmap: ClusterMap, volume: Volume, replicas=None) -> pb.LogicalVolume:
+def logical_volume(cmap: ClusterMap, volume: Volume, replicas: Sequence[Replica] | None = None) -> pb.LogicalVolume:
     return pb.LogicalVolume(
         id=volume.id,
         replicas=[
@@ -57,7 +60,10 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         self._turn = itertools.count()
         self._rng = random.Random()
 
-    async def Allocate(self, request, context):
+    async def Allocate(
+        self, request: pb.AllocateRequest,
+        context: ServicerContext[pb.AllocateRequest, pb.AllocateResponse],
+    ) -> pb.AllocateResponse:
         cmap = self._view.now()
         candidates = cmap.writable(size=request.size_bytes, exclude=request.exclude,
                                    avoid_machines=request.avoid_machines)
@@ -68,7 +74,10 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
                                    f"({len(cmap.volumes)} volumes known); {why}")
         return pb.AllocateResponse(volume=logical_volume(cmap, choose_for_write(candidates, self._rng)))
 
-    async def Locate(self, request, context):
+    async def Locate(
+        self, request: pb.LocateRequest,
+        context: ServicerContext[pb.LocateRequest, pb.LocateResponse],
+    ) -> pb.LocateResponse:
         cmap = self._view.now()
         volume = cmap.volumes.get(request.logical_volume)
         if volume is None:
@@ -79,7 +88,10 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         order = cmap.read_order(volume, next(self._turn))
         return pb.LocateResponse(volume=logical_volume(cmap, volume, order))
 
-    async def MarkReadOnly(self, request, context):
+    async def MarkReadOnly(
+        self, request: pb.MarkReadOnlyRequest,
+        context: ServicerContext[pb.MarkReadOnlyRequest, pb.MarkReadOnlyResponse],
+    ) -> pb.MarkReadOnlyResponse:
         if not request.logical_volume:
             raise InvalidArgument("logical_volume is required")
         reason = request.reason or "marked read-only by a client"
@@ -87,7 +99,10 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         cmap = await self._view.refresh()
         return pb.MarkReadOnlyResponse(volume=logical_volume(cmap, cmap.volumes.get(volume.id, volume)))
 
-    async def MigrateVolume(self, request, context):
+    async def MigrateVolume(
+        self, request: pb.MigrateVolumeRequest,
+        context: ServicerContext[pb.MigrateVolumeRequest, pb.MigrateVolumeResponse],
+    ) -> pb.MigrateVolumeResponse:
         if not request.logical_volume:
             raise InvalidArgument("logical_volume is required")
         if not self._migrate:
@@ -97,11 +112,17 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         cmap = await self._view.refresh()
         return pb.MigrateVolumeResponse(volume=logical_volume(cmap, cmap.volumes.get(volume.id, volume)))
 
-    async def ListVolumes(self, request, context):
+    async def ListVolumes(
+        self, request: pb.ListVolumesRequest,
+        context: ServicerContext[pb.ListVolumesRequest, pb.ListVolumesResponse],
+    ) -> pb.ListVolumesResponse:
         cmap = self._view.now()
         return pb.ListVolumesResponse(volumes=[logical_volume(cmap, cmap.volumes[v]) for v in sorted(cmap.volumes)])
 
-    async def ListStores(self, request, context):
+    async def ListStores(
+        self, request: pb.ListStoresRequest,
+        context: ServicerContext[pb.ListStoresRequest, pb.ListStoresResponse],
+    ) -> pb.ListStoresResponse:
         cmap = self._view.now()
         return pb.ListStoresResponse(stores=[
             pb.StoreMachine(machine_id=s.machine_id, address=s.address, rack=s.rack,
@@ -110,12 +131,18 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
             for s in sorted(cmap.stores.values(), key=lambda s: s.machine_id)
         ])
 
-    async def WatchVolumes(self, request, context):
+    async def WatchVolumes(
+        self, request: pb.WatchVolumesRequest,
+        context: ServicerContext[pb.WatchVolumesRequest, pb.WatchVolumesResponse],
+    ) -> AsyncIterator[pb.WatchVolumesResponse]:
         async for snapshot, volumes, cmap in self._view.watch():
             yield pb.WatchVolumesResponse(snapshot=snapshot, revision=cmap.revision,
                                           volumes=[logical_volume(cmap, v) for v in volumes])
 
-    async def GetLeader(self, request, context):
+    async def GetLeader(
+        self, request: pb.GetLeaderRequest,
+        context: ServicerContext[pb.GetLeaderRequest, pb.GetLeaderResponse],
+    ) -> pb.GetLeaderResponse:
         leader = self._view.now().leader
         if not leader:
             raise Unavailable("no directory leads right now (an election is under way)")

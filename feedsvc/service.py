@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from grpc.aio import ServicerContext
+
 from feedsvc.errors import BadFeedRequest
 from feedsvc.follows import Follows
 from feedsvc.home import HomeFeeds
@@ -57,21 +59,36 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
         self._page_size = page_size
         self._max_page = max_page_size
 
-    async def Post(self, request, context):
+    async def Post(
+        self, request: feed_pb2.PostRequest,
+        context: ServicerContext[feed_pb2.PostRequest, feed_pb2.PostResponse],
+    ) -> feed_pb2.PostResponse:
         entry = await self._posts.post(request.author_id, request.media.media_id, request.caption)
         return feed_pb2.PostResponse(entry=entry_pb(entry))
 
-    async def DeletePost(self, request, context):
+    async def DeletePost(
+        self, request: feed_pb2.DeletePostRequest,
+        context: ServicerContext[feed_pb2.DeletePostRequest, feed_pb2.DeletePostResponse],
+    ) -> feed_pb2.DeletePostResponse:
         return feed_pb2.DeletePostResponse(deleted=await self._posts.delete(request.author_id, request.media.media_id))
 
-    async def Follow(self, request, context):
+    async def Follow(
+        self, request: feed_pb2.FollowRequest,
+        context: ServicerContext[feed_pb2.FollowRequest, feed_pb2.FollowResponse],
+    ) -> feed_pb2.FollowResponse:
         return feed_pb2.FollowResponse(created=await self._follows.follow(request.follower_id, request.followee_id))
 
-    async def Unfollow(self, request, context):
+    async def Unfollow(
+        self, request: feed_pb2.UnfollowRequest,
+        context: ServicerContext[feed_pb2.UnfollowRequest, feed_pb2.UnfollowResponse],
+    ) -> feed_pb2.UnfollowResponse:
         return feed_pb2.UnfollowResponse(removed=await self._follows.unfollow(request.follower_id,
                                                                               request.followee_id))
 
-    async def GetHomeFeed(self, request, context):
+    async def GetHomeFeed(
+        self, request: feed_pb2.GetHomeFeedRequest,
+        context: ServicerContext[feed_pb2.GetHomeFeedRequest, feed_pb2.GetHomeFeedResponse],
+    ) -> feed_pb2.GetHomeFeedResponse:
         limit = self._limit(request.user_id, request.cursor, request.limit)
         page = await self._home.page(request.user_id, request.cursor, limit)
         if not request.hydrate:
@@ -89,7 +106,10 @@ class FeedServicer(feed_pb2_grpc.FeedServiceServicer):
                         for u in found.unhydrated],
             next_cursor=page.next_cursor)
 
-    async def GetUserFeed(self, request, context):
+    async def GetUserFeed(
+        self, request: feed_pb2.GetUserFeedRequest,
+        context: ServicerContext[feed_pb2.GetUserFeedRequest, feed_pb2.GetUserFeedResponse],
+    ) -> feed_pb2.GetUserFeedResponse:
         limit = self._limit(request.author_id, request.cursor, request.limit)
         entries = await self._records.author_posts(request.author_id, before=request.cursor, limit=limit + 1)
         page = Page(entries[:limit], entries[limit - 1].media_id if len(entries) > limit else 0)

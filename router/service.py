@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 
 import grpc
+from grpc.aio import ServicerContext
 
 from router import metrics
 from router.errors import BatchTooLarge, UploadRejected
@@ -73,7 +75,10 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         if self._duties is not None:
             self._duties.uploaded(row.media_id, row.content_type)
 
-    async def Upload(self, request_iterator, context):
+    async def Upload(
+        self, request_iterator: AsyncIterator[router_pb2.UploadRequest],
+        context: ServicerContext[router_pb2.UploadRequest, router_pb2.UploadResponse],
+    ) -> router_pb2.UploadResponse:
         try:
             return await self._upload(request_iterator)
         except UploadRejected:
@@ -82,8 +87,8 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
             await _drain(request_iterator, self._uploader.limits.max_bytes, DRAIN_SECONDS)
             raise
 
-    async def _upload(self, request_iterator):
-        header = None
+    async def _upload(self, request_iterator: AsyncIterator[router_pb2.UploadRequest]) -> router_pb2.UploadResponse:
+        header: router_pb2.UploadHeader | None = None
         parts: list[bytes] = []
         size = 0
         limits = self._uploader.limits
@@ -111,7 +116,10 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         self._uploaded(row)
         return router_pb2.UploadResponse(media=await self.info(row))
 
-    async def UploadBytes(self, request, context):
+    async def UploadBytes(
+        self, request: router_pb2.UploadBytesRequest,
+        context: ServicerContext[router_pb2.UploadBytesRequest, router_pb2.UploadBytesResponse],
+    ) -> router_pb2.UploadBytesResponse:
         header = request.header
         data = request.data  # (each access of a bytes field copies it)
         if header.size_bytes and header.size_bytes != len(data):
@@ -120,7 +128,10 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         self._uploaded(row)
         return router_pb2.UploadBytesResponse(media=await self.info(row))
 
-    async def Read(self, request, context):
+    async def Read(
+        self, request: router_pb2.ReadRequest,
+        context: ServicerContext[router_pb2.ReadRequest, router_pb2.ReadResponse],
+    ) -> AsyncIterator[router_pb2.ReadResponse]:
         row, data = await self._photos.read(request.ref.media_id, request.alternate_key, internal=request.internal)
         # The pipeline's own reads learn every rendition already stored (what not to redo).
         renditions = (await self._media.renditions_of([row.media_id])).get(row.media_id, []) if request.internal else []
@@ -135,13 +146,22 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
             yield router_pb2.ReadResponse(media=media_info(facts) if facts else None, offset=start, data=chunk)
             first = False
 
-    async def Delete(self, request, context):
+    async def Delete(
+        self, request: router_pb2.DeleteRequest,
+        context: ServicerContext[router_pb2.DeleteRequest, router_pb2.DeleteResponse],
+    ) -> router_pb2.DeleteResponse:
         return router_pb2.DeleteResponse(deleted=await self._photos.delete(request.ref.media_id))
 
-    async def Stat(self, request, context):
+    async def Stat(
+        self, request: router_pb2.StatRequest,
+        context: ServicerContext[router_pb2.StatRequest, router_pb2.StatResponse],
+    ) -> router_pb2.StatResponse:
         return router_pb2.StatResponse(media=media_info(await self._facts.stat(request.ref.media_id)))
 
-    async def BatchStat(self, request, context):
+    async def BatchStat(
+        self, request: router_pb2.BatchStatRequest,
+        context: ServicerContext[router_pb2.BatchStatRequest, router_pb2.BatchStatResponse],
+    ) -> router_pb2.BatchStatResponse:
         if len(request.refs) > MAX_BATCH_STAT:
             raise BatchTooLarge(f"BatchStat takes at most {MAX_BATCH_STAT} refs, got {len(request.refs)}")
         metrics.BATCH_STAT_IDS.inc(len(request.refs))
@@ -151,7 +171,10 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
                                   media=media_info(d.facts) if d.facts else None, reason=d.reason)
             for d in described])
 
-    async def PutRendition(self, request, context):
+    async def PutRendition(
+        self, request: router_pb2.PutRenditionRequest,
+        context: ServicerContext[router_pb2.PutRenditionRequest, router_pb2.PutRenditionResponse],
+    ) -> router_pb2.PutRenditionResponse:
         rendition, created = await self._renditions.put(
             request.ref.media_id, request.alternate_key, request.content_type, request.width, request.height,
             request.data)
@@ -159,13 +182,16 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         return router_pb2.PutRenditionResponse(rendition=rendition_info(RenditionFacts(rendition, url)),
                                                created=created)
 
-    async def FinishRenditions(self, request, context):
+    async def FinishRenditions(
+        self, request: router_pb2.FinishRenditionsRequest,
+        context: ServicerContext[router_pb2.FinishRenditionsRequest, router_pb2.FinishRenditionsResponse],
+    ) -> router_pb2.FinishRenditionsResponse:
         recorded = await self._renditions.finish(request.ref.media_id, request.recipe_version, request.failure,
                                                  width=request.width, height=request.height)
         return router_pb2.FinishRenditionsResponse(recorded=recorded)
 
 
-async def _drain(request_iterator, max_bytes: int, seconds: float) -> None:
+async def _drain(request_iterator: AsyncIterator[router_pb2.UploadRequest], max_bytes: int, seconds: float) -> None:
     async def consume() -> None:
         seen = 0
         async for message in request_iterator:

@@ -4,8 +4,10 @@ Typed errors from the domain become status codes in the chassis interceptor."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 
 import grpc
+from grpc.aio import ServicerContext
 
 from store import metrics
 from store.errors import BadNeedleRequest, ChecksumMismatch
@@ -71,24 +73,36 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         self._machine_id = machine_id
         self._peers = peers
 
-    async def CreateVolume(self, request, context):
+    async def CreateVolume(
+        self, request: store_pb2.CreateVolumeRequest,
+        context: ServicerContext[store_pb2.CreateVolumeRequest, store_pb2.CreateVolumeResponse],
+    ) -> store_pb2.CreateVolumeResponse:
         volume = await self._volumes.create(request.volume_id)
         return store_pb2.CreateVolumeResponse(volume=volume_info(volume))
 
-    async def WriteNeedle(self, request, context):
+    async def WriteNeedle(
+        self, request: store_pb2.WriteNeedleRequest,
+        context: ServicerContext[store_pb2.WriteNeedleRequest, store_pb2.WriteNeedleResponse],
+    ) -> store_pb2.WriteNeedleResponse:
         with counted("write"):
             ref = needle_of(request.needle)
             media_type = media_types.of_mime(request.content_type or media_types.OCTET_STREAM.mime)
             offset, size = await self._volumes.get(ref.logical_volume).write(ref, request.data, media_type.code)
         return store_pb2.WriteNeedleResponse(offset=offset, stored_size=size)
 
-    async def ReadNeedle(self, request, context):
+    async def ReadNeedle(
+        self, request: store_pb2.ReadNeedleRequest,
+        context: ServicerContext[store_pb2.ReadNeedleRequest, store_pb2.ReadNeedleResponse],
+    ) -> store_pb2.ReadNeedleResponse:
         with counted("read"):
             ref = needle_of(request.needle)
             stored = await self._volumes.get(ref.logical_volume).read(ref)
         return store_pb2.ReadNeedleResponse(data=stored.data, content_type=media_types.of_code(stored.media_type).mime)
 
-    async def BatchRead(self, request, context):
+    async def BatchRead(
+        self, request: store_pb2.BatchReadRequest,
+        context: ServicerContext[store_pb2.BatchReadRequest, store_pb2.BatchReadResponse],
+    ) -> AsyncIterator[store_pb2.BatchReadResponse]:
         if not 1 <= len(request.reads) <= MAX_BATCH_READS:
             raise BadNeedleRequest(f"a batch reads 1 to {MAX_BATCH_READS} needles, got {len(request.reads)}")
         reads = [needle_of(r.needle, f"reads[{i}].needle") for i, r in enumerate(request.reads)]
@@ -110,17 +124,26 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
                 size += cost
         yield message
 
-    async def DeleteNeedle(self, request, context):
+    async def DeleteNeedle(
+        self, request: store_pb2.DeleteNeedleRequest,
+        context: ServicerContext[store_pb2.DeleteNeedleRequest, store_pb2.DeleteNeedleResponse],
+    ) -> store_pb2.DeleteNeedleResponse:
         with counted("delete"):
             ref = needle_of(request.needle)
             deleted = await self._volumes.get(ref.logical_volume).delete(ref)
         return store_pb2.DeleteNeedleResponse(deleted=deleted)
 
-    async def CompactVolume(self, request, context):
+    async def CompactVolume(
+        self, request: store_pb2.CompactVolumeRequest,
+        context: ServicerContext[store_pb2.CompactVolumeRequest, store_pb2.CompactVolumeResponse],
+    ) -> store_pb2.CompactVolumeResponse:
         reclaimed, live = await self._volumes.get(request.volume_id).compact()
         return store_pb2.CompactVolumeResponse(reclaimed_bytes=reclaimed, live_needles=live)
 
-    async def ScrubVolume(self, request, context):
+    async def ScrubVolume(
+        self, request: store_pb2.ScrubVolumeRequest,
+        context: ServicerContext[store_pb2.ScrubVolumeRequest, store_pb2.ScrubVolumeResponse],
+    ) -> store_pb2.ScrubVolumeResponse:
         checked, damaged = await self._volumes.get(request.volume_id).scrub()
         metrics.CRC_FAILURES.inc(len(damaged))
         return store_pb2.ScrubVolumeResponse(
@@ -131,29 +154,44 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             ],
         )
 
-    async def VolumeStatus(self, request, context):
+    async def VolumeStatus(
+        self, request: store_pb2.VolumeStatusRequest,
+        context: ServicerContext[store_pb2.VolumeStatusRequest, store_pb2.VolumeStatusResponse],
+    ) -> store_pb2.VolumeStatusResponse:
         volumes = [self._volumes.get(request.volume_id)] if request.volume_id else self._volumes.all()
         return store_pb2.VolumeStatusResponse(
             machine_id=self._machine_id, volumes=[volume_info(v) for v in volumes]
         )
 
-    async def SetReadOnly(self, request, context):
+    async def SetReadOnly(
+        self, request: store_pb2.SetReadOnlyRequest,
+        context: ServicerContext[store_pb2.SetReadOnlyRequest, store_pb2.SetReadOnlyResponse],
+    ) -> store_pb2.SetReadOnlyResponse:
         volume = self._volumes.get(request.volume_id)
         await volume.set_read_only(request.read_only)
         return store_pb2.SetReadOnlyResponse(volume=volume_info(volume))
 
-    async def FreeVolume(self, request, context):
+    async def FreeVolume(
+        self, request: store_pb2.FreeVolumeRequest,
+        context: ServicerContext[store_pb2.FreeVolumeRequest, store_pb2.FreeVolumeResponse],
+    ) -> store_pb2.FreeVolumeResponse:
         freed = await self._volumes.free(request.volume_id)
         return store_pb2.FreeVolumeResponse(freed=freed is not None, freed_bytes=freed or 0)
 
-    async def ExportVolume(self, request, context):
+    async def ExportVolume(
+        self, request: store_pb2.ExportVolumeRequest,
+        context: ServicerContext[store_pb2.ExportVolumeRequest, store_pb2.ExportVolumeResponse],
+    ) -> AsyncIterator[store_pb2.ExportVolumeResponse]:
         volume = self._volumes.get(request.volume_id)
         async for offset, data, end in volume.export(request.offset, request.chunk_bytes):
             yield store_pb2.ExportVolumeResponse(
                 offset=offset, data=data, crc32c=needle.crc32c(data), end_offset=end
             )
 
-    async def RepairVolume(self, request, context):
+    async def RepairVolume(
+        self, request: store_pb2.RepairVolumeRequest,
+        context: ServicerContext[store_pb2.RepairVolumeRequest, store_pb2.RepairVolumeResponse],
+    ) -> store_pb2.RepairVolumeResponse:
         if not request.source_address:
             raise BadNeedleRequest("source_address is required (host:port of a store with a good copy)")
         # A refused copy stops reading the source's stream at once (the call is cancelled).

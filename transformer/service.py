@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from grpc.aio import ServicerContext
+
 from transformer.errors import BadJobRequest, JobNotFound
 from transformer.onread import OnRead
 from trenchcoat.errors import InvalidArgument
@@ -53,7 +55,10 @@ class TransformerServicer(transformer_pb2_grpc.TransformerServiceServicer):
         self._transforms = transforms
         self._version = recipe_version
 
-    async def Transform(self, request, context):
+    async def Transform(
+        self, request: transformer_pb2.TransformRequest,
+        context: ServicerContext[transformer_pb2.TransformRequest, transformer_pb2.TransformResponse],
+    ) -> transformer_pb2.TransformResponse:
         if request.fit not in (transformer_pb2.FIT_MODE_UNSPECIFIED, transformer_pb2.FIT_CONTAIN,
                                transformer_pb2.FIT_COVER):
             raise BadTransform(f"unknown fit mode {request.fit}")
@@ -65,7 +70,10 @@ class TransformerServicer(transformer_pb2_grpc.TransformerServiceServicer):
         return transformer_pb2.TransformResponse(data=out.data, content_type=out.content_type, width=out.width,
                                                  height=out.height)
 
-    async def SubmitRenditions(self, request, context):
+    async def SubmitRenditions(
+        self, request: transformer_pb2.SubmitRenditionsRequest,
+        context: ServicerContext[transformer_pb2.SubmitRenditionsRequest, transformer_pb2.SubmitRenditionsResponse],
+    ) -> transformer_pb2.SubmitRenditionsResponse:
         try:
             kind = kind_for(request.content_type)
         except InvalidArgument as exc:
@@ -75,7 +83,10 @@ class TransformerServicer(transformer_pb2_grpc.TransformerServiceServicer):
         status, _ = await self._queue.submit(RenditionJob(request.ref.media_id, kind, self._version))
         return transformer_pb2.SubmitRenditionsResponse(jobs=[job_pb(status)])
 
-    async def GetJobs(self, request, context):
+    async def GetJobs(
+        self, request: transformer_pb2.GetJobsRequest,
+        context: ServicerContext[transformer_pb2.GetJobsRequest, transformer_pb2.GetJobsResponse],
+    ) -> transformer_pb2.GetJobsResponse:
         jobs = []
         for kind in KINDS:
             status = await self._queue.status(RenditionJob(request.ref.media_id, kind, self._version))
@@ -83,21 +94,30 @@ class TransformerServicer(transformer_pb2_grpc.TransformerServiceServicer):
                 jobs.append(job_pb(status))
         return transformer_pb2.GetJobsResponse(jobs=jobs)
 
-    async def ListDeadLetters(self, request, context):
+    async def ListDeadLetters(
+        self, request: transformer_pb2.ListDeadLettersRequest,
+        context: ServicerContext[transformer_pb2.ListDeadLettersRequest, transformer_pb2.ListDeadLettersResponse],
+    ) -> transformer_pb2.ListDeadLettersResponse:
         if request.limit > MAX_DEAD_LETTERS:
             raise BadJobRequest(f"limit is at most {MAX_DEAD_LETTERS}, got {request.limit}")
         letters = await self._queue.dead_letters(request.limit or DEFAULT_DEAD_LETTERS, newest_first=False)
         _, depth = await self._queue.depth()
         return transformer_pb2.ListDeadLettersResponse(jobs=[dead_job_pb(letter) for letter in letters], depth=depth)
 
-    async def GetQueue(self, request, context):
+    async def GetQueue(
+        self, request: transformer_pb2.GetQueueRequest,
+        context: ServicerContext[transformer_pb2.GetQueueRequest, transformer_pb2.GetQueueResponse],
+    ) -> transformer_pb2.GetQueueResponse:
         queued, dead = await self._queue.depth()
         oldest = await self._queue.oldest_ms()
         return transformer_pb2.GetQueueResponse(
             queued=queued, in_flight=await self._queue.in_flight(), dead=dead,
             oldest_age_s=max(0.0, time.time() - oldest / 1000) if oldest is not None else 0.0)
 
-    async def RetryDeadLetter(self, request, context):
+    async def RetryDeadLetter(
+        self, request: transformer_pb2.RetryDeadLetterRequest,
+        context: ServicerContext[transformer_pb2.RetryDeadLetterRequest, transformer_pb2.RetryDeadLetterResponse],
+    ) -> transformer_pb2.RetryDeadLetterResponse:
         try:
             job = RenditionJob.parse_id(request.job_id)
         except ValueError as exc:

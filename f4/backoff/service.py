@@ -3,6 +3,8 @@ nodes, protobuf out."""
 
 from __future__ import annotations
 
+from grpc.aio import ServicerContext
+
 from f4.reconstruct import reconstruct
 from f4.storage.service import MAX_READ, block_id
 from trenchcoat.clients.f4 import F4StorageClient
@@ -16,7 +18,10 @@ class BackoffServicer(f4_pb2_grpc.F4BackoffServiceServicer):
     def __init__(self, storage: F4StorageClient) -> None:
         self._storage = storage
 
-    async def Reconstruct(self, request, context):
+    async def Reconstruct(
+        self, request: f4_pb2.ReconstructRequest,
+        context: ServicerContext[f4_pb2.ReconstructRequest, f4_pb2.ReconstructResponse],
+    ) -> f4_pb2.ReconstructResponse:
         if not request.HasField("block"):
             raise InvalidArgument("Reconstruct names the lost block")
         if request.length > MAX_READ // 10:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from grpc.aio import ServicerContext
+
 from f4.rebuilder.scan import Health, Scanner
 from f4.storage.service import block_id, block_message
 from trenchcoat.errors import InvalidArgument
@@ -14,7 +16,10 @@ class RebuilderServicer(f4_pb2_grpc.F4RebuilderServiceServicer):
     def __init__(self, scanner: Scanner) -> None:
         self._scanner = scanner
 
-    async def RebuildBlock(self, request, context):
+    async def RebuildBlock(
+        self, request: f4_pb2.RebuildBlockRequest,
+        context: ServicerContext[f4_pb2.RebuildBlockRequest, f4_pb2.RebuildBlockResponse],
+    ) -> f4_pb2.RebuildBlockResponse:
         if not request.HasField("block"):
             raise InvalidArgument("RebuildBlock names the block to rebuild")
         if request.target_node:
@@ -22,7 +27,10 @@ class RebuilderServicer(f4_pb2_grpc.F4RebuilderServiceServicer):
                                   "stripe does not use); leave it empty")
         return f4_pb2.RebuildBlockResponse(rebuild_id=await self._scanner.request(block_id(request.block)))
 
-    async def RebuildStatus(self, request, context):
+    async def RebuildStatus(
+        self, request: f4_pb2.RebuildStatusRequest,
+        context: ServicerContext[f4_pb2.RebuildStatusRequest, f4_pb2.RebuildStatusResponse],
+    ) -> f4_pb2.RebuildStatusResponse:
         rebuilder, health = self._scanner.rebuilder, list(self._scanner.health.values())
         return f4_pb2.RebuildStatusResponse(
             rebuilds=[f4_pb2.Rebuild(rebuild_id=p.rebuild_id, block=block_message(p.block), done_bytes=p.done_bytes,

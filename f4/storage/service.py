@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from grpc.aio import ServicerContext
+
 from f4.storage.blocks import BlockStore
 from trenchcoat.errors import InvalidArgument
 from trenchcoat.f4_types import BlockId
@@ -29,7 +31,10 @@ class StorageServicer(f4_pb2_grpc.F4StorageServiceServicer):
         self._node = node
         self._cell = cell
 
-    async def PutBlock(self, request_iterator, context):
+    async def PutBlock(
+        self, request_iterator: AsyncIterator[f4_pb2.PutBlockRequest],
+        context: ServicerContext[f4_pb2.PutBlockRequest, f4_pb2.PutBlockResponse],
+    ) -> f4_pb2.PutBlockResponse:
         messages = aiter(request_iterator)
         try:
             first = await anext(messages)
@@ -51,18 +56,27 @@ class StorageServicer(f4_pb2_grpc.F4StorageServiceServicer):
         size = await self._blocks.put(block_id(first.block), first.domain, chunks(), lambda: last_crc)
         return f4_pb2.PutBlockResponse(size_bytes=size)
 
-    async def ReadRange(self, request, context):
+    async def ReadRange(
+        self, request: f4_pb2.ReadRangeRequest,
+        context: ServicerContext[f4_pb2.ReadRangeRequest, f4_pb2.ReadRangeResponse],
+    ) -> f4_pb2.ReadRangeResponse:
         if request.length > MAX_READ:
             raise InvalidArgument(f"a range read returns at most {MAX_READ} bytes, {request.length} were asked for")
         data = await self._blocks.read(block_id(request.block), request.offset, request.length)
         return f4_pb2.ReadRangeResponse(data=data)
 
-    async def DeleteBlock(self, request, context):
+    async def DeleteBlock(
+        self, request: f4_pb2.DeleteBlockRequest,
+        context: ServicerContext[f4_pb2.DeleteBlockRequest, f4_pb2.DeleteBlockResponse],
+    ) -> f4_pb2.DeleteBlockResponse:
         if not request.HasField("block"):
             raise InvalidArgument("DeleteBlock names the block")
         return f4_pb2.DeleteBlockResponse(deleted=await self._blocks.delete(block_id(request.block)))
 
-    async def ListBlocks(self, request, context):
+    async def ListBlocks(
+        self, request: f4_pb2.ListBlocksRequest,
+        context: ServicerContext[f4_pb2.ListBlocksRequest, f4_pb2.ListBlocksResponse],
+    ) -> f4_pb2.ListBlocksResponse:
         return f4_pb2.ListBlocksResponse(blocks=[
             f4_pb2.BlockStatus(block=block_message(h.id), node=self._node, rack=h.domain, healthy=not h.damaged,
                                size_bytes=h.size)
