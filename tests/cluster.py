@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -402,13 +402,14 @@ async def flushed(redis_url: str) -> None:
 
 async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
                        postgres: harness.Dependency, redis_url: str, tmp_path: Path, *, fanout_workers: int = 2,
-                       directories: int = 1, stores: int = 3, **env: str) -> MediaCluster:
+                       directories: int = 1, stores: int = 3, env: Mapping[str, str] | None = None) -> MediaCluster:
     """A media cluster (a directory, 3 stores, a cache, a router) plus the feed and its
     fan-out workers, on a fresh database and the given Redis (flushed first: every cluster
-    starts from empty timelines). ``env``: config overrides (TRENCHCOAT_FEED__...)."""
+    starts from empty timelines). ``env``: config overrides (TRENCHCOAT_FEED__...), a
+    mapping rather than ``**`` keywords, which could land on the counts above."""
     await flushed(redis_url)
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
-                           redis=redis_url, env=dict(env))
+                           redis=redis_url, env=dict(env or {}))
     cluster.start_all(directories=directories, stores=stores, router=True, feed=True, fanout=fanout_workers)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     return cluster
@@ -416,13 +417,14 @@ async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: har
 
 async def rendition_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
                             postgres: harness.Dependency, redis_url: str, tmp_path: Path, *, transformers: int = 2,
-                            directories: int = 1, stores: int = 3, **env: str) -> MediaCluster:
+                            directories: int = 1, stores: int = 3,
+                            env: Mapping[str, str] | None = None) -> MediaCluster:
     """A media cluster (a directory, 3 stores, a cache, a router enqueueing rendition jobs)
     and ``transformers`` workers, on a fresh database and the given Redis (flushed first).
-    ``env``: config overrides (TRENCHCOAT_TRANSFORMER__...)."""
+    ``env``: config overrides (TRENCHCOAT_TRANSFORMER__...), as for ``feed_cluster``."""
     await flushed(redis_url)
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
-                           redis=redis_url, env={"TRENCHCOAT_ROUTER__RENDITIONS": "true", **env})
+                           redis=redis_url, env={"TRENCHCOAT_ROUTER__RENDITIONS": "true", **(env or {})})
     cluster.transformer_ports = [(ports.free_port(), ports.free_port()) for _ in range(max(transformers, 1))]
     cluster.start_all(directories=directories, stores=stores, router=True, transformers=transformers)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")

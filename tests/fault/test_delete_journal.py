@@ -6,6 +6,7 @@ flagged) brings the photo back."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 import aiohttp
@@ -72,7 +73,7 @@ async def test_a_delete_reaches_a_replica_that_was_down_and_survives_repairs_fro
 
     async with cluster.clients() as c:
         for replica in others:
-            await eventually(lambda target=replica.address: repaired_from_the_once_down_replica(target), timeout=60,
+            await eventually(functools.partial(repaired_from_the_once_down_replica, replica.address), timeout=60,
                              what=f"a repair of store {replica.machine_id} from store {down}")
             with pytest.raises(NeedleNotFound):  # the copy it replaced had the flag: kept
                 await c.store.read(replica.address, path.needle)

@@ -8,6 +8,7 @@ starts afresh; with the buddy's cell gone too, reads are UNAVAILABLE, never wron
 from __future__ import annotations
 
 import random
+from typing import cast
 
 import pytest
 from prometheus_client import REGISTRY
@@ -23,7 +24,9 @@ from tests.fault.test_f4_cell import aiter_of
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
 from trenchcoat import rpc
+from trenchcoat.clients.directory import DirectoryClient
 from trenchcoat.clients.f4 import F4StorageClient, KeyStoreClient
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import Unavailable
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.ops import ports
@@ -46,7 +49,14 @@ def front_of(pool, nodes, keystore):
     storage = F4StorageClient(pool, timeout_s=TIMEOUT_S)
     keys = KeyStoreClient(pool, keystore.address, timeout_s=TIMEOUT_S)
     region = Region(storage, keys, GEOMETRY, CELLS, hedge_s=2.0)
-    return Front(region, storage, keys, [p.address for p, _ in nodes], None, None, call_timeout_s=TIMEOUT_S)
+    # No hot tier here: the directory and stores a front migrates volumes from are never called.
+    return Front(region, storage, keys, [p.address for p, _ in nodes], cast(DirectoryClient, None),
+                 cast(StoreClient, None), call_timeout_s=TIMEOUT_S)
+
+
+def unconnected_region(names: tuple[str, ...]) -> Region:
+    """A region for its choice of cells alone: no storage node or key store is called."""
+    return Region(cast(F4StorageClient, None), cast(KeyStoreClient, None), GEOMETRY, names)
 
 
 def xor_reads() -> float:
@@ -110,7 +120,7 @@ async def test_a_whole_cell_lost_is_read_from_the_buddy_and_the_xor(service, pos
 def test_volumes_pair_across_the_two_data_cells_and_a_single_cell_never_pairs():
     from f4.manifest import Manifest
 
-    region = Region(None, None, GEOMETRY, CELLS)
+    region = unconnected_region(CELLS)
     m1 = Manifest(1, GEOMETRY, cell="east")
     assert region.choose([], 1) == ("east", None)
     assert region.choose([m1], 2) == ("west", m1)
@@ -122,5 +132,5 @@ def test_volumes_pair_across_the_two_data_cells_and_a_single_cell_never_pairs():
     m4 = Manifest(4, GEOMETRY, cell="east")
     assert region.choose([m1, m2, x, m3, m4], 5) == ("west", m3)  # the oldest waiting one first
     assert region.choose([m3], 3) == ("east", None)  # itself (an encode run again) is no partner
-    single = Region(None, None, GEOMETRY, ())
+    single = unconnected_region(())
     assert single.choose([m3, m4], 5) == ("", None)

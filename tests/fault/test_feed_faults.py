@@ -4,6 +4,7 @@ failing. Nothing acknowledged is lost, nothing is doubled."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -83,7 +84,7 @@ async def post_mid_fanout(cluster: MediaCluster, worker: harness.ServiceProcess)
 
 async def test_a_worker_killed_mid_job_is_taken_over_and_every_timeline_gets_the_post_once(
         service, etcd, postgres, redis_server, tmp_path):
-    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=0, **ENV)
+    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=0, env=ENV)
     await many_followers(cluster, 1, FOLLOWERS)
     first = cluster.start_fanout()
     entry = await post_mid_fanout(cluster, first)
@@ -104,7 +105,7 @@ async def test_a_worker_killed_mid_job_is_taken_over_and_every_timeline_gets_the
 async def test_redis_restarted_mid_fanout_loses_nothing(service, etcd, postgres, tmp_path):
     redis = harness.start_redis()  # this test's own: it is restarted empty
     try:
-        cluster = await feed_cluster(service, etcd, postgres, redis.endpoint, tmp_path, fanout_workers=0, **ENV)
+        cluster = await feed_cluster(service, etcd, postgres, redis.endpoint, tmp_path, fanout_workers=0, env=ENV)
         await many_followers(cluster, 1, FOLLOWERS)
         worker = cluster.start_fanout()
         entry = await post_mid_fanout(cluster, worker)
@@ -122,7 +123,7 @@ async def test_redis_restarted_mid_fanout_loses_nothing(service, etcd, postgres,
 
 async def test_a_job_that_keeps_failing_is_dead_lettered_with_its_reason(service, etcd, postgres, redis_server,
                                                                          tmp_path):
-    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, **ENV)
+    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, env=ENV)
     r = aioredis.Redis.from_url(redis_server.endpoint)
     try:
         await r.xadd(fanout.STREAM, {"media_id": "12345", "kind": "bogus", "attempt": "0", "error": ""})
@@ -156,7 +157,7 @@ async def test_a_spread_run_again_after_its_post_was_deleted_removes_what_it_wro
         service, etcd, postgres, redis_server, tmp_path):
     """A spread that wrote part of its followers, then was deleted from under it and taken
     over (or retried) after the removal passed, must not leave the post behind."""
-    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, **ENV)
+    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, env=ENV)
     async with cluster.clients() as c:
         for fan in (2, 3, 4):
             await c.feed.follow(fan, 1)
@@ -182,14 +183,14 @@ async def test_a_spread_run_again_after_its_post_was_deleted_removes_what_it_wro
 async def test_a_follow_retried_after_its_commit_still_backfills(service, etcd, postgres, redis_server, tmp_path):
     """The edge committed, then the call failed (Redis away) before the backfill: the
     client's retry finds the edge there and must backfill all the same."""
-    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, **ENV)
+    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, env=ENV)
     async with cluster.clients() as c:
         posted = []
         for _ in range(3):
             media = await c.media.upload(os.urandom(100), owner_id=1, content_type="image/jpeg")
             posted.append(await c.feed.post(1, media.media_id, "before"))
         for entry in posted:
-            await eventually(lambda e=entry: fanned_out(cluster, e), what="the spreads done")
+            await eventually(functools.partial(fanned_out, cluster, entry), what="the spreads done")
         conn = await asyncpg.connect(cluster.postgres)
         try:  # what the first attempt got done
             await conn.execute("INSERT INTO feed_follows (follower_id, followee_id) VALUES (2, 1)")
@@ -202,7 +203,7 @@ async def test_a_follow_retried_after_its_commit_still_backfills(service, etcd, 
 
 
 async def test_a_malformed_job_is_dead_lettered_not_a_crash(service, etcd, postgres, redis_server, tmp_path):
-    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, **ENV)
+    cluster = await feed_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, fanout_workers=1, env=ENV)
     r = aioredis.Redis.from_url(redis_server.endpoint)
     try:
         await r.xadd(fanout.STREAM, {"junk": "no media_id here"})
@@ -225,13 +226,14 @@ async def test_the_feed_keeps_serving_through_a_postgresql_restart(service, etcd
 
         redis = harness.start_redis()
         try:
-            cluster = await feed_cluster(service, etcd, pg, redis.endpoint, tmp_path, fanout_workers=1, **ENV)
+            cluster = await feed_cluster(service, etcd, pg, redis.endpoint, tmp_path, fanout_workers=1, env=ENV)
             async with cluster.clients() as c:
                 await c.feed.follow(2, 1)
-                assert cluster.feed is not None
-                ticks = await sweeps(cluster.feed)
+                feed = cluster.feed
+                assert feed is not None
+                ticks = await sweeps(feed)
                 pg.restart()  # the sweeper's next tick and the pool's connections meet it
-                await eventually(lambda: _more_sweeps(cluster.feed, ticks + 2), timeout=60,
+                await eventually(lambda: _more_sweeps(feed, ticks + 2), timeout=60,
                                  what="two sweeps done since the restart")
 
                 async def posted():
@@ -277,7 +279,7 @@ async def test_an_unfollow_and_a_delete_made_while_redis_was_away_reach_the_feed
     redis = harness.start_redis()  # this test's own: it is frozen
     try:
         cluster = await feed_cluster(service, etcd, postgres, redis.endpoint, tmp_path, fanout_workers=1,
-                                     TRENCHCOAT_REDIS__TIMEOUT_S="1", **ENV)
+                                     env={"TRENCHCOAT_REDIS__TIMEOUT_S": "1", **ENV})
         reader, unfollowed, kept = 10, 11, 12
         async with cluster.clients() as c:
             await c.feed.follow(reader, unfollowed)
@@ -288,7 +290,7 @@ async def test_an_unfollow_and_a_delete_made_while_redis_was_away_reach_the_feed
                 entry = await c.feed.post(author, media.media_id, f"by {author}")
                 posted[entry] = media
             for entry in posted:
-                await eventually(lambda e=entry: fanned_out(cluster, e), what="the spreads done")
+                await eventually(functools.partial(fanned_out, cluster, entry), what="the spreads done")
             page = await c.feed.home(reader, hydrate=True)  # hydrated: the facts are cached in Redis
             assert page.entries == sorted(posted, reverse=True) and len(page.items or ()) == 4
             victim = min(e for e in posted if e.author_id == kept)

@@ -132,7 +132,7 @@ async def test_postgresql_frozen_media_and_feed_calls_answer_unavailable_naming_
     pg = harness.start_postgres()  # this test's own: it is frozen
     try:
         cluster = await feed_cluster(service, etcd, pg, redis_server.endpoint, tmp_path, fanout_workers=1,
-                                     **DEADLINES)
+                                     env=DEADLINES)
         async with clients(cluster) as (media, feed):
             assert feed is not None
             kept = [await upload(media, i) for i in range(3)]
@@ -176,7 +176,7 @@ async def test_redis_frozen_feed_calls_answer_unavailable_naming_it(service, etc
     redis = harness.start_redis()  # this test's own: it is frozen
     try:
         cluster = await feed_cluster(service, etcd, postgres, redis.endpoint, tmp_path, fanout_workers=1,
-                                     **DEADLINES)
+                                     env=DEADLINES)
         async with clients(cluster) as (media, feed):
             assert feed is not None
             kept = [await upload(media, i) for i in range(2)]

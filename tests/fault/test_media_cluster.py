@@ -58,8 +58,10 @@ async def test_kill_9_a_store_mid_run_then_every_acked_upload_is_on_every_replic
     # Six stores: volumes without the killed one exist for the uploads to go on to.
     cluster = await full_media_cluster(service, etcd, postgres, tmp_path, directories=1, stores=6)
     victim = 2
+    store = cluster.stores[victim]
+    assert store is not None
     async with cluster.clients() as c:
-        acked, errors = await upload_run(c.media, 600, 16, during=lambda: cluster.stores[victim].kill())
+        acked, errors = await upload_run(c.media, 600, 16, during=store.kill)
     # Uploads kept succeeding: a failed replica write retried on a volume without the store.
     assert len(acked) >= 590, (len(acked), len(errors), errors[:5])
     assert all(status == "UNAVAILABLE" for _, status, _ in errors), errors[:5]
@@ -96,8 +98,8 @@ async def on_every_replica(cluster, acked):
 async def test_kill_9_the_leader_and_the_other_takes_over_and_grows(service, etcd, postgres, tmp_path):
     cluster = await full_media_cluster(service, etcd, postgres, tmp_path, directories=2, stores=3)
     _, first = await eventually(cluster.leader, what="a leader")
-    index = next(i for i, p in enumerate(cluster.directories) if first == p.address)
-    cluster.directories[index].kill()
+    leader = next(p for p in cluster.directories if p is not None and p.address == first)
+    leader.kill()
     _, second = await eventually(lambda: _other_leader(cluster, first), timeout=30, what="a new leader")
     assert second != first
     # Growth continues under the new leader: retire the writable volumes, see new ones.

@@ -26,7 +26,7 @@ async def test_router_and_feed_outlive_repeated_postgresql_restarts(service, etc
     pg = harness.start_postgres()  # this test's own: it is restarted
     redis = harness.start_redis()
     try:
-        cluster = await feed_cluster(service, etcd, pg, redis.endpoint, tmp_path, fanout_workers=1, **ENV)
+        cluster = await feed_cluster(service, etcd, pg, redis.endpoint, tmp_path, fanout_workers=1, env=ENV)
         processes = {"router": cluster.router, "feed": cluster.feed, "fan-out worker": cluster.fanout[0]}
         async with cluster.clients() as c:
             await c.feed.follow(2, 1)

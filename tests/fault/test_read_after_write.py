@@ -56,15 +56,17 @@ async def test_a_photo_on_a_volume_the_cache_has_not_seen_yet_reads_back(service
     cluster.directory_ports.reverse()  # the cache streams from the first endpoint it is given
     cluster.start_cache()
     cluster.directory_ports.reverse()
-    cluster.start_router()
+    router = cluster.start_router()
 
     before = os.urandom(3000)
-    media = await _upload(cluster.router.address, before)
+    media = await _upload(router.address, before)
     assert await _get(cluster.gateway + "/" + media.url.split("/", 3)[3]) == (200, before)
 
     frozen = cluster.directories[1]
     assert frozen is not None and frozen.address == two
-    os.kill(frozen.process.pid, signal.SIGSTOP)
+    pid = frozen.process.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
     try:
         async with rpc.ChannelPool() as pool:
             directory = DirectoryClient(pool, [one], timeout_s=DIRECTORY_TIMEOUT_S)  # never the frozen one
@@ -74,7 +76,7 @@ async def test_a_photo_on_a_volume_the_cache_has_not_seen_yet_reads_back(service
 
         async def upload_onto_a_new_volume():
             try:
-                m = await _upload(cluster.router.address, after)
+                m = await _upload(router.address, after)
             except TrenchcoatError:
                 return None  # no writable volume yet: the leader is still growing them
             return m if int(m.url.split("/")[-1].split(",")[0]) not in known else None
@@ -84,7 +86,7 @@ async def test_a_photo_on_a_volume_the_cache_has_not_seen_yet_reads_back(service
         status, body = await _get(cluster.gateway + "/" + media.url.split("/", 3)[3])
         assert (status, body == after) == (200, True), f"acknowledged upload {media.url} answered {status}"
     finally:
-        os.kill(frozen.process.pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGCONT)
 
 
 async def test_a_cache_started_before_the_directories_never_answers_404_for_an_acknowledged_upload(
@@ -105,14 +107,15 @@ async def test_a_cache_started_before_the_directories_never_answers_404_for_an_a
     await eventually(up_without_a_map, what="the cache up, waiting for a directory")  # before any directory
     launched = [cluster.start_directory(i, wait=False) for i in range(2)]
     launched += [cluster.start_store(machine, "abc"[machine - 1], wait=False) for machine in range(1, 4)]
-    launched.append(cluster.start_router(wait=False))
+    router = cluster.start_router(wait=False)
+    launched.append(router)
     harness.wait_all(launched)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     data = os.urandom(3000)
 
     async def uploaded() -> Media | None:
         try:
-            return await _upload(cluster.router.address, data)
+            return await _upload(router.address, data)
         except TrenchcoatError:
             return None
 

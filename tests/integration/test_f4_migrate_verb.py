@@ -84,7 +84,9 @@ async def test_migrate_is_refused_for_a_volume_under_repair_and_by_a_directory_w
                            env={"TRENCHCOAT_F4__MIGRATE": "true", "TRENCHCOAT_F4__WARM_AFTER_S": NEVER_S})
     cluster.start_all()
     [volume, *_] = await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
-    cluster.stores[volume.replicas[0].machine_id].kill()
+    replica = cluster.stores[volume.replicas[0].machine_id]
+    assert replica is not None
+    replica.kill()
     async with cluster.clients() as c:
 
         async def flipped_for_repair():

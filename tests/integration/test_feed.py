@@ -28,7 +28,7 @@ ENV = {"TRENCHCOAT_FEED__CELEBRITY_THRESHOLD": "3", "TRENCHCOAT_FEED__TIMELINE_M
 @pytest.fixture(scope="module")
 def cluster(module_service, etcd, postgres, redis_server, tmp_path_factory):
     return shared(feed_cluster(module_service, etcd, postgres, redis_server.endpoint, tmp_path_factory.mktemp("feed"),
-                               directories=1, stores=3, **ENV))
+                               directories=1, stores=3, env=ENV))
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ async def own_cluster(service, etcd, postgres, tmp_path):
 
     redis = harness.start_redis()
     try:
-        yield await feed_cluster(service, etcd, postgres, redis.endpoint, tmp_path, directories=1, stores=3, **ENV)
+        yield await feed_cluster(service, etcd, postgres, redis.endpoint, tmp_path, directories=1, stores=3, env=ENV)
     finally:
         redis.stop()
 

@@ -330,9 +330,9 @@ async def test_bad_grpc_reads_are_invalid_argument_or_not_found(cluster):
         with pytest.raises(InvalidArgument) as info:
             await rpc.unary(raw, b"\xff\xff garbage", remote=f"cache {address}", timeout=CALL_TIMEOUT_S)
         assert info.value.status == "INVALID_ARGUMENT"
-        with pytest.raises(NotFound) as info:
+        with pytest.raises(NotFound) as missing:
             await c.media.read(12345)
-        assert info.value.status == "NOT_FOUND"
+        assert missing.value.status == "NOT_FOUND"
         media = await upload(cluster, b"x" * 10)
         with pytest.raises(OutOfRange) as info:  # an InvalidArgument whose status says precisely what
             await c.media.read(media.media_id, offset=11)

@@ -9,6 +9,7 @@ those that kill or freeze a process, empty Redis or need other settings have the
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import itertools
 import os
@@ -127,7 +128,7 @@ async def test_a_job_submitted_again_partly_done_before_and_its_worker_killed_yi
         service, etcd, postgres, private_redis, tmp_path):
     redis_server = private_redis  # (the session's serves the module's shared cluster)
     cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
-                                      TRENCHCOAT_TRANSFORMER__CLAIM_IDLE_S="2")
+                                      env={"TRENCHCOAT_TRANSFORMER__CLAIM_IDLE_S": "2"})
     source = photo(seed=1)
     want = {r.alternate_key: r for r in images.render(source, SPECS, max_pixels=50_000_000, quality=85)}
     async with cluster.clients() as c:
@@ -249,10 +250,10 @@ async def test_a_job_failing_while_the_router_is_frozen_is_retried_then_succeeds
                                                                                  private_redis, tmp_path):
     redis_server = private_redis  # (the session's serves the module's shared cluster)
     cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
-                                      TRENCHCOAT_TRANSFORMER__CALL_TIMEOUT_S="1",
-                                      # However long a starved test takes to see the failure and thaw
-                                      # the router, the job is still retrying, not dead.
-                                      TRENCHCOAT_TRANSFORMER__MAX_ATTEMPTS="100")
+                                      env={"TRENCHCOAT_TRANSFORMER__CALL_TIMEOUT_S": "1",
+                                           # However long a starved test takes to see the failure and
+                                           # thaw the router, the job is still retrying, not dead.
+                                           "TRENCHCOAT_TRANSFORMER__MAX_ATTEMPTS": "100"})
     async with cluster.clients() as c:
         media = await c.media.upload(photo(400, 300, seed=3), owner_id=10, content_type="image/jpeg")
         await eventually(lambda: job_state(redis_server.endpoint, media.media_id, "queued"),
@@ -276,15 +277,15 @@ async def test_a_job_failing_while_the_router_is_frozen_is_retried_then_succeeds
 async def test_jobs_redis_lost_are_swept_and_every_rendition_made(service, etcd, postgres, private_redis, tmp_path):
     redis = private_redis  # this test's own: it is restarted empty
     cluster = await rendition_cluster(service, etcd, postgres, redis.endpoint, tmp_path, transformers=0,
-                                      TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_AFTER_S="2",
-                                      TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_INTERVAL_S="0.5")
+                                      env={"TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_AFTER_S": "2",
+                                           "TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_INTERVAL_S": "0.5"})
     async with cluster.clients() as c:
         uploaded = [await c.media.upload(photo(400, 300, seed=s), owner_id=11, content_type="image/jpeg")
                     for s in range(4)]
         redis.restart()  # it keeps nothing on disk: every job and job state is gone
         cluster.start_transformer()
         for media in uploaded:
-            done = await eventually(lambda m=media: finished(c, m.media_id), timeout=90,
+            done = await eventually(functools.partial(finished, c, media.media_id), timeout=90,
                                     what="the swept job done")
             assert done.renditions_state == "done" and [r.alternate_key for r in done.renditions] == [1, 2]
 
@@ -292,8 +293,8 @@ async def test_jobs_redis_lost_are_swept_and_every_rendition_made(service, etcd,
 async def test_a_type_with_no_renditions_is_finished_by_the_sweep_without_a_job(service, etcd, postgres,
                                                                                 private_redis, tmp_path):
     cluster = await rendition_cluster(service, etcd, postgres, private_redis.endpoint, tmp_path, transformers=0,
-                                      TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_AFTER_S="1",
-                                      TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_INTERVAL_S="0.5")
+                                      env={"TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_AFTER_S": "1",
+                                           "TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_INTERVAL_S": "0.5"})
     async with cluster.clients() as c:
         media = await c.media.upload(os.urandom(100), owner_id=12, content_type="application/octet-stream")
         done = await eventually(lambda: finished(c, media.media_id), timeout=60, what="the sweep to finish it")
@@ -327,6 +328,13 @@ def hls_lines(body: bytes) -> list[str]:
     return [line for line in body.decode().splitlines() if line]
 
 
+def attribute(pattern: str, line: str) -> re.Match[str]:
+    """``pattern`` found in a playlist's ``line``; fails naming both when it is not there."""
+    found = re.search(pattern, line)
+    assert found is not None, (pattern, line)
+    return found
+
+
 async def test_a_video_gets_an_hls_ladder_that_plays_back_through_the_gateway(cluster):
     async with cluster.clients() as c:
         media = await c.media.upload(samples.video(854, 480, seconds=4.0, fps=24), owner_id=14,
@@ -352,10 +360,10 @@ async def test_a_video_gets_an_hls_ladder_that_plays_back_through_the_gateway(cl
     master = hls_lines(body)
     assert master[0] == "#EXTM3U"
     rungs = [(info, url) for info, url in itertools.pairwise(master) if info.startswith("#EXT-X-STREAM-INF:")]
-    assert [re.search(r"RESOLUTION=(\d+x\d+)", info)[1] for info, _ in rungs] == ["428x240", "854x480"]
+    assert [attribute(r"RESOLUTION=(\d+x\d+)", info)[1] for info, _ in rungs] == ["428x240", "854x480"]
     for info, url in rungs:
-        width, height = map(int, re.search(r"RESOLUTION=(\d+)x(\d+)", info).groups())
-        assert int(re.search(r"BANDWIDTH=(\d+)", info)[1]) > 0
+        width, height = map(int, attribute(r"RESOLUTION=(\d+)x(\d+)", info).groups())
+        assert int(attribute(r"BANDWIDTH=(\d+)", info)[1]) > 0
         status, content_type, body = await fetch(cluster, url)
         assert (status, content_type) == (200, "application/vnd.apple.mpegurl")
         lines = hls_lines(body)
@@ -367,7 +375,7 @@ async def test_a_video_gets_an_hls_ladder_that_plays_back_through_the_gateway(cl
         for duration, segment_url in entries:
             status, content_type, data = await fetch(cluster, segment_url)
             assert (status, content_type) == (200, "video/mp2t")
-            with av.open(io.BytesIO(data)) as container:
+            with av.open(io.BytesIO(data), mode="r") as container:
                 decoded = list(container.decode(video=0))
                 assert container.streams.audio, "each segment carries the audio too"
             assert {(f.width, f.height) for f in decoded} == {(width, height)}

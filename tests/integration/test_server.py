@@ -11,7 +11,7 @@ import time
 import urllib.request
 
 import pytest
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from tests import harness
 from tests.cluster import eventually
@@ -27,6 +27,8 @@ from trenchcoat.ops import ports
 from trenchcoat.v1 import store_pb2, store_pb2_grpc
 
 pytestmark = pytest.mark.integration
+
+REFLECTION_INFO = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 
 
 def chassis(service, *, grace: float = 5.0, drain_notice: float = 0.0) -> harness.ServiceProcess:
@@ -70,10 +72,14 @@ async def test_health_reports_serving_for_the_server_and_each_service(service):
 async def test_reflection_lists_and_describes_the_contract(service):
     proc = chassis(service)
     async with rpc.ChannelPool() as pool:
-        stub = pool.stub(reflection_pb2_grpc.ServerReflectionStub, proc.address)
+        # The method on the pooled channel, as rpc.health makes its call: the reflection stubs
+        # type the generated stub for a blocking channel only, and its method not at all.
+        reflection = pool.channel(proc.address).stream_stream(
+            REFLECTION_INFO, request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
 
         async def ask(**kwargs):
-            responses = rpc.stream_out(stub.ServerReflectionInfo, iter([reflection_pb2.ServerReflectionRequest(**kwargs)]),
+            responses = rpc.stream_out(reflection, iter([reflection_pb2.ServerReflectionRequest(**kwargs)]),
                                        remote=f"chassis {proc.address}", timeout=10)
             async for response in responses:
                 return response
@@ -130,11 +136,13 @@ async def test_sigterm_drains_in_flight_work_and_exits_zero(service):
     async with rpc.ChannelPool() as pool:
         slow = asyncio.ensure_future(rpc.unary(raw(pool, proc.address, "Sleep"), b"2000", remote=remote, timeout=10))
         await asyncio.sleep(0.3)
-        proc.process.popen.send_signal(signal.SIGTERM)
+        popen = proc.process.popen
+        assert popen is not None
+        popen.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.2)
         assert await health(proc.address) == "NOT_SERVING"
         assert await slow == b"done"
-    code = await asyncio.to_thread(proc.process.popen.wait, 10)
+    code = await asyncio.to_thread(popen.wait, 10)
     assert code == 0
     async with rpc.ChannelPool() as pool:
         with pytest.raises(Unavailable) as info:
@@ -148,11 +156,13 @@ async def test_work_past_the_grace_period_is_cancelled_and_exit_is_prompt(servic
         slow = asyncio.ensure_future(rpc.unary(raw(pool, proc.address, "Sleep"), b"30000",
                                                remote=f"chassis {proc.address}", timeout=40))
         await asyncio.sleep(0.3)
+        popen = proc.process.popen
+        assert popen is not None
         began = time.monotonic()
-        proc.process.popen.send_signal(signal.SIGTERM)
+        popen.send_signal(signal.SIGTERM)
         with pytest.raises(TrenchcoatError):
             await slow
-    assert await asyncio.to_thread(proc.process.popen.wait, 10) == 0
+    assert await asyncio.to_thread(popen.wait, 10) == 0
     assert time.monotonic() - began < 10
 
 

@@ -7,14 +7,19 @@ from prometheus_client import REGISTRY
 from trenchcoat.ops import cdn
 
 
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    """A metric's value now (0 before it is first counted)."""
+    return REGISTRY.get_sample_value(name, labels) or 0
+
+
 def count(cache_status: str, code: str) -> float:
-    return REGISTRY.get_sample_value("trenchcoat_cdn_requests_total", {"cache_status": cache_status, "code": code}) or 0
+    return sample("trenchcoat_cdn_requests_total", {"cache_status": cache_status, "code": code})
 
 
 def test_access_log_lines_are_counted_by_cache_status_and_class():
     before = {key: count(*key) for key in (("hit", "2xx"), ("miss", "4xx"), ("none", "2xx"))}
-    sent = REGISTRY.get_sample_value("trenchcoat_cdn_response_bytes_total", {"cache_status": "hit"}) or 0
-    unparsed = REGISTRY.get_sample_value("trenchcoat_cdn_log_lines_unparsed_total") or 0
+    sent = sample("trenchcoat_cdn_response_bytes_total", {"cache_status": "hit"})
+    unparsed = sample("trenchcoat_cdn_log_lines_unparsed_total")
     assert cdn.record(b"<190>Dec  4 16:00:00 cdn: HIT 200 30000 0.001 /1/2/abc")
     assert cdn.record(b"<190>Dec  4 16:00:00 cdn: HIT 206 10 0.000 /1/2/abc")
     assert cdn.record(b"<190>Dec  4 16:00:01 cdn: MISS 404 0 0.010 /1/9/zz")
@@ -25,9 +30,8 @@ def test_access_log_lines_are_counted_by_cache_status_and_class():
     assert count("hit", "2xx") - before[("hit", "2xx")] == 2
     assert count("miss", "4xx") - before[("miss", "4xx")] == 1
     assert count("none", "2xx") - before[("none", "2xx")] == 1
-    assert (REGISTRY.get_sample_value("trenchcoat_cdn_response_bytes_total", {"cache_status": "hit"}) - sent
-            == 30010)
-    assert REGISTRY.get_sample_value("trenchcoat_cdn_log_lines_unparsed_total") - unparsed == 2
+    assert sample("trenchcoat_cdn_response_bytes_total", {"cache_status": "hit"}) - sent == 30010
+    assert sample("trenchcoat_cdn_log_lines_unparsed_total") - unparsed == 2
 
 
 def test_lines_the_kernel_dropped_are_reported():

@@ -87,9 +87,9 @@ def test_generator_rejects_a_shard_out_of_range(bad):
         ids.IdGenerator(bad)
 
 
-def test_generator_rejects_a_shard_that_is_not_an_integer():
+def test_generator_rejects_a_shard_that_is_not_an_integer() -> None:
     with pytest.raises(TypeError):
-        ids.IdGenerator("3")
+        ids.IdGenerator("3")  # type: ignore[arg-type]  # deliberately a str: refused
 
 
 def test_shard_for_user_is_modulo_8192():

@@ -190,7 +190,9 @@ def test_every_address_in_the_config_is_served(rendered, tmp_path):
              config.f4_endpoint(), *config.f4_storage_endpoints(), config.f4_keystore_endpoint(),
              *config.f4_backoff_endpoints(), config.f4_rebuilder_endpoint(), *config.router_endpoints()]
     dsn = kubelet.secret_data(docs, "trenchcoat-postgres")["dsn"]
-    named.append(re.search(r"@([^/]+)/", dsn).group(1))
+    database = re.search(r"@([^/]+)/", dsn)
+    assert database is not None, "the PostgreSQL DSN names no host"
+    named.append(database.group(1))
     for address in named:
         host, _, port = address.rpartition(":")
         parts = host.split(".")

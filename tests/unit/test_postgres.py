@@ -4,7 +4,8 @@ the request's."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -62,12 +63,17 @@ class _Pool:
         self.released.append(conn)
 
 
+def stand_in_connection(pool: _Pool, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
+    """``postgres.connection`` on a stand-in pool (it calls only acquire and release)."""
+    return postgres.connection(cast(asyncpg.Pool, pool), what, 5.0)
+
+
 async def test_a_connection_broken_mid_statement_is_unavailable_and_never_reused():
     """What asyncpg raised in the router's delete journal when PostgreSQL shut down under a
     statement: before, it escaped as a bug and stopped the router."""
     pool = _Pool()
     with pytest.raises(Unavailable, match="PostgreSQL could not serve claiming journalled deletes now"):
-        async with postgres.connection(pool, "claiming journalled deletes", 5.0):
+        async with stand_in_connection(pool, "claiming journalled deletes"):
             raise asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation (2) is in progress")
     assert pool.conn.terminated and pool.released == [pool.conn]
 
@@ -75,7 +81,7 @@ async def test_a_connection_broken_mid_statement_is_unavailable_and_never_reused
 async def test_the_callers_own_error_passes_through_and_the_connection_is_kept():
     pool = _Pool()
     with pytest.raises(ValueError, match="a bug"):
-        async with postgres.connection(pool, "anything", 5.0):
+        async with stand_in_connection(pool, "anything"):
             raise ValueError("a bug")
     assert not pool.conn.terminated and pool.released == [pool.conn]
 
@@ -102,7 +108,7 @@ class _BrokenPool(_Pool):
 ])
 async def test_giving_a_connection_back_never_replaces_the_works_outcome(caplog, raised, expected):
     with pytest.raises(expected):
-        async with postgres.connection(_BrokenPool(), "anything", 5.0):
+        async with stand_in_connection(_BrokenPool(), "anything"):
             raise raised
     assert "could not be returned to the pool" in caplog.text
 

@@ -28,9 +28,9 @@ def test_original_has_no_alternate_suffix():
     assert urls.component(needle) == "1,00000000000000ffabcdef01"
 
 
-def test_a_needle_reference_is_built_by_keyword_only():
+def test_a_needle_reference_is_built_by_keyword_only() -> None:
     with pytest.raises(TypeError):
-        NeedleRef(1, 0xFF, 0, 0xABCDEF01)
+        NeedleRef(1, 0xFF, 0, 0xABCDEF01)  # type: ignore[call-arg]  # deliberately positional: refused
 
 
 @given(paths)

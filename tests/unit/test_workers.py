@@ -24,7 +24,7 @@ class Scripted(PeriodicWorker):
     """Each tick pops the next outcome: None succeeds, an exception is raised. Records the
     pause that came before each tick, and stops asking for more when the script ends."""
 
-    def __init__(self, script: list[Exception | None], interval_s: float = 0.003, **kwargs: object) -> None:
+    def __init__(self, script: list[BaseException | None], interval_s: float = 0.003, **kwargs: object) -> None:
         super().__init__("scripted", interval_s, **kwargs)  # type: ignore[arg-type]
         self.script = list(script)
         self.pauses: list[float] = []

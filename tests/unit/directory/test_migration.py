@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import cast
 
 import pytest
 
@@ -16,6 +17,9 @@ from directory.migration import (
     requested,
 )
 from directory.model import ClusterMap, Replica, State, Volume
+from directory.state import DirectoryState
+from trenchcoat.clients.f4 import F4Client
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.config import F4Config
 from trenchcoat.errors import FailedPrecondition
 
@@ -68,7 +72,7 @@ def test_a_warm_volume_is_due_only_until_its_hot_replicas_are_freed():
 
 def migration(warm_after_s: float = 1.0) -> Migration:
     """``next`` reads only the map and the clock: no state, stores or f4 needed."""
-    return Migration(state=None, stores=None, f4=None,  # type: ignore[arg-type]
+    return Migration(state=cast(DirectoryState, None), stores=cast(StoreClient, None), f4=cast(F4Client, None),
                      config=F4Config(warm_after_s=warm_after_s), full_ratio=FULL_RATIO)
 
 
@@ -163,6 +167,12 @@ class FakeF4:
         return EncodedVolume(1, 1, 100, 140)
 
 
+def moving(state: FakeState, stores: FakeStores, f4: FakeF4) -> Migration:
+    """A Migration whose etcd state, stores and f4 are the stand-ins above (each has only
+    what ``step`` calls)."""
+    return Migration(cast(DirectoryState, state), cast(StoreClient, stores), cast(F4Client, f4), CONFIG, FULL_RATIO)
+
+
 def cluster_map(v: Volume, *, down: tuple[int, ...] = ()) -> ClusterMap:
     from directory.model import Store
 
@@ -173,7 +183,7 @@ def cluster_map(v: Volume, *, down: tuple[int, ...] = ()) -> ClusterMap:
 async def test_a_store_the_map_holds_down_does_not_stop_a_sealed_volume_moving():
     v = volume(4, State.SEALED)
     state, stores, f4 = FakeState(v), FakeStores(down={"s3"}), FakeF4()
-    await Migration(state, stores, f4, CONFIG, FULL_RATIO).step(cluster_map(v, down=(3,)), v)
+    await moving(state, stores, f4).step(cluster_map(v, down=(3,)), v)
     assert f4.encoded == [4] and stores.read_only == ["s1", "s2"]
     assert state.volumes[4].state is State.WARM
 
@@ -181,7 +191,7 @@ async def test_a_store_the_map_holds_down_does_not_stop_a_sealed_volume_moving()
 async def test_a_store_that_is_up_but_refuses_the_read_only_flip_stops_the_encode():
     v = volume(4, State.SEALED)
     state, stores, f4 = FakeState(v), FakeStores(down={"s3"}), FakeF4()
-    await Migration(state, stores, f4, CONFIG, FULL_RATIO).step(cluster_map(v), v)  # the map says s3 is up
+    await moving(state, stores, f4).step(cluster_map(v), v)  # the map says s3 is up
     assert f4.encoded == [] and state.volumes[4].state is State.SEALED
 
 
@@ -190,10 +200,10 @@ def test_a_warm_volume_waiting_on_a_down_store_to_be_freed_does_not_hold_up_the_
     old = volume(6, age_days=60)
     cmap = cluster_map(waiting, down=(2,))
     cmap.volumes[6] = old
-    assert Migration(None, None, None, CONFIG, FULL_RATIO).next(cmap) == old
+    assert migration(CONFIG.warm_after_s).next(cmap) == old
     cmap = cluster_map(waiting)
     cmap.volumes[6] = old
-    assert Migration(None, None, None, CONFIG, FULL_RATIO).next(cmap) == waiting
+    assert migration(CONFIG.warm_after_s).next(cmap) == waiting
 
 
 async def test_freeing_records_the_machines_once_and_a_repeat_keeps_them():
@@ -206,7 +216,7 @@ async def test_freeing_records_the_machines_once_and_a_repeat_keeps_them():
 
     warm = replace(volume(7, State.WARM), warm_ms=NOW_MS - DAY_MS)
     state, stores = FakeState(warm), Freeing(down=set())
-    migration = Migration(state, stores, FakeF4(), CONFIG, FULL_RATIO)
+    migration = moving(state, stores, FakeF4())
     await migration.step(cluster_map(warm), warm)
     freed = state.volumes[7]
     assert freed.replicas == () and freed.freed_machines == (1, 2, 3)

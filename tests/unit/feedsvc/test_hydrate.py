@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 import redis.asyncio as aioredis
@@ -40,7 +40,7 @@ class Routers:
         self.unavailable: set[int] = set()
         self.down = False
         self.calls = 0
-        self.during = None
+        self.during: Callable[[], Awaitable[None]] | None = None
         self.state = "pending"
 
     async def batch_stat(self, ids: Sequence[int]) -> list[StatResult]:

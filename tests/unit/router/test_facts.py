@@ -4,11 +4,14 @@ them cannot be."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
 from router.errors import MediaNotFound
 from router.facts import Describer, Outcome
 from router.metadata import MediaRow, MediaStore, RenditionRow
+from router.photos import Photos
 from tests.cluster import fresh_database
 from trenchcoat.errors import Unavailable
 from trenchcoat.needle_ref import NeedleRef
@@ -18,7 +21,9 @@ HOT, WARM, LOST = 1, 2, 3
 """Volumes: one hot, one warm, one the map cannot be asked about now."""
 
 
-class Photos:
+class StandInPhotos:
+    """router.photos.Photos as far as the facts need it: where a row's photo is, and its URL."""
+
     cdn_base_url = "http://cdn"
 
     async def located(self, row: MediaRow | RenditionRow) -> tuple[PhotoPath, str]:
@@ -32,6 +37,11 @@ class Photos:
 
     async def url(self, row: MediaRow | RenditionRow) -> str:
         return (await self.located(row))[0].url(self.cdn_base_url)
+
+
+def describer_of(media: MediaStore) -> Describer:
+    """The facts of ``media``'s rows, with the stand-in above for the volume map."""
+    return Describer(media, cast(Photos, StandInPhotos()))
 
 
 @pytest.fixture
@@ -51,8 +61,8 @@ async def stored(media: MediaStore, volume: int) -> MediaRow:
 async def test_a_batch_answers_every_id_whatever_one_of_them_cannot(media):
     hot, warm, lost, gone = [await stored(media, v) for v in (HOT, WARM, LOST, HOT)]
     await media.mark_deleted(gone.media_id)
-    results = await Describer(media, Photos()).batch([hot.media_id, lost.media_id, 12345, warm.media_id,
-                                                      gone.media_id])
+    results = await describer_of(media).batch([hot.media_id, lost.media_id, 12345, warm.media_id,
+                                               gone.media_id])
     assert [r.outcome for r in results] == [Outcome.FOUND, Outcome.UNAVAILABLE, Outcome.NOT_FOUND, Outcome.FOUND,
                                             Outcome.DELETED]
     assert [r.media_id for r in results] == [hot.media_id, lost.media_id, 12345, warm.media_id, gone.media_id]
@@ -64,7 +74,7 @@ async def test_a_batch_answers_every_id_whatever_one_of_them_cannot(media):
 
 async def test_stat_of_a_deleted_media_is_not_found_saying_so(media):
     row = await stored(media, WARM)
-    describer = Describer(media, Photos())
+    describer = describer_of(media)
     assert (await describer.stat(row.media_id)).tier == "warm"
     await media.mark_deleted(row.media_id)
     with pytest.raises(MediaNotFound, match="was deleted"):

@@ -53,14 +53,15 @@ async def test_a_completion_with_an_error_reaches_its_waiter_only(tmp_path, exec
     try:
         loop = asyncio.get_running_loop()
         failed, fine = loop.create_future(), loop.create_future()
-        made._waiting[1001] = (failed, None)
-        made._waiting[1002] = (fine, None)
+        made._waiting[1001] = (failed, datasync._Iocb())
+        made._waiting[1002] = (fine, datasync._Iocb())
         events = made._events
         events[0].data, events[0].res = 1001, -errno.EIO
         events[1].data, events[1].res = 1002, 0
         # As if the kernel had posted both: deliver them the way _completed does.
         made._deliver(2)
-        assert isinstance(failed.exception(), OSError) and failed.exception().errno == errno.EIO
+        error = failed.exception()
+        assert isinstance(error, OSError) and error.errno == errno.EIO
         assert fine.result() is None
     finally:
         made.close()

@@ -29,7 +29,8 @@ ops = st.lists(
 
 @given(ops)
 def test_matches_a_dict_model(operations):
-    index, model = NeedleIndex(), {}
+    index = NeedleIndex()
+    model: dict[tuple[int, int], Entry] = {}
     for op in operations:
         if op[0] == "put":
             _, k, a, o, s = op

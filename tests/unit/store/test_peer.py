@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import cast
 
 import pytest
 
 from store.errors import SourceStalled
 from store.peer import Peers
 from trenchcoat.clients.store import StoreClient
+from trenchcoat.rpc import ChannelPool
 from trenchcoat.store_types import ExportChunk
 from trenchcoat.v1 import store_pb2
 
@@ -50,13 +52,18 @@ class Source:
         return self.call
 
 
+def peers(source: Source, chunk_timeout_s: float) -> Peers:
+    """Peers copying through the chassis's StoreClient, whose pool is ``source``."""
+    return Peers(StoreClient(cast(ChannelPool, source), timeout_s=30.0), chunk_timeout_s=chunk_timeout_s)
+
+
 async def test_a_source_that_stops_sending_fails_the_copy_within_the_chunk_deadline():
     source = Source(3)
-    peers = Peers(StoreClient(source, timeout_s=30.0), chunk_timeout_s=0.2)
+    copying = peers(source, chunk_timeout_s=0.2)
     got: list[ExportChunk] = []
     started = time.monotonic()
     with pytest.raises(SourceStalled) as info:
-        async for chunk in peers.export("s9:7200", 4, 4):
+        async for chunk in copying.export("s9:7200", 4, 4):
             got.append(chunk)
     assert len(got) == 3  # what came before the stall was handed on
     assert time.monotonic() - started < 5
@@ -66,6 +73,5 @@ async def test_a_source_that_stops_sending_fails_the_copy_within_the_chunk_deadl
 
 async def test_a_slow_copy_is_not_cut_while_every_chunk_arrives_in_time():
     # the copy takes longer than one deadline
-    peers = Peers(StoreClient(Source(8, pause_s=0.05, ends=True), timeout_s=30.0),
-                  chunk_timeout_s=0.3)
-    assert len([c async for c in peers.export("s9:7200", 4, 4)]) == 8
+    copying = peers(Source(8, pause_s=0.05, ends=True), chunk_timeout_s=0.3)
+    assert len([c async for c in copying.export("s9:7200", 4, 4)]) == 8

@@ -75,7 +75,8 @@ async def test_a_write_waiting_for_its_sync_while_compaction_swaps_files_reads_b
     v = create_volume(tmp_path, 1, LIMITS, executor)
     offset = await write_across_a_compaction(v, monkeypatch)
     assert (await v.read(n(99, 0, 99))).data == b"late" * 100
-    assert v.index.get(99, 0).offset == offset
+    entry = v.index.get(99, 0)
+    assert entry is not None and entry.offset == offset
     for i in range(10, 20):
         assert (await v.read(n(i, 0, i))).data == bytes([i]) * 300
     await v.close()

@@ -12,7 +12,17 @@ from store.errors import ChecksumMismatch, NeedleNotFound
 from store.volume_load import create_volume
 from tests.unit.store.volume_helpers import LIMITS, drop_page_cache, n
 from trenchcoat import needle
+from trenchcoat.errors import TrenchcoatError
 from trenchcoat.lograte import OncePerInterval
+
+
+def data_of(results: list[needle.Stored | TrenchcoatError]) -> list[bytes]:
+    """The bytes of each of ``read_many``'s results, every one a read that succeeded."""
+    out = []
+    for result in results:
+        assert isinstance(result, needle.Stored), result
+        out.append(result.data)
+    return out
 
 
 @pytest.mark.parametrize("nowait", [True, False], ids=["rwf-nowait", "thread-only"])
@@ -27,11 +37,11 @@ async def test_uncached_needles_are_read_once_in_a_thread(tmp_path, executor, mo
     drop_page_cache(v.path)
     assert (await v.read(n(1, 0, 1))).data == blobs[1]
     got = await v.read_many([n(k, 0, k) for k in range(2, 9)])
-    assert [g.data for g in got] == [blobs[k] for k in range(2, 9)]
+    assert data_of(got) == [blobs[k] for k in range(2, 9)]
     assert v.io.preads == 8
     # Cached now: every read answered without a miss.
     misses = v.io.nowait_misses
-    assert [g.data for g in await v.read_many([n(k, 0, k) for k in blobs])] == list(blobs.values())
+    assert data_of(await v.read_many([n(k, 0, k) for k in blobs])) == list(blobs.values())
     assert v.io.nowait_misses == misses and v.io.preads == 16
 
 

@@ -7,6 +7,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -201,6 +202,7 @@ async def test_reads_during_the_swap_never_meet_a_closed_copy(machines, monkeypa
 async def test_a_source_that_cannot_export_the_volume_is_failed_precondition():
     from store.errors import SourceCannotExport
     from store.peer import Peers
+    from trenchcoat.clients.store import StoreClient
     from trenchcoat.errors import VolumeNotFound
 
     class Source:
@@ -210,7 +212,7 @@ async def test_a_source_that_cannot_export_the_volume_is_failed_precondition():
             yield  # an async generator, like StoreClient.export
 
     with pytest.raises(SourceCannotExport) as info:
-        async for _ in Peers(Source(), chunk_timeout_s=5.0).export("s9", 4, 0):
+        async for _ in Peers(cast(StoreClient, Source()), chunk_timeout_s=5.0).export("s9", 4, 0):
             pass
     assert info.value.status == "FAILED_PRECONDITION" and "s9" in str(info.value)
 

@@ -38,7 +38,7 @@ def test_a_rung_is_cut_into_aligned_segments_that_decode(source, tmp_path):
     encoded = video.encode_rung(source, probed, rung, tmp_path, segment_s=2.0, preset="veryfast")
     assert [s.duration_s for s in encoded.segments] == pytest.approx([2.0, 2.0], abs=0.05)
     for segment in encoded.segments:
-        with av.open(io.BytesIO(segment.data)) as container:
+        with av.open(io.BytesIO(segment.data), mode="r") as container:
             frames = list(container.decode(video=0))
         assert len(frames) == 48 and (frames[0].width, frames[0].height) == (428, 240)
         assert frames[0].key_frame  # each segment starts on a keyframe: rungs switch at any boundary
@@ -104,7 +104,7 @@ def test_a_video_turned_by_its_display_matrix_is_rendered_upright(rotation, corn
     [rung] = video.ladder(probed, (240,))
     assert (rung.width, rung.height) == ((180, 240) if portrait else (320, 240))
     encoded = video.encode_rung(source, probed, rung, tmp_path, segment_s=2.0, preset="ultrafast")
-    with av.open(io.BytesIO(encoded.segments[0].data)) as container:
+    with av.open(io.BytesIO(encoded.segments[0].data), mode="r") as container:
         frame = next(container.decode(video=0))
     assert (frame.width, frame.height) == (rung.width, rung.height)
     assert frame.rotation == 0  # stored turned: no matrix for players to apply again
