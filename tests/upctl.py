@@ -100,7 +100,5 @@ def running_up(data_dir: Path, extra: dict[str, str] | None) -> Iterator[Up]:
     finally:
         running.close()
         for pid in groups:  # belt and braces: never leak a child into other tests
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass

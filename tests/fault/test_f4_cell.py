@@ -43,7 +43,7 @@ async def aiter_of(items):
 
 
 def block_files(root):
-    return [p for p in root.rglob("*.blk")]
+    return list(root.rglob("*.blk"))
 
 
 async def test_a_cell_serves_every_blob_through_four_lost_nodes_and_never_wrong_bytes(service, postgres, tmp_path):

@@ -71,7 +71,7 @@ def test_up_starts_dependencies_and_status_reports_them_serving(whole):
     top = cli(up.data_dir, "top", "--once")
     assert top.returncode == 0, top.stdout + top.stderr
     for panel in dashboard.PANELS:
-        line = next((l for l in top.stdout.splitlines() if panel.title in l), "")
+        line = next((row for row in top.stdout.splitlines() if panel.title in row), "")
         assert line and "query failed" not in line and "no data" not in line, (panel.title, top.stdout)
 
 

@@ -128,7 +128,7 @@ async def test_a_block_damaged_on_the_way_is_data_loss_and_not_kept(node, tmp_pa
 
     async with rpc.ChannelPool() as pool:
         stub = pool.stub(f4_pb2_grpc.F4StorageServiceStub, proc.address)
-        with pytest.raises(ChecksumMismatch, match="arrived damaged .* nothing was kept"):
+        with pytest.raises(ChecksumMismatch, match=r"arrived damaged .* nothing was kept"):
             await rpc.stream_in(stub.PutBlock, messages(), remote="f4 storage", timeout=TIMEOUT_S)
 
         async def headless():

@@ -41,7 +41,7 @@ def test_a_crashed_process_is_reported_not_hidden(up):
     assert "SIGKILL" in line
     result = cli(up.data_dir, "status")
     assert result.returncode == 1
-    assert any(l.startswith("redis") and "EXITED" in l for l in result.stdout.splitlines())
+    assert any(row.startswith("redis") and "EXITED" in row for row in result.stdout.splitlines())
     up.popen.send_signal(signal.SIGTERM)
     assert up.popen.wait(60) == 1  # a run during which something died does not end "clean"
 

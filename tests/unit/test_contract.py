@@ -25,7 +25,7 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path):
     assert [p.name for p in fresh] == [p.name for p in committed], (
         "generated file set differs: run `make proto`"
     )
-    stale = [c.name for f, c in zip(fresh, committed) if not filecmp.cmp(f, c, shallow=False)]
+    stale = [c.name for f, c in zip(fresh, committed, strict=True) if not filecmp.cmp(f, c, shallow=False)]
     assert not stale, f"stale generated stubs {stale}: run `make proto` and commit the result"
 
 

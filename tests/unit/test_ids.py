@@ -18,7 +18,7 @@ seq_st = st.integers(0, ids.MAX_SEQUENCE)
 
 
 def test_epoch_is_2026_01_01_utc():
-    assert ids.EPOCH_MS == int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    assert int(datetime(2026, 1, 1, tzinfo=UTC).timestamp() * 1000) == ids.EPOCH_MS
 
 
 def test_layout_is_41_13_10_bits():

@@ -331,7 +331,7 @@ def test_identities_come_from_the_pod(tmp_path):
            "TRENCHCOAT_F4_STORAGE__NODE_ID": "0"}
     config = configmod.load(None, env)
     assert (config.store.machine_id, config.store.rack, config.f4_storage.node_id) == (5, "rack-b", 5)
-    with pytest.raises(configmod.ConfigError, match="store.machine_id.*'laptop'"):
+    with pytest.raises(configmod.ConfigError, match=r"store.machine_id.*'laptop'"):
         configmod.load(None, {**env, "HOSTNAME": "laptop"})
     assert configmod.pod_ordinal("f4-storage-13") == 13
     assert configmod.pod_ordinal("router-5f7c9d8b4-x2k9p") is None

@@ -39,13 +39,13 @@ async def test_what_stops_it_is_named(api, tmp_path):
     env = env_for(api, tmp_path)
     with pytest.raises(FailedPrecondition, match="needs `get` on nodes"):
         await kube.node_label("worker-1", ZONE, env_for(api, tmp_path, account="default"))
-    with pytest.raises(FailedPrecondition, match="node bare has no topology.kubernetes.io/zone label"):
+    with pytest.raises(FailedPrecondition, match=r"node bare has no topology.kubernetes.io/zone label"):
         await kube.node_label("bare", ZONE, env)
     with pytest.raises(FailedPrecondition, match="knows no node 'gone'"):
         await kube.node_label("gone", ZONE, env)
     with pytest.raises(FailedPrecondition, match="not a Kubernetes pod"):
         await kube.node_label("worker-1", ZONE, {kube.SERVICE_ACCOUNT_ENV: env[kube.SERVICE_ACCOUNT_ENV]})
-    with pytest.raises(FailedPrecondition, match="spec.nodeName"):
+    with pytest.raises(FailedPrecondition, match=r"spec\.nodeName"):
         await kube.node_label("", ZONE, env)
     with pytest.raises(FailedPrecondition, match="no usable service account"):
         await kube.node_label("worker-1", ZONE, {**env, kube.SERVICE_ACCOUNT_ENV: str(tmp_path / "nowhere")})

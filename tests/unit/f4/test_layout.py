@@ -78,7 +78,7 @@ def test_no_stripe_puts_two_blocks_in_one_failure_domain(domains, already):
 
 def test_too_few_failure_domains_is_refused_naming_them():
     domains = {f"rack-{i}": ["n1"] for i in range(13)}
-    with pytest.raises(FailedPrecondition, match="needs 14 more failure domains .* 13 are free"):
+    with pytest.raises(FailedPrecondition, match=r"needs 14 more failure domains .* 13 are free"):
         place(domains)
     # a node serving several domains is fine (one block directory each), a domain twice is not
     domains["rack-13"] = ["n1"]

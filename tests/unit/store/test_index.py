@@ -48,7 +48,7 @@ def test_matches_a_dict_model(operations):
     for (k, a), entry in model.items():
         assert index.get(k, a) == entry
     karr, aarr, _, _ = index.arrays()
-    pairs = list(zip(karr.tolist(), aarr.tolist()))
+    pairs = list(zip(karr.tolist(), aarr.tolist(), strict=True))
     assert pairs == sorted(model)
 
 
