@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +60,14 @@ for _section in ("DIRECTORY", "STORE", "CACHE", "ROUTER", "FEED", "FANOUT", "TRA
     # Each process gets its own free ports; with count > 1 the config would also claim
     # port + 1.. for siblings and could find them clashing with another free port.
     FAST[f"TRENCHCOAT_{_section}__COUNT"] = "1"
+
+
+def small_cell(front_port: int, storage: Sequence[str], keystore: str) -> dict[str, str]:
+    """The settings of a test's f4 cell: where its front, storage nodes and key store
+    listen, and stripes of 16 KiB cells in 8 rows, so a few photos fill one."""
+    return {env_key("f4", "port"): str(front_port), env_key("f4", "storage_endpoints"): ",".join(storage),
+            env_key("f4", "keystore_endpoint"): keystore, env_key("f4", "cell_bytes"): str(16 * 1024),
+            env_key("f4", "rows"): "8"}
 
 
 @dataclass
@@ -194,6 +202,15 @@ class MediaCluster:
                           env={**self._process_env("fanout", i, port=port, metrics_port=mport), **extra}, wait=wait)
         self.fanout[i] = proc
         return proc
+
+    def start_f4_front(self, port: int) -> harness.ServiceProcess:
+        """The front of the f4 cell this cluster's environment names (``small_cell``),
+        listening on ``port`` (the one the cell's settings give) and following this
+        cluster's directories."""
+        mport = ports.free_port()
+        return self.start("f4", harness.python_module("f4"), port=port, metrics_port=mport,
+                          env={**self._process_env("f4", 0, port=port, metrics_port=mport),
+                               env_key("directory", "endpoints"): ",".join(self.directory_endpoints())})
 
     def start_transformer(self, i: int | None = None, *, wait: bool = True, **extra: str) -> harness.ServiceProcess:
         """A transformer worker process (worker ``i`` again, or a new one), reading and

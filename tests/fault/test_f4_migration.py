@@ -16,7 +16,7 @@ import pytest
 
 from f4 import codec
 from tests import harness
-from tests.cluster import MediaCluster, eventually, fresh_database, writable_volumes
+from tests.cluster import MediaCluster, eventually, fresh_database, small_cell, writable_volumes
 from tests.integration.test_f4_keystore import start_keystore
 from tests.integration.test_f4_storage import start_node
 from tests.integration.test_upload import path_of
@@ -44,11 +44,7 @@ async def warm_cluster(service, etcd, postgres, tmp_path, **extra):
         "TRENCHCOAT_F4__MIGRATE": "true",
         "TRENCHCOAT_F4__WARM_AFTER_S": "2",
         "TRENCHCOAT_F4__FREE_AFTER_S": "2",
-        "TRENCHCOAT_F4__PORT": str(front_port),
-        "TRENCHCOAT_F4__CELL_BYTES": str(16 * 1024),
-        "TRENCHCOAT_F4__ROWS": "8",
-        "TRENCHCOAT_F4__STORAGE_ENDPOINTS": ",".join(f"127.0.0.1:{p}" for p in node_ports),
-        "TRENCHCOAT_F4__KEYSTORE_ENDPOINT": f"127.0.0.1:{keystore_port}",
+        **small_cell(front_port, [f"127.0.0.1:{p}" for p in node_ports], f"127.0.0.1:{keystore_port}"),
         **extra,
     }
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
@@ -60,13 +56,7 @@ async def warm_cluster(service, etcd, postgres, tmp_path, **extra):
         start_node(service, tmp_path / "f4", port, ports.free_port(), node_id=n + 1, domains=tuple(domains[n::2]))
     keystore = start_keystore(service, await fresh_database(postgres.endpoint), keystore_port, ports.free_port())
 
-    def start_front():
-        metrics_port = ports.free_port()
-        return service("f4", harness.python_module("f4"), port=front_port, metrics_port=metrics_port, env={
-            **cluster.env, "TRENCHCOAT_F4__METRICS_PORT": str(metrics_port), "TRENCHCOAT_F4__COUNT": "1",
-            "TRENCHCOAT_DIRECTORY__ENDPOINTS": ",".join(cluster.directory_endpoints())})
-
-    return cluster, start_front, keystore
+    return cluster, lambda: cluster.start_f4_front(front_port), keystore
 
 
 async def upload_onto_one_volume(c, cluster, n: int, size: int) -> tuple[int, dict[str, tuple]]:

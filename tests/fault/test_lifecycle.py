@@ -37,6 +37,7 @@ from tests.cluster import (
     eventually,
     flushed,
     fresh_database,
+    small_cell,
     writable_volumes,
 )
 from tests.integration.test_f4_keystore import start_keystore
@@ -101,11 +102,8 @@ async def build(service, etcd, postgres, redis_url: str, tmp_path: Path) -> Life
                                "TRENCHCOAT_F4__MIGRATE": "true",
                                "TRENCHCOAT_F4__WARM_AFTER_S": "86400",  # nothing ages alone: the test moves them
                                "TRENCHCOAT_F4__FREE_AFTER_S": "2",
-                               "TRENCHCOAT_F4__PORT": str(front_port),
-                               "TRENCHCOAT_F4__CELL_BYTES": str(16 * 1024),
-                               "TRENCHCOAT_F4__ROWS": "8",
-                               "TRENCHCOAT_F4__STORAGE_ENDPOINTS": ",".join(f"127.0.0.1:{p}" for p in node_ports),
-                               "TRENCHCOAT_F4__KEYSTORE_ENDPOINT": f"127.0.0.1:{keystore_port}",
+                               **small_cell(front_port, [f"127.0.0.1:{p}" for p in node_ports],
+                                            f"127.0.0.1:{keystore_port}"),
                                "TRENCHCOAT_F4__BACKOFF_ENDPOINTS": f"127.0.0.1:{backoff_port}",
                                "TRENCHCOAT_FEED__CELEBRITY_THRESHOLD": "3",
                            })
@@ -121,10 +119,7 @@ async def build(service, etcd, postgres, redis_url: str, tmp_path: Path) -> Life
                       env={**cluster.env, "TRENCHCOAT_F4_BACKOFF__PORT": str(backoff_port),
                            "TRENCHCOAT_F4_BACKOFF__METRICS_PORT": str(metrics_port), "TRENCHCOAT_F4_BACKOFF__COUNT": "1",
                            "TRENCHCOAT_F4_BACKOFF__DRAIN_NOTICE_S": "0"})
-    metrics_port = ports.free_port()
-    service("f4", harness.python_module("f4"), port=front_port, metrics_port=metrics_port, env={
-        **cluster.env, "TRENCHCOAT_F4__METRICS_PORT": str(metrics_port), "TRENCHCOAT_F4__COUNT": "1",
-        "TRENCHCOAT_DIRECTORY__ENDPOINTS": ",".join(cluster.directory_endpoints())})
+    cluster.start_f4_front(front_port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")} | {
         "PYTHONPATH": str(harness.REPO_ROOT), "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp_path / "cdn"),
         "TRENCHCOAT_CDN__PORT": str(cdn_port), "TRENCHCOAT_CDN__METRICS_PORT": str(cdn_metrics),
