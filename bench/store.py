@@ -44,6 +44,7 @@ import numpy as np
 
 from bench import common
 from store import checkpoint
+from store.digest import ContentDigest
 from store.index import NeedleIndex
 from store.volume import VolumeLimits
 from store.volume_load import create_volume, open_volume
@@ -83,7 +84,7 @@ def load_rates(n: int, tmp: Path) -> tuple[float, float]:
     keys = np.sort(np.random.default_rng(2).integers(0, 2**63, n, dtype=np.uint64))
     arrays = (keys, np.zeros(n, np.uint32), np.arange(n, dtype=np.uint32) + 8, np.full(n, 1024, np.uint32))
     path = tmp / "vol-1.idx"
-    checkpoint.write(path, 1, 0, 64, arrays)
+    checkpoint.write(path, 1, 0, 64, arrays, ContentDigest())
     began = time.perf_counter()
     loaded = checkpoint.load(path, 1, 0)
     load_rate = n / (time.perf_counter() - began)

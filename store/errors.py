@@ -31,6 +31,7 @@ __all__ = [
     "KeyStillHeld",
     "MachineIdTaken",
     "NeedleNotFound",
+    "NeedleSizeDiffers",
     "NeedleTooLarge",
     "RepairInProgress",
     "SourceCannotExport",
@@ -99,3 +100,8 @@ class CompactionLostWrite(Internal):
     """Raised when a write that waited for its sync while a compaction swapped files is not
     in the new file's index (a bug: the compaction's tail catch-up copies every write
     appended before the swap)."""
+
+
+class NeedleSizeDiffers(FailedPrecondition):
+    """Raised when a needle repair's source holds another version of the needle (or none
+    that verifies as one): the copies differ, which a volume repair mends, not a needle's."""

@@ -64,6 +64,8 @@ def volume_info(v: Volume) -> store_pb2.VolumeInfo:
         file_bytes=v.file_bytes,
         capacity_bytes=v.limits.capacity_bytes,
         created_unix_ms=v.superblock.created_ms,
+        content_digest=v.digest.value(),
+        digest_settled=v.digest_settled,
     )
 
 

@@ -10,6 +10,8 @@ index, and the operations on it, one file each (as SeaweedFS's ``volume_*.go``):
 - ``store/volume_compact.py``: compaction (live needles copied to a new file, swapped in);
 - ``store/volume_scrub.py``: the scrub (every live needle read back and verified);
 - ``store/volume_export.py``: the export stream of the file's bytes (repairs, f4);
+- ``store/volume_audit.py``: the background audit, the digest's recount, a needle
+  mended from a healthy replica's bytes;
 - ``store/volume_load.py``: creating a volume file, and opening one at startup
   (checkpoint, then a scan of the tail).
 
@@ -19,10 +21,12 @@ close, and retiring a copy a repair replaces.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from store import checkpoint
 from store.volume_append import VolumeAppend
+from store.volume_audit import VolumeAudit
 from store.volume_compact import VolumeCompact
 from store.volume_delete import VolumeDelete
 from store.volume_export import VolumeExport
@@ -40,25 +44,28 @@ class VolumeLimits:
     """Largest needle data."""
 
 
-class Volume(VolumeAppend, VolumeRead, VolumeDelete, VolumeCompact, VolumeScrub, VolumeExport):
+class Volume(VolumeAppend, VolumeRead, VolumeDelete, VolumeCompact, VolumeScrub, VolumeExport, VolumeAudit):
     """One open volume file with its index. All methods run on the owning event loop.
     Made by ``create_volume`` or ``open_volume`` (``store/volume_load.py``)."""
 
-    async def checkpoint(self) -> bool:
-        """Writes the index checkpoint if anything changed; True if written."""
-        if not self._changed or self._retired:  # a replaced copy must not overwrite its successor's
+    async def checkpoint(self, *, clean: bool = False) -> bool:
+        """Writes the index checkpoint (with the content digest) if anything changed, or
+        always when ``clean`` (the shutdown's, under the append lock); True if written."""
+        if (not self._changed and not clean) or self._retired:  # a replaced copy must not overwrite its successor's
             return False
         self._changed = False
         covered = min(self._pending) if self._pending else self._end
-        arrays = tuple(a.copy() for a in self._index.arrays())
-        await self._in_thread(
-            checkpoint.write, self.index_path, self.volume_id, self.superblock.generation, covered, arrays
-        )
+        keys, alts, units, sizes = (a.copy() for a in self._index.arrays())
+        arrays = (keys, alts, units, sizes)
+        await self._in_thread(functools.partial(
+            checkpoint.write, self.index_path, self.volume_id, self.superblock.generation, covered, arrays,
+            self.digest.copy(), clean=clean and self.digest_settled,
+        ))
         return True
 
     async def close(self) -> None:
         async with self._append_lock:
-            await self.checkpoint()
+            await self.checkpoint(clean=True)
             self._handle.retire()
 
     async def retire(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 
+from store.digest import hash_of_raw
 from store.errors import (
     CompactionLostWrite,
     DiskFailure,
@@ -21,7 +22,7 @@ from store.errors import (
     VolumeReadOnly,
 )
 from store.index import MAX_OFFSET
-from store.volume_base import VolumeBase, pwrite_all
+from store.volume_base import VolumeBase, pwrite_all, read_needle_hash
 from trenchcoat import needle
 from trenchcoat.needle_ref import NeedleRef
 
@@ -77,20 +78,22 @@ class VolumeAppend(VolumeBase):
                 raise CompactionLostWrite(f"volume {self.volume_id}: compaction lost needle {key:#x}/{alt} "
                                           "written during it")
             return moved.offset, moved.size
-        self._index_put(key, alt, offset, len(raw), deleted=False)
+        self._index_put(key, alt, offset, len(raw), hash_of_raw(raw)[2])
         self._changed = True
         return offset, len(raw)
 
-    def _index_put(self, key: int, alt: int, offset: int, size: int, *, deleted: bool) -> None:
-        previous = self._index.put(key, alt, offset, size, deleted=deleted)
+    def _index_put(self, key: int, alt: int, offset: int, size: int, value: int) -> None:
+        """Indexes a live needle whose digest hash is ``value``."""
+        previous = self._index.put(key, alt, offset, size)
         if previous is not None and not previous.deleted:  # overwritten: its bytes are dead now
             self.stats.needles -= 1
             self.stats.live_bytes -= previous.size
-        if deleted:
-            self.stats.deleted += 1
-        else:
-            self.stats.needles += 1
-            self.stats.live_bytes += size
+            # Rare (a write of a key already live, e.g. a retried upload): two small preads
+            # on the loop, so the digest changes in the same step as the index.
+            self._digest_remove(key, alt, read_needle_hash(self._handle.fd, previous.offset)[2])
+        self.stats.needles += 1
+        self.stats.live_bytes += size
+        self._digest_add(key, alt, value)
 
     def _check_writable(self) -> None:
         if self.read_only:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from store.datasync import Datasync, ThreadDatasync
+from store.digest import ContentDigest, hash_of_parts
 from store.errors import ChecksumMismatch, NeedleNotFound
 from store.index import DELETED_BIT, SIZE_MASK, NeedleIndex
 from store.volume_commit import GroupCommit
@@ -100,6 +101,9 @@ class VolumeBase:
         limits: VolumeLimits,
         executor: ThreadPoolExecutor,
         datasync: Datasync | None = None,
+        digest: ContentDigest | None = None,
+        *,
+        digest_settled: bool = True,
     ) -> None:
         self.path = path
         self.superblock = superblock
@@ -108,6 +112,15 @@ class VolumeBase:
         self.stats = VolumeStats()
         self._handle = Handle(fd)
         self._index = index
+        self.digest = digest if digest is not None else ContentDigest()
+        """The content digest of the live needles in the index (``store/digest.py``)."""
+        self.digest_settled = digest_settled
+        """False while the index may still count as live a needle deleted after the last
+        checkpoint (opened after a crash), until a recount (``VolumeAudit.recount``) has
+        looked at every needle's flags on disk."""
+        self._digest_journal: list[tuple[int, int, int, int]] | None = None
+        """While a recount runs: every change made to the digest meanwhile, (+1 or -1, key,
+        alternate key, hash), for the recount to apply to its result."""
         self._end = end
         self._executor = executor
         self._datasync = datasync or ThreadDatasync(executor)
@@ -197,6 +210,16 @@ class VolumeBase:
         self.stats.live_bytes -= size
         self.stats.deleted += 1
 
+    def _digest_add(self, key: int, alt: int, value: int) -> None:
+        self.digest.add(key, alt, value)
+        if self._digest_journal is not None:
+            self._digest_journal.append((1, key, alt, value))
+
+    def _digest_remove(self, key: int, alt: int, value: int) -> None:
+        self.digest.remove(key, alt, value)
+        if self._digest_journal is not None:
+            self._digest_journal.append((-1, key, alt, value))
+
     def _recount(self) -> None:
         _, _, _, sizes = self._index.arrays()
         deleted = (sizes & DELETED_BIT) != 0
@@ -219,3 +242,13 @@ def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> No
         if written <= 0:
             raise OSError(f"short write at {offset}")
         view, offset = view[written:], offset + written
+
+
+def read_needle_hash(fd: int, offset: int) -> tuple[int, int, int, bool]:
+    """(key, alternate key, digest hash, deleted) of the needle at ``offset``, from its
+    header and footer (two small preads; the data is not read). Blocking: call in a
+    thread. Raises ``needle.NeedleFormatError`` when either does not parse."""
+    header = os.pread(fd, needle.HEADER.size, offset)
+    _, size = needle.unpack_header(header)
+    footer = os.pread(fd, needle.FOOTER.size, offset + needle.HEADER.size + size)
+    return hash_of_parts(header, footer)

@@ -19,6 +19,7 @@ from dataclasses import replace
 import numpy as np
 
 from store import checkpoint
+from store.digest import ContentDigest, hash_of_raw
 from store.errors import VolumeRetired
 from store.index import DELETED_BIT, OFFSET_UNIT, NeedleIndex
 from store.volume_base import Handle, VolumeBase, pwrite_all
@@ -26,8 +27,8 @@ from trenchcoat import needle
 
 log = logging.getLogger(__name__)
 
-Placed = tuple[int, int, int, int]
-"""A needle copied by phase 1: (key, alternate key, offset in the new file, size)."""
+Placed = tuple[int, int, int, int, int]
+"""A needle copied by phase 1: (key, alternate key, offset in the new file, size, digest hash)."""
 
 
 class VolumeCompact(VolumeBase):
@@ -60,13 +61,13 @@ class VolumeCompact(VolumeBase):
                             raise VolumeRetired(f"volume {self.volume_id} was replaced by a repair; "
                                                 "its compaction is abandoned")
                         new_sb = replace(self.superblock, generation=generation)
-                        new_index, new_end = await self._in_thread(
+                        new_index, new_end, new_digest = await self._in_thread(
                             _finish_compaction, self._handle.fd, new_fd, new_sb, placed,
                             snapshot_end, self._end, deletes,
                         )
                         await self._in_thread(
                             checkpoint.write, self.index_path.with_suffix(".idx.compact"),
-                            self.volume_id, generation, new_end, new_index.arrays(),
+                            self.volume_id, generation, new_end, new_index.arrays(), new_digest,
                         )
                         os.replace(tmp, self.path)
                         os.replace(self.index_path.with_suffix(".idx.compact"), self.index_path)
@@ -76,6 +77,12 @@ class VolumeCompact(VolumeBase):
                         old.retire()
                         self._index = new_index
                         self._end = new_end
+                        # Counted from every live needle's bytes as they were copied: exact,
+                        # whatever the old digest missed.
+                        self.digest = new_digest
+                        self.digest_settled = True
+                        if self._digest_journal is not None:
+                            self._digest_journal = None  # a recount under way is abandoned
                         self.superblock = new_sb
                         # Writes still waiting for their sync were copied (and synced) with
                         # the tail; their old-file offsets mean nothing now.
@@ -98,7 +105,7 @@ def _copy_live(src: int, dst: int, sb: needle.Superblock, keys: np.ndarray, alts
                units: np.ndarray, sizes: np.ndarray, before: int) -> list[Placed]:
     """Compaction phase 1 (thread): copies the live needles that start before ``before``
     (the rest are the tail's, copied in phase 2) in offset order; returns (key, alt, new
-    offset, size) for each."""
+    offset, size, digest hash) for each."""
     pwrite_all(dst, sb.pack(), 0)
     live = ((sizes & DELETED_BIT) == 0) & (units.astype(np.uint64) * OFFSET_UNIT < before)
     order = units[live].argsort()
@@ -110,19 +117,21 @@ def _copy_live(src: int, dst: int, sb: needle.Superblock, keys: np.ndarray, alts
         if len(raw) == size and raw[needle.FLAGS_OFFSET] & needle.FLAG_DELETED:
             continue  # deleted after the last checkpoint
         pwrite_all(dst, raw, out)
-        placed.append((key, alt, out, size))
+        placed.append((key, alt, out, size, _hash_or_zero(raw)))
         out += size
     return placed
 
 
 def _finish_compaction(src: int, dst: int, sb: needle.Superblock, placed: list[Placed], snapshot_end: int,
-                       end: int, deletes: Iterable[tuple[int, int]]) -> tuple[NeedleIndex, int]:
+                       end: int, deletes: Iterable[tuple[int, int]]) -> tuple[NeedleIndex, int, ContentDigest]:
     """Compaction phase 2 (thread, append lock held): copy needles written since the
-    snapshot, apply deletes made meanwhile, sync; returns (new index, new end)."""
+    snapshot, apply deletes made meanwhile, sync; returns (new index, new end, its digest)."""
     index = NeedleIndex()
+    hashes: dict[tuple[int, int], int] = {}
     out = needle.SUPERBLOCK.size
-    for key, alt, offset, size in placed:
+    for key, alt, offset, size, value in placed:
         index.put(key, alt, offset, size)
+        hashes[key, alt] = value
         out = offset + size
     pos = snapshot_end
     while pos < end:
@@ -132,6 +141,7 @@ def _finish_compaction(src: int, dst: int, sb: needle.Superblock, placed: list[P
         if not raw[needle.FLAGS_OFFSET] & needle.FLAG_DELETED:
             pwrite_all(dst, raw, out)
             index.put(found.key, found.alternate_key, out, total)
+            hashes[found.key, found.alternate_key] = _hash_or_zero(raw)
             out += total
         pos += total
     for key, alt in deletes:
@@ -141,6 +151,19 @@ def _finish_compaction(src: int, dst: int, sb: needle.Superblock, placed: list[P
             pwrite_all(dst, bytes([raw[needle.FLAGS_OFFSET] | needle.FLAG_DELETED]),
                        entry.offset + needle.FLAGS_OFFSET)
             index.mark_deleted(key, alt)
+            hashes.pop((key, alt), None)
     pwrite_all(dst, sb.pack(), 0)
     os.fsync(dst)
-    return index, out
+    digest = ContentDigest()
+    for (key, alt), value in hashes.items():
+        digest.add(key, alt, value)
+    return index, out, digest
+
+
+def _hash_or_zero(raw: bytes) -> int:
+    """A copied needle's digest hash; 0 when its header or footer is damaged (the audit
+    reports it; a repair that rewrites it makes a recount settle the digest)."""
+    try:
+        return hash_of_raw(raw)[2]
+    except needle.NeedleFormatError:
+        return 0

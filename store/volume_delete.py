@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from store.digest import hash_of_parts
 from store.errors import DiskFailure, VolumeRetired
 from store.index import DELETED_BIT, OFFSET_UNIT
 from store.volume_base import VolumeBase, pwrite_all
@@ -63,10 +64,11 @@ class VolumeDelete(VolumeBase):
                 raise self._not_found(key, alt)
             if entry.deleted:
                 return False
-            header = await self._in_thread(os.pread, self._handle.fd, needle.HEADER.size, entry.offset)
+            header, footer = await self._in_thread(_header_and_footer, self._handle.fd, entry.offset, entry.size)
             self.io.preads += 1
             try:
                 found, _ = needle.unpack_header(header)
+                value = hash_of_parts(header, footer)[2]
             except needle.NeedleFormatError as exc:
                 raise self._damaged(key, alt, entry.offset, f"is damaged ({exc})") from None
             if found.key != key or (cookie is not None and found.cookie != cookie):
@@ -74,6 +76,7 @@ class VolumeDelete(VolumeBase):
             if found.flags & needle.FLAG_DELETED:
                 self._index.mark_deleted(key, alt)
                 self._count_deleted(entry.size)
+                self._digest_remove(key, alt, value)
                 return False
             flag = bytes([found.flags | needle.FLAG_DELETED])
             try:
@@ -87,8 +90,21 @@ class VolumeDelete(VolumeBase):
         was = self._index.mark_deleted(key, alt)
         if was is not None and not was.deleted:  # a compaction meanwhile may have applied it already
             self._count_deleted(was.size)
+            self._digest_remove(key, alt, value)
         self._changed = True
         return True
+
+
+def _header_and_footer(fd: int, offset: int, size: int) -> tuple[bytes, bytes]:
+    """A needle's header and the footer its stored ``size`` places (thread)."""
+    header = os.pread(fd, needle.HEADER.size, offset)
+    footer_at = offset + size - needle.FOOTER.size
+    try:
+        _, data_size = needle.unpack_header(header)
+        footer_at = offset + needle.HEADER.size + data_size
+    except needle.NeedleFormatError:
+        pass  # the caller reports the header's damage
+    return header, os.pread(fd, needle.FOOTER.size, footer_at)
 
 
 def _deleted(fd: int, keys: np.ndarray, alts: np.ndarray, units: np.ndarray,

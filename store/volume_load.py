@@ -17,10 +17,11 @@ from pathlib import Path
 
 from store import checkpoint
 from store.datasync import Datasync
+from store.digest import ContentDigest, hash_of_raw
 from store.errors import CorruptVolume
 from store.index import NeedleIndex
 from store.volume import Volume, VolumeLimits
-from store.volume_base import pwrite_all
+from store.volume_base import pwrite_all, read_needle_hash
 from trenchcoat import needle
 from trenchcoat.store_types import Damage
 
@@ -64,10 +65,15 @@ def open_volume(path: Path, limits: VolumeLimits, executor: ThreadPoolExecutor,
         size = os.fstat(fd).st_size
         loaded = checkpoint.load(path.with_suffix(".idx"), superblock.volume_id, superblock.generation)
         if loaded is not None and loaded.covered_end <= size:
-            index, start = loaded.index, loaded.covered_end
+            index, start, digest = loaded.index, loaded.covered_end, loaded.digest
+            # A checkpoint the last shutdown wrote knows every delete; after a crash, deletes
+            # made since it was written are flagged only in the needles, until a recount.
+            settled = loaded.clean
+            if loaded.clean:
+                checkpoint.mark_unclean(path.with_suffix(".idx"))
         else:
-            index, start = NeedleIndex(), needle.SUPERBLOCK.size
-        end, damage = scan(fd, index, start, size)
+            index, start, digest, settled = NeedleIndex(), needle.SUPERBLOCK.size, ContentDigest(), True
+        end, damage = scan(fd, index, start, size, digest)
         if end < size:
             log.warning("%s: torn tail of %d bytes at %d truncated", path, size - end, end)
             os.ftruncate(fd, end)
@@ -75,12 +81,14 @@ def open_volume(path: Path, limits: VolumeLimits, executor: ThreadPoolExecutor,
     except BaseException:
         os.close(fd)
         raise
-    return Volume(path, fd, superblock, index, end, limits, executor, datasync), damage
+    return Volume(path, fd, superblock, index, end, limits, executor, datasync, digest, digest_settled=settled), damage
 
 
-def scan(fd: int, index: NeedleIndex, start: int, size: int) -> tuple[int, list[Damage]]:
-    """Indexes needles from ``start`` to ``size``; returns (end of the last intact needle,
-    damaged needles kept in the index)."""
+def scan(fd: int, index: NeedleIndex, start: int, size: int,
+         digest: ContentDigest | None = None) -> tuple[int, list[Damage]]:
+    """Indexes needles from ``start`` to ``size`` (and counts them in ``digest``); returns
+    (end of the last intact needle, damaged needles kept in the index)."""
+    digest = digest if digest is not None else ContentDigest()
     pos = start
     damage: list[Damage] = []
     buf, buf_at = b"", start
@@ -108,10 +116,23 @@ def scan(fd: int, index: NeedleIndex, start: int, size: int) -> tuple[int, list[
                 damage.append(Damage(0, 0, pos, f"unreadable region of {resume - pos} bytes ({exc})"))
                 pos = resume
                 continue
-        index.put(found.key, found.alternate_key, pos, total,
-                  deleted=bool(found.flags & needle.FLAG_DELETED))
+        deleted = bool(found.flags & needle.FLAG_DELETED)
+        previous = index.put(found.key, found.alternate_key, pos, total, deleted=deleted)
+        if previous is not None and not previous.deleted:  # overwritten by this one
+            _uncount(fd, digest, found.key, found.alternate_key, previous.offset)
+        if not deleted:
+            digest.add(found.key, found.alternate_key, hash_of_raw(buf, rel)[2])
         pos += total
     return pos, damage
+
+
+def _uncount(fd: int, digest: ContentDigest, key: int, alt: int, offset: int) -> None:
+    """Takes the needle at ``offset`` out of ``digest`` (it was overwritten)."""
+    try:
+        digest.remove(key, alt, read_needle_hash(fd, offset)[2])
+    except needle.NeedleFormatError:
+        log.warning("needle %#x/%d at %d: overwritten, and its header is damaged; the digest is recounted "
+                    "by the audit", key, alt, offset)
 
 
 def _next_intact(fd: int, pos: int, size: int) -> int | None:

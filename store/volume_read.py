@@ -19,6 +19,7 @@ import errno
 import os
 from collections.abc import Sequence
 
+from store.digest import hash_of_raw
 from store.index import Entry
 from store.volume_base import VolumeBase
 from trenchcoat import needle
@@ -121,8 +122,13 @@ class VolumeRead(VolumeBase):
             raise self._damaged(key, alt, offset, f"holds {found.key:#x}/{found.alternate_key} instead")
         if found.flags & needle.FLAG_DELETED:
             # Deleted after the last checkpoint: the index learns it now.
-            if self._index.mark_deleted(key, alt) is not None:
+            was = self._index.mark_deleted(key, alt)
+            if was is not None and not was.deleted:
                 self._count_deleted(needle.stored_size(size))
+                try:
+                    self._digest_remove(key, alt, hash_of_raw(buf)[2])
+                except needle.NeedleFormatError:
+                    self.digest_settled = False  # its footer is damaged: the audit recounts
             raise self._not_found(key, alt)
         if found.cookie != cookie:
             raise self._not_found(key, alt)

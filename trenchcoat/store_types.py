@@ -25,8 +25,17 @@ class PhysicalVolume:
     file_bytes: int
     """Size of the volume file (appended bytes, including any not yet acknowledged)."""
     capacity_bytes: int
+    digest: bytes = b""
+    """The content digest (``store/digest.py``): equal on two replicas exactly when their
+    live needles are; empty from a store that does not report one."""
+    digest_settled: bool = True
+    """False while the digest may still count a needle deleted before a crash."""
 
     def same_contents(self, other: PhysicalVolume) -> bool:
+        """Whether the two copies hold the same live needles: by digest when both report a
+        settled one, else by their counts."""
+        if self.digest and other.digest and self.digest_settled and other.digest_settled:
+            return self.digest == other.digest
         return (self.needles, self.deleted, self.live_bytes, self.file_bytes) == (
             other.needles, other.deleted, other.live_bytes, other.file_bytes)
 
@@ -41,6 +50,23 @@ class ExportChunk:
     """CRC32C of ``data`` computed by the sender (checked by the receiver)."""
     end: int
     """Size of the volume file when the export started: the stream ends there."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """What a store's audit (or a read) found wrong with one needle of its copy: reported
+    to the Directory, whose leader has it repaired from a healthy replica."""
+
+    volume_id: int
+    key: int
+    alternate_key: int
+    offset: int
+    size: int
+    """Stored size the index records."""
+    kind: str
+    """"damaged" (CRC), "unreadable" (header, footer or disk) or "index" (the index
+    names another needle's bytes)."""
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)

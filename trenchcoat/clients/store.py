@@ -203,5 +203,5 @@ class _EncodedWrite:
 
 def physical(v: store_pb2.VolumeInfo) -> PhysicalVolume:
     return PhysicalVolume(v.volume_id, v.read_only, v.needles, v.deleted_needles, v.live_bytes,
-                          v.file_bytes, v.capacity_bytes)
+                          v.file_bytes, v.capacity_bytes, v.content_digest, v.digest_settled)
 

@@ -152,7 +152,7 @@ class VolumeStatusRequest(_message.Message):
     def __init__(self, volume_id: _Optional[int] = ...) -> None: ...
 
 class VolumeInfo(_message.Message):
-    __slots__ = ("volume_id", "read_only", "needles", "deleted_needles", "live_bytes", "dead_bytes", "file_bytes", "capacity_bytes", "created_unix_ms")
+    __slots__ = ("volume_id", "read_only", "needles", "deleted_needles", "live_bytes", "dead_bytes", "file_bytes", "capacity_bytes", "created_unix_ms", "content_digest", "digest_settled")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     READ_ONLY_FIELD_NUMBER: _ClassVar[int]
     NEEDLES_FIELD_NUMBER: _ClassVar[int]
@@ -162,6 +162,8 @@ class VolumeInfo(_message.Message):
     FILE_BYTES_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_SETTLED_FIELD_NUMBER: _ClassVar[int]
     volume_id: int
     read_only: bool
     needles: int
@@ -171,7 +173,9 @@ class VolumeInfo(_message.Message):
     file_bytes: int
     capacity_bytes: int
     created_unix_ms: int
-    def __init__(self, volume_id: _Optional[int] = ..., read_only: _Optional[bool] = ..., needles: _Optional[int] = ..., deleted_needles: _Optional[int] = ..., live_bytes: _Optional[int] = ..., dead_bytes: _Optional[int] = ..., file_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+    content_digest: bytes
+    digest_settled: bool
+    def __init__(self, volume_id: _Optional[int] = ..., read_only: _Optional[bool] = ..., needles: _Optional[int] = ..., deleted_needles: _Optional[int] = ..., live_bytes: _Optional[int] = ..., dead_bytes: _Optional[int] = ..., file_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., content_digest: _Optional[bytes] = ..., digest_settled: _Optional[bool] = ...) -> None: ...
 
 class VolumeStatusResponse(_message.Message):
     __slots__ = ("machine_id", "volumes")
@@ -234,3 +238,39 @@ class RepairVolumeResponse(_message.Message):
     volume: VolumeInfo
     copied_bytes: int
     def __init__(self, volume: _Optional[_Union[VolumeInfo, _Mapping]] = ..., copied_bytes: _Optional[int] = ...) -> None: ...
+
+class CopyNeedleRequest(_message.Message):
+    __slots__ = ("volume_id", "key", "alternate_key")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    key: int
+    alternate_key: int
+    def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ...) -> None: ...
+
+class CopyNeedleResponse(_message.Message):
+    __slots__ = ("raw",)
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    raw: bytes
+    def __init__(self, raw: _Optional[bytes] = ...) -> None: ...
+
+class RepairNeedleRequest(_message.Message):
+    __slots__ = ("volume_id", "key", "alternate_key", "source_address")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    key: int
+    alternate_key: int
+    source_address: str
+    def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., source_address: _Optional[str] = ...) -> None: ...
+
+class RepairNeedleResponse(_message.Message):
+    __slots__ = ("repaired_bytes", "was_damaged")
+    REPAIRED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    WAS_DAMAGED_FIELD_NUMBER: _ClassVar[int]
+    repaired_bytes: int
+    was_damaged: bool
+    def __init__(self, repaired_bytes: _Optional[int] = ..., was_damaged: _Optional[bool] = ...) -> None: ...

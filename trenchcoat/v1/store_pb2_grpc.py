@@ -95,6 +95,16 @@ class StoreServiceStub:
                 request_serializer=trenchcoat_dot_v1_dot_store__pb2.FreeVolumeRequest.SerializeToString,
                 response_deserializer=trenchcoat_dot_v1_dot_store__pb2.FreeVolumeResponse.FromString,
                 _registered_method=True)
+        self.CopyNeedle = channel.unary_unary(
+                '/trenchcoat.v1.StoreService/CopyNeedle',
+                request_serializer=trenchcoat_dot_v1_dot_store__pb2.CopyNeedleRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_store__pb2.CopyNeedleResponse.FromString,
+                _registered_method=True)
+        self.RepairNeedle = channel.unary_unary(
+                '/trenchcoat.v1.StoreService/RepairNeedle',
+                request_serializer=trenchcoat_dot_v1_dot_store__pb2.RepairNeedleRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_store__pb2.RepairNeedleResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -193,6 +203,27 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CopyNeedle(self, request, context):
+        """The whole stored bytes of one needle (header, data, footer; a deleted one with its
+        flag), verified before they are sent: what a healthy replica gives a repair.
+        NOT_FOUND when this copy does not hold it; DATA_LOSS when this copy is damaged too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RepairNeedle(self, request, context):
+        """Replaces this copy's damaged needle with the verified bytes of the same needle pulled
+        from source_address (CopyNeedle), written in place and made durable before the
+        answer: the copy is then byte-identical to the source's at that needle. NOT_FOUND
+        when this copy does not index the needle; FAILED_PRECONDITION when the source's
+        needle is not the same size (the copies differ: a volume repair's work); DATA_LOSS
+        when the source's copy is damaged too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -255,6 +286,16 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.FreeVolume,
                     request_deserializer=trenchcoat_dot_v1_dot_store__pb2.FreeVolumeRequest.FromString,
                     response_serializer=trenchcoat_dot_v1_dot_store__pb2.FreeVolumeResponse.SerializeToString,
+            ),
+            'CopyNeedle': grpc.unary_unary_rpc_method_handler(
+                    servicer.CopyNeedle,
+                    request_deserializer=trenchcoat_dot_v1_dot_store__pb2.CopyNeedleRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_store__pb2.CopyNeedleResponse.SerializeToString,
+            ),
+            'RepairNeedle': grpc.unary_unary_rpc_method_handler(
+                    servicer.RepairNeedle,
+                    request_deserializer=trenchcoat_dot_v1_dot_store__pb2.RepairNeedleRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_store__pb2.RepairNeedleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -582,6 +623,60 @@ class StoreService:
             '/trenchcoat.v1.StoreService/FreeVolume',
             trenchcoat_dot_v1_dot_store__pb2.FreeVolumeRequest.SerializeToString,
             trenchcoat_dot_v1_dot_store__pb2.FreeVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyNeedle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.StoreService/CopyNeedle',
+            trenchcoat_dot_v1_dot_store__pb2.CopyNeedleRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_store__pb2.CopyNeedleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RepairNeedle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.StoreService/RepairNeedle',
+            trenchcoat_dot_v1_dot_store__pb2.RepairNeedleRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_store__pb2.RepairNeedleResponse.FromString,
             options,
             channel_credentials,
             insecure,
