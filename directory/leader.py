@@ -16,7 +16,9 @@ Each tick (every ``probe_interval_s``):
    read-only on every replica (no write can land during the copy); replicas that differ
    from the fullest one are refilled from it through the Store's export stream; once all
    match, the replicas accept writes again and the volume is writable.
-4. **Growth**: while fewer than ``min_writable_volumes`` are writable, create one with
+4. **Needle repair**: needles the stores reported damaged (their audit, or a read) are
+   rewritten from a healthy replica (``directory/healing.py``).
+5. **Growth**: while fewer than ``min_writable_volumes`` are writable, create one with
    each replica on a different rack.
 
 What to do is decided by the pure functions of ``directory/policy.py``; this module
@@ -35,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from directory import metrics, policy
+from directory.healing import NeedleHealer
 from directory.migration import REQUESTED_REASON, Migration
 from directory.model import ClusterMap, PlacementError, Replica, State, Volume
 from directory.state import DirectoryState
@@ -77,6 +80,7 @@ class Leader(PeriodicWorker):
         """Why the last volume creation was refused ("" when it was not)."""
         self._migration = migration
         self._migrating: asyncio.Task[None] | None = None
+        self.healer = NeedleHealer(state, stores)
 
     async def run(self) -> None:
         self._election_task = asyncio.create_task(self.election.run(), name="directory:election")
@@ -111,6 +115,7 @@ class Leader(PeriodicWorker):
         cmap = await self._state.read()
         await self.fill(cmap)
         self.repair(cmap)
+        await self.healer.tick(await self._state.read())
         await self.grow(await self._state.read())
         self.migrate(await self._state.read())
         self._refresh()

@@ -41,3 +41,20 @@ WRITABLE = Gauge("trenchcoat_directory_writable_volumes",
 
 MIN_WRITABLE = Gauge("trenchcoat_directory_min_writable_volumes",
                      "directory.min_writable_volumes: the leader grows volumes while fewer are writable.")
+
+
+DAMAGED_NEEDLES = Gauge("trenchcoat_directory_damaged_needles",
+                        "Needles some replica reported damaged, not yet repaired (the leader's last look).")
+
+
+UNRECOVERABLE_NEEDLES = Gauge("trenchcoat_directory_unrecoverable_needles",
+                              "Needles damaged on every replica: reads answer DATA_LOSS; listed by trenchcoat volumes.")
+
+
+NEEDLE_REPAIRS = Counter("trenchcoat_directory_needle_repairs_total",
+                         "Needle repairs the leader asked for, by outcome (repaired, healthy, source_damaged, "
+                         "whole_volume, failed).", ["outcome"])
+
+
+NEEDLE_REPAIRED_BYTES = Counter("trenchcoat_directory_needle_repaired_bytes_total",
+                                "Bytes rewritten in place by needle repairs.")

@@ -11,6 +11,7 @@ etcd holds, under ``/trenchcoat/<cluster>/``:
 | ``volumes/<logical_id>`` | the leader (routers via MarkReadOnly, operators via MigrateVolume) | replicas, state, capacity, used bytes and when reported, why, repair flag, warm requested |
 | ``counters/volume`` | the leader | the next logical volume id |
 | ``leader`` | the elected directory, under its lease | its name and address |
+| ``damage/<logical_id>/<key>.<alt>/<machine_id>`` | the store (its audit, a read), the leader (a repair's source) | offset, size, kind, why, when found; removed once that copy is mended |
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ is tested without processes (``tests/unit/directory/test_policy.py``).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from directory.model import ClusterMap, State, Store, Volume, place
@@ -235,3 +235,63 @@ def plan_growth(cmap: ClusterMap, min_writable: int, copies: int, failures: Mapp
         for store in chosen:
             healthy[store.machine_id] = replace(store, free_bytes=store.free_bytes - size)
     return plans
+
+
+# --- needle repair ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DamagedNeedle:
+    """One needle some stores reported damaged (``damage/<volume>/<key>.<alt>/<machine>``)."""
+
+    volume_id: int
+    key: int
+    alternate_key: int
+    machines: frozenset[int]
+    """Stores that reported their copy of it damaged."""
+
+
+@dataclass(frozen=True, slots=True)
+class NeedleRepair:
+    """Rewrite ``target``'s copy of the needle from the first of ``sources`` that verifies."""
+
+    needle: DamagedNeedle
+    target: int
+    sources: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class NeedlePlan:
+    repairs: list[NeedleRepair] = field(default_factory=list)
+    unrecoverable: list[DamagedNeedle] = field(default_factory=list)
+    """Damaged on every replica: never "repaired" with wrong bytes; listed and alerted on."""
+    whole_volume: list[DamagedNeedle] = field(default_factory=list)
+    """Damage no needle repair can mend (an unreadable region, key unknown): the volume's
+    repair copies a whole replica."""
+    stale: list[tuple[DamagedNeedle, int]] = field(default_factory=list)
+    """Reports to forget: (needle, machine) of a volume gone from the hot tier, or of a
+    store no longer holding it."""
+
+
+def plan_needle_repairs(cmap: ClusterMap, damaged: Iterable[DamagedNeedle]) -> NeedlePlan:
+    """What to do about each damaged needle. A source is a replica whose store is up and
+    that did not report the needle damaged; the target's own copy is never its source, so
+    a needle damaged everywhere is never rewritten (its reads stay DATA_LOSS)."""
+    plan = NeedlePlan()
+    for needle in damaged:
+        volume = cmap.volumes.get(needle.volume_id)
+        replicas = [r.machine_id for r in volume.replicas] if volume is not None and volume.state is not State.WARM else []
+        for machine_id in sorted(needle.machines - set(replicas)):
+            plan.stale.append((needle, machine_id))
+        targets = sorted(needle.machines & set(replicas))
+        if not targets:
+            continue
+        if needle.key == 0:
+            plan.whole_volume.append(needle)
+            continue
+        healthy = tuple(m for m in sorted(replicas) if m not in needle.machines and cmap.alive(m))
+        if healthy:
+            plan.repairs.extend(NeedleRepair(needle, t, healthy) for t in targets if cmap.alive(t))
+        elif set(targets) == set(replicas):
+            plan.unrecoverable.append(needle)
+    return plan

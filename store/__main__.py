@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from store import metrics
+from store.audit import Auditor, DamageReports
 from store.http import NeedleHttp
 from store.peer import Peers
 from store.registration import Registration
@@ -23,6 +24,7 @@ from trenchcoat.clients.store import StoreClient
 from trenchcoat.etcd import Etcd
 from trenchcoat.httpsite import HttpSite
 from trenchcoat.rpc import ChannelPool
+from trenchcoat.store_types import Finding
 from trenchcoat.v1 import store_pb2_grpc
 
 log = logging.getLogger("store")
@@ -48,12 +50,25 @@ def main() -> int:
         site = HttpSite(NeedleHttp(volumes).app(), config.cluster.host, section.http_port, what="needle read")
         await site.start()
         workers: list[server.Worker] = [Checkpointer(volumes, section.checkpoint_interval_s), site]
+        etcd = (Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
+                if config.etcd.endpoints else None)
+        reports = DamageReports(etcd, section.machine_id)
+        volumes.on_damage = lambda finding: reports.report(finding, "read")
+        for volume in volumes.all():
+            volume.on_damage = volumes.on_damage
+        for volume_id, found in volumes.startup_damage.items():
+            for damage in found:
+                entry = volumes.get(volume_id).index.get(damage.key, damage.alternate_key) if damage.key else None
+                reports.report(Finding(volume_id, damage.key, damage.alternate_key, damage.offset,
+                                       entry.size if entry else 0, "damaged" if "checksum" in damage.reason
+                                       else "unreadable", damage.reason), "startup")
+        workers += [reports, Auditor(volumes.all, reports, bytes_per_s=section.audit_bytes_per_s,
+                                     interval_s=section.audit_interval_s)]
         pool = ChannelPool()
         peers = Peers(StoreClient(pool, timeout_s=section.peer_timeout_s),
                       chunk_timeout_s=section.peer_timeout_s)
         closers = [volumes.close, pool.close]
-        if config.etcd.endpoints:
-            etcd = Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
+        if etcd is not None:
             registration = Registration(
                 etcd, machine_id=section.machine_id, address=config.store_address(),
                 http_address=config.store_http_address(site.port), rack=rack,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -69,3 +69,25 @@ class VolumeCollector(Collector):
 
 def register(volumes: Callable[[], Iterable[object]]) -> None:
     REGISTRY.register(VolumeCollector(volumes))
+
+
+AUDITED_NEEDLES = Counter("trenchcoat_store_audited_needles_total", "Needles the background audit read and verified.")
+AUDITED_BYTES = Counter("trenchcoat_store_audited_bytes_total", "Bytes the background audit read.")
+AUDIT_FINDINGS = Counter(
+    "trenchcoat_store_audit_findings_total",
+    "Needles found wrong, by kind (damaged: CRC; unreadable; index: the index names other bytes) "
+    "and by whom (audit or read), each reported to the Directory for repair.",
+    ["kind", "found_by"],
+)
+AUDIT_LAST_PASS = Gauge(
+    "trenchcoat_store_audit_last_pass_timestamp_seconds",
+    "When the audit last finished a full pass over every volume of this store (Unix time; 0: none yet).",
+)
+AUDIT_PASS_SECONDS = Gauge("trenchcoat_store_audit_pass_seconds", "How long the last full audit pass took.")
+NEEDLE_REPAIRS = Counter(
+    "trenchcoat_store_needle_repairs_total",
+    "Needles of this store rewritten in place from a healthy replica, by outcome.",
+    ["outcome"],
+)
+NEEDLE_REPAIR_BYTES = Counter("trenchcoat_store_needle_repair_bytes_total",
+                              "Bytes written in place by needle repairs.")

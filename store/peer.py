@@ -1,6 +1,6 @@
-"""The one place a store calls another store: pulling a volume's bytes for a repair
-(through the chassis's ``StoreClient``). The repair itself (``VolumeSet.restore``) sees
-plain ``ExportChunk`` values.
+"""The one place a store calls another store: pulling a volume's bytes for a repair, or one
+needle's (through the chassis's ``StoreClient``). The repair itself (``VolumeSet.restore``)
+sees plain ``ExportChunk`` values.
 
 The copy as a whole takes as long as the volume needs, so it has no deadline; each chunk
 has one (``store.peer_timeout_s``): a source that stops sending (stalled, partitioned)
@@ -38,3 +38,12 @@ class Peers:
             # The source's answer is about the request, not this store: the repair cannot
             # proceed from there (FAILED_PRECONDITION), whatever the source said.
             raise SourceCannotExport(f"source store {address} cannot export volume {volume_id}: {exc}") from None
+
+    async def copy_needle(self, address: str, volume_id: int, key: int, alternate_key: int) -> bytes:
+        """A needle's verified stored bytes from the store at ``address``: its DATA_LOSS
+        (damaged there too) and NOT_FOUND pass through as they are."""
+        try:
+            return await self._stores.copy_needle(address, volume_id, key, alternate_key)
+        except DeadlineExceeded:
+            raise SourceStalled(f"source store {address} did not send needle {key:#x}/{alternate_key} of volume "
+                                f"{volume_id} in time; the repair is to be retried") from None

@@ -201,3 +201,29 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
                                                           request.chunk_bytes)) as chunks:
             volume, copied = await self._volumes.restore(request.volume_id, chunks)
         return store_pb2.RepairVolumeResponse(volume=volume_info(volume), copied_bytes=copied)
+
+    async def CopyNeedle(
+        self, request: store_pb2.CopyNeedleRequest,
+        context: ServicerContext[store_pb2.CopyNeedleRequest, store_pb2.CopyNeedleResponse],
+    ) -> store_pb2.CopyNeedleResponse:
+        raw = await self._volumes.get(request.volume_id).copy_needle(request.key, request.alternate_key)
+        return store_pb2.CopyNeedleResponse(raw=raw)
+
+    async def RepairNeedle(
+        self, request: store_pb2.RepairNeedleRequest,
+        context: ServicerContext[store_pb2.RepairNeedleRequest, store_pb2.RepairNeedleResponse],
+    ) -> store_pb2.RepairNeedleResponse:
+        if not request.source_address:
+            raise BadNeedleRequest("source_address is required (host:port of a store whose copy of the needle is healthy)")
+        volume = self._volumes.get(request.volume_id)
+        try:
+            raw = await self._peers.copy_needle(request.source_address, request.volume_id, request.key,
+                                                request.alternate_key)
+            was_damaged = await volume.replace_needle(raw)
+        except TrenchcoatError as exc:
+            metrics.NEEDLE_REPAIRS.labels(exc.status.lower()).inc()
+            raise
+        metrics.NEEDLE_REPAIRS.labels("repaired" if was_damaged else "healthy").inc()
+        if was_damaged:
+            metrics.NEEDLE_REPAIR_BYTES.inc(len(raw))
+        return store_pb2.RepairNeedleResponse(repaired_bytes=len(raw) if was_damaged else 0, was_damaged=was_damaged)

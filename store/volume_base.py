@@ -24,6 +24,7 @@ from store.index import DELETED_BIT, SIZE_MASK, NeedleIndex
 from store.volume_commit import GroupCommit
 from trenchcoat import needle
 from trenchcoat.lograte import OncePerInterval
+from trenchcoat.store_types import Finding
 
 if TYPE_CHECKING:
     from store.volume import VolumeLimits
@@ -133,6 +134,9 @@ class VolumeBase:
         """Deletes made while a compaction copies, for it to apply to the new file."""
         self._changed = False
         self._retired = False
+        self.on_damage: Callable[[Finding], None] | None = None
+        """Told of a needle a read found damaged (as often as it is logged): the store
+        reports it to the Directory for repair at once (``store/audit.py``)."""
         self.damage_log: OncePerInterval[tuple[int, int]] = OncePerInterval(
             DAMAGE_LOG_INTERVAL_S, capacity=DAMAGE_LOG_NEEDLES)
         """Which damaged needles (key, alternate key) were logged lately."""
@@ -200,6 +204,10 @@ class VolumeBase:
         if held is not None:
             log.error("%s; answered DATA_LOSS%s", error,
                       f" (and {held} more times since it was last logged)" if held else "")
+            entry = self._index.get(key, alt)
+            if self.on_damage is not None and entry is not None:
+                kind = "damaged" if "checksum" in what else "unreadable"
+                self.on_damage(Finding(self.volume_id, key, alt, offset, entry.size, kind, what))
         return error
 
     # --- counters and threads ----------------------------------------------------------

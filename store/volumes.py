@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +33,7 @@ from trenchcoat import needle
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.needle import Stored
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_types import Damage, ExportChunk
+from trenchcoat.store_types import Damage, ExportChunk, Finding
 from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,13 @@ class VolumeSet:
         self._creating = asyncio.Lock()
         self._restoring: set[int] = set()
         self.startup_damage: dict[int, list[Damage]] = {}
+        self.on_damage: Callable[[Finding], None] | None = None
+        """Given to every volume: told of each needle a read finds damaged."""
+
+    def _adopt(self, volume: Volume) -> Volume:
+        volume.on_damage = self.on_damage
+        self._volumes[volume.volume_id] = volume
+        return volume
 
     @property
     def datasync(self) -> Datasync:
@@ -71,7 +78,7 @@ class VolumeSet:
                 continue
             volume, damage = await loop.run_in_executor(self.executor, open_volume, path, self.limits, self.executor,
                                                         self.datasync)
-            self._volumes[volume.volume_id] = volume
+            self._adopt(volume)
             if damage:
                 self.startup_damage[volume.volume_id] = damage
                 log.error("volume %d: %d damaged needles found at startup", volume.volume_id, len(damage))
@@ -113,8 +120,7 @@ class VolumeSet:
             volume = await asyncio.get_running_loop().run_in_executor(
                 self.executor, create_volume, self.directory, volume_id, self.limits, self.executor, self.datasync
             )
-            self._volumes[volume_id] = volume
-            return volume
+            return self._adopt(volume)
 
     async def restore(self, volume_id: int, chunks: AsyncIterator[ExportChunk]) -> tuple[Volume, int]:
         """Replaces (or creates) a volume with a copy streamed from another replica. Every
@@ -169,7 +175,7 @@ class VolumeSet:
                 raise
             # The verified copy serves from here on; the old one closes once the reads
             # under way on it are done.
-            self._volumes[volume_id] = volume
+            self._adopt(volume)
             if old is not None:
                 old.detach()
             log.info("volume %d restored from a replica: %d bytes, %d needles", volume_id, copied, volume.stats.needles)

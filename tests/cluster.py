@@ -5,6 +5,7 @@ with timings shortened so liveness, elections and repairs happen in seconds."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -12,6 +13,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from tests import harness
 from trenchcoat import config as configmod
@@ -372,6 +375,17 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0,
     raise AssertionError(f"timed out after {timeout}s waiting for {what or check}: last saw {last!r}")
 
 
+async def metric(proc: harness.ServiceProcess, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples on ``proc``'s /metrics that carry ``labels``."""
+    async with aiohttp.ClientSession() as session, session.get(proc.metrics_url) as r:
+        text = await r.text()
+    total = 0.0
+    for found in re.finditer(rf"^{name}(?:{{([^}}]*)}})? (\S+)$", text, re.MULTILINE):
+        if all(f'{k}="{v}"' in (found.group(1) or "") for k, v in labels.items()):
+            total += float(found.group(2))
+    return total
+
+
 async def fresh_database(dsn: str) -> str:
     """A new empty database on the PostgreSQL at ``dsn``; returns its DSN."""
     import asyncpg
@@ -392,9 +406,11 @@ async def writable_volumes(cluster: MediaCluster, n: int) -> list[VolumeView] | 
 
 async def full_media_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
                              postgres: harness.Dependency, tmp_path: Path, *, directories: int = 1,
-                             stores: int = 3) -> MediaCluster:
-    """Directories (1), stores on 3 racks (3), a cache and a router, with writable volumes."""
-    cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint))
+                             stores: int = 3, env: Mapping[str, str] | None = None) -> MediaCluster:
+    """Directories (1), stores on 3 racks (3), a cache and a router, with writable volumes
+    (``env``: settings of this cluster's own, over ``FAST``)."""
+    cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
+                           env=dict(env or {}))
     cluster.start_all(directories=directories, stores=stores, router=True)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     return cluster

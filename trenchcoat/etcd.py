@@ -127,6 +127,17 @@ class Etcd:
 
         return await self._call(f"update {key}", txn)
 
+    async def remove(self, key: str, mod_revision: int) -> bool:
+        """Deletes ``key`` only if nobody wrote it since ``mod_revision``; True if deleted."""
+        k = self._key(key)
+
+        async def txn(c: aetcd.Client) -> bool:
+            ok, _ = await c.transaction(compare=[c.transactions.mod(k) == mod_revision],
+                                        success=[c.transactions.delete(k)], failure=[])
+            return bool(ok)
+
+        return await self._call(f"delete {key}", txn)
+
     # --- leases --------------------------------------------------------------------------
 
     async def grant(self, ttl_s: int) -> int:

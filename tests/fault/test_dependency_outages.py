@@ -23,12 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -39,6 +37,7 @@ from tests.cluster import (
     fanned_out,
     flushed,
     fresh_database,
+    metric,
     writable_volumes,
 )
 from tests.integration.test_renditions import finished, photo
@@ -142,17 +141,6 @@ async def answers_unavailable(call: Awaitable[Any], *, naming: str) -> None:
         assert unavailable_naming(exc, naming), f"{exc.status}: {exc}"
         return
     raise AssertionError(f"expected UNAVAILABLE naming {naming}, got {result!r}")
-
-
-async def metric(proc: harness.ServiceProcess, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples on ``proc``'s /metrics that carry ``labels``."""
-    async with aiohttp.ClientSession() as session, session.get(proc.metrics_url) as r:
-        text = await r.text()
-    total = 0.0
-    for found in re.finditer(rf"^{name}(?:{{([^}}]*)}})? (\S+)$", text, re.MULTILINE):
-        if all(f'{k}="{v}"' in (found.group(1) or "") for k, v in labels.items()):
-            total += float(found.group(2))
-    return total
 
 
 @contextlib.contextmanager

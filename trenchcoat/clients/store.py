@@ -175,6 +175,23 @@ class StoreClient:
                                 timeout=timeout_s)
         return int(reply.copied_bytes)
 
+    async def copy_needle(self, address: str, volume_id: int, key: int, alternate_key: int) -> bytes:
+        """The store's verified stored bytes of one needle (what a needle repair writes)."""
+        request = store_pb2.CopyNeedleRequest(volume_id=volume_id, key=key, alternate_key=alternate_key)
+        reply = await rpc.unary(self._stub(address).CopyNeedle, request, remote=self._remote(address),
+                                timeout=self.timeout_s)
+        return bytes(reply.raw)
+
+    async def repair_needle(self, address: str, volume_id: int, key: int, alternate_key: int,
+                            source: str) -> tuple[bool, int]:
+        """Has the store at ``address`` rewrite its copy of a needle from the one at
+        ``source``; returns (whether it was damaged, bytes written)."""
+        request = store_pb2.RepairNeedleRequest(volume_id=volume_id, key=key, alternate_key=alternate_key,
+                                                source_address=source)
+        reply = await rpc.unary(self._stub(address).RepairNeedle, request, remote=self._remote(address),
+                                timeout=self.timeout_s * 2)
+        return bool(reply.was_damaged), int(reply.repaired_bytes)
+
     async def probe(self, address: str) -> dict[int, PhysicalVolume]:
         """Is the store fit to serve? Health, then every volume's status, then a read of the
         first bytes of each volume from disk. Returns its volumes; raises Unavailable (or

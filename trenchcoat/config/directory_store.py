@@ -130,6 +130,17 @@ class StoreConfig(ServiceConfig):
         default=30.0, gt=0,
     )
     io_threads: int = setting("Threads doing disk reads, writes and fdatasyncs.", default=16, ge=1, le=256)
+    audit_bytes_per_s: int = setting(
+        "Most bytes a second the background audit reads (every live needle of every volume: "
+        "header, index agreement, CRC), in a thread of its own so reads never wait behind it.",
+        default=16 * MiB, ge=4096,
+    )
+    audit_interval_s: float = setting(
+        "Seconds from the start of one full audit pass to the next: every needle is verified "
+        "at least this often (a week by default; seconds in tests). A pass that cannot finish "
+        "in time at audit_bytes_per_s is logged and alerted on.",
+        default=7 * 24 * 3600.0, gt=0,
+    )
     peer_timeout_s: float = setting(
         "Deadline of a call to another store, and of each chunk of a repair's export stream "
         "from it (the whole copy takes as long as the volume needs); past it the repair fails "

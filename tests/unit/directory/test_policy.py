@@ -271,3 +271,55 @@ def test_growth_skips_stores_that_failed_a_probe_and_refuses_without_enough_rack
 def test_no_growth_when_enough_volumes_are_writable():
     cmap = cluster([store(m) for m in range(1, 4)], [volume(1, (1, 2, 3)), volume(2, (1, 2, 3))])
     assert policy.plan_growth(cmap, min_writable=2, copies=3, failures={}, rng=random.Random(0)) == []
+
+
+# --- needle repair -----------------------------------------------------------------------
+
+
+def damaged(v: int, *machines: int, key: int = 0xABC) -> policy.DamagedNeedle:
+    return policy.DamagedNeedle(v, key, 0, frozenset(machines))
+
+
+def test_a_needle_damaged_on_one_replica_is_rewritten_from_the_healthy_ones():
+    plan = policy.plan_needle_repairs(MAP, [damaged(1, 2)])
+    assert [(r.target, r.sources) for r in plan.repairs] == [(2, (1, 3))]
+    assert not plan.unrecoverable and not plan.stale and not plan.whole_volume
+
+
+def test_a_needle_damaged_on_every_replica_is_unrecoverable_and_never_rewritten():
+    plan = policy.plan_needle_repairs(MAP, [damaged(1, 1, 2, 3)])
+    assert plan.unrecoverable == [damaged(1, 1, 2, 3)] and not plan.repairs
+
+
+def test_a_healthy_copy_on_a_down_store_is_waited_for_not_called_unrecoverable():
+    down = cluster([store(1), store(2), store(3, down=True)], [volume(1, (1, 2, 3))])
+    plan = policy.plan_needle_repairs(down, [damaged(1, 1, 2)])
+    assert not plan.repairs and not plan.unrecoverable
+
+
+def test_reports_of_a_store_not_holding_the_volume_or_of_a_warm_volume_are_forgotten():
+    warm = cluster([store(1), store(2), store(3), store(4)], [volume(1, (1, 2, 3)), volume(2, (1, 2, 3), State.WARM)])
+    plan = policy.plan_needle_repairs(warm, [damaged(1, 4), damaged(2, 1), damaged(9, 1)])
+    assert [(n.volume_id, m) for n, m in plan.stale] == [(1, 4), (2, 1), (9, 1)]
+    assert not plan.repairs
+
+
+def test_an_unreadable_region_with_no_key_is_the_volume_repairs_work():
+    plan = policy.plan_needle_repairs(MAP, [damaged(1, 2, key=0)])
+    assert plan.whole_volume == [damaged(1, 2, key=0)] and not plan.repairs
+
+
+@given(st.lists(st.tuples(st.integers(1, 3), st.frozensets(st.integers(1, 5), min_size=1)), max_size=8),
+       st.frozensets(st.integers(1, 5)))
+def test_no_repair_uses_a_damaged_or_dead_source_nor_targets_a_store_without_the_volume(reports, dead):
+    stores = [store(m, down=m in dead) for m in range(1, 6)]
+    cmap = cluster(stores, [volume(1, (1, 2, 3)), volume(2, (3, 4, 5)), volume(3, (1, 4, 5), State.READ_ONLY)])
+    needles = [policy.DamagedNeedle(v, 7, 0, machines) for v, machines in reports]
+    plan = policy.plan_needle_repairs(cmap, needles)
+    for repair in plan.repairs:
+        replicas = {r.machine_id for r in cmap.volumes[repair.needle.volume_id].replicas}
+        assert repair.target in replicas and repair.target in repair.needle.machines
+        assert repair.sources and all(s in replicas and s not in repair.needle.machines and s not in dead
+                                      for s in repair.sources)
+    for needle in plan.unrecoverable:
+        assert {r.machine_id for r in cmap.volumes[needle.volume_id].replicas} <= needle.machines
