@@ -8,14 +8,16 @@ Each tick (every ``probe_interval_s``):
    bytes). A store failing ``probe_failures`` probes in a row, or whose liveness lease
    lapsed, is marked down and its volumes turn read-only and need repair; a store that
    passes again is re-admitted. A store that no longer reports a volume it should hold
-   (a replaced disk) has that volume marked for repair.
+   (a replaced disk) has that volume marked for repair; so has one whose replicas report
+   different content digests two probes in a row with nothing changing in between.
 2. **Fill**: a writable volume filled past ``full_ratio`` (or refused by a store) turns
    read-only; every volume's used bytes are recorded with when the stores reported them
    (``policy.fill_due`` says how often: small moves are batched, never for long).
 3. **Repair**: a volume marked for repair whose stores are all up is first made
-   read-only on every replica (no write can land during the copy); replicas that differ
-   from the fullest one are refilled from it through the Store's export stream; once all
-   match, the replicas accept writes again and the volume is writable.
+   read-only on every replica (no write can land during the copy); replicas whose content
+   digests differ catch up with each other, moving only the needles and deletes that
+   differ (a replica holding nothing is refilled whole through the export stream); once
+   all digests match, the replicas accept writes again and the volume is writable.
 4. **Needle repair**: needles the stores reported damaged (their audit, or a read) are
    rewritten from a healthy replica (``directory/healing.py``).
 5. **Growth**: while fewer than ``min_writable_volumes`` are writable, create one with
@@ -50,6 +52,10 @@ from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
+FRUITLESS_CATCHUPS = 3
+"""Repair rounds of a volume in a row whose catch-ups moved nothing while its replicas
+still differ, after which the differing copies are refilled whole from the source."""
+
 
 
 class Leader(PeriodicWorker):
@@ -70,8 +76,10 @@ class Leader(PeriodicWorker):
         self._election_task: asyncio.Task[None] | None = None
         self._failures: dict[int, int] = {}
         self._reports: dict[int, dict[int, PhysicalVolume]] = {}
+        self._previous_reports: dict[int, dict[int, PhysicalVolume]] = {}
         self._repairing: dict[int, asyncio.Task[None]] = {}
         self._settled: dict[int, float] = {}  # volume id -> when its repair made it writable
+        self._fruitless: dict[int, int] = {}  # volume id -> repair rounds in a row that moved nothing
         self._probed_at = 0.0
         self._probed_unix_ms = 0
         """When the reports in ``_reports`` were asked for (wall clock: it is written to etcd)."""
@@ -149,6 +157,7 @@ class Leader(PeriodicWorker):
         probes = {p.machine_id: p for p in results}
         verdict = policy.judge_probes(cmap, probes, self._failures, self._config.probe_failures)
         self._failures = verdict.failures
+        self._previous_reports = dict(self._reports)
         for probe in results:
             metrics.PROBES.labels("ok" if probe.volumes is not None else "failed").inc()
             if probe.volumes is None:
@@ -165,6 +174,9 @@ class Leader(PeriodicWorker):
             await self._state.set_machine(store, down=False)
         for volume_id, why in verdict.read_only:
             await self._state.mark_read_only(volume_id, why, repair=True)
+        for volume_id in policy.judge_contents(await self._state.read(), self._reports, self._previous_reports):
+            log.warning("logical volume %d: its replicas' content digests differ; repairing", volume_id)
+            await self._state.mark_read_only(volume_id, policy.CONTENTS_DIFFER, repair=True)
 
     async def _probe(self, machine_id: int, address: str, registered: bool) -> policy.Probe:
         if not registered:
@@ -215,15 +227,37 @@ class Leader(PeriodicWorker):
                 log.error("logical volume %d: no replica holds it; it cannot be repaired", volume.id)
                 metrics.REPAIRS.labels("failed").inc()
                 return
-            for machine_id in plan.targets:
+            if plan.wait:
+                log.info("logical volume %d: a replica's digest is being recounted; compared again shortly", volume.id)
+                return
+            whole = set(plan.whole)
+            if plan.targets and self._fruitless.get(volume.id, 0) >= FRUITLESS_CATCHUPS:
+                whole = set(plan.targets)  # catching up does not settle them: copy the source whole
+            moved = 0
+            for puller, origin in plan.pulls:
+                if puller in whole or origin in whole:
+                    continue
+                done = await self._stores.catch_up(addresses[puller], volume.id, addresses[origin])
+                metrics.REPAIRS.labels("caught_up").inc()
+                metrics.REPAIRED_BYTES.inc(done.bytes_received)
+                moved += done.needles_copied + done.deletes_applied
+                log.info("logical volume %d: store %d caught up from store %d: %d needles (%d bytes) copied, "
+                         "%d deletes applied, %d conflicts", volume.id, puller, origin, done.needles_copied,
+                         done.bytes_copied, done.deletes_applied, done.conflicts)
+                if done.conflicts:
+                    whole.add(puller if puller != plan.source else origin)
+            for machine_id in sorted(whole):
                 log.info("logical volume %d: refilling the copy on store %d from store %d",
                          volume.id, machine_id, plan.source)
                 copied = await self._stores.repair(addresses[machine_id], volume.id, addresses[plan.source],
                                                    self._config.repair_chunk_bytes)
                 metrics.REPAIRS.labels("ok").inc()
                 metrics.REPAIRED_BYTES.inc(copied)
+                moved += 1
             if plan.targets:
+                self._fruitless[volume.id] = 0 if moved else self._fruitless.get(volume.id, 0) + 1
                 return  # compared again on the next tick, from fresh reports
+            self._fruitless.pop(volume.id, None)
             source = copies[plan.source]
             if source is None:
                 raise Internal(f"logical volume {volume.id}: the repair's source {plan.source} holds no copy")

@@ -157,6 +157,34 @@ def fill_due(volume: Volume, used: int, now_ms: int, probe_interval_s: float) ->
     return age_ms >= FILL_SETTLE_PROBES * interval_ms
 
 
+# --- contents -----------------------------------------------------------------------------
+
+
+CONTENTS_DIFFER = "replicas differ in content"
+
+
+def judge_contents(cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]],
+                   previous: Mapping[int, Mapping[int, PhysicalVolume]]) -> list[int]:
+    """Hot volumes (not already under repair) whose replicas report different content
+    digests in two probes in a row, with no replica's copy changing in between: a real
+    difference (a missed write or delete), not writes landing on one replica a moment
+    before another. Each is to be marked for repair."""
+    out = []
+    for volume in cmap.volumes.values():
+        if volume.repair or volume.state in (State.SEALED, State.WARM):
+            continue
+        now = [reports.get(r.machine_id, {}).get(volume.id) for r in volume.replicas]
+        before = [previous.get(r.machine_id, {}).get(volume.id) for r in volume.replicas]
+        if any(p is None or not p.digest or not p.digest_settled for p in now):
+            continue  # a missing copy is the pitchfork's to judge; an unsettled digest is compared later
+        if len({p.digest for p in now if p is not None}) == 1:
+            continue
+        if all(b is not None and n is not None and (b.digest, b.file_bytes) == (n.digest, n.file_bytes)
+               for b, n in zip(before, now, strict=True)):
+            out.append(volume.id)
+    return out
+
+
 # --- repair -------------------------------------------------------------------------------
 
 
@@ -168,13 +196,22 @@ def repairable(cmap: ClusterMap, in_progress: Container[int]) -> list[Volume]:
 
 @dataclass(frozen=True, slots=True)
 class RepairPlan:
-    """Which copy every other replica is refilled from."""
+    """How a volume's replicas are brought to the same contents."""
 
     source: int
     """Machine holding the copy to spread: the fullest (bytes), then the one with the most
     deletions flagged, then the most needles."""
     targets: tuple[int, ...]
-    """Machines whose copy is missing or differs from the source's."""
+    """Machines whose copy is missing or differs from the source's (none: all match)."""
+    pulls: tuple[tuple[int, int], ...] = ()
+    """Catch-ups in order, (machine that pulls, machine it pulls from): only what differs
+    moves. The source first takes what each other copy has (its union), then each other
+    copy takes what the source has; a delete made anywhere ends up everywhere."""
+    whole: tuple[int, ...] = ()
+    """Machines refilled by a whole copy of the source's file: one holding no copy, or one
+    whose digest another store version cannot give."""
+    wait: bool = False
+    """A copy's digest is still being recounted after its store's restart: compare later."""
 
 
 def plan_repair(copies: Mapping[int, PhysicalVolume | None]) -> RepairPlan | None:
@@ -187,16 +224,26 @@ def plan_repair(copies: Mapping[int, PhysicalVolume | None]) -> RepairPlan | Non
     acknowledged needle (and spreading its extra, unacknowledged ones harms nothing).
     Copies of the same size may differ in delete flags (a replica down during a delete
     missed its flag): the one with more flags wins, so a repair does not bring a deleted
-    needle back. (A copy that both missed a delete and holds an extra unacknowledged write
-    still wins on size; then every target keeps the flags of the copy it replaces
-    (``VolumeSet.restore``), and the router's delete journal flags every replica until
-    all are.)"""
+    needle back.
+
+    Copies that report a content digest are compared by it and brought together by
+    catch-ups that move only what differs (the union of needles and of deletes); a copy
+    that is missing is refilled whole. Copies of stores that report no digest are
+    refilled whole from the source, every target keeping the flags of the copy it
+    replaces (``VolumeSet.restore``)."""
     present = {m: p for m, p in copies.items() if p is not None}
     if not present:
         return None
     source, best = max(present.items(), key=lambda kv: (kv[1].file_bytes, kv[1].deleted, kv[1].needles, -kv[0]))
     targets = tuple(m for m, p in copies.items() if p is None or not p.same_contents(best))
-    return RepairPlan(source, targets)
+    missing = tuple(m for m in targets if copies[m] is None)
+    differing = tuple(m for m in targets if copies[m] is not None)
+    if any(p.digest and not p.digest_settled for p in present.values()):
+        return RepairPlan(source, targets, wait=True)
+    if not best.digest or any(not present[m].digest for m in differing):
+        return RepairPlan(source, targets, whole=targets)
+    pulls = tuple((source, m) for m in differing) + tuple((m, source) for m in differing)
+    return RepairPlan(source, targets, pulls=pulls, whole=missing)
 
 
 def settled_state(source: PhysicalVolume, capacity_bytes: int, full_ratio: float, *,

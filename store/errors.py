@@ -27,6 +27,7 @@ __all__ = [
     "ChecksumMismatch",
     "CompactionLostWrite",
     "CorruptVolume",
+    "DigestNotSettled",
     "DiskFailure",
     "KeyStillHeld",
     "MachineIdTaken",
@@ -105,3 +106,8 @@ class CompactionLostWrite(Internal):
 class NeedleSizeDiffers(FailedPrecondition):
     """Raised when a needle repair's source holds another version of the needle (or none
     that verifies as one): the copies differ, which a volume repair mends, not a needle's."""
+
+
+class DigestNotSettled(Unavailable):
+    """Raised when a catch-up meets a copy whose content digest is still being recounted
+    after a restart (seconds): the catch-up is to be retried."""

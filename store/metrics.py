@@ -91,3 +91,7 @@ NEEDLE_REPAIRS = Counter(
 )
 NEEDLE_REPAIR_BYTES = Counter("trenchcoat_store_needle_repair_bytes_total",
                               "Bytes written in place by needle repairs.")
+CATCHUP_NEEDLES = Counter("trenchcoat_store_catchup_needles_total",
+                          "Needles this store appended from another replica by catching up (only what differed).")
+CATCHUP_BYTES = Counter("trenchcoat_store_catchup_received_bytes_total",
+                        "Bytes this store received catching up (listings and needles).")

@@ -9,12 +9,12 @@ fails the repair with ``SourceStalled`` (UNAVAILABLE) naming it, and the Directo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
 from store.errors import SourceCannotExport, SourceStalled
 from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import DeadlineExceeded, InvalidArgument, NotFound, Unimplemented
-from trenchcoat.store_types import ExportChunk
+from trenchcoat.store_types import ExportChunk, NeedleSummary
 
 
 class Peers:
@@ -47,3 +47,16 @@ class Peers:
         except DeadlineExceeded:
             raise SourceStalled(f"source store {address} did not send needle {key:#x}/{alternate_key} of volume "
                                 f"{volume_id} in time; the repair is to be retried") from None
+
+    async def volume_digest(self, address: str, volume_id: int) -> tuple[bytes, bool]:
+        return await self._stores.volume_digest(address, volume_id)
+
+    async def list_needles(self, address: str, volume_id: int,
+                           buckets: Sequence[int]) -> tuple[list[NeedleSummary], int]:
+        return await self._stores.list_needles(address, volume_id, buckets)
+
+    async def copy_needles(self, address: str, volume_id: int,
+                           needles: Sequence[tuple[int, int]]) -> AsyncGenerator[list[bytes], None]:
+        async with contextlib.aclosing(self._stores.copy_needles(address, volume_id, needles)) as batches:
+            async for batch in batches:
+                yield batch

@@ -10,7 +10,9 @@ import grpc
 from grpc.aio import ServicerContext
 
 from store import metrics
-from store.errors import BadNeedleRequest, ChecksumMismatch
+from store.catchup import catch_up
+from store.digest import BUCKETS
+from store.errors import BadNeedleRequest, ChecksumMismatch, NeedleNotFound
 from store.peer import Peers
 from store.volume import Volume
 from store.volumes import VolumeSet
@@ -25,6 +27,9 @@ SERVICE_NAME = "trenchcoat.v1.StoreService"
 MAX_BATCH_READS = 1000
 BATCH_MESSAGE_BYTES = 1 << 20
 """BatchRead packs results into a message until their data reaches this size."""
+LIST_SLICE = 4096
+"""Needles a ListNeedles message describes (about 100 KiB)."""
+MAX_COPY_NEEDLES = 100_000
 BATCH_SLICE = 128
 """BatchRead reads this many needles at a time, so a batch's memory stays bounded."""
 
@@ -227,3 +232,56 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         if was_damaged:
             metrics.NEEDLE_REPAIR_BYTES.inc(len(raw))
         return store_pb2.RepairNeedleResponse(repaired_bytes=len(raw) if was_damaged else 0, was_damaged=was_damaged)
+
+    async def VolumeDigest(
+        self, request: store_pb2.VolumeDigestRequest,
+        context: ServicerContext[store_pb2.VolumeDigestRequest, store_pb2.VolumeDigestResponse],
+    ) -> store_pb2.VolumeDigestResponse:
+        volume = self._volumes.get(request.volume_id)
+        return store_pb2.VolumeDigestResponse(bucket_sums=volume.digest.to_bytes(), settled=volume.digest_settled)
+
+    async def ListNeedles(
+        self, request: store_pb2.ListNeedlesRequest,
+        context: ServicerContext[store_pb2.ListNeedlesRequest, store_pb2.ListNeedlesResponse],
+    ) -> AsyncIterator[store_pb2.ListNeedlesResponse]:
+        bad = [b for b in request.buckets if b >= BUCKETS]
+        if bad:
+            raise BadNeedleRequest(f"buckets are 0..{BUCKETS - 1}, got {bad[0]}")
+        listed = await self._volumes.get(request.volume_id).list_needles(set(request.buckets))
+        for start in range(0, len(listed), LIST_SLICE):
+            yield store_pb2.ListNeedlesResponse(needles=[
+                store_pb2.NeedleSummary(key=n.key, alternate_key=n.alternate_key, hash=n.hash, deleted=n.deleted,
+                                        stored_size=n.stored_size) for n in listed[start:start + LIST_SLICE]])
+
+    async def CopyNeedles(
+        self, request: store_pb2.CopyNeedlesRequest,
+        context: ServicerContext[store_pb2.CopyNeedlesRequest, store_pb2.CopyNeedlesResponse],
+    ) -> AsyncIterator[store_pb2.CopyNeedlesResponse]:
+        if len(request.needles) > MAX_COPY_NEEDLES:
+            raise BadNeedleRequest(f"a copy sends at most {MAX_COPY_NEEDLES} needles, got {len(request.needles)}")
+        volume = self._volumes.get(request.volume_id)
+        message, size = store_pb2.CopyNeedlesResponse(), 0
+        for wanted in request.needles:
+            try:
+                raw = await volume.copy_needle(wanted.key, wanted.alternate_key)
+            except (NeedleNotFound, ChecksumMismatch):
+                continue  # left out: the caller copies what verifies
+            if message.raw and size + len(raw) > BATCH_MESSAGE_BYTES:
+                yield message
+                message, size = store_pb2.CopyNeedlesResponse(), 0
+            message.raw.append(raw)
+            size += len(raw)
+        yield message
+
+    async def CatchUpVolume(
+        self, request: store_pb2.CatchUpVolumeRequest,
+        context: ServicerContext[store_pb2.CatchUpVolumeRequest, store_pb2.CatchUpVolumeResponse],
+    ) -> store_pb2.CatchUpVolumeResponse:
+        if not request.source_address:
+            raise BadNeedleRequest("source_address is required (host:port of the store to catch up with)")
+        done = await catch_up(self._volumes.get(request.volume_id), self._peers, request.source_address)
+        metrics.CATCHUP_NEEDLES.inc(done.needles_copied)
+        metrics.CATCHUP_BYTES.inc(done.bytes_received)
+        return store_pb2.CatchUpVolumeResponse(
+            needles_copied=done.needles_copied, bytes_copied=done.bytes_copied, deletes_applied=done.deletes_applied,
+            conflicts=done.conflicts, bytes_received=done.bytes_received)

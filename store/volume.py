@@ -12,6 +12,7 @@ index, and the operations on it, one file each (as SeaweedFS's ``volume_*.go``):
 - ``store/volume_export.py``: the export stream of the file's bytes (repairs, f4);
 - ``store/volume_audit.py``: the background audit, the digest's recount, a needle
   mended from a healthy replica's bytes;
+- ``store/volume_sync.py``: the needles of some digest buckets listed for a catch-up;
 - ``store/volume_load.py``: creating a volume file, and opening one at startup
   (checkpoint, then a scan of the tail).
 
@@ -32,6 +33,7 @@ from store.volume_delete import VolumeDelete
 from store.volume_export import VolumeExport
 from store.volume_read import VolumeRead
 from store.volume_scrub import VolumeScrub
+from store.volume_sync import VolumeSync
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,8 @@ class VolumeLimits:
     """Largest needle data."""
 
 
-class Volume(VolumeAppend, VolumeRead, VolumeDelete, VolumeCompact, VolumeScrub, VolumeExport, VolumeAudit):
+class Volume(VolumeAppend, VolumeRead, VolumeDelete, VolumeCompact, VolumeScrub, VolumeExport, VolumeAudit,
+             VolumeSync):
     """One open volume file with its index. All methods run on the owning event loop.
     Made by ``create_volume`` or ``open_volume`` (``store/volume_load.py``)."""
 

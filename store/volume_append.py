@@ -17,9 +17,11 @@ import os
 from store.digest import hash_of_raw
 from store.errors import (
     CompactionLostWrite,
+    CorruptVolume,
     DiskFailure,
     NeedleTooLarge,
     VolumeReadOnly,
+    VolumeRetired,
 )
 from store.index import MAX_OFFSET
 from store.volume_base import VolumeBase, pwrite_all, read_needle_hash
@@ -45,10 +47,32 @@ class VolumeAppend(VolumeBase):
                 f"needle of {len(data)} bytes exceeds the maximum of {self.limits.max_needle_bytes}"
             )
         raw = needle.pack(needle.Needle(key, alt, cookie, media_type=media_type), data)
+        return await self._append(raw, key, alt)
+
+    async def append_copied(self, raw: bytes) -> tuple[int, int]:
+        """Appends a needle copied whole from another replica (a catch-up), durably, even
+        to a read-only volume (a repair's copies are read-only while it runs). ``raw`` must
+        verify. Returns (offset, stored size)."""
+        try:
+            found, data = needle.unpack(raw)
+        except needle.NeedleFormatError as exc:
+            raise CorruptVolume(f"volume {self.volume_id}: a copied needle does not verify ({exc})") from None
+        if len(raw) != needle.stored_size(len(data)) or found.flags & needle.FLAG_DELETED:
+            raise CorruptVolume(f"volume {self.volume_id}: a copied needle is not one whole live needle")
+        return await self._append(raw, found.key, found.alternate_key, copied=True)
+
+    async def _append(self, raw: bytes, key: int, alt: int, *, copied: bool = False) -> tuple[int, int]:
         async with self._append_lock:
-            self._check_writable()
+            if copied:
+                if self._retired:
+                    raise VolumeRetired(f"volume {self.volume_id} is being replaced by a repair")
+            else:
+                self._check_writable()
             offset = self._end
             if offset + len(raw) > min(self.limits.capacity_bytes, MAX_OFFSET):
+                if copied:
+                    raise VolumeReadOnly(f"volume {self.volume_id} is full ({offset} of "
+                                         f"{self.limits.capacity_bytes} bytes used): a copied needle does not fit")
                 await self._set_read_only_locked(True)
                 raise VolumeReadOnly(
                     f"volume {self.volume_id} is full ({offset} of {self.limits.capacity_bytes} "
@@ -105,3 +129,4 @@ class VolumeAppend(VolumeBase):
             await self._in_thread(os.ftruncate, self._handle.fd, offset)
         except OSError as exc:
             log.error("volume %d: cannot truncate back to %d: %s", self.volume_id, offset, exc)
+

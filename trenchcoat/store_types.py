@@ -70,6 +70,32 @@ class Finding:
 
 
 @dataclass(frozen=True, slots=True)
+class NeedleSummary:
+    """One needle of a volume's listing (``StoreService.ListNeedles``): what a catch-up
+    compares between two copies."""
+
+    key: int
+    alternate_key: int
+    hash: int
+    """Its content digest hash; 0 when deleted, or when its header or footer is damaged."""
+    deleted: bool
+    stored_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """What a catch-up of one copy from another moved (``StoreService.CatchUpVolume``)."""
+
+    needles_copied: int = 0
+    bytes_copied: int = 0
+    deletes_applied: int = 0
+    conflicts: int = 0
+    """Needles both copies hold live with different contents (left as they are)."""
+    bytes_received: int = 0
+    """Everything received from the source: listings and needles."""
+
+
+@dataclass(frozen=True, slots=True)
 class Damage:
     """A needle that failed verification (a scrub's or a startup scan's finding)."""
 

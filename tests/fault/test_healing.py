@@ -5,8 +5,10 @@ replica is reported unrecoverable and never served as wrong bytes."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,37 @@ async def test_rot_in_every_replica_is_reported_unrecoverable_and_never_served(u
         with pytest.raises(TrenchcoatError) as failed:
             await c.media.read(media.media_id)
         assert failed.value.status == "DATA_LOSS"
+
+
+async def test_a_replica_that_missed_a_thousand_appends_receives_about_their_bytes_and_nothing_more(unaudited):
+    _, _, _, volume = await uploaded(unaudited, owner=2404)
+    lagging, *others = volume.replicas
+    store = unaudited.stores[lagging.machine_id]
+    assert store is not None
+    received_before = await metric(store, "trenchcoat_store_catchup_received_bytes_total")
+    rng = random.Random(2404)
+    written: dict[NeedleRef, bytes] = {}
+    async with unaudited.clients() as c:
+        # Appends that reached two replicas and not the third (as if it had been cut off).
+        for i in range(1000):
+            ref = NeedleRef(logical_volume=volume.id, key=0x7E00_0000_0000 + i, cookie=rng.getrandbits(32))
+            data = rng.randbytes(rng.randint(1000, 6000))
+            await asyncio.gather(*(c.store.write(r.address, ref, data) for r in others))
+            written[ref] = data
+    missing = sum(needle.stored_size(len(d)) for d in written.values())
+
+    async def settled() -> bool:
+        async with unaudited.clients() as c:
+            reports = [(await c.store.status(r.address, volume.id))[volume.id] for r in volume.replicas]
+            views = {v.id: v for v in await c.directory.list_volumes()}
+        return len({p.digest for p in reports}) == 1 and views[volume.id].writable
+
+    await eventually(settled, REPAIR_WAIT_S, what="the lagging replica caught up and the volume repaired")
+    received = await metric(store, "trenchcoat_store_catchup_received_bytes_total") - received_before
+    assert missing <= received <= 1.1 * missing, (received, missing)
+    async with unaudited.clients() as c:
+        for ref, data in written.items():
+            assert (await c.store.read(lagging.address, ref)).data == data
+        _, damaged = await c.store.scrub(lagging.address, volume.id)
+        # (Another test of this module may have left rot in every replica of this volume.)
+        assert not {d.key for d in damaged} & {ref.key for ref in written}

@@ -27,7 +27,7 @@ from trenchcoat.errors import (
 )
 from trenchcoat.locators import locator
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_types import Blob, Damage, ExportChunk, PhysicalVolume
+from trenchcoat.store_types import Blob, CatchUp, Damage, ExportChunk, NeedleSummary, PhysicalVolume
 from trenchcoat.v1 import store_pb2, store_pb2_grpc
 
 PROBE_BYTES = 64
@@ -191,6 +191,50 @@ class StoreClient:
         reply = await rpc.unary(self._stub(address).RepairNeedle, request, remote=self._remote(address),
                                 timeout=self.timeout_s * 2)
         return bool(reply.was_damaged), int(reply.repaired_bytes)
+
+    async def volume_digest(self, address: str, volume_id: int) -> tuple[bytes, bool]:
+        """(the content digest's bucket sums, settled) of the store's copy of a volume."""
+        reply = await rpc.unary(self._stub(address).VolumeDigest, store_pb2.VolumeDigestRequest(volume_id=volume_id),
+                                remote=self._remote(address), timeout=self.timeout_s)
+        return bytes(reply.bucket_sums), bool(reply.settled)
+
+    async def list_needles(self, address: str, volume_id: int, buckets: Sequence[int] = (), *,
+                           timeout_s: float | None = None) -> tuple[list[NeedleSummary], int]:
+        """The needles of ``buckets`` (all when empty) of the store's copy, and the bytes
+        the listing took on the wire."""
+        request = store_pb2.ListNeedlesRequest(volume_id=volume_id, buckets=list(buckets))
+        out: list[NeedleSummary] = []
+        received = 0
+        stream = rpc.stream_out(self._stub(address).ListNeedles, request, remote=self._remote(address),
+                                timeout=timeout_s)
+        async with contextlib.aclosing(stream):
+            async for message in stream:
+                received += message.ByteSize()
+                out.extend(NeedleSummary(n.key, n.alternate_key, n.hash, n.deleted, n.stored_size)
+                           for n in message.needles)
+        return out, received
+
+    async def copy_needles(self, address: str, volume_id: int, needles: Sequence[tuple[int, int]], *,
+                           timeout_s: float | None = None) -> AsyncGenerator[list[bytes], None]:
+        """The store's verified stored bytes of ``needles`` ((key, alternate key) each), a
+        message's worth at a time; one it lacks or cannot verify is left out."""
+        request = store_pb2.CopyNeedlesRequest(
+            volume_id=volume_id, needles=[store_pb2.NeedleKey(key=k, alternate_key=a) for k, a in needles])
+        stream = rpc.stream_out(self._stub(address).CopyNeedles, request, remote=self._remote(address),
+                                timeout=timeout_s)
+        async with contextlib.aclosing(stream):
+            async for message in stream:
+                yield [bytes(raw) for raw in message.raw]
+
+    async def catch_up(self, address: str, volume_id: int, source: str, *,
+                       timeout_s: float | None = None) -> CatchUp:
+        """Has the store at ``address`` bring its copy up to the one at ``source``, moving
+        only what differs. Unbounded by default: it takes as long as the difference needs."""
+        reply = await rpc.unary(self._stub(address).CatchUpVolume,
+                                store_pb2.CatchUpVolumeRequest(volume_id=volume_id, source_address=source),
+                                remote=self._remote(address), timeout=timeout_s)
+        return CatchUp(reply.needles_copied, reply.bytes_copied, reply.deletes_applied, reply.conflicts,
+                       reply.bytes_received)
 
     async def probe(self, address: str) -> dict[int, PhysicalVolume]:
         """Is the store fit to serve? Health, then every volume's status, then a read of the

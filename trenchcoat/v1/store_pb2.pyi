@@ -274,3 +274,89 @@ class RepairNeedleResponse(_message.Message):
     repaired_bytes: int
     was_damaged: bool
     def __init__(self, repaired_bytes: _Optional[int] = ..., was_damaged: _Optional[bool] = ...) -> None: ...
+
+class VolumeDigestRequest(_message.Message):
+    __slots__ = ("volume_id",)
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    def __init__(self, volume_id: _Optional[int] = ...) -> None: ...
+
+class VolumeDigestResponse(_message.Message):
+    __slots__ = ("bucket_sums", "settled")
+    BUCKET_SUMS_FIELD_NUMBER: _ClassVar[int]
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
+    bucket_sums: bytes
+    settled: bool
+    def __init__(self, bucket_sums: _Optional[bytes] = ..., settled: _Optional[bool] = ...) -> None: ...
+
+class ListNeedlesRequest(_message.Message):
+    __slots__ = ("volume_id", "buckets")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    buckets: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, volume_id: _Optional[int] = ..., buckets: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class NeedleSummary(_message.Message):
+    __slots__ = ("key", "alternate_key", "hash", "deleted", "stored_size")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    STORED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    key: int
+    alternate_key: int
+    hash: int
+    deleted: bool
+    stored_size: int
+    def __init__(self, key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., hash: _Optional[int] = ..., deleted: _Optional[bool] = ..., stored_size: _Optional[int] = ...) -> None: ...
+
+class ListNeedlesResponse(_message.Message):
+    __slots__ = ("needles",)
+    NEEDLES_FIELD_NUMBER: _ClassVar[int]
+    needles: _containers.RepeatedCompositeFieldContainer[NeedleSummary]
+    def __init__(self, needles: _Optional[_Iterable[_Union[NeedleSummary, _Mapping]]] = ...) -> None: ...
+
+class NeedleKey(_message.Message):
+    __slots__ = ("key", "alternate_key")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    key: int
+    alternate_key: int
+    def __init__(self, key: _Optional[int] = ..., alternate_key: _Optional[int] = ...) -> None: ...
+
+class CopyNeedlesRequest(_message.Message):
+    __slots__ = ("volume_id", "needles")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    NEEDLES_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    needles: _containers.RepeatedCompositeFieldContainer[NeedleKey]
+    def __init__(self, volume_id: _Optional[int] = ..., needles: _Optional[_Iterable[_Union[NeedleKey, _Mapping]]] = ...) -> None: ...
+
+class CopyNeedlesResponse(_message.Message):
+    __slots__ = ("raw",)
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    raw: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, raw: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class CatchUpVolumeRequest(_message.Message):
+    __slots__ = ("volume_id", "source_address")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    source_address: str
+    def __init__(self, volume_id: _Optional[int] = ..., source_address: _Optional[str] = ...) -> None: ...
+
+class CatchUpVolumeResponse(_message.Message):
+    __slots__ = ("needles_copied", "bytes_copied", "deletes_applied", "conflicts", "bytes_received")
+    NEEDLES_COPIED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_COPIED_FIELD_NUMBER: _ClassVar[int]
+    DELETES_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    CONFLICTS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_RECEIVED_FIELD_NUMBER: _ClassVar[int]
+    needles_copied: int
+    bytes_copied: int
+    deletes_applied: int
+    conflicts: int
+    bytes_received: int
+    def __init__(self, needles_copied: _Optional[int] = ..., bytes_copied: _Optional[int] = ..., deletes_applied: _Optional[int] = ..., conflicts: _Optional[int] = ..., bytes_received: _Optional[int] = ...) -> None: ...

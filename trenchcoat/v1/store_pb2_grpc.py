@@ -105,6 +105,26 @@ class StoreServiceStub:
                 request_serializer=trenchcoat_dot_v1_dot_store__pb2.RepairNeedleRequest.SerializeToString,
                 response_deserializer=trenchcoat_dot_v1_dot_store__pb2.RepairNeedleResponse.FromString,
                 _registered_method=True)
+        self.VolumeDigest = channel.unary_unary(
+                '/trenchcoat.v1.StoreService/VolumeDigest',
+                request_serializer=trenchcoat_dot_v1_dot_store__pb2.VolumeDigestRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_store__pb2.VolumeDigestResponse.FromString,
+                _registered_method=True)
+        self.ListNeedles = channel.unary_stream(
+                '/trenchcoat.v1.StoreService/ListNeedles',
+                request_serializer=trenchcoat_dot_v1_dot_store__pb2.ListNeedlesRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_store__pb2.ListNeedlesResponse.FromString,
+                _registered_method=True)
+        self.CopyNeedles = channel.unary_stream(
+                '/trenchcoat.v1.StoreService/CopyNeedles',
+                request_serializer=trenchcoat_dot_v1_dot_store__pb2.CopyNeedlesRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_store__pb2.CopyNeedlesResponse.FromString,
+                _registered_method=True)
+        self.CatchUpVolume = channel.unary_unary(
+                '/trenchcoat.v1.StoreService/CatchUpVolume',
+                request_serializer=trenchcoat_dot_v1_dot_store__pb2.CatchUpVolumeRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_store__pb2.CatchUpVolumeResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -224,6 +244,41 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VolumeDigest(self, request, context):
+        """The content digest's bucket sums of a volume (VolumeInfo.content_digest names them
+        whole): two replicas need compare only the buckets whose sums differ.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNeedles(self, request, context):
+        """Every needle of the given digest buckets of a volume (all when none are given): key,
+        alternate key, its digest hash and whether it is deleted, read from disk.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CopyNeedles(self, request, context):
+        """Several needles' verified stored bytes (CopyNeedle for many), in request order; one
+        this copy lacks or cannot verify is left out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CatchUpVolume(self, request, context):
+        """Brings this copy of a volume up to the copy at source_address by moving only what
+        differs: the needles the source holds live and this copy lacks are appended (each
+        verified), deletes the source made are applied here. Needles this copy holds that
+        the source lacks, and deletes made only here, are kept (the source takes them when
+        it catches up from this copy). Works on a read-only volume (a repair's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -296,6 +351,26 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.RepairNeedle,
                     request_deserializer=trenchcoat_dot_v1_dot_store__pb2.RepairNeedleRequest.FromString,
                     response_serializer=trenchcoat_dot_v1_dot_store__pb2.RepairNeedleResponse.SerializeToString,
+            ),
+            'VolumeDigest': grpc.unary_unary_rpc_method_handler(
+                    servicer.VolumeDigest,
+                    request_deserializer=trenchcoat_dot_v1_dot_store__pb2.VolumeDigestRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_store__pb2.VolumeDigestResponse.SerializeToString,
+            ),
+            'ListNeedles': grpc.unary_stream_rpc_method_handler(
+                    servicer.ListNeedles,
+                    request_deserializer=trenchcoat_dot_v1_dot_store__pb2.ListNeedlesRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_store__pb2.ListNeedlesResponse.SerializeToString,
+            ),
+            'CopyNeedles': grpc.unary_stream_rpc_method_handler(
+                    servicer.CopyNeedles,
+                    request_deserializer=trenchcoat_dot_v1_dot_store__pb2.CopyNeedlesRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_store__pb2.CopyNeedlesResponse.SerializeToString,
+            ),
+            'CatchUpVolume': grpc.unary_unary_rpc_method_handler(
+                    servicer.CatchUpVolume,
+                    request_deserializer=trenchcoat_dot_v1_dot_store__pb2.CatchUpVolumeRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_store__pb2.CatchUpVolumeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -677,6 +752,114 @@ class StoreService:
             '/trenchcoat.v1.StoreService/RepairNeedle',
             trenchcoat_dot_v1_dot_store__pb2.RepairNeedleRequest.SerializeToString,
             trenchcoat_dot_v1_dot_store__pb2.RepairNeedleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VolumeDigest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.StoreService/VolumeDigest',
+            trenchcoat_dot_v1_dot_store__pb2.VolumeDigestRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_store__pb2.VolumeDigestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNeedles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trenchcoat.v1.StoreService/ListNeedles',
+            trenchcoat_dot_v1_dot_store__pb2.ListNeedlesRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_store__pb2.ListNeedlesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CopyNeedles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trenchcoat.v1.StoreService/CopyNeedles',
+            trenchcoat_dot_v1_dot_store__pb2.CopyNeedlesRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_store__pb2.CopyNeedlesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CatchUpVolume(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.StoreService/CatchUpVolume',
+            trenchcoat_dot_v1_dot_store__pb2.CatchUpVolumeRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_store__pb2.CatchUpVolumeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -199,7 +199,28 @@ def test_only_volumes_marked_for_repair_with_every_store_up_and_none_in_progress
 
 def test_the_fullest_copy_is_the_source_and_every_differing_or_missing_copy_a_target():
     plan = policy.plan_repair({1: copy(1, file_bytes=900, needles=9), 2: copy(1, file_bytes=1000), 3: None})
-    assert plan == policy.RepairPlan(source=2, targets=(1, 3))
+    assert plan == policy.RepairPlan(source=2, targets=(1, 3), whole=(1, 3))  # stores that report no digest
+
+
+def digested(v: int, digest: bytes, *, file_bytes: int = 1000, settled: bool = True) -> PhysicalVolume:
+    return PhysicalVolume(v, True, 10, 0, file_bytes, file_bytes, GiB, digest, settled)
+
+
+def test_copies_with_digests_catch_up_with_each_other_and_only_a_missing_copy_is_refilled_whole():
+    copies = {1: digested(1, b"a", file_bytes=900), 2: digested(1, b"b"), 3: None, 4: digested(1, b"b")}
+    plan = policy.plan_repair(copies)
+    assert plan == policy.RepairPlan(source=2, targets=(1, 3), pulls=((2, 1), (1, 2)), whole=(3,))
+
+
+def test_copies_whose_digests_match_need_nothing_even_when_their_files_differ_in_size():
+    # One was compacted, or took its needles in another order: the same live needles.
+    plan = policy.plan_repair({1: digested(1, b"a", file_bytes=900), 2: digested(1, b"a")})
+    assert plan == policy.RepairPlan(source=2, targets=())
+
+
+def test_a_digest_still_being_recounted_is_waited_for():
+    plan = policy.plan_repair({1: digested(1, b"a", settled=False), 2: digested(1, b"b")})
+    assert plan is not None and plan.wait and not plan.pulls and not plan.whole
 
 
 def test_copies_that_match_need_no_copying():
@@ -209,7 +230,7 @@ def test_copies_that_match_need_no_copying():
 def test_a_copy_that_missed_a_delete_does_not_bring_the_needle_back():
     # Same bytes; replica 2 was down when the needle was deleted, so its flag is missing.
     plan = policy.plan_repair({1: copy(1, deleted=1, needles=9), 2: copy(1), 3: copy(1, deleted=1, needles=9)})
-    assert plan == policy.RepairPlan(source=1, targets=(2,))
+    assert plan == policy.RepairPlan(source=1, targets=(2,), whole=(2,))
 
 
 def test_no_copy_anywhere_cannot_be_repaired():
@@ -323,3 +344,32 @@ def test_no_repair_uses_a_damaged_or_dead_source_nor_targets_a_store_without_the
                                       for s in repair.sources)
     for needle in plan.unrecoverable:
         assert {r.machine_id for r in cmap.volumes[needle.volume_id].replicas} <= needle.machines
+
+
+# --- contents ----------------------------------------------------------------------------
+
+
+def reports_of(digests: dict[int, bytes], *, file_bytes: int = 1000, volume_id: int = 1) -> dict[int, dict[int, PhysicalVolume]]:
+    return {m: {volume_id: digested(volume_id, d, file_bytes=file_bytes)} for m, d in digests.items()}
+
+
+def test_replicas_differing_in_two_quiet_probes_are_repaired():
+    before = reports_of({1: b"a", 2: b"a", 3: b"b"})
+    assert policy.judge_contents(MAP, before, before) == [1]
+
+
+def test_replicas_differing_while_writes_land_are_not():
+    before = reports_of({1: b"a", 2: b"a", 3: b"b"}, file_bytes=900)
+    now = reports_of({1: b"a", 2: b"a", 3: b"b"})
+    assert policy.judge_contents(MAP, now, before) == []
+    assert policy.judge_contents(MAP, now, {}) == []  # nothing to compare with yet
+
+
+def test_matching_unsettled_or_repairing_replicas_are_left_alone():
+    same = reports_of({1: b"a", 2: b"a", 3: b"a"})
+    assert policy.judge_contents(MAP, same, same) == []
+    unsettled = {**reports_of({1: b"a", 2: b"a"}), 3: {1: digested(1, b"b", settled=False)}}
+    assert policy.judge_contents(MAP, unsettled, unsettled) == []
+    repairing = cluster(list(MAP.stores.values()), [volume(1, (1, 2, 3), State.READ_ONLY, repair=True)])
+    differ = reports_of({1: b"a", 2: b"a", 3: b"b"})
+    assert policy.judge_contents(repairing, differ, differ) == []
