@@ -20,7 +20,10 @@ Each tick (every ``probe_interval_s``):
    all digests match, the replicas accept writes again and the volume is writable.
 4. **Needle repair**: needles the stores reported damaged (their audit, or a read) are
    rewritten from a healthy replica (``directory/healing.py``).
-5. **Growth**: while fewer than ``min_writable_volumes`` are writable, create one with
+5. **Re-replication**: a store down past ``replace_after_s`` is lost for good: each of
+   its volumes gets a new replica elsewhere (``directory/rereplication.py``); a copy the
+   map no longer names (a lost store come back) is freed.
+6. **Growth**: while fewer than ``min_writable_volumes`` are writable, create one with
    each replica on a different rack.
 
 What to do is decided by the pure functions of ``directory/policy.py``; this module
@@ -42,6 +45,7 @@ from directory import metrics, policy
 from directory.healing import NeedleHealer
 from directory.migration import REQUESTED_REASON, Migration
 from directory.model import ClusterMap, PlacementError, Replica, State, Volume
+from directory.rereplication import Rereplicator
 from directory.state import DirectoryState
 from trenchcoat.clients.store import StoreClient
 from trenchcoat.config import DirectoryConfig
@@ -89,6 +93,7 @@ class Leader(PeriodicWorker):
         self._migration = migration
         self._migrating: asyncio.Task[None] | None = None
         self.healer = NeedleHealer(state, stores)
+        self.rereplicator = Rereplicator(state, stores, config, refresh)
 
     async def run(self) -> None:
         self._election_task = asyncio.create_task(self.election.run(), name="directory:election")
@@ -105,6 +110,7 @@ class Leader(PeriodicWorker):
             task.cancel()
         if self._migrating is not None:
             self._migrating.cancel()
+        await self.rereplicator.shutdown()
         await asyncio.gather(*self._repairing.values(), *([self._migrating] if self._migrating else []),
                              return_exceptions=True)
         await self.election.shutdown()
@@ -124,6 +130,7 @@ class Leader(PeriodicWorker):
         await self.fill(cmap)
         self.repair(cmap)
         await self.healer.tick(await self._state.read())
+        await self.rereplicator.tick(await self._state.read(), self._reports, self._failures)
         await self.grow(await self._state.read())
         self.migrate(await self._state.read())
         self._refresh()
@@ -168,6 +175,9 @@ class Leader(PeriodicWorker):
             log.error("store %d (%s) is down: %s", store.machine_id, store.address, why)
             metrics.STORES_DOWN.inc()
             await self._state.set_machine(store, down=True, reason=why)
+        for store in cmap.stores.values():
+            if store.down and not store.down_ms and store.machine_id not in {s.machine_id for s in verdict.up}:
+                await self._state.set_machine(store, down=True, reason=store.reason)  # since now: it was not recorded
         for store in verdict.up:
             if store.down:
                 log.info("store %d (%s) is back; re-admitted", store.machine_id, store.address)

@@ -58,3 +58,24 @@ NEEDLE_REPAIRS = Counter("trenchcoat_directory_needle_repairs_total",
 
 NEEDLE_REPAIRED_BYTES = Counter("trenchcoat_directory_needle_repaired_bytes_total",
                                 "Bytes rewritten in place by needle repairs.")
+
+
+UNDER_REPLICATED = Gauge("trenchcoat_directory_under_replicated_volumes",
+                         "Hot volumes with a replica on a store that is down (the leader's last look).")
+
+
+REREPLICATIONS = Counter("trenchcoat_directory_rereplications_total",
+                         "New replicas made for copies on stores lost for good, by outcome (done, failed, "
+                         "abandoned: the lost store came back).", ["outcome"])
+
+
+REREPLICATING = Gauge("trenchcoat_directory_rereplicating_volumes",
+                      "Volumes whose replica on a lost store is being replaced now.")
+
+
+REREPLICATED_BYTES = Counter("trenchcoat_directory_rereplicated_bytes_total",
+                             "Bytes copied to new replicas replacing copies on lost stores.")
+
+
+STALE_FREED = Counter("trenchcoat_directory_stale_copies_freed_total",
+                      "Copies freed on a store that came back after its volumes were re-replicated elsewhere.")

@@ -54,6 +54,9 @@ class Store:
     reason: str = ""
     recorded: bool = False
     """The leader has written its ``machines/<id>`` record."""
+    down_ms: int = 0
+    """When the leader marked it down (ms since the epoch; 0: up, or down before this was
+    recorded): down past ``directory.replace_after_s``, its volumes get new replicas."""
 
     @property
     def alive(self) -> bool:
@@ -66,6 +69,16 @@ class Replica:
 
     machine_id: int
     volume_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Replacing:
+    """A replica being replaced: ``new`` receives a copy of ``source``'s, then takes
+    ``lost``'s place in the volume's replicas."""
+
+    lost: int
+    new: int
+    source: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,9 @@ class Volume:
     freed_machines: tuple[int, ...] = ()
     """Once warm with its hot replicas freed: the machines that held them (photo URLs keep
     naming one of them, so a photo's URL does not change as it ages)."""
+    replacing: Replacing | None = None
+    """A new replica being made for one on a store lost for good (the leader's intent, so
+    a new leader carries it on)."""
     revision: int = field(default=0, compare=False)
     """etcd mod revision of its record (for compare-and-swap)."""
 
@@ -111,6 +127,8 @@ class Volume:
             "warm_ms": self.warm_ms,
             "warm_requested": self.warm_requested,
             "freed_machines": list(self.freed_machines),
+            **({"replacing": [self.replacing.lost, self.replacing.new, self.replacing.source]}
+               if self.replacing else {}),
         }
 
     @classmethod
@@ -128,6 +146,7 @@ class Volume:
             warm_ms=int(value.get("warm_ms", 0)),
             warm_requested=bool(value.get("warm_requested", False)),  # absent from records before it existed
             freed_machines=tuple(int(m) for m in value.get("freed_machines", ())),
+            replacing=Replacing(*(int(m) for m in value["replacing"])) if value.get("replacing") else None,
             revision=revision,
         )
 

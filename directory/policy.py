@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from directory.model import ClusterMap, State, Store, Volume, place
+from directory.model import ClusterMap, Replacing, State, Store, Volume, place
 from trenchcoat.store_types import PhysicalVolume
 
 LEASE_LAPSED = "its liveness lease lapsed"
@@ -342,3 +342,77 @@ def plan_needle_repairs(cmap: ClusterMap, damaged: Iterable[DamagedNeedle]) -> N
         elif set(targets) == set(replicas):
             plan.unrecoverable.append(needle)
     return plan
+
+
+# --- re-replication -----------------------------------------------------------------------
+
+
+def lost_stores(cmap: ClusterMap, now_ms: int, replace_after_s: float) -> set[int]:
+    """Stores down for at least ``replace_after_s``: their copies are replaced."""
+    return {m for m, s in cmap.stores.items()
+            if s.down and s.down_ms and now_ms - s.down_ms >= replace_after_s * 1000}
+
+
+def under_replicated(cmap: ClusterMap) -> list[Volume]:
+    """Hot volumes with a replica on a store that is not alive."""
+    return [v for v in cmap.volumes.values()
+            if v.state is not State.WARM and any(not cmap.alive(r.machine_id) for r in v.replicas)]
+
+
+def plan_replacements(cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]], lost: Container[int],
+                      failures: Mapping[int, int]) -> list[tuple[Volume, Replacing]]:
+    """For each hot volume with a replica on a ``lost`` store (and none being replaced),
+    a new replica: on a live store without a failed probe that holds no copy of it and has
+    room for it, on a rack the volume's other replicas do not use (else the one they use
+    least), the freest such store first; copied from the fullest live replica that holds
+    the volume (never a lagging copy, nor one whose digest is unsettled). One per volume
+    at a time; room taken by earlier plans is counted."""
+    free = {m: s.free_bytes for m, s in cmap.stores.items()}
+    out = []
+    for volume in sorted(cmap.volumes.values(), key=lambda v: v.id):
+        if volume.state is State.WARM or volume.replacing is not None:
+            continue
+        gone = [r.machine_id for r in volume.replicas if r.machine_id in lost]
+        if not gone:
+            continue
+        staying = [r.machine_id for r in volume.replicas if r.machine_id not in lost]
+        copies = {m: p for m in staying if cmap.alive(m) and (p := reports.get(m, {}).get(volume.id)) is not None
+                  and p.digest_settled}
+        if not copies:
+            continue  # no good copy is up: wait for one
+        source, best = max(copies.items(), key=lambda kv: (kv[1].file_bytes, kv[1].deleted, kv[1].needles, -kv[0]))
+        need = volume.capacity_bytes if volume.state is State.WRITABLE else best.file_bytes
+        holders = {r.machine_id for r in volume.replicas}
+        racks = [cmap.rack(m) for m in staying]
+        candidates = [s for s in cmap.stores.values()
+                      if s.alive and not failures.get(s.machine_id) and s.machine_id not in holders
+                      and free.get(s.machine_id, 0) >= need]
+        if not candidates:
+            continue
+        chosen = min(candidates, key=lambda s: (racks.count(s.rack), -free[s.machine_id], s.machine_id))
+        free[chosen.machine_id] -= need
+        out.append((volume, Replacing(lost=gone[0], new=chosen.machine_id, source=source)))
+    return out
+
+
+def stale_copies(cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]]) -> list[tuple[int, int]]:
+    """(machine, volume) of copies a store holds of a hot volume whose replicas no longer
+    include it (it was replaced while its store was lost), to be freed, but only while
+    every replica the map names is alive, holds the volume, and matches the others: the
+    copy freed is then never the last good one."""
+    out = []
+    for machine_id, held in reports.items():
+        for volume_id in held:
+            volume = cmap.volumes.get(volume_id)
+            if volume is None or volume.state in (State.WARM, State.SEALED):
+                continue
+            named = {r.machine_id for r in volume.replicas}
+            if volume.replacing is not None:
+                named |= {volume.replacing.new, volume.replacing.source}
+            if machine_id in named:
+                continue
+            copies = [reports.get(m, {}).get(volume_id) for m in named]
+            if all(cmap.alive(m) for m in named) and all(c is not None for c in copies) and \
+                    len({c.digest for c in copies if c is not None}) == 1:
+                out.append((machine_id, volume_id))
+    return out

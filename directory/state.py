@@ -5,6 +5,7 @@ leader and a router's MarkReadOnly) never overwrite each other's changes."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -60,6 +61,7 @@ class DirectoryState:
                 disk_id=str(info.get("disk_id", "")),
                 reason=str(known.get("reason", "")),
                 recorded=machine_id in machines,
+                down_ms=int(known.get("down_ms", 0)),
             )
         return ClusterMap(stores=stores, volumes=volumes, revision=revision, leader=leader)
 
@@ -71,9 +73,12 @@ class DirectoryState:
         return Volume.from_json(record.value, record.mod_revision)
 
     async def set_machine(self, store: Store, *, down: bool, reason: str = "") -> None:
+        """Records the store up, or down since now (since it was first marked down)."""
+        down_ms = (store.down_ms or int(time.time() * 1000)) if down else 0
         await self.etcd.put(f"machines/{store.machine_id}", {
             "machine_id": store.machine_id, "address": store.address, "rack": store.rack,
             "http_address": store.http_address, "disk_id": store.disk_id, "down": down, "reason": reason,
+            "down_ms": down_ms,
         })
 
     async def next_volume_id(self) -> int:

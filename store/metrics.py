@@ -95,3 +95,6 @@ CATCHUP_NEEDLES = Counter("trenchcoat_store_catchup_needles_total",
                           "Needles this store appended from another replica by catching up (only what differed).")
 CATCHUP_BYTES = Counter("trenchcoat_store_catchup_received_bytes_total",
                         "Bytes this store received catching up (listings and needles).")
+RESTORED_BYTES = Counter("trenchcoat_store_restored_bytes_total",
+                         "Bytes this store received copying whole volumes from another replica (repairs of a copy "
+                         "holding nothing, re-replication).")

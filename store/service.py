@@ -204,7 +204,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         # A refused copy stops reading the source's stream at once (the call is cancelled).
         async with contextlib.aclosing(self._peers.export(request.source_address, request.volume_id,
                                                           request.chunk_bytes)) as chunks:
-            volume, copied = await self._volumes.restore(request.volume_id, chunks)
+            volume, copied = await self._volumes.restore(request.volume_id, chunks, bytes_per_s=request.bytes_per_s)
         return store_pb2.RepairVolumeResponse(volume=volume_info(volume), copied_bytes=copied)
 
     async def CopyNeedle(

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from store import checkpoint
+from store import checkpoint, metrics
 from store.datasync import Datasync, datasync_for
 from store.errors import (
     BadNeedleRequest,
@@ -34,7 +34,7 @@ from trenchcoat.errors import TrenchcoatError
 from trenchcoat.needle import Stored
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_types import Damage, ExportChunk, Finding
-from trenchcoat.workers import PeriodicWorker
+from trenchcoat.workers import PeriodicWorker, keep_pace
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,8 @@ class VolumeSet:
             )
             return self._adopt(volume)
 
-    async def restore(self, volume_id: int, chunks: AsyncIterator[ExportChunk]) -> tuple[Volume, int]:
+    async def restore(self, volume_id: int, chunks: AsyncIterator[ExportChunk], *,
+                      bytes_per_s: int = 0) -> tuple[Volume, int]:
         """Replaces (or creates) a volume with a copy streamed from another replica. Every
         chunk's CRC is checked, the copy is made durable and verified needle by needle
         before it is swapped in; until then the old copy serves, and reads already under
@@ -141,7 +142,7 @@ class VolumeSet:
         try:
             fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                copied = await self._receive(fd, volume_id, chunks)
+                copied = await self._receive(fd, volume_id, chunks, bytes_per_s)
                 # A new incarnation of the file: a checkpoint the old copy wrote (or is
                 # writing) can never be mistaken for this one's.
                 old = self._volumes.get(volume_id)
@@ -184,9 +185,10 @@ class VolumeSet:
             tmp.unlink(missing_ok=True)
             self._restoring.discard(volume_id)
 
-    async def _receive(self, fd: int, volume_id: int, chunks: AsyncIterator[ExportChunk]) -> int:
+    async def _receive(self, fd: int, volume_id: int, chunks: AsyncIterator[ExportChunk], bytes_per_s: int) -> int:
         loop = asyncio.get_running_loop()
         expected, end = 0, None
+        began = loop.time()
         async for chunk in chunks:
             if chunk.offset != expected:
                 raise CorruptVolume(f"repair of volume {volume_id}: chunk at {chunk.offset}, expected {expected}")
@@ -196,6 +198,9 @@ class VolumeSet:
             await loop.run_in_executor(self.executor, os.pwrite, fd, chunk.data, chunk.offset)
             expected += len(chunk.data)
             end = chunk.end
+            metrics.RESTORED_BYTES.inc(len(chunk.data))
+            if bytes_per_s:
+                await keep_pace(began, expected, bytes_per_s)
         if end is None or expected != end:
             raise CorruptVolume(f"repair of volume {volume_id}: stream ended at {expected} of {end} bytes")
         return expected

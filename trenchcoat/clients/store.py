@@ -167,10 +167,12 @@ class StoreClient:
         return bool(reply.freed)
 
     async def repair(self, address: str, volume_id: int, source: str, chunk_bytes: int = 0, *,
-                     timeout_s: float | None = None) -> int:
-        """Has the store at ``address`` replace its copy with the one at ``source``; returns
-        the bytes copied. Unbounded by default: a copy takes as long as the volume needs."""
-        request = store_pb2.RepairVolumeRequest(volume_id=volume_id, source_address=source, chunk_bytes=chunk_bytes)
+                     bytes_per_s: int = 0, timeout_s: float | None = None) -> int:
+        """Has the store at ``address`` replace its copy with the one at ``source`` (pulled at
+        most ``bytes_per_s``, 0: unthrottled); returns the bytes copied. Unbounded by
+        default: a copy takes as long as the volume needs."""
+        request = store_pb2.RepairVolumeRequest(volume_id=volume_id, source_address=source, chunk_bytes=chunk_bytes,
+                                                bytes_per_s=bytes_per_s)
         reply = await rpc.unary(self._stub(address).RepairVolume, request, remote=self._remote(address),
                                 timeout=timeout_s)
         return int(reply.copied_bytes)

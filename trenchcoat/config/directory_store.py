@@ -60,6 +60,17 @@ class DirectoryConfig(ServiceConfig):
     )
     repair_chunk_bytes: int = setting("Chunk size of the export stream a repair copies with.", default=MiB,
                                       ge=4096)
+    replace_after_s: float = setting(
+        "A store down this long is lost for good: each volume it held gets a new replica on "
+        "another store (a rack the volume does not use yet, when there is one), copied from a "
+        "healthy replica. Its copies are freed if it comes back.",
+        default=600.0, gt=0,
+    )
+    rereplicate_bytes_per_s: int = setting(
+        "Most bytes a second one new replica is copied at, so live reads and uploads keep "
+        "their latency while a lost store is replaced.",
+        default=64 * MiB, ge=4096,
+    )
     call_timeout_s: float = setting(
         "Deadline of a router's call to one directory process (allocating a volume, locating "
         "one, marking one read-only) before the next directory is tried.",

@@ -222,14 +222,16 @@ class ExportVolumeResponse(_message.Message):
     def __init__(self, offset: _Optional[int] = ..., data: _Optional[bytes] = ..., crc32c: _Optional[int] = ..., end_offset: _Optional[int] = ...) -> None: ...
 
 class RepairVolumeRequest(_message.Message):
-    __slots__ = ("volume_id", "source_address", "chunk_bytes")
+    __slots__ = ("volume_id", "source_address", "chunk_bytes", "bytes_per_s")
     VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_PER_S_FIELD_NUMBER: _ClassVar[int]
     volume_id: int
     source_address: str
     chunk_bytes: int
-    def __init__(self, volume_id: _Optional[int] = ..., source_address: _Optional[str] = ..., chunk_bytes: _Optional[int] = ...) -> None: ...
+    bytes_per_s: int
+    def __init__(self, volume_id: _Optional[int] = ..., source_address: _Optional[str] = ..., chunk_bytes: _Optional[int] = ..., bytes_per_s: _Optional[int] = ...) -> None: ...
 
 class RepairVolumeResponse(_message.Message):
     __slots__ = ("volume", "copied_bytes")

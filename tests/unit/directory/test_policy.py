@@ -5,13 +5,14 @@ creates."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from directory import policy
-from directory.model import ClusterMap, PlacementError, Replica, State, Store, Volume
+from directory.model import ClusterMap, PlacementError, Replacing, Replica, State, Store, Volume
 from trenchcoat.store_types import PhysicalVolume
 
 GiB = 1 << 30
@@ -373,3 +374,101 @@ def test_matching_unsettled_or_repairing_replicas_are_left_alone():
     repairing = cluster(list(MAP.stores.values()), [volume(1, (1, 2, 3), State.READ_ONLY, repair=True)])
     differ = reports_of({1: b"a", 2: b"a", 3: b"b"})
     assert policy.judge_contents(repairing, differ, differ) == []
+
+
+# --- re-replication ----------------------------------------------------------------------
+
+
+def lost_map(*extra: Store, free4: int = 100 * GiB) -> ClusterMap:
+    return cluster([store(1, "a"), store(2, "b"), store(3, "c", down=True, registered=False),
+                    store(4, "c", free=free4), store(5, "a", free=500 * GiB), *extra],
+                   [volume(1, (1, 2, 3), State.READ_ONLY, repair=True, used=GiB // 2)])
+
+
+def held(*machines: int, file_bytes: int = 1000, volume_id: int = 1) -> dict[int, dict[int, PhysicalVolume]]:
+    return {m: {volume_id: digested(volume_id, b"d", file_bytes=file_bytes)} for m in machines}
+
+
+def test_a_lost_stores_copy_goes_to_a_rack_the_volume_does_not_use_even_if_a_freer_store_is_elsewhere():
+    plans = policy.plan_replacements(lost_map(), held(1, 2), {3}, {})
+    assert [(v.id, r) for v, r in plans] == [(1, Replacing(lost=3, new=4, source=1))]
+
+
+def test_with_no_unused_rack_left_the_least_used_rack_takes_it():
+    cmap = cluster([store(1, "a"), store(2, "b"), store(3, "b", down=True), store(5, "a"), store(6, "b")],
+                   [volume(1, (1, 2, 3), State.READ_ONLY)])
+    plans = policy.plan_replacements(cmap, held(1, 2), {3}, {})
+    assert [r.new for _, r in plans] in ([5], [6])  # a and b each hold one: either is least used
+
+
+def test_the_source_is_the_fullest_live_copy_never_a_lagging_one():
+    reports = {1: {1: digested(1, b"old", file_bytes=800)}, 2: {1: digested(1, b"new", file_bytes=1000)}}
+    [(_, replacing)] = policy.plan_replacements(lost_map(), reports, {3}, {})
+    assert replacing.source == 2
+
+
+def test_no_store_with_room_no_replacement():
+    cmap = cluster([store(1, "a"), store(2, "b"), store(3, "c", down=True), store(4, "c", free=GiB // 4)],
+                   [volume(1, (1, 2, 3), State.READ_ONLY, used=GiB // 2)])
+    assert policy.plan_replacements(cmap, held(1, 2, file_bytes=GiB // 2), {3}, {}) == []
+
+
+def test_a_writable_volume_needs_room_for_its_whole_capacity_and_a_volume_under_way_is_left_alone():
+    cmap = cluster([store(1, "a"), store(2, "b"), store(3, "c", down=True), store(4, "c", free=GiB // 2)],
+                   [volume(1, (1, 2, 3), State.WRITABLE)])
+    assert policy.plan_replacements(cmap, held(1, 2), {3}, {}) == []
+    busy = lost_map()
+    busy.volumes[1] = replace(busy.volumes[1], replacing=Replacing(3, 4, 1))
+    assert policy.plan_replacements(busy, held(1, 2), {3}, {}) == []
+
+
+def test_only_stores_down_past_the_grace_are_lost():
+    cmap = cluster([replace(store(1), down=True, down_ms=1_000), replace(store(2), down=True, down_ms=9_000),
+                    store(3)], [])
+    assert policy.lost_stores(cmap, now_ms=11_000, replace_after_s=5) == {1}
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 3 * GiB), st.booleans()), min_size=4, max_size=9),
+       st.lists(st.integers(0, 2000), min_size=9, max_size=9), st.sampled_from([State.WRITABLE, State.READ_ONLY]))
+def test_a_replacement_goes_to_a_live_store_with_room_on_a_new_rack_when_one_can_and_copies_the_fullest(
+        specs, sizes, state):
+    stores = [store(m, rack, free=free, down=down) for m, (rack, free, down) in enumerate(specs, 1)]
+    stores[2] = replace(stores[2], down=True)
+    vol = volume(1, (1, 2, 3), state, used=GiB // 2)
+    cmap = cluster(stores, [vol])
+    reports = {m: {1: digested(1, b"x", file_bytes=sizes[m - 1])} for m in range(1, len(stores) + 1)}
+    for _, r in policy.plan_replacements(cmap, reports, {3}, {}):
+        new = cmap.stores[r.new]
+        need = vol.capacity_bytes if state is State.WRITABLE else reports[r.source][1].file_bytes
+        assert new.alive and r.new not in (1, 2, 3) and new.free_bytes >= need
+        staying_racks = {cmap.rack(m) for m in (1, 2)}
+        candidates = [s for s in stores if s.alive and s.machine_id > 3 and s.free_bytes >= need]
+        if any(s.rack not in staying_racks for s in candidates):
+            assert new.rack not in staying_racks
+        alive_staying = [m for m in (1, 2) if cmap.alive(m)]
+        assert r.source in alive_staying
+        assert all(sizes[r.source - 1] >= sizes[m - 1] for m in alive_staying)
+
+
+def test_a_stale_copy_is_freed_only_while_every_named_replica_is_up_holds_it_and_matches():
+    cmap = cluster([store(1), store(2), store(3), store(4)], [volume(1, (1, 2, 4), State.READ_ONLY)])
+    assert policy.stale_copies(cmap, held(1, 2, 3, 4)) == [(3, 1)]
+    assert policy.stale_copies(cmap, held(1, 2, 3)) == []  # store 4 does not hold it (yet)
+    differ = {**held(1, 2, 3), 4: {1: digested(1, b"other")}}
+    assert policy.stale_copies(cmap, differ) == []
+    down = cluster([store(1), store(2), store(3), store(4, down=True)], [volume(1, (1, 2, 4), State.READ_ONLY)])
+    assert policy.stale_copies(down, held(1, 2, 3, 4)) == []
+
+
+@given(st.lists(st.frozensets(st.integers(1, 5), max_size=5), min_size=1, max_size=4),
+       st.frozensets(st.integers(1, 5)), st.lists(st.booleans(), min_size=5, max_size=5))
+def test_no_named_replica_and_never_the_last_good_copy_is_freed(holders, dead, same):
+    stores = [store(m, down=m in dead) for m in range(1, 6)]
+    volumes = [volume(v, tuple(sorted(h))) for v, h in enumerate(holders, 1) if h]
+    cmap = cluster(stores, volumes)
+    reports = {m: {v.id: digested(v.id, b"a" if same[m - 1] else b"b") for v in volumes} for m in range(1, 6)}
+    for machine_id, volume_id in policy.stale_copies(cmap, reports):
+        named = {r.machine_id for r in cmap.volumes[volume_id].replicas}
+        assert machine_id not in named
+        assert named and all(cmap.alive(m) for m in named)
+        assert len({reports[m][volume_id].digest for m in named}) == 1

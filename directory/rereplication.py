@@ -1,0 +1,156 @@
+"""The leader's replacement of copies on stores lost for good, and the freeing of those
+copies if their store comes back.
+
+A store down for ``directory.replace_after_s`` is lost (``policy.lost_stores``). Each hot
+volume it held gets a new replica (``policy.plan_replacements``: a live store with room
+on a rack the volume does not use yet, the fullest live replica as the source). The
+intent is written on the volume's record first (``Volume.replacing``), so a leader that
+dies mid-copy leaves it for the next one. The new store copies the source's file
+(``RepairVolume``, throttled to ``directory.rereplicate_bytes_per_s``), the copy is
+verified by content digest (a delete that reached the source meanwhile is caught up),
+and only then does the map name the new store in the lost one's place. The volume stays
+marked for repair, so the leader's repair compares every replica and makes it writable
+again if it was. A copy on a store the map no longer names for its volume is freed
+(``policy.stale_copies``: only while every named replica is up and matches), which is
+what happens to a lost store's copies when it comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+from directory import metrics, policy
+from directory.model import ClusterMap, Replacing, Replica, Volume
+from directory.state import DirectoryState
+from trenchcoat.clients.store import StoreClient
+from trenchcoat.config import DirectoryConfig
+from trenchcoat.errors import Internal, NotFound, TrenchcoatError
+from trenchcoat.store_types import PhysicalVolume
+
+log = logging.getLogger(__name__)
+
+
+class Rereplicator:
+    """Carries out the re-replication decisions for the leader, one copy at a time."""
+
+    def __init__(self, state: DirectoryState, stores: StoreClient, config: DirectoryConfig,
+                 refresh: Callable[[], None]) -> None:
+        self._state = state
+        self._stores = stores
+        self._config = config
+        self._refresh = refresh
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def tick(self, cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]],
+                   failures: Mapping[int, int]) -> None:
+        metrics.UNDER_REPLICATED.set(len(policy.under_replicated(cmap)))
+        await self._free_stale(cmap, reports)
+        if self.busy:
+            return
+        lost = policy.lost_stores(cmap, int(time.time() * 1000), self._config.replace_after_s)
+        under_way = [v for v in cmap.volumes.values() if v.replacing is not None]
+        metrics.REREPLICATING.set(len(under_way))
+        for volume in under_way:
+            assert volume.replacing is not None
+            if volume.replacing.lost not in lost:
+                await self._abandon(volume, "its store is back")
+                return
+            if cmap.alive(volume.replacing.new) and cmap.alive(volume.replacing.source):
+                self._start(cmap, volume, volume.replacing)
+                return
+            await self._abandon(volume, "the new store or the source is down; placing it again")
+            return
+        plans = policy.plan_replacements(cmap, reports, lost, failures)
+        if plans:
+            volume, replacing = plans[0]
+            updated = await self._state.update_volume(volume.id, _intend(replacing))
+            if updated.replacing == replacing:
+                log.info("logical volume %d: replacing its copy on lost store %d with a new one on store %d "
+                         "(rack %s), copied from store %d", volume.id, replacing.lost, replacing.new,
+                         cmap.rack(replacing.new), replacing.source)
+                self._start(cmap, updated, replacing)
+
+    def _start(self, cmap: ClusterMap, volume: Volume, replacing: Replacing) -> None:
+        self._task = asyncio.create_task(self._copy(cmap, volume, replacing), name=f"rereplicate:{volume.id}")
+
+    async def _copy(self, cmap: ClusterMap, volume: Volume, replacing: Replacing) -> None:
+        new, source = cmap.address(replacing.new), cmap.address(replacing.source)
+        try:
+            copied = await self._stores.repair(new, volume.id, source, self._config.repair_chunk_bytes,
+                                               bytes_per_s=self._config.rereplicate_bytes_per_s)
+            metrics.REREPLICATED_BYTES.inc(copied)
+            for _ in range(3):
+                theirs = (await self._stores.status(source, volume.id))[volume.id]
+                ours = (await self._stores.status(new, volume.id))[volume.id]
+                if ours.same_contents(theirs):
+                    break
+                await self._stores.catch_up(new, volume.id, source)  # deletes that reached the source meanwhile
+            else:
+                raise Internal(f"logical volume {volume.id}: the new copy on store {replacing.new} still differs "
+                               f"from store {replacing.source}'s after catching up")
+
+            def swap(v: Volume) -> Volume | None:
+                if v.replacing != replacing:
+                    return None  # another leader changed course meanwhile
+                replicas = tuple(Replica(replacing.new, r.volume_id) if r.machine_id == replacing.lost else r
+                                 for r in v.replicas)
+                return replace(v, replicas=replicas, replacing=None, repair=True)
+
+            updated = await self._state.update_volume(volume.id, swap)
+            if updated.replacing is None and any(r.machine_id == replacing.new for r in updated.replicas):
+                metrics.REREPLICATIONS.labels("done").inc()
+                log.info("logical volume %d: store %d replaces lost store %d (%d bytes copied, digests equal)",
+                         volume.id, replacing.new, replacing.lost, copied)
+                self._refresh()
+        except TrenchcoatError as exc:
+            metrics.REREPLICATIONS.labels("failed").inc()
+            log.warning("logical volume %d: new replica on store %d failed, will retry: %s", volume.id,
+                        replacing.new, exc)
+
+    async def _abandon(self, volume: Volume, why: str) -> None:
+        assert volume.replacing is not None
+        replacing = volume.replacing
+
+        def drop(v: Volume) -> Volume | None:
+            return replace(v, replacing=None) if v.replacing == replacing else None
+
+        await self._state.update_volume(volume.id, drop)
+        metrics.REREPLICATIONS.labels("abandoned").inc()
+        log.info("logical volume %d: replacing lost store %d's copy abandoned: %s", volume.id, replacing.lost, why)
+
+    async def _free_stale(self, cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]]) -> None:
+        for machine_id, volume_id in policy.stale_copies(cmap, reports):
+            address = cmap.address(machine_id)
+            try:
+                with contextlib.suppress(NotFound):
+                    await self._stores.set_read_only(address, volume_id, True)
+                freed = await self._stores.free_volume(address, volume_id)
+            except TrenchcoatError as exc:
+                log.warning("store %d: freeing its stale copy of logical volume %d failed, will retry: %s",
+                            machine_id, volume_id, exc)
+                continue
+            if freed:
+                metrics.STALE_FREED.inc()
+                log.info("store %d: its copy of logical volume %d freed (the volume's replicas are elsewhere now)",
+                         machine_id, volume_id)
+
+    async def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _intend(replacing: Replacing) -> Callable[[Volume], Volume | None]:
+    def change(v: Volume) -> Volume | None:
+        return replace(v, replacing=replacing) if v.replacing is None else None
+
+    return change
