@@ -30,6 +30,26 @@ MAX_REPAIRS_PER_TICK = 64
 """Needles one tick has rewritten at most (the rest wait for the next tick)."""
 
 
+async def damage_reports(state: DirectoryState) -> dict[tuple[int, int, int], dict[int, Record]]:
+    """The stores' damage reports in etcd: (volume, key, alternate key) -> machine -> record."""
+    records, _ = await state.etcd.get_prefix(PREFIX)
+    reports: dict[tuple[int, int, int], dict[int, Record]] = {}
+    for key, record in records.items():
+        try:
+            volume, keys, machine = key.split("/")
+            k, alt = keys.split(".")
+            reports.setdefault((int(volume), int(k), int(alt)), {})[int(machine)] = record
+        except ValueError:
+            log.warning("ignoring a damage report under an unknown key %r", PREFIX + key)
+    return reports
+
+
+async def damaged_needles(state: DirectoryState) -> list[policy.DamagedNeedle]:
+    """Every needle some store reported damaged and that is not yet repaired."""
+    return [policy.DamagedNeedle(v, k, a, frozenset(machines))
+            for (v, k, a), machines in (await damage_reports(state)).items()]
+
+
 class NeedleHealer:
     """Carries out ``policy.plan_needle_repairs`` for the leader."""
 
@@ -41,15 +61,7 @@ class NeedleHealer:
         """The last tick's needles damaged on every replica."""
 
     async def tick(self, cmap: ClusterMap) -> None:
-        records, _ = await self._state.etcd.get_prefix(PREFIX)
-        reports: dict[tuple[int, int, int], dict[int, Record]] = {}
-        for key, record in records.items():
-            try:
-                volume, keys, machine = key.split("/")
-                k, alt = keys.split(".")
-                reports.setdefault((int(volume), int(k), int(alt)), {})[int(machine)] = record
-            except ValueError:
-                log.warning("ignoring a damage report under an unknown key %r", PREFIX + key)
+        reports = await damage_reports(self._state)
         damaged = [policy.DamagedNeedle(v, k, a, frozenset(machines)) for (v, k, a), machines in reports.items()]
         plan = policy.plan_needle_repairs(cmap, damaged)
         for needle, machine_id in plan.stale:

@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator, Sequence
 
 from grpc.aio import ServicerContext
 
-from directory import migration
+from directory import migration, policy
 from directory.errors import MigrationOff, NoWritableVolume
+from directory.healing import damaged_needles
 from directory.leader import Leader
 from directory.model import ClusterMap, Replica, State, Volume, choose_for_write
 from directory.state import DirectoryState
@@ -48,6 +49,11 @@ def logical_volume(cmap: ClusterMap, volume: Volume, replicas: Sequence[Replica]
         created_unix_ms=volume.created_ms,
         freed_machines=volume.freed_machines,
         used_reported_unix_ms=volume.used_ms,
+        repair=volume.repair,
+        reason=volume.reason,
+        replacing=pb.Replacement(lost_machine=volume.replacing.lost, new_machine=volume.replacing.new,
+                                 source_machine=volume.replacing.source,
+                                 new_address=cmap.address(volume.replacing.new)) if volume.replacing else None,
     )
 
 
@@ -147,3 +153,16 @@ class DirectoryServicer(directory_pb2_grpc.DirectoryServiceServicer):
         if not leader:
             raise Unavailable("no directory leads right now (an election is under way)")
         return pb.GetLeaderResponse(leader=leader.get("name", ""), address=leader.get("address", ""))
+
+    async def ListDamagedNeedles(
+        self, request: pb.ListDamagedNeedlesRequest,
+        context: ServicerContext[pb.ListDamagedNeedlesRequest, pb.ListDamagedNeedlesResponse],
+    ) -> pb.ListDamagedNeedlesResponse:
+        cmap = self._view.now()
+        damaged = await damaged_needles(self._state)
+        unrecoverable = {(n.volume_id, n.key, n.alternate_key) for n in policy.plan_needle_repairs(cmap, damaged).unrecoverable}
+        return pb.ListDamagedNeedlesResponse(needles=[
+            pb.DamagedNeedleReport(volume_id=n.volume_id, key=n.key, alternate_key=n.alternate_key,
+                                   machines=sorted(n.machines),
+                                   unrecoverable=(n.volume_id, n.key, n.alternate_key) in unrecoverable)
+            for n in sorted(damaged, key=lambda n: (n.volume_id, n.key, n.alternate_key))])

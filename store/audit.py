@@ -82,6 +82,7 @@ class Auditor(PeriodicWorker):
         self._reports = reports
         self._budget = max(1, int(bytes_per_s * STEP_S))
         self._interval_s = interval_s
+        metrics.AUDIT_INTERVAL.set(interval_s)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-audit")
         self._queue: list[Volume] = []
         self._cursor: tuple[Volume, AuditCursor] | None = None

@@ -83,6 +83,8 @@ AUDIT_LAST_PASS = Gauge(
     "trenchcoat_store_audit_last_pass_timestamp_seconds",
     "When the audit last finished a full pass over every volume of this store (Unix time; 0: none yet).",
 )
+AUDIT_INTERVAL = Gauge("trenchcoat_store_audit_interval_seconds",
+                       "store.audit_interval_s: a full audit pass is due this often (the overdue alert compares).")
 AUDIT_PASS_SECONDS = Gauge("trenchcoat_store_audit_pass_seconds", "How long the last full audit pass took.")
 NEEDLE_REPAIRS = Counter(
     "trenchcoat_store_needle_repairs_total",

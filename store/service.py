@@ -167,7 +167,9 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     ) -> store_pb2.VolumeStatusResponse:
         volumes = [self._volumes.get(request.volume_id)] if request.volume_id else self._volumes.all()
         return store_pb2.VolumeStatusResponse(
-            machine_id=self._machine_id, volumes=[volume_info(v) for v in volumes]
+            machine_id=self._machine_id, volumes=[volume_info(v) for v in volumes],
+            restoring=[store_pb2.RestoreProgress(volume_id=v, received_bytes=got, total_bytes=total)
+                       for v, (got, total) in sorted(self._volumes.restoring.items())],
         )
 
     async def SetReadOnly(

@@ -53,6 +53,8 @@ class VolumeSet:
         self._volumes: dict[int, Volume] = {}
         self._creating = asyncio.Lock()
         self._restoring: set[int] = set()
+        self.restoring: dict[int, tuple[int, int]] = {}
+        """Whole copies under way: volume -> (bytes received, bytes the copy will hold)."""
         self.startup_damage: dict[int, list[Damage]] = {}
         self.on_damage: Callable[[Finding], None] | None = None
         """Given to every volume: told of each needle a read finds damaged."""
@@ -184,6 +186,7 @@ class VolumeSet:
         finally:
             tmp.unlink(missing_ok=True)
             self._restoring.discard(volume_id)
+            self.restoring.pop(volume_id, None)
 
     async def _receive(self, fd: int, volume_id: int, chunks: AsyncIterator[ExportChunk], bytes_per_s: int) -> int:
         loop = asyncio.get_running_loop()
@@ -198,6 +201,7 @@ class VolumeSet:
             await loop.run_in_executor(self.executor, os.pwrite, fd, chunk.data, chunk.offset)
             expected += len(chunk.data)
             end = chunk.end
+            self.restoring[volume_id] = (expected, end)
             metrics.RESTORED_BYTES.inc(len(chunk.data))
             if bytes_per_s:
                 await keep_pace(began, expected, bytes_per_s)

@@ -27,6 +27,7 @@ import ssl
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -282,16 +283,34 @@ class PodRunner:
     # --- scheduling and addresses --------------------------------------------------------
 
     def place(self, workload: dict[str, Any]) -> list[Pod]:
-        """Creates the workload's pods: a pod IP each, a node by the zone spread (the zone
-        with the fewest of its pods, as maxSkew 1 asks), their DNS names."""
+        """Creates the workload's pods: a pod IP each, a node by its topology spread (a
+        DoNotSchedule constraint filters the nodes as its maxSkew asks; ScheduleAnyway ones,
+        or the zone and then the node for a workload without any, order what is left),
+        their DNS names. Raises when a rule leaves no node, as a pod would stay Pending."""
         name, replicas = workload["metadata"]["name"], workload["spec"]["replicas"]
         stateful = workload["kind"] == "StatefulSet"
         pods = []
-        per_zone = {n.zone: 0 for n in self.nodes}
+        constraints = workload["spec"]["template"]["spec"].get("topologySpreadConstraints") or [
+            {"topologyKey": ZONE_LABEL, "maxSkew": 1, "whenUnsatisfiable": "ScheduleAnyway"},
+            {"topologyKey": "kubernetes.io/hostname", "maxSkew": 1, "whenUnsatisfiable": "ScheduleAnyway"}]
+        counts: dict[str, Counter[str]] = {c["topologyKey"]: Counter() for c in constraints}
+
+        def domain(node: Node, key: str) -> str:
+            return node.zone if key == ZONE_LABEL else node.name
+
         for i in range(replicas):
-            zone = min(per_zone, key=lambda z: (per_zone[z], z))
-            per_zone[zone] += 1
-            node = next(n for n in self.nodes if n.zone == zone)
+            candidates = list(self.nodes)
+            for c in constraints:
+                if c["whenUnsatisfiable"] == "DoNotSchedule":
+                    key = c["topologyKey"]
+                    low = min(counts[key][domain(n, key)] for n in self.nodes)
+                    candidates = [n for n in candidates if counts[key][domain(n, key)] + 1 - low <= c["maxSkew"]]
+            if not candidates:
+                raise AssertionError(f"pod {i} of {name} cannot be scheduled: its spread rules leave no node")
+            node = min(candidates, key=lambda n: (*(counts[c["topologyKey"]][domain(n, c["topologyKey"])]
+                                                    for c in constraints), n.name))
+            for key in counts:
+                counts[key][domain(node, key)] += 1
             ip = f"127.88.{self._next_ip // 250}.{self._next_ip % 250 + 1}"
             self._next_ip += 1
             pod_name = f"{name}-{i}" if stateful else f"{name}-7d4b9c6f5-{i:05d}"

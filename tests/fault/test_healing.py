@@ -20,6 +20,7 @@ from trenchcoat.clients.directory import VolumeView
 from trenchcoat.clients.media import Media
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.needle_ref import NeedleRef
+from trenchcoat.ops import admin
 
 pytestmark = pytest.mark.integration
 
@@ -154,6 +155,12 @@ async def test_rot_in_every_replica_is_reported_unrecoverable_and_never_served(u
         with pytest.raises(TrenchcoatError) as failed:
             await c.media.read(media.media_id)
         assert failed.value.status == "DATA_LOSS"
+        # Listed for the operator (`trenchcoat volumes`), with every store that holds it damaged.
+        found = [n for n in await c.directory.damaged_needles() if n.key == ref.key]
+        assert [(n.unrecoverable, set(n.machines)) for n in found] == [
+            (True, {r.machine_id for r in volume.replicas})]
+        text = "\n".join(admin.healing_lines(await c.directory.list_volumes(), found, {}))
+        assert f"media {ref.key}  alternate key 0" in text and "UNRECOVERABLE" in text
 
 
 async def test_a_replica_that_missed_a_thousand_appends_receives_about_their_bytes_and_nothing_more(unaudited):

@@ -13,6 +13,7 @@ import pytest
 
 from tests.cluster import MediaCluster, eventually, full_media_cluster, metric
 from tests.fault.test_media_cluster import on_every_replica, upload_run
+from trenchcoat.clients.directory import VolumeView
 from trenchcoat.errors import TrenchcoatError
 
 pytestmark = pytest.mark.integration
@@ -114,6 +115,14 @@ async def test_the_leader_killed_mid_copy_leaves_it_to_the_next_leader_which_fin
         return "replacing its copy on lost store" in leader.logged_since(offset)
 
     await eventually(copying, HEAL_WAIT_S, what="a re-replication under way")
+    # `trenchcoat volumes` shows the copy under way (the map names it; the new store its
+    # progress), once the directory answering has read the map since.
+    async def listed() -> list[VolumeView]:
+        async with cluster.clients() as c:
+            return [v for v in await c.directory.list_volumes() if v.replacing is not None]
+
+    moving = await eventually(listed, 30, what="the replacement in the directory's map")
+    assert all(v.under_replicated and v.replacing is not None and v.replacing.lost_machine == victim for v in moving)
     leader.kill()
     await eventually(lambda: healed(cluster, victim), HEAL_WAIT_S, what="the next leader finishing the copies")
     await eventually(lambda: on_every_replica(cluster, acked), 60, what="every acked upload on every replica")

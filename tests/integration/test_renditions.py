@@ -147,7 +147,7 @@ async def test_a_job_submitted_again_partly_done_before_and_its_worker_killed_yi
         assert await fetch(cluster, first.url) == (200, "image/jpeg", want[3].data)
         # A worker takes the job and is killed -9 mid-job (blocked reading the source from a
         # frozen router, so it is surely mid-job): its claim lapses after claim_idle_s.
-        await eventually(lambda: job_state(redis_server.endpoint, media.media_id, "queued"),
+        await eventually(lambda: job_in_stream(redis_server.endpoint, media.media_id),
                          what="the job enqueued by the router")
         assert cluster.router is not None
         with cluster.router.frozen():
@@ -187,6 +187,20 @@ async def job_state(redis_url: str, media_id: int, state: str) -> bool:
     r = aioredis.Redis.from_url(redis_url)
     try:
         return await r.hget(f"transformer:job:{media_id}:image:v1", "state") == state.encode()
+    finally:
+        await r.aclose()
+
+
+async def job_in_stream(redis_url: str, media_id: int) -> bool:
+    """Whether the job's entry is in the rendition stream, for a worker to take (the router
+    records the job's state before it appends the entry: a state of "queued" alone does not
+    say the entry is there yet)."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        entries = await r.xrange("transformer:jobs")
+        return any(fields.get(b"media_id") == str(media_id).encode() for _, fields in entries)
     finally:
         await r.aclose()
 
@@ -256,8 +270,11 @@ async def test_a_job_failing_while_the_router_is_frozen_is_retried_then_succeeds
                                            "TRENCHCOAT_TRANSFORMER__MAX_ATTEMPTS": "100"})
     async with cluster.clients() as c:
         media = await c.media.upload(photo(400, 300, seed=3), owner_id=10, content_type="image/jpeg")
-        await eventually(lambda: job_state(redis_server.endpoint, media.media_id, "queued"),
+        # In the stream, not only recorded as queued: the router writes the state first, and a
+        # router frozen between the two would leave no entry for the worker to fail on.
+        await eventually(lambda: job_in_stream(redis_server.endpoint, media.media_id),
                          what="the job enqueued by the router")
+        assert await job_state(redis_server.endpoint, media.media_id, "queued")
         assert cluster.router is not None
         # The worker starts only once the router is frozen: it cannot have finished the job
         # before, and cannot read the source now: each attempt times out.

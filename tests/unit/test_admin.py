@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from trenchcoat import config
-from trenchcoat.clients.directory import ReplicaView, VolumeView
+from trenchcoat.clients.directory import DamagedNeedleView, ReplacementView, ReplicaView, VolumeView
 from trenchcoat.clients.f4 import RebuilderView
 from trenchcoat.clients.media import Media, Rendition, StatResult
 from trenchcoat.errors import FailedPrecondition
@@ -104,3 +104,23 @@ def test_the_verbs_call_the_addresses_the_config_gives():
     assert admin.router_address(named) == "r1:7400" and admin.transformer_address(named) == "t:7500"
     with pytest.raises(FailedPrecondition, match="no transformer worker"):
         admin.transformer_address(config.load(env={"TRENCHCOAT_TRANSFORMER__COUNT": "0"}))
+
+
+def test_healing_lists_short_volumes_copies_under_way_with_progress_and_unrecoverable_needles():
+    up = tuple(ReplicaView(m, 7, f"s{m}", True, rack=f"rack-{'abc'[m - 1]}") for m in (1, 2, 3))
+    down = (*up[:2], ReplicaView(3, 7, "s3", False, rack="rack-c"))
+    healthy = VolumeView(6, True, 0, up, state="writable", capacity_bytes=MiB)
+    assert admin.healing_lines([healthy], [], {})[-1].startswith("Healing: every volume has all its replicas up")
+    waiting = VolumeView(7, False, 0, down, state="read-only", repair=True, reason="store 3 is down")
+    copying = VolumeView(8, False, 0, down, state="read-only", repair=True,
+                         replacing=ReplacementView(3, 4, 1, "s4"))
+    comparing = VolumeView(9, False, 0, up, state="read-only", repair=True, reason="replicas differ in content")
+    damaged = [DamagedNeedleView(6, 0xABC, 0, (2,), False), DamagedNeedleView(6, 12345, 1, (1, 2, 3), True)]
+    lines = admin.healing_lines([waiting, copying, comparing], damaged, {8: (3 * MiB, 4 * MiB)})
+    text = "\n".join(lines)
+    assert "volume 7: under-replicated (store 3 down)" in text
+    assert "volume 8: under-replicated; new replica on store 4 copying from store 1 for lost store 3" in text
+    assert "[##################------]  75%  3.0 MiB of 4.0 MiB" in text
+    assert "volume 9: replicas being compared and repaired (replicas differ in content)" in text
+    assert "1 damaged needles pending repair" in text and "0xabc/0  damaged on store 2" in text
+    assert "1 UNRECOVERABLE needles" in text and "media 12345  alternate key 1  (stores 1, 2, 3)" in text

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -218,12 +219,16 @@ def test_stores_and_f4_nodes_spread_over_zones_with_disruption_budgets(rendered)
     overlay, docs = rendered
     sets = by_kind(docs, "StatefulSet")
     budgets = by_kind(docs, "PodDisruptionBudget")
-    for name, most_down in (("store", 1), ("f4-storage", F4_PARITY)):
+    # Stores: a rule over zones (a volume's replicas are on distinct racks, a rack is a zone);
+    # f4 nodes: a rule over nodes (no node may hold more of a stripe's 14 blocks than the parity).
+    for name, most_down, rule in (("store", 1, "topology.kubernetes.io/zone"),
+                                  ("f4-storage", F4_PARITY, "kubernetes.io/hostname")):
         spread = sets[name]["spec"]["template"]["spec"]["topologySpreadConstraints"]
-        zone = [c for c in spread if c["topologyKey"] == "topology.kubernetes.io/zone"]
-        assert zone and zone[0]["maxSkew"] == 1 and selects(zone[0]["labelSelector"]["matchLabels"], sets[name])
+        hard = [c for c in spread if c["topologyKey"] == rule]
+        assert hard and hard[0]["maxSkew"] == 1 and selects(hard[0]["labelSelector"]["matchLabels"], sets[name])
+        assert spread[0] is hard[0], "the rule comes first (the minikube overlay relaxes constraint 0)"
         if overlay == "kind":
-            assert zone[0]["whenUnsatisfiable"] == "DoNotSchedule", "kind has three zones: the spread is a rule"
+            assert hard[0]["whenUnsatisfiable"] == "DoNotSchedule", f"kind has the nodes: {name}'s spread is a rule"
         assert budgets[name]["spec"]["maxUnavailable"] == most_down, f"{overlay}: {name}'s budget"
         assert selects(budgets[name]["spec"]["selector"]["matchLabels"], sets[name])
     for name, budget in budgets.items():
@@ -232,6 +237,14 @@ def test_stores_and_f4_nodes_spread_over_zones_with_disruption_budgets(rendered)
     if overlay == "kind":
         nodes = kubelet.kind_nodes()
         assert len({n.zone for n in nodes}) == 3, "the kind cluster has three zones"
+        # Enough nodes that losing any one loses at most the parity's worth of every stripe,
+        # and the spread rules place the pods that way (a scheduler's filter, as kubelet.place).
+        assert math.ceil(sets["f4-storage"]["spec"]["replicas"] / len(nodes)) <= F4_PARITY
+        placed = kubelet.PodRunner(docs, nodes, Path(tempfile.mkdtemp()), {})
+        per_node = Counter(pod.node for pod in placed.place(sets["f4-storage"]))
+        assert max(per_node.values()) <= F4_PARITY, per_node
+        stores_per_zone = Counter(n.zone for pod in placed.place(sets["store"]) for n in nodes if n.name == pod.node)
+        assert set(stores_per_zone.values()) == {2}, stores_per_zone
         # A store's rack is its node's zone, read with its service account, which may read nodes.
         assert store["TRENCHCOAT_STORE__NODE"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
         assert store["TRENCHCOAT_STORE__RACK_LABEL"]["value"] == "topology.kubernetes.io/zone"
@@ -275,6 +288,51 @@ def test_the_operator_component_renders_a_pod_monitor_and_the_rules(tmp_path):
     assert [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["metrics"]
     rules = by_kind(docs, "PrometheusRule")["trenchcoat"]
     assert rules["spec"]["groups"] == yaml.safe_load((K8S / "observability" / "rules.yml").read_text())["groups"]
+    # kube-prometheus-stack selects both by its release's name: the default, and a patched one.
+    assert monitor["metadata"]["labels"]["release"] == rules["metadata"]["labels"]["release"] == k8s.OPERATOR_RELEASE
+    patched = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    patched["patches"] = [{"target": {"group": "monitoring.coreos.com", "name": "trenchcoat"},
+                           "patch": "- {op: replace, path: /metadata/labels/release, value: my-release}\n"}]
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(patched))
+    docs = kubelet.render(overlay)
+    assert {d["metadata"]["labels"]["release"] for d in docs if d["kind"] in ("PodMonitor", "PrometheusRule")} == {
+        "my-release"}
+
+
+def test_the_prometheus_component_runs_a_server_that_may_list_the_pods_it_scrapes(tmp_path):
+    overlay = tmp_path / "with-prometheus"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S / "overlays" / "kind", overlay)],
+        "components": [os.path.relpath(K8S / "observability" / "prometheus", overlay)]}))
+    docs = kubelet.render(overlay)
+    for version in K8S_VERSIONS:
+        for doc in docs:
+            if doc["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "prometheus":
+                kubernetes_validate.validate(doc, version, strict=True)
+    server = by_kind(docs, "Deployment")["prometheus"]
+    pod = server["spec"]["template"]["spec"]
+    c = container(server)
+    assert "--config.file=/etc/prometheus/prometheus.yml" in c["args"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    config_maps = {d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"}
+    # The scrape config and the rules it names are mounted where it looks for them.
+    scrape = yaml.safe_load((K8S / "observability" / "prometheus.yml").read_text())
+    assert volumes["config"]["configMap"]["name"] in config_maps and mounts["config"] == "/etc/prometheus"
+    assert volumes["rules"]["configMap"]["name"] in config_maps
+    assert scrape["rule_files"] == [mounts["rules"] + "/rules.yml"]
+    # Locked down like every pod, with a token only to list pods in its own namespace.
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True and c["securityContext"]["capabilities"]["drop"] == [
+        "ALL"]
+    role = by_kind(docs, "Role")["trenchcoat-prometheus"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+    binding = by_kind(docs, "RoleBinding")["trenchcoat-prometheus"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": pod["serviceAccountName"],
+                                    "namespace": "trenchcoat"}]
+    assert selects(by_kind(docs, "Service")["prometheus"]["spec"]["selector"], server)
 
 
 def test_the_plain_prometheus_scrape_config_passes_promtool(tmp_path):

@@ -19,5 +19,6 @@ def test_the_rules_pass_promtool_and_name_every_alert():
                   "TrenchcoatRepairFailing", "TrenchcoatCacheHitRatioLow", "TrenchcoatFanoutLagHigh",
                   "TrenchcoatDeadLetters", "TrenchcoatF4BlocksUnhealthy", "TrenchcoatF4RebuildStalled",
                   "TrenchcoatWorkerFailed", "TrenchcoatWorkerTicksFailing", "TrenchcoatDeletesPending",
-                  "TrenchcoatFeedFollowUpsPending"):
+                  "TrenchcoatFeedFollowUpsPending", "TrenchcoatAuditPassOverdue", "TrenchcoatNeedleUnrecoverable",
+                  "TrenchcoatDamagedNeedlesNotRepaired", "TrenchcoatVolumeUnderReplicated"):
         assert f"alert: {alert}\n" in text, alert

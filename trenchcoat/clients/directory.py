@@ -51,6 +51,23 @@ class ReplicaView:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplacementView:
+    lost_machine: int
+    new_machine: int
+    source_machine: int
+    new_address: str
+
+
+@dataclass(frozen=True, slots=True)
+class DamagedNeedleView:
+    volume_id: int
+    key: int
+    alternate_key: int
+    machines: tuple[int, ...]
+    unrecoverable: bool
+
+
+@dataclass(frozen=True, slots=True)
 class VolumeView:
     id: int
     writable: bool
@@ -65,6 +82,17 @@ class VolumeView:
     """When its stores reported ``used_bytes`` (ms since the Unix epoch; 0: never)."""
     freed_machines: tuple[int, ...] = ()
     """A warm volume whose hot replicas were freed: the machines that held them."""
+    repair: bool = False
+    """Its replicas may differ: the leader compares and repairs them before it takes writes."""
+    reason: str = ""
+    """Why it is not writable."""
+    replacing: ReplacementView | None = None
+    """A replica on a store lost for good being replaced now."""
+
+    @property
+    def under_replicated(self) -> bool:
+        """A replica is on a store that is not alive (warm volumes hold no hot replicas)."""
+        return self.state != "warm" and any(not r.alive for r in self.replicas)
 
     def writable_for(self, size: int) -> bool:
         return self.writable and self.room >= size and all(r.alive for r in self.replicas)
@@ -96,6 +124,10 @@ def _view(v: pb.LogicalVolume) -> VolumeView:
         capacity_bytes=v.capacity_bytes,
         used_reported_unix_ms=v.used_reported_unix_ms,
         freed_machines=tuple(v.freed_machines),
+        repair=v.repair,
+        reason=v.reason,
+        replacing=ReplacementView(v.replacing.lost_machine, v.replacing.new_machine, v.replacing.source_machine,
+                                  v.replacing.new_address) if v.HasField("replacing") else None,
     )
 
 
@@ -140,6 +172,12 @@ class DirectoryClient:
 
     async def list_volumes(self) -> list[VolumeView]:
         return [_view(v) for v in (await self._call("ListVolumes", pb.ListVolumesRequest())).volumes]
+
+    async def damaged_needles(self) -> list[DamagedNeedleView]:
+        """Needles stores reported damaged and not yet repaired (unrecoverable: on every replica)."""
+        reply = await self._call("ListDamagedNeedles", pb.ListDamagedNeedlesRequest())
+        return [DamagedNeedleView(n.volume_id, n.key, n.alternate_key, tuple(n.machines), n.unrecoverable)
+                for n in reply.needles]
 
     async def list_stores(self) -> list[StoreView]:
         reply = await self._call("ListStores", pb.ListStoresRequest())

@@ -114,6 +114,12 @@ class StoreClient:
                                 remote=self._remote(address), timeout=self.timeout_s)
         return {v.volume_id: physical(v) for v in reply.volumes}
 
+    async def restoring(self, address: str) -> dict[int, tuple[int, int]]:
+        """Whole copies of volumes the store is receiving now: volume -> (bytes received, bytes in all)."""
+        reply = await rpc.unary(self._stub(address).VolumeStatus, store_pb2.VolumeStatusRequest(volume_id=0),
+                                remote=self._remote(address), timeout=self.timeout_s)
+        return {r.volume_id: (r.received_bytes, r.total_bytes) for r in reply.restoring}
+
     async def create(self, address: str, volume_id: int) -> PhysicalVolume:
         reply = await rpc.unary(self._stub(address).CreateVolume, store_pb2.CreateVolumeRequest(volume_id=volume_id),
                                 remote=self._remote(address), timeout=self.timeout_s)

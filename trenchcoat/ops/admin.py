@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from trenchcoat.clients.directory import DirectoryClient, VolumeView
+from trenchcoat.clients.directory import DamagedNeedleView, DirectoryClient, VolumeView
 from trenchcoat.clients.f4 import F4Client, RebuilderClient, RebuilderView, RebuildView
 from trenchcoat.clients.feed import FeedClient, FeedEntry, FeedPage
 from trenchcoat.clients.media import Media, MediaClient, StatResult
+from trenchcoat.clients.store import StoreClient
 from trenchcoat.clients.transformer import JobView, TransformerClient
 from trenchcoat.config import Config
 from trenchcoat.errors import FailedPrecondition, TrenchcoatError, Unavailable
@@ -153,7 +154,63 @@ def _directory(config: Config, pool: ChannelPool) -> DirectoryClient:
 
 
 def volumes_table(config: Config) -> list[str]:
-    return volume_lines(_run(config, lambda pool: _directory(config, pool).list_volumes()), _now_ms())
+    async def ask(pool: ChannelPool) -> list[str]:
+        directory = _directory(config, pool)
+        volumes = await directory.list_volumes()
+        damaged = await directory.damaged_needles()
+        stores = StoreClient(pool, timeout_s=5.0)
+        progress: dict[int, tuple[int, int] | str] = {}
+        for v in volumes:
+            if v.replacing is not None:
+                try:
+                    progress[v.id] = (await stores.restoring(v.replacing.new_address)).get(v.id, (0, 0))
+                except TrenchcoatError as exc:
+                    progress[v.id] = f"store {v.replacing.new_machine} does not answer: {exc.status}"
+        return volume_lines(volumes, _now_ms()) + healing_lines(volumes, damaged, progress)
+
+    return _run(config, ask)
+
+
+def healing_lines(volumes: Sequence[VolumeView], damaged: Sequence[DamagedNeedleView],
+                  progress: Mapping[int, tuple[int, int] | str]) -> list[str]:
+    """What the hot tier is mending: volumes with a replica on a down store, new replicas
+    being copied for stores lost for good (with the copy's progress), volumes whose
+    replicas are being compared and repaired, needles damaged (pending repair) and
+    unrecoverable (damaged on every replica: their reads answer DATA_LOSS)."""
+    lines: list[str] = []
+    short = [v for v in volumes if v.under_replicated]
+    repairing = [v for v in volumes if v.repair and not v.under_replicated]
+    lost = [n for n in damaged if n.unrecoverable]
+    pending = [n for n in damaged if not n.unrecoverable]
+    if not (short or repairing or damaged):
+        return ["", "Healing: every volume has all its replicas up and equal; no damaged needle reported."]
+    lines += ["", "Healing:"]
+    for v in sorted(short, key=lambda v: v.id):
+        down = ", ".join(str(r.machine_id) for r in v.replicas if not r.alive)
+        if v.replacing is None:
+            lines.append(f"  volume {v.id}: under-replicated (store {down} down); replaced once down for "
+                         "directory.replace_after_s")
+            continue
+        r = v.replacing
+        got = progress.get(v.id, (0, 0))
+        state = got if isinstance(got, str) else (
+            f"{_bar(got[0], got[1])}  {_size(got[0])} of {_size(got[1])}" if got[1] else "starting")
+        lines.append(f"  volume {v.id}: under-replicated; new replica on store {r.new_machine} copying from store "
+                     f"{r.source_machine} for lost store {r.lost_machine}  {state}")
+    for v in sorted(repairing, key=lambda v: v.id):
+        lines.append(f"  volume {v.id}: replicas being compared and repaired ({v.reason or 'repair'})")
+    if pending:
+        lines.append(f"  {len(pending)} damaged needles pending repair from a healthy replica:")
+        lines += [f"    volume {n.volume_id}  {n.key:#x}/{n.alternate_key}  damaged on store "
+                  f"{', '.join(map(str, n.machines))}" for n in pending[:20]]
+        if len(pending) > 20:
+            lines.append(f"    ... and {len(pending) - 20} more")
+    if lost:
+        lines.append(f"  {len(lost)} UNRECOVERABLE needles (damaged on every replica; reads answer DATA_LOSS: "
+                     "restore them from the uploader or a backup, or delete them with `trenchcoat rm`):")
+        lines += [f"    volume {n.volume_id}  media {n.key}  alternate key {n.alternate_key}  (stores "
+                  f"{', '.join(map(str, n.machines))})" for n in lost]
+    return lines
 
 
 def volume_lines(volumes: Sequence[VolumeView], now_ms: int) -> list[str]:

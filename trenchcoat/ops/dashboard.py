@@ -53,6 +53,29 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
               "short", "writable"),
         Panel("Repair bytes / s", "sum(rate(trenchcoat_directory_repaired_bytes_total[5m]))", "Bps", "repaired"),
     )),
+    ("Healing", (
+        Panel("Audit: bytes verified / s by store", "sum by (instance) (rate(trenchcoat_store_audited_bytes_total[5m]))",
+              "Bps", "{{instance}}"),
+        Panel("Audit: age of the last full pass",
+              "time() - max by (instance) (trenchcoat_store_audit_last_pass_timestamp_seconds > 0)", "s",
+              "{{instance}}"),
+        Panel("Damaged needles: pending repair and unrecoverable",
+              'label_replace(max(trenchcoat_directory_damaged_needles and on (instance)'
+              ' trenchcoat_directory_is_leader == 1), "needles", "pending repair", "", "")'
+              ' or label_replace(max(trenchcoat_directory_unrecoverable_needles and on (instance)'
+              ' trenchcoat_directory_is_leader == 1), "needles", "unrecoverable", "", "")',
+              "short", "{{needles}}"),
+        Panel("Needle repairs: bytes rewritten / s", "sum(rate(trenchcoat_store_needle_repair_bytes_total[5m]))",
+              "Bps", "rewritten"),
+        Panel("Under-replicated volumes and re-replicating",
+              'label_replace(max(trenchcoat_directory_under_replicated_volumes and on (instance)'
+              ' trenchcoat_directory_is_leader == 1), "volumes", "under-replicated", "", "")'
+              ' or label_replace(max(trenchcoat_directory_rereplicating_volumes and on (instance)'
+              ' trenchcoat_directory_is_leader == 1), "volumes", "re-replicating", "", "")',
+              "short", "{{volumes}}"),
+        Panel("Re-replication bytes / s", "sum(rate(trenchcoat_directory_rereplicated_bytes_total[5m]))", "Bps",
+              "copied"),
+    )),
     ("Caches and CDN", (
         Panel("Cache hit ratio", "trenchcoat:cache_hit_ratio:rate5m", "percentunit", "hit ratio"),
         Panel("Cache lease grants and waits / s",

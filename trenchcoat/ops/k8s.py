@@ -59,7 +59,12 @@ class Workload:
     memory_limit: str = "512Mi"
     env: tuple[dict[str, Any], ...] = ()
     spread: bool = False
-    """Spread over zones (a zone is a rack), at most one pod more in any zone."""
+    """Spread over zones (a zone is a rack), at most one pod more in any zone: a rule, so
+    a volume's replicas (on distinct racks) are on distinct zones; over nodes, a preference."""
+    spread_nodes: bool = False
+    """Spread over nodes as a rule (at most one pod more on any node), over zones as a
+    preference: an f4 stripe's 14 blocks are on 14 pods, and no node may hold more of
+    them than the parity (4) survives losing, so the cluster needs ceil(14 / 4) = 4 nodes."""
     max_unavailable: int = 1
     """Pods a voluntary disruption may take at once (a PodDisruptionBudget when replicas > 1)."""
     postgres: bool = False
@@ -99,7 +104,7 @@ WORKLOADS: tuple[Workload, ...] = (
              per_pod_services=True, extra_ports=("http_port",)),
     Workload("transformer", "transformer", "transformer", 2, cpu="250m", memory="512Mi", memory_limit="2Gi"),
     Workload(
-        "f4-storage", "f4_storage", "f4.storage", 14, stateful=True, storage="10Gi", spread=True,
+        "f4-storage", "f4_storage", "f4.storage", 14, stateful=True, storage="10Gi", spread_nodes=True,
         max_unavailable=F4_PARITY, startup_s=600,
         env=(
             {"name": env_key("f4_storage", "node_id"), "value": "0"},
@@ -175,13 +180,15 @@ def _pod(w: Workload, ports: list[dict[str, Any]], probe: tuple[str, int], metri
         "containers": [container],
         "volumes": volumes,
     }
-    if w.spread:
+    if w.spread or w.spread_nodes:
         selector = {"matchLabels": {"app.kubernetes.io/name": w.name}}
-        spec["topologySpreadConstraints"] = [
-            {"maxSkew": 1, "topologyKey": ZONE, "whenUnsatisfiable": "DoNotSchedule", "labelSelector": selector},
-            {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
-             "labelSelector": selector},
-        ]
+        zones = {"maxSkew": 1, "topologyKey": ZONE, "labelSelector": selector}
+        nodes = {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "labelSelector": selector}
+        # The rule first (overlays relax /topologySpreadConstraints/0 on a single node).
+        spec["topologySpreadConstraints"] = (
+            [{**nodes, "whenUnsatisfiable": "DoNotSchedule"}, {**zones, "whenUnsatisfiable": "ScheduleAnyway"}]
+            if w.spread_nodes else
+            [{**zones, "whenUnsatisfiable": "DoNotSchedule"}, {**nodes, "whenUnsatisfiable": "ScheduleAnyway"}])
     meta: dict[str, Any] = {"labels": labels(w.name, w.section)}
     if metrics_port is not None:
         meta["annotations"] = {"prometheus.io/scrape": "true", "prometheus.io/port": str(metrics_port),
@@ -282,6 +289,10 @@ RULE_HEADER = """\
 # is current): the same recording and alert rules, for the Prometheus Operator.
 """
 
+OPERATOR_RELEASE = "kube-prometheus-stack"
+"""The ``release`` label the operator component's PodMonitor and PrometheusRule carry:
+kube-prometheus-stack selects them by its Helm release's name (its default name here)."""
+
 ROOT = Path(__file__).resolve().parents[2]  # the repository (this is trenchcoat/ops/k8s.py)
 WORKLOADS_FILE = ROOT / "k8s" / "base" / "workloads.yaml"
 BASE_CONFIG_FILE = ROOT / "k8s" / "base" / "trenchcoat.toml"
@@ -304,7 +315,7 @@ def render_operator_rules() -> str:
     groups = yaml.safe_load(RULES_FILE.read_text())["groups"]
     rule = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
             "metadata": {"name": "trenchcoat", "namespace": "trenchcoat",
-                         "labels": {"app.kubernetes.io/part-of": PART_OF}},
+                         "labels": {"app.kubernetes.io/part-of": PART_OF, "release": OPERATOR_RELEASE}},
             "spec": {"groups": groups}}
     return RULE_HEADER + yaml.safe_dump(rule, sort_keys=False, width=110)
 

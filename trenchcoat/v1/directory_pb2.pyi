@@ -37,7 +37,7 @@ class Replica(_message.Message):
     def __init__(self, machine_id: _Optional[int] = ..., volume_id: _Optional[int] = ..., address: _Optional[str] = ..., rack: _Optional[str] = ..., alive: _Optional[bool] = ..., http_address: _Optional[str] = ...) -> None: ...
 
 class LogicalVolume(_message.Message):
-    __slots__ = ("id", "replicas", "state", "used_bytes", "capacity_bytes", "created_unix_ms", "freed_machines", "used_reported_unix_ms")
+    __slots__ = ("id", "replicas", "state", "used_bytes", "capacity_bytes", "created_unix_ms", "freed_machines", "used_reported_unix_ms", "repair", "reason", "replacing")
     ID_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,9 @@ class LogicalVolume(_message.Message):
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     FREED_MACHINES_FIELD_NUMBER: _ClassVar[int]
     USED_REPORTED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    REPAIR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REPLACING_FIELD_NUMBER: _ClassVar[int]
     id: int
     replicas: _containers.RepeatedCompositeFieldContainer[Replica]
     state: VolumeState
@@ -54,7 +57,22 @@ class LogicalVolume(_message.Message):
     created_unix_ms: int
     freed_machines: _containers.RepeatedScalarFieldContainer[int]
     used_reported_unix_ms: int
-    def __init__(self, id: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., state: _Optional[_Union[VolumeState, str]] = ..., used_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., freed_machines: _Optional[_Iterable[int]] = ..., used_reported_unix_ms: _Optional[int] = ...) -> None: ...
+    repair: bool
+    reason: str
+    replacing: Replacement
+    def __init__(self, id: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[Replica, _Mapping]]] = ..., state: _Optional[_Union[VolumeState, str]] = ..., used_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., freed_machines: _Optional[_Iterable[int]] = ..., used_reported_unix_ms: _Optional[int] = ..., repair: _Optional[bool] = ..., reason: _Optional[str] = ..., replacing: _Optional[_Union[Replacement, _Mapping]] = ...) -> None: ...
+
+class Replacement(_message.Message):
+    __slots__ = ("lost_machine", "new_machine", "source_machine", "new_address")
+    LOST_MACHINE_FIELD_NUMBER: _ClassVar[int]
+    NEW_MACHINE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_MACHINE_FIELD_NUMBER: _ClassVar[int]
+    NEW_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    lost_machine: int
+    new_machine: int
+    source_machine: int
+    new_address: str
+    def __init__(self, lost_machine: _Optional[int] = ..., new_machine: _Optional[int] = ..., source_machine: _Optional[int] = ..., new_address: _Optional[str] = ...) -> None: ...
 
 class StoreMachine(_message.Message):
     __slots__ = ("machine_id", "address", "rack", "capacity_bytes", "free_bytes", "alive", "http_address")
@@ -175,3 +193,27 @@ class MigrateVolumeResponse(_message.Message):
     VOLUME_FIELD_NUMBER: _ClassVar[int]
     volume: LogicalVolume
     def __init__(self, volume: _Optional[_Union[LogicalVolume, _Mapping]] = ...) -> None: ...
+
+class ListDamagedNeedlesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DamagedNeedleReport(_message.Message):
+    __slots__ = ("volume_id", "key", "alternate_key", "machines", "unrecoverable")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ALTERNATE_KEY_FIELD_NUMBER: _ClassVar[int]
+    MACHINES_FIELD_NUMBER: _ClassVar[int]
+    UNRECOVERABLE_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    key: int
+    alternate_key: int
+    machines: _containers.RepeatedScalarFieldContainer[int]
+    unrecoverable: bool
+    def __init__(self, volume_id: _Optional[int] = ..., key: _Optional[int] = ..., alternate_key: _Optional[int] = ..., machines: _Optional[_Iterable[int]] = ..., unrecoverable: _Optional[bool] = ...) -> None: ...
+
+class ListDamagedNeedlesResponse(_message.Message):
+    __slots__ = ("needles",)
+    NEEDLES_FIELD_NUMBER: _ClassVar[int]
+    needles: _containers.RepeatedCompositeFieldContainer[DamagedNeedleReport]
+    def __init__(self, needles: _Optional[_Iterable[_Union[DamagedNeedleReport, _Mapping]]] = ...) -> None: ...

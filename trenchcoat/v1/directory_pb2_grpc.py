@@ -75,6 +75,11 @@ class DirectoryServiceStub:
                 request_serializer=trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeRequest.SerializeToString,
                 response_deserializer=trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeResponse.FromString,
                 _registered_method=True)
+        self.ListDamagedNeedles = channel.unary_unary(
+                '/trenchcoat.v1.DirectoryService/ListDamagedNeedles',
+                request_serializer=trenchcoat_dot_v1_dot_directory__pb2.ListDamagedNeedlesRequest.SerializeToString,
+                response_deserializer=trenchcoat_dot_v1_dot_directory__pb2.ListDamagedNeedlesResponse.FromString,
+                _registered_method=True)
 
 
 class DirectoryServiceServicer:
@@ -142,6 +147,15 @@ class DirectoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDamagedNeedles(self, request, context):
+        """Lists the needles stores reported damaged and not yet repaired, with the stores whose
+        copy is damaged; those damaged on every replica are marked unrecoverable (their reads
+        answer DATA_LOSS until an operator restores or deletes them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DirectoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +198,11 @@ def add_DirectoryServiceServicer_to_server(servicer, server):
                     servicer.MigrateVolume,
                     request_deserializer=trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeRequest.FromString,
                     response_serializer=trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeResponse.SerializeToString,
+            ),
+            'ListDamagedNeedles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDamagedNeedles,
+                    request_deserializer=trenchcoat_dot_v1_dot_directory__pb2.ListDamagedNeedlesRequest.FromString,
+                    response_serializer=trenchcoat_dot_v1_dot_directory__pb2.ListDamagedNeedlesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -403,6 +422,33 @@ class DirectoryService:
             '/trenchcoat.v1.DirectoryService/MigrateVolume',
             trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeRequest.SerializeToString,
             trenchcoat_dot_v1_dot_directory__pb2.MigrateVolumeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDamagedNeedles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trenchcoat.v1.DirectoryService/ListDamagedNeedles',
+            trenchcoat_dot_v1_dot_directory__pb2.ListDamagedNeedlesRequest.SerializeToString,
+            trenchcoat_dot_v1_dot_directory__pb2.ListDamagedNeedlesResponse.FromString,
             options,
             channel_credentials,
             insecure,

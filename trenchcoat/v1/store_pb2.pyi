@@ -178,12 +178,24 @@ class VolumeInfo(_message.Message):
     def __init__(self, volume_id: _Optional[int] = ..., read_only: _Optional[bool] = ..., needles: _Optional[int] = ..., deleted_needles: _Optional[int] = ..., live_bytes: _Optional[int] = ..., dead_bytes: _Optional[int] = ..., file_bytes: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., content_digest: _Optional[bytes] = ..., digest_settled: _Optional[bool] = ...) -> None: ...
 
 class VolumeStatusResponse(_message.Message):
-    __slots__ = ("machine_id", "volumes")
+    __slots__ = ("machine_id", "volumes", "restoring")
     MACHINE_ID_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    RESTORING_FIELD_NUMBER: _ClassVar[int]
     machine_id: int
     volumes: _containers.RepeatedCompositeFieldContainer[VolumeInfo]
-    def __init__(self, machine_id: _Optional[int] = ..., volumes: _Optional[_Iterable[_Union[VolumeInfo, _Mapping]]] = ...) -> None: ...
+    restoring: _containers.RepeatedCompositeFieldContainer[RestoreProgress]
+    def __init__(self, machine_id: _Optional[int] = ..., volumes: _Optional[_Iterable[_Union[VolumeInfo, _Mapping]]] = ..., restoring: _Optional[_Iterable[_Union[RestoreProgress, _Mapping]]] = ...) -> None: ...
+
+class RestoreProgress(_message.Message):
+    __slots__ = ("volume_id", "received_bytes", "total_bytes")
+    VOLUME_ID_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    volume_id: int
+    received_bytes: int
+    total_bytes: int
+    def __init__(self, volume_id: _Optional[int] = ..., received_bytes: _Optional[int] = ..., total_bytes: _Optional[int] = ...) -> None: ...
 
 class SetReadOnlyRequest(_message.Message):
     __slots__ = ("volume_id", "read_only")
