@@ -199,7 +199,7 @@ async def job_in_stream(redis_url: str, media_id: int) -> bool:
 
     r = aioredis.Redis.from_url(redis_url)
     try:
-        entries = await r.xrange("transformer:jobs")
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await r.xrange("transformer:jobs")  # type: ignore[assignment]
         return any(fields.get(b"media_id") == str(media_id).encode() for _, fields in entries)
     finally:
         await r.aclose()
