@@ -34,6 +34,12 @@ from trenchcoat.store_types import PhysicalVolume
 
 log = logging.getLogger(__name__)
 
+CHUNK_BYTES = 256 * 1024
+"""Chunk of a re-replication's throttled copy: smaller pieces than a repair's, so each
+message the source sends and the new store writes holds their event loops for less, and
+live uploads on both keep their latency (bench.heal: upload p99 during a copy at 32 MiB/s
+1.5-1.6x idle with 256 KiB chunks, 1.7-1.9x with 1 MiB)."""
+
 
 class Rereplicator:
     """Carries out the re-replication decisions for the leader, one copy at a time."""
@@ -85,7 +91,7 @@ class Rereplicator:
     async def _copy(self, cmap: ClusterMap, volume: Volume, replacing: Replacing) -> None:
         new, source = cmap.address(replacing.new), cmap.address(replacing.source)
         try:
-            copied = await self._stores.repair(new, volume.id, source, self._config.repair_chunk_bytes,
+            copied = await self._stores.repair(new, volume.id, source, CHUNK_BYTES,
                                                bytes_per_s=self._config.rereplicate_bytes_per_s)
             metrics.REREPLICATED_BYTES.inc(copied)
             for _ in range(3):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 
-from store.digest import hash_of_raw
+from store.digest import hash_of_raw, needle_hash
 from store.errors import (
     CompactionLostWrite,
     CorruptVolume,
@@ -46,8 +46,9 @@ class VolumeAppend(VolumeBase):
             raise NeedleTooLarge(
                 f"needle of {len(data)} bytes exceeds the maximum of {self.limits.max_needle_bytes}"
             )
-        raw = needle.pack(needle.Needle(key, alt, cookie, media_type=media_type), data)
-        return await self._append(raw, key, alt)
+        crc = needle.crc32c(data)
+        raw = needle.pack(needle.Needle(key, alt, cookie, media_type=media_type), data, crc)
+        return await self._append(raw, key, alt, needle_hash(key, alt, cookie, 0, crc))
 
     async def append_copied(self, raw: bytes) -> tuple[int, int]:
         """Appends a needle copied whole from another replica (a catch-up), durably, even
@@ -59,9 +60,10 @@ class VolumeAppend(VolumeBase):
             raise CorruptVolume(f"volume {self.volume_id}: a copied needle does not verify ({exc})") from None
         if len(raw) != needle.stored_size(len(data)) or found.flags & needle.FLAG_DELETED:
             raise CorruptVolume(f"volume {self.volume_id}: a copied needle is not one whole live needle")
-        return await self._append(raw, found.key, found.alternate_key, copied=True)
+        return await self._append(raw, found.key, found.alternate_key, hash_of_raw(raw)[2], copied=True)
 
-    async def _append(self, raw: bytes, key: int, alt: int, *, copied: bool = False) -> tuple[int, int]:
+    async def _append(self, raw: bytes, key: int, alt: int, value: int, *, copied: bool = False) -> tuple[int, int]:
+        """Appends the packed needle ``raw`` (whose digest hash is ``value``) durably."""
         async with self._append_lock:
             if copied:
                 if self._retired:
@@ -102,7 +104,7 @@ class VolumeAppend(VolumeBase):
                 raise CompactionLostWrite(f"volume {self.volume_id}: compaction lost needle {key:#x}/{alt} "
                                           "written during it")
             return moved.offset, moved.size
-        self._index_put(key, alt, offset, len(raw), hash_of_raw(raw)[2])
+        self._index_put(key, alt, offset, len(raw), value)
         self._changed = True
         return offset, len(raw)
 

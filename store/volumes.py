@@ -38,6 +38,8 @@ from trenchcoat.workers import PeriodicWorker, keep_pace
 
 log = logging.getLogger(__name__)
 
+RESTORE_SYNC_BYTES = 4 * 1024 * 1024
+"""A throttled whole-volume copy is made durable this many bytes at a time as it arrives."""
 _VOLUME_FILE = re.compile(r"vol-([1-9][0-9]*)\.dat")
 MAX_VOLUME_ID = (1 << 32) - 1
 
@@ -190,7 +192,7 @@ class VolumeSet:
 
     async def _receive(self, fd: int, volume_id: int, chunks: AsyncIterator[ExportChunk], bytes_per_s: int) -> int:
         loop = asyncio.get_running_loop()
-        expected, end = 0, None
+        expected, end, synced = 0, None, 0
         began = loop.time()
         async for chunk in chunks:
             if chunk.offset != expected:
@@ -204,6 +206,12 @@ class VolumeSet:
             self.restoring[volume_id] = (expected, end)
             metrics.RESTORED_BYTES.inc(len(chunk.data))
             if bytes_per_s:
+                if expected - synced >= RESTORE_SYNC_BYTES:
+                    # A throttled copy is written back a few MiB at a time, not left for one
+                    # flush of the whole volume at its end: the disk stays free for the
+                    # fdatasyncs of live writes, which would otherwise queue behind it.
+                    await loop.run_in_executor(self.executor, os.fdatasync, fd)
+                    synced = expected
                 await keep_pace(began, expected, bytes_per_s)
         if end is None or expected != end:
             raise CorruptVolume(f"repair of volume {volume_id}: stream ended at {expected} of {end} bytes")

@@ -129,8 +129,9 @@ class Stored(NamedTuple):
     media_type: int
 
 
-def pack(needle: Needle, data: bytes | memoryview) -> bytes:
-    """The full on-disk bytes of a needle."""
+def pack(needle: Needle, data: bytes | memoryview, crc: int | None = None) -> bytes:
+    """The full on-disk bytes of a needle (``crc``: the CRC32C of ``data`` when the caller
+    has it already)."""
     size = len(data)
     pad = stored_size(size) - HEADER.size - size - FOOTER.size
     return b"".join(
@@ -138,7 +139,7 @@ def pack(needle: Needle, data: bytes | memoryview) -> bytes:
             HEADER.pack(HEADER_MAGIC, needle.cookie, needle.key, needle.alternate_key, needle.flags,
                         needle.media_type, size),
             data,
-            FOOTER.pack(FOOTER_MAGIC, crc32c(data)),
+            FOOTER.pack(FOOTER_MAGIC, crc32c(data) if crc is None else crc),
             bytes(pad),
         )
     )

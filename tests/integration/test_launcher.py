@@ -87,6 +87,9 @@ def test_demo_runs_and_leaves_nothing_behind(data_dir):
     assert "no process left running" in result.stdout
     assert "== the warm tier" in result.stdout, result.stdout
     assert "== the warm tier: skipped" not in result.stdout, result.stdout
+    # Healing shown: rot found by the audit and mended, the killed store replaced.
+    assert "== bit rot: one byte of" in result.stdout and "healing: skipped" not in result.stdout, result.stdout
+    assert "never comes back" in result.stdout and "has 3 live replicas on 3 racks again" in result.stdout
 
 
 def test_a_bad_config_exits_2_naming_the_key(data_dir, tmp_path):

@@ -7,7 +7,9 @@ and shows its photos still served from the other replicas, deletes a photo and s
 404. Then the feed, the other half, meeting the media half at the media_id: users follow
 each other and one celebrity (``feed.celebrity_threshold`` is 3 for the demo), everyone
 posts photos, a home feed is printed page by page with the URLs then fetched through the
-CDN, and an unfollow and a delete are shown leaving the feed. Then renditions: a phone
+CDN, and an unfollow and a delete are shown leaving the feed. Then healing: a byte of a
+photo flipped on one replica's disk is found by the audit and rewritten from a healthy
+replica, and the killed store, lost for good, is replaced (``demo_heal.py``). Then renditions: a phone
 photo's sizes are printed as each becomes durable and fetched by their own URLs, a short
 video's HLS ladder appears a rung at a time and is played back through the CDN, and a
 corrupt upload's job is shown dead-lettered with its reason. Then the warm tier: one
@@ -57,7 +59,7 @@ from trenchcoat.clients.media import Media, MediaClient
 from trenchcoat.config import Config
 from trenchcoat.errors import FailedPrecondition, Unavailable
 from trenchcoat.f4_types import BlockInfo
-from trenchcoat.ops import admin, dependencies, proc_tree, samples
+from trenchcoat.ops import admin, demo_heal, dependencies, proc_tree, samples
 from trenchcoat.ops.launcher import Cluster, implemented_services, read_state
 from trenchcoat.rpc import ChannelPool
 
@@ -593,7 +595,8 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
                       overrides={"TRENCHCOAT_FEED__CELEBRITY_THRESHOLD": str(CELEBRITY_THRESHOLD),
                                  "TRENCHCOAT_F4__FREE_AFTER_S": str(FREE_AFTER_S),
                                  "TRENCHCOAT_CACHE__LEASE_PERIOD_S": str(LEASE_PERIOD_S),
-                                 "TRENCHCOAT_CACHE__LEASE_WAIT_S": str(LEASE_PERIOD_S)})
+                                 "TRENCHCOAT_CACHE__LEASE_WAIT_S": str(LEASE_PERIOD_S),
+                                 **demo_heal.OVERRIDES})
     ok = True
     photos: dict[str, bytes] = {}
     """Every photo uploaded (URL path -> bytes)."""
@@ -734,6 +737,10 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         url = next(i.media.url for items in pages for i in items if i.entry == dropped.entry)
         status, _, _ = fetch(direct("/" + url.split("/", 3)[3]))
         check(status == 404, f"and its photo's URL answers {status} at its cache")
+
+        demo_heal.show_healing(config, cluster.data_dir, [(u.path, u.media.url, u.data) for u in uploads if
+                                                          u.path not in deleted], machine,
+                               lambda url: fetch(url)[:2], check, say)
 
         if config.transformer.count and config.router.renditions:
             show_renditions(config, router, check, say)
