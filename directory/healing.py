@@ -59,6 +59,8 @@ class NeedleHealer:
         self._warned: set[tuple[int, int, int]] = set()
         self.unrecoverable: list[policy.DamagedNeedle] = []
         """The last tick's needles damaged on every replica."""
+        self.mending: dict[int, set[int]] = {}
+        """The last tick's machines per volume with a damaged needle a healthy replica can mend."""
 
     async def tick(self, cmap: ClusterMap) -> None:
         reports = await damage_reports(self._state)
@@ -81,6 +83,11 @@ class NeedleHealer:
                           "repaired and its reads answer DATA_LOSS", needle.volume_id, needle.key,
                           needle.alternate_key, sorted(needle.machines))
         self.unrecoverable = plan.unrecoverable
+        lost = {(n.volume_id, n.key, n.alternate_key) for n in plan.unrecoverable}
+        self.mending = {}
+        for n in damaged:
+            if (n.volume_id, n.key, n.alternate_key) not in lost:
+                self.mending.setdefault(n.volume_id, set()).update(n.machines)
         metrics.UNRECOVERABLE_NEEDLES.set(len(plan.unrecoverable))
         metrics.DAMAGED_NEEDLES.set(len(damaged) - len(plan.unrecoverable))
 

@@ -130,7 +130,7 @@ class Leader(PeriodicWorker):
         await self.fill(cmap)
         self.repair(cmap)
         await self.healer.tick(await self._state.read())
-        await self.rereplicator.tick(await self._state.read(), self._reports, self._failures)
+        await self.rereplicator.tick(await self._state.read(), self._reports, self._failures, self.healer.mending)
         await self.grow(await self._state.read())
         self.migrate(await self._state.read())
         self._refresh()

@@ -360,13 +360,17 @@ def under_replicated(cmap: ClusterMap) -> list[Volume]:
 
 
 def plan_replacements(cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]], lost: Container[int],
-                      failures: Mapping[int, int]) -> list[tuple[Volume, Replacing]]:
+                      failures: Mapping[int, int],
+                      damaged: Mapping[int, Container[int]] | None = None) -> list[tuple[Volume, Replacing]]:
     """For each hot volume with a replica on a ``lost`` store (and none being replaced),
     a new replica: on a live store without a failed probe that holds no copy of it and has
     room for it, on a rack the volume's other replicas do not use (else the one they use
     least), the freest such store first; copied from the fullest live replica that holds
-    the volume (never a lagging copy, nor one whose digest is unsettled). One per volume
-    at a time; room taken by earlier plans is counted."""
+    the volume (never a lagging copy, nor one whose digest is unsettled, nor one with a
+    damaged needle another replica can mend: ``damaged`` names, per volume, the machines
+    whose copy has one; it waits for that repair). One per volume at a time; room taken by
+    earlier plans is counted."""
+    damaged = damaged or {}
     free = {m: s.free_bytes for m, s in cmap.stores.items()}
     out = []
     for volume in sorted(cmap.volumes.values(), key=lambda v: v.id):
@@ -377,7 +381,7 @@ def plan_replacements(cmap: ClusterMap, reports: Mapping[int, Mapping[int, Physi
             continue
         staying = [r.machine_id for r in volume.replicas if r.machine_id not in lost]
         copies = {m: p for m in staying if cmap.alive(m) and (p := reports.get(m, {}).get(volume.id)) is not None
-                  and p.digest_settled}
+                  and p.digest_settled and m not in damaged.get(volume.id, ())}
         if not copies:
             continue  # no good copy is up: wait for one
         source, best = max(copies.items(), key=lambda kv: (kv[1].file_bytes, kv[1].deleted, kv[1].needles, -kv[0]))
@@ -404,8 +408,8 @@ def stale_copies(cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVo
     for machine_id, held in reports.items():
         for volume_id in held:
             volume = cmap.volumes.get(volume_id)
-            if volume is None or volume.state in (State.WARM, State.SEALED):
-                continue
+            if volume is None or volume.state is State.WARM:
+                continue  # (a warm volume's hot copies are the migration's to free)
             named = {r.machine_id for r in volume.replicas}
             if volume.replacing is not None:
                 named |= {volume.replacing.new, volume.replacing.source}

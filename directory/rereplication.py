@@ -57,7 +57,9 @@ class Rereplicator:
         return self._task is not None and not self._task.done()
 
     async def tick(self, cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]],
-                   failures: Mapping[int, int]) -> None:
+                   failures: Mapping[int, int], damaged: Mapping[int, set[int]]) -> None:
+        """``damaged``: per volume, the machines whose copy has a needle awaiting repair
+        (not a source until it is mended)."""
         metrics.UNDER_REPLICATED.set(len(policy.under_replicated(cmap)))
         await self._free_stale(cmap, reports)
         if self.busy:
@@ -75,7 +77,7 @@ class Rereplicator:
                 return
             await self._abandon(volume, "the new store or the source is down; placing it again")
             return
-        plans = policy.plan_replacements(cmap, reports, lost, failures)
+        plans = policy.plan_replacements(cmap, reports, lost, failures, damaged)
         if plans:
             volume, replacing = plans[0]
             updated = await self._state.update_volume(volume.id, _intend(replacing))

@@ -73,7 +73,9 @@ class VolumeAudit(VolumeBase):
     async def audit_step(self, cursor: AuditCursor, budget_bytes: int, executor: Executor) -> AuditStep:
         """Audits the cursor's next needles, about ``budget_bytes`` of them (at least one),
         in ``executor`` (the audit's own thread, so reads never queue behind it)."""
-        if cursor.generation != self.superblock.generation:  # compacted meanwhile: needles moved
+        if cursor.generation != self.superblock.generation or self._retired:
+            # Compacted meanwhile (needles moved), or replaced by a repair or freed (its
+            # descriptor may be closed): this pass is done with this copy.
             cursor.at = len(cursor.keys)
             return AuditStep(0, 0, [])
         first, last, total = cursor.at, cursor.at, 0
@@ -112,6 +114,8 @@ class VolumeAudit(VolumeBase):
         disk (``read_needle_hash``) while writes and deletes go on (each is journaled and
         applied to the result), and takes the flags it finds into the index. Returns how
         many needles the index counted live that are deleted on disk."""
+        if self._retired:
+            return 0
         snapshot = self.audit_snapshot()
         journal: list[tuple[int, int, int, int]] = []
         self._digest_journal = journal

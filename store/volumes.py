@@ -160,10 +160,14 @@ class VolumeSet:
             try:
                 if volume.volume_id != volume_id:
                     raise CorruptVolume(f"the copy of volume {volume_id} is volume {volume.volume_id}")
-                if damage:
+                old = self._volumes.get(volume_id)
+                # A damaged copy never replaces one this store holds. A store that holds none
+                # (a new replica, a replaced disk) takes one whose only damage is rot inside
+                # needles, and reports those for repair from another replica: better a copy
+                # with a few needles to mend than no copy.
+                if damage and (old is not None or any(not d.key for d in damage)):
                     raise CorruptVolume(f"the copy of volume {volume_id} has {len(damage)} damaged needles "
                                         f"(first at offset {damage[0].offset}: {damage[0].reason})")
-                old = self._volumes.get(volume_id)
                 if old is not None:
                     await old.retire()  # no write, delete, checkpoint or compaction of it from here on
                     # A repair never brings a deleted needle back: the source may have been
@@ -183,6 +187,12 @@ class VolumeSet:
             self._adopt(volume)
             if old is not None:
                 old.detach()
+            for d in damage:
+                log.error("volume %d: the copy received holds needle %#x/%d damaged at offset %d (%s); reported "
+                          "for repair", volume_id, d.key, d.alternate_key, d.offset, d.reason)
+                entry = volume.index.get(d.key, d.alternate_key)
+                if self.on_damage is not None and entry is not None:
+                    self.on_damage(Finding(volume_id, d.key, d.alternate_key, d.offset, entry.size, "damaged", d.reason))
             log.info("volume %d restored from a replica: %d bytes, %d needles", volume_id, copied, volume.stats.needles)
             return volume, copied
         finally:

@@ -472,3 +472,10 @@ def test_no_named_replica_and_never_the_last_good_copy_is_freed(holders, dead, s
         assert machine_id not in named
         assert named and all(cmap.alive(m) for m in named)
         assert len({reports[m][volume_id].digest for m in named}) == 1
+
+
+def test_a_copy_with_a_needle_awaiting_repair_is_not_a_source_while_a_clean_one_exists():
+    reports = {1: {1: digested(1, b"d", file_bytes=1000)}, 2: {1: digested(1, b"d", file_bytes=1000)}}
+    [(_, replacing)] = policy.plan_replacements(lost_map(), reports, {3}, {}, {1: {1}})
+    assert replacing.source == 2
+    assert policy.plan_replacements(lost_map(), reports, {3}, {}, {1: {1, 2}}) == []  # wait for the needle repair

@@ -16,7 +16,7 @@ from store.volume import Volume, VolumeLimits
 from store.volumes import Checkpointer, VolumeSet
 from trenchcoat import needle
 from trenchcoat.needle_ref import NeedleRef
-from trenchcoat.store_types import ExportChunk
+from trenchcoat.store_types import ExportChunk, Finding
 
 LIMITS = VolumeLimits(capacity_bytes=16 * 1024 * 1024, max_needle_bytes=1024 * 1024)
 CHUNK = 4096
@@ -163,6 +163,24 @@ async def test_a_copy_with_a_damaged_needle_is_refused(machines):
     with pytest.raises(CorruptVolume, match="damaged needles"):
         await target.restore(1, stream(await chunks_of(source.get(1))))
     await assert_old_copy_serves_and_nothing_is_left(target, source)
+
+
+async def test_a_new_replica_takes_a_copy_with_a_rotten_needle_and_reports_it_for_repair(machines):
+    source, target = machines
+    entry = source.get(2).index.get(5, 0)
+    assert entry is not None
+    with open(source.get(2).path, "r+b") as f:
+        f.seek(entry.offset + needle.HEADER.size + 3)
+        byte = f.read(1)
+        f.seek(entry.offset + needle.HEADER.size + 3)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    found: list[Finding] = []
+    target.on_damage = found.append
+    volume, _ = await target.restore(2, stream(await chunks_of(source.get(2))))  # the target held no copy
+    assert target.get(2) is volume and volume.stats.needles == 29
+    assert [(f.volume_id, f.key, f.offset, f.kind) for f in found] == [(2, 5, entry.offset, "damaged")]
+    with pytest.raises(ChecksumMismatch):
+        await volume.read(ref(2, 5))
 
 
 async def test_a_volume_the_machine_lacks_is_created_by_the_copy(machines):
