@@ -93,7 +93,7 @@ class Leader(PeriodicWorker):
         self._migration = migration
         self._migrating: asyncio.Task[None] | None = None
         self.healer = NeedleHealer(state, stores)
-        self.rereplicator = Rereplicator(state, stores, config, refresh)
+        self.rereplicator = Rereplicator(state, stores, config, refresh, self.wake)
 
     async def run(self) -> None:
         self._election_task = asyncio.create_task(self.election.run(), name="directory:election")
@@ -266,6 +266,8 @@ class Leader(PeriodicWorker):
                 moved += 1
             if plan.targets:
                 self._fruitless[volume.id] = 0 if moved else self._fruitless.get(volume.id, 0) + 1
+                if moved:
+                    self.wake()  # compared again at once, from fresh reports
                 return  # compared again on the next tick, from fresh reports
             self._fruitless.pop(volume.id, None)
             source = copies[plan.source]

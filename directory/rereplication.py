@@ -45,8 +45,11 @@ class Rereplicator:
     """Carries out the re-replication decisions for the leader, one copy at a time."""
 
     def __init__(self, state: DirectoryState, stores: StoreClient, config: DirectoryConfig,
-                 refresh: Callable[[], None]) -> None:
+                 refresh: Callable[[], None], wake: Callable[[], None]) -> None:
+        """``wake``: runs the leader's next tick now (the repair that follows a swap, the
+        next volume's copy), not at the end of its interval."""
         self._state = state
+        self._wake = wake
         self._stores = stores
         self._config = config
         self._refresh = refresh
@@ -119,6 +122,7 @@ class Rereplicator:
                 log.info("logical volume %d: store %d replaces lost store %d (%d bytes copied, digests equal)",
                          volume.id, replacing.new, replacing.lost, copied)
                 self._refresh()
+                self._wake()
         except TrenchcoatError as exc:
             metrics.REREPLICATIONS.labels("failed").inc()
             log.warning("logical volume %d: new replica on store %d failed, will retry: %s", volume.id,

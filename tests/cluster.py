@@ -135,14 +135,15 @@ class MediaCluster:
     def directory_endpoints(self) -> list[str]:
         return [f"127.0.0.1:{p}" for p, _ in self.directory_ports]
 
-    def start_directory(self, i: int | None = None, *, wait: bool = True) -> harness.ServiceProcess:
+    def start_directory(self, i: int | None = None, *, wait: bool = True, **extra: str) -> harness.ServiceProcess:
+        """Starts directory ``i`` (a new one when None), with ``extra`` settings of its own."""
         if i is None:
             self.directory_ports.append((ports.free_port(), ports.free_port()))
             self.directories.append(None)
             i = len(self.directories) - 1
         port, mport = self.directory_ports[i]
         proc = self.start(f"directory-{i + 1}", harness.python_module("directory"), port=port, metrics_port=mport,
-                          env=self._process_env("directory", i, port=port, metrics_port=mport), wait=wait)
+                          env={**self._process_env("directory", i, port=port, metrics_port=mport), **extra}, wait=wait)
         self.directories[i] = proc
         return proc
 

@@ -92,22 +92,25 @@ async def test_a_store_lost_for_good_under_uploads_is_replaced_and_its_return_ch
 
 async def test_the_leader_killed_mid_copy_leaves_it_to_the_next_leader_which_finishes_it(
         service, etcd, postgres, tmp_path):
-    # A slow copy (256 KiB/s) of a few MiB, so the leader dies while it runs.
+    # The first leader copies slowly (64 KiB/s: a copy of a few MiB is surely under way when it
+    # dies); the other directory, restarted with a fast throttle, finishes at once.
+    slow = str(64 * 1024)
     cluster = await full_media_cluster(service, etcd, postgres, tmp_path, directories=2, stores=6,
-                                       env=env(TRENCHCOAT_DIRECTORY__REREPLICATE_BYTES_PER_S=str(256 * 1024)))
+                                       env=env(TRENCHCOAT_DIRECTORY__REREPLICATE_BYTES_PER_S=slow))
     async with cluster.clients() as c:
         acked, errors = await upload_run(c.media, 120, 8)
-    assert not errors
-    big = b"x" * (2 * 1024 * 1024)
-    async with cluster.clients() as c:
+        assert not errors
         for owner in range(3):  # a few MiB in every volume
-            await c.media.upload(big, owner_id=owner, content_type="image/jpeg")
+            await c.media.upload(b"x" * (2 * 1024 * 1024), owner_id=owner, content_type="image/jpeg")
+    _, first = await eventually(cluster.leader, what="a leader")
+    leader = next(p for p in cluster.directories if p is not None and p.address == first)
+    other = next(i for i, p in enumerate(cluster.directories) if p is not None and p is not leader)
+    cluster.directories[other].stop()  # type: ignore[union-attr]
+    survivor = cluster.start_directory(other, TRENCHCOAT_DIRECTORY__REREPLICATE_BYTES_PER_S=str(64 * 1024 * 1024))
     victim = 3  # rack c; store 6 shares the rack (store i is on racks[(i - 1) % 3])
     process = cluster.stores[victim]
     assert process is not None
     held = [v.id for v in await cluster.volumes() if any(r.machine_id == victim for r in v.replicas)]
-    _, first = await eventually(cluster.leader, what="a leader")
-    leader = next(p for p in cluster.directories if p is not None and p.address == first)
     offset = leader.log_size()
     process.kill()
 
@@ -123,10 +126,10 @@ async def test_the_leader_killed_mid_copy_leaves_it_to_the_next_leader_which_fin
 
     moving = await eventually(listed, 30, what="the replacement in the directory's map")
     assert all(v.under_replicated and v.replacing is not None and v.replacing.lost_machine == victim for v in moving)
+    assert "store 6 replaces lost store 3" not in leader.logged_since(offset), "the slow copy ended already"
     leader.kill()
     await eventually(lambda: healed(cluster, victim), HEAL_WAIT_S, what="the next leader finishing the copies")
     await eventually(lambda: on_every_replica(cluster, acked), 60, what="every acked upload on every replica")
-    survivor = next(p for p in cluster.directories if p is not None and p is not leader)
     assert await metric(survivor, "trenchcoat_directory_rereplications_total", outcome="done") >= 1
     # Nothing was freed: no store came back, and no named copy is ever a stale one.
     assert await metric(survivor, "trenchcoat_directory_stale_copies_freed_total") == 0

@@ -17,10 +17,10 @@ from trenchcoat.clients.directory import DirectoryClient, VolumeView
 from trenchcoat.config import Config
 from trenchcoat.rpc import ChannelPool
 
-AUDIT_INTERVAL_S = 5.0
-"""store.audit_interval_s in the demo: a pass over every needle every 5 seconds."""
-REPLACE_AFTER_S = 10.0
-"""directory.replace_after_s in the demo: a store down 10 seconds is lost for good."""
+AUDIT_INTERVAL_S = 3.0
+"""store.audit_interval_s in the demo: a pass over every needle every 3 seconds."""
+REPLACE_AFTER_S = 5.0
+"""directory.replace_after_s in the demo: a store down 5 seconds is lost for good."""
 OVERRIDES = {"TRENCHCOAT_STORE__AUDIT_INTERVAL_S": str(AUDIT_INTERVAL_S),
              "TRENCHCOAT_DIRECTORY__REPLACE_AFTER_S": str(REPLACE_AFTER_S)}
 HEAL_WAIT_S = 180.0
