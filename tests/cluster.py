@@ -332,28 +332,33 @@ class Clients:
                            timeout_s=CALL_TIMEOUT_S)
 
 
-_POLLING_POOLS: dict[asyncio.AbstractEventLoop, rpc.ChannelPool] = {}
+_POLLING_POOLS: dict[asyncio.AbstractEventLoop, rpc.ChannelPool | None] = {}
 """The channel pool of each test's event loop (``polling_pools``): what the cluster's polls
 (``volumes``, ``stores_seen``, ``leader``) use, instead of a pool, and channels, each."""
 
 
 @asynccontextmanager
 async def polling_pools() -> AsyncIterator[None]:
-    """One channel pool for every poll of the running loop (a test), closed at its end."""
+    """One channel pool for every poll of the running loop (a test), made at its first poll
+    (so it presents the identity the test set by then, ``rpc.use_tls``), closed at its end."""
     loop = asyncio.get_running_loop()
-    async with rpc.ChannelPool() as pool:
-        _POLLING_POOLS[loop] = pool
-        try:
-            yield
-        finally:
-            del _POLLING_POOLS[loop]
+    _POLLING_POOLS[loop] = None
+    try:
+        yield
+    finally:
+        pool = _POLLING_POOLS.pop(loop, None)
+        if pool is not None:
+            await pool.close()
 
 
 @asynccontextmanager
 async def polling_pool() -> AsyncIterator[rpc.ChannelPool]:
     """The running test's polling pool, or (outside one) a pool for this call alone."""
-    pool = _POLLING_POOLS.get(asyncio.get_running_loop())
-    if pool is not None:
+    loop = asyncio.get_running_loop()
+    if loop in _POLLING_POOLS:
+        pool = _POLLING_POOLS[loop]
+        if pool is None:
+            pool = _POLLING_POOLS[loop] = rpc.ChannelPool()
         yield pool
         return
     async with rpc.ChannelPool() as own:

@@ -23,6 +23,7 @@ MediaService). Nothing else in the tree touches ``grpc.aio.AioRpcError``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from typing import Any, Self, TypeVar
 
@@ -30,6 +31,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from trenchcoat.errors import WIRE_NAME_KEY, TrenchcoatError, from_wire
+from trenchcoat.tls import ClientTls, TlsError
 
 MAX_MESSAGE_BYTES = 80 * 1024 * 1024
 """Largest message a process sends or accepts: a 64 MiB blob plus framing."""
@@ -67,6 +69,26 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 
 T = TypeVar("T")
 Request = TypeVar("Request")
+TLS_RECHECK_S = 5.0
+"""How often a channel pool looks at its certificate files for a rotation."""
+RETIRED_CLOSE_S = 60.0
+"""How long channels made with a rotated-out certificate stay open for calls under way."""
+
+
+_process_tls: ClientTls | None = None
+"""This process's identity for every channel pool made without one (``use_tls``)."""
+
+
+def use_tls(tls: ClientTls | None) -> None:
+    """Sets the identity every ``ChannelPool`` of this process presents (mutual TLS), or
+    plaintext (None). A service sets it at start from ``cluster.tls_dir``
+    (``server.load_config``); the CLI as the ``admin`` role."""
+    global _process_tls
+    _process_tls = tls
+
+
+def process_tls() -> ClientTls | None:
+    return _process_tls
 
 
 class ChannelPool:
@@ -74,16 +96,54 @@ class ChannelPool:
     ``async with`` block in a command-line tool). Channels belong to the event loop that
     created them; ``close`` closes them all."""
 
-    def __init__(self, options: Iterable[tuple[str, int]] = CHANNEL_OPTIONS) -> None:
+    def __init__(self, options: Iterable[tuple[str, int]] = CHANNEL_OPTIONS, *,
+                 tls: ClientTls | bool | None = True) -> None:
+        """``tls``: the identity presented on every channel (mutual TLS): True (the
+        default) for the process's (``use_tls``), False for plaintext; its
+        files are looked at again every ``TLS_RECHECK_S``, and a rotated certificate is used
+        by the channels made from then on (those open finish their calls and close)."""
         self._options = list(options)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[tuple[Callable[[grpc.aio.Channel], Any], str], Any] = {}
+        self._tls: ClientTls | None = _process_tls if tls is True else (tls or None)
+        self._credentials = self._tls.credentials() if self._tls is not None else None
+        self._stamp = self._tls.stamp() if self._tls is not None else ()
+        self._checked = time.monotonic()
+        self._retired: list[grpc.aio.Channel] = []
 
     def channel(self, address: str) -> grpc.aio.Channel:
+        if self._tls is not None and time.monotonic() - self._checked > TLS_RECHECK_S:
+            self._recheck()
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.aio.insecure_channel(address, options=self._options)
+            if self._credentials is not None:
+                channel = grpc.aio.secure_channel(address, self._credentials, options=self._options)
+            else:
+                channel = grpc.aio.insecure_channel(address, options=self._options)
+            self._channels[address] = channel
         return channel
+
+    def _recheck(self) -> None:
+        assert self._tls is not None
+        self._checked = time.monotonic()
+        stamp = self._tls.stamp()
+        if stamp == self._stamp:
+            return
+        try:
+            credentials = self._tls.credentials()
+        except (TlsError, OSError):
+            return  # half-written (a rotation under way): looked at again shortly
+        self._stamp, self._credentials = stamp, credentials
+        old = list(self._channels.values())
+        self._retired += old
+        self._channels.clear()
+        self._stubs.clear()
+        # Calls under way on the old channels finish; the channels close a while after.
+        asyncio.get_running_loop().call_later(RETIRED_CLOSE_S, lambda: asyncio.ensure_future(self._close_retired(old)))
+
+    async def _close_retired(self, channels: list[grpc.aio.Channel]) -> None:
+        self._retired = [c for c in self._retired if c not in channels]
+        await asyncio.gather(*(c.close(grace=None) for c in channels), return_exceptions=True)
 
     def stub(self, stub_class: Callable[[grpc.aio.Channel], T], address: str) -> T:
         """The generated stub on the pooled channel to ``address`` (made once: a stub builds a
@@ -95,7 +155,8 @@ class ChannelPool:
 
     async def close(self) -> None:
         self._stubs.clear()
-        channels, self._channels = list(self._channels.values()), {}
+        channels, self._channels = [*self._channels.values(), *self._retired], {}
+        self._retired = []
         await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
 
     async def __aenter__(self) -> Self:
@@ -160,7 +221,8 @@ async def health(pool: ChannelPool, address: str, *, remote: str, timeout: float
 def health_blocking(address: str, *, timeout: float, service: str = "") -> str:
     """``health`` for code without an event loop (the launcher's readiness probes): the
     status name, or "UNREACHABLE" when nothing answers, or the failure's status name."""
-    with grpc.insecure_channel(address) as channel:
+    with (grpc.secure_channel(address, _process_tls.credentials()) if _process_tls is not None
+          else grpc.insecure_channel(address)) as channel:
         check = channel.unary_unary(
             HEALTH_CHECK, request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
             response_deserializer=health_pb2.HealthCheckResponse.FromString)

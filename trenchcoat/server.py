@@ -33,6 +33,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -49,11 +50,12 @@ from prometheus_client import (
 )
 
 from trenchcoat import config as configmod
-from trenchcoat import retry, siblings
+from trenchcoat import retry, rpc, siblings, tls
 from trenchcoat.config import ClusterConfig, Config, ServiceConfig
 from trenchcoat.errors import ConfigError, TrenchcoatError
 from trenchcoat.interceptor import ServerInterceptor
 from trenchcoat.rpc import SERVER_OPTIONS
+from trenchcoat.tls import ServerTls
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -105,11 +107,14 @@ class ServiceHost:
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
         ready: Sequence[Callable[[], Awaitable[object]]] = (),
         reuse_port: bool = False,
+        tls: ServerTls | None = None,
     ) -> None:
         """``metrics_port`` 0 picks a free port, -1 serves no metrics (a worker whose first
         sibling serves them for all); ``reuse_port`` shares the gRPC port with sibling
-        processes (``trenchcoat.siblings``) instead of failing when it is taken."""
+        processes (``trenchcoat.siblings``) instead of failing when it is taken; ``tls``
+        serves gRPC over mutual TLS only (clients must present a certificate of the cluster CA)."""
         self.name = name
+        self._tls = tls
         self._ready = tuple(ready)
         self._closers = tuple(closers)
         self._host = host
@@ -150,7 +155,9 @@ class ServiceHost:
     async def start(self) -> None:
         """Binds both ports, starts workers, and reports SERVING once ready."""
         try:
-            self.port = self._server.add_insecure_port(f"{self._host}:{self._port}")
+            address = f"{self._host}:{self._port}"
+            self.port = (self._server.add_secure_port(address, self._tls.credentials()) if self._tls is not None
+                         else self._server.add_insecure_port(address))
         except RuntimeError as exc:  # grpc.aio reports a failed bind this way
             raise OSError(
                 f"{self.name}: cannot bind gRPC port {self._host}:{self._port} (in use?): {exc}"
@@ -327,6 +334,7 @@ def host_for(
         closers=closers,
         ready=ready,
         reuse_port=count > 1,
+        tls=_server_tls,
     )
 
 
@@ -334,6 +342,15 @@ async def until_reachable(what: str, attempt: Callable[[], Awaitable[T]], wait_s
     """``attempt()``, retried while it fails Unavailable (its dependency away) for up to
     ``wait_s`` seconds (cluster.start_wait_s), saying what it waits for; then its error."""
     return await retry.until(attempt, wait_s, what=what)
+
+
+ROLE_OF_MODULE = {"directory": "directory", "store": "store", "cache": "cache", "router": "router",
+                  "transformer": "transformer", "feedsvc": "feed", "feedsvc.worker": "fanout", "f4": "f4-front",
+                  "f4.storage": "f4-storage", "f4.backoff": "f4-backoff", "f4.rebuilder": "f4-rebuilder",
+                  "f4.keystore": "f4-keystore"}
+"""The identity (``trenchcoat.tls.ROLES``) each service's processes present and serve with."""
+_server_tls: tls.ServerTls | None = None
+"""This process's server credentials when ``cluster.tls_dir`` is set (``load_config``)."""
 
 
 def load_config(prog: str, description: str, argv: Sequence[str] | None = None) -> Config:
@@ -348,6 +365,17 @@ def load_config(prog: str, description: str, argv: Sequence[str] | None = None) 
         print(f"{prog}: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(config.cluster.log_level)
+    global _server_tls
+    role = ROLE_OF_MODULE.get(prog)
+    if config.cluster.tls_dir and role is not None:
+        identity = tls.Identity(Path(config.cluster.tls_dir), role)
+        try:
+            identity.read()
+        except tls.TlsError as exc:
+            print(f"{prog}: cluster.tls_dir: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        _server_tls = tls.ServerTls(identity)
+        rpc.use_tls(tls.ClientTls(identity))
     return config
 
 

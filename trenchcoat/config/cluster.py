@@ -30,6 +30,13 @@ class ClusterConfig(Section):
         "within the startup probes' window.",
         default=0.0, ge=0, le=3600,
     )
+    tls_dir: str = setting(
+        "Directory of the cluster CA and the service identities (`trenchcoat certs` makes them): "
+        "when set, every gRPC server serves mutual TLS only and every gRPC client presents its "
+        "process's certificate (<role>.crt). Empty: plaintext gRPC (on by default in a later "
+        "release, with per-method permissions).",
+        default="", free="a directory path; `trenchcoat certs` says what it must hold",
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

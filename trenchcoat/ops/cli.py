@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trenchcoat import config as configmod
-from trenchcoat import rendition_keys
+from trenchcoat import rendition_keys, rpc, tls
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.ops import admin
 from trenchcoat.ops.launcher import (
@@ -52,10 +52,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = configmod.load(args.config or configmod.default_path(os.environ), os.environ)
+        if config.cluster.tls_dir and args.run not in (cmd_certs, cmd_config):
+            # The operator's verbs call the cluster as its admin; `up` makes what is missing first.
+            directory = Path(config.cluster.tls_dir)
+            if args.run is cmd_up:
+                tls.ensure(directory)
+            rpc.use_tls(tls.ClientTls(tls.Identity(directory, "admin")))
         return int(args.run(args, config))
     except TrenchcoatError as exc:
         print(f"trenchcoat: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, configmod.ConfigError) else EXIT_FAILED
+    except tls.TlsError as exc:
+        print(f"trenchcoat: cluster.tls_dir: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_FAILED
 
@@ -145,6 +154,18 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = verbs.add_parser("demo", help="start a cluster, show it working, stop it")
     demo.set_defaults(run=cmd_demo)
+
+    certs = verbs.add_parser("certs", help="the cluster CA and a certificate per service identity (mutual TLS)")
+    certs.add_argument("--dir", default="", help="where they live (default: <cluster.data_dir>/tls)")
+    certs.add_argument("--role", action="append", default=[], choices=tls.ROLES,
+                       help="an identity to issue for (repeatable; default: every role)")
+    certs.add_argument("--host", action="append", default=[],
+                       help="a DNS name or IP the certificates answer to (repeatable; default: loopback)")
+    certs.add_argument("--rotate", action="store_true",
+                       help="issue the roles' certificates again with the same CA (servers take them up at once)")
+    certs.add_argument("--k8s", action="store_true",
+                       help="print them as Kubernetes Secrets (trenchcoat-tls-<role>, type kubernetes.io/tls)")
+    certs.set_defaults(run=cmd_certs)
 
     cfg = verbs.add_parser("config", help="print the effective config")
     cfg.add_argument("--reference", action="store_true", help="list every key with its default and meaning")
@@ -292,6 +313,27 @@ def cmd_demo(args: argparse.Namespace, config: configmod.Config) -> int:
 
     ok = demo.run(config, args.config, lambda line: print(line, flush=True))
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_certs(args: argparse.Namespace, config: configmod.Config) -> int:
+    directory = Path(args.dir) if args.dir else Path(config.cluster.data_dir) / "tls"
+    roles = args.role or list(tls.ROLES)
+    hosts = args.host or list(tls.LOCAL_HOSTS)
+    try:
+        if args.rotate:
+            for role in roles:
+                tls.issue(directory, role, hosts=hosts)
+            made = roles
+        else:
+            made = tls.ensure(directory, roles, hosts=hosts)
+    except tls.TlsError as exc:
+        print(f"certs: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.k8s:
+        print(tls.k8s_secrets(directory, roles), end="")
+        return EXIT_OK
+    print(f"{directory}: CA {tls.CA_FILE}; " + (f"issued {', '.join(made)}" if made else "every certificate there already"))
+    return EXIT_OK
 
 
 def cmd_config(args: argparse.Namespace, config: configmod.Config) -> int:
