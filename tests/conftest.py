@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests import cluster, harness
+from trenchcoat import rpc, tls
 from trenchcoat.ops import processes
 
 # The machine is shared and noisy: no per-example deadlines.
@@ -29,6 +30,27 @@ def no_process_left_behind() -> Iterator[None]:
     for process in processes.started():
         process.kill_group()
     assert not left, f"processes left running after the test session: {left}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tls_everywhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """With TRENCHCOAT_TEST_TLS=1, every media cluster of the session runs with
+    cluster.tls_dir (mutual TLS and the permission table on every gRPC hop) and the tests
+    call as the admin identity: how the table is checked against every flow the suite
+    drives, until TLS is on by default."""
+    if os.environ.get("TRENCHCOAT_TEST_TLS") != "1":
+        yield
+        return
+    directory = tmp_path_factory.mktemp("tls")
+    tls.ensure(directory)
+    # Every service process the tests start inherits it (tests/harness.py passes the environment on).
+    os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"] = cluster.FAST["TRENCHCOAT_CLUSTER__TLS_DIR"] = str(directory)
+    rpc.use_tls(tls.ClientTls(tls.Identity(directory, "admin")))
+    try:
+        yield
+    finally:
+        rpc.use_tls(None)
+        del cluster.FAST["TRENCHCOAT_CLUSTER__TLS_DIR"], os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"]
 
 
 @pytest.fixture(scope="session")

@@ -13,13 +13,14 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
+from trenchcoat import permissions, tls
 from trenchcoat.errors import WIRE_NAME_KEY, InvalidArgument, TrenchcoatError, wire_name
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     """Metrics and error mapping around every handler of a server. A method's wrapped
     handler is built on its first call and reused: the per-call cost is the RPC's own."""
 
-    def __init__(self) -> None:
+    def __init__(self, permissions: Mapping[str, frozenset[str]] | None = None) -> None:
+        """``permissions``: the table every call is checked against (the caller's role, from
+        its verified certificate); None on a plaintext server, which has no callers' roles."""
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+        self._permissions = permissions
 
     async def intercept_service(
         self,
@@ -68,7 +72,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             handler = await continuation(handler_call_details)
             if handler is None:
                 return None
-            wrapped = self._wrapped[name] = _wrap(handler, _Metrics(name))
+            metrics = _Metrics(name)
+            if self._permissions is not None:
+                metrics.allowed = permissions.allowed(name, self._permissions)
+            wrapped = self._wrapped[name] = _wrap(handler, metrics)
         return wrapped
 
 
@@ -99,6 +106,9 @@ class _Metrics:
     def __init__(self, full_method: str) -> None:
         service, _, method = full_method.lstrip("/").rpartition("/")
         self.names = (service, method)
+        self.names_full = full_method
+        self.allowed: frozenset[str] | None = None
+        """The roles that may call it (None: not checked, a plaintext server)."""
         self.in_flight = IN_FLIGHT.labels(service, method)
         self.latency = LATENCY.labels(service, method)
         self._requests: dict[grpc.StatusCode, Any] = {}
@@ -139,9 +149,16 @@ class _Call:
         self.context = context
         self.start = 0.0
 
-    async def __aenter__(self) -> None:
+    async def __aenter__(self) -> Self:
         self.start = time.perf_counter()
         self.metrics.in_flight.inc()
+        return self
+
+    def admit(self) -> None:
+        """PERMISSION_DENIED unless the caller's role may call the method (first thing in
+        the call, inside its bookkeeping, so the refusal is counted and mapped)."""
+        if self.metrics.allowed is not None:
+            permissions.check(self.metrics.names_full, tls.role_of(self.context), self.metrics.allowed)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool:
@@ -182,7 +199,8 @@ def _wrap_unary(
     behavior: Callable[..., Any], metrics: _Metrics, decode: Callable[[bytes], Any], *, stream_in: bool
 ) -> Callable[..., Any]:
     async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> Any:
-        async with _Call(metrics, context):
+        async with _Call(metrics, context) as call:
+            call.admit()
             return await behavior(_request(decode, raw, stream_in), context)
 
     return wrapper
@@ -196,7 +214,8 @@ def _wrap_stream(
         return _wrap_unary(behavior, metrics, decode, stream_in=stream_in)
 
     async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async with _Call(metrics, context):
+        async with _Call(metrics, context) as call:
+            call.admit()
             async for response in behavior(_request(decode, raw, stream_in), context):
                 yield response
 

@@ -31,7 +31,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -54,6 +54,7 @@ from trenchcoat import retry, rpc, siblings, tls
 from trenchcoat.config import ClusterConfig, Config, ServiceConfig
 from trenchcoat.errors import ConfigError, TrenchcoatError
 from trenchcoat.interceptor import ServerInterceptor
+from trenchcoat.permissions import contract
 from trenchcoat.rpc import SERVER_OPTIONS
 from trenchcoat.tls import ServerTls
 
@@ -108,11 +109,14 @@ class ServiceHost:
         ready: Sequence[Callable[[], Awaitable[object]]] = (),
         reuse_port: bool = False,
         tls: ServerTls | None = None,
+        permissions: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         """``metrics_port`` 0 picks a free port, -1 serves no metrics (a worker whose first
         sibling serves them for all); ``reuse_port`` shares the gRPC port with sibling
         processes (``trenchcoat.siblings``) instead of failing when it is taken; ``tls``
-        serves gRPC over mutual TLS only (clients must present a certificate of the cluster CA)."""
+        serves gRPC over mutual TLS only (clients must present a certificate of the cluster CA),
+        every call checked against ``permissions`` (the contract's table,
+        ``trenchcoat.permissions.contract()``, unless given) by the caller's role."""
         self.name = name
         self._tls = tls
         self._ready = tuple(ready)
@@ -127,7 +131,8 @@ class ServiceHost:
         self._health = health.aio.HealthServicer()
         self._readiness: asyncio.Task[None] | None = None
         self._server = grpc.aio.server(
-            interceptors=[ServerInterceptor()],
+            interceptors=[ServerInterceptor(
+                None if tls is None else (permissions if permissions is not None else contract()))],
             options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 1)] if reuse_port else list(SERVER_OPTIONS),
         )
         for binding in self._bindings:

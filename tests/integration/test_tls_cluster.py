@@ -13,7 +13,9 @@ import pytest
 from tests.cluster import full_media_cluster
 from tests.integration.test_upload import read_from_every_replica
 from trenchcoat import rpc, tls
-from trenchcoat.errors import NotFound, Unavailable
+from trenchcoat.clients.store import StoreClient
+from trenchcoat.errors import NotFound, PermissionDenied, Unavailable
+from trenchcoat.needle_ref import NeedleRef
 
 pytestmark = pytest.mark.integration
 
@@ -55,4 +57,16 @@ async def test_a_cluster_with_tls_serves_every_call_over_mutual_tls_and_refuses_
         for name, process in servers.items():
             assert process is not None
             assert await rpc.health(pool, process.address, remote=name, timeout=10) == "SERVING"
+        # ... within the permission table: an operator neither writes needles nor frees volumes.
+        store = StoreClient(pool, timeout_s=10)
+        some = volume.replicas[0].address
+        with pytest.raises(PermissionDenied, match=r"role 'admin' may not call /trenchcoat\.v1\.StoreService/FreeVolume"):
+            await store.free_volume(some, volume.id)
+        with pytest.raises(PermissionDenied, match="WriteNeedle"):
+            await store.write(some, NeedleRef(logical_volume=volume.id, key=1, cookie=1), b"x")
+    # The cache's certificate may read needles but not write them.
+    async with rpc.ChannelPool(tls=tls.ClientTls(tls.Identity(tls_dir, "cache"))) as as_cache:
+        store = StoreClient(as_cache, timeout_s=10)
+        with pytest.raises(PermissionDenied, match=r"role 'cache' may not call /trenchcoat\.v1\.StoreService/WriteNeedle"):
+            await store.write(some, NeedleRef(logical_volume=volume.id, key=2, cookie=1), b"x")
     assert volume.id > 0

@@ -16,7 +16,8 @@ PROTOS = sorted((protogen.PROTO_ROOT / protogen.PACKAGE_DIR).glob("*.proto"))
 
 def test_one_proto_per_service():
     names = {p.stem for p in PROTOS}
-    assert names == {"media", "directory", "store", "cache", "router", "transformer", "f4", "feed"}
+    # ... and auth.proto: the option every method names its callers with (the permission table).
+    assert names == {"media", "directory", "store", "cache", "router", "transformer", "f4", "feed", "auth"}
 
 
 def test_committed_stubs_match_a_fresh_generation(tmp_path):

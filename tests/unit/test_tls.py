@@ -17,8 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from trenchcoat import rpc, tls
-from trenchcoat.errors import Unavailable
+from trenchcoat import permissions, rpc, tls
+from trenchcoat.errors import PermissionDenied, Unavailable
 from trenchcoat.ops import ports
 from trenchcoat.server import ServiceHost
 
@@ -47,7 +47,8 @@ async def ask(pool: rpc.ChannelPool, address: str) -> str:
 
 async def served(tls_dir: Path) -> ServiceHost:
     host = ServiceHost(name="tls-test", host="127.0.0.1", port=ports.free_port(), metrics_port=-1,
-                       generic_handlers=[_who_am_i()], tls=tls.ServerTls(tls.Identity(tls_dir, "store")))
+                       generic_handlers=[_who_am_i()], tls=tls.ServerTls(tls.Identity(tls_dir, "store")),
+                       permissions={WHO: frozenset({"router", "admin"})})
     await host.start()
     return host
 
@@ -85,6 +86,11 @@ async def test_the_server_knows_its_callers_role_and_refuses_callers_without_a_c
             assert await ask(pool, address) == "router"
         async with rpc.ChannelPool(tls=tls.ClientTls(tls.Identity(tls_dir, "admin"))) as pool:
             assert await ask(pool, address) == "admin"
+        # A certificate of the cluster, of a role the method does not answer: refused by name.
+        async with rpc.ChannelPool(tls=tls.ClientTls(tls.Identity(tls_dir, "cache"))) as pool:
+            with pytest.raises(PermissionDenied, match=r"role 'cache' may not call /test\.Who/Am"):
+                await ask(pool, address)
+            assert await rpc.health(pool, address, remote="health", timeout=10) == "SERVING"  # open to any role
         # Plaintext: refused.
         async with rpc.ChannelPool() as pool:
             with pytest.raises(Unavailable):
@@ -146,3 +152,18 @@ async def test_a_rotated_certificate_is_served_to_new_connections_without_a_rest
             assert pool._retired  # the old channel, kept for calls under way
     finally:
         await host.drain()
+
+
+def test_the_contracts_table_names_callers_of_every_method_from_the_known_roles():
+    table = permissions.contract()
+    assert len(table) >= 60
+    for method, roles in table.items():
+        assert roles and roles <= set(tls.ROLES), method
+    # What the issue asks of it, spot-checked.
+    assert table["/trenchcoat.v1.StoreService/WriteNeedle"] == {"router"}
+    assert table["/trenchcoat.v1.StoreService/FreeVolume"] == {"directory"}
+    assert table["/trenchcoat.v1.StoreService/RepairVolume"] == {"directory"}
+    assert table["/trenchcoat.v1.F4KeyStoreService/GetKey"] == {"f4-front"}
+    assert "admin" in table["/trenchcoat.v1.DirectoryService/MigrateVolume"]
+    assert permissions.allowed("/grpc.health.v1.Health/Check", table) == set(tls.ROLES)
+    assert permissions.allowed("/trenchcoat.v1.StoreService/NoSuchMethod", table) == frozenset()

@@ -22,46 +22,59 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from trenchcoat.v1 import auth_pb2 as trenchcoat_dot_v1_dot_auth__pb2
 from trenchcoat.v1 import media_pb2 as trenchcoat_dot_v1_dot_media__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trenchcoat/v1/feed.proto\x12\rtrenchcoat.v1\x1a\x19trenchcoat/v1/media.proto\"F\n\tFeedEntry\x12&\n\x05media\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\"r\n\rHydratedEntry\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12\x0f\n\x07\x63\x61ption\x18\x02 \x01(\t\x12\'\n\x05media\x18\x03 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"Y\n\x0bPostRequest\x12\x11\n\tauthor_id\x18\x01 \x01(\x03\x12&\n\x05media\x18\x02 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\"7\n\x0cPostResponse\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.FeedEntry\"N\n\x11\x44\x65letePostRequest\x12\x11\n\tauthor_id\x18\x01 \x01(\x03\x12&\n\x05media\x18\x02 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"%\n\x12\x44\x65letePostResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"9\n\rFollowRequest\x12\x13\n\x0b\x66ollower_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\x03\"!\n\x0e\x46ollowResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\";\n\x0fUnfollowRequest\x12\x13\n\x0b\x66ollower_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\x03\"#\n\x10UnfollowResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"U\n\x12GetHomeFeedRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x06\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x0f\n\x07hydrate\x18\x04 \x01(\x08\"J\n\x0fUnhydratedEntry\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xb9\x01\n\x13GetHomeFeedResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12.\n\x08hydrated\x18\x02 \x03(\x0b\x32\x1c.trenchcoat.v1.HydratedEntry\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\x06\x12\x32\n\nunhydrated\x18\x04 \x03(\x0b\x32\x1e.trenchcoat.v1.UnhydratedEntry\"F\n\x12GetUserFeedRequest\x12\x11\n\tauthor_id\x18\x01 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x06\x12\r\n\x05limit\x18\x03 \x01(\r\"U\n\x13GetUserFeedResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\x06\x32\xe1\x03\n\x0b\x46\x65\x65\x64Service\x12?\n\x04Post\x12\x1a.trenchcoat.v1.PostRequest\x1a\x1b.trenchcoat.v1.PostResponse\x12Q\n\nDeletePost\x12 .trenchcoat.v1.DeletePostRequest\x1a!.trenchcoat.v1.DeletePostResponse\x12\x45\n\x06\x46ollow\x12\x1c.trenchcoat.v1.FollowRequest\x1a\x1d.trenchcoat.v1.FollowResponse\x12K\n\x08Unfollow\x12\x1e.trenchcoat.v1.UnfollowRequest\x1a\x1f.trenchcoat.v1.UnfollowResponse\x12T\n\x0bGetHomeFeed\x12!.trenchcoat.v1.GetHomeFeedRequest\x1a\".trenchcoat.v1.GetHomeFeedResponse\x12T\n\x0bGetUserFeed\x12!.trenchcoat.v1.GetUserFeedRequest\x1a\".trenchcoat.v1.GetUserFeedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trenchcoat/v1/feed.proto\x12\rtrenchcoat.v1\x1a\x18trenchcoat/v1/auth.proto\x1a\x19trenchcoat/v1/media.proto\"F\n\tFeedEntry\x12&\n\x05media\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x11\n\tauthor_id\x18\x02 \x01(\x03\"r\n\rHydratedEntry\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12\x0f\n\x07\x63\x61ption\x18\x02 \x01(\t\x12\'\n\x05media\x18\x03 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"Y\n\x0bPostRequest\x12\x11\n\tauthor_id\x18\x01 \x01(\x03\x12&\n\x05media\x18\x02 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x0f\n\x07\x63\x61ption\x18\x03 \x01(\t\"7\n\x0cPostResponse\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.FeedEntry\"N\n\x11\x44\x65letePostRequest\x12\x11\n\tauthor_id\x18\x01 \x01(\x03\x12&\n\x05media\x18\x02 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"%\n\x12\x44\x65letePostResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"9\n\rFollowRequest\x12\x13\n\x0b\x66ollower_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\x03\"!\n\x0e\x46ollowResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\";\n\x0fUnfollowRequest\x12\x13\n\x0b\x66ollower_id\x18\x01 \x01(\x03\x12\x13\n\x0b\x66ollowee_id\x18\x02 \x01(\x03\"#\n\x10UnfollowResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"U\n\x12GetHomeFeedRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x06\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x0f\n\x07hydrate\x18\x04 \x01(\x08\"J\n\x0fUnhydratedEntry\x12\'\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xb9\x01\n\x13GetHomeFeedResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12.\n\x08hydrated\x18\x02 \x03(\x0b\x32\x1c.trenchcoat.v1.HydratedEntry\x12\x13\n\x0bnext_cursor\x18\x03 \x01(\x06\x12\x32\n\nunhydrated\x18\x04 \x03(\x0b\x32\x1e.trenchcoat.v1.UnhydratedEntry\"F\n\x12GetUserFeedRequest\x12\x11\n\tauthor_id\x18\x01 \x01(\x03\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x06\x12\r\n\x05limit\x18\x03 \x01(\r\"U\n\x13GetUserFeedResponse\x12)\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x18.trenchcoat.v1.FeedEntry\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\x06\x32\xcd\x04\n\x0b\x46\x65\x65\x64Service\x12Q\n\x04Post\x12\x1a.trenchcoat.v1.PostRequest\x1a\x1b.trenchcoat.v1.PostResponse\"\x10\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\x12\x63\n\nDeletePost\x12 .trenchcoat.v1.DeletePostRequest\x1a!.trenchcoat.v1.DeletePostResponse\"\x10\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\x12W\n\x06\x46ollow\x12\x1c.trenchcoat.v1.FollowRequest\x1a\x1d.trenchcoat.v1.FollowResponse\"\x10\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\x12]\n\x08Unfollow\x12\x1e.trenchcoat.v1.UnfollowRequest\x1a\x1f.trenchcoat.v1.UnfollowResponse\"\x10\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\x12\x66\n\x0bGetHomeFeed\x12!.trenchcoat.v1.GetHomeFeedRequest\x1a\".trenchcoat.v1.GetHomeFeedResponse\"\x10\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\x12\x66\n\x0bGetUserFeed\x12!.trenchcoat.v1.GetUserFeedRequest\x1a\".trenchcoat.v1.GetUserFeedResponse\"\x10\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64minb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trenchcoat.v1.feed_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FEEDENTRY']._serialized_start=70
-  _globals['_FEEDENTRY']._serialized_end=140
-  _globals['_HYDRATEDENTRY']._serialized_start=142
-  _globals['_HYDRATEDENTRY']._serialized_end=256
-  _globals['_POSTREQUEST']._serialized_start=258
-  _globals['_POSTREQUEST']._serialized_end=347
-  _globals['_POSTRESPONSE']._serialized_start=349
-  _globals['_POSTRESPONSE']._serialized_end=404
-  _globals['_DELETEPOSTREQUEST']._serialized_start=406
-  _globals['_DELETEPOSTREQUEST']._serialized_end=484
-  _globals['_DELETEPOSTRESPONSE']._serialized_start=486
-  _globals['_DELETEPOSTRESPONSE']._serialized_end=523
-  _globals['_FOLLOWREQUEST']._serialized_start=525
-  _globals['_FOLLOWREQUEST']._serialized_end=582
-  _globals['_FOLLOWRESPONSE']._serialized_start=584
-  _globals['_FOLLOWRESPONSE']._serialized_end=617
-  _globals['_UNFOLLOWREQUEST']._serialized_start=619
-  _globals['_UNFOLLOWREQUEST']._serialized_end=678
-  _globals['_UNFOLLOWRESPONSE']._serialized_start=680
-  _globals['_UNFOLLOWRESPONSE']._serialized_end=715
-  _globals['_GETHOMEFEEDREQUEST']._serialized_start=717
-  _globals['_GETHOMEFEEDREQUEST']._serialized_end=802
-  _globals['_UNHYDRATEDENTRY']._serialized_start=804
-  _globals['_UNHYDRATEDENTRY']._serialized_end=878
-  _globals['_GETHOMEFEEDRESPONSE']._serialized_start=881
-  _globals['_GETHOMEFEEDRESPONSE']._serialized_end=1066
-  _globals['_GETUSERFEEDREQUEST']._serialized_start=1068
-  _globals['_GETUSERFEEDREQUEST']._serialized_end=1138
-  _globals['_GETUSERFEEDRESPONSE']._serialized_start=1140
-  _globals['_GETUSERFEEDRESPONSE']._serialized_end=1225
-  _globals['_FEEDSERVICE']._serialized_start=1228
-  _globals['_FEEDSERVICE']._serialized_end=1709
+  _globals['_FEEDSERVICE'].methods_by_name['Post']._loaded_options = None
+  _globals['_FEEDSERVICE'].methods_by_name['Post']._serialized_options = b'\252\273\030\003app\252\273\030\005admin'
+  _globals['_FEEDSERVICE'].methods_by_name['DeletePost']._loaded_options = None
+  _globals['_FEEDSERVICE'].methods_by_name['DeletePost']._serialized_options = b'\252\273\030\003app\252\273\030\005admin'
+  _globals['_FEEDSERVICE'].methods_by_name['Follow']._loaded_options = None
+  _globals['_FEEDSERVICE'].methods_by_name['Follow']._serialized_options = b'\252\273\030\003app\252\273\030\005admin'
+  _globals['_FEEDSERVICE'].methods_by_name['Unfollow']._loaded_options = None
+  _globals['_FEEDSERVICE'].methods_by_name['Unfollow']._serialized_options = b'\252\273\030\003app\252\273\030\005admin'
+  _globals['_FEEDSERVICE'].methods_by_name['GetHomeFeed']._loaded_options = None
+  _globals['_FEEDSERVICE'].methods_by_name['GetHomeFeed']._serialized_options = b'\252\273\030\003app\252\273\030\005admin'
+  _globals['_FEEDSERVICE'].methods_by_name['GetUserFeed']._loaded_options = None
+  _globals['_FEEDSERVICE'].methods_by_name['GetUserFeed']._serialized_options = b'\252\273\030\003app\252\273\030\005admin'
+  _globals['_FEEDENTRY']._serialized_start=96
+  _globals['_FEEDENTRY']._serialized_end=166
+  _globals['_HYDRATEDENTRY']._serialized_start=168
+  _globals['_HYDRATEDENTRY']._serialized_end=282
+  _globals['_POSTREQUEST']._serialized_start=284
+  _globals['_POSTREQUEST']._serialized_end=373
+  _globals['_POSTRESPONSE']._serialized_start=375
+  _globals['_POSTRESPONSE']._serialized_end=430
+  _globals['_DELETEPOSTREQUEST']._serialized_start=432
+  _globals['_DELETEPOSTREQUEST']._serialized_end=510
+  _globals['_DELETEPOSTRESPONSE']._serialized_start=512
+  _globals['_DELETEPOSTRESPONSE']._serialized_end=549
+  _globals['_FOLLOWREQUEST']._serialized_start=551
+  _globals['_FOLLOWREQUEST']._serialized_end=608
+  _globals['_FOLLOWRESPONSE']._serialized_start=610
+  _globals['_FOLLOWRESPONSE']._serialized_end=643
+  _globals['_UNFOLLOWREQUEST']._serialized_start=645
+  _globals['_UNFOLLOWREQUEST']._serialized_end=704
+  _globals['_UNFOLLOWRESPONSE']._serialized_start=706
+  _globals['_UNFOLLOWRESPONSE']._serialized_end=741
+  _globals['_GETHOMEFEEDREQUEST']._serialized_start=743
+  _globals['_GETHOMEFEEDREQUEST']._serialized_end=828
+  _globals['_UNHYDRATEDENTRY']._serialized_start=830
+  _globals['_UNHYDRATEDENTRY']._serialized_end=904
+  _globals['_GETHOMEFEEDRESPONSE']._serialized_start=907
+  _globals['_GETHOMEFEEDRESPONSE']._serialized_end=1092
+  _globals['_GETUSERFEEDREQUEST']._serialized_start=1094
+  _globals['_GETUSERFEEDREQUEST']._serialized_end=1164
+  _globals['_GETUSERFEEDRESPONSE']._serialized_start=1166
+  _globals['_GETUSERFEEDRESPONSE']._serialized_end=1251
+  _globals['_FEEDSERVICE']._serialized_start=1254
+  _globals['_FEEDSERVICE']._serialized_end=1843
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from trenchcoat.v1 import auth_pb2 as _auth_pb2
 from trenchcoat.v1 import media_pb2 as _media_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor

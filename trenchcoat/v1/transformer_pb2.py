@@ -22,46 +22,59 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from trenchcoat.v1 import auth_pb2 as trenchcoat_dot_v1_dot_auth__pb2
 from trenchcoat.v1 import media_pb2 as trenchcoat_dot_v1_dot_media__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftrenchcoat/v1/transformer.proto\x12\rtrenchcoat.v1\x1a\x19trenchcoat/v1/media.proto\"z\n\x10TransformRequest\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12#\n\x03\x66it\x18\x04 \x01(\x0e\x32\x16.trenchcoat.v1.FitMode\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\"V\n\x11TransformResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"\xe9\x01\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12$\n\x03ref\x18\x02 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.trenchcoat.v1.JobState\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\r\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x0c\n\x04kind\x18\x07 \x01(\t\x12\x16\n\x0erecipe_version\x18\x08 \x01(\r\x12\x0e\n\x06\x65rrors\x18\t \x03(\t\x12\x13\n\x0b\x64\x65\x61\x64_reason\x18\n \x01(\tJ\x04\x08\x03\x10\x04R\ralternate_key\"k\n\x17SubmitRenditionsRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\tJ\x04\x08\x02\x10\x03R\x0e\x61lternate_keys\"<\n\x18SubmitRenditionsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.trenchcoat.v1.Job\"6\n\x0eGetJobsRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"3\n\x0fGetJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.trenchcoat.v1.Job\"\'\n\x16ListDeadLettersRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"J\n\x17ListDeadLettersResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.trenchcoat.v1.Job\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\x04\"(\n\x16RetryDeadLetterRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x17RetryDeadLetterResponse\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x12.trenchcoat.v1.Job\"\x11\n\x0fGetQueueRequest\"Y\n\x10GetQueueResponse\x12\x0e\n\x06queued\x18\x01 \x01(\x04\x12\x11\n\tin_flight\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x65\x61\x64\x18\x03 \x01(\x04\x12\x14\n\x0coldest_age_s\x18\x04 \x01(\x01*C\n\x07\x46itMode\x12\x18\n\x14\x46IT_MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46IT_CONTAIN\x10\x01\x12\r\n\tFIT_COVER\x10\x02*b\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nJOB_QUEUED\x10\x01\x12\x0f\n\x0bJOB_RUNNING\x10\x02\x12\x0c\n\x08JOB_DONE\x10\x03\x12\x0c\n\x08JOB_DEAD\x10\x04\x32\xa4\x04\n\x12TransformerService\x12N\n\tTransform\x12\x1f.trenchcoat.v1.TransformRequest\x1a .trenchcoat.v1.TransformResponse\x12\x63\n\x10SubmitRenditions\x12&.trenchcoat.v1.SubmitRenditionsRequest\x1a\'.trenchcoat.v1.SubmitRenditionsResponse\x12H\n\x07GetJobs\x12\x1d.trenchcoat.v1.GetJobsRequest\x1a\x1e.trenchcoat.v1.GetJobsResponse\x12`\n\x0fListDeadLetters\x12%.trenchcoat.v1.ListDeadLettersRequest\x1a&.trenchcoat.v1.ListDeadLettersResponse\x12`\n\x0fRetryDeadLetter\x12%.trenchcoat.v1.RetryDeadLetterRequest\x1a&.trenchcoat.v1.RetryDeadLetterResponse\x12K\n\x08GetQueue\x12\x1e.trenchcoat.v1.GetQueueRequest\x1a\x1f.trenchcoat.v1.GetQueueResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftrenchcoat/v1/transformer.proto\x12\rtrenchcoat.v1\x1a\x18trenchcoat/v1/auth.proto\x1a\x19trenchcoat/v1/media.proto\"z\n\x10TransformRequest\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r\x12#\n\x03\x66it\x18\x04 \x01(\x0e\x32\x16.trenchcoat.v1.FitMode\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\"V\n\x11TransformResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\"\xe9\x01\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12$\n\x03ref\x18\x02 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12&\n\x05state\x18\x04 \x01(\x0e\x32\x17.trenchcoat.v1.JobState\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\r\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x0c\n\x04kind\x18\x07 \x01(\t\x12\x16\n\x0erecipe_version\x18\x08 \x01(\r\x12\x0e\n\x06\x65rrors\x18\t \x03(\t\x12\x13\n\x0b\x64\x65\x61\x64_reason\x18\n \x01(\tJ\x04\x08\x03\x10\x04R\ralternate_key\"k\n\x17SubmitRenditionsRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\tJ\x04\x08\x02\x10\x03R\x0e\x61lternate_keys\"<\n\x18SubmitRenditionsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.trenchcoat.v1.Job\"6\n\x0eGetJobsRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"3\n\x0fGetJobsResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.trenchcoat.v1.Job\"\'\n\x16ListDeadLettersRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"J\n\x17ListDeadLettersResponse\x12 \n\x04jobs\x18\x01 \x03(\x0b\x32\x12.trenchcoat.v1.Job\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\x04\"(\n\x16RetryDeadLetterRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x17RetryDeadLetterResponse\x12\x1f\n\x03job\x18\x01 \x01(\x0b\x32\x12.trenchcoat.v1.Job\"\x11\n\x0fGetQueueRequest\"Y\n\x10GetQueueResponse\x12\x0e\n\x06queued\x18\x01 \x01(\x04\x12\x11\n\tin_flight\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x65\x61\x64\x18\x03 \x01(\x04\x12\x14\n\x0coldest_age_s\x18\x04 \x01(\x01*C\n\x07\x46itMode\x12\x18\n\x14\x46IT_MODE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x46IT_CONTAIN\x10\x01\x12\r\n\tFIT_COVER\x10\x02*b\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x0e\n\nJOB_QUEUED\x10\x01\x12\x0f\n\x0bJOB_RUNNING\x10\x02\x12\x0c\n\x08JOB_DONE\x10\x03\x12\x0c\n\x08JOB_DEAD\x10\x04\x32\xf0\x04\n\x12TransformerService\x12Y\n\tTransform\x12\x1f.trenchcoat.v1.TransformRequest\x1a .trenchcoat.v1.TransformResponse\"\t\xaa\xbb\x18\x05\x63\x61\x63he\x12x\n\x10SubmitRenditions\x12&.trenchcoat.v1.SubmitRenditionsRequest\x1a\'.trenchcoat.v1.SubmitRenditionsResponse\"\x13\xaa\xbb\x18\x06router\xaa\xbb\x18\x05\x61\x64min\x12S\n\x07GetJobs\x12\x1d.trenchcoat.v1.GetJobsRequest\x1a\x1e.trenchcoat.v1.GetJobsResponse\"\t\xaa\xbb\x18\x05\x61\x64min\x12k\n\x0fListDeadLetters\x12%.trenchcoat.v1.ListDeadLettersRequest\x1a&.trenchcoat.v1.ListDeadLettersResponse\"\t\xaa\xbb\x18\x05\x61\x64min\x12k\n\x0fRetryDeadLetter\x12%.trenchcoat.v1.RetryDeadLetterRequest\x1a&.trenchcoat.v1.RetryDeadLetterResponse\"\t\xaa\xbb\x18\x05\x61\x64min\x12V\n\x08GetQueue\x12\x1e.trenchcoat.v1.GetQueueRequest\x1a\x1f.trenchcoat.v1.GetQueueResponse\"\t\xaa\xbb\x18\x05\x61\x64minb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trenchcoat.v1.transformer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FITMODE']._serialized_start=1134
-  _globals['_FITMODE']._serialized_end=1201
-  _globals['_JOBSTATE']._serialized_start=1203
-  _globals['_JOBSTATE']._serialized_end=1301
-  _globals['_TRANSFORMREQUEST']._serialized_start=77
-  _globals['_TRANSFORMREQUEST']._serialized_end=199
-  _globals['_TRANSFORMRESPONSE']._serialized_start=201
-  _globals['_TRANSFORMRESPONSE']._serialized_end=287
-  _globals['_JOB']._serialized_start=290
-  _globals['_JOB']._serialized_end=523
-  _globals['_SUBMITRENDITIONSREQUEST']._serialized_start=525
-  _globals['_SUBMITRENDITIONSREQUEST']._serialized_end=632
-  _globals['_SUBMITRENDITIONSRESPONSE']._serialized_start=634
-  _globals['_SUBMITRENDITIONSRESPONSE']._serialized_end=694
-  _globals['_GETJOBSREQUEST']._serialized_start=696
-  _globals['_GETJOBSREQUEST']._serialized_end=750
-  _globals['_GETJOBSRESPONSE']._serialized_start=752
-  _globals['_GETJOBSRESPONSE']._serialized_end=803
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=805
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=844
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=846
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=920
-  _globals['_RETRYDEADLETTERREQUEST']._serialized_start=922
-  _globals['_RETRYDEADLETTERREQUEST']._serialized_end=962
-  _globals['_RETRYDEADLETTERRESPONSE']._serialized_start=964
-  _globals['_RETRYDEADLETTERRESPONSE']._serialized_end=1022
-  _globals['_GETQUEUEREQUEST']._serialized_start=1024
-  _globals['_GETQUEUEREQUEST']._serialized_end=1041
-  _globals['_GETQUEUERESPONSE']._serialized_start=1043
-  _globals['_GETQUEUERESPONSE']._serialized_end=1132
-  _globals['_TRANSFORMERSERVICE']._serialized_start=1304
-  _globals['_TRANSFORMERSERVICE']._serialized_end=1852
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['Transform']._loaded_options = None
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['Transform']._serialized_options = b'\252\273\030\005cache'
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['SubmitRenditions']._loaded_options = None
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['SubmitRenditions']._serialized_options = b'\252\273\030\006router\252\273\030\005admin'
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['GetJobs']._loaded_options = None
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['GetJobs']._serialized_options = b'\252\273\030\005admin'
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['ListDeadLetters']._loaded_options = None
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['ListDeadLetters']._serialized_options = b'\252\273\030\005admin'
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['RetryDeadLetter']._loaded_options = None
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['RetryDeadLetter']._serialized_options = b'\252\273\030\005admin'
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['GetQueue']._loaded_options = None
+  _globals['_TRANSFORMERSERVICE'].methods_by_name['GetQueue']._serialized_options = b'\252\273\030\005admin'
+  _globals['_FITMODE']._serialized_start=1160
+  _globals['_FITMODE']._serialized_end=1227
+  _globals['_JOBSTATE']._serialized_start=1229
+  _globals['_JOBSTATE']._serialized_end=1327
+  _globals['_TRANSFORMREQUEST']._serialized_start=103
+  _globals['_TRANSFORMREQUEST']._serialized_end=225
+  _globals['_TRANSFORMRESPONSE']._serialized_start=227
+  _globals['_TRANSFORMRESPONSE']._serialized_end=313
+  _globals['_JOB']._serialized_start=316
+  _globals['_JOB']._serialized_end=549
+  _globals['_SUBMITRENDITIONSREQUEST']._serialized_start=551
+  _globals['_SUBMITRENDITIONSREQUEST']._serialized_end=658
+  _globals['_SUBMITRENDITIONSRESPONSE']._serialized_start=660
+  _globals['_SUBMITRENDITIONSRESPONSE']._serialized_end=720
+  _globals['_GETJOBSREQUEST']._serialized_start=722
+  _globals['_GETJOBSREQUEST']._serialized_end=776
+  _globals['_GETJOBSRESPONSE']._serialized_start=778
+  _globals['_GETJOBSRESPONSE']._serialized_end=829
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=831
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=870
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=872
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=946
+  _globals['_RETRYDEADLETTERREQUEST']._serialized_start=948
+  _globals['_RETRYDEADLETTERREQUEST']._serialized_end=988
+  _globals['_RETRYDEADLETTERRESPONSE']._serialized_start=990
+  _globals['_RETRYDEADLETTERRESPONSE']._serialized_end=1048
+  _globals['_GETQUEUEREQUEST']._serialized_start=1050
+  _globals['_GETQUEUEREQUEST']._serialized_end=1067
+  _globals['_GETQUEUERESPONSE']._serialized_start=1069
+  _globals['_GETQUEUERESPONSE']._serialized_end=1158
+  _globals['_TRANSFORMERSERVICE']._serialized_start=1330
+  _globals['_TRANSFORMERSERVICE']._serialized_end=1954
 # @@protoc_insertion_point(module_scope)
