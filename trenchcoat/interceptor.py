@@ -10,6 +10,7 @@ is logged with its traceback and answered INTERNAL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -140,6 +141,10 @@ def _request(decode: Callable[[bytes], Any], raw: Any, stream_in: bool) -> Any:
     return _decoded_stream(decode, raw) if stream_in else _decoded(decode, raw)
 
 
+REFUSED_DRAIN_S = 2.0
+"""Longest a refused client-streaming call's messages are read and dropped before the refusal."""
+
+
 class _Call:
     """One RPC's bookkeeping, as an async context manager around the handler: the
     in-flight gauge, the latency, the final code, and the mapping of errors to status."""
@@ -153,6 +158,21 @@ class _Call:
         self.start = time.perf_counter()
         self.metrics.in_flight.inc()
         return self
+
+    async def admit_stream(self, requests: AsyncIterator[Any]) -> None:
+        """``admit`` for a call the client streams: a refused caller's messages are read
+        and dropped first (at most ``REFUSED_DRAIN_S``), so the client has finished writing
+        when the refusal reaches it. grpc's asyncio client reports a write that fails after
+        the server's answer as INTERNAL in place of that answer (grpc/grpc#36066): a refused
+        upload would otherwise read as a server fault."""
+        try:
+            self.admit()
+        except TrenchcoatError:
+            with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
+                async with asyncio.timeout(REFUSED_DRAIN_S):
+                    async for _ in requests:
+                        pass
+            raise
 
     def admit(self) -> None:
         """PERMISSION_DENIED unless the caller's role may call the method (first thing in
@@ -200,7 +220,7 @@ def _wrap_unary(
 ) -> Callable[..., Any]:
     async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> Any:
         async with _Call(metrics, context) as call:
-            call.admit()
+            await call.admit_stream(raw) if stream_in else call.admit()
             return await behavior(_request(decode, raw, stream_in), context)
 
     return wrapper
@@ -215,7 +235,7 @@ def _wrap_stream(
 
     async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         async with _Call(metrics, context) as call:
-            call.admit()
+            await call.admit_stream(raw) if stream_in else call.admit()
             async for response in behavior(_request(decode, raw, stream_in), context):
                 yield response
 
