@@ -35,6 +35,7 @@ from tests.kubelet import (
     workloads,
 )
 from trenchcoat import config as configmod
+from trenchcoat import tls
 from trenchcoat.config import ServiceConfig
 from trenchcoat.ops import k8s
 from trenchcoat.ops.launcher import SERVICE_PACKAGES
@@ -423,3 +424,25 @@ def test_another_kubectl_is_used_only_when_asked_for(monkeypatch, tmp_path):
     assert kubelet.kubectl() != str(fake)
     monkeypatch.setenv(kubelet.KUBECTL_ENV, str(fake))
     assert kubelet.kubectl() == str(fake)
+
+
+def test_the_cert_manager_component_issues_every_role_from_one_cluster_ca(tmp_path):
+    overlay = tmp_path / "with-cert-manager"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(K8S / "overlays" / "kind", overlay)],
+        "components": [os.path.relpath(K8S / "tls" / "cert-manager", overlay)]}))
+    docs = kubelet.render(overlay)
+    certificates = by_kind(docs, "Certificate")
+    ca = certificates.pop("trenchcoat-ca")
+    assert ca["spec"]["isCA"] is True
+    issuers = by_kind(docs, "Issuer")
+    assert issuers["trenchcoat-ca"]["spec"]["ca"]["secretName"] == ca["spec"]["secretName"]
+    assert {c["spec"]["commonName"] for c in certificates.values()} == set(tls.ROLES)
+    for name, cert in certificates.items():
+        role = cert["spec"]["commonName"]
+        assert name == cert["spec"]["secretName"] == f"trenchcoat-tls-{role}"
+        assert cert["spec"]["subject"]["organizations"] == [tls.ORGANISATION]
+        assert cert["spec"]["issuerRef"]["name"] == "trenchcoat-ca"
+        assert {"server auth", "client auth"} <= set(cert["spec"]["usages"])
