@@ -22,17 +22,17 @@ from directory.state import DirectoryState
 from trenchcoat.clients.store import StoreClient
 from trenchcoat.errors import DataLoss, FailedPrecondition, NotFound, TrenchcoatError
 from trenchcoat.etcd import Record
+from trenchcoat.store_types import DAMAGE_PREFIX, Finding, damage_key
 
 log = logging.getLogger(__name__)
 
-PREFIX = "damage/"
 MAX_REPAIRS_PER_TICK = 64
 """Needles one tick has rewritten at most (the rest wait for the next tick)."""
 
 
 async def damage_reports(state: DirectoryState) -> dict[tuple[int, int, int], dict[int, Record]]:
     """The stores' damage reports in etcd: (volume, key, alternate key) -> machine -> record."""
-    records, _ = await state.etcd.get_prefix(PREFIX)
+    records, _ = await state.etcd.get_prefix(DAMAGE_PREFIX)
     reports: dict[tuple[int, int, int], dict[int, Record]] = {}
     for key, record in records.items():
         try:
@@ -40,7 +40,7 @@ async def damage_reports(state: DirectoryState) -> dict[tuple[int, int, int], di
             k, alt = keys.split(".")
             reports.setdefault((int(volume), int(k), int(alt)), {})[int(machine)] = record
         except ValueError:
-            log.warning("ignoring a damage report under an unknown key %r", PREFIX + key)
+            log.warning("ignoring a damage report under an unknown key %r", DAMAGE_PREFIX + key)
     return reports
 
 
@@ -103,10 +103,9 @@ class NeedleHealer:
             except DataLoss as exc:
                 log.warning("%s: source store %d is damaged too (%s); reported", what, source, exc)
                 metrics.NEEDLE_REPAIRS.labels("source_damaged").inc()
-                await self._state.etcd.put(f"{PREFIX}{needle.volume_id}/{needle.key}.{needle.alternate_key}/{source}", {
-                    "machine_id": source, "volume_id": needle.volume_id, "key": needle.key,
-                    "alternate_key": needle.alternate_key, "kind": "damaged", "reason": f"found by a repair: {exc}",
-                    "found_ms": int(time.time() * 1000)})
+                found = Finding(needle.volume_id, needle.key, needle.alternate_key, 0, 0, "damaged",
+                                f"found by a repair: {exc}")
+                await self._state.etcd.put(found.key_for(source), found.record(source, int(time.time() * 1000)))
                 continue
             except (NotFound, FailedPrecondition) as exc:
                 # The copies differ in more than this needle's bytes: the volume's repair compares them whole.
@@ -130,5 +129,5 @@ class NeedleHealer:
                       reports: dict[tuple[int, int, int], dict[int, Record]]) -> None:
         record = reports.get((needle.volume_id, needle.key, needle.alternate_key), {}).get(machine_id)
         if record is not None:
-            await self._state.etcd.remove(f"{PREFIX}{needle.volume_id}/{needle.key}.{needle.alternate_key}/{machine_id}",
-                                          record.mod_revision)
+            await self._state.etcd.remove(
+                damage_key(needle.volume_id, needle.key, needle.alternate_key, machine_id), record.mod_revision)

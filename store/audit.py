@@ -38,10 +38,6 @@ MAX_PENDING_REPORTS = 10_000
 next pass finds them again."""
 
 
-def damage_key(volume_id: int, key: int, alternate_key: int, machine_id: int) -> str:
-    return f"damage/{volume_id}/{key}.{alternate_key}/{machine_id}"
-
-
 class DamageReports(PeriodicWorker):
     """Findings handed to the Directory through etcd, a batch each tick."""
 
@@ -64,11 +60,8 @@ class DamageReports(PeriodicWorker):
             return
         while self._pending:
             ident, finding = next(iter(self._pending.items()))
-            await self._etcd.put(damage_key(finding.volume_id, finding.key, finding.alternate_key, self._machine_id), {
-                "machine_id": self._machine_id, "volume_id": finding.volume_id, "key": finding.key,
-                "alternate_key": finding.alternate_key, "offset": finding.offset, "size": finding.size,
-                "kind": finding.kind, "reason": finding.reason, "found_ms": int(time.time() * 1000),
-            })
+            await self._etcd.put(finding.key_for(self._machine_id),
+                                 finding.record(self._machine_id, int(time.time() * 1000)))
             self._pending.pop(ident, None)
 
 

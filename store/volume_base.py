@@ -252,11 +252,17 @@ def pwrite_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> No
         view, offset = view[written:], offset + written
 
 
-def read_needle_hash(fd: int, offset: int) -> tuple[int, int, int, bool]:
-    """(key, alternate key, digest hash, deleted) of the needle at ``offset``, from its
-    header and footer (two small preads; the data is not read). Blocking: call in a
-    thread. Raises ``needle.NeedleFormatError`` when either does not parse."""
+def read_header_and_footer(fd: int, offset: int) -> tuple[bytes, bytes]:
+    """The header and footer bytes of the needle at ``offset`` (two small preads; the data
+    is not read). Blocking: call in a thread. Raises ``needle.NeedleFormatError`` when the
+    header does not parse (it says where the footer is)."""
     header = os.pread(fd, needle.HEADER.size, offset)
     _, size = needle.unpack_header(header)
-    footer = os.pread(fd, needle.FOOTER.size, offset + needle.HEADER.size + size)
-    return hash_of_parts(header, footer)
+    return header, os.pread(fd, needle.FOOTER.size, offset + needle.HEADER.size + size)
+
+
+def read_needle_hash(fd: int, offset: int) -> tuple[int, int, int, bool]:
+    """(key, alternate key, digest hash, deleted) of the needle at ``offset``, from its
+    header and footer. Blocking: call in a thread. Raises ``needle.NeedleFormatError``
+    when either does not parse."""
+    return hash_of_parts(*read_header_and_footer(fd, offset))

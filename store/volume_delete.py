@@ -17,7 +17,7 @@ import numpy as np
 from store.digest import hash_of_parts
 from store.errors import DiskFailure, VolumeRetired
 from store.index import DELETED_BIT, OFFSET_UNIT
-from store.volume_base import VolumeBase, pwrite_all
+from store.volume_base import VolumeBase, pwrite_all, read_header_and_footer
 from trenchcoat import needle
 from trenchcoat.needle_ref import NeedleRef
 
@@ -64,9 +64,9 @@ class VolumeDelete(VolumeBase):
                 raise self._not_found(key, alt)
             if entry.deleted:
                 return False
-            header, footer = await self._in_thread(_header_and_footer, self._handle.fd, entry.offset, entry.size)
             self.io.preads += 1
             try:
+                header, footer = await self._in_thread(read_header_and_footer, self._handle.fd, entry.offset)
                 found, _ = needle.unpack_header(header)
                 value = hash_of_parts(header, footer)[2]
             except needle.NeedleFormatError as exc:
@@ -93,18 +93,6 @@ class VolumeDelete(VolumeBase):
             self._digest_remove(key, alt, value)
         self._changed = True
         return True
-
-
-def _header_and_footer(fd: int, offset: int, size: int) -> tuple[bytes, bytes]:
-    """A needle's header and the footer its stored ``size`` places (thread)."""
-    header = os.pread(fd, needle.HEADER.size, offset)
-    footer_at = offset + size - needle.FOOTER.size
-    try:
-        _, data_size = needle.unpack_header(header)
-        footer_at = offset + needle.HEADER.size + data_size
-    except needle.NeedleFormatError:
-        pass  # the caller reports the header's damage
-    return header, os.pread(fd, needle.FOOTER.size, footer_at)
 
 
 def _deleted(fd: int, keys: np.ndarray, alts: np.ndarray, units: np.ndarray,

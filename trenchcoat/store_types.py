@@ -7,7 +7,7 @@ without pulling in the transport (``trenchcoat.clients.store`` builds them from 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,25 @@ class Finding:
     """"damaged" (CRC), "unreadable" (header, footer or disk) or "index" (the index
     names another needle's bytes)."""
     reason: str
+
+    def key_for(self, machine_id: int) -> str:
+        """Where the Directory finds this finding of ``machine_id``'s copy in etcd."""
+        return damage_key(self.volume_id, self.key, self.alternate_key, machine_id)
+
+    def record(self, machine_id: int, found_ms: int) -> dict[str, Any]:
+        """The etcd record of this finding of ``machine_id``'s copy."""
+        return {"machine_id": machine_id, "volume_id": self.volume_id, "key": self.key,
+                "alternate_key": self.alternate_key, "offset": self.offset, "size": self.size,
+                "kind": self.kind, "reason": self.reason, "found_ms": found_ms}
+
+
+DAMAGE_PREFIX = "damage/"
+"""The etcd prefix of damage reports: written by stores (and by the leader for a repair's
+source found damaged), read and removed by the leader (``directory/model.py``'s layout)."""
+
+
+def damage_key(volume_id: int, key: int, alternate_key: int, machine_id: int) -> str:
+    return f"{DAMAGE_PREFIX}{volume_id}/{key}.{alternate_key}/{machine_id}"
 
 
 @dataclass(frozen=True, slots=True)
