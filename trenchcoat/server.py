@@ -56,7 +56,6 @@ from trenchcoat.errors import ConfigError, TrenchcoatError
 from trenchcoat.interceptor import ServerInterceptor
 from trenchcoat.permissions import contract
 from trenchcoat.rpc import SERVER_OPTIONS
-from trenchcoat.tls import ServerTls
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,7 +107,7 @@ class ServiceHost:
         closers: Sequence[Callable[[], Awaitable[None]]] = (),
         ready: Sequence[Callable[[], Awaitable[object]]] = (),
         reuse_port: bool = False,
-        tls: ServerTls | None = None,
+        tls: tls.ServerTls | None = None,
         permissions: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         """``metrics_port`` 0 picks a free port, -1 serves no metrics (a worker whose first

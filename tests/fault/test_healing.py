@@ -21,6 +21,7 @@ from trenchcoat.clients.media import Media
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.ops import admin
+from trenchcoat.ops.demo_heal import needle_at
 
 pytestmark = pytest.mark.integration
 
@@ -58,15 +59,7 @@ def volume_file(cluster: MediaCluster, machine_id: int, volume_id: int) -> Path:
 
 def needle_bytes(path: Path, ref: NeedleRef) -> tuple[int, bytes]:
     """(offset, stored bytes) of the needle in the volume file, found by walking it."""
-    raw = path.read_bytes()
-    at = needle.SUPERBLOCK.size
-    while at < len(raw):
-        found, size = needle.unpack_header(raw, at)
-        stored = needle.stored_size(size)
-        if (found.key, found.alternate_key) == (ref.key, ref.alternate_key):
-            return at, raw[at:at + stored]
-        at += stored
-    raise AssertionError(f"needle {ref.key:#x}/{ref.alternate_key} is not in {path}")
+    return needle_at(path, ref.key, ref.alternate_key)
 
 
 def flip(path: Path, ref: NeedleRef) -> None:

@@ -273,14 +273,20 @@ def test_pods_run_locked_down(rendered):
         assert pod["automountServiceAccountToken"] is (w["metadata"]["name"] == "store"), w["metadata"]["name"]
 
 
-def test_the_operator_component_renders_a_pod_monitor_and_the_rules(tmp_path):
-    overlay = tmp_path / "with-operator"
+def with_component(tmp_path: Path, component: str) -> list[dict[str, Any]]:
+    """The kind overlay rendered with ``k8s/<component>`` added as a kustomize Component."""
+    overlay = tmp_path / component.replace("/", "-")
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [os.path.relpath(K8S / "overlays" / "kind", overlay)],
-        "components": [os.path.relpath(K8S / "observability" / "operator", overlay)]}))
-    docs = kubelet.render(overlay)
+        "components": [os.path.relpath(K8S / component, overlay)]}))
+    return kubelet.render(overlay)
+
+
+def test_the_operator_component_renders_a_pod_monitor_and_the_rules(tmp_path):
+    docs = with_component(tmp_path, "observability/operator")
+    overlay = tmp_path / "observability-operator"
     monitor = by_kind(docs, "PodMonitor")["trenchcoat"]
     assert monitor["metadata"]["namespace"] == "trenchcoat"
     ports = {p["name"] for w in workloads(docs) if w["metadata"]["name"] not in DEPENDENCIES and
@@ -301,13 +307,7 @@ def test_the_operator_component_renders_a_pod_monitor_and_the_rules(tmp_path):
 
 
 def test_the_prometheus_component_runs_a_server_that_may_list_the_pods_it_scrapes(tmp_path):
-    overlay = tmp_path / "with-prometheus"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [os.path.relpath(K8S / "overlays" / "kind", overlay)],
-        "components": [os.path.relpath(K8S / "observability" / "prometheus", overlay)]}))
-    docs = kubelet.render(overlay)
+    docs = with_component(tmp_path, "observability/prometheus")
     for version in K8S_VERSIONS:
         for doc in docs:
             if doc["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "prometheus":
@@ -427,13 +427,7 @@ def test_another_kubectl_is_used_only_when_asked_for(monkeypatch, tmp_path):
 
 
 def test_the_cert_manager_component_issues_every_role_from_one_cluster_ca(tmp_path):
-    overlay = tmp_path / "with-cert-manager"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [os.path.relpath(K8S / "overlays" / "kind", overlay)],
-        "components": [os.path.relpath(K8S / "tls" / "cert-manager", overlay)]}))
-    docs = kubelet.render(overlay)
+    docs = with_component(tmp_path, "tls/cert-manager")
     certificates = by_kind(docs, "Certificate")
     ca = certificates.pop("trenchcoat-ca")
     assert ca["spec"]["isCA"] is True
