@@ -18,13 +18,12 @@ from store.peer import Peers
 from store.registration import Registration
 from store.service import SERVICE_NAME, StoreServicer
 from store.volume import VolumeLimits
-from store.volumes import Checkpointer, VolumeSet
+from store.volumes import Checkpointer, VolumeSet, findings_of
 from trenchcoat import kube, server
 from trenchcoat.clients.store import StoreClient
 from trenchcoat.etcd import Etcd
 from trenchcoat.httpsite import HttpSite
 from trenchcoat.rpc import ChannelPool
-from trenchcoat.store_types import Finding
 from trenchcoat.v1 import store_pb2_grpc
 
 log = logging.getLogger("store")
@@ -45,23 +44,18 @@ def main() -> int:
             VolumeLimits(section.volume_capacity_bytes, section.max_needle_bytes),
             section.io_threads,
         )
+        etcd = (Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
+                if config.etcd.endpoints else None)
+        reports = DamageReports(etcd, section.machine_id)
+        volumes.on_damage = lambda finding: reports.report(finding, "read")  # every volume gets it, loaded or made
         await volumes.load()
+        for volume_id, found in volumes.startup_damage.items():
+            for finding in findings_of(volumes.get(volume_id), found):
+                reports.report(finding, "startup")
         metrics.register(volumes.all)
         site = HttpSite(NeedleHttp(volumes).app(), config.cluster.host, section.http_port, what="needle read")
         await site.start()
         workers: list[server.Worker] = [Checkpointer(volumes, section.checkpoint_interval_s), site]
-        etcd = (Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
-                if config.etcd.endpoints else None)
-        reports = DamageReports(etcd, section.machine_id)
-        volumes.on_damage = lambda finding: reports.report(finding, "read")
-        for volume in volumes.all():
-            volume.on_damage = volumes.on_damage
-        for volume_id, found in volumes.startup_damage.items():
-            for damage in found:
-                entry = volumes.get(volume_id).index.get(damage.key, damage.alternate_key) if damage.key else None
-                reports.report(Finding(volume_id, damage.key, damage.alternate_key, damage.offset,
-                                       entry.size if entry else 0, "damaged" if "checksum" in damage.reason
-                                       else "unreadable", damage.reason), "startup")
         workers += [reports, Auditor(volumes.all, reports, bytes_per_s=section.audit_bytes_per_s,
                                      interval_s=section.audit_interval_s)]
         pool = ChannelPool()

@@ -190,9 +190,9 @@ class VolumeSet:
             for d in damage:
                 log.error("volume %d: the copy received holds needle %#x/%d damaged at offset %d (%s); reported "
                           "for repair", volume_id, d.key, d.alternate_key, d.offset, d.reason)
-                entry = volume.index.get(d.key, d.alternate_key)
-                if self.on_damage is not None and entry is not None:
-                    self.on_damage(Finding(volume_id, d.key, d.alternate_key, d.offset, entry.size, "damaged", d.reason))
+            if self.on_damage is not None:
+                for finding in findings_of(volume, damage):
+                    self.on_damage(finding)
             log.info("volume %d restored from a replica: %d bytes, %d needles", volume_id, copied, volume.stats.needles)
             return volume, copied
         finally:
@@ -259,6 +259,18 @@ class VolumeSet:
         if self._datasync is not None:
             self._datasync.close()
         self.executor.shutdown(wait=True)
+
+
+def findings_of(volume: Volume, damage: Sequence[Damage]) -> list[Finding]:
+    """What a scan of ``volume`` found damaged (at startup, or in a received copy), as the
+    findings reported to the Directory: rot inside a needle is "damaged" (its size from the
+    index), a region that does not parse "unreadable"."""
+    out = []
+    for d in damage:
+        entry = volume.index.get(d.key, d.alternate_key) if d.key else None
+        out.append(Finding(volume.volume_id, d.key, d.alternate_key, d.offset, entry.size if entry else 0,
+                           "damaged" if "checksum" in d.reason else "unreadable", d.reason))
+    return out
 
 
 def _next_generation(fd: int, floor: int) -> None:
