@@ -4,6 +4,7 @@ benchmark runs against, and the report (a readable table, then one JSON line).""
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -12,17 +13,39 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from trenchcoat import permissions, rpc, tls, tokens
 from trenchcoat.ops import dependencies, ports
 
 
 def arguments(doc: str, extra: Callable[[argparse.ArgumentParser], object] | None = None) -> argparse.Namespace:
-    """``--quick`` and ``--json``, and whatever ``extra`` adds to the parser."""
+    """``--quick`` and ``--json``, and whatever ``extra`` adds to the parser; then the run's
+    identities (``identities``): every benchmark measures clusters as users run them."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     if extra is not None:
         extra(parser)
-    return parser.parse_args()
+    args = parser.parse_args()
+    identities()
+    return args
+
+
+def identities() -> Path:
+    """A CA and every service identity in a temporary directory (removed at exit), named by
+    cluster.tls_dir in this process's environment, which every service process a benchmark
+    starts inherits (mutual TLS and the permission table on every hop, as by default); the
+    benchmark's own calls stand in for the service each method's table names
+    (``permissions.StandIn``), with user tokens where a call acts for a user."""
+    directory = Path(tempfile.mkdtemp(prefix="bench-tls-"))
+    atexit.register(shutil.rmtree, directory, True)
+    tls.ensure(directory)
+    os.environ[TLS_DIR_KEY] = str(directory)
+    rpc.use_tls(permissions.StandIn(directory))
+    tokens.use(tokens.Minter(directory).token_for)
+    return directory
+
+
+TLS_DIR_KEY = "TRENCHCOAT_CLUSTER__TLS_DIR"
 
 
 @contextmanager

@@ -65,7 +65,7 @@ async def upload_many(router: str, size: int, n: int) -> list[Media]:
         async def one(i: int) -> None:
             for attempt in range(50):  # the first volumes may still be growing
                 try:
-                    out.append(await media.upload(data, owner_id=i, content_type="image/jpeg"))
+                    out.append(await media.upload(data, owner_id=i + 1, content_type="image/jpeg"))
                     return
                 except TrenchcoatError:
                     if attempt == 49:

@@ -26,7 +26,7 @@ from router.metadata import (
 from trenchcoat import media_types
 from trenchcoat.clients.cache import CacheClient
 from trenchcoat.clients.directory import DirectoryClient
-from trenchcoat.errors import Unavailable
+from trenchcoat.errors import InvalidArgument, PermissionDenied, Unavailable
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.urls import PhotoPath
 
@@ -134,14 +134,19 @@ class Photos:
                                        internal=internal)
         return row, read.data
 
-    async def delete(self, media_id: int) -> bool:
+    async def delete(self, media_id: int, owner_id: int = 0) -> bool:
         """Deletes the photo: the row turns deleted and the delete of its needle is
         journalled (one transaction), then carried out at once on every replica and cache
         as far as they answer; the journal retries the rest (``router.deletes``). False if
-        it was already deleted."""
+        it was already deleted. ``owner_id``: the user the call acts for, whose photo it must
+        be (0: a service's delete, for no user)."""
+        if owner_id < 0:
+            raise InvalidArgument(f"owner_id must be a user id (or 0 for none), got {owner_id}")
         row = await self._media.get(media_id)
         if row is None or row.state is MediaState.PENDING:
             raise MediaNotFound(f"media {media_id} does not exist")
+        if owner_id and row.owner_id != owner_id:
+            raise PermissionDenied(f"media {media_id} belongs to another user: user {owner_id} may not delete it")
         if row.state is MediaState.DELETED:
             metrics.DELETES.labels("already").inc()
             return False

@@ -150,7 +150,7 @@ class MediaServicer(router_pb2_grpc.MediaServiceServicer):
         self, request: router_pb2.DeleteRequest,
         context: ServicerContext[router_pb2.DeleteRequest, router_pb2.DeleteResponse],
     ) -> router_pb2.DeleteResponse:
-        return router_pb2.DeleteResponse(deleted=await self._photos.delete(request.ref.media_id))
+        return router_pb2.DeleteResponse(deleted=await self._photos.delete(request.ref.media_id, request.owner_id))
 
     async def Stat(
         self, request: router_pb2.StatRequest,

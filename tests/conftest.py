@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests import cluster, harness
-from trenchcoat import rpc, tls
+from trenchcoat import permissions, rpc, tls, tokens
 from trenchcoat.ops import processes
 
 # The machine is shared and noisy: no per-example deadlines.
@@ -34,22 +34,23 @@ def no_process_left_behind() -> Iterator[None]:
 
 @pytest.fixture(scope="session", autouse=True)
 def tls_everywhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """With TRENCHCOAT_TEST_TLS=1, every media cluster of the session runs with
-    cluster.tls_dir (mutual TLS and the permission table on every gRPC hop) and the tests
-    call as the admin identity: how the table is checked against every flow the suite
-    drives, until TLS is on by default."""
-    if os.environ.get("TRENCHCOAT_TEST_TLS") != "1":
-        yield
-        return
+    """Every cluster of the session runs as a user's does: mutual TLS and the permission
+    table on every gRPC hop, with one CA and every identity in a session directory
+    (cluster.tls_dir, which each service process the tests start inherits). The tests
+    call as a stand-in for the service each method's table names (``permissions.StandIn``):
+    a store's writes as its router, a directory's reports as its stores; and an upload, a
+    post or a follow with a token for the user it names."""
     directory = tmp_path_factory.mktemp("tls")
     tls.ensure(directory)
-    # Every service process the tests start inherits it (tests/harness.py passes the environment on).
     os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"] = cluster.FAST["TRENCHCOAT_CLUSTER__TLS_DIR"] = str(directory)
-    rpc.use_tls(tls.ClientTls(tls.Identity(directory, "admin")))
+    rpc.use_tls(permissions.StandIn(directory))
+    # Calls acting for a user carry a token for the user the request names, as an app's would.
+    tokens.use(tokens.Minter(directory).token_for)
     try:
         yield
     finally:
         rpc.use_tls(None)
+        tokens.use(None)
         del cluster.FAST["TRENCHCOAT_CLUSTER__TLS_DIR"], os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"]
 
 

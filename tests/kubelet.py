@@ -7,8 +7,8 @@ pods do), the cluster's DNS names map to those addresses (a StatefulSet pod's
 ``store-3.store``, a Service's name to the first pod it selects, the dependencies' names to
 the private instances the test runs instead of their images), environment variables are
 resolved as the kubelet does (values with ``$(VAR)``, the downward API, Secret and
-ConfigMap keys), volumes become temporary directories (a ConfigMap volume holds its keys as
-files; a mounted service account gets a token the stand-in API server, ``FakeApiServer``,
+ConfigMap keys), volumes become temporary directories (a ConfigMap or Secret volume holds
+its keys as files; a mounted service account gets a token the stand-in API server, ``FakeApiServer``,
 answers as the rendered RBAC allows), and the container's own command runs with exactly
 that environment. Binding
 ``0.0.0.0`` in a pod means "all of the pod's addresses", so ``cluster.host`` becomes the
@@ -383,10 +383,20 @@ class PodRunner:
                 data = by_kind(self.docs, "ConfigMap")[volume["configMap"]["name"]]["data"]
                 for key, text in data.items():
                     (Path(mounts[m["mountPath"]]) / key).write_text(self._map_paths(self.map_text(text), mounts))
+            elif "secret" in volume or "projected" in volume:  # keys as files, each at its item's path
+                sources = ([{"secret": {**volume["secret"], "name": volume["secret"]["secretName"]}}]
+                           if "secret" in volume else volume["projected"]["sources"])
+                mode = (volume.get("secret") or volume["projected"]).get("defaultMode", 0o644)
+                for source in sources:
+                    data = secret_data(self.docs, source["secret"]["name"])
+                    for item in source["secret"].get("items") or [{"key": k, "path": k} for k in data]:
+                        path = Path(mounts[m["mountPath"]]) / item["path"]
+                        path.write_text(data[item["key"]])
+                        path.chmod(mode)
             else:  # an emptyDir or a PersistentVolumeClaim (a volumeClaimTemplate): a fresh directory
                 assert "emptyDir" in volume or any(t["metadata"]["name"] == m["name"] for t in
                                                    pod.workload["spec"].get("volumeClaimTemplates", [])), \
-                    f"{pod.name}: volume {m['name']} is neither an emptyDir, a ConfigMap nor a claim"
+                    f"{pod.name}: volume {m['name']} is neither an emptyDir, a ConfigMap, a Secret nor a claim"
         return mounts
 
     def _env_value(self, pod: Pod, var: Mapping[str, Any], env: Mapping[str, str]) -> str:

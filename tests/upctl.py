@@ -30,6 +30,9 @@ SMALL = {**NO_F4_CELL, "TRENCHCOAT_DIRECTORY__COUNT": "1", "TRENCHCOAT_STORE__CO
 every kind of process but not the numbers of them."""
 
 
+TLS_DIR_KEY = "TRENCHCOAT_CLUSTER__TLS_DIR"
+
+
 def cli(data_dir: Path, *args: str, timeout: float = 120, whole: bool = False) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "trenchcoat", *args],
@@ -38,7 +41,8 @@ def cli(data_dir: Path, *args: str, timeout: float = 120, whole: bool = False) -
 
 
 def env(data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")}
+    # The suite's TLS directory is kept: the test process calls the cluster with its identities.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_") or k == TLS_DIR_KEY}
     return env | {"TRENCHCOAT_CLUSTER__DATA_DIR": str(data_dir)} | (extra or {})
 
 

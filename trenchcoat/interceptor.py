@@ -21,8 +21,8 @@ from typing import Any, Self
 import grpc
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
-from trenchcoat import permissions, tls
-from trenchcoat.errors import WIRE_NAME_KEY, InvalidArgument, TrenchcoatError, wire_name
+from trenchcoat import permissions, tls, tokens
+from trenchcoat.errors import WIRE_NAME_KEY, InvalidArgument, TrenchcoatError, Unauthenticated, wire_name
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,15 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     """Metrics and error mapping around every handler of a server. A method's wrapped
     handler is built on its first call and reused: the per-call cost is the RPC's own."""
 
-    def __init__(self, permissions: Mapping[str, frozenset[str]] | None = None) -> None:
+    def __init__(self, permissions: Mapping[str, frozenset[str]] | None = None,
+                 users: tokens.Verifier | None = None) -> None:
         """``permissions``: the table every call is checked against (the caller's role, from
-        its verified certificate); None on a plaintext server, which has no callers' roles."""
+        its verified certificate); None on a plaintext server, which has no callers' roles.
+        ``users``: what checks the user tokens of calls that act for a user (with
+        ``permissions`` only)."""
         self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         self._permissions = permissions
+        self._users = users
 
     async def intercept_service(
         self,
@@ -76,6 +80,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             metrics = _Metrics(name)
             if self._permissions is not None:
                 metrics.allowed = permissions.allowed(name, self._permissions)
+                metrics.acts_for = permissions.acting_fields().get(name)
+                metrics.users = self._users
             wrapped = self._wrapped[name] = _wrap(handler, metrics)
         return wrapped
 
@@ -110,6 +116,9 @@ class _Metrics:
         self.names_full = full_method
         self.allowed: frozenset[str] | None = None
         """The roles that may call it (None: not checked, a plaintext server)."""
+        self.acts_for: tuple[str, ...] | None = None
+        """The request field naming the user it acts for, checked against the user token."""
+        self.users: tokens.Verifier | None = None
         self.in_flight = IN_FLIGHT.labels(service, method)
         self.latency = LATENCY.labels(service, method)
         self._requests: dict[grpc.StatusCode, Any] = {}
@@ -137,8 +146,10 @@ async def _decoded_stream(decode: Callable[[bytes], Any], raw_iterator: AsyncIte
         yield _decoded(decode, raw)
 
 
-def _request(decode: Callable[[bytes], Any], raw: Any, stream_in: bool) -> Any:
-    return _decoded_stream(decode, raw) if stream_in else _decoded(decode, raw)
+async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    yield first
+    async for request in rest:
+        yield request
 
 
 REFUSED_DRAIN_S = 2.0
@@ -159,26 +170,58 @@ class _Call:
         self.metrics.in_flight.inc()
         return self
 
-    async def admit_stream(self, requests: AsyncIterator[Any]) -> None:
-        """``admit`` for a call the client streams: a refused caller's messages are read
-        and dropped first (at most ``REFUSED_DRAIN_S``), so the client has finished writing
-        when the refusal reaches it. grpc's asyncio client reports a write that fails after
-        the server's answer as INTERNAL in place of that answer (grpc/grpc#36066): a refused
+    async def admit_stream(self, raw: AsyncIterator[Any], decode: Callable[[bytes], Any]) -> AsyncIterator[Any]:
+        """``admit`` for a call the client streams, the user check on its first message;
+        returns the decoded requests. A refused caller's messages are read and dropped
+        first (at most ``REFUSED_DRAIN_S``), so the client has finished writing when the
+        refusal reaches it. grpc's asyncio client reports a write that fails after the
+        server's answer as INTERNAL in place of that answer (grpc/grpc#36066): a refused
         upload would otherwise read as a server fault."""
+        requests = _decoded_stream(decode, raw)
         try:
-            self.admit()
+            role = self.admit()
+            if self.metrics.acts_for is not None and role in permissions.USER_FACING:
+                first = await anext(requests, None)
+                if first is not None:
+                    self.admit_user(role, first)
+                    return _chain(first, requests)
         except TrenchcoatError:
             with contextlib.suppress(TimeoutError, grpc.aio.AioRpcError):
                 async with asyncio.timeout(REFUSED_DRAIN_S):
-                    async for _ in requests:
+                    async for _ in raw:
                         pass
             raise
+        return requests
 
-    def admit(self) -> None:
+    def admit(self) -> str | None:
         """PERMISSION_DENIED unless the caller's role may call the method (first thing in
-        the call, inside its bookkeeping, so the refusal is counted and mapped)."""
-        if self.metrics.allowed is not None:
-            permissions.check(self.metrics.names_full, tls.role_of(self.context), self.metrics.allowed)
+        the call, inside its bookkeeping, so the refusal is counted and mapped); returns
+        the role."""
+        if self.metrics.allowed is None:
+            return None
+        role = tls.role_of(self.context)
+        permissions.check(self.metrics.names_full, role, self.metrics.allowed)
+        return role
+
+    async def admitted(self, raw: Any, decode: Callable[[bytes], Any], stream_in: bool) -> Any:
+        """The call's request (or requests), decoded, once the caller is let in."""
+        if stream_in:
+            return await self.admit_stream(raw, decode)
+        role = self.admit()
+        request = _decoded(decode, raw)
+        self.admit_user(role, request)
+        return request
+
+    def admit_user(self, role: str | None, request: Any) -> None:
+        """For a method that acts for a user, called by a user-facing role: UNAUTHENTICATED
+        without a valid user token, PERMISSION_DENIED when the request acts for another user."""
+        path = self.metrics.acts_for
+        if path is None or role not in permissions.USER_FACING:
+            return
+        if self.metrics.users is None:
+            raise Unauthenticated(f"{self.metrics.names_full} acts for a user, and this server checks no user tokens")
+        subject = self.metrics.users.subject(self.context.invocation_metadata())
+        permissions.check_user(self.metrics.names_full, path, request, subject)
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> bool:
@@ -220,8 +263,7 @@ def _wrap_unary(
 ) -> Callable[..., Any]:
     async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> Any:
         async with _Call(metrics, context) as call:
-            await call.admit_stream(raw) if stream_in else call.admit()
-            return await behavior(_request(decode, raw, stream_in), context)
+            return await behavior(await call.admitted(raw, decode, stream_in), context)
 
     return wrapper
 
@@ -235,8 +277,7 @@ def _wrap_stream(
 
     async def wrapper(raw: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         async with _Call(metrics, context) as call:
-            await call.admit_stream(raw) if stream_in else call.admit()
-            async for response in behavior(_request(decode, raw, stream_in), context):
+            async for response in behavior(await call.admitted(raw, decode, stream_in), context):
                 yield response
 
     return wrapper

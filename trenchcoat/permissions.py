@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from trenchcoat import tls
 from trenchcoat.errors import PermissionDenied
@@ -40,6 +42,42 @@ def contract() -> Mapping[str, frozenset[str]]:
     return table
 
 
+USER_FACING = frozenset({"app", "admin"})
+"""Roles that call for users: their calls of a method that acts for one carry its token."""
+
+
+@functools.cache
+def acting_fields() -> Mapping[str, tuple[str, ...]]:
+    """``/package.Service/Method`` -> the request field naming the user it acts for (a path
+    of field names), for the methods that declare one (``(trenchcoat.v1.acts_for)``)."""
+    table: dict[str, tuple[str, ...]] = {}
+    for module in (cache_pb2, directory_pb2, f4_pb2, feed_pb2, router_pb2, store_pb2, transformer_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            for method in service.methods:
+                field = method.GetOptions().Extensions[auth_pb2.acts_for]
+                if field:
+                    table[f"/{service.full_name}/{method.name}"] = tuple(field.split("."))
+    return table
+
+
+def acting_for(request: Any, path: tuple[str, ...]) -> object:
+    """The value at ``path`` in ``request``; None when a message on the way is not set (a
+    malformed request, which the service refuses as such: an upload not led by its header)."""
+    for name in path[:-1]:
+        if not request.HasField(name):
+            return None
+        request = getattr(request, name)
+    return getattr(request, path[-1])
+
+
+def check_user(method: str, path: tuple[str, ...], request: object, subject: int) -> None:
+    """Raises PermissionDenied unless the request acts for the token's ``subject``."""
+    named = acting_for(request, path)
+    if named is not None and named != subject:
+        raise PermissionDenied(f"the user token acts for user {subject}, and {method} asks to act for user "
+                               f"{named} ({'.'.join(path)}): a token may act only for its own user")
+
+
 def allowed(method: str, table: Mapping[str, frozenset[str]]) -> frozenset[str]:
     """The roles that may call ``method`` (a full ``/package.Service/Method`` name)."""
     service = method.lstrip("/").rpartition("/")[0]
@@ -55,3 +93,29 @@ def check(method: str, role: str | None, roles: frozenset[str]) -> None:
     if role not in roles:
         who = ", ".join(sorted(roles)) or "no role"
         raise PermissionDenied(f"role {role!r} may not call {method} (it answers {who})")
+
+
+def stand_in_role(method: str, table: Mapping[str, frozenset[str]] | None = None) -> str:
+    """The role a stand-in caller presents for ``method``: admin where the table lets the
+    admin call it, else the first role of ``tls.ROLES`` it names (admin for a method the
+    contract does not know)."""
+    roles = allowed(method, contract() if table is None else table)
+    if not roles or "admin" in roles:
+        return "admin"
+    return next(role for role in tls.ROLES if role in roles)
+
+
+class StandIn(tls.ClientTls):
+    """Every identity of a TLS directory, for a process that stands in for the cluster's
+    services (the test suite and the benchmarks drive a store as its router would, a
+    directory as its stores do): each call presents the role the permission table lets call
+    its method (``stand_in_role``); channels not made for one method (health checks) present
+    the admin's. Only a holder of every identity's key can be one: in a cluster, whoever
+    holds the CA's key."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(tls.Identity(directory, "admin"))
+        self.directory = directory
+
+    def for_role(self, role: str) -> tls.ClientTls:
+        return tls.ClientTls(tls.Identity(self.directory, role))

@@ -23,6 +23,7 @@ MediaService). Nothing else in the tree touches ``grpc.aio.AioRpcError``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from typing import Any, Self, TypeVar
@@ -30,6 +31,7 @@ from typing import Any, Self, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2
 
+from trenchcoat import permissions
 from trenchcoat.errors import WIRE_NAME_KEY, TrenchcoatError, from_wire
 from trenchcoat.tls import ClientTls, TlsError
 
@@ -103,25 +105,37 @@ class ChannelPool:
         files are looked at again every ``TLS_RECHECK_S``, and a rotated certificate is used
         by the channels made from then on (those open finish their calls and close)."""
         self._options = list(options)
-        self._channels: dict[str, grpc.aio.Channel] = {}
-        self._stubs: dict[tuple[Callable[[grpc.aio.Channel], Any], str], Any] = {}
+        self._channels: dict[tuple[str | None, str], grpc.aio.Channel] = {}
+        self._stubs: dict[tuple[Callable[[grpc.aio.Channel], Any], str, str | None], Any] = {}
+        self._role_credentials: dict[str, grpc.ChannelCredentials] = {}
         self._tls: ClientTls | None = _process_tls if tls is True else (tls or None)
         self._credentials = self._tls.credentials() if self._tls is not None else None
         self._stamp = self._tls.stamp() if self._tls is not None else ()
         self._checked = time.monotonic()
         self._retired: list[grpc.aio.Channel] = []
 
-    def channel(self, address: str) -> grpc.aio.Channel:
+    def channel(self, address: str, role: str | None = None) -> grpc.aio.Channel:
+        """The pooled channel to ``address``; ``role``: presenting that identity of a
+        stand-in's (``permissions.StandIn``) rather than the pool's own."""
         if self._tls is not None and time.monotonic() - self._checked > TLS_RECHECK_S:
             self._recheck()
-        channel = self._channels.get(address)
+        channel = self._channels.get((role, address))
         if channel is None:
-            if self._credentials is not None:
-                channel = grpc.aio.secure_channel(address, self._credentials, options=self._options)
+            credentials = self._credentials if role is None else self._credentials_of(role)
+            if credentials is not None:
+                channel = grpc.aio.secure_channel(address, credentials, options=self._options)
             else:
                 channel = grpc.aio.insecure_channel(address, options=self._options)
-            self._channels[address] = channel
+            self._channels[(role, address)] = channel
         return channel
+
+    def _credentials_of(self, role: str) -> grpc.ChannelCredentials:
+        if not isinstance(self._tls, permissions.StandIn):
+            raise TypeError(f"a channel pool presents one identity; only a stand-in's may choose {role!r}")
+        credentials = self._role_credentials.get(role)
+        if credentials is None:
+            credentials = self._role_credentials[role] = self._tls.for_role(role).credentials()
+        return credentials
 
     def _recheck(self) -> None:
         assert self._tls is not None
@@ -134,6 +148,7 @@ class ChannelPool:
         except (TlsError, OSError):
             return  # half-written (a rotation under way): looked at again shortly
         self._stamp, self._credentials = stamp, credentials
+        self._role_credentials.clear()
         old = list(self._channels.values())
         self._retired += old
         self._channels.clear()
@@ -148,10 +163,17 @@ class ChannelPool:
     def stub(self, stub_class: Callable[[grpc.aio.Channel], T], address: str) -> T:
         """The generated stub on the pooled channel to ``address`` (made once: a stub builds a
         callable per method, ~10 µs, too much to pay on every read)."""
-        stub = self._stubs.get((stub_class, address))
+        return self._stub(stub_class, address, None)
+
+    def _stub(self, stub_class: Callable[[grpc.aio.Channel], T], address: str, role: str | None) -> T:
+        stub = self._stubs.get((stub_class, address, role))
         if stub is None:
-            stub = self._stubs[(stub_class, address)] = stub_class(self.channel(address))
-        return stub
+            if role is None and isinstance(self._tls, permissions.StandIn):
+                stub = _StandInStub(self, stub_class, address)
+            else:
+                stub = stub_class(self.channel(address, role))
+            self._stubs[(stub_class, address, role)] = stub
+        return stub  # type: ignore[return-value]
 
     async def close(self) -> None:
         self._stubs.clear()
@@ -166,6 +188,38 @@ class ChannelPool:
         await self.close()
 
 
+class _StandInStub:
+    """A stub of a stand-in's pool: each method is called on a channel presenting the role
+    the permission table lets call it."""
+
+    def __init__(self, pool: ChannelPool, stub_class: Callable[[grpc.aio.Channel], Any], address: str) -> None:
+        self._pool, self._stub_class, self._address = pool, stub_class, address
+        self._paths = _method_paths(stub_class)
+
+    def __getattr__(self, name: str) -> Any:
+        path = self._paths.get(name)
+        if path is None:
+            raise AttributeError(name)
+        stub = self._pool._stub(self._stub_class, self._address, permissions.stand_in_role(path))
+        return getattr(stub, name)
+
+
+class _PathRecorder:
+    """A channel whose "calls" are the full method names a generated stub asks it for."""
+
+    def _record(self, path: str, *args: object, **kwargs: object) -> str:
+        return path
+
+    unary_unary = unary_stream = stream_unary = stream_stream = _record
+
+
+@functools.cache
+def _method_paths(stub_class: Callable[[Any], Any]) -> dict[str, str]:
+    """A generated stub's attribute names and the full ``/package.Service/Method`` name of each."""
+    stub = stub_class(_PathRecorder())
+    return {name: value for name, value in vars(stub).items() if isinstance(value, str) and value.startswith("/")}
+
+
 def error_from(exc: grpc.aio.AioRpcError, remote: str) -> TrenchcoatError:
     """The typed error a failed call stands for (the sender's class when it named one)."""
     name = ""
@@ -175,19 +229,24 @@ def error_from(exc: grpc.aio.AioRpcError, remote: str) -> TrenchcoatError:
     return from_wire(exc.code().name, exc.details() or exc.code().name, name, remote)
 
 
-async def unary(method: Callable[..., Any], request: Any, *, remote: str, timeout: float | None) -> Any:
-    """One request, one response: ``await unary(stub.Method, request, remote=..., timeout=...)``."""
+Metadata = tuple[tuple[str, str], ...]
+
+
+async def unary(method: Callable[..., Any], request: Any, *, remote: str, timeout: float | None,
+                metadata: Metadata = ()) -> Any:
+    """One request, one response: ``await unary(stub.Method, request, remote=..., timeout=...)``;
+    ``metadata``: the call's (a user token, ``trenchcoat.tokens.metadata_for``)."""
     try:
-        return await method(request, timeout=timeout)
+        return await method(request, timeout=timeout, metadata=metadata or None)
     except grpc.aio.AioRpcError as exc:
         raise error_from(exc, remote) from None
 
 
 async def stream_in(method: Callable[..., Any], requests: AsyncIterable[Any] | Iterable[Any], *,
-                    remote: str, timeout: float | None) -> Any:
+                    remote: str, timeout: float | None, metadata: Metadata = ()) -> Any:
     """A stream of requests, one response (an upload)."""
     try:
-        return await method(requests, timeout=timeout)
+        return await method(requests, timeout=timeout, metadata=metadata or None)
     except grpc.aio.AioRpcError as exc:
         raise error_from(exc, remote) from None
 

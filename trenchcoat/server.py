@@ -33,7 +33,6 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -50,7 +49,7 @@ from prometheus_client import (
 )
 
 from trenchcoat import config as configmod
-from trenchcoat import retry, rpc, siblings, tls
+from trenchcoat import retry, rpc, siblings, tls, tokens
 from trenchcoat.config import ClusterConfig, Config, ServiceConfig
 from trenchcoat.errors import ConfigError, TrenchcoatError
 from trenchcoat.interceptor import ServerInterceptor
@@ -128,10 +127,13 @@ class ServiceHost:
         self._bindings = tuple(bindings)
         self._workers = tuple(workers)
         self._health = health.aio.HealthServicer()
+        self._serving = False
+        """What the health service answers for the whole server: SERVING or not (/readyz)."""
         self._readiness: asyncio.Task[None] | None = None
         self._server = grpc.aio.server(
             interceptors=[ServerInterceptor(
-                None if tls is None else (permissions if permissions is not None else contract()))],
+                None if tls is None else (permissions if permissions is not None else contract()),
+                None if tls is None else tokens.Verifier(tls.identity.directory / tokens.PUBLIC_FILE))],
             options=[*SERVER_OPTIONS, ("grpc.so_reuseport", 1)] if reuse_port else list(SERVER_OPTIONS),
         )
         for binding in self._bindings:
@@ -202,6 +204,7 @@ class ServiceHost:
             if status == health_pb2.HealthCheckResponse.SERVING and self.broken:
                 return False
             await self._health.set("", status)
+            self._serving = status == health_pb2.HealthCheckResponse.SERVING
             for binding in self._bindings:
                 await self._health.set(binding.name, status)
             return True
@@ -231,6 +234,7 @@ class ServiceHost:
             if begin is not None:
                 begin()  # sibling processes drain alongside
         await self._health.enter_graceful_shutdown()
+        self._serving = False
         if self._drain_notice > 0:
             await asyncio.sleep(self._drain_notice)
         await self._server.stop(self._grace)
@@ -286,8 +290,20 @@ class ServiceHost:
         async def metrics(_: web.Request) -> web.Response:
             return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+        async def ready(_: web.Request) -> web.Response:
+            return web.Response(text="SERVING\n" if self._serving else "NOT_SERVING\n", status=200 if self._serving else 503)
+
+        async def live(_: web.Request) -> web.Response:
+            broken = ", ".join(f"{name}: {why}" for name, why in self.broken.items())
+            return web.Response(text=f"worker failed: {broken}\n" if broken else "ok\n", status=503 if broken else 200)
+
         app = web.Application()
         app.router.add_get("/metrics", metrics)
+        # What the gRPC health service says, for probes that cannot speak mutual TLS (the
+        # kubelet's gRPC probes have no client certificate): /readyz is the server's status,
+        # /livez fails only once a worker has failed (restart me).
+        app.router.add_get("/readyz", ready)
+        app.router.add_get("/livez", live)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self._host, self._metrics_port, reuse_address=True)
@@ -348,11 +364,6 @@ async def until_reachable(what: str, attempt: Callable[[], Awaitable[T]], wait_s
     return await retry.until(attempt, wait_s, what=what)
 
 
-ROLE_OF_MODULE = {"directory": "directory", "store": "store", "cache": "cache", "router": "router",
-                  "transformer": "transformer", "feedsvc": "feed", "feedsvc.worker": "fanout", "f4": "f4-front",
-                  "f4.storage": "f4-storage", "f4.backoff": "f4-backoff", "f4.rebuilder": "f4-rebuilder",
-                  "f4.keystore": "f4-keystore"}
-"""The identity (``trenchcoat.tls.ROLES``) each service's processes present and serve with."""
 _server_tls: tls.ServerTls | None = None
 """This process's server credentials when ``cluster.tls_dir`` is set (``load_config``)."""
 
@@ -370,9 +381,12 @@ def load_config(prog: str, description: str, argv: Sequence[str] | None = None) 
         raise SystemExit(2) from None
     setup_logging(config.cluster.log_level)
     global _server_tls
-    role = ROLE_OF_MODULE.get(prog)
-    if config.cluster.tls_dir and role is not None:
-        identity = tls.Identity(Path(config.cluster.tls_dir), role)
+    role = tls.ROLE_OF_MODULE.get(prog)
+    directory = config.cluster.tls_directory()
+    if directory is None:
+        tls.warn_insecure(prog)
+    elif role is not None:
+        identity = tls.Identity(directory, role)
         try:
             identity.read()
         except tls.TlsError as exc:
@@ -381,6 +395,7 @@ def load_config(prog: str, description: str, argv: Sequence[str] | None = None) 
         _server_tls = tls.ServerTls(identity)
         rpc.use_tls(tls.ClientTls(identity))
     return config
+
 
 
 def run(host_factory: Callable[[], Awaitable[ServiceHost]]) -> int:

@@ -17,10 +17,9 @@ again by the channel pool).
 
 from __future__ import annotations
 
-import base64
 import datetime
 import ipaddress
-import json
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,16 +31,30 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from trenchcoat import tokens
+
 ROLES = ("directory", "store", "cache", "router", "transformer", "f4-front", "f4-storage", "f4-backoff",
          "f4-rebuilder", "f4-keystore", "feed", "fanout", "app", "admin", "prometheus")
 """Every identity a certificate may name: one per kind of process, plus the callers from
 outside (``app``: a user-facing application; ``admin``: the operator's CLI; ``prometheus``)."""
+ROLE_OF_MODULE = {"directory": "directory", "store": "store", "cache": "cache", "router": "router",
+                  "transformer": "transformer", "feedsvc": "feed", "feedsvc.worker": "fanout", "f4": "f4-front",
+                  "f4.storage": "f4-storage", "f4.backoff": "f4-backoff", "f4.rebuilder": "f4-rebuilder",
+                  "f4.keystore": "f4-keystore"}
+"""The identity (``ROLES``) each service's processes present and serve with."""
 ORGANISATION = "trenchcoat"
 CA_FILE, CA_KEY_FILE = "ca.crt", "ca.key"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 """Names every certificate ``trenchcoat up`` makes answers to: its processes dial loopback."""
 CA_DAYS = 3650
 CERT_DAYS = 90
+
+
+def warn_insecure(prog: str) -> None:
+    """What a process run with ``cluster.insecure`` says at every start."""
+    logging.getLogger(prog).warning(
+        "cluster.insecure = true: gRPC is plaintext and unauthenticated, and any caller that reaches a port "
+        "may call any method; for a throwaway cluster on a private machine only")
 
 
 class TlsError(ValueError):
@@ -143,10 +156,11 @@ def issue(directory: Path, role: str, *, hosts: Sequence[str] = LOCAL_HOSTS, day
 
 
 def ensure(directory: Path, roles: Iterable[str] = ROLES, *, hosts: Sequence[str] = LOCAL_HOSTS) -> list[str]:
-    """The CA and a certificate for each of ``roles``, made where missing (``trenchcoat
-    up``'s first start); returns the roles issued now."""
+    """The CA, the user-token key pair (``trenchcoat.tokens``) and a certificate for each of
+    ``roles``, made where missing (``trenchcoat up``'s first start); returns the roles issued now."""
     if not (directory / CA_FILE).exists():
         make_ca(directory)
+    tokens.make_keys(directory)
     made = []
     for role in roles:
         if not (directory / f"{role}.crt").exists() or not (directory / f"{role}.key").exists():
@@ -262,19 +276,3 @@ class ClientTls:
     def credentials(self) -> grpc.ChannelCredentials:
         ca, cert, key = self.identity.read()
         return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
-
-
-def k8s_secrets(directory: Path, roles: Iterable[str], namespace: str = "trenchcoat") -> str:
-    """The identities' files as Kubernetes Secrets (``trenchcoat-tls-<role>``, type
-    kubernetes.io/tls with ``ca.crt``: the layout cert-manager writes), for a cluster
-    without cert-manager, as a YAML stream of JSON documents (``kubectl apply -f -``
-    reads it). The CA's key is never in them."""
-    docs = []
-    for role in roles:
-        ca, cert, key = Identity(directory, role).read()
-        docs.append({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                     "metadata": {"name": f"trenchcoat-tls-{role}", "namespace": namespace,
-                                  "labels": {"app.kubernetes.io/part-of": "trenchcoat"}},
-                     "data": {"ca.crt": base64.b64encode(ca).decode(), "tls.crt": base64.b64encode(cert).decode(),
-                              "tls.key": base64.b64encode(key).decode()}})
-    return "".join("---\n" + json.dumps(d, indent=2) + "\n" for d in docs)

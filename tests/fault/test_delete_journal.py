@@ -54,7 +54,7 @@ async def test_a_delete_reaches_a_replica_that_was_down_and_survives_repairs_fro
 
     cluster.stores[down].kill()
     async with cluster.clients() as c:
-        assert await c.media.delete(media.media_id)  # answered with a replica down
+        assert await c.media.delete(media.media_id, owner_id=media.owner_id)  # answered with a replica down
     # Served from nowhere: the cache fails over from the dead replica to flagged ones.
     assert await status_of(cluster.gateway + path_of(media)) == 404
     assert [r["media_id"] for r in await journal(cluster)] != []  # the dead replica is still owed its flag

@@ -83,7 +83,7 @@ async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, e
     async with cluster.clients() as c:
         lv, photos = await upload_onto_one_volume(c, cluster, 30, 1500)
         hot_deleted, _ = next(iter(photos.items()))
-        assert await c.media.delete(photos[hot_deleted][0].media_id)
+        assert await c.media.delete(photos[hot_deleted][0].media_id, owner_id=photos[hot_deleted][0].owner_id)
         await eventually(lambda: _status_is(cluster, hot_deleted, 404), what="the hot delete everywhere")
         await c.directory.mark_read_only(lv, "test: sealed", repair=False)
 
@@ -123,7 +123,7 @@ async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, e
             read, data = await c.media.read(media.media_id)
             assert data == body and read.tier == "warm"
         warm_deleted = list(photos)[1]
-        assert await c.media.delete(photos[warm_deleted][0].media_id)
+        assert await c.media.delete(photos[warm_deleted][0].media_id, owner_id=photos[warm_deleted][0].owner_id)
         await eventually(lambda: _status_is(cluster, warm_deleted, 404), what="the warm delete")
         with pytest.raises(NotFound, match="was deleted"):
             await c.media.stat(photos[warm_deleted][0].media_id)

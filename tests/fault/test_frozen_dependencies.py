@@ -148,7 +148,7 @@ async def test_postgresql_frozen_media_and_feed_calls_answer_unavailable_naming_
                     answers_unavailable(media.batch_stat([m.media_id for m in kept]), naming="PostgreSQL",
                                         within_s=within),
                     answers_unavailable(media.read(kept[1].media_id), naming="PostgreSQL", within_s=within),
-                    answers_unavailable(media.delete(kept[2].media_id), naming="PostgreSQL", within_s=within),
+                    answers_unavailable(media.delete(kept[2].media_id, owner_id=kept[2].owner_id), naming="PostgreSQL", within_s=within),
                     # The feed: its own statements, or the router's Stat behind a post.
                     answers_unavailable(feed.post(7, kept[1].media_id, "frozen"), naming="PostgreSQL",
                                         within_s=within),
@@ -270,7 +270,7 @@ async def test_a_frozen_store_delays_uploads_reads_and_deletes_by_at_most_its_de
             # cache reads a store every time).
             url_reads = [answers(http_get(cluster, m, via_cdn=True), within_s=3.0 + MARGIN_S) for m in kept[:12]]
             # A delete flags every replica it can reach within the deadline, and succeeds.
-            delete = answers(media.delete(kept[12].media_id), within_s=replica_timeout_s + MARGIN_S)
+            delete = answers(media.delete(kept[12].media_id, owner_id=kept[12].owner_id), within_s=replica_timeout_s + MARGIN_S)
             answered = await asyncio.gather(*uploads, *reads, *url_reads, delete)
             read_back = answered[len(uploads):len(uploads) + len(reads)]
             assert [data for _, data in read_back] == [blob(i) for i in range(6)]

@@ -185,7 +185,7 @@ async def test_a_photo_and_a_video_live_their_whole_life_across_every_tier_and_s
         await _feeds_hydrate_afresh(c, life, feeds, cluster)
 
         assert await c.feed.delete_post(ALICE, life.posts["photo"].media_id)
-        assert await c.media.delete(life.media["video"].media_id)  # the pipeline's delete, not the feed's
+        assert await c.media.delete(life.media["video"].media_id, owner_id=life.media["video"].owner_id)  # the pipeline's delete, not the feed's
         assert await c.feed.delete_post(CAROL, life.posts["celebrity"].media_id)
         for path in life.served:
             status, _ = await _get(cluster.gateway, path)

@@ -39,7 +39,7 @@ async def upload_run(media, count: int, concurrency: int, during=None):
             if during is not None and i == count // 4:
                 during()
             try:
-                acked[i] = await media.upload(blob(i), owner_id=i % 100, content_type="image/jpeg")
+                acked[i] = await media.upload(blob(i), owner_id=i % 100 + 1, content_type="image/jpeg")
             except TrenchcoatError as exc:
                 errors.append((i, exc.status, str(exc)))
 

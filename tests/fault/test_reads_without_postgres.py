@@ -61,7 +61,7 @@ async def test_every_stored_photo_serves_with_postgres_frozen_then_stopped(servi
         async with cluster.clients() as c:
             for i in range(12):
                 data = os.urandom(2000 + i)
-                photos[path_of(await c.media.upload(data, owner_id=i, content_type="image/jpeg"))] = data
+                photos[path_of(await c.media.upload(data, owner_id=i + 1, content_type="image/jpeg"))] = data
         cdn_base, cache_base = f"http://127.0.0.1:{port}", cluster.gateway
         # Some are in the cache's memory (read user-direct), some in the CDN's, some in neither.
         async with aiohttp.ClientSession() as session:

@@ -100,7 +100,7 @@ async def test_the_leader_killed_mid_copy_leaves_it_to_the_next_leader_which_fin
     async with cluster.clients() as c:
         acked, errors = await upload_run(c.media, 120, 8)
         assert not errors
-        for owner in range(3):  # a few MiB in every volume
+        for owner in range(1, 4):  # a few MiB in every volume
             await c.media.upload(b"x" * (2 * 1024 * 1024), owner_id=owner, content_type="image/jpeg")
     _, first = await eventually(cluster.leader, what="a leader")
     leader = next(p for p in cluster.directories if p is not None and p.address == first)

@@ -58,7 +58,7 @@ async def test_a_sealed_volume_is_encoded_and_every_live_photo_reads_back(servic
                  key=lambda v: sum(n.logical_volume == v for _, n in photos.values()))
         mine = {m: (media, n) for m, (media, n) in photos.items() if n.logical_volume == lv}
         gone, (_, gone_needle) = next(iter(mine.items()))
-        assert await c.media.delete(gone)  # deleted while hot: its needle is flagged on every replica
+        assert await c.media.delete(gone, owner_id=7)  # deleted while hot: its needle is flagged on every replica
         warm = F4Client(c.pool, front.address, timeout_s=TIMEOUT_S)
         with pytest.raises(FailedPrecondition, match="only a sealed"):
             await warm.encode_volume(lv)

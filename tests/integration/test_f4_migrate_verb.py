@@ -143,6 +143,6 @@ async def test_renditions_move_into_f4_with_their_volume_and_keep_serving(servic
         # A delete of the media takes its warm renditions too (their keys discarded).
         victim = next(iter(here.values()))
         media_id = urls.parse_path("/" + victim.url.split("/", 3)[3]).needle.key
-        assert await c.media.delete(media_id)
+        assert await c.media.delete(media_id, owner_id=(await c.media.stat(media_id)).owner_id)
         status, _, _ = await get(cluster, "/" + victim.url.split("/", 3)[3])
         assert status == 404

@@ -93,7 +93,7 @@ async def test_bad_input_gets_precise_statuses(cluster, users):
         with pytest.raises(NotFound, match="does not exist"):
             await c.feed.post(me, media.media_id + 1)
         with pytest.raises(InvalidArgument, match="non-negative"):
-            await c.feed.follow(-1, me)
+            await c.feed.follow(me, -1)
         with pytest.raises(InvalidArgument, match="cannot follow themselves"):
             await c.feed.follow(me, me)
         with pytest.raises(InvalidArgument, match="in the future"):

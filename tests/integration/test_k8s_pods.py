@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import signal
 import time
@@ -31,11 +32,11 @@ import pytest
 from tests import harness, kubelet
 from tests.cluster import eventually
 from tests.kubelet import K8S, PodRunner, workloads
-from trenchcoat import rpc
+from trenchcoat import permissions, rpc, tls, tokens
 from trenchcoat.clients.directory import DirectoryClient
 from trenchcoat.clients.media import MediaClient
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.ops import dependencies, ports
+from trenchcoat.ops import dependencies, k8s, ports
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +79,7 @@ def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: 
         stack.callback(runner.stop_all)
         ours = [w for w in workloads(docs) if w["metadata"]["name"] not in DEPENDENCIES]
         placed = [(w, runner.place(w)) for w in ours]  # every name resolves before anything starts
+        tls_dir = _identities(runner, tmp_path / "tls")
         for _, pods in reversed(placed):  # the router before the directory, the CDN before the caches...
             for pod in pods:
                 runner.start(pod)
@@ -93,19 +95,39 @@ def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: 
             runner.wait_ready(pods, READY_S)
         started = {w["metadata"]["name"]: len(pods) for w, pods in placed}
         assert started == {w["metadata"]["name"]: w["spec"]["replicas"] for w in ours}
-        asyncio.run(_serve_together(runner))
+        asyncio.run(_serve_together(runner, tls_dir))
         # Graceful termination: every pod drains and exits by itself within its grace period.
         codes = runner.stop_all()
         unclean = {name: code for name, code in codes.items() if code not in (0, -signal.SIGTERM)}
         assert not unclean, f"pods killed or failing on SIGTERM: {unclean}"
 
 
-async def _serve_together(runner: PodRunner) -> None:
+def _identities(runner: PodRunner, directory: Path) -> Path:
+    """Each role's Secret trenchcoat-tls-<role>, as `trenchcoat certs --k8s` writes them,
+    with its pods' addresses among the names its certificate answers to (the stand-in dials
+    pods by their loopback addresses, where a cluster dials their DNS names)."""
+    tls.make_ca(directory)
+    tokens.make_keys(directory)
+    ips: dict[str, list[str]] = {}
+    for pods in runner.pods.values():
+        for pod in pods:
+            role = tls.ROLE_OF_MODULE.get(kubelet.container(pod.workload)["command"][-1])
+            if role is not None:
+                ips.setdefault(role, []).append(pod.ip)
+    for role in tls.ROLES:
+        tls.issue(directory, role, hosts=[*k8s.certificate_hosts(role), *ips.get(role, [])])
+    runner.docs += [d for d in (json.loads(doc) for doc in k8s.secrets(directory, tls.ROLES).split("---\n")
+                                if doc.strip()) if d["kind"] == "Secret"]
+    return directory
+
+
+async def _serve_together(runner: PodRunner, tls_dir: Path) -> None:
     router = runner.pods["router"][0]
     cdn = runner.pods["cdn"][0]
     directory = runner.pods["directory"][0]
     zone_of = {n.name: n.zone for n in kubelet.kind_nodes()}
-    async with rpc.ChannelPool() as pool:
+    # The test calls the pods as the services would (their CA's identities, not the suite's).
+    async with rpc.ChannelPool(tls=permissions.StandIn(tls_dir)) as pool:
         directory_client = DirectoryClient(pool, [f"{directory.ip}:7100"])
 
         async def all_stores():  # the directory's view of the map catches up within its refresh
@@ -128,7 +150,8 @@ async def _serve_together(runner: PodRunner) -> None:
 
         async def upload():
             try:
-                return await media.upload(body, owner_id=7, content_type="image/jpeg")
+                return await media.upload(body, owner_id=7, content_type="image/jpeg",
+                                          token=tokens.Minter(tls_dir).token_for(7))
             except TrenchcoatError:
                 return None  # no writable volume yet: the leader is creating them
 

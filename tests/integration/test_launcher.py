@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import harness
+from tests import harness, upctl
 from tests.upctl import SMALL, Up, cli, env, running_up
 from trenchcoat.ops import proc_tree
 
@@ -57,18 +57,26 @@ def test_stop_signal_takes_everything_down(up, sig):
 
 
 def test_state_survives_a_restart_of_the_cluster(data_dir):
-    first = Up(data_dir, SMALL)
+    """... its identities too: the first start makes the CA and every certificate in
+    <data_dir>/tls (the default cluster.tls_dir), the second uses them as they are."""
+    own_identities = {**SMALL, upctl.TLS_DIR_KEY: ""}
+    first = Up(data_dir, own_identities)
     try:
+        first.wait_for("made the cluster CA and identities in")
         first.wait_for("cluster up")
         first.popen.send_signal(signal.SIGINT)
         assert first.popen.wait(90) == 0
     finally:
         first.close()
+    ca = (data_dir / "tls" / "ca.crt").read_bytes()
+    assert (data_dir / "tls" / "ca.key").stat().st_mode & 0o077 == 0
     pg_version = next(data_dir.glob("postgres/PG_VERSION"), None)
     assert pg_version is not None, "PostgreSQL cluster lives under the data dir"
-    second = Up(data_dir, SMALL)
+    second = Up(data_dir, own_identities)
     try:
         second.wait_for("cluster up")  # no initdb the second time: same cluster reused
+        assert not any("made the cluster CA" in line for line in second.seen)
+        assert (data_dir / "tls" / "ca.crt").read_bytes() == ca
         second.popen.send_signal(signal.SIGINT)
         assert second.popen.wait(90) == 0
     finally:

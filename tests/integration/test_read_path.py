@@ -110,8 +110,8 @@ async def test_unknown_wrong_cookie_and_deleted_photos_are_404(cluster):
     assert (await get(cluster, unknown.path()))[0] == 404
     assert (await get(cluster, path_of(media)))[0] == 200
     async with cluster.clients() as c:
-        assert await c.media.delete(media.media_id)
-        assert not await c.media.delete(media.media_id)
+        assert await c.media.delete(media.media_id, owner_id=media.owner_id)
+        assert not await c.media.delete(media.media_id, owner_id=media.owner_id)
         with pytest.raises(NotFound) as info:
             await c.media.read(media.media_id)
         assert info.value.status == "NOT_FOUND"

@@ -118,7 +118,7 @@ async def test_an_upload_gets_every_size_durable_served_by_its_own_url(cluster):
             await c.media.read(media.media_id, alternate_key=9)
 
         # A delete takes every rendition with it, at its own URL too.
-        assert await c.media.delete(media.media_id)
+        assert await c.media.delete(media.media_id, owner_id=media.owner_id)
         for r in done.renditions:
             status, _, _ = await fetch(cluster, r.url)
             assert status == 404, r.url
@@ -401,7 +401,7 @@ async def test_a_video_gets_an_hls_ladder_that_plays_back_through_the_gateway(cl
         assert frames == 96
     # A delete takes the whole ladder with it: every segment and playlist, and the poster.
     async with cluster.clients() as c:
-        assert await c.media.delete(media.media_id)
+        assert await c.media.delete(media.media_id, owner_id=media.owner_id)
     for r in done.renditions:
         status, _, _ = await fetch(cluster, r.url)
         assert status == 404, keys.describe(r.alternate_key)

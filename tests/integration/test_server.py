@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -201,6 +202,8 @@ async def test_a_worker_that_ends_turns_the_service_not_serving_and_the_process_
     proc = chassis(service)
     remote = f"chassis {proc.address}"
     assert 'trenchcoat_worker_failed{worker="Breakable"} 0.0' in scrape(proc.metrics_url)
+    base = proc.metrics_url.removesuffix("/metrics")
+    assert scrape(base + "/readyz") == "SERVING\n" and scrape(base + "/livez") == "ok\n"
     async with rpc.ChannelPool() as pool:
         assert await rpc.unary(raw(pool, proc.address, "BreakWorker"), b"", remote=remote, timeout=10) == b"broken"
 
@@ -209,6 +212,13 @@ async def test_a_worker_that_ends_turns_the_service_not_serving_and_the_process_
 
         await eventually(not_serving, what="NOT_SERVING")
         assert await health(proc.address, "trenchcoat.v1.StoreService") == "NOT_SERVING"
+        # The same on the metrics port, for probes without a certificate: not ready, and not live.
+        base = proc.metrics_url.removesuffix("/metrics")
+        for path in ("/readyz", "/livez"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                scrape(base + path)
+            assert refused.value.code == 503
+        assert b"worker failed: Breakable" in refused.value.read()
         # Up and answering (a liveness probe decides when to restart it), and says why.
         assert await rpc.unary(raw(pool, proc.address, "Sleep"), b"1", remote=remote, timeout=10) == b"done"
     assert proc.process.running()

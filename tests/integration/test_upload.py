@@ -10,11 +10,11 @@ import os
 import pytest
 
 from tests.cluster import CALL_TIMEOUT_S, Clients, full_media_cluster, shared
-from trenchcoat import rpc, urls
+from trenchcoat import rpc, tokens, urls
 from trenchcoat.clients import media as media_client
 from trenchcoat.clients.directory import VolumeView
 from trenchcoat.clients.media import Media
-from trenchcoat.errors import InvalidArgument, NotFound
+from trenchcoat.errors import InvalidArgument, NotFound, PermissionDenied
 from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -33,12 +33,13 @@ def upload_stream(owner, data, content_type="image/jpeg", key="", chunk=64 * 102
     return media_client.upload_messages(header, data, chunk)
 
 
-async def upload_raw(c: Clients, messages):
-    """Sends ``messages`` to the router's Upload through the RPC edge."""
+async def upload_raw(c: Clients, messages, owner: int = 1):
+    """Sends ``messages`` to the router's Upload through the RPC edge, with ``owner``'s token."""
     assert c.cluster.router is not None
     address = c.cluster.router.address
     stub = c.pool.stub(router_pb2_grpc.MediaServiceStub, address)
-    return await rpc.stream_in(stub.Upload, messages, remote=f"router {address}", timeout=CALL_TIMEOUT_S)
+    return await rpc.stream_in(stub.Upload, messages, remote=f"router {address}", timeout=CALL_TIMEOUT_S,
+                               metadata=tokens.metadata_for(owner))
 
 
 async def upload_bytes_raw(c: Clients, owner, data, size=0):
@@ -48,7 +49,8 @@ async def upload_bytes_raw(c: Clients, owner, data, size=0):
     stub = c.pool.stub(router_pb2_grpc.MediaServiceStub, address)
     request = router_pb2.UploadBytesRequest(
         header=router_pb2.UploadHeader(owner_id=owner, content_type="image/jpeg", size_bytes=size), data=data)
-    return await rpc.unary(stub.UploadBytes, request, remote=f"router {address}", timeout=CALL_TIMEOUT_S)
+    return await rpc.unary(stub.UploadBytes, request, remote=f"router {address}", timeout=CALL_TIMEOUT_S,
+                           metadata=tokens.metadata_for(owner))
 
 
 def path_of(media: Media) -> str:
@@ -118,7 +120,6 @@ async def test_a_retried_upload_with_the_same_idempotency_key_returns_the_first(
     (lambda c: upload_raw(c, upload_stream(1, b"z" * (4 * 1024 * 1024 + 1), size=0, chunk=8 * 1024 * 1024)),
      "larger than"),
     (lambda c: upload_raw(c, upload_stream(1, b"z", size=4 * 1024 * 1024 + 1)), "declares"),
-    (lambda c: c.media.upload(b"z", owner_id=-5, content_type="image/jpeg"), "owner_id must be >= 0"),
     (lambda c: c.media.upload(b"z", owner_id=1, content_type="jpeg"), "not a type trenchcoat stores"),
     (lambda c: c.media.upload(b"z", owner_id=1, content_type="text/plain"),
      "use one of application/octet-stream, image/jpeg"),
@@ -138,6 +139,13 @@ async def test_bad_uploads_are_invalid_argument_with_a_reason(cluster, send, nee
         assert info.value.status == "INVALID_ARGUMENT"
         assert info.value.remote  # the router's answer, not the client's own check
         assert needle in str(info.value)
+
+
+async def test_an_upload_for_a_user_the_token_does_not_name_is_refused(cluster):
+    """A negative owner never reaches the router's checks from an app: no token names it."""
+    async with cluster.clients() as c:
+        with pytest.raises(PermissionDenied, match="act for user -5"):
+            await c.media.upload(b"z", owner_id=-5, content_type="image/jpeg", token=tokens.token_for(1))
 
 
 async def test_stat_of_an_unknown_id_is_not_found(cluster):

@@ -13,12 +13,14 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 
 from tests import harness
 from tests.cluster import MediaCluster
+from trenchcoat import tls
 from trenchcoat.ops import ports
 from trenchcoat.v1 import f4_pb2, f4_pb2_grpc
 
@@ -63,7 +65,9 @@ async def test_warm_shows_rebuilds_under_way_failed_and_finished_in_plain_text(s
     cluster.start_directory()
     server = grpc.aio.server()
     f4_pb2_grpc.add_F4RebuilderServiceServicer_to_server(CannedRebuilder(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    # Served as the rebuilder's identity, as the real one is (the CLI calls as admin, over mutual TLS).
+    identity = tls.Identity(Path(os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"]), "f4-rebuilder")
+    port = server.add_secure_port("127.0.0.1:0", tls.ServerTls(identity).credentials())
     await server.start()
     try:
         shown = await warm(cluster, TRENCHCOAT_F4__REBUILDER_ENDPOINT=f"127.0.0.1:{port}")

@@ -50,7 +50,7 @@ async def test_n_workers_share_the_port_and_report_their_metrics_together(cluste
     for i in range(uploads):
         async with rpc.ChannelPool() as pool:
             media = await MediaClient(pool, router.address, timeout_s=60).upload(
-                os.urandom(100), owner_id=i, content_type="image/jpeg")
+                os.urandom(100), owner_id=i + 1, content_type="image/jpeg")
             assert media.media_id
     assert uploads_counted(router.metrics_url) == uploads  # every worker's uploads, one endpoint
     served_by = {pid for pid in children if _cpu_ticks(pid) > 0}

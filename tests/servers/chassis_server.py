@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 import grpc
 
-from trenchcoat import server
+from trenchcoat import permissions, server, tls
 from trenchcoat.errors import NeedleNotFound, NotFound, Unavailable
 from trenchcoat.v1 import store_pb2_grpc
 from trenchcoat.workers import PeriodicWorker
@@ -106,10 +107,15 @@ def handler(ticker: Ticker, breakable: Breakable) -> grpc.GenericRpcHandler:
 
     methods = {"Sleep": sleep, "Missing": missing, "Crash": crash, "NeedleGone": needle_gone, "Custom": custom,
                "FailTicks": fail_ticks, "BreakWorker": break_worker}
+    assert set(methods) == set(METHODS)
     return grpc.method_handlers_generic_handler(
         "test.Chassis",
         {name: grpc.unary_unary_rpc_method_handler(fn) for name, fn in methods.items()},
     )
+
+
+METHODS = ("Sleep", "Missing", "Crash", "NeedleGone", "Custom", "FailTicks", "BreakWorker")
+"""The test service's methods, which any caller of the cluster may call."""
 
 
 def main() -> int:
@@ -141,6 +147,10 @@ def main() -> int:
             bindings=[server.Binding("trenchcoat.v1.StoreService", store_pb2_grpc.StoreServiceServicer(),
                                      store_pb2_grpc.add_StoreServiceServicer_to_server)],
             ready=[ready_file] if args.ready_file else [],
+            # The suite's TLS directory (tests/conftest.py), as the store's identity: the
+            # chassis serves the suite's stand-in callers as any service does.
+            tls=tls.ServerTls(tls.Identity(Path(os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"]), "store")),
+            permissions={**permissions.contract(), **{f"/test.Chassis/{name}": permissions.EVERY_ROLE for name in METHODS}},
             workers=[ticker, breakable],
         )
 

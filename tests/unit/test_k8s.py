@@ -6,7 +6,9 @@ spread over zones. (tests/integration/test_k8s_pods.py starts the pods.)"""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import json
 import math
 import os
 import re
@@ -35,7 +37,7 @@ from tests.kubelet import (
     workloads,
 )
 from trenchcoat import config as configmod
-from trenchcoat import tls
+from trenchcoat import tls, tokens
 from trenchcoat.config import ServiceConfig
 from trenchcoat.ops import k8s
 from trenchcoat.ops.launcher import SERVICE_PACKAGES
@@ -156,9 +158,11 @@ def test_every_probe_and_port_is_one_the_process_serves(rendered, tmp_path):
                   if isinstance(service, ServiceConfig) else {"http": config.cdn.port, "metrics": config.cdn.metrics_port})
         assert {p["name"]: p["containerPort"] for p in c["ports"]} == served, f"{overlay}: {name}'s ports"
         for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
-            probe_kind, port, _ = kubelet.probe_of(c[kind])
+            probe_kind, port, path = kubelet.probe_of(c[kind])
             if isinstance(service, ServiceConfig):
-                assert (probe_kind, port) == ("grpc", service.port), f"{overlay}: {name} {kind} is not its gRPC health"
+                # The gRPC port answers only cluster certificates: its health, over the metrics port.
+                want = ("http", service.metrics_port, "/livez" if kind == "livenessProbe" else "/readyz")
+                assert (probe_kind, port, path) == want, f"{overlay}: {name} {kind} is not its health"
             else:
                 assert (probe_kind, port) == ("http", config.cdn.port)
         annotations = w["spec"]["template"]["metadata"].get("annotations", {})
@@ -191,7 +195,9 @@ def test_every_address_in_the_config_is_served(rendered, tmp_path):
              *config.directory_endpoints(), *config.cache_endpoints(), *config.transformer_endpoints(),
              config.f4_endpoint(), *config.f4_storage_endpoints(), config.f4_keystore_endpoint(),
              *config.f4_backoff_endpoints(), config.f4_rebuilder_endpoint(), *config.router_endpoints()]
-    dsn = kubelet.secret_data(docs, "trenchcoat-postgres")["dsn"]
+    tls.ensure(tmp_path / "tls", [])
+    made = [json.loads(d) for d in k8s.secrets(tmp_path / "tls", []).split("---\n") if d.strip()]
+    dsn = kubelet.secret_data(made, "trenchcoat-postgres")["dsn"]
     database = re.search(r"@([^/]+)/", dsn)
     assert database is not None, "the PostgreSQL DSN names no host"
     named.append(database.group(1))
@@ -440,3 +446,143 @@ def test_the_cert_manager_component_issues_every_role_from_one_cluster_ca(tmp_pa
         assert cert["spec"]["subject"]["organizations"] == [tls.ORGANISATION]
         assert cert["spec"]["issuerRef"]["name"] == "trenchcoat-ca"
         assert {"server auth", "client auth"} <= set(cert["spec"]["usages"])
+
+
+def test_every_service_pod_presents_its_own_role_from_its_secret(rendered, tmp_path):
+    """Mutual TLS in the pods: each trenchcoat service mounts Secret trenchcoat-tls-<its role>
+    whole (a renewed certificate reaches it) where cluster.tls_dir points, with the files
+    laid out as the process looks for them; nothing in the base runs insecure."""
+    overlay, docs = rendered
+    served = 0
+    for w in workloads(docs):
+        if w["metadata"]["name"] in DEPENDENCIES:
+            continue
+        c = container(w)
+        role = tls.ROLE_OF_MODULE.get(c["command"][-1])
+        if role is None:  # the CDN: nginx, HTTP
+            continue
+        config = pod_config(docs, w, tmp_path)
+        assert not config.cluster.insecure
+        volumes = {v["name"]: v for v in w["spec"]["template"]["spec"]["volumes"]}
+        mount = next(m for m in c["volumeMounts"] if m["name"] == "tls")
+        assert "subPath" not in mount and mount["readOnly"]
+        assert str(config.cluster.tls_directory()) == mount["mountPath"], f"{overlay}: {w['metadata']['name']}"
+        sources = {s["secret"]["name"]: s["secret"] for s in volumes["tls"]["projected"]["sources"]}
+        assert {i["key"]: i["path"] for i in sources.pop(f"trenchcoat-tls-{role}")["items"]} == {
+            "ca.crt": tls.CA_FILE, "tls.crt": f"{role}.crt", "tls.key": f"{role}.key"}
+        # Only the public half of the user-token key, only where tokens are checked.
+        users = sources.pop("trenchcoat-user-tokens", None)
+        assert not sources
+        assert (users is not None) == (role in ("router", "feed")), f"{overlay}: {role}"
+        if users is not None:
+            assert [i["key"] for i in users["items"]] == [tokens.PUBLIC_FILE]
+        served += 1
+    assert served >= 10
+
+
+def test_each_certificate_answers_to_every_name_its_pods_are_dialled_by(rendered, tmp_path):
+    """The names in the config's endpoints (a Service, a StatefulSet pod, a per-pod Service)
+    are among the subject alternative names of the role that serves them."""
+    overlay, docs = rendered
+    config = pod_config(docs, workloads(docs)[0], tmp_path)
+    dialled = {"directory": config.directory.endpoints, "router": config.router.endpoints,
+               "cache": config.router.cache_endpoints, "f4-storage": config.f4.storage_endpoints,
+               "f4-keystore": (config.f4.keystore_endpoint,), "f4-front": (config.f4.endpoint,),
+               "f4-backoff": config.f4.backoff_endpoints, "f4-rebuilder": (config.f4.rebuilder_endpoint,),
+               "transformer": config.cache.transformer_endpoints}
+    for role, endpoints in dialled.items():
+        names = k8s.certificate_hosts(role)
+        for endpoint in endpoints:
+            host = endpoint.rpartition(":")[0]
+            assert host in names or f"*.{host.partition('.')[2]}" in names, f"{overlay}: {role} not valid for {host}"
+
+
+def test_ingress_is_denied_but_for_the_edges_of_the_service_map(rendered, tmp_path):
+    """Every pod of the namespace is under the default deny; each workload admits its gRPC
+    port only from the workloads the permission table lets call it (the store's from the
+    router, the directory, its peers... never the CDN), its metrics only from Prometheus;
+    only the CDN's HTTP port is open to anyone."""
+    overlay, docs = rendered
+    policies = by_kind(docs, "NetworkPolicy")
+    assert policies["default-deny-ingress"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    config = pod_config(docs, workloads(docs)[0], tmp_path)
+
+    def admitted(name: str, port: int) -> set[str]:
+        out: set[str] = set()
+        for rule in policies[f"allow-{name}"]["spec"]["ingress"]:
+            if port not in [p["port"] for p in rule["ports"]]:
+                continue
+            for source in rule.get("from", [{"anyone": True}]):
+                if "anyone" in source:
+                    out.add("*")
+                elif "matchLabels" in source["podSelector"]:
+                    out |= {f"{k}={v}" for k, v in source["podSelector"]["matchLabels"].items()}
+                else:
+                    out |= set(source["podSelector"]["matchExpressions"][0]["values"])
+        return out
+
+    store = admitted("store", config.store.port)
+    assert {"router", "directory", "cache"} <= store and "cdn" not in store and "*" not in store
+    assert admitted("store", config.store.http_port) == {"cache"}
+    assert admitted("f4-keystore", config.f4_keystore.port) == {"f4"}  # the key store answers only the f4 front
+    assert "trenchcoat.io/client=true" in admitted("router", config.router.port)
+    assert admitted("postgres", 5432) == {"router", "feed", "fanout", "f4-keystore"}
+    for w in workloads(docs):
+        name = w["metadata"]["name"]
+        assert f"allow-{name}" in policies, f"{overlay}: {name} has no allow rules (deny-all)"
+        if name not in DEPENDENCIES and name != "cdn":
+            metrics = getattr(config, SECTION_OF[container(w)["command"][2]]).metrics_port
+            assert admitted(name, metrics) == {"app.kubernetes.io/name=prometheus"}, f"{overlay}: {name}"
+    cdn = admitted("cdn", config.cdn.port)
+    assert cdn == {"*"}
+    opened = {p["metadata"]["name"] for p in policies.values()
+              if any("from" not in rule for rule in p["spec"].get("ingress", []))}
+    assert opened == ({"allow-cdn", "allow-router-from-host"} if overlay == "kind" else {"allow-cdn"})
+
+
+def test_the_secrets_stream_holds_each_identity_and_no_signing_key(tmp_path):
+    """`trenchcoat certs --k8s`: the namespace first, the user tokens' public key, the
+    in-cluster PostgreSQL's credentials (made once: the same on every run), each identity
+    as cert-manager lays it out; never the CA's key nor the tokens' signing key."""
+    tls.ensure(tmp_path, ["store", "cache"])
+    text = k8s.secrets(tmp_path, ["store", "cache"])
+    docs = [json.loads(part) for part in text.split("---\n") if part.strip()]
+    assert docs.pop(0) == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "trenchcoat"}}
+    by_name = {d["metadata"]["name"]: d for d in docs}
+    assert list(by_name) == ["trenchcoat-user-tokens", "trenchcoat-postgres", "trenchcoat-tls-store",
+                             "trenchcoat-tls-cache"]
+    assert set(by_name["trenchcoat-user-tokens"]["data"]) == {tokens.PUBLIC_FILE}
+    postgres = {k: base64.b64decode(v).decode() for k, v in by_name["trenchcoat-postgres"]["data"].items()}
+    assert len(postgres["password"]) >= 24 and f":{postgres['password']}@postgres-0.postgres:5432/" in postgres["dsn"]
+    assert (tmp_path / k8s.POSTGRES_PASSWORD_FILE).stat().st_mode & 0o077 == 0
+    assert k8s.secrets(tmp_path, ["store", "cache"]) == text  # the same password on the next run
+    for role in ("store", "cache"):
+        secret = by_name[f"trenchcoat-tls-{role}"]
+        assert secret["type"] == "kubernetes.io/tls" and set(secret["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+    for private in (tls.CA_KEY_FILE, tokens.PRIVATE_FILE):
+        assert (tmp_path / private).read_text().split("\n")[1] not in text
+
+
+def test_no_credential_lives_in_the_manifests(rendered):
+    """Secrets are referenced by name (made by `trenchcoat certs --k8s`, cert-manager, or
+    yourself for a managed database): the rendered overlays hold none."""
+    overlay, docs = rendered
+    assert not by_kind(docs, "Secret"), f"{overlay} renders a Secret: credentials belong outside the manifests"
+    text = yaml.safe_dump_all(docs)
+    assert "password=" not in text and "trenchcoat-local" not in text
+
+
+def test_what_differs_per_site_lives_in_the_overlays(rendered, tmp_path):
+    """The photo URLs' base comes from each overlay's ConfigMap (the router reads it), and
+    the image's registry and pull secret are the overlay's to set: nothing a user must edit
+    lives in the base."""
+    _, docs = rendered
+    router = next(w for w in workloads(docs) if w["metadata"]["name"] == "router")
+    env = {v["name"]: v for v in container(router)["env"]}
+    ref = env["TRENCHCOAT_ROUTER__CDN_BASE_URL"]["valueFrom"]["configMapKeyRef"]
+    site = by_kind(docs, "ConfigMap")[ref["name"]]  # kustomize names the generated one, hash and all
+    assert site["data"][ref["key"]] == "http://localhost:8080"
+    assert "cdn_base_url" not in (K8S / "base" / "trenchcoat.toml").read_text().replace("# cdn_base_url", "")
+    with_secret = with_component(tmp_path, "components/image-pull-secret")
+    for w in workloads(with_secret):
+        assert w["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "trenchcoat-registry"}], w["metadata"]["name"]

@@ -6,7 +6,6 @@ sees the caller's role; a rotated certificate is taken up without a restart."""
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import ssl
 from collections import Counter
@@ -70,14 +69,6 @@ def test_a_certificate_names_one_role_and_serves_both_ends_of_a_hop(tls_dir):
     with pytest.raises(tls.TlsError, match="unknown role"):
         tls.issue(tls_dir, "root")
     assert tls.ensure(tls_dir, ["store", "feed"]) == ["feed"]  # only what is missing
-
-
-def test_the_k8s_secrets_hold_each_identity_and_never_the_ca_key(tls_dir):
-    text = tls.k8s_secrets(tls_dir, ["store", "cache"])
-    docs = [json.loads(part) for part in text.split("---\n") if part.strip()]
-    assert [d["metadata"]["name"] for d in docs] == ["trenchcoat-tls-store", "trenchcoat-tls-cache"]
-    assert all(d["type"] == "kubernetes.io/tls" and set(d["data"]) == {"ca.crt", "tls.crt", "tls.key"} for d in docs)
-    assert (tls_dir / "ca.key").read_text().split("\n")[1] not in text
 
 
 async def test_the_server_knows_its_callers_role_and_refuses_callers_without_a_cluster_certificate(tls_dir, tmp_path):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trenchcoat import rpc
+from trenchcoat import rpc, tokens
 from trenchcoat.clients.media import Media, media
 from trenchcoat.v1 import feed_pb2, feed_pb2_grpc, media_pb2
 
@@ -54,31 +54,36 @@ class FeedClient:
     def _stub(self) -> feed_pb2_grpc.FeedServiceStub:
         return self._pool.stub(feed_pb2_grpc.FeedServiceStub, self.address)
 
-    async def _unary(self, method: str, request: object) -> object:
-        return await rpc.unary(getattr(self._stub(), method), request, remote=self._remote, timeout=self.timeout_s)
+    async def _unary(self, method: str, request: object, user: int = 0, token: str | None = None) -> object:
+        """``user``: whom the call acts for; its token is ``token`` or the process's
+        (``trenchcoat.tokens.use``)."""
+        return await rpc.unary(getattr(self._stub(), method), request, remote=self._remote, timeout=self.timeout_s,
+                               metadata=tokens.metadata_for(user, token))
 
-    async def post(self, author_id: int, media_id: int, caption: str = "") -> FeedEntry:
+    async def post(self, author_id: int, media_id: int, caption: str = "", *, token: str | None = None) -> FeedEntry:
         reply = await self._unary("Post", feed_pb2.PostRequest(
-            author_id=author_id, media=media_pb2.MediaRef(media_id=media_id), caption=caption))
+            author_id=author_id, media=media_pb2.MediaRef(media_id=media_id), caption=caption), author_id, token)
         return _entry(reply.entry)  # type: ignore[attr-defined]
 
-    async def delete_post(self, author_id: int, media_id: int) -> bool:
+    async def delete_post(self, author_id: int, media_id: int, *, token: str | None = None) -> bool:
         reply = await self._unary("DeletePost", feed_pb2.DeletePostRequest(
-            author_id=author_id, media=media_pb2.MediaRef(media_id=media_id)))
+            author_id=author_id, media=media_pb2.MediaRef(media_id=media_id)), author_id, token)
         return bool(reply.deleted)  # type: ignore[attr-defined]
 
-    async def follow(self, follower_id: int, followee_id: int) -> bool:
-        reply = await self._unary("Follow", feed_pb2.FollowRequest(follower_id=follower_id, followee_id=followee_id))
+    async def follow(self, follower_id: int, followee_id: int, *, token: str | None = None) -> bool:
+        reply = await self._unary("Follow", feed_pb2.FollowRequest(follower_id=follower_id, followee_id=followee_id),
+                                  follower_id, token)
         return bool(reply.created)  # type: ignore[attr-defined]
 
-    async def unfollow(self, follower_id: int, followee_id: int) -> bool:
+    async def unfollow(self, follower_id: int, followee_id: int, *, token: str | None = None) -> bool:
         reply = await self._unary("Unfollow", feed_pb2.UnfollowRequest(follower_id=follower_id,
-                                                                       followee_id=followee_id))
+                                                                       followee_id=followee_id), follower_id, token)
         return bool(reply.removed)  # type: ignore[attr-defined]
 
-    async def home(self, user_id: int, *, cursor: int = 0, limit: int = 0, hydrate: bool = False) -> FeedPage:
+    async def home(self, user_id: int, *, cursor: int = 0, limit: int = 0, hydrate: bool = False,
+                   token: str | None = None) -> FeedPage:
         reply = await self._unary("GetHomeFeed", feed_pb2.GetHomeFeedRequest(
-            user_id=user_id, cursor=cursor, limit=limit, hydrate=hydrate))
+            user_id=user_id, cursor=cursor, limit=limit, hydrate=hydrate), user_id, token)
         items = unhydrated = None
         if hydrate:
             items = [FeedItem(_entry(h.entry), h.caption, media(h.media))

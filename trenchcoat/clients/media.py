@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from trenchcoat import rpc
+from trenchcoat import rpc, tokens
 from trenchcoat.errors import Internal, InvalidArgument
 from trenchcoat.v1 import media_pb2, router_pb2, router_pb2_grpc
 
@@ -108,9 +108,11 @@ class MediaClient:
         return self._pool.stub(router_pb2_grpc.MediaServiceStub, self.address)
 
     async def upload(self, data: bytes | Path, *, owner_id: int, content_type: str = "",
-                     idempotency_key: str = "", chunk_bytes: int = CHUNK_BYTES) -> Media:
+                     idempotency_key: str = "", chunk_bytes: int = CHUNK_BYTES, token: str | None = None) -> Media:
         """Stores ``data`` (bytes, or a file read in chunks) for ``owner_id``; returns once every
-        replica holds it durably. ``content_type`` defaults to a guess from the file name."""
+        replica holds it durably. ``content_type`` defaults to a guess from the file name.
+        ``token``: the owner's user token (default: the process's, ``trenchcoat.tokens.use``)."""
+        metadata = tokens.metadata_for(owner_id, token)
         if isinstance(data, Path):
             # A slow disk (or a network file system) must not stall the loop: every look at
             # the file is in a thread.
@@ -129,10 +131,10 @@ class MediaClient:
         if isinstance(data, bytes) and size <= min(chunk_bytes, SINGLE_MESSAGE_BYTES):
             # One message: a stream's extra messages cost both sides more CPU than the bytes.
             reply = await rpc.unary(self._stub().UploadBytes, router_pb2.UploadBytesRequest(header=header, data=data),
-                                    remote=self._remote, timeout=self.timeout_s)
+                                    remote=self._remote, timeout=self.timeout_s, metadata=metadata)
         else:
             reply = await rpc.stream_in(self._stub().Upload, upload_messages(header, data, chunk_bytes),
-                                        remote=self._remote, timeout=self.timeout_s)
+                                        remote=self._remote, timeout=self.timeout_s, metadata=metadata)
         return media(reply.media)
 
     async def read(self, media_id: int, *, alternate_key: int = 0, offset: int = 0,
@@ -165,11 +167,14 @@ class MediaClient:
         return [StatResult(r.ref.media_id, _OUTCOMES.get(r.outcome, "unavailable"),
                            media(r.media) if r.HasField("media") else None, r.reason) for r in reply.results]
 
-    async def delete(self, media_id: int) -> bool:
-        """Deletes the object everywhere; False if it already was."""
+    async def delete(self, media_id: int, *, owner_id: int = 0, token: str | None = None) -> bool:
+        """Deletes the object everywhere, acting for ``owner_id`` (whose object it must be;
+        0: for no user, as a service); False if it already was. ``token``: the owner's user
+        token (default: the process's, ``trenchcoat.tokens.use``)."""
         reply = await rpc.unary(self._stub().Delete,
-                                router_pb2.DeleteRequest(ref=media_pb2.MediaRef(media_id=media_id)),
-                                remote=self._remote, timeout=self.timeout_s)
+                                router_pb2.DeleteRequest(ref=media_pb2.MediaRef(media_id=media_id), owner_id=owner_id),
+                                remote=self._remote, timeout=self.timeout_s,
+                                metadata=tokens.metadata_for(owner_id, token))
         return bool(reply.deleted)
 
 

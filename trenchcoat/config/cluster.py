@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from trenchcoat.config.checks import Section, require
 from trenchcoat.config.service import MAX_PORT
@@ -31,12 +32,27 @@ class ClusterConfig(Section):
         default=0.0, ge=0, le=3600,
     )
     tls_dir: str = setting(
-        "Directory of the cluster CA and the service identities (`trenchcoat certs` makes them): "
-        "when set, every gRPC server serves mutual TLS only and every gRPC client presents its "
-        "process's certificate (<role>.crt). Empty: plaintext gRPC (on by default in a later "
-        "release, with per-method permissions).",
+        "Directory of the cluster CA and the service identities (`trenchcoat certs` makes them; "
+        "`trenchcoat up` on first start): every gRPC server serves mutual TLS only, checks each "
+        "caller's role against the permission table, and every gRPC client presents its "
+        "process's certificate (<role>.crt, <role>.key, ca.crt). Empty: <data_dir>/tls.",
         default="", free="a directory path; `trenchcoat certs` says what it must hold",
     )
+    insecure: bool = setting(
+        "Plaintext, unauthenticated gRPC: anyone who reaches a port may call any method. Only for "
+        "a throwaway cluster on a private machine; every process logs a warning at start.",
+        default=False,
+    )
+
+    def validate(self, section: str) -> None:
+        require(not (self.insecure and self.tls_dir), f"{section}.insecure",
+                f"is true while {section}.tls_dir is set ({self.tls_dir}): choose one (TLS, or plaintext)")
+
+    def tls_directory(self) -> Path | None:
+        """Where this cluster's certificates live; None when it runs insecure (plaintext)."""
+        if self.insecure:
+            return None
+        return Path(self.tls_dir) if self.tls_dir else Path(self.data_dir) / "tls"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

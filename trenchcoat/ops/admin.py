@@ -23,7 +23,7 @@ from trenchcoat.clients.media import Media, MediaClient, StatResult
 from trenchcoat.clients.store import StoreClient
 from trenchcoat.clients.transformer import JobView, TransformerClient
 from trenchcoat.config import Config
-from trenchcoat.errors import FailedPrecondition, TrenchcoatError, Unavailable
+from trenchcoat.errors import FailedPrecondition, NotFound, TrenchcoatError, Unavailable
 from trenchcoat.rendition_keys import describe
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.urls import MalformedURL, parse_path
@@ -70,7 +70,18 @@ def get(config: Config, media_id: int, alternate_key: int = 0) -> tuple[Media, b
 
 def delete(config: Config, media_id: int) -> bool:
     """Deletes a media everywhere (the router's Delete); False if it already was."""
-    return _run(config, lambda pool: MediaClient(pool, router_address(config)).delete(media_id))
+    return _run(config, lambda pool: delete_for_owner(MediaClient(pool, router_address(config)), media_id))
+
+
+async def delete_for_owner(client: MediaClient, media_id: int) -> bool:
+    """The operator's delete: the router's Delete acting for the media's owner (the operator
+    holds the cluster's user-token key, ``tokens.use``); False if it already was deleted."""
+    found = (await client.batch_stat([media_id]))[0]
+    if found.outcome == "deleted":
+        return False
+    if found.media is None:
+        raise NotFound(f"media {media_id}: {found.reason or found.outcome.replace('_', ' ')}")
+    return await client.delete(media_id, owner_id=found.media.owner_id)
 
 
 STAT_BATCH = 1000

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trenchcoat import config as configmod
-from trenchcoat import rendition_keys, rpc, tls
+from trenchcoat import rendition_keys, rpc, tls, tokens
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.ops import admin
 from trenchcoat.ops.launcher import (
@@ -52,12 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = configmod.load(args.config or configmod.default_path(os.environ), os.environ)
-        if config.cluster.tls_dir and args.run not in (cmd_certs, cmd_config):
-            # The operator's verbs call the cluster as its admin; `up` makes what is missing first.
-            directory = Path(config.cluster.tls_dir)
-            if args.run is cmd_up:
-                tls.ensure(directory)
-            rpc.use_tls(tls.ClientTls(tls.Identity(directory, "admin")))
+        directory = config.cluster.tls_directory()
+        if args.run not in (cmd_certs, cmd_config, cmd_token):
+            if directory is None:
+                tls.warn_insecure("trenchcoat")
+            else:
+                # The operator's verbs call the cluster as its admin (`up` and `demo` make the
+                # identities on their first start, in the data directory they run in).
+                rpc.use_tls(tls.ClientTls(tls.Identity(directory, "admin")))
+                # The verbs that act for a user (upload, post, follow, delete) carry its token.
+                tokens.use(tokens.Minter(directory).token_for)
         return int(args.run(args, config))
     except TrenchcoatError as exc:
         print(f"trenchcoat: {exc}", file=sys.stderr)
@@ -156,16 +160,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
 
     certs = verbs.add_parser("certs", help="the cluster CA and a certificate per service identity (mutual TLS)")
-    certs.add_argument("--dir", default="", help="where they live (default: <cluster.data_dir>/tls)")
+    certs.add_argument("--dir", default="", help="where they live (default: cluster.tls_dir, or <cluster.data_dir>/tls)")
     certs.add_argument("--role", action="append", default=[], choices=tls.ROLES,
                        help="an identity to issue for (repeatable; default: every role)")
     certs.add_argument("--host", action="append", default=[],
-                       help="a DNS name or IP the certificates answer to (repeatable; default: loopback)")
+                       help="a DNS name or IP the certificates answer to (repeatable; default: loopback, or with "
+                            "--k8s the names each role's pods are dialled by in the namespace)")
     certs.add_argument("--rotate", action="store_true",
                        help="issue the roles' certificates again with the same CA (servers take them up at once)")
     certs.add_argument("--k8s", action="store_true",
-                       help="print them as Kubernetes Secrets (trenchcoat-tls-<role>, type kubernetes.io/tls)")
+                       help="print what the pods need as Kubernetes Secrets: each identity (trenchcoat-tls-<role>), "
+                            "the user tokens' public key, the in-cluster PostgreSQL's password")
     certs.set_defaults(run=cmd_certs)
+
+    token = verbs.add_parser("token", help="mint a user token (for grpcurl's -H 'authorization: Bearer ...')")
+    token.add_argument("--user", type=int, required=True, help="the user id it acts for")
+    token.add_argument("--ttl", type=float, default=tokens.DEFAULT_TTL_S,
+                       help=f"seconds it is valid (default {tokens.DEFAULT_TTL_S}, at most {tokens.MAX_TTL_S})")
+    token.add_argument("--dir", default="", help="where users.key lives (default: cluster.tls_dir, or <cluster.data_dir>/tls)")
+    token.set_defaults(run=cmd_token)
 
     cfg = verbs.add_parser("config", help="print the effective config")
     cfg.add_argument("--reference", action="store_true", help="list every key with its default and meaning")
@@ -315,22 +328,48 @@ def cmd_demo(args: argparse.Namespace, config: configmod.Config) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
-def cmd_certs(args: argparse.Namespace, config: configmod.Config) -> int:
-    directory = Path(args.dir) if args.dir else Path(config.cluster.data_dir) / "tls"
-    roles = args.role or list(tls.ROLES)
-    hosts = args.host or list(tls.LOCAL_HOSTS)
+def cmd_token(args: argparse.Namespace, config: configmod.Config) -> int:
+    directory = Path(args.dir) if args.dir else config.cluster.tls_directory() or Path(config.cluster.data_dir) / "tls"
     try:
-        if args.rotate:
-            for role in roles:
-                tls.issue(directory, role, hosts=hosts)
-            made = roles
-        else:
-            made = tls.ensure(directory, roles, hosts=hosts)
+        key = (directory / tokens.PRIVATE_FILE).read_bytes()
+    except FileNotFoundError:
+        print(f"token: {directory / tokens.PRIVATE_FILE} is missing: make it with trenchcoat certs", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        print(tokens.mint(key, args.user, args.ttl))
+    except ValueError as exc:
+        print(f"token: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def cmd_certs(args: argparse.Namespace, config: configmod.Config) -> int:
+    directory = Path(args.dir) if args.dir else config.cluster.tls_directory() or Path(config.cluster.data_dir) / "tls"
+    roles = args.role or list(tls.ROLES)
+
+    def hosts(role: str) -> list[str]:
+        if args.host:
+            return list(args.host)
+        if args.k8s:  # the names its pods are dialled by in the namespace
+            from trenchcoat.ops import k8s
+
+            return k8s.certificate_hosts(role)
+        return list(tls.LOCAL_HOSTS)
+
+    try:
+        made = []
+        for role in roles:
+            if args.rotate or tls.ensure(directory, [role], hosts=hosts(role)):
+                if args.rotate:
+                    tls.issue(directory, role, hosts=hosts(role))
+                made.append(role)
     except tls.TlsError as exc:
         print(f"certs: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.k8s:
-        print(tls.k8s_secrets(directory, roles), end="")
+        from trenchcoat.ops import k8s
+
+        print(k8s.secrets(directory, roles), end="")
         return EXIT_OK
     print(f"{directory}: CA {tls.CA_FILE}; " + (f"issued {', '.join(made)}" if made else "every certificate there already"))
     return EXIT_OK

@@ -10,20 +10,29 @@ and an f4 storage node's id from the StatefulSet ordinal (``machine_id = 0``), a
 rack the zone of the node it runs on (read with its ServiceAccount, the only pods with a
 token), the addresses they advertise from the pod's own DNS name.
 
-Readiness, liveness and startup probes are native gRPC probes on each process's
-``grpc.health.v1`` service; termination grace covers the drain notice and grace period;
+Each pod presents its role's identity (the Secret ``trenchcoat-tls-<role>``, mounted at
+cluster.tls_dir): every gRPC hop is mutual TLS, checked against the permission table.
+Readiness, liveness and startup probes are HTTP on each process's metrics port
+(``/readyz``: its ``grpc.health.v1`` status; ``/livez``: no worker failed), as the gRPC
+port answers only callers with a cluster certificate; termination grace covers the drain notice and grace period;
 pods carry ``prometheus.io/*`` annotations for a plain Prometheus (the Prometheus Operator's
 PodMonitor is in ``k8s/observability/operator``).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import math
+import os
+import secrets as secrets_module
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trenchcoat import tls, tokens
 from trenchcoat.config import Config, ServiceConfig, env_key, load
 from trenchcoat.f4_types import PARITY_BLOCKS as F4_PARITY
 
@@ -33,10 +42,15 @@ CONFIG_DIR = "/etc/trenchcoat"
 CONFIG_FILE = f"{CONFIG_DIR}/trenchcoat.toml"
 DATA_DIR = "/data"
 """cluster.data_dir in the pods: a PersistentVolume for stateful workloads, an emptyDir else."""
+TLS_DIR = "/etc/trenchcoat-tls"
+"""cluster.tls_dir in the pods: the workload's identity (``tls_volume``)."""
+SITE_CONFIG = "trenchcoat-site"
+"""The ConfigMap each overlay generates with what differs per site (``cdn_base_url``)."""
 UID = 10001
 """The image's non-root user."""
 ZONE = "topology.kubernetes.io/zone"
 PART_OF = "trenchcoat"
+NAMESPACE = "trenchcoat"
 
 
 @dataclass(frozen=True)
@@ -117,7 +131,10 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("f4-rebuilder", "f4_rebuilder", "f4.rebuilder", 1, stateful=True, storage="1Gi"),
     Workload("feed", "feed", "feedsvc", 2, postgres=True),
     Workload("fanout", "fanout", "feedsvc.worker", 2, postgres=True),
-    Workload("router", "router", "router", 2, cpu="100m", memory="256Mi", memory_limit="1Gi", postgres=True),
+    Workload("router", "router", "router", 2, cpu="100m", memory="256Mi", memory_limit="1Gi", postgres=True,
+             # Where photo URLs point is the site's, not the base's: each overlay's ConfigMap says.
+             env=({"name": env_key("router", "cdn_base_url"),
+                   "valueFrom": {"configMapKeyRef": {"name": SITE_CONFIG, "key": "cdn_base_url"}}},)),
 )
 
 CDN = Workload("cdn", "cdn", "trenchcoat.ops.cdn", 1, memory="96Mi", memory_limit="384Mi")
@@ -135,9 +152,34 @@ def _security() -> dict[str, Any]:
             "capabilities": {"drop": ["ALL"]}}
 
 
-def _probe(kind: str, port: int, *, period: int, failures: int) -> dict[str, Any]:
-    action = {"grpc": {"port": port}} if kind == "grpc" else {"httpGet": {"path": "/cdn-health", "port": port}}
-    return {**action, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures}
+def _probe(kind: str, port: int, *, period: int, failures: int, live: bool = False) -> dict[str, Any]:
+    """An HTTP probe: the CDN's /cdn-health, or a service's /readyz or /livez on its metrics
+    port (its gRPC port speaks mutual TLS only, and the kubelet's gRPC probes present no
+    certificate)."""
+    path = "/cdn-health" if kind == "http" else "/livez" if live else "/readyz"
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "timeoutSeconds": 5,
+            "failureThreshold": failures}
+
+
+def tls_volume(role: str) -> dict[str, Any]:
+    """A role's identity as a volume: the Secret ``trenchcoat-tls-<role>`` (what cert-manager's
+    Certificate, or ``trenchcoat certs --k8s``, writes: ca.crt, tls.crt, tls.key) laid out as
+    cluster.tls_dir wants it, and for the roles that check user tokens the public key of
+    Secret ``trenchcoat-user-tokens``. Mounted whole (no subPath), so a renewed certificate
+    reaches the running process, which takes it up without a restart."""
+    sources: list[dict[str, Any]] = [
+        {"secret": {"name": f"trenchcoat-tls-{role}",
+                    "items": [{"key": "ca.crt", "path": tls.CA_FILE}, {"key": "tls.crt", "path": f"{role}.crt"},
+                              {"key": "tls.key", "path": f"{role}.key"}]}}]
+    if role in CHECKS_USER_TOKENS:
+        sources.append({"secret": {"name": USER_TOKENS_SECRET,
+                                   "items": [{"key": tokens.PUBLIC_FILE, "path": tokens.PUBLIC_FILE}]}})
+    return {"name": "tls", "projected": {"defaultMode": 0o440, "sources": sources}}
+
+
+CHECKS_USER_TOKENS = frozenset({"router", "feed"})
+"""Roles serving methods that act for a user (MediaService, FeedService): they verify tokens."""
+USER_TOKENS_SECRET = "trenchcoat-user-tokens"
 
 
 def _pod(w: Workload, ports: list[dict[str, Any]], probe: tuple[str, int], metrics_port: int | None,
@@ -150,6 +192,11 @@ def _pod(w: Workload, ports: list[dict[str, Any]], probe: tuple[str, int], metri
            {"name": "TRENCHCOAT_CONFIG", "value": CONFIG_FILE},
            *dsn,
            *({**e, "value": e["value"].format(**by_key)} if "value" in e else e for e in w.env)]
+    role = tls.ROLE_OF_MODULE.get(w.module)
+    mounts: list[dict[str, Any]] = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                                    {"name": "data", "mountPath": DATA_DIR},
+                                    {"name": "tmp", "mountPath": "/tmp"},
+                                    *([{"name": "tls", "mountPath": TLS_DIR, "readOnly": True}] if role else [])]
     container = {
         "name": w.name,
         "image": IMAGE,
@@ -159,17 +206,17 @@ def _pod(w: Workload, ports: list[dict[str, Any]], probe: tuple[str, int], metri
         "ports": ports,
         "startupProbe": _probe(kind, probe_port, period=2, failures=math.ceil(w.startup_s / 2)),
         "readinessProbe": _probe(kind, probe_port, period=5, failures=2),
-        "livenessProbe": _probe(kind, probe_port, period=10, failures=6),
+        "livenessProbe": _probe(kind, probe_port, period=10, failures=6, live=True),
         "resources": {"requests": {"cpu": w.cpu, "memory": w.memory}, "limits": {"memory": w.memory_limit}},
         "securityContext": _security(),
-        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-                         {"name": "data", "mountPath": DATA_DIR},
-                         {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": mounts,
     }
     volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": "trenchcoat-config"}},
                                      {"name": "tmp", "emptyDir": {}}]
     if not w.storage:
         volumes.append({"name": "data", "emptyDir": {}})
+    if role is not None:
+        volumes.append(tls_volume(role))
     spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": grace_s,
         "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
@@ -227,7 +274,7 @@ def manifests(config: Config) -> list[dict[str, Any]]:
                      {"name": "metrics", "containerPort": service.metrics_port},
                      *({"name": key.removesuffix("_port"), "containerPort": getattr(service, key)}
                        for key in w.extra_ports)]
-            probe, metrics_port = ("grpc", service.port), service.metrics_port
+            probe, metrics_port = ("service", service.metrics_port), service.metrics_port
             grace = math.ceil(service.drain_notice_s + service.grace_period_s) + 5
         docs.extend(_workload(w, ports, probe, metrics_port, grace))
     return docs
@@ -298,6 +345,25 @@ WORKLOADS_FILE = ROOT / "k8s" / "base" / "workloads.yaml"
 BASE_CONFIG_FILE = ROOT / "k8s" / "base" / "trenchcoat.toml"
 RULES_FILE = ROOT / "k8s" / "observability" / "rules.yml"
 OPERATOR_RULES_FILE = ROOT / "k8s" / "observability" / "operator" / "prometheusrule.yaml"
+CERTIFICATES_FILE = ROOT / "k8s" / "tls" / "cert-manager" / "certificates.yaml"
+POLICIES_FILE = ROOT / "k8s" / "base" / "network-policies.yaml"
+POLICIES_HEADER = """\
+# Generated by `python -m trenchcoat.ops.k8s` from trenchcoat/ops/k8s.py (network_policies()):
+# edit there. Ingress to every pod is denied but for the edges of the service map: each gRPC
+# port from the workloads the permission table (proto/trenchcoat/v1/*.proto) lets call it, and
+# for the router and the feed from pods labelled trenchcoat.io/client=true in any namespace
+# (your app); a store's HTTP port from the caches, a cache's from the CDN; etcd, PostgreSQL and
+# Redis from the workloads that use them; every metrics port from Prometheus; the CDN's HTTP
+# port from anywhere (the only entry from outside). Probes come from the node's kubelet.
+"""
+CERT_MANAGER = "cert-manager.io/v1"
+CERTIFICATES_HEADER = """\
+# Generated by `python -m trenchcoat.ops.k8s` from trenchcoat/ops/k8s.py (certificates()):
+# edit there. A self-signed Issuer only to sign the cluster CA, the CA certificate itself,
+# the CA Issuer, and a Certificate per service identity (trenchcoat/tls.py's ROLES): the role
+# as its common name, the names its pods are dialled by, written to Secret
+# trenchcoat-tls-<role>, renewed a sixth of its life before it expires.
+"""
 
 
 def render() -> str:
@@ -320,9 +386,180 @@ def render_operator_rules() -> str:
     return RULE_HEADER + yaml.safe_dump(rule, sort_keys=False, width=110)
 
 
+SERVED_BY = {"DirectoryService": "directory", "StoreService": "store", "CacheService": "cache",
+             "MediaService": "router", "TransformerService": "transformer", "FeedService": "feed",
+             "F4Service": "f4", "F4StorageService": "f4-storage", "F4BackoffService": "f4-backoff",
+             "F4RebuilderService": "f4-rebuilder", "F4KeyStoreService": "f4-keystore"}
+"""The workload serving each service of the contract."""
+DEPENDENCY_USERS = {"etcd": ("directory", "store"), "postgres": ("router", "feed", "fanout", "f4-keystore"),
+                    "redis": ("router", "transformer", "feed", "fanout")}
+"""Which workloads reach each dependency of dependencies.yaml."""
+HTTP_CALLERS = {"store": ("cache",), "cache": ("cdn",)}
+"""Who reads a workload's HTTP port: the caches a store's needles, the CDN a cache's photos."""
+CLIENT_LABEL = "trenchcoat.io/client"
+"""Label a pod outside the namespace carries to reach the user-facing services (an app)."""
+
+
+def grpc_callers() -> dict[str, set[str]]:
+    """Served workload -> the workloads whose roles the permission table lets call any of its
+    methods, and ``app`` or ``admin`` when those may (callers from outside)."""
+    from trenchcoat import permissions
+
+    workload_of_role = {role: w.name for w in WORKLOADS for module, role in tls.ROLE_OF_MODULE.items()
+                        if w.module == module}
+    callers: dict[str, set[str]] = {}
+    for method, roles in permissions.contract().items():
+        served = SERVED_BY[method.lstrip("/").split("/")[0].rpartition(".")[2]]
+        callers.setdefault(served, set()).update(workload_of_role.get(role, role) for role in roles)
+    return callers
+
+
+def network_policies(config: Config) -> list[dict[str, Any]]:
+    """Default-deny ingress for every pod of the namespace, then one allow per edge of the
+    service map: each gRPC port from the workloads the permission table lets call it (and,
+    for the user-facing services, pods labelled ``trenchcoat.io/client`` in any namespace),
+    each HTTP port from its one reader, each dependency from its users, every metrics port
+    from Prometheus, the CDN from anywhere: the only entry from outside."""
+    meta = {"labels": {"app.kubernetes.io/part-of": PART_OF}}
+
+    def pods(*names: str) -> dict[str, Any]:
+        return {"podSelector": {"matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                                                      "values": sorted(names)}]}}
+
+    def policy(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": f"allow-{name}", **meta},
+                "spec": {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                         "policyTypes": ["Ingress"], "ingress": rules}}
+
+    prometheus = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    clients = {"namespaceSelector": {}, "podSelector": {"matchLabels": {CLIENT_LABEL: "true"}}}
+    docs: list[dict[str, Any]] = [{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                                   "metadata": {"name": "default-deny-ingress", **meta},
+                                   "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}]
+    callers = grpc_callers()
+    for w in WORKLOADS:
+        service: ServiceConfig = getattr(config, w.section)
+        inside = sorted(c for c in callers.get(w.name, ()) if c not in ("app", "admin", "prometheus"))
+        sources = [pods(*inside)] if inside else []
+        if callers.get(w.name, set()) & {"app", "admin"}:
+            sources.append(clients)
+        rules = [{"from": sources, "ports": [{"port": service.port, "protocol": "TCP"}]}] if sources else []
+        if w.name in HTTP_CALLERS:
+            rules.append({"from": [pods(*HTTP_CALLERS[w.name])],
+                          "ports": [{"port": service.http_port, "protocol": "TCP"}]})  # type: ignore[attr-defined]
+        rules.append({"from": [prometheus], "ports": [{"port": service.metrics_port, "protocol": "TCP"}]})
+        docs.append(policy(w.name, rules))
+    docs.append(policy("cdn", [{"ports": [{"port": config.cdn.port, "protocol": "TCP"}]},
+                               {"from": [prometheus], "ports": [{"port": config.cdn.metrics_port, "protocol": "TCP"}]}]))
+    for dependency, port in (("etcd", 2379), ("postgres", 5432), ("redis", 6379)):
+        peers = [pods("etcd")] if dependency == "etcd" else []
+        rules = [{"from": [pods(*DEPENDENCY_USERS[dependency])], "ports": [{"port": port, "protocol": "TCP"}]}]
+        if peers:
+            rules.append({"from": peers, "ports": [{"port": 2380, "protocol": "TCP"}]})
+        docs.append(policy(dependency, rules))
+    return docs
+
+
+def render_network_policies() -> str:
+    """k8s/base/network-policies.yaml, for the ports of k8s/base/trenchcoat.toml."""
+    import yaml
+
+    return POLICIES_HEADER + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
+                                     for doc in network_policies(load(BASE_CONFIG_FILE, {})))
+
+
+POSTGRES_PASSWORD_FILE = "postgres.password"
+"""Beside the identities: the password of the in-cluster PostgreSQL's ``trenchcoat`` role,
+made once (so applying the Secrets again never changes it under a running database)."""
+
+
+def secrets(directory: Path, roles: Iterable[str]) -> str:
+    """What a cluster's pods need that must not live in the manifests, as a YAML stream of
+    JSON documents for ``kubectl apply -f -`` (``trenchcoat certs --k8s``): the namespace
+    (so the stream applies first), each role's identity as Secret ``trenchcoat-tls-<role>``
+    (type kubernetes.io/tls with ca.crt: the layout cert-manager writes), the user tokens'
+    public key (``trenchcoat-user-tokens``) and the in-cluster PostgreSQL's credentials
+    (``trenchcoat-postgres``: a random password, made once in ``directory``, and the DSN).
+    The CA's key and the tokens' signing key are never in them."""
+    meta = {"namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": PART_OF}}
+
+    def secret(name: str, data: dict[str, bytes], kind: str = "Opaque") -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "Secret", "type": kind, "metadata": {"name": name, **meta},
+                "data": {k: base64.b64encode(v).decode() for k, v in data.items()}}
+
+    docs: list[dict[str, Any]] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}]
+    public = directory / tokens.PUBLIC_FILE
+    if public.exists():
+        docs.append(secret(USER_TOKENS_SECRET, {tokens.PUBLIC_FILE: public.read_bytes()}))
+    password_file = directory / POSTGRES_PASSWORD_FILE
+    if not password_file.exists():
+        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets_module.token_urlsafe(24))
+    password = password_file.read_text().strip()
+    docs.append(secret("trenchcoat-postgres", {
+        "password": password.encode(),
+        "dsn": f"postgresql://trenchcoat:{password}@postgres-0.postgres:5432/trenchcoat".encode()}))
+    for role in roles:
+        ca, cert, key = tls.Identity(directory, role).read()
+        docs.append(secret(f"trenchcoat-tls-{role}", {"ca.crt": ca, "tls.crt": cert, "tls.key": key},
+                           "kubernetes.io/tls"))
+    return "".join("---\n" + json.dumps(d, indent=2) + "\n" for d in docs)
+
+
+def certificate_hosts(role: str) -> list[str]:
+    """The names a role's pods are dialled by in the namespace (its Service, each pod of a
+    StatefulSet as ``*.<service>``, per-pod Services such as ``cache-0``), then localhost:
+    the subject alternative names of its certificate."""
+    names: list[str] = []
+    for w in (*WORKLOADS, CDN):
+        if tls.ROLE_OF_MODULE.get(w.module) == role:
+            names += [w.name, f"*.{w.name}", *(f"{w.name}-{i}" for i in range(w.replicas) if w.per_pod_services)]
+    return [*names, f"*.{NAMESPACE}.svc", f"*.{NAMESPACE}.svc.cluster.local", "localhost", "127.0.0.1"]
+
+
+def certificates() -> list[dict[str, Any]]:
+    """The cert-manager component: a self-signed Issuer that signs only the cluster CA, the CA,
+    its Issuer, and a Certificate per role written to Secret trenchcoat-tls-<role>."""
+    meta = {"namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": PART_OF}}
+    key = {"algorithm": "ECDSA", "size": 256}
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": CERT_MANAGER, "kind": "Issuer", "metadata": {"name": "trenchcoat-selfsigned", **meta},
+         "spec": {"selfSigned": {}}},
+        {"apiVersion": CERT_MANAGER, "kind": "Certificate", "metadata": {"name": "trenchcoat-ca", **meta},
+         "spec": {"isCA": True, "commonName": "trenchcoat cluster CA", "subject": {"organizations": [tls.ORGANISATION]},
+                  "secretName": "trenchcoat-ca", "duration": f"{tls.CA_DAYS * 24}h", "privateKey": key,
+                  "issuerRef": {"name": "trenchcoat-selfsigned", "kind": "Issuer"}}},
+        {"apiVersion": CERT_MANAGER, "kind": "Issuer", "metadata": {"name": "trenchcoat-ca", **meta},
+         "spec": {"ca": {"secretName": "trenchcoat-ca"}}},
+    ]
+    for role in tls.ROLES:
+        hosts = certificate_hosts(role)
+        docs.append({"apiVersion": CERT_MANAGER, "kind": "Certificate", "metadata": {"name": f"trenchcoat-tls-{role}", **meta},
+                     "spec": {"commonName": role, "subject": {"organizations": [tls.ORGANISATION]},
+                              "dnsNames": [h for h in hosts if not h[0].isdigit()],
+                              "ipAddresses": [h for h in hosts if h[0].isdigit()],
+                              "secretName": f"trenchcoat-tls-{role}", "duration": f"{tls.CERT_DAYS * 24}h",
+                              "renewBefore": f"{tls.CERT_DAYS * 24 // 6}h",
+                              "usages": ["server auth", "client auth", "digital signature"],
+                              "privateKey": {**key, "rotationPolicy": "Always"},
+                              "issuerRef": {"name": "trenchcoat-ca", "kind": "Issuer"}}})
+    return docs
+
+
+def render_certificates() -> str:
+    """k8s/tls/cert-manager/certificates.yaml."""
+    import yaml
+
+    return CERTIFICATES_HEADER + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
+                                         for doc in certificates())
+
+
 def generated() -> dict[Path, str]:
     """Every generated file and what it should hold."""
-    return {WORKLOADS_FILE: render(), OPERATOR_RULES_FILE: render_operator_rules()}
+    return {WORKLOADS_FILE: render(), OPERATOR_RULES_FILE: render_operator_rules(),
+            CERTIFICATES_FILE: render_certificates(), POLICIES_FILE: render_network_policies()}
 
 
 def main(argv: list[str]) -> int:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from trenchcoat import rpc, tls, tokens
 from trenchcoat.config import (
     Config,
     F4StorageConfig,
@@ -119,6 +120,7 @@ class Cluster:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         try:
+            self._identities()
             self._check_ports()
             env = self._start_dependencies(ready_timeout)
             self._start_services(env, ready_timeout)
@@ -129,6 +131,21 @@ class Cluster:
         except BaseException:
             self.stop()
             raise
+
+    def _identities(self) -> None:
+        """The cluster CA, every service identity and the user-token keys, made where
+        missing (the first start); this process calls the cluster as its operator (admin)
+        and mints the tokens of the users its verbs act for. With cluster.insecure: none."""
+        directory = self.config.cluster.tls_directory()
+        if directory is None:
+            return
+        if not directory.is_absolute():
+            directory = Path.cwd() / directory
+        made = tls.ensure(directory)
+        if made:
+            self._say(f"made the cluster CA and identities in {directory} ({len(made)} certificates)")
+        rpc.use_tls(tls.ClientTls(tls.Identity(directory, "admin")))
+        tokens.use(tokens.Minter(directory).token_for)
 
     def stop(self) -> None:
         """Stops the services (with the CDN and Prometheus), all at once, given the longest

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trenchcoat/v1/auth.proto\x12\rtrenchcoat.v1\x1a google/protobuf/descriptor.proto:1\n\x07\x63\x61llers\x12\x1e.google.protobuf.MethodOptions\x18\xb5\x87\x03 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18trenchcoat/v1/auth.proto\x12\rtrenchcoat.v1\x1a google/protobuf/descriptor.proto:1\n\x07\x63\x61llers\x12\x1e.google.protobuf.MethodOptions\x18\xb5\x87\x03 \x03(\t:2\n\x08\x61\x63ts_for\x12\x1e.google.protobuf.MethodOptions\x18\xb6\x87\x03 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)

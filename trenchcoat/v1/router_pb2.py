@@ -26,7 +26,7 @@ from trenchcoat.v1 import auth_pb2 as trenchcoat_dot_v1_dot_auth__pb2
 from trenchcoat.v1 import media_pb2 as trenchcoat_dot_v1_dot_media__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atrenchcoat/v1/router.proto\x12\rtrenchcoat.v1\x1a\x18trenchcoat/v1/auth.proto\x1a\x19trenchcoat/v1/media.proto\"c\n\x0cUploadHeader\x12\x10\n\x08owner_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"W\n\rUploadRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.trenchcoat.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"9\n\x0eUploadResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"O\n\x12UploadBytesRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.trenchcoat.v1.UploadHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\">\n\x13UploadBytesResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"|\n\x0bReadRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x15\n\ralternate_key\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x10\n\x08internal\x18\x05 \x01(\x08\"U\n\x0cReadResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"5\n\rDeleteRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"3\n\x0bStatRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"7\n\x0cStatResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"9\n\x10\x42\x61tchStatRequest\x12%\n\x04refs\x18\x01 \x03(\x0b\x32\x17.trenchcoat.v1.MediaRef\"L\n\x11\x42\x61tchStatResponse\x12*\n\x07results\x18\x02 \x03(\x0b\x32\x19.trenchcoat.v1.StatResultJ\x04\x08\x01\x10\x02R\x05media\"\x98\x01\n\nStatResult\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12+\n\x07outcome\x18\x02 \x01(\x0e\x32\x1a.trenchcoat.v1.StatOutcome\x12\'\n\x05media\x18\x03 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x95\x01\n\x13PutRenditionRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x15\n\ralternate_key\x18\x02 \x01(\r\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\"X\n\x14PutRenditionResponse\x12/\n\trendition\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.RenditionInfo\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x87\x01\n\x17\x46inishRenditionsRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x16\n\x0erecipe_version\x18\x02 \x01(\r\x12\x0f\n\x07\x66\x61ilure\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\",\n\x18\x46inishRenditionsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08*w\n\x0bStatOutcome\x12\x1c\n\x18STAT_OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nSTAT_FOUND\x10\x01\x12\x12\n\x0eSTAT_NOT_FOUND\x10\x02\x12\x10\n\x0cSTAT_DELETED\x10\x03\x12\x14\n\x10STAT_UNAVAILABLE\x10\x04\x32\xd9\x06\n\x0cMediaService\x12Y\n\x06Upload\x12\x1c.trenchcoat.v1.UploadRequest\x1a\x1d.trenchcoat.v1.UploadResponse\"\x10\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min(\x01\x12\x66\n\x0bUploadBytes\x12!.trenchcoat.v1.UploadBytesRequest\x1a\".trenchcoat.v1.UploadBytesResponse\"\x10\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\x12\x62\n\x04Read\x12\x1a.trenchcoat.v1.ReadRequest\x1a\x1b.trenchcoat.v1.ReadResponse\"\x1f\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\xaa\xbb\x18\x0btransformer0\x01\x12_\n\x06\x44\x65lete\x12\x1c.trenchcoat.v1.DeleteRequest\x1a\x1d.trenchcoat.v1.DeleteResponse\"\x18\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\xaa\xbb\x18\x04\x66\x65\x65\x64\x12\x63\n\x04Stat\x12\x1a.trenchcoat.v1.StatRequest\x1a\x1b.trenchcoat.v1.StatResponse\"\"\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\xaa\xbb\x18\x04\x66\x65\x65\x64\xaa\xbb\x18\x06\x66\x61nout\x12r\n\tBatchStat\x12\x1f.trenchcoat.v1.BatchStatRequest\x1a .trenchcoat.v1.BatchStatResponse\"\"\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\xaa\xbb\x18\x04\x66\x65\x65\x64\xaa\xbb\x18\x06\x66\x61nout\x12h\n\x0cPutRendition\x12\".trenchcoat.v1.PutRenditionRequest\x1a#.trenchcoat.v1.PutRenditionResponse\"\x0f\xaa\xbb\x18\x0btransformer\x12~\n\x10\x46inishRenditions\x12&.trenchcoat.v1.FinishRenditionsRequest\x1a\'.trenchcoat.v1.FinishRenditionsResponse\"\x19\xaa\xbb\x18\x0btransformer\xaa\xbb\x18\x06routerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atrenchcoat/v1/router.proto\x12\rtrenchcoat.v1\x1a\x18trenchcoat/v1/auth.proto\x1a\x19trenchcoat/v1/media.proto\"c\n\x0cUploadHeader\x12\x10\n\x08owner_id\x18\x01 \x01(\x03\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"W\n\rUploadRequest\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.trenchcoat.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"9\n\x0eUploadResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"O\n\x12UploadBytesRequest\x12+\n\x06header\x18\x01 \x01(\x0b\x32\x1b.trenchcoat.v1.UploadHeader\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\">\n\x13UploadBytesResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"|\n\x0bReadRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x15\n\ralternate_key\x18\x02 \x01(\r\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x10\n\x08internal\x18\x05 \x01(\x08\"U\n\x0cReadResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"G\n\rDeleteRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x10\n\x08owner_id\x18\x02 \x01(\x03\"!\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"3\n\x0bStatRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\"7\n\x0cStatResponse\x12\'\n\x05media\x18\x01 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\"9\n\x10\x42\x61tchStatRequest\x12%\n\x04refs\x18\x01 \x03(\x0b\x32\x17.trenchcoat.v1.MediaRef\"L\n\x11\x42\x61tchStatResponse\x12*\n\x07results\x18\x02 \x03(\x0b\x32\x19.trenchcoat.v1.StatResultJ\x04\x08\x01\x10\x02R\x05media\"\x98\x01\n\nStatResult\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12+\n\x07outcome\x18\x02 \x01(\x0e\x32\x1a.trenchcoat.v1.StatOutcome\x12\'\n\x05media\x18\x03 \x01(\x0b\x32\x18.trenchcoat.v1.MediaInfo\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x95\x01\n\x13PutRenditionRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x15\n\ralternate_key\x18\x02 \x01(\r\x12\x14\n\x0c\x63ontent_type\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\"X\n\x14PutRenditionResponse\x12/\n\trendition\x18\x01 \x01(\x0b\x32\x1c.trenchcoat.v1.RenditionInfo\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\x87\x01\n\x17\x46inishRenditionsRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x16\n\x0erecipe_version\x18\x02 \x01(\r\x12\x0f\n\x07\x66\x61ilure\x18\x03 \x01(\t\x12\r\n\x05width\x18\x04 \x01(\r\x12\x0e\n\x06height\x18\x05 \x01(\r\",\n\x18\x46inishRenditionsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\x08*w\n\x0bStatOutcome\x12\x1c\n\x18STAT_OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nSTAT_FOUND\x10\x01\x12\x12\n\x0eSTAT_NOT_FOUND\x10\x02\x12\x10\n\x0cSTAT_DELETED\x10\x03\x12\x14\n\x10STAT_UNAVAILABLE\x10\x04\x32\x8b\x07\n\x0cMediaService\x12l\n\x06Upload\x12\x1c.trenchcoat.v1.UploadRequest\x1a\x1d.trenchcoat.v1.UploadResponse\"#\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\xb2\xbb\x18\x0fheader.owner_id(\x01\x12y\n\x0bUploadBytes\x12!.trenchcoat.v1.UploadBytesRequest\x1a\".trenchcoat.v1.UploadBytesResponse\"#\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\xb2\xbb\x18\x0fheader.owner_id\x12\x62\n\x04Read\x12\x1a.trenchcoat.v1.ReadRequest\x1a\x1b.trenchcoat.v1.ReadResponse\"\x1f\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\xaa\xbb\x18\x0btransformer0\x01\x12k\n\x06\x44\x65lete\x12\x1c.trenchcoat.v1.DeleteRequest\x1a\x1d.trenchcoat.v1.DeleteResponse\"$\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\xaa\xbb\x18\x04\x66\x65\x65\x64\xb2\xbb\x18\x08owner_id\x12\x63\n\x04Stat\x12\x1a.trenchcoat.v1.StatRequest\x1a\x1b.trenchcoat.v1.StatResponse\"\"\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\xaa\xbb\x18\x04\x66\x65\x65\x64\xaa\xbb\x18\x06\x66\x61nout\x12r\n\tBatchStat\x12\x1f.trenchcoat.v1.BatchStatRequest\x1a .trenchcoat.v1.BatchStatResponse\"\"\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\xaa\xbb\x18\x04\x66\x65\x65\x64\xaa\xbb\x18\x06\x66\x61nout\x12h\n\x0cPutRendition\x12\".trenchcoat.v1.PutRenditionRequest\x1a#.trenchcoat.v1.PutRenditionResponse\"\x0f\xaa\xbb\x18\x0btransformer\x12~\n\x10\x46inishRenditions\x12&.trenchcoat.v1.FinishRenditionsRequest\x1a\'.trenchcoat.v1.FinishRenditionsResponse\"\x19\xaa\xbb\x18\x0btransformer\xaa\xbb\x18\x06routerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,13 +34,13 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trenchcoat.v1.router_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MEDIASERVICE'].methods_by_name['Upload']._loaded_options = None
-  _globals['_MEDIASERVICE'].methods_by_name['Upload']._serialized_options = b'\252\273\030\003app\252\273\030\005admin'
+  _globals['_MEDIASERVICE'].methods_by_name['Upload']._serialized_options = b'\252\273\030\003app\252\273\030\005admin\262\273\030\017header.owner_id'
   _globals['_MEDIASERVICE'].methods_by_name['UploadBytes']._loaded_options = None
-  _globals['_MEDIASERVICE'].methods_by_name['UploadBytes']._serialized_options = b'\252\273\030\003app\252\273\030\005admin'
+  _globals['_MEDIASERVICE'].methods_by_name['UploadBytes']._serialized_options = b'\252\273\030\003app\252\273\030\005admin\262\273\030\017header.owner_id'
   _globals['_MEDIASERVICE'].methods_by_name['Read']._loaded_options = None
   _globals['_MEDIASERVICE'].methods_by_name['Read']._serialized_options = b'\252\273\030\003app\252\273\030\005admin\252\273\030\013transformer'
   _globals['_MEDIASERVICE'].methods_by_name['Delete']._loaded_options = None
-  _globals['_MEDIASERVICE'].methods_by_name['Delete']._serialized_options = b'\252\273\030\003app\252\273\030\005admin\252\273\030\004feed'
+  _globals['_MEDIASERVICE'].methods_by_name['Delete']._serialized_options = b'\252\273\030\003app\252\273\030\005admin\252\273\030\004feed\262\273\030\010owner_id'
   _globals['_MEDIASERVICE'].methods_by_name['Stat']._loaded_options = None
   _globals['_MEDIASERVICE'].methods_by_name['Stat']._serialized_options = b'\252\273\030\003app\252\273\030\005admin\252\273\030\004feed\252\273\030\006fanout'
   _globals['_MEDIASERVICE'].methods_by_name['BatchStat']._loaded_options = None
@@ -49,8 +49,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEDIASERVICE'].methods_by_name['PutRendition']._serialized_options = b'\252\273\030\013transformer'
   _globals['_MEDIASERVICE'].methods_by_name['FinishRenditions']._loaded_options = None
   _globals['_MEDIASERVICE'].methods_by_name['FinishRenditions']._serialized_options = b'\252\273\030\013transformer\252\273\030\006router'
-  _globals['_STATOUTCOME']._serialized_start=1623
-  _globals['_STATOUTCOME']._serialized_end=1742
+  _globals['_STATOUTCOME']._serialized_start=1641
+  _globals['_STATOUTCOME']._serialized_end=1760
   _globals['_UPLOADHEADER']._serialized_start=98
   _globals['_UPLOADHEADER']._serialized_end=197
   _globals['_UPLOADREQUEST']._serialized_start=199
@@ -66,27 +66,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_READRESPONSE']._serialized_start=618
   _globals['_READRESPONSE']._serialized_end=703
   _globals['_DELETEREQUEST']._serialized_start=705
-  _globals['_DELETEREQUEST']._serialized_end=758
-  _globals['_DELETERESPONSE']._serialized_start=760
-  _globals['_DELETERESPONSE']._serialized_end=793
-  _globals['_STATREQUEST']._serialized_start=795
-  _globals['_STATREQUEST']._serialized_end=846
-  _globals['_STATRESPONSE']._serialized_start=848
-  _globals['_STATRESPONSE']._serialized_end=903
-  _globals['_BATCHSTATREQUEST']._serialized_start=905
-  _globals['_BATCHSTATREQUEST']._serialized_end=962
-  _globals['_BATCHSTATRESPONSE']._serialized_start=964
-  _globals['_BATCHSTATRESPONSE']._serialized_end=1040
-  _globals['_STATRESULT']._serialized_start=1043
-  _globals['_STATRESULT']._serialized_end=1195
-  _globals['_PUTRENDITIONREQUEST']._serialized_start=1198
-  _globals['_PUTRENDITIONREQUEST']._serialized_end=1347
-  _globals['_PUTRENDITIONRESPONSE']._serialized_start=1349
-  _globals['_PUTRENDITIONRESPONSE']._serialized_end=1437
-  _globals['_FINISHRENDITIONSREQUEST']._serialized_start=1440
-  _globals['_FINISHRENDITIONSREQUEST']._serialized_end=1575
-  _globals['_FINISHRENDITIONSRESPONSE']._serialized_start=1577
-  _globals['_FINISHRENDITIONSRESPONSE']._serialized_end=1621
-  _globals['_MEDIASERVICE']._serialized_start=1745
-  _globals['_MEDIASERVICE']._serialized_end=2602
+  _globals['_DELETEREQUEST']._serialized_end=776
+  _globals['_DELETERESPONSE']._serialized_start=778
+  _globals['_DELETERESPONSE']._serialized_end=811
+  _globals['_STATREQUEST']._serialized_start=813
+  _globals['_STATREQUEST']._serialized_end=864
+  _globals['_STATRESPONSE']._serialized_start=866
+  _globals['_STATRESPONSE']._serialized_end=921
+  _globals['_BATCHSTATREQUEST']._serialized_start=923
+  _globals['_BATCHSTATREQUEST']._serialized_end=980
+  _globals['_BATCHSTATRESPONSE']._serialized_start=982
+  _globals['_BATCHSTATRESPONSE']._serialized_end=1058
+  _globals['_STATRESULT']._serialized_start=1061
+  _globals['_STATRESULT']._serialized_end=1213
+  _globals['_PUTRENDITIONREQUEST']._serialized_start=1216
+  _globals['_PUTRENDITIONREQUEST']._serialized_end=1365
+  _globals['_PUTRENDITIONRESPONSE']._serialized_start=1367
+  _globals['_PUTRENDITIONRESPONSE']._serialized_end=1455
+  _globals['_FINISHRENDITIONSREQUEST']._serialized_start=1458
+  _globals['_FINISHRENDITIONSREQUEST']._serialized_end=1593
+  _globals['_FINISHRENDITIONSRESPONSE']._serialized_start=1595
+  _globals['_FINISHRENDITIONSRESPONSE']._serialized_end=1639
+  _globals['_MEDIASERVICE']._serialized_start=1763
+  _globals['_MEDIASERVICE']._serialized_end=2670
 # @@protoc_insertion_point(module_scope)

@@ -87,10 +87,12 @@ class ReadResponse(_message.Message):
     def __init__(self, media: _Optional[_Union[_media_pb2.MediaInfo, _Mapping]] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("ref",)
+    __slots__ = ("ref", "owner_id")
     REF_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
     ref: _media_pb2.MediaRef
-    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ...) -> None: ...
+    owner_id: int
+    def __init__(self, ref: _Optional[_Union[_media_pb2.MediaRef, _Mapping]] = ..., owner_id: _Optional[int] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
     __slots__ = ("deleted",)

@@ -107,7 +107,8 @@ class MediaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Delete(self, request, context):
-        """Deletes an object: every replica, the metadata row, the cache.
+        """Deletes an object: every replica, the metadata row, the cache. Only its owner's token
+        may (PERMISSION_DENIED otherwise).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -135,3 +135,13 @@ def test_a_setting_declares_bounds_or_why_it_is_free_not_both():
 )
 def test_host_port(value, ok):
     assert is_host_port(value) is ok
+
+
+def test_insecure_and_a_tls_directory_together_are_refused_and_the_default_is_tls():
+    from trenchcoat import config as configmod
+
+    default = configmod.load(env={"TRENCHCOAT_CLUSTER__DATA_DIR": "/d"})
+    assert not default.cluster.insecure and str(default.cluster.tls_directory()) == "/d/tls"
+    assert configmod.load(env={"TRENCHCOAT_CLUSTER__INSECURE": "true"}).cluster.tls_directory() is None
+    with pytest.raises(ConfigError, match=r"cluster\.insecure: is true while cluster\.tls_dir is set \(/x\): choose one"):
+        configmod.load(env={"TRENCHCOAT_CLUSTER__INSECURE": "true", "TRENCHCOAT_CLUSTER__TLS_DIR": "/x"})
