@@ -67,10 +67,13 @@ def private_dependencies_with_redis(prefix: str) -> Iterator[tuple[Path, str, st
 def _dependencies(prefix: str, *, redis: bool) -> Iterator[tuple[Path, list[str]]]:
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(tmp, 0o755)  # PostgreSQL runs as another user when we are root
-    deps = [dependencies.etcd_process(tmp / "etcd", tmp / "etcd.log", ports.free_port(), ports.free_port()),
-            dependencies.postgres_process(tmp / "pg", tmp / "pg.log", ports.free_port(), durable=False)]
+    tls_dir = Path(os.environ[TLS_DIR_KEY])  # identities(): the dependencies take credentials, as by default
+    deps = [dependencies.etcd_process(tmp / "etcd", tmp / "etcd.log", ports.free_port(), ports.free_port(),
+                                      tls_dir=tls_dir),
+            dependencies.postgres_process(tmp / "pg", tmp / "pg.log", ports.free_port(), durable=False, tls_dir=tls_dir)]
     if redis:
-        deps.append(dependencies.redis_process(tmp / "redis", tmp / "redis.log", ports.free_port(), persistent=False))
+        deps.append(dependencies.redis_process(tmp / "redis", tmp / "redis.log", ports.free_port(), persistent=False,
+                                               tls_dir=tls_dir))
     try:
         for dep in deps:
             dep.start()

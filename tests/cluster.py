@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -402,7 +403,7 @@ async def fresh_database(dsn: str) -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return dsn.rsplit("/", 1)[0] + "/" + name
+    return urllib.parse.urlsplit(dsn)._replace(path=f"/{name}").geturl()  # its TLS and password settings kept
 
 
 async def writable_volumes(cluster: MediaCluster, n: int) -> list[VolumeView] | None:

@@ -58,21 +58,32 @@ frozen = proc_tree.frozen
 descendants = proc_tree.descendants
 
 
+def tls_dir() -> Path:
+    """The session's CA and identities (tests/conftest.py): the dependencies' certificates
+    and passwords live there too."""
+    return Path(os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"])
+
+
 def start_etcd() -> Dependency:
     root = open_tempdir("tc-etcd-")
-    process = dependencies.etcd_process(root / "data", root / "etcd.log", ports.free_port(), ports.free_port())
+    process = dependencies.etcd_process(root / "data", root / "etcd.log", ports.free_port(), ports.free_port(),
+                                        tls_dir=tls_dir())
     return _started(process, root)
 
 
 def start_postgres() -> Dependency:
+    """The session's PostgreSQL; its DSN logs in as the superuser (the tests make a fresh
+    database for each cluster), over TLS with its password, as every caller must."""
     root = open_tempdir("tc-pg-")
-    process = dependencies.postgres_process(root / "data", root / "postgres.log", ports.free_port(), durable=False)
+    process = dependencies.postgres_process(root / "data", root / "postgres.log", ports.free_port(), durable=False,
+                                            tls_dir=tls_dir(), owner=dependencies.POSTGRES_USER)
     return _started(process, root)
 
 
 def start_redis() -> Dependency:
     root = open_tempdir("tc-redis-")
-    process = dependencies.redis_process(root / "data", root / "redis.log", ports.free_port(), persistent=False)
+    process = dependencies.redis_process(root / "data", root / "redis.log", ports.free_port(), persistent=False,
+                                         tls_dir=tls_dir())
     return _started(process, root)
 
 

@@ -19,9 +19,14 @@ from typing import Any
 
 import aetcd
 import aetcd.exceptions
+import grpc
+from aetcd import rpc as aetcd_rpc
+from aetcd import watcher as aetcd_watcher
 
+from trenchcoat import rpc
 from trenchcoat.backoff import Backoff
 from trenchcoat.errors import Unavailable
+from trenchcoat.tls import ClientTls
 from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
@@ -37,21 +42,53 @@ class Record:
     lease: int
 
 
+class _MutualTlsClient(aetcd.Client):
+    """aetcd's client on a mutual-TLS channel (aetcd itself dials plaintext only): its
+    ``connect`` with a secure channel, the same stubs and watcher on it. gRPC dials lazily,
+    so nothing here waits: a failure to reach etcd surfaces on the first call, as before."""
+
+    def __init__(self, credentials: grpc.ChannelCredentials, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._credentials = credentials
+
+    async def connect(self) -> None:
+        if self._connected.is_set():
+            return
+        self.channel = grpc.aio.secure_channel(f"{self._host}:{self._port}", self._credentials,
+                                               options=list(self._options.items()))
+        self.kvstub = aetcd_rpc.KVStub(self.channel)
+        self.clusterstub = aetcd_rpc.ClusterStub(self.channel)
+        self.leasestub = aetcd_rpc.LeaseStub(self.channel)
+        self.maintenancestub = aetcd_rpc.MaintenanceStub(self.channel)
+        self._watcher = aetcd_watcher.Watcher(aetcd_rpc.WatchStub(self.channel), timeout=self._timeout,
+                                              metadata=self.metadata)
+        self._connected.set()
+
+
 class Etcd:
     """One etcd endpoint list, keys relative to ``/trenchcoat/<cluster>/``."""
 
-    def __init__(self, endpoints: Sequence[str], cluster: str, *, timeout_s: float = 3.0) -> None:
+    def __init__(self, endpoints: Sequence[str], cluster: str, *, timeout_s: float = 3.0,
+                 tls: ClientTls | bool | None = True) -> None:
+        """``tls``: the identity presented to etcd (mutual TLS: etcd runs with
+        --client-cert-auth and trusts the cluster CA): True for the process's
+        (``rpc.use_tls``), False or None for plaintext."""
         if not endpoints:
             raise ValueError("no etcd endpoints")
         self.endpoints = tuple(endpoints)
         self.prefix = f"/trenchcoat/{cluster}/"
         self._timeout = timeout_s
+        self._tls = rpc.process_tls() if tls is True else (tls or None)
         self._current = 0
         self._client = self._connect(self.endpoints[0])
 
     def _connect(self, endpoint: str) -> aetcd.Client:
         host, _, port = endpoint.rpartition(":")
-        return aetcd.Client(host=host, port=int(port), timeout=self._timeout, connect_wait_timeout=int(self._timeout))
+        if self._tls is None:
+            return aetcd.Client(host=host, port=int(port), timeout=self._timeout,
+                                connect_wait_timeout=int(self._timeout))
+        return _MutualTlsClient(self._tls.credentials(), host=host, port=int(port), timeout=self._timeout,
+                                connect_wait_timeout=int(self._timeout))
 
     async def close(self) -> None:
         await self._client.close()

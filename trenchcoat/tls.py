@@ -18,9 +18,11 @@ again by the channel pool).
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import logging
 import os
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,10 @@ ROLE_OF_MODULE = {"directory": "directory", "store": "store", "cache": "cache", 
                   "f4.storage": "f4-storage", "f4.backoff": "f4-backoff", "f4.rebuilder": "f4-rebuilder",
                   "f4.keystore": "f4-keystore"}
 """The identity (``ROLES``) each service's processes present and serve with."""
+DEPENDENCIES = ("etcd", "postgres", "redis")
+"""The dependencies' server identities (``<name>.crt``): not roles, so a trenchcoat server
+refuses them every method; their clients present their own role's certificate (etcd) or a
+password over TLS (PostgreSQL, Redis: ``password``)."""
 ORGANISATION = "trenchcoat"
 CA_FILE, CA_KEY_FILE = "ca.crt", "ca.key"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -126,7 +132,7 @@ def issue(directory: Path, role: str, *, hosts: Sequence[str] = LOCAL_HOSTS, day
     """Issues ``<role>.crt`` and ``<role>.key`` in ``directory``, signed by its CA, valid for
     ``hosts`` (DNS names and IP addresses: where this identity's servers are dialled) and
     usable as both server and client. Replaces an older pair (rotation). Returns the paths."""
-    if role not in ROLES:
+    if role not in ROLES and role not in DEPENDENCIES:
         raise TlsError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
     ca_cert, ca_key = _load_ca(directory)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -155,6 +161,20 @@ def issue(directory: Path, role: str, *, hosts: Sequence[str] = LOCAL_HOSTS, day
     return crt, pem
 
 
+def names_of(directory: Path, role: str) -> list[str]:
+    """The DNS names and addresses ``<role>.crt`` answers to ([] when there is none)."""
+    try:
+        cert = x509.load_pem_x509_certificate((directory / f"{role}.crt").read_bytes())
+    except FileNotFoundError:
+        return []
+    try:
+        alternatives = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [*alternatives.get_values_for_type(x509.DNSName),
+            *(str(ip) for ip in alternatives.get_values_for_type(x509.IPAddress))]
+
+
 def ensure(directory: Path, roles: Iterable[str] = ROLES, *, hosts: Sequence[str] = LOCAL_HOSTS) -> list[str]:
     """The CA, the user-token key pair (``trenchcoat.tokens``) and a certificate for each of
     ``roles``, made where missing (``trenchcoat up``'s first start); returns the roles issued now."""
@@ -167,6 +187,25 @@ def ensure(directory: Path, roles: Iterable[str] = ROLES, *, hosts: Sequence[str
             issue(directory, role, hosts=hosts)
             made.append(role)
     return made
+
+
+def password(directory: Path, name: str) -> str:
+    """The password of dependency ``name`` (``<name>.password`` beside the identities, owner
+    only): made once, at random, and the same from then on."""
+    path = directory / f"{name}.password"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    directory.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(24)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made meanwhile by another process: that one holds
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value
 
 
 def role_of_certificate(pem: bytes) -> str:
@@ -183,11 +222,16 @@ def role_of(context: grpc.aio.ServicerContext) -> str | None:
     """The role of the caller's verified certificate (None on a plaintext connection, or
     for a certificate naming no role: the server's CA signed it, but not for trenchcoat)."""
     auth = context.auth_context()
-    pem = list(auth.get("x509_pem_cert") or ())
-    if not pem:
-        return None
+    pem = next(iter(auth.get("x509_pem_cert") or ()), None)
+    return _role_of_pem(pem) if pem else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _role_of_pem(pem: bytes) -> str | None:
+    """``role_of_certificate``, remembered: a connection's calls all present the same
+    certificate, and parsing it is most of what checking a call costs."""
     try:
-        return role_of_certificate(pem[0])
+        return role_of_certificate(pem)
     except (TlsError, ValueError):
         return None
 

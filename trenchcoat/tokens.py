@@ -39,6 +39,8 @@ MAX_TTL_S = 24 * 3600
 LEEWAY_S = 30
 """Clock skew forgiven between the minter and a service."""
 METADATA_KEY = "authorization"
+VERIFIED_CACHE = 65536
+"""Verified tokens remembered at most (emptied when full)."""
 MAX_TOKEN_CHARS = 4096
 """Longer ``authorization`` values are refused before any parsing."""
 
@@ -131,15 +133,20 @@ class Verifier:
     """Checks tokens against ``users.pub``, looked at again when the file changes (the key
     pair replaced: tokens of the old key stop being accepted)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, recheck_s: float = 5.0) -> None:
+        """``recheck_s``: how often the key file is looked at for a change."""
         self.path = path
+        self.recheck_s = recheck_s
         self._key: ed25519.Ed25519PublicKey | None = None
         self._stamp: tuple[int, int, int] | None = None
         self._checked = 0.0
+        self._verified: dict[str, tuple[int, ed25519.Ed25519PublicKey, float]] = {}
+        """Tokens already verified: subject, the key they verified with, expiry. A session's
+        calls carry the same token; its signature is checked once."""
 
     def _public_key(self) -> ed25519.Ed25519PublicKey:
         now = time.monotonic()
-        if self._key is None or now - self._checked > 5.0:
+        if self._key is None or now - self._checked >= self.recheck_s:
             self._checked = now
             try:
                 st = self.path.stat()
@@ -173,8 +180,21 @@ class Verifier:
             raise Unauthenticated("the authorization value must be 'Bearer <token>'")
         if len(value) > MAX_TOKEN_CHARS:
             raise Unauthenticated(f"the token is longer than {MAX_TOKEN_CHARS} characters")
+        token = token.strip()
+        key = self._public_key()
+        held = self._verified.get(token)
+        if held is not None and held[1] is key and time.time() < held[2] + LEEWAY_S:
+            return held[0]
+        subject, expires = self._verify(token, key)
+        if len(self._verified) >= VERIFIED_CACHE:
+            self._verified.clear()
+        self._verified[token] = (subject, key, expires)
+        return subject
+
+    def _verify(self, token: str, key: ed25519.Ed25519PublicKey) -> tuple[int, float]:
+        """The token's subject and expiry, its signature and claims checked."""
         try:
-            claims = jwt.decode(token.strip(), self._public_key(), algorithms=[ALGORITHM], audience=AUDIENCE,
+            claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE,
                                 issuer=ISSUER, leeway=LEEWAY_S,
                                 options={"require": ["exp", "iat", "sub", "aud", "iss"]})
         except jwt.ExpiredSignatureError:
@@ -187,4 +207,4 @@ class Verifier:
         sub = claims["sub"]
         if not isinstance(sub, str) or len(sub) > 19 or not sub.isdigit() or int(sub) <= 0:
             raise Unauthenticated(f"the user token's subject is not a user id: {str(sub)[:40]!r}")
-        return int(sub)
+        return int(sub), float(claims["exp"])

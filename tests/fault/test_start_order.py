@@ -30,13 +30,14 @@ def waiting(process: harness.ServiceProcess, what: str, timeout: float = 60.0) -
 
 def test_a_key_store_started_before_postgresql_serves_once_it_is_up(service, tmp_path):
     pg_port, port, metrics_port = ports.free_port(), ports.free_port(), ports.free_port()
+    root = harness.open_tempdir("tc-pg-late-")  # PostgreSQL runs as another user when we are root
+    postgres = dependencies.postgres_process(root / "data", tmp_path / "pg.log", pg_port, durable=False,
+                                             tls_dir=harness.tls_dir())  # made (initdb), not started
     keystore = service("f4-keystore", harness.python_module("f4.keystore"), port=port, metrics_port=metrics_port,
-                       wait=False, env={**WAIT, "TRENCHCOAT_POSTGRES__DSN": f"postgresql://postgres@127.0.0.1:{pg_port}/trenchcoat",
+                       wait=False, env={**WAIT, "TRENCHCOAT_POSTGRES__DSN": postgres.endpoint,
                                         "TRENCHCOAT_F4_KEYSTORE__PORT": str(port),
                                         "TRENCHCOAT_F4_KEYSTORE__METRICS_PORT": str(metrics_port)})
     waiting(keystore, "PostgreSQL")
-    root = harness.open_tempdir("tc-pg-late-")  # PostgreSQL runs as another user when we are root
-    postgres = dependencies.postgres_process(root / "data", tmp_path / "pg.log", pg_port, durable=False)
     postgres.start()
     try:
         postgres.wait_ready(60)
@@ -55,7 +56,8 @@ def test_a_directory_started_before_etcd_serves_once_it_is_up(service, tmp_path)
                                          "TRENCHCOAT_DIRECTORY__METRICS_PORT": str(metrics_port),
                                          "TRENCHCOAT_F4__MIGRATE": "false"})
     waiting(directory, "etcd")
-    etcd = dependencies.etcd_process(tmp_path / "etcd", tmp_path / "etcd.log", etcd_port, ports.free_port())
+    etcd = dependencies.etcd_process(tmp_path / "etcd", tmp_path / "etcd.log", etcd_port, ports.free_port(),
+                                     tls_dir=harness.tls_dir())
     etcd.start()
     try:
         etcd.wait_ready(60)

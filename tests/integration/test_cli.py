@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from tests import harness
+from tests.integration.test_harness import refused_without_credentials
 from tests.upctl import NO_F4_CELL, Up, cli, env, running_up
 from trenchcoat import rpc
 from trenchcoat.clients.feed import FeedClient
@@ -55,6 +56,10 @@ def test_up_starts_dependencies_and_status_reports_them_serving(whole):
     for name in ("etcd", "postgres", "redis", *cell):
         assert any(line.split()[0] == name and "SERVING" in line for line in result.stdout.splitlines()), result.stdout
     assert (up.data_dir / "logs" / "etcd.log").exists()
+    # Its dependencies take credentials: none answers a caller without them.
+    endpoint = {p["name"]: p["endpoint"] for p in state["processes"]}
+    asyncio.run(refused_without_credentials(endpoint["etcd"], endpoint["postgres"], endpoint["redis"]))
+    assert "***@" in result.stdout and endpoint["redis"].split("@")[0].split(":")[-1] not in result.stdout
     # Prometheus scrapes every service process, and has the rules loaded.
     targets = wait_until_scraped("http://127.0.0.1:9090", expected=sum(
         1 for p in state["processes"] if p["kind"] == "grpc"))

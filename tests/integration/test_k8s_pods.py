@@ -26,7 +26,6 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from tests import harness, kubelet
@@ -68,9 +67,17 @@ def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: 
         root = harness.open_tempdir("tc-k8s-deps-")  # PostgreSQL runs as another user when we are root
         stack.callback(shutil.rmtree, root, True)
         port = {name: ports.free_port() for name in DEPENDENCIES}
-        deps = {"etcd": dependencies.etcd_process(root / "etcd", root / "etcd.log", port["etcd"], ports.free_port()),
-                "postgres": dependencies.postgres_process(root / "pg", root / "pg.log", port["postgres"], durable=False),
-                "redis": dependencies.redis_process(root / "redis", root / "redis.log", port["redis"], persistent=False)}
+        # The cluster's CA, as `trenchcoat certs --k8s` makes it; the dependencies' certificates
+        # and passwords from it, as their StatefulSets get them from the Secrets.
+        tls_dir = tmp_path / "tls"
+        tls.make_ca(tls_dir)
+        tokens.make_keys(tls_dir)
+        deps = {"etcd": dependencies.etcd_process(root / "etcd", root / "etcd.log", port["etcd"], ports.free_port(),
+                                                  tls_dir=tls_dir),
+                "postgres": dependencies.postgres_process(root / "pg", root / "pg.log", port["postgres"], durable=False,
+                                                          tls_dir=tls_dir),
+                "redis": dependencies.redis_process(root / "redis", root / "redis.log", port["redis"], persistent=False,
+                                                    tls_dir=tls_dir)}
         for dep in deps.values():
             stack.callback(dep.stop)
         api = stack.enter_context(kubelet.FakeApiServer(tmp_path / "api", kubelet.kind_nodes(), docs))
@@ -79,7 +86,7 @@ def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: 
         stack.callback(runner.stop_all)
         ours = [w for w in workloads(docs) if w["metadata"]["name"] not in DEPENDENCIES]
         placed = [(w, runner.place(w)) for w in ours]  # every name resolves before anything starts
-        tls_dir = _identities(runner, tmp_path / "tls")
+        _identities(runner, tls_dir)
         for _, pods in reversed(placed):  # the router before the directory, the CDN before the caches...
             for pod in pods:
                 runner.start(pod)
@@ -90,7 +97,6 @@ def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: 
             dep.start()
         for dep in deps.values():
             dep.wait_ready(60)
-        asyncio.run(_create_role(deps["postgres"].endpoint, kubelet.secret_data(docs, "trenchcoat-postgres")["password"]))
         for _, pods in placed:
             runner.wait_ready(pods, READY_S)
         started = {w["metadata"]["name"]: len(pods) for w, pods in placed}
@@ -102,12 +108,11 @@ def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: 
         assert not unclean, f"pods killed or failing on SIGTERM: {unclean}"
 
 
-def _identities(runner: PodRunner, directory: Path) -> Path:
-    """Each role's Secret trenchcoat-tls-<role>, as `trenchcoat certs --k8s` writes them,
-    with its pods' addresses among the names its certificate answers to (the stand-in dials
-    pods by their loopback addresses, where a cluster dials their DNS names)."""
-    tls.make_ca(directory)
-    tokens.make_keys(directory)
+def _identities(runner: PodRunner, directory: Path) -> None:
+    """Each role's Secret trenchcoat-tls-<role>, and the credentials' Secrets, as `trenchcoat
+    certs --k8s` writes them, with its pods' addresses among the names each role's
+    certificate answers to (the stand-in dials pods by their loopback addresses, where a
+    cluster dials their DNS names)."""
     ips: dict[str, list[str]] = {}
     for pods in runner.pods.values():
         for pod in pods:
@@ -118,7 +123,6 @@ def _identities(runner: PodRunner, directory: Path) -> Path:
         tls.issue(directory, role, hosts=[*k8s.certificate_hosts(role), *ips.get(role, [])])
     runner.docs += [d for d in (json.loads(doc) for doc in k8s.secrets(directory, tls.ROLES).split("---\n")
                                 if doc.strip()) if d["kind"] == "Secret"]
-    return directory
 
 
 async def _serve_together(runner: PodRunner, tls_dir: Path) -> None:
@@ -159,13 +163,3 @@ async def _serve_together(runner: PodRunner, tls_dir: Path) -> None:
     url = uploaded.url.replace("http://localhost:8080", f"http://{cdn.ip}:8080")
     with urllib.request.urlopen(url, timeout=30) as response:
         assert response.read() == body
-
-
-async def _create_role(dsn: str, password: str) -> None:
-    """The postgres image's POSTGRES_USER: the role the Secret's DSN logs in as, owning its database."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f"CREATE ROLE trenchcoat LOGIN PASSWORD '{password}'")
-        await conn.execute("ALTER DATABASE trenchcoat OWNER TO trenchcoat")
-    finally:
-        await conn.close()

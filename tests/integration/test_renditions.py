@@ -127,8 +127,12 @@ async def test_an_upload_gets_every_size_durable_served_by_its_own_url(cluster):
 async def test_a_job_submitted_again_partly_done_before_and_its_worker_killed_yields_one_of_each(
         service, etcd, postgres, private_redis, tmp_path):
     redis_server = private_redis  # (the session's serves the module's shared cluster)
+    # Attempts enough to outlast the frozen router below: over mutual TLS a frozen peer fails a
+    # connection as soon as its handshake times out (it never answers the ClientHello), so the
+    # doomed worker's attempts fail and retry quickly instead of each waiting out its deadline.
     cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
-                                      env={"TRENCHCOAT_TRANSFORMER__CLAIM_IDLE_S": "2"})
+                                      env={"TRENCHCOAT_TRANSFORMER__CLAIM_IDLE_S": "2",
+                                           "TRENCHCOAT_TRANSFORMER__MAX_ATTEMPTS": "100"})
     source = photo(seed=1)
     want = {r.alternate_key: r for r in images.render(source, SPECS, max_pixels=50_000_000, quality=85)}
     async with cluster.clients() as c:

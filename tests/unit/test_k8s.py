@@ -191,16 +191,16 @@ def test_every_address_in_the_config_is_served(rendered, tmp_path):
     services = by_kind(docs, "Service")
     sets = by_kind(docs, "StatefulSet")
     config = configmod.load(_write(tmp_path, text), {})
-    named = [*config.etcd.endpoints, config.redis.url.split("//", 1)[1].split("/", 1)[0], *config.cdn.cache_endpoints,
+    named = [*config.etcd.endpoints, *config.cdn.cache_endpoints,
              *config.directory_endpoints(), *config.cache_endpoints(), *config.transformer_endpoints(),
              config.f4_endpoint(), *config.f4_storage_endpoints(), config.f4_keystore_endpoint(),
              *config.f4_backoff_endpoints(), config.f4_rebuilder_endpoint(), *config.router_endpoints()]
     tls.ensure(tmp_path / "tls", [])
     made = [json.loads(d) for d in k8s.secrets(tmp_path / "tls", []).split("---\n") if d.strip()]
-    dsn = kubelet.secret_data(made, "trenchcoat-postgres")["dsn"]
-    database = re.search(r"@([^/]+)/", dsn)
-    assert database is not None, "the PostgreSQL DSN names no host"
-    named.append(database.group(1))
+    for secret, key in (("trenchcoat-postgres", "dsn"), ("trenchcoat-redis", "url")):  # their hosts too
+        found = re.search(r"@([^/]+)/", kubelet.secret_data(made, secret)[key])
+        assert found is not None, f"{secret}'s {key} names no host"
+        named.append(found.group(1))
     for address in named:
         host, _, port = address.rpartition(":")
         parts = host.split(".")
@@ -439,7 +439,7 @@ def test_the_cert_manager_component_issues_every_role_from_one_cluster_ca(tmp_pa
     assert ca["spec"]["isCA"] is True
     issuers = by_kind(docs, "Issuer")
     assert issuers["trenchcoat-ca"]["spec"]["ca"]["secretName"] == ca["spec"]["secretName"]
-    assert {c["spec"]["commonName"] for c in certificates.values()} == set(tls.ROLES)
+    assert {c["spec"]["commonName"] for c in certificates.values()} == {*tls.ROLES, *tls.DEPENDENCIES}
     for name, cert in certificates.items():
         role = cert["spec"]["commonName"]
         assert name == cert["spec"]["secretName"] == f"trenchcoat-tls-{role}"
@@ -549,12 +549,17 @@ def test_the_secrets_stream_holds_each_identity_and_no_signing_key(tmp_path):
     docs = [json.loads(part) for part in text.split("---\n") if part.strip()]
     assert docs.pop(0) == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "trenchcoat"}}
     by_name = {d["metadata"]["name"]: d for d in docs}
-    assert list(by_name) == ["trenchcoat-user-tokens", "trenchcoat-postgres", "trenchcoat-tls-store",
-                             "trenchcoat-tls-cache"]
+    assert list(by_name) == ["trenchcoat-user-tokens", "trenchcoat-postgres", "trenchcoat-redis",
+                             "trenchcoat-tls-etcd", "trenchcoat-tls-postgres", "trenchcoat-tls-redis",
+                             "trenchcoat-tls-store", "trenchcoat-tls-cache"]
     assert set(by_name["trenchcoat-user-tokens"]["data"]) == {tokens.PUBLIC_FILE}
     postgres = {k: base64.b64decode(v).decode() for k, v in by_name["trenchcoat-postgres"]["data"].items()}
     assert len(postgres["password"]) >= 24 and f":{postgres['password']}@postgres-0.postgres:5432/" in postgres["dsn"]
-    assert (tmp_path / k8s.POSTGRES_PASSWORD_FILE).stat().st_mode & 0o077 == 0
+    assert "sslmode=verify-full&sslrootcert=/etc/trenchcoat-tls/ca.crt" in postgres["dsn"]
+    redis = {k: base64.b64decode(v).decode() for k, v in by_name["trenchcoat-redis"]["data"].items()}
+    assert redis["url"].startswith(f"rediss://trenchcoat:{redis['password']}@redis-0.redis:6379/0?ssl_ca_certs=")
+    assert (tmp_path / "postgres.password").stat().st_mode & 0o077 == 0
+    assert {"etcd-0.etcd", "127.0.0.1"} <= set(tls.names_of(tmp_path, "etcd"))
     assert k8s.secrets(tmp_path, ["store", "cache"]) == text  # the same password on the next run
     for role in ("store", "cache"):
         secret = by_name[f"trenchcoat-tls-{role}"]

@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from trenchcoat import permissions, rpc, tls
+from trenchcoat import permissions, rpc, tls, tokens
 from trenchcoat.errors import PermissionDenied, TrenchcoatError, Unavailable
 from trenchcoat.ops import ports
 from trenchcoat.server import ServiceHost
@@ -69,6 +69,7 @@ def test_a_certificate_names_one_role_and_serves_both_ends_of_a_hop(tls_dir):
     with pytest.raises(tls.TlsError, match="unknown role"):
         tls.issue(tls_dir, "root")
     assert tls.ensure(tls_dir, ["store", "feed"]) == ["feed"]  # only what is missing
+    assert (tls_dir / tokens.PRIVATE_FILE).exists() and (tls_dir / tokens.PUBLIC_FILE).exists()  # user tokens' keys
 
 
 async def test_the_server_knows_its_callers_role_and_refuses_callers_without_a_cluster_certificate(tls_dir, tmp_path):

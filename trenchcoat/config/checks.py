@@ -9,6 +9,7 @@ Every refusal is a ``ConfigError`` that names the key and the value:
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, ClassVar
 
 from trenchcoat.config.setting import Bounds, bounds_of
@@ -109,4 +110,5 @@ def _range(bounds: Bounds) -> str:
 
 
 def _broken(text: str, bounds: Bounds, value: Any) -> str:
-    return f"{text}{f' ({bounds.why})' if bounds.why else ''}, got {value!r}"
+    shown = re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", value) if isinstance(value, str) else value
+    return f"{text}{f' ({bounds.why})' if bounds.why else ''}, got {shown!r}"  # a URL's password never shown

@@ -75,7 +75,8 @@ class PostgresConfig(Section):
     """Where media metadata, posts and follows live."""
 
     dsn: str = setting(
-        "libpq connection URI. Empty: `trenchcoat up` starts a private PostgreSQL.",
+        "libpq connection URI (with ?sslmode=verify-full&sslrootcert=<file> for TLS). Empty: `trenchcoat "
+        "up` starts a private PostgreSQL (TLS only, a SCRAM password of its own).",
         default="", prefixes=("postgresql://", "postgres://"), or_empty=True,
     )
     timeout_s: float = setting(
@@ -90,8 +91,11 @@ class PostgresConfig(Section):
 class RedisConfig(Section):
     """Where timelines, caches and job streams live."""
 
-    url: str = setting("redis:// URL. Empty: `trenchcoat up` starts a private Redis.", default="",
-                       prefixes=("redis://", "unix://"), or_empty=True)
+    url: str = setting(
+        "redis:// URL, or rediss:// over TLS (user and password before the host; ?ssl_ca_certs=<file> "
+        "names the CA to verify the server with). Empty: `trenchcoat up` starts a private Redis (TLS, "
+        "an ACL user and password of its own).", default="",
+        prefixes=("redis://", "rediss://", "unix://"), or_empty=True)
     timeout_s: float = setting(
         "Deadline of each command (or pipeline) a service sends Redis (the feed and its "
         "workers), waiting for a pooled connection and connecting included. Past it the request "

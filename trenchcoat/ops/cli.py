@@ -35,7 +35,7 @@ from pathlib import Path
 from trenchcoat import config as configmod
 from trenchcoat import rendition_keys, rpc, tls, tokens
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.ops import admin
+from trenchcoat.ops import admin, processes
 from trenchcoat.ops.launcher import (
     Cluster,
     ProcessStatus,
@@ -427,7 +427,7 @@ def _image_size(text: str) -> int:
 def _print_status(rows: Sequence[ProcessStatus]) -> None:
     print(f"{'NAME':<14}{'KIND':<10}{'PID':>8}  {'HEALTH':<12}ENDPOINT")
     for r in rows:
-        print(f"{r.name:<14}{r.kind:<10}{r.pid or '-':>8}  {r.health:<12}{r.endpoint}")
+        print(f"{r.name:<14}{r.kind:<10}{r.pid or '-':>8}  {r.health:<12}{processes.redact(r.endpoint)}")
 
 
 class _StopFlag:

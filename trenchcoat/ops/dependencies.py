@@ -17,65 +17,108 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
+from trenchcoat import tls
 from trenchcoat.ops.processes import (
     ManagedProcess,
     ProcessError,
+    RedisTls,
+    client_context,
     http_probe,
     redis_probe,
 )
 
 
-def etcd_process(data_dir: Path, log_path: Path, port: int, peer_port: int) -> ManagedProcess:
+def etcd_process(data_dir: Path, log_path: Path, port: int, peer_port: int, *, tls_dir: Path | None) -> ManagedProcess:
+    """A private single-member etcd on 127.0.0.1. With ``tls_dir`` (the cluster's
+    identities) clients speak TLS and must present a certificate of the cluster CA
+    (``--client-cert-auth``): the services present their own; its server certificate is
+    ``etcd.crt`` there, issued on first use."""
     binary = _require_binary("etcd", "etcd-server")
-    client = f"http://127.0.0.1:{port}"
-    peer = f"http://127.0.0.1:{peer_port}"
+    scheme = "http" if tls_dir is None else "https"
+    client = f"{scheme}://127.0.0.1:{port}"
+    peer = f"http://127.0.0.1:{peer_port}"  # a single member: its peer port listens on loopback for no one
     data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        binary,
+        "--name", "trenchcoat",
+        "--data-dir", str(data_dir),
+        "--listen-client-urls", client,
+        "--advertise-client-urls", client,
+        "--listen-peer-urls", peer,
+        "--initial-advertise-peer-urls", peer,
+        "--initial-cluster", f"trenchcoat={peer}",
+        "--logger", "zap",
+        "--log-level", "warn",
+    ]
+    context = None
+    if tls_dir is not None:
+        cert, key = dependency_identity(tls_dir, "etcd")
+        ca = tls_dir / tls.CA_FILE
+        argv += ["--cert-file", str(cert), "--key-file", str(key), "--client-cert-auth", "--trusted-ca-file", str(ca)]
+        # Its own certificate, which is also a client certificate of the CA, for the probe.
+        context = client_context(ca, cert, key)
     return ManagedProcess(
         name="etcd",
         kind="etcd",
-        argv=[
-            binary,
-            "--name", "trenchcoat",
-            "--data-dir", str(data_dir),
-            "--listen-client-urls", client,
-            "--advertise-client-urls", client,
-            "--listen-peer-urls", peer,
-            "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"trenchcoat={peer}",
-            "--logger", "zap",
-            "--log-level", "warn",
-        ],
+        argv=argv,
         log_path=log_path,
-        ready=http_probe(f"{client}/health", b'"health":"true"'),
+        ready=http_probe(f"{client}/health", b'"health":"true"', context=context),
         endpoint=f"127.0.0.1:{port}",
     )
 
 
-def redis_process(data_dir: Path, log_path: Path, port: int, *, persistent: bool) -> ManagedProcess:
+REDIS_USER = "trenchcoat"
+"""The one Redis ACL user the services log in as (the ``default`` user is turned off)."""
+
+
+def redis_process(data_dir: Path, log_path: Path, port: int, *, persistent: bool,
+                  tls_dir: Path | None) -> ManagedProcess:
+    """A private Redis on 127.0.0.1:port. With ``tls_dir`` (the cluster's identities) it
+    speaks TLS only (its certificate ``redis.crt``, issued there on first use) and takes
+    only the ACL user ``trenchcoat`` with the password ``redis.password`` there; its
+    endpoint is then a ``rediss://`` URL carrying both and the CA to verify it with."""
     binary = _require_binary("redis-server", "redis-server")
     data_dir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        binary,
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir),
+        "--daemonize", "no",
+        "--save", "",
+        "--appendonly", "yes" if persistent else "no",
+        # Persistent: every write on disk before it is acknowledged. With the default
+        # (once a second) a crash would lose the last timeline writes of fan-outs that
+        # PostgreSQL already records as done, while the timelines stay marked built.
+        "--appendfsync", "always",
+        "--protected-mode", "no",
+    ]
+    if tls_dir is None:
+        argv += ["--port", str(port)]
+        return ManagedProcess(name="redis", kind="redis", argv=argv, log_path=log_path,
+                              ready=redis_probe("127.0.0.1", port), endpoint=f"redis://127.0.0.1:{port}/0")
+    cert, key = dependency_identity(tls_dir, "redis")
+    password = tls.password(tls_dir, "redis")
+    ca = tls_dir / tls.CA_FILE
+    argv += ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+             "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+             "--user", "default", "off",
+             "--user", REDIS_USER, "on", f">{password}", "~*", "&*", "+@all"]
     return ManagedProcess(
-        name="redis",
-        kind="redis",
-        argv=[
-            binary,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--dir", str(data_dir),
-            "--daemonize", "no",
-            "--save", "",
-            "--appendonly", "yes" if persistent else "no",
-            # Persistent: every write on disk before it is acknowledged. With the default
-            # (once a second) a crash would lose the last timeline writes of fan-outs that
-            # PostgreSQL already records as done, while the timelines stay marked built.
-            "--appendfsync", "always",
-            "--protected-mode", "no",
-        ],
-        log_path=log_path,
-        ready=redis_probe("127.0.0.1", port),
-        endpoint=f"redis://127.0.0.1:{port}/0",
+        name="redis", kind="redis", argv=argv, log_path=log_path,
+        ready=redis_probe("127.0.0.1", port, tls=RedisTls(ca, REDIS_USER, password)),
+        endpoint=f"rediss://{REDIS_USER}:{password}@127.0.0.1:{port}/0?ssl_ca_certs={quote(str(ca))}",
     )
+
+
+def dependency_identity(tls_dir: Path, name: str) -> tuple[Path, Path]:
+    """The server certificate and key of dependency ``name`` in ``tls_dir`` (issued for
+    loopback on first use, by the cluster CA the clients trust)."""
+    cert, key = tls_dir / f"{name}.crt", tls_dir / f"{name}.key"
+    if not cert.exists() or not key.exists():
+        tls.issue(tls_dir, name)
+    return cert, key
 
 
 NGINX_CONF = """\
@@ -220,14 +263,21 @@ POSTGRES_DATABASE = "trenchcoat"
 
 
 POSTGRES_USER = "postgres"
+POSTGRES_OWNER = "trenchcoat"
+"""The role that owns the cluster's database and that the services log in as (with TLS)."""
 
 
 def postgres_process(
-    data_dir: Path, log_path: Path, port: int, *, durable: bool
+    data_dir: Path, log_path: Path, port: int, *, durable: bool, tls_dir: Path | None, owner: str = POSTGRES_OWNER,
 ) -> ManagedProcess:
     """A private PostgreSQL on 127.0.0.1:port with its cluster in ``data_dir`` (created by
-    initdb on first use) and a database named ``trenchcoat``. ``durable=False`` turns off
-    fsync for test speed."""
+    initdb on first use) and a database named ``trenchcoat`` owned by role ``owner``.
+    ``durable=False`` turns off fsync for test speed. With ``tls_dir`` (the cluster's
+    identities) it takes TCP connections over TLS only (its certificate ``postgres.crt``,
+    issued there on first use), each logging in with a SCRAM password (``postgres.password``
+    there, for ``owner`` and the superuser alike); the endpoint is then a DSN carrying the
+    password and asking to verify the server against the CA. The launcher's own
+    housekeeping (the role, the database) goes through a socket in the data directory."""
     bindir = postgres_bindir()
     user = _postgres_os_user()
     if not (data_dir / "PG_VERSION").exists():
@@ -239,21 +289,63 @@ def postgres_process(
     }
     if not durable:
         settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+    password = None
+    if tls_dir is not None:
+        password = tls.password(tls_dir, "postgres")
+        settings |= _postgres_tls(data_dir, tls_dir, user) | {
+            "unix_socket_directories": str(data_dir), "unix_socket_permissions": "0700",
+            "password_encryption": "scram-sha-256"}
     argv = [str(bindir / "postgres"), "-D", str(data_dir), "-p", str(port)]
     for key, value in settings.items():
         argv += ["-c", f"{key}={value}"]
-    dsn = f"postgresql://{POSTGRES_USER}@127.0.0.1:{port}/{POSTGRES_DATABASE}"
+    if password is None:
+        dsn = f"postgresql://{POSTGRES_USER}@127.0.0.1:{port}/{POSTGRES_DATABASE}"
+    else:
+        assert tls_dir is not None
+        dsn = (f"postgresql://{owner}:{password}@127.0.0.1:{port}/{POSTGRES_DATABASE}"
+               f"?sslmode=verify-full&sslrootcert={quote(str(tls_dir / tls.CA_FILE))}")
     return ManagedProcess(
         name="postgres",
         kind="postgres",
         argv=argv,
         log_path=log_path,
-        ready=_postgres_ready(bindir, port),
+        ready=_postgres_ready(bindir, port, socket_dir=data_dir if password else None, owner=owner,
+                              password=password),
         endpoint=dsn,
         user=user,
         # SIGINT is PostgreSQL's "fast shutdown": roll back open transactions, checkpoint, exit.
         stop_signal=signal.SIGINT,
     )
+
+
+POSTGRES_HBA = """\
+# Written by trenchcoat at every start: the launcher's housekeeping over the socket in the
+# data directory (closed to others); every TCP connection over TLS with a SCRAM password.
+local     all  {superuser}  trust
+hostssl   all  all   127.0.0.1/32  scram-sha-256
+hostnossl all  all   all           reject
+"""
+
+
+def _postgres_tls(data_dir: Path, tls_dir: Path, user: str | None) -> dict[str, str]:
+    """Settings for TLS: the server's certificate and key copied into the data directory
+    (PostgreSQL wants its key owned by the user it runs as, readable by it alone), and the
+    access rules (``POSTGRES_HBA``)."""
+    cert, key = dependency_identity(tls_dir, "postgres")
+    owner = pwd.getpwnam(user) if user is not None else None
+    for source, name, mode in ((cert, "server.crt", 0o644), (key, "server.key", 0o600),
+                               (tls_dir / tls.CA_FILE, "root.crt", 0o644)):
+        target = data_dir / name
+        target.write_bytes(source.read_bytes())
+        os.chmod(target, mode)
+        if owner is not None:
+            os.chown(target, owner.pw_uid, owner.pw_gid)
+    hba = data_dir / "pg_hba.conf"
+    hba.write_text(POSTGRES_HBA.format(superuser=POSTGRES_USER))
+    if owner is not None:
+        os.chown(hba, owner.pw_uid, owner.pw_gid)
+    return {"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key",
+            "hba_file": str(hba)}
 
 
 def postgres_bindir() -> Path:
@@ -320,30 +412,59 @@ def _initdb(bindir: Path, data_dir: Path, user: str | None, log_path: Path) -> N
         raise ProcessError(f"initdb of {data_dir} failed (exit {result.returncode}); see {log_path}")
 
 
-def _postgres_ready(bindir: Path, port: int) -> Callable[[], bool]:
-    created = False
+def _postgres_ready(bindir: Path, port: int, *, socket_dir: Path | None = None, owner: str = POSTGRES_OWNER,
+                    password: str | None = None) -> Callable[[], bool]:
+    """Ready once it accepts connections, the database exists and (with a password) the
+    owner's role logs in with it: the password set for it and the superuser, every start."""
+    prepared = False
+    host = str(socket_dir) if socket_dir is not None else "127.0.0.1"
+
+    def run(tool: str, *args: str, database: str = "postgres") -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run([str(bindir / tool), "-h", host, "-p", str(port), "-U", POSTGRES_USER, *args,
+                               *(["-d", database] if tool == "psql" else [])],
+                              capture_output=True, check=False)
+
+    def sql(statement: str) -> bytes | None:
+        done = run("psql", "-v", "ON_ERROR_STOP=1", "-tAc", statement)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def _owned_by(role: str) -> bool:
+        """The database and its tables handed to ``role`` (a cluster made before it logged
+        in as its own role has them owned by the superuser)."""
+        if sql(f"ALTER DATABASE {POSTGRES_DATABASE} OWNER TO {role}") is None:
+            return False
+        moved = run("psql", "-v", "ON_ERROR_STOP=1", "-tAc",
+                    "DO $$DECLARE t record; BEGIN FOR t IN SELECT tablename FROM pg_tables "
+                    f"WHERE schemaname = 'public' AND tableowner <> '{role}' LOOP "
+                    f"EXECUTE format('ALTER TABLE public.%I OWNER TO {role}', t.tablename); END LOOP; END$$",
+                    database=POSTGRES_DATABASE)
+        return moved.returncode == 0
 
     def probe() -> bool:
-        nonlocal created
-        base = ["-h", "127.0.0.1", "-p", str(port), "-U", POSTGRES_USER]
-        if not postgres_isready("127.0.0.1", port):
+        nonlocal prepared
+        if not postgres_isready(host, port):
             return False
-        if not created:
-            exists = subprocess.run(
-                [str(bindir / "psql"), *base, "-d", "postgres", "-tAc",
-                 f"SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DATABASE}'"],
-                capture_output=True, check=False,
-            )
-            if exists.returncode != 0:
+        if not prepared:
+            if password is not None:
+                quoted = password.replace("'", "''")
+                exists = sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{owner}'")
+                if exists is None:
+                    return False
+                verb = "ALTER" if exists == b"1" else "CREATE"
+                if sql(f"{verb} ROLE {owner} LOGIN PASSWORD '{quoted}'") is None:
+                    return False
+                if sql(f"ALTER ROLE {POSTGRES_USER} PASSWORD '{quoted}'") is None:
+                    return False
+            exists = sql(f"SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DATABASE}'")
+            if exists is None:
                 return False
-            if exists.stdout.strip() != b"1":
-                made = subprocess.run(
-                    [str(bindir / "createdb"), *base, POSTGRES_DATABASE],
-                    capture_output=True, check=False,
-                )
+            if exists != b"1":
+                made = run("createdb", *(["-O", owner] if password is not None else []), POSTGRES_DATABASE)
                 if made.returncode != 0:
                     return False
-            created = True
+            elif password is not None and not _owned_by(owner):
+                return False
+            prepared = True
         return True
 
     return probe

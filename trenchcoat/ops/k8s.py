@@ -24,8 +24,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
-import secrets as secrets_module
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -83,6 +81,8 @@ class Workload:
     """Pods a voluntary disruption may take at once (a PodDisruptionBudget when replicas > 1)."""
     postgres: bool = False
     """Its processes use PostgreSQL: the pod gets the DSN from the Secret (no other does)."""
+    redis: bool = False
+    """Its processes use Redis: the pod gets the URL (with the password) from the Secret."""
     startup_s: int = 120
     """How long the process may take to serve (a store loading its index takes longest)."""
     per_pod_services: bool = False
@@ -116,7 +116,7 @@ WORKLOADS: tuple[Workload, ...] = (
     ),
     Workload("cache", "cache", "cache", 2, stateful=True, cpu="100m", memory="384Mi", memory_limit="1Gi",
              per_pod_services=True, extra_ports=("http_port",)),
-    Workload("transformer", "transformer", "transformer", 2, cpu="250m", memory="512Mi", memory_limit="2Gi"),
+    Workload("transformer", "transformer", "transformer", 2, cpu="250m", memory="512Mi", memory_limit="2Gi", redis=True),
     Workload(
         "f4-storage", "f4_storage", "f4.storage", 14, stateful=True, storage="10Gi", spread_nodes=True,
         max_unavailable=F4_PARITY, startup_s=600,
@@ -129,9 +129,10 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("f4-backoff", "f4_backoff", "f4.backoff", 1, cpu="100m"),
     Workload("f4", "f4", "f4", 1, cpu="100m", memory="256Mi", memory_limit="1Gi"),
     Workload("f4-rebuilder", "f4_rebuilder", "f4.rebuilder", 1, stateful=True, storage="1Gi"),
-    Workload("feed", "feed", "feedsvc", 2, postgres=True),
-    Workload("fanout", "fanout", "feedsvc.worker", 2, postgres=True),
+    Workload("feed", "feed", "feedsvc", 2, postgres=True, redis=True),
+    Workload("fanout", "fanout", "feedsvc.worker", 2, postgres=True, redis=True),
     Workload("router", "router", "router", 2, cpu="100m", memory="256Mi", memory_limit="1Gi", postgres=True,
+             redis=True,
              # Where photo URLs point is the site's, not the base's: each overlay's ConfigMap says.
              env=({"name": env_key("router", "cdn_base_url"),
                    "valueFrom": {"configMapKeyRef": {"name": SITE_CONFIG, "key": "cdn_base_url"}}},)),
@@ -188,6 +189,8 @@ def _pod(w: Workload, ports: list[dict[str, Any]], probe: tuple[str, int], metri
     by_key = {("port" if p["name"] == "grpc" else f"{p['name']}_port"): p["containerPort"] for p in ports}
     dsn = [{"name": env_key("postgres", "dsn"),
             "valueFrom": {"secretKeyRef": {"name": "trenchcoat-postgres", "key": "dsn"}}}] if w.postgres else []
+    dsn += [{"name": env_key("redis", "url"),
+             "valueFrom": {"secretKeyRef": {"name": "trenchcoat-redis", "key": "url"}}}] if w.redis else []
     env = [field_env("POD_NAME", "metadata.name"),
            {"name": "TRENCHCOAT_CONFIG", "value": CONFIG_FILE},
            *dsn,
@@ -469,19 +472,16 @@ def render_network_policies() -> str:
                                      for doc in network_policies(load(BASE_CONFIG_FILE, {})))
 
 
-POSTGRES_PASSWORD_FILE = "postgres.password"
-"""Beside the identities: the password of the in-cluster PostgreSQL's ``trenchcoat`` role,
-made once (so applying the Secrets again never changes it under a running database)."""
-
-
 def secrets(directory: Path, roles: Iterable[str]) -> str:
     """What a cluster's pods need that must not live in the manifests, as a YAML stream of
     JSON documents for ``kubectl apply -f -`` (``trenchcoat certs --k8s``): the namespace
     (so the stream applies first), each role's identity as Secret ``trenchcoat-tls-<role>``
     (type kubernetes.io/tls with ca.crt: the layout cert-manager writes), the user tokens'
     public key (``trenchcoat-user-tokens``) and the in-cluster PostgreSQL's credentials
-    (``trenchcoat-postgres``: a random password, made once in ``directory``, and the DSN).
-    The CA's key and the tokens' signing key are never in them."""
+    (``trenchcoat-postgres``: a random password, made once in ``directory``, and the DSN),
+    Redis's (``trenchcoat-redis``: the ACL user's password and the URL), and the three
+    dependencies' server certificates (``trenchcoat-tls-etcd/-postgres/-redis``). The CA's
+    key and the tokens' signing key are never in them."""
     meta = {"namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": PART_OF}}
 
     def secret(name: str, data: dict[str, bytes], kind: str = "Opaque") -> dict[str, Any]:
@@ -492,15 +492,23 @@ def secrets(directory: Path, roles: Iterable[str]) -> str:
     public = directory / tokens.PUBLIC_FILE
     if public.exists():
         docs.append(secret(USER_TOKENS_SECRET, {tokens.PUBLIC_FILE: public.read_bytes()}))
-    password_file = directory / POSTGRES_PASSWORD_FILE
-    if not password_file.exists():
-        fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets_module.token_urlsafe(24))
-    password = password_file.read_text().strip()
+    ca_path = f"{TLS_DIR}/{tls.CA_FILE}"  # where every pod finds the CA (tls_volume)
+    postgres = tls.password(directory, "postgres")
     docs.append(secret("trenchcoat-postgres", {
-        "password": password.encode(),
-        "dsn": f"postgresql://trenchcoat:{password}@postgres-0.postgres:5432/trenchcoat".encode()}))
+        "password": postgres.encode(),
+        "dsn": (f"postgresql://trenchcoat:{postgres}@postgres-0.postgres:5432/trenchcoat"
+                f"?sslmode=verify-full&sslrootcert={ca_path}").encode()}))
+    redis = tls.password(directory, "redis")
+    docs.append(secret("trenchcoat-redis", {
+        "password": redis.encode(),
+        "url": f"rediss://trenchcoat:{redis}@redis-0.redis:6379/0?ssl_ca_certs={ca_path}".encode()}))
+    for name in tls.DEPENDENCIES:  # their server certificates, for the names they are reached by
+        held = tls.names_of(directory, name)
+        if not set(certificate_hosts(name)) <= set(held):  # e.g. made by `up` for loopback only
+            tls.issue(directory, name, hosts=[*certificate_hosts(name), *held])
+        ca, cert, key = tls.Identity(directory, name).read()
+        docs.append(secret(f"trenchcoat-tls-{name}", {"ca.crt": ca, "tls.crt": cert, "tls.key": key},
+                           "kubernetes.io/tls"))
     for role in roles:
         ca, cert, key = tls.Identity(directory, role).read()
         docs.append(secret(f"trenchcoat-tls-{role}", {"ca.crt": ca, "tls.crt": cert, "tls.key": key},
@@ -512,6 +520,8 @@ def certificate_hosts(role: str) -> list[str]:
     """The names a role's pods are dialled by in the namespace (its Service, each pod of a
     StatefulSet as ``*.<service>``, per-pod Services such as ``cache-0``), then localhost:
     the subject alternative names of its certificate."""
+    if role in tls.DEPENDENCIES:  # a StatefulSet of one behind its headless Service
+        return [f"{role}-0.{role}", role, f"*.{role}", "localhost", "127.0.0.1"]
     names: list[str] = []
     for w in (*WORKLOADS, CDN):
         if tls.ROLE_OF_MODULE.get(w.module) == role:
@@ -534,7 +544,7 @@ def certificates() -> list[dict[str, Any]]:
         {"apiVersion": CERT_MANAGER, "kind": "Issuer", "metadata": {"name": "trenchcoat-ca", **meta},
          "spec": {"ca": {"secretName": "trenchcoat-ca"}}},
     ]
-    for role in tls.ROLES:
+    for role in (*tls.ROLES, *tls.DEPENDENCIES):
         hosts = certificate_hosts(role)
         docs.append({"apiVersion": CERT_MANAGER, "kind": "Certificate", "metadata": {"name": f"trenchcoat-tls-{role}", **meta},
                      "spec": {"commonName": role, "subject": {"organizations": [tls.ORGANISATION]},

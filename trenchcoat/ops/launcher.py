@@ -112,6 +112,8 @@ class Cluster:
         self._lock: IO[str] | None = None
         self._env: dict[str, str] = {}
         """The environment every service process gets (the CDN's too)."""
+        self._tls_dir: Path | None = None
+        """The cluster's identities (None: cluster.insecure)."""
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class Cluster:
             return
         if not directory.is_absolute():
             directory = Path.cwd() / directory
+        self._tls_dir = directory
         made = tls.ensure(directory)
         if made:
             self._say(f"made the cluster CA and identities in {directory} ({len(made)} certificates)")
@@ -233,11 +236,14 @@ class Cluster:
         """Starts the private dependencies the config leaves empty; returns the environment
         overrides that point services at every dependency."""
         logs = self.data_dir / "logs"
+        # With TLS on, each speaks TLS with a certificate of the cluster CA and takes only
+        # credentials: etcd a client certificate, PostgreSQL and Redis a password.
+        tls_dir = self._tls_dir
         deps: list[processes.ManagedProcess] = []
         env: dict[str, str] = {}
         if not self.config.etcd.endpoints:
             etcd = dependencies.etcd_process(
-                self.data_dir / "etcd", logs / "etcd.log", ports.free_port(), ports.free_port()
+                self.data_dir / "etcd", logs / "etcd.log", ports.free_port(), ports.free_port(), tls_dir=tls_dir
             )
             deps.append(etcd)
             env[env_key("etcd", "endpoints")] = etcd.endpoint
@@ -247,12 +253,14 @@ class Cluster:
                 logs / "postgres.log",
                 ports.free_port(),
                 durable=self.durable,
+                tls_dir=tls_dir,
             )
             deps.append(postgres)
             env[env_key("postgres", "dsn")] = postgres.endpoint
         if not self.config.redis.url:
             redis = dependencies.redis_process(
-                self.data_dir / "redis", logs / "redis.log", ports.free_port(), persistent=self.durable
+                self.data_dir / "redis", logs / "redis.log", ports.free_port(), persistent=self.durable,
+                tls_dir=tls_dir,
             )
             deps.append(redis)
             env[env_key("redis", "url")] = redis.endpoint
@@ -261,7 +269,7 @@ class Cluster:
             process.start()
         for process in deps:
             process.wait_ready(timeout)
-            self._say(f"started {process.name:<12} {process.endpoint}")
+            self._say(f"started {process.name:<12} {processes.redact(process.endpoint)}")
         return env
 
     def _start_services(self, deps_env: dict[str, str], timeout: float) -> None:
@@ -444,9 +452,13 @@ def _probe(name: str, kind: str, endpoint: str, pid: int | None) -> ProcessStatu
     if kind == "grpc":
         health = processes.grpc_health(endpoint)
     else:
+        identity = rpc.process_tls()  # the operator's, which etcd takes as a client certificate
+        etcd = (processes.http_probe(f"http://{endpoint}/health", b'"health":"true"') if identity is None else
+                processes.http_probe(f"https://{endpoint}/health", b'"health":"true"', context=processes.client_context(
+                    identity.identity.ca, identity.identity.cert, identity.identity.key)))
         probe = {
-            "etcd": lambda: processes.http_probe(f"http://{endpoint}/health", b'"health":"true"')(),
-            "redis": lambda: processes.redis_probe(*_host_port(endpoint))(),
+            "etcd": etcd,
+            "redis": lambda: processes.redis_url_probe(endpoint)(),
             "postgres": lambda: dependencies.postgres_isready(*_host_port(endpoint)),
             "http": lambda: processes.http_probe(f"{endpoint}/cdn-health", b"ok")(),
             "prometheus": lambda: processes.http_probe(f"{endpoint}/-/ready", b"Ready")(),

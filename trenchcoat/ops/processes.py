@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -212,10 +215,12 @@ def describe_exit(code: int) -> str:
     return f"exit code {code}"
 
 
-def http_probe(url: str, expect: bytes = b"") -> Callable[[], bool]:
+def http_probe(url: str, expect: bytes = b"", *, context: ssl.SSLContext | None = None) -> Callable[[], bool]:
+    """``url`` answers 200 with ``expect`` in its body (over TLS with ``context``, which may
+    carry a client certificate)."""
     def probe() -> bool:
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=1, context=context) as response:
                 return response.status == 200 and expect in response.read()
         except (OSError, ValueError):
             return False
@@ -223,13 +228,58 @@ def http_probe(url: str, expect: bytes = b"") -> Callable[[], bool]:
     return probe
 
 
-def redis_probe(host: str, port: int) -> Callable[[], bool]:
+@dataclass(frozen=True)
+class RedisTls:
+    """How a Redis with TLS and an ACL user is reached: the CA its certificate is checked
+    against, and the user's name and password."""
+
+    ca: Path
+    user: str
+    password: str
+
+
+def redis_probe(host: str, port: int, *, tls: RedisTls | None = None) -> Callable[[], bool]:
     def probe() -> bool:
-        with socket.create_connection((host, port), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
+        with socket.create_connection((host, port), timeout=1) as raw:
+            if tls is None:
+                raw.sendall(b"PING\r\n")
+                return raw.recv(64).startswith(b"+PONG")
+            context = ssl.create_default_context(cafile=str(tls.ca))
+            with context.wrap_socket(raw, server_hostname=host) as s:
+                s.sendall(f"AUTH {tls.user} {tls.password}\r\nPING\r\n".encode())
+                answer = b""
+                while answer.count(b"\r\n") < 2:
+                    chunk = s.recv(64)
+                    if not chunk:
+                        return False
+                    answer += chunk
+                return answer == b"+OK\r\n+PONG\r\n"
 
     return probe
+
+
+def redis_url_probe(url: str) -> Callable[[], bool]:
+    """``redis_probe`` for a Redis URL (a ``rediss://user:password@host:port/0?ssl_ca_certs=...``
+    one over TLS, logging in as the user)."""
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None, url
+    if parts.scheme != "rediss":
+        return redis_probe(parts.hostname, parts.port)
+    ca = urllib.parse.parse_qs(parts.query).get("ssl_ca_certs", [""])[0]
+    return redis_probe(parts.hostname, parts.port, tls=RedisTls(Path(ca), urllib.parse.unquote(parts.username or ""),
+                                                                  urllib.parse.unquote(parts.password or "")))
+
+
+def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
+    """A TLS client context trusting ``ca`` and presenting ``cert``."""
+    context = ssl.create_default_context(cafile=str(ca))
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def redact(text: str) -> str:
+    """``text`` with the passwords of any URLs in it starred (``scheme://user:***@host``)."""
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
 
 
 def grpc_health_probe(address: str, service: str = "") -> Callable[[], bool]:
