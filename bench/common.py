@@ -49,10 +49,12 @@ TLS_DIR_KEY = "TRENCHCOAT_CLUSTER__TLS_DIR"
 
 
 @contextmanager
-def private_dependencies(prefix: str) -> Iterator[tuple[Path, str, str]]:
+def private_dependencies(prefix: str, *, secure: bool = True) -> Iterator[tuple[Path, str, str]]:
     """A temporary directory with a private etcd and PostgreSQL (fsync off) running:
-    (directory, etcd endpoint, PostgreSQL DSN). Everything is removed afterwards."""
-    with _dependencies(prefix, redis=False) as (tmp, endpoints):
+    (directory, etcd endpoint, PostgreSQL DSN). Everything is removed afterwards.
+    ``secure``: taking credentials over TLS (as by default); False for a plaintext
+    baseline's (a cluster with cluster.insecure)."""
+    with _dependencies(prefix, redis=False, secure=secure) as (tmp, endpoints):
         yield tmp, endpoints[0], endpoints[1]
 
 
@@ -64,10 +66,10 @@ def private_dependencies_with_redis(prefix: str) -> Iterator[tuple[Path, str, st
 
 
 @contextmanager
-def _dependencies(prefix: str, *, redis: bool) -> Iterator[tuple[Path, list[str]]]:
+def _dependencies(prefix: str, *, redis: bool, secure: bool = True) -> Iterator[tuple[Path, list[str]]]:
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(tmp, 0o755)  # PostgreSQL runs as another user when we are root
-    tls_dir = Path(os.environ[TLS_DIR_KEY])  # identities(): the dependencies take credentials, as by default
+    tls_dir = Path(os.environ[TLS_DIR_KEY]) if secure else None  # identities(): credentials, as by default
     deps = [dependencies.etcd_process(tmp / "etcd", tmp / "etcd.log", ports.free_port(), ports.free_port(),
                                       tls_dir=tls_dir),
             dependencies.postgres_process(tmp / "pg", tmp / "pg.log", ports.free_port(), durable=False, tls_dir=tls_dir)]

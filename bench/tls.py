@@ -1,9 +1,10 @@
 """Benchmark of mutual TLS: ``python -m bench.tls [--quick] [--json]``.
 
 Two clusters of one shape (bench.upload's: a directory, three stores on three racks, a
-cache, a router, each its own process, on one private etcd and PostgreSQL): one as users run
-it, with mutual TLS and the permission table on every gRPC hop; one with
-``cluster.insecure = true`` (plaintext), measured in the same run, in alternating rounds.
+cache, a router, each its own process, each on a private etcd and PostgreSQL): one as users
+run it, with mutual TLS and the permission table on every gRPC hop, user tokens on uploads
+and dependencies taking credentials over TLS; one with ``cluster.insecure = true``
+(plaintext, its dependencies too), measured in the same run, in alternating rounds.
 The clients pool their channels as every process does, so no call pays a handshake.
 
 - upload_per_s_1k_tls / _plaintext, tls_vs_plaintext_upload_1k   1 KiB uploads from
@@ -75,9 +76,10 @@ async def main() -> int:
     args = common.arguments(__doc__)
     rounds, seconds, misses = (1, 4.0, 600) if args.quick else (3, 10.0, 2000)
     results: dict[str, list[dict[str, float]]] = {"tls": [], "plaintext": []}
-    with common.private_dependencies("bench-tls-") as (tmp, etcd, dsn):
+    with (common.private_dependencies("bench-tls-") as (tmp, etcd, dsn),
+          common.private_dependencies("bench-plain-", secure=False) as (plain_tmp, plain_etcd, plain_dsn)):
         secure = start_cluster(tmp, cluster_env(tmp, "tls", etcd, dsn, 3))
-        plain = start_cluster(tmp, plaintext_env(cluster_env(tmp, "plain", etcd, dsn, 3)))
+        plain = start_cluster(plain_tmp, plaintext_env(cluster_env(plain_tmp, "plain", plain_etcd, plain_dsn, 3)))
         try:
             async with rpc.ChannelPool() as secure_pool, rpc.ChannelPool(tls=False) as plain_pool:
                 shapes = {"tls": (secure, secure_pool), "plaintext": (plain, plain_pool)}
