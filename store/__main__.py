@@ -13,13 +13,13 @@ from pathlib import Path
 
 from store import metrics
 from store.audit import Auditor, DamageReports
-from store.http import NeedleHttp
+from store.http import READ_NEEDLE, NeedleHttp
 from store.peer import Peers
 from store.registration import Registration
 from store.service import SERVICE_NAME, StoreServicer
 from store.volume import VolumeLimits
 from store.volumes import Checkpointer, VolumeSet, findings_of
-from trenchcoat import kube, server
+from trenchcoat import kube, permissions, server, tls
 from trenchcoat.clients.store import StoreClient
 from trenchcoat.etcd import Etcd
 from trenchcoat.httpsite import HttpSite
@@ -53,7 +53,11 @@ def main() -> int:
             for finding in findings_of(volumes.get(volume_id), found):
                 reports.report(finding, "startup")
         metrics.register(volumes.all)
-        site = HttpSite(NeedleHttp(volumes).app(), config.cluster.host, section.http_port, what="needle read")
+        identity = server.process_identity()
+        # Over mutual TLS, to the roles the table lets read needles (the HTTP read is ReadNeedle's twin).
+        site = HttpSite(NeedleHttp(volumes).app(), config.cluster.host, section.http_port, what="needle read",
+                        tls=tls.HttpServerTls(identity) if identity is not None else None,
+                        callers=permissions.allowed(READ_NEEDLE, permissions.contract()))
         await site.start()
         workers: list[server.Worker] = [Checkpointer(volumes, section.checkpoint_interval_s), site]
         workers += [reports, Auditor(volumes.all, reports, bytes_per_s=section.audit_bytes_per_s,

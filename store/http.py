@@ -21,6 +21,8 @@ photo URL ends with (an extension is ignored: the store reads by needle). The an
   and the message as a text body.
 
 Reads are counted with the gRPC ones (``trenchcoat_store_operations_total{op="read"}``).
+Over mutual TLS (the default) the port answers HTTPS only, and only the roles the
+permission table lets call ``ReadNeedle`` (the cache, the operator); others get 403.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ from trenchcoat.clients.store_http import (
     crc32c_hex,
 )
 from trenchcoat.errors import TrenchcoatError, wire_name
+
+READ_NEEDLE = "/trenchcoat.v1.StoreService/ReadNeedle"
+"""The gRPC method these reads are the twin of: whom the permission table lets call it may
+read needles here (over mutual TLS)."""
 
 
 class NeedleHttp:

@@ -368,6 +368,12 @@ _server_tls: tls.ServerTls | None = None
 """This process's server credentials when ``cluster.tls_dir`` is set (``load_config``)."""
 
 
+def process_identity() -> tls.Identity | None:
+    """This service process's identity (None with cluster.insecure): what its HTTP
+    listeners serve with, as its gRPC server does."""
+    return _server_tls.identity if _server_tls is not None else None
+
+
 def load_config(prog: str, description: str, argv: Sequence[str] | None = None) -> Config:
     """A service's ``main`` preamble: ``--config``, then the file and the environment;
     a bad config exits 2 with the message (naming the key), before anything starts."""

@@ -23,6 +23,7 @@ import ipaddress
 import logging
 import os
 import secrets
+import ssl
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,6 +309,40 @@ class ServerTls:
                                                    require_client_authentication=True)
 
 
+class HttpServerTls:
+    """An HTTP listener's TLS: its identity's certificate, client certificates required and
+    verified against the CA; ``refresh`` takes up a rotated certificate for the connections
+    accepted from then on."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(identity.ca))
+        self.context.verify_mode = ssl.CERT_REQUIRED
+        self.context.load_cert_chain(identity.cert, identity.key)
+        self._stamp = identity.stamp()
+
+    def refresh(self) -> bool:
+        """Loads the files again if they changed; True when it did."""
+        stamp = self.identity.stamp()
+        if stamp == self._stamp:
+            return False
+        try:
+            self.context.load_verify_locations(cafile=str(self.identity.ca))
+            self.context.load_cert_chain(self.identity.cert, self.identity.key)
+        except (OSError, ssl.SSLError):
+            return False  # half-written (a rotation under way): looked at again shortly
+        self._stamp = stamp
+        return True
+
+
+def role_of_peer(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+    """The role of the certificate an HTTPS client presented (None without one)."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return None
+    return _role_of_pem(x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM))
+
+
 class ClientTls:
     """A client's credentials: its identity's certificate, servers verified against the CA."""
 
@@ -320,3 +355,10 @@ class ClientTls:
     def credentials(self) -> grpc.ChannelCredentials:
         ca, cert, key = self.identity.read()
         return grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+
+    def http_context(self) -> ssl.SSLContext:
+        """The same identity for an HTTPS client: servers verified against the CA, this
+        certificate presented."""
+        context = ssl.create_default_context(cafile=str(self.identity.ca))
+        context.load_cert_chain(self.identity.cert, self.identity.key)
+        return context

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 
 import aiohttp
@@ -12,8 +13,9 @@ import crc32c
 import pytest
 from aiohttp import web
 
+from tests import harness
 from tests.store_process import start_store
-from trenchcoat import rpc
+from trenchcoat import rpc, tls
 from trenchcoat.clients.store import StoreClient
 from trenchcoat.clients.store_http import StoreHttpClient
 from trenchcoat.errors import (
@@ -59,17 +61,17 @@ async def http():
 
 async def test_a_needle_reads_back_with_its_type_and_crc(store, http):
     _, address, _ = store
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://{address}/{component(PHOTO)}") as r:
+    async with session_as("cache") as session:
+        async with session.get(f"https://{address}/{component(PHOTO)}") as r:
             assert r.status == 200
             body = await r.read()
             assert body == b"\xff\xd8jpeg bytes"
             assert r.headers["Content-Type"] == "image/jpeg"
             assert r.headers["X-Trenchcoat-Crc32c"] == f"{crc32c.crc32c(body):08x}"
-        async with session.head(f"http://{address}/{component(RENDITION)}.png") as r:
+        async with session.head(f"https://{address}/{component(RENDITION)}.png") as r:
             assert r.status == 200 and r.headers["Content-Type"] == "image/png"
             assert int(r.headers["Content-Length"]) == len(b"\x89PNG small")
-        async with session.post(f"http://{address}/{component(PHOTO)}", data=b"x") as r:
+        async with session.post(f"https://{address}/{component(PHOTO)}", data=b"x") as r:
             assert r.status == 405  # reads only: writes go through gRPC
     assert await http.read(address, PHOTO) == Blob(b"\xff\xd8jpeg bytes", "image/jpeg")
     assert await http.read(address, RENDITION) == Blob(b"\x89PNG small", "image/png")
@@ -88,12 +90,12 @@ async def test_errors_are_the_stores_typed_errors(store, http):
     await client.delete(proc.address, PHOTO)
     with pytest.raises(NeedleNotFound):
         await http.read(address, PHOTO)
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://{address}/1,nothex") as r:
+    async with session_as("cache") as session:
+        async with session.get(f"https://{address}/1,nothex") as r:
             assert r.status == 400
             assert r.headers["X-Trenchcoat-Status"] == "INVALID_ARGUMENT"
             assert "16 lowercase hex key" in await r.text()
-        async with session.get(f"http://{address}/{component(no_volume)}") as r:
+        async with session.get(f"https://{address}/{component(no_volume)}") as r:
             assert r.status == 404 and r.headers["X-Trenchcoat-Error"] == "VolumeNotFound"
 
 
@@ -110,7 +112,7 @@ async def test_damaged_bytes_on_disk_are_data_loss_never_served(store, http, tmp
         f.write(b"R")
     with pytest.raises(ChecksumMismatch):
         await http.read(address, victim)
-    async with aiohttp.ClientSession() as session, session.get(f"http://{address}/{component(victim)}") as r:
+    async with session_as("cache") as session, session.get(f"https://{address}/{component(victim)}") as r:
         assert r.status == 502 and r.headers["X-Trenchcoat-Status"] == "DATA_LOSS"
         assert b"Q" * 100 not in await r.read()
 
@@ -131,6 +133,37 @@ async def test_a_frozen_store_is_a_deadline_and_a_dead_one_unavailable(store):
         await http.close()
 
 
+def identity(role: str) -> tls.Identity:
+    return tls.Identity(harness.tls_dir(), role)
+
+
+def session_as(role: str | None) -> aiohttp.ClientSession:
+    """A raw HTTPS session presenting ``role``'s certificate (None: none, the CA trusted)."""
+    if role is None:
+        context = ssl.create_default_context(cafile=str(identity("admin").ca))
+    else:
+        context = tls.ClientTls(identity(role)).http_context()
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
+
+
+async def test_only_the_roles_that_may_read_needles_read_them_and_only_over_mutual_tls(store):
+    _, address, _ = store
+    path = f"https://{address}/{component(PHOTO)}"
+    async with session_as("router") as session, session.get(path) as r:  # may write, not read: the table says
+        assert r.status == 403
+        assert "role 'router' may not use the needle read HTTP port (it answers admin, cache)" in await r.text()
+    async with session_as(None) as session:  # no client certificate: refused at the handshake
+        with pytest.raises(aiohttp.ClientError):
+            async with session.get(path) as r:
+                await r.read()
+    async with aiohttp.ClientSession() as session:  # plaintext HTTP: not spoken
+        with pytest.raises(aiohttp.ClientError):
+            async with session.get(f"http://{address}/{component(PHOTO)}") as r:
+                await r.read()
+    async with session_as("cache") as session, session.get(path) as r:
+        assert r.status == 200 and await r.read() == b"\xff\xd8jpeg bytes"
+
+
 @contextlib.asynccontextmanager
 async def fake_store(handler):
     app = web.Application()
@@ -138,7 +171,7 @@ async def fake_store(handler):
     runner = web.AppRunner(app)
     await runner.setup()
     port = ports.free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls.HttpServerTls(identity("store")).context).start()
     try:
         yield f"127.0.0.1:{port}"
     finally:

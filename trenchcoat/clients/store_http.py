@@ -12,13 +12,16 @@ the store sent with them (then the caller reads another replica).
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import crc32c as _crc32c
 
+from trenchcoat import rpc
 from trenchcoat.errors import ChecksumMismatch, DeadlineExceeded, Unavailable, from_wire
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.store_types import Blob
+from trenchcoat.tls import ClientTls
 from trenchcoat.urls import component
 
 CRC_HEADER = "X-Trenchcoat-Crc32c"
@@ -39,15 +42,31 @@ class StoreHttpClient:
     """Needle reads over stores' HTTP ports; ``timeout_s`` bounds each read (connecting
     included). ``connections_per_store`` caps the keep-alive connections to one store."""
 
-    def __init__(self, *, timeout_s: float, connections_per_store: int = 32) -> None:
+    def __init__(self, *, timeout_s: float, connections_per_store: int = 32,
+                 tls: ClientTls | bool | None = True) -> None:
+        """``tls``: the identity presented to the stores (HTTPS with mutual TLS): True for the
+        process's (``rpc.use_tls``), False or None for plaintext HTTP."""
         self.timeout_s = timeout_s
         self._per_store = connections_per_store
         self._session: aiohttp.ClientSession | None = None
+        self._tls = rpc.process_tls() if tls is True else (tls or None)
+        self._scheme = "https" if self._tls is not None else "http"
+        self._stamp = self._tls.stamp() if self._tls is not None else ()
+        self._checked = time.monotonic()
 
     def _client(self) -> aiohttp.ClientSession:
+        if self._tls is not None and time.monotonic() - self._checked > rpc.TLS_RECHECK_S:
+            self._checked = time.monotonic()
+            if self._tls.stamp() != self._stamp and self._session is not None:  # rotated: new connections
+                self._stamp = self._tls.stamp()
+                old, self._session = self._session, None
+                asyncio.get_running_loop().call_later(rpc.RETIRED_CLOSE_S,
+                                                      lambda: asyncio.ensure_future(old.close()))
         if self._session is None:  # made on first use: a session belongs to the running loop
+            context = self._tls.http_context() if self._tls is not None else None
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._per_store, ttl_dns_cache=None),
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=self._per_store, ttl_dns_cache=None,
+                                               ssl=context if context is not None else True),
                 auto_decompress=False, raise_for_status=False)
         return self._session
 
@@ -55,7 +74,7 @@ class StoreHttpClient:
         """The needle's verified bytes and the content type stored with them."""
         remote = f"store {http_address}"
         timeout = timeout_s or self.timeout_s
-        url = f"http://{http_address}/{component(needle)}"
+        url = f"{self._scheme}://{http_address}/{component(needle)}"
         try:
             async with asyncio.timeout(timeout):
                 async with self._client().get(url) as response:
