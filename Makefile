@@ -37,8 +37,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	@$(VENV)/bin/trenchcoat demo
 
+# Two workers; tests of `trenchcoat up` and the demo use the default ports, so they share
+# one worker (the xdist_group "default-ports").
 test: setup lint
-	@$(PY) -m pytest -q --durations=20
+	@$(PY) -m pytest -q -n 2 --dist loadgroup --durations=20
 
 # Lint and types (both configured in pyproject.toml; generated stubs are excluded).
 lint: setup

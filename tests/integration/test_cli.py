@@ -29,7 +29,8 @@ from trenchcoat.clients.feed import FeedClient
 from trenchcoat.clients.media import MediaClient
 from trenchcoat.ops import dashboard
 
-pytestmark = pytest.mark.integration
+# `trenchcoat up` and the demo on the default ports: one at a time (make test runs two workers).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="default-ports")]
 
 
 @pytest.fixture(scope="module")

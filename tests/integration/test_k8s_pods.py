@@ -37,7 +37,9 @@ from trenchcoat.clients.media import MediaClient
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.ops import dependencies, k8s, ports
 
-pytestmark = pytest.mark.integration
+# The pods listen on the default ports (on addresses of their own, but nginx and the kubelet
+# checks reach 127.0.0.1 too): never beside `trenchcoat up` (make test runs two workers).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="default-ports")]
 
 DEPENDENCIES = {"etcd": "etcd-0.etcd:2379", "postgres": "postgres-0.postgres:5432", "redis": "redis-0.redis:6379"}
 READY_S = 240.0

@@ -17,7 +17,8 @@ from tests import harness, upctl
 from tests.upctl import SMALL, Up, cli, env, running_up
 from trenchcoat.ops import proc_tree
 
-pytestmark = pytest.mark.integration
+# `trenchcoat up` and the demo on the default ports: one at a time (make test runs two workers).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="default-ports")]
 
 
 @pytest.fixture

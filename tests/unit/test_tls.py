@@ -12,14 +12,17 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from trenchcoat import permissions, rpc, tls, tokens
 from trenchcoat.errors import PermissionDenied, TrenchcoatError, Unavailable
+from trenchcoat.httpsite import HttpSite
 from trenchcoat.ops import ports
 from trenchcoat.server import ServiceHost
 
@@ -146,6 +149,31 @@ async def test_a_rotated_certificate_is_served_to_new_connections_without_a_rest
             assert pool._retired  # the old channel, kept for calls under way
     finally:
         await host.drain()
+
+
+async def test_an_https_listener_takes_up_a_rotated_certificate_and_answers_only_its_callers(tls_dir):
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/x", ok)
+    site = HttpSite(app, "127.0.0.1", 0, what="test", tls=tls.HttpServerTls(tls.Identity(tls_dir, "store")),
+                    callers=frozenset({"cache"}))
+    await site.start()
+    try:
+        loop = asyncio.get_running_loop()
+        before = await loop.run_in_executor(None, _served_certificate, site.port, tls_dir)
+        tls.issue(tls_dir, "store")
+        assert site._tls is not None and site._tls.refresh()  # what run() does every TLS_RECHECK_S
+        after = await loop.run_in_executor(None, _served_certificate, site.port, tls_dir)
+        assert after != before
+        for role, status in (("cache", 200), ("router", 403)):
+            connector = aiohttp.TCPConnector(ssl=tls.ClientTls(tls.Identity(tls_dir, role)).http_context())
+            async with aiohttp.ClientSession(connector=connector) as session, \
+                    session.get(f"https://127.0.0.1:{site.port}/x") as r:
+                assert r.status == status, role
+    finally:
+        await site.shutdown()
 
 
 def test_the_contracts_table_names_callers_of_every_method_from_the_known_roles():
