@@ -22,6 +22,16 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "trenchcoat"))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under two workers (make test: --dist loadgroup) each module's tests stay together on
+    one worker, in order, as modules that share a cluster expect (one cluster per module,
+    not one per worker); modules marked with a group of their own (the default ports) share it."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(name=item.nodeid.split("::", 1)[0]))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left_behind() -> Iterator[None]:
     """After every other fixture is torn down, nothing the tests started may still run."""

@@ -31,6 +31,7 @@ from trenchcoat import urls
 from trenchcoat.clients.media import Media
 from trenchcoat.errors import InvalidArgument, NotFound
 from trenchcoat.ops import samples
+from trenchcoat.rendition_jobs import STREAMS
 
 pytestmark = pytest.mark.integration
 
@@ -156,7 +157,9 @@ async def test_a_job_submitted_again_partly_done_before_and_its_worker_killed_yi
         assert cluster.router is not None
         with cluster.router.frozen():
             doomed = cluster.start_transformer()
-            await eventually(lambda: job_state(redis_server.endpoint, media.media_id, "running"),
+            # Taken: pending for the doomed worker, which holds it (its claim kept fresh) through
+            # every attempt and every pause between them, so the check cannot miss the moment.
+            await eventually(lambda: pending_for_a_worker(redis_server.endpoint),
                              what="the job taken by the doomed worker")
             doomed.kill()
         survivor = cluster.start_transformer()
@@ -191,6 +194,18 @@ async def job_state(redis_url: str, media_id: int, state: str) -> bool:
     r = aioredis.Redis.from_url(redis_url)
     try:
         return await r.hget(f"transformer:job:{media_id}:image:v1", "state") == state.encode()
+    finally:
+        await r.aclose()
+
+
+async def pending_for_a_worker(redis_url: str) -> bool:
+    """Whether a worker holds a rendition job (one entry pending in the consumer group)."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        summary = await r.xpending(STREAMS.stream, STREAMS.group)
+        return int(summary["pending"]) >= 1
     finally:
         await r.aclose()
 
