@@ -119,3 +119,16 @@ class StandIn(tls.ClientTls):
 
     def for_role(self, role: str) -> tls.ClientTls:
         return tls.ClientTls(tls.Identity(self.directory, role))
+
+
+def table_lines() -> list[str]:
+    """The permission table as a person reads it: each method, the roles that may call it,
+    and the request field it acts for (a user token's subject) where it declares one."""
+    acting = acting_fields()
+    lines = []
+    for method, roles in sorted(contract().items()):
+        service, _, name = method.lstrip("/").rpartition("/")
+        field = acting.get(method)
+        lines.append(f"{service.rpartition('.')[2]}.{name}: {', '.join(sorted(roles))}"
+                     + (f"  (acts for {'.'.join(field)})" if field else ""))
+    return [*lines, f"{', '.join(sorted(OPEN_SERVICES))}: any certificate of the cluster CA"]

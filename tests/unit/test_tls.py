@@ -228,3 +228,11 @@ async def test_a_refused_upload_is_refused_by_name_never_a_server_fault(tls_dir)
             assert set(outcomes) == {"PermissionDenied"}, Counter(outcomes)
     finally:
         await host.drain()
+
+
+def test_the_table_reads_as_a_person_reads_it():
+    lines = permissions.table_lines()
+    assert "StoreService.WriteNeedle: router" in lines
+    assert "MediaService.Delete: admin, app, feed  (acts for owner_id)" in lines
+    assert "FeedService.GetHomeFeed: admin, app  (acts for user_id)" in lines
+    assert len(lines) == len(permissions.contract()) + 1

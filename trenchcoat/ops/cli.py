@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = configmod.load(args.config or configmod.default_path(os.environ), os.environ)
         directory = config.cluster.tls_directory()
-        if args.run not in (cmd_certs, cmd_config, cmd_token):
+        if args.run not in (cmd_certs, cmd_config, cmd_token, cmd_permissions):
             if directory is None:
                 tls.warn_insecure("trenchcoat")
             else:
@@ -179,6 +179,9 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"seconds it is valid (default {tokens.DEFAULT_TTL_S}, at most {tokens.MAX_TTL_S})")
     token.add_argument("--dir", default="", help="where users.key lives (default: cluster.tls_dir, or <cluster.data_dir>/tls)")
     token.set_defaults(run=cmd_token)
+
+    perms = verbs.add_parser("permissions", help="the permission table: who may call each method (from the protos)")
+    perms.set_defaults(run=cmd_permissions)
 
     cfg = verbs.add_parser("config", help="print the effective config")
     cfg.add_argument("--reference", action="store_true", help="list every key with its default and meaning")
@@ -372,6 +375,13 @@ def cmd_certs(args: argparse.Namespace, config: configmod.Config) -> int:
         print(k8s.secrets(directory, roles), end="")
         return EXIT_OK
     print(f"{directory}: CA {tls.CA_FILE}; " + (f"issued {', '.join(made)}" if made else "every certificate there already"))
+    return EXIT_OK
+
+
+def cmd_permissions(args: argparse.Namespace, config: configmod.Config) -> int:
+    from trenchcoat import permissions
+
+    print("\n".join(permissions.table_lines()))
     return EXIT_OK
 
 
