@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from trenchcoat import permissions, rpc, tls, tokens
+from trenchcoat import permissions, rpc, tls
+from trenchcoat.config import env_key
 from trenchcoat.ops import dependencies, ports
 
 
@@ -40,12 +41,11 @@ def identities() -> Path:
     atexit.register(shutil.rmtree, directory, True)
     tls.ensure(directory)
     os.environ[TLS_DIR_KEY] = str(directory)
-    rpc.use_tls(permissions.StandIn(directory))
-    tokens.use(tokens.Minter(directory).token_for)
+    rpc.use_tls(permissions.StandIn(directory), user_keys=directory)
     return directory
 
 
-TLS_DIR_KEY = "TRENCHCOAT_CLUSTER__TLS_DIR"
+TLS_DIR_KEY = env_key("cluster", "tls_dir")
 
 
 @contextmanager

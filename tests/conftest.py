@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests import cluster, harness
-from trenchcoat import permissions, rpc, tls, tokens
+from trenchcoat import permissions, rpc, tls
 from trenchcoat.ops import processes
 
 # The machine is shared and noisy: no per-example deadlines.
@@ -52,16 +52,14 @@ def tls_everywhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     post or a follow with a token for the user it names."""
     directory = tmp_path_factory.mktemp("tls")
     tls.ensure(directory)
-    os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"] = cluster.FAST["TRENCHCOAT_CLUSTER__TLS_DIR"] = str(directory)
-    rpc.use_tls(permissions.StandIn(directory))
+    os.environ[harness.TLS_DIR_KEY] = cluster.FAST[harness.TLS_DIR_KEY] = str(directory)
     # Calls acting for a user carry a token for the user the request names, as an app's would.
-    tokens.use(tokens.Minter(directory).token_for)
+    rpc.use_tls(permissions.StandIn(directory), user_keys=directory)
     try:
         yield
     finally:
         rpc.use_tls(None)
-        tokens.use(None)
-        del cluster.FAST["TRENCHCOAT_CLUSTER__TLS_DIR"], os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"]
+        del cluster.FAST[harness.TLS_DIR_KEY], os.environ[harness.TLS_DIR_KEY]
 
 
 @pytest.fixture(scope="session")

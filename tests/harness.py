@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from trenchcoat.config import env_key
 from trenchcoat.ops import dependencies, ports, proc_tree, processes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -58,10 +59,14 @@ frozen = proc_tree.frozen
 descendants = proc_tree.descendants
 
 
+TLS_DIR_KEY = env_key("cluster", "tls_dir")
+"""The variable naming the session's TLS directory, which every process the tests start inherits."""
+
+
 def tls_dir() -> Path:
     """The session's CA and identities (tests/conftest.py): the dependencies' certificates
     and passwords live there too."""
-    return Path(os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"])
+    return Path(os.environ[TLS_DIR_KEY])
 
 
 def start_etcd() -> Dependency:

@@ -30,7 +30,7 @@ SMALL = {**NO_F4_CELL, "TRENCHCOAT_DIRECTORY__COUNT": "1", "TRENCHCOAT_STORE__CO
 every kind of process but not the numbers of them."""
 
 
-TLS_DIR_KEY = "TRENCHCOAT_CLUSTER__TLS_DIR"
+TLS_DIR_KEY = harness.TLS_DIR_KEY
 
 
 def cli(data_dir: Path, *args: str, timeout: float = 120, whole: bool = False) -> subprocess.CompletedProcess[str]:

@@ -7,7 +7,7 @@ not name answers no one."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +30,19 @@ OPEN_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.Ser
 EVERY_ROLE = frozenset(tls.ROLES)
 
 
-@functools.cache
-def contract() -> Mapping[str, frozenset[str]]:
-    """``/package.Service/Method`` -> the roles that may call it, for every method of the contract."""
-    table: dict[str, frozenset[str]] = {}
+def _methods() -> Iterator[tuple[str, Any]]:
+    """Every method of the contract: its ``/package.Service/Method`` name and descriptor
+    (whose options the generated stubs type too narrowly to index by our extensions)."""
     for module in (cache_pb2, directory_pb2, f4_pb2, feed_pb2, router_pb2, store_pb2, transformer_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
-                callers = method.GetOptions().Extensions[auth_pb2.callers]
-                table[f"/{service.full_name}/{method.name}"] = frozenset(callers)
-    return table
+                yield f"/{service.full_name}/{method.name}", method
+
+
+@functools.cache
+def contract() -> Mapping[str, frozenset[str]]:
+    """``/package.Service/Method`` -> the roles that may call it, for every method of the contract."""
+    return {name: frozenset(method.GetOptions().Extensions[auth_pb2.callers]) for name, method in _methods()}
 
 
 USER_FACING = frozenset({"app", "admin"})
@@ -50,14 +53,8 @@ USER_FACING = frozenset({"app", "admin"})
 def acting_fields() -> Mapping[str, tuple[str, ...]]:
     """``/package.Service/Method`` -> the request field naming the user it acts for (a path
     of field names), for the methods that declare one (``(trenchcoat.v1.acts_for)``)."""
-    table: dict[str, tuple[str, ...]] = {}
-    for module in (cache_pb2, directory_pb2, f4_pb2, feed_pb2, router_pb2, store_pb2, transformer_pb2):
-        for service in module.DESCRIPTOR.services_by_name.values():
-            for method in service.methods:
-                field = method.GetOptions().Extensions[auth_pb2.acts_for]
-                if field:
-                    table[f"/{service.full_name}/{method.name}"] = tuple(field.split("."))
-    return table
+    fields = ((name, method.GetOptions().Extensions[auth_pb2.acts_for]) for name, method in _methods())
+    return {name: tuple(field.split(".")) for name, field in fields if field}
 
 
 def acting_for(request: Any, path: tuple[str, ...]) -> object:

@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 
 from trenchcoat.errors import Unavailable
+from trenchcoat.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,3 @@ def _unavailable(what: str, timeout_s: float, exc: BaseException) -> Unavailable
 
 def _detail(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def redact(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    return re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", dsn)

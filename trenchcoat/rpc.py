@@ -26,12 +26,13 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2
 
-from trenchcoat import permissions
+from trenchcoat import permissions, tokens
 from trenchcoat.errors import WIRE_NAME_KEY, TrenchcoatError, from_wire
 from trenchcoat.tls import ClientTls, TlsError
 
@@ -81,12 +82,15 @@ _process_tls: ClientTls | None = None
 """This process's identity for every channel pool made without one (``use_tls``)."""
 
 
-def use_tls(tls: ClientTls | None) -> None:
+def use_tls(tls: ClientTls | None, *, user_keys: Path | None = None) -> None:
     """Sets the identity every ``ChannelPool`` of this process presents (mutual TLS), or
     plaintext (None). A service sets it at start from ``cluster.tls_dir``
-    (``server.load_config``); the CLI as the ``admin`` role."""
+    (``server.load_config``); the CLI as the ``admin`` role. ``user_keys``: a directory
+    holding ``users.key``, from which the process mints the token of any user its calls act
+    for (the operator's tools, the tests); without it they carry none (``tokens.use``)."""
     global _process_tls
     _process_tls = tls
+    tokens.use(tokens.Minter(user_keys).token_for if user_keys is not None else None)
 
 
 def process_tls() -> ClientTls | None:

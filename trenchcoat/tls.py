@@ -31,7 +31,7 @@ from pathlib import Path
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from trenchcoat import tokens
@@ -162,6 +162,22 @@ def issue(directory: Path, role: str, *, hosts: Sequence[str] = LOCAL_HOSTS, day
     return crt, pem
 
 
+def make_user_keys(directory: Path) -> bool:
+    """The user-token key pair (``trenchcoat.tokens``) in ``directory``: ``users.key``
+    (owner only; what mints tokens) and ``users.pub`` (what services check them with), made
+    unless both are there; True when made now."""
+    private, public = directory / tokens.PRIVATE_FILE, directory / tokens.PUBLIC_FILE
+    if private.exists() and public.exists():
+        return False
+    directory.mkdir(parents=True, exist_ok=True)
+    key = ed25519.Ed25519PrivateKey.generate()
+    _write_private(private, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+    _write_public(public, key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                        serialization.PublicFormat.SubjectPublicKeyInfo))
+    return True
+
+
 def names_of(directory: Path, role: str) -> list[str]:
     """The DNS names and addresses ``<role>.crt`` answers to ([] when there is none)."""
     try:
@@ -181,7 +197,7 @@ def ensure(directory: Path, roles: Iterable[str] = ROLES, *, hosts: Sequence[str
     ``roles``, made where missing (``trenchcoat up``'s first start); returns the roles issued now."""
     if not (directory / CA_FILE).exists():
         make_ca(directory)
-    tokens.make_keys(directory)
+    make_user_keys(directory)
     made = []
     for role in roles:
         if not (directory / f"{role}.crt").exists() or not (directory / f"{role}.key").exists():

@@ -11,13 +11,12 @@ deletes only its owner's media).
 
 The signing key (``users.key``) is the user-facing application's, which mints a token when
 a user signs in; services hold only the public half (``users.pub``), both in the cluster's
-TLS directory (``trenchcoat certs`` makes them). ``trenchcoat token --user N`` mints one for
+TLS directory (``trenchcoat certs`` makes them: ``tls.make_user_keys``). ``trenchcoat token --user N`` mints one for
 grpcurl and scripts; the CLI mints its own for the user a verb names.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -43,26 +42,6 @@ VERIFIED_CACHE = 65536
 """Verified tokens remembered at most (emptied when full)."""
 MAX_TOKEN_CHARS = 4096
 """Longer ``authorization`` values are refused before any parsing."""
-
-
-def make_keys(directory: Path) -> bool:
-    """The user-token key pair in ``directory`` (``users.key`` owner-only, ``users.pub``),
-    made unless both are there; True when made now."""
-    private, public = directory / PRIVATE_FILE, directory / PUBLIC_FILE
-    if private.exists() and public.exists():
-        return False
-    key = ed25519.Ed25519PrivateKey.generate()
-    tmp = private.with_name(private.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption()))
-    os.replace(tmp, private)
-    tmp = public.with_name(public.name + ".tmp")
-    tmp.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
-    os.replace(tmp, public)
-    return True
 
 
 def mint(key_pem: bytes, user_id: int, ttl_s: float = DEFAULT_TTL_S, *, now: float | None = None) -> str:

@@ -73,7 +73,7 @@ def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: 
         # and passwords from it, as their StatefulSets get them from the Secrets.
         tls_dir = tmp_path / "tls"
         tls.make_ca(tls_dir)
-        tokens.make_keys(tls_dir)
+        tls.make_user_keys(tls_dir)
         deps = {"etcd": dependencies.etcd_process(root / "etcd", root / "etcd.log", port["etcd"], ports.free_port(),
                                                   tls_dir=tls_dir),
                 "postgres": dependencies.postgres_process(root / "pg", root / "pg.log", port["postgres"], durable=False,

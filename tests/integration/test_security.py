@@ -57,10 +57,6 @@ def cluster(module_service, etcd, postgres, redis_server, tmp_path_factory) -> M
                                tmp_path_factory.mktemp("security"), fanout_workers=1))
 
 
-def tls_dir() -> Path:
-    return Path(os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"])
-
-
 def servers(cluster: MediaCluster) -> dict[str, str]:
     assert cluster.router is not None and cluster.feed is not None and cluster.directories[0] is not None
     return {"router": cluster.router.address, "feed": cluster.feed.address,
@@ -87,7 +83,7 @@ def other_ca_identity(directory: Path, role: str = "admin") -> tls.Identity:
 
 
 async def test_no_certificate_or_another_cas_is_refused_at_the_handshake_by_every_server(cluster, tmp_path):
-    ca = (tls_dir() / tls.CA_FILE).read_bytes()
+    ca = (harness.tls_dir() / tls.CA_FILE).read_bytes()
     other = other_ca_identity(tmp_path / "other")
     _, cert, key = other.read()
     for name, address in servers(cluster).items():
@@ -99,19 +95,19 @@ async def test_no_certificate_or_another_cas_is_refused_at_the_handshake_by_ever
             await health_with(grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
                                                            certificate_chain=cert), address)
         # ... and the same server answers a certificate of its own CA.
-        admin = tls.ClientTls(tls.Identity(tls_dir(), "admin")).credentials()
+        admin = tls.ClientTls(tls.Identity(harness.tls_dir(), "admin")).credentials()
         assert await health_with(admin, address) == "answered", name
 
 
 async def test_a_certificate_of_the_wrong_role_is_refused_by_name(cluster):
     volume = (await cluster.volumes())[0]
     store_address = volume.replicas[0].address
-    async with rpc.ChannelPool(tls=tls.ClientTls(tls.Identity(tls_dir(), "cache"))) as as_cache:
+    async with rpc.ChannelPool(tls=tls.ClientTls(tls.Identity(harness.tls_dir(), "cache"))) as as_cache:
         store = StoreClient(as_cache, timeout_s=10)
         with pytest.raises(PermissionDenied,
                            match=r"role 'cache' may not call /trenchcoat\.v1\.StoreService/WriteNeedle"):
             await store.write(store_address, NeedleRef(logical_volume=volume.id, key=2, cookie=1), b"x")
-    async with rpc.ChannelPool(tls=tls.ClientTls(tls.Identity(tls_dir(), "admin"))) as as_admin:
+    async with rpc.ChannelPool(tls=tls.ClientTls(tls.Identity(harness.tls_dir(), "admin"))) as as_admin:
         store = StoreClient(as_admin, timeout_s=10)
         with pytest.raises(PermissionDenied, match=r"role 'admin' may not call /trenchcoat\.v1\.StoreService/FreeVolume"):
             await store.free_volume(store_address, volume.id)
@@ -120,13 +116,13 @@ async def test_a_certificate_of_the_wrong_role_is_refused_by_name(cluster):
 
 
 def token(user: int) -> str:
-    return tokens.Minter(tls_dir()).token_for(user)
+    return tokens.Minter(harness.tls_dir()).token_for(user)
 
 
 def _signed(user: int, *, key: bytes | None = None, **claims: object) -> str:
     now = int(time.time())
     body = {"sub": str(user), "iss": tokens.ISSUER, "aud": tokens.AUDIENCE, "iat": now, "exp": now + 300, **claims}
-    pem = key or (tls_dir() / tokens.PRIVATE_FILE).read_bytes()
+    pem = key or (harness.tls_dir() / tokens.PRIVATE_FILE).read_bytes()
     return jwt.encode(body, serialization.load_pem_private_key(pem, password=None), algorithm="EdDSA")  # type: ignore[arg-type]
 
 
@@ -159,7 +155,7 @@ async def test_a_users_token_acts_for_that_user_only(cluster):
 
 
 async def test_a_missing_expired_tampered_or_foreign_token_is_unauthenticated(cluster, tmp_path):
-    tokens.make_keys(tmp_path)
+    tls.make_user_keys(tmp_path)
     foreign = (tmp_path / tokens.PRIVATE_FILE).read_bytes()
     good = token(42)
     header, payload, signature = good.split(".")
@@ -196,7 +192,7 @@ def _fuzzed_values(rng: random.Random, good: str, n: int) -> list[str]:
     # The old algorithm confusion: HS256 "signed" with the public key as the secret.
     body = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + "." + b64(json.dumps(
         {"sub": "42", "aud": "trenchcoat", "iss": "trenchcoat", "iat": 0, "exp": 2**40}).encode())
-    mac = hmac.new((tls_dir() / tokens.PUBLIC_FILE).read_bytes(), body.encode(), hashlib.sha256).digest()
+    mac = hmac.new((harness.tls_dir() / tokens.PUBLIC_FILE).read_bytes(), body.encode(), hashlib.sha256).digest()
     confused = f"{body}.{b64(mac)}"
     makers = [
         lambda: junk(rng.randint(0, 80)),
@@ -277,9 +273,9 @@ async def test_fuzzed_tokens_and_certificates_never_make_a_server_fault(cluster,
     assert sum(codes.values()) == 2000
     assert set(codes) <= {"UNAUTHENTICATED", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "OK"}, codes
     assert codes["UNAUTHENTICATED"] > 1500, codes  # nearly all are refused; a good token now and then passes
-    ca = (tls_dir() / tls.CA_FILE).read_bytes()
+    ca = (harness.tls_dir() / tls.CA_FILE).read_bytes()
     other = other_ca_identity(tmp_path / "other", "router")
-    pairs = [*_odd_certificates(tls_dir()), other.read()[1:]]
+    pairs = [*_odd_certificates(harness.tls_dir()), other.read()[1:]]
     address = servers(cluster)["store-1"]
     for cert, key in pairs:
         credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)

@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import grpc
 import pytest
@@ -66,7 +65,7 @@ async def test_warm_shows_rebuilds_under_way_failed_and_finished_in_plain_text(s
     server = grpc.aio.server()
     f4_pb2_grpc.add_F4RebuilderServiceServicer_to_server(CannedRebuilder(), server)
     # Served as the rebuilder's identity, as the real one is (the CLI calls as admin, over mutual TLS).
-    identity = tls.Identity(Path(os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"]), "f4-rebuilder")
+    identity = tls.Identity(harness.tls_dir(), "f4-rebuilder")
     port = server.add_secure_port("127.0.0.1:0", tls.ServerTls(identity).credentials())
     await server.start()
     try:

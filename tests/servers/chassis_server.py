@@ -30,6 +30,7 @@ from pathlib import Path
 import grpc
 
 from trenchcoat import permissions, server, tls
+from trenchcoat.config import env_key
 from trenchcoat.errors import NeedleNotFound, NotFound, Unavailable
 from trenchcoat.v1 import store_pb2_grpc
 from trenchcoat.workers import PeriodicWorker
@@ -149,7 +150,7 @@ def main() -> int:
             ready=[ready_file] if args.ready_file else [],
             # The suite's TLS directory (tests/conftest.py), as the store's identity: the
             # chassis serves the suite's stand-in callers as any service does.
-            tls=tls.ServerTls(tls.Identity(Path(os.environ["TRENCHCOAT_CLUSTER__TLS_DIR"]), "store")),
+            tls=tls.ServerTls(tls.Identity(Path(os.environ[env_key("cluster", "tls_dir")]), "store")),
             permissions={**permissions.contract(), **{f"/test.Chassis/{name}": permissions.EVERY_ROLE for name in METHODS}},
             workers=[ticker, breakable],
         )

@@ -1,4 +1,4 @@
-"""User tokens (trenchcoat/tokens.py): minted for a user, checked by a service with the
+"""User tokens (trenchcoat/tokens.py; their keys: tls.make_user_keys): minted for a user, checked by a service with the
 public key alone; expired, tampered, foreign and malformed ones refused saying which; a
 replaced key pair retires every token of the old one."""
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from trenchcoat import tokens
+from trenchcoat import tls, tokens
 from trenchcoat.errors import Unauthenticated
 
 
@@ -18,8 +18,8 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
 
 @pytest.fixture
 def keys(tmp_path):
-    assert tokens.make_keys(tmp_path)
-    assert not tokens.make_keys(tmp_path)  # made once
+    assert tls.make_user_keys(tmp_path)
+    assert not tls.make_user_keys(tmp_path)  # made once
     return tmp_path
 
 
@@ -54,7 +54,7 @@ def test_expired_and_foreign_tokens_are_refused(keys, tmp_path_factory):
     with pytest.raises(Unauthenticated, match="expired"):
         verifier.subject(bearer(old))
     other = tmp_path_factory.mktemp("other")
-    tokens.make_keys(other)
+    tls.make_user_keys(other)
     foreign = tokens.mint((other / tokens.PRIVATE_FILE).read_bytes(), 7)
     with pytest.raises(Unauthenticated, match="signature does not verify"):
         verifier.subject(bearer(foreign))
@@ -70,7 +70,7 @@ def test_a_replaced_key_pair_retires_the_old_tokens_without_a_restart(keys):
     assert verifier.subject(bearer(before)) == 9
     for name in (tokens.PRIVATE_FILE, tokens.PUBLIC_FILE):
         (keys / name).unlink()
-    tokens.make_keys(keys)
+    tls.make_user_keys(keys)
     with pytest.raises(Unauthenticated, match="signature does not verify"):
         verifier.subject(bearer(before))  # remembered as good once; not under the new key
     assert verifier.subject(bearer(tokens.Minter(keys).token_for(9))) == 9

@@ -9,11 +9,11 @@ Every refusal is a ``ConfigError`` that names the key and the value:
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any, ClassVar
 
 from trenchcoat.config.setting import Bounds, bounds_of
 from trenchcoat.errors import ConfigError
+from trenchcoat.redact import redact
 
 
 class Section:
@@ -110,5 +110,5 @@ def _range(bounds: Bounds) -> str:
 
 
 def _broken(text: str, bounds: Bounds, value: Any) -> str:
-    shown = re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", value) if isinstance(value, str) else value
+    shown = redact(value) if isinstance(value, str) else value
     return f"{text}{f' ({bounds.why})' if bounds.why else ''}, got {shown!r}"  # a URL's password never shown

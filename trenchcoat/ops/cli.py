@@ -35,7 +35,7 @@ from pathlib import Path
 from trenchcoat import config as configmod
 from trenchcoat import rendition_keys, rpc, tls, tokens
 from trenchcoat.errors import TrenchcoatError
-from trenchcoat.ops import admin, processes
+from trenchcoat.ops import admin
 from trenchcoat.ops.launcher import (
     Cluster,
     ProcessStatus,
@@ -43,6 +43,7 @@ from trenchcoat.ops.launcher import (
     read_state,
     status_from_state,
 )
+from trenchcoat.redact import redact
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_RUNNING = 0, 1, 2, 3
 
@@ -58,10 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tls.warn_insecure("trenchcoat")
             else:
                 # The operator's verbs call the cluster as its admin (`up` and `demo` make the
-                # identities on their first start, in the data directory they run in).
-                rpc.use_tls(tls.ClientTls(tls.Identity(directory, "admin")))
-                # The verbs that act for a user (upload, post, follow, delete) carry its token.
-                tokens.use(tokens.Minter(directory).token_for)
+                # identities on their first start, in the data directory they run in); those
+                # that act for a user (upload, post, follow, delete) carry its token.
+                rpc.use_tls(tls.ClientTls(tls.Identity(directory, "admin")), user_keys=directory)
         return int(args.run(args, config))
     except TrenchcoatError as exc:
         print(f"trenchcoat: {exc}", file=sys.stderr)
@@ -437,7 +437,7 @@ def _image_size(text: str) -> int:
 def _print_status(rows: Sequence[ProcessStatus]) -> None:
     print(f"{'NAME':<14}{'KIND':<10}{'PID':>8}  {'HEALTH':<12}ENDPOINT")
     for r in rows:
-        print(f"{r.name:<14}{r.kind:<10}{r.pid or '-':>8}  {r.health:<12}{processes.redact(r.endpoint)}")
+        print(f"{r.name:<14}{r.kind:<10}{r.pid or '-':>8}  {r.health:<12}{redact(r.endpoint)}")
 
 
 class _StopFlag:

@@ -24,7 +24,6 @@ from trenchcoat.ops.processes import (
     ManagedProcess,
     ProcessError,
     RedisTls,
-    client_context,
     http_probe,
     redis_probe,
 )
@@ -58,7 +57,7 @@ def etcd_process(data_dir: Path, log_path: Path, port: int, peer_port: int, *, t
         ca = tls_dir / tls.CA_FILE
         argv += ["--cert-file", str(cert), "--key-file", str(key), "--client-cert-auth", "--trusted-ca-file", str(ca)]
         # Its own certificate, which is also a client certificate of the CA, for the probe.
-        context = client_context(ca, cert, key)
+        context = tls.ClientTls(tls.Identity(tls_dir, "etcd")).http_context()
     return ManagedProcess(
         name="etcd",
         kind="etcd",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from trenchcoat import rpc, tls, tokens
+from trenchcoat import rpc, tls
 from trenchcoat.config import (
     Config,
     F4StorageConfig,
@@ -33,6 +33,7 @@ from trenchcoat.config import (
 )
 from trenchcoat.errors import FailedPrecondition, TrenchcoatError
 from trenchcoat.ops import admin, dependencies, ports, processes
+from trenchcoat.redact import redact
 
 #: Config section -> the module ``python -m`` runs for it, in start order (dependencies
 #: of later ones come first).
@@ -147,8 +148,7 @@ class Cluster:
         made = tls.ensure(directory)
         if made:
             self._say(f"made the cluster CA and identities in {directory} ({len(made)} certificates)")
-        rpc.use_tls(tls.ClientTls(tls.Identity(directory, "admin")))
-        tokens.use(tokens.Minter(directory).token_for)
+        rpc.use_tls(tls.ClientTls(tls.Identity(directory, "admin")), user_keys=directory)
 
     def stop(self) -> None:
         """Stops the services (with the CDN and Prometheus), all at once, given the longest
@@ -269,7 +269,7 @@ class Cluster:
             process.start()
         for process in deps:
             process.wait_ready(timeout)
-            self._say(f"started {process.name:<12} {processes.redact(process.endpoint)}")
+            self._say(f"started {process.name:<12} {redact(process.endpoint)}")
         return env
 
     def _start_services(self, deps_env: dict[str, str], timeout: float) -> None:
@@ -454,8 +454,7 @@ def _probe(name: str, kind: str, endpoint: str, pid: int | None) -> ProcessStatu
     else:
         identity = rpc.process_tls()  # the operator's, which etcd takes as a client certificate
         etcd = (processes.http_probe(f"http://{endpoint}/health", b'"health":"true"') if identity is None else
-                processes.http_probe(f"https://{endpoint}/health", b'"health":"true"', context=processes.client_context(
-                    identity.identity.ca, identity.identity.cert, identity.identity.key)))
+                processes.http_probe(f"https://{endpoint}/health", b'"health":"true"', context=identity.http_context()))
         probe = {
             "etcd": etcd,
             "redis": lambda: processes.redis_url_probe(endpoint)(),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import signal
 import socket
@@ -268,18 +267,6 @@ def redis_url_probe(url: str) -> Callable[[], bool]:
     ca = urllib.parse.parse_qs(parts.query).get("ssl_ca_certs", [""])[0]
     return redis_probe(parts.hostname, parts.port, tls=RedisTls(Path(ca), urllib.parse.unquote(parts.username or ""),
                                                                   urllib.parse.unquote(parts.password or "")))
-
-
-def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
-    """A TLS client context trusting ``ca`` and presenting ``cert``."""
-    context = ssl.create_default_context(cafile=str(ca))
-    context.load_cert_chain(cert, key)
-    return context
-
-
-def redact(text: str) -> str:
-    """``text`` with the passwords of any URLs in it starred (``scheme://user:***@host``)."""
-    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
 
 
 def grpc_health_probe(address: str, service: str = "") -> Callable[[], bool]:
