@@ -205,9 +205,13 @@ async def pending_for_a_worker(redis_url: str) -> bool:
     r = aioredis.Redis.from_url(redis_url)
     try:
         summary = await r.xpending(STREAMS.stream, STREAMS.group)
-        return int(summary["pending"]) >= 1
+    except aioredis.ResponseError as exc:
+        if "NOGROUP" in str(exc):
+            return False  # no worker has made the group yet, let alone taken the job
+        raise
     finally:
         await r.aclose()
+    return int(summary["pending"]) >= 1
 
 
 async def job_in_stream(redis_url: str, media_id: int) -> bool:
