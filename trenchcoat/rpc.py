@@ -45,6 +45,11 @@ KEEPALIVE_TIMEOUT_MS = 5_000
 """A ping unanswered for this long breaks the connection (and every call on it)."""
 MAX_RECONNECT_BACKOFF_MS = 2_000
 """Longest wait between attempts to reach a peer that is down."""
+MIN_CONNECT_TIMEOUT_MS = 5_000
+"""Least time one attempt to connect is given (TCP, then the TLS handshake): gRPC's
+``grpc.min_reconnect_backoff_ms``, which despite its name bounds an attempt, not the pause
+between attempts (``initial_reconnect_backoff_ms``). At 200 ms, handshakes on a busy
+machine were cut off ("Handshake read failed (Endpoint closing)") and failed the call."""
 
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -54,7 +59,7 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", MIN_CONNECT_TIMEOUT_MS),
     ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
 )
 
