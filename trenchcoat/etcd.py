@@ -4,7 +4,12 @@ compare-and-swap, and leases kept alive across etcd restarts.
 Built on aetcd (the maintained asyncio etcd v3 client). Every call is bounded by a
 timeout and fails with ``Unavailable`` when etcd cannot be reached, so callers retry
 on their own schedule; the underlying gRPC channel reconnects by itself when etcd comes
-back, so no process needs a restart after an etcd restart.
+back, so no process needs a restart after an etcd restart. Nor after a rotation of the
+process's certificate or of the cluster CA: the channels come from a ``rpc.ChannelPool``,
+which looks at the identity's files again as it does for every other gRPC client, and the
+next call goes out on a channel made with what they hold then (calls under way finish on
+the old one). Leases and keys live in etcd, not in a connection, so an election or a
+liveness lease carries on through the change.
 """
 
 from __future__ import annotations
@@ -42,27 +47,45 @@ class Record:
     lease: int
 
 
-class _MutualTlsClient(aetcd.Client):
-    """aetcd's client on a mutual-TLS channel (aetcd itself dials plaintext only): its
-    ``connect`` with a secure channel, the same stubs and watcher on it. gRPC dials lazily,
-    so nothing here waits: a failure to reach etcd surfaces on the first call, as before."""
+CHANNEL_OPTIONS = tuple(option for option in rpc.CHANNEL_OPTIONS if "reconnect_backoff" in option[0])
+"""The pool's reconnect backoff (etcd used again within a couple of seconds of its return,
+where gRPC's own cap is two minutes), without its keepalive pings: etcd allows none on a
+connection with no call under way (it answers them with GOAWAY "too_many_pings")."""
 
-    def __init__(self, credentials: grpc.ChannelCredentials, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._credentials = credentials
+
+class _PooledClient(aetcd.Client):
+    """aetcd's client on a channel of a ``rpc.ChannelPool`` (aetcd itself dials plaintext,
+    once): aetcd awaits ``connect`` before every call, and here it asks the pool for the
+    endpoint's channel, putting the stubs on it when it is a new one (the pool makes one
+    after the identity's files changed). gRPC dials lazily, so nothing here waits: a failure
+    to reach etcd surfaces on the call."""
+
+    # aetcd's own attributes, which it gives no types.
+    channel: grpc.aio.Channel | None
+    _watcher: aetcd_watcher.Watcher | None
+
+    def __init__(self, pool: rpc.ChannelPool, endpoint: str, **kwargs: Any) -> None:
+        host, _, port = endpoint.rpartition(":")
+        super().__init__(host=host, port=int(port), **kwargs)
+        self._pool = pool
+        self._endpoint = endpoint
 
     async def connect(self) -> None:
-        if self._connected.is_set():
+        channel = self._pool.channel(self._endpoint)
+        if channel is self.channel:
             return
-        self.channel = grpc.aio.secure_channel(f"{self._host}:{self._port}", self._credentials,
-                                               options=list(self._options.items()))
-        self.kvstub = aetcd_rpc.KVStub(self.channel)
-        self.clusterstub = aetcd_rpc.ClusterStub(self.channel)
-        self.leasestub = aetcd_rpc.LeaseStub(self.channel)
-        self.maintenancestub = aetcd_rpc.MaintenanceStub(self.channel)
-        self._watcher = aetcd_watcher.Watcher(aetcd_rpc.WatchStub(self.channel), timeout=self._timeout,
+        # All swapped before the first await, so a concurrent call sees one set of stubs.
+        replaced = self._watcher
+        self.channel = channel
+        self.kvstub = aetcd_rpc.KVStub(channel)
+        self.clusterstub = aetcd_rpc.ClusterStub(channel)
+        self.leasestub = aetcd_rpc.LeaseStub(channel)
+        self.maintenancestub = aetcd_rpc.MaintenanceStub(channel)
+        self._watcher = aetcd_watcher.Watcher(aetcd_rpc.WatchStub(channel), timeout=self._timeout,
                                               metadata=self.metadata)
         self._connected.set()
+        if replaced is not None:
+            await replaced.shutdown()  # its stream was on the old channel (trenchcoat opens none)
 
 
 class Etcd:
@@ -72,40 +95,34 @@ class Etcd:
                  tls: ClientTls | bool | None = True) -> None:
         """``tls``: the identity presented to etcd (mutual TLS: etcd runs with
         --client-cert-auth and trusts the cluster CA): True for the process's
-        (``rpc.use_tls``), False or None for plaintext."""
+        (``rpc.use_tls``), False or None for plaintext. Its files are looked at again every
+        ``rpc.TLS_RECHECK_S``, as a channel pool does; a rotated certificate (or CA) is
+        presented from the next call on."""
         if not endpoints:
             raise ValueError("no etcd endpoints")
         self.endpoints = tuple(endpoints)
         self.prefix = f"/trenchcoat/{cluster}/"
         self._timeout = timeout_s
-        self._tls = rpc.process_tls() if tls is True else (tls or None)
+        self._pool = rpc.ChannelPool(CHANNEL_OPTIONS, tls=tls)
+        self._clients = tuple(_PooledClient(self._pool, endpoint, timeout=self._timeout) for endpoint in self.endpoints)
         self._current = 0
-        self._client = self._connect(self.endpoints[0])
-
-    def _connect(self, endpoint: str) -> aetcd.Client:
-        host, _, port = endpoint.rpartition(":")
-        if self._tls is None:
-            return aetcd.Client(host=host, port=int(port), timeout=self._timeout,
-                                connect_wait_timeout=int(self._timeout))
-        return _MutualTlsClient(self._tls.credentials(), host=host, port=int(port), timeout=self._timeout,
-                                connect_wait_timeout=int(self._timeout))
 
     async def close(self) -> None:
-        await self._client.close()
+        for client in self._clients:
+            await client.close()
+        await self._pool.close()
 
     def _key(self, key: str) -> bytes:
         return (self.prefix + key).encode()
 
     async def _call(self, what: str, fn: Callable[[aetcd.Client], Awaitable[Any]]) -> Any:
         """Runs one etcd call; on a connection failure moves to the next endpoint."""
+        current = self._current
         try:
-            return await asyncio.wait_for(fn(self._client), self._timeout)
+            return await asyncio.wait_for(fn(self._clients[current]), self._timeout)
         except (aetcd.exceptions.ClientError, TimeoutError, OSError) as exc:
-            if len(self.endpoints) > 1:
-                old = self._client
-                self._current = (self._current + 1) % len(self.endpoints)
-                self._client = self._connect(self.endpoints[self._current])
-                asyncio.get_running_loop().create_task(old.close())
+            if current == self._current:  # calls failing together move on once, not once each
+                self._current = (current + 1) % len(self.endpoints)
             detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             failed = (f"did not answer {what} within {self._timeout:g}s" if isinstance(exc, TimeoutError)
                       else f"could not serve {what}")
