@@ -4,7 +4,7 @@ The CDN runs as ``python -m trenchcoat.ops.cdn``: nginx, whose access log goes o
 (UDP on loopback) to the Python process that counts it for Prometheus. What does that cost
 against nginx with no access log, serving the same cached photos (every request a HIT)?
 Both in front of the same upstream (an aiohttp server in this process standing in for a
-cache), loaded in turns by CONCURRENCY aiohttp clients in this process over URLS photos of
+cache, over mutual TLS as by default), loaded in turns by CONCURRENCY aiohttp clients in this process over URLS photos of
 BODY_BYTES:
 
 - rps_logged_vs_plain            requests a second with the metrics over without (the client
@@ -34,6 +34,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import common
+from trenchcoat import tls
 from trenchcoat.ops import dependencies, ports, proc_tree
 
 URLS = 100
@@ -41,7 +42,8 @@ BODY_BYTES = 30_000
 CONCURRENCY = 32
 
 
-async def upstream(port: int) -> web.AppRunner:
+async def upstream(port: int, identity: tls.Identity) -> web.AppRunner:
+    """A stand-in for a cache's photo port: HTTPS with client certificates, as by default."""
     body = os.urandom(BODY_BYTES)
 
     async def photo(_: web.Request) -> web.Response:
@@ -51,7 +53,7 @@ async def upstream(port: int) -> web.AppRunner:
     app.router.add_get("/{tail:.*}", photo)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=tls.HttpServerTls(identity).context).start()
     return runner
 
 
@@ -88,7 +90,8 @@ async def load(port: int, seconds: float) -> int:
 
 
 async def counted(metrics_port: int) -> float:
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=common.https_context())) as session, \
+            session.get(f"https://127.0.0.1:{metrics_port}/metrics") as r:
         text = await r.text()
     return sum(s.value for f in text_string_to_metric_families(text) if f.name == "trenchcoat_cdn_requests"
                for s in f.samples if s.name == "trenchcoat_cdn_requests_total")
@@ -97,10 +100,13 @@ async def counted(metrics_port: int) -> float:
 async def measure(seconds: float, rounds: int) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="tc-bench-cdn-"))
     up_port, plain_port, logged_port, metrics_port = (ports.free_port() for _ in range(4))
-    runner = await upstream(up_port)
+    identities = Path(os.environ[common.TLS_DIR_KEY])  # the run's (common.identities)
+    runner = await upstream(up_port, tls.Identity(identities, "cache"))
     plain = dependencies.nginx_process(tmp / "plain", tmp / "plain.log", "127.0.0.1", plain_port, [f"127.0.0.1:{up_port}"],
-                                ttl_s=600, not_found_ttl_s=1, max_bytes=256 << 20)
+                                       ttl_s=600, not_found_ttl_s=1, max_bytes=256 << 20,
+                                       identity=tls.Identity(identities, "cdn"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")} | {
+        common.TLS_DIR_KEY: str(identities),
         "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp / "logged"), "TRENCHCOAT_CDN__PORT": str(logged_port),
         "TRENCHCOAT_CDN__METRICS_PORT": str(metrics_port), "TRENCHCOAT_CDN__CACHE_ENDPOINTS": f"127.0.0.1:{up_port}",
         "TRENCHCOAT_CDN__TTL_S": "600", "TRENCHCOAT_CDN__MAX_BYTES": str(256 << 20), "TRENCHCOAT_CLUSTER__LOG_LEVEL": "WARNING"}

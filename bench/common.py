@@ -8,6 +8,7 @@ import atexit
 import json
 import os
 import shutil
+import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +47,12 @@ def identities() -> Path:
 
 
 TLS_DIR_KEY = env_key("cluster", "tls_dir")
+
+
+def https_context(role: str = "admin") -> ssl.SSLContext:
+    """The run's ``role`` identity (``identities``) for an HTTPS client: the caches' photo
+    ports, the stores' needle ports and /metrics answer certificates of the cluster CA."""
+    return tls.ClientTls(tls.Identity(Path(os.environ[TLS_DIR_KEY]), role)).http_context()
 
 
 @contextmanager

@@ -53,7 +53,7 @@ READER_PLAIN, READER_SPLICED, READER_COLD = 10, 11, 12
 
 
 def metric(url: str, name: str) -> float:
-    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    text = urllib.request.urlopen(url, timeout=10, context=common.https_context()).read().decode()
     return sum(float(v) for v in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)", text, re.MULTILINE))
 
 
@@ -145,7 +145,7 @@ def start_feed(tmp: Path, env: dict[str, str], router: str, workers: int) -> tup
         wport, wmport = ports.free_port(), ports.free_port()
         out.append(start([sys.executable, "-m", "feedsvc.worker"], tmp / f"fanout-{i}.log", wport, {
             **env, "TRENCHCOAT_FANOUT__PORT": str(wport), "TRENCHCOAT_FANOUT__METRICS_PORT": str(wmport)}))
-    return out, f"127.0.0.1:{port}", f"http://127.0.0.1:{mport}/metrics"
+    return out, f"127.0.0.1:{port}", f"https://127.0.0.1:{mport}/metrics"
 
 
 async def main() -> int:

@@ -214,7 +214,8 @@ async def rereplication_figures(tmp: Path, quick: bool, chunk_bytes: int = CHUNK
 
 async def metric(store: Store, name: str) -> float:
     """An unlabelled sample of the store's /metrics (0 when absent)."""
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{store.mport}/metrics") as r:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=common.https_context())) as session, \
+            session.get(f"https://127.0.0.1:{store.mport}/metrics") as r:
         text = await r.text()
     for line in text.splitlines():
         if line.startswith(name + " "):

@@ -88,7 +88,7 @@ async def figures_for(cluster, size: int, label: str, misses: int, seconds: floa
         out[f"{name}_p50_ms_{label}"] = pct(result[1], 50)
         out[f"{name}_p99_ms_{label}"] = pct(result[1], 99)
 
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY, ssl=common.https_context())
     async with aiohttp.ClientSession(cluster.gateway, connector=connector) as session:
         for path in paths:  # user-direct reads admit the hot set
             async with session.get(path) as r:

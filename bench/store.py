@@ -259,7 +259,8 @@ async def rpc_figures(tmp: Path, seconds: float) -> dict[str, float]:
             single = await rate(reader(client, address, refs), seconds)
             batched = await rate(batch, seconds) * 100
             out["batch_vs_single"] = batched / single
-        text = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics").read().decode())
+        text = await asyncio.to_thread(lambda: urllib.request.urlopen(
+            f"https://127.0.0.1:{mport}/metrics", context=common.https_context()).read().decode())
         preads = sum(float(v) for v in re.findall(r'^trenchcoat_store_preads_total\{[^}]*\} (\S+)', text, re.MULTILINE))
         misses = sum(float(v) for v in re.findall(r'^trenchcoat_store_nowait_misses_total\{[^}]*\} (\S+)', text, re.MULTILINE))
         found = re.search(r'^trenchcoat_store_operations_total\{op="read",outcome="ok"\} (\S+)', text, re.MULTILINE)

@@ -82,9 +82,10 @@ class BenchCluster:
     processes: list[processes.ManagedProcess]
     router: str
     gateway: str
+    """http(s)://... of the cache's photo port (https unless the cluster is insecure)."""
     stores: list[str]
     router_metrics: str = ""
-    """http://.../metrics of the router."""
+    """http(s)://.../metrics of the router."""
 
     def stop(self) -> None:
         for p in reversed(self.processes):
@@ -120,8 +121,9 @@ def start_cluster(tmp: Path, env: dict[str, str]) -> BenchCluster:
         for p in reversed(started):
             p.stop()
         raise
-    return BenchCluster(started, f"127.0.0.1:{rport}", f"http://127.0.0.1:{http}",
-                        [f"127.0.0.1:{p}" for p in stores], f"http://127.0.0.1:{metrics[rport]}/metrics")
+    scheme = "http" if env.get("TRENCHCOAT_CLUSTER__INSECURE") == "true" else "https"
+    return BenchCluster(started, f"127.0.0.1:{rport}", f"{scheme}://127.0.0.1:{http}",
+                        [f"127.0.0.1:{p}" for p in stores], f"{scheme}://127.0.0.1:{metrics[rport]}/metrics")
 
 
 def server_cpu_seconds(pid: int) -> float:
@@ -293,7 +295,7 @@ async def reads_with_postgres_frozen(cluster: BenchCluster, tmp: Path, count: in
 
     async def rate(batch: list[str]) -> float:
         todo = iter(batch)
-        connector = aiohttp.TCPConnector(limit=CONCURRENCY)
+        connector = aiohttp.TCPConnector(limit=CONCURRENCY, ssl=common.https_context())
         async with aiohttp.ClientSession(cluster.gateway, connector=connector) as session:
             async def reader() -> None:
                 for path in todo:

@@ -11,7 +11,7 @@ from cache.photos import PhotoCache
 from cache.reads import F4Reader, ReplicaReader
 from cache.service import SERVICE_NAME, CacheServicer
 from cache.transforms import Resizer
-from trenchcoat import server
+from trenchcoat import permissions, server, tls
 from trenchcoat.clients.directory import DirectoryClient
 from trenchcoat.clients.f4 import F4Client
 from trenchcoat.clients.store import StoreClient
@@ -35,7 +35,11 @@ def main() -> int:
         cache = PhotoCache(section.capacity_bytes, leases, ReplicaReader(http, stores), directory, warm)
         resizer = Resizer(pool, config.transformer_endpoints(), config.transformer.on_read_sizes,
                           timeout_s=section.transform_timeout_s)
-        site = HttpSite(Gateway(cache, resizer).app(), config.cluster.host, section.http_port, what="photo")
+        identity = server.process_identity()
+        # Over mutual TLS, to the roles the table lets read the cache (the CDN first).
+        site = HttpSite(Gateway(cache, resizer).app(), config.cluster.host, section.http_port, what="photo",
+                        tls=tls.HttpServerTls(identity) if identity is not None else None,
+                        callers=permissions.http_callers("photo"))
         await site.start()
         return server.host_for(
             f"cache@{section.port}", config.cluster, section,

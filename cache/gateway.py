@@ -20,6 +20,10 @@ The CDN marks its requests with ``X-Trenchcoat-Via-CDN: 1``; the cache does not 
 those (the CDN keeps them). Every photo response says what the cache did in
 ``X-Trenchcoat-Cache``: ``hit`` (served from its memory), ``admitted`` (a miss it now
 keeps) or ``miss`` (a miss it does not keep: via the CDN, or a read-only volume).
+
+Over mutual TLS (the default) the port answers HTTPS only, and only the roles the
+permission table lets call ``CacheService.Read`` (the CDN, the router, apps, the
+operator); others get 403. Photo URLs stay public reads at the CDN.
 """
 
 from __future__ import annotations

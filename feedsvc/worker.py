@@ -21,7 +21,7 @@ from feedsvc.fanout import Fanout, FanoutQueue, Job
 from feedsvc.records import Records
 from feedsvc.timelines import Timelines
 from trenchcoat import redisio, server
-from trenchcoat.jobqueue import Delivery, JobRunner
+from trenchcoat.jobqueue import Delivery, Failure, JobRunner
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,10 @@ class FanoutJobs:
     async def run(self, delivery: Delivery) -> None:
         await self._fanout.run(Job.from_fields(delivery.fields))
 
-    def permanent(self, exc: BaseException) -> bool:
-        return False  # every failure of a fan-out (Redis, PostgreSQL away) may pass
+    def failure(self, exc: BaseException) -> Failure:
+        # Every failure of a fan-out (Redis, PostgreSQL away) may pass; with no retry budget
+        # of its own, each counts toward max_attempts.
+        return Failure.COUNTED
 
     async def dead(self, delivery: Delivery, reason: str) -> None:
         """Records the dead letter on the post, so the sweeper leaves it to an operator

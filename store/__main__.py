@@ -13,7 +13,7 @@ from pathlib import Path
 
 from store import metrics
 from store.audit import Auditor, DamageReports
-from store.http import READ_NEEDLE, NeedleHttp
+from store.http import NeedleHttp
 from store.peer import Peers
 from store.registration import Registration
 from store.service import SERVICE_NAME, StoreServicer
@@ -57,7 +57,7 @@ def main() -> int:
         # Over mutual TLS, to the roles the table lets read needles (the HTTP read is ReadNeedle's twin).
         site = HttpSite(NeedleHttp(volumes).app(), config.cluster.host, section.http_port, what="needle read",
                         tls=tls.HttpServerTls(identity) if identity is not None else None,
-                        callers=permissions.allowed(READ_NEEDLE, permissions.contract()))
+                        callers=permissions.http_callers("needle read"))
         await site.start()
         workers: list[server.Worker] = [Checkpointer(volumes, section.checkpoint_interval_s), site]
         workers += [reports, Auditor(volumes.all, reports, bytes_per_s=section.audit_bytes_per_s,

@@ -40,10 +40,6 @@ from trenchcoat.clients.store_http import (
 )
 from trenchcoat.errors import TrenchcoatError, wire_name
 
-READ_NEEDLE = "/trenchcoat.v1.StoreService/ReadNeedle"
-"""The gRPC method these reads are the twin of: whom the permission table lets call it may
-read needles here (over mutual TLS)."""
-
 
 class NeedleHttp:
     def __init__(self, volumes: VolumeSet) -> None:

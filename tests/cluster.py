@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from tests import harness
 from trenchcoat import config as configmod
 from trenchcoat import rpc
@@ -95,12 +93,14 @@ class MediaCluster:
 
     @property
     def gateway(self) -> str:
-        """http://host:port where cache 1 serves photo URLs (what the CDN pulls from)."""
+        """https://host:port where cache 1 serves photo URLs (what the CDN pulls from; read
+        with ``harness.https_session``)."""
         return self.gateways()[0]
 
     def gateways(self) -> list[str]:
-        """http://host:port of every cache's photo HTTP port, cache id i + 1 at position i."""
-        return [f"http://127.0.0.1:{p}" for p in self.cache_http_ports]
+        """https://host:port of every cache's photo HTTP port, cache id i + 1 at position i."""
+        return [f"https://127.0.0.1:{p}" for p in self.cache_http_ports]
+
     redis: str = ""
     feed: harness.ServiceProcess | None = None
     fanout: list[harness.ServiceProcess | None] = field(default_factory=list)
@@ -384,7 +384,7 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 30.0,
 
 async def metric(proc: harness.ServiceProcess, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples on ``proc``'s /metrics that carry ``labels``."""
-    async with aiohttp.ClientSession() as session, session.get(proc.metrics_url) as r:
+    async with harness.https_session() as session, session.get(proc.metrics_url) as r:
         text = await r.text()
     total = 0.0
     for found in re.finditer(rf"^{name}(?:{{([^}}]*)}})? (\S+)$", text, re.MULTILINE):

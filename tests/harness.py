@@ -10,12 +10,19 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import ssl
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+import pytest
+
+from trenchcoat import tls
 from trenchcoat.config import env_key
 from trenchcoat.ops import dependencies, ports, proc_tree, processes
 
@@ -67,6 +74,41 @@ def tls_dir() -> Path:
     """The session's CA and identities (tests/conftest.py): the dependencies' certificates
     and passwords live there too."""
     return Path(os.environ[TLS_DIR_KEY])
+
+
+def https_context(role: str | None = "admin") -> ssl.SSLContext:
+    """A client of the cluster's HTTPS ports (the caches' photo ports, the stores' needle
+    ports, every /metrics) presenting the session's ``role`` certificate (None: none, the
+    CA trusted): as that role's process would, or the operator by default."""
+    if role is None:
+        return ssl.create_default_context(cafile=str(tls.Identity(tls_dir(), "admin").ca))
+    return tls.ClientTls(tls.Identity(tls_dir(), role)).http_context()
+
+
+def https_session(role: str | None = "admin", **kwargs: Any) -> aiohttp.ClientSession:
+    """An aiohttp session with ``https_context(role)``."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=https_context(role)), **kwargs)
+
+
+async def assert_mutual_tls_only(url: str) -> None:
+    """``url`` (https://) refuses a client without a certificate at the handshake, and
+    does not speak plaintext HTTP."""
+    async with https_session(None) as session:
+        with pytest.raises(aiohttp.ClientError):
+            async with session.get(url) as r:
+                await r.read()
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientError):
+            async with session.get(url.replace("https://", "http://", 1)) as r:
+                await r.read()
+
+
+def scrape(url: str, role: str | None = "admin") -> str:
+    """The text of a /metrics page (blocking), read as ``role`` (the operator by default;
+    None: without a certificate, as a probe)."""
+    with urllib.request.urlopen(url, timeout=10, context=https_context(role)) as response:
+        assert response.status == 200
+        return str(response.read().decode())
 
 
 def start_etcd() -> Dependency:
@@ -170,7 +212,8 @@ def start_service(
     except BaseException:
         process.stop()
         raise
-    return ServiceProcess(process, address, f"http://127.0.0.1:{metrics_port}/metrics")
+    scheme = "http" if (env or {}).get(env_key("cluster", "insecure")) == "true" else "https"
+    return ServiceProcess(process, address, f"{scheme}://127.0.0.1:{metrics_port}/metrics")
 
 
 class Services:

@@ -1,9 +1,10 @@
 """``python -m transformer``: one transformer worker process (``[transformer] count`` of
 them run). It runs rendition jobs from the ``transformer:jobs`` stream as a member of its
 consumer group (``trenchcoat.jobqueue``: taken over from dead workers, retried with
-backoff, dead-lettered with every attempt's error; ``transformer/jobs.py`` says what a job
-does) and serves TransformerService (submit, job states, dead letters and their retry),
-gRPC health and /metrics like every service."""
+backoff, through a dependency's outage for ``retry_budget_s``, dead-lettered with every
+attempt's error; ``transformer/jobs.py`` says what a job does and which failures pass)
+and serves TransformerService (submit, job states, dead letters and their retry), gRPC
+health and /metrics like every service."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def main() -> int:
                         threads=section.concurrency)
         runner = JobRunner(queue, jobs, consumer=f"{socket.gethostname()}-{os.getpid()}",
                            concurrency=section.concurrency, max_attempts=section.max_attempts,
-                           claim_idle_s=section.claim_idle_s)
+                           claim_idle_s=section.claim_idle_s, retry_budget_s=section.retry_budget_s)
 
         async def close_pools() -> None:
             jobs.close()

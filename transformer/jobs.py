@@ -16,6 +16,15 @@ since rendering is a pure function of the source and the recipe. A media deleted
 during the job ends it quietly: there is nothing left to render. A source that can never
 render (``UnrenderableSource``) fails for good at once: the job is dead-lettered with the
 decoder's reason, and the upload's renditions are recorded failed with it.
+
+A failure of a dependency (a router or Redis away, restarting or frozen: ``Unavailable``,
+``DeadlineExceeded``; overloaded: ``ResourceExhausted``) is transient: over mutual TLS it
+comes within a fraction of a second, so the job is retried with backoff for
+``transformer.retry_budget_s`` from its first failed attempt without spending
+``max_attempts``, which only the other failures (a bug, a refusal) count. The dead
+letter's reason and the job's state say which ran out, and so do the upload's renditions
+when the router can be told; a router away past the budget leaves the upload pending, and
+its sweep submits the job afresh once it is back.
 """
 
 from __future__ import annotations
@@ -37,8 +46,8 @@ from transformer.errors import UnrenderableSource
 from trenchcoat import ids
 from trenchcoat import rendition_keys as keys
 from trenchcoat.clients.media import MediaClient, Rendition
-from trenchcoat.errors import NotFound, TrenchcoatError, Unavailable
-from trenchcoat.jobqueue import Delivery
+from trenchcoat.errors import NotFound, ResourceExhausted, TrenchcoatError, Unavailable
+from trenchcoat.jobqueue import Delivery, Failure
 from trenchcoat.rendition_jobs import (
     IMAGE,
     VIDEO,
@@ -50,6 +59,20 @@ from trenchcoat.rendition_jobs import (
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+
+TRANSIENT = (Unavailable, ResourceExhausted)
+"""Failures of a dependency away, slow (``DeadlineExceeded``, ``Cancelled``: kinds of
+``Unavailable``) or overloaded, that pass when it comes back: retried within the retry
+budget, not counted toward ``max_attempts``."""
+
+
+def failure_of(exc: BaseException) -> Failure:
+    """What a job's attempt failing with ``exc`` says about the next ones: a source that
+    can never render, never; a dependency away or overloaded, once it is back; anything
+    else (a refusal, lost data, a bug) perhaps, up to ``max_attempts``."""
+    if isinstance(exc, UnrenderableSource):
+        return Failure.PERMANENT
+    return Failure.TRANSIENT if isinstance(exc, TRANSIENT) else Failure.COUNTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +101,8 @@ class RenditionJobs:
     def kind(self, delivery: Delivery) -> str:
         return RenditionJob.from_fields(delivery.fields).kind
 
-    def permanent(self, exc: BaseException) -> bool:
-        return isinstance(exc, UnrenderableSource)
+    def failure(self, exc: BaseException) -> Failure:
+        return failure_of(exc)
 
     def outcome(self, kind: str, outcome: str) -> None:
         metrics.JOBS.labels(kind, outcome).inc()
@@ -88,26 +111,25 @@ class RenditionJobs:
         """Records the job dead, and the upload's renditions failed with the reason (the
         router's sweeper then leaves it to an operator)."""
         job = RenditionJob.from_fields(delivery.fields)
-        await self._queue.set_state(job, JobState.DEAD, attempts=delivery.attempt + 1, error=reason)
+        await self._queue.set_state(job, JobState.DEAD, attempts=delivery.failures + 1, error=reason)
         with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to record
             await self._media.finish_renditions(job.media_id, job.recipe_version, reason)
 
     async def run(self, delivery: Delivery) -> None:
         job = RenditionJob.from_fields(delivery.fields)
-        await self._queue.set_state(job, JobState.RUNNING, attempts=delivery.attempt)
+        # A job's attempts, as GetJobs shows them: every failed one, transient or counted.
+        await self._queue.set_state(job, JobState.RUNNING, attempts=delivery.failures)
         metrics.IN_FLIGHT.inc()
         try:
             await self._run(job)
         except Exception as exc:
-            reason = "source" if isinstance(exc, UnrenderableSource) else (
-                "unavailable" if isinstance(exc, Unavailable) else "other")
-            metrics.FAILURES.labels(job.kind, reason).inc()
+            metrics.FAILURES.labels(job.kind, failure_of(exc).value).inc()
             why = str(exc) if isinstance(exc, TrenchcoatError) else f"{type(exc).__name__}: {exc}"
-            await self._queue.set_state(job, JobState.QUEUED, attempts=delivery.attempt + 1, error=why)
+            await self._queue.set_state(job, JobState.QUEUED, attempts=delivery.failures + 1, error=why)
             raise
         finally:
             metrics.IN_FLIGHT.dec()
-        await self._queue.set_state(job, JobState.DONE, attempts=delivery.attempt)
+        await self._queue.set_state(job, JobState.DONE, attempts=delivery.failures)
 
     async def _run(self, job: RenditionJob) -> None:
         try:

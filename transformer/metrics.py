@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-JOBS = Counter("trenchcoat_transformer_jobs_total", "Rendition jobs handled, by kind and outcome (ok, retried, dead).",
-               ["kind", "outcome"])
+JOBS = Counter("trenchcoat_transformer_jobs_total",
+               "Rendition jobs handled, by kind and outcome (ok; retried, after a failure of either kind "
+               "trenchcoat_transformer_failures_total counts; dead).", ["kind", "outcome"])
 FAILURES = Counter("trenchcoat_transformer_failures_total",
-                   "Failed rendition job attempts, by kind and reason (source: it can never render; "
-                   "unavailable: a dependency away; other).", ["kind", "reason"])
+                   "Failed rendition job attempts, by kind and reason (permanent: the source can never render, "
+                   "dead-lettered at once; transient: a dependency away or overloaded, retried within "
+                   "retry_budget_s; counted: any other, retried up to max_attempts).", ["kind", "reason"])
 RENDITIONS = Counter("trenchcoat_transformer_renditions_total",
                      "Renditions stored, by kind and outcome (new; kept: one was stored before).", ["kind", "outcome"])
 LAG = Histogram("trenchcoat_transformer_rendition_lag_seconds",

@@ -44,7 +44,7 @@ def dead_job_pb(letter: DeadLetter) -> transformer_pb2.Job:
         return transformer_pb2.Job(job_id=letter.fields.get("job_id", ""), state=transformer_pb2.JOB_DEAD,
                                    dead_reason=letter.reason, errors=letter.errors)
     return transformer_pb2.Job(job_id=job.job_id, ref=media_pb2.MediaRef(media_id=job.media_id),
-                               state=transformer_pb2.JOB_DEAD, attempts=len(letter.errors),
+                               state=transformer_pb2.JOB_DEAD, attempts=letter.failures,
                                last_error=letter.errors[-1] if letter.errors else "", kind=job.kind,
                                recipe_version=job.recipe_version, errors=letter.errors, dead_reason=letter.reason)
 

@@ -1,5 +1,5 @@
 """An HTTP listener run as a service worker (``trenchcoat.server``): the cache's photo
-URLs and a store's needle reads. Bound in ``start`` (a taken port stops the process at
+URLs, a store's needle reads, every process's /metrics. Bound in ``start`` (a taken port stops the process at
 once with a message naming it), closed on shutdown after in-flight requests finish.
 Port 0 takes a free port; ``port`` says which.
 """
@@ -24,12 +24,14 @@ TLS_RECHECK_S = 5.0
 
 class HttpSite:
     def __init__(self, app: web.Application, host: str, port: int, *, what: str,
-                 tls: HttpServerTls | None = None, callers: frozenset[str] | None = None) -> None:
+                 tls: HttpServerTls | None = None, callers: frozenset[str] | None = None,
+                 open_paths: frozenset[str] = frozenset()) -> None:
         """``tls``: served over TLS only, every client presenting a certificate of the
         cluster CA; ``callers``: the roles those certificates may name (403 for another,
-        naming it), as the permission table says for the gRPC method the listener mirrors."""
+        naming it), as the permission table says for the gRPC method the listener mirrors;
+        ``open_paths``: answered to any client over TLS (probes, which hold no certificate)."""
         if tls is not None:
-            app.middlewares.append(_only(callers or frozenset(), what))
+            app.middlewares.append(_only(callers or frozenset(), what, open_paths))
         self._runner = web.AppRunner(app, access_log=None)
         self._host, self._port = host, port
         self._what = what
@@ -73,17 +75,23 @@ class HttpSite:
         await self._runner.cleanup()
 
 
-def _only(callers: frozenset[str], what: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+def _only(callers: frozenset[str], what: str,
+          open_paths: frozenset[str]) -> Callable[..., Awaitable[web.StreamResponse]]:
     """A middleware answering 403, naming the caller's role, unless the client's certificate
-    names one of ``callers``."""
+    names one of ``callers`` or the path is one of ``open_paths``."""
 
     @web.middleware
     async def check(request: web.Request,
                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        if request.path in open_paths:
+            return await handler(request)
         transport = request.transport
-        role = role_of_peer(transport.get_extra_info("ssl_object") if transport is not None else None)
+        ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+        role = role_of_peer(ssl_object)
         if role not in callers:
-            who = f"role {role!r}" if role else "a certificate naming no trenchcoat role"
+            who = (f"role {role!r}" if role else "a certificate naming no trenchcoat role"
+                   if ssl_object is not None and ssl_object.getpeercert(binary_form=True)
+                   else "a client without a certificate")
             return web.Response(status=403, text=f"{who} may not use the {what} HTTP port "
                                                  f"(it answers {', '.join(sorted(callers)) or 'no role'})\n")
         return await handler(request)

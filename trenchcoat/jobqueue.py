@@ -2,9 +2,13 @@
 fan-out workers and the transformer's rendition workers.
 
 A queue is a stream read by one consumer group, with a dead-letter stream beside it
-(``Streams``). An entry is a job's fields (strings) plus what the queue adds: ``attempt``
-(failed attempts so far), ``error`` (the last failure) and ``errors`` (every failure, a
-JSON list, newest last). Delivery is at least once, so a job must be idempotent.
+(``Streams``). An entry is a job's fields (strings) plus what the queue adds once it has
+failed: ``attempt`` (failed attempts that count toward ``max_attempts``), ``transient``
+(transient failures, which do not), ``first_failed`` (when its first failed attempt ended,
+Unix seconds: the retry budget runs from it, whichever worker is running the job by then),
+``error`` (the last failure) and ``errors`` (the newest ``HISTORY`` failures, a JSON list,
+newest last). A dead letter adds ``reason``, ``at`` and ``failures`` (every failed attempt,
+the last included). Delivery is at least once, so a job must be idempotent.
 
 - ``take``: first entries a dead worker left pending and idle past ``claim_idle_ms``
   (XAUTOCLAIM, scanning the pending list a stretch a call), then new ones (XREADGROUP).
@@ -12,19 +16,28 @@ JSON list, newest last). Delivery is at least once, so a job must be idempotent.
   so a long job is never taken over while it runs.
 - ``done`` acknowledges and deletes the entry (XACK + XDEL), so the stream holds only work
   not finished and the pending list does not grow.
-- ``retry`` enqueues the job again with one more failed attempt and retires the entry;
-  ``dead_letter`` moves it to the dead-letter stream with its reason and a timestamp.
+- ``retry`` enqueues the job again with one more failure (counted or transient) and retires
+  the entry; ``dead_letter`` moves it to the dead-letter stream with its reason and a
+  timestamp.
 
-``JobRunner`` is the worker loop: up to ``concurrency`` jobs at once; a failure is retried
-after an exponential backoff with full jitter until ``max_attempts``; a failure of a kind
-the handler calls permanent, a malformed entry, or an entry handed out more than
-``max_attempts`` times (its workers kept dying) goes straight to the dead letters.
+``JobRunner`` is the worker loop: up to ``concurrency`` jobs at once. The handler says
+what each failure is (``Failure``): a permanent one (bad input) goes straight to the dead
+letters; a transient one (a dependency away, slow or overloaded) is retried after an
+exponential backoff with full jitter, however often, until ``retry_budget_s`` after the
+job's first failed attempt, and then dead-lettered as "retry budget exhausted"; any other
+is retried likewise until ``max_attempts`` of them, and then dead-lettered as "attempts
+exhausted". A malformed entry, or one handed out more than ``max_attempts`` times (its
+workers kept dying), goes straight to the dead letters. A worker holds a failed job through
+its backoff and re-enqueues it after, the failure recorded: a worker that dies during the
+pause loses that one failure (the job is taken over after ``claim_idle_s`` and runs
+again), but a first failure's time once recorded stays with the job, whoever runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import json
 import logging
 import time
@@ -57,12 +70,8 @@ HOLDING_PAGE = 1000
 
 
 RETRY = Backoff(base_s=BACKOFF_BASE_S, max_s=BACKOFF_MAX_S, jitter=1.0)
-"""A failed job's pause before it runs again: exponential with full jitter, capped."""
-
-
-def backoff(attempt: int) -> float:
-    """Seconds before attempt ``attempt + 1`` (``attempt`` failures so far, from 0)."""
-    return RETRY.pause(attempt + 1)
+"""A failed job's pause before it runs again (after its n-th failure in a row, counted or
+transient): exponential with full jitter, capped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +111,29 @@ class Delivery:
             return 0
 
     @property
+    def transient(self) -> int:
+        """Transient failures before this delivery (not counted in ``attempt``)."""
+        try:
+            return int(self.fields.get(b"transient", b"0"))
+        except ValueError:
+            return 0
+
+    @property
+    def failures(self) -> int:
+        """Every failed attempt before this delivery, counted or transient."""
+        return self.attempt + self.transient
+
+    @property
+    def first_failed(self) -> float | None:
+        """When the job's first failed attempt ended (Unix seconds); None before any."""
+        try:
+            return float(self.fields[b"first_failed"])
+        except (KeyError, ValueError):
+            return None
+
+    @property
     def errors(self) -> list[str]:
-        """Every earlier attempt's error, oldest first."""
+        """Every earlier attempt's error (the newest ``HISTORY``), oldest first."""
         return decode_errors(self.fields.get(b"errors", b""))
 
     def text(self) -> dict[str, str]:
@@ -129,6 +159,10 @@ class DeadLetter:
     reason: str
     at: float
     errors: list[str]
+    """The newest ``HISTORY`` attempts' errors, oldest first."""
+    failures: int
+    """Every failed attempt, the last included (more than ``errors`` holds after a long
+    outage)."""
 
 
 class JobQueue:
@@ -204,17 +238,24 @@ class JobQueue:
             pipe.xdel(s.stream, entry_id)
             await pipe.execute()
 
-    async def retry(self, delivery: Delivery, error: str) -> None:
-        """Enqueues the job again with one more failed attempt, and retires this entry."""
-        fields: dict[Any, Any] = {**delivery.fields, b"attempt": str(delivery.attempt + 1).encode(),
+    async def retry(self, delivery: Delivery, error: str, *, transient: bool = False,
+                    failed_at: float | None = None) -> None:
+        """Enqueues the job again with one more failure (``transient``: one that does not
+        count toward ``max_attempts``), and retires this entry. ``failed_at`` (Unix seconds,
+        now by default) becomes the job's first failure's time if it had none."""
+        counter, so_far = (b"transient", delivery.transient) if transient else (b"attempt", delivery.attempt)
+        fields: dict[Any, Any] = {**delivery.fields, counter: str(so_far + 1).encode(),
                                   b"error": error[:ERROR_CHARS].encode(), b"errors": _history(delivery, error)}
+        if delivery.first_failed is None:
+            fields[b"first_failed"] = f"{time.time() if failed_at is None else failed_at:.3f}".encode()
         await self._move(delivery, self.streams.stream, fields, "re-enqueueing")
 
     async def dead_letter(self, delivery: Delivery, reason: str, error: str = "") -> None:
-        """Moves the job to the dead-letter stream with ``reason`` (and this attempt's
-        ``error`` added to its history)."""
+        """Moves the job to the dead-letter stream with ``reason`` (and, when an attempt
+        failed, its ``error`` added to its history and its failures)."""
         fields: dict[Any, Any] = {**delivery.fields, b"reason": reason[:ERROR_CHARS].encode(),
-                                  b"at": f"{time.time():.3f}".encode()}
+                                  b"at": f"{time.time():.3f}".encode(),
+                                  b"failures": str(delivery.failures + (1 if error else 0)).encode()}
         if error:
             fields[b"errors"] = _history(delivery, error)
         await self._move(delivery, self.streams.dead, fields, "dead-lettering")
@@ -308,11 +349,11 @@ class JobQueue:
                 last = "(" + entries[-1][0].decode()
 
     async def revive(self, letter: DeadLetter) -> bytes:
-        """Puts a dead-lettered job back on the queue with its attempts reset (its history
-        kept) and removes the dead letter, in one transaction; returns the new entry id."""
+        """Puts a dead-lettered job back on the queue with its failures and retry budget
+        reset (its history kept) and removes the dead letter, in one transaction; returns
+        the new entry id."""
         s = self.streams
-        fields: dict[Any, Any] = {k: v for k, v in letter.fields.items()
-                                  if k not in ("reason", "at", "attempt", "error")}
+        fields: dict[Any, Any] = {k: v for k, v in letter.fields.items() if k not in _DEATH}
         fields["errors"] = json.dumps(letter.errors)
         with failures(f"retrying a dead-lettered {s.what}"):
             pipe = self.redis.pipeline(transaction=True)
@@ -320,6 +361,10 @@ class JobQueue:
             pipe.xdel(s.dead, letter.entry_id)
             entry, _ = await pipe.execute()
         return bytes(entry)
+
+
+_DEATH = ("reason", "at", "failures", "attempt", "transient", "first_failed", "error")
+"""A dead letter's fields a revived job starts without: it starts afresh, its history kept."""
 
 
 def _history(delivery: Delivery, error: str) -> bytes:
@@ -333,7 +378,31 @@ def _dead_letter(entry_id: bytes, raw: dict[bytes, bytes]) -> DeadLetter:
         at = float(fields.get("at", "0"))
     except ValueError:
         at = 0.0
-    return DeadLetter(entry_id.decode(), fields, fields.get("reason", ""), at, decode_errors(fields.get("errors", "")))
+    errors = decode_errors(fields.get("errors", ""))
+    try:
+        failures = int(fields["failures"])
+    except (KeyError, ValueError):  # dead-lettered before letters counted them
+        failures = len(errors)
+    return DeadLetter(entry_id.decode(), fields, fields.get("reason", ""), at, errors, failures)
+
+
+class Failure(enum.Enum):
+    """What a failed attempt says about the next ones, as a queue's handler judges it."""
+
+    PERMANENT = "permanent"
+    """Every attempt will fail the same way (bad input): dead-lettered at once."""
+    TRANSIENT = "transient"
+    """A dependency away, slow or overloaded: retried with backoff however often, without
+    counting toward ``max_attempts``, until the runner's retry budget is spent."""
+    COUNTED = "counted"
+    """Anything else: retried with backoff until ``max_attempts`` of them."""
+
+
+ATTEMPTS_EXHAUSTED = "attempts exhausted"
+"""How the reason of a job dead-lettered after ``max_attempts`` counted failures begins."""
+RETRY_BUDGET_EXHAUSTED = "retry budget exhausted"
+"""How the reason of a job dead-lettered after failing transiently past the retry budget
+begins."""
 
 
 class JobHandler(Protocol):
@@ -348,8 +417,8 @@ class JobHandler(Protocol):
         """Does the job (idempotently: it may run again, even at once elsewhere)."""
         ...
 
-    def permanent(self, exc: BaseException) -> bool:
-        """True when ``exc`` will fail every attempt (bad input): no retry is spent on it."""
+    def failure(self, exc: BaseException) -> Failure:
+        """What an attempt failing with ``exc`` says about the next ones."""
         ...
 
     async def dead(self, delivery: Delivery, reason: str) -> None:
@@ -365,13 +434,21 @@ class JobRunner:
     """The worker loop over one queue: an owner with ``run()`` and ``shutdown()``."""
 
     def __init__(self, queue: JobQueue, handler: JobHandler, *, consumer: str, concurrency: int,
-                 max_attempts: int, claim_idle_s: float) -> None:
+                 max_attempts: int, claim_idle_s: float, retry_budget_s: float | None = None,
+                 backoff: Backoff = RETRY, clock: Callable[[], float] = time.time) -> None:
+        """``retry_budget_s``: how long after a job's first failed attempt its transient
+        failures are still retried (None: they count toward ``max_attempts`` like any
+        other). ``clock``: Unix seconds, the budget's clock (kept with the job, so it is
+        wall time: every worker reads the same)."""
         self._queue = queue
         self._handler = handler
         self.consumer = consumer
         self._concurrency = concurrency
         self._max_attempts = max_attempts
         self._claim_idle_s = claim_idle_s
+        self._retry_budget_s = retry_budget_s
+        self._backoff = backoff
+        self._clock = clock
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
 
@@ -442,24 +519,41 @@ class JobRunner:
             try:
                 await handler.run(delivery)
             except Exception as exc:
-                why = str(exc) if isinstance(exc, TrenchcoatError) else f"{type(exc).__name__}: {exc}"
-                if handler.permanent(exc):
-                    await self._dead(delivery, kind, f"cannot succeed: {why}", why)
-                    return
                 if not isinstance(exc, TrenchcoatError):
                     log.exception("%s %s (%s) failed", self._queue.streams.what, delivery.entry_id.decode(), kind)
-                attempt = delivery.attempt + 1
-                if attempt >= self._max_attempts:
-                    await self._dead(delivery, kind, f"failed {attempt} times; last: {why}", why)
-                else:
-                    handler.outcome(kind, "retried")
-                    await asyncio.sleep(backoff(attempt))
-                    await self._settle(delivery, self._queue.retry(delivery, why))
+                await self._failed(delivery, kind, exc)
                 return
             handler.outcome(kind, "ok")
             await self._settle(delivery, self._queue.done(delivery.entry_id))
         finally:
             keeper.cancel()
+
+    async def _failed(self, delivery: Delivery, kind: str, exc: Exception) -> None:
+        """Retries or dead-letters a job whose attempt failed with ``exc``."""
+        why = str(exc) if isinstance(exc, TrenchcoatError) else f"{type(exc).__name__}: {exc}"
+        failure = self._handler.failure(exc)
+        if failure is Failure.PERMANENT:
+            await self._dead(delivery, kind, f"cannot succeed: {why}", why)
+            return
+        now = self._clock()
+        failures = delivery.failures + 1
+        budget = self._retry_budget_s if failure is Failure.TRANSIENT else None  # None: this failure counts
+        if budget is not None:
+            first = delivery.first_failed if delivery.first_failed is not None else now
+            if now - first >= budget:
+                await self._dead(delivery, kind, f"{RETRY_BUDGET_EXHAUSTED}: failing for {now - first:.0f} s since its "
+                                                 f"first failed attempt, past the {budget:g} s budget ({failures} "
+                                                 f"failed attempts); last: {why}", why)
+                return
+        elif delivery.attempt + 1 >= self._max_attempts:
+            await self._dead(delivery, kind, f"{ATTEMPTS_EXHAUSTED}: failed {delivery.attempt + 1} times; last: {why}",
+                             why)
+            return
+        self._handler.outcome(kind, "retried")
+        # Held (its claim kept fresh) through the pause, re-enqueued after it; a shutdown
+        # cuts the pause short, so the failure and its time are kept.
+        await self._pause(self._backoff.pause(failures))
+        await self._settle(delivery, self._queue.retry(delivery, why, transient=budget is not None, failed_at=now))
 
     async def _dead(self, delivery: Delivery, kind: str, reason: str, error: str = "") -> None:
         self._handler.outcome(kind, "dead")

@@ -28,6 +28,16 @@ OPEN_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.Ser
                            "grpc.reflection.v1.ServerReflection"})
 """Services any caller with a cluster certificate may call."""
 EVERY_ROLE = frozenset(tls.ROLES)
+METRICS_READERS = frozenset({"prometheus", "admin"})
+"""Roles that may read a process's /metrics (over TLS; /readyz and /livez answer anyone)."""
+HTTP_TWINS = {"photo": "/trenchcoat.v1.CacheService/Read", "needle read": "/trenchcoat.v1.StoreService/ReadNeedle"}
+"""The HTTP ports that mirror a gRPC method (a cache's photo port, a store's needle port):
+each answers the roles the table lets call its twin."""
+
+
+def http_callers(port: str) -> frozenset[str]:
+    """The roles HTTP port ``port`` (of ``HTTP_TWINS``) answers."""
+    return contract()[HTTP_TWINS[port]]
 
 
 def _methods() -> Iterator[tuple[str, Any]]:
@@ -128,4 +138,8 @@ def table_lines() -> list[str]:
         field = acting.get(method)
         lines.append(f"{service.rpartition('.')[2]}.{name}: {', '.join(sorted(roles))}"
                      + (f"  (acts for {'.'.join(field)})" if field else ""))
-    return [*lines, f"{', '.join(sorted(OPEN_SERVICES))}: any certificate of the cluster CA"]
+    table = contract()
+    return [*lines, f"{', '.join(sorted(OPEN_SERVICES))}: any certificate of the cluster CA",
+            *(f"HTTP {port} port: {', '.join(sorted(table[method]))}  (as {method.rpartition('.')[2]})"
+              for port, method in HTTP_TWINS.items()),
+            f"HTTP /metrics (every process): {', '.join(sorted(METRICS_READERS))}; /readyz, /livez: anyone over TLS"]

@@ -49,9 +49,10 @@ from prometheus_client import (
 )
 
 from trenchcoat import config as configmod
-from trenchcoat import retry, rpc, siblings, tls, tokens
+from trenchcoat import permissions, retry, rpc, siblings, tls, tokens
 from trenchcoat.config import ClusterConfig, Config, ServiceConfig
 from trenchcoat.errors import ConfigError, TrenchcoatError
+from trenchcoat.httpsite import HttpSite
 from trenchcoat.interceptor import ServerInterceptor
 from trenchcoat.permissions import contract
 from trenchcoat.rpc import SERVER_OPTIONS
@@ -146,7 +147,8 @@ class ServiceHost:
             + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
             self._server,
         )
-        self._metrics_runner: web.AppRunner | None = None
+        self._metrics_site: HttpSite | None = None
+        self._metrics_task: asyncio.Task[None] | None = None
         self._worker_tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._failed = False
@@ -175,8 +177,8 @@ class ServiceHost:
             task = asyncio.create_task(self._run_worker(worker), name=f"{self.name}:{type(worker).__name__}")
             self._worker_tasks.append(task)
         log.info(
-            "%s listening for gRPC on %s:%d, metrics on http://%s:%d/metrics",
-            self.name, self._host, self.port, self._host, self.metrics_port,
+            "%s listening for gRPC on %s:%d, metrics on %s://%s:%d/metrics",
+            self.name, self._host, self.port, "https" if self._tls else "http", self._host, self.metrics_port,
         )
         if self._ready:
             await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -245,8 +247,10 @@ class ServiceHost:
         await asyncio.gather(*self._worker_tasks, return_exceptions=True)
         for close in self._closers:
             await close()
-        if self._metrics_runner is not None:
-            await self._metrics_runner.cleanup()
+        if self._metrics_site is not None:
+            await self._metrics_site.shutdown()
+        if self._metrics_task is not None:
+            await asyncio.gather(self._metrics_task, return_exceptions=True)
         log.info("%s stopped", self.name)
 
     async def _run_worker(self, worker: Worker) -> None:
@@ -300,20 +304,28 @@ class ServiceHost:
         app = web.Application()
         app.router.add_get("/metrics", metrics)
         # What the gRPC health service says, for probes that cannot speak mutual TLS (the
-        # kubelet's gRPC probes have no client certificate): /readyz is the server's status,
+        # kubelet's probes have no client certificate): /readyz is the server's status,
         # /livez fails only once a worker has failed (restart me).
         app.router.add_get("/readyz", ready)
         app.router.add_get("/livez", live)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._metrics_port, reuse_address=True)
-        try:
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise OSError(f"{self.name}: cannot bind metrics port {self._host}:{self._metrics_port}: {exc}") from exc
-        self._metrics_runner = runner
-        self.metrics_port = runner.addresses[0][1]
+        self._metrics_site = metrics_site(app, self._host, self._metrics_port, self.name,
+                                          self._tls.identity if self._tls is not None else None)
+        await self._metrics_site.start()
+        self.metrics_port = self._metrics_site.port
+        self._metrics_task = asyncio.create_task(self._metrics_site.run(), name=f"{self.name}:metrics")
+
+
+PROBE_PATHS = frozenset({"/readyz", "/livez"})
+
+
+def metrics_site(app: web.Application, host: str, port: int, name: str, identity: tls.Identity | None) -> HttpSite:
+    """A process's metrics listener serving ``app``: with ``identity``, HTTPS whose /metrics
+    answers the roles that read metrics (``permissions.METRICS_READERS``: Prometheus, the
+    operator) and whose probe paths answer anyone (a client certificate is checked when
+    presented, not required: the kubelet has none); without, plain HTTP (cluster.insecure)."""
+    return HttpSite(app, host, port, what=f"{name} metrics",
+                    tls=tls.HttpServerTls(identity, clients_may_be_anonymous=True) if identity is not None else None,
+                    callers=permissions.METRICS_READERS, open_paths=PROBE_PATHS)
 
 
 def setup_logging(level: str) -> None:

@@ -37,13 +37,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from trenchcoat import tokens
 
 ROLES = ("directory", "store", "cache", "router", "transformer", "f4-front", "f4-storage", "f4-backoff",
-         "f4-rebuilder", "f4-keystore", "feed", "fanout", "app", "admin", "prometheus")
-"""Every identity a certificate may name: one per kind of process, plus the callers from
-outside (``app``: a user-facing application; ``admin``: the operator's CLI; ``prometheus``)."""
+         "f4-rebuilder", "f4-keystore", "feed", "fanout", "cdn", "app", "admin", "prometheus")
+"""Every identity a certificate may name: one per kind of process (``cdn``: the pull CDN,
+nginx, reading the caches' photo ports), plus the callers from outside (``app``: a
+user-facing application; ``admin``: the operator's CLI; ``prometheus``)."""
 ROLE_OF_MODULE = {"directory": "directory", "store": "store", "cache": "cache", "router": "router",
                   "transformer": "transformer", "feedsvc": "feed", "feedsvc.worker": "fanout", "f4": "f4-front",
                   "f4.storage": "f4-storage", "f4.backoff": "f4-backoff", "f4.rebuilder": "f4-rebuilder",
-                  "f4.keystore": "f4-keystore"}
+                  "f4.keystore": "f4-keystore", "trenchcoat.ops.cdn": "cdn"}
 """The identity (``ROLES``) each service's processes present and serve with."""
 DEPENDENCIES = ("etcd", "postgres", "redis")
 """The dependencies' server identities (``<name>.crt``): not roles, so a trenchcoat server
@@ -326,14 +327,14 @@ class ServerTls:
 
 
 class HttpServerTls:
-    """An HTTP listener's TLS: its identity's certificate, client certificates required and
-    verified against the CA; ``refresh`` takes up a rotated certificate for the connections
-    accepted from then on."""
+    """An HTTP listener's TLS: its identity's certificate, client certificates required (or,
+    ``clients_may_be_anonymous``, verified when presented) against the CA; ``refresh``
+    takes up a rotated certificate for the connections accepted from then on."""
 
-    def __init__(self, identity: Identity) -> None:
+    def __init__(self, identity: Identity, *, clients_may_be_anonymous: bool = False) -> None:
         self.identity = identity
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(identity.ca))
-        self.context.verify_mode = ssl.CERT_REQUIRED
+        self.context.verify_mode = ssl.CERT_OPTIONAL if clients_may_be_anonymous else ssl.CERT_REQUIRED
         self.context.load_cert_chain(identity.cert, identity.key)
         self._stamp = identity.stamp()
 

@@ -9,10 +9,10 @@ import dataclasses
 import functools
 import os
 
-import aiohttp
 import asyncpg
 import pytest
 
+from tests import harness
 from tests.cluster import eventually, full_media_cluster
 from tests.integration.test_upload import path_of
 from trenchcoat import urls
@@ -35,7 +35,7 @@ async def journal(cluster) -> list[asyncpg.Record]:
 
 
 async def status_of(url: str) -> int:
-    async with aiohttp.ClientSession() as session, session.get(url) as r:
+    async with harness.https_session() as session, session.get(url) as r:
         await r.read()
         return r.status
 

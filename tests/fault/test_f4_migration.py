@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 
-import aiohttp
 import pytest
 
 from f4 import codec
@@ -30,7 +29,7 @@ MARKER = b"WARM-PLAINTEXT-"
 
 
 async def get(cluster, path):
-    async with aiohttp.ClientSession() as session, session.get(
+    async with harness.https_session() as session, session.get(
             cluster.gateway + path, headers={"X-Trenchcoat-Via-CDN": "1"}) as r:
         return r.status, r.headers.get("Content-Type"), await r.read()
 
@@ -134,7 +133,7 @@ async def test_a_sealed_volume_ages_into_f4_and_its_urls_keep_serving(service, e
 
 
 async def _no_deletes_pending(router) -> bool:
-    async with aiohttp.ClientSession() as session, session.get(router.metrics_url) as r:
+    async with harness.https_session() as session, session.get(router.metrics_url) as r:
         text = await r.text()
     return "\ntrenchcoat_router_deletes_pending 0.0" in text
 
@@ -144,7 +143,7 @@ async def _status_is(cluster, path, status):
 
 
 async def encodes_in_flight(front) -> bool:
-    async with aiohttp.ClientSession() as session, session.get(front.metrics_url) as r:
+    async with harness.https_session() as session, session.get(front.metrics_url) as r:
         text = await r.text()
     return any(line.startswith("trenchcoat_grpc_in_flight_requests") and 'method="EncodeVolume"' in line
                and not line.endswith(" 0.0") for line in text.splitlines())

@@ -8,7 +8,6 @@ import functools
 import os
 import re
 
-import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
@@ -64,7 +63,7 @@ async def timelines_holding(redis_url: str, entry: FeedEntry, users: range) -> i
 
 
 async def timeline_writes(proc: harness.ServiceProcess) -> float:
-    async with aiohttp.ClientSession() as session, session.get(proc.metrics_url) as r:
+    async with harness.https_session() as session, session.get(proc.metrics_url) as r:
         text = await r.text()
     return sum(float(v) for v in re.findall(r"^trenchcoat_feed_timeline_writes_total (\S+)", text, re.MULTILINE))
 
@@ -252,7 +251,7 @@ async def test_the_feed_keeps_serving_through_a_postgresql_restart(service, etcd
 
 async def sweeps(proc: harness.ServiceProcess) -> float:
     """Fan-out sweeps the feed process has run to the end."""
-    async with aiohttp.ClientSession() as session, session.get(proc.metrics_url) as r:
+    async with harness.https_session() as session, session.get(proc.metrics_url) as r:
         text = await r.text()
     return sum(float(v) for v in re.findall(r'^trenchcoat_worker_ticks_total\{worker="Sweeper"\} (\S+)', text,
                                             re.MULTILINE))

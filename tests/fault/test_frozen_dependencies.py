@@ -16,7 +16,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 
 from tests import harness
@@ -93,7 +92,7 @@ def succeeds(make: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[bool]
 async def http_get(cluster: MediaCluster, media: Media, *, via_cdn: bool = False) -> tuple[int, bytes]:
     """GET of ``media``'s photo URL from the cache it names."""
     headers = {"X-Trenchcoat-Via-CDN": "1"} if via_cdn else {}
-    async with aiohttp.ClientSession() as session, \
+    async with harness.https_session() as session, \
             session.get(cluster.gateway + "/" + media.url.split("/", 3)[3], headers=headers) as r:
         return r.status, await r.read()
 

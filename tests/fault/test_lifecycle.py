@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 import pytest
 from PIL import Image
@@ -85,7 +84,7 @@ def _path(url: str) -> str:
 
 
 async def _get(base: str, path: str) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as session, session.get(base + path) as r:
+    async with harness.https_session() as session, session.get(base + path) as r:
         return r.status, await r.read()
 
 
@@ -122,8 +121,9 @@ async def build(service, etcd, postgres, redis_url: str, tmp_path: Path) -> Life
     cluster.start_f4_front(front_port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")} | {
         "PYTHONPATH": str(harness.REPO_ROOT), "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp_path / "cdn"),
+        harness.TLS_DIR_KEY: str(harness.tls_dir()),
         "TRENCHCOAT_CDN__PORT": str(cdn_port), "TRENCHCOAT_CDN__METRICS_PORT": str(cdn_metrics),
-        "TRENCHCOAT_CDN__CACHE_ENDPOINTS": cluster.gateway.removeprefix("http://"),
+        "TRENCHCOAT_CDN__CACHE_ENDPOINTS": cluster.gateway.removeprefix("https://"),
         "TRENCHCOAT_CDN__TTL_S": "1", "TRENCHCOAT_CDN__NOT_FOUND_TTL_S": "1",
         "TRENCHCOAT_CDN__MAX_BYTES": str(64 << 20)}
     cdn = dependencies.cdn_process(tmp_path / "logs" / "cdn.log", "127.0.0.1", cdn_port, cdn_metrics, env)
@@ -350,7 +350,7 @@ async def _status_is(base: str, path: str, status: int) -> bool:
 
 
 async def _metric(proc: harness.ServiceProcess, name: str, labels: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(proc.metrics_url) as r:
+    async with harness.https_session() as session, session.get(proc.metrics_url) as r:
         text = await r.text()
     return sum(float(v) for v in re.findall(rf"^{name}{{[^}}]*{labels}[^}}]*}} (\S+)", text, re.MULTILINE))
 
@@ -364,7 +364,7 @@ async def _journals_drained(cluster: MediaCluster) -> bool:
     finally:
         await conn.close()
     assert cluster.router is not None
-    async with aiohttp.ClientSession() as session, session.get(cluster.router.metrics_url) as r:
+    async with harness.https_session() as session, session.get(cluster.router.metrics_url) as r:
         pending = "\ntrenchcoat_router_deletes_pending 0.0" in await r.text()
     return deletes == intents == unfinished == 0 and pending
 

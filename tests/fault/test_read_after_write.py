@@ -18,7 +18,6 @@ import asyncio
 import os
 import signal
 
-import aiohttp
 import pytest
 
 from tests import harness
@@ -44,7 +43,7 @@ async def _upload(router: str, data: bytes) -> Media:
 
 
 async def _get(url: str) -> tuple[int, bytes]:
-    async with aiohttp.ClientSession() as session, session.get(url) as response:
+    async with harness.https_session() as session, session.get(url) as response:
         return response.status, await response.read()
 
 

@@ -15,6 +15,7 @@ import pytest
 from tests import harness
 from tests.cluster import eventually, full_media_cluster
 from tests.integration.test_upload import path_of
+from trenchcoat import tls
 from trenchcoat.errors import Unavailable
 from trenchcoat.ops import dependencies, ports
 
@@ -52,8 +53,9 @@ async def test_every_stored_photo_serves_with_postgres_frozen_then_stopped(servi
     cluster = await full_media_cluster(service, etcd, private_postgres, tmp_path)
     port = ports.free_port()
     cdn = dependencies.nginx_process(tmp_path / "cdn", tmp_path / "logs" / "cdn.log", "127.0.0.1", port,
-                              [g.removeprefix("http://") for g in cluster.gateways()],
-                              ttl_s=60, not_found_ttl_s=1, max_bytes=64 << 20)
+                              [g.removeprefix("https://") for g in cluster.gateways()],
+                                     ttl_s=60, not_found_ttl_s=1, max_bytes=64 << 20,
+                                     identity=tls.Identity(harness.tls_dir(), "cdn"))
     cdn.start()
     try:
         cdn.wait_ready(30)
@@ -64,7 +66,7 @@ async def test_every_stored_photo_serves_with_postgres_frozen_then_stopped(servi
                 photos[path_of(await c.media.upload(data, owner_id=i + 1, content_type="image/jpeg"))] = data
         cdn_base, cache_base = f"http://127.0.0.1:{port}", cluster.gateway
         # Some are in the cache's memory (read user-direct), some in the CDN's, some in neither.
-        async with aiohttp.ClientSession() as session:
+        async with harness.https_session() as session:
             held = dict(list(photos.items())[:4])
             on_cdn = dict(list(photos.items())[4:8])
             assert await read_all(session, cache_base, held) == []

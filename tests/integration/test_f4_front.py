@@ -85,7 +85,6 @@ async def test_a_sealed_volume_is_encoded_and_every_live_photo_reads_back(servic
 
 
 async def _get(cluster, path):
-    import aiohttp
 
-    async with aiohttp.ClientSession() as session, session.get(cluster.gateway + path) as r:
+    async with harness.https_session() as session, session.get(cluster.gateway + path) as r:
         return r.status, r.headers, await r.read()

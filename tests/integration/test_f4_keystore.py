@@ -14,7 +14,6 @@ from prometheus_client import REGISTRY
 from f4.keystore.keys import Keys
 from tests import harness
 from tests.cluster import fresh_database
-from tests.integration.test_server import scrape
 from trenchcoat import rpc
 from trenchcoat.clients.f4 import KeyStoreClient
 from trenchcoat.errors import FailedPrecondition, NotFound
@@ -48,7 +47,7 @@ async def test_keys_are_made_once_kept_across_a_crash_and_discarded_for_good(ser
         assert len({original, thumb, other}) == 3
         with pytest.raises(NotFound, match="has no warm key"):
             await keys.get_key(MEDIA, 2)
-    assert "trenchcoat_f4_keys_created_total 3.0" in scrape(proc.metrics_url)  # the repeat made none
+    assert "trenchcoat_f4_keys_created_total 3.0" in harness.scrape(proc.metrics_url)  # the repeat made none
     proc.kill()
     proc = start_keystore(service, dsn, port, mport)
     async with rpc.ChannelPool() as pool:
@@ -68,7 +67,7 @@ async def test_keys_are_made_once_kept_across_a_crash_and_discarded_for_good(ser
         for alt in (0, 3):
             with pytest.raises(FailedPrecondition, match="not encrypted again"):
                 await keys.create_key(MEDIA + 2, alt)
-    metrics = scrape(proc.metrics_url)
+    metrics = harness.scrape(proc.metrics_url)
     # Two renditions' keys, once each: discarding again, or a media with no keys yet, adds none.
     assert "trenchcoat_f4_keys_discarded_total 2.0" in metrics
     assert "trenchcoat_f4_keys_created_total 0.0" in metrics  # this process made none: refused ones are not counted

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests import harness
 from tests.cluster import Clients, eventually, feed_cluster, shared
 from trenchcoat.clients.feed import FeedEntry
 from trenchcoat.errors import InvalidArgument, NotFound, PermissionDenied
@@ -271,7 +272,6 @@ async def test_a_deleted_post_leaves_every_feed_at_once(cluster, users):
 
 
 async def test_hydrated_pages_carry_captions_and_urls_that_serve(cluster, users):
-    import aiohttp
 
     author, fan = users(1), users(2)
     async with cluster.clients() as c:
@@ -286,16 +286,15 @@ async def test_hydrated_pages_carry_captions_and_urls_that_serve(cluster, users)
         assert item.media.media_id == media.media_id and item.media.owner_id == author
         assert item.media.size_bytes == 3000 and item.media == await c.media.stat(media.media_id)
         path = "/" + item.media.url.split("/", 3)[3]
-        async with aiohttp.ClientSession() as session, session.get(cluster.gateway + path) as r:
+        async with harness.https_session() as session, session.get(cluster.gateway + path) as r:
             assert r.status == 200 and await r.read() == data
 
 
 async def router_metric(cluster, name: str) -> float:
     import re
 
-    import aiohttp
 
-    async with aiohttp.ClientSession() as session, session.get(cluster.router.metrics_url) as r:
+    async with harness.https_session() as session, session.get(cluster.router.metrics_url) as r:
         text = await r.text()
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.MULTILINE))
 

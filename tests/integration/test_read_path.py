@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import os
 import re
+import shutil
 
 import aiohttp
 import pytest
@@ -19,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests import harness
 from tests.cluster import CALL_TIMEOUT_S, eventually, full_media_cluster, shared
 from tests.integration.test_upload import path_of
-from trenchcoat import rpc, urls
+from trenchcoat import rpc, tls, urls
 from trenchcoat.clients.cache import CacheRead
 from trenchcoat.clients.media import Media
 from trenchcoat.errors import InvalidArgument, NotFound, OutOfRange
@@ -54,14 +55,14 @@ async def upload(cluster, data: bytes, content_type="image/png", owner=5) -> Med
 
 
 async def get(cluster, path, method="GET", **headers):
-    async with aiohttp.ClientSession() as session, session.request(method, cluster.gateway + path,
+    async with harness.https_session() as session, session.request(method, cluster.gateway + path,
                                                                    headers=headers) as r:
         return r.status, CIMultiDict(r.headers), await r.read()
 
 
 async def store_reads(cluster) -> float:
     total = 0.0
-    async with aiohttp.ClientSession() as session:
+    async with harness.https_session() as session:
         for proc in cluster.stores.values():
             if proc is None or not proc.process.running():
                 continue
@@ -187,7 +188,7 @@ async def cache_read(cluster, media, via_cdn) -> CacheRead:
 
 
 async def cache_metric(cluster, name):
-    async with aiohttp.ClientSession() as session, session.get(cluster.caches[0].metrics_url) as r:
+    async with harness.https_session() as session, session.get(cluster.caches[0].metrics_url) as r:
         text = await r.text()
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.MULTILINE))
 
@@ -270,9 +271,10 @@ async def test_cdn_then_cache_then_store_over_real_http(cluster, tmp_path):
     """nginx as the pull CDN in front of the gateway, as `trenchcoat up` runs it (python -m
     trenchcoat.ops.cdn), counting what it serves from its own disk."""
     port, metrics_port = ports.free_port(), ports.free_port()
-    gateway = cluster.gateway.removeprefix("http://")
+    gateway = cluster.gateway.removeprefix("https://")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")} | {
         "PYTHONPATH": str(harness.REPO_ROOT), "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp_path),
+        harness.TLS_DIR_KEY: str(harness.tls_dir()),
         "TRENCHCOAT_CDN__PORT": str(port), "TRENCHCOAT_CDN__METRICS_PORT": str(metrics_port),
         "TRENCHCOAT_CDN__CACHE_ENDPOINTS": gateway, "TRENCHCOAT_CDN__NOT_FOUND_TTL_S": "1",
         "TRENCHCOAT_CDN__MAX_BYTES": str(64 << 20)}
@@ -284,7 +286,7 @@ async def test_cdn_then_cache_then_store_over_real_http(cluster, tmp_path):
         media = await upload(cluster, data, content_type="image/jpeg")
         url = f"http://127.0.0.1:{port}{path_of(media)}"
         before = await store_reads(cluster)
-        async with aiohttp.ClientSession() as session:
+        async with harness.https_session() as session:
             seen = []
             for _ in range(3):
                 async with session.get(url) as r:
@@ -308,8 +310,56 @@ async def test_cdn_then_cache_then_store_over_real_http(cluster, tmp_path):
         cdn.stop()
 
 
+async def test_the_photo_port_answers_the_cdn_and_the_roles_that_may_read_over_mutual_tls_only(cluster):
+    media = await upload(cluster, os.urandom(3000), content_type="image/jpeg")
+    url = cluster.gateway + path_of(media)
+    async with harness.https_session("cdn") as session, session.get(url, headers={"X-Trenchcoat-Via-CDN": "1"}) as r:
+        assert r.status == 200
+    async with harness.https_session("store") as session, session.get(url) as r:
+        assert r.status == 403
+        assert "role 'store' may not use the photo HTTP port (it answers admin, app, cdn, router)" in await r.text()
+    await harness.assert_mutual_tls_only(url)
+
+
+async def test_the_cdn_takes_up_a_rotated_certificate_without_a_restart(cluster, tmp_path):
+    """The CDN starts with a certificate the caches refuse (another CA's): its reads fail
+    (502); once its files hold one of the cluster's, nginx serves again, same process."""
+    own, foreign = tmp_path / "tls", tmp_path / "foreign"
+    tls.ensure(foreign, ["cdn"])
+    own.mkdir()
+    shutil.copy(harness.tls_dir() / tls.CA_FILE, own / tls.CA_FILE)
+    for suffix in (".crt", ".key"):
+        shutil.copy(foreign / f"cdn{suffix}", own / f"cdn{suffix}")
+    port, metrics_port = ports.free_port(), ports.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRENCHCOAT_")} | {
+        "PYTHONPATH": str(harness.REPO_ROOT), "TRENCHCOAT_CLUSTER__DATA_DIR": str(tmp_path), harness.TLS_DIR_KEY: str(own),
+        "TRENCHCOAT_CDN__PORT": str(port), "TRENCHCOAT_CDN__METRICS_PORT": str(metrics_port),
+        "TRENCHCOAT_CDN__CACHE_ENDPOINTS": cluster.gateway.removeprefix("https://"), "TRENCHCOAT_CDN__TTL_S": "1"}
+    cdn = dependencies.cdn_process(tmp_path / "cdn.log", "127.0.0.1", port, metrics_port, env)
+    cdn.start()
+    try:
+        cdn.wait_ready(30)
+        data = os.urandom(3000)
+        url = f"http://127.0.0.1:{port}{path_of(await upload(cluster, data, content_type='image/jpeg'))}"
+        pid = cdn.pid
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url) as r:
+                assert r.status == 502  # the cache refused the handshake
+            for suffix in (".key", ".crt"):  # the key first, as tls.issue writes them
+                shutil.copy(harness.tls_dir() / f"cdn{suffix}", own / f"cdn{suffix}")
+
+            async def served() -> bool:
+                async with session.get(url) as r:
+                    return r.status == 200 and await r.read() == data
+
+            await eventually(served, timeout=60, what="a read through the CDN with its new certificate")
+        assert cdn.pid == pid and cdn.exit_code() is None
+    finally:
+        cdn.stop()
+
+
 async def cdn_requests(metrics_port: int, wanted: dict[tuple[str, str], float]) -> bool:
-    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
+    async with harness.https_session() as session, session.get(f"https://127.0.0.1:{metrics_port}/metrics") as r:
         text = await r.text()
     counts = {(s.labels["cache_status"], s.labels["code"]): s.value
               for family in text_string_to_metric_families(text) if family.name == "trenchcoat_cdn_requests"

@@ -2,7 +2,9 @@
 router enqueueing jobs, and transformer workers. Sizes appear durable and served by their
 own URLs; jobs are idempotent (submitted twice, partly done before, run by a worker that
 was killed); a source that can never render is dead-lettered at once with the decoder's
-reason; a transient failure is retried; a Redis that lost every job is swept. Tests that
+reason; a router frozen for longer than max_attempts lasts is outlasted (its failures are
+transient) unless it outlasts the retry budget, which the dead letter names; a Redis that
+lost every job is swept. Tests that
 only upload and read share one cluster (each with media of its own, counting deltas);
 those that kill or freeze a process, empty Redis or need other settings have their own."""
 
@@ -17,7 +19,6 @@ import re
 import subprocess
 import sys
 
-import aiohttp
 import av
 import pytest
 from PIL import Image
@@ -70,12 +71,12 @@ async def jobs_settled(c: Clients, media_id: int) -> bool:
 async def fetch(cluster, url: str) -> tuple[int, str, bytes]:
     """GET a photo URL at the cluster's cache gateway (its path; the CDN is not running)."""
     path = "/" + url.split("/", 3)[3]
-    async with aiohttp.ClientSession() as session, session.get(cluster.gateway + path) as r:
+    async with harness.https_session() as session, session.get(cluster.gateway + path) as r:
         return r.status, r.headers.get("Content-Type", ""), await r.read()
 
 
 async def metric(proc, name: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(proc.metrics_url) as r:
+    async with harness.https_session() as session, session.get(proc.metrics_url) as r:
         text = await r.text()
     return sum(float(v) for v in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)", text, re.MULTILINE))
 
@@ -128,12 +129,8 @@ async def test_an_upload_gets_every_size_durable_served_by_its_own_url(cluster):
 async def test_a_job_submitted_again_partly_done_before_and_its_worker_killed_yields_one_of_each(
         service, etcd, postgres, private_redis, tmp_path):
     redis_server = private_redis  # (the session's serves the module's shared cluster)
-    # Attempts enough to outlast the frozen router below: over mutual TLS a frozen peer fails a
-    # connection as soon as its handshake times out (it never answers the ClientHello), so the
-    # doomed worker's attempts fail and retry quickly instead of each waiting out its deadline.
     cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
-                                      env={"TRENCHCOAT_TRANSFORMER__CLAIM_IDLE_S": "2",
-                                           "TRENCHCOAT_TRANSFORMER__MAX_ATTEMPTS": "100"})
+                                      env={"TRENCHCOAT_TRANSFORMER__CLAIM_IDLE_S": "2"})
     source = photo(seed=1)
     want = {r.alternate_key: r for r in images.render(source, SPECS, max_pixels=50_000_000, quality=85)}
     async with cluster.clients() as c:
@@ -283,14 +280,21 @@ async def test_a_corrupt_jpeg_is_dead_lettered_with_the_decoders_reason_and_no_r
             await c.transformer.submit(media.media_id, "application/octet-stream")
 
 
-async def test_a_job_failing_while_the_router_is_frozen_is_retried_then_succeeds(service, etcd, postgres,
-                                                                                 private_redis, tmp_path):
+MAX_ATTEMPTS = 2
+"""transformer.max_attempts of the frozen-router test: a frozen router fails a job far more often."""
+
+
+async def dead_letter_of(c: Clients, media_id: int):
+    letters, _ = await c.transformer.dead_letters()
+    return next((x for x in letters if x.job_id == f"{media_id}:image:v1"), None)
+
+
+async def test_a_frozen_router_fails_a_job_more_often_than_max_attempts_and_it_succeeds_within_the_retry_budget(
+        service, etcd, postgres, private_redis, tmp_path):
     redis_server = private_redis  # (the session's serves the module's shared cluster)
     cluster = await rendition_cluster(service, etcd, postgres, redis_server.endpoint, tmp_path, transformers=0,
                                       env={"TRENCHCOAT_TRANSFORMER__CALL_TIMEOUT_S": "1",
-                                           # However long a starved test takes to see the failure and
-                                           # thaw the router, the job is still retrying, not dead.
-                                           "TRENCHCOAT_TRANSFORMER__MAX_ATTEMPTS": "100"})
+                                           "TRENCHCOAT_TRANSFORMER__MAX_ATTEMPTS": str(MAX_ATTEMPTS)})
     async with cluster.clients() as c:
         media = await c.media.upload(photo(400, 300, seed=3), owner_id=10, content_type="image/jpeg")
         # In the stream, not only recorded as queued: the router writes the state first, and a
@@ -300,18 +304,48 @@ async def test_a_job_failing_while_the_router_is_frozen_is_retried_then_succeeds
         assert await job_state(redis_server.endpoint, media.media_id, "queued")
         assert cluster.router is not None
         # The worker starts only once the router is frozen: it cannot have finished the job
-        # before, and cannot read the source now: each attempt times out.
+        # before, and cannot read the source now. Each attempt fails within a second (over
+        # mutual TLS the handshake goes unanswered; else the call's deadline passes): a
+        # transient failure, retried with backoff within the retry budget (600 s), however
+        # many times over max_attempts the router stays frozen for.
         with cluster.router.frozen():
-            cluster.start_transformer()
+            worker = cluster.start_transformer()
 
-            async def failed_once():
+            async def failed_often():
                 jobs = await c.transformer.jobs(media.media_id)
-                return jobs and jobs[0].attempts >= 1 and jobs[0].last_error
+                return jobs[0] if jobs and jobs[0].attempts > 2 * MAX_ATTEMPTS else None
 
-            error = await eventually(failed_once, timeout=60, what="an attempt failed")
-        assert "router" in error
+            job = await eventually(failed_often, timeout=120, what=f"over {2 * MAX_ATTEMPTS} failed attempts")
+            assert job.state in ("queued", "running") and "router" in job.last_error
         done = await eventually(lambda: finished(c, media.media_id), timeout=90, what="the retried job done")
         assert done.renditions_state == "done" and [r.alternate_key for r in done.renditions] == [1, 2]
+        await eventually(lambda: jobs_settled(c, media.media_id), what="the job acknowledged")
+        [job] = await c.transformer.jobs(media.media_id)
+        assert job.state == "done" and await dead_letter_of(c, media.media_id) is None
+        transient = 'trenchcoat_transformer_failures_total{kind="image",reason="transient"}'
+        assert await metric(worker, transient) > 2 * MAX_ATTEMPTS
+        assert await metric(worker, 'trenchcoat_transformer_jobs_total{kind="image",outcome="retried"}') > 2 * MAX_ATTEMPTS
+
+        # A worker with a retry budget of 1 s: a router frozen longer dead-letters the job, and
+        # the dead letter and the job's state say the budget ran out.
+        worker.stop()
+        second = await c.media.upload(photo(400, 300, seed=5), owner_id=10, content_type="image/jpeg")
+        await eventually(lambda: job_in_stream(redis_server.endpoint, second.media_id),
+                         what="the second job enqueued by the router")
+        with cluster.router.frozen():
+            cluster.start_transformer(TRENCHCOAT_TRANSFORMER__RETRY_BUDGET_S="1")
+            letter = await eventually(lambda: dead_letter_of(c, second.media_id), timeout=120,
+                                      what="the second job dead-lettered")
+            assert letter.dead_reason.startswith("retry budget exhausted: failing for ")
+            assert "past the 1 s budget" in letter.dead_reason and "router" in letter.dead_reason
+            assert letter.attempts == len(letter.errors) >= 2
+
+            async def recorded_dead():
+                [job] = await c.transformer.jobs(second.media_id)
+                return job if job.state == "dead" else None
+
+            job = await eventually(recorded_dead, what="the second job's state dead")
+            assert job.dead_reason == letter.dead_reason
 
 
 async def test_jobs_redis_lost_are_swept_and_every_rendition_made(service, etcd, postgres, private_redis, tmp_path):

@@ -55,12 +55,6 @@ def raw(pool: rpc.ChannelPool, address: str, method: str):
     return pool.channel(address).unary_unary(f"/test.Chassis/{method}")
 
 
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        assert response.status == 200
-        return response.read().decode()
-
-
 async def test_health_reports_serving_for_the_server_and_each_service(service):
     proc = chassis(service)
     assert await health(proc.address) == "SERVING"
@@ -108,7 +102,7 @@ async def test_metrics_count_calls_by_method_and_code(service):
             await rpc.unary(pool.stub(store_pb2_grpc.StoreServiceStub, proc.address).VolumeStatus,
                             store_pb2.VolumeStatusRequest(), remote=remote, timeout=10)
         assert info.value.status == "UNIMPLEMENTED"
-    text = scrape(proc.metrics_url)
+    text = harness.scrape(proc.metrics_url)
     for line in (
         'trenchcoat_grpc_requests_total{code="OK",method="Sleep",service="test.Chassis"} 1.0',
         'trenchcoat_grpc_requests_total{code="NOT_FOUND",method="Missing",service="test.Chassis"} 1.0',
@@ -186,7 +180,7 @@ async def test_a_tick_that_keeps_failing_is_counted_and_the_service_serves_on(se
         assert await rpc.unary(raw(pool, proc.address, "FailTicks"), b"", remote=remote, timeout=10) == b"failing"
 
         async def failed_twice() -> bool:
-            text = await asyncio.to_thread(scrape, proc.metrics_url)
+            text = await asyncio.to_thread(harness.scrape, proc.metrics_url)
             found = re.search(r'^trenchcoat_worker_tick_failures_total\{error="ValueError",worker="Ticker"\} (\S+)',
                               text, re.MULTILINE)
             return found is not None and float(found.group(1)) >= 2
@@ -198,12 +192,29 @@ async def test_a_tick_that_keeps_failing_is_counted_and_the_service_serves_on(se
     assert "ValueError: a tick met a bug" in proc.process.log_tail(200)  # with its traceback
 
 
+async def test_metrics_answer_prometheus_and_the_operator_and_probes_anyone_over_tls_only(service):
+    proc = chassis(service)
+    assert proc.metrics_url.startswith("https://")
+    for role in ("prometheus", "admin"):
+        assert "trenchcoat_grpc_requests_total" in harness.scrape(proc.metrics_url, role=role)
+    refusals: list[tuple[str | None, str]] = [("store", "role 'store'"), (None, "a client without a certificate")]
+    for refused_role, who in refusals:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            harness.scrape(proc.metrics_url, role=refused_role)
+        assert refused.value.code == 403
+        assert f"{who} may not use the chassis-test metrics HTTP port (it answers admin, prometheus)" \
+            in refused.value.read().decode()
+    with pytest.raises(OSError):  # plaintext HTTP is not spoken
+        urllib.request.urlopen(proc.metrics_url.replace("https://", "http://"), timeout=10).read()
+
+
 async def test_a_worker_that_ends_turns_the_service_not_serving_and_the_process_stays_up(service):
     proc = chassis(service)
     remote = f"chassis {proc.address}"
-    assert 'trenchcoat_worker_failed{worker="Breakable"} 0.0' in scrape(proc.metrics_url)
+    assert 'trenchcoat_worker_failed{worker="Breakable"} 0.0' in harness.scrape(proc.metrics_url)
     base = proc.metrics_url.removesuffix("/metrics")
-    assert scrape(base + "/readyz") == "SERVING\n" and scrape(base + "/livez") == "ok\n"
+    assert harness.scrape(base + "/readyz", role=None) == "SERVING\n"  # probes hold no certificate
+    assert harness.scrape(base + "/livez", role=None) == "ok\n"
     async with rpc.ChannelPool() as pool:
         assert await rpc.unary(raw(pool, proc.address, "BreakWorker"), b"", remote=remote, timeout=10) == b"broken"
 
@@ -216,13 +227,13 @@ async def test_a_worker_that_ends_turns_the_service_not_serving_and_the_process_
         base = proc.metrics_url.removesuffix("/metrics")
         for path in ("/readyz", "/livez"):
             with pytest.raises(urllib.error.HTTPError) as refused:
-                scrape(base + path)
+                harness.scrape(base + path, role=None)
             assert refused.value.code == 503
         assert b"worker failed: Breakable" in refused.value.read()
         # Up and answering (a liveness probe decides when to restart it), and says why.
         assert await rpc.unary(raw(pool, proc.address, "Sleep"), b"1", remote=remote, timeout=10) == b"done"
     assert proc.process.running()
-    assert 'trenchcoat_worker_failed{worker="Breakable"} 1.0' in scrape(proc.metrics_url)
+    assert 'trenchcoat_worker_failed{worker="Breakable"} 1.0' in harness.scrape(proc.metrics_url)
     log = proc.process.log_tail(200)
     assert "ERROR trenchcoat.server: chassis-test: worker Breakable ended unexpectedly (RuntimeError: broken on " \
            "purpose by the test); the service reports NOT_SERVING" in log

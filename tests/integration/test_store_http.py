@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import time
 
-import aiohttp
 import crc32c
 import pytest
 from aiohttp import web
@@ -61,7 +59,7 @@ async def http():
 
 async def test_a_needle_reads_back_with_its_type_and_crc(store, http):
     _, address, _ = store
-    async with session_as("cache") as session:
+    async with harness.https_session("cache") as session:
         async with session.get(f"https://{address}/{component(PHOTO)}") as r:
             assert r.status == 200
             body = await r.read()
@@ -90,7 +88,7 @@ async def test_errors_are_the_stores_typed_errors(store, http):
     await client.delete(proc.address, PHOTO)
     with pytest.raises(NeedleNotFound):
         await http.read(address, PHOTO)
-    async with session_as("cache") as session:
+    async with harness.https_session("cache") as session:
         async with session.get(f"https://{address}/1,nothex") as r:
             assert r.status == 400
             assert r.headers["X-Trenchcoat-Status"] == "INVALID_ARGUMENT"
@@ -112,7 +110,7 @@ async def test_damaged_bytes_on_disk_are_data_loss_never_served(store, http, tmp
         f.write(b"R")
     with pytest.raises(ChecksumMismatch):
         await http.read(address, victim)
-    async with session_as("cache") as session, session.get(f"https://{address}/{component(victim)}") as r:
+    async with harness.https_session("cache") as session, session.get(f"https://{address}/{component(victim)}") as r:
         assert r.status == 502 and r.headers["X-Trenchcoat-Status"] == "DATA_LOSS"
         assert b"Q" * 100 not in await r.read()
 
@@ -137,30 +135,14 @@ def identity(role: str) -> tls.Identity:
     return tls.Identity(harness.tls_dir(), role)
 
 
-def session_as(role: str | None) -> aiohttp.ClientSession:
-    """A raw HTTPS session presenting ``role``'s certificate (None: none, the CA trusted)."""
-    if role is None:
-        context = ssl.create_default_context(cafile=str(identity("admin").ca))
-    else:
-        context = tls.ClientTls(identity(role)).http_context()
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
-
-
 async def test_only_the_roles_that_may_read_needles_read_them_and_only_over_mutual_tls(store):
     _, address, _ = store
     path = f"https://{address}/{component(PHOTO)}"
-    async with session_as("router") as session, session.get(path) as r:  # may write, not read: the table says
+    async with harness.https_session("router") as session, session.get(path) as r:  # may write, not read: the table says
         assert r.status == 403
         assert "role 'router' may not use the needle read HTTP port (it answers admin, cache)" in await r.text()
-    async with session_as(None) as session:  # no client certificate: refused at the handshake
-        with pytest.raises(aiohttp.ClientError):
-            async with session.get(path) as r:
-                await r.read()
-    async with aiohttp.ClientSession() as session:  # plaintext HTTP: not spoken
-        with pytest.raises(aiohttp.ClientError):
-            async with session.get(f"http://{address}/{component(PHOTO)}") as r:
-                await r.read()
-    async with session_as("cache") as session, session.get(path) as r:
+    await harness.assert_mutual_tls_only(path)
+    async with harness.https_session("cache") as session, session.get(path) as r:
         assert r.status == 200 and await r.read() == b"\xff\xd8jpeg bytes"
 
 

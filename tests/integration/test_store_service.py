@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -214,7 +213,7 @@ async def test_compact_status_export_and_metrics(store):
     assert sum(len(m.data) for m in chunks) == after.file_bytes
     assert all(needle.crc32c(m.data) == m.crc32c for m in chunks)
     assert (await c.read(a, ref(1, 15, 1))).data == b"z" * 1000
-    text = urllib.request.urlopen(store.proc.metrics_url, timeout=5).read().decode()
+    text = harness.scrape(store.proc.metrics_url)
     for needle_metric in ('trenchcoat_store_needles{volume="1"} 10.0', "trenchcoat_store_fsync_batch_size_count",
                           'trenchcoat_store_operations_total{op="write",outcome="ok"} 20.0'):
         assert needle_metric in text

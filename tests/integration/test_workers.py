@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import urllib.request
 
 import pytest
 
@@ -30,7 +29,7 @@ async def cluster(service, etcd, postgres, tmp_path):
 
 
 def uploads_counted(metrics_url: str) -> float:
-    text = urllib.request.urlopen(metrics_url, timeout=10).read().decode()
+    text = harness.scrape(metrics_url)
     return sum(float(v) for v in re.findall(r'^trenchcoat_router_uploads_total\{outcome="ok"\} (\S+)', text,
                                          re.MULTILINE))
 

@@ -161,12 +161,12 @@ def test_every_probe_and_port_is_one_the_process_serves(rendered, tmp_path):
             probe_kind, port, path = kubelet.probe_of(c[kind])
             if isinstance(service, ServiceConfig):
                 # The gRPC port answers only cluster certificates: its health, over the metrics port.
-                want = ("http", service.metrics_port, "/livez" if kind == "livenessProbe" else "/readyz")
+                want = ("https", service.metrics_port, "/livez" if kind == "livenessProbe" else "/readyz")
                 assert (probe_kind, port, path) == want, f"{overlay}: {name} {kind} is not its health"
             else:
                 assert (probe_kind, port) == ("http", config.cdn.port)
         annotations = w["spec"]["template"]["metadata"].get("annotations", {})
-        assert annotations.get("prometheus.io/scrape") == "true"
+        assert annotations.get("prometheus.io/scrape") == "true" and annotations["prometheus.io/scheme"] == "https"
         assert annotations["prometheus.io/port"] == str(service.metrics_port), f"{overlay}: {name} scraped wrong"
         if isinstance(service, ServiceConfig):
             grace = w["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
@@ -330,6 +330,10 @@ def test_the_prometheus_component_runs_a_server_that_may_list_the_pods_it_scrape
     assert volumes["config"]["configMap"]["name"] in config_maps and mounts["config"] == "/etc/prometheus"
     assert volumes["rules"]["configMap"]["name"] in config_maps
     assert scrape["rule_files"] == [mounts["rules"] + "/rules.yml"]
+    # Its identity, where the scrape config reads it: the Secret cert-manager's Certificate writes.
+    assert volumes["tls"]["secret"]["secretName"] == "trenchcoat-tls-prometheus" and mounts["tls"] == "/etc/prometheus/tls"
+    assert scrape["scrape_configs"][0]["tls_config"]["ca_file"].startswith(mounts["tls"] + "/")
+    assert "trenchcoat-tls-prometheus" in {d["spec"]["secretName"] for d in k8s.certificates() if d["kind"] == "Certificate"}
     # Locked down like every pod, with a token only to list pods in its own namespace.
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"]["readOnlyRootFilesystem"] is True and c["securityContext"]["capabilities"]["drop"] == [
@@ -352,6 +356,15 @@ def test_the_plain_prometheus_scrape_config_passes_promtool(tmp_path):
     [job] = config["scrape_configs"]
     assert job.pop("kubernetes_sd_configs") == [{"role": "pod", "namespaces": {"names": ["trenchcoat"]}}]
     job["static_configs"] = [{"targets": ["127.0.0.1:9"]}]
+    # Every /metrics over HTTPS as role prometheus, from the Secret the component mounts there.
+    assert job["scheme"] == "https"
+    assert {k: v for k, v in job["tls_config"].items() if k != "server_name"} == {
+        "ca_file": "/etc/prometheus/tls/ca.crt", "cert_file": "/etc/prometheus/tls/tls.crt",
+        "key_file": "/etc/prometheus/tls/tls.key"}
+    assert "*." + job["tls_config"]["server_name"].split(".", 1)[1] in k8s.certificate_hosts("store")
+    tls.ensure(tmp_path / "tls", ["prometheus"])
+    job["tls_config"] |= {"ca_file": str(tmp_path / "tls" / tls.CA_FILE), "cert_file": str(tmp_path / "tls" / "prometheus.crt"),
+                          "key_file": str(tmp_path / "tls" / "prometheus.key")}
     relabels = {tuple(r["source_labels"]): r for r in job["relabel_configs"]}
     assert relabels[("__meta_kubernetes_pod_label_app_kubernetes_io_component",)]["target_label"] == "job"
     shutil.copy(K8S / "observability" / "rules.yml", tmp_path / "rules.yml")

@@ -235,4 +235,6 @@ def test_the_table_reads_as_a_person_reads_it():
     assert "StoreService.WriteNeedle: router" in lines
     assert "MediaService.Delete: admin, app, feed  (acts for owner_id)" in lines
     assert "FeedService.GetHomeFeed: admin, app  (acts for user_id)" in lines
-    assert len(lines) == len(permissions.contract()) + 1
+    assert "HTTP photo port: admin, app, cdn, router  (as CacheService/Read)" in lines
+    assert "HTTP /metrics (every process): admin, prometheus; /readyz, /livez: anyone over TLS" in lines
+    assert len(lines) == len(permissions.contract()) + 1 + len(permissions.HTTP_TWINS) + 1

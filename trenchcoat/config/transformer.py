@@ -19,7 +19,8 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 class TransformerConfig(JobWorkerConfig):
     """Transformer workers: rendition jobs off the upload path (image sizes, video HLS ladders), read from a
     Redis stream through a consumer group (at least once, reclaimed when a worker dies,
-    retried with backoff, dead-lettered with every attempt's error)."""
+    retried with backoff, a dependency's outage for up to retry_budget_s, dead-lettered with
+    every attempt's error)."""
 
     count: int = count_setting("Transformer worker processes `trenchcoat up` starts.", default=2)
     port: int = port_setting("gRPC port of the first worker (TransformerService); worker i listens on port + i.",
@@ -28,9 +29,16 @@ class TransformerConfig(JobWorkerConfig):
                                      default=9500)
     concurrency: int = setting("Jobs one worker runs at once (each decodes and encodes in a thread).", default=2,
                                ge=1, le=64)
-    max_attempts: int = setting("Attempts of a job before it goes to the dead-letter stream. A permanent failure "
-                                "(an image that cannot be decoded, too many pixels) goes there at once.",
+    max_attempts: int = setting("Failed attempts of a job before it goes to the dead-letter stream. A permanent "
+                                "failure (an image that cannot be decoded, too many pixels) goes there at once; a "
+                                "transient one (see retry_budget_s) does not count.",
                                 default=5, ge=1, le=100)
+    retry_budget_s: float = setting(
+        "Seconds after a job's first failed attempt that its transient failures (a router or Redis away, "
+        "restarting or frozen: UNAVAILABLE, DEADLINE_EXCEEDED; overloaded: RESOURCE_EXHAUSTED) are still "
+        "retried, with backoff, without counting toward max_attempts; past it the next one dead-letters the job.",
+        default=600.0, ge=1, le=86_400,
+    )
     recipe_version: int = setting(
         "Version of the rendition recipes (sizes, quality). Job ids include it: raise it when "
         "a recipe changes, and uploads made after are rendered under the new one.",

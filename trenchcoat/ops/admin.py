@@ -415,7 +415,7 @@ def jobs_table(config: Config, media_id: int = 0, retry: str = "") -> list[str]:
         client = TransformerClient(pool, transformer_address(config))
         if retry:
             job = await client.retry(retry)
-            return [f"job {job.job_id} is queued again (it failed {len(job.errors) or job.attempts} times before)"]
+            return [f"job {job.job_id} is queued again (it failed {job.attempts or len(job.errors)} times before)"]
         if media_id:
             jobs = await client.jobs(media_id)
             if not jobs:
@@ -426,7 +426,7 @@ def jobs_table(config: Config, media_id: int = 0, retry: str = "") -> list[str]:
         lines = [f"rendition jobs: {q.queued} queued ({q.in_flight} running), {q.dead} dead letters"
                  + (f"; oldest queued {q.oldest_age_s:.1f}s ago" if q.queued else "")]
         for job in letters:
-            lines.append(f"  dead  {job.job_id}  after {len(job.errors)} attempt(s): {job.dead_reason}")
+            lines.append(f"  dead  {job.job_id}  after {job.attempts} attempt(s): {job.dead_reason}")
         if depth > len(letters):
             lines.append(f"  ... and {depth - len(letters)} more")
         if letters:

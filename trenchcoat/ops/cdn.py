@@ -5,9 +5,14 @@ photo HTTP addresses, cache id i + 1 at position i) under ``<cluster.data_dir>/c
 until every cache's host name resolves (nginx resolves them once, at start, and refuses to
 start on a name it cannot), then runs nginx in the foreground as its child. nginx sends one
 access-log line per request over syslog (UDP, loopback) to this process, which counts them
-for Prometheus on ``cdn.metrics_port``: requests by cache status (hit, miss, expired, ...)
-and status class, bytes sent, request seconds. nginx open source exports no cache counters
-of its own; its log line is where the cache status is.
+for Prometheus on ``cdn.metrics_port`` (HTTPS, as every process's /metrics): requests by
+cache status (hit, miss, expired, ...) and status class, bytes sent, request seconds.
+nginx open source exports no cache counters of its own; its log line is where the cache status is.
+
+Over mutual TLS (the default) nginx reads the caches' photo ports as role ``cdn`` (this
+process's identity), checking their certificates against the cluster CA; when the
+identity's files change (a rotation) this process has nginx reload them (SIGHUP), with no
+restart. The CDN's own port stays plain HTTP: photo URLs are public reads.
 
 SIGTERM (or SIGINT) asks nginx to finish what it is serving and stop (SIGQUIT); this process
 exits with nginx's exit code. ``trenchcoat up`` and the Kubernetes workload both run it.
@@ -19,15 +24,17 @@ import asyncio
 import logging
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from trenchcoat import retry, server
+from trenchcoat import httpsite, retry, server, tls
 from trenchcoat.config import Config
 from trenchcoat.errors import Unavailable
 from trenchcoat.ops import dependencies, processes
@@ -49,6 +56,8 @@ SECONDS = Histogram("trenchcoat_cdn_request_duration_seconds", "Seconds from a r
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 DROPPED = Gauge("trenchcoat_cdn_log_lines_dropped", "Access-log lines the kernel dropped since start (the "
                 "counting fell behind a burst): the request counts are short by this many.")
+ROTATIONS = Counter("trenchcoat_cdn_certificate_reloads_total", "Times nginx was asked to take up a rotated "
+                    "certificate (SIGHUP).")
 UNPARSED = Counter("trenchcoat_cdn_log_lines_unparsed_total", "Access-log lines from nginx this process could not read.")
 
 
@@ -145,11 +154,17 @@ async def serve(config: Config) -> int:
     DROPPED.set_function(lambda: udp_drops(log_port))
     threading.Thread(target=_receive, args=(sock,), name="access-log", daemon=True).start()
     root = await asyncio.to_thread(Path(config.cluster.data_dir).resolve)
+    identity = server.process_identity()
     conf = dependencies.nginx_conf(root / "cdn", config.cluster.host, cdn.port, caches,
                                    ttl_s=cdn.ttl_s, not_found_ttl_s=cdn.not_found_ttl_s, max_bytes=cdn.max_bytes,
+                                   identity=identity,
                                    access_log=f"syslog:server=127.0.0.1:{log_port},tag={TAG},nohostname",
                                    log_format=LOG_FORMAT)
-    start_http_server(cdn.metrics_port, addr=config.cluster.host)
+    app = web.Application()
+    app.router.add_get("/metrics", _metrics)
+    metrics = server.metrics_site(app, config.cluster.host, cdn.metrics_port, "cdn", identity)
+    await metrics.start()
+    serving_metrics = asyncio.create_task(metrics.run())
     argv = dependencies.nginx_argv(conf)
     nginx = await asyncio.create_subprocess_exec(*argv)
     log.info("nginx (pid %d) on %s:%d in front of %s; metrics on %s:%d", nginx.pid, config.cluster.host, cdn.port,
@@ -161,11 +176,40 @@ async def serve(config: Config) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
+    rotation = asyncio.create_task(reload_on_rotation(nginx, identity)) if identity is not None else None
     code = await nginx.wait()
+    if rotation is not None:
+        rotation.cancel()
     await asyncio.sleep(0.2)  # the last requests' log lines
     sock.close()
+    await metrics.shutdown()
+    await asyncio.gather(serving_metrics, return_exceptions=True)
     log.info("nginx exited with %s", processes.describe_exit(code))
     return 0 if code in (0, -signal.SIGQUIT) else 1
+
+
+async def _metrics(_: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def reload_on_rotation(nginx: asyncio.subprocess.Process, identity: tls.Identity) -> None:
+    """Asks nginx to read its certificate again (SIGHUP: new workers take it up, the old
+    ones finish what they serve) whenever the identity's files change, once they hold a
+    certificate and its key (not a rotation half-written)."""
+    stamp = identity.stamp()
+    while nginx.returncode is None:
+        await asyncio.sleep(httpsite.TLS_RECHECK_S)
+        if identity.stamp() == stamp:
+            continue
+        try:
+            tls.ClientTls(identity).http_context()  # the pair matches, the CA parses
+        except (OSError, ssl.SSLError):
+            continue
+        stamp = identity.stamp()
+        if nginx.returncode is None:
+            nginx.send_signal(signal.SIGHUP)
+            ROTATIONS.inc()
+            log.info("%s changed: nginx reloads it", identity.cert)
 
 
 def main(argv: list[str] | None = None) -> int:

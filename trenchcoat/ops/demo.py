@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import signal
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -51,7 +52,7 @@ from pathlib import Path
 import av
 from PIL import Image, ImageDraw
 
-from trenchcoat import rendition_keys, urls
+from trenchcoat import rendition_keys, tls, urls
 from trenchcoat.clients.directory import DirectoryClient, VolumeView
 from trenchcoat.clients.f4 import F4Client
 from trenchcoat.clients.feed import FeedClient, FeedEntry, FeedItem
@@ -112,10 +113,20 @@ def photo(user: int, n: int) -> bytes:
     return out.getvalue()
 
 
+_https: ssl.SSLContext | None = None
+"""The operator's identity for the cluster's HTTPS ports (the caches' photo ports, /metrics)."""
+
+
+def metrics_url(config: Config, port: int) -> str:
+    """A process's /metrics, read over HTTPS as the operator (unless the cluster is insecure)."""
+    scheme = "https" if config.cluster.tls_directory() is not None else "http"
+    return f"{scheme}://{config.cluster.host}:{port}/metrics"
+
+
 def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=_https) as response:
             return response.status, response.read(), dict(response.headers)
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(), dict(exc.headers)
@@ -123,7 +134,7 @@ def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, 
 
 def metric(url: str, name: str, labels: str = "") -> float:
     """Sum of a metric's samples (those whose labels contain ``labels``, if given)."""
-    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    text = urllib.request.urlopen(url, timeout=10, context=_https).read().decode()
     return sum(float(v) for lab, v in re.findall(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)", text, re.MULTILINE)
                if labels in lab)
 
@@ -301,10 +312,9 @@ def has_f4_cell(config: Config) -> bool:
 def backoff_metrics(config: Config) -> list[str]:
     """Where the cell's online reconstructions are counted: its backoff nodes (the front
     when it has none, as it then rebuilds itself)."""
-    host = config.cluster.host
     if not config.f4_backoff.count:
-        return [f"http://{host}:{config.f4.metrics_port}/metrics"]
-    return [f"http://{host}:{config.f4_backoff.metrics_port + i}/metrics" for i in range(config.f4_backoff.count)]
+        return [metrics_url(config, config.f4.metrics_port)]
+    return [metrics_url(config, config.f4_backoff.metrics_port + i) for i in range(config.f4_backoff.count)]
 
 
 def show_warm_tier(cluster: Cluster, router: str, photos: dict[str, bytes], deleted: set[str],
@@ -313,8 +323,7 @@ def show_warm_tier(cluster: Cluster, router: str, photos: dict[str, bytes], dele
     killed, a warm delete, and no plaintext on disk. ``photos``: every photo the demo
     uploaded (URL path -> bytes); ``deleted``: the paths of those it deleted."""
     config = cluster.config
-    host = config.cluster.host
-    cache_metrics = f"http://{host}:{config.cache.metrics_port}/metrics"
+    cache_metrics = metrics_url(config, config.cache.metrics_port)
     last_read = time.monotonic()  # every read so far has returned
 
     def leases_out() -> None:
@@ -608,20 +617,24 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         say(("   ok  " if condition else "!! FAILED ") + what)
         ok = ok and condition
 
+    global _https
     host = config.cluster.host
     router = f"{host}:{config.router.port}"
     caches = config.cache_http_endpoints()
+    tls_dir = config.cluster.tls_directory()
+    scheme = "https" if tls_dir is not None else "http"
 
     def direct(path: str) -> str:
-        """The photo at ``path`` straight from the cache its URL names (no CDN)."""
-        return f"http://{caches[(urls.parse_path(path).cache_id - 1) % len(caches)]}{path}"
+        """The photo at ``path`` straight from the cache its URL names (no CDN), as the operator."""
+        return f"{scheme}://{caches[(urls.parse_path(path).cache_id - 1) % len(caches)]}{path}"
 
     feed = f"{host}:{config.feed.port}"
-    cache_metrics = f"http://{host}:{config.cache.metrics_port}/metrics"
-    feed_metrics = f"http://{host}:{config.feed.metrics_port}/metrics"
+    cache_metrics = metrics_url(config, config.cache.metrics_port)
+    feed_metrics = metrics_url(config, config.feed.metrics_port)
     say(f"== starting a fresh local cluster in {cluster.data_dir}")
     try:
-        cluster.start()
+        cluster.start()  # makes the identities on a first start
+        _https = tls.ClientTls(tls.Identity(tls_dir.resolve(), "admin")).http_context() if tls_dir else None
         say("== uploading generated photos (every replica fsynced before each answer)")
         uploads = asyncio.run(upload_all(router, "first"))
         photos.update((u.path, u.data) for u in uploads)

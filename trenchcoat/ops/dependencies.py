@@ -7,6 +7,7 @@ user ``postgres`` when we are root, since PostgreSQL refuses to run as root),
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 import pwd
@@ -123,7 +124,10 @@ def dependency_identity(tls_dir: Path, name: str) -> tuple[Path, Path]:
 NGINX_CONF = """\
 # Written by trenchcoat: the local cluster's pull CDN (a caching reverse proxy).
 daemon off;
-master_process off;
+# A master, which re-reads this file and the certificates on SIGHUP (a rotation), and a
+# worker; started as root, the worker stays root: the cluster's data directory may be
+# closed to other users.
+{user}
 error_log stderr warn;
 pid {root}/nginx.pid;
 events {{ worker_connections 1024; }}
@@ -141,12 +145,12 @@ http {{
     map $uri $photo_cache {{
 {routes}
         default cache_1;
-    }}
+    }}{names}
     server {{
         listen {host}:{port};
         location = /cdn-health {{ return 200 "ok\\n"; }}
         location / {{
-            proxy_pass http://$photo_cache;
+            proxy_pass {scheme}://$photo_cache;{upstream_tls}
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header X-Trenchcoat-Via-CDN 1;
@@ -167,12 +171,13 @@ http {{
 
 
 def nginx_process(root: Path, log_path: Path, host: str, port: int, caches: Sequence[str], *,
-                  ttl_s: int, not_found_ttl_s: int, max_bytes: int) -> ManagedProcess:
+                  ttl_s: int, not_found_ttl_s: int, max_bytes: int, identity: tls.Identity | None) -> ManagedProcess:
     """nginx as a caching reverse proxy in front of the caches' photo HTTP ports (a pull
-    CDN; ``caches[i]`` is cache id i + 1): one process (master_process off), its config,
-    cache and temp files under ``root``. A URL goes to the cache it names; when that cache
-    is down, to the next one (which reads the same stores)."""
-    conf = nginx_conf(root, host, port, caches, ttl_s=ttl_s, not_found_ttl_s=not_found_ttl_s, max_bytes=max_bytes)
+    CDN; ``caches[i]`` is cache id i + 1): a master and one worker, their config, cache and
+    temp files under ``root``. A URL goes to the cache it names; when that cache
+    is down, to the next one (which reads the same stores). ``identity``: as ``nginx_conf``."""
+    conf = nginx_conf(root, host, port, caches, ttl_s=ttl_s, not_found_ttl_s=not_found_ttl_s, max_bytes=max_bytes,
+                      identity=identity)
     return ManagedProcess(
         name="cdn",
         kind="http",
@@ -183,9 +188,11 @@ def nginx_process(root: Path, log_path: Path, host: str, port: int, caches: Sequ
     )
 
 
-def cdn_process(log_path: Path, host: str, port: int, metrics_port: int, env: Mapping[str, str]) -> ManagedProcess:
-    """``python -m trenchcoat.ops.cdn``: nginx as the pull CDN with its metrics, configured by the
-    cluster config ``env`` names (TRENCHCOAT_CONFIG and TRENCHCOAT_* overrides)."""
+def cdn_process(log_path: Path, host: str, port: int, metrics_port: int, env: Mapping[str, str], *,
+                metrics_scheme: str = "https") -> ManagedProcess:
+    """``python -m trenchcoat.ops.cdn``: nginx as the pull CDN with its metrics (over HTTPS
+    unless the cluster is insecure), configured by the cluster config ``env`` names
+    (TRENCHCOAT_CONFIG and TRENCHCOAT_* overrides)."""
     return ManagedProcess(
         name="cdn",
         kind="http",
@@ -193,16 +200,33 @@ def cdn_process(log_path: Path, host: str, port: int, metrics_port: int, env: Ma
         log_path=log_path,
         ready=http_probe(f"http://{host}:{port}/cdn-health", b"ok"),
         endpoint=f"http://{host}:{port}",
-        metrics=f"http://{host}:{metrics_port}/metrics",
+        metrics=f"{metrics_scheme}://{host}:{metrics_port}/metrics",
         env=dict(env),
     )
 
 
+UPSTREAM_TLS = """
+            # Mutual TLS to the caches: this CDN's certificate (role cdn), theirs checked
+            # against the cluster CA and the name the URL's cache is dialled by.
+            proxy_ssl_certificate {cert};
+            proxy_ssl_certificate_key {key};
+            proxy_ssl_trusted_certificate {ca};
+            proxy_ssl_verify on;
+            proxy_ssl_verify_depth 2;
+            proxy_ssl_name $photo_cache_name;
+            proxy_ssl_server_name on;
+            proxy_ssl_session_reuse on;
+            proxy_ssl_protocols TLSv1.2 TLSv1.3;"""
+
+
 def nginx_conf(root: Path, host: str, port: int, caches: Sequence[str], *,
-               ttl_s: int, not_found_ttl_s: int, max_bytes: int, access_log: str = "", log_format: str = "") -> Path:
+               ttl_s: int, not_found_ttl_s: int, max_bytes: int, identity: tls.Identity | None,
+               access_log: str = "", log_format: str = "") -> Path:
     """Writes the CDN's nginx config (and its cache and temp directories) under ``root``;
-    returns the config file. ``access_log``: where nginx logs each request in
-    ``log_format`` (e.g. ``syslog:server=127.0.0.1:5140``); empty: no access log."""
+    returns the config file. ``identity``: the CDN's (role ``cdn``), presented to the
+    caches' photo ports over mutual TLS; None (cluster.insecure): plain HTTP to them.
+    ``access_log``: where nginx logs each request in ``log_format`` (e.g.
+    ``syslog:server=127.0.0.1:5140``); empty: no access log."""
     if not caches:
         raise ValueError("the CDN needs at least one cache to pull from")
     for sub in ("cache", "tmp/body", "tmp/proxy", "tmp/fastcgi", "tmp/uwsgi", "tmp/scgi"):
@@ -213,8 +237,33 @@ def nginx_conf(root: Path, host: str, port: int, caches: Sequence[str], *,
     conf.write_text(NGINX_CONF.format(
         access_log=logging, root=root, host=host, port=port, ttl=ttl_s, not_found_ttl=not_found_ttl_s, max_bytes=max_bytes,
         upstreams="\n".join(_nginx_upstream(i, caches) for i in range(len(caches))),
-        routes="\n".join(f"        ~^/{i + 1}/ cache_{i + 1};" for i in range(len(caches)))))
+        routes="\n".join(f"        ~^/{i + 1}/ cache_{i + 1};" for i in range(len(caches))),
+        user="user root;" if os.geteuid() == 0 else "",
+        scheme="https" if identity else "http",
+        upstream_tls=UPSTREAM_TLS.format(cert=identity.cert, key=identity.key, ca=identity.ca) if identity else "",
+        names=_nginx_names(caches, identity.directory) if identity else ""))
     return conf
+
+
+def _nginx_names(caches: Sequence[str], directory: Path) -> str:
+    """The name each URL's cache's certificate must carry: the host it is dialled by (a
+    backup cache presents the caches' one certificate, so it carries the name too). nginx
+    checks DNS names only, so a cache dialled by address is checked by a DNS name of the
+    caches' certificate when this directory holds it (``trenchcoat up``'s does), else by
+    ``localhost``, which the certificates ``trenchcoat up`` makes carry."""
+    by_name = next((n for n in tls.names_of(directory, "cache") if not _is_address(n)), "localhost")
+    hosts = [endpoint.rpartition(":")[0].strip("[]") for endpoint in caches]
+    hosts = [by_name if _is_address(host) else host for host in hosts]
+    routes = "\n".join(f"        ~^/{i + 1}/ {host};" for i, host in enumerate(hosts))
+    return f"\n    map $uri $photo_cache_name {{\n{routes}\n        default {hosts[0]};\n    }}"
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def nginx_argv(conf: Path) -> list[str]:
@@ -231,17 +280,23 @@ def _nginx_upstream(i: int, caches: Sequence[str]) -> str:
 
 
 def prometheus_process(root: Path, log_path: Path, host: str, port: int, jobs: Mapping[str, Sequence[str]], *,
-                       scrape_interval_s: float, retention_hours: int,
+                       scrape_interval_s: float, retention_hours: int, identity: tls.Identity | None,
                        rule_files: Sequence[Path] = ()) -> ManagedProcess:
     """Prometheus (Debian's ``prometheus``) scraping ``jobs`` (job name -> host:port of
-    each process's /metrics), its samples and config under ``root``."""
+    each process's /metrics), its samples and config under ``root``. ``identity`` (role
+    ``prometheus``): scraped over HTTPS presenting it, the targets checked against the
+    cluster CA (Prometheus reads the files again as they change: a rotation needs no
+    restart); None (cluster.insecure): plain HTTP."""
     binary = _require_binary("prometheus", "prometheus")
     (root / "data").mkdir(parents=True, exist_ok=True)
     interval = f"{scrape_interval_s:g}s"
+    scheme: dict[str, object] = {"scheme": "https", "tls_config": {
+        "ca_file": str(identity.ca), "cert_file": str(identity.cert), "key_file": str(identity.key)}} \
+        if identity is not None else {}
     config = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
         "rule_files": [str(path) for path in rule_files],
-        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}
+        "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}], **scheme}
                            for job, targets in jobs.items() if targets],
     }
     conf = root / "prometheus.yml"

@@ -157,9 +157,11 @@ def _probe(kind: str, port: int, *, period: int, failures: int, live: bool = Fal
     """An HTTP probe: the CDN's /cdn-health, or a service's /readyz or /livez on its metrics
     port (its gRPC port speaks mutual TLS only, and the kubelet's gRPC probes present no
     certificate)."""
-    path = "/cdn-health" if kind == "http" else "/livez" if live else "/readyz"
-    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "timeoutSeconds": 5,
-            "failureThreshold": failures}
+    if kind == "http":
+        get: dict[str, Any] = {"path": "/cdn-health", "port": port}
+    else:  # HTTPS: the kubelet checks no certificate and presents none; the probe paths answer anyone
+        get = {"path": "/livez" if live else "/readyz", "port": port, "scheme": "HTTPS"}
+    return {"httpGet": get, "periodSeconds": period, "timeoutSeconds": 5, "failureThreshold": failures}
 
 
 def tls_volume(role: str) -> dict[str, Any]:
@@ -242,7 +244,7 @@ def _pod(w: Workload, ports: list[dict[str, Any]], probe: tuple[str, int], metri
     meta: dict[str, Any] = {"labels": labels(w.name, w.section)}
     if metrics_port is not None:
         meta["annotations"] = {"prometheus.io/scrape": "true", "prometheus.io/port": str(metrics_port),
-                               "prometheus.io/path": "/metrics"}
+                               "prometheus.io/path": "/metrics", "prometheus.io/scheme": "https"}
     return {"metadata": meta, "spec": spec}
 
 

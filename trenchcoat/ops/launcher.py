@@ -297,7 +297,7 @@ class Cluster:
                     log_path=self.data_dir / "logs" / f"{name}.log",
                     ready=processes.grpc_health_probe(f"{host}:{port}"),
                     endpoint=f"{host}:{port}",
-                    metrics=f"http://{host}:{metrics_port}/metrics",
+                    metrics=f"{self._http_scheme()}://{host}:{metrics_port}/metrics",
                     env=env,
                 )
                 self.processes.append(process)
@@ -313,7 +313,8 @@ class Cluster:
         if not self._cdn_runs():
             return
         host = self.config.cluster.host
-        process = dependencies.cdn_process(self.data_dir / "logs" / "cdn.log", host, cdn.port, cdn.metrics_port, self._env)
+        process = dependencies.cdn_process(self.data_dir / "logs" / "cdn.log", host, cdn.port, cdn.metrics_port, self._env,
+                                           metrics_scheme=self._http_scheme())
         self.processes.append(process)
         process.start()
         process.wait_ready(timeout)
@@ -334,12 +335,17 @@ class Cluster:
         rules = [RULES] if RULES.is_file() else []
         process = dependencies.prometheus_process(
             self.data_dir / "prometheus", self.data_dir / "logs" / "prometheus.log", host, prom.port, jobs,
-            scrape_interval_s=prom.scrape_interval_s, retention_hours=prom.retention_hours, rule_files=rules)
+            scrape_interval_s=prom.scrape_interval_s, retention_hours=prom.retention_hours, rule_files=rules,
+            identity=tls.Identity(self._tls_dir, "prometheus") if self._tls_dir is not None else None)
         self.processes.append(process)
         process.start()
         process.wait_ready(timeout)
         self._say(f"started {process.name:<12} {process.endpoint}  (scraping {sum(map(len, jobs.values()))} "
                   f"processes every {prom.scrape_interval_s:g}s; rules: {rules[0] if rules else 'none'})")
+
+    def _http_scheme(self) -> str:
+        """Of every /metrics (and the caches' photo ports): https unless cluster.insecure."""
+        return "https" if self._tls_dir is not None else "http"
 
     def _cdn_runs(self) -> bool:
         return self.config.cdn.enabled and "cache" in implemented_services() and self.config.cache.count > 0

@@ -26,7 +26,7 @@ from trenchcoat.v1 import auth_pb2 as trenchcoat_dot_v1_dot_auth__pb2
 from trenchcoat.v1 import media_pb2 as trenchcoat_dot_v1_dot_media__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trenchcoat/v1/cache.proto\x12\rtrenchcoat.v1\x1a\x18trenchcoat/v1/auth.proto\x1a\x19trenchcoat/v1/media.proto\"w\n\x10\x43\x61\x63heReadRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\r\x12,\n\x06needle\x18\x02 \x01(\x0b\x32\x1c.trenchcoat.v1.NeedleLocator\x12\x0f\n\x07via_cdn\x18\x03 \x01(\x08\x12\x10\n\x08internal\x18\x04 \x01(\x08\"@\n\x11\x43\x61\x63heReadResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0b\n\x03hit\x18\x02 \x01(\x08\x12\x10\n\x08\x61\x64mitted\x18\x03 \x01(\x08\"g\n\x11InvalidateRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x1a\n\ralternate_key\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x10\n\x0e_alternate_key\"%\n\x12InvalidateResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\r\"\x13\n\x11\x43\x61\x63heStatsRequest\"\x95\x01\n\x12\x43\x61\x63heStatsResponse\x12\r\n\x05\x62ytes\x18\x01 \x01(\x04\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x02 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x04\x12\x0c\n\x04hits\x18\x04 \x01(\x04\x12\x0e\n\x06misses\x18\x05 \x01(\x04\x12\x14\n\x0clease_grants\x18\x06 \x01(\x04\x12\x13\n\x0blease_waits\x18\x07 \x01(\x04\x32\xc4\x02\n\x0c\x43\x61\x63heService\x12\x65\n\x04Read\x12\x1f.trenchcoat.v1.CacheReadRequest\x1a .trenchcoat.v1.CacheReadResponse\"\x1a\xaa\xbb\x18\x06router\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\x12\x66\n\nInvalidate\x12 .trenchcoat.v1.InvalidateRequest\x1a!.trenchcoat.v1.InvalidateResponse\"\x13\xaa\xbb\x18\x06router\xaa\xbb\x18\x05\x61\x64min\x12\x65\n\x05Stats\x12 .trenchcoat.v1.CacheStatsRequest\x1a!.trenchcoat.v1.CacheStatsResponse\"\x17\xaa\xbb\x18\x05\x61\x64min\xaa\xbb\x18\nprometheusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19trenchcoat/v1/cache.proto\x12\rtrenchcoat.v1\x1a\x18trenchcoat/v1/auth.proto\x1a\x19trenchcoat/v1/media.proto\"w\n\x10\x43\x61\x63heReadRequest\x12\x12\n\nmachine_id\x18\x01 \x01(\r\x12,\n\x06needle\x18\x02 \x01(\x0b\x32\x1c.trenchcoat.v1.NeedleLocator\x12\x0f\n\x07via_cdn\x18\x03 \x01(\x08\x12\x10\n\x08internal\x18\x04 \x01(\x08\"@\n\x11\x43\x61\x63heReadResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0b\n\x03hit\x18\x02 \x01(\x08\x12\x10\n\x08\x61\x64mitted\x18\x03 \x01(\x08\"g\n\x11InvalidateRequest\x12$\n\x03ref\x18\x01 \x01(\x0b\x32\x17.trenchcoat.v1.MediaRef\x12\x1a\n\ralternate_key\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x10\n\x0e_alternate_key\"%\n\x12InvalidateResponse\x12\x0f\n\x07\x64ropped\x18\x01 \x01(\r\"\x13\n\x11\x43\x61\x63heStatsRequest\"\x95\x01\n\x12\x43\x61\x63heStatsResponse\x12\r\n\x05\x62ytes\x18\x01 \x01(\x04\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x02 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x04\x12\x0c\n\x04hits\x18\x04 \x01(\x04\x12\x0e\n\x06misses\x18\x05 \x01(\x04\x12\x14\n\x0clease_grants\x18\x06 \x01(\x04\x12\x13\n\x0blease_waits\x18\x07 \x01(\x04\x32\xcb\x02\n\x0c\x43\x61\x63heService\x12l\n\x04Read\x12\x1f.trenchcoat.v1.CacheReadRequest\x1a .trenchcoat.v1.CacheReadResponse\"!\xaa\xbb\x18\x03\x63\x64n\xaa\xbb\x18\x06router\xaa\xbb\x18\x03\x61pp\xaa\xbb\x18\x05\x61\x64min\x12\x66\n\nInvalidate\x12 .trenchcoat.v1.InvalidateRequest\x1a!.trenchcoat.v1.InvalidateResponse\"\x13\xaa\xbb\x18\x06router\xaa\xbb\x18\x05\x61\x64min\x12\x65\n\x05Stats\x12 .trenchcoat.v1.CacheStatsRequest\x1a!.trenchcoat.v1.CacheStatsResponse\"\x17\xaa\xbb\x18\x05\x61\x64min\xaa\xbb\x18\nprometheusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trenchcoat.v1.cache_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CACHESERVICE'].methods_by_name['Read']._loaded_options = None
-  _globals['_CACHESERVICE'].methods_by_name['Read']._serialized_options = b'\252\273\030\006router\252\273\030\003app\252\273\030\005admin'
+  _globals['_CACHESERVICE'].methods_by_name['Read']._serialized_options = b'\252\273\030\003cdn\252\273\030\006router\252\273\030\003app\252\273\030\005admin'
   _globals['_CACHESERVICE'].methods_by_name['Invalidate']._loaded_options = None
   _globals['_CACHESERVICE'].methods_by_name['Invalidate']._serialized_options = b'\252\273\030\006router\252\273\030\005admin'
   _globals['_CACHESERVICE'].methods_by_name['Stats']._loaded_options = None
@@ -52,5 +52,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CACHESTATSRESPONSE']._serialized_start=450
   _globals['_CACHESTATSRESPONSE']._serialized_end=599
   _globals['_CACHESERVICE']._serialized_start=602
-  _globals['_CACHESERVICE']._serialized_end=926
+  _globals['_CACHESERVICE']._serialized_end=933
 # @@protoc_insertion_point(module_scope)

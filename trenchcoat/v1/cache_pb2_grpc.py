@@ -58,7 +58,9 @@ class CacheServiceServicer:
 
     def Read(self, request, context):
         """Serves a photo from memory, or reads it from the named store machine on a miss
-        (one caller per key holds the lease; the others wait for its result).
+        (one caller per key holds the lease; the others wait for its result). The cache's
+        photo HTTP port (photo URLs, over mutual TLS) is this method's twin and answers the
+        same roles: the CDN pulls from it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
