@@ -6,6 +6,12 @@ before any replica is touched (its primary key makes the minted media_id unique 
 routers), becomes ``active`` once every replica holds the bytes, and is never served
 while pending.
 
+Rows live on the PostgreSQL instance holding their logical shard (``trenchcoat.shards``):
+a media's row, its renditions and its journalled deletes on its id's shard (its owner's,
+``user_id % 8192``, minted there by ``next_id``), so every statement about one media goes to
+one instance and ``get_many``/``renditions_of`` ask each instance once, in parallel; the
+sweeps ask every instance.
+
 Every call is bounded by ``postgres.timeout_s`` (``trenchcoat.postgres``): a database that
 cannot be reached or answers too slowly is ``Unavailable`` naming PostgreSQL and what was
 being done, never a hang or INTERNAL.
@@ -13,16 +19,19 @@ being done, never a hang or INTERNAL.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from trenchcoat import pgmigrate
 from trenchcoat.errors import Internal
-from trenchcoat.ids import from_signed, to_signed
+from trenchcoat.ids import from_signed, shard_for_user, split_id, to_signed
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +112,7 @@ class MediaStore(pgmigrate.Database):
         used ``idempotency_key``, (that row, False). Raises DuplicateId when the id was taken
         (a shard minting over 1,024 ids in one millisecond)."""
         try:
-            async with self._db("reserving the upload's row") as conn:
+            async with self._db_for(shard, "reserving the upload's row") as conn:
                 row = await conn.fetchrow(
                     "INSERT INTO media (media_id, owner_id, logical_volume, cookie, size_bytes, content_type,"
                     " state, idempotency_key) VALUES (next_id($1), $2, $3, $4, $5, $6, $7, $8) RETURNING *",
@@ -122,7 +131,7 @@ class MediaStore(pgmigrate.Database):
         return _row(row), True
 
     async def activate(self, media_id: int, logical_volume: int) -> MediaRow:
-        async with self._db("activating the upload's row") as conn:
+        async with self._for_id(media_id, "activating the upload's row") as conn:
             row = await conn.fetchrow(
                 "UPDATE media SET state = $2, logical_volume = $3 WHERE media_id = $1 RETURNING *",
                 to_signed(media_id), MediaState.ACTIVE, logical_volume,
@@ -133,7 +142,7 @@ class MediaStore(pgmigrate.Database):
 
     async def discard(self, media_id: int) -> None:
         """Drops a pending row whose upload failed."""
-        async with self._db("dropping a failed upload's row") as conn:
+        async with self._for_id(media_id, "dropping a failed upload's row") as conn:
             await conn.execute("DELETE FROM media WHERE media_id = $1 AND state = $2",
                                to_signed(media_id), MediaState.PENDING)
 
@@ -141,7 +150,7 @@ class MediaStore(pgmigrate.Database):
         """Turns an active row deleted and journals the delete of its needle and of every
         rendition's, in one transaction; returns the journal entries, or None if the row
         was not active."""
-        async with self._db("marking the media deleted") as conn, conn.transaction():
+        async with self._for_id(media_id, "marking the media deleted") as conn, conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE media SET state = $2 WHERE media_id = $1 AND state = $3 RETURNING logical_volume, cookie",
                 to_signed(media_id), MediaState.DELETED, MediaState.ACTIVE)
@@ -163,7 +172,7 @@ class MediaStore(pgmigrate.Database):
                             cookie: int) -> PendingDelete:
         """Journals the delete of a stray needle: a rendition's copy that was not recorded
         (one recorded before it, or its media deleted meanwhile)."""
-        async with self._db("journalling a stray needle's delete") as conn:
+        async with self._for_id(media_id, "journalling a stray needle's delete") as conn:
             entry = await conn.fetchrow(
                 "INSERT INTO delete_journal (media_id, alternate_key, logical_volume, cookie, stray)"
                 " VALUES ($1, $2, $3, $4, true)"
@@ -173,29 +182,33 @@ class MediaStore(pgmigrate.Database):
         return _pending(entry)
 
     async def claim_deletes(self, limit: int, hold_s: float) -> list[PendingDelete]:
-        """Up to ``limit`` journalled deletes that are due, each held from other routers
-        for ``hold_s`` (its next attempt is pushed that far out; a router that dies while
-        holding one leaves it to be claimed again then)."""
-        async with self._db("claiming journalled deletes") as conn:
-            rows = await conn.fetch(
-                "UPDATE delete_journal SET attempts = attempts + 1,"
-                " next_attempt_at = now() + make_interval(secs => $2)"
-                " WHERE (media_id, alternate_key, logical_volume, cookie) IN"
-                " (SELECT media_id, alternate_key, logical_volume, cookie FROM delete_journal"
-                "   WHERE next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-                " RETURNING *", limit, hold_s)
-        return [_pending(r) for r in rows]
+        """Up to ``limit`` journalled deletes that are due on each instance, each held from
+        other routers for ``hold_s`` (its next attempt is pushed that far out; a router that
+        dies while holding one leaves it to be claimed again then)."""
+
+        async def claim(db: contextlib.AbstractAsyncContextManager[Any]) -> list[asyncpg.Record]:
+            async with db as conn:
+                return list(await conn.fetch(
+                    "UPDATE delete_journal SET attempts = attempts + 1,"
+                    " next_attempt_at = now() + make_interval(secs => $2)"
+                    " WHERE (media_id, alternate_key, logical_volume, cookie) IN"
+                    " (SELECT media_id, alternate_key, logical_volume, cookie FROM delete_journal"
+                    "   WHERE next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+                    " RETURNING *", limit, hold_s))
+
+        found = await asyncio.gather(*(claim(db) for _, db in self._db_each("claiming journalled deletes")))
+        return [_pending(r) for rows in found for r in rows]
 
     async def finish_delete(self, entry: PendingDelete) -> None:
         """The delete is carried out everywhere: the entry goes."""
-        async with self._db("finishing a journalled delete") as conn:
+        async with self._for_id(entry.media_id, "finishing a journalled delete") as conn:
             await conn.execute("DELETE FROM delete_journal WHERE media_id = $1 AND alternate_key = $2"
                                " AND logical_volume = $3 AND cookie = $4",
                                to_signed(entry.media_id), entry.alternate_key, entry.logical_volume, entry.cookie)
 
     async def delay_delete(self, entry: PendingDelete, why: str, retry_in_s: float) -> None:
         """Not carried out everywhere yet: try again in ``retry_in_s``."""
-        async with self._db("postponing a journalled delete") as conn:
+        async with self._for_id(entry.media_id, "postponing a journalled delete") as conn:
             await conn.execute(
                 "UPDATE delete_journal SET last_error = $3, next_attempt_at = now() + make_interval(secs => $4)"
                 " WHERE media_id = $1 AND alternate_key = $2 AND logical_volume = $5 AND cookie = $6",
@@ -203,22 +216,30 @@ class MediaStore(pgmigrate.Database):
                 entry.cookie)
 
     async def pending_deletes(self) -> int:
-        async with self._db("counting journalled deletes") as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM delete_journal"))
+        async def count(db: contextlib.AbstractAsyncContextManager[Any]) -> int:
+            async with db as conn:
+                return int(await conn.fetchval("SELECT count(*) FROM delete_journal"))
+
+        return sum(await asyncio.gather(*(count(db) for _, db in self._db_each("counting journalled deletes"))))
 
     async def get(self, media_id: int) -> MediaRow | None:
-        async with self._db("reading the media's row") as conn:
+        async with self._for_id(media_id, "reading the media's row") as conn:
             row = await conn.fetchrow("SELECT * FROM media WHERE media_id = $1", to_signed(media_id))
         return _row(row) if row else None
 
     async def get_many(self, media_ids: list[int]) -> dict[int, MediaRow]:
-        async with self._db(f"reading {len(media_ids)} media rows") as conn:
-            rows = await conn.fetch("SELECT * FROM media WHERE media_id = ANY($1::bigint[])",
-                                    [to_signed(m) for m in media_ids])
-        return {r.media_id: r for r in map(_row, rows)}
+        """The rows of ``media_ids``: one query per instance holding any, in parallel."""
+
+        async def read(instance: str, some: list[int]) -> list[asyncpg.Record]:
+            async with self._db_instance(instance, f"reading {len(some)} media rows") as conn:
+                return list(await conn.fetch("SELECT * FROM media WHERE media_id = ANY($1::bigint[])",
+                                             [to_signed(m) for m in some]))
+
+        found = await asyncio.gather(*(read(i, some) for i, some in self.shard_map.group_ids(media_ids).items()))
+        return {r.media_id: r for rows in found for r in map(_row, rows)}
 
     async def by_idempotency_key(self, owner_id: int, key: str) -> MediaRow | None:
-        async with self._db("looking up the upload's idempotency key") as conn:
+        async with self._db_for(shard_for_user(owner_id), "looking up the upload's idempotency key") as conn:
             row = await conn.fetchrow("SELECT * FROM media WHERE owner_id = $1 AND idempotency_key = $2",
                                       owner_id, key)
         return _row(row) if row else None
@@ -228,7 +249,7 @@ class MediaStore(pgmigrate.Database):
         """Records a rendition whose needle every replica holds: (it, True); or (the one
         recorded before under its alternate key, False); None when the media is not active
         (the caller then journals its needle's delete)."""
-        async with self._db("recording a rendition") as conn, conn.transaction():
+        async with self._for_id(rendition.media_id, "recording a rendition") as conn, conn.transaction():
             # FOR SHARE: a delete of the media waits for this transaction, and then journals
             # the rendition with the rest (``mark_deleted``).
             active = await conn.fetchval("SELECT 1 FROM media WHERE media_id = $1 AND state = $2 FOR SHARE",
@@ -250,19 +271,25 @@ class MediaStore(pgmigrate.Database):
         return _rendition(row), False
 
     async def rendition(self, media_id: int, alternate_key: int) -> RenditionRow | None:
-        async with self._db("reading a rendition's row") as conn:
+        async with self._for_id(media_id, "reading a rendition's row") as conn:
             row = await conn.fetchrow("SELECT * FROM renditions WHERE media_id = $1 AND alternate_key = $2",
                                       to_signed(media_id), alternate_key)
         return _rendition(row) if row else None
 
     async def renditions_of(self, media_ids: list[int]) -> dict[int, list[RenditionRow]]:
-        """Every recorded rendition of each media, by alternate key."""
-        async with self._db(f"reading the renditions of {len(media_ids)} media") as conn:
-            rows = await conn.fetch("SELECT * FROM renditions WHERE media_id = ANY($1::bigint[])"
-                                    " ORDER BY media_id, alternate_key", [to_signed(m) for m in media_ids])
+        """Every recorded rendition of each media, by alternate key: one query per instance
+        holding any, in parallel."""
+
+        async def read(instance: str, some: list[int]) -> list[asyncpg.Record]:
+            async with self._db_instance(instance, f"reading the renditions of {len(some)} media") as conn:
+                return list(await conn.fetch("SELECT * FROM renditions WHERE media_id = ANY($1::bigint[])"
+                                             " ORDER BY media_id, alternate_key", [to_signed(m) for m in some]))
+
+        found = await asyncio.gather(*(read(i, some) for i, some in self.shard_map.group_ids(media_ids).items()))
         out: dict[int, list[RenditionRow]] = {}
-        for r in map(_rendition, rows):
-            out.setdefault(r.media_id, []).append(r)
+        for rows in found:
+            for r in map(_rendition, rows):
+                out.setdefault(r.media_id, []).append(r)
         return out
 
     async def finish_renditions(self, media_id: int, version: int, failure: str, *, width: int = 0,
@@ -272,7 +299,7 @@ class MediaStore(pgmigrate.Database):
         non-zero); False when the media is not active."""
         state = RenditionsState.FAILED if failure else RenditionsState.DONE
         sized = width > 0 and height > 0
-        async with self._db("recording renditions finished") as conn:
+        async with self._for_id(media_id, "recording renditions finished") as conn:
             status = await conn.execute(
                 "UPDATE media SET renditions_state = $2, renditions_version = $3, renditions_error = $4,"
                 " width = CASE WHEN $6 THEN $7 ELSE width END, height = CASE WHEN $6 THEN $8 ELSE height END"
@@ -281,18 +308,26 @@ class MediaStore(pgmigrate.Database):
         return status.endswith(" 1")
 
     async def renditions_due(self, after_s: float, limit: int) -> list[MediaRow]:
-        """Up to ``limit`` active uploads at least ``after_s`` old whose renditions are not
-        finished and were not swept in the last ``after_s``; each is marked swept now, so
-        other routers sweeping at once pass over it."""
-        async with self._db("finding unfinished renditions") as conn:
-            rows = await conn.fetch(
-                "UPDATE media SET renditions_swept_at = now() WHERE media_id IN ("
-                "  SELECT media_id FROM media WHERE state = $1 AND renditions_state = $2"
-                "  AND created_at < now() - make_interval(secs => $3)"
-                "  AND (renditions_swept_at IS NULL OR renditions_swept_at < now() - make_interval(secs => $3))"
-                "  ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *",
-                MediaState.ACTIVE, RenditionsState.PENDING, after_s, limit)
-        return [_row(r) for r in rows]
+        """Up to ``limit`` active uploads on each instance at least ``after_s`` old whose
+        renditions are not finished and were not swept in the last ``after_s``; each is
+        marked swept now, so other routers sweeping at once pass over it."""
+
+        async def sweep(db: contextlib.AbstractAsyncContextManager[Any]) -> list[asyncpg.Record]:
+            async with db as conn:
+                return list(await conn.fetch(
+                    "UPDATE media SET renditions_swept_at = now() WHERE media_id IN ("
+                    "  SELECT media_id FROM media WHERE state = $1 AND renditions_state = $2"
+                    "  AND created_at < now() - make_interval(secs => $3)"
+                    "  AND (renditions_swept_at IS NULL OR renditions_swept_at < now() - make_interval(secs => $3))"
+                    "  ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *",
+                    MediaState.ACTIVE, RenditionsState.PENDING, after_s, limit))
+
+        found = await asyncio.gather(*(sweep(db) for _, db in self._db_each("finding unfinished renditions")))
+        return [_row(r) for rows in found for r in rows]
+
+    def _for_id(self, media_id: int, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A connection to the instance holding ``media_id``'s row (its id's shard)."""
+        return self._db_for(split_id(media_id)[1], what)
 
 
 def _rendition(r: asyncpg.Record) -> RenditionRow:

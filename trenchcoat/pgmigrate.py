@@ -1,7 +1,8 @@
 """Versioned PostgreSQL schemas: each service ships ``<package>/migrations/NNNN_name.sql``
 and applies them at start, in order, each in its own transaction, under an advisory lock
-so processes starting together apply each once. A table per service records what is
-applied (services share one database, each owning its own tables). The whole run is
+so processes starting together apply each once, on every instance a service keeps rows in
+(``Database``: one pool per instance, rows placed by the shard map). A table per service
+records what is applied (services share one database, each owning its own tables). The whole run is
 bounded by a deadline: a database that does not answer stops the service's start with
 ``Unavailable`` naming PostgreSQL.
 """
@@ -12,12 +13,14 @@ import contextlib
 import logging
 import re
 import zlib
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, Self
 
 import asyncpg
 
-from trenchcoat import postgres
+from trenchcoat import postgres, shards
+from trenchcoat.shards import ShardMap, ShardMapError
 
 log = logging.getLogger(__name__)
 
@@ -62,32 +65,79 @@ async def migrate(pool: asyncpg.Pool, package: str, table: str, *, timeout_s: fl
 
 
 class Database:
-    """What a service keeps in PostgreSQL, as a class to extend: the pool, the versioned
-    schema (``MIGRATIONS``, the package holding them, and ``MIGRATIONS_TABLE``, the table
-    recording them), and a connection for one piece of work within the deadline
-    (``trenchcoat.postgres``). Subclasses add the service's statements."""
+    """What a service keeps in PostgreSQL, as a class to extend: a pool per instance, the
+    versioned schema (``MIGRATIONS``, the package holding them, and ``MIGRATIONS_TABLE``, the
+    table recording them) applied on each, and a connection for one piece of work within the
+    deadline (``trenchcoat.postgres``). Subclasses add the service's statements: on the one
+    instance (``_db``), on the instance holding a logical shard (``_db_for``), or on each
+    (``_db_each``). Which instance holds which shard is the shard map's
+    (``trenchcoat.shards``); with one instance, all of them."""
 
     MIGRATIONS: str
     MIGRATIONS_TABLE: str
 
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
-        self._pool = pool
+    def __init__(self, pools: Mapping[str, asyncpg.Pool], timeout_s: float, shard_map: ShardMap | None = None) -> None:
+        """``pools``: instance name (``shards.instance_name``) -> its pool, the first the
+        home of what is not sharded; ``shard_map``: None with one instance (every shard on it)."""
+        if not pools:
+            raise ValueError("no PostgreSQL instance")
+        self._pools = dict(pools)
+        self._pool = next(iter(self._pools.values()))
         self._timeout = timeout_s
+        if shard_map is None:
+            if len(self._pools) > 1:
+                raise ShardMapError(f"{len(self._pools)} PostgreSQL instances and no shard map saying which "
+                                    "holds which shard (trenchcoat shards init)")
+            shard_map = ShardMap.even(list(self._pools))
+        shard_map.check(self._pools)
+        self.shard_map = shard_map
 
     @classmethod
-    async def connect(cls, dsn: str, *, timeout_s: float, min_size: int = 2, max_size: int = 16) -> Self:
-        """Connects within a few deadlines (``trenchcoat.postgres.connect``) or raises Unavailable."""
-        return cls(await postgres.connect(dsn, timeout_s=timeout_s, min_size=min_size, max_size=max_size),
-                   timeout_s)
+    async def connect(cls, dsns: str | Sequence[str], *, timeout_s: float, shard_map: ShardMap | None = None,
+                      min_size: int = 2, max_size: int = 16) -> Self:
+        """Connects to every instance within a few deadlines (``trenchcoat.postgres.connect``)
+        or raises Unavailable (or ShardMapError for a map naming an instance not given)."""
+        named = shards.by_name([dsns] if isinstance(dsns, str) else dsns)
+        if shard_map is not None:
+            shard_map.check(named)
+        pools: dict[str, asyncpg.Pool] = {}
+        try:
+            for name, dsn in named.items():
+                pools[name] = await postgres.connect(dsn, timeout_s=timeout_s, min_size=min_size, max_size=max_size)
+        except BaseException:
+            for pool in pools.values():
+                await pool.close()
+            raise
+        return cls(pools, timeout_s, shard_map)
 
     async def close(self) -> None:
-        await self._pool.close()
+        for pool in self._pools.values():
+            await pool.close()
 
     async def migrate(self) -> list[int]:
-        """Applies the migrations not yet applied; returns their versions."""
-        return await migrate(self._pool, self.MIGRATIONS, self.MIGRATIONS_TABLE,
-                             timeout_s=postgres.CONNECT_DEADLINES * self._timeout)
+        """Applies the migrations not yet applied, on every instance; returns their versions
+        (those applied anywhere)."""
+        applied: set[int] = set()
+        for pool in self._pools.values():
+            applied.update(await migrate(pool, self.MIGRATIONS, self.MIGRATIONS_TABLE,
+                                         timeout_s=postgres.CONNECT_DEADLINES * self._timeout))
+        return sorted(applied)
 
     def _db(self, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
-        """A connection for one piece of work within the deadline (trenchcoat.postgres)."""
+        """A connection to the first instance for one piece of work within the deadline
+        (trenchcoat.postgres): for what is not sharded."""
         return postgres.connection(self._pool, what, self._timeout)
+
+    def _db_for(self, shard: int, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A connection to the instance holding logical ``shard``; a failure names both."""
+        instance = self.shard_map.instance_of(shard)
+        return postgres.connection(self._pools[instance], f"{what} (shard {shard}, on {instance})", self._timeout)
+
+    def _db_each(self, what: str) -> list[tuple[str, contextlib.AbstractAsyncContextManager[Any]]]:
+        """A connection to each instance (instance name, connection), for work over all shards."""
+        return [(name, postgres.connection(pool, f"{what} (on {name})", self._timeout))
+                for name, pool in self._pools.items()]
+
+    def _db_instance(self, instance: str, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A connection to ``instance`` (a name the map gives)."""
+        return postgres.connection(self._pools[instance], f"{what} (on {instance})", self._timeout)

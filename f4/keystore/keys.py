@@ -19,6 +19,7 @@ first); there is one key store per cell, so a discard is seen by every read at o
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import asyncpg
 
@@ -27,6 +28,7 @@ from f4.keystore import metrics
 from f4.keystore.errors import KeyDiscarded, KeyNotFound
 from trenchcoat import pgmigrate
 from trenchcoat.ids import to_signed
+from trenchcoat.shards import ShardMap
 
 DISCARDED = b""
 """What the cache holds for a discarded key."""
@@ -43,8 +45,9 @@ class Keys(pgmigrate.Database):
 
     cache_entries = 1_000_000
 
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
-        super().__init__(pool, timeout_s)
+    def __init__(self, pools: Mapping[str, asyncpg.Pool], timeout_s: float,
+                 shard_map: ShardMap | None = None) -> None:
+        super().__init__(pools, timeout_s, shard_map)
         self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._alts: dict[int, set[int]] = {}
         """Needle key -> the alternate keys cached for it (to forget them all on a delete)."""

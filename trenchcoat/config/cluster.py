@@ -8,7 +8,7 @@ from pathlib import Path
 
 from trenchcoat.config.checks import Section, require
 from trenchcoat.config.service import MAX_PORT
-from trenchcoat.config.setting import HOST_PORT, setting
+from trenchcoat.config.setting import HOST_PORT, Bounds, setting
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -79,12 +79,22 @@ class PostgresConfig(Section):
         "up` starts a private PostgreSQL (TLS only, a SCRAM password of its own).",
         default="", prefixes=("postgresql://", "postgres://"), or_empty=True,
     )
+    shard_dsns: tuple[str, ...] = setting(
+        "Further PostgreSQL instances (libpq URIs) holding logical shards of the media rows, "
+        "besides postgres.dsn's; the shard map in etcd (`trenchcoat shards`) says which holds "
+        "which. Empty: one instance, every shard on postgres.dsn's.",
+        default=(), distinct=True, each=Bounds(prefixes=("postgresql://", "postgres://")),
+    )
     timeout_s: float = setting(
         "Deadline of each piece of work a service does in PostgreSQL (routers, the feed and "
         "its workers): waiting for a pooled connection and every statement of it. Past it the "
         "request fails UNAVAILABLE naming PostgreSQL. Connecting at start may take 3 times this.",
         default=3.0, gt=0,
     )
+
+    def instances(self) -> tuple[str, ...]:
+        """The DSN of every instance holding logical shards (postgres.dsn's first)."""
+        return (self.dsn, *self.shard_dsns) if self.dsn else self.shard_dsns
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

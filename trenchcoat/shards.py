@@ -1,0 +1,213 @@
+"""The shard map: which PostgreSQL instance holds each of the 8,192 logical shards.
+
+The shard is in every id (``trenchcoat.ids``: ``[41 bits ms][13 bits shard][10 bits
+sequence]``, the shard being the owner's ``user_id % 8192``), so a row is found without a
+lookup: a media's row lives on the instance holding its id's shard, a user's rows on the
+instance holding ``user_id % 8192``. The map is a handful of contiguous ranges, each
+naming an instance; an instance is named by where it is (``host:port/database`` of its
+DSN: no credentials, and the same name whatever order the config lists DSNs in).
+
+The map is kept in etcd (``shards/map``, beside the volume map), written only by the
+operator (``trenchcoat shards init``); every process holding PostgreSQL rows reads it. A
+cluster of one instance needs none: every shard is on it. A map that leaves a shard without
+an instance, or names an instance the config has no DSN for, is refused naming the shards.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from trenchcoat import ids
+from trenchcoat.errors import FailedPrecondition, Unavailable
+
+if TYPE_CHECKING:
+    from trenchcoat.etcd import Etcd
+
+T = TypeVar("T")
+
+MAP_KEY = "shards/map"
+"""The map's etcd key, under the cluster's prefix (``trenchcoat.etcd``)."""
+SHARDS = ids.SHARD_COUNT
+
+
+class ShardMapError(FailedPrecondition):
+    """A map that cannot route every shard to a known instance."""
+
+
+def instance_name(dsn: str) -> str:
+    """An instance's name in the map: ``host:port/database`` of its DSN (libpq's defaults
+    for what it leaves out), never its credentials."""
+    url = urllib.parse.urlsplit(dsn)
+    host = url.hostname or "localhost"
+    return f"{host}:{url.port or 5432}/{url.path.lstrip('/') or 'postgres'}"
+
+
+@dataclass(frozen=True, slots=True)
+class ShardRange:
+    """Logical shards ``first`` through ``last`` (both included), on ``instance``."""
+
+    first: int
+    last: int
+    instance: str
+
+    def __str__(self) -> str:
+        shards = f"{self.first}" if self.first == self.last else f"{self.first}-{self.last}"
+        return f"{shards} -> {self.instance}"
+
+
+class ShardMap:
+    """Logical shard -> instance name, for every shard; ``version`` grows with each change."""
+
+    def __init__(self, ranges: Iterable[ShardRange], *, version: int = 1) -> None:
+        self.ranges = tuple(sorted(ranges, key=lambda r: r.first))
+        self.version = version
+        self._owner: list[str | None] = [None] * SHARDS
+        for r in self.ranges:
+            if not 0 <= r.first <= r.last < SHARDS:
+                raise ShardMapError(f"shard range {r.first}-{r.last} is outside 0-{SHARDS - 1}")
+            for shard in range(r.first, r.last + 1):
+                if self._owner[shard] is not None:
+                    raise ShardMapError(f"shard {shard} is mapped twice ({self._owner[shard]} and {r.instance})")
+                self._owner[shard] = r.instance
+        missing = [s for s, owner in enumerate(self._owner) if owner is None]
+        if missing:
+            raise ShardMapError(f"shards {_spans(missing)} have no instance: every shard 0-{SHARDS - 1} needs one")
+
+    @classmethod
+    def even(cls, instances: Sequence[str], *, version: int = 1) -> ShardMap:
+        """The shards split into ``len(instances)`` contiguous ranges of (nearly) equal size,
+        in the order given: with owners spread evenly over shards, rows spread evenly."""
+        if not instances:
+            raise ShardMapError("a shard map needs at least one instance")
+        if len(set(instances)) != len(instances):
+            raise ShardMapError(f"an instance is named twice: {', '.join(instances)}")
+        n = len(instances)
+        bounds = [SHARDS * i // n for i in range(n + 1)]
+        return cls((ShardRange(bounds[i], bounds[i + 1] - 1, name) for i, name in enumerate(instances)),
+                   version=version)
+
+    @property
+    def instances(self) -> list[str]:
+        """Every instance the map names, in shard order."""
+        return list(dict.fromkeys(r.instance for r in self.ranges))
+
+    def instance_of(self, shard: int) -> str:
+        if not 0 <= shard < SHARDS:
+            raise ValueError(f"shard {shard} is outside 0-{SHARDS - 1}")
+        owner = self._owner[shard]
+        assert owner is not None  # every shard has one (checked when made)
+        return owner
+
+    def instance_of_id(self, media_id: int) -> str:
+        """Where the row of ``media_id`` (or of a post, whose id is its media's) lives."""
+        return self.instance_of(ids.split_id(media_id)[1])
+
+    def instance_of_user(self, user_id: int) -> str:
+        """Where the rows ``user_id`` owns live (and the ids minted for them)."""
+        return self.instance_of(ids.shard_for_user(user_id))
+
+    def group(self, items: Iterable[T], shard_of: Callable[[T], int]) -> dict[str, list[T]]:
+        """``items`` by the instance holding each one's shard (order kept within each)."""
+        out: dict[str, list[T]] = {}
+        for item in items:
+            out.setdefault(self.instance_of(shard_of(item)), []).append(item)
+        return out
+
+    def group_ids(self, media_ids: Iterable[int]) -> dict[str, list[int]]:
+        return self.group(media_ids, lambda m: ids.split_id(m)[1])
+
+    def check(self, known: Collection[str]) -> None:
+        """Raises ShardMapError naming the shards whose instance is not in ``known`` (the
+        instances this process has a DSN for): never route a row where nothing connects."""
+        unknown = [r for r in self.ranges if r.instance not in known]
+        if unknown:
+            raise ShardMapError(
+                "the shard map puts " + "; ".join(f"shards {r.first}-{r.last} on {r.instance}" for r in unknown)
+                + f", an instance postgres.dsns does not list (it lists {', '.join(sorted(known)) or 'none'})")
+
+    def to_record(self) -> dict[str, Any]:
+        return {"version": self.version, "ranges": [[r.first, r.last, r.instance] for r in self.ranges]}
+
+    @classmethod
+    def from_record(cls, doc: Mapping[str, Any]) -> ShardMap:
+        try:
+            return cls((ShardRange(int(first), int(last), str(instance)) for first, last, instance in doc["ranges"]),
+                       version=int(doc["version"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ShardMapError(f"the stored shard map is not one: {exc!r}") from None
+
+    def rows(self) -> list[str]:
+        """The map as a person reads it: a line per range."""
+        return [str(r) for r in self.ranges]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ShardMap) and (self.ranges, self.version) == (other.ranges, other.version)
+
+    def __hash__(self) -> int:
+        return hash((self.ranges, self.version))
+
+    def __repr__(self) -> str:
+        return f"ShardMap(v{self.version}: {'; '.join(self.rows())})"
+
+
+async def stored(etcd: Etcd) -> ShardMap | None:
+    """The map in etcd (None before ``init``)."""
+    record = await etcd.get(MAP_KEY)
+    return ShardMap.from_record(record.value) if record is not None else None
+
+
+async def init(etcd: Etcd, instances: Sequence[str]) -> tuple[ShardMap, bool]:
+    """Stores the shards split evenly over ``instances`` unless a map is stored already:
+    (the map in force, True when stored now). An existing map is never replaced here: rows
+    already live where it says (moving shards is ``trenchcoat shards move``)."""
+    fresh = ShardMap.even(instances)
+    if await etcd.create(MAP_KEY, fresh.to_record()):
+        return fresh, True
+    existing = await stored(etcd)
+    if existing is None:
+        raise ShardMapError("the shard map vanished while being made: try again")
+    return existing, False
+
+
+async def for_process(etcd: Etcd | None, instances: Collection[str]) -> ShardMap | None:
+    """The map a process holding rows on ``instances`` routes by: the stored one, checked
+    against them; None (every shard on the one instance) when there is one instance and no
+    map. Unavailable while several instances wait for a map (a process retries it for
+    cluster.start_wait_s)."""
+    found = await stored(etcd) if etcd is not None else None
+    if found is None:
+        if len(instances) > 1:
+            raise Unavailable(f"no shard map for the {len(instances)} PostgreSQL instances "
+                              f"({', '.join(sorted(instances))}): the operator makes it with `trenchcoat shards init`"
+                              + ("" if etcd is not None else "; and it lives in etcd, which etcd.endpoints does not name"))
+        return None
+    found.check(instances)
+    return found
+
+
+def by_name(dsns: Iterable[str]) -> Mapping[str, str]:
+    """Instance name -> DSN, refusing two DSNs of one instance."""
+    out: dict[str, str] = {}
+    for dsn in dsns:
+        name = instance_name(dsn)
+        if name in out:
+            raise ShardMapError(f"two DSNs name the instance {name}")
+        out[name] = dsn
+    return out
+
+
+def _spans(shards: list[int]) -> str:
+    """1, 2, 3, 7 -> '1-3, 7' (the first few spans)."""
+    spans: list[str] = []
+    start = prev = shards[0]
+    for s in [*shards[1:], None]:
+        if s is not None and s == prev + 1:
+            prev = s
+            continue
+        spans.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if s is not None:
+            start = prev = s
+    return ", ".join(spans[:5]) + (f" and {len(spans) - 5} more ranges" if len(spans) > 5 else "")
