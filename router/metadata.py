@@ -19,7 +19,6 @@ being done, never a hang or INTERNAL.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import enum
 import logging
@@ -185,19 +184,14 @@ class MediaStore(pgmigrate.Database):
         """Up to ``limit`` journalled deletes that are due on each instance, each held from
         other routers for ``hold_s`` (its next attempt is pushed that far out; a router that
         dies while holding one leaves it to be claimed again then)."""
-
-        async def claim(db: contextlib.AbstractAsyncContextManager[Any]) -> list[asyncpg.Record]:
-            async with db as conn:
-                return list(await conn.fetch(
-                    "UPDATE delete_journal SET attempts = attempts + 1,"
-                    " next_attempt_at = now() + make_interval(secs => $2)"
-                    " WHERE (media_id, alternate_key, logical_volume, cookie) IN"
-                    " (SELECT media_id, alternate_key, logical_volume, cookie FROM delete_journal"
-                    "   WHERE next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-                    " RETURNING *", limit, hold_s))
-
-        found = await asyncio.gather(*(claim(db) for _, db in self._db_each("claiming journalled deletes")))
-        return [_pending(r) for rows in found for r in rows]
+        rows = await self._fetch_each(
+            "claiming journalled deletes",
+            "UPDATE delete_journal SET attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => $2)"
+            " WHERE (media_id, alternate_key, logical_volume, cookie) IN"
+            " (SELECT media_id, alternate_key, logical_volume, cookie FROM delete_journal"
+            "   WHERE next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+            " RETURNING *", limit, hold_s)
+        return [_pending(r) for r in rows]
 
     async def finish_delete(self, entry: PendingDelete) -> None:
         """The delete is carried out everywhere: the entry goes."""
@@ -216,11 +210,8 @@ class MediaStore(pgmigrate.Database):
                 entry.cookie)
 
     async def pending_deletes(self) -> int:
-        async def count(db: contextlib.AbstractAsyncContextManager[Any]) -> int:
-            async with db as conn:
-                return int(await conn.fetchval("SELECT count(*) FROM delete_journal"))
-
-        return sum(await asyncio.gather(*(count(db) for _, db in self._db_each("counting journalled deletes"))))
+        rows = await self._fetch_each("counting journalled deletes", "SELECT count(*) AS n FROM delete_journal")
+        return sum(int(r["n"]) for r in rows)
 
     async def get(self, media_id: int) -> MediaRow | None:
         async with self._for_id(media_id, "reading the media's row") as conn:
@@ -229,14 +220,9 @@ class MediaStore(pgmigrate.Database):
 
     async def get_many(self, media_ids: list[int]) -> dict[int, MediaRow]:
         """The rows of ``media_ids``: one query per instance holding any, in parallel."""
-
-        async def read(instance: str, some: list[int]) -> list[asyncpg.Record]:
-            async with self._db_instance(instance, f"reading {len(some)} media rows") as conn:
-                return list(await conn.fetch("SELECT * FROM media WHERE media_id = ANY($1::bigint[])",
-                                             [to_signed(m) for m in some]))
-
-        found = await asyncio.gather(*(read(i, some) for i, some in self.shard_map.group_ids(media_ids).items()))
-        return {r.media_id: r for rows in found for r in map(_row, rows)}
+        rows = await self._fetch_ids("reading media rows", "SELECT * FROM media WHERE media_id = ANY($1::bigint[])",
+                                     media_ids)
+        return {r.media_id: r for r in map(_row, rows)}
 
     async def by_idempotency_key(self, owner_id: int, key: str) -> MediaRow | None:
         async with self._db_for(shard_for_user(owner_id), "looking up the upload's idempotency key") as conn:
@@ -279,17 +265,11 @@ class MediaStore(pgmigrate.Database):
     async def renditions_of(self, media_ids: list[int]) -> dict[int, list[RenditionRow]]:
         """Every recorded rendition of each media, by alternate key: one query per instance
         holding any, in parallel."""
-
-        async def read(instance: str, some: list[int]) -> list[asyncpg.Record]:
-            async with self._db_instance(instance, f"reading the renditions of {len(some)} media") as conn:
-                return list(await conn.fetch("SELECT * FROM renditions WHERE media_id = ANY($1::bigint[])"
-                                             " ORDER BY media_id, alternate_key", [to_signed(m) for m in some]))
-
-        found = await asyncio.gather(*(read(i, some) for i, some in self.shard_map.group_ids(media_ids).items()))
+        rows = await self._fetch_ids("reading renditions", "SELECT * FROM renditions WHERE media_id = ANY($1::bigint[])"
+                                     " ORDER BY media_id, alternate_key", media_ids)
         out: dict[int, list[RenditionRow]] = {}
-        for rows in found:
-            for r in map(_rendition, rows):
-                out.setdefault(r.media_id, []).append(r)
+        for r in map(_rendition, rows):
+            out.setdefault(r.media_id, []).append(r)
         return out
 
     async def finish_renditions(self, media_id: int, version: int, failure: str, *, width: int = 0,
@@ -311,19 +291,15 @@ class MediaStore(pgmigrate.Database):
         """Up to ``limit`` active uploads on each instance at least ``after_s`` old whose
         renditions are not finished and were not swept in the last ``after_s``; each is
         marked swept now, so other routers sweeping at once pass over it."""
-
-        async def sweep(db: contextlib.AbstractAsyncContextManager[Any]) -> list[asyncpg.Record]:
-            async with db as conn:
-                return list(await conn.fetch(
-                    "UPDATE media SET renditions_swept_at = now() WHERE media_id IN ("
-                    "  SELECT media_id FROM media WHERE state = $1 AND renditions_state = $2"
-                    "  AND created_at < now() - make_interval(secs => $3)"
-                    "  AND (renditions_swept_at IS NULL OR renditions_swept_at < now() - make_interval(secs => $3))"
-                    "  ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *",
-                    MediaState.ACTIVE, RenditionsState.PENDING, after_s, limit))
-
-        found = await asyncio.gather(*(sweep(db) for _, db in self._db_each("finding unfinished renditions")))
-        return [_row(r) for rows in found for r in rows]
+        rows = await self._fetch_each(
+            "finding unfinished renditions",
+            "UPDATE media SET renditions_swept_at = now() WHERE media_id IN ("
+            "  SELECT media_id FROM media WHERE state = $1 AND renditions_state = $2"
+            "  AND created_at < now() - make_interval(secs => $3)"
+            "  AND (renditions_swept_at IS NULL OR renditions_swept_at < now() - make_interval(secs => $3))"
+            "  ORDER BY created_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *",
+            MediaState.ACTIVE, RenditionsState.PENDING, after_s, limit)
+        return [_row(r) for r in rows]
 
     def _for_id(self, media_id: int, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """A connection to the instance holding ``media_id``'s row (its id's shard)."""

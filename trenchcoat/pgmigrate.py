@@ -9,17 +9,19 @@ bounded by a deadline: a database that does not answer stops the service's start
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any, Self
 
 import asyncpg
 
 from trenchcoat import postgres, shards
+from trenchcoat.ids import to_signed
 from trenchcoat.shards import ShardMap, ShardMapError
 
 log = logging.getLogger(__name__)
@@ -137,6 +139,27 @@ class Database:
         """A connection to each instance (instance name, connection), for work over all shards."""
         return [(name, postgres.connection(pool, f"{what} (on {name})", self._timeout))
                 for name, pool in self._pools.items()]
+
+    async def _fetch_each(self, what: str, query: str, *args: Any) -> list[asyncpg.Record]:
+        """``query`` on every instance at once, the rows of all (work over every shard)."""
+
+        async def fetch(db: contextlib.AbstractAsyncContextManager[Any]) -> list[asyncpg.Record]:
+            async with db as conn:
+                return list(await conn.fetch(query, *args))
+
+        found = await asyncio.gather(*(fetch(db) for _, db in self._db_each(what)))
+        return [row for rows in found for row in rows]
+
+    async def _fetch_ids(self, what: str, query: str, media_ids: Iterable[int]) -> list[asyncpg.Record]:
+        """``query`` (``$1``: an array of signed ids) once on each instance holding any of
+        ``media_ids``, with the ones it holds, all at once; the rows of all."""
+
+        async def fetch(instance: str, some: list[int]) -> list[asyncpg.Record]:
+            async with self._db_instance(instance, f"{what} ({len(some)} ids)") as conn:
+                return list(await conn.fetch(query, [to_signed(m) for m in some]))
+
+        found = await asyncio.gather(*(fetch(i, some) for i, some in self.shard_map.group_ids(media_ids).items()))
+        return [row for rows in found for row in rows]
 
     def _db_instance(self, instance: str, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """A connection to ``instance`` (a name the map gives)."""
