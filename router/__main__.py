@@ -10,12 +10,11 @@ from router.photos import Photos
 from router.renditions import RenditionDuties, RenditionWriter
 from router.service import SERVICE_NAME, MediaServicer
 from router.upload import Uploader, UploadLimits
-from trenchcoat import redisio, server, shards, siblings
+from trenchcoat import redisio, server, siblings
 from trenchcoat.clients.cache import CacheClient
 from trenchcoat.clients.directory import DirectoryClient
 from trenchcoat.clients.f4 import F4Client
 from trenchcoat.clients.store import StoreClient
-from trenchcoat.etcd import Etcd
 from trenchcoat.rendition_jobs import RenditionQueue
 from trenchcoat.rpc import ChannelPool
 from trenchcoat.v1 import router_pb2_grpc
@@ -34,19 +33,7 @@ def main() -> int:
         return 2
 
     async def build() -> server.ServiceHost:
-        instances = config.postgres.instances()
-        etcd = (Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
-                if config.etcd.endpoints else None)
-        try:  # where each logical shard's rows live (the operator's map in etcd)
-            shard_map = await server.until_reachable(
-                "the shard map", lambda: shards.for_process(etcd, shards.by_name(instances)),
-                config.cluster.start_wait_s)
-        finally:
-            if etcd is not None:
-                await etcd.close()
-        media = await server.until_reachable("PostgreSQL", lambda: MediaStore.connect(
-            instances, timeout_s=config.postgres.timeout_s, shard_map=shard_map), config.cluster.start_wait_s)
-        await media.migrate()
+        media = await server.sharded_database(MediaStore, config)  # rows where the shard map says
         pool = ChannelPool()
         directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=config.directory.call_timeout_s)
         stores = StoreClient(pool, timeout_s=section.replica_timeout_s)

@@ -66,6 +66,51 @@ async def migrate(pool: asyncpg.Pool, package: str, table: str, *, timeout_s: fl
     return applied
 
 
+INSTANCE_LOCK = zlib.crc32(b"trenchcoat_instance")
+
+
+async def instance_id(pool: asyncpg.Pool, *, timeout_s: float) -> str:
+    """The instance's name in the shard map: an id made at random the first time anyone
+    asks, and kept in the database (table ``trenchcoat_instance``), so the name stays the
+    same when the instance moves to another host or port."""
+    async with postgres.connection(pool, "reading the instance's id", timeout_s) as conn:
+        if await conn.fetchval("SELECT to_regclass('trenchcoat_instance') IS NOT NULL"):
+            found = await conn.fetchval("SELECT id FROM trenchcoat_instance")
+            if found is not None:
+                return str(found)
+        await conn.execute("SELECT pg_advisory_lock($1)", INSTANCE_LOCK)
+        try:
+            await conn.execute("CREATE TABLE IF NOT EXISTS trenchcoat_instance (one boolean PRIMARY KEY DEFAULT true"
+                               " CHECK (one), id text NOT NULL, made_at timestamptz NOT NULL DEFAULT now())")
+            await conn.execute("INSERT INTO trenchcoat_instance (id) VALUES ('pg-' || left(md5(gen_random_uuid()::text),"
+                               " 12)) ON CONFLICT (one) DO NOTHING")
+            return str(await conn.fetchval("SELECT id FROM trenchcoat_instance"))
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", INSTANCE_LOCK)
+
+
+async def connect_instances(dsns: str | Sequence[str], *, timeout_s: float, min_size: int = 2,
+                            max_size: int = 16) -> dict[str, tuple[asyncpg.Pool, str]]:
+    """A pool to each instance within a few deadlines (``trenchcoat.postgres.connect``), by
+    its id (``instance_id``): id -> (pool, where it is, ``shards.address_of``). Unavailable
+    when one cannot be reached; ShardMapError when two DSNs reach one instance."""
+    out: dict[str, tuple[asyncpg.Pool, str]] = {}
+    try:
+        for dsn in [dsns] if isinstance(dsns, str) else dsns:
+            pool = await postgres.connect(dsn, timeout_s=timeout_s, min_size=min_size, max_size=max_size)
+            name = await instance_id(pool, timeout_s=postgres.CONNECT_DEADLINES * timeout_s)
+            if name in out:
+                await pool.close()
+                raise ShardMapError(f"{shards.address_of(dsn)} and {out[name][1]} are one instance ({name}): "
+                                    "name each PostgreSQL instance once")
+            out[name] = (pool, shards.address_of(dsn))
+    except BaseException:
+        for pool, _ in out.values():
+            await pool.close()
+        raise
+    return out
+
+
 class Database:
     """What a service keeps in PostgreSQL, as a class to extend: a pool per instance, the
     versioned schema (``MIGRATIONS``, the package holding them, and ``MIGRATIONS_TABLE``, the
@@ -78,12 +123,14 @@ class Database:
     MIGRATIONS: str
     MIGRATIONS_TABLE: str
 
-    def __init__(self, pools: Mapping[str, asyncpg.Pool], timeout_s: float, shard_map: ShardMap | None = None) -> None:
-        """``pools``: instance name (``shards.instance_name``) -> its pool, the first the
-        home of what is not sharded; ``shard_map``: None with one instance (every shard on it)."""
-        if not pools:
+    def __init__(self, instances: Mapping[str, tuple[asyncpg.Pool, str]], timeout_s: float,
+                 shard_map: ShardMap | None = None) -> None:
+        """``instances``: id -> (pool, address) (``connect_instances``), the first the home
+        of what is not sharded; ``shard_map``: None with one instance (every shard on it)."""
+        if not instances:
             raise ValueError("no PostgreSQL instance")
-        self._pools = dict(pools)
+        self._pools = {name: pool for name, (pool, _) in instances.items()}
+        self._where = {name: f"{name} at {address}" for name, (_, address) in instances.items()}
         self._pool = next(iter(self._pools.values()))
         self._timeout = timeout_s
         if shard_map is None:
@@ -91,26 +138,21 @@ class Database:
                 raise ShardMapError(f"{len(self._pools)} PostgreSQL instances and no shard map saying which "
                                     "holds which shard (trenchcoat shards init)")
             shard_map = ShardMap.even(list(self._pools))
-        shard_map.check(self._pools)
+        shard_map.check(self._where)
         self.shard_map = shard_map
 
     @classmethod
     async def connect(cls, dsns: str | Sequence[str], *, timeout_s: float, shard_map: ShardMap | None = None,
                       min_size: int = 2, max_size: int = 16) -> Self:
-        """Connects to every instance within a few deadlines (``trenchcoat.postgres.connect``)
-        or raises Unavailable (or ShardMapError for a map naming an instance not given)."""
-        named = shards.by_name([dsns] if isinstance(dsns, str) else dsns)
-        if shard_map is not None:
-            shard_map.check(named)
-        pools: dict[str, asyncpg.Pool] = {}
+        """Connects to every instance within a few deadlines or raises Unavailable (or
+        ShardMapError for a map naming an instance none of ``dsns`` reaches)."""
+        instances = await connect_instances(dsns, timeout_s=timeout_s, min_size=min_size, max_size=max_size)
         try:
-            for name, dsn in named.items():
-                pools[name] = await postgres.connect(dsn, timeout_s=timeout_s, min_size=min_size, max_size=max_size)
+            return cls(instances, timeout_s, shard_map)
         except BaseException:
-            for pool in pools.values():
+            for pool, _ in instances.values():
                 await pool.close()
             raise
-        return cls(pools, timeout_s, shard_map)
 
     async def close(self) -> None:
         for pool in self._pools.values():
@@ -133,11 +175,12 @@ class Database:
     def _db_for(self, shard: int, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """A connection to the instance holding logical ``shard``; a failure names both."""
         instance = self.shard_map.instance_of(shard)
-        return postgres.connection(self._pools[instance], f"{what} (shard {shard}, on {instance})", self._timeout)
+        return postgres.connection(self._pools[instance], f"{what} (shard {shard}, on {self._where[instance]})",
+                                   self._timeout)
 
     def _db_each(self, what: str) -> list[tuple[str, contextlib.AbstractAsyncContextManager[Any]]]:
         """A connection to each instance (instance name, connection), for work over all shards."""
-        return [(name, postgres.connection(pool, f"{what} (on {name})", self._timeout))
+        return [(name, postgres.connection(pool, f"{what} (on {self._where[name]})", self._timeout))
                 for name, pool in self._pools.items()]
 
     async def _fetch_each(self, what: str, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -163,4 +206,4 @@ class Database:
 
     def _db_instance(self, instance: str, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """A connection to ``instance`` (a name the map gives)."""
-        return postgres.connection(self._pools[instance], f"{what} (on {instance})", self._timeout)
+        return postgres.connection(self._pools[instance], f"{what} (on {self._where[instance]})", self._timeout)

@@ -49,9 +49,10 @@ from prometheus_client import (
 )
 
 from trenchcoat import config as configmod
-from trenchcoat import permissions, retry, rpc, siblings, tls, tokens
+from trenchcoat import permissions, pgmigrate, retry, rpc, shards, siblings, tls, tokens
 from trenchcoat.config import ClusterConfig, Config, ServiceConfig
 from trenchcoat.errors import ConfigError, TrenchcoatError
+from trenchcoat.etcd import Etcd
 from trenchcoat.httpsite import HttpSite
 from trenchcoat.interceptor import ServerInterceptor
 from trenchcoat.permissions import contract
@@ -374,6 +375,34 @@ async def until_reachable(what: str, attempt: Callable[[], Awaitable[T]], wait_s
     """``attempt()``, retried while it fails Unavailable (its dependency away) for up to
     ``wait_s`` seconds (cluster.start_wait_s), saying what it waits for; then its error."""
     return await retry.until(attempt, wait_s, what=what)
+
+
+DB = TypeVar("DB", bound=pgmigrate.Database)
+
+
+async def sharded_database(cls: type[DB], config: Config) -> DB:
+    """``cls`` connected to every PostgreSQL instance of the config (postgres.dsn and
+    postgres.shard_dsns), routing by the operator's shard map in etcd, its migrations
+    applied: each waited for up to cluster.start_wait_s (a process started before the map
+    or the databases), then their error (a map naming an instance without a DSN: at once)."""
+    instances = await until_reachable("PostgreSQL", lambda: pgmigrate.connect_instances(
+        config.postgres.instances(), timeout_s=config.postgres.timeout_s), config.cluster.start_wait_s)
+    etcd = Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s) \
+        if config.etcd.endpoints else None
+    try:
+        reached = {name: where for name, (_, where) in instances.items()}
+        shard_map = await until_reachable("the shard map", lambda: shards.for_process(etcd, reached),
+                                          config.cluster.start_wait_s)
+        db = cls(instances, config.postgres.timeout_s, shard_map)
+    except BaseException:
+        for pool, _ in instances.values():
+            await pool.close()
+        raise
+    finally:
+        if etcd is not None:
+            await etcd.close()
+    await db.migrate()
+    return db
 
 
 _server_tls: tls.ServerTls | None = None

@@ -4,13 +4,14 @@ The shard is in every id (``trenchcoat.ids``: ``[41 bits ms][13 bits shard][10 b
 sequence]``, the shard being the owner's ``user_id % 8192``), so a row is found without a
 lookup: a media's row lives on the instance holding its id's shard, a user's rows on the
 instance holding ``user_id % 8192``. The map is a handful of contiguous ranges, each
-naming an instance; an instance is named by where it is (``host:port/database`` of its
-DSN: no credentials, and the same name whatever order the config lists DSNs in).
+naming an instance by its id: made at random the first time a process connects and kept
+in the instance itself (``pgmigrate.instance_id``), so it stays the same when the instance
+moves host or port, whatever order the config lists DSNs in, and says nothing of credentials.
 
 The map is kept in etcd (``shards/map``, beside the volume map), written only by the
 operator (``trenchcoat shards init``); every process holding PostgreSQL rows reads it. A
 cluster of one instance needs none: every shard is on it. A map that leaves a shard without
-an instance, or names an instance the config has no DSN for, is refused naming the shards.
+an instance, or names an instance no DSN of the config reaches, is refused naming the shards.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ class ShardMapError(FailedPrecondition):
     """A map that cannot route every shard to a known instance."""
 
 
-def instance_name(dsn: str) -> str:
-    """An instance's name in the map: ``host:port/database`` of its DSN (libpq's defaults
-    for what it leaves out), never its credentials."""
+def address_of(dsn: str) -> str:
+    """Where an instance is, as a person reads it: ``host:port/database`` of its DSN
+    (libpq's defaults for what it leaves out), never its credentials."""
     url = urllib.parse.urlsplit(dsn)
     host = url.hostname or "localhost"
     return f"{host}:{url.port or 5432}/{url.path.lstrip('/') or 'postgres'}"
@@ -119,14 +120,16 @@ class ShardMap:
     def group_ids(self, media_ids: Iterable[int]) -> dict[str, list[int]]:
         return self.group(media_ids, lambda m: ids.split_id(m)[1])
 
-    def check(self, known: Collection[str]) -> None:
+    def check(self, known: Mapping[str, str] | Collection[str]) -> None:
         """Raises ShardMapError naming the shards whose instance is not in ``known`` (the
-        instances this process has a DSN for): never route a row where nothing connects."""
+        instances this process reaches: id, or id -> where it is): never route a row where
+        nothing connects."""
         unknown = [r for r in self.ranges if r.instance not in known]
         if unknown:
+            reached = ", ".join(known.values() if isinstance(known, Mapping) else sorted(known)) or "none"
             raise ShardMapError(
                 "the shard map puts " + "; ".join(f"shards {r.first}-{r.last} on {r.instance}" for r in unknown)
-                + f", an instance postgres.dsns does not list (it lists {', '.join(sorted(known)) or 'none'})")
+                + f", an instance none of postgres.dsn and postgres.shard_dsns reaches (they reach {reached})")
 
     def to_record(self) -> dict[str, Any]:
         return {"version": self.version, "ranges": [[r.first, r.last, r.instance] for r in self.ranges]}
@@ -172,31 +175,20 @@ async def init(etcd: Etcd, instances: Sequence[str]) -> tuple[ShardMap, bool]:
     return existing, False
 
 
-async def for_process(etcd: Etcd | None, instances: Collection[str]) -> ShardMap | None:
-    """The map a process holding rows on ``instances`` routes by: the stored one, checked
-    against them; None (every shard on the one instance) when there is one instance and no
-    map. Unavailable while several instances wait for a map (a process retries it for
-    cluster.start_wait_s)."""
+async def for_process(etcd: Etcd | None, instances: Mapping[str, str]) -> ShardMap | None:
+    """The map a process holding rows on ``instances`` (id -> where it is) routes by: the
+    stored one, checked against them; None (every shard on the one instance) when there is
+    one instance and no map. Unavailable while several instances wait for a map (a process
+    retries it for cluster.start_wait_s)."""
     found = await stored(etcd) if etcd is not None else None
     if found is None:
         if len(instances) > 1:
             raise Unavailable(f"no shard map for the {len(instances)} PostgreSQL instances "
-                              f"({', '.join(sorted(instances))}): the operator makes it with `trenchcoat shards init`"
+                              f"({', '.join(instances.values())}): the operator makes it with `trenchcoat shards init`"
                               + ("" if etcd is not None else "; and it lives in etcd, which etcd.endpoints does not name"))
         return None
     found.check(instances)
     return found
-
-
-def by_name(dsns: Iterable[str]) -> Mapping[str, str]:
-    """Instance name -> DSN, refusing two DSNs of one instance."""
-    out: dict[str, str] = {}
-    for dsn in dsns:
-        name = instance_name(dsn)
-        if name in out:
-            raise ShardMapError(f"two DSNs name the instance {name}")
-        out[name] = dsn
-    return out
 
 
 def _spans(shards: list[int]) -> str:

@@ -18,9 +18,7 @@ def main() -> int:
         return 2
 
     async def build() -> server.ServiceHost:
-        keys = await server.until_reachable("PostgreSQL", lambda: Keys.connect(
-            config.postgres.dsn, timeout_s=config.postgres.timeout_s), config.cluster.start_wait_s)
-        await keys.migrate()
+        keys = await server.sharded_database(Keys, config)  # a media's keys on its id's shard
         keys.cache_entries = section.cache_entries
         return server.host_for(
             "f4-keystore", config.cluster, section,

@@ -27,7 +27,7 @@ from f4.crypto import new_key
 from f4.keystore import metrics
 from f4.keystore.errors import KeyDiscarded, KeyNotFound
 from trenchcoat import pgmigrate
-from trenchcoat.ids import to_signed
+from trenchcoat.ids import split_id, to_signed
 from trenchcoat.shards import ShardMap
 
 DISCARDED = b""
@@ -45,9 +45,9 @@ class Keys(pgmigrate.Database):
 
     cache_entries = 1_000_000
 
-    def __init__(self, pools: Mapping[str, asyncpg.Pool], timeout_s: float,
+    def __init__(self, instances: Mapping[str, tuple[asyncpg.Pool, str]], timeout_s: float,
                  shard_map: ShardMap | None = None) -> None:
-        super().__init__(pools, timeout_s, shard_map)
+        super().__init__(instances, timeout_s, shard_map)
         self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         self._alts: dict[int, set[int]] = {}
         """Needle key -> the alternate keys cached for it (to forget them all on a delete)."""
@@ -87,7 +87,7 @@ class Keys(pgmigrate.Database):
 
     async def _create(self, key: int, alternate_key: int) -> bytes:
         new = False
-        async with self._db("making a blob key") as conn, conn.transaction():
+        async with self._db_for(split_id(key)[1], "making a blob key") as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", to_signed(key))
             if await conn.fetchval("SELECT 1 FROM f4_deleted_media WHERE needle_key = $1", to_signed(key)):
                 return b""
@@ -110,7 +110,7 @@ class Keys(pgmigrate.Database):
         value = self._cache.get(blob)
         while value is None:
             discards = self._discards
-            async with self._db("reading a blob key") as conn:
+            async with self._db_for(split_id(key)[1], "reading a blob key") as conn:
                 row = await conn.fetchrow(
                     "SELECT blob_key FROM f4_keys WHERE needle_key = $1 AND alternate_key = $2",
                     to_signed(key), alternate_key)
@@ -132,7 +132,7 @@ class Keys(pgmigrate.Database):
         committed even when its answer is lost), the cached keys are forgotten, so the
         next read asks the database."""
         try:
-            async with self._db("discarding blob keys") as conn, conn.transaction():
+            async with self._db_for(split_id(key)[1], "discarding blob keys") as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", to_signed(key))
                 if alternate_key is None:
                     await conn.execute("INSERT INTO f4_deleted_media (needle_key) VALUES ($1)"

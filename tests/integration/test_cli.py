@@ -225,6 +225,19 @@ def test_put_get_stat_rm_volumes_and_status_against_a_running_cluster(whole, tmp
                for line in status.stdout.splitlines() if line.strip()), status.stdout
     assert status.stdout.count(" up ") >= 6
 
+    # shards: the two PostgreSQL instances `up` runs, the shards split evenly between them; user
+    # 42's row (shard 42) on the first, user 5000's (shard 5000) on the second.
+    other = cli(up.data_dir, "put", str(photo), "--user", "5000")
+    assert other.returncode == 0, other.stdout + other.stderr
+    table = cli(up.data_dir, "shards")
+    assert table.returncode == 0, table.stdout + table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0] == "shard map v1 (shards/map in etcd):", table.stdout
+    assert [line.split()[:2] for line in lines[1:3]] == [["0-4095", "4096"], ["4096-8191", "4096"]], table.stdout
+    held = [line.split() for line in lines[4:6]]
+    assert [h[1:3] for h in held] == [["4096", "shards"]] * 2 and all(h[4:6] == ["media", "rows"] for h in held)
+    assert all(int(h[3].replace(",", "")) >= 1 for h in held), table.stdout
+
     # stat of several ids says why one has no facts, and fails; rm, twice; then get and stat say so.
     mixed = cli(up.data_dir, "stat", str(media_id), "12345")
     assert mixed.returncode == 1 and f"media {media_id}\n" in mixed.stdout

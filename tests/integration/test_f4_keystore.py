@@ -104,10 +104,10 @@ async def test_a_read_racing_a_discard_never_caches_the_discarded_key(postgres, 
         await keys.create(MEDIA, 0)
         keys._cache.clear()  # the next read goes to the database
         arrived, gate = asyncio.Event(), asyncio.Event()
-        plain_db = keys._db
+        plain_db = keys._db_for
 
-        def slow_db(what):
-            manager = plain_db(what)
+        def slow_db(shard, what):
+            manager = plain_db(shard, what)
 
             class Wrapped:
                 async def __aenter__(self):
@@ -118,10 +118,10 @@ async def test_a_read_racing_a_discard_never_caches_the_discarded_key(postgres, 
 
             return Wrapped()
 
-        monkeypatch.setattr(keys, "_db", slow_db)  # for this one read: put back below
+        monkeypatch.setattr(keys, "_db_for", slow_db)  # for this one read: put back below
         reading = asyncio.create_task(keys.get(MEDIA, 0))
         await asyncio.wait_for(arrived.wait(), TIMEOUT_S)  # the read has its row (the live key) and is held
-        monkeypatch.setattr(keys, "_db", plain_db)
+        monkeypatch.setattr(keys, "_db_for", plain_db)
         discarded = REGISTRY.get_sample_value("trenchcoat_f4_keys_discarded_total") or 0.0
         assert await keys.discard(MEDIA, 0) == 1
         gate.set()

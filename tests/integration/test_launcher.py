@@ -64,6 +64,7 @@ def test_state_survives_a_restart_of_the_cluster(data_dir):
     first = Up(data_dir, own_identities)
     try:
         first.wait_for("made the cluster CA and identities in")
+        first.wait_for("shard map made (v1): 0-4095 -> pg-")  # two instances, the shards split evenly
         first.wait_for("cluster up")
         first.popen.send_signal(signal.SIGINT)
         assert first.popen.wait(90) == 0
@@ -75,6 +76,7 @@ def test_state_survives_a_restart_of_the_cluster(data_dir):
     assert pg_version is not None, "PostgreSQL cluster lives under the data dir"
     second = Up(data_dir, own_identities)
     try:
+        second.wait_for("shard map kept (v1)")
         second.wait_for("cluster up")  # no initdb the second time: same cluster reused
         assert not any("made the cluster CA" in line for line in second.seen)
         assert (data_dir / "tls" / "ca.crt").read_bytes() == ca

@@ -18,22 +18,30 @@ import pytest
 from router.metadata import MediaState, MediaStore, RenditionRow
 from tests import harness
 from tests.cluster import MediaCluster, eventually, fresh_database, writable_volumes
-from trenchcoat import ids, shards
+from trenchcoat import ids, pgmigrate, shards
 from trenchcoat.errors import Unavailable
 from trenchcoat.etcd import Etcd
 from trenchcoat.ops import ports
-from trenchcoat.shards import ShardMap, ShardMapError, instance_name
+from trenchcoat.shards import ShardMap, ShardMapError
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT_S = 30.0  # a busy machine: no deadline is under test here
 
 
+async def ids_of(dsns: list[str]) -> list[str]:
+    """Each instance's id (its name in the map), in the order of ``dsns``."""
+    instances = await pgmigrate.connect_instances(dsns, timeout_s=TIMEOUT_S, min_size=1, max_size=1)
+    for pool, _ in instances.values():
+        await pool.close()
+    return list(instances)
+
+
 @pytest.fixture
 async def two(postgres):
     """Two fresh databases standing in for two instances: (DSNs, the even map, a store over both)."""
     dsns = [await fresh_database(postgres.endpoint) for _ in range(2)]
-    shard_map = ShardMap.even([instance_name(d) for d in dsns])
+    shard_map = ShardMap.even(await ids_of(dsns))
     store = await MediaStore.connect(dsns, timeout_s=TIMEOUT_S, shard_map=shard_map)
     await store.migrate()
     yield dsns, shard_map, store
@@ -102,25 +110,28 @@ async def test_ids_minted_by_two_instances_at_once_never_collide(two):
 
 async def test_a_map_naming_an_instance_without_a_dsn_or_two_instances_without_a_map_are_refused(postgres):
     dsn = await fresh_database(postgres.endpoint)
-    elsewhere = f"postgresql://nobody:pw@127.0.0.1:{ports.free_port()}/gone"
-    with pytest.raises(ShardMapError, match=r"shards 4096-8191 on 127\.0\.0\.1:\d+/gone, an instance postgres\.dsns does not"):
-        await MediaStore.connect(dsn, timeout_s=TIMEOUT_S,
-                                 shard_map=ShardMap.even([instance_name(dsn), instance_name(elsewhere)]))
+    [name] = await ids_of([dsn])
+    with pytest.raises(ShardMapError, match=r"shards 4096-8191 on pg-elsewhere, an instance none of postgres\.dsn"
+                                            r" and postgres\.shard_dsns reaches \(they reach pg-\w+ at 127\.0\.0\.1:"):
+        await MediaStore.connect(dsn, timeout_s=TIMEOUT_S, shard_map=ShardMap.even([name, "pg-elsewhere"]))
+    with pytest.raises(ShardMapError, match=r"127\.0\.0\.1:\d+/\w+ and 127\.0\.0\.1:\d+/\w+ are one instance"):
+        await MediaStore.connect([dsn, dsn + "&application_name=again"], timeout_s=TIMEOUT_S)
     with pytest.raises(ShardMapError, match="2 PostgreSQL instances and no shard map"):
-        MediaStore({"a": object(), "b": object()}, TIMEOUT_S)  # type: ignore[dict-item]
+        MediaStore({"a": (object(), "here"), "b": (object(), "there")}, TIMEOUT_S)  # type: ignore[dict-item]
 
 
 async def test_a_down_instance_answers_unavailable_naming_the_shard_while_the_other_serves(postgres):
     second = harness.start_postgres()  # a second real instance, stopped under the store
     try:
         dsns = [await fresh_database(postgres.endpoint), await fresh_database(second.endpoint)]
-        store = await MediaStore.connect(dsns, timeout_s=10.0, shard_map=ShardMap.even([instance_name(d) for d in dsns]))
+        names = await ids_of(dsns)
+        store = await MediaStore.connect(dsns, timeout_s=10.0, shard_map=ShardMap.even(names))
         try:
             await store.migrate()
             kept = await reserve(store, 7)  # shard 7: the first instance
             second.stop()
             assert (await store.get(kept)) is not None
-            with pytest.raises(Unavailable, match=rf"shard 4200, on {re.escape(instance_name(dsns[1]))}"):
+            with pytest.raises(Unavailable, match=rf"shard 4200, on {names[1]} at {re.escape(shards.address_of(dsns[1]))}"):
                 await store.get(ids.make_id(5, 4200, 1))
             with pytest.raises(Unavailable, match=rf"shard {ids.shard_for_user(4200)}, on "):
                 await reserve(store, 4200)  # never minted elsewhere: the owner's shard is on the stopped one
@@ -144,7 +155,7 @@ async def test_the_router_routes_uploads_by_the_map_the_operator_stored(service,
         assert refused.process.popen is not None
         assert await asyncio.to_thread(refused.process.popen.wait, 60) == 2
         assert "no shard map for the 2 PostgreSQL instances" in refused.process.log_tail(50)
-        shard_map, made = await shards.init(client, [instance_name(d) for d in dsns])
+        shard_map, made = await shards.init(client, await ids_of(dsns))
         assert made and (await shards.init(client, list(reversed(shard_map.instances))))[0] == shard_map  # kept
     finally:
         await client.close()
@@ -157,6 +168,6 @@ async def test_the_router_routes_uploads_by_the_map_the_operator_stored(service,
         stats = await c.media.batch_stat([m.media_id for m in uploaded.values()])
         assert [s.outcome for s in stats] == ["found"] * len(owners)
         assert {s.media_id for s in stats} == {m.media_id for m in uploaded.values()}
-    placed = {instance_name(d): await media_ids_on(d) for d in dsns}
+    placed = dict(zip(await ids_of(dsns), [await media_ids_on(d) for d in dsns], strict=True))
     for owner, media in uploaded.items():
         assert media.media_id in placed[shard_map.instance_of_user(owner)]

@@ -85,6 +85,12 @@ class PostgresConfig(Section):
         "which. Empty: one instance, every shard on postgres.dsn's.",
         default=(), distinct=True, each=Bounds(prefixes=("postgresql://", "postgres://")),
     )
+    local_instances: int = setting(
+        "PostgreSQL instances `trenchcoat up` starts when postgres.dsn is empty, the shards split "
+        "evenly over them on a fresh cluster (a cluster made with fewer keeps every shard where "
+        "its rows are).",
+        default=2, ge=1, le=16,
+    )
     timeout_s: float = setting(
         "Deadline of each piece of work a service does in PostgreSQL (routers, the feed and "
         "its workers): waiting for a pooled connection and every statement of it. Past it the "

@@ -14,7 +14,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from trenchcoat.clients.directory import DamagedNeedleView, DirectoryClient, VolumeView
 from trenchcoat.clients.f4 import F4Client, RebuilderClient, RebuilderView, RebuildView
@@ -444,3 +444,71 @@ def _job_line(j: JobView) -> str:
     if j.state == "dead":
         return f"{line}  {j.dead_reason}"
     return f"{line}  last error: {j.last_error}" if j.last_error else line
+
+
+def _cluster_dependencies(config: Config) -> tuple[list[str], list[str]]:
+    """(etcd endpoints, PostgreSQL DSNs) of the cluster: the config's, or, where it leaves
+    them empty, those of the private ones a running `trenchcoat up` started (its state file)."""
+    from trenchcoat.ops.launcher import read_state
+
+    etcd, dsns = list(config.etcd.endpoints), list(config.postgres.instances())
+    if not etcd or not dsns:
+        state = read_state(Path(config.cluster.data_dir).resolve()) or {}
+        listed = state.get("processes", [])
+        assert isinstance(listed, list)
+        etcd = etcd or [p["endpoint"] for p in listed if p["kind"] == "etcd"]
+        dsns = dsns or [p["endpoint"] for p in listed if p["kind"] == "postgres"]
+    if not etcd or not dsns:
+        raise FailedPrecondition("no etcd or PostgreSQL to ask: set etcd.endpoints and postgres.dsn (and "
+                                 "postgres.shard_dsns), or start the cluster with `trenchcoat up`")
+    return etcd, dsns
+
+
+def shards_table(config: Config, *, init: bool = False) -> list[str]:
+    """``trenchcoat shards``: the shard map (each range, its instance) and each instance (its
+    id, where it is, the shards and media rows it holds); ``init``: first store the shards
+    split evenly over the instances, unless a map is stored."""
+    from trenchcoat import pgmigrate, shards
+    from trenchcoat.etcd import Etcd
+
+    etcd_endpoints, dsns = _cluster_dependencies(config)
+
+    async def media_rows(pool: Any) -> str:
+        async with pool.acquire(timeout=config.postgres.timeout_s) as conn:
+            if not await conn.fetchval("SELECT to_regclass('media') IS NOT NULL"):
+                return "no media table yet"
+            return f"{await conn.fetchval('SELECT count(*) FROM media'):,} media rows"
+
+    async def ask() -> list[str]:
+        instances = await pgmigrate.connect_instances(dsns, timeout_s=config.postgres.timeout_s, min_size=1,
+                                                      max_size=1)
+        etcd = Etcd(etcd_endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
+        try:
+            lines = []
+            if init:
+                made = (await shards.init(etcd, list(instances)))[1]
+                lines.append("made the shard map" if made else "a shard map is stored already: kept")
+            shard_map = await shards.stored(etcd)
+            counts = dict(zip(instances, await asyncio.gather(*(media_rows(p) for p, _ in instances.values())),
+                              strict=True))
+        finally:
+            await etcd.close()
+            for pool, _ in instances.values():
+                await pool.close()
+        if shard_map is None:
+            only = next(iter(instances.values()))[1]
+            return [*lines, f"no shard map: every shard is on the one instance, at {only}" if len(instances) == 1
+                    else "no shard map: `trenchcoat shards init` splits the shards evenly over the "
+                    f"{len(instances)} instances"]
+        lines.append(f"shard map v{shard_map.version} ({shards.MAP_KEY} in etcd):")
+        width = max(len(f"{r.first}-{r.last}") for r in shard_map.ranges)
+        for r in shard_map.ranges:
+            lines.append(f"  {f'{r.first}-{r.last}':<{width}}  {r.last - r.first + 1:>5} shards  {r.instance}")
+        lines.append("instances:")
+        for name in dict.fromkeys([*shard_map.instances, *instances]):
+            held = sum(r.last - r.first + 1 for r in shard_map.ranges if r.instance == name)
+            where = instances[name][1] if name in instances else "not reached by any DSN given"
+            lines.append(f"  {name}  {held} shards  {counts.get(name, '-')}  at {where}")
+        return lines
+
+    return asyncio.run(ask())

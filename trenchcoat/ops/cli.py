@@ -180,6 +180,12 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--dir", default="", help="where users.key lives (default: cluster.tls_dir, or <cluster.data_dir>/tls)")
     token.set_defaults(run=cmd_token)
 
+    shards_verb = verbs.add_parser("shards", help="the shard map: which PostgreSQL instance holds each logical "
+                                   "shard, and the rows on each")
+    shards_verb.add_argument("action", nargs="?", choices=["init"],
+                             help="init: store the shards split evenly over the instances (unless a map is stored)")
+    shards_verb.set_defaults(run=cmd_shards)
+
     perms = verbs.add_parser("permissions", help="the permission table: who may call each method (from the protos)")
     perms.set_defaults(run=cmd_permissions)
 
@@ -375,6 +381,11 @@ def cmd_certs(args: argparse.Namespace, config: configmod.Config) -> int:
         print(k8s.secrets(directory, roles), end="")
         return EXIT_OK
     print(f"{directory}: CA {tls.CA_FILE}; " + (f"issued {', '.join(made)}" if made else "every certificate there already"))
+    return EXIT_OK
+
+
+def cmd_shards(args: argparse.Namespace, config: configmod.Config) -> int:
+    print("\n".join(admin.shards_table(config, init=args.action == "init")))
     return EXIT_OK
 
 

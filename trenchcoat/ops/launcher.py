@@ -12,6 +12,7 @@ directories, ``logs/<process>.log`` and ``cluster.json``, which ``trenchcoat sta
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import importlib.util
 import json
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from trenchcoat import rpc, tls
+from trenchcoat import pgmigrate, rpc, shards, tls
 from trenchcoat.config import (
     Config,
     F4StorageConfig,
@@ -32,6 +33,7 @@ from trenchcoat.config import (
     env_key,
 )
 from trenchcoat.errors import FailedPrecondition, TrenchcoatError
+from trenchcoat.etcd import Etcd
 from trenchcoat.ops import admin, dependencies, ports, processes
 from trenchcoat.redact import redact
 
@@ -114,6 +116,8 @@ class Cluster:
         self._env: dict[str, str] = {}
         """The environment every service process gets (the CDN's too)."""
         self._tls_dir: Path | None = None
+        self._fresh_postgres = True
+        """Whether the first PostgreSQL instance was made by this start (a new cluster)."""
         """The cluster's identities (None: cluster.insecure)."""
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -247,16 +251,21 @@ class Cluster:
             )
             deps.append(etcd)
             env[env_key("etcd", "endpoints")] = etcd.endpoint
+        postgres: list[processes.ManagedProcess] = []
         if not self.config.postgres.dsn:
-            postgres = dependencies.postgres_process(
-                dependencies.postgres_data_dir(self.data_dir / "postgres"),
-                logs / "postgres.log",
-                ports.free_port(),
-                durable=self.durable,
-                tls_dir=tls_dir,
-            )
-            deps.append(postgres)
-            env[env_key("postgres", "dsn")] = postgres.endpoint
+            first = dependencies.postgres_data_dir(self.data_dir / "postgres")
+            self._fresh_postgres = not (first / "PG_VERSION").exists()  # before initdb makes it
+            for i in range(self.config.postgres.local_instances):
+                name = "postgres" if i == 0 else f"postgres-{i + 1}"
+                process = dependencies.postgres_process(
+                    dependencies.postgres_data_dir(self.data_dir / name), logs / f"{name}.log", ports.free_port(),
+                    durable=self.durable, tls_dir=tls_dir)
+                process.name = name
+                postgres.append(process)
+            deps += postgres
+            env[env_key("postgres", "dsn")] = postgres[0].endpoint
+            if len(postgres) > 1:
+                env[env_key("postgres", "shard_dsns")] = ",".join(p.endpoint for p in postgres[1:])
         if not self.config.redis.url:
             redis = dependencies.redis_process(
                 self.data_dir / "redis", logs / "redis.log", ports.free_port(), persistent=self.durable,
@@ -270,7 +279,30 @@ class Cluster:
         for process in deps:
             process.wait_ready(timeout)
             self._say(f"started {process.name:<12} {redact(process.endpoint)}")
+        if postgres:
+            self._shard_map(env[env_key("etcd", "endpoints")] if not self.config.etcd.endpoints
+                            else ",".join(self.config.etcd.endpoints), [p.endpoint for p in postgres])
         return env
+
+    def _shard_map(self, etcd_endpoints: str, dsns: list[str]) -> None:
+        """The operator's first act on a cluster whose PostgreSQL instances it runs: the shard
+        map, the shards split evenly over them when the cluster is new; a cluster whose first
+        instance predates the others keeps every shard on it (its rows are there). A stored
+        map is never replaced (moving shards is `trenchcoat shards move`)."""
+        async def init() -> tuple[shards.ShardMap, bool]:
+            instances = await pgmigrate.connect_instances(dsns, timeout_s=self.config.postgres.timeout_s,
+                                                          min_size=1, max_size=1)
+            for pool, _ in instances.values():
+                await pool.close()
+            names = list(instances)
+            etcd = Etcd(etcd_endpoints.split(","), self.config.cluster.name, timeout_s=self.config.etcd.timeout_s)
+            try:
+                return await shards.init(etcd, names if self._fresh_postgres else names[:1])
+            finally:
+                await etcd.close()
+
+        shard_map, made = asyncio.run(init())
+        self._say(f"shard map {'made' if made else 'kept'} (v{shard_map.version}): {'; '.join(shard_map.rows())}")
 
     def _start_services(self, deps_env: dict[str, str], timeout: float) -> None:
         base_env = {

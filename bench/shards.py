@@ -1,0 +1,163 @@
+"""Benchmark of the media rows over PostgreSQL instances: ``python -m bench.shards [--quick] [--json]``.
+
+Two private PostgreSQL servers (TLS and SCRAM, as by default; fsync off) and ``router.metadata.MediaStore``
+over them by the even shard map, against a store over one of them alone, in one run:
+
+- ``rows_max_over_mean``          the most rows an instance holds over the mean, for 100k random
+                                  owners placed by the map (aim <= 1.05)
+- ``rows_max_over_mean_stored``   the same, counted in the two databases after ``STORED`` real
+                                  uploads' rows (reserve + activate) of random owners
+- ``batchstat_100_two_instances_vs_one``  reads of the rows and renditions of 100 random ids (what
+                                  BatchStat asks PostgreSQL: one query per instance holding any,
+                                  in parallel) a second over two instances, over the same reads on
+                                  one instance (aim >= 0.8)
+- ``batchstat_100_per_s_one``, ``..._two``: the absolute rates (context; they vary between days)
+
+Not measured yet (issue 26): uploads during a shard move, feed operations on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+
+from bench import common
+from router.metadata import MediaStore
+from trenchcoat import ids, pgmigrate
+from trenchcoat.ops import dependencies, ports
+from trenchcoat.shards import ShardMap
+
+OWNERS = 100_000
+CONCURRENCY = 8
+
+
+def placed_by_map(shard_map: ShardMap, owners: list[int]) -> float:
+    rows = dict.fromkeys(shard_map.instances, 0)
+    for owner in owners:
+        rows[shard_map.instance_of_user(owner)] += 1
+    return max(rows.values()) / (len(owners) / len(rows))
+
+
+async def fresh(dsn: str) -> str:
+    """A new database on the server at ``dsn`` (its DSN): each store gets clean tables."""
+    name = f"b{os.urandom(6).hex()}"
+    conn = await asyncpg.connect(dsn.replace("/trenchcoat?", "/postgres?"))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return dsn.replace("/trenchcoat?", f"/{name}?")
+
+
+async def load(store: MediaStore, owners: list[int]) -> list[int]:
+    """Reserves and activates a row for each owner (CONCURRENCY at a time); their ids."""
+    minted: list[int] = []
+    queue = list(owners)
+
+    async def worker() -> None:
+        while queue:
+            owner = queue.pop()
+            row, _ = await store.reserve(shard=ids.shard_for_user(owner), owner_id=owner, logical_volume=1,
+                                         cookie=owner & 0xFFFF, size_bytes=1000, content_type="image/jpeg",
+                                         idempotency_key=None)
+            await store.activate(row.media_id, 1)
+            minted.append(row.media_id)
+
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return minted
+
+
+async def batch_rate(store: MediaStore, minted: list[int], seconds: float) -> float:
+    """BatchStat's reads of 100 random ids, CONCURRENCY at a time: batches a second."""
+    done = 0
+    deadline = time.monotonic() + seconds
+    rng = random.Random(5)
+
+    async def worker() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            some = rng.sample(minted, 100)
+            rows = await store.get_many(some)
+            await store.renditions_of(some)
+            assert len(rows) == 100
+            done += 1
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return done / (time.monotonic() - start)
+
+
+async def measure(quick: bool) -> dict[str, float]:
+    rng = random.Random(11)
+    owners = [rng.randrange(1, 1 << 50) for _ in range(OWNERS)]
+    stored = 2_000 if quick else 10_000
+    seconds, rounds = (3.0, 1) if quick else (8.0, 3)
+    tmp = Path(tempfile.mkdtemp(prefix="tc-bench-shards-"))
+    os.chmod(tmp, 0o755)  # PostgreSQL runs as another user when we are root
+    tls_dir = Path(os.environ[common.TLS_DIR_KEY])
+    servers = [dependencies.postgres_process(tmp / f"pg{i}", tmp / f"pg{i}.log", ports.free_port(), durable=False,
+                                             tls_dir=tls_dir, owner=dependencies.POSTGRES_USER) for i in range(2)]
+    try:
+        for server in servers:
+            server.start()
+        for server in servers:
+            await asyncio.to_thread(server.wait_ready, 60)
+        two_dsns = [await fresh(s.endpoint) for s in servers]
+        one_dsn = await fresh(servers[0].endpoint)
+        instances = await pgmigrate.connect_instances(two_dsns, timeout_s=30.0, min_size=1, max_size=1)
+        for pool, _ in instances.values():
+            await pool.close()
+        shard_map = ShardMap.even(list(instances))
+        two = await MediaStore.connect(two_dsns, timeout_s=30.0, shard_map=shard_map, max_size=CONCURRENCY)
+        one = await MediaStore.connect(one_dsn, timeout_s=30.0, max_size=CONCURRENCY)
+        try:
+            for store in (two, one):
+                await store.migrate()
+            sample = owners[:stored]
+            minted_two, minted_one = await load(two, sample), await load(one, sample)
+            counts = [len(await _ids_in(d)) for d in two_dsns]
+            rates: dict[str, list[float]] = {"one": [], "two": []}
+            for _ in range(rounds):  # alternating, so drift in the machine's load hits both
+                rates["one"].append(await batch_rate(one, minted_one, seconds))
+                rates["two"].append(await batch_rate(two, minted_two, seconds))
+        finally:
+            await two.close()
+            await one.close()
+    finally:
+        for server in servers:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    one_rate, two_rate = (sorted(r)[len(r) // 2] for r in (rates["one"], rates["two"]))
+    return {
+        "rows_max_over_mean": placed_by_map(shard_map, owners),
+        "rows_max_over_mean_stored": max(counts) / (sum(counts) / len(counts)),
+        "batchstat_100_two_instances_vs_one": two_rate / one_rate,
+        "batchstat_100_per_s_one": one_rate,
+        "batchstat_100_per_s_two": two_rate,
+    }
+
+
+async def _ids_in(dsn: str) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [r[0] for r in await conn.fetch("SELECT media_id FROM media")]
+    finally:
+        await conn.close()
+
+
+async def main() -> int:
+    args = common.arguments(__doc__)
+    common.report(await measure(args.quick), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
