@@ -31,6 +31,18 @@ TRANSIENT_REPLIES = ("OOM", "READONLY", "MISCONF", "LOADING", "BUSY", "MASTERDOW
                      "NOGROUP")
 """Error replies that describe Redis's state (out of memory, a replica, a failed save,
 loading, busy with a script, failing over, a lost stream), not the command."""
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ReadOnlyError, redis.exceptions.OutOfMemoryError, redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError)
+"""The classes redis-py raises for the replies of ``TRANSIENT_REPLIES`` it knows (their
+code stripped from the message; MASTERDOWN is a ClusterDownError)."""
+
+
+def reply_code(exc: redis.exceptions.ResponseError) -> str:
+    """The error reply's code (its first word), also when a pipeline wrapped the reply in
+    "Command # n (...) of pipeline caused error: ..."."""
+    text = str(exc).rpartition("caused error: ")[2]
+    return text.split(" ", 1)[0]
 
 
 @contextlib.contextmanager
@@ -43,7 +55,9 @@ def failures(what: str) -> Iterator[None]:
         raise Unavailable(f"Redis is loading its data; retry {what} shortly") from exc
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, TimeoutError, OSError) as exc:
         raise Unavailable(f"Redis did not answer {what} ({exc}); retry") from exc
+    except TRANSIENT_ERRORS as exc:
+        raise Unavailable(f"Redis cannot serve {what} now ({type(exc).__name__}: {exc}); retry") from exc
     except redis.exceptions.ResponseError as exc:
-        if not str(exc).startswith(TRANSIENT_REPLIES):
+        if reply_code(exc) not in TRANSIENT_REPLIES:
             raise
         raise Unavailable(f"Redis cannot serve {what} now ({exc}); retry") from exc
