@@ -33,9 +33,7 @@ def main() -> int:
             return 2
 
     async def build() -> server.ServiceHost:
-        records = await server.until_reachable("PostgreSQL", lambda: Records.connect(
-            config.postgres.dsn, timeout_s=config.postgres.timeout_s), config.cluster.start_wait_s)
-        await records.migrate()
+        records = await server.sharded_database(Records, config)  # posts and follows where the shard map says
         redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
         pool = ChannelPool()
         routers = Routers([MediaClient(pool, address, timeout_s=section.call_timeout_s)

@@ -1,7 +1,8 @@
 """Follow and unfollow: the edge in PostgreSQL first (with the intent of its follow-up, in
 the same transaction), then the follower's Redis keys.
 
-The follow-up brings the follower's Redis keys in line with the edge as it is now: a new
+The follow-up brings the edge's copy on the followee's shard (``Records.settle_edge``) and
+the follower's Redis keys in line with the edge as it is now: a new
 follow version (their cached follow set and pull set are stale at once), the followee's
 entries dropped from the timeline, and, when they follow, the followee's recent pushed
 posts backfilled (a celebrity's other posts are merged in at read time, so nothing more is
@@ -57,7 +58,7 @@ class Follows:
         """The follow-up of an edge that changed, by the request or the sweeper: the
         follower's keys brought in line with the edge as it is now (read again: a follow
         and an unfollow racing each other both end in what PostgreSQL holds)."""
-        following = await self._records.follows(follower_id, followee_id)
+        following = await self._records.settle_edge(follower_id, followee_id)  # the followee's shard too
         await self.catch_up(follower_id, followee_id, following=following)
 
     async def _follow_up(self, follower_id: int, followee_id: int, intent: Intent | None) -> None:

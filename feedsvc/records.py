@@ -2,23 +2,35 @@
 (schema in ``feedsvc/migrations/``). Post ids are media_ids, stored through
 ``trenchcoat.ids.to_signed`` so the bigint order is the id order.
 
+Rows live on the PostgreSQL instance holding their logical shard (``trenchcoat.shards``): a
+post, and its author's counts, on the author's shard (a post's id is its media's, minted on
+the owner's shard, and only the owner posts it); a follow edge on the follower's shard (the
+truth: whom I follow) and on the followee's (whom they are followed by, which fan-out pages
+through, and their count), the second written by the edge's follow-up (``settle_edge``,
+driven by the intent recorded with the first) unless both are one instance; an intent on
+the shard of its follower or post. A home feed asks the user's shard for whom they follow,
+then each instance once for those authors' newest posts.
+
 Every call is bounded by ``postgres.timeout_s``; a database that cannot be reached or
 answers too slowly is ``Unavailable`` naming PostgreSQL.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
 from feedsvc.model import Entry, Intent, IntentKind, Post, PostState
 from trenchcoat import pgmigrate
 from trenchcoat.errors import Unavailable
-from trenchcoat.ids import from_signed, to_signed
+from trenchcoat.ids import from_signed, shard_for_user, split_id, to_signed
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +65,7 @@ class Records(pgmigrate.Database):
     async def create_post(self, media_id: int, author_id: int, caption: str, celebrity_threshold: int) -> PostChange:
         """Records a post; whether it is fanned out on write is decided now, from the
         author's follower count. Idempotent per media_id."""
-        async with self._db("a post") as conn, conn.transaction():
+        async with self._for_user(author_id, "a post") as conn, conn.transaction():
             await conn.execute("INSERT INTO feed_authors (user_id) VALUES ($1) ON CONFLICT DO NOTHING", author_id)
             followers = await conn.fetchval("SELECT followers FROM feed_authors WHERE user_id = $1 FOR UPDATE",
                                             author_id)
@@ -77,7 +89,7 @@ class Records(pgmigrate.Database):
         """Marks the post deleted (its removal from feeds becomes the pending fan-out duty)
         and records the intent of its follow-up, due in ``hold_s`` unless finished first;
         None when there is no such post."""
-        async with self._db("a delete") as conn, conn.transaction():
+        async with self._for_id(media_id, "a delete") as conn, conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE feed_posts SET state = 2, fanout_due_at = now(), fanned_out_at = NULL, fanout_dead_at = NULL"
                 " WHERE post_id = $1 AND state = 1 RETURNING *", to_signed(media_id))
@@ -93,20 +105,18 @@ class Records(pgmigrate.Database):
             return PostChange(_post(row), changed=True, pull_author_changed=ended, intent=intent)
 
     async def post(self, media_id: int) -> Post | None:
-        async with self._db("a post") as conn:
+        async with self._for_id(media_id, "a post") as conn:
             row = await conn.fetchrow("SELECT * FROM feed_posts WHERE post_id = $1", to_signed(media_id))
         return _post(row) if row else None
 
     async def posts(self, media_ids: Sequence[int]) -> dict[int, Post]:
-        async with self._db("posts") as conn:
-            rows = await conn.fetch("SELECT * FROM feed_posts WHERE post_id = ANY($1::bigint[])",
-                                    [to_signed(m) for m in media_ids])
+        rows = await self._fetch_ids("posts", "SELECT * FROM feed_posts WHERE post_id = ANY($1::bigint[])", media_ids)
         return {p.media_id: p for p in map(_post, rows)}
 
     async def finish_fanout(self, media_id: int, state: PostState) -> bool:
         """Records that the post's fan-out duty for ``state`` is done (False: the post has
         changed state since, and that duty is still pending)."""
-        async with self._db("a fan-out's end") as conn:
+        async with self._for_id(media_id, "a fan-out's end") as conn:
             status = await conn.execute(
                 "UPDATE feed_posts SET fanned_out_at = now() WHERE post_id = $1 AND state = $2"
                 " AND fanned_out_at IS NULL", to_signed(media_id), int(state))
@@ -118,19 +128,19 @@ class Records(pgmigrate.Database):
         ``before_unix_ms`` (when given: the oldest job still queued, so none of these has a
         job waiting), has not finished and was not dead-lettered; their clock restarts (so
         a sweep does not enqueue them again at once)."""
-        async with self._db("unfinished fan-outs") as conn:
-            rows = await conn.fetch(
-                "UPDATE feed_posts SET fanout_due_at = now() WHERE post_id IN ("
-                " SELECT post_id FROM feed_posts WHERE fanned_out_at IS NULL AND fanout_dead_at IS NULL"
-                " AND fanout_due_at < now() - make_interval(secs => $1)"
-                " AND ($3::bigint IS NULL OR fanout_due_at < to_timestamp($3::bigint / 1000.0))"
-                " ORDER BY fanout_due_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *",
-                older_than_s, limit, before_unix_ms)
+        rows = await self._fetch_each(
+            "unfinished fan-outs",
+            "UPDATE feed_posts SET fanout_due_at = now() WHERE post_id IN ("
+            " SELECT post_id FROM feed_posts WHERE fanned_out_at IS NULL AND fanout_dead_at IS NULL"
+            " AND fanout_due_at < now() - make_interval(secs => $1)"
+            " AND ($3::bigint IS NULL OR fanout_due_at < to_timestamp($3::bigint / 1000.0))"
+            " ORDER BY fanout_due_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING *",
+            older_than_s, limit, before_unix_ms)
         return [_post(r) for r in rows]
 
     async def fanout_failed(self, media_id: int) -> None:
         """Records that the post's fan-out was dead-lettered (an operator's to look at)."""
-        async with self._db("a dead-lettered fan-out") as conn:
+        async with self._for_id(media_id, "a dead-lettered fan-out") as conn:
             await conn.execute("UPDATE feed_posts SET fanout_dead_at = now() WHERE post_id = $1"
                                " AND fanned_out_at IS NULL", to_signed(media_id))
 
@@ -138,60 +148,86 @@ class Records(pgmigrate.Database):
         """Which of these posts are deleted (a write to Redis that raced a delete re-checks)."""
         if not media_ids:
             return set()
-        async with self._db("deleted posts") as conn:
-            rows = await conn.fetch("SELECT post_id FROM feed_posts WHERE post_id = ANY($1::bigint[]) AND state = 2",
-                                    [to_signed(m) for m in media_ids])
+        rows = await self._fetch_ids("deleted posts", "SELECT post_id FROM feed_posts WHERE post_id = ANY($1::bigint[])"
+                                     " AND state = 2", media_ids)
         return {from_signed(r["post_id"]) for r in rows}
 
     # --- follows ----------------------------------------------------------------------
 
     async def follow(self, follower_id: int, followee_id: int, *, hold_s: float) -> Intent | None:
-        """Records the edge and, when it is new, the intent of its follow-up (due in
-        ``hold_s`` unless finished first), which it returns; None when it existed."""
-        async with self._db("a follow") as conn, conn.transaction():
+        """Records the edge on the follower's shard and, when it is new, the intent of its
+        follow-up (due in ``hold_s`` unless finished first), which it returns; None when it
+        existed. The edge's copy on the followee's shard (who follows them, their count) is
+        part of the follow-up (``settle_edge``) unless both shards are on one instance."""
+        async with self._for_user(follower_id, "a follow") as conn, conn.transaction():
             created = await conn.fetchval(
                 "INSERT INTO feed_follows (follower_id, followee_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
                 " RETURNING true", follower_id, followee_id)
             if not created:
                 return None
-            await conn.execute(
-                "INSERT INTO feed_authors (user_id, followers) VALUES ($1, 1)"
-                " ON CONFLICT (user_id) DO UPDATE SET followers = feed_authors.followers + 1", followee_id)
+            if self._together(follower_id, followee_id):  # one row is both sides: count it now
+                await _count_follower(conn, followee_id, +1)
             return await _record_intent(conn, IntentKind.FOLLOW, follower_id, followee_id, hold_s)
 
     async def unfollow(self, follower_id: int, followee_id: int, *, hold_s: float) -> Intent | None:
-        """Removes the edge and records the intent of its follow-up (as ``follow``); None
-        when there was no edge."""
-        async with self._db("an unfollow") as conn, conn.transaction():
+        """Removes the edge from the follower's shard and records the intent of its follow-up
+        (as ``follow``); None when there was no edge."""
+        async with self._for_user(follower_id, "an unfollow") as conn, conn.transaction():
             removed = await conn.fetchval(
                 "DELETE FROM feed_follows WHERE follower_id = $1 AND followee_id = $2 RETURNING true",
                 follower_id, followee_id)
             if not removed:
                 return None
-            await conn.execute("UPDATE feed_authors SET followers = followers - 1 WHERE user_id = $1",
-                               followee_id)
+            if self._together(follower_id, followee_id):
+                await _count_follower(conn, followee_id, -1)
             return await _record_intent(conn, IntentKind.FOLLOW, follower_id, followee_id, hold_s)
 
     async def follows(self, follower_id: int, followee_id: int) -> bool:
-        """Whether the edge exists now."""
-        async with self._db("a follow edge") as conn:
+        """Whether the edge exists now (the follower's shard holds the truth)."""
+        async with self._for_user(follower_id, "a follow edge") as conn:
             return bool(await conn.fetchval(
                 "SELECT true FROM feed_follows WHERE follower_id = $1 AND followee_id = $2", follower_id, followee_id))
+
+    async def settle_edge(self, follower_id: int, followee_id: int) -> bool:
+        """The followee's shard brought in line with the follower's (the truth) for this
+        edge, and its follower count with it; returns whether they follow. Idempotent and
+        convergent: a copy is added or removed only once (its INSERT or DELETE says so), and
+        a follow and an unfollow racing both end in what the follower's shard holds. Until
+        it runs, a new follower misses only the followee's pushes (the follow-up backfills
+        them) and an old one may still get some (dropped again by the follow-up)."""
+        following = await self.follows(follower_id, followee_id)
+        if self._together(follower_id, followee_id):
+            return following
+        async with self._for_user(followee_id, "the followee's copy of a follow") as conn, conn.transaction():
+            if following:
+                changed = await conn.fetchval(
+                    "INSERT INTO feed_follows (follower_id, followee_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                    " RETURNING true", follower_id, followee_id)
+            else:
+                changed = await conn.fetchval(
+                    "DELETE FROM feed_follows WHERE follower_id = $1 AND followee_id = $2 RETURNING true",
+                    follower_id, followee_id)
+            if changed:
+                await _count_follower(conn, followee_id, +1 if following else -1)
+        return following
+
+    def _together(self, a: int, b: int) -> bool:
+        return self.shard_map.instance_of_user(a) == self.shard_map.instance_of_user(b)
 
     # --- intents ----------------------------------------------------------------------
 
     async def claim_intents(self, limit: int, hold_s: float) -> list[Intent]:
         """Up to ``limit`` due intents, each held from other sweepers for ``hold_s``."""
-        async with self._db("claiming follow-ups") as conn:
-            rows = await conn.fetch(
-                "UPDATE feed_intents SET attempts = attempts + 1, due_at = now() + make_interval(secs => $2)"
-                " WHERE (kind, a, b) IN (SELECT kind, a, b FROM feed_intents WHERE due_at <= now()"
-                "  ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *", limit, hold_s)
+        rows = await self._fetch_each(
+            "claiming follow-ups",
+            "UPDATE feed_intents SET attempts = attempts + 1, due_at = now() + make_interval(secs => $2)"
+            " WHERE (kind, a, b) IN (SELECT kind, a, b FROM feed_intents WHERE due_at <= now()"
+            "  ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *", limit, hold_s)
         return [_intent(r) for r in rows]
 
     async def finish_intent(self, intent: Intent) -> None:
         """The follow-up is done: the intent goes, unless a later change rewrote it."""
-        async with self._db("finishing a follow-up") as conn:
+        async with self._for_intent(intent, "finishing a follow-up") as conn:
             await conn.execute("DELETE FROM feed_intents WHERE kind = $1 AND a = $2 AND b = $3 AND token = $4",
                                int(intent.kind), intent.a, intent.b, intent.token)
 
@@ -214,40 +250,41 @@ class Records(pgmigrate.Database):
 
     async def postpone_intent(self, intent: Intent, why: str, retry_in_s: float) -> None:
         """Not done yet: due again in ``retry_in_s`` (unless a later change rewrote it)."""
-        async with self._db("postponing a follow-up") as conn:
+        async with self._for_intent(intent, "postponing a follow-up") as conn:
             await conn.execute(
                 "UPDATE feed_intents SET due_at = now() + make_interval(secs => $5), last_error = $6"
                 " WHERE kind = $1 AND a = $2 AND b = $3 AND token = $4",
                 int(intent.kind), intent.a, intent.b, intent.token, retry_in_s, why[:1000])
 
     async def pending_intents(self) -> int:
-        async with self._db("counting follow-ups") as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM feed_intents"))
+        rows = await self._fetch_each("counting follow-ups", "SELECT count(*) AS n FROM feed_intents")
+        return sum(int(r["n"]) for r in rows)
 
     async def followers(self, followee_id: int, after: int, limit: int) -> list[int]:
         """Followers of ``followee_id`` above ``after``, ascending: one keyset page."""
-        async with self._db("followers") as conn:
+        async with self._for_user(followee_id, "followers") as conn:
             rows = await conn.fetch(
                 "SELECT follower_id FROM feed_follows WHERE followee_id = $1 AND follower_id > $2"
                 " ORDER BY follower_id LIMIT $3", followee_id, after, limit)
         return [r["follower_id"] for r in rows]
 
     async def followees(self, user_id: int) -> list[int]:
-        async with self._db("followees") as conn:
+        async with self._for_user(user_id, "followees") as conn:
             rows = await conn.fetch("SELECT followee_id FROM feed_follows WHERE follower_id = $1", user_id)
         return [r["followee_id"] for r in rows]
 
     async def follower_count(self, user_id: int) -> int:
-        async with self._db("a follower count") as conn:
+        async with self._for_user(user_id, "a follower count") as conn:
             return int(await conn.fetchval("SELECT followers FROM feed_authors WHERE user_id = $1", user_id) or 0)
 
     async def followed_pull_authors(self, user_id: int) -> list[int]:
-        """Authors ``user_id`` follows whose live posts include ones not fanned out on write."""
-        async with self._db("followed pull authors") as conn:
-            rows = await conn.fetch(
-                "SELECT f.followee_id FROM feed_follows f JOIN feed_authors a ON a.user_id = f.followee_id"
-                " WHERE f.follower_id = $1 AND a.pull_posts > 0", user_id)
-        return [r["followee_id"] for r in rows]
+        """Authors ``user_id`` follows whose live posts include ones not fanned out on write:
+        their followees (on their shard), then each instance asked about the authors it holds."""
+        followees = await self.followees(user_id)
+        found = await self._each_user(
+            "followed pull authors", followees,
+            "SELECT user_id FROM feed_authors WHERE user_id = ANY($1::bigint[]) AND pull_posts > 0")
+        return [r["user_id"] for r in found]
 
     # --- feeds ------------------------------------------------------------------------
 
@@ -255,7 +292,7 @@ class Records(pgmigrate.Database):
                            pushed: bool | None = None) -> list[Entry]:
         """An author's live posts with id < ``before`` (0: from the newest), newest first;
         only those fanned out on write (``pushed``) or only the others, if asked."""
-        async with self._db("an author's posts") as conn:
+        async with self._for_user(author_id, "an author's posts") as conn:
             rows = await conn.fetch(
                 "SELECT post_id, author_id FROM feed_posts WHERE author_id = $1 AND state = 1 AND post_id < $2"
                 " AND ($4::boolean IS NULL OR pushed = $4) ORDER BY post_id DESC LIMIT $3",
@@ -265,17 +302,49 @@ class Records(pgmigrate.Database):
     async def home_posts(self, user_id: int, *, before: int, limit: int, pushed_only: bool = False) -> list[Entry]:
         """The live posts of everyone ``user_id`` follows, and their own, with id < ``before``,
         newest first: the truth a home feed is an index of. ``pushed_only``: just what
-        fan-out on write puts in a timeline (the user's own posts always are)."""
-        async with self._db("a home feed") as conn:
-            rows = await conn.fetch(
-                "SELECT p.post_id, p.author_id FROM ("
-                "  SELECT followee_id AS author FROM feed_follows WHERE follower_id = $1 UNION ALL SELECT $1"
-                ") f CROSS JOIN LATERAL ("
-                "  SELECT post_id, author_id FROM feed_posts WHERE author_id = f.author AND state = 1"
-                "  AND post_id < $2 AND (NOT $4 OR pushed OR author_id = $1) ORDER BY post_id DESC LIMIT $3"
-                ") p ORDER BY p.post_id DESC LIMIT $3",
-                user_id, _bound(before), limit, pushed_only)
-        return [Entry(from_signed(r["post_id"]), r["author_id"]) for r in rows]
+        fan-out on write puts in a timeline (the user's own posts always are). The followees
+        from the user's shard, then one query per instance holding any of those authors, in
+        parallel, each the newest ``limit`` of its authors; merged."""
+        authors = [*await self.followees(user_id), user_id]
+        rows = await self._each_user(
+            "a home feed", authors,
+            "SELECT p.post_id, p.author_id FROM unnest($1::bigint[]) AS f(author) CROSS JOIN LATERAL ("
+            "  SELECT post_id, author_id FROM feed_posts WHERE author_id = f.author AND state = 1"
+            "  AND post_id < $2 AND (NOT $4 OR pushed OR author_id = $5) ORDER BY post_id DESC LIMIT $3"
+            ") p ORDER BY p.post_id DESC LIMIT $3",
+            _bound(before), limit, pushed_only, user_id)
+        rows.sort(key=lambda r: r["post_id"], reverse=True)
+        return [Entry(from_signed(r["post_id"]), r["author_id"]) for r in rows[:limit]]
+
+    async def _each_user(self, what: str, users: Sequence[int], query: str, *args: object) -> list[asyncpg.Record]:
+        """``query`` (``$1``: an array of user ids, then ``args``) once on each instance
+        holding any of ``users``' shards, with the ones it holds, all at once."""
+        by_instance = self.shard_map.group(users, shard_for_user)
+
+        async def fetch(instance: str, some: list[int]) -> list[asyncpg.Record]:
+            async with self._db_instance(instance, what) as conn:
+                return list(await conn.fetch(query, some, *args))
+
+        found = await asyncio.gather(*(fetch(i, some) for i, some in by_instance.items()))
+        return [row for rows in found for row in rows]
+
+    def _for_user(self, user_id: int, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._db_for(shard_for_user(user_id), what)
+
+    def _for_id(self, media_id: int, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self._db_for(split_id(media_id)[1], what)
+
+    def _for_intent(self, intent: Intent, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Where an intent is recorded: a follow's on its follower's shard, a delete's on its post's."""
+        if intent.kind == IntentKind.FOLLOW:
+            return self._for_user(intent.a, what)
+        return self._for_id(intent.a, what)
+
+
+async def _count_follower(conn: asyncpg.Connection, followee_id: int, delta: int) -> None:
+    await conn.execute(
+        "INSERT INTO feed_authors (user_id, followers) VALUES ($1, greatest($2, 0))"
+        " ON CONFLICT (user_id) DO UPDATE SET followers = feed_authors.followers + $2", followee_id, delta)
 
 
 async def _record_intent(conn: asyncpg.Connection, kind: IntentKind, a: int, b: int, hold_s: float) -> Intent:

@@ -63,9 +63,8 @@ def main() -> int:
             return 2
 
     async def build() -> server.ServiceHost:
-        records = await server.until_reachable("PostgreSQL", lambda: Records.connect(
-            config.postgres.dsn, timeout_s=config.postgres.timeout_s, max_size=max(4, section.concurrency * 2)),
-            config.cluster.start_wait_s)
+        records = await server.sharded_database(Records, config, migrate=False,
+                                                max_size=max(4, section.concurrency * 2))
         redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
         timelines = Timelines(redis, timeline_max=config.feed.timeline_max,
                               celebrity_recent=config.feed.celebrity_recent)

@@ -98,7 +98,11 @@ async def connect_instances(dsns: str | Sequence[str], *, timeout_s: float, min_
     try:
         for dsn in [dsns] if isinstance(dsns, str) else dsns:
             pool = await postgres.connect(dsn, timeout_s=timeout_s, min_size=min_size, max_size=max_size)
-            name = await instance_id(pool, timeout_s=postgres.CONNECT_DEADLINES * timeout_s)
+            try:
+                name = await instance_id(pool, timeout_s=postgres.CONNECT_DEADLINES * timeout_s)
+            except BaseException:
+                await pool.close()
+                raise
             if name in out:
                 await pool.close()
                 raise ShardMapError(f"{shards.address_of(dsn)} and {out[name][1]} are one instance ({name}): "

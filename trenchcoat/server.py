@@ -380,13 +380,15 @@ async def until_reachable(what: str, attempt: Callable[[], Awaitable[T]], wait_s
 DB = TypeVar("DB", bound=pgmigrate.Database)
 
 
-async def sharded_database(cls: type[DB], config: Config) -> DB:
+async def sharded_database(cls: type[DB], config: Config, *, migrate: bool = True, max_size: int = 16) -> DB:
     """``cls`` connected to every PostgreSQL instance of the config (postgres.dsn and
     postgres.shard_dsns), routing by the operator's shard map in etcd, its migrations
     applied: each waited for up to cluster.start_wait_s (a process started before the map
-    or the databases), then their error (a map naming an instance without a DSN: at once)."""
+    or the databases), then their error (a map naming an instance without a DSN: at once).
+    ``migrate``: False for a process whose service's main process applies them."""
     instances = await until_reachable("PostgreSQL", lambda: pgmigrate.connect_instances(
-        config.postgres.instances(), timeout_s=config.postgres.timeout_s), config.cluster.start_wait_s)
+        config.postgres.instances(), timeout_s=config.postgres.timeout_s, max_size=max_size),
+        config.cluster.start_wait_s)
     etcd = Etcd(config.etcd.endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s) \
         if config.etcd.endpoints else None
     try:
@@ -401,7 +403,8 @@ async def sharded_database(cls: type[DB], config: Config) -> DB:
     finally:
         if etcd is not None:
             await etcd.close()
-    await db.migrate()
+    if migrate:
+        await db.migrate()
     return db
 
 

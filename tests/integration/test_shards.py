@@ -11,6 +11,7 @@ import asyncio
 import os
 import random
 import re
+from typing import TypeVar
 
 import asyncpg
 import pytest
@@ -37,13 +38,22 @@ async def ids_of(dsns: list[str]) -> list[str]:
     return list(instances)
 
 
-@pytest.fixture
-async def two(postgres):
-    """Two fresh databases standing in for two instances: (DSNs, the even map, a store over both)."""
+DB = TypeVar("DB", bound=pgmigrate.Database)
+
+
+async def over_two(cls: type[DB], postgres) -> tuple[list[str], ShardMap, DB]:
+    """Two fresh databases standing in for two instances: (their DSNs, the even map, ``cls``
+    over both, migrated)."""
     dsns = [await fresh_database(postgres.endpoint) for _ in range(2)]
     shard_map = ShardMap.even(await ids_of(dsns))
-    store = await MediaStore.connect(dsns, timeout_s=TIMEOUT_S, shard_map=shard_map)
-    await store.migrate()
+    db = await cls.connect(dsns, timeout_s=TIMEOUT_S, shard_map=shard_map)
+    await db.migrate()
+    return dsns, shard_map, db
+
+
+@pytest.fixture
+async def two(postgres):
+    dsns, shard_map, store = await over_two(MediaStore, postgres)
     yield dsns, shard_map, store
     await store.close()
 

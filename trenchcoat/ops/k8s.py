@@ -396,11 +396,11 @@ SERVED_BY = {"DirectoryService": "directory", "StoreService": "store", "CacheSer
              "F4Service": "f4", "F4StorageService": "f4-storage", "F4BackoffService": "f4-backoff",
              "F4RebuilderService": "f4-rebuilder", "F4KeyStoreService": "f4-keystore"}
 """The workload serving each service of the contract."""
-DEPENDENCY_USERS = {"etcd": ("directory", "store", "router", "f4-keystore"),
+DEPENDENCY_USERS = {"etcd": ("directory", "store", "router", "feed", "fanout", "f4-keystore"),
                     "postgres": ("router", "feed", "fanout", "f4-keystore"),
                     "redis": ("router", "transformer", "feed", "fanout")}
-"""Which workloads reach each dependency of dependencies.yaml (the router and the f4 key
-store read the shard map from etcd)."""
+"""Which workloads reach each dependency of dependencies.yaml (those holding PostgreSQL rows
+read the shard map from etcd)."""
 HTTP_CALLERS = {"store": ("cache",), "cache": ("cdn",)}
 """Who reads a workload's HTTP port: the caches a store's needles, the CDN a cache's photos."""
 CLIENT_LABEL = "trenchcoat.io/client"
