@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from trenchcoat import pgmigrate
-from trenchcoat.errors import Internal
+from trenchcoat.errors import Internal, Unavailable
 from trenchcoat.ids import from_signed, shard_for_user, split_id, to_signed
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,10 @@ class MediaStore(pgmigrate.Database):
                     shard, owner_id, logical_volume, cookie, size_bytes, content_type,
                     MediaState.PENDING, idempotency_key,
                 )
+        except asyncpg.ObjectNotInPrerequisiteStateError as exc:  # next_id: not this instance's shard
+            instance = self.shard_map.instance_of(shard)
+            raise Unavailable(f"the shard map this router routes by puts shard {shard} on {self._where[instance]}, "
+                              f"which does not hold it ({exc.message}): the map changed; retry") from None
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "media_pkey":
                 raise DuplicateId(f"a media_id of shard {shard} was minted twice") from None

@@ -72,21 +72,43 @@ INSTANCE_LOCK = zlib.crc32(b"trenchcoat_instance")
 async def instance_id(pool: asyncpg.Pool, *, timeout_s: float) -> str:
     """The instance's name in the shard map: an id made at random the first time anyone
     asks, and kept in the database (table ``trenchcoat_instance``), so the name stays the
-    same when the instance moves to another host or port."""
+    same when the instance moves to another host or port. Made with it: the table of the
+    shards the map gives the instance (``hold``), which ``next_id`` keeps to."""
     async with postgres.connection(pool, "reading the instance's id", timeout_s) as conn:
-        if await conn.fetchval("SELECT to_regclass('trenchcoat_instance') IS NOT NULL"):
+        if await conn.fetchval("SELECT to_regclass('trenchcoat_instance') IS NOT NULL"
+                               " AND to_regclass('trenchcoat_held_shards') IS NOT NULL"):
             found = await conn.fetchval("SELECT id FROM trenchcoat_instance")
             if found is not None:
                 return str(found)
         await conn.execute("SELECT pg_advisory_lock($1)", INSTANCE_LOCK)
         try:
             await conn.execute("CREATE TABLE IF NOT EXISTS trenchcoat_instance (one boolean PRIMARY KEY DEFAULT true"
-                               " CHECK (one), id text NOT NULL, made_at timestamptz NOT NULL DEFAULT now())")
+                               " CHECK (one), id text NOT NULL, made_at timestamptz NOT NULL DEFAULT now(),"
+                               " managed boolean NOT NULL DEFAULT false)")
+            await conn.execute("CREATE TABLE IF NOT EXISTS trenchcoat_held_shards (first integer PRIMARY KEY,"
+                               " last integer NOT NULL, CHECK (0 <= first AND first <= last AND last <= 8191))")
             await conn.execute("INSERT INTO trenchcoat_instance (id) VALUES ('pg-' || left(md5(gen_random_uuid()::text),"
                                " 12)) ON CONFLICT (one) DO NOTHING")
             return str(await conn.fetchval("SELECT id FROM trenchcoat_instance"))
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", INSTANCE_LOCK)
+
+
+async def hold(instances: Mapping[str, tuple[asyncpg.Pool, str]], shard_map: ShardMap, *,
+               timeout_s: float) -> None:
+    """The operator's side of a map: each instance told the shards it holds (table
+    ``trenchcoat_held_shards``, replaced whole), so that it mints ids for those only
+    (``next_id``): a process routing by a stale map, or a wrong DSN, cannot put a row on an
+    instance the map does not name for its shard. Only an instance no map has managed yet
+    (one alone) mints for any shard; one the map gives none mints for none."""
+    for name, (pool, _) in instances.items():
+        ranges = [(r.first, r.last) for r in shard_map.ranges if r.instance == name]
+        async with postgres.connection(pool, f"recording the shards {name} holds", timeout_s) as conn, \
+                conn.transaction():
+            await conn.execute("LOCK TABLE trenchcoat_held_shards IN EXCLUSIVE MODE")
+            await conn.execute("DELETE FROM trenchcoat_held_shards")
+            await conn.executemany("INSERT INTO trenchcoat_held_shards (first, last) VALUES ($1, $2)", ranges)
+            await conn.execute("UPDATE trenchcoat_instance SET managed = true")
 
 
 async def connect_instances(dsns: str | Sequence[str], *, timeout_s: float, min_size: int = 2,

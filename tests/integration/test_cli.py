@@ -237,6 +237,11 @@ def test_put_get_stat_rm_volumes_and_status_against_a_running_cluster(whole, tmp
     held = [line.split() for line in lines[4:6]]
     assert [h[1:3] for h in held] == [["4096", "shards"]] * 2 and all(h[4:6] == ["media", "rows"] for h in held)
     assert all(int(h[3].replace(",", "")) >= 1 for h in held), table.stdout
+    again = cli(up.data_dir, "shards", "init")  # the operator's verb never replaces a stored map
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.splitlines()[:3] == ["a shard map is stored already: kept",
+                                             "told each instance the shards it holds (it mints ids for those only)",
+                                             "shard map v1 (shards/map in etcd):"], again.stdout
 
     # stat of several ids says why one has no facts, and fails; rm, twice; then get and stat say so.
     mixed = cli(up.data_dir, "stat", str(media_id), "12345")

@@ -41,11 +41,22 @@ async def ids_of(dsns: list[str]) -> list[str]:
 DB = TypeVar("DB", bound=pgmigrate.Database)
 
 
+async def hold(dsns: list[str], shard_map: ShardMap) -> None:
+    """What the operator's ``trenchcoat shards init`` tells each instance: the shards it holds."""
+    instances = await pgmigrate.connect_instances(dsns, timeout_s=TIMEOUT_S, min_size=1, max_size=1)
+    try:
+        await pgmigrate.hold(instances, shard_map, timeout_s=TIMEOUT_S)
+    finally:
+        for pool, _ in instances.values():
+            await pool.close()
+
+
 async def over_two(cls: type[DB], postgres) -> tuple[list[str], ShardMap, DB]:
-    """Two fresh databases standing in for two instances: (their DSNs, the even map, ``cls``
-    over both, migrated)."""
+    """Two fresh databases standing in for two instances, each told its half of the even
+    map: (their DSNs, the map, ``cls`` over both, migrated)."""
     dsns = [await fresh_database(postgres.endpoint) for _ in range(2)]
     shard_map = ShardMap.even(await ids_of(dsns))
+    await hold(dsns, shard_map)
     db = await cls.connect(dsns, timeout_s=TIMEOUT_S, shard_map=shard_map)
     await db.migrate()
     return dsns, shard_map, db
@@ -118,6 +129,31 @@ async def test_ids_minted_by_two_instances_at_once_never_collide(two):
     assert {shard_map.instance_of_id(m) for m in minted} == set(shard_map.instances)
 
 
+async def test_an_instance_mints_only_for_the_shards_the_map_gives_it(two):
+    """A router routing by a stale map (here: the two instances swapped) gets UNAVAILABLE
+    naming the shard, and no row lands where its id's shard is not held."""
+    dsns, shard_map, _ = two
+    stale = ShardMap.even(list(reversed(shard_map.instances)), version=2)
+    wrong = await MediaStore.connect(dsns, timeout_s=TIMEOUT_S, shard_map=stale)
+    try:
+        with pytest.raises(Unavailable, match=r"puts shard 7 on pg-\w+ at .*, which does not hold it .*the map changed"):
+            await reserve(wrong, 7)
+        with pytest.raises(Unavailable, match="puts shard 5000 on"):
+            await reserve(wrong, 5000)
+    finally:
+        await wrong.close()
+    assert [await media_ids_on(d) for d in dsns] == [set(), set()]
+    # An instance the map gives no shard mints for none (unlike one no map manages yet).
+    await hold(dsns, ShardMap.even(shard_map.instances[:1], version=3))
+    lone = await MediaStore.connect(dsns, timeout_s=TIMEOUT_S, shard_map=shard_map)
+    try:
+        assert await reserve(lone, 7)  # the first instance holds every shard now
+        with pytest.raises(Unavailable, match=r"puts shard 5000 on .* which does not hold it"):
+            await reserve(lone, 5000)
+    finally:
+        await lone.close()
+
+
 async def test_a_map_naming_an_instance_without_a_dsn_or_two_instances_without_a_map_are_refused(postgres):
     dsn = await fresh_database(postgres.endpoint)
     [name] = await ids_of([dsn])
@@ -166,6 +202,7 @@ async def test_the_router_routes_uploads_by_the_map_the_operator_stored(service,
         assert await asyncio.to_thread(refused.process.popen.wait, 60) == 2
         assert "no shard map for the 2 PostgreSQL instances" in refused.process.log_tail(50)
         shard_map, made = await shards.init(client, await ids_of(dsns))
+        await hold(dsns, shard_map)
         assert made and (await shards.init(client, list(reversed(shard_map.instances))))[0] == shard_map  # kept
     finally:
         await client.close()

@@ -486,8 +486,11 @@ def shards_table(config: Config, *, init: bool = False) -> list[str]:
         try:
             lines = []
             if init:
-                made = (await shards.init(etcd, list(instances)))[1]
+                kept, made = await shards.init(etcd, list(instances))
+                kept.check({name: where for name, (_, where) in instances.items()})
+                await pgmigrate.hold(instances, kept, timeout_s=config.postgres.timeout_s)
                 lines.append("made the shard map" if made else "a shard map is stored already: kept")
+                lines.append("told each instance the shards it holds (it mints ids for those only)")
             shard_map = await shards.stored(etcd)
             counts = dict(zip(instances, await asyncio.gather(*(media_rows(p) for p, _ in instances.values())),
                               strict=True))

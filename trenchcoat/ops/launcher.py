@@ -290,16 +290,18 @@ class Cluster:
         instance predates the others keeps every shard on it (its rows are there). A stored
         map is never replaced (moving shards is `trenchcoat shards move`)."""
         async def init() -> tuple[shards.ShardMap, bool]:
-            instances = await pgmigrate.connect_instances(dsns, timeout_s=self.config.postgres.timeout_s,
-                                                          min_size=1, max_size=1)
-            for pool, _ in instances.values():
-                await pool.close()
-            names = list(instances)
+            timeout_s = self.config.postgres.timeout_s
+            instances = await pgmigrate.connect_instances(dsns, timeout_s=timeout_s, min_size=1, max_size=1)
             etcd = Etcd(etcd_endpoints.split(","), self.config.cluster.name, timeout_s=self.config.etcd.timeout_s)
             try:
-                return await shards.init(etcd, names if self._fresh_postgres else names[:1])
+                names = list(instances)
+                shard_map, made = await shards.init(etcd, names if self._fresh_postgres else names[:1])
+                await pgmigrate.hold(instances, shard_map, timeout_s=timeout_s)  # each mints for its own only
+                return shard_map, made
             finally:
                 await etcd.close()
+                for pool, _ in instances.values():
+                    await pool.close()
 
         shard_map, made = asyncio.run(init())
         self._say(f"shard map {'made' if made else 'kept'} (v{shard_map.version}): {'; '.join(shard_map.rows())}")
