@@ -112,10 +112,8 @@ async def measure(quick: bool) -> dict[str, float]:
             await asyncio.to_thread(server.wait_ready, 60)
         two_dsns = [await fresh(s.endpoint) for s in servers]
         one_dsn = await fresh(servers[0].endpoint)
-        instances = await pgmigrate.connect_instances(two_dsns, timeout_s=30.0, min_size=1, max_size=1)
-        for pool, _ in instances.values():
-            await pool.close()
-        shard_map = ShardMap.even(list(instances))
+        async with pgmigrate.reaching(two_dsns, timeout_s=30.0) as instances:
+            shard_map = ShardMap.even(list(instances))
         two = await MediaStore.connect(two_dsns, timeout_s=30.0, shard_map=shard_map, max_size=CONCURRENCY)
         one = await MediaStore.connect(one_dsn, timeout_s=30.0, max_size=CONCURRENCY)
         try:

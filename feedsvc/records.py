@@ -17,7 +17,6 @@ answers too slowly is ``Unavailable`` naming PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -281,9 +280,9 @@ class Records(pgmigrate.Database):
         """Authors ``user_id`` follows whose live posts include ones not fanned out on write:
         their followees (on their shard), then each instance asked about the authors it holds."""
         followees = await self.followees(user_id)
-        found = await self._each_user(
-            "followed pull authors", followees,
-            "SELECT user_id FROM feed_authors WHERE user_id = ANY($1::bigint[]) AND pull_posts > 0")
+        found = await self._fetch_users(
+            "followed pull authors",
+            "SELECT user_id FROM feed_authors WHERE user_id = ANY($1::bigint[]) AND pull_posts > 0", followees)
         return [r["user_id"] for r in found]
 
     # --- feeds ------------------------------------------------------------------------
@@ -306,27 +305,15 @@ class Records(pgmigrate.Database):
         from the user's shard, then one query per instance holding any of those authors, in
         parallel, each the newest ``limit`` of its authors; merged."""
         authors = [*await self.followees(user_id), user_id]
-        rows = await self._each_user(
-            "a home feed", authors,
+        rows = await self._fetch_users(
+            "a home feed",
             "SELECT p.post_id, p.author_id FROM unnest($1::bigint[]) AS f(author) CROSS JOIN LATERAL ("
             "  SELECT post_id, author_id FROM feed_posts WHERE author_id = f.author AND state = 1"
             "  AND post_id < $2 AND (NOT $4 OR pushed OR author_id = $5) ORDER BY post_id DESC LIMIT $3"
             ") p ORDER BY p.post_id DESC LIMIT $3",
-            _bound(before), limit, pushed_only, user_id)
+            authors, _bound(before), limit, pushed_only, user_id)
         rows.sort(key=lambda r: r["post_id"], reverse=True)
         return [Entry(from_signed(r["post_id"]), r["author_id"]) for r in rows[:limit]]
-
-    async def _each_user(self, what: str, users: Sequence[int], query: str, *args: object) -> list[asyncpg.Record]:
-        """``query`` (``$1``: an array of user ids, then ``args``) once on each instance
-        holding any of ``users``' shards, with the ones it holds, all at once."""
-        by_instance = self.shard_map.group(users, shard_for_user)
-
-        async def fetch(instance: str, some: list[int]) -> list[asyncpg.Record]:
-            async with self._db_instance(instance, what) as conn:
-                return list(await conn.fetch(query, some, *args))
-
-        found = await asyncio.gather(*(fetch(i, some) for i, some in by_instance.items()))
-        return [row for rows in found for row in rows]
 
     def _for_user(self, user_id: int, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
         return self._db_for(shard_for_user(user_id), what)

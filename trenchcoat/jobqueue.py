@@ -105,16 +105,17 @@ class Delivery:
     @property
     def attempt(self) -> int:
         """Failed attempts before this delivery."""
-        try:
-            return int(self.fields.get(b"attempt", b"0"))
-        except ValueError:
-            return 0
+        return self._count(b"attempt")
 
     @property
     def transient(self) -> int:
         """Transient failures before this delivery (not counted in ``attempt``)."""
+        return self._count(b"transient")
+
+    def _count(self, name: bytes) -> int:
+        """A count the queue keeps in the entry (0 when absent or malformed)."""
         try:
-            return int(self.fields.get(b"transient", b"0"))
+            return int(self.fields.get(name, b"0"))
         except ValueError:
             return 0
 

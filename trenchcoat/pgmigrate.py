@@ -14,14 +14,14 @@ import contextlib
 import logging
 import re
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any, Self
 
 import asyncpg
 
 from trenchcoat import postgres, shards
-from trenchcoat.ids import to_signed
+from trenchcoat.ids import shard_for_user, to_signed
 from trenchcoat.shards import ShardMap, ShardMapError
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ async def instance_id(pool: asyncpg.Pool, *, timeout_s: float) -> str:
             await conn.execute("SELECT pg_advisory_unlock($1)", INSTANCE_LOCK)
 
 
-async def hold(instances: Mapping[str, tuple[asyncpg.Pool, str]], shard_map: ShardMap, *,
+async def hold(instances: Instances, shard_map: ShardMap, *,
                timeout_s: float) -> None:
     """The operator's side of a map: each instance told the shards it holds (table
     ``trenchcoat_held_shards``, replaced whole), so that it mints ids for those only
@@ -109,6 +109,26 @@ async def hold(instances: Mapping[str, tuple[asyncpg.Pool, str]], shard_map: Sha
             await conn.execute("DELETE FROM trenchcoat_held_shards")
             await conn.executemany("INSERT INTO trenchcoat_held_shards (first, last) VALUES ($1, $2)", ranges)
             await conn.execute("UPDATE trenchcoat_instance SET managed = true")
+
+
+Instances = Mapping[str, tuple[asyncpg.Pool, str]]
+"""Instance id -> (its pool, where it is): what ``connect_instances`` makes."""
+
+
+async def close_instances(instances: Instances) -> None:
+    for pool, _ in instances.values():
+        await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def reaching(dsns: Sequence[str], *, timeout_s: float) -> AsyncIterator[Instances]:
+    """A connection to each instance for the operator's short work (one each: naming them,
+    telling them their shards, counting rows), closed after."""
+    instances = await connect_instances(dsns, timeout_s=timeout_s, min_size=1, max_size=1)
+    try:
+        yield instances
+    finally:
+        await close_instances(instances)
 
 
 async def connect_instances(dsns: str | Sequence[str], *, timeout_s: float, min_size: int = 2,
@@ -131,8 +151,7 @@ async def connect_instances(dsns: str | Sequence[str], *, timeout_s: float, min_
                                     "name each PostgreSQL instance once")
             out[name] = (pool, shards.address_of(dsn))
     except BaseException:
-        for pool, _ in out.values():
-            await pool.close()
+        await close_instances(out)
         raise
     return out
 
@@ -149,7 +168,7 @@ class Database:
     MIGRATIONS: str
     MIGRATIONS_TABLE: str
 
-    def __init__(self, instances: Mapping[str, tuple[asyncpg.Pool, str]], timeout_s: float,
+    def __init__(self, instances: Instances, timeout_s: float,
                  shard_map: ShardMap | None = None) -> None:
         """``instances``: id -> (pool, address) (``connect_instances``), the first the home
         of what is not sharded; ``shard_map``: None with one instance (every shard on it)."""
@@ -176,8 +195,7 @@ class Database:
         try:
             return cls(instances, timeout_s, shard_map)
         except BaseException:
-            for pool, _ in instances.values():
-                await pool.close()
+            await close_instances(instances)
             raise
 
     async def close(self) -> None:
@@ -206,8 +224,7 @@ class Database:
 
     def _db_each(self, what: str) -> list[tuple[str, contextlib.AbstractAsyncContextManager[Any]]]:
         """A connection to each instance (instance name, connection), for work over all shards."""
-        return [(name, postgres.connection(pool, f"{what} (on {self._where[name]})", self._timeout))
-                for name, pool in self._pools.items()]
+        return [(name, self._db_instance(name, what)) for name in self._pools]
 
     async def _fetch_each(self, what: str, query: str, *args: Any) -> list[asyncpg.Record]:
         """``query`` on every instance at once, the rows of all (work over every shard)."""
@@ -222,12 +239,20 @@ class Database:
     async def _fetch_ids(self, what: str, query: str, media_ids: Iterable[int]) -> list[asyncpg.Record]:
         """``query`` (``$1``: an array of signed ids) once on each instance holding any of
         ``media_ids``, with the ones it holds, all at once; the rows of all."""
+        return await self._fetch_grouped(what, query, self.shard_map.group_ids(media_ids), to_signed)
 
+    async def _fetch_users(self, what: str, query: str, users: Iterable[int], *args: Any) -> list[asyncpg.Record]:
+        """``query`` (``$1``: an array of user ids, then ``args``) once on each instance
+        holding any of ``users``' shards, with the ones it holds, all at once."""
+        return await self._fetch_grouped(what, query, self.shard_map.group(users, shard_for_user), int, *args)
+
+    async def _fetch_grouped(self, what: str, query: str, groups: Mapping[str, list[int]],
+                             encode: Callable[[int], int], *args: Any) -> list[asyncpg.Record]:
         async def fetch(instance: str, some: list[int]) -> list[asyncpg.Record]:
             async with self._db_instance(instance, f"{what} ({len(some)} ids)") as conn:
-                return list(await conn.fetch(query, [to_signed(m) for m in some]))
+                return list(await conn.fetch(query, [encode(k) for k in some], *args))
 
-        found = await asyncio.gather(*(fetch(i, some) for i, some in self.shard_map.group_ids(media_ids).items()))
+        found = await asyncio.gather(*(fetch(i, some) for i, some in groups.items()))
         return [row for rows in found for row in rows]
 
     def _db_instance(self, instance: str, what: str) -> contextlib.AbstractAsyncContextManager[Any]:

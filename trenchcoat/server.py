@@ -397,8 +397,7 @@ async def sharded_database(cls: type[DB], config: Config, *, migrate: bool = Tru
                                           config.cluster.start_wait_s)
         db = cls(instances, config.postgres.timeout_s, shard_map)
     except BaseException:
-        for pool, _ in instances.values():
-            await pool.close()
+        await pgmigrate.close_instances(instances)
         raise
     finally:
         if etcd is not None:

@@ -32,10 +32,8 @@ TIMEOUT_S = 30.0  # a busy machine: no deadline is under test here
 
 async def ids_of(dsns: list[str]) -> list[str]:
     """Each instance's id (its name in the map), in the order of ``dsns``."""
-    instances = await pgmigrate.connect_instances(dsns, timeout_s=TIMEOUT_S, min_size=1, max_size=1)
-    for pool, _ in instances.values():
-        await pool.close()
-    return list(instances)
+    async with pgmigrate.reaching(dsns, timeout_s=TIMEOUT_S) as instances:
+        return list(instances)
 
 
 DB = TypeVar("DB", bound=pgmigrate.Database)
@@ -43,12 +41,8 @@ DB = TypeVar("DB", bound=pgmigrate.Database)
 
 async def hold(dsns: list[str], shard_map: ShardMap) -> None:
     """What the operator's ``trenchcoat shards init`` tells each instance: the shards it holds."""
-    instances = await pgmigrate.connect_instances(dsns, timeout_s=TIMEOUT_S, min_size=1, max_size=1)
-    try:
+    async with pgmigrate.reaching(dsns, timeout_s=TIMEOUT_S) as instances:
         await pgmigrate.hold(instances, shard_map, timeout_s=TIMEOUT_S)
-    finally:
-        for pool, _ in instances.values():
-            await pool.close()
 
 
 async def over_two(cls: type[DB], postgres) -> tuple[list[str], ShardMap, DB]:

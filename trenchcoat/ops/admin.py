@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from trenchcoat import pgmigrate, shards
 from trenchcoat.clients.directory import DamagedNeedleView, DirectoryClient, VolumeView
 from trenchcoat.clients.f4 import F4Client, RebuilderClient, RebuilderView, RebuildView
 from trenchcoat.clients.feed import FeedClient, FeedEntry, FeedPage
@@ -24,8 +25,10 @@ from trenchcoat.clients.store import StoreClient
 from trenchcoat.clients.transformer import JobView, TransformerClient
 from trenchcoat.config import Config
 from trenchcoat.errors import FailedPrecondition, NotFound, TrenchcoatError, Unavailable
+from trenchcoat.etcd import Etcd
 from trenchcoat.rendition_keys import describe
 from trenchcoat.rpc import ChannelPool
+from trenchcoat.shards import ShardMap
 from trenchcoat.urls import MalformedURL, parse_path
 
 T = TypeVar("T")
@@ -464,13 +467,24 @@ def _cluster_dependencies(config: Config) -> tuple[list[str], list[str]]:
     return etcd, dsns
 
 
+async def make_shard_map(etcd: Etcd, instances: pgmigrate.Instances, *, timeout_s: float,
+                         spread: bool = True) -> tuple[ShardMap, bool]:
+    """The operator's making of the shard map (``trenchcoat shards init``, ``trenchcoat up``):
+    the shards split evenly over ``instances`` (on the first alone unless ``spread``: a
+    cluster whose rows are all there) and stored, unless a map is stored already (never
+    replaced here); checked against the instances; each instance told the shards it holds,
+    so it mints ids for those only. Returns (the map in force, whether it was made now)."""
+    names = list(instances)
+    shard_map, made = await shards.init(etcd, names if spread else names[:1])
+    shard_map.check({name: where for name, (_, where) in instances.items()})
+    await pgmigrate.hold(instances, shard_map, timeout_s=timeout_s)
+    return shard_map, made
+
+
 def shards_table(config: Config, *, init: bool = False) -> list[str]:
     """``trenchcoat shards``: the shard map (each range, its instance) and each instance (its
     id, where it is, the shards and media rows it holds); ``init``: first store the shards
-    split evenly over the instances, unless a map is stored."""
-    from trenchcoat import pgmigrate, shards
-    from trenchcoat.etcd import Etcd
-
+    split evenly over the instances, unless a map is stored (``make_shard_map``)."""
     etcd_endpoints, dsns = _cluster_dependencies(config)
 
     async def media_rows(pool: Any) -> str:
@@ -480,24 +494,21 @@ def shards_table(config: Config, *, init: bool = False) -> list[str]:
             return f"{await conn.fetchval('SELECT count(*) FROM media'):,} media rows"
 
     async def ask() -> list[str]:
-        instances = await pgmigrate.connect_instances(dsns, timeout_s=config.postgres.timeout_s, min_size=1,
-                                                      max_size=1)
-        etcd = Etcd(etcd_endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
-        try:
-            lines = []
-            if init:
-                kept, made = await shards.init(etcd, list(instances))
-                kept.check({name: where for name, (_, where) in instances.items()})
-                await pgmigrate.hold(instances, kept, timeout_s=config.postgres.timeout_s)
-                lines.append("made the shard map" if made else "a shard map is stored already: kept")
-                lines.append("told each instance the shards it holds (it mints ids for those only)")
-            shard_map = await shards.stored(etcd)
+        lines = []
+        shard_map: ShardMap | None
+        async with pgmigrate.reaching(dsns, timeout_s=config.postgres.timeout_s) as instances:
+            etcd = Etcd(etcd_endpoints, config.cluster.name, timeout_s=config.etcd.timeout_s)
+            try:
+                if init:
+                    shard_map, made = await make_shard_map(etcd, instances, timeout_s=config.postgres.timeout_s)
+                    lines.append("made the shard map" if made else "a shard map is stored already: kept")
+                    lines.append("told each instance the shards it holds (it mints ids for those only)")
+                else:
+                    shard_map = await shards.stored(etcd)
+            finally:
+                await etcd.close()
             counts = dict(zip(instances, await asyncio.gather(*(media_rows(p) for p, _ in instances.values())),
                               strict=True))
-        finally:
-            await etcd.close()
-            for pool, _ in instances.values():
-                await pool.close()
         if shard_map is None:
             only = next(iter(instances.values()))[1]
             return [*lines, f"no shard map: every shard is on the one instance, at {only}" if len(instances) == 1

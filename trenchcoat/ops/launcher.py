@@ -116,8 +116,6 @@ class Cluster:
         self._env: dict[str, str] = {}
         """The environment every service process gets (the CDN's too)."""
         self._tls_dir: Path | None = None
-        self._fresh_postgres = True
-        """Whether the first PostgreSQL instance was made by this start (a new cluster)."""
         """The cluster's identities (None: cluster.insecure)."""
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -254,7 +252,7 @@ class Cluster:
         postgres: list[processes.ManagedProcess] = []
         if not self.config.postgres.dsn:
             first = dependencies.postgres_data_dir(self.data_dir / "postgres")
-            self._fresh_postgres = not (first / "PG_VERSION").exists()  # before initdb makes it
+            fresh = not (first / "PG_VERSION").exists()  # before initdb makes it
             for i in range(self.config.postgres.local_instances):
                 name = "postgres" if i == 0 else f"postgres-{i + 1}"
                 process = dependencies.postgres_process(
@@ -281,27 +279,22 @@ class Cluster:
             self._say(f"started {process.name:<12} {redact(process.endpoint)}")
         if postgres:
             self._shard_map(env[env_key("etcd", "endpoints")] if not self.config.etcd.endpoints
-                            else ",".join(self.config.etcd.endpoints), [p.endpoint for p in postgres])
+                            else ",".join(self.config.etcd.endpoints), [p.endpoint for p in postgres], fresh=fresh)
         return env
 
-    def _shard_map(self, etcd_endpoints: str, dsns: list[str]) -> None:
-        """The operator's first act on a cluster whose PostgreSQL instances it runs: the shard
-        map, the shards split evenly over them when the cluster is new; a cluster whose first
-        instance predates the others keeps every shard on it (its rows are there). A stored
-        map is never replaced (moving shards is `trenchcoat shards move`)."""
+    def _shard_map(self, etcd_endpoints: str, dsns: list[str], *, fresh: bool) -> None:
+        """The operator's first act on a cluster whose PostgreSQL instances it runs
+        (``admin.make_shard_map``): the shards split evenly over them when the cluster is new
+        (``fresh``); a cluster whose first instance predates the others keeps every shard on
+        it (its rows are there). A stored map is never replaced."""
         async def init() -> tuple[shards.ShardMap, bool]:
             timeout_s = self.config.postgres.timeout_s
-            instances = await pgmigrate.connect_instances(dsns, timeout_s=timeout_s, min_size=1, max_size=1)
-            etcd = Etcd(etcd_endpoints.split(","), self.config.cluster.name, timeout_s=self.config.etcd.timeout_s)
-            try:
-                names = list(instances)
-                shard_map, made = await shards.init(etcd, names if self._fresh_postgres else names[:1])
-                await pgmigrate.hold(instances, shard_map, timeout_s=timeout_s)  # each mints for its own only
-                return shard_map, made
-            finally:
-                await etcd.close()
-                for pool, _ in instances.values():
-                    await pool.close()
+            async with pgmigrate.reaching(dsns, timeout_s=timeout_s) as instances:
+                etcd = Etcd(etcd_endpoints.split(","), self.config.cluster.name, timeout_s=self.config.etcd.timeout_s)
+                try:
+                    return await admin.make_shard_map(etcd, instances, timeout_s=timeout_s, spread=fresh)
+                finally:
+                    await etcd.close()
 
         shard_map, made = asyncio.run(init())
         self._say(f"shard map {'made' if made else 'kept'} (v{shard_map.version}): {'; '.join(shard_map.rows())}")
