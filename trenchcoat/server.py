@@ -292,9 +292,6 @@ class ServiceHost:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
 
-        async def metrics(_: web.Request) -> web.Response:
-            return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
         async def ready(_: web.Request) -> web.Response:
             return web.Response(text="SERVING\n" if self._serving else "NOT_SERVING\n", status=200 if self._serving else 503)
 
@@ -302,8 +299,7 @@ class ServiceHost:
             broken = ", ".join(f"{name}: {why}" for name, why in self.broken.items())
             return web.Response(text=f"worker failed: {broken}\n" if broken else "ok\n", status=503 if broken else 200)
 
-        app = web.Application()
-        app.router.add_get("/metrics", metrics)
+        app = metrics_app(registry)
         # What the gRPC health service says, for probes that cannot speak mutual TLS (the
         # kubelet's probes have no client certificate): /readyz is the server's status,
         # /livez fails only once a worker has failed (restart me).
@@ -317,6 +313,17 @@ class ServiceHost:
 
 
 PROBE_PATHS = frozenset({"/readyz", "/livez"})
+
+
+def metrics_app(registry: CollectorRegistry = REGISTRY) -> web.Application:
+    """An app serving ``registry`` at /metrics (for ``metrics_site``)."""
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    return app
 
 
 def metrics_site(app: web.Application, host: str, port: int, name: str, identity: tls.Identity | None) -> HttpSite:

@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import Counter, Gauge, Histogram
 
 from trenchcoat import httpsite, retry, server, tls
 from trenchcoat.config import Config
@@ -160,9 +159,7 @@ async def serve(config: Config) -> int:
                                    identity=identity,
                                    access_log=f"syslog:server=127.0.0.1:{log_port},tag={TAG},nohostname",
                                    log_format=LOG_FORMAT)
-    app = web.Application()
-    app.router.add_get("/metrics", _metrics)
-    metrics = server.metrics_site(app, config.cluster.host, cdn.metrics_port, "cdn", identity)
+    metrics = server.metrics_site(server.metrics_app(), config.cluster.host, cdn.metrics_port, "cdn", identity)
     await metrics.start()
     serving_metrics = asyncio.create_task(metrics.run())
     argv = dependencies.nginx_argv(conf)
@@ -186,10 +183,6 @@ async def serve(config: Config) -> int:
     await asyncio.gather(serving_metrics, return_exceptions=True)
     log.info("nginx exited with %s", processes.describe_exit(code))
     return 0 if code in (0, -signal.SIGQUIT) else 1
-
-
-async def _metrics(_: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def reload_on_rotation(nginx: asyncio.subprocess.Process, identity: tls.Identity) -> None:
