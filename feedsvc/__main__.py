@@ -33,7 +33,8 @@ def main() -> int:
             return 2
 
     async def build() -> server.ServiceHost:
-        records = await server.sharded_database(Records, config)  # posts and follows where the shard map says
+        sharded = await server.sharded_database(Records, config, process="feed")  # posts, follows where the map says
+        records = sharded.db
         redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
         pool = ChannelPool()
         routers = Routers([MediaClient(pool, address, timeout_s=section.call_timeout_s)
@@ -53,8 +54,8 @@ def main() -> int:
             f"feed@{section.port}", config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, servicer, feed_pb2_grpc.add_FeedServiceServicer_to_server)],
             workers=[sweeper, IntentSweeper(records, follows, posts, interval_s=section.intent_interval_s,
-                                            hold_s=section.sweep_after_s)],
-            closers=[pool.close, redis.aclose, records.close],
+                                            hold_s=section.sweep_after_s), *sharded.workers],
+            closers=[pool.close, redis.aclose, sharded.close],
         )
 
     return server.run(build)

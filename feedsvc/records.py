@@ -58,6 +58,19 @@ def _bound(cursor: int) -> int:
 class Records(pgmigrate.Database):
     MIGRATIONS = "feedsvc.migrations"
     MIGRATIONS_TABLE = "feed_schema_migrations"
+    SHARDED = (
+        pgmigrate.ShardedTable("feed_posts", ("post_id",), (pgmigrate.ID_SHARD.format(column="{r}post_id"),)),
+        # An edge is on both users' shards: the follower's side is the truth, the followee's
+        # is brought in line with it (settle_edge); each side's transaction also writes a row
+        # of its one user (an intent, a follower count), which the guard holds to that shard.
+        pgmigrate.ShardedTable("feed_follows", ("followee_id", "follower_id"),
+                               (pgmigrate.USER_SHARD.format(column="{r}follower_id"),
+                                pgmigrate.USER_SHARD.format(column="{r}followee_id"))),
+        pgmigrate.ShardedTable("feed_authors", ("user_id",), (pgmigrate.USER_SHARD.format(column="{r}user_id"),)),
+        pgmigrate.ShardedTable("feed_intents", ("kind", "a", "b"), (
+            f"(CASE WHEN {{r}}kind = {int(IntentKind.FOLLOW)} THEN {pgmigrate.USER_SHARD.format(column='{r}a')}"
+            f" ELSE {pgmigrate.ID_SHARD.format(column='{r}a')} END)",)),
+    )
 
     # --- posts ------------------------------------------------------------------------
 

@@ -63,8 +63,9 @@ def main() -> int:
             return 2
 
     async def build() -> server.ServiceHost:
-        records = await server.sharded_database(Records, config, migrate=False,
+        sharded = await server.sharded_database(Records, config, migrate=False, process="fanout",
                                                 max_size=max(4, section.concurrency * 2))
+        records = sharded.db
         redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
         timelines = Timelines(redis, timeline_max=config.feed.timeline_max,
                               celebrity_recent=config.feed.celebrity_recent)
@@ -74,8 +75,8 @@ def main() -> int:
                            claim_idle_s=section.claim_idle_s)
         return server.host_for(
             f"fanout@{section.port}", config.cluster, section,
-            workers=[worker],
-            closers=[records.close, redis.aclose],
+            workers=[worker, *sharded.workers],
+            closers=[sharded.close, redis.aclose],
         )
 
     return server.run(build)

@@ -33,7 +33,8 @@ def main() -> int:
         return 2
 
     async def build() -> server.ServiceHost:
-        media = await server.sharded_database(MediaStore, config)  # rows where the shard map says
+        sharded = await server.sharded_database(MediaStore, config, process="router")  # rows where the map says
+        media = sharded.db
         pool = ChannelPool()
         directory = DirectoryClient(pool, config.directory_endpoints(), timeout_s=config.directory.call_timeout_s)
         stores = StoreClient(pool, timeout_s=section.replica_timeout_s)
@@ -41,7 +42,7 @@ def main() -> int:
                              timeout_s=config.cache.lease_wait_s + config.cache.store_timeout_s)
         uploader = Uploader(directory, stores, media, UploadLimits(section.max_upload_bytes, section.replica_timeout_s))
         f4 = F4Client(pool, config.f4_endpoint(), timeout_s=section.replica_timeout_s) if config.f4.migrate else None
-        closers = [pool.close, media.close]
+        closers = [pool.close, sharded.close]
         # Redis holds the rendition jobs and the feed's cached media facts (dropped here when
         # a media's renditions finish or it is deleted).
         redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s) if config.redis.url else None
@@ -53,7 +54,7 @@ def main() -> int:
         photos = Photos(media, directory, caches, deletes, cdn_base_url=section.cdn_base_url,
                         row_ttl_s=section.row_ttl_s)
         writer = RenditionWriter(uploader, media, deletes, feed_facts=redis)
-        workers: list[server.Worker] = [directory, deletes]
+        workers: list[server.Worker] = [directory, deletes, *sharded.workers]
         duties = None
         if section.renditions and redis is not None:  # (main() refuses renditions without redis.url)
             duties = RenditionDuties(media, RenditionQueue(redis), recipe_version=config.transformer.recipe_version,

@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 
 from trenchcoat import pgmigrate
-from trenchcoat.errors import Internal, Unavailable
+from trenchcoat.errors import Internal
 from trenchcoat.ids import from_signed, shard_for_user, split_id, to_signed
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,13 @@ class DuplicateId(Exception):
 class MediaStore(pgmigrate.Database):
     MIGRATIONS = "router.migrations"
     MIGRATIONS_TABLE = "schema_migrations"
+    SHARDED = (
+        pgmigrate.ShardedTable("media", ("media_id",), (pgmigrate.ID_SHARD.format(column="{r}media_id"),)),
+        pgmigrate.ShardedTable("renditions", ("media_id", "alternate_key"),
+                               (pgmigrate.ID_SHARD.format(column="{r}media_id"),), parent="media"),
+        pgmigrate.ShardedTable("delete_journal", ("media_id", "alternate_key", "logical_volume", "cookie"),
+                               (pgmigrate.ID_SHARD.format(column="{r}media_id"),)),
+    )
 
     async def reserve(self, *, shard: int, owner_id: int, logical_volume: int, cookie: int,
                       size_bytes: int, content_type: str, idempotency_key: str | None) -> tuple[MediaRow, bool]:
@@ -118,10 +125,6 @@ class MediaStore(pgmigrate.Database):
                     shard, owner_id, logical_volume, cookie, size_bytes, content_type,
                     MediaState.PENDING, idempotency_key,
                 )
-        except asyncpg.ObjectNotInPrerequisiteStateError as exc:  # next_id: not this instance's shard
-            instance = self.shard_map.instance_of(shard)
-            raise Unavailable(f"the shard map this router routes by puts shard {shard} on {self._where[instance]}, "
-                              f"which does not hold it ({exc.message}): the map changed; retry") from None
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "media_pkey":
                 raise DuplicateId(f"a media_id of shard {shard} was minted twice") from None

@@ -15,6 +15,7 @@ import logging
 import re
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Self
 
@@ -68,25 +69,66 @@ async def migrate(pool: asyncpg.Pool, package: str, table: str, *, timeout_s: fl
 
 INSTANCE_LOCK = zlib.crc32(b"trenchcoat_instance")
 
+MOVER_SETTING = "trenchcoat.shard_mover"
+"""A session setting the shard mover sets (``SET LOCAL ... = 'on'``) to write rows of
+shards the instance does not hold: the copy it makes, and the old copy it drops."""
+
+_INSTANCE_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS trenchcoat_instance (one boolean PRIMARY KEY DEFAULT true CHECK (one), id text NOT NULL,
+    made_at timestamptz NOT NULL DEFAULT now(), managed boolean NOT NULL DEFAULT false);
+CREATE TABLE IF NOT EXISTS trenchcoat_held_shards (first integer PRIMARY KEY, last integer NOT NULL,
+    CHECK (0 <= first AND first <= last AND last <= 8191));
+-- Shards being moved away (trenchcoat.shardmove): every write to one of their rows is logged
+-- (trenchcoat_shard_move_log, the row's key) in the write's own transaction, for the mover
+-- to bring its copy in line.
+CREATE TABLE IF NOT EXISTS trenchcoat_shard_moves (first integer PRIMARY KEY, last integer NOT NULL,
+    CHECK (0 <= first AND first <= last AND last <= 8191));
+CREATE TABLE IF NOT EXISTS trenchcoat_shard_move_log (seq bigserial PRIMARY KEY, tbl text NOT NULL, key jsonb NOT NULL);
+-- The tables holding rows by logical shard (Database.SHARDED), registered by each service's
+-- migrate: what the mover copies. shards: SQL expressions of the row's shards over its key
+-- columns, written with {{r}} where a column's table alias goes.
+CREATE TABLE IF NOT EXISTS trenchcoat_sharded_tables (name text PRIMARY KEY, key text[] NOT NULL,
+    shards text[] NOT NULL, parent text, position integer NOT NULL);
+-- Called by every sharded table's trigger before a row is written: refuses a row none of
+-- whose shards this instance holds (once a map manages it), and logs the key of a row of a
+-- shard being moved away. It takes the transaction's id first, so that a mover which stops a
+-- shard's writes and then waits for the transactions in progress to end waits for every
+-- writer that saw the shard still held.
+CREATE OR REPLACE FUNCTION trenchcoat_shard_write(tbl text, shards integer[], key jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM txid_current();
+    IF current_setting('{MOVER_SETTING}', true) = 'on' THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM trenchcoat_instance WHERE managed)
+       AND NOT EXISTS (SELECT 1 FROM trenchcoat_held_shards h, unnest(shards) s WHERE s BETWEEN h.first AND h.last) THEN
+        RAISE EXCEPTION 'shard % is not held by this instance (the shard map puts it on another, or it is being moved)',
+            shards[1] USING ERRCODE = 'object_not_in_prerequisite_state', HINT = '{postgres.SHARD_GUARD_HINT}';
+    END IF;
+    IF EXISTS (SELECT 1 FROM trenchcoat_shard_moves m, unnest(shards) s WHERE s BETWEEN m.first AND m.last) THEN
+        INSERT INTO trenchcoat_shard_move_log (tbl, key) VALUES (tbl, key);
+    END IF;
+END;
+$$;
+"""
+
 
 async def instance_id(pool: asyncpg.Pool, *, timeout_s: float) -> str:
     """The instance's name in the shard map: an id made at random the first time anyone
     asks, and kept in the database (table ``trenchcoat_instance``), so the name stays the
     same when the instance moves to another host or port. Made with it: the table of the
-    shards the map gives the instance (``hold``), which ``next_id`` keeps to."""
+    shards the map gives the instance (``hold``), which writes keep to, and what moving
+    shards away needs (``trenchcoat.shardmove``)."""
     async with postgres.connection(pool, "reading the instance's id", timeout_s) as conn:
         if await conn.fetchval("SELECT to_regclass('trenchcoat_instance') IS NOT NULL"
-                               " AND to_regclass('trenchcoat_held_shards') IS NOT NULL"):
+                               " AND to_regclass('trenchcoat_sharded_tables') IS NOT NULL"):
             found = await conn.fetchval("SELECT id FROM trenchcoat_instance")
             if found is not None:
                 return str(found)
         await conn.execute("SELECT pg_advisory_lock($1)", INSTANCE_LOCK)
         try:
-            await conn.execute("CREATE TABLE IF NOT EXISTS trenchcoat_instance (one boolean PRIMARY KEY DEFAULT true"
-                               " CHECK (one), id text NOT NULL, made_at timestamptz NOT NULL DEFAULT now(),"
-                               " managed boolean NOT NULL DEFAULT false)")
-            await conn.execute("CREATE TABLE IF NOT EXISTS trenchcoat_held_shards (first integer PRIMARY KEY,"
-                               " last integer NOT NULL, CHECK (0 <= first AND first <= last AND last <= 8191))")
+            await conn.execute(_INSTANCE_SCHEMA)
             await conn.execute("INSERT INTO trenchcoat_instance (id) VALUES ('pg-' || left(md5(gen_random_uuid()::text),"
                                " 12)) ON CONFLICT (one) DO NOTHING")
             return str(await conn.fetchval("SELECT id FROM trenchcoat_instance"))
@@ -94,21 +136,88 @@ async def instance_id(pool: asyncpg.Pool, *, timeout_s: float) -> str:
             await conn.execute("SELECT pg_advisory_unlock($1)", INSTANCE_LOCK)
 
 
+ID_SHARD = "(({column} >> 10) & 8191)::integer"
+"""SQL for the logical shard of an id column (``trenchcoat.ids``: signed or not, the same bits)."""
+USER_SHARD = "({column} % 8192)::integer"
+"""SQL for the logical shard of a user id column (``ids.shard_for_user``)."""
+
+
+@dataclass(frozen=True)
+class ShardedTable:
+    """A table whose rows live by logical shard: its key columns, and SQL expressions of
+    the shards a row belongs to, over key columns, with ``{r}`` before each column (a row
+    is on every instance holding one of them: a follow on both users' shards). ``parent``:
+    the table a foreign key of this one points at (its key columns named the same here),
+    whose row the mover copies first."""
+
+    name: str
+    key: tuple[str, ...]
+    shards: tuple[str, ...]
+    parent: str | None = None
+
+    def shard_sql(self, alias: str = "") -> list[str]:
+        return [expr.format(r=f"{alias}." if alias else "") for expr in self.shards]
+
+
+async def install_guards(pool: asyncpg.Pool, tables: Sequence[ShardedTable], *, timeout_s: float) -> None:
+    """Registers ``tables`` (``trenchcoat_sharded_tables``) and gives each the trigger that
+    refuses rows of shards the instance does not hold and logs those being moved away
+    (``trenchcoat_shard_write``). Idempotent."""
+    async with postgres.connection(pool, "installing the shard guards", timeout_s) as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", INSTANCE_LOCK)
+        try:
+            for table in tables:
+                key = ", ".join(f"'{c}', r.{c}" for c in table.key)
+                shards_of_row = ", ".join(table.shard_sql("r"))
+                async with conn.transaction():
+                    await conn.execute(f"""
+CREATE OR REPLACE FUNCTION trenchcoat_guard_{table.name}() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE r {table.name};
+BEGIN
+    IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+    PERFORM trenchcoat_shard_write('{table.name}', ARRAY[{shards_of_row}]::integer[], jsonb_build_object({key}));
+    IF TG_OP = 'DELETE' THEN RETURN OLD; END IF;
+    RETURN NEW;
+END;
+$$;
+CREATE OR REPLACE TRIGGER trenchcoat_shard_guard BEFORE INSERT OR UPDATE OR DELETE ON {table.name}
+    FOR EACH ROW EXECUTE FUNCTION trenchcoat_guard_{table.name}();
+""")
+                    await conn.execute(
+                        "INSERT INTO trenchcoat_sharded_tables (name, key, shards, parent, position)"
+                        " VALUES ($1, $2, $3, $4, (SELECT count(*) FROM trenchcoat_sharded_tables))"
+                        " ON CONFLICT (name) DO UPDATE SET key = EXCLUDED.key, shards = EXCLUDED.shards,"
+                        " parent = EXCLUDED.parent",
+                        table.name, list(table.key), list(table.shards), table.parent)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", INSTANCE_LOCK)
+
+
+async def sharded_tables(conn: asyncpg.Connection) -> list[ShardedTable]:
+    """The tables registered on an instance, in the order registered (parents first)."""
+    rows = await conn.fetch("SELECT * FROM trenchcoat_sharded_tables ORDER BY position")
+    return [ShardedTable(r["name"], tuple(r["key"]), tuple(r["shards"]), r["parent"]) for r in rows]
+
+
+async def set_held(conn: asyncpg.Connection, ranges: Iterable[tuple[int, int]]) -> None:
+    """Replaces the shards an instance holds (within the caller's transaction, if any)."""
+    async with conn.transaction():
+        await conn.execute("LOCK TABLE trenchcoat_held_shards IN EXCLUSIVE MODE")
+        await conn.execute("DELETE FROM trenchcoat_held_shards")
+        await conn.executemany("INSERT INTO trenchcoat_held_shards (first, last) VALUES ($1, $2)", list(ranges))
+        await conn.execute("UPDATE trenchcoat_instance SET managed = true")
+
+
 async def hold(instances: Instances, shard_map: ShardMap, *,
                timeout_s: float) -> None:
     """The operator's side of a map: each instance told the shards it holds (table
-    ``trenchcoat_held_shards``, replaced whole), so that it mints ids for those only
-    (``next_id``): a process routing by a stale map, or a wrong DSN, cannot put a row on an
-    instance the map does not name for its shard. Only an instance no map has managed yet
-    (one alone) mints for any shard; one the map gives none mints for none."""
+    ``trenchcoat_held_shards``, replaced whole), so that it takes rows for those only
+    (``next_id`` and the tables' guards): a process routing by a stale map, or a wrong DSN,
+    cannot put a row on an instance the map does not name for its shard. Only an instance
+    no map has managed yet (one alone) takes rows of any shard; one the map gives none, of none."""
     for name, (pool, _) in instances.items():
-        ranges = [(r.first, r.last) for r in shard_map.ranges if r.instance == name]
-        async with postgres.connection(pool, f"recording the shards {name} holds", timeout_s) as conn, \
-                conn.transaction():
-            await conn.execute("LOCK TABLE trenchcoat_held_shards IN EXCLUSIVE MODE")
-            await conn.execute("DELETE FROM trenchcoat_held_shards")
-            await conn.executemany("INSERT INTO trenchcoat_held_shards (first, last) VALUES ($1, $2)", ranges)
-            await conn.execute("UPDATE trenchcoat_instance SET managed = true")
+        async with postgres.connection(pool, f"recording the shards {name} holds", timeout_s) as conn:
+            await set_held(conn, shard_map.held_by(name))
 
 
 Instances = Mapping[str, tuple[asyncpg.Pool, str]]
@@ -167,6 +276,9 @@ class Database:
 
     MIGRATIONS: str
     MIGRATIONS_TABLE: str
+    SHARDED: tuple[ShardedTable, ...] = ()
+    """The service's tables holding rows by logical shard (parents first): each guarded on
+    every instance, and what ``trenchcoat shards move`` copies."""
 
     def __init__(self, instances: Instances, timeout_s: float,
                  shard_map: ShardMap | None = None) -> None:
@@ -182,7 +294,13 @@ class Database:
             if len(self._pools) > 1:
                 raise ShardMapError(f"{len(self._pools)} PostgreSQL instances and no shard map saying which "
                                     "holds which shard (trenchcoat shards init)")
-            shard_map = ShardMap.even(list(self._pools))
+            shard_map = ShardMap.even(list(self._pools), version=0)  # older than any the operator stores
+        shard_map.check(self._where)
+        self.shard_map = shard_map
+
+    def route_by(self, shard_map: ShardMap) -> None:
+        """Routes by ``shard_map`` from now on (a newer version the operator stored), or
+        raises ShardMapError when it names an instance this process does not reach."""
         shard_map.check(self._where)
         self.shard_map = shard_map
 
@@ -209,6 +327,7 @@ class Database:
         for pool in self._pools.values():
             applied.update(await migrate(pool, self.MIGRATIONS, self.MIGRATIONS_TABLE,
                                          timeout_s=postgres.CONNECT_DEADLINES * self._timeout))
+            await install_guards(pool, self.SHARDED, timeout_s=postgres.CONNECT_DEADLINES * self._timeout)
         return sorted(applied)
 
     def _db(self, what: str) -> contextlib.AbstractAsyncContextManager[Any]:

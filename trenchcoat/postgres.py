@@ -44,6 +44,11 @@ not reused and the work is Unavailable."""
 
 ANY_DATABASE_ERROR: tuple[type[BaseException], ...] = (*CONNECTION_TROUBLE, asyncpg.PostgresError)
 
+SHARD_GUARD_HINT = "trenchcoat shards"
+"""The HINT of the error an instance raises for a write to a row of a shard it does not
+hold (``trenchcoat.pgmigrate``): the map changed, or the shard is being moved; the work
+is Unavailable, to be retried once the process has the new map."""
+
 CONNECT_DEADLINES = 3
 """Connecting a pool at start (its first connections) may take this many times the
 deadline of one piece of work."""
@@ -107,6 +112,9 @@ async def connection(pool: asyncpg.Pool, what: str, timeout_s: float) -> AsyncIt
         cut_short = False  # the server answered
         if transient(exc):
             raise _unavailable(what, timeout_s, exc) from exc
+        if getattr(exc, "hint", None) == SHARD_GUARD_HINT:
+            raise Unavailable(f"PostgreSQL refused {what}: {exc.args[0] if exc.args else exc}; the shard map "
+                              "changed or the shard is being moved: retry in a moment") from None
         raise
     except CONNECTION_TROUBLE as exc:
         raise _unavailable(what, timeout_s, exc) from exc

@@ -30,10 +30,11 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 from aiohttp import web
@@ -387,11 +388,29 @@ async def until_reachable(what: str, attempt: Callable[[], Awaitable[T]], wait_s
 DB = TypeVar("DB", bound=pgmigrate.Database)
 
 
-async def sharded_database(cls: type[DB], config: Config, *, migrate: bool = True, max_size: int = 16) -> DB:
+@dataclass
+class Sharded(Generic[DB]):
+    """A service's rows over the PostgreSQL instances (``db``), with the workers keeping
+    it routing by the operator's current map (none without etcd or a map: one instance)."""
+
+    db: DB
+    workers: list[Worker]
+    _etcd: Etcd | None
+
+    async def close(self) -> None:
+        await self.db.close()
+        if self._etcd is not None:
+            await self._etcd.close()
+
+
+async def sharded_database(cls: type[DB], config: Config, *, migrate: bool = True, max_size: int = 16,
+                           process: str = "") -> Sharded[DB]:
     """``cls`` connected to every PostgreSQL instance of the config (postgres.dsn and
     postgres.shard_dsns), routing by the operator's shard map in etcd, its migrations
     applied: each waited for up to cluster.start_wait_s (a process started before the map
     or the databases), then their error (a map naming an instance without a DSN: at once).
+    With a map, the workers that follow it as the operator moves shards and say the version
+    this process (``process``, its name) routes by (``shards.MapFollower``).
     ``migrate``: False for a process whose service's main process applies them."""
     instances = await until_reachable("PostgreSQL", lambda: pgmigrate.connect_instances(
         config.postgres.instances(), timeout_s=config.postgres.timeout_s, max_size=max_size),
@@ -405,13 +424,21 @@ async def sharded_database(cls: type[DB], config: Config, *, migrate: bool = Tru
         db = cls(instances, config.postgres.timeout_s, shard_map)
     except BaseException:
         await pgmigrate.close_instances(instances)
-        raise
-    finally:
         if etcd is not None:
             await etcd.close()
+        raise
+    sharded = Sharded(db, [], etcd)
     if migrate:
-        await db.migrate()
-    return db
+        try:
+            await db.migrate()
+        except BaseException:
+            await sharded.close()
+            raise
+    if etcd is not None:
+        name = f"{process or cls.__name__}@{socket.gethostname()}-{os.getpid()}"
+        follower = shards.MapFollower(etcd, db, name)
+        sharded.workers += [follower, follower.seen]
+    return sharded
 
 
 _server_tls: tls.ServerTls | None = None

@@ -16,6 +16,7 @@ an instance, or names an instance no DSN of the config reaches, is refused namin
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,14 +24,22 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from trenchcoat import ids
 from trenchcoat.errors import FailedPrecondition, Unavailable
+from trenchcoat.etcd import LeasedKey
+from trenchcoat.workers import PeriodicWorker
 
 if TYPE_CHECKING:
     from trenchcoat.etcd import Etcd
+    from trenchcoat.pgmigrate import Database
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 MAP_KEY = "shards/map"
 """The map's etcd key, under the cluster's prefix (``trenchcoat.etcd``)."""
+SEEN_PREFIX = "shards/seen/"
+"""Where each process routing by the map says the version it routes by (``MapFollower``),
+under a lease: the mover drops a moved shard's old copy once every one has the new map."""
 SHARDS = ids.SHARD_COUNT
 
 
@@ -131,6 +140,23 @@ class ShardMap:
                 "the shard map puts " + "; ".join(f"shards {r.first}-{r.last} on {r.instance}" for r in unknown)
                 + f", an instance none of postgres.dsn and postgres.shard_dsns reaches (they reach {reached})")
 
+    def held_by(self, instance: str) -> list[tuple[int, int]]:
+        """The ranges ``instance`` holds, as (first, last)."""
+        return [(r.first, r.last) for r in self.ranges if r.instance == instance]
+
+    def moved(self, first: int, last: int, instance: str) -> ShardMap:
+        """The next version of the map: shards ``first``-``last`` on ``instance``, the rest as
+        they are (neighbouring ranges of one instance joined)."""
+        owners = [self.instance_of(s) for s in range(SHARDS)]
+        owners[first:last + 1] = [instance] * (last - first + 1)
+        ranges: list[ShardRange] = []
+        for shard, owner in enumerate(owners):
+            if ranges and ranges[-1].instance == owner:
+                ranges[-1] = ShardRange(ranges[-1].first, shard, owner)
+            else:
+                ranges.append(ShardRange(shard, shard, owner))
+        return ShardMap(ranges, version=self.version + 1)
+
     def to_record(self) -> dict[str, Any]:
         return {"version": self.version, "ranges": [[r.first, r.last, r.instance] for r in self.ranges]}
 
@@ -189,6 +215,44 @@ async def for_process(etcd: Etcd | None, instances: Mapping[str, str]) -> ShardM
         return None
     found.check(instances)
     return found
+
+
+class MapFollower(PeriodicWorker):
+    """Keeps a process's ``Database`` routing by the stored map: reads it every
+    ``interval_s`` and takes a newer version (one naming an instance the process does not
+    reach is refused, said once, and the old map kept: the instance's guard then refuses
+    writes of the shards it moved, rather than rows landing where no reader looks). Says
+    the version it routes by under ``shards/seen/<process>``, held under a lease while the
+    process lives (``seen``, a worker of its own)."""
+
+    def __init__(self, etcd: Etcd, db: Database, process: str, *, interval_s: float = 0.5, ttl_s: int = 10) -> None:
+        super().__init__("shard map", interval_s)
+        self._etcd = etcd
+        self._db = db
+        self._refused = 0
+        self.seen = LeasedKey(etcd, SEEN_PREFIX + process, ttl_s,
+                              lambda: {"version": db.shard_map.version, "process": process})
+
+    async def tick(self) -> None:
+        found = await stored(self._etcd)
+        if found is None or found.version <= self._db.shard_map.version:
+            return
+        try:
+            self._db.route_by(found)
+        except ShardMapError as exc:
+            if self._refused != found.version:
+                log.error("shard map v%d not taken up (still routing by v%d): %s",
+                          found.version, self._db.shard_map.version, exc)
+                self._refused = found.version
+            return
+        log.info("shard map v%d taken up: %s", found.version, "; ".join(found.rows()))
+        self.seen.wake()
+
+
+async def seen_versions(etcd: Etcd) -> dict[str, int]:
+    """Each live process routing by the map -> the version it routes by."""
+    found, _ = await etcd.get_prefix(SEEN_PREFIX)
+    return {key: int(record.value.get("version", 0)) for key, record in found.items()}
 
 
 def _spans(shards: list[int]) -> str:

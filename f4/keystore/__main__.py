@@ -18,13 +18,15 @@ def main() -> int:
         return 2
 
     async def build() -> server.ServiceHost:
-        keys = await server.sharded_database(Keys, config)  # a media's keys on its id's shard
+        sharded = await server.sharded_database(Keys, config, process="f4-keystore")  # keys on the media's shard
+        keys = sharded.db
         keys.cache_entries = section.cache_entries
         return server.host_for(
             "f4-keystore", config.cluster, section,
             bindings=[server.Binding(SERVICE_NAME, KeyStoreServicer(keys),
                                      f4_pb2_grpc.add_F4KeyStoreServiceServicer_to_server)],
-            closers=[keys.close],
+            workers=sharded.workers,
+            closers=[sharded.close],
         )
 
     return server.run(build)

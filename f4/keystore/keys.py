@@ -42,6 +42,12 @@ DISCARDED = b""
 class Keys(pgmigrate.Database):
     MIGRATIONS = "f4.keystore.migrations"
     MIGRATIONS_TABLE = "f4_keystore_schema_migrations"
+    SHARDED = (
+        pgmigrate.ShardedTable("f4_keys", ("needle_key", "alternate_key"),
+                               (pgmigrate.ID_SHARD.format(column="{r}needle_key"),)),
+        pgmigrate.ShardedTable("f4_deleted_media", ("needle_key",),
+                               (pgmigrate.ID_SHARD.format(column="{r}needle_key"),)),
+    )
 
     cache_entries = 1_000_000
 

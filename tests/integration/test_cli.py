@@ -242,6 +242,18 @@ def test_put_get_stat_rm_volumes_and_status_against_a_running_cluster(whole, tmp
     assert again.stdout.splitlines()[:3] == ["a shard map is stored already: kept",
                                              "told each instance the shards it holds (it mints ids for those only)",
                                              "shard map v1 (shards/map in etcd):"], again.stdout
+    # shards move: user 42's shard to the second instance while the cluster serves; its
+    # media then read (stat) and deleted (rm, below) there, by every process's new map.
+    second = lines[2].split()[-1]
+    moved = cli(up.data_dir, "shards", "move", "0-99", "--to", second)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert moved.stdout.splitlines()[0] == f"moved shards 0-99 from {lines[1].split()[-1]} to {second}: shard map v2"
+    after = cli(up.data_dir, "shards").stdout.splitlines()
+    assert [line.split()[0] for line in after[1:4]] == ["0-99", "100-4095", "4096-8191"], after
+    assert after[1].split()[-1] == second
+    assert cli(up.data_dir, "stat", str(media_id)).returncode == 0
+    refused = cli(up.data_dir, "shards", "move", "0-99", "--to", second)
+    assert refused.returncode == 1 and "are on" in refused.stderr and "already" in refused.stderr
 
     # stat of several ids says why one has no facts, and fails; rm, twice; then get and stat say so.
     mixed = cli(up.data_dir, "stat", str(media_id), "12345")

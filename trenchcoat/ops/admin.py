@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from trenchcoat import pgmigrate, shards
+from trenchcoat import pgmigrate, shardmove, shards
 from trenchcoat.clients.directory import DamagedNeedleView, DirectoryClient, VolumeView
 from trenchcoat.clients.f4 import F4Client, RebuilderClient, RebuilderView, RebuildView
 from trenchcoat.clients.feed import FeedClient, FeedEntry, FeedPage
@@ -481,6 +481,51 @@ async def make_shard_map(etcd: Etcd, instances: pgmigrate.Instances, *, timeout_
     return shard_map, made
 
 
+class BarProgress:
+    """The mover's progress as a bar per stage on a terminal (rich), a line per stage in a pipe."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                              TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+        self._task: Any = None
+
+    def __enter__(self) -> BarProgress:
+        self._bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bars.stop()
+
+    def stage(self, description: str, total: int | None = None) -> None:
+        if self._task is not None:
+            self._bars.update(self._task, completed=self._bars.tasks[-1].total or self._bars.tasks[-1].completed)
+        self._task = self._bars.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self._bars.advance(self._task, n)
+
+
+def move_shards(config: Config, span: tuple[int, int] | None, to: str | None) -> list[str]:
+    """``trenchcoat shards move FIRST-LAST --to INSTANCE`` (``span`` and ``to``), or
+    ``--abort`` (None): see trenchcoat/shardmove.py. A bar per stage as it goes."""
+    etcd_endpoints, dsns = _cluster_dependencies(config)
+
+    async def run() -> list[str]:
+        with BarProgress() as progress:
+            async with shardmove.mover(etcd_endpoints, config.cluster.name, dsns, etcd_timeout_s=config.etcd.timeout_s,
+                                       timeout_s=config.postgres.timeout_s, progress=progress) as mover:
+                if span is None:
+                    return [f"rolled back the move of {await mover.abort()}"]
+                assert to is not None
+                return (await mover.move(*span, to)).lines()
+
+    return asyncio.run(run())
+
+
 def shards_table(config: Config, *, init: bool = False) -> list[str]:
     """``trenchcoat shards``: the shard map (each range, its instance) and each instance (its
     id, where it is, the shards and media rows it holds); ``init``: first store the shards
@@ -505,6 +550,7 @@ def shards_table(config: Config, *, init: bool = False) -> list[str]:
                     lines.append("told each instance the shards it holds (it mints ids for those only)")
                 else:
                     shard_map = await shards.stored(etcd)
+                unfinished = await shardmove.recorded(etcd)
             finally:
                 await etcd.close()
             counts = dict(zip(instances, await asyncio.gather(*(media_rows(p) for p, _ in instances.values())),
@@ -523,6 +569,9 @@ def shards_table(config: Config, *, init: bool = False) -> list[str]:
             held = sum(r.last - r.first + 1 for r in shard_map.ranges if r.instance == name)
             where = instances[name][1] if name in instances else "not reached by any DSN given"
             lines.append(f"  {name}  {held} shards  {counts.get(name, '-')}  at {where}")
+        if unfinished is not None:
+            lines.append(f"a move is unfinished: {unfinished} (`trenchcoat shards move "
+                         f"{unfinished.first}-{unfinished.last} --to {unfinished.target}` finishes it)")
         return lines
 
     return asyncio.run(ask())

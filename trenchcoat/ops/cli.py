@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from trenchcoat import config as configmod
-from trenchcoat import rendition_keys, rpc, tls, tokens
+from trenchcoat import rendition_keys, rpc, shardmove, tls, tokens
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.ops import admin
 from trenchcoat.ops.launcher import (
@@ -182,8 +182,13 @@ def _parser() -> argparse.ArgumentParser:
 
     shards_verb = verbs.add_parser("shards", help="the shard map: which PostgreSQL instance holds each logical "
                                    "shard, and the rows on each")
-    shards_verb.add_argument("action", nargs="?", choices=["init"],
-                             help="init: store the shards split evenly over the instances (unless a map is stored)")
+    shards_verb.add_argument("action", nargs="?", choices=["init", "move"],
+                             help="init: store the shards split evenly over the instances (unless a map is stored); "
+                                  "move SHARDS --to INSTANCE: move logical shards to another instance while serving")
+    shards_verb.add_argument("span", nargs="?", metavar="SHARDS", help="move: FIRST-LAST (or one shard), e.g. 0-1023")
+    shards_verb.add_argument("--to", metavar="INSTANCE", help="move: the instance id to move them to (see the list)")
+    shards_verb.add_argument("--abort", action="store_true",
+                             help="move: roll back the unfinished move instead (before its map flip)")
     shards_verb.set_defaults(run=cmd_shards)
 
     perms = verbs.add_parser("permissions", help="the permission table: who may call each method (from the protos)")
@@ -385,6 +390,23 @@ def cmd_certs(args: argparse.Namespace, config: configmod.Config) -> int:
 
 
 def cmd_shards(args: argparse.Namespace, config: configmod.Config) -> int:
+    if args.action == "move":
+        if args.abort == bool(args.span or args.to):
+            print("shards move: give SHARDS and --to INSTANCE, or --abort alone", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            span = None if args.abort else shardmove.parse_span(args.span)
+        except ValueError as exc:
+            print(f"shards move: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if span is not None and not args.to:
+            print("shards move: say where with --to INSTANCE (an id `trenchcoat shards` lists)", file=sys.stderr)
+            return EXIT_USAGE
+        print("\n".join(admin.move_shards(config, span, args.to)))
+        return EXIT_OK
+    if args.span or args.to or args.abort:
+        print("shards: SHARDS, --to and --abort go with `shards move`", file=sys.stderr)
+        return EXIT_USAGE
     print("\n".join(admin.shards_table(config, init=args.action == "init")))
     return EXIT_OK
 
