@@ -12,29 +12,45 @@ over them by the even shard map, against a store over one of them alone, in one 
                                   in parallel) a second over two instances, over the same reads on
                                   one instance (aim >= 0.8)
 - ``batchstat_100_per_s_one``, ``..._two``: the absolute rates (context; they vary between days)
+- ``upload_during_shard_move_vs_idle``  uploads' rows (reserve + activate, CONCURRENCY writers over
+                                  random owners, retrying what a paused shard refuses) a second while
+                                  ``trenchcoat shards move`` moves half the first instance's shards to
+                                  the second (copy, catch-up, pause, flip, drop: ``trenchcoat.shardmove``),
+                                  over the same writers' rate for as long right after (aim >= 0.7)
+- ``shard_move_longest_write_pause_ms``  the longest a writer of a moved shard waited, from its first
+                                  refusal to its write landing on the new instance (the store follows
+                                  the map in etcd as a service does: ``shards.MapFollower``)
+- ``shard_move_pause_ms``         the mover's own pause: from the source refusing to the new map in etcd
+- ``shard_move_rows``             the rows the move copied
 
-Not measured yet (issue 26): uploads during a shard move, feed operations on Redis Cluster.
+Not measured yet (issue 26): feed operations on Redis Cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 
 from bench import common
 from router.metadata import MediaStore
-from trenchcoat import ids, pgmigrate
+from trenchcoat import ids, pgmigrate, shardmove, shards
+from trenchcoat.errors import Unavailable
+from trenchcoat.etcd import Etcd
 from trenchcoat.ops import dependencies, ports
 from trenchcoat.shards import ShardMap
 
+T = TypeVar("T")
 OWNERS = 100_000
 CONCURRENCY = 8
 
@@ -95,6 +111,80 @@ async def batch_rate(store: MediaStore, minted: list[int], seconds: float) -> fl
     return done / (time.monotonic() - start)
 
 
+async def upload_rate(store: MediaStore, owners: list[int], stop: asyncio.Event,
+                      pauses: list[float]) -> tuple[int, float]:
+    """CONCURRENCY writers reserving and activating rows for random ``owners`` until
+    ``stop``, each retrying what is Unavailable (a paused shard), the longest such wait of
+    each write appended to ``pauses``: (rows, seconds)."""
+    rng = random.Random(len(pauses))
+    done = 0
+
+    async def retried(call: Callable[[], Awaitable[T]]) -> T:
+        began = None
+        while True:
+            try:
+                result = await call()
+            except Unavailable:
+                began = began if began is not None else time.monotonic()
+                await asyncio.sleep(0.01)
+                continue
+            if began is not None:
+                pauses.append(time.monotonic() - began)
+            return result
+
+    async def worker() -> None:
+        nonlocal done
+        while not stop.is_set():
+            owner = rng.choice(owners)
+            row, _ = await retried(functools.partial(
+                store.reserve, shard=ids.shard_for_user(owner), owner_id=owner, logical_volume=1,
+                cookie=owner & 0xFFFF, size_bytes=1000, content_type="image/jpeg", idempotency_key=None))
+            await retried(functools.partial(store.activate, row.media_id, 1))
+            done += 1
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return done, time.monotonic() - start
+
+
+async def during_move(store: MediaStore, dsns: list[str], etcd_endpoint: str, owners: list[int]) -> dict[str, float]:
+    """Uploads while half the first instance's shards move to the second, then as long idle."""
+    etcd = Etcd([etcd_endpoint], f"bench-{os.urandom(4).hex()}", timeout_s=30.0)
+    follower = shards.MapFollower(etcd, store, "bench", interval_s=0.5)
+    tasks = [asyncio.create_task(follower.run()), asyncio.create_task(follower.seen.run())]
+    try:
+        async with pgmigrate.reaching(dsns, timeout_s=30.0) as instances:
+            stored_map, _ = await shards.init(etcd, list(instances))
+            await pgmigrate.hold(instances, stored_map, timeout_s=30.0)
+            store.route_by(stored_map)
+            first = stored_map.ranges[0]
+            half = (first.first, (first.first + first.last) // 2)
+            mover = shardmove.Mover(etcd, instances, timeout_s=30.0)
+            stop, pauses = asyncio.Event(), [0.0]
+            writers = asyncio.create_task(upload_rate(store, owners, stop, pauses))
+            await asyncio.sleep(0.5)
+            report = await mover.move(*half, stored_map.ranges[-1].instance)
+            stop.set()
+            moved_rows, moved_s = await writers
+            idle_stop = asyncio.Event()
+            idle = asyncio.create_task(upload_rate(store, owners, idle_stop, [0.0]))
+            await asyncio.sleep(moved_s)
+            idle_stop.set()
+            idle_rows, idle_s = await idle
+    finally:
+        await follower.shutdown()
+        await follower.seen.shutdown()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await etcd.close()
+    return {
+        "upload_during_shard_move_vs_idle": (moved_rows / moved_s) / (idle_rows / idle_s),
+        "shard_move_longest_write_pause_ms": max(pauses) * 1000,
+        "shard_move_pause_ms": report.pause_s * 1000,
+        "shard_move_rows": float(report.copied),
+        "shard_move_s": moved_s,
+    }
+
+
 async def measure(quick: bool) -> dict[str, float]:
     rng = random.Random(11)
     owners = [rng.randrange(1, 1 << 50) for _ in range(OWNERS)]
@@ -105,12 +195,14 @@ async def measure(quick: bool) -> dict[str, float]:
     tls_dir = Path(os.environ[common.TLS_DIR_KEY])
     servers = [dependencies.postgres_process(tmp / f"pg{i}", tmp / f"pg{i}.log", ports.free_port(), durable=False,
                                              tls_dir=tls_dir, owner=dependencies.POSTGRES_USER) for i in range(2)]
+    servers.append(dependencies.etcd_process(tmp / "etcd", tmp / "etcd.log", ports.free_port(), ports.free_port(),
+                                             tls_dir=tls_dir))
     try:
         for server in servers:
             server.start()
         for server in servers:
             await asyncio.to_thread(server.wait_ready, 60)
-        two_dsns = [await fresh(s.endpoint) for s in servers]
+        two_dsns = [await fresh(s.endpoint) for s in servers[:2]]
         one_dsn = await fresh(servers[0].endpoint)
         async with pgmigrate.reaching(two_dsns, timeout_s=30.0) as instances:
             shard_map = ShardMap.even(list(instances))
@@ -126,6 +218,7 @@ async def measure(quick: bool) -> dict[str, float]:
             for _ in range(rounds):  # alternating, so drift in the machine's load hits both
                 rates["one"].append(await batch_rate(one, minted_one, seconds))
                 rates["two"].append(await batch_rate(two, minted_two, seconds))
+            moving = await during_move(two, two_dsns, servers[2].endpoint, sample)
         finally:
             await two.close()
             await one.close()
@@ -140,6 +233,7 @@ async def measure(quick: bool) -> dict[str, float]:
         "batchstat_100_two_instances_vs_one": two_rate / one_rate,
         "batchstat_100_per_s_one": one_rate,
         "batchstat_100_per_s_two": two_rate,
+        **moving,
     }
 
 

@@ -297,6 +297,10 @@ class Database:
             shard_map = ShardMap.even(list(self._pools), version=0)  # older than any the operator stores
         shard_map.check(self._where)
         self.shard_map = shard_map
+        self.on_refused: Callable[[], None] | None = None
+        """Called when an instance refuses a row of a shard it does not hold (the map
+        changed, or is changing): ``shards.MapFollower`` reads the map at once, and often
+        for a while, so the work's retry goes where the new map says."""
 
     def route_by(self, shard_map: ShardMap) -> None:
         """Routes by ``shard_map`` from now on (a newer version the operator stored), or
@@ -338,8 +342,17 @@ class Database:
     def _db_for(self, shard: int, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """A connection to the instance holding logical ``shard``; a failure names both."""
         instance = self.shard_map.instance_of(shard)
-        return postgres.connection(self._pools[instance], f"{what} (shard {shard}, on {self._where[instance]})",
-                                   self._timeout)
+        return self._connection(instance, f"{what} (shard {shard}, on {self._where[instance]})")
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, instance: str, what: str) -> AsyncIterator[Any]:
+        try:
+            async with postgres.connection(self._pools[instance], what, self._timeout) as conn:
+                yield conn
+        except postgres.ShardRefused:
+            if self.on_refused is not None:
+                self.on_refused()
+            raise
 
     def _db_each(self, what: str) -> list[tuple[str, contextlib.AbstractAsyncContextManager[Any]]]:
         """A connection to each instance (instance name, connection), for work over all shards."""
@@ -376,4 +389,4 @@ class Database:
 
     def _db_instance(self, instance: str, what: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """A connection to ``instance`` (a name the map gives)."""
-        return postgres.connection(self._pools[instance], f"{what} (on {self._where[instance]})", self._timeout)
+        return self._connection(instance, f"{what} (on {self._where[instance]})")

@@ -49,6 +49,11 @@ SHARD_GUARD_HINT = "trenchcoat shards"
 hold (``trenchcoat.pgmigrate``): the map changed, or the shard is being moved; the work
 is Unavailable, to be retried once the process has the new map."""
 
+
+class ShardRefused(Unavailable):
+    """An instance refused a row of a shard it does not hold (``SHARD_GUARD_HINT``)."""
+
+
 CONNECT_DEADLINES = 3
 """Connecting a pool at start (its first connections) may take this many times the
 deadline of one piece of work."""
@@ -113,7 +118,7 @@ async def connection(pool: asyncpg.Pool, what: str, timeout_s: float) -> AsyncIt
         if transient(exc):
             raise _unavailable(what, timeout_s, exc) from exc
         if getattr(exc, "hint", None) == SHARD_GUARD_HINT:
-            raise Unavailable(f"PostgreSQL refused {what}: {exc.args[0] if exc.args else exc}; the shard map "
+            raise ShardRefused(f"PostgreSQL refused {what}: {exc.args[0] if exc.args else exc}; the shard map "
                               "changed or the shard is being moved: retry in a moment") from None
         raise
     except CONNECTION_TROUBLE as exc:

@@ -221,6 +221,7 @@ class Mover:
                 total = await conn.fetchval(f"SELECT count(*) FROM {table.name} t WHERE {copy.eligible(table, 't')}")
             self._progress.stage(f"copying {table.name}", total)
             copied += await copy.table(table)
+        await self._carry_sequences(move)  # made on the target now; set again while paused
         caught_up = 0
         for _ in range(MAX_DRAIN_PASSES):
             n = await copy.drain("catching up on writes made meanwhile")
@@ -238,15 +239,20 @@ class Mover:
         copy = _Copy(self, move, shard_map, tables)
         self._progress.stage(f"pausing writes to shards {_span(move.first, move.last)}")
         paused_at = time.monotonic()
+        steps: list[tuple[str, float]] = []
         async with self._conn(move.source, "pausing the moving shards' writes") as conn:
             await pgmigrate.set_held(conn, flipped.held_by(move.source))
+            steps.append(("source paused", time.monotonic()))
             await self._wait_for_writers(conn)
+            steps.append(("writers ended", time.monotonic()))
         caught_up = 0
         while n := await copy.drain("catching up while paused"):
             caught_up += n
+        steps.append((f"{caught_up} keys caught up", time.monotonic()))
         await self._carry_sequences(move)
         async with self._conn(move.target, "giving the target its shards") as conn:
             await pgmigrate.set_held(conn, flipped.held_by(move.target))
+        steps.append(("target holds", time.monotonic()))
         if self.before_flip is not None:
             maybe = self.before_flip()
             if asyncio.iscoroutine(maybe):
@@ -254,10 +260,11 @@ class Mover:
         if not await self._etcd.swap(shards.MAP_KEY, flipped.to_record(), revision):
             raise FailedPrecondition(f"the shard map changed during {move}: abort it")
         report.pause_s = time.monotonic() - paused_at
+        steps.append(("map flipped", paused_at + report.pause_s))
         move.phase = "flipped"
         await self._record(move)
-        log.info("shard map v%d: %s (writes paused %.0f ms)", flipped.version, "; ".join(flipped.rows()),
-                 report.pause_s * 1000)
+        log.info("shard map v%d: %s (writes paused %.0f ms: %s)", flipped.version, "; ".join(flipped.rows()),
+                 report.pause_s * 1000, ", ".join(f"{what} +{(at - paused_at) * 1000:.0f} ms" for what, at in steps))
         return caught_up
 
     async def _drop(self, move: Move, report: Report) -> None:
@@ -318,9 +325,10 @@ class Mover:
         if not moved:
             return
         async with self._conn(move.target, "continuing the moved shards' id sequences") as conn:
-            for shard, value in moved.items():
-                await conn.execute("SELECT setval(shard_sequence($1), greatest($2, (SELECT coalesce(last_value, 0)"
-                                   " FROM pg_sequences WHERE sequencename = 'media_id_seq_' || $1)))", shard, value)
+            await conn.execute(
+                "SELECT setval(shard_sequence(x.shard), greatest(x.value, (SELECT coalesce(last_value, 0)"
+                " FROM pg_sequences WHERE sequencename = 'media_id_seq_' || x.shard)))"
+                " FROM unnest($1::integer[], $2::bigint[]) AS x(shard, value)", list(moved), list(moved.values()))
 
     async def _wait_for_writers(self, conn: asyncpg.Connection) -> None:
         """Waits until every transaction in progress now has ended."""

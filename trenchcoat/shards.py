@@ -17,6 +17,7 @@ an instance, or names an instance no DSN of the config reaches, is refused namin
 from __future__ import annotations
 
 import logging
+import time
 import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ T = TypeVar("T")
 
 MAP_KEY = "shards/map"
 """The map's etcd key, under the cluster's prefix (``trenchcoat.etcd``)."""
+HURRIED_S = 0.05
+HURRY_FOR_S = 10.0
+"""How often, and for how long, a process reads the map after an instance refused it a row."""
 SEEN_PREFIX = "shards/seen/"
 """Where each process routing by the map says the version it routes by (``MapFollower``),
 under a lease: the mover drops a moved shard's old copy once every one has the new map."""
@@ -230,10 +234,22 @@ class MapFollower(PeriodicWorker):
         self._etcd = etcd
         self._db = db
         self._refused = 0
+        self._normal_s = interval_s
+        self._hurry_until = 0.0
+        db.on_refused = self.hurry
         self.seen = LeasedKey(etcd, SEEN_PREFIX + process, ttl_s,
                               lambda: {"version": db.shard_map.version, "process": process})
 
+    def hurry(self) -> None:
+        """An instance refused a row of a shard it no longer holds: the map is changing.
+        Reads it now, and every ``HURRIED_S`` for ``HURRY_FOR_S``."""
+        self._hurry_until = time.monotonic() + HURRY_FOR_S
+        self.interval_s = HURRIED_S
+        self.wake()
+
     async def tick(self) -> None:
+        if time.monotonic() > self._hurry_until:
+            self.interval_s = self._normal_s
         found = await stored(self._etcd)
         if found is None or found.version <= self._db.shard_map.version:
             return
