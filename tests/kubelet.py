@@ -10,7 +10,8 @@ resolved as the kubelet does (values with ``$(VAR)``, the downward API, Secret a
 ConfigMap keys), volumes become temporary directories (a ConfigMap or Secret volume holds
 its keys as files; a mounted service account gets a token the stand-in API server, ``FakeApiServer``,
 answers as the rendered RBAC allows), and the container's own command runs with exactly
-that environment. Binding
+that environment. A Job's pod runs to completion instead of serving, its failed runs
+restarted as its restartPolicy and backoffLimit say (``complete``). Binding
 ``0.0.0.0`` in a pod means "all of the pod's addresses", so ``cluster.host`` becomes the
 pod's own address here; that and the mapped names and paths are the only differences.
 """
@@ -27,6 +28,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +81,10 @@ def by_kind(docs: Iterable[dict[str, Any]], kind: str) -> dict[str, dict[str, An
 
 def workloads(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] in WORKLOAD_KINDS]
+
+
+def jobs(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == "Job"]
 
 
 def container(workload: Mapping[str, Any]) -> dict[str, Any]:
@@ -287,7 +293,8 @@ class PodRunner:
         DoNotSchedule constraint filters the nodes as its maxSkew asks; ScheduleAnyway ones,
         or the zone and then the node for a workload without any, order what is left),
         their DNS names. Raises when a rule leaves no node, as a pod would stay Pending."""
-        name, replicas = workload["metadata"]["name"], workload["spec"]["replicas"]
+        name = workload["metadata"]["name"]
+        replicas = workload["spec"].get("parallelism", 1) if workload["kind"] == "Job" else workload["spec"]["replicas"]
         stateful = workload["kind"] == "StatefulSet"
         pods = []
         constraints = workload["spec"]["template"]["spec"].get("topologySpreadConstraints") or [
@@ -313,7 +320,8 @@ class PodRunner:
                 counts[key][domain(node, key)] += 1
             ip = f"127.88.{self._next_ip // 250}.{self._next_ip % 250 + 1}"
             self._next_ip += 1
-            pod_name = f"{name}-{i}" if stateful else f"{name}-7d4b9c6f5-{i:05d}"
+            pod_name = (f"{name}-{i}" if stateful else f"{name}-x{i:04d}" if workload["kind"] == "Job"
+                        else f"{name}-7d4b9c6f5-{i:05d}")
             pod = Pod(pod_name, workload, i, ip, node.name, self.root / pod_name)
             pods.append(pod)
             if stateful:
@@ -355,7 +363,9 @@ class PodRunner:
                                          spec.get("serviceAccountName", "default"))
                 env[kube.SERVICE_ACCOUNT_ENV] = str(account)  # the stand-in's mount of it
         for var in c.get("env", []):
-            env[var["name"]] = self._map_paths(self.map_text(self._env_value(pod, var, env)), mounts)
+            value = self._env_value(pod, var, env)
+            if value is not None:
+                env[var["name"]] = self._map_paths(self.map_text(value), mounts)
         # 0.0.0.0 in a pod is the pod's own addresses: here, its loopback address.
         env["TRENCHCOAT_CLUSTER__HOST"] = pod.ip
         if "/tmp" in mounts:
@@ -363,11 +373,15 @@ class PodRunner:
         argv = [_expand(a, env) for a in [*c.get("command", []), *c.get("args", [])]]
         argv = [sys.executable if a == "python" else self._map_paths(a, mounts) for a in argv]
         pod.env, pod.argv = env, argv
-        kind, port, path = probe_of(c["readinessProbe"])
-        ready = (processes.grpc_health_probe(f"{pod.ip}:{port}") if kind == "grpc"
-                 else processes.http_probe(f"{kind}://{pod.ip}:{port}{path}", context=KUBELET_TLS))
+        if "readinessProbe" in c:
+            kind, port, path = probe_of(c["readinessProbe"])
+            ready = (processes.grpc_health_probe(f"{pod.ip}:{port}") if kind == "grpc"
+                     else processes.http_probe(f"{kind}://{pod.ip}:{port}{path}", context=KUBELET_TLS))
+            endpoint = f"{pod.ip}:{port}"
+        else:  # a Job's pod: nothing probes it, it runs to completion (``complete``)
+            kind, endpoint, ready = "job", "", _never_ready
         pod.process = processes.ManagedProcess(name=pod.name, kind=kind, argv=argv, log_path=pod.root / "log",
-                                           ready=ready, endpoint=f"{pod.ip}:{port}", env=env)
+                                               ready=ready, endpoint=endpoint, env=env)
         pod.process.start()
 
     def _volumes(self, pod: Pod, spec: Mapping[str, Any], c: Mapping[str, Any]) -> dict[str, str]:
@@ -399,7 +413,9 @@ class PodRunner:
                     f"{pod.name}: volume {m['name']} is neither an emptyDir, a ConfigMap, a Secret nor a claim"
         return mounts
 
-    def _env_value(self, pod: Pod, var: Mapping[str, Any], env: Mapping[str, str]) -> str:
+    def _env_value(self, pod: Pod, var: Mapping[str, Any], env: Mapping[str, str]) -> str | None:
+        """The variable's value as the kubelet resolves it; None (left unset) for an optional
+        Secret key the Secret lacks."""
         if "value" in var:
             return _expand(var["value"], env)
         source = var["valueFrom"]
@@ -414,7 +430,8 @@ class PodRunner:
             return fields[path]
         if "secretKeyRef" in source:
             ref = source["secretKeyRef"]
-            return secret_data(self.docs, ref["name"])[ref["key"]]
+            data = secret_data(self.docs, ref["name"])
+            return data.get(ref["key"]) if ref.get("optional") else data[ref["key"]]
         if "configMapKeyRef" in source:
             ref = source["configMapKeyRef"]
             return str(by_kind(self.docs, "ConfigMap")[ref["name"]]["data"][ref["key"]])
@@ -436,6 +453,28 @@ class PodRunner:
                 raise AssertionError(f"pod {pod.name} did not become ready: {exc}\n"
                                      f"argv: {pod.argv}\nlog:\n{pod.process.log_tail(30)}") from exc
 
+    def complete(self, pods: Iterable[Pod], timeout: float, backoff_s: float = 0.5) -> None:
+        """Waits for each Job pod to run to completion (exit 0) as restartPolicy OnFailure
+        has it: a failed run is started again in the same pod after a back-off doubling from
+        ``backoff_s`` up to 16 times that (the kubelet's: 10 s, doubling up to 5 minutes), at
+        most the Job's backoffLimit times; past that, or past ``timeout``, the Job has failed."""
+        deadline = time.monotonic() + timeout
+        for pod in pods:
+            assert pod.process is not None
+            limit, failures = pod.workload["spec"].get("backoffLimit", 6), 0
+            while (code := pod.process.exit_code()) != 0:
+                failed = (f"failed {failures + 1} times (backoffLimit {limit})" if code is not None and failures == limit
+                          else f"did not complete in {timeout:.0f}s" if time.monotonic() > deadline else "")
+                if failed:
+                    raise AssertionError(f"Job pod {pod.name} {failed}\nargv: {pod.argv}\n"
+                                         f"log:\n{pod.process.log_tail(30)}")
+                if code is None:
+                    time.sleep(0.1)
+                    continue
+                failures += 1
+                time.sleep(backoff_s * 2 ** min(failures - 1, 4))
+                pod.process.start()
+
     def stop_all(self) -> dict[str, int | None]:
         """SIGTERM to every pod at once (a namespace deleted), SIGKILL to any still running
         after its terminationGracePeriodSeconds, as the kubelet does; pod -> exit code."""
@@ -454,6 +493,11 @@ KUBELET_TLS = ssl.create_default_context()
 """How the kubelet's HTTPS probes connect: no certificate checked, none presented."""
 KUBELET_TLS.check_hostname = False
 KUBELET_TLS.verify_mode = ssl.CERT_NONE
+
+
+def _never_ready() -> bool:
+    """A Job pod's readiness: it has none; ``PodRunner.complete`` waits for it to exit 0."""
+    return False
 
 
 def probe_of(probe: Mapping[str, Any]) -> tuple[str, int, str]:

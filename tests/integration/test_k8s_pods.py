@@ -1,17 +1,19 @@
 """The pod start test: every pod of every trenchcoat workload in the rendered kind overlay,
 run as a local process exactly as its pod spec says (its command, its environment resolved
 the way the kubelet resolves it, the rendered ConfigMap as its mounted file), becomes ready
-by its own readiness probe; then the pods work together as a cluster: stores register with
-the identities their pods give them, an upload through a router pod reads back through the
-CDN pod.
+by its own readiness probe, and the Job shards-init's pod runs to completion, storing the
+shard map over the two PostgreSQL instances; then the pods work together as a cluster:
+stores register with the identities their pods give them, uploads through a router pod land
+on the instance the map names for their owner and read back through the CDN pod.
 
 What a machine without a Kubernetes node cannot show, and this stands in for
 (tests/kubelet.py): pod IPs are loopback addresses, cluster DNS names are mapped to them,
 volumes are temporary directories, the three kind workers are names a stand-in scheduler
 spreads pods over by zone, the API server (a store reads its node's zone) answers only the
-node reads RBAC allows; etcd, PostgreSQL and Redis run as private instances from Debian's
-packages in place of their upstream images; the image itself, the security context and the
-resource limits are not exercised.
+node reads RBAC allows; etcd, the two PostgreSQL instances and Redis run as private
+instances from Debian's packages in place of their upstream images; the Job's failed runs
+are retried with a shorter back-off than the kubelet's; the image itself, the security
+context and the resource limits are not exercised.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import shutil
 import signal
 import time
+import tomllib
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -31,17 +34,20 @@ import pytest
 from tests import harness, kubelet
 from tests.cluster import eventually
 from tests.kubelet import K8S, PodRunner, workloads
-from trenchcoat import permissions, rpc, tls, tokens
+from trenchcoat import ids, permissions, pgmigrate, rpc, shards, tls, tokens
 from trenchcoat.clients.directory import DirectoryClient
 from trenchcoat.clients.media import MediaClient
 from trenchcoat.errors import TrenchcoatError
+from trenchcoat.etcd import Etcd
 from trenchcoat.ops import dependencies, k8s, ports
 
 # The pods listen on the default ports (on addresses of their own, but nginx and the kubelet
 # checks reach 127.0.0.1 too): never beside `trenchcoat up` (make test runs two workers).
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="default-ports")]
 
-DEPENDENCIES = {"etcd": "etcd-0.etcd:2379", "postgres": "postgres-0.postgres:5432", "redis": "redis-0.redis:6379"}
+DEPENDENCIES = {"etcd": 2379, "postgres": 5432, "redis": 6379}
+"""The StatefulSets of dependencies.yaml and their client ports: a private instance stands in
+for each of their pods (``<set>-<ordinal>.<set>``)."""
 READY_S = 240.0
 WAITERS = (("directory", "etcd"), ("store", "etcd"), ("router", "PostgreSQL"), ("feed", "PostgreSQL"),
            ("f4-keystore", "PostgreSQL"), ("fanout", "PostgreSQL"))
@@ -62,48 +68,63 @@ def _until_waiting(pods: list[kubelet.Pod], what: str, timeout: float = READY_S)
 
 
 def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: Path):
-    """As on a fresh cluster: every pod at once, before etcd, PostgreSQL and Redis are up
-    (each waits for them, cluster.start_wait_s), in no particular order."""
+    """As on a fresh cluster: every pod at once, the Job's with them, before etcd, PostgreSQL
+    and Redis are up (each waits for them, cluster.start_wait_s; the Job fails and is
+    retried), in no particular order."""
     docs = kubelet.render(K8S / "overlays" / "kind")
+    replicas = {name: kubelet.by_kind(docs, "StatefulSet")[name]["spec"]["replicas"] for name in DEPENDENCIES}
+    assert replicas == {"etcd": 1, "postgres": 2, "redis": 1}, "the base runs two PostgreSQL instances"
     with contextlib.ExitStack() as stack:
         root = harness.open_tempdir("tc-k8s-deps-")  # PostgreSQL runs as another user when we are root
         stack.callback(shutil.rmtree, root, True)
-        port = {name: ports.free_port() for name in DEPENDENCIES}
+        local = {name: [ports.free_port() for _ in range(n)] for name, n in replicas.items()}
         # The cluster's CA, as `trenchcoat certs --k8s` makes it; the dependencies' certificates
-        # and passwords from it, as their StatefulSets get them from the Secrets.
+        # and passwords from it, as their StatefulSets get them from the Secrets (both
+        # PostgreSQL instances the one password, as both pods read it from trenchcoat-postgres).
         tls_dir = tmp_path / "tls"
         tls.make_ca(tls_dir)
         tls.make_user_keys(tls_dir)
-        deps = {"etcd": dependencies.etcd_process(root / "etcd", root / "etcd.log", port["etcd"], ports.free_port(),
-                                                  tls_dir=tls_dir),
-                "postgres": dependencies.postgres_process(root / "pg", root / "pg.log", port["postgres"], durable=False,
-                                                          tls_dir=tls_dir),
-                "redis": dependencies.redis_process(root / "redis", root / "redis.log", port["redis"], persistent=False,
-                                                    tls_dir=tls_dir)}
-        for dep in deps.values():
+        postgres = [dependencies.postgres_process(root / f"pg{i}", root / f"pg{i}.log", pg_port, durable=False,
+                                                  tls_dir=tls_dir) for i, pg_port in enumerate(local["postgres"])]
+        deps = [dependencies.etcd_process(root / "etcd", root / "etcd.log", local["etcd"][0], ports.free_port(),
+                                          tls_dir=tls_dir),
+                *postgres,
+                dependencies.redis_process(root / "redis", root / "redis.log", local["redis"][0], persistent=False,
+                                           tls_dir=tls_dir)]
+        for dep in deps:
             stack.callback(dep.stop)
+        stand_ins = {f"{name}-{i}.{name}:{DEPENDENCIES[name]}": f"127.0.0.1:{local_port}"
+                     for name, local_ports in local.items() for i, local_port in enumerate(local_ports)}
         api = stack.enter_context(kubelet.FakeApiServer(tmp_path / "api", kubelet.kind_nodes(), docs))
-        runner = PodRunner(docs, kubelet.kind_nodes(), tmp_path,
-                           {DEPENDENCIES[name]: f"127.0.0.1:{port[name]}" for name in DEPENDENCIES}, api=api)
+        runner = PodRunner(docs, kubelet.kind_nodes(), tmp_path, stand_ins, api=api)
         stack.callback(runner.stop_all)
         ours = [w for w in workloads(docs) if w["metadata"]["name"] not in DEPENDENCIES]
+        [job] = kubelet.jobs(docs)
         placed = [(w, runner.place(w)) for w in ours]  # every name resolves before anything starts
+        job_pods = runner.place(job)
         _identities(runner, tls_dir)
         for _, pods in reversed(placed):  # the router before the directory, the CDN before the caches...
             for pod in pods:
                 runner.start(pod)
+        for pod in job_pods:
+            runner.start(pod)
         # Those that need a dependency to start wait for it, saying so (and do not exit).
         for name, what in WAITERS:
             _until_waiting(runner.pods[name], what)
-        for dep in deps.values():
+        for dep in deps:
             dep.start()
-        for dep in deps.values():
+        for dep in deps:
             dep.wait_ready(60)
+        # Those holding rows wait for the shard map the Job stores (a failed run, before the
+        # dependencies were up, is retried as its backoffLimit allows).
+        runner.complete(job_pods, READY_S)
         for _, pods in placed:
             runner.wait_ready(pods, READY_S)
         started = {w["metadata"]["name"]: len(pods) for w, pods in placed}
         assert started == {w["metadata"]["name"]: w["spec"]["replicas"] for w in ours}
-        asyncio.run(_serve_together(runner, tls_dir))
+        cluster = tomllib.loads(kubelet.config_map_data(docs, "trenchcoat-config")[1]["trenchcoat.toml"])["cluster"]
+        asyncio.run(_serve_together(runner, tls_dir, f"127.0.0.1:{local['etcd'][0]}", cluster["name"],
+                                    [pg.endpoint for pg in postgres]))
         # Graceful termination: every pod drains and exits by itself within its grace period.
         codes = runner.stop_all()
         unclean = {name: code for name, code in codes.items() if code not in (0, -signal.SIGTERM)}
@@ -127,7 +148,8 @@ def _identities(runner: PodRunner, directory: Path) -> None:
                                 if doc.strip()) if d["kind"] == "Secret"]
 
 
-async def _serve_together(runner: PodRunner, tls_dir: Path) -> None:
+async def _serve_together(runner: PodRunner, tls_dir: Path, etcd_endpoint: str, cluster: str,
+                          dsns: list[str]) -> None:
     router = runner.pods["router"][0]
     cdn = runner.pods["cdn"][0]
     directory = runner.pods["directory"][0]
@@ -154,14 +176,35 @@ async def _serve_together(runner: PodRunner, tls_dir: Path) -> None:
         media = MediaClient(pool, f"{router.ip}:7400", timeout_s=30)
         body = b"\xff\xd8" + bytes(range(256)) * 40
 
-        async def upload():
-            try:
-                return await media.upload(body, owner_id=7, content_type="image/jpeg",
-                                          token=tokens.Minter(tls_dir).token_for(7))
-            except TrenchcoatError:
-                return None  # no writable volume yet: the leader is creating them
+        def upload(owner: int):
+            async def attempt():
+                try:
+                    return await media.upload(body, owner_id=owner, content_type="image/jpeg",
+                                              token=tokens.Minter(tls_dir).token_for(owner))
+                except TrenchcoatError:
+                    return None  # no writable volume yet: the leader is creating them
+            return attempt
 
-        uploaded = await eventually(upload, timeout=120, what="an upload through the router pod")
-    url = uploaded.url.replace("http://localhost:8080", f"http://{cdn.ip}:8080")
-    with urllib.request.urlopen(url, timeout=30) as response:
-        assert response.read() == body
+        # Owners whose shards (owner % 8192) are on the first and on the second instance.
+        owners = (7, ids.SHARD_COUNT // 2 + 7)
+        uploaded = [await eventually(upload(owner), timeout=120, what=f"an upload for user {owner} through the router pod")
+                    for owner in owners]
+    # The Job stored the map over both instances, postgres.dsn's first (the order of the
+    # Secret's dsn and shard_dsns), and each media row is on the instance holding its shard.
+    etcd = Etcd([etcd_endpoint], cluster, timeout_s=5, tls=tls.ClientTls(tls.Identity(tls_dir, "admin")))
+    try:
+        shard_map = await shards.stored(etcd)
+    finally:
+        await etcd.close()
+    async with pgmigrate.reaching(dsns, timeout_s=5) as instances:
+        names = list(instances)
+        assert shard_map == shards.ShardMap.even(names), f"the Job's map: {shard_map}, the instances: {names}"
+        for name, done in zip(names, uploaded, strict=True):
+            assert shard_map.instance_of_user(done.owner_id) == name
+            for other, (db, _) in instances.items():
+                row = await db.fetchval("SELECT owner_id FROM media WHERE media_id = $1", ids.to_signed(done.media_id))
+                assert row == (done.owner_id if other == name else None), f"media {done.media_id} on {other}"
+    for done in uploaded:
+        url = done.url.replace("http://localhost:8080", f"http://{cdn.ip}:8080")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read() == body

@@ -2,7 +2,8 @@
 and hold together: every Service selects pods and names ports they serve, every probe port
 is one the process serves per the ConfigMap, every address in the ConfigMap is a Service or
 a StatefulSet pod that serves it, every command is a real entry point, stores and f4 nodes
-spread over zones. (tests/integration/test_k8s_pods.py starts the pods.)"""
+spread over zones, the Job shards-init stores the shard map over the instances the services
+reach. (tests/integration/test_k8s_pods.py starts the pods and runs the Job.)"""
 
 from __future__ import annotations
 
@@ -33,13 +34,14 @@ from tests.kubelet import (
     REPO_ROOT,
     by_kind,
     container,
+    jobs,
     selects,
     workloads,
 )
 from trenchcoat import config as configmod
 from trenchcoat import tls, tokens
 from trenchcoat.config import ServiceConfig
-from trenchcoat.ops import k8s
+from trenchcoat.ops import cli, k8s
 from trenchcoat.ops.launcher import SERVICE_PACKAGES
 
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
@@ -72,6 +74,7 @@ def test_the_generated_files_are_current():
 
 def test_every_document_validates_against_the_api_schemas(rendered):
     overlay, docs = rendered
+    assert {"Deployment", "StatefulSet", "Job", "Service", "NetworkPolicy"} <= {d["kind"] for d in docs}
     for doc in docs:
         for version in K8S_VERSIONS:
             try:
@@ -102,6 +105,8 @@ def test_every_service_runs_as_its_own_workload_with_the_image_pinned(rendered):
     assert by["f4-storage"]["spec"]["volumeClaimTemplates"]
     for dep in DEPENDENCIES:
         assert by[dep]["kind"] == "StatefulSet" and by[dep]["spec"]["volumeClaimTemplates"]
+    # Independent PostgreSQL instances, each on its own volume, as many as the Secret names.
+    assert by["postgres"]["spec"]["replicas"] == k8s.POSTGRES_INSTANCES == 2
 
 
 def test_every_command_is_a_real_entry_point(rendered):
@@ -197,10 +202,11 @@ def test_every_address_in_the_config_is_served(rendered, tmp_path):
              *config.f4_backoff_endpoints(), config.f4_rebuilder_endpoint(), *config.router_endpoints()]
     tls.ensure(tmp_path / "tls", [])
     made = [json.loads(d) for d in k8s.secrets(tmp_path / "tls", []).split("---\n") if d.strip()]
-    for secret, key in (("trenchcoat-postgres", "dsn"), ("trenchcoat-redis", "url")):  # their hosts too
-        found = re.search(r"@([^/]+)/", kubelet.secret_data(made, secret)[key])
-        assert found is not None, f"{secret}'s {key} names no host"
-        named.append(found.group(1))
+    for secret, key in (("trenchcoat-postgres", "dsn"), ("trenchcoat-postgres", "shard_dsns"),
+                        ("trenchcoat-redis", "url")):  # their hosts too
+        found = re.findall(r"@([^/]+)/", kubelet.secret_data(made, secret)[key])
+        assert found, f"{secret}'s {key} names no host"
+        named += found
     for address in named:
         host, _, port = address.rpartition(":")
         parts = host.split(".")
@@ -266,7 +272,7 @@ def test_stores_and_f4_nodes_spread_over_zones_with_disruption_budgets(rendered)
 
 def test_pods_run_locked_down(rendered):
     overlay, docs = rendered
-    for w in workloads(docs):
+    for w in [*workloads(docs), *jobs(docs)]:
         pod = w["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         for c in pod["containers"]:
@@ -274,7 +280,8 @@ def test_pods_run_locked_down(rendered):
             assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False, c["name"]
             assert sc["capabilities"]["drop"] == ["ALL"]
             assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"], c["name"]
-            assert {"readinessProbe", "livenessProbe"} <= set(c), f"{overlay}: {c['name']} has no probes"
+            if w["kind"] != "Job":  # a Job's pod serves nothing: it runs to completion
+                assert {"readinessProbe", "livenessProbe"} <= set(c), f"{overlay}: {c['name']} has no probes"
         # Only what reads the API server gets a token: stores (their node's zone).
         assert pod["automountServiceAccountToken"] is (w["metadata"]["name"] == "store"), w["metadata"]["name"]
 
@@ -539,7 +546,14 @@ def test_ingress_is_denied_but_for_the_edges_of_the_service_map(rendered, tmp_pa
     assert admitted("store", config.store.http_port) == {"cache"}
     assert admitted("f4-keystore", config.f4_keystore.port) == {"f4"}  # the key store answers only the f4 front
     assert "trenchcoat.io/client=true" in admitted("router", config.router.port)
-    assert admitted("postgres", 5432) == {"router", "feed", "fanout", "f4-keystore"}
+    assert admitted("postgres", 5432) == {"router", "feed", "fanout", "f4-keystore", k8s.SHARDS_INIT}
+    # The Job shards-init reaches etcd and PostgreSQL and is named by no other rule (only
+    # what is open to anyone, the CDN, admits it too); nothing may reach its pod.
+    named = {(name.removeprefix("allow-"), port) for name, policy in policies.items() if name != "default-deny-ingress"
+             for rule in policy["spec"]["ingress"] for port in [p["port"] for p in rule["ports"]]
+             if k8s.SHARDS_INIT in admitted(name.removeprefix("allow-"), port)}
+    assert named == {("etcd", 2379), ("postgres", 5432)}
+    assert f"allow-{k8s.SHARDS_INIT}" not in policies
     for w in workloads(docs):
         name = w["metadata"]["name"]
         assert f"allow-{name}" in policies, f"{overlay}: {name} has no allow rules (deny-all)"
@@ -569,6 +583,12 @@ def test_the_secrets_stream_holds_each_identity_and_no_signing_key(tmp_path):
     postgres = {k: base64.b64decode(v).decode() for k, v in by_name["trenchcoat-postgres"]["data"].items()}
     assert len(postgres["password"]) >= 24 and f":{postgres['password']}@postgres-0.postgres:5432/" in postgres["dsn"]
     assert "sslmode=verify-full&sslrootcert=/etc/trenchcoat-tls/ca.crt" in postgres["dsn"]
+    # The other instances (postgres-1...) as shard_dsns, comma-separated as the config parses
+    # TRENCHCOAT_POSTGRES__SHARD_DSNS: the same password, the same TLS, each pod's own name.
+    env = {"TRENCHCOAT_POSTGRES__DSN": postgres["dsn"], "TRENCHCOAT_POSTGRES__SHARD_DSNS": postgres["shard_dsns"]}
+    instances = configmod.load(None, env).postgres.instances()
+    assert instances == tuple(postgres["dsn"].replace("postgres-0.", f"postgres-{i}.")
+                              for i in range(k8s.POSTGRES_INSTANCES)), instances
     redis = {k: base64.b64decode(v).decode() for k, v in by_name["trenchcoat-redis"]["data"].items()}
     assert redis["url"].startswith(f"rediss://trenchcoat:{redis['password']}@redis-0.redis:6379/0?ssl_ca_certs=")
     assert (tmp_path / "postgres.password").stat().st_mode & 0o077 == 0
@@ -602,5 +622,48 @@ def test_what_differs_per_site_lives_in_the_overlays(rendered, tmp_path):
     assert site["data"][ref["key"]] == "http://localhost:8080"
     assert "cdn_base_url" not in (K8S / "base" / "trenchcoat.toml").read_text().replace("# cdn_base_url", "")
     with_secret = with_component(tmp_path, "components/image-pull-secret")
-    for w in workloads(with_secret):
+    for w in [*workloads(with_secret), *jobs(with_secret)]:
         assert w["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "trenchcoat-registry"}], w["metadata"]["name"]
+
+
+def test_the_shards_init_job_stores_the_map_as_the_admin_over_the_instances_the_services_reach(rendered, tmp_path):
+    """The Job shards-init runs `trenchcoat shards init` from the image with the router's
+    config and PostgreSQL DSNs (so the map names the instances the services holding rows
+    reach) and the admin identity where cluster.tls_dir points; it is retried while etcd and
+    PostgreSQL come up, and kept once done (a later apply does not run it again)."""
+    overlay, docs = rendered
+    [job] = jobs(docs)
+    assert (job["apiVersion"], job["metadata"]["name"]) == ("batch/v1", k8s.SHARDS_INIT)
+    spec, pod, c = job["spec"], job["spec"]["template"]["spec"], container(job)
+    assert spec["backoffLimit"] >= 10 and "ttlSecondsAfterFinished" not in spec
+    assert pod["restartPolicy"] == "OnFailure"
+    assert c["command"][:3] == ["python", "-m", "trenchcoat"] and importlib.util.find_spec("trenchcoat.__main__")
+    args = cli._parser().parse_args(c["command"][3:])
+    assert (args.run, args.action) == (cli.cmd_shards, "init")
+    router = by_kind(docs, "Deployment")["router"]
+    assert c["image"] == container(router)["image"], f"{overlay}: the Job runs another image"
+
+    def postgres_env(w: dict[str, Any]) -> list[dict[str, Any]]:
+        return [v for v in container(w)["env"] if v["name"].startswith("TRENCHCOAT_POSTGRES__")]
+
+    assert [v["name"] for v in postgres_env(router)] == ["TRENCHCOAT_POSTGRES__DSN", "TRENCHCOAT_POSTGRES__SHARD_DSNS"]
+    assert postgres_env(job) == postgres_env(router)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"] == next(v for v in router["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
+    config = pod_config(docs, job, tmp_path)
+    assert config.etcd.endpoints and not config.cluster.insecure
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "tls")
+    assert str(config.cluster.tls_directory()) == mount["mountPath"] and mount["readOnly"]
+    [source] = volumes["tls"]["projected"]["sources"]
+    assert source["secret"]["name"] == "trenchcoat-tls-admin"
+    assert {i["key"]: i["path"] for i in source["secret"]["items"]} == {
+        "ca.crt": tls.CA_FILE, "tls.crt": "admin.crt", "tls.key": "admin.key"}
+    # Both ways of making the identities make the admin's Secret (`trenchcoat certs --k8s`: every role).
+    tls.ensure(tmp_path / "tls", list(tls.ROLES))
+    made = [json.loads(d) for d in k8s.secrets(tmp_path / "tls", tls.ROLES).split("---\n") if d.strip()]
+    assert kubelet.secret_data(made, "trenchcoat-tls-admin").keys() == {"ca.crt", "tls.crt", "tls.key"}
+    assert "trenchcoat-tls-admin" in {d["spec"]["secretName"] for d in k8s.certificates() if d["kind"] == "Certificate"}
+    # Locked down as the services' pods are, with no token.
+    router_pod = router["spec"]["template"]["spec"]
+    assert pod["securityContext"] == router_pod["securityContext"] and pod["automountServiceAccountToken"] is False
+    assert c["securityContext"] == container(router)["securityContext"]

@@ -17,6 +17,10 @@ Readiness, liveness and startup probes are HTTP on each process's metrics port
 port answers only callers with a cluster certificate; termination grace covers the drain notice and grace period;
 pods carry ``prometheus.io/*`` annotations for a plain Prometheus (the Prometheus Operator's
 PodMonitor is in ``k8s/observability/operator``).
+
+Beside them, the Job ``shards-init`` stores the shard map (``trenchcoat shards init``) over
+the PostgreSQL instances the Secret ``trenchcoat-postgres`` names (``dsn`` and
+``shard_dsns``): the services holding rows wait for it at start.
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ SITE_CONFIG = "trenchcoat-site"
 """The ConfigMap each overlay generates with what differs per site (``cdn_base_url``)."""
 UID = 10001
 """The image's non-root user."""
+POSTGRES_SECRET = "trenchcoat-postgres"
+POSTGRES_INSTANCES = 2
+"""The PostgreSQL StatefulSet's replicas in k8s/base/dependencies.yaml, each an instance of
+its own (``postgres-<i>.postgres``): ``dsn`` names the first, ``shard_dsns`` the others
+(``secrets``; a test checks they agree)."""
 ZONE = "topology.kubernetes.io/zone"
 PART_OF = "trenchcoat"
 NAMESPACE = "trenchcoat"
@@ -80,7 +89,7 @@ class Workload:
     max_unavailable: int = 1
     """Pods a voluntary disruption may take at once (a PodDisruptionBudget when replicas > 1)."""
     postgres: bool = False
-    """Its processes use PostgreSQL: the pod gets the DSN from the Secret (no other does)."""
+    """Its processes use PostgreSQL: the pod gets the DSNs from the Secret (no other does)."""
     redis: bool = False
     """Its processes use Redis: the pod gets the URL (with the password) from the Secret."""
     startup_s: int = 120
@@ -185,17 +194,30 @@ CHECKS_USER_TOKENS = frozenset({"router", "feed"})
 USER_TOKENS_SECRET = "trenchcoat-user-tokens"
 
 
+def credentials_env(*, postgres: bool, redis: bool) -> list[dict[str, Any]]:
+    """The dependencies' addresses with their credentials, from their Secrets: PostgreSQL's
+    ``dsn`` and ``shard_dsns`` (the further instances holding shards, comma-separated;
+    optional, so a Secret made for one instance, without the key, still serves), Redis's ``url``."""
+    def secret(key: str, name: str, secret_key: str, **extra: Any) -> dict[str, Any]:
+        return {"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": secret_key, **extra}}}
+
+    env = [secret(env_key("postgres", "dsn"), POSTGRES_SECRET, "dsn"),
+           secret(env_key("postgres", "shard_dsns"), POSTGRES_SECRET, "shard_dsns", optional=True)] if postgres else []
+    return env + ([secret(env_key("redis", "url"), "trenchcoat-redis", "url")] if redis else [])
+
+
+def _pod_security() -> dict[str, Any]:
+    return {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def _pod(w: Workload, ports: list[dict[str, Any]], probe: tuple[str, int], metrics_port: int | None,
          grace_s: int) -> dict[str, Any]:
     kind, probe_port = probe
     by_key = {("port" if p["name"] == "grpc" else f"{p['name']}_port"): p["containerPort"] for p in ports}
-    dsn = [{"name": env_key("postgres", "dsn"),
-            "valueFrom": {"secretKeyRef": {"name": "trenchcoat-postgres", "key": "dsn"}}}] if w.postgres else []
-    dsn += [{"name": env_key("redis", "url"),
-             "valueFrom": {"secretKeyRef": {"name": "trenchcoat-redis", "key": "url"}}}] if w.redis else []
     env = [field_env("POD_NAME", "metadata.name"),
            {"name": "TRENCHCOAT_CONFIG", "value": CONFIG_FILE},
-           *dsn,
+           *credentials_env(postgres=w.postgres, redis=w.redis),
            *({**e, "value": e["value"].format(**by_key)} if "value" in e else e for e in w.env)]
     role = tls.ROLE_OF_MODULE.get(w.module)
     mounts: list[dict[str, Any]] = [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
@@ -224,8 +246,7 @@ def _pod(w: Workload, ports: list[dict[str, Any]], probe: tuple[str, int], metri
         volumes.append(tls_volume(role))
     spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": grace_s,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": _pod_security(),
         "enableServiceLinks": False,
         **({"serviceAccountName": w.service_account} if w.service_account else {}),
         "automountServiceAccountToken": bool(w.service_account),
@@ -282,6 +303,7 @@ def manifests(config: Config) -> list[dict[str, Any]]:
             probe, metrics_port = ("service", service.metrics_port), service.metrics_port
             grace = math.ceil(service.drain_notice_s + service.grace_period_s) + 5
         docs.extend(_workload(w, ports, probe, metrics_port, grace))
+    docs.append(shards_init_job())
     return docs
 
 
@@ -330,10 +352,49 @@ def _service(w: Workload, spec: dict[str, Any], name: str = "") -> dict[str, Any
             "metadata": {"name": name or w.name, "labels": labels(w.name, w.section)}, "spec": spec}
 
 
+SHARDS_INIT = "shards-init"
+SHARDS_INIT_RETRIES = 20
+"""The Job's backoffLimit: the kubelet waits 10 s after the first failed run, doubling to 5
+minutes, so it keeps trying for well over an hour while etcd and PostgreSQL come up."""
+
+
+def shards_init_job() -> dict[str, Any]:
+    """The Job making the shard map: ``trenchcoat shards init`` (the image's CLI) as the
+    operator's ``admin`` identity, with the cluster config and the very DSNs the services
+    holding rows get (the router's), so the shards are split over the instances they
+    reach; until it has run they wait (cluster.start_wait_s, then a restart). It fails
+    while etcd or an instance is down and is retried; it never replaces a stored map (rows
+    live where it says), so a Job made again keeps it. Kept once it succeeds (no
+    ttlSecondsAfterFinished): a finished Job is not run again by a later apply, and its pod
+    template cannot change, so a new image means deleting the Job first."""
+    container = {
+        "name": SHARDS_INIT,
+        "image": IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "trenchcoat", "shards", "init"],
+        "env": [{"name": "TRENCHCOAT_CONFIG", "value": CONFIG_FILE}, *credentials_env(postgres=True, redis=False)],
+        "resources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "512Mi"}},
+        "securityContext": _security(),
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "tls", "mountPath": TLS_DIR, "readOnly": True}],
+    }
+    pod = {"restartPolicy": "OnFailure", "securityContext": _pod_security(), "enableServiceLinks": False,
+           "automountServiceAccountToken": False, "containers": [container],
+           "volumes": [{"name": "config", "configMap": {"name": "trenchcoat-config"}},
+                       {"name": "tmp", "emptyDir": {}}, tls_volume("admin")]}
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": SHARDS_INIT, "labels": labels(SHARDS_INIT, "shards")},
+            "spec": {"backoffLimit": SHARDS_INIT_RETRIES,
+                     "template": {"metadata": {"labels": labels(SHARDS_INIT, "shards")}, "spec": pod}}}
+
+
 HEADER = """\
 # Generated by `python -m trenchcoat.ops.k8s` from trenchcoat/ops/k8s.py (a test checks it is
 # current): every trenchcoat service as its own workload, with its Services and
-# PodDisruptionBudget. Change trenchcoat/ops/k8s.py, not this file; overlays patch it.
+# PodDisruptionBudget, and the Job shards-init storing the shard map over the PostgreSQL
+# instances of Secret trenchcoat-postgres. Change trenchcoat/ops/k8s.py, not this file;
+# overlays patch it.
 """
 
 RULE_HEADER = """\
@@ -358,8 +419,9 @@ POLICIES_HEADER = """\
 # port from the workloads the permission table (proto/trenchcoat/v1/*.proto) lets call it, and
 # for the router and the feed from pods labelled trenchcoat.io/client=true in any namespace
 # (your app); a store's HTTP port from the caches, a cache's from the CDN; etcd, PostgreSQL and
-# Redis from the workloads that use them; every metrics port from Prometheus; the CDN's HTTP
-# port from anywhere (the only entry from outside). Probes come from the node's kubelet.
+# Redis from the workloads that use them (etcd and PostgreSQL also from the Job shards-init);
+# every metrics port from Prometheus; the CDN's HTTP port from anywhere (the only entry from
+# outside). Probes come from the node's kubelet.
 """
 CERT_MANAGER = "cert-manager.io/v1"
 CERTIFICATES_HEADER = """\
@@ -396,11 +458,11 @@ SERVED_BY = {"DirectoryService": "directory", "StoreService": "store", "CacheSer
              "F4Service": "f4", "F4StorageService": "f4-storage", "F4BackoffService": "f4-backoff",
              "F4RebuilderService": "f4-rebuilder", "F4KeyStoreService": "f4-keystore"}
 """The workload serving each service of the contract."""
-DEPENDENCY_USERS = {"etcd": ("directory", "store", "router", "feed", "fanout", "f4-keystore"),
-                    "postgres": ("router", "feed", "fanout", "f4-keystore"),
+DEPENDENCY_USERS = {"etcd": ("directory", "store", "router", "feed", "fanout", "f4-keystore", SHARDS_INIT),
+                    "postgres": ("router", "feed", "fanout", "f4-keystore", SHARDS_INIT),
                     "redis": ("router", "transformer", "feed", "fanout")}
 """Which workloads reach each dependency of dependencies.yaml (those holding PostgreSQL rows
-read the shard map from etcd)."""
+read the shard map from etcd; the Job shards-init stores it, and reaches nothing else)."""
 HTTP_CALLERS = {"store": ("cache",), "cache": ("cdn",)}
 """Who reads a workload's HTTP port: the caches a store's needles, the CDN a cache's photos."""
 CLIENT_LABEL = "trenchcoat.io/client"
@@ -482,7 +544,8 @@ def secrets(directory: Path, roles: Iterable[str]) -> str:
     (so the stream applies first), each role's identity as Secret ``trenchcoat-tls-<role>``
     (type kubernetes.io/tls with ca.crt: the layout cert-manager writes), the user tokens'
     public key (``trenchcoat-user-tokens``) and the in-cluster PostgreSQL's credentials
-    (``trenchcoat-postgres``: a random password, made once in ``directory``, and the DSN),
+    (``trenchcoat-postgres``: a random password, made once in ``directory``, the first
+    instance's DSN and the others' as ``shard_dsns``, comma-separated),
     Redis's (``trenchcoat-redis``: the ACL user's password and the URL), and the three
     dependencies' server certificates (``trenchcoat-tls-etcd/-postgres/-redis``). The CA's
     key and the tokens' signing key are never in them."""
@@ -497,11 +560,11 @@ def secrets(directory: Path, roles: Iterable[str]) -> str:
     if public.exists():
         docs.append(secret(USER_TOKENS_SECRET, {tokens.PUBLIC_FILE: public.read_bytes()}))
     ca_path = f"{TLS_DIR}/{tls.CA_FILE}"  # where every pod finds the CA (tls_volume)
-    postgres = tls.password(directory, "postgres")
-    docs.append(secret("trenchcoat-postgres", {
-        "password": postgres.encode(),
-        "dsn": (f"postgresql://trenchcoat:{postgres}@postgres-0.postgres:5432/trenchcoat"
-                f"?sslmode=verify-full&sslrootcert={ca_path}").encode()}))
+    postgres = tls.password(directory, "postgres")  # every instance's: they share the Secret's password
+    dsns = [f"postgresql://trenchcoat:{postgres}@postgres-{i}.postgres:5432/trenchcoat"
+            f"?sslmode=verify-full&sslrootcert={ca_path}" for i in range(POSTGRES_INSTANCES)]
+    docs.append(secret(POSTGRES_SECRET, {"password": postgres.encode(), "dsn": dsns[0].encode(),
+                                         "shard_dsns": ",".join(dsns[1:]).encode()}))
     redis = tls.password(directory, "redis")
     docs.append(secret("trenchcoat-redis", {
         "password": redis.encode(),
@@ -524,7 +587,7 @@ def certificate_hosts(role: str) -> list[str]:
     """The names a role's pods are dialled by in the namespace (its Service, each pod of a
     StatefulSet as ``*.<service>``, per-pod Services such as ``cache-0``), then localhost:
     the subject alternative names of its certificate."""
-    if role in tls.DEPENDENCIES:  # a StatefulSet of one behind its headless Service
+    if role in tls.DEPENDENCIES:  # a StatefulSet behind its headless Service (postgres-1.postgres: *.postgres)
         return [f"{role}-0.{role}", role, f"*.{role}", "localhost", "127.0.0.1"]
     names: list[str] = []
     for w in (*WORKLOADS, CDN):
