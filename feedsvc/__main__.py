@@ -35,7 +35,7 @@ def main() -> int:
     async def build() -> server.ServiceHost:
         sharded = await server.sharded_database(Records, config, process="feed")  # posts, follows where the map says
         records = sharded.db
-        redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
+        redis = redisio.from_config(config.redis)
         pool = ChannelPool()
         routers = Routers([MediaClient(pool, address, timeout_s=section.call_timeout_s)
                            for address in config.router_endpoints()])

@@ -15,11 +15,11 @@ ran part-way before the delete may have written after the removal passed). A job
 finds Redis restarted while it ran (its run id changed) fails and runs again, so what it
 wrote before the restart is written again before the post is recorded done.
 
-Jobs live in the stream ``feed:fanout``, read by the group ``fanout``. A worker that dies
+Jobs live in the stream ``feed:{fanout}``, read by the group ``fanout``. A worker that dies
 mid-job leaves it pending; another worker takes it over (XAUTOCLAIM) once it has been idle
 ``claim_idle_s`` (a running job refreshes its claim every third of that). A job that fails
 is enqueued again, after a backoff, with its attempt count and error; one that has failed
-``max_attempts`` times, or whose workers died that often, goes to ``feed:fanout-dead``
+``max_attempts`` times, or whose workers died that often, goes to ``feed:{fanout}:dead``
 with its reason. Handled entries are acknowledged and deleted, so the stream holds only
 work not yet done.
 """
@@ -29,22 +29,20 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
-
-import redis.asyncio as aioredis
 
 from feedsvc import metrics
 from feedsvc.model import Post, PostState
 from feedsvc.records import Records
 from feedsvc.timelines import Timelines
+from trenchcoat import redisio
 from trenchcoat.errors import Unavailable
 from trenchcoat.jobqueue import JobQueue, Streams
 from trenchcoat.redisio import failures
 
 log = logging.getLogger(__name__)
 
-STREAM = "feed:fanout"
-DEAD = "feed:fanout-dead"
+STREAM = "feed:{fanout}"
+DEAD = "feed:{fanout}:dead"
 GROUP = "fanout"
 SPREAD = "spread"
 REMOVE = "remove"
@@ -83,7 +81,7 @@ STREAMS = Streams(stream=STREAM, dead=DEAD, group=GROUP, what="fan-out job", str
 class FanoutQueue(JobQueue):
     """The fan-out job stream (``trenchcoat.jobqueue`` does the queueing)."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: redisio.Client) -> None:
         super().__init__(redis, STREAMS)
 
     async def add(self, job: Job) -> None:
@@ -116,10 +114,10 @@ class Fanout:
             await self._remove(post, redis_run)
 
     async def _redis_run(self) -> str:
-        """The Redis server's run id: it changes when Redis restarts."""
+        """The run id of Redis (of each primary of a cluster): it changes when Redis
+        restarts or a replica takes over, when writes made before may be gone."""
         with failures("Redis's run id"):
-            info: Any = await self._timelines.redis.info("server")
-        return str(info.get("run_id", ""))
+            return await redisio.primaries_run(self._timelines.redis)
 
     async def _same_redis(self, redis_run: str, media_id: int) -> None:
         """Before a job records its work done: if Redis restarted meanwhile, what it wrote

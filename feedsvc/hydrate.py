@@ -27,13 +27,13 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import redis.asyncio as aioredis
+from typing import Any
 
 from feedsvc import metrics
 from feedsvc.media import Routers
 from feedsvc.model import Entry, Hydrated, PostState
 from feedsvc.records import Records
+from trenchcoat import redisio
 from trenchcoat.backoff import Backoff
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.media_facts import GONE, lease_key, meta_key
@@ -86,7 +86,7 @@ class Hydration:
 
 
 class MetadataCache:
-    def __init__(self, redis: aioredis.Redis, records: Records, routers: Routers, *,
+    def __init__(self, redis: redisio.Client, records: Records, routers: Routers, *,
                  ttl_s: float, lease_period_s: float, lease_wait_s: float) -> None:
         self._redis = redis
         self._records = records
@@ -200,12 +200,13 @@ class MetadataCache:
         if failed:
             await self._give_back(failed, token)
         kept = {m: v for m, v in out.items() if isinstance(v, bytes)}
-        pipe = self._redis.pipeline(transaction=False)
-        for media_id, raw in kept.items():
-            await self._set_if_leased(keys=[meta_key(media_id), lease_key(media_id)],
-                                      args=[raw, GONE, self._ttl_ms, token], client=pipe)
-        with failures("the metadata cache"):
-            written = await pipe.execute()
+
+        async def queue(pipe: Any) -> None:
+            for media_id, raw in kept.items():
+                await self._set_if_leased(keys=[meta_key(media_id), lease_key(media_id)],
+                                          args=[raw, GONE, self._ttl_ms, token], client=pipe)
+
+        written = await redisio.pipelined(self._redis, queue, "the metadata cache", SET_IF_LEASED)
         for media_id, outcome in zip(kept, written, strict=True):
             if outcome == 0:
                 out[media_id] = GONE  # deleted while this reader fetched
@@ -215,8 +216,9 @@ class MetadataCache:
 
     async def _give_back(self, ids: Sequence[int], token: bytes) -> None:
         """Releases this reader's leases on ``ids`` (a failed fetch: the next reader tries)."""
-        pipe = self._redis.pipeline(transaction=False)
-        for i in ids:
-            await self._release(keys=[lease_key(i)], args=[token], client=pipe)
-        with failures("releasing metadata leases"):
-            await pipe.execute()
+
+        async def queue(pipe: Any) -> None:
+            for i in ids:
+                await self._release(keys=[lease_key(i)], args=[token], client=pipe)
+
+        await redisio.pipelined(self._redis, queue, "releasing metadata leases", RELEASE)

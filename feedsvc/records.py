@@ -150,6 +150,27 @@ class Records(pgmigrate.Database):
             older_than_s, limit, before_unix_ms)
         return [_post(r) for r in rows]
 
+    async def redis_changed(self, run: str, lag_s: float) -> int:
+        """Compares ``run`` (the Redis now, ``redisio.primaries_run``) with the one last seen;
+        when it changed, the fan-outs finished since ``lag_s`` before it was last seen the
+        same are made unfinished again, on every instance, so the sweeper enqueues them
+        (their writes may have been lost with what a failed primary had not passed on).
+        Returns how many. Idempotent, and safe from several feed processes at once."""
+        async with self._db("the Redis last seen") as conn:
+            last = await conn.fetchrow("SELECT run, seen_at FROM feed_redis_runs")
+            if last is None or last["run"] == run:
+                await conn.execute("INSERT INTO feed_redis_runs (run) VALUES ($1) ON CONFLICT (one)"
+                                   " DO UPDATE SET seen_at = now() WHERE feed_redis_runs.run = $1", run)
+                return 0
+        rows = await self._fetch_each(
+            "fan-outs to run again after Redis changed",
+            "UPDATE feed_posts SET fanned_out_at = NULL, fanout_due_at = now() - interval '1 day'"
+            " WHERE fanned_out_at >= $1::timestamptz - make_interval(secs => $2) RETURNING post_id",
+            last["seen_at"], lag_s)
+        async with self._db("the Redis last seen") as conn:
+            await conn.execute("UPDATE feed_redis_runs SET run = $1, seen_at = now() WHERE run = $2", run, last["run"])
+        return len(rows)
+
     async def fanout_failed(self, media_id: int) -> None:
         """Records that the post's fan-out was dead-lettered (an operator's to look at)."""
         async with self._for_id(media_id, "a dead-lettered fan-out") as conn:

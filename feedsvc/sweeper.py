@@ -13,11 +13,17 @@ from feedsvc import metrics
 from feedsvc.fanout import FanoutQueue, job_for
 from feedsvc.records import Records
 from feedsvc.timelines import Timelines
+from trenchcoat import redisio
+from trenchcoat.redisio import failures
 from trenchcoat.workers import PeriodicWorker
 
 log = logging.getLogger(__name__)
 
 
+REPLICATION_LAG_S = 30.0
+"""How far before Redis was last seen the same a fan-out's writes may not have reached a
+replica (replication lags milliseconds; this is generous, and running a fan-out again costs
+little)."""
 DELETION_MARK_S = 86_400
 """How long a deleted post's mark keeps it out of reads (its cleanup takes seconds)."""
 
@@ -32,11 +38,26 @@ class Sweeper(PeriodicWorker):
         self._after_s = after_s
 
     async def tick(self) -> None:
+        await self.after_redis_change()
         await self.sweep()
         await self._timelines.prune_deleted(DELETION_MARK_S)
         queued, dead = await self._queue.depth()
         metrics.QUEUE_DEPTH.set(queued)
         metrics.DEAD_DEPTH.set(dead)
+
+    async def after_redis_change(self) -> int:
+        """When the Redis holding the timelines is not the one last seen (restarted, or a
+        replica took over from a failed primary), the fan-outs finished shortly before run
+        again: replication is asynchronous, so a primary killed may not have passed on the
+        last writes it acknowledged. Returns how many."""
+        with failures("Redis's run id"):
+            run = await redisio.primaries_run(self._timelines.redis)
+        again = await self._records.redis_changed(run, REPLICATION_LAG_S)
+        if again:
+            metrics.SWEPT.inc(again)
+            log.warning("Redis changed (restarted or failed over): %d fan-outs finished since shortly before "
+                        "run again", again)
+        return again
 
     async def sweep(self) -> int:
         """Enqueues the unfinished fan-outs; returns how many."""

@@ -13,7 +13,7 @@ here: every key can be lost and is rebuilt from the truth on the next read.
 | ``feed:pull-epoch`` | string | bumped whenever an author's first pull post appears or its last one goes |
 | ``feed:deleted`` | sorted set | posts deleted in the last day (member: 16-hex id, score: unix time): reads drop them, whatever a timeline still holds |
 | ``meta:{m<id>}``, ``lease:{m<id>}`` | string | hydrated facts and their lease (``feedsvc/hydrate.py``) |
-| ``feed:fanout``, ``feed:fanout-dead`` | stream | fan-out jobs and dead letters (``feedsvc/fanout.py``) |
+| ``feed:{fanout}``, ``feed:{fanout}:dead`` | stream | fan-out jobs and dead letters (``feedsvc/fanout.py``) |
 
 **Redis Cluster.** The braces are hash tags: every key of one user (``{u<id>}``), one
 celebrity (``{a<id>}``) or one media object (``{m<id>}``) lands in one slot, and every
@@ -42,10 +42,10 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-import redis.asyncio as aioredis
+from typing import Any
 
 from feedsvc.model import Entry
+from trenchcoat import redisio
 from trenchcoat.redisio import failures
 
 ID_HEX = 16
@@ -141,7 +141,7 @@ class Window:
 class Timelines:
     """Timelines, celebrity lists and the caches beside them."""
 
-    def __init__(self, redis: aioredis.Redis, *, timeline_max: int, celebrity_recent: int) -> None:
+    def __init__(self, redis: redisio.Client, *, timeline_max: int, celebrity_recent: int) -> None:
         self.redis = redis
         self.timeline_max = timeline_max
         self.celebrity_recent = celebrity_recent
@@ -153,16 +153,16 @@ class Timelines:
         """Adds the entry to each user's timeline, trimming each to ``timeline_max``: one
         pipelined round trip for the batch. Returns how many timelines were written."""
         m = member(entry)
-        pipe = self.redis.pipeline(transaction=False)
-        n = 0
-        for user in user_ids:
-            await self._add_and_trim(keys=[timeline_key(user), timeline_meta(user)], args=[self.timeline_max, "", m],
-                                     client=pipe)  # queued on the pipeline, sent by execute()
-            n += 1
-        if n:
-            with failures("a batch of timeline writes"):
-                await pipe.execute()
-        return n
+        users = list(user_ids)
+
+        async def queue(pipe: Any) -> None:
+            for user in users:  # queued on the pipeline, sent by execute()
+                await self._add_and_trim(keys=[timeline_key(user), timeline_meta(user)],
+                                         args=[self.timeline_max, "", m], client=pipe)
+
+        if users:
+            await redisio.pipelined(self.redis, queue, "a batch of timeline writes", ADD_AND_TRIM)
+        return len(users)
 
     async def remove(self, user_ids: Iterable[int], entry: Entry) -> int:
         m = member(entry)

@@ -1,6 +1,6 @@
 """``python -m feedsvc.worker``: one fan-out worker process (``[fanout] count`` of them run).
 
-It takes jobs from the ``feed:fanout`` stream as a member of the consumer group (first any
+It takes jobs from the ``feed:{fanout}`` stream as a member of the consumer group (first any
 job a dead worker left idle past ``claim_idle_s``, then new ones), runs up to
 ``concurrency`` at once (``feedsvc/fanout.py`` says what a job does), refreshes each
 running job's claim so it is not taken over while it runs, and acknowledges it when done.
@@ -66,7 +66,7 @@ def main() -> int:
         sharded = await server.sharded_database(Records, config, migrate=False, process="fanout",
                                                 max_size=max(4, section.concurrency * 2))
         records = sharded.db
-        redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
+        redis = redisio.from_config(config.redis)
         timelines = Timelines(redis, timeline_max=config.feed.timeline_max,
                               celebrity_recent=config.feed.celebrity_recent)
         fanout = Fanout(records, timelines, batch_size=section.batch_size)

@@ -45,7 +45,7 @@ def main() -> int:
         closers = [pool.close, sharded.close]
         # Redis holds the rendition jobs and the feed's cached media facts (dropped here when
         # a media's renditions finish or it is deleted).
-        redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s) if config.redis.url else None
+        redis = redisio.from_config(config.redis) if config.redis.url else None
         if redis is not None:
             closers.append(redis.aclose)
         deletes = DeleteJournal(media, directory, stores, caches, interval_s=section.delete_retry_interval_s,

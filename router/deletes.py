@@ -19,11 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import redis.asyncio as aioredis
-
 from router import metrics
 from router.metadata import MediaStore, PendingDelete
-from trenchcoat import media_facts
+from trenchcoat import media_facts, redisio
 from trenchcoat.backoff import Backoff
 from trenchcoat.clients.cache import CacheClient
 from trenchcoat.clients.directory import DirectoryClient
@@ -46,7 +44,7 @@ class DeleteJournal(PeriodicWorker):
 
     def __init__(self, media: MediaStore, directory: DirectoryClient, stores: StoreClient, caches: CacheClient, *,
                  interval_s: float, max_backoff_s: float, call_timeout_s: float, f4: F4Client | None = None,
-                 feed_facts: aioredis.Redis | None = None) -> None:
+                 feed_facts: redisio.Client | None = None) -> None:
         super().__init__("delete journal", interval_s)
         self._media = media
         self._directory = directory

@@ -25,14 +25,12 @@ import collections
 import hashlib
 import logging
 
-import redis.asyncio as aioredis
-
 from router import metrics
 from router.deletes import DeleteJournal
 from router.errors import MediaNotFound
 from router.metadata import MediaState, MediaStore, RenditionRow
 from router.upload import Uploader
-from trenchcoat import media_facts, media_types
+from trenchcoat import media_facts, media_types, redisio
 from trenchcoat.errors import InvalidArgument, TrenchcoatError
 from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.rendition_jobs import RenditionJob, RenditionQueue, kind_for
@@ -59,7 +57,7 @@ def rendition_cookie(media_id: int, cookie: int, alternate_key: int) -> int:
 
 class RenditionWriter:
     def __init__(self, uploader: Uploader, media: MediaStore, deletes: DeleteJournal,
-                 feed_facts: aioredis.Redis | None = None) -> None:
+                 feed_facts: redisio.Client | None = None) -> None:
         self._uploader = uploader
         self._media = media
         self._deletes = deletes

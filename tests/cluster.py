@@ -17,7 +17,7 @@ from typing import Any
 
 from tests import harness
 from trenchcoat import config as configmod
-from trenchcoat import rpc
+from trenchcoat import redisio, rpc
 from trenchcoat.clients.cache import CacheClient
 from trenchcoat.clients.directory import DirectoryClient, StoreView, VolumeView
 from trenchcoat.clients.feed import FeedClient, FeedEntry
@@ -102,6 +102,8 @@ class MediaCluster:
         return [f"https://127.0.0.1:{p}" for p in self.cache_http_ports]
 
     redis: str = ""
+    redis_cluster: bool = False
+    """Whether ``redis`` names a node of a Redis Cluster (redis.cluster)."""
     feed: harness.ServiceProcess | None = None
     fanout: list[harness.ServiceProcess | None] = field(default_factory=list)
     transformers: list[harness.ServiceProcess | None] = field(default_factory=list)
@@ -119,10 +121,15 @@ class MediaCluster:
             "TRENCHCOAT_ETCD__ENDPOINTS": self.etcd,
             **({"TRENCHCOAT_POSTGRES__DSN": self.postgres} if self.postgres else {}),
             **({"TRENCHCOAT_REDIS__URL": self.redis} if self.redis else {}),
+            **({"TRENCHCOAT_REDIS__CLUSTER": "true"} if self.redis_cluster else {}),
             **self.env,
         }
         self.config = configmod.load(env={**self.env, "HOSTNAME": "suite"})
         """What this cluster's processes read, but for their own ports and identity."""
+
+    def redis_client(self) -> redisio.Client:
+        """A client of this cluster's Redis, as its services connect (``aclose()`` it)."""
+        return redisio.connect(self.redis, timeout_s=30.0, cluster=self.redis_cluster)
 
     def _process_env(self, section: str, index: int, **ports_by_key: int) -> dict[str, str]:
         """This cluster's environment with what makes process ``index`` of ``section`` itself,
@@ -429,11 +436,10 @@ def shared(build: Awaitable[MediaCluster]) -> MediaCluster:
     return asyncio.run(build)  # type: ignore[arg-type]
 
 
-async def flushed(redis_url: str) -> None:
-    """Empties the Redis at ``redis_url`` (every test starts from nothing there)."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url)
+async def flushed(redis_url: str, *, cluster: bool = False) -> None:
+    """Empties the Redis at ``redis_url`` (each primary of a cluster): every test starts
+    from nothing there."""
+    client = redisio.connect(redis_url, timeout_s=30.0, cluster=cluster)
     try:
         await client.flushall()
     finally:
@@ -442,14 +448,16 @@ async def flushed(redis_url: str) -> None:
 
 async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
                        postgres: harness.Dependency, redis_url: str, tmp_path: Path, *, fanout_workers: int = 2,
-                       directories: int = 1, stores: int = 3, env: Mapping[str, str] | None = None) -> MediaCluster:
+                       directories: int = 1, stores: int = 3, env: Mapping[str, str] | None = None,
+                       redis_cluster: bool = False) -> MediaCluster:
     """A media cluster (a directory, 3 stores, a cache, a router) plus the feed and its
     fan-out workers, on a fresh database and the given Redis (flushed first: every cluster
-    starts from empty timelines). ``env``: config overrides (TRENCHCOAT_FEED__...), a
-    mapping rather than ``**`` keywords, which could land on the counts above."""
-    await flushed(redis_url)
+    starts from empty timelines; ``redis_cluster``: a node of a Redis Cluster). ``env``:
+    config overrides (TRENCHCOAT_FEED__...), a mapping rather than ``**`` keywords, which
+    could land on the counts above."""
+    await flushed(redis_url, cluster=redis_cluster)
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
-                           redis=redis_url, env=dict(env or {}))
+                           redis=redis_url, redis_cluster=redis_cluster, env=dict(env or {}))
     cluster.start_all(directories=directories, stores=stores, router=True, feed=True, fanout=fanout_workers)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")
     return cluster
@@ -458,13 +466,14 @@ async def feed_cluster(service: Callable[..., harness.ServiceProcess], etcd: har
 async def rendition_cluster(service: Callable[..., harness.ServiceProcess], etcd: harness.Dependency,
                             postgres: harness.Dependency, redis_url: str, tmp_path: Path, *, transformers: int = 2,
                             directories: int = 1, stores: int = 3,
-                            env: Mapping[str, str] | None = None) -> MediaCluster:
+                            env: Mapping[str, str] | None = None, redis_cluster: bool = False) -> MediaCluster:
     """A media cluster (a directory, 3 stores, a cache, a router enqueueing rendition jobs)
     and ``transformers`` workers, on a fresh database and the given Redis (flushed first).
     ``env``: config overrides (TRENCHCOAT_TRANSFORMER__...), as for ``feed_cluster``."""
-    await flushed(redis_url)
+    await flushed(redis_url, cluster=redis_cluster)
     cluster = MediaCluster(service, tmp_path / "data", etcd.endpoint, postgres=await fresh_database(postgres.endpoint),
-                           redis=redis_url, env={"TRENCHCOAT_ROUTER__RENDITIONS": "true", **(env or {})})
+                           redis=redis_url, redis_cluster=redis_cluster,
+                           env={"TRENCHCOAT_ROUTER__RENDITIONS": "true", **(env or {})})
     cluster.transformer_ports = [(ports.free_port(), ports.free_port()) for _ in range(max(transformers, 1))]
     cluster.start_all(directories=directories, stores=stores, router=True, transformers=transformers)
     await eventually(lambda: writable_volumes(cluster, 2), what="2 writable volumes")

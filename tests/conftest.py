@@ -83,6 +83,14 @@ def redis_server() -> Iterator[harness.Dependency]:
     dep.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[harness.RedisClusterDependency]:
+    """A Redis Cluster of 3 masters with a replica each, beside ``redis_server``."""
+    dep = harness.start_redis_cluster()
+    yield dep
+    dep.stop()
+
+
 @pytest.fixture(autouse=True)
 async def one_channel_pool_for_polls() -> AsyncIterator[None]:
     """Every poll of a test (``tests.cluster``'s ``volumes``, ``stores_seen``, ``leader``)

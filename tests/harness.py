@@ -21,6 +21,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from redis.crc import key_slot
 
 from trenchcoat import tls
 from trenchcoat.config import env_key
@@ -132,6 +133,78 @@ def start_redis() -> Dependency:
     process = dependencies.redis_process(root / "data", root / "redis.log", ports.free_port(), persistent=False,
                                          tls_dir=tls_dir())
     return _started(process, root)
+
+
+@dataclass(frozen=True)
+class RedisClusterMember:
+    """A node of the session's Redis Cluster when asked (``RedisClusterDependency.nodes``)."""
+
+    process: processes.ManagedProcess
+    port: int
+    master: bool
+    """It serves slots now (as the running nodes see it)."""
+
+
+@dataclass
+class RedisClusterDependency:
+    """A running private Redis Cluster (``dependencies.redis_cluster_processes``, 3 masters
+    with a replica each, TLS as the single Redis) and the faults a test deals it."""
+
+    cluster: dependencies.RedisCluster
+    root: Path
+
+    @property
+    def endpoint(self) -> str:
+        """A ``rediss://`` URL naming its first node, for ``redis.asyncio.RedisCluster.from_url``."""
+        return self.cluster.endpoint
+
+    @property
+    def nodes(self) -> list[RedisClusterMember]:
+        serving = {node.port for node in self.cluster.view() if node.master and node.slots}
+        return [RedisClusterMember(process, port, port in serving)
+                for process, port in zip(self.cluster.nodes, self.cluster.ports, strict=True)]
+
+    def kill_master_of(self, key: str) -> RedisClusterMember:
+        """kill -9 the master serving ``key``'s slot; that node as it was."""
+        port = self.cluster.master_of(key_slot(key.encode())).port
+        node = next(node for node in self.nodes if node.port == port)
+        node.process.kill()
+        return node
+
+    def restart(self, node: RedisClusterMember) -> None:
+        """Stops ``node`` if it runs, starts it again (with its ``nodes.conf``: it rejoins,
+        a replica of whoever took its slots meanwhile) and waits until it answers."""
+        node.process.stop()
+        node.process.start()
+        node.process.wait_ready(60)
+
+    def wait_ok(self, timeout: float = 60.0) -> None:
+        """Waits until every running node says ``cluster_state:ok`` and sees every slot
+        served by a running master; when every node runs, also until every master has its
+        replica in sync (``dependencies.RedisCluster.unhealthy``)."""
+        self.cluster.wait_ok(timeout, replicas=all(node.running() for node in self.cluster.nodes))
+
+    def wait_replicated(self, timeout: float = 60.0) -> None:
+        """Waits until every master's replicas acknowledged every write it has taken."""
+        self.cluster.wait_replicated(timeout)
+
+    def stop(self) -> None:
+        processes.stop_all(self.cluster.nodes)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_redis_cluster() -> RedisClusterDependency:
+    """A private Redis Cluster (its nodes started together, then formed into a cluster)
+    with the session's TLS identities, as ``start_redis``'s Redis."""
+    root = open_tempdir("tc-redis-cluster-")
+    cluster = dependencies.redis_cluster_processes(root / "data", root / "logs", persistent=False, tls_dir=tls_dir())
+    try:
+        cluster.start()
+        cluster.create(60)
+    except BaseException:
+        processes.stop_all(cluster.nodes)
+        raise
+    return RedisClusterDependency(cluster, root)
 
 
 def _started(process: processes.ManagedProcess, root: Path) -> Dependency:

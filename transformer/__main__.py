@@ -1,5 +1,5 @@
 """``python -m transformer``: one transformer worker process (``[transformer] count`` of
-them run). It runs rendition jobs from the ``transformer:jobs`` stream as a member of its
+them run). It runs rendition jobs from the ``transformer:{jobs}`` stream as a member of its
 consumer group (``trenchcoat.jobqueue``: taken over from dead workers, retried with
 backoff, through a dependency's outage for ``retry_budget_s``, dead-lettered with every
 attempt's error; ``transformer/jobs.py`` says what a job does and which failures pass)
@@ -50,7 +50,7 @@ def main() -> int:
     routers = config.router_endpoints()
 
     async def build() -> server.ServiceHost:
-        redis = redisio.connect(config.redis.url, timeout_s=config.redis.timeout_s)
+        redis = redisio.from_config(config.redis)
         pool = ChannelPool()
         queue = RenditionQueue(redis)
         # One router serves a worker's reads and writes; workers spread over the routers.

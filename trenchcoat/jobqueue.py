@@ -45,9 +45,9 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import redis.asyncio as aioredis
 import redis.exceptions
 
+from trenchcoat import redisio
 from trenchcoat.backoff import Backoff
 from trenchcoat.errors import TrenchcoatError, Unavailable
 from trenchcoat.redisio import failures
@@ -167,7 +167,7 @@ class DeadLetter:
 
 
 class JobQueue:
-    def __init__(self, redis: aioredis.Redis, streams: Streams) -> None:
+    def __init__(self, redis: redisio.Client, streams: Streams) -> None:
         self.redis = redis
         self.streams = streams
         self._claim_from = "0-0"

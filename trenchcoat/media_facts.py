@@ -17,8 +17,7 @@ so the drop is one transaction on Redis Cluster too.
 
 from __future__ import annotations
 
-import redis.asyncio as aioredis
-
+from trenchcoat import redisio
 from trenchcoat.redisio import failures
 
 GONE = b'{"gone":true}'
@@ -33,7 +32,7 @@ def lease_key(media_id: int) -> str:
     return f"lease:{{m{media_id}}}"
 
 
-async def drop(redis: aioredis.Redis, media_id: int) -> None:
+async def drop(redis: redisio.Client, media_id: int) -> None:
     """Drops the cached facts of ``media_id`` and any fill under way (its lease): the next
     reader fetches them afresh. Unavailable when Redis cannot be reached."""
     async with redis.pipeline(transaction=True) as pipe:

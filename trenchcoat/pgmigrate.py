@@ -199,7 +199,21 @@ async def sharded_tables(conn: asyncpg.Connection) -> list[ShardedTable]:
     return [ShardedTable(r["name"], tuple(r["key"]), tuple(r["shards"]), r["parent"]) for r in rows]
 
 
-async def set_held(conn: asyncpg.Connection, ranges: Iterable[tuple[int, int]]) -> None:
+async def holds_rows(pool: asyncpg.Pool, *, timeout_s: float) -> bool:
+    """Whether any of the services' tables on the instance has a row (any table but the
+    shard bookkeeping and the migrations' records: also those of a version that did not
+    register its sharded tables yet)."""
+    async with postgres.connection(pool, "looking for rows", timeout_s) as conn:
+        tables = await conn.fetch("SELECT table_name AS name FROM information_schema.tables"
+                                  " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+                                  " AND table_name NOT LIKE 'trenchcoat\\_%' AND table_name NOT LIKE '%schema_migrations'")
+        for table in tables:
+            if await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {table['name']})"):
+                return True
+    return False
+
+
+async def set_held(conn: Any, ranges: Iterable[tuple[int, int]]) -> None:
     """Replaces the shards an instance holds (within the caller's transaction, if any)."""
     async with conn.transaction():
         await conn.execute("LOCK TABLE trenchcoat_held_shards IN EXCLUSIVE MODE")

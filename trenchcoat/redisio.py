@@ -1,16 +1,24 @@
 """Redis for the services that keep state there (the feed's timelines, caches and job
 streams; the transformer's jobs): one client per process, every command bounded by a
 deadline, and a failure to reach Redis in time turned into ``Unavailable`` naming it.
+
+A single Redis or a Redis Cluster (``redis.cluster``: the URL names any node, the client
+learns the rest). The callers are written for both: the keys that one command or one
+transaction touches together share a hash tag (``{...}``), so they are in one slot; what
+differs is behind ``primaries_run`` (each primary's run id) and ``load_scripts``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
+from trenchcoat.config import RedisConfig
 from trenchcoat.errors import Unavailable
 
 MAX_CONNECTIONS = 128
@@ -18,9 +26,24 @@ MAX_CONNECTIONS = 128
 their deadline) rather than opening more."""
 
 
-def connect(url: str, *, timeout_s: float, max_connections: int = MAX_CONNECTIONS) -> aioredis.Redis:
+Client = aioredis.Redis | RedisCluster
+"""What the services hold: a client of one Redis, or of a Redis Cluster."""
+
+
+def from_config(config: RedisConfig) -> Client:
+    """The client for the config's ``[redis]``: redis.url, a cluster's node or not."""
+    return connect(config.url, timeout_s=config.timeout_s, cluster=config.cluster)
+
+
+def connect(url: str, *, timeout_s: float, max_connections: int = MAX_CONNECTIONS, cluster: bool = False) -> Client:
     """A client (a bounded connection pool, connecting lazily) whose every command, connect
-    attempt and wait for a free connection gives up after ``timeout_s``. Replies are bytes."""
+    attempt and wait for a free connection gives up after ``timeout_s``. Replies are bytes.
+    ``cluster``: ``url`` names a node of a Redis Cluster; the client finds the others, sends
+    each command to the primary of its key's slot and follows failovers (a pool per node)."""
+    if cluster:
+        return RedisCluster.from_url(
+            url, max_connections=max_connections, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            health_check_interval=30, require_full_coverage=True)
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=timeout_s, socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s, health_check_interval=30, retry_on_timeout=False)
@@ -61,3 +84,47 @@ def failures(what: str) -> Iterator[None]:
         if reply_code(exc) not in TRANSIENT_REPLIES:
             raise
         raise Unavailable(f"Redis cannot serve {what} now ({exc}); retry") from exc
+
+
+async def primaries_run(client: Client) -> str:
+    """The run ids of the Redis server(s) holding the data: it changes when one restarts,
+    or when a replica takes over from a primary (a failover), that is whenever writes
+    acknowledged before may be gone."""
+    if isinstance(client, RedisCluster):
+        replies: Any = await client.info("server", target_nodes=RedisCluster.PRIMARIES)
+        return ",".join(sorted(f"{node}={info.get('run_id', '')}" for node, info in replies.items()))
+    info: Any = await client.info("server")
+    return str(info.get("run_id", ""))
+
+
+async def load_scripts(client: Client, *scripts: str) -> None:
+    """Loads Lua scripts on every primary: a cluster pipeline sends EVALSHA as it is, so a
+    primary that has not seen a script (restarted, or a promoted replica) answers NOSCRIPT
+    (a single Redis's pipeline loads them itself)."""
+    for script in scripts:
+        await client.script_load(script)
+
+
+def no_script(exc: BaseException) -> bool:
+    """Whether a pipeline failed because a primary did not know a script (``load_scripts``)."""
+    return isinstance(exc, redis.exceptions.NoScriptError) or (
+        isinstance(exc, redis.exceptions.ResponseError) and reply_code(exc) == "NOSCRIPT")
+
+
+async def pipelined(client: Client, queue: Callable[[Any], Awaitable[None]], what: str, *scripts: str) -> list[Any]:
+    """Runs a pipeline (not a transaction) that ``queue`` fills, Lua scripts among its
+    commands, within ``failures(what)``; when a primary did not know one of ``scripts``, loads
+    them on every primary and runs the whole pipeline again (its commands must be
+    idempotent: some ran)."""
+    for attempt in (1, 2):
+        pipe: Any = client.pipeline(transaction=False)
+        await queue(pipe)
+        try:
+            with failures(what):
+                return list(await pipe.execute())
+        except redis.exceptions.ResponseError as exc:
+            if attempt == 2 or not no_script(exc):
+                raise
+        with failures(what):
+            await load_scripts(client, *scripts)
+    raise AssertionError("unreachable")

@@ -20,13 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-
-from trenchcoat import media_types
+from trenchcoat import media_types, redisio
 from trenchcoat.jobqueue import JobQueue, Streams
 from trenchcoat.redisio import failures
 
-STREAMS = Streams(stream="transformer:jobs", dead="transformer:dead", group="transformers", what="rendition job")
+STREAMS = Streams(stream="transformer:{jobs}", dead="transformer:{jobs}:dead", group="transformers", what="rendition job")
 STATE_TTL_S = 7 * 86_400
 """How long a job's state is kept after its last change."""
 
@@ -107,7 +105,7 @@ def _state_key(job_id: str) -> str:
 class RenditionQueue(JobQueue):
     """The rendition job stream and the jobs' states."""
 
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: redisio.Client) -> None:
         super().__init__(redis, STREAMS)
 
     async def submit(self, job: RenditionJob, *, force: bool = False) -> tuple[JobStatus, bool]:

@@ -27,9 +27,10 @@ ENV = {"TRENCHCOAT_FEED__CELEBRITY_THRESHOLD": "3", "TRENCHCOAT_FEED__TIMELINE_M
 
 
 @pytest.fixture(scope="module")
-def cluster(module_service, etcd, postgres, redis_server, tmp_path_factory):
-    return shared(feed_cluster(module_service, etcd, postgres, redis_server.endpoint, tmp_path_factory.mktemp("feed"),
-                               directories=1, stores=3, env=ENV))
+def cluster(module_service, etcd, postgres, redis_cluster, tmp_path_factory):
+    """The module's feed, on a Redis Cluster of three primaries (as `trenchcoat up` runs it)."""
+    return shared(feed_cluster(module_service, etcd, postgres, redis_cluster.endpoint, tmp_path_factory.mktemp("feed"),
+                               directories=1, stores=3, env=ENV, redis_cluster=True))
 
 
 @pytest.fixture
@@ -209,13 +210,11 @@ async def test_random_follows_posts_deletes_and_threshold_changes_match_a_plain_
 
 async def timeline(cluster, user: int) -> list[str]:
     """The user's timeline as Redis holds it (16-hex ids)."""
-    import redis.asyncio as aioredis
-
     from feedsvc.timelines import timeline_key
 
-    r = aioredis.Redis.from_url(cluster.redis)
+    r = cluster.redis_client()
     try:
-        members: list[bytes] = await r.zrange(timeline_key(user), 0, -1)  # type: ignore[assignment]
+        members: list[bytes] = await r.zrange(timeline_key(user), 0, -1)
         return [m.decode()[:16] for m in members]
     finally:
         await r.aclose()
@@ -315,15 +314,13 @@ async def test_a_thousand_concurrent_hydrated_reads_of_a_cold_page_cost_one_batc
 
 
 async def test_feeds_lost_with_redis_are_rebuilt_on_read_never_shown_empty(own_cluster):
-    import redis.asyncio as aioredis
-
     cluster = own_cluster  # (its Redis is emptied)
     async with cluster.clients() as c:
         await c.feed.follow(2, 1)
         await c.feed.follow(2, 3)
         posted = [await post(c, author) for author in (1, 3, 1, 2)]
         await eventually(lambda: settled(cluster), what="fan-out settled")
-        r = aioredis.Redis.from_url(cluster.redis)
+        r = cluster.redis_client()
         try:
             await r.flushall()  # every timeline, list, cache and the job stream: gone
         finally:

@@ -49,9 +49,10 @@ def photo(width: int = 1600, height: int = 1200, seed: int = 0) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def cluster(module_service, etcd, postgres, redis_server, tmp_path_factory):
-    return shared(rendition_cluster(module_service, etcd, postgres, redis_server.endpoint,
-                                    tmp_path_factory.mktemp("renditions"), transformers=1))
+def cluster(module_service, etcd, postgres, redis_cluster, tmp_path_factory):
+    """The module's cluster, its jobs on a Redis Cluster of three primaries (as `up` runs it)."""
+    return shared(rendition_cluster(module_service, etcd, postgres, redis_cluster.endpoint,
+                                    tmp_path_factory.mktemp("renditions"), transformers=1, redis_cluster=True))
 
 
 async def finished(c: Clients, media_id: int) -> Media | None:
@@ -219,7 +220,7 @@ async def job_in_stream(redis_url: str, media_id: int) -> bool:
 
     r = aioredis.Redis.from_url(redis_url)
     try:
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = await r.xrange("transformer:jobs")  # type: ignore[assignment]
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await r.xrange("transformer:{jobs}")  # type: ignore[assignment]
         return any(fields.get(b"media_id") == str(media_id).encode() for _, fields in entries)
     finally:
         await r.aclose()

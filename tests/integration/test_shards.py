@@ -19,10 +19,10 @@ import pytest
 from router.metadata import MediaState, MediaStore, RenditionRow
 from tests import harness
 from tests.cluster import MediaCluster, eventually, fresh_database, writable_volumes
-from trenchcoat import ids, pgmigrate, shards
+from trenchcoat import ids, pgmigrate, shardmove, shards
 from trenchcoat.errors import Unavailable
 from trenchcoat.etcd import Etcd
-from trenchcoat.ops import ports
+from trenchcoat.ops import admin, ports
 from trenchcoat.shards import ShardMap, ShardMapError
 
 pytestmark = pytest.mark.integration
@@ -212,3 +212,49 @@ async def test_the_router_routes_uploads_by_the_map_the_operator_stored(service,
     placed = dict(zip(await ids_of(dsns), [await media_ids_on(d) for d in dsns], strict=True))
     for owner, media in uploaded.items():
         assert media.media_id in placed[shard_map.instance_of_user(owner)]
+
+
+async def held_on(dsn: str) -> list[tuple[int, int]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [(r[0], r[1]) for r in await conn.fetch("SELECT first, last FROM trenchcoat_held_shards ORDER BY 1")]
+    finally:
+        await conn.close()
+
+
+async def test_the_operators_first_map_keeps_rows_where_they_are_and_leaves_a_move_alone(postgres, etcd):
+    """`shards init` (and `up`, and the k8s Job) on instances whose first already holds rows
+    (a cluster grown from one instance) puts every shard there; on empty ones, splits them
+    evenly. Run again during a move, it does not tell the instances their shards (the mover
+    does: the source's pause and the target's take-over are the mover's to say)."""
+    grown = [await fresh_database(postgres.endpoint) for _ in range(2)]
+    alone = await MediaStore.connect(grown[0], timeout_s=TIMEOUT_S)
+    try:
+        await alone.migrate()
+        await reserve(alone, 5000)  # a row of the one instance the cluster had
+    finally:
+        await alone.close()
+    client = Etcd([etcd.endpoint], f"init-{os.urandom(4).hex()}", timeout_s=TIMEOUT_S)
+    fresh_client = Etcd([etcd.endpoint], f"init-{os.urandom(4).hex()}", timeout_s=TIMEOUT_S)
+    empty = [await fresh_database(postgres.endpoint) for _ in range(2)]
+    try:
+        async with pgmigrate.reaching(grown, timeout_s=TIMEOUT_S) as instances:
+            shard_map, made = await admin.make_shard_map(client, instances, timeout_s=TIMEOUT_S)
+            assert made and shard_map.rows() == [f"0-8191 -> {next(iter(instances))}"]
+        async with pgmigrate.reaching(empty, timeout_s=TIMEOUT_S) as instances:
+            shard_map, made = await admin.make_shard_map(fresh_client, instances, timeout_s=TIMEOUT_S)
+            assert made and shard_map == ShardMap.even(list(instances))
+            assert [await held_on(d) for d in empty] == [[(0, 4095)], [(4096, 8191)]]
+            async with next(iter(instances.values()))[0].acquire() as conn:
+                await pgmigrate.set_held(conn, [(0, 1023)])  # a move's pause, say
+            assert await fresh_client.create(shardmove.MOVE_KEY, {"first": 1024, "last": 4095, "source": "a",
+                                                                  "target": "b", "version": 2, "phase": "paused"})
+            await admin.make_shard_map(fresh_client, instances, timeout_s=TIMEOUT_S)
+            assert await held_on(empty[0]) == [(0, 1023)]  # left to the mover
+            record = await fresh_client.get(shardmove.MOVE_KEY)
+            assert record is not None and await fresh_client.remove(shardmove.MOVE_KEY, record.mod_revision)
+            await admin.make_shard_map(fresh_client, instances, timeout_s=TIMEOUT_S)
+            assert await held_on(empty[0]) == [(0, 4095)]  # no move: told again
+    finally:
+        await client.close()
+        await fresh_client.close()

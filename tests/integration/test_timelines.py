@@ -7,19 +7,19 @@ from __future__ import annotations
 import random
 
 import pytest
-import redis.asyncio as aioredis
 
 from feedsvc.home import merge, settled
 from feedsvc.model import Entry
 from feedsvc.timelines import Timelines, timeline_key, timeline_meta
-from trenchcoat import ids
+from trenchcoat import ids, redisio
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def redis(redis_server):
-    client = aioredis.Redis.from_url(redis_server.endpoint)
+async def redis(redis_cluster):
+    """The timelines on a Redis Cluster (each user's keys in one slot, users over three primaries)."""
+    client = redisio.connect(redis_cluster.endpoint, timeout_s=30.0, cluster=True)
     await client.flushall()
     yield client
     await client.aclose()

@@ -112,6 +112,13 @@ class RedisConfig(Section):
         "names the CA to verify the server with). Empty: `trenchcoat up` starts a private Redis (TLS, "
         "an ACL user and password of its own).", default="",
         prefixes=("redis://", "rediss://", "unix://"), or_empty=True)
+    cluster: bool = setting(
+        "Whether redis.url names a node of a Redis Cluster (the services find the other nodes, "
+        "send each key to its slot's primary and follow failovers) rather than a single Redis. "
+        "`trenchcoat up` sets it for the Redis it starts (redis.local_cluster).", default=False)
+    local_cluster: bool = setting(
+        "Whether the Redis `trenchcoat up` starts (redis.url empty) is a Redis Cluster of three "
+        "primaries, each with a replica, rather than a single Redis.", default=True)
     timeout_s: float = setting(
         "Deadline of each command (or pipeline) a service sends Redis (the feed and its "
         "workers), waiting for a pooled connection and connecting included. Past it the request "

@@ -467,17 +467,21 @@ def _cluster_dependencies(config: Config) -> tuple[list[str], list[str]]:
     return etcd, dsns
 
 
-async def make_shard_map(etcd: Etcd, instances: pgmigrate.Instances, *, timeout_s: float,
-                         spread: bool = True) -> tuple[ShardMap, bool]:
-    """The operator's making of the shard map (``trenchcoat shards init``, ``trenchcoat up``):
-    the shards split evenly over ``instances`` (on the first alone unless ``spread``: a
-    cluster whose rows are all there) and stored, unless a map is stored already (never
-    replaced here); checked against the instances; each instance told the shards it holds,
-    so it mints ids for those only. Returns (the map in force, whether it was made now)."""
+async def make_shard_map(etcd: Etcd, instances: pgmigrate.Instances, *, timeout_s: float) -> tuple[ShardMap, bool]:
+    """The operator's making of the shard map (``trenchcoat shards init``, ``trenchcoat up``,
+    the k8s Job): the shards split evenly over ``instances``, or all on the first when it
+    holds rows already (a cluster that grew from one instance: its rows stay where they are,
+    and ``trenchcoat shards move`` spreads them), and stored, unless a map is stored already
+    (never replaced here); checked against the instances; each instance told the shards it
+    holds (unless a move is under way, which tells them itself). Returns (the map in force,
+    whether it was made now)."""
     names = list(instances)
+    first_pool = next(iter(instances.values()))[0]
+    spread = not await pgmigrate.holds_rows(first_pool, timeout_s=timeout_s)
     shard_map, made = await shards.init(etcd, names if spread else names[:1])
     shard_map.check({name: where for name, (_, where) in instances.items()})
-    await pgmigrate.hold(instances, shard_map, timeout_s=timeout_s)
+    if await shardmove.recorded(etcd) is None:
+        await pgmigrate.hold(instances, shard_map, timeout_s=timeout_s)
     return shard_map, made
 
 

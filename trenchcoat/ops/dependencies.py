@@ -1,8 +1,8 @@
 """The private dependencies, built from the Debian packages: ``etcd_process``
 (etcd-server), ``postgres_process`` (postgresql: initdb in a directory of ours, run as
 user ``postgres`` when we are root, since PostgreSQL refuses to run as root),
-``redis_process`` (redis-server), nginx as the pull CDN, Prometheus. Each listens on
-127.0.0.1 only."""
+``redis_process`` (redis-server), ``redis_cluster_processes`` (a Redis Cluster of
+redis-servers), nginx as the pull CDN, Prometheus. Each listens on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -11,22 +11,30 @@ import ipaddress
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
+import socket
+import ssl
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote
 
 from trenchcoat import tls
+from trenchcoat.ops import ports
 from trenchcoat.ops.processes import (
     ManagedProcess,
     ProcessError,
     RedisTls,
     http_probe,
     redis_probe,
+    wait_all_ready,
 )
 
 
@@ -73,15 +81,11 @@ REDIS_USER = "trenchcoat"
 """The one Redis ACL user the services log in as (the ``default`` user is turned off)."""
 
 
-def redis_process(data_dir: Path, log_path: Path, port: int, *, persistent: bool,
-                  tls_dir: Path | None) -> ManagedProcess:
-    """A private Redis on 127.0.0.1:port. With ``tls_dir`` (the cluster's identities) it
-    speaks TLS only (its certificate ``redis.crt``, issued there on first use) and takes
-    only the ACL user ``trenchcoat`` with the password ``redis.password`` there; its
-    endpoint is then a ``rediss://`` URL carrying both and the CA to verify it with."""
+def _redis_argv(data_dir: Path, persistent: bool) -> list[str]:
+    """A redis-server on 127.0.0.1 keeping its data in ``data_dir`` (made here)."""
     binary = _require_binary("redis-server", "redis-server")
     data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [
+    return [
         binary,
         "--bind", "127.0.0.1",
         "--dir", str(data_dir),
@@ -94,6 +98,15 @@ def redis_process(data_dir: Path, log_path: Path, port: int, *, persistent: bool
         "--appendfsync", "always",
         "--protected-mode", "no",
     ]
+
+
+def redis_process(data_dir: Path, log_path: Path, port: int, *, persistent: bool,
+                  tls_dir: Path | None) -> ManagedProcess:
+    """A private Redis on 127.0.0.1:port. With ``tls_dir`` (the cluster's identities) it
+    speaks TLS only (its certificate ``redis.crt``, issued there on first use) and takes
+    only the ACL user ``trenchcoat`` with the password ``redis.password`` there; its
+    endpoint is then a ``rediss://`` URL carrying both and the CA to verify it with."""
+    argv = _redis_argv(data_dir, persistent)
     if tls_dir is None:
         argv += ["--port", str(port)]
         return ManagedProcess(name="redis", kind="redis", argv=argv, log_path=log_path,
@@ -110,6 +123,339 @@ def redis_process(data_dir: Path, log_path: Path, port: int, *, persistent: bool
         ready=redis_probe("127.0.0.1", port, tls=RedisTls(ca, REDIS_USER, password)),
         endpoint=f"rediss://{REDIS_USER}:{password}@127.0.0.1:{port}/0?ssl_ca_certs={quote(str(ca))}",
     )
+
+
+REDIS_CLUSTER_SLOTS = 16384
+"""Every Redis Cluster has this many hash slots; a key lives in slot CRC16(key) mod it."""
+
+
+def redis_cluster_processes(data_dir: Path, log_dir: Path, *, persistent: bool, tls_dir: Path | None,
+                            masters: int = 3, replicas_per_master: int = 1,
+                            addresses: Sequence[tuple[int, int]] | None = None) -> RedisCluster:
+    """A private Redis Cluster on 127.0.0.1: ``masters`` masters with ``replicas_per_master``
+    replicas each, one redis-server per node (``redis-<i>``, data and ``nodes.conf`` in
+    ``data_dir/node-<i>``, log ``log_dir/redis-<i>.log``), secured as ``redis_process``'s
+    Redis: with ``tls_dir``, TLS only on the client port, the cluster bus and replication
+    alike, and only the ACL user ``trenchcoat``, which the replicas log in to their masters
+    as. Not started: ``start()`` then ``create()``. ``addresses``: each node's (port, cluster
+    bus port), as a cluster restarted from its directory must have again (its nodes find
+    each other where ``nodes.conf`` says); None: free ones. The bus port is given
+    (``--cluster-port``) rather than left at port + 10000, which may be taken or beyond 65535."""
+    count = masters * (1 + replicas_per_master)
+    if masters < 3:
+        raise ValueError("a Redis Cluster needs at least 3 masters")
+    if addresses is None:
+        addresses = [(ports.free_port(), ports.free_port()) for _ in range(count)]
+    if len(addresses) != count:
+        raise ValueError(f"{count} nodes need {count} (port, bus port) pairs, not {len(addresses)}")
+    auth: RedisTls | None = None
+    secure: list[str] = []
+    if tls_dir is not None:
+        cert, key = dependency_identity(tls_dir, "redis")
+        auth = RedisTls(tls_dir / tls.CA_FILE, REDIS_USER, tls.password(tls_dir, "redis"))
+        secure = ["--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(auth.ca),
+                  "--tls-auth-clients", "no", "--tls-cluster", "yes", "--tls-replication", "yes",
+                  "--user", "default", "off",
+                  "--user", REDIS_USER, "on", f">{auth.password}", "~*", "&*", "+@all",
+                  # How a replica logs in to its master (replication runs as a client).
+                  "--masteruser", REDIS_USER, "--masterauth", auth.password]
+    nodes = []
+    for i, (port, bus_port) in enumerate(addresses):
+        node_dir = data_dir / f"node-{i}"
+        argv = [
+            *_redis_argv(node_dir, persistent),
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", str(node_dir / "nodes.conf"),
+            "--cluster-port", str(bus_port),
+            "--cluster-announce-ip", "127.0.0.1",
+            # A master the others have not heard from in 2 s is failed over to its replica.
+            "--cluster-node-timeout", "2000",
+            # A replica takes over however long it was cut off from its primary: what Redis
+            # holds here is rebuilt from PostgreSQL when lost (the feed's sweeper runs the
+            # last fan-outs again after a failover), so serving beats refusing.
+            "--cluster-replica-validity-factor", "0",
+            # A replica's full sync starts at once, not after the default 5 s wait for more
+            # replicas to share the transfer (each master here has its one or two).
+            "--repl-diskless-sync-delay", "0",
+        ]
+        argv += ["--port", str(port)] if auth is None else ["--port", "0", "--tls-port", str(port), *secure]
+        nodes.append(ManagedProcess(name=f"redis-{i}", kind="redis", argv=argv, log_path=log_dir / f"redis-{i}.log",
+                                    ready=redis_probe("127.0.0.1", port, tls=auth), endpoint=_redis_url(port, auth)))
+    return RedisCluster(nodes=nodes, ports=[p for p, _ in addresses], bus_ports=[b for _, b in addresses],
+                        endpoint=_redis_url(addresses[0][0], auth), masters=masters,
+                        replicas_per_master=replicas_per_master, tls=auth)
+
+
+def _redis_url(port: int, auth: RedisTls | None) -> str:
+    """``redis_process``'s endpoint for a Redis on 127.0.0.1:port (db 0, the only one a
+    cluster has: redis-py's RedisCluster takes ``/0`` but refuses any other)."""
+    if auth is None:
+        return f"redis://127.0.0.1:{port}/0"
+    return f"rediss://{auth.user}:{auth.password}@127.0.0.1:{port}/0?ssl_ca_certs={quote(str(auth.ca))}"
+
+
+@dataclass(frozen=True)
+class RedisClusterNode:
+    """One node as a node of the cluster sees it (a line of ``CLUSTER NODES``)."""
+
+    id: str
+    port: int
+    flags: frozenset[str]
+    """``master`` or ``slave``, ``myself``, ``fail?`` (this node cannot reach it), ``fail``
+    (the cluster agrees it is down), ..."""
+    master_id: str
+    """The master it replicates ("" for a master)."""
+    slots: tuple[tuple[int, int], ...]
+    """The slot ranges it serves (first, last), as a master."""
+    connected: bool
+
+    @property
+    def master(self) -> bool:
+        return "master" in self.flags
+
+    @property
+    def failing(self) -> bool:
+        return bool(self.flags & {"fail", "fail?"})
+
+    def serves(self, slot: int) -> bool:
+        return any(first <= slot <= last for first, last in self.slots)
+
+    @classmethod
+    def parse(cls, line: str) -> RedisClusterNode:
+        node_id, address, flags, master_id, _ping, _pong, _epoch, link, *slots = line.split()
+        ranges = []
+        for item in slots:
+            if item.startswith("["):  # a slot being imported or migrated: still its owner's
+                continue
+            first, _, last = item.partition("-")
+            ranges.append((int(first), int(last or first)))
+        port = int(address.split("@", 1)[0].rpartition(":")[2])
+        return cls(node_id, port, frozenset(flags.split(",")), "" if master_id == "-" else master_id,
+                   tuple(ranges), link == "connected")
+
+
+@dataclass
+class RedisCluster:
+    """The nodes of a private Redis Cluster (``redis_cluster_processes``) and how to reach
+    it: ``endpoint`` names the first node (a master once ``create`` has formed the cluster);
+    a cluster client learns the others from it."""
+
+    nodes: list[ManagedProcess]
+    ports: list[int]
+    """Each node's client port (TLS when the cluster has ``tls``)."""
+    endpoint: str
+    masters: int
+    replicas_per_master: int
+    tls: RedisTls | None = None
+    """The CA and the ACL user the nodes are reached with (None: plaintext, no ACL)."""
+    bus_ports: list[int] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Starts every node that is not running (not waiting: ``create`` does)."""
+        for node in self.nodes:
+            if not node.running():
+                node.start()
+
+    def create(self, timeout: float = 60.0) -> None:
+        """Once every node is ready, forms the cluster (``redis-cli --cluster create``: the
+        first ``masters`` nodes the masters, the others their replicas), unless its nodes
+        already form one (restarted with their ``nodes.conf``); then waits until it is
+        whole (``wait_ok``). Raises ProcessError if that takes more than ``timeout``."""
+        deadline = time.monotonic() + timeout
+        wait_all_ready(self.nodes, timeout)
+        if not self.formed():
+            self._redis_cli_create(max(1.0, deadline - time.monotonic()))
+        self.wait_ok(max(1.0, deadline - time.monotonic()))
+
+    def formed(self) -> bool:
+        """True if any node knows another or serves slots (met in a cluster before)."""
+        for port in self.ports:
+            info = self.cluster_info(port)
+            if int(info.get("cluster_known_nodes", "1")) > 1 or int(info.get("cluster_slots_assigned", "0")) > 0:
+                return True
+        return False
+
+    def _redis_cli_create(self, timeout: float) -> None:
+        argv = [_require_binary("redis-cli", "redis-tools"), "--cluster", "create",
+                *(f"127.0.0.1:{port}" for port in self.ports),
+                "--cluster-replicas", str(self.replicas_per_master), "--cluster-yes"]
+        env = dict(os.environ)
+        if self.tls is not None:
+            # The password in the environment, not on the command line (and no warning).
+            argv += ["--tls", "--cacert", str(self.tls.ca), "--user", self.tls.user]
+            env["REDISCLI_AUTH"] = self.tls.password
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise ProcessError(f"redis-cli --cluster create took more than {timeout:.0f}s") from exc
+        if result.returncode != 0:
+            raise ProcessError(f"redis-cli --cluster create failed ({result.returncode}):\n"
+                               f"{_plain(result.stdout + result.stderr)}")
+
+    def wait_ok(self, timeout: float = 60.0, *, replicas: bool = True) -> None:
+        """Waits until ``unhealthy(replicas=replicas)`` has nothing to say; raises
+        ProcessError with what was still wrong after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while (reason := self.unhealthy(replicas=replicas)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if reason:
+            raise ProcessError(f"Redis Cluster not ok after {timeout:.0f}s: {reason}")
+
+    def unhealthy(self, *, replicas: bool = True) -> str:
+        """What keeps the cluster from being whole ("" when nothing does): every running
+        node says ``cluster_state:ok`` with every slot served, and sees every slot served
+        by a master that runs and that no node takes for failing. With ``replicas``, also
+        every node runs, and every master has its replicas, in sync (``master_link_status:up``).
+        Without, a node killed (and failed over) is allowed: the cluster serves every key."""
+        running = [(node, port) for node, port in zip(self.nodes, self.ports, strict=True) if node.running()]
+        if replicas and len(running) < len(self.nodes):
+            return ", ".join(node.name for node in self.nodes if not node.running()) + " not running"
+        alive = {port for _, port in running}
+        try:
+            for node, port in running:
+                info = self.cluster_info(port)
+                if info.get("cluster_state") != "ok" or info.get("cluster_slots_ok") != str(REDIS_CLUSTER_SLOTS):
+                    return f"{node.name}: cluster_state:{info.get('cluster_state')}, " \
+                           f"cluster_slots_ok:{info.get('cluster_slots_ok')}"
+                view = self.view(port)
+                serving = [n for n in view if n.master and n.slots]
+                covered = sum(last - first + 1 for n in serving for first, last in n.slots)
+                if covered != REDIS_CLUSTER_SLOTS:
+                    return f"{node.name} sees {covered} slots served"
+                for master in serving:
+                    if master.port not in alive or master.failing:
+                        return f"{node.name} sees slots served by 127.0.0.1:{master.port}, " \
+                               f"{'not running' if master.port not in alive else 'failing'}"
+                if not replicas:
+                    continue
+                if len(view) != len(self.nodes) or any(n.failing for n in view):
+                    return f"{node.name} sees {len(view)} nodes, failing: " \
+                           f"{[n.port for n in view if n.failing]}"
+                for master in serving:
+                    followers = [n for n in view if n.master_id == master.id]
+                    if len(followers) < self.replicas_per_master:
+                        return f"{node.name} sees {len(followers)} replicas of 127.0.0.1:{master.port}"
+                if not any(n.master for n in view if "myself" in n.flags):
+                    link = self.info(port, "replication").get("master_link_status")
+                    if link != "up":
+                        return f"{node.name}: master_link_status:{link}"
+        except (OSError, ProcessError) as exc:
+            return f"{exc}"
+        return ""
+
+    def view(self, port: int | None = None) -> list[RedisClusterNode]:
+        """The cluster as the node on ``port`` sees it (default: the first node running)."""
+        if port is None:
+            port = next((p for node, p in zip(self.nodes, self.ports, strict=True) if node.running()), self.ports[0])
+        text = self.command(port, "CLUSTER", "NODES")
+        assert isinstance(text, str)
+        return [RedisClusterNode.parse(line) for line in text.splitlines() if line.strip()]
+
+    def master_of(self, slot: int, port: int | None = None) -> RedisClusterNode:
+        """The master serving ``slot``, as the node on ``port`` sees it."""
+        for node in self.view(port):
+            if node.master and node.serves(slot):
+                return node
+        raise ProcessError(f"no master serves slot {slot}")
+
+    def wait_replicated(self, timeout: float = 60.0) -> None:
+        """Waits until every running master has ``replicas_per_master`` replicas online
+        that acknowledged every write it had taken when this was called."""
+        targets: dict[int, int] = {}
+        for node, port in zip(self.nodes, self.ports, strict=True):
+            if node.running():
+                info = self.info(port, "replication")
+                if info.get("role") == "master":
+                    targets[port] = int(info["master_repl_offset"])
+        deadline = time.monotonic() + timeout
+        while True:
+            behind = {port: self._replica_offsets(port) for port in targets}
+            behind = {port: offsets for port, offsets in behind.items()
+                      if sum(offset >= targets[port] for offset in offsets) < self.replicas_per_master}
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise ProcessError(f"replicas not caught up after {timeout:.0f}s: master port -> "
+                                   f"(offset, replicas' offsets) {[(p, targets[p], o) for p, o in behind.items()]}")
+            time.sleep(0.05)
+
+    def _replica_offsets(self, port: int) -> list[int]:
+        """The acknowledged offsets of the master on ``port``'s online replicas."""
+        offsets = []
+        for key, value in self.info(port, "replication").items():
+            if key.startswith("slave") and key[5:].isdigit():
+                fields = dict(item.partition("=")[::2] for item in value.split(","))
+                if fields.get("state") == "online":
+                    offsets.append(int(fields.get("offset", "0")))
+        return offsets
+
+    def cluster_info(self, port: int) -> dict[str, str]:
+        return _info_fields(self.command(port, "CLUSTER", "INFO"))
+
+    def info(self, port: int, section: str) -> dict[str, str]:
+        return _info_fields(self.command(port, "INFO", section))
+
+    def command(self, port: int, *args: str) -> object:
+        """One command to the node on ``port`` (logged in as the cluster's user), its reply."""
+        return redis_command("127.0.0.1", port, *args, tls=self.tls)
+
+
+def _info_fields(text: object) -> dict[str, str]:
+    assert isinstance(text, str), text
+    return dict(line.partition(":")[::2] for line in text.splitlines() if ":" in line and not line.startswith("#"))
+
+
+def _plain(text: str) -> str:
+    """redis-cli's output without its colours."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text).strip()
+
+
+def redis_command(host: str, port: int, *args: str, tls: RedisTls | None = None, timeout: float = 5.0) -> object:
+    """Sends one command to one Redis (over TLS logged in as ``tls``'s user when given) and
+    returns its reply: str, int, None or a list of them; an error reply raises ProcessError.
+    For the nodes of a cluster one by one, which a cluster client does not address."""
+    commands = [args] if tls is None else [("AUTH", tls.user, tls.password), args]
+    payload = b"".join(_resp_command(command) for command in commands)
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        if tls is None:
+            raw.sendall(payload)
+            with raw.makefile("rb") as reader:
+                return _resp_reply(reader)
+        context = ssl.create_default_context(cafile=str(tls.ca))
+        with context.wrap_socket(raw, server_hostname=host) as s:
+            s.sendall(payload)
+            with s.makefile("rb") as reader:
+                _resp_reply(reader)  # +OK, or the error raised
+                return _resp_reply(reader)
+
+
+def _resp_command(args: Sequence[str]) -> bytes:
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _resp_reply(reader: BinaryIO) -> object:
+    line = reader.readline()
+    if not line.endswith(b"\r\n"):
+        raise ProcessError(f"Redis closed the connection (read {line!r})")
+    kind, rest = line[:1], line[1:-2].decode(errors="replace")
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise ProcessError(f"Redis answered: {rest}")
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        if int(rest) < 0:
+            return None
+        data = reader.read(int(rest) + 2)
+        return bytes(data[:-2]).decode(errors="replace")
+    if kind == b"*":
+        return None if int(rest) < 0 else [_resp_reply(reader) for _ in range(int(rest))]
+    raise ProcessError(f"unexpected Redis reply {line!r}")
 
 
 def dependency_identity(tls_dir: Path, name: str) -> tuple[Path, Path]:

@@ -251,8 +251,6 @@ class Cluster:
             env[env_key("etcd", "endpoints")] = etcd.endpoint
         postgres: list[processes.ManagedProcess] = []
         if not self.config.postgres.dsn:
-            first = dependencies.postgres_data_dir(self.data_dir / "postgres")
-            fresh = not (first / "PG_VERSION").exists()  # before initdb makes it
             for i in range(self.config.postgres.local_instances):
                 name = "postgres" if i == 0 else f"postgres-{i + 1}"
                 process = dependencies.postgres_process(
@@ -264,7 +262,13 @@ class Cluster:
             env[env_key("postgres", "dsn")] = postgres[0].endpoint
             if len(postgres) > 1:
                 env[env_key("postgres", "shard_dsns")] = ",".join(p.endpoint for p in postgres[1:])
-        if not self.config.redis.url:
+        redis_cluster = None
+        if not self.config.redis.url and self.config.redis.local_cluster:
+            redis_cluster = self._redis_cluster(logs, tls_dir)
+            deps += redis_cluster.nodes
+            env[env_key("redis", "url")] = redis_cluster.endpoint
+            env[env_key("redis", "cluster")] = "true"
+        elif not self.config.redis.url:
             redis = dependencies.redis_process(
                 self.data_dir / "redis", logs / "redis.log", ports.free_port(), persistent=self.durable,
                 tls_dir=tls_dir,
@@ -277,22 +281,39 @@ class Cluster:
         for process in deps:
             process.wait_ready(timeout)
             self._say(f"started {process.name:<12} {redact(process.endpoint)}")
+        if redis_cluster is not None:
+            redis_cluster.create(timeout)
+            self._say(f"redis cluster: {redis_cluster.masters} primaries, each with a replica")
         if postgres:
             self._shard_map(env[env_key("etcd", "endpoints")] if not self.config.etcd.endpoints
-                            else ",".join(self.config.etcd.endpoints), [p.endpoint for p in postgres], fresh=fresh)
+                            else ",".join(self.config.etcd.endpoints), [p.endpoint for p in postgres])
         return env
 
-    def _shard_map(self, etcd_endpoints: str, dsns: list[str], *, fresh: bool) -> None:
+    def _redis_cluster(self, logs: Path, tls_dir: Path | None) -> dependencies.RedisCluster:
+        """The local Redis Cluster: three primaries and a replica each, on the ports they had
+        the first time (each node's ``nodes.conf`` records where the others are)."""
+        root = self.data_dir / "redis-cluster"
+        kept = root / "addresses.json"
+        addresses = [(int(p), int(b)) for p, b in json.loads(kept.read_text())] if kept.exists() else None
+        cluster = dependencies.redis_cluster_processes(root, logs, persistent=self.durable, tls_dir=tls_dir,
+                                                       addresses=addresses)
+        if addresses is None:
+            kept.write_text(json.dumps(list(zip(cluster.ports, cluster.bus_ports, strict=True))))
+        for i, node in enumerate(cluster.nodes):  # named as the PostgreSQL instances are
+            node.name = "redis" if i == 0 else f"redis-{i + 1}"
+        return cluster
+
+    def _shard_map(self, etcd_endpoints: str, dsns: list[str]) -> None:
         """The operator's first act on a cluster whose PostgreSQL instances it runs
-        (``admin.make_shard_map``): the shards split evenly over them when the cluster is new
-        (``fresh``); a cluster whose first instance predates the others keeps every shard on
-        it (its rows are there). A stored map is never replaced."""
+        (``admin.make_shard_map``): the shards split evenly over them when the cluster is new;
+        a cluster whose first instance holds rows already keeps every shard on it (where its
+        rows are). A stored map is never replaced."""
         async def init() -> tuple[shards.ShardMap, bool]:
             timeout_s = self.config.postgres.timeout_s
             async with pgmigrate.reaching(dsns, timeout_s=timeout_s) as instances:
                 etcd = Etcd(etcd_endpoints.split(","), self.config.cluster.name, timeout_s=self.config.etcd.timeout_s)
                 try:
-                    return await admin.make_shard_map(etcd, instances, timeout_s=timeout_s, spread=fresh)
+                    return await admin.make_shard_map(etcd, instances, timeout_s=timeout_s)
                 finally:
                     await etcd.close()
 
