@@ -23,7 +23,14 @@ over them by the even shard map, against a store over one of them alone, in one 
 - ``shard_move_pause_ms``         the mover's own pause: from the source refusing to the new map in etcd
 - ``shard_move_rows``             the rows the move copied
 
-Not measured yet (issue 26): feed operations on Redis Cluster.
+- ``feed_ops_redis_cluster_vs_single``  the feed's Redis work (``feedsvc.timelines.Timelines``:
+                                  one in ten a fan-out of a post to 200 followers, a pipeline of
+                                  scripts; the rest a home page read: the reader's state, then its
+                                  timeline and 5 celebrity lists with their floors) a second, CONCURRENCY
+                                  at a time, on a Redis Cluster of 3 primaries with a replica each,
+                                  over the same on a single Redis (both TLS and persistent as
+                                  `trenchcoat up` runs them; alternating rounds; aim >= 0.8)
+- ``feed_ops_per_s_single``, ``..._cluster``: the absolute rates (context)
 """
 
 from __future__ import annotations
@@ -43,8 +50,10 @@ from typing import TypeVar
 import asyncpg
 
 from bench import common
+from feedsvc.model import Entry
+from feedsvc.timelines import Timelines, pull_key, pull_meta, timeline_key, timeline_meta
 from router.metadata import MediaStore
-from trenchcoat import ids, pgmigrate, shardmove, shards
+from trenchcoat import ids, pgmigrate, redisio, shardmove, shards
 from trenchcoat.errors import Unavailable
 from trenchcoat.etcd import Etcd
 from trenchcoat.ops import dependencies, ports
@@ -185,6 +194,65 @@ async def during_move(store: MediaStore, dsns: list[str], etcd_endpoint: str, ow
     }
 
 
+async def feed_ops_rate(redis: redisio.Client, seconds: float) -> float:
+    """The feed's Redis work (see the module's doc) a second, CONCURRENCY at a time."""
+    timelines = Timelines(redis, timeline_max=800, celebrity_recent=100)
+    rng = random.Random(3)
+    done = 0
+    deadline = time.monotonic() + seconds
+    next_id = 1 << 40
+
+    async def worker() -> None:
+        nonlocal done, next_id
+        while time.monotonic() < deadline:
+            if rng.random() < 0.1:
+                next_id += 1 << 10
+                author = rng.randrange(1, 1 << 20)
+                await timelines.push([rng.randrange(1, 100_000) for _ in range(200)], Entry(next_id, author))
+            else:
+                reader = rng.randrange(1, 100_000)
+                await timelines.read_state(reader)
+                keys = [(timeline_key(reader), timeline_meta(reader)),
+                        *[(pull_key(a), pull_meta(a)) for a in rng.sample(range(1, 1000), 5)]]
+                await timelines.windows(keys, 0, 20)
+            done += 1
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return done / (time.monotonic() - start)
+
+
+async def redis_cluster_vs_single(tmp: Path, tls_dir: Path, quick: bool) -> dict[str, float]:
+    seconds, rounds = (3.0, 1) if quick else (8.0, 3)
+    single = dependencies.redis_process(tmp / "redis", tmp / "redis.log", ports.free_port(), persistent=True,
+                                        tls_dir=tls_dir)
+    cluster = dependencies.redis_cluster_processes(tmp / "redis-cluster", tmp, persistent=True, tls_dir=tls_dir)
+    try:
+        single.start()
+        cluster.start()
+        await asyncio.to_thread(single.wait_ready, 60)
+        await asyncio.to_thread(cluster.create, 120)
+        clients = {"single": redisio.connect(single.endpoint, timeout_s=30.0),
+                   "cluster": redisio.connect(cluster.endpoint, timeout_s=30.0, cluster=True)}
+        rates: dict[str, list[float]] = {"single": [], "cluster": []}
+        try:
+            for client in clients.values():  # warm: connections, scripts, first keys
+                await feed_ops_rate(client, 0.5)
+            for _ in range(rounds):
+                for name, client in clients.items():
+                    rates[name].append(await feed_ops_rate(client, seconds))
+        finally:
+            for client in clients.values():
+                await client.aclose()
+    finally:
+        single.stop()
+        for node in cluster.nodes:
+            node.stop()
+    single_rate, cluster_rate = (sorted(r)[len(r) // 2] for r in (rates["single"], rates["cluster"]))
+    return {"feed_ops_redis_cluster_vs_single": cluster_rate / single_rate,
+            "feed_ops_per_s_single": single_rate, "feed_ops_per_s_cluster": cluster_rate}
+
+
 async def measure(quick: bool) -> dict[str, float]:
     rng = random.Random(11)
     owners = [rng.randrange(1, 1 << 50) for _ in range(OWNERS)]
@@ -219,6 +287,7 @@ async def measure(quick: bool) -> dict[str, float]:
                 rates["one"].append(await batch_rate(one, minted_one, seconds))
                 rates["two"].append(await batch_rate(two, minted_two, seconds))
             moving = await during_move(two, two_dsns, servers[2].endpoint, sample)
+            redis_figures = await redis_cluster_vs_single(tmp, tls_dir, quick)
         finally:
             await two.close()
             await one.close()
@@ -234,6 +303,7 @@ async def measure(quick: bool) -> dict[str, float]:
         "batchstat_100_per_s_one": one_rate,
         "batchstat_100_per_s_two": two_rate,
         **moving,
+        **redis_figures,
     }
 
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import random
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,7 +26,7 @@ import pytest
 from f4.keystore.keys import Keys
 from feedsvc.records import Records
 from router.metadata import MediaState, MediaStore
-from tests.cluster import fresh_database
+from tests.cluster import eventually, fresh_database
 from tests.integration.test_shards import hold, ids_of
 from trenchcoat import ids, pgmigrate, shardmove, shards
 from trenchcoat.errors import FailedPrecondition, Unavailable
@@ -46,6 +50,8 @@ class Pair:
     records: Records
     keys: Keys
     followers: list[shards.MapFollower] = field(default_factory=list)
+    cluster: str = ""
+    """The etcd prefix's cluster name."""
 
     def dsn_of(self, name: str) -> str:
         return self.dsns[self.names.index(name)]
@@ -75,7 +81,8 @@ async def following(pair: Pair) -> AsyncIterator[None]:
 async def pair(postgres, etcd) -> AsyncIterator[Pair]:
     dsns = [await fresh_database(postgres.endpoint) for _ in range(2)]
     names = await ids_of(dsns)
-    client = Etcd([etcd.endpoint], f"move-{uuid.uuid4().hex[:8]}", timeout_s=TIMEOUT_S)
+    name = f"move-{uuid.uuid4().hex[:8]}"
+    client = Etcd([etcd.endpoint], name, timeout_s=TIMEOUT_S)
     shard_map, _ = await shards.init(client, names)
     await hold(dsns, shard_map)
     dbs = []
@@ -83,7 +90,7 @@ async def pair(postgres, etcd) -> AsyncIterator[Pair]:
         db = await cls.connect(dsns, timeout_s=TIMEOUT_S, shard_map=shard_map)
         await db.migrate()
         dbs.append(db)
-    yield Pair(dsns, names, client, *dbs)  # type: ignore[arg-type]
+    yield Pair(dsns, names, client, *dbs, cluster=name)  # type: ignore[arg-type, misc]
     for db in dbs:
         await db.close()
     await client.close()
@@ -285,3 +292,76 @@ async def test_moves_that_cannot_be_are_refused_saying_why(pair):
     with pytest.raises(ValueError, match="within 0-8191"):
         shardmove.parse_span("8000-9000")
     assert shardmove.parse_span("7") == (7, 7) and shardmove.parse_span("0-511") == (0, 511)
+
+
+def mover_env(pair: Pair) -> dict[str, str]:
+    """The operator's environment for this pair: its etcd prefix and instances, the suite's
+    identities (inherited)."""
+    return {**os.environ, "TRENCHCOAT_ETCD__ENDPOINTS": ",".join(pair.etcd.endpoints),
+            "TRENCHCOAT_CLUSTER__NAME": pair.cluster, "TRENCHCOAT_POSTGRES__DSN": pair.dsns[0],
+            "TRENCHCOAT_POSTGRES__SHARD_DSNS": pair.dsns[1]}
+
+
+def start_mover(pair: Pair, *args: str) -> subprocess.Popen[str]:
+    """`trenchcoat shards move ...` as the operator runs it, a process of its own."""
+    return subprocess.Popen([sys.executable, "-m", "trenchcoat", "shards", "move", *args], env=mover_env(pair),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def run_mover(pair: Pair, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "trenchcoat", "shards", "move", *args],
+                                   env=mover_env(pair), capture_output=True, text=True, timeout=300, check=False)
+
+
+async def recorded_phase(pair: Pair) -> str | None:
+    move = await shardmove.recorded(pair.etcd)
+    return move.phase if move is not None else None
+
+
+@pytest.mark.parametrize("phase", ["copying", "paused"])
+async def test_a_mover_killed_9_is_finished_by_running_it_again(pair, phase):
+    """The mover, a process of its own, kill -9ed where it waits for the source's writes in
+    progress to end (a transaction held open here: at the start of the copy, or in the
+    pause): run again, it finishes, and every write reads back. While it is stopped in the
+    pause, the moved shards' writes are refused (UNAVAILABLE, with a retry hint), never lost."""
+    async with following(pair):
+        written = Written()
+        await fill(pair, written, 30)
+        if phase == "paused":  # a first run stopped just before the pause: the copy done
+            with pytest.raises(Killed):
+                async with pgmigrate.reaching(pair.dsns, timeout_s=TIMEOUT_S) as instances:
+                    await pair.mover(instances, progress=KillAt("pausing")).move(*MOVED, pair.names[1])
+        source = await asyncpg.connect(pair.dsns[0])
+        try:
+            writer = source.transaction()
+            await writer.start()
+            await source.fetchval("SELECT txid_current()")  # a write in progress the mover waits for
+            proc = start_mover(pair, f"{MOVED[0]}-{MOVED[1]}", "--to", pair.names[1])
+            await eventually(lambda: recorded_phase(pair), what="the move recorded")
+            if phase == "paused":
+                async def refused() -> bool:  # the pause under way: the moved shards refuse writes
+                    try:
+                        await pair.media.reserve(shard=5, owner_id=5, logical_volume=1, cookie=1, size_bytes=1,
+                                                 content_type="image/jpeg", idempotency_key=None)
+                    except Unavailable as exc:
+                        assert "retry" in str(exc)
+                        return True
+                    return False
+
+                await eventually(refused, what="the moved shards refusing writes")
+            else:
+                await asyncio.sleep(1.0)  # (nothing to wait on but the mover's wait itself)
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(proc.communicate, timeout=30)
+            assert await recorded_phase(pair) == phase
+            await writer.rollback()
+        finally:
+            await source.close()
+        finished = await run_mover(pair, f"{MOVED[0]}-{MOVED[1]}", "--to", pair.names[1])
+        assert finished.returncode == 0, finished.stdout + finished.stderr
+        assert f"moved shards {MOVED[0]}-{MOVED[1]} from {pair.names[0]} to {pair.names[1]}" in finished.stdout
+        await fill(pair, written, 10)
+    shard_map = await shards.stored(pair.etcd)
+    assert shard_map is not None and shard_map.instance_of(0) == pair.names[1]
+    assert await recorded_phase(pair) is None
+    await check_written(pair, written, shard_map)
