@@ -752,9 +752,13 @@ def run(config: Config, config_path: str | None, say: Callable[[str], None]) -> 
         status, _, _ = fetch(direct("/" + url.split("/", 3)[3]))
         check(status == 404, f"and its photo's URL answers {status} at its cache")
 
+        def one_more() -> tuple[str, str, bytes]:
+            extra = asyncio.run(upload_some(router, [(USERS[0], photo(USERS[0], 99))], "heal"))[0]
+            return extra.path, extra.media.url, extra.data
+
         demo_heal.show_healing(config, cluster.data_dir, [(u.path, u.media.url, u.data) for u in uploads if
                                                           u.path not in deleted], machine,
-                               lambda url: fetch(url)[:2], check, say)
+                               lambda url: fetch(url)[:2], check, say, more=one_more)
 
         if config.transformer.count and config.router.renditions:
             show_renditions(config, router, check, say)

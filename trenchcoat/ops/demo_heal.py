@@ -55,14 +55,25 @@ def _wait(condition: Callable[[], bool], bound_s: float) -> float | None:
     return None
 
 
+MORE_UPLOADS = 10
+"""Rounds of one more photo each the healing part uploads when every photo so far landed
+on a volume with a replica on the killed store (each upload picks a volume at random)."""
+
+
 def show_healing(config: Config, data_dir: Path, photos: list[tuple[str, str, bytes]], killed: int,
                  fetch: Callable[[str], tuple[int, bytes]], check: Callable[[bool, str], None],
-                 say: Callable[[str], None]) -> None:
-    """``photos``: (URL path, URL, bytes) of uploads; ``killed``: the machine the demo killed."""
-    volumes = {v.id: v for v in asyncio.run(_volumes(config))}
-    chosen = next(((path, url, data) for path, url, data in photos
-                   if all(r.machine_id != killed for r in volumes[urls.parse_path(path).needle.logical_volume].replicas)),
-                  None)
+                 say: Callable[[str], None], more: Callable[[], tuple[str, str, bytes]] | None = None) -> None:
+    """``photos``: (URL path, URL, bytes) of uploads; ``killed``: the machine the demo killed;
+    ``more``: uploads one more photo, when none of ``photos`` is on a volume the killed store
+    has no replica of."""
+    chosen = None
+    for _ in range(MORE_UPLOADS + 1):
+        volumes = {v.id: v for v in asyncio.run(_volumes(config))}
+        chosen = next(((path, url, data) for path, url, data in photos if all(
+            r.machine_id != killed for r in volumes[urls.parse_path(path).needle.logical_volume].replicas)), None)
+        if chosen is not None or more is None:
+            break
+        photos = [*photos, more()]
     if chosen is None:
         say("== healing: skipped, every photo's volume has a replica on the killed store")
         return
