@@ -9,6 +9,7 @@ import asyncio
 import io
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -27,6 +29,7 @@ from tests.upctl import NO_F4_CELL, Up, cli, env, running_up
 from trenchcoat import rpc
 from trenchcoat.clients.feed import FeedClient
 from trenchcoat.clients.media import MediaClient
+from trenchcoat.errors import Unavailable
 from trenchcoat.ops import dashboard
 
 # `trenchcoat up` and the demo on the default ports: one at a time (make test runs two workers).
@@ -95,6 +98,52 @@ async def short_load() -> None:
             await media.read(m.media_id)
         await feed.follow(6, 5)
         await feed.post(5, uploaded[0].media_id, "load")
+
+
+async def moved_under_load(data_dir: Path, shards: str, to: str) -> tuple[subprocess.CompletedProcess[str],
+                                                                         dict[int, int]]:
+    """`trenchcoat shards move` while 8 writers upload and post through the router and the
+    feed (owners in the moved shards and elsewhere), retrying what is UNAVAILABLE (a paused
+    shard) as a client does: (the mover's outcome, each acknowledged post's media id -> author)."""
+    written: dict[int, int] = {}
+    done = asyncio.Event()
+
+    async def writer(n: int, media: MediaClient, feed: FeedClient) -> None:
+        rng = random.Random(n)
+        while not done.is_set():
+            author = rng.choice([n + 1, 8192 * 9 + n + 1, 5000 + n])  # shard n + 1 (moved) twice, 5000 + n
+            for _ in range(600):
+                try:
+                    uploaded = await media.upload(os.urandom(300), owner_id=author, content_type="image/jpeg")
+                    await feed.post(author, uploaded.media_id, "moving")
+                    break
+                except Unavailable:
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("writes refused for 30 s")
+            written[uploaded.media_id] = author
+
+    async with rpc.ChannelPool() as pool:
+        media = MediaClient(pool, "127.0.0.1:7400", timeout_s=60)
+        feed = FeedClient(pool, "127.0.0.1:7700", timeout_s=60)
+        writers = [asyncio.create_task(writer(n, media, feed)) for n in range(8)]
+        moved = await asyncio.to_thread(cli, data_dir, "shards", "move", shards, "--to", to, timeout=300)
+        done.set()
+        await asyncio.gather(*writers)
+    return moved, written
+
+
+async def all_readable(written: dict[int, int]) -> None:
+    """Every acknowledged upload stats, and every post is in its author's feed."""
+    async with rpc.ChannelPool() as pool:
+        media = MediaClient(pool, "127.0.0.1:7400", timeout_s=60)
+        feed = FeedClient(pool, "127.0.0.1:7700", timeout_s=60)
+        stats = await media.batch_stat(list(written))
+        assert [s.outcome for s in stats] == ["found"] * len(written)
+        for author in set(written.values()):
+            posted = {m for m, a in written.items() if a == author}
+            seen = {e.media_id for e in (await feed.user(author, limit=100)).entries}
+            assert posted <= seen, (author, posted - seen)
 
 
 def wait_for_panels(base: str, timeout: float = 120) -> list[str]:
@@ -245,8 +294,10 @@ def test_put_get_stat_rm_volumes_and_status_against_a_running_cluster(whole, tmp
     # shards move: user 42's shard to the second instance while the cluster serves; its
     # media then read (stat) and deleted (rm, below) there, by every process's new map.
     second = lines[2].split()[-1]
-    moved = cli(up.data_dir, "shards", "move", "0-99", "--to", second)
+    moved, written = asyncio.run(moved_under_load(up.data_dir, "0-99", second))
     assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert len(written) >= 8, written  # every writer wrote during the move
+    asyncio.run(all_readable(written))
     assert moved.stdout.splitlines()[0] == f"moved shards 0-99 from {lines[1].split()[-1]} to {second}: shard map v2"
     after = cli(up.data_dir, "shards").stdout.splitlines()
     assert [line.split()[0] for line in after[1:4]] == ["0-99", "100-4095", "4096-8191"], after
