@@ -61,6 +61,18 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 code stripped from the message; MASTERDOWN is a ClusterDownError)."""
 
 
+CLUSTER_IN_FLUX = ("Redis Cluster cannot be connected", "All slots are not covered", "startup_nodes could not agree",
+                   "No targets were found")
+"""How redis-py's cluster client says no node it knows answers, or the nodes do not yet
+agree on who serves every slot (a cluster starting, or failing over): not the request's fault."""
+
+
+def cluster_unreachable(exc: redis.exceptions.RedisClusterException) -> bool:
+    """Whether a cluster client's error is the cluster's state rather than the request's."""
+    return isinstance(exc, redis.exceptions.RedisClusterUnreachableError | redis.exceptions.SlotNotCoveredError) \
+        or str(exc).startswith(CLUSTER_IN_FLUX)
+
+
 def reply_code(exc: redis.exceptions.ResponseError) -> str:
     """The error reply's code (its first word), also when a pipeline wrapped the reply in
     "Command # n (...) of pipeline caused error: ..."."""
@@ -80,6 +92,10 @@ def failures(what: str) -> Iterator[None]:
         raise Unavailable(f"Redis did not answer {what} ({exc}); retry") from exc
     except TRANSIENT_ERRORS as exc:
         raise Unavailable(f"Redis cannot serve {what} now ({type(exc).__name__}: {exc}); retry") from exc
+    except redis.exceptions.RedisClusterException as exc:
+        if not cluster_unreachable(exc):
+            raise  # the request's own fault (keys of two slots in one command: a bug here)
+        raise Unavailable(f"the Redis Cluster cannot serve {what} now ({exc}); retry") from exc
     except redis.exceptions.ResponseError as exc:
         if reply_code(exc) not in TRANSIENT_REPLIES:
             raise

@@ -1,19 +1,24 @@
 """The pod start test: every pod of every trenchcoat workload in the rendered kind overlay,
 run as a local process exactly as its pod spec says (its command, its environment resolved
 the way the kubelet resolves it, the rendered ConfigMap as its mounted file), becomes ready
-by its own readiness probe, and the Job shards-init's pod runs to completion, storing the
-shard map over the two PostgreSQL instances; then the pods work together as a cluster:
-stores register with the identities their pods give them, uploads through a router pod land
-on the instance the map names for their owner and read back through the CDN pod.
+by its own readiness probe, the Job redis-cluster-init's pod forms the Redis Cluster and the
+Job shards-init's pod stores the shard map over the two PostgreSQL instances; then the pods
+work together as a cluster: stores register with the identities their pods give them,
+uploads through a router pod land on the instance the map names for their owner and read
+back through the CDN pod, and the services' Redis is the Redis Cluster (the Secret's
+``cluster``), reached at the node its ``url`` names.
 
 What a machine without a Kubernetes node cannot show, and this stands in for
 (tests/kubelet.py): pod IPs are loopback addresses, cluster DNS names are mapped to them,
 volumes are temporary directories, the three kind workers are names a stand-in scheduler
 spreads pods over by zone, the API server (a store reads its node's zone) answers only the
-node reads RBAC allows; etcd, the two PostgreSQL instances and Redis run as private
-instances from Debian's packages in place of their upstream images; the Job's failed runs
-are retried with a shorter back-off than the kubelet's; the image itself, the security
-context and the resource limits are not exercised.
+node reads RBAC allows; etcd, the two PostgreSQL instances and the six Redis nodes run as
+private instances from Debian's packages in place of their upstream images (the Redis nodes
+as ``trenchcoat up`` runs its cluster's, announcing 127.0.0.1 rather than their pod names,
+so the StatefulSet's own command is not run), and the Job redis-cluster-init's script runs
+with Debian's redis-cli in place of the redis image's; the Jobs' failed runs are retried
+with a shorter back-off than the kubelet's; the images themselves, the security context and
+the resource limits are not exercised.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group(name="default-por
 
 DEPENDENCIES = {"etcd": 2379, "postgres": 5432, "redis": 6379}
 """The StatefulSets of dependencies.yaml and their client ports: a private instance stands in
-for each of their pods (``<set>-<ordinal>.<set>``)."""
+for each of their pods (``<set>-<ordinal>.<set>``; each Redis pod a node of one private Redis
+Cluster)."""
 READY_S = 240.0
 WAITERS = (("directory", "etcd"), ("store", "etcd"), ("router", "PostgreSQL"), ("feed", "PostgreSQL"),
            ("f4-keystore", "PostgreSQL"), ("fanout", "PostgreSQL"))
@@ -67,13 +73,23 @@ def _until_waiting(pods: list[kubelet.Pod], what: str, timeout: float = READY_S)
             time.sleep(0.2)
 
 
+def eventually_log(pod: kubelet.Pod, text: str, timeout: float = 60.0) -> None:
+    """Waits until ``pod``'s log says ``text``."""
+    assert pod.process is not None
+    deadline = time.monotonic() + timeout
+    while not (pod.process.log_path.exists() and text in pod.process.log_path.read_text()):
+        assert time.monotonic() < deadline, f"{pod.name} does not say {text!r}:\n{pod.process.log_tail(15)}"
+        time.sleep(0.1)
+
+
 def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: Path):
-    """As on a fresh cluster: every pod at once, the Job's with them, before etcd, PostgreSQL
-    and Redis are up (each waits for them, cluster.start_wait_s; the Job fails and is
-    retried), in no particular order."""
+    """As on a fresh cluster: every pod at once, the Jobs' with them, before etcd, PostgreSQL
+    and the Redis nodes are up (each waits for them, cluster.start_wait_s; the Jobs fail and
+    are retried until what they need answers), in no particular order."""
     docs = kubelet.render(K8S / "overlays" / "kind")
     replicas = {name: kubelet.by_kind(docs, "StatefulSet")[name]["spec"]["replicas"] for name in DEPENDENCIES}
-    assert replicas == {"etcd": 1, "postgres": 2, "redis": 1}, "the base runs two PostgreSQL instances"
+    assert replicas == {"etcd": 1, "postgres": 2, "redis": 6}, \
+        "the base runs two PostgreSQL instances and a Redis Cluster of six nodes"
     with contextlib.ExitStack() as stack:
         root = harness.open_tempdir("tc-k8s-deps-")  # PostgreSQL runs as another user when we are root
         stack.callback(shutil.rmtree, root, True)
@@ -86,12 +102,18 @@ def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: 
         tls.make_user_keys(tls_dir)
         postgres = [dependencies.postgres_process(root / f"pg{i}", root / f"pg{i}.log", pg_port, durable=False,
                                                   tls_dir=tls_dir) for i, pg_port in enumerate(local["postgres"])]
+        # The Redis pods: the nodes of one private Redis Cluster (3 primaries with a replica
+        # each, TLS on the client port, the bus and replication, the ACL user of the Secret),
+        # started but not formed: the Job redis-cluster-init forms it, as in the cluster.
+        redis = dependencies.redis_cluster_processes(
+            root / "redis", root / "redis-logs", persistent=False, tls_dir=tls_dir,
+            masters=replicas["redis"] // (1 + k8s.REDIS_REPLICAS_PER_PRIMARY),
+            replicas_per_master=k8s.REDIS_REPLICAS_PER_PRIMARY,
+            addresses=[(port, ports.free_port()) for port in local["redis"]])
         deps = [dependencies.etcd_process(root / "etcd", root / "etcd.log", local["etcd"][0], ports.free_port(),
                                           tls_dir=tls_dir),
-                *postgres,
-                dependencies.redis_process(root / "redis", root / "redis.log", local["redis"][0], persistent=False,
-                                           tls_dir=tls_dir)]
-        for dep in deps:
+                *postgres]
+        for dep in [*deps, *redis.nodes]:
             stack.callback(dep.stop)
         stand_ins = {f"{name}-{i}.{name}:{DEPENDENCIES[name]}": f"127.0.0.1:{local_port}"
                      for name, local_ports in local.items() for i, local_port in enumerate(local_ports)}
@@ -99,32 +121,63 @@ def test_every_pod_of_the_kind_overlay_starts_and_they_serve_together(tmp_path: 
         runner = PodRunner(docs, kubelet.kind_nodes(), tmp_path, stand_ins, api=api)
         stack.callback(runner.stop_all)
         ours = [w for w in workloads(docs) if w["metadata"]["name"] not in DEPENDENCIES]
-        [job] = kubelet.jobs(docs)
+        by_job = kubelet.by_kind(docs, "Job")
+        assert set(by_job) == {k8s.SHARDS_INIT, k8s.REDIS_CLUSTER_INIT}
         placed = [(w, runner.place(w)) for w in ours]  # every name resolves before anything starts
-        job_pods = runner.place(job)
+        shards_init = runner.place(by_job[k8s.SHARDS_INIT])
+        # The redis image's Job: its script (sh, redis-cli) runs here as it is, with Debian's
+        # redis-cli, over the stand-in nodes its REDIS_NODES names.
+        redis_init = runner.place(by_job[k8s.REDIS_CLUSTER_INIT])
         _identities(runner, tls_dir)
+        # The Job redis-cluster-init with the pods, before the Redis nodes are up: its runs
+        # fail (a node does not answer) and are retried.
+        for pod in redis_init:
+            runner.start(pod)
         for _, pods in reversed(placed):  # the router before the directory, the CDN before the caches...
             for pod in pods:
                 runner.start(pod)
-        for pod in job_pods:
+        for pod in shards_init:
             runner.start(pod)
         # Those that need a dependency to start wait for it, saying so (and do not exit).
         for name, what in WAITERS:
             _until_waiting(runner.pods[name], what)
+        for pod in redis_init:
+            eventually_log(pod, "does not answer yet")
         for dep in deps:
             dep.start()
+        # Once every node answers, the Job forms the cluster, and it is whole: three
+        # primaries, each with its replica (the pods using Redis wait for it meanwhile).
+        redis.start()
+        runner.complete(redis_init, READY_S)
+        redis.wait_ok(60)
+        assert sum(node.master and bool(node.slots) for node in redis.view()) == redis.masters
         for dep in deps:
             dep.wait_ready(60)
         # Those holding rows wait for the shard map the Job stores (a failed run, before the
         # dependencies were up, is retried as its backoffLimit allows).
-        runner.complete(job_pods, READY_S)
+        runner.complete(shards_init, READY_S)
         for _, pods in placed:
             runner.wait_ready(pods, READY_S)
+        # The Job made again (deleted and applied) leaves the formed cluster as it is.
+        [again] = redis_init
+        assert again.process is not None
+        runner.start(again)
+        runner.complete([again], READY_S)
+        assert "not created again" in again.process.log_path.read_text()
+        redis.wait_ok(60)
         started = {w["metadata"]["name"]: len(pods) for w, pods in placed}
         assert started == {w["metadata"]["name"]: w["spec"]["replicas"] for w in ours}
         cluster = tomllib.loads(kubelet.config_map_data(docs, "trenchcoat-config")[1]["trenchcoat.toml"])["cluster"]
         asyncio.run(_serve_together(runner, tls_dir, f"127.0.0.1:{local['etcd'][0]}", cluster["name"],
                                     [pg.endpoint for pg in postgres]))
+        # The services' Redis is the cluster (the Secret's cluster key): what they keep there
+        # (the router's rendition jobs...) is spread over the primaries by slot.
+        for name in ("router", "transformer", "feed", "fanout"):
+            pod = runner.pods[name][0]
+            assert pod.env["TRENCHCOAT_REDIS__CLUSTER"] == "true", name
+            assert pod.env["TRENCHCOAT_REDIS__URL"].split("@")[1].startswith(f"127.0.0.1:{local['redis'][0]}/"), name
+        keys = {node.port: redis.command(node.port, "DBSIZE") for node in redis.view() if node.master}
+        assert sum(int(str(n)) for n in keys.values()) > 0, f"nothing in the Redis Cluster: {keys}"
         # Graceful termination: every pod drains and exits by itself within its grace period.
         codes = runner.stop_all()
         unclean = {name: code for name, code in codes.items() if code not in (0, -signal.SIGTERM)}

@@ -3,7 +3,9 @@ and hold together: every Service selects pods and names ports they serve, every 
 is one the process serves per the ConfigMap, every address in the ConfigMap is a Service or
 a StatefulSet pod that serves it, every command is a real entry point, stores and f4 nodes
 spread over zones, the Job shards-init stores the shard map over the instances the services
-reach. (tests/integration/test_k8s_pods.py starts the pods and runs the Job.)"""
+reach, Redis runs as a Redis Cluster the Job redis-cluster-init forms once (its script run
+here against a stand-in redis-cli). (tests/integration/test_k8s_pods.py starts the pods and
+runs both Jobs.)"""
 
 from __future__ import annotations
 
@@ -107,6 +109,9 @@ def test_every_service_runs_as_its_own_workload_with_the_image_pinned(rendered):
         assert by[dep]["kind"] == "StatefulSet" and by[dep]["spec"]["volumeClaimTemplates"]
     # Independent PostgreSQL instances, each on its own volume, as many as the Secret names.
     assert by["postgres"]["spec"]["replicas"] == k8s.POSTGRES_INSTANCES == 2
+    # The nodes of one Redis Cluster, as many as the Job forming it names, in the Job's image.
+    assert by["redis"]["spec"]["replicas"] == k8s.REDIS_NODES == 6
+    assert container(by["redis"])["image"] == k8s.REDIS_IMAGE
 
 
 def test_every_command_is_a_real_entry_point(rendered):
@@ -554,6 +559,18 @@ def test_ingress_is_denied_but_for_the_edges_of_the_service_map(rendered, tmp_pa
              if k8s.SHARDS_INIT in admitted(name.removeprefix("allow-"), port)}
     assert named == {("etcd", 2379), ("postgres", 5432)}
     assert f"allow-{k8s.SHARDS_INIT}" not in policies
+    # The Job redis-cluster-init reaches only Redis's client port; Redis's nodes reach one
+    # another on it (replication) and on the cluster bus, which nothing else may; etcd's
+    # peers theirs.
+    named = {(name.removeprefix("allow-"), port) for name, policy in policies.items() if name != "default-deny-ingress"
+             for rule in policy["spec"]["ingress"] for port in [p["port"] for p in rule["ports"]]
+             if k8s.REDIS_CLUSTER_INIT in admitted(name.removeprefix("allow-"), port)}
+    assert named == {("redis", k8s.REDIS_PORT)}
+    assert f"allow-{k8s.REDIS_CLUSTER_INIT}" not in policies
+    assert admitted("redis", k8s.REDIS_PORT) == {"router", "transformer", "feed", "fanout", "redis",
+                                                 k8s.REDIS_CLUSTER_INIT}
+    assert admitted("redis", k8s.REDIS_BUS_PORT) == {"redis"}
+    assert admitted("etcd", 2380) == {"etcd"}
     for w in workloads(docs):
         name = w["metadata"]["name"]
         assert f"allow-{name}" in policies, f"{overlay}: {name} has no allow rules (deny-all)"
@@ -591,6 +608,10 @@ def test_the_secrets_stream_holds_each_identity_and_no_signing_key(tmp_path):
                               for i in range(k8s.POSTGRES_INSTANCES)), instances
     redis = {k: base64.b64decode(v).decode() for k, v in by_name["trenchcoat-redis"]["data"].items()}
     assert redis["url"].startswith(f"rediss://trenchcoat:{redis['password']}@redis-0.redis:6379/0?ssl_ca_certs=")
+    # The url names a node of the Redis Cluster (any one: the client finds the others).
+    assert redis["cluster"] == "true"
+    loaded = configmod.load(None, {"TRENCHCOAT_REDIS__URL": redis["url"], "TRENCHCOAT_REDIS__CLUSTER": redis["cluster"]})
+    assert loaded.redis.cluster is True and loaded.redis.url == redis["url"]
     assert (tmp_path / "postgres.password").stat().st_mode & 0o077 == 0
     assert {"etcd-0.etcd", "127.0.0.1"} <= set(tls.names_of(tmp_path, "etcd"))
     assert k8s.secrets(tmp_path, ["store", "cache"]) == text  # the same password on the next run
@@ -632,7 +653,8 @@ def test_the_shards_init_job_stores_the_map_as_the_admin_over_the_instances_the_
     reach) and the admin identity where cluster.tls_dir points; it is retried while etcd and
     PostgreSQL come up, and kept once done (a later apply does not run it again)."""
     overlay, docs = rendered
-    [job] = jobs(docs)
+    assert {j["metadata"]["name"] for j in jobs(docs)} == {k8s.SHARDS_INIT, k8s.REDIS_CLUSTER_INIT}
+    job = by_kind(docs, "Job")[k8s.SHARDS_INIT]
     assert (job["apiVersion"], job["metadata"]["name"]) == ("batch/v1", k8s.SHARDS_INIT)
     spec, pod, c = job["spec"], job["spec"]["template"]["spec"], container(job)
     assert spec["backoffLimit"] >= 10 and "ttlSecondsAfterFinished" not in spec
@@ -667,3 +689,222 @@ def test_the_shards_init_job_stores_the_map_as_the_admin_over_the_instances_the_
     router_pod = router["spec"]["template"]["spec"]
     assert pod["securityContext"] == router_pod["securityContext"] and pod["automountServiceAccountToken"] is False
     assert c["securityContext"] == container(router)["securityContext"]
+
+
+def _flags(args: list[str]) -> dict[str, list[str]]:
+    """redis-server's ``--flag value...`` arguments: flag -> its values (in order, for each time)."""
+    out: dict[str, list[str]] = {}
+    flag = ""
+    for arg in args:
+        if arg.startswith("--"):
+            flag = arg[2:]
+            out.setdefault(flag, [])
+        else:
+            out[flag].append(arg)
+    return out
+
+
+def test_redis_runs_as_a_cluster_over_tls_that_its_pods_names_reach(rendered):
+    """dependencies.yaml's Redis: six nodes of one Redis Cluster (three primaries with a
+    replica each, as the Job forms it), TLS on the client port, the cluster bus and
+    replication, the ACL user replicas log in as, nodes.conf on the volume, each node
+    announcing its pod's stable name (what its certificate names) rather than its IP; the
+    headless Service has the bus port; one node down at a time."""
+    _, docs = rendered
+    redis = by_kind(docs, "StatefulSet")["redis"]
+    pod, c = redis["spec"]["template"]["spec"], container(redis)
+    assert redis["spec"]["replicas"] == k8s.REDIS_NODES
+    assert k8s.REDIS_NODES % (1 + k8s.REDIS_REPLICAS_PER_PRIMARY) == 0
+    assert k8s.REDIS_NODES // (1 + k8s.REDIS_REPLICAS_PER_PRIMARY) >= 3, "a Redis Cluster needs 3 primaries"
+    # Started together (the Job waits for all), not one after another's readiness: a node is
+    # ready only once it sees the cluster whole, which needs them all.
+    assert redis["spec"]["podManagementPolicy"] == "Parallel"
+    assert c["command"][:2] == ["sh", "-c"] and c["command"][3:] == ["redis-server"]
+    assert c["command"][2].rstrip().endswith('exec redis-server "$@"')
+    flags = _flags(c["args"])
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    env = {v["name"]: v for v in c["env"]}
+    assert flags["cluster-enabled"] == ["yes"] and flags["appendonly"] == ["yes"]
+    assert flags["cluster-config-file"][0].startswith(mounts["data"] + "/"), "nodes.conf outlives the pod"
+    assert any(t["metadata"]["name"] == "data" for t in redis["spec"]["volumeClaimTemplates"])
+    assert (flags["port"], flags["tls-port"]) == (["0"], [str(k8s.REDIS_PORT)]), "TLS only"
+    assert flags["tls-cluster"] == ["yes"] and flags["tls-replication"] == ["yes"]
+    assert flags["cluster-port"] == [str(k8s.REDIS_BUS_PORT)]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"redis": k8s.REDIS_PORT, "bus": k8s.REDIS_BUS_PORT}
+    service = by_kind(docs, "Service")[redis["spec"]["serviceName"]]
+    assert {p["port"] for p in service["spec"]["ports"]} == {k8s.REDIS_PORT, k8s.REDIS_BUS_PORT}
+    # Clients are sent to <pod>.redis (stable; what the certificate's *.redis covers).
+    assert flags["cluster-announce-hostname"] == [f"$(POD_NAME).{redis['spec']['serviceName']}"]
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert flags["cluster-preferred-endpoint-type"] == ["hostname"]
+    assert f"*.{redis['spec']['serviceName']}" in k8s.certificate_hosts("redis")
+    assert int(flags["cluster-node-timeout"][0]) >= 2000 and flags["cluster-replica-validity-factor"] == ["0"]
+    # Only the ACL user trenchcoat, whose password replicas give their primaries too.
+    assert flags["masteruser"] == [k8s.REDIS_USER] and flags["masterauth"] == ["$(REDIS_PASSWORD)"]
+    assert flags["user"] == ["default", "off", k8s.REDIS_USER, "on", ">$(REDIS_PASSWORD)", "~*", "&*", "+@all"]
+    assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": k8s.REDIS_SECRET, "key": "password"}
+    for flag in ("tls-cert-file", "tls-key-file", "tls-ca-cert-file"):
+        assert flags[flag][0].startswith(mounts["tls"] + "/")
+    assert "cluster_state:ok" in " ".join(c["readinessProbe"]["exec"]["command"])
+    assert pod["securityContext"] == k8s.redis_pod_security()
+    budget = by_kind(docs, "PodDisruptionBudget")["redis"]
+    assert budget["spec"]["maxUnavailable"] == 1 and selects(budget["spec"]["selector"]["matchLabels"], redis)
+
+
+def test_every_redis_workload_learns_from_the_secret_whether_it_is_a_cluster(rendered):
+    """TRENCHCOAT_REDIS__CLUSTER beside TRENCHCOAT_REDIS__URL, from the Secret's optional key
+    ``cluster`` (a Secret naming one Redis omits it), in every pod that uses Redis and no other."""
+    overlay, docs = rendered
+    users = {w.name for w in k8s.WORKLOADS if w.redis}
+    assert users == set(k8s.DEPENDENCY_USERS["redis"]) - {k8s.REDIS_CLUSTER_INIT}
+    for w in [*workloads(docs), *jobs(docs)]:
+        env = {v["name"]: v for v in container(w).get("env", [])}
+        if w["metadata"]["name"] in users:
+            assert env["TRENCHCOAT_REDIS__URL"]["valueFrom"]["secretKeyRef"] == {"name": "trenchcoat-redis", "key": "url"}
+            assert env["TRENCHCOAT_REDIS__CLUSTER"]["valueFrom"]["secretKeyRef"] == {
+                "name": "trenchcoat-redis", "key": "cluster", "optional": True}, f"{overlay}: {w['metadata']['name']}"
+        else:
+            assert not {"TRENCHCOAT_REDIS__URL", "TRENCHCOAT_REDIS__CLUSTER"} & set(env), w["metadata"]["name"]
+
+
+def test_the_redis_cluster_init_job_forms_the_cluster_from_the_redis_image(rendered):
+    """The Job redis-cluster-init runs the redis image's redis-cli (a shell script) over every
+    node of the StatefulSet, as the ACL user, verifying them with the CA of the Secret it
+    mounts; locked down as Redis's own pods; retried while the nodes come up; kept once done."""
+    overlay, docs = rendered
+    job = by_kind(docs, "Job")[k8s.REDIS_CLUSTER_INIT]
+    redis = by_kind(docs, "StatefulSet")["redis"]
+    spec, pod, c = job["spec"], job["spec"]["template"]["spec"], container(job)
+    assert spec["backoffLimit"] >= 10 and "ttlSecondsAfterFinished" not in spec
+    assert pod["restartPolicy"] == "OnFailure"
+    assert c["image"] == container(redis)["image"], f"{overlay}: the Job runs another redis-cli than the nodes' redis"
+    assert c["command"][:2] == ["sh", "-c"] and len(c["command"]) == 3
+    script = c["command"][2]
+    subprocess.run(["sh", "-n", "-c", script], check=True)
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "tls")
+    [volume] = pod["volumes"]
+    assert volume["secret"]["secretName"] == "trenchcoat-tls-redis" and mount["readOnly"]
+    assert {i["key"]: i["path"] for i in volume["secret"]["items"]} == {"ca.crt": "ca.crt"}, "the CA only"
+    tls_args = f"--tls --cacert {mount['mountPath']}/ca.crt --user {k8s.REDIS_USER}"
+    assert (f"redis-cli --cluster create $REDIS_NODES --cluster-replicas {k8s.REDIS_REPLICAS_PER_PRIMARY} "
+            f"--cluster-yes \\\n    {tls_args}") in script
+    assert f"redis-cli {tls_args} -h" in script
+    env = {v["name"]: v for v in c["env"]}
+    assert env["REDIS_NODES"]["value"].split() == [
+        f"redis-{i}.{redis['spec']['serviceName']}:{k8s.REDIS_PORT}" for i in range(redis["spec"]["replicas"])]
+    assert env["REDISCLI_AUTH"]["valueFrom"]["secretKeyRef"] == {"name": "trenchcoat-redis", "key": "password"}
+    assert env["REDIS_CLUSTER"]["valueFrom"]["secretKeyRef"] == {"name": "trenchcoat-redis", "key": "cluster",
+                                                                 "optional": True}
+    assert "-a " not in script, "the password stays off command lines (REDISCLI_AUTH)"
+    # Locked down as Redis's pods are (the image's user), with no token.
+    redis_pod = redis["spec"]["template"]["spec"]
+    assert pod["securityContext"] == redis_pod["securityContext"] and pod["automountServiceAccountToken"] is False
+    assert c["securityContext"] == container(redis)["securityContext"]
+
+
+STAND_IN_REDIS_CLI = """#!/bin/sh
+# A stand-in redis-cli: logs its arguments; a node answers unless $DOWN exists; the nodes
+# are in one cluster once $FORMED exists (made by --cluster create).
+echo "$*" >> "$LOG"
+case "$*" in
+  *"--cluster create"*) [ "$REDISCLI_AUTH" = secret ] || exit 9; : > "$FORMED" ;;
+  *" ping") if [ -e "$DOWN" ]; then echo "Could not connect to Redis"; exit 1; fi; printf 'PONG\\r\\n' ;;
+  *" cluster info")
+    if [ -e "$FORMED" ]; then printf 'cluster_state:ok\\r\\ncluster_slots_assigned:16384\\r\\ncluster_known_nodes:6\\r\\n'
+    else printf 'cluster_state:fail\\r\\ncluster_slots_assigned:0\\r\\ncluster_known_nodes:1\\r\\n'; fi ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def test_the_redis_cluster_init_script_forms_a_cluster_once(tmp_path):
+    """The Job's script against a stand-in redis-cli: it fails while a node does not answer
+    (the Job retries), forms the cluster once all do, and leaves a formed cluster as it is
+    (run again: no create); with a Secret naming no cluster it does nothing.
+    (tests/integration/test_k8s_pods.py runs it against a private Redis Cluster.)"""
+    docs = kubelet.render(K8S / "overlays" / "kind")
+    c = container(by_kind(docs, "Job")[k8s.REDIS_CLUSTER_INIT])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "redis-cli").write_text(STAND_IN_REDIS_CLI)
+    (bin_dir / "redis-cli").chmod(0o755)
+    log, down, formed = tmp_path / "log", tmp_path / "down", tmp_path / "formed"
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "LOG": str(log), "DOWN": str(down),
+           "FORMED": str(formed), "REDISCLI_AUTH": "secret", "REDIS_CLUSTER": "true",
+           "REDIS_NODES": next(v["value"] for v in c["env"] if v["name"] == "REDIS_NODES")}
+
+    def run(**extra: str) -> tuple[int, list[str]]:
+        log.write_text("")
+        done = subprocess.run(c["command"], env={**env, **extra}, capture_output=True, text=True, timeout=60,
+                              check=False)
+        return done.returncode, log.read_text().splitlines()
+
+    down.touch()
+    code, calls = run()
+    assert code != 0 and not formed.exists() and len(calls) == 1, "fails at the first node not answering"
+    down.unlink()
+    code, calls = run()
+    assert code == 0 and formed.exists()
+    creates = [call for call in calls if "--cluster create" in call]
+    assert creates == [f"--cluster create {env['REDIS_NODES']} --cluster-replicas 1 --cluster-yes "
+                       f"--tls --cacert /etc/redis-tls/ca.crt --user trenchcoat"]
+    assert sum(call.endswith(" ping") for call in calls) == k8s.REDIS_NODES
+    code, calls = run()
+    assert code == 0 and calls and not [call for call in calls if "--cluster create" in call], "formed once"
+    formed.unlink()
+    for cluster in ({"REDIS_CLUSTER": "false"}, {"REDIS_CLUSTER": ""}):
+        code, calls = run(**cluster)
+        assert code == 0 and calls == [] and not formed.exists()
+
+
+def test_a_redis_node_finds_the_others_at_their_new_addresses(tmp_path):
+    """A Redis pod's command rewrites nodes.conf before redis-server starts: each node's
+    address becomes what its announced name resolves to now (pod IPs change on a restart),
+    in the address's family; names that do not resolve, and nodes without a name, keep
+    theirs; the arguments reach redis-server as they are. With the awk of the redis image
+    (Debian's mawk) when there is one."""
+    docs = kubelet.render(K8S / "overlays" / "kind")
+    c = container(by_kind(docs, "StatefulSet")["redis"])
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = [
+        "a1 10.0.0.1:6379@16379,redis-0.redis myself,master - 0 0 1 connected 0-5460",
+        "b2 10.0.0.2:6379@16379,redis-1.redis,tls-port=0,shard-id=x1 slave a1 0 1 1 connected",
+        "c3 10.0.0.3:6379@16379,redis-2.redis master - 0 1 2 disconnected 5461-10922",  # does not resolve yet
+        "d4 fd00::4:6379@16379,redis-3.redis slave c3 0 1 2 connected",
+        "e5 10.0.0.5:6379@16379,,tls-port=0 slave c3 0 1 2 connected",  # no name
+        "vars currentEpoch 6 lastVoteEpoch 0",
+    ]
+    (data / "nodes.conf").write_text("\n".join(lines) + "\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "getent").write_text(
+        "#!/bin/sh\n"
+        'case "$1 $2" in\n'
+        '  "ahostsv4 redis-0.redis") echo "10.1.0.10      STREAM redis-0.redis"; echo "10.1.0.10 DGRAM" ;;\n'
+        '  "ahostsv4 redis-1.redis") echo "10.1.0.11      STREAM redis-1.redis" ;;\n'
+        '  "ahostsv6 redis-3.redis") echo "fd01::13       STREAM redis-3.redis" ;;\n'
+        "  *) exit 2 ;;\n"
+        "esac\n")
+    (bin_dir / "redis-server").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    for tool in ("getent", "redis-server"):
+        (bin_dir / tool).chmod(0o755)
+    mawk = shutil.which("mawk")
+    if mawk:
+        (bin_dir / "awk").symlink_to(mawk)
+    assert c["command"][2].count("/data/") == 1
+    command = [*c["command"][:2], c["command"][2].replace("/data/", f"{data}/"), *c["command"][3:]]
+    done = subprocess.run([*command, "--cluster-enabled", "yes", "a b"], capture_output=True, text=True, timeout=30,
+                          env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["--cluster-enabled", "yes", "a b"]
+    assert (data / "nodes.conf").read_text().splitlines() == [
+        "a1 10.1.0.10:6379@16379,redis-0.redis myself,master - 0 0 1 connected 0-5460",
+        "b2 10.1.0.11:6379@16379,redis-1.redis,tls-port=0,shard-id=x1 slave a1 0 1 1 connected",
+        lines[2], "d4 fd01::13:6379@16379,redis-3.redis slave c3 0 1 2 connected", lines[4], lines[5]]
+    assert {p.name for p in data.iterdir()} == {"nodes.conf"}
+    # A first start (no nodes.conf yet) makes none.
+    (data / "nodes.conf").unlink()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30,
+                          env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}, check=False)
+    assert done.returncode == 0 and not list(data.iterdir()), done.stderr

@@ -33,3 +33,23 @@ async def test_a_replica_refusing_writes_and_a_lost_group_are_unavailable_alone_
                 await pipe.execute()
     finally:
         await client.aclose()
+
+
+async def test_a_redis_cluster_nobody_answers_for_is_unavailable_but_a_cross_slot_command_is_not(redis_cluster):
+    """A cluster client whose nodes do not answer (a cluster starting) fails retryably, as a
+    single Redis away does; keys of two slots in one transaction are this code's fault."""
+    nowhere = redisio.connect(f"redis://127.0.0.1:{ports.free_port()}/0", timeout_s=1.0, cluster=True)
+    try:
+        with pytest.raises(Unavailable, match="the Redis Cluster cannot serve a read now"), redisio.failures("a read"):
+            await nowhere.get("k")
+    finally:
+        await nowhere.aclose()
+    client = redisio.connect(redis_cluster.endpoint, timeout_s=10.0, cluster=True)
+    try:
+        with pytest.raises(redis.exceptions.RedisClusterException), redisio.failures("a transaction"):
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.set("{a}x", 1)
+                pipe.set("{b}y", 1)
+                await pipe.execute()
+    finally:
+        await client.aclose()

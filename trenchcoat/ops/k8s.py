@@ -20,7 +20,9 @@ PodMonitor is in ``k8s/observability/operator``).
 
 Beside them, the Job ``shards-init`` stores the shard map (``trenchcoat shards init``) over
 the PostgreSQL instances the Secret ``trenchcoat-postgres`` names (``dsn`` and
-``shard_dsns``): the services holding rows wait for it at start.
+``shard_dsns``): the services holding rows wait for it at start; and the Job
+``redis-cluster-init`` forms the Redis Cluster of dependencies.yaml's StatefulSet ``redis``
+(``redis-cli --cluster create``, once: it leaves a formed cluster as it is).
 """
 
 from __future__ import annotations
@@ -51,10 +53,24 @@ SITE_CONFIG = "trenchcoat-site"
 UID = 10001
 """The image's non-root user."""
 POSTGRES_SECRET = "trenchcoat-postgres"
+REDIS_SECRET = "trenchcoat-redis"
 POSTGRES_INSTANCES = 2
 """The PostgreSQL StatefulSet's replicas in k8s/base/dependencies.yaml, each an instance of
 its own (``postgres-<i>.postgres``): ``dsn`` names the first, ``shard_dsns`` the others
 (``secrets``; a test checks they agree)."""
+REDIS_NODES = 6
+"""The Redis StatefulSet's replicas in k8s/base/dependencies.yaml (``redis-<i>.redis``), the
+nodes of one Redis Cluster: REDIS_NODES / (1 + REDIS_REPLICAS_PER_PRIMARY) primaries, each
+with its replicas (a test checks they agree)."""
+REDIS_REPLICAS_PER_PRIMARY = 1
+REDIS_PORT = 6379
+"""Each Redis node's client port (TLS only); its cluster bus is REDIS_BUS_PORT (TLS too)."""
+REDIS_BUS_PORT = 16379
+REDIS_IMAGE = "redis:7.4.1-bookworm"
+"""The image of dependencies.yaml's Redis, which the Job redis-cluster-init runs as well (its
+redis-cli); a test checks they agree."""
+REDIS_UID = 999
+"""The redis image's user (``redis``), which its pods run as."""
 ZONE = "topology.kubernetes.io/zone"
 PART_OF = "trenchcoat"
 NAMESPACE = "trenchcoat"
@@ -91,7 +107,8 @@ class Workload:
     postgres: bool = False
     """Its processes use PostgreSQL: the pod gets the DSNs from the Secret (no other does)."""
     redis: bool = False
-    """Its processes use Redis: the pod gets the URL (with the password) from the Secret."""
+    """Its processes use Redis: the pod gets the URL (with the password) and whether it names
+    a Redis Cluster from the Secret."""
     startup_s: int = 120
     """How long the process may take to serve (a store loading its index takes longest)."""
     per_pod_services: bool = False
@@ -194,16 +211,22 @@ CHECKS_USER_TOKENS = frozenset({"router", "feed"})
 USER_TOKENS_SECRET = "trenchcoat-user-tokens"
 
 
+def secret_env(name: str, secret: str, key: str, **extra: Any) -> dict[str, Any]:
+    """The variable ``name`` from key ``key`` of Secret ``secret``."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, **extra}}}
+
+
 def credentials_env(*, postgres: bool, redis: bool) -> list[dict[str, Any]]:
     """The dependencies' addresses with their credentials, from their Secrets: PostgreSQL's
     ``dsn`` and ``shard_dsns`` (the further instances holding shards, comma-separated;
-    optional, so a Secret made for one instance, without the key, still serves), Redis's ``url``."""
-    def secret(key: str, name: str, secret_key: str, **extra: Any) -> dict[str, Any]:
-        return {"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": secret_key, **extra}}}
-
-    env = [secret(env_key("postgres", "dsn"), POSTGRES_SECRET, "dsn"),
-           secret(env_key("postgres", "shard_dsns"), POSTGRES_SECRET, "shard_dsns", optional=True)] if postgres else []
-    return env + ([secret(env_key("redis", "url"), "trenchcoat-redis", "url")] if redis else [])
+    optional, so a Secret made for one instance, without the key, still serves), Redis's
+    ``url`` and ``cluster`` ("true": the url names a node of a Redis Cluster; optional, so a
+    Secret naming a single Redis omits it or says "false")."""
+    env = [secret_env(env_key("postgres", "dsn"), POSTGRES_SECRET, "dsn"),
+           secret_env(env_key("postgres", "shard_dsns"), POSTGRES_SECRET, "shard_dsns", optional=True)
+           ] if postgres else []
+    return env + ([secret_env(env_key("redis", "url"), REDIS_SECRET, "url"),
+                   secret_env(env_key("redis", "cluster"), REDIS_SECRET, "cluster", optional=True)] if redis else [])
 
 
 def _pod_security() -> dict[str, Any]:
@@ -304,6 +327,7 @@ def manifests(config: Config) -> list[dict[str, Any]]:
             grace = math.ceil(service.drain_notice_s + service.grace_period_s) + 5
         docs.extend(_workload(w, ports, probe, metrics_port, grace))
     docs.append(shards_init_job())
+    docs.append(redis_cluster_init_job())
     return docs
 
 
@@ -389,12 +413,113 @@ def shards_init_job() -> dict[str, Any]:
                      "template": {"metadata": {"labels": labels(SHARDS_INIT, "shards")}, "spec": pod}}}
 
 
+REDIS_CLUSTER_INIT = "redis-cluster-init"
+REDIS_CLUSTER_INIT_RETRIES = 20
+"""The Job's backoffLimit: as shards-init's, well over an hour of retries while the Redis
+pods come up."""
+REDIS_TLS_DIR = "/etc/redis-tls"
+"""Where Redis's pods (and the Job's) mount Secret trenchcoat-tls-redis."""
+REDIS_USER = "trenchcoat"
+"""The ACL user of dependencies.yaml's Redis (its default user is off)."""
+REDIS_CLUSTER_INIT_SCRIPT = """\
+set -u
+# Secret trenchcoat-redis's key cluster says whether redis.url names a Redis Cluster.
+if [ "${REDIS_CLUSTER:-false}" != true ]; then
+  echo "Secret trenchcoat-redis names no Redis Cluster (its key cluster is not true): nothing to form"
+  exit 0
+fi
+ask() {
+  node=$1; shift
+  redis-cli --tls --cacert @CA@ --user @USER@ -h "${node%:*}" -p "${node##*:}" "$@" 2>&1 | tr -d '\\r'
+}
+field() { ask "$1" cluster info | sed -n "s/^$2://p"; }
+formed=""
+for node in $REDIS_NODES; do
+  reply=$(ask "$node" ping)
+  if [ "$reply" != PONG ]; then
+    echo "$node does not answer yet: $reply"
+    exit 1
+  fi
+  if [ "$(field "$node" cluster_known_nodes)" != 1 ] || [ "$(field "$node" cluster_slots_assigned)" != 0 ]; then
+    formed="$formed $node"
+  fi
+done
+if [ -z "$formed" ]; then
+  redis-cli --cluster create $REDIS_NODES --cluster-replicas @REPLICAS@ --cluster-yes \\
+    --tls --cacert @CA@ --user @USER@ || exit 1
+else
+  echo "already met in a cluster:$formed; not created again"
+fi
+for node in $REDIS_NODES; do
+  tries=0
+  until [ "$(field "$node" cluster_state)" = ok ]; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge 30 ]; then
+      echo "$node: cluster_state:$(field "$node" cluster_state) after 30 s"
+      exit 1
+    fi
+    sleep 1
+  done
+done
+echo "the Redis Cluster is formed: cluster_state:ok on $REDIS_NODES"
+""".replace("@CA@", f"{REDIS_TLS_DIR}/ca.crt").replace("@USER@", REDIS_USER).replace(
+    "@REPLICAS@", str(REDIS_REPLICAS_PER_PRIMARY))
+"""What the Job runs (``sh -c``): once every node of ``$REDIS_NODES`` answers (else it fails,
+and is retried), ``redis-cli --cluster create`` over them, unless any already knows another
+node or serves slots (met in a cluster before: it is never formed twice); then it waits for
+``cluster_state:ok`` on every node (a cluster whose forming was cut short does not get
+there, and the Job fails until it is mended by hand: ``redis-cli --cluster fix``). The
+password comes in REDISCLI_AUTH, never on a command line."""
+
+
+def redis_nodes() -> list[str]:
+    """Every node of the Redis Cluster, as its pod is dialled (``redis-<i>.redis:6379``)."""
+    return [f"redis-{i}.redis:{REDIS_PORT}" for i in range(REDIS_NODES)]
+
+
+def redis_pod_security() -> dict[str, Any]:
+    """The pod securityContext of dependencies.yaml's Redis, the image's user (a test checks
+    they agree)."""
+    return {"runAsNonRoot": True, "runAsUser": REDIS_UID, "runAsGroup": REDIS_UID, "fsGroup": REDIS_UID,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def redis_cluster_init_job() -> dict[str, Any]:
+    """The Job forming the Redis Cluster of dependencies.yaml's StatefulSet ``redis``: the
+    redis image's ``redis-cli`` (``REDIS_CLUSTER_INIT_SCRIPT``) as the ACL user trenchcoat,
+    verifying the nodes with the CA of Secret trenchcoat-tls-redis. It fails while a node
+    does not answer and is retried (backoffLimit); a cluster already formed is left as it
+    is, so the Job made again (a deleted Job, a new namespace over old volumes) does no harm.
+    Kept once it succeeds, like shards-init. With a Secret naming no cluster (key ``cluster``
+    absent or not "true") it does nothing."""
+    container = {
+        "name": REDIS_CLUSTER_INIT,
+        "image": REDIS_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", REDIS_CLUSTER_INIT_SCRIPT],
+        "env": [{"name": "REDIS_NODES", "value": " ".join(redis_nodes())},
+                secret_env("REDISCLI_AUTH", REDIS_SECRET, "password"),
+                secret_env("REDIS_CLUSTER", REDIS_SECRET, "cluster", optional=True)],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": _security(),
+        "volumeMounts": [{"name": "tls", "mountPath": REDIS_TLS_DIR, "readOnly": True}],
+    }
+    pod = {"restartPolicy": "OnFailure", "securityContext": redis_pod_security(), "enableServiceLinks": False,
+           "automountServiceAccountToken": False, "containers": [container],
+           "volumes": [{"name": "tls", "secret": {"secretName": "trenchcoat-tls-redis", "defaultMode": 0o440,
+                                                  "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]}
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": REDIS_CLUSTER_INIT, "labels": labels(REDIS_CLUSTER_INIT, "redis")},
+            "spec": {"backoffLimit": REDIS_CLUSTER_INIT_RETRIES,
+                     "template": {"metadata": {"labels": labels(REDIS_CLUSTER_INIT, "redis")}, "spec": pod}}}
+
+
 HEADER = """\
 # Generated by `python -m trenchcoat.ops.k8s` from trenchcoat/ops/k8s.py (a test checks it is
 # current): every trenchcoat service as its own workload, with its Services and
-# PodDisruptionBudget, and the Job shards-init storing the shard map over the PostgreSQL
-# instances of Secret trenchcoat-postgres. Change trenchcoat/ops/k8s.py, not this file;
-# overlays patch it.
+# PodDisruptionBudget, the Job shards-init storing the shard map over the PostgreSQL
+# instances of Secret trenchcoat-postgres, and the Job redis-cluster-init forming the Redis
+# Cluster of dependencies.yaml. Change trenchcoat/ops/k8s.py, not this file; overlays patch it.
 """
 
 RULE_HEADER = """\
@@ -419,9 +544,10 @@ POLICIES_HEADER = """\
 # port from the workloads the permission table (proto/trenchcoat/v1/*.proto) lets call it, and
 # for the router and the feed from pods labelled trenchcoat.io/client=true in any namespace
 # (your app); a store's HTTP port from the caches, a cache's from the CDN; etcd, PostgreSQL and
-# Redis from the workloads that use them (etcd and PostgreSQL also from the Job shards-init);
-# every metrics port from Prometheus; the CDN's HTTP port from anywhere (the only entry from
-# outside). Probes come from the node's kubelet.
+# Redis from the workloads that use them (etcd and PostgreSQL also from the Job shards-init,
+# Redis from the Job redis-cluster-init), etcd's peer port and Redis's client and cluster bus
+# ports from their own pods; every metrics port from Prometheus; the CDN's HTTP port from
+# anywhere (the only entry from outside). Probes come from the node's kubelet.
 """
 CERT_MANAGER = "cert-manager.io/v1"
 CERTIFICATES_HEADER = """\
@@ -437,7 +563,14 @@ def render() -> str:
     """k8s/base/workloads.yaml, for the ports and drain times of k8s/base/trenchcoat.toml."""
     import yaml  # a dev dependency: only regenerating the files needs it
 
-    return HEADER + "".join("---\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
+    class Dumper(yaml.SafeDumper):
+        """Multi-line strings (the Job redis-cluster-init's script) as literal blocks."""
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return HEADER + "".join("---\n" + yaml.dump(doc, Dumper=Dumper, sort_keys=False, width=110)
                             for doc in manifests(load(BASE_CONFIG_FILE, {})))
 
 
@@ -460,9 +593,13 @@ SERVED_BY = {"DirectoryService": "directory", "StoreService": "store", "CacheSer
 """The workload serving each service of the contract."""
 DEPENDENCY_USERS = {"etcd": ("directory", "store", "router", "feed", "fanout", "f4-keystore", SHARDS_INIT),
                     "postgres": ("router", "feed", "fanout", "f4-keystore", SHARDS_INIT),
-                    "redis": ("router", "transformer", "feed", "fanout")}
-"""Which workloads reach each dependency of dependencies.yaml (those holding PostgreSQL rows
-read the shard map from etcd; the Job shards-init stores it, and reaches nothing else)."""
+                    "redis": ("router", "transformer", "feed", "fanout", REDIS_CLUSTER_INIT)}
+"""Which workloads reach each dependency of dependencies.yaml on its client port (those
+holding PostgreSQL rows read the shard map from etcd; the Job shards-init stores it, and
+reaches nothing else; the Job redis-cluster-init reaches only Redis, whose cluster it forms)."""
+PEER_PORTS = {"etcd": (2380,), "redis": (REDIS_PORT, REDIS_BUS_PORT)}
+"""The ports a dependency's pods reach one another on: etcd's peer port; a Redis node's
+client port (a replica replicates from its primary as a client) and its cluster bus."""
 HTTP_CALLERS = {"store": ("cache",), "cache": ("cdn",)}
 """Who reads a workload's HTTP port: the caches a store's needles, the CDN a cache's photos."""
 CLIENT_LABEL = "trenchcoat.io/client"
@@ -521,11 +658,11 @@ def network_policies(config: Config) -> list[dict[str, Any]]:
         docs.append(policy(w.name, rules))
     docs.append(policy("cdn", [{"ports": [{"port": config.cdn.port, "protocol": "TCP"}]},
                                {"from": [prometheus], "ports": [{"port": config.cdn.metrics_port, "protocol": "TCP"}]}]))
-    for dependency, port in (("etcd", 2379), ("postgres", 5432), ("redis", 6379)):
-        peers = [pods("etcd")] if dependency == "etcd" else []
+    for dependency, port in (("etcd", 2379), ("postgres", 5432), ("redis", REDIS_PORT)):
         rules = [{"from": [pods(*DEPENDENCY_USERS[dependency])], "ports": [{"port": port, "protocol": "TCP"}]}]
-        if peers:
-            rules.append({"from": peers, "ports": [{"port": 2380, "protocol": "TCP"}]})
+        if dependency in PEER_PORTS:
+            rules.append({"from": [pods(dependency)],
+                          "ports": [{"port": p, "protocol": "TCP"} for p in PEER_PORTS[dependency]]})
         docs.append(policy(dependency, rules))
     return docs
 
@@ -546,7 +683,8 @@ def secrets(directory: Path, roles: Iterable[str]) -> str:
     public key (``trenchcoat-user-tokens``) and the in-cluster PostgreSQL's credentials
     (``trenchcoat-postgres``: a random password, made once in ``directory``, the first
     instance's DSN and the others' as ``shard_dsns``, comma-separated),
-    Redis's (``trenchcoat-redis``: the ACL user's password and the URL), and the three
+    Redis's (``trenchcoat-redis``: the ACL user's password, the URL naming the first node of
+    the Redis Cluster, which a cluster client finds the others from, and ``cluster: true``), and the three
     dependencies' server certificates (``trenchcoat-tls-etcd/-postgres/-redis``). The CA's
     key and the tokens' signing key are never in them."""
     meta = {"namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": PART_OF}}
@@ -566,9 +704,10 @@ def secrets(directory: Path, roles: Iterable[str]) -> str:
     docs.append(secret(POSTGRES_SECRET, {"password": postgres.encode(), "dsn": dsns[0].encode(),
                                          "shard_dsns": ",".join(dsns[1:]).encode()}))
     redis = tls.password(directory, "redis")
-    docs.append(secret("trenchcoat-redis", {
+    docs.append(secret(REDIS_SECRET, {
         "password": redis.encode(),
-        "url": f"rediss://trenchcoat:{redis}@redis-0.redis:6379/0?ssl_ca_certs={ca_path}".encode()}))
+        "url": f"rediss://{REDIS_USER}:{redis}@{redis_nodes()[0]}/0?ssl_ca_certs={ca_path}".encode(),
+        "cluster": b"true"}))
     for name in tls.DEPENDENCIES:  # their server certificates, for the names they are reached by
         held = tls.names_of(directory, name)
         if not set(certificate_hosts(name)) <= set(held):  # e.g. made by `up` for loopback only
