@@ -285,16 +285,7 @@ class Mover:
         for table in reversed(tables):  # children first (a parent's delete would cascade to them anyway)
             doomed = (f"({_any_in(table.shard_sql('t'), [(move.first, move.last)])})"
                       f" AND NOT ({_any_in(table.shard_sql('t'), held)})")
-            while True:
-                async with self._conn(move.source, f"dropping {table.name}'s moved rows") as conn, conn.transaction():
-                    await conn.execute(f"SET LOCAL {MOVER_SETTING} = 'on'")
-                    status = await conn.execute(f"DELETE FROM {table.name} WHERE ctid IN (SELECT ctid FROM "
-                                                f"{table.name} t WHERE {doomed} LIMIT {PAGE})")
-                n = int(status.split()[-1])
-                report.dropped += n
-                self._progress.advance(n)
-                if n < PAGE:
-                    break
+            report.dropped += await self._delete(move.source, table, doomed, f"dropping {table.name}'s moved rows")
         record = await self._etcd.get(MOVE_KEY)
         if record is not None:
             await self._etcd.remove(MOVE_KEY, record.mod_revision)
@@ -305,14 +296,22 @@ class Mover:
         """Deletes from the target what a copy of these shards would write there."""
         copy = _Copy(self, move, shard_map, tables)
         for table in reversed(tables):
-            while True:
-                async with self._conn(move.target, f"clearing {table.name}'s partial copy") as conn, \
-                        conn.transaction():
-                    await conn.execute(f"SET LOCAL {MOVER_SETTING} = 'on'")
-                    status = await conn.execute(f"DELETE FROM {table.name} WHERE ctid IN (SELECT ctid FROM "
-                                                f"{table.name} t WHERE {copy.eligible(table, 't')} LIMIT {PAGE})")
-                if int(status.split()[-1]) < PAGE:
-                    break
+            await self._delete(move.target, table, copy.eligible(table, "t"), f"clearing {table.name}'s partial copy")
+
+    async def _delete(self, instance: str, table: ShardedTable, where: str, what: str) -> int:
+        """Deletes the rows of ``table`` on ``instance`` that ``where`` (SQL over alias ``t``)
+        selects, a page per transaction, as the mover (the guard lets it); how many."""
+        deleted = 0
+        while True:
+            async with self._conn(instance, what) as conn, conn.transaction():
+                await conn.execute(f"SET LOCAL {MOVER_SETTING} = 'on'")
+                status = await conn.execute(f"DELETE FROM {table.name} WHERE ctid IN (SELECT ctid FROM "
+                                            f"{table.name} t WHERE {where} LIMIT {PAGE})")
+            n = int(status.split()[-1])
+            deleted += n
+            self._progress.advance(n)
+            if n < PAGE:
+                return deleted
 
     async def _carry_sequences(self, move: Move) -> None:
         """Each moved shard's id sequence continues on the target where it stood (ids stay
