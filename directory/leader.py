@@ -44,7 +44,7 @@ from dataclasses import replace
 from directory import metrics, policy
 from directory.healing import NeedleHealer
 from directory.migration import REQUESTED_REASON, Migration
-from directory.model import ClusterMap, PlacementError, Replica, State, Volume
+from directory.model import ClusterMap, PlacementError, Replica, State, Store, Volume
 from directory.rereplication import Rereplicator
 from directory.state import DirectoryState
 from trenchcoat.clients.store import StoreClient
@@ -315,6 +315,7 @@ class Leader(PeriodicWorker):
             failed = [c for c in created if isinstance(c, BaseException)]
             if failed:
                 log.warning("logical volume %d not created (ids are not reused): %s", volume_id, failed[0])
+                await self._abandon_creation(volume_id, chosen)
                 return
             volume = Volume(
                 id=volume_id,
@@ -327,6 +328,15 @@ class Leader(PeriodicWorker):
             metrics.VOLUMES_CREATED.inc()
             log.info("created logical volume %d on stores %s (racks %s)", volume_id,
                      [s.machine_id for s in chosen], [s.rack for s in chosen])
+
+    async def _abandon_creation(self, volume_id: int, chosen: list[Store]) -> None:
+        """Frees the copies a failed creation made (a store that timed out may have made
+        one too); whatever fails here is freed later as an unknown copy."""
+        if not await self._state.abandon(volume_id):
+            return
+        for store in chosen:
+            if await self.rereplicator.free_copy(store.address, store.machine_id, volume_id, "half-created"):
+                metrics.ORPHANS_FREED.inc()
 
 
 def _applied(fill: policy.Fill) -> Callable[[Volume], Volume | None]:

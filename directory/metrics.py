@@ -79,3 +79,8 @@ REREPLICATED_BYTES = Counter("trenchcoat_directory_rereplicated_bytes_total",
 
 STALE_FREED = Counter("trenchcoat_directory_stale_copies_freed_total",
                       "Copies freed on a store that came back after its volumes were re-replicated elsewhere.")
+ORPHANS_FREED = Counter("trenchcoat_directory_orphan_copies_freed_total",
+                        "Empty copies of volume ids whose creation failed part way (never in the map), freed.")
+UNKNOWN_COPIES = Gauge("trenchcoat_directory_unknown_copies",
+                       "Copies stores hold of volumes the map does not know that hold needles, or of ids this "
+                       "cluster never handed out: never freed by the directory, left for an operator.")

@@ -10,6 +10,7 @@ etcd holds, under ``/trenchcoat/<cluster>/``:
 | ``machines/<machine_id>`` | the leader | last known address and rack, disk id, down flag and why |
 | ``volumes/<logical_id>`` | the leader (routers via MarkReadOnly, operators via MigrateVolume) | replicas, state, capacity, used bytes and when reported, why, repair flag, warm requested |
 | ``counters/volume`` | the leader | the next logical volume id |
+| ``abandoned/<logical_id>`` | the leader | when an id whose creation failed part way was given up (created only while ``volumes/<id>`` is not, and that only while this is not): its copies are freed |
 | ``leader`` | the elected directory, under its lease | its name and address |
 | ``damage/<logical_id>/<key>.<alt>/<machine_id>`` | the store (its audit, a read), the leader (a repair's source) | offset, size, kind, why, when found; removed once that copy is mended |
 """

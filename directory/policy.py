@@ -399,6 +399,15 @@ def plan_replacements(cmap: ClusterMap, reports: Mapping[int, Mapping[int, Physi
     return out
 
 
+def unknown_copies(cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]]
+                   ) -> list[tuple[int, PhysicalVolume]]:
+    """(machine, copy) of every copy a store holds of a volume id the map does not know:
+    left by a creation that failed part way (a store timed out, or died, after others had
+    made their copy), since records are never removed from the map."""
+    return [(machine_id, copy) for machine_id, held in sorted(reports.items())
+            for volume_id, copy in sorted(held.items()) if volume_id not in cmap.volumes]
+
+
 def stale_copies(cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]]) -> list[tuple[int, int]]:
     """(machine, volume) of copies a store holds of a hot volume whose replicas no longer
     include it (it was replaced while its store was lost), to be freed, but only while

@@ -13,6 +13,14 @@ marked for repair, so the leader's repair compares every replica and makes it wr
 again if it was. A copy on a store the map no longer names for its volume is freed
 (``policy.stale_copies``: only while every named replica is up and matches), which is
 what happens to a lost store's copies when it comes back.
+
+A copy of a volume id the map never held (``policy.unknown_copies``: a creation that
+failed part way, when one store timed out or died after the others had made theirs) is
+freed once it has been unknown for two leader TTLs (a creation another leader began may
+still finish meanwhile) and its id is abandoned in etcd (``DirectoryState.abandon``,
+atomic with adding the volume: a late creation can no longer put it in the map). Only
+empty copies of ids this cluster handed out are freed; any other unknown copy is
+counted and logged for an operator, never removed.
 """
 
 from __future__ import annotations
@@ -54,6 +62,11 @@ class Rereplicator:
         self._config = config
         self._refresh = refresh
         self._task: asyncio.Task[None] | None = None
+        self._unknown_since: dict[tuple[int, int], float] = {}
+        """(machine, volume) of each copy the map does not know: when it was first seen (monotonic)."""
+        self._orphan_grace_s = 2.0 * config.leader_ttl_s
+        self._told: set[tuple[int, int]] = set()
+        """Unknown copies holding needles that were logged already."""
 
     @property
     def busy(self) -> bool:
@@ -65,6 +78,7 @@ class Rereplicator:
         (not a source until it is mended)."""
         metrics.UNDER_REPLICATED.set(len(policy.under_replicated(cmap)))
         await self._free_stale(cmap, reports)
+        await self._free_orphans(cmap, reports)
         if self.busy:
             return
         lost = policy.lost_stores(cmap, int(time.time() * 1000), self._config.replace_after_s)
@@ -141,19 +155,52 @@ class Rereplicator:
 
     async def _free_stale(self, cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]]) -> None:
         for machine_id, volume_id in policy.stale_copies(cmap, reports):
-            address = cmap.address(machine_id)
-            try:
-                with contextlib.suppress(NotFound):
-                    await self._stores.set_read_only(address, volume_id, True)
-                freed = await self._stores.free_volume(address, volume_id)
-            except TrenchcoatError as exc:
-                log.warning("store %d: freeing its stale copy of logical volume %d failed, will retry: %s",
-                            machine_id, volume_id, exc)
-                continue
-            if freed:
+            if await self.free_copy(cmap.address(machine_id), machine_id, volume_id, "stale"):
                 metrics.STALE_FREED.inc()
                 log.info("store %d: its copy of logical volume %d freed (the volume's replicas are elsewhere now)",
                          machine_id, volume_id)
+
+    async def _free_orphans(self, cmap: ClusterMap, reports: Mapping[int, Mapping[int, PhysicalVolume]]) -> None:
+        now = time.monotonic()
+        unknown = policy.unknown_copies(cmap, reports)
+        since = {(m, c.volume_id): self._unknown_since.get((m, c.volume_id), now) for m, c in unknown}
+        self._unknown_since = since
+        taken: int | None = None
+        kept = 0
+        for machine_id, copy in unknown:
+            if now - since[machine_id, copy.volume_id] < self._orphan_grace_s:
+                continue
+            if taken is None:
+                taken = await self._state.volume_ids_taken()
+            if copy.needles or copy.deleted or copy.volume_id > taken:
+                kept += 1
+                if (machine_id, copy.volume_id) not in self._told:
+                    self._told.add((machine_id, copy.volume_id))
+                    log.error("store %d holds a copy of logical volume %d, which the map does not know (%s): "
+                              "left alone; free it with the store's FreeVolume once nothing in it is needed",
+                              machine_id, copy.volume_id,
+                              f"{copy.needles} live needle(s)" if copy.volume_id <= taken
+                              else f"an id this cluster never handed out, only 1-{taken}")
+                continue
+            if not await self._state.abandon(copy.volume_id):
+                continue  # it is in the map after all: the next tick's map has it
+            if await self.free_copy(cmap.address(machine_id), machine_id, copy.volume_id, "orphaned"):
+                metrics.ORPHANS_FREED.inc()
+                log.info("store %d: its empty copy of logical volume %d freed (the volume's creation failed "
+                         "part way; the id is abandoned)", machine_id, copy.volume_id)
+        metrics.UNKNOWN_COPIES.set(kept)
+
+    async def free_copy(self, address: str, machine_id: int, volume_id: int, what: str) -> bool:
+        """Seals and frees a store's copy of a volume; False if it was gone already, or
+        the store failed (logged: the next tick tries again)."""
+        try:
+            with contextlib.suppress(NotFound):
+                await self._stores.set_read_only(address, volume_id, True)
+            return bool(await self._stores.free_volume(address, volume_id))
+        except TrenchcoatError as exc:
+            log.warning("store %d: freeing its %s copy of logical volume %d failed, will retry: %s",
+                        machine_id, what, volume_id, exc)
+            return False
 
     async def shutdown(self) -> None:
         if self._task is not None:

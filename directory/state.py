@@ -93,9 +93,25 @@ class DirectoryState:
                 return n
         raise FailedPrecondition("could not take a volume id: the counter kept changing under us")
 
+    async def volume_ids_taken(self) -> int:
+        """How many logical volume ids have been handed out (ids 1 to this)."""
+        record = await self.etcd.get("counters/volume")
+        return int(record.value["next"]) - 1 if record is not None else 0
+
     async def add_volume(self, volume: Volume) -> None:
-        if not await self.etcd.create(f"volumes/{volume.id}", volume.to_json()):
-            raise FailedPrecondition(f"logical volume {volume.id} already exists")
+        """Puts a new volume in the map, unless its id was abandoned meanwhile."""
+        if not await self.etcd.create(f"volumes/{volume.id}", volume.to_json(), unless=f"abandoned/{volume.id}"):
+            raise FailedPrecondition(f"logical volume {volume.id} already exists, or its id was abandoned "
+                                     "(a directory found its copies unknown to the map and freed them)")
+
+    async def abandon(self, volume_id: int) -> bool:
+        """Marks a volume id that never made it into the map (its creation failed part way)
+        as never to: True if it is abandoned (now or before), so the copies made of it may
+        be freed; False if the volume is in the map after all. Atomic with ``add_volume``."""
+        if await self.etcd.create(f"abandoned/{volume_id}", {"at_ms": int(time.time() * 1000)},
+                                  unless=f"volumes/{volume_id}"):
+            return True
+        return await self.etcd.get(f"abandoned/{volume_id}") is not None
 
     async def update_volume(self, volume_id: int, change: Callable[[Volume], Volume | None]) -> Volume:
         """Applies ``change`` to the current record until the swap holds; ``change``

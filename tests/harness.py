@@ -307,6 +307,23 @@ class Services:
     def stop_all(self, timeout: float = 20.0) -> None:
         processes.stop_all([p.process for p in reversed(self.started)], timeout)
 
+    def complaints(self, per_log: int = 8, width: int = 240) -> str:
+        """The last ``per_log`` WARNING and ERROR lines of each log these services wrote
+        (each cut at ``width``): what a failed test's report shows, so a failure in CI,
+        where the logs are gone afterwards, says what the services saw."""
+        out = []
+        for path in sorted({p.process.log_path for p in self.started}):
+            try:
+                lines = path.read_text(errors="replace").splitlines()
+            except FileNotFoundError:
+                continue
+            loud = [line[:width] for line in lines if " WARNING " in line or " ERROR " in line
+                    or " CRITICAL " in line]
+            if loud:
+                out += [f"{path.name} ({len(loud)} warnings and errors, the last {min(per_log, len(loud))}):",
+                        *loud[-per_log:]]
+        return "\n".join(out)
+
 
 def wait_all(services: Sequence[ServiceProcess], timeout: float = 60.0) -> None:
     """Waits until every one of ``services`` (started with ``wait=False``) is SERVING,

@@ -153,14 +153,17 @@ class Etcd:
         data = json.dumps(value, sort_keys=True).encode()
         await self._call(f"put {key}", lambda c: c.put(self._key(key), data, lease=lease or None))
 
-    async def create(self, key: str, value: dict[str, Any], lease: int = 0) -> bool:
-        """Writes ``key`` only if it does not exist; True if it was written."""
+    async def create(self, key: str, value: dict[str, Any], lease: int = 0, *, unless: str = "") -> bool:
+        """Writes ``key`` only if it does not exist (nor the key ``unless``, when given: of
+        two keys created this way, each unless the other, at most one ever exists); True if
+        it was written."""
         data = json.dumps(value, sort_keys=True).encode()
         k = self._key(key)
 
         async def txn(c: aetcd.Client) -> bool:
             ok, _ = await c.transaction(
-                compare=[c.transactions.create(k) == 0],
+                compare=[c.transactions.create(k) == 0,
+                         *([c.transactions.create(self._key(unless)) == 0] if unless else [])],
                 success=[c.transactions.put(k, data, lease=lease or None)], failure=[],
             )
             return bool(ok)

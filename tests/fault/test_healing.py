@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import random
 from pathlib import Path
@@ -40,8 +41,18 @@ def audited(module_service, etcd, postgres, tmp_path_factory):
 def unaudited(module_service, etcd, postgres, tmp_path_factory):
     """Stores whose audit passed once, over nothing, at start and not again for an hour:
     only reads find damage here."""
-    return shared(full_media_cluster(module_service, etcd, postgres, tmp_path_factory.mktemp("unaudited"),
-                                     env={"TRENCHCOAT_STORE__AUDIT_INTERVAL_S": "3600"}))
+    async def build() -> MediaCluster:
+        cluster = await full_media_cluster(module_service, etcd, postgres, tmp_path_factory.mktemp("unaudited"),
+                                           env={"TRENCHCOAT_STORE__AUDIT_INTERVAL_S": "3600"})
+        # That first pass must be over before a test writes: on a busy machine a store's
+        # first audit tick can come after the first upload, and find the rot a test flips.
+        for store in cluster.stores.values():
+            if store is not None:
+                await eventually(functools.partial(metric, store, "trenchcoat_store_audit_last_pass_timestamp_seconds"),
+                                 60, what="the store's first audit pass over")
+        return cluster
+
+    return shared(build())
 
 
 async def uploaded(cluster: MediaCluster, owner: int) -> tuple[Media, bytes, NeedleRef, VolumeView]:

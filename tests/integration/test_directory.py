@@ -6,10 +6,14 @@ import asyncio
 
 import pytest
 
-from tests.cluster import MediaCluster, eventually
+from directory.model import State, Volume
+from directory.state import DirectoryState
+from tests.cluster import MediaCluster, eventually, metric
 from trenchcoat import rpc
 from trenchcoat.clients.directory import VolumeView
-from trenchcoat.errors import InvalidArgument, NotFound, TrenchcoatError, Unavailable
+from trenchcoat.errors import FailedPrecondition, InvalidArgument, NotFound, TrenchcoatError, Unavailable
+from trenchcoat.etcd import Etcd
+from trenchcoat.needle_ref import NeedleRef
 from trenchcoat.ops import processes
 from trenchcoat.v1 import directory_pb2 as dpb
 from trenchcoat.v1 import directory_pb2_grpc
@@ -74,6 +78,44 @@ async def test_a_second_store_with_a_taken_machine_id_is_refused(cluster, tmp_pa
         cluster.start_store(1, "b", name="impostor", TRENCHCOAT_CLUSTER__DATA_DIR=str(tmp_path / "other"))
     log = (tmp_path / "logs" / "impostor.log").read_text()
     assert "machine id 1 is already registered" in log
+
+
+async def test_copies_left_by_a_creation_that_failed_part_way_are_freed_and_the_id_never_enters_the_map(cluster):
+    cluster.start_all(directories=1)
+    await eventually(lambda: _writable(cluster, 2), what="2 writable volumes")
+    directory = cluster.directories[0]
+    assert directory is not None
+    etcd = Etcd([cluster.etcd], cluster.config.cluster.name, timeout_s=10.0)
+    state = DirectoryState(etcd)
+    try:
+        # A leader took an id and made copies on two stores, then died before the map had it;
+        # another id got a copy that holds a needle; a third was never handed out by anyone.
+        half, used = await state.next_volume_id(), await state.next_volume_id()
+        never = await state.volume_ids_taken() + 1000
+        stores = [cluster.stores[m] for m in (1, 2, 3)]
+        assert all(stores)
+        async with cluster.clients() as c:
+            await asyncio.gather(*(c.store.create(s.address, half) for s in stores[:2] if s))
+            await c.store.create(stores[2].address, used)
+            await c.store.write(stores[2].address, NeedleRef(logical_volume=used, key=7, cookie=8),
+                                b"kept", content_type="image/jpeg")
+            await c.store.create(stores[0].address, never)
+
+            async def freed() -> bool:
+                held = [set(await c.store.status(s.address)) for s in stores if s]
+                return half not in held[0] | held[1] and used in held[2] and never in held[0]
+
+            await eventually(freed, 60, what="the half-created volume's copies freed, the others kept")
+        assert await metric(directory, "trenchcoat_directory_orphan_copies_freed_total") == 2
+        assert await eventually(lambda: metric(directory, "trenchcoat_directory_unknown_copies"), 30,
+                                what="the two unknown copies counted") == 2
+        # The id is abandoned: a leader finishing that creation late cannot put it in the map.
+        with pytest.raises(FailedPrecondition, match="abandoned"):
+            await state.add_volume(Volume(id=half, replicas=(), state=State.WRITABLE, capacity_bytes=1, created_ms=0))
+        assert half not in {v.id for v in await cluster.volumes()}
+        assert "which the map does not know (1 live needle(s))" in directory.logged_since(0)
+    finally:
+        await etcd.close()
 
 
 async def _all_alive(cluster, n):

@@ -479,3 +479,10 @@ def test_a_copy_with_a_needle_awaiting_repair_is_not_a_source_while_a_clean_one_
     [(_, replacing)] = policy.plan_replacements(lost_map(), reports, {3}, {}, {1: {1}})
     assert replacing.source == 2
     assert policy.plan_replacements(lost_map(), reports, {3}, {}, {1: {1, 2}}) == []  # wait for the needle repair
+
+
+def test_unknown_copies_are_those_of_ids_the_map_does_not_hold():
+    cmap = cluster([store(1), store(2), store(3)], [volume(1, (1, 2, 3))])
+    reports = {**held(1, 2, 3), 2: {1: digested(1, b"x"), 7: digested(7, b"")}}
+    assert [(m, c.volume_id) for m, c in policy.unknown_copies(cmap, reports)] == [(2, 7)]
+    assert policy.unknown_copies(cmap, held(1, 2, 3)) == []
