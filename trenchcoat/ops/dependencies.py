@@ -32,6 +32,7 @@ from trenchcoat.ops.processes import (
     ManagedProcess,
     ProcessError,
     RedisTls,
+    as_user,
     http_probe,
     redis_probe,
     wait_all_ready,
@@ -803,11 +804,9 @@ def _initdb(bindir: Path, data_dir: Path, user: str | None, log_path: Path) -> N
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        result = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data_dir), "-U", POSTGRES_USER,
-             "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-            stdout=log, stderr=subprocess.STDOUT, user=user, check=False,
-        )
+        argv, run_as = as_user([str(bindir / "initdb"), "-D", str(data_dir), "-U", POSTGRES_USER,
+                                "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"], user)
+        result = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, user=run_as, check=False)
     if result.returncode != 0:
         raise ProcessError(f"initdb of {data_dir} failed (exit {result.returncode}); see {log_path}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -28,6 +29,20 @@ from trenchcoat.ops.proc_tree import group_members
 
 class ProcessError(TrenchcoatError):
     """Raised when a child process cannot start, exits early, or never becomes ready."""
+
+
+def as_user(argv: list[str], user: str | None, *setpriv: str) -> tuple[list[str], str | None]:
+    """``argv`` run through setpriv (with the ``setpriv`` options, and as ``user`` if one
+    is given), and the ``user`` to hand subprocess then: None, as setpriv switches to it.
+    Popen's own ``user=`` makes it fork() rather than vfork(), and a fork() runs gRPC's
+    fork handlers in the child, which crash it at times while gRPC threads of this process
+    are busy (a private PostgreSQL died of SIGSEGV so in CI). One setpriv does it all: a
+    parent-death signal set before a change of user would be cleared by it. Without
+    setpriv, ``argv`` and ``user`` as they are."""
+    if not shutil.which("setpriv") or not (user or setpriv):
+        return argv, user
+    switch = [f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--init-groups"] if user else []
+    return ["setpriv", *switch, *setpriv, "--", *argv], None
 
 
 @dataclass
@@ -60,9 +75,7 @@ class ManagedProcess:
         if self.running():
             raise ProcessError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        argv = list(self.argv)
-        if shutil.which("setpriv"):
-            argv = ["setpriv", f"--pdeathsig={signal.Signals(self.stop_signal).name}", "--", *argv]
+        argv, user = as_user(list(self.argv), self.user, f"--pdeathsig={signal.Signals(self.stop_signal).name}")
         with open(self.log_path, "ab") as log:
             try:
                 self.popen = subprocess.Popen(
@@ -71,7 +84,7 @@ class ManagedProcess:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=dict(self.env) if self.env is not None else None,
-                    user=self.user,
+                    user=user,
                     start_new_session=True,
                 )
             except OSError as exc:
