@@ -4,8 +4,10 @@ Redis keys brought in line with it; a deleted post gets its deletion mark, its c
 dropped, its removal enqueued and its media deleted. Each intent is due once its request
 had its chance (``hold_s``), and again after a backoff each time it fails (Redis or the
 router still away); finishing one reads the truth again, so an intent finished twice, or
-after a later change of the same edge, does no harm. Runs in every feed process; two
-sweepers take different intents (claims skip locked rows).
+after a later change of the same edge, does no harm. A finished intent is kept for
+``FINISHED_KEPT_S``: if Redis changes meanwhile (a failover that lost the follow-up's
+writes), it is done again. Runs in every feed process; two sweepers take different
+intents (claims skip locked rows).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ log = logging.getLogger(__name__)
 
 BATCH = 200
 """Intents one pass claims."""
+FINISHED_KEPT_S = 600.0
+"""How long a finished intent is kept, to be opened again if Redis changes meanwhile
+(``Records.redis_changed`` reopens what finished up to ``sweeper.REPLICATION_LAG_S`` before
+Redis was last seen the same, which every sweeper tick renews)."""
 RETRY = Backoff(base_s=1.0, max_s=30.0)
 
 
@@ -41,6 +47,7 @@ class IntentSweeper(PeriodicWorker):
     async def tick(self) -> None:
         for intent in await self._records.claim_intents(BATCH, hold_s=self._hold_s):
             await self.finish(intent)
+        await self._records.forget_finished_intents(FINISHED_KEPT_S, 10 * BATCH)
         metrics.INTENTS_PENDING.set(await self._records.pending_intents())
 
     async def finish(self, intent: Intent) -> bool:

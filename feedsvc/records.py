@@ -152,8 +152,9 @@ class Records(pgmigrate.Database):
 
     async def redis_changed(self, run: str, lag_s: float) -> int:
         """Compares ``run`` (the Redis now, ``redisio.primaries_run``) with the one last seen;
-        when it changed, the fan-outs finished since ``lag_s`` before it was last seen the
-        same are made unfinished again, on every instance, so the sweeper enqueues them
+        when it changed, the fan-outs and the follow-ups (a follow's backfill, an unfollow's
+        cleanup, a deletion's marks) finished since ``lag_s`` before it was last seen the
+        same are made unfinished again, on every instance, so the sweepers do them again
         (their writes may have been lost with what a failed primary had not passed on).
         Returns how many. Idempotent, and safe from several feed processes at once."""
         async with self._db("the Redis last seen") as conn:
@@ -166,6 +167,11 @@ class Records(pgmigrate.Database):
             "fan-outs to run again after Redis changed",
             "UPDATE feed_posts SET fanned_out_at = NULL, fanout_due_at = now() - interval '1 day'"
             " WHERE fanned_out_at >= $1::timestamptz - make_interval(secs => $2) RETURNING post_id",
+            last["seen_at"], lag_s)
+        rows += await self._fetch_each(
+            "follow-ups to do again after Redis changed",
+            "UPDATE feed_intents SET finished_at = NULL, due_at = now(), attempts = 0"
+            " WHERE finished_at >= $1::timestamptz - make_interval(secs => $2) RETURNING kind",
             last["seen_at"], lag_s)
         async with self._db("the Redis last seen") as conn:
             await conn.execute("UPDATE feed_redis_runs SET run = $1, seen_at = now() WHERE run = $2", run, last["run"])
@@ -254,15 +260,28 @@ class Records(pgmigrate.Database):
         rows = await self._fetch_each(
             "claiming follow-ups",
             "UPDATE feed_intents SET attempts = attempts + 1, due_at = now() + make_interval(secs => $2)"
-            " WHERE (kind, a, b) IN (SELECT kind, a, b FROM feed_intents WHERE due_at <= now()"
-            "  ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *", limit, hold_s)
+            " WHERE (kind, a, b) IN (SELECT kind, a, b FROM feed_intents WHERE finished_at IS NULL"
+            "  AND due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED) RETURNING *", limit, hold_s)
         return [_intent(r) for r in rows]
 
     async def finish_intent(self, intent: Intent) -> None:
-        """The follow-up is done: the intent goes, unless a later change rewrote it."""
+        """The follow-up is done, unless a later change rewrote the intent meanwhile: it
+        is kept as finished for a while (``forget_finished_intents``), to be opened again
+        if Redis changes (``redis_changed``)."""
         async with self._for_intent(intent, "finishing a follow-up") as conn:
-            await conn.execute("DELETE FROM feed_intents WHERE kind = $1 AND a = $2 AND b = $3 AND token = $4",
+            await conn.execute("UPDATE feed_intents SET finished_at = now(), last_error = NULL"
+                               " WHERE kind = $1 AND a = $2 AND b = $3 AND token = $4 AND finished_at IS NULL",
                                int(intent.kind), intent.a, intent.b, intent.token)
+
+    async def forget_finished_intents(self, older_than_s: float, limit: int) -> int:
+        """Removes up to ``limit`` intents of each instance finished over ``older_than_s``
+        ago (past any Redis change that could still open them again); how many."""
+        rows = await self._fetch_each(
+            "forgetting finished follow-ups",
+            "DELETE FROM feed_intents WHERE (kind, a, b) IN (SELECT kind, a, b FROM feed_intents"
+            " WHERE finished_at < now() - make_interval(secs => $1) LIMIT $2 FOR UPDATE SKIP LOCKED)"
+            " RETURNING kind", older_than_s, limit)
+        return len(rows)
 
     async def finish_intent_quietly(self, intent: Intent) -> None:
         """``finish_intent`` by a request whose follow-up is done: when PostgreSQL cannot
@@ -286,11 +305,12 @@ class Records(pgmigrate.Database):
         async with self._for_intent(intent, "postponing a follow-up") as conn:
             await conn.execute(
                 "UPDATE feed_intents SET due_at = now() + make_interval(secs => $5), last_error = $6"
-                " WHERE kind = $1 AND a = $2 AND b = $3 AND token = $4",
+                " WHERE kind = $1 AND a = $2 AND b = $3 AND token = $4 AND finished_at IS NULL",
                 int(intent.kind), intent.a, intent.b, intent.token, retry_in_s, why[:1000])
 
     async def pending_intents(self) -> int:
-        rows = await self._fetch_each("counting follow-ups", "SELECT count(*) AS n FROM feed_intents")
+        rows = await self._fetch_each("counting follow-ups",
+                                      "SELECT count(*) AS n FROM feed_intents WHERE finished_at IS NULL")
         return sum(int(r["n"]) for r in rows)
 
     async def followers(self, followee_id: int, after: int, limit: int) -> list[int]:
@@ -374,7 +394,7 @@ async def _record_intent(conn: asyncpg.Connection, kind: IntentKind, a: int, b: 
     await conn.execute(
         "INSERT INTO feed_intents (kind, a, b, token, due_at) VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))"
         " ON CONFLICT (kind, a, b) DO UPDATE SET token = EXCLUDED.token, due_at = EXCLUDED.due_at, attempts = 0,"
-        " last_error = NULL", int(kind), a, b, token, hold_s)
+        " last_error = NULL, finished_at = NULL", int(kind), a, b, token, hold_s)
     return Intent(kind, a, b, token)
 
 

@@ -47,16 +47,16 @@ class Sweeper(PeriodicWorker):
 
     async def after_redis_change(self) -> int:
         """When the Redis holding the timelines is not the one last seen (restarted, or a
-        replica took over from a failed primary), the fan-outs finished shortly before run
-        again: replication is asynchronous, so a primary killed may not have passed on the
+        replica took over from a failed primary), the fan-outs and follow-ups finished
+        shortly before are done again: replication is asynchronous, so a primary killed may not have passed on the
         last writes it acknowledged. Returns how many."""
         with failures("Redis's run id"):
             run = await redisio.primaries_run(self._timelines.redis)
         again = await self._records.redis_changed(run, REPLICATION_LAG_S)
         if again:
             metrics.SWEPT.inc(again)
-            log.warning("Redis changed (restarted or failed over): %d fan-outs finished since shortly before "
-                        "run again", again)
+            log.warning("Redis changed (restarted or failed over): %d fan-outs and follow-ups finished since "
+                        "shortly before are done again", again)
         return again
 
     async def sweep(self) -> int:

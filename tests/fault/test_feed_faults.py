@@ -264,7 +264,7 @@ async def _more_sweeps(proc: harness.ServiceProcess, at_least: float) -> bool:
 async def pending_intents(cluster: MediaCluster) -> int:
     conn = await asyncpg.connect(cluster.postgres)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM feed_intents"))
+        return int(await conn.fetchval("SELECT count(*) FROM feed_intents WHERE finished_at IS NULL"))
     finally:
         await conn.close()
 

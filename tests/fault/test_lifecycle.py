@@ -359,7 +359,7 @@ async def _journals_drained(cluster: MediaCluster) -> bool:
     conn = await asyncpg.connect(cluster.postgres)
     try:
         deletes = await conn.fetchval("SELECT count(*) FROM delete_journal")
-        intents = await conn.fetchval("SELECT count(*) FROM feed_intents")
+        intents = await conn.fetchval("SELECT count(*) FROM feed_intents WHERE finished_at IS NULL")
         unfinished = await conn.fetchval("SELECT count(*) FROM feed_posts WHERE fanned_out_at IS NULL")
     finally:
         await conn.close()

@@ -105,3 +105,29 @@ async def test_random_posts_follows_and_deletes_over_two_instances_match_a_model
     # Every follow-up was recorded beside its edge or post (one a pair, one a delete), and
     # the count asks both instances.
     assert await records.pending_intents() == len(touched) + len(dead)
+
+
+async def test_a_finished_follow_up_is_kept_a_while_and_done_again_when_redis_changes(feed):
+    records, _, _ = feed
+    edges = {(3, 4099), (4100, 5)}  # one follower on each instance
+    for follower, followee in edges:
+        assert await records.follow(follower, followee, hold_s=0.0) is not None
+
+    async def finish_all() -> set[tuple[int, int]]:
+        claimed = await records.claim_intents(10, hold_s=60.0)
+        for intent in claimed:
+            await records.finish_intent(intent)
+        return {(i.a, i.b) for i in claimed}
+
+    assert await finish_all() == edges
+    assert await records.pending_intents() == 0 and await finish_all() == set()
+    # Redis seen, then another Redis (a failover): what finished shortly before is due again.
+    assert await records.redis_changed("run-a", 30.0) == 0
+    assert await records.redis_changed("run-a", 30.0) == 0
+    assert await records.redis_changed("run-b", 30.0) == 2
+    assert await records.pending_intents() == 2 and await finish_all() == edges
+    # A later change of a finished edge makes its intent pending again; only finished ones go.
+    assert await records.unfollow(3, 4099, hold_s=600.0) is not None
+    assert await records.forget_finished_intents(3600.0, 100) == 0
+    assert await records.forget_finished_intents(0.0, 100) == 1
+    assert await records.pending_intents() == 1
