@@ -27,7 +27,6 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from feedsvc import metrics
 from feedsvc.media import Routers
@@ -201,10 +200,10 @@ class MetadataCache:
             await self._give_back(failed, token)
         kept = {m: v for m, v in out.items() if isinstance(v, bytes)}
 
-        async def queue(pipe: Any) -> None:
+        def queue(batch: redisio.Batch) -> None:
             for media_id, raw in kept.items():
-                await self._set_if_leased(keys=[meta_key(media_id), lease_key(media_id)],
-                                          args=[raw, GONE, self._ttl_ms, token], client=pipe)
+                batch.script(self._set_if_leased, [meta_key(media_id), lease_key(media_id)],
+                             [raw, GONE, self._ttl_ms, token])
 
         written = await redisio.pipelined(self._redis, queue, "the metadata cache", SET_IF_LEASED)
         for media_id, outcome in zip(kept, written, strict=True):
@@ -217,8 +216,8 @@ class MetadataCache:
     async def _give_back(self, ids: Sequence[int], token: bytes) -> None:
         """Releases this reader's leases on ``ids`` (a failed fetch: the next reader tries)."""
 
-        async def queue(pipe: Any) -> None:
+        def queue(batch: redisio.Batch) -> None:
             for i in ids:
-                await self._release(keys=[lease_key(i)], args=[token], client=pipe)
+                batch.script(self._release, [lease_key(i)], [token])
 
         await redisio.pipelined(self._redis, queue, "releasing metadata leases", RELEASE)

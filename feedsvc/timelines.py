@@ -42,7 +42,6 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from feedsvc.model import Entry
 from trenchcoat import redisio
@@ -155,10 +154,9 @@ class Timelines:
         m = member(entry)
         users = list(user_ids)
 
-        async def queue(pipe: Any) -> None:
-            for user in users:  # queued on the pipeline, sent by execute()
-                await self._add_and_trim(keys=[timeline_key(user), timeline_meta(user)],
-                                         args=[self.timeline_max, "", m], client=pipe)
+        def queue(batch: redisio.Batch) -> None:
+            for user in users:
+                batch.script(self._add_and_trim, [timeline_key(user), timeline_meta(user)], [self.timeline_max, "", m])
 
         if users:
             await redisio.pipelined(self.redis, queue, "a batch of timeline writes", ADD_AND_TRIM)
@@ -243,12 +241,12 @@ class Timelines:
     async def windows(self, keys: Sequence[tuple[str, str]], cursor: int, n: int) -> list[Window]:
         """For each (key, its hash): its ``n`` newest entries with id < ``cursor``, and its
         floor (every trim and every short backfill recorded it). One pipelined round trip."""
-        pipe = self.redis.pipeline(transaction=False)
+        batch = redisio.Batch(self.redis)
         for key, meta in keys:
-            pipe.zrevrangebylex(key, below(cursor), "-", start=0, num=n)
-            pipe.hget(meta, FLOOR)
+            batch.add(key, "ZREVRANGEBYLEX", key, below(cursor), "-", "LIMIT", 0, n)
+            batch.add(meta, "HGET", meta, FLOOR)
         with failures("a feed page"):
-            replies = await pipe.execute()
+            replies = await batch.execute()
         out = []
         for k in range(len(keys)):
             members, stored = replies[2 * k], replies[2 * k + 1]
@@ -259,12 +257,12 @@ class Timelines:
 
     async def read_state(self, user_id: int) -> tuple[int, int, bool]:
         """(the user's follow version, the pull epoch, whether the timeline is built)."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(follow_version_key(user_id))
-        pipe.get(PULL_EPOCH)
-        pipe.hexists(timeline_meta(user_id), BUILT)
+        batch = redisio.Batch(self.redis)
+        batch.add(follow_version_key(user_id), "GET", follow_version_key(user_id))
+        batch.add(PULL_EPOCH, "GET", PULL_EPOCH)
+        batch.add(timeline_meta(user_id), "HEXISTS", timeline_meta(user_id), BUILT)
         with failures("a feed's state"):
-            version, epoch, built = await pipe.execute()
+            version, epoch, built = await batch.execute()
         return int(version or 0), int(epoch or 0), bool(built)
 
     async def cached_sets(self, user_id: int, version: int, epoch: int) -> tuple[set[int] | None, list[int] | None]:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
+from trenchcoat import redisio
 from trenchcoat.ops import dependencies, processes
 
 pytestmark = pytest.mark.integration
@@ -97,3 +99,37 @@ async def test_a_node_takes_only_tls_and_the_acl_user(redis_cluster):
         dependencies.redis_command("127.0.0.1", redis_cluster.nodes[0].port, "PING",
                                    tls=processes.RedisTls(tls.ca, dependencies.REDIS_USER, "not-the-password"))
     assert dependencies.redis_command("127.0.0.1", redis_cluster.nodes[0].port, "PING", tls=tls) == "PONG"
+
+
+async def test_a_batch_sends_each_command_to_its_slots_primary_and_a_wrong_guess_is_redirected(redis_cluster):
+    await asyncio.to_thread(redis_cluster.wait_ok)
+    client = redisio.connect(redis_cluster.endpoint, timeout_s=30.0, cluster=True)
+    try:
+        keys = [f"batch-test:{{u{i}}}" for i in range(60)]
+
+        def fill(batch: redisio.Batch) -> None:
+            for i, key in enumerate(keys):
+                batch.add(key, "SET", key, i)
+
+        # The first batch goes before the client knows any slot: it routes them itself.
+        assert await redisio.pipelined(client, fill, "a test batch") == [True] * len(keys)
+        batch = redisio.Batch(client)
+        for key in keys:
+            batch.add(key, "GET", key)
+        assert await batch.execute() == [str(i).encode() for i in range(len(keys))]
+        # A stale guess of the slot's primary (a failover the client has not seen yet): the
+        # node answers MOVED and the command goes where its keys say.
+        cluster: Any = client
+        primaries = cluster.get_primaries()
+        cache = cluster.nodes_manager.slots_cache
+        wrong = {}
+        for key in keys:
+            slot = key_slot(key.encode())
+            wrong[slot] = cache[slot] = [next(n for n in primaries if n is not cache[slot][0])]
+        batch = redisio.Batch(client)
+        for key in keys:
+            batch.add(key, "INCR", key)
+        assert await batch.execute() == [i + 1 for i in range(len(keys))]
+        assert all(cache[slot] != nodes for slot, nodes in wrong.items())  # told MOVED, and learned
+    finally:
+        await client.aclose()
