@@ -21,11 +21,15 @@ def test_exit_codes_are_described_for_people():
 
 STARTER = """
 import sys
+import time
 from pathlib import Path
 from trenchcoat.ops.processes import ManagedProcess
 p = ManagedProcess(name="sleeper", argv=["sh", "-c", "id -un; exec sleep 300"], log_path=Path(sys.argv[1]),
                    ready=lambda: True, user="nobody")
 p.start()
+deadline = time.monotonic() + 60
+while not Path(sys.argv[1]).read_text() and time.monotonic() < deadline:  # it said who it runs as
+    time.sleep(0.05)
 print(p.pid, flush=True)
 """
 
