@@ -20,5 +20,6 @@ def test_the_rules_pass_promtool_and_name_every_alert():
                   "TrenchcoatDeadLetters", "TrenchcoatF4BlocksUnhealthy", "TrenchcoatF4RebuildStalled",
                   "TrenchcoatWorkerFailed", "TrenchcoatWorkerTicksFailing", "TrenchcoatDeletesPending",
                   "TrenchcoatFeedFollowUpsPending", "TrenchcoatAuditPassOverdue", "TrenchcoatNeedleUnrecoverable",
-                  "TrenchcoatDamagedNeedlesNotRepaired", "TrenchcoatVolumeUnderReplicated"):
+                  "TrenchcoatDamagedNeedlesNotRepaired", "TrenchcoatVolumeUnderReplicated",
+                  "TrenchcoatUnknownVolumeCopies"):
         assert f"alert: {alert}\n" in text, alert
