@@ -118,6 +118,25 @@ async def test_copies_left_by_a_creation_that_failed_part_way_are_freed_and_the_
         await etcd.close()
 
 
+async def test_a_creation_refused_by_one_store_is_abandoned_and_its_copies_freed_at_once(cluster):
+    stores = [cluster.start_store(m, rack) for m, rack in ((1, "a"), (2, "b"), (3, "c"))]
+    async with cluster.clients() as c:
+        await c.store.create(stores[0].address, 1)  # the first id the directory will take: refused there
+    directory = cluster.start_directory()
+    await eventually(lambda: _writable(cluster, 2), what="2 writable volumes")
+    assert 1 not in {v.id for v in await cluster.volumes()}
+    assert "logical volume 1 not created" in directory.logged_since(0)
+    async with cluster.clients() as c:
+        for store in stores:
+            assert 1 not in await c.store.status(store.address)
+    assert await metric(directory, "trenchcoat_directory_orphan_copies_freed_total") == 3
+    etcd = Etcd([cluster.etcd], cluster.config.cluster.name, timeout_s=10.0)
+    try:
+        assert await etcd.get("abandoned/1") is not None
+    finally:
+        await etcd.close()
+
+
 async def _all_alive(cluster, n):
     stores = await cluster.stores_seen()
     return stores if len(stores) == n and all(s.alive for s in stores) else None
