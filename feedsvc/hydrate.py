@@ -161,19 +161,19 @@ class MetadataCache:
             await asyncio.sleep(LEASE_WAIT.pause(waits))
 
     async def _get(self, ids: Sequence[int]) -> dict[int, bytes | None]:
-        pipe = self._redis.pipeline(transaction=False)
+        batch = redisio.Batch(self._redis)
         for i in ids:
-            pipe.get(meta_key(i))
+            batch.add(meta_key(i), "GET", meta_key(i))
         with failures("the metadata cache"):
-            values = await pipe.execute()
+            values = await batch.execute()
         return dict(zip(ids, values, strict=True))
 
     async def _leases(self, ids: Sequence[int], token: bytes) -> set[int]:
-        pipe = self._redis.pipeline(transaction=False)
+        batch = redisio.Batch(self._redis)
         for i in ids:
-            pipe.set(lease_key(i), token, nx=True, px=self._lease_ms)
+            batch.add(lease_key(i), "SET", lease_key(i), token, "NX", "PX", self._lease_ms)
         with failures("metadata leases"):
-            got = await pipe.execute()
+            got = await batch.execute()
         return {i for i, ok in zip(ids, got, strict=True) if ok}
 
     async def _fill(self, ids: list[int], token: bytes) -> dict[int, bytes | str]:
