@@ -163,7 +163,7 @@ class MetadataCache:
     async def _get(self, ids: Sequence[int]) -> dict[int, bytes | None]:
         batch = redisio.Batch(self._redis)
         for i in ids:
-            batch.add(meta_key(i), "GET", meta_key(i))
+            batch.add("GET", meta_key(i))
         with failures("the metadata cache"):
             values = await batch.execute()
         return dict(zip(ids, values, strict=True))
@@ -171,7 +171,7 @@ class MetadataCache:
     async def _leases(self, ids: Sequence[int], token: bytes) -> set[int]:
         batch = redisio.Batch(self._redis)
         for i in ids:
-            batch.add(lease_key(i), "SET", lease_key(i), token, "NX", "PX", self._lease_ms)
+            batch.add("SET", lease_key(i), token, "NX", "PX", self._lease_ms)
         with failures("metadata leases"):
             got = await batch.execute()
         return {i for i, ok in zip(ids, got, strict=True) if ok}

@@ -48,8 +48,8 @@ class Sweeper(PeriodicWorker):
     async def after_redis_change(self) -> int:
         """When the Redis holding the timelines is not the one last seen (restarted, or a
         replica took over from a failed primary), the fan-outs and follow-ups finished
-        shortly before are done again: replication is asynchronous, so a primary killed may not have passed on the
-        last writes it acknowledged. Returns how many."""
+        shortly before are done again: replication is asynchronous, so a primary killed
+        may not have passed on the last writes it acknowledged. Returns how many."""
         with failures("Redis's run id"):
             run = await redisio.primaries_run(self._timelines.redis)
         again = await self._records.redis_changed(run, REPLICATION_LAG_S)

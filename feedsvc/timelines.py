@@ -243,8 +243,8 @@ class Timelines:
         floor (every trim and every short backfill recorded it). One pipelined round trip."""
         batch = redisio.Batch(self.redis)
         for key, meta in keys:
-            batch.add(key, "ZREVRANGEBYLEX", key, below(cursor), "-", "LIMIT", 0, n)
-            batch.add(meta, "HGET", meta, FLOOR)
+            batch.add("ZREVRANGEBYLEX", key, below(cursor), "-", "LIMIT", 0, n)
+            batch.add("HGET", meta, FLOOR)
         with failures("a feed page"):
             replies = await batch.execute()
         out = []
@@ -258,9 +258,9 @@ class Timelines:
     async def read_state(self, user_id: int) -> tuple[int, int, bool]:
         """(the user's follow version, the pull epoch, whether the timeline is built)."""
         batch = redisio.Batch(self.redis)
-        batch.add(follow_version_key(user_id), "GET", follow_version_key(user_id))
-        batch.add(PULL_EPOCH, "GET", PULL_EPOCH)
-        batch.add(timeline_meta(user_id), "HEXISTS", timeline_meta(user_id), BUILT)
+        batch.add("GET", follow_version_key(user_id))
+        batch.add("GET", PULL_EPOCH)
+        batch.add("HEXISTS", timeline_meta(user_id), BUILT)
         with failures("a feed's state"):
             version, epoch, built = await batch.execute()
         return int(version or 0), int(epoch or 0), bool(built)

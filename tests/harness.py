@@ -14,7 +14,7 @@ import ssl
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +170,20 @@ class RedisClusterDependency:
         node = next(node for node in self.nodes if node.port == port)
         node.process.kill()
         return node
+
+    @contextlib.contextmanager
+    def replica_cut_off(self, key: str) -> Iterator[dependencies.RedisClusterNode]:
+        """For the block, the replica of the master serving ``key``'s slot takes none of its
+        writes: frozen (SIGSTOP), and its link cut, or what the master had sent would wait in
+        the frozen replica's socket, to be read when it wakes. Yields that master: what it
+        acknowledges in the block is on it alone, lost if it dies then."""
+        primary = self.cluster.master_of(key_slot(key.encode()))
+        replica_port = next(n.port for n in self.cluster.view() if n.master_id == primary.id)
+        replica = self.cluster.nodes[self.cluster.ports.index(replica_port)]
+        assert replica.pid is not None
+        with frozen(replica.pid):
+            self.cluster.command(primary.port, "CLIENT", "KILL", "TYPE", "replica")
+            yield primary
 
     def restart(self, node: RedisClusterMember) -> None:
         """Stops ``node`` if it runs, starts it again (with its ``nodes.conf``: it rejoins,

@@ -115,9 +115,8 @@ async def primaries_run(client: Client) -> str:
 
 
 async def load_scripts(client: Client, *scripts: str) -> None:
-    """Loads Lua scripts on every primary: a cluster pipeline sends EVALSHA as it is, so a
-    primary that has not seen a script (restarted, or a promoted replica) answers NOSCRIPT
-    (a single Redis's pipeline loads them itself)."""
+    """Loads Lua scripts on every primary: a ``Batch`` sends EVALSHA as it is, so a server
+    that has not seen a script (restarted, or a promoted replica) answers NOSCRIPT."""
     for script in scripts:
         await client.script_load(script)
 
@@ -129,7 +128,7 @@ def no_script(exc: BaseException) -> bool:
 
 
 class Batch:
-    """A pipeline (not a transaction) whose commands each say which key's slot they use. On
+    """A pipeline (not a transaction) of commands each sent by the slot of its first key. On
     a Redis Cluster each goes straight to the primary serving that slot, so the client need
     not work the slot out from the command's arguments, the larger part of a cluster
     pipeline's cost per command (profiled: bench/README.md); a redirection (a failover)
@@ -141,24 +140,24 @@ class Batch:
         self._pipe: Any = client.pipeline(transaction=False)
         self._cluster = isinstance(client, RedisCluster)
 
-    def __len__(self) -> int:
-        return len(self._pipe)
+    def add(self, command: str, key: str, *args: Any) -> None:
+        """Queues ``command key *args``; any other key it names shares ``key``'s slot."""
+        self._queue(key, command, key, *args)
 
-    def add(self, key: str, *command: Any) -> None:
-        """Queues ``command``, whose keys all share ``key``'s slot."""
+    def script(self, script: Any, keys: list[str], args: list[Any]) -> None:
+        """Queues a registered script (``Client.register_script``) on ``keys``, which share a slot."""
+        self._queue(keys[0], "EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def _queue(self, key: str, *command: Any) -> None:
         if self._cluster:
             try:
                 node = self._client.nodes_manager.get_node_from_slot(key_slot(key.encode()))  # type: ignore[union-attr]
             except redis.exceptions.SlotNotCoveredError:  # no slots known yet: the client routes it
-                self._pipe.execute_command(*command)
+                node = None
+            if node is not None:
+                self._pipe.execute_command(*command, target_nodes=node)
                 return
-            self._pipe.execute_command(*command, target_nodes=node)
-        else:
-            self._pipe.execute_command(*command)
-
-    def script(self, script: Any, keys: list[str], args: list[Any]) -> None:
-        """Queues a registered script (``Client.register_script``) on ``keys``, which share a slot."""
-        self.add(keys[0], "EVALSHA", script.sha, len(keys), *keys, *args)
+        self._pipe.execute_command(*command)
 
     async def execute(self) -> list[Any]:
         return list(await self._pipe.execute())

@@ -40,9 +40,6 @@ async def test_a_failover_losing_acknowledged_writes_loses_no_fan_out_and_no_job
     try:
         cluster = await feed_cluster(service, etcd, postgres, rc.endpoint, tmp_path, redis_cluster=True)
         primary = rc.cluster.master_of(key_slot(fanout.STREAM.encode()))  # the fan-out jobs' primary
-        replica_port = next(n.port for n in rc.cluster.view() if n.master_id == primary.id)
-        replica = rc.cluster.nodes[rc.cluster.ports.index(replica_port)]
-        assert replica.pid is not None
         author, other = 7, 8
         fans = [u for u in range(1000, 9000) if primary.serves(key_slot(timeline_key(u).encode()))][:5]
         leaver, joiner = fans[0], fans[1]  # who unfollow and follow while the replica is away
@@ -56,10 +53,7 @@ async def test_a_failover_losing_acknowledged_writes_loses_no_fan_out_and_no_job
             for fan in fans:  # each fan's timeline built (from now on, reads trust it)
                 assert await whole_feed(c, fan) == [first]
             rc.wait_replicated()
-            with harness.frozen(replica.pid):  # the replica stops taking the primary's writes:
-                # frozen, and its link cut (what the primary had sent would otherwise wait in
-                # the frozen replica's socket, to be read when it wakes)
-                rc.cluster.command(primary.port, "CLIENT", "KILL", "TYPE", "replica")
+            with rc.replica_cut_off(fanout.STREAM):
                 during = [await post(c, author) for _ in range(2)]
                 await eventually(lambda: settled(cluster), what="fan-outs acknowledged by the primary alone")
                 for fan in fans:
@@ -104,20 +98,14 @@ async def test_a_failover_losing_a_queued_rendition_job_still_gets_every_renditi
                                           redis_cluster=True,
                                           env={"TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_AFTER_S": "2",
                                                "TRENCHCOAT_ROUTER__RENDITIONS_SWEEP_INTERVAL_S": "0.5"})
-        slot = key_slot(STREAMS.stream.encode())
-        primary = rc.cluster.master_of(slot)
-        replica_port = next(n.port for n in rc.cluster.view() if n.master_id == primary.id)
-        replica = rc.cluster.nodes[rc.cluster.ports.index(replica_port)]
-        assert replica.pid is not None
         rc.wait_replicated()
         async with cluster.clients() as c:
-            with harness.frozen(replica.pid):  # frozen and its link cut, as above
-                rc.cluster.command(primary.port, "CLIENT", "KILL", "TYPE", "replica")
+            with rc.replica_cut_off(STREAMS.stream) as primary:
                 media = await c.media.upload(photo(400, 300, seed=9), owner_id=12, content_type="image/jpeg")
                 lost = await eventually(lambda: queued_jobs(rc, primary.port), what="the job queued on the primary")
                 killed = rc.kill_master_of(STREAMS.stream)
             rc.wait_ok(120)  # the replica took over, without the job
-            kept = await queued_jobs(rc, rc.cluster.master_of(slot).port)
+            kept = await queued_jobs(rc, rc.cluster.master_of(key_slot(STREAMS.stream.encode())).port)
             assert not lost & kept, "the promoted replica holds the job: the failover lost nothing to test"
             cluster.start_transformer()
             done = await eventually(lambda: finished(c, media.media_id), timeout=120, what="the lost job's renditions")

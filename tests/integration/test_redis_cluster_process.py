@@ -109,13 +109,13 @@ async def test_a_batch_sends_each_command_to_its_slots_primary_and_a_wrong_guess
 
         def fill(batch: redisio.Batch) -> None:
             for i, key in enumerate(keys):
-                batch.add(key, "SET", key, i)
+                batch.add("SET", key, i)
 
         # The first batch goes before the client knows any slot: it routes them itself.
         assert await redisio.pipelined(client, fill, "a test batch") == [True] * len(keys)
         batch = redisio.Batch(client)
         for key in keys:
-            batch.add(key, "GET", key)
+            batch.add("GET", key)
         assert await batch.execute() == [str(i).encode() for i in range(len(keys))]
         # A stale guess of the slot's primary (a failover the client has not seen yet): the
         # node answers MOVED and the command goes where its keys say.
@@ -128,7 +128,7 @@ async def test_a_batch_sends_each_command_to_its_slots_primary_and_a_wrong_guess
             wrong[slot] = cache[slot] = [next(n for n in primaries if n is not cache[slot][0])]
         batch = redisio.Batch(client)
         for key in keys:
-            batch.add(key, "INCR", key)
+            batch.add("INCR", key)
         assert await batch.execute() == [i + 1 for i in range(len(keys))]
         assert all(cache[slot] != nodes for slot, nodes in wrong.items())  # told MOVED, and learned
     finally:

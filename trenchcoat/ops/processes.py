@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from trenchcoat.errors import TrenchcoatError
 from trenchcoat.ops.proc_tree import group_members
@@ -252,22 +253,60 @@ class RedisTls:
 
 def redis_probe(host: str, port: int, *, tls: RedisTls | None = None) -> Callable[[], bool]:
     def probe() -> bool:
-        with socket.create_connection((host, port), timeout=1) as raw:
-            if tls is None:
-                raw.sendall(b"PING\r\n")
-                return raw.recv(64).startswith(b"+PONG")
-            context = ssl.create_default_context(cafile=str(tls.ca))
-            with context.wrap_socket(raw, server_hostname=host) as s:
-                s.sendall(f"AUTH {tls.user} {tls.password}\r\nPING\r\n".encode())
-                answer = b""
-                while answer.count(b"\r\n") < 2:
-                    chunk = s.recv(64)
-                    if not chunk:
-                        return False
-                    answer += chunk
-                return answer == b"+OK\r\n+PONG\r\n"
+        try:
+            return redis_command(host, port, "PING", tls=tls, timeout=1.0) == "PONG"
+        except ProcessError:  # an error reply: loading, or not letting us in (yet)
+            return False
 
     return probe
+
+
+def redis_command(host: str, port: int, *args: str, tls: RedisTls | None = None, timeout: float = 5.0) -> object:
+    """Sends one command to one Redis (over TLS logged in as ``tls``'s user when given) and
+    returns its reply: str, int, None or a list of them; an error reply raises ProcessError.
+    For the nodes of a cluster one by one, which a cluster client does not address."""
+    commands = [args] if tls is None else [("AUTH", tls.user, tls.password), args]
+    payload = b"".join(_resp_command(command) for command in commands)
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        if tls is None:
+            raw.sendall(payload)
+            with raw.makefile("rb") as reader:
+                return _resp_reply(reader)
+        context = ssl.create_default_context(cafile=str(tls.ca))
+        with context.wrap_socket(raw, server_hostname=host) as s:
+            s.sendall(payload)
+            with s.makefile("rb") as reader:
+                _resp_reply(reader)  # +OK, or the error raised
+                return _resp_reply(reader)
+
+
+def _resp_command(args: Sequence[str]) -> bytes:
+    parts = [f"*{len(args)}\r\n".encode()]
+    for arg in args:
+        data = arg.encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _resp_reply(reader: BinaryIO) -> object:
+    line = reader.readline()
+    if not line.endswith(b"\r\n"):
+        raise ProcessError(f"Redis closed the connection (read {line!r})")
+    kind, rest = line[:1], line[1:-2].decode(errors="replace")
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise ProcessError(f"Redis answered: {rest}")
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        if int(rest) < 0:
+            return None
+        data = reader.read(int(rest) + 2)
+        return bytes(data[:-2]).decode(errors="replace")
+    if kind == b"*":
+        return None if int(rest) < 0 else [_resp_reply(reader) for _ in range(int(rest))]
+    raise ProcessError(f"unexpected Redis reply {line!r}")
 
 
 def redis_url_probe(url: str) -> Callable[[], bool]:
